@@ -1,0 +1,87 @@
+/*
+ * common/ — the bottom layer every other folder builds on: status helpers
+ * that record the thread-local error sentence, the allocator hook, checked
+ * size arithmetic and a few bit helpers. It depends on nothing but the public
+ * header and the C library. Private to the library.
+ */
+#ifndef ROTOR_COMMON_H
+#define ROTOR_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor.h"
+
+#if defined(__GNUC__)
+#define CM_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+#define CM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define CM_PRINTF(fmt_idx, arg_idx)
+#define CM_LIKELY(x) (x)
+#define CM_UNLIKELY(x) (x)
+#endif
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Records a sentence for rotor_last_error() and returns `status`, so a
+ * failure reads `return cm_fail(ROTOR_ERR_DIMENSION, "query has %zu ...", ...)`.
+ * Sentences are lower-case, without a trailing period. */
+rotor_status cm_fail(rotor_status status, const char *fmt, ...) CM_PRINTF(2, 3);
+
+/* Prefixes the current sentence with "<prefix>: ", keeping the detail. */
+rotor_status cm_fail_prefix(rotor_status status, const char *prefix);
+
+/* Clears the sentence; public entry points call it so a stale message never
+ * describes a later success. */
+void cm_clear_error(void);
+
+#define CM_RETURN_IF(cond, status, ...)                                                            \
+    do {                                                                                           \
+        if (CM_UNLIKELY(cond))                                                                     \
+            return cm_fail((status), __VA_ARGS__);                                                 \
+    } while (0)
+
+#define CM_FORWARD(expr)                                                                           \
+    do {                                                                                           \
+        rotor_status cm_st_ = (expr);                                                              \
+        if (CM_UNLIKELY(cm_st_ != ROTOR_OK))                                                       \
+            return cm_st_;                                                                         \
+    } while (0)
+
+/* ---- memory ------------------------------------------------------------- */
+
+/* Alignment of every block the library allocates: one cache line, which is
+ * also what the widest (AVX-512) loads want. */
+#define CM_ALIGN 64
+
+/* The default allocator (aligned_alloc / free). */
+rotor_allocator cm_allocator_default(void);
+
+/* Allocates `size` bytes aligned to CM_ALIGN through `a`; on failure records
+ * "out of memory allocating N bytes for <what>" and returns NULL. */
+void *cm_alloc(const rotor_allocator *a, size_t size, const char *what);
+/* The same, zero-filled. */
+void *cm_calloc(const rotor_allocator *a, size_t size, const char *what);
+void cm_free(const rotor_allocator *a, void *p);
+
+/* Checked arithmetic: true if the result overflowed size_t. */
+static inline bool cm_mul_overflow(size_t a, size_t b, size_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline bool cm_add_overflow(size_t a, size_t b, size_t *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+
+static inline size_t cm_round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+/* ---- misc --------------------------------------------------------------- */
+
+/* Number of online processors, at least 1. */
+unsigned cm_cpu_count(void);
+
+/* Monotonic clock in seconds. */
+double cm_now(void);
+
+#endif /* ROTOR_COMMON_H */

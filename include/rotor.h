@@ -1,0 +1,313 @@
+/*
+ * rotor — approximate nearest-neighbour search over dense embeddings.
+ *
+ * This is the only public header. It needs nothing but <stddef.h> and
+ * <stdint.h> and may be included from C or C++.
+ *
+ * Ownership
+ *   - rotor copies whatever it keeps from caller arrays; a caller may free or
+ *     reuse its input as soon as a call returns.
+ *   - Output arrays are allocated by the caller. Search results are written as
+ *     n * k ids and n * k distances; slots without a result hold id -1 and
+ *     distance +inf.
+ *   - Every object returned by a *_build / *_open / *_read call is released by
+ *     exactly one matching *_close / *_free call, which accepts NULL.
+ *   - Strings returned by rotor are owned by rotor. The text behind
+ *     rotor_last_error() stays valid until the next rotor call on the same
+ *     thread.
+ *
+ * Threads
+ *   - Functions taking `const rotor_index *` only read the index: any number of
+ *     threads may call them on one index at once.
+ *   - Functions taking `rotor_index *` modify it and must not run concurrently
+ *     with any other call on that index.
+ *   - The last-error text is kept per thread.
+ *
+ * Errors
+ *   Every fallible call returns a rotor_status; ROTOR_OK is 0. On failure,
+ *   rotor_last_error() gives one sentence naming what was wrong, with the
+ *   numbers involved ("query has 768 dimensions, index has 384"). The library
+ *   never prints, never aborts and never exits.
+ *
+ * Distances
+ *   Results are always ordered by increasing distance:
+ *     ROTOR_METRIC_L2      squared Euclidean distance
+ *     ROTOR_METRIC_IP      negated inner product, -<q, x>
+ *     ROTOR_METRIC_COSINE  1 - cos(q, x); vectors are normalised on the way in
+ */
+#ifndef ROTOR_H
+#define ROTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ROTOR_VERSION_MAJOR 0
+#define ROTOR_VERSION_MINOR 1
+#define ROTOR_VERSION_PATCH 0
+#define ROTOR_VERSION_NUMBER                                                                       \
+    (ROTOR_VERSION_MAJOR * 10000 + ROTOR_VERSION_MINOR * 100 + ROTOR_VERSION_PATCH)
+
+#if defined(_WIN32)
+#define ROTOR_API
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define ROTOR_API __attribute__((visibility("default")))
+#else
+#define ROTOR_API
+#endif
+
+/* Runtime version, to compare with the ROTOR_VERSION_* macros one compiled with. */
+ROTOR_API unsigned rotor_version(void);
+ROTOR_API const char *rotor_version_string(void);
+
+/* ---------------------------------------------------------------------------
+ * Status codes. Values below 100 are stable across releases.
+ * ------------------------------------------------------------------------ */
+typedef enum rotor_status {
+    ROTOR_OK = 0,
+    ROTOR_ERR_INVALID_ARGUMENT = 1, /* a parameter is out of range or NULL */
+    ROTOR_ERR_DIMENSION = 2,        /* vector dimension does not match */
+    ROTOR_ERR_NOT_FINITE = 3,       /* input holds NaN or infinity */
+    ROTOR_ERR_EMPTY = 4,            /* no vectors where some are required */
+    ROTOR_ERR_OUT_OF_MEMORY = 5,    /* an allocation failed; nothing was changed */
+    ROTOR_ERR_IO = 6,               /* the operating system refused a read or write */
+    ROTOR_ERR_FORMAT = 7,           /* a file is malformed, truncated or foreign */
+    ROTOR_ERR_CORRUPT = 8,          /* a checksum does not match */
+    ROTOR_ERR_UNSUPPORTED = 9,      /* valid request this build or index cannot serve */
+    ROTOR_ERR_THREAD = 10,          /* a worker thread could not be started */
+} rotor_status;
+
+/* A short fixed description of a status code ("invalid argument"). Never NULL. */
+ROTOR_API const char *rotor_strerror(rotor_status status);
+
+/* The sentence describing the last failure on this thread; "" if none. */
+ROTOR_API const char *rotor_last_error(void);
+
+/* ---------------------------------------------------------------------------
+ * Vectors in and out.
+ * ------------------------------------------------------------------------ */
+typedef enum rotor_metric {
+    ROTOR_METRIC_L2 = 0,
+    ROTOR_METRIC_IP = 1,
+    ROTOR_METRIC_COSINE = 2,
+} rotor_metric;
+
+/* Element types of a matrix. Indexes take float32, uint8 and int8 and convert
+ * to float32; int32 appears only in ground-truth files. */
+typedef enum rotor_elem_type {
+    ROTOR_ELEM_F32 = 0,
+    ROTOR_ELEM_U8 = 1,
+    ROTOR_ELEM_I8 = 2,
+    ROTOR_ELEM_I32 = 3,
+} rotor_elem_type;
+
+/* A dense row-major matrix: rows * cols elements of `type`, contiguous. */
+typedef struct rotor_matrix {
+    void *data;
+    size_t rows;
+    size_t cols;
+    rotor_elem_type type;
+} rotor_matrix;
+
+/* Bytes of one element of `type` (4, 1, 1, 4); 0 for an unknown type. */
+ROTOR_API size_t rotor_elem_size(rotor_elem_type type);
+
+/* ---------------------------------------------------------------------------
+ * Data set files.
+ *
+ * Formats are recognised by extension: .fvecs .ivecs .bvecs (TEXMEX),
+ * .fbin .u8bin .i8bin .ibin (big-ann-benchmarks), .npy (float32, uint8, int8,
+ * int32; C order), and the IDX format of (Fashion-)MNIST by its magic number,
+ * optionally gzip-compressed. Every malformed file is refused with a sentence
+ * naming the file and the fault.
+ * ------------------------------------------------------------------------ */
+typedef enum rotor_file_format {
+    ROTOR_FORMAT_UNKNOWN = 0,
+    ROTOR_FORMAT_FVECS = 1,
+    ROTOR_FORMAT_IVECS = 2,
+    ROTOR_FORMAT_BVECS = 3,
+    ROTOR_FORMAT_FBIN = 4,
+    ROTOR_FORMAT_U8BIN = 5,
+    ROTOR_FORMAT_I8BIN = 6,
+    ROTOR_FORMAT_IBIN = 7,
+    ROTOR_FORMAT_NPY = 8,
+    ROTOR_FORMAT_IDX = 9,
+} rotor_file_format;
+
+/* Name of a format ("fvecs"), or "unknown". */
+ROTOR_API const char *rotor_file_format_name(rotor_file_format format);
+
+/* What a data set file holds, read from its header (and, for the TEXMEX
+ * formats, its size) without reading the data. */
+typedef struct rotor_file_info {
+    rotor_file_format format;
+    rotor_elem_type type;
+    size_t rows;
+    size_t cols;
+    int compressed; /* 1 for gzip-compressed IDX */
+} rotor_file_info;
+
+ROTOR_API rotor_status rotor_file_probe(const char *path, rotor_file_info *info);
+
+/* Streaming reader: rows are read in order, in chunks the caller chooses, so
+ * files larger than memory can be processed. */
+typedef struct rotor_reader rotor_reader;
+
+ROTOR_API rotor_status rotor_reader_open(const char *path, rotor_reader **out);
+ROTOR_API const rotor_file_info *rotor_reader_info(const rotor_reader *reader);
+/* Reads up to `max_rows` rows into `dst` (max_rows * cols elements of the
+ * file's element type) and stores how many were read in *rows_read (0 at the
+ * end). Every row is checked (record headers, NaN and infinity). */
+ROTOR_API rotor_status rotor_reader_read(rotor_reader *reader, void *dst, size_t max_rows,
+                                         size_t *rows_read);
+ROTOR_API void rotor_reader_close(rotor_reader *reader);
+
+/* Reads a whole file. With `as_type` >= 0 the elements are converted to that
+ * type (only F32 targets are allowed); with -1 they keep the file's type.
+ * `max_rows` = 0 reads every row; otherwise at most that many. The matrix is
+ * released with rotor_matrix_free(). */
+ROTOR_API rotor_status rotor_matrix_read(const char *path, int as_type, size_t max_rows,
+                                         rotor_matrix *out);
+
+/* Writes `m` in the format given by the extension of `path` (not IDX). The
+ * file is written to a temporary name and renamed, so it appears whole or
+ * not at all. */
+ROTOR_API rotor_status rotor_matrix_write(const char *path, const rotor_matrix *m);
+
+/* Frees the data of a matrix filled by rotor; accepts a zeroed matrix. */
+ROTOR_API void rotor_matrix_free(rotor_matrix *m);
+
+/* ---------------------------------------------------------------------------
+ * Index parameters.
+ * ------------------------------------------------------------------------ */
+typedef enum rotor_index_kind {
+    ROTOR_INDEX_FLAT = 0, /* exact, brute-force search */
+} rotor_index_kind;
+
+/* Memory for everything an index owns. alloc returns memory aligned to at
+ * least `align` bytes (a power of two) or NULL; free accepts NULL. Both may
+ * be called from several threads at once (searches allocate their scratch
+ * from the calling thread, batch searches from their workers). */
+typedef struct rotor_allocator {
+    void *(*alloc)(void *opaque, size_t size, size_t align);
+    void (*free)(void *opaque, void *ptr);
+    void *opaque;
+} rotor_allocator;
+
+/* Progress of long work: `done` out of `total` units. Returning non-zero asks
+ * the operation to stop; it then fails with ROTOR_ERR_INVALID_ARGUMENT after
+ * releasing what it allocated. Called from the thread that started the work. */
+typedef int (*rotor_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+typedef struct rotor_params {
+    rotor_index_kind kind; /* default ROTOR_INDEX_FLAT */
+    rotor_metric metric;   /* default ROTOR_METRIC_L2 */
+    /* How vectors are compressed for the scan; NULL (default) or "none" keeps
+     * full float32 precision. Otherwise one of:
+     *   "tq1".."tq8"      TurboQuant, b bits per dimension, no training
+     *   "tqip2".."tqip8"  TurboQuant for inner products: b-1 bits + 1-bit QJL
+     *   "bin1", "bin2"    1-bit sign / 2-bit sign-magnitude codes with
+     *                     RaBitQ-style corrections, no training
+     *   "pq<M>"           product quantization, M subspaces of 8 bits (trained)
+     *   "pq<M>x4"         product quantization, 4-bit fast-scan codes (trained)
+     * Full vectors are kept beside the codes to rerank candidates. The string
+     * is copied. */
+    const char *quant;
+    uint32_t threads;           /* build threads; 0 = one per core (default) */
+    uint64_t seed;              /* for every random choice; default 42 */
+    rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
+    rotor_progress_fn progress; /* default NULL */
+    void *progress_opaque;
+} rotor_params;
+
+ROTOR_API rotor_params rotor_params_default(void);
+
+typedef struct rotor_search_params {
+    uint32_t threads; /* batch search threads; 0 = one per core (default) */
+    /* Quantized indexes: how many candidates, by estimated distance, are
+     * scored again on full vectors before the best k are returned.
+     * -1 (default): 10 * k; 0: none, the estimates are returned; N: N
+     * (at least k). Ignored by full-precision indexes. */
+    int64_t rerank;
+} rotor_search_params;
+
+ROTOR_API rotor_search_params rotor_search_params_default(void);
+
+/* ---------------------------------------------------------------------------
+ * The index.
+ * ------------------------------------------------------------------------ */
+typedef struct rotor_index rotor_index;
+
+/* Builds an index over `vectors` (F32, U8 or I8; converted to float32).
+ * `params` may be NULL for the defaults. Rejects empty input, zero
+ * dimensions and NaN/infinity. */
+ROTOR_API rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
+                                         rotor_index **out);
+
+/* Appends vectors; their ids continue from the current count. On failure the
+ * index is unchanged. */
+ROTOR_API rotor_status rotor_index_add(rotor_index *index, const rotor_matrix *vectors);
+
+/* The k nearest neighbours of one float32 query of `dim` elements. `ids` and
+ * `distances` hold k entries each; `distances` may be NULL. k may exceed the
+ * index size: the tail is padded with -1 / +inf. `params` may be NULL. */
+ROTOR_API rotor_status rotor_index_search(const rotor_index *index,
+                                          const rotor_search_params *params, const float *query,
+                                          size_t dim, size_t k, int64_t *ids, float *distances);
+
+/* The same for every row of `queries` (F32, U8 or I8), spread over threads.
+ * `ids` and `distances` hold queries->rows * k entries each. */
+ROTOR_API rotor_status rotor_index_search_batch(const rotor_index *index,
+                                                const rotor_search_params *params,
+                                                const rotor_matrix *queries, size_t k, int64_t *ids,
+                                                float *distances);
+
+typedef struct rotor_index_stats {
+    rotor_index_kind kind;
+    rotor_metric metric;
+    size_t count;         /* vectors in the index */
+    size_t dim;           /* dimensions of a vector */
+    size_t bytes_vectors; /* full-precision vectors kept in RAM */
+    size_t bytes_codes;   /* compressed codes (0 without a quantizer) */
+    size_t code_bytes;    /* bytes of one vector's code, factors included */
+    double train_seconds; /* time spent training the quantizer at build */
+    size_t bytes_total;   /* everything the index holds */
+    char quant[32];       /* the quantizer spec, "none" for full precision */
+} rotor_index_stats;
+
+ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
+
+/* The index's version of vector `id` (dim floats): the stored vector, or for
+ * a quantized index the decoded code. Cosine indexes hold normalised vectors. */
+ROTOR_API rotor_status rotor_index_reconstruct(const rotor_index *index, int64_t id, float *out);
+
+/* The distances the index's scan would assign (estimates, for a quantized
+ * index; exact otherwise) between one query and the vectors `ids[0..n)`. */
+ROTOR_API rotor_status rotor_index_estimate(const rotor_index *index, const float *query,
+                                            size_t dim, const int64_t *ids, size_t n,
+                                            float *distances);
+
+/* Releases the index; NULL is accepted. */
+ROTOR_API void rotor_index_close(rotor_index *index);
+
+/* ---------------------------------------------------------------------------
+ * Names and diagnostics.
+ * ------------------------------------------------------------------------ */
+ROTOR_API const char *rotor_metric_name(rotor_metric metric);
+/* Parses "l2", "ip" or "cosine"; returns ROTOR_ERR_INVALID_ARGUMENT otherwise. */
+ROTOR_API rotor_status rotor_metric_parse(const char *name, rotor_metric *out);
+ROTOR_API const char *rotor_index_kind_name(rotor_index_kind kind);
+
+/* The SIMD instruction set the distance kernels run on: "avx512", "avx2" or
+ * "scalar". Chosen once from CPUID; the environment variable ROTOR_SIMD
+ * (scalar, avx2, avx512) can lower it, never raise it past the hardware. */
+ROTOR_API const char *rotor_simd_level(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ROTOR_H */

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian machine: install the dependencies, build
+# rotor, compute exact ground truth for Fashion-MNIST (Debian's
+# dataset-fashion-mnist: 60,000 train images as base, 10,000 test images as
+# queries, L2) and benchmark the exact flat index on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j "$(nproc)"
+data=/usr/share/datasets/fashion-mnist
+out=build/demo
+mkdir -p "$out"
+./build/release/rotor gt --base "$data/train-images-idx3-ubyte.gz" \
+  --queries "$data/t10k-images-idx3-ubyte.gz" --k 100 --metric l2 --out "$out/fashion_gt.ivecs"
+./build/release/rotor bench --index flat --base "$data/train-images-idx3-ubyte.gz" \
+  --queries "$data/t10k-images-idx3-ubyte.gz" --gt "$out/fashion_gt.ivecs" --k 10 \
+  --threads "$(nproc)" --json "$out/fashion_bench.jsonl"

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Every test rotor has, as CI runs them: a -Werror release build with the unit,
+# end-to-end, CLI and fuzz-corpus tests; the same suite under AddressSanitizer
+# + UndefinedBehaviorSanitizer; the concurrency tests under ThreadSanitizer;
+# the format check; the exported-symbol check; and a program compiled against
+# the installed header and rotor.pc, in C and C++.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+JOBS=${JOBS:-$(nproc)}
+OUT=${ROTOR_TEST_BUILD:-$ROOT/build/test}
+
+"$ROOT/scripts/install-deps.sh"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+configure_and_build() { # dir, cmake args...
+  local dir=$1
+  shift
+  cmake -S "$ROOT" -B "$dir" -DROTOR_WERROR=ON "$@" >"$dir.configure.log" 2>&1 ||
+    { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$JOBS"
+}
+mkdir -p "$OUT"
+
+step "release build, all tests"
+configure_and_build "$OUT/release" -DCMAKE_BUILD_TYPE=Release
+(cd "$OUT/release" && ctest --output-on-failure -j "$JOBS")
+
+step "ASan + UBSan build, all tests"
+configure_and_build "$OUT/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITIZE=ON
+(cd "$OUT/asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j "$JOBS")
+
+step "TSan build, concurrency tests"
+configure_and_build "$OUT/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_TSAN=ON \
+  -DROTOR_BUILD_TOOLS=OFF
+(cd "$OUT/tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'concurrency|flat')
+
+step "clang-format"
+mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
+clang-format --dry-run --Werror "${sources[@]}"
+echo "format ok: ${#sources[@]} files"
+
+step "exported symbols are rotor_* only"
+lib=$(find "$OUT/release" -maxdepth 1 -name 'librotor.so.*.*' | head -n1)
+stray=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | grep -v '^rotor_' || true)
+if [ -n "$stray" ]; then
+  echo "symbols outside the rotor_ prefix: $stray"
+  exit 1
+fi
+echo "exports ok: $(nm -D --defined-only "$lib" | grep -c ' rotor_') rotor_* symbols"
+
+step "install, then compile against rotor.pc in C and C++"
+prefix="$OUT/prefix"
+rm -rf "$prefix"
+cmake --install "$OUT/release" --prefix "$prefix" >/dev/null
+cat >"$OUT/hello.c" <<'C'
+#include <rotor.h>
+#include <stdio.h>
+int main(void) {
+    float base[4] = {0, 0, 1, 1};
+    rotor_matrix m = {base, 2, 2, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    if (rotor_index_build(NULL, &m, &ix) != ROTOR_OK) return 1;
+    int64_t id; float q[2] = {0.9f, 1.1f};
+    rotor_status st = rotor_index_search(ix, NULL, q, 2, 1, &id, NULL);
+    rotor_index_close(ix);
+    printf("rotor %s: nearest id %lld\n", rotor_version_string(), (long long)id);
+    return st != ROTOR_OK || id != 1;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
+cc -std=c11 -Wall -Werror "$OUT/hello.c" -o "$OUT/hello_c" $(pkg-config --cflags --libs rotor)
+c++ -x c++ -Wall -Werror "$OUT/hello.c" -o "$OUT/hello_cxx" $(pkg-config --cflags --libs rotor)
+LD_LIBRARY_PATH="$(pkg-config --variable=libdir rotor)" "$OUT/hello_c"
+LD_LIBRARY_PATH="$(pkg-config --variable=libdir rotor)" "$OUT/hello_cxx"
+
+step "all test stages passed"

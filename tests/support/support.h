@@ -1,0 +1,56 @@
+/*
+ * Test support: a seeded random generator that says its seed (so a failure
+ * can be replayed with ROTOR_TEST_SEED), random data, temporary directories
+ * and a counting allocator that can be told to fail.
+ */
+#ifndef ROTOR_TEST_SUPPORT_H
+#define ROTOR_TEST_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "rotor.h"
+
+typedef struct ts_rng {
+    uint64_t s[4];
+} ts_rng;
+
+/* Seeds from ROTOR_TEST_SEED if set, else from `default_seed`; prints the seed. */
+void ts_rng_init(ts_rng *r, uint64_t default_seed);
+uint64_t ts_rng_next(ts_rng *r);
+/* Uniform in [0, 1). */
+double ts_rng_uniform(ts_rng *r);
+/* Standard normal. */
+double ts_rng_normal(ts_rng *r);
+/* n floats uniform in [lo, hi). */
+void ts_fill_uniform(ts_rng *r, float *x, size_t n, float lo, float hi);
+
+/* A fresh empty directory under $TMPDIR, removed with ts_tmpdir_remove. */
+char *ts_tmpdir_create(void);
+void ts_tmpdir_remove(char *dir);
+/* dir + "/" + name, malloc'd. */
+char *ts_path(const char *dir, const char *name);
+/* Writes bytes to a file; asserts success. */
+void ts_write_file(const char *path, const void *data, size_t n);
+/* Reads a whole file (malloc'd); asserts success. */
+void *ts_read_file(const char *path, size_t *n);
+
+/* An allocator that counts live blocks and fails the allocation numbered
+ * `fail_at` (1-based; 0 = never). Thread-safe, as rotor requires of every
+ * allocator: batch search allocates from its worker threads. */
+typedef struct ts_counting_alloc {
+    _Atomic long live;
+    _Atomic long calls;
+    long fail_at;
+} ts_counting_alloc;
+rotor_allocator ts_counting_allocator(ts_counting_alloc *state);
+
+/* Exact k nearest neighbours by a double-precision full scan; ids ascending
+ * by distance (ties by id). For checking approximate and SIMD results. */
+void ts_brute_force(const float *base, size_t n, const float *queries, size_t nq, size_t dim,
+                    rotor_metric metric, size_t k, int64_t *ids, double *dists);
+
+#endif
