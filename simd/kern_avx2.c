@@ -1,0 +1,626 @@
+/*
+ * AVX2 kernels (Haswell, Zen 1 and later). The instructions they rely on:
+ *
+ *   VFMADD231PS      fused multiply-add: one rounding per term, and the sum
+ *                    chain is the only latency that matters (4-5 cycles,
+ *                    2 per cycle), hence 4 independent accumulators
+ *   VMASKMOVPS       tail of a float array: masked-off lanes are neither
+ *                    read nor faulted, so no scalar loop and no overread
+ *   VCMPPS+VMOVMSKPS first_below: 8 compares to a bit mask; its trailing
+ *                    zero count is the index
+ *   VPSHUFB          popcount of 32 bytes by two 16-entry nibble lookups
+ *   VPSADBW          sums the byte counts into four 64-bit lanes
+ *   POPCNT           64-bit words left after the 32-byte blocks
+ *   VPMOVZXBW/SXBW   bytes widened to 16 bits in the load
+ *   VPMADDWD         16x16 -> 32-bit products summed in pairs. Exact here:
+ *                    widened bytes are at most 255 in magnitude, so a pair
+ *                    of products cannot overflow 32 bits. (VPMADDUBSW would
+ *                    save the widening but saturates 255*127*2 at 16 bits.)
+ *
+ * The single-pair, _rows and _x4 forms of a float kernel share one
+ * accumulation scheme per (query, row) pair: 4 accumulators over 32-float
+ * blocks, up to three 8-float blocks in accumulators 0-2, the masked tail in
+ * accumulator 3, then (acc0 + acc1) + (acc2 + acc3) reduced by hsum(). So
+ * the three forms return bit-identical results, and a batch search ranks
+ * exactly as the same queries searched one by one.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "simd/simd.h"
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* ---- floats ------------------------------------------------------------- */
+
+/* A sliding window over 8 ones then 8 zeros: mask for the first `rem` lanes. */
+static const int32_t tail_mask_src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static ALWAYS_INLINE __m256i tail_mask(size_t rem) {
+    return _mm256_loadu_si256((const __m256i *)(tail_mask_src + 8 - rem));
+}
+
+static ALWAYS_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One accumulation step; `l2` is a constant after inlining. */
+static ALWAYS_INLINE __m256 step(__m256 acc, __m256 a, __m256 b, int l2) {
+    if (l2) {
+        __m256 t = _mm256_sub_ps(a, b);
+        return _mm256_fmadd_ps(t, t, acc);
+    }
+    return _mm256_fmadd_ps(a, b, acc);
+}
+
+/* Rows stream from memory, so a row's cache lines are requested a few rows
+ * before it is read: prefetch distance counted in bytes, since short rows are
+ * consumed quickly and need more rows in flight to cover memory latency.
+ * The requests are spread through the loop, one per 64 bytes of row
+ * consumed, rather than issued a row at a time (kern_avx512.c has the
+ * measurement; AVX2 is hurt less by bursts but gains nothing from them). */
+enum { PREFETCH_BYTES = 8192, PREFETCH_MIN_ROWS = 2, PREFETCH_MAX_ROWS = 16 };
+
+static size_t prefetch_rows_ahead(size_t d) {
+    size_t row_bytes = d * sizeof(float);
+    size_t rows = row_bytes == 0 ? PREFETCH_MAX_ROWS : PREFETCH_BYTES / row_bytes;
+    if (rows < PREFETCH_MIN_ROWS)
+        rows = PREFETCH_MIN_ROWS;
+    if (rows > PREFETCH_MAX_ROWS)
+        rows = PREFETCH_MAX_ROWS;
+    return rows;
+}
+
+/* Every cache line holding part of row[from..d). */
+static ALWAYS_INLINE void prefetch_lines(const float *row, size_t from, size_t d) {
+    uintptr_t line = (uintptr_t)(row + from) & ~(uintptr_t)63;
+    uintptr_t end = (uintptr_t)(row + d);
+    for (; line < end; line += 64)
+        _mm_prefetch((const char *)line, _MM_HINT_T0);
+}
+
+/* `pf`, unless NULL, is a later row to prefetch while this one is read. */
+static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf, size_t d, int l2) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    size_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        if (pf != NULL) {
+            _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
+        }
+        acc0 = step(acc0, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        acc1 = step(acc1, _mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), l2);
+        acc2 = step(acc2, _mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), l2);
+        acc3 = step(acc3, _mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), l2);
+    }
+    /* The rest of the prefetched row, starting from the line of the last
+     * element already requested: a misaligned row spills into one more. */
+    if (pf != NULL)
+        prefetch_lines(pf, i > 0 ? i - 1 : 0, d);
+    if (i + 8 <= d) {
+        acc0 = step(acc0, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        i += 8;
+    }
+    if (i + 8 <= d) {
+        acc1 = step(acc1, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        i += 8;
+    }
+    if (i + 8 <= d) {
+        acc2 = step(acc2, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        i += 8;
+    }
+    if (i < d) {
+        __m256i m = tail_mask(d - i);
+        acc3 = step(acc3, _mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), l2);
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+/* Two queries against one row: the scheme of pair() for each, with x loaded
+ * once for both. Four queries at once would need 16 accumulators plus the
+ * row, more than the 16 YMM registers, and the spills would cost more than
+ * loading x twice. */
+static ALWAYS_INLINE void pair2(const float *q0, const float *q1, const float *x, size_t d, int l2,
+                                float *out0, float *out1) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
+        /* Pins x in registers. Without it GCC 12 folds each load of x into
+         * both queries' VSUBPS, loading it twice, and x4 runs no faster than
+         * four single calls (33 vs 43 million distances/s, d = 784). */
+        __asm__("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));
+        a0 = step(a0, _mm256_loadu_ps(q0 + i), x0, l2);
+        a1 = step(a1, _mm256_loadu_ps(q0 + i + 8), x1, l2);
+        a2 = step(a2, _mm256_loadu_ps(q0 + i + 16), x2, l2);
+        a3 = step(a3, _mm256_loadu_ps(q0 + i + 24), x3, l2);
+        b0 = step(b0, _mm256_loadu_ps(q1 + i), x0, l2);
+        b1 = step(b1, _mm256_loadu_ps(q1 + i + 8), x1, l2);
+        b2 = step(b2, _mm256_loadu_ps(q1 + i + 16), x2, l2);
+        b3 = step(b3, _mm256_loadu_ps(q1 + i + 24), x3, l2);
+    }
+    if (i + 8 <= d) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = step(a0, _mm256_loadu_ps(q0 + i), xv, l2);
+        b0 = step(b0, _mm256_loadu_ps(q1 + i), xv, l2);
+        i += 8;
+    }
+    if (i + 8 <= d) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a1 = step(a1, _mm256_loadu_ps(q0 + i), xv, l2);
+        b1 = step(b1, _mm256_loadu_ps(q1 + i), xv, l2);
+        i += 8;
+    }
+    if (i + 8 <= d) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a2 = step(a2, _mm256_loadu_ps(q0 + i), xv, l2);
+        b2 = step(b2, _mm256_loadu_ps(q1 + i), xv, l2);
+        i += 8;
+    }
+    if (i < d) {
+        __m256i m = tail_mask(d - i);
+        __m256 xv = _mm256_maskload_ps(x + i, m);
+        a3 = step(a3, _mm256_maskload_ps(q0 + i, m), xv, l2);
+        b3 = step(b3, _mm256_maskload_ps(q1 + i, m), xv, l2);
+    }
+    *out0 = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    *out1 = hsum(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+}
+
+static ALWAYS_INLINE void rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                               float *out, int l2) {
+    size_t ahead = prefetch_rows_ahead(d);
+    for (size_t i = 0; i < n && i < ahead; i++)
+        prefetch_lines(base + i * stride, 0, d);
+    size_t i = 0;
+    for (; i + ahead < n; i++)
+        out[i] = pair(q, base + i * stride, base + (i + ahead) * stride, d, l2);
+    for (; i < n; i++)
+        out[i] = pair(q, base + i * stride, NULL, d, l2);
+}
+
+static float l2sq_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 1); }
+
+static float dot_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 0); }
+
+static void l2sq_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                          float *out) {
+    rows(q, base, n, d, stride, out, 1);
+}
+
+static void dot_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                         float *out) {
+    rows(q, base, n, d, stride, out, 0);
+}
+
+static void l2sq_f32_x4(const float *const q[4], const float *x, size_t d, float out[4]) {
+    pair2(q[0], q[1], x, d, 1, &out[0], &out[1]);
+    pair2(q[2], q[3], x, d, 1, &out[2], &out[3]);
+}
+
+static void dot_f32_x4(const float *const q[4], const float *x, size_t d, float out[4]) {
+    pair2(q[0], q[1], x, d, 0, &out[0], &out[1]);
+    pair2(q[2], q[3], x, d, 0, &out[2], &out[3]);
+}
+
+/* As in kern_scalar.c, verbatim, so every level finishes identically. */
+static float cos_dist_finish(float dot, float norm_a, float norm_b) {
+    if (norm_a == 0.0f || norm_b == 0.0f)
+        return 1.0f;
+    double c = (double)dot / sqrt((double)norm_a * (double)norm_b);
+    if (c > 1.0)
+        c = 1.0;
+    if (c < -1.0)
+        c = -1.0;
+    return (float)(1.0 - c);
+}
+
+/* Three sums in one pass, two accumulators each: six FMA chains keep both
+ * FMA units busy. */
+static float cos_dist_f32(const float *a, const float *b, size_t d) {
+    __m256 ab0 = _mm256_setzero_ps(), ab1 = ab0, aa0 = ab0, aa1 = ab0, bb0 = ab0, bb1 = ab0;
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m256 x0 = _mm256_loadu_ps(a + i), y0 = _mm256_loadu_ps(b + i);
+        __m256 x1 = _mm256_loadu_ps(a + i + 8), y1 = _mm256_loadu_ps(b + i + 8);
+        ab0 = _mm256_fmadd_ps(x0, y0, ab0);
+        aa0 = _mm256_fmadd_ps(x0, x0, aa0);
+        bb0 = _mm256_fmadd_ps(y0, y0, bb0);
+        ab1 = _mm256_fmadd_ps(x1, y1, ab1);
+        aa1 = _mm256_fmadd_ps(x1, x1, aa1);
+        bb1 = _mm256_fmadd_ps(y1, y1, bb1);
+    }
+    if (i + 8 <= d) {
+        __m256 x0 = _mm256_loadu_ps(a + i), y0 = _mm256_loadu_ps(b + i);
+        ab0 = _mm256_fmadd_ps(x0, y0, ab0);
+        aa0 = _mm256_fmadd_ps(x0, x0, aa0);
+        bb0 = _mm256_fmadd_ps(y0, y0, bb0);
+        i += 8;
+    }
+    if (i < d) {
+        __m256i m = tail_mask(d - i);
+        __m256 x1 = _mm256_maskload_ps(a + i, m), y1 = _mm256_maskload_ps(b + i, m);
+        ab1 = _mm256_fmadd_ps(x1, y1, ab1);
+        aa1 = _mm256_fmadd_ps(x1, x1, aa1);
+        bb1 = _mm256_fmadd_ps(y1, y1, bb1);
+    }
+    return cos_dist_finish(hsum(_mm256_add_ps(ab0, ab1)), hsum(_mm256_add_ps(aa0, aa1)),
+                           hsum(_mm256_add_ps(bb0, bb1)));
+}
+
+static size_t first_below(const float *v, size_t from, size_t n, float threshold) {
+    if (from >= n)
+        return n;
+    const __m256 t = _mm256_set1_ps(threshold);
+    size_t i = from;
+    for (; i + 8 <= n; i += 8) {
+        /* Ordered, quiet less-than: false for NaN, like the scalar `<`. */
+        unsigned m =
+            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + i), t, _CMP_LT_OQ));
+        if (m != 0)
+            return i + (size_t)__builtin_ctz(m);
+    }
+    if (i < n) {
+        __m256i lanes = tail_mask(n - i);
+        __m256 x = _mm256_maskload_ps(v + i, lanes);
+        unsigned m = (unsigned)_mm256_movemask_ps(
+            _mm256_and_ps(_mm256_cmp_ps(x, t, _CMP_LT_OQ), _mm256_castsi256_ps(lanes)));
+        if (m != 0)
+            return i + (size_t)__builtin_ctz(m);
+    }
+    return n;
+}
+
+/* ---- bit codes ---------------------------------------------------------- */
+
+static ALWAYS_INLINE __m256i popcount_bytes(__m256i v) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                         1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_and_si256(v, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+static ALWAYS_INLINE uint64_t load_u64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+/* Popcount of a XOR b (hamming) or a AND b; `use_and` is constant. */
+static ALWAYS_INLINE uint64_t popcount_op(const uint8_t *a, const uint8_t *b, size_t nbytes,
+                                          int use_and) {
+    __m256i acc = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= nbytes; i += 32) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i y = _mm256_loadu_si256((const __m256i *)(b + i));
+        __m256i v = use_and ? _mm256_and_si256(x, y) : _mm256_xor_si256(x, y);
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(popcount_bytes(v), zero));
+    }
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    uint64_t count = (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_extract_epi64(s, 1);
+    for (; i + 8 <= nbytes; i += 8) {
+        uint64_t x = load_u64(a + i), y = load_u64(b + i);
+        count += (uint64_t)_mm_popcnt_u64(use_and ? x & y : x ^ y);
+    }
+    for (; i < nbytes; i++)
+        count +=
+            (uint64_t)_mm_popcnt_u32(use_and ? (unsigned)(a[i] & b[i]) : (unsigned)(a[i] ^ b[i]));
+    return count;
+}
+
+static uint64_t hamming(const uint8_t *a, const uint8_t *b, size_t nbytes) {
+    return popcount_op(a, b, nbytes, 0);
+}
+
+static uint64_t and_popcount(const uint8_t *a, const uint8_t *b, size_t nbytes) {
+    return popcount_op(a, b, nbytes, 1);
+}
+
+/* ---- byte vectors ------------------------------------------------------- */
+
+typedef enum byte_kind { DOT_U8, DOT_I8, DOT_U8I8, L2SQ_U8 } byte_kind;
+
+static ALWAYS_INLINE __m256i widen(const void *p, int is_signed) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    return is_signed ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
+}
+
+/* 16 products summed into 8 int32 lanes. */
+static ALWAYS_INLINE __m256i byte_step(__m256i acc, const void *a, const void *b, byte_kind k) {
+    __m256i x = widen(a, k == DOT_I8);
+    __m256i y = widen(b, k == DOT_I8 || k == DOT_U8I8);
+    if (k == L2SQ_U8) {
+        __m256i t = _mm256_sub_epi16(x, y);
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(t, t));
+    }
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+}
+
+static ALWAYS_INLINE uint32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return (uint32_t)_mm_cvtsi128_si32(s);
+}
+
+/* The sum of a kind's terms modulo 2^32, as in kern_scalar.c. Fewer than 16
+ * trailing bytes go through a scalar loop: there is no masked byte load
+ * before AVX-512BW. */
+static ALWAYS_INLINE uint32_t byte_kernel(const void *pa, const void *pb, size_t d, byte_kind k) {
+    const uint8_t *a = pa, *b = pb;
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
+    size_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        acc0 = byte_step(acc0, a + i, b + i, k);
+        acc1 = byte_step(acc1, a + i + 16, b + i + 16, k);
+    }
+    if (i + 16 <= d) {
+        acc0 = byte_step(acc0, a + i, b + i, k);
+        i += 16;
+    }
+    uint32_t sum = hsum_epi32(_mm256_add_epi32(acc0, acc1));
+    for (; i < d; i++) {
+        int32_t x = k == DOT_I8 ? (int32_t)(int8_t)a[i] : (int32_t)a[i];
+        int32_t y = k == DOT_I8 || k == DOT_U8I8 ? (int32_t)(int8_t)b[i] : (int32_t)b[i];
+        sum += k == L2SQ_U8 ? (uint32_t)((x - y) * (x - y)) : (uint32_t)(x * y);
+    }
+    return sum;
+}
+
+static int32_t dot_u8(const uint8_t *a, const uint8_t *b, size_t d) {
+    return (int32_t)byte_kernel(a, b, d, DOT_U8);
+}
+
+static int32_t dot_i8(const int8_t *a, const int8_t *b, size_t d) {
+    return (int32_t)byte_kernel(a, b, d, DOT_I8);
+}
+
+static int32_t dot_u8i8(const uint8_t *a, const int8_t *b, size_t d) {
+    return (int32_t)byte_kernel(a, b, d, DOT_U8I8);
+}
+
+static uint32_t l2sq_u8(const uint8_t *a, const uint8_t *b, size_t d) {
+    return byte_kernel(a, b, d, L2SQ_U8);
+}
+
+/* Defined after the table, at the end of the file. */
+static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
+                                const uint8_t *lut, uint32_t *out);
+static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
+                                     size_t stride, float *dist);
+static float tq_dot_avx2(const float *y, const float *table, const uint8_t *codes, size_t d,
+                         unsigned bits);
+
+const simd_ops simd_ops_avx2 = {
+    .level = SIMD_AVX2,
+    .l2sq_f32 = l2sq_f32,
+    .dot_f32 = dot_f32,
+    .cos_dist_f32 = cos_dist_f32,
+    .l2sq_f32_rows = l2sq_f32_rows,
+    .dot_f32_rows = dot_f32_rows,
+    .l2sq_f32_x4 = l2sq_f32_x4,
+    .dot_f32_x4 = dot_f32_x4,
+    .hamming = hamming,
+    .and_popcount = and_popcount,
+    .dot_u8 = dot_u8,
+    .dot_i8 = dot_i8,
+    .dot_u8i8 = dot_u8i8,
+    .l2sq_u8 = l2sq_u8,
+    .first_below = first_below,
+    .fastscan_accumulate = fastscan_accumulate,
+    .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
+    .tq_dot = tq_dot_avx2,
+};
+
+/* ---- 4-bit PQ fast-scan ------------------------------------------------- *
+ *
+ *   VPSHUFB          16-entry table lookup per 128-bit lane: the table is
+ *                    stored twice (simd.h) so one load fills both lanes
+ *   VPADDW           uint16 sums, 16 lanes
+ *
+ * A pair row of a block is one load: mask for the low nibbles (subspace
+ * 2p), shift and mask for the high ones (2p + 1), one shuffle each. The
+ * 32 looked-up bytes are added as 16 uint16 lanes without separating them:
+ * lane j then gathers (vector 2j) + 256 * (vector 2j + 1), modulo 2^16,
+ * while a second sum takes the high bytes alone (vector 2j + 1). The even
+ * vectors' sums are recovered at the end as the first minus 256 times the
+ * second, which is exact modulo 2^16 and so exact outright as long as the
+ * true sum stays below 2^16: 128 pairs = 256 subspaces * 255 = 65,280.
+ * Larger npairs are cut into runs of 128 pairs, each widened to uint32.
+ * That saves a mask per lookup over separating even and odd bytes first. */
+
+enum { FASTSCAN_RUN = 128 };
+
+/* Even and odd vectors' uint16 sums of one run -> uint32 sums in vector
+ * order, added to s[0..3] (vectors 0-7, 8-15, 16-23, 24-31). */
+static ALWAYS_INLINE void fastscan_widen(__m256i acc, __m256i odd, __m256i s[4]) {
+    __m256i even = _mm256_sub_epi16(acc, _mm256_slli_epi16(odd, 8));
+    /* Lane j of `even` is vector 2j; interleaving within 128-bit halves
+     * gives [v0..v7 | v16..v23] and [v8..v15 | v24..v31]. */
+    __m256i lo = _mm256_unpacklo_epi16(even, odd);
+    __m256i hi = _mm256_unpackhi_epi16(even, odd);
+    s[0] = _mm256_add_epi32(s[0], _mm256_cvtepu16_epi32(_mm256_castsi256_si128(lo)));
+    s[1] = _mm256_add_epi32(s[1], _mm256_cvtepu16_epi32(_mm256_castsi256_si128(hi)));
+    s[2] = _mm256_add_epi32(s[2], _mm256_cvtepu16_epi32(_mm256_extracti128_si256(lo, 1)));
+    s[3] = _mm256_add_epi32(s[3], _mm256_cvtepu16_epi32(_mm256_extracti128_si256(hi, 1)));
+}
+
+static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
+                                const uint8_t *lut, uint32_t *out) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const size_t block_bytes = npairs * 32;
+    for (size_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = codes + b * block_bytes;
+        __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+        for (size_t p0 = 0; p0 < npairs; p0 += FASTSCAN_RUN) {
+            const size_t p1 = npairs - p0 < FASTSCAN_RUN ? npairs : p0 + FASTSCAN_RUN;
+            __m256i acc = _mm256_setzero_si256(), odd = _mm256_setzero_si256();
+            for (size_t p = p0; p < p1; p++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(blk + p * 32));
+                const uint8_t *t = lut + (p / 2) * 128 + (p & 1) * 32;
+                const __m256i r0 = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)t),
+                                                       _mm256_and_si256(x, low4));
+                const __m256i r1 =
+                    _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(t + 64)),
+                                        _mm256_and_si256(_mm256_srli_epi16(x, 4), low4));
+                acc = _mm256_add_epi16(acc, _mm256_add_epi16(r0, r1));
+                odd = _mm256_add_epi16(
+                    odd, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
+            }
+            fastscan_widen(acc, odd, s);
+        }
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_si256((__m256i *)(out + b * 32 + 8 * k), s[k]);
+    }
+}
+
+/* ---- nearest of points stored by columns --------------------------------
+ *
+ *   VFMADD231PS      (x_t - c_t)^2 added for 16 columns at once, in two
+ *                    accumulators per parity of t: four FMA chains
+ *   VCMPPS+VBLENDVPS per-lane running minimum and its column index; the
+ *                    lanes are reduced once at the end
+ *
+ * A lane keeps the first column reaching its minimum (strict <), and the
+ * final reduction takes the lowest index among equal lane minima, so ties
+ * resolve to the lowest index as in the scalar kernel. */
+static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
+                                     size_t stride, float *dist) {
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    const __m256i kv = _mm256_set1_epi32((int32_t)k), sixteen = _mm256_set1_epi32(16);
+    __m256 best0 = inf, best1 = inf;
+    __m256i idx0 = _mm256_setzero_si256(), idx1 = idx0;
+    __m256i j0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i j1 = _mm256_add_epi32(j0, _mm256_set1_epi32(8));
+    for (size_t c = 0; c < k; c += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        const float *col = cols + c;
+        size_t t = 0;
+        for (; t + 2 <= dim; t += 2) {
+            const __m256 x0 = _mm256_set1_ps(x[t]), x1 = _mm256_set1_ps(x[t + 1]);
+            const float *r0 = col + t * stride, *r1 = r0 + stride;
+            __m256 d;
+            d = _mm256_sub_ps(x0, _mm256_loadu_ps(r0));
+            a0 = _mm256_fmadd_ps(d, d, a0);
+            d = _mm256_sub_ps(x0, _mm256_loadu_ps(r0 + 8));
+            a1 = _mm256_fmadd_ps(d, d, a1);
+            d = _mm256_sub_ps(x1, _mm256_loadu_ps(r1));
+            b0 = _mm256_fmadd_ps(d, d, b0);
+            d = _mm256_sub_ps(x1, _mm256_loadu_ps(r1 + 8));
+            b1 = _mm256_fmadd_ps(d, d, b1);
+        }
+        if (t < dim) {
+            const __m256 x0 = _mm256_set1_ps(x[t]);
+            const float *r0 = col + t * stride;
+            __m256 d = _mm256_sub_ps(x0, _mm256_loadu_ps(r0));
+            a0 = _mm256_fmadd_ps(d, d, a0);
+            d = _mm256_sub_ps(x0, _mm256_loadu_ps(r0 + 8));
+            a1 = _mm256_fmadd_ps(d, d, a1);
+        }
+        a0 = _mm256_add_ps(a0, b0);
+        a1 = _mm256_add_ps(a1, b1);
+        if (c + 16 > k) { /* padding columns: +inf, never below a minimum */
+            a0 = _mm256_blendv_ps(inf, a0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(kv, j0)));
+            a1 = _mm256_blendv_ps(inf, a1, _mm256_castsi256_ps(_mm256_cmpgt_epi32(kv, j1)));
+        }
+        const __m256 m0 = _mm256_cmp_ps(a0, best0, _CMP_LT_OQ);
+        const __m256 m1 = _mm256_cmp_ps(a1, best1, _CMP_LT_OQ);
+        best0 = _mm256_blendv_ps(best0, a0, m0);
+        best1 = _mm256_blendv_ps(best1, a1, m1);
+        idx0 = _mm256_castps_si256(
+            _mm256_blendv_ps(_mm256_castsi256_ps(idx0), _mm256_castsi256_ps(j0), m0));
+        idx1 = _mm256_castps_si256(
+            _mm256_blendv_ps(_mm256_castsi256_ps(idx1), _mm256_castsi256_ps(j1), m1));
+        j0 = _mm256_add_epi32(j0, sixteen);
+        j1 = _mm256_add_epi32(j1, sixteen);
+    }
+    float bv[16];
+    int32_t bi[16];
+    _mm256_storeu_ps(bv, best0);
+    _mm256_storeu_ps(bv + 8, best1);
+    _mm256_storeu_si256((__m256i *)bi, idx0);
+    _mm256_storeu_si256((__m256i *)(bi + 8), idx1);
+    float best = bv[0];
+    uint32_t best_j = (uint32_t)bi[0];
+    for (int l = 1; l < 16; l++) {
+        if (bv[l] < best || (bv[l] == best && (uint32_t)bi[l] < best_j)) {
+            best = bv[l];
+            best_j = (uint32_t)bi[l];
+        }
+    }
+    *dist = best;
+    return best_j;
+}
+
+/* ---- TurboQuant codes ----------------------------------------------------
+ * sum_j y[j] * table[code_j]. Eight b-bit codes fill exactly b bytes; two
+ * 32-bit words of four codes each are spread over the 8 lanes and shifted
+ * apart (VPSRLVD). Up to 8 levels (b <= 3) VPERMPS looks them up in one
+ * register; more levels gather from the table, which stays in L1. */
+static ALWAYS_INLINE __m256i tq_indices8(const uint8_t *p, unsigned b, size_t bytes) {
+    uint64_t w = 0;
+    memcpy(&w, p, bytes);
+    __m256i v = _mm256_setr_m128i(_mm_set1_epi32((int)(uint32_t)w),
+                                  _mm_set1_epi32((int)(uint32_t)(w >> (4 * b))));
+    const __m256i shift =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32((int)b));
+    return _mm256_and_si256(_mm256_srlv_epi32(v, shift), _mm256_set1_epi32((1 << b) - 1));
+}
+
+static ALWAYS_INLINE __m256 tq_lookup8(__m256i idx, const float *table, __m256 t0, unsigned b) {
+    if (b <= 3)
+        return _mm256_permutevar8x32_ps(t0, idx);
+    return _mm256_i32gather_ps(table, idx, 4);
+}
+
+static ALWAYS_INLINE float tq_dot_b256(const float *y, const float *table, const uint8_t *codes,
+                                       size_t d, unsigned b) {
+    const __m256 t0 = _mm256_loadu_ps(table);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        __m256i i0 = tq_indices8(codes + j / 8 * b, b, b);
+        __m256i i1 = tq_indices8(codes + (j / 8 + 1) * b, b, b);
+        acc0 = _mm256_fmadd_ps(tq_lookup8(i0, table, t0, b), _mm256_loadu_ps(y + j), acc0);
+        acc1 = _mm256_fmadd_ps(tq_lookup8(i1, table, t0, b), _mm256_loadu_ps(y + j + 8), acc1);
+    }
+    float tail = 0;
+    for (; j < d; j += 8) {
+        size_t rem = d - j < 8 ? d - j : 8;
+        if (rem == 8) {
+            __m256i idx = tq_indices8(codes + j / 8 * b, b, b);
+            acc0 = _mm256_fmadd_ps(tq_lookup8(idx, table, t0, b), _mm256_loadu_ps(y + j), acc0);
+        } else {
+            uint64_t w = 0;
+            memcpy(&w, codes + j / 8 * b, (rem * b + 7) / 8);
+            for (size_t i = 0; i < rem; i++)
+                tail += y[j + i] * table[(w >> (b * i)) & ((1u << b) - 1)];
+        }
+    }
+    return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+static float tq_dot_avx2(const float *y, const float *table, const uint8_t *codes, size_t d,
+                         unsigned bits) {
+    switch (bits) {
+    case 1: return tq_dot_b256(y, table, codes, d, 1);
+    case 2: return tq_dot_b256(y, table, codes, d, 2);
+    case 3: return tq_dot_b256(y, table, codes, d, 3);
+    case 4: return tq_dot_b256(y, table, codes, d, 4);
+    case 5: return tq_dot_b256(y, table, codes, d, 5);
+    case 6: return tq_dot_b256(y, table, codes, d, 6);
+    case 7: return tq_dot_b256(y, table, codes, d, 7);
+    default: return tq_dot_b256(y, table, codes, d, 8);
+    }
+}

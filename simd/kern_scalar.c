@@ -1,0 +1,266 @@
+/*
+ * Reference kernels: the plainest loops that compute each distance, one
+ * element at a time, in the order of the index. They run on machines without
+ * AVX2 and are the yardstick the AVX2 and AVX-512 kernels are tested against,
+ * so clarity beats speed here. CMake compiles this file with -mno-avx and
+ * -fno-tree-vectorize, keeping it scalar even in a -march=native build.
+ *
+ * Floating-point sums accumulate in float, like the vector kernels, so the
+ * levels differ only by summation order. Integer sums accumulate in uint32:
+ * unsigned arithmetic wraps instead of overflowing into undefined behaviour,
+ * and the vector kernels wrap the same way, so all levels agree bit for bit
+ * even beyond the lengths for which simd.h promises an exact result.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "simd/simd.h"
+
+static float l2sq_f32(const float *a, const float *b, size_t d) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < d; i++) {
+        float diff = a[i] - b[i];
+        sum += diff * diff;
+    }
+    return sum;
+}
+
+static float dot_f32(const float *a, const float *b, size_t d) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < d; i++)
+        sum += a[i] * b[i];
+    return sum;
+}
+
+/* Shared by every level: the cosine is formed in double so that the product
+ * of two large squared norms cannot overflow, and clamped because rounding
+ * can push it a hair past +-1 for (anti)parallel vectors; a distance must not
+ * come out negative. NaN passes through both comparisons unchanged. */
+static float cos_dist_finish(float dot, float norm_a, float norm_b) {
+    if (norm_a == 0.0f || norm_b == 0.0f)
+        return 1.0f;
+    double c = (double)dot / sqrt((double)norm_a * (double)norm_b);
+    if (c > 1.0)
+        c = 1.0;
+    if (c < -1.0)
+        c = -1.0;
+    return (float)(1.0 - c);
+}
+
+static float cos_dist_f32(const float *a, const float *b, size_t d) {
+    float dot = 0.0f, norm_a = 0.0f, norm_b = 0.0f;
+    for (size_t i = 0; i < d; i++) {
+        dot += a[i] * b[i];
+        norm_a += a[i] * a[i];
+        norm_b += b[i] * b[i];
+    }
+    return cos_dist_finish(dot, norm_a, norm_b);
+}
+
+static void l2sq_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                          float *out) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = l2sq_f32(q, base + i * stride, d);
+}
+
+static void dot_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                         float *out) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = dot_f32(q, base + i * stride, d);
+}
+
+static void l2sq_f32_x4(const float *const q[4], const float *x, size_t d, float out[4]) {
+    for (int j = 0; j < 4; j++)
+        out[j] = l2sq_f32(q[j], x, d);
+}
+
+static void dot_f32_x4(const float *const q[4], const float *x, size_t d, float out[4]) {
+    for (int j = 0; j < 4; j++)
+        out[j] = dot_f32(q[j], x, d);
+}
+
+/* Codes are byte strings with no alignment promise, so whole words are read
+ * through memcpy (one unaligned load after optimisation). */
+static uint64_t load_u64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+static uint64_t hamming(const uint8_t *a, const uint8_t *b, size_t nbytes) {
+    uint64_t count = 0;
+    size_t i = 0;
+    for (; i + 8 <= nbytes; i += 8)
+        count += (uint64_t)__builtin_popcountll(load_u64(a + i) ^ load_u64(b + i));
+    for (; i < nbytes; i++)
+        count += (uint64_t)__builtin_popcount((unsigned)(a[i] ^ b[i]));
+    return count;
+}
+
+static uint64_t and_popcount(const uint8_t *a, const uint8_t *b, size_t nbytes) {
+    uint64_t count = 0;
+    size_t i = 0;
+    for (; i + 8 <= nbytes; i += 8)
+        count += (uint64_t)__builtin_popcountll(load_u64(a + i) & load_u64(b + i));
+    for (; i < nbytes; i++)
+        count += (uint64_t)__builtin_popcount((unsigned)(a[i] & b[i]));
+    return count;
+}
+
+/* Each product is converted to uint32 (modulo 2^32, well defined for negative
+ * values) and summed with wrap-around; the final conversion to int32 is
+ * modulo 2^32 on every compiler rotor supports. */
+static int32_t dot_u8(const uint8_t *a, const uint8_t *b, size_t d) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i < d; i++)
+        sum += (uint32_t)a[i] * (uint32_t)b[i];
+    return (int32_t)sum;
+}
+
+static int32_t dot_i8(const int8_t *a, const int8_t *b, size_t d) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i < d; i++)
+        sum += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+    return (int32_t)sum;
+}
+
+static int32_t dot_u8i8(const uint8_t *a, const int8_t *b, size_t d) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i < d; i++)
+        sum += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+    return (int32_t)sum;
+}
+
+static uint32_t l2sq_u8(const uint8_t *a, const uint8_t *b, size_t d) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i < d; i++) {
+        int32_t diff = (int32_t)a[i] - (int32_t)b[i];
+        sum += (uint32_t)(diff * diff);
+    }
+    return sum;
+}
+
+static size_t first_below(const float *v, size_t from, size_t n, float threshold) {
+    for (size_t i = from; i < n; i++) {
+        if (v[i] < threshold)
+            return i;
+    }
+    return n;
+}
+
+/* Defined after the table, at the end of the file. */
+static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
+                                const uint8_t *lut, uint32_t *out);
+static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
+                                     size_t stride, float *dist);
+static float tq_dot_scalar(const float *y, const float *table, const uint8_t *codes, size_t d,
+                           unsigned bits);
+
+const simd_ops simd_ops_scalar = {
+    .level = SIMD_SCALAR,
+    .l2sq_f32 = l2sq_f32,
+    .dot_f32 = dot_f32,
+    .cos_dist_f32 = cos_dist_f32,
+    .l2sq_f32_rows = l2sq_f32_rows,
+    .dot_f32_rows = dot_f32_rows,
+    .l2sq_f32_x4 = l2sq_f32_x4,
+    .dot_f32_x4 = dot_f32_x4,
+    .hamming = hamming,
+    .and_popcount = and_popcount,
+    .dot_u8 = dot_u8,
+    .dot_i8 = dot_i8,
+    .dot_u8i8 = dot_u8i8,
+    .l2sq_u8 = l2sq_u8,
+    .first_below = first_below,
+    .fastscan_accumulate = fastscan_accumulate,
+    .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
+    .tq_dot = tq_dot_scalar,
+};
+
+/* ---- 4-bit PQ fast-scan ------------------------------------------------- */
+
+/* The reference: one vector at a time, both nibbles of each code byte looked
+ * up in the tables of its pair. Pair p's tables sit in group p / 2, at
+ * offset 32 for an odd pair, and the high nibble's table 64 bytes further
+ * (the layout in simd.h). */
+static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
+                                const uint8_t *lut, uint32_t *out) {
+    const size_t block_bytes = npairs * 32;
+    for (size_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = codes + b * block_bytes;
+        for (size_t v = 0; v < 32; v++) {
+            uint32_t sum = 0;
+            for (size_t p = 0; p < npairs; p++) {
+                const uint8_t byte = blk[p * 32 + v];
+                const uint8_t *t = lut + (p / 2) * 128 + (p & 1) * 32;
+                sum += t[byte & 15u] + t[64 + (byte >> 4)];
+            }
+            out[b * 32 + v] = sum;
+        }
+    }
+}
+
+/* ---- nearest of points stored by columns -------------------------------- */
+
+static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
+                                     size_t stride, float *dist) {
+    float best = INFINITY;
+    uint32_t best_j = 0;
+    for (size_t j = 0; j < k; j++) {
+        float sum = 0.0f;
+        for (size_t t = 0; t < dim; t++) {
+            float diff = x[t] - cols[t * stride + j];
+            sum += diff * diff;
+        }
+        if (sum < best || j == 0) {
+            best = sum;
+            best_j = (uint32_t)j;
+        }
+    }
+    *dist = best;
+    return best_j;
+}
+
+/* ---- TurboQuant codes ----------------------------------------------------
+ * sum_j y[j] * table[code_j] over b-bit codes packed little-endian. Eight
+ * codes always fill exactly b bytes, so each group is one b-byte load and
+ * shifts; `b` is a constant in each inlined copy. */
+static inline __attribute__((always_inline)) float
+tq_dot_b(const float *y, const float *table, const uint8_t *codes, size_t d, unsigned b) {
+    const uint64_t mask = (1u << b) - 1;
+    float acc0 = 0, acc1 = 0;
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8) {
+        uint64_t w = 0;
+        memcpy(&w, codes + j / 8 * b, b);
+        acc0 += y[j + 0] * table[w & mask];
+        acc1 += y[j + 1] * table[(w >> b) & mask];
+        acc0 += y[j + 2] * table[(w >> 2 * b) & mask];
+        acc1 += y[j + 3] * table[(w >> 3 * b) & mask];
+        acc0 += y[j + 4] * table[(w >> 4 * b) & mask];
+        acc1 += y[j + 5] * table[(w >> 5 * b) & mask];
+        acc0 += y[j + 6] * table[(w >> 6 * b) & mask];
+        acc1 += y[j + 7] * table[(w >> 7 * b) & mask];
+    }
+    if (j < d) {
+        uint64_t w = 0;
+        memcpy(&w, codes + j / 8 * b, ((d - j) * b + 7) / 8);
+        for (unsigned i = 0; j < d; j++, i++)
+            acc0 += y[j] * table[(w >> (b * i)) & mask];
+    }
+    return acc0 + acc1;
+}
+
+static float tq_dot_scalar(const float *y, const float *table, const uint8_t *codes, size_t d,
+                           unsigned bits) {
+    switch (bits) {
+    case 1: return tq_dot_b(y, table, codes, d, 1);
+    case 2: return tq_dot_b(y, table, codes, d, 2);
+    case 3: return tq_dot_b(y, table, codes, d, 3);
+    case 4: return tq_dot_b(y, table, codes, d, 4);
+    case 5: return tq_dot_b(y, table, codes, d, 5);
+    case 6: return tq_dot_b(y, table, codes, d, 6);
+    case 7: return tq_dot_b(y, table, codes, d, 7);
+    default: return tq_dot_b(y, table, codes, d, 8);
+    }
+}

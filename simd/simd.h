@@ -1,0 +1,129 @@
+/*
+ * simd/ — distance kernels and nothing else. One translation unit per
+ * instruction set (kern_scalar.c, kern_avx2.c, kern_avx512.c), each compiled
+ * with its own flags; all other code is compiled for the baseline. A table of
+ * function pointers (simd_ops) is filled once, from CPUID and the operating
+ * system's register support, and may be lowered with the environment variable
+ * ROTOR_SIMD=scalar|avx2|avx512. Callers fetch the table once per search and
+ * keep the pointers, so inner loops never branch on the instruction set.
+ *
+ * Every kernel accepts any length (including 0 and odd sizes) and unaligned
+ * pointers, and reads no byte outside its arrays. The scalar kernels are the
+ * reference the others are tested against; floating-point kernels may differ
+ * from them only by summation order, integer kernels not at all.
+ */
+#ifndef ROTOR_SIMD_H
+#define ROTOR_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum simd_level {
+    SIMD_SCALAR = 0,
+    SIMD_AVX2 = 1,   /* AVX2 + FMA + POPCNT + BMI2 (Haswell, Zen 1) */
+    SIMD_AVX512 = 2, /* AVX-512 F/BW/DQ/VL + VPOPCNTDQ + VNNI (Ice Lake, Zen 4);
+                        other AVX-512 parts run AVX2 */
+} simd_level;
+
+typedef struct simd_ops {
+    simd_level level;
+
+    /* float32 distances of two vectors of d elements. */
+    float (*l2sq_f32)(const float *a, const float *b, size_t d);
+    float (*dot_f32)(const float *a, const float *b, size_t d);
+    /* 1 - cos(a, b), clamped to [0, 2]; 1 when either vector is zero. */
+    float (*cos_dist_f32)(const float *a, const float *b, size_t d);
+
+    /* One query against `n` vectors stored row-major with `stride` floats
+     * between rows: out[i] = l2sq(q, base + i*stride) (or dot). Lets the
+     * kernel keep the query in registers and prefetch rows ahead. Each out[i]
+     * is bit-identical to the single-pair kernel of the same level. */
+    void (*l2sq_f32_rows)(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                          float *out);
+    void (*dot_f32_rows)(const float *q, const float *base, size_t n, size_t d, size_t stride,
+                         float *out);
+
+    /* Four queries (q0..q3, each d floats) against one row x: out[j] =
+     * l2sq(qj, x) (or dot). The building block of tiled batch search: x is
+     * loaded once for four queries. Bit-identical to four single-pair calls,
+     * so batch and one-by-one search rank alike. q[j] may repeat. */
+    void (*l2sq_f32_x4)(const float *const q[4], const float *x, size_t d, float out[4]);
+    void (*dot_f32_x4)(const float *const q[4], const float *x, size_t d, float out[4]);
+
+    /* Number of differing bits of two codes of `nbytes` bytes. */
+    uint64_t (*hamming)(const uint8_t *a, const uint8_t *b, size_t nbytes);
+    /* Number of set bits of (a AND b). */
+    uint64_t (*and_popcount)(const uint8_t *a, const uint8_t *b, size_t nbytes);
+
+    /* Integer dot products and squared L2 of byte vectors. Exact for
+     * d <= 2^15 (dot_u8: 255*255*2^15 < 2^31), d <= 2^16 (dot_u8i8, l2sq_u8)
+     * and d < 2^17 (dot_i8); beyond that the sum wraps modulo 2^32, the same
+     * on every level. u8 x i8 is the VNNI form. */
+    int32_t (*dot_u8)(const uint8_t *a, const uint8_t *b, size_t d);
+    int32_t (*dot_i8)(const int8_t *a, const int8_t *b, size_t d);
+    int32_t (*dot_u8i8)(const uint8_t *a, const int8_t *b, size_t d);
+    uint32_t (*l2sq_u8)(const uint8_t *a, const uint8_t *b, size_t d);
+
+    /* Index of the first value < threshold in v[from..n); n if none (or if
+     * from >= n). NaN is never below. Lets top-k selection skip blocks of
+     * distances that cannot enter the heap without a branch per element. */
+    size_t (*first_below)(const float *v, size_t from, size_t n, float threshold);
+
+    /* 4-bit PQ fast-scan lookups (layout drawn in quant/pq_fastscan.c).
+     * `codes` holds `nblocks` blocks of 32 codes, npairs * 32 bytes each:
+     * byte p * 32 + v of a block packs subspace 2p (low nibble) and 2p + 1
+     * (high nibble) of the block's vector v. `lut` holds ceil(npairs / 2)
+     * groups of 128 bytes, each the 16-entry uint8 tables T of subspaces
+     * 4g..4g+3, every table twice, so that one 256- or 512-bit load gives
+     * the register a byte shuffle wants:
+     *     [T(4g) T(4g) T(4g+2) T(4g+2)] [T(4g+1) T(4g+1) T(4g+3) T(4g+3)]
+     * (tables of subspaces >= 2 * npairs must exist; their values are not
+     * used). out[32 b + v] = the sum over s < 2 * npairs of
+     * T(s)[nibble s of vector v of block b]. Exact, and equal on every
+     * level, for any npairs: the vector kernels keep partial sums in uint16
+     * over at most 128 pairs (256 * 255 < 2^16), then widen to uint32. */
+    void (*fastscan_accumulate)(const uint8_t *codes, size_t nblocks, size_t npairs,
+                                const uint8_t *lut, uint32_t *out);
+
+    /* Nearest of k points stored by columns, under squared L2: `cols` has
+     * `dim` rows of `stride` floats, row t holding coordinate t of points
+     * 0..k-1 (stride >= k rounded up to 16; the padding is read but never
+     * chosen). Returns the index of the point nearest to x (ties: the
+     * lowest) and its distance in *dist. k >= 1. The k-means assignment
+     * and PQ encoding kernel: for the few dimensions of a PQ subspace, 16
+     * centroids per vector beat a call and horizontal sum per centroid.
+     * Levels may differ in summation order, like the other float kernels. */
+    uint32_t (*argmin_l2sq_f32_cols)(const float *x, const float *cols, size_t k, size_t dim,
+                                     size_t stride, float *dist);
+
+    /* TurboQuant scoring: sum over j < d of y[j] * table[c_j], where c_j is
+     * the j-th `bits`-bit field (1..8) of `codes`, packed little-endian, and
+     * `table` holds 256 floats (entries past 2^bits are read but unused).
+     * Reads exactly ceil(d * bits / 8) bytes of codes. */
+    float (*tq_dot)(const float *y, const float *table, const uint8_t *codes, size_t d,
+                    unsigned bits);
+} simd_ops;
+
+/* The table for the best level this machine supports, lowered by ROTOR_SIMD.
+ * Thread-safe; the choice is made once. Never NULL. */
+const simd_ops *simd_ops_get(void);
+
+/* The table for a given level, or NULL if this CPU/OS cannot run it (or
+ * `level` is not one). Ignores ROTOR_SIMD. For tests and benchmarks that
+ * compare levels. */
+const simd_ops *simd_ops_for(simd_level level);
+
+/* Highest level the hardware and OS support (ignores ROTOR_SIMD). Runs
+ * CPUID each call, which traps under a hypervisor: not for hot paths. */
+simd_level simd_level_hw(void);
+
+/* "scalar", "avx2", "avx512"; "unknown" for any other value. */
+const char *simd_level_name(simd_level level);
+
+/* Per-ISA tables, all compiled into every (x86-64) build; only dispatch.c
+ * should hand them out, since running one the CPU lacks raises SIGILL. */
+extern const simd_ops simd_ops_scalar;
+extern const simd_ops simd_ops_avx2;
+extern const simd_ops simd_ops_avx512;
+
+#endif /* ROTOR_SIMD_H */
