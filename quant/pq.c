@@ -1,0 +1,250 @@
+/*
+ * Product quantization (Jegou, Douze, Schmid, "Product quantization for
+ * nearest neighbor search", TPAMI 2011): cut each vector into m subvectors
+ * of dsub = dim / m coordinates, learn a codebook of ksub centroids per
+ * subspace by k-means, and store a vector as the index of the nearest
+ * centroid in each subspace. This file holds what both code widths share
+ * (setup, training, nearest-centroid search, ADC tables) and the 8-bit
+ * codes; pq_fastscan.c has the 4-bit codes and their SIMD layout.
+ *
+ * Search uses asymmetric distance computation (ADC, paper section 3.1): the
+ * query stays exact, and for each subspace a table holds its distance to
+ * every centroid, |q_s - c_sj|^2 for L2 or <q_s, c_sj> for inner product
+ * (and cosine, whose inputs arrive normalised). A code's estimate is then
+ * the sum of m table entries, exactly the distance from the query to the
+ * decoded vector, since both L2 and the inner product split over disjoint
+ * subspaces. No norm is stored: the tables already hold everything.
+ *
+ * 8-bit codes are m bytes side by side (the plain store). The scan is m
+ * dependent loads per code; four codes are summed at once so the loads of
+ * one can overlap the adds of another. Each code's sum runs over the
+ * subspaces in order, so the result does not depend on that interleaving.
+ *
+ * Training samples at most PQ_MAX_TRAIN rows, evenly spaced (the first, and
+ * every n/PQ_MAX_TRAIN-th after), so the cost is bounded and a given
+ * training set always gives the same codebooks; each subspace gets its own
+ * k-means seed derived from the quantizer's. Unlike the other kinds, PQ
+ * does not rotate: its subspaces are contiguous runs of the input's
+ * coordinates. (OPQ's learned rotation, which balances variance across
+ * subspaces, is not implemented.)
+ *
+ * Before training the codebooks are all zero: every operation is safe and
+ * every code is 0. The index layer refuses to encode while q->trained is
+ * false, so functions here assume training happened.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "quant/kmeans.h"
+#include "quant/pq_impl.h"
+
+static const float *centroid(const pq_state *s, size_t sub, size_t j) {
+    return s->centroids + (sub * s->ksub + j) * s->dsub;
+}
+
+/* Row i of an evenly spaced sample of ns rows out of n, without forming
+ * i * n (which could overflow for huge n). */
+static size_t sample_row(size_t i, size_t n, size_t ns) { return i * (n / ns) + i * (n % ns) / ns; }
+
+rotor_status pq_train(quant *q, const float *x, size_t n, unsigned threads) {
+    pq_state *s = q->impl;
+    char name[32];
+    quant_spec_name(&q->spec, name, sizeof name);
+    CM_RETURN_IF(n < s->ksub, ROTOR_ERR_INVALID_ARGUMENT,
+                 "%s needs at least %zu training vectors, got %zu", name, s->ksub, n);
+    const size_t ns = n < PQ_MAX_TRAIN ? n : PQ_MAX_TRAIN;
+    for (size_t i = 0; i < ns; i++) {
+        const size_t row = sample_row(i, n, ns);
+        for (size_t t = 0; t < q->dim; t++)
+            CM_RETURN_IF(!isfinite(x[row * q->dim + t]), ROTOR_ERR_NOT_FINITE,
+                         "%s training vector %zu holds NaN or infinity at dimension %zu", name, row,
+                         t);
+    }
+    /* New codebooks go to a fresh buffer and replace the old ones only when
+     * every subspace succeeded, so a failed retraining changes nothing. */
+    float *sub = cm_alloc(&q->alloc, ns * s->dsub * sizeof(float), "pq training sample");
+    float *cent = cm_alloc(&q->alloc, s->m * s->ksub * s->dsub * sizeof(float), "pq codebooks");
+    rotor_status st = ROTOR_ERR_OUT_OF_MEMORY;
+    if (sub == NULL || cent == NULL)
+        goto out;
+    for (size_t m = 0; m < s->m; m++) {
+        for (size_t i = 0; i < ns; i++)
+            memcpy(sub + i * s->dsub, x + sample_row(i, n, ns) * q->dim + m * s->dsub,
+                   s->dsub * sizeof(float));
+        km_params p = {
+            .k = s->ksub,
+            .iters = KM_DEFAULT_ITERS,
+            .threads = threads,
+            .seed = s->seed + 0x9e3779b97f4a7c15ULL * (m + 1),
+        };
+        st = km_train(&q->alloc, sub, ns, s->dsub, s->dsub, &p, cent + m * s->ksub * s->dsub, NULL,
+                      NULL);
+        if (st != ROTOR_OK) {
+            cm_fail_prefix(st, name);
+            goto out;
+        }
+    }
+    memcpy(s->centroids, cent, s->m * s->ksub * s->dsub * sizeof(float));
+    const size_t kp = km_pad(s->ksub);
+    for (size_t m = 0; m < s->m; m++)
+        km_transpose(centroid(s, m, 0), s->ksub, s->dsub, s->ct + m * s->dsub * kp);
+    st = ROTOR_OK;
+out:
+    cm_free(&q->alloc, sub);
+    cm_free(&q->alloc, cent);
+    return st;
+}
+
+uint32_t pq_nearest(const pq_state *s, size_t sub, const float *x) {
+    const size_t kp = km_pad(s->ksub);
+    return km_nearest_t(x + sub * s->dsub, s->ct + sub * s->dsub * kp, s->ksub, s->dsub, NULL);
+}
+
+void pq_decode_sub(const pq_state *s, size_t sub, size_t j, float *out) {
+    memcpy(out + sub * s->dsub, centroid(s, sub, j), s->dsub * sizeof(float));
+}
+
+void pq_tables(const quant *q, const float *query, float *tab) {
+    const pq_state *s = q->impl;
+    for (size_t m = 0; m < s->m; m++) {
+        const float *qs = query + m * s->dsub;
+        float *t = tab + m * s->ksub;
+        for (size_t j = 0; j < s->ksub; j++) {
+            const float *c = centroid(s, m, j);
+            float acc = 0.0f;
+            if (q->metric == ROTOR_METRIC_L2) {
+                for (size_t k = 0; k < s->dsub; k++) {
+                    float diff = qs[k] - c[k];
+                    acc += diff * diff;
+                }
+            } else {
+                for (size_t k = 0; k < s->dsub; k++)
+                    acc += qs[k] * c[k];
+            }
+            t[j] = acc;
+        }
+    }
+}
+
+/* ---- 8-bit codes -------------------------------------------------------- */
+
+static void pq8_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
+    (void)scratch;
+    const pq_state *s = q->impl;
+    for (size_t m = 0; m < s->m; m++)
+        code[m] = (uint8_t)pq_nearest(s, m, x);
+}
+
+static void pq8_decode(const quant *q, const uint8_t *code, float *out, float *scratch) {
+    (void)scratch;
+    const pq_state *s = q->impl;
+    for (size_t m = 0; m < s->m; m++)
+        pq_decode_sub(s, m, code[m], out);
+}
+
+/* Query state: the float tables, m x 256. */
+static void pq8_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+    (void)scratch;
+    pq_tables(q, query, qstate);
+}
+
+static void pq8_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
+                     size_t n, float *out) {
+    const pq_state *s = q->impl;
+    const float *tab = qstate;
+    const size_t m = s->m;
+    const uint8_t *c = store + first * m;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4, c += 4 * m) {
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (size_t k = 0; k < m; k++) {
+            const float *t = tab + k * 256;
+            a0 += t[c[k]];
+            a1 += t[c[m + k]];
+            a2 += t[c[2 * m + k]];
+            a3 += t[c[3 * m + k]];
+        }
+        out[i] = pq_finish(q->metric, a0);
+        out[i + 1] = pq_finish(q->metric, a1);
+        out[i + 2] = pq_finish(q->metric, a2);
+        out[i + 3] = pq_finish(q->metric, a3);
+    }
+    for (; i < n; i++, c += m) {
+        float a = 0.0f;
+        for (size_t k = 0; k < m; k++)
+            a += tab[k * 256 + c[k]];
+        out[i] = pq_finish(q->metric, a);
+    }
+}
+
+void pq_release(quant *q) {
+    pq_state *s = q->impl;
+    if (s == NULL)
+        return;
+    cm_free(&q->alloc, s->centroids);
+    cm_free(&q->alloc, s->ct);
+    cm_free(&q->alloc, s);
+    q->impl = NULL;
+}
+
+static const quant_ops pq8_ops = {
+    .train = pq_train,
+    .encode = pq8_encode,
+    .decode = pq8_decode,
+    .prepare = pq8_prepare,
+    .scan = pq8_scan,
+    .store_bytes = quant_plain_store_bytes,
+    .store = quant_plain_store,
+    .load = quant_plain_load,
+    .release = pq_release,
+};
+
+rotor_status quant_pq_setup(quant *q, uint64_t seed) {
+    char name[32];
+    quant_spec_name(&q->spec, name, sizeof name);
+    const bool four = q->spec.kind == QUANT_PQ4;
+    CM_RETURN_IF(q->spec.kind != QUANT_PQ && !four, ROTOR_ERR_INVALID_ARGUMENT,
+                 "quantizer kind %d is not product quantization", (int)q->spec.kind);
+    CM_RETURN_IF(q->spec.bits != (four ? 4u : 8u), ROTOR_ERR_INVALID_ARGUMENT,
+                 "%s codes have %u bits per subspace, not %u", name, four ? 4u : 8u, q->spec.bits);
+    const size_t m = q->spec.m;
+    CM_RETURN_IF(m == 0, ROTOR_ERR_INVALID_ARGUMENT, "%s needs 1 or more subspaces", name);
+    CM_RETURN_IF(q->dim % m != 0, ROTOR_ERR_INVALID_ARGUMENT,
+                 "%s needs a dimension divisible by %zu, this one has %zu", name, m, q->dim);
+    const size_t ksub = four ? 16 : 256;
+    size_t floats;
+    CM_RETURN_IF(
+        cm_mul_overflow(q->dim, ksub, &floats) || cm_mul_overflow(floats, sizeof(float), &floats),
+        ROTOR_ERR_INVALID_ARGUMENT, "%s codebooks for %zu dimensions are too large", name, q->dim);
+    pq_state *s = cm_calloc(&q->alloc, sizeof *s, "pq quantizer");
+    if (s == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    q->impl = s;
+    s->m = m;
+    s->dsub = q->dim / m;
+    s->ksub = ksub;
+    s->seed = seed;
+    /* ksub (16 or 256) is a multiple of 16, so the transposed tables are
+     * no larger. */
+    s->centroids = cm_calloc(&q->alloc, floats, "pq codebooks");
+    s->ct = cm_calloc(&q->alloc, floats, "pq transposed codebooks");
+    if (s->centroids == NULL || s->ct == NULL) {
+        pq_release(q);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    q->needs_training = true;
+    q->scratch_floats = 0;
+    if (four) {
+        s->npairs = (m + 1) / 2;
+        s->block_bytes = s->npairs * PQ4_BLOCK;
+        s->lut_bytes = (s->npairs + 1) / 2 * 128;
+        q->ops = &pq4_ops;
+        q->code_bytes = s->npairs;
+        q->query_bytes = PQ4_QHEAD_BYTES + m * 16 * sizeof(float) + s->lut_bytes;
+    } else {
+        q->ops = &pq8_ops;
+        q->code_bytes = m;
+        q->query_bytes = m * 256 * sizeof(float);
+    }
+    return ROTOR_OK;
+}

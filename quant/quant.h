@@ -1,0 +1,225 @@
+/*
+ * quant/ — rotation and codes; no graph knowledge. Every quantizer starts
+ * from the same randomized Hadamard rotation: after it, the coordinates of a
+ * unit vector are close to independent with a known distribution, which is
+ * what lets data-oblivious scalar codebooks (TurboQuant) be optimal with no
+ * training. Private to the library.
+ */
+#ifndef ROTOR_QUANT_H
+#define ROTOR_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* ---- randomized Hadamard transform (rht.c) ------------------------------ */
+
+/* A random orthogonal map of R^dim made of rounds of random sign flips and
+ * orthonormal Walsh-Hadamard transforms. When dim is not a power of two the
+ * transform runs on two overlapping power-of-two windows, the first h and
+ * the last h coordinates (h = the largest power of two <= dim), so the code
+ * keeps exactly dim coordinates: no padding, no wasted bits. O(dim log dim)
+ * per round. Fully determined by (dim, rounds, seed), which is all an index
+ * stores. */
+typedef struct rht {
+    size_t dim;      /* input and output dimensions */
+    size_t n;        /* rotated coordinates; equal to dim */
+    size_t h;        /* window size, a power of two, dim/2 < h <= dim */
+    unsigned rounds; /* sign-flip + transform rounds */
+    uint64_t seed;
+    float *signs; /* rounds x 2 x dim entries of +-1 */
+} rht;
+
+#define RHT_MAX_ROUNDS 8
+
+rotor_status rht_init(rht *r, const rotor_allocator *a, size_t dim, unsigned rounds, uint64_t seed);
+void rht_release(rht *r, const rotor_allocator *a);
+/* out, x: dim floats; out may not alias x. */
+void rht_forward(const rht *r, const float *x, float *out);
+/* out, y: dim floats; y is used as scratch and left changed. */
+void rht_inverse(const rht *r, float *y, float *out);
+
+/* In-place unnormalised fast Walsh-Hadamard transform of n = 2^k floats. */
+void rht_fwht(float *x, size_t n);
+
+/* ---- Lloyd-Max scalar codebooks (tq_codebook.c) ------------------------- */
+
+/* The MSE-optimal scalar quantizer of one coordinate of a uniformly random
+ * unit vector in R^n, scaled by sqrt(n) so it has unit variance: the density
+ * is proportional to (1 - t^2/n)^((n-3)/2) on |t| < sqrt(n), which tends to
+ * the standard normal as n grows. Solved by Lloyd iterations on the exact
+ * density, tabulated on a fine grid. */
+typedef struct tq_codebook {
+    unsigned bits;
+    unsigned levels;     /* 2^bits */
+    float centroid[256]; /* ascending, symmetric about 0 */
+    float boundary[255]; /* boundary[i] between centroid[i] and centroid[i+1] */
+    double mse;          /* expected squared error per coordinate, unit variance */
+} tq_codebook;
+
+#define TQ_MAX_BITS 8
+
+rotor_status tq_codebook_solve(const rotor_allocator *a, unsigned bits, size_t n, tq_codebook *out);
+
+/* Index of the cell holding t (binary search over the boundaries). */
+static inline unsigned tq_codebook_encode(const tq_codebook *cb, float t) {
+    unsigned lo = 0, hi = cb->levels - 1;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (t > cb->boundary[mid])
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---- TurboQuant, MSE variant (tq.c) ------------------------------------- */
+
+/* A vector x is stored as its norm (a float) and, for the unit vector
+ * x/|x| rotated by `rot`, one b-bit codebook index per rotated coordinate
+ * (n of them, n = rot.n), bit-packed little-endian. */
+typedef struct tq {
+    rht rot;
+    tq_codebook cb;
+    size_t code_bytes; /* packed indices of one vector */
+} tq;
+
+rotor_status tq_init(tq *q, const rotor_allocator *a, size_t dim, unsigned bits, uint64_t seed);
+void tq_release(tq *q, const rotor_allocator *a);
+/* scratch: rot.n floats. */
+void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float *norm);
+void tq_decode(const tq *q, const uint8_t *code, float norm, float *scratch, float *out);
+
+/* b-bit fields of a little-endian bit stream. */
+static inline unsigned tq_get_bits(const uint8_t *p, size_t i, unsigned b) {
+    size_t bit = i * b;
+    unsigned v = 0;
+    for (unsigned k = 0; k < b; k++, bit++)
+        v |= (unsigned)((p[bit >> 3] >> (bit & 7)) & 1u) << k;
+    return v;
+}
+static inline void tq_put_bits(uint8_t *p, size_t i, unsigned b, unsigned v) {
+    size_t bit = i * b;
+    for (unsigned k = 0; k < b; k++, bit++) {
+        uint8_t m = (uint8_t)(1u << (bit & 7));
+        p[bit >> 3] = (uint8_t)((v >> k) & 1u ? p[bit >> 3] | m : p[bit >> 3] & ~m);
+    }
+}
+
+/* ---- TurboQuant, inner-product variant (tq.c) --------------------------- */
+
+/* The MSE code at bits - 1, plus a 1-bit QJL sketch of the residual: the
+ * signs of S r for a d x d Gaussian S, and gamma = |r|. The sketch makes the
+ * inner-product estimate unbiased (TurboQuant, section 3.2). */
+typedef struct tq_ip {
+    tq mse;
+    float *S;          /* d x d, row-major, i.i.d. N(0, 1) */
+    size_t sign_bytes; /* ceil(d / 8) */
+} tq_ip;
+
+/* A query prepared once for many estimates: its rotation and S times it. */
+typedef struct tq_ip_query {
+    float *rotated; /* d */
+    float *sketch;  /* d */
+} tq_ip_query;
+
+rotor_status tq_ip_init(tq_ip *q, const rotor_allocator *a, size_t dim, unsigned bits,
+                        uint64_t seed);
+void tq_ip_release(tq_ip *q, const rotor_allocator *a);
+/* scratch: 2 * dim floats. Writes the MSE code, the sign bits, the norm of x
+ * and gamma (the residual norm of the unit vector). */
+void tq_ip_encode(const tq_ip *q, const float *x, float *scratch, uint8_t *code, uint8_t *signs,
+                  float *norm, float *gamma);
+/* qp->rotated and qp->sketch must hold dim floats each. */
+void tq_ip_prepare(const tq_ip *q, const float *y, tq_ip_query *qp);
+/* Unbiased estimate of <y, x>. */
+float tq_ip_estimate(const tq_ip *q, const tq_ip_query *qp, const uint8_t *code,
+                     const uint8_t *signs, float norm, float gamma);
+/* The MSE part alone, <y, x~_mse>: biased toward zero. */
+float tq_mse_estimate(const tq *q, const float *y_rotated, const uint8_t *code, float norm);
+
+/* ---- the quantizer interface (quant.c) ----------------------------------
+ *
+ * Every code type is used through one interface, so an index holds "a
+ * quantizer" and never a particular one:
+ *
+ *   spec      "tq4", "tqip4", "bin1", "bin2", "pq16", "pq16x4" (quant_spec_parse)
+ *   train     learn from a sample, if the kind needs it (PQ); others ignore it
+ *   encode    one vector -> code_bytes bytes (norms and correction factors
+ *             included), the vector's own code
+ *   decode    code -> an approximation of the vector
+ *   prepare   one query -> query state (query_bytes), computed once per query
+ *   scan      query state x n codes -> n estimated distances, in the
+ *             index's convention (squared L2, -IP, 1 - cos)
+ *
+ * Codes sit in a code store of the quantizer's layout: n codes side by side
+ * for most kinds, blocks of 32 interleaved codes for fast-scan PQ. store()
+ * and load() move one vector's code in and out of that layout; scan() reads
+ * the layout directly, a block at a time.
+ */
+typedef enum quant_kind {
+    QUANT_TQ = 1,   /* TurboQuant MSE, b bits */
+    QUANT_TQIP = 2, /* TurboQuant inner product, b - 1 bits + 1-bit QJL */
+    QUANT_BIN = 3,  /* binary, 1-bit sign or 2-bit sign-magnitude */
+    QUANT_PQ = 4,   /* product quantization, 8-bit codes */
+    QUANT_PQ4 = 5,  /* product quantization, 4-bit fast-scan codes */
+} quant_kind;
+
+typedef struct quant_spec {
+    quant_kind kind;
+    unsigned bits; /* TQ, TQIP: bits per dimension; BIN: 1 or 2; PQ: 8; PQ4: 4 */
+    unsigned m;    /* PQ, PQ4: subspaces */
+} quant_spec;
+
+/* Parses "tq1".."tq8", "tqip2".."tqip8", "bin1", "bin2", "pq<M>", "pq<M>x4". */
+rotor_status quant_spec_parse(const char *s, quant_spec *out);
+/* Writes the canonical name of a spec ("pq16x4"). */
+void quant_spec_name(const quant_spec *s, char *buf, size_t size);
+
+typedef struct quant quant;
+
+typedef struct quant_ops {
+    rotor_status (*train)(quant *q, const float *x, size_t n, unsigned threads);
+    void (*encode)(const quant *q, const float *x, uint8_t *code, float *scratch);
+    void (*decode)(const quant *q, const uint8_t *code, float *out, float *scratch);
+    void (*prepare)(const quant *q, const float *query, void *qstate, float *scratch);
+    void (*scan)(const quant *q, const void *qstate, const uint8_t *store, size_t first, size_t n,
+                 float *out);
+    size_t (*store_bytes)(const quant *q, size_t n);
+    void (*store)(const quant *q, uint8_t *store, size_t i, const uint8_t *code);
+    void (*load)(const quant *q, const uint8_t *store, size_t i, uint8_t *code);
+    void (*release)(quant *q);
+} quant_ops;
+
+struct quant {
+    const quant_ops *ops;
+    rotor_allocator alloc;
+    quant_spec spec;
+    size_t dim;
+    rotor_metric metric; /* cosine inputs arrive normalised; scored as IP */
+    size_t code_bytes;   /* one vector's code, factors included */
+    size_t query_bytes;  /* prepared query state */
+    size_t scratch_floats;
+    bool needs_training;
+    bool trained;
+    void *impl; /* the kind's own state */
+};
+
+rotor_status quant_create(const quant_spec *spec, size_t dim, rotor_metric metric, uint64_t seed,
+                          const rotor_allocator *a, quant **out);
+void quant_free(quant *q);
+
+/* Per-kind constructors (quant.c dispatches on spec->kind). Each fills
+ * q->ops, sizes and impl. */
+rotor_status quant_tq_setup(quant *q, uint64_t seed);
+rotor_status quant_bin_setup(quant *q, uint64_t seed);
+rotor_status quant_pq_setup(quant *q, uint64_t seed);
+
+/* Helpers for kinds whose store is codes side by side. */
+size_t quant_plain_store_bytes(const quant *q, size_t n);
+void quant_plain_store(const quant *q, uint8_t *store, size_t i, const uint8_t *code);
+void quant_plain_load(const quant *q, const uint8_t *store, size_t i, uint8_t *code);
+
+#endif /* ROTOR_QUANT_H */

@@ -1,0 +1,124 @@
+/*
+ * Randomized Hadamard transform: a fast stand-in for a random rotation.
+ *
+ * TurboQuant's analysis assumes a uniformly random orthogonal matrix; a dense
+ * one costs O(d^2) per vector and d^2 floats of storage. Alternating random
+ * sign flips with the Walsh-Hadamard transform mixes every input coordinate
+ * into every output one in O(d log d), and a few rounds (three by default)
+ * make the output coordinates of any fixed unit vector close to the
+ * distribution the codebooks are solved for, including spiky inputs such as
+ * one-hot vectors where one round is not enough.
+ *
+ * The transform needs a power-of-two size. Zero-padding d = 384 to 512 would
+ * make every code a third longer and throw away the error that lands in the
+ * padding, so instead each round runs the transform twice, on the first h
+ * and on the last h coordinates (h the largest power of two <= d, so the two
+ * windows overlap and together cover all d), with fresh signs before each:
+ *
+ *   round:  x *= s1;  x[0, h) = H x[0, h) / sqrt(h);
+ *           x *= s2;  x[d-h, d) = H x[d-h, d) / sqrt(h)     (skipped if h == d)
+ *
+ * Every step is orthogonal, so the whole map is; its inverse runs the steps
+ * backwards (H / sqrt(h) is its own inverse). The same alternation of
+ * overlapping windows is how RaBitQ's library rotates non-power-of-two
+ * dimensions.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant.h"
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+rotor_status rht_init(rht *r, const rotor_allocator *a, size_t dim, unsigned rounds,
+                      uint64_t seed) {
+    memset(r, 0, sizeof *r);
+    CM_RETURN_IF(dim == 0, ROTOR_ERR_DIMENSION, "rotation needs at least 1 dimension");
+    CM_RETURN_IF(dim > ((size_t)1 << 24), ROTOR_ERR_DIMENSION,
+                 "rotation of %zu dimensions is larger than the %zu supported", dim,
+                 (size_t)1 << 24);
+    CM_RETURN_IF(rounds == 0 || rounds > RHT_MAX_ROUNDS, ROTOR_ERR_INVALID_ARGUMENT,
+                 "rotation rounds must be 1 to %d, not %u", RHT_MAX_ROUNDS, rounds);
+    size_t h = 1;
+    while (h * 2 <= dim)
+        h *= 2;
+    size_t count = (size_t)rounds * 2 * dim;
+    float *signs = cm_alloc(a, count * sizeof(float), "rotation signs");
+    if (signs == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    uint64_t state = seed;
+    for (size_t i = 0; i < count; i += 64) {
+        uint64_t bits = splitmix64(&state);
+        for (size_t j = 0; j < 64 && i + j < count; j++)
+            signs[i + j] = (bits >> j) & 1 ? -1.0f : 1.0f;
+    }
+    r->dim = dim;
+    r->n = dim;
+    r->h = h;
+    r->rounds = rounds;
+    r->seed = seed;
+    r->signs = signs;
+    return ROTOR_OK;
+}
+
+void rht_release(rht *r, const rotor_allocator *a) {
+    cm_free(a, r->signs);
+    memset(r, 0, sizeof *r);
+}
+
+void rht_fwht(float *x, size_t n) {
+    for (size_t h = 1; h < n; h *= 2) {
+        for (size_t i = 0; i < n; i += 2 * h) {
+            for (size_t j = i; j < i + h; j++) {
+                float a = x[j], b = x[j + h];
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
+        }
+    }
+}
+
+static void flip(float *x, const float *s, size_t n) {
+    for (size_t j = 0; j < n; j++)
+        x[j] *= s[j];
+}
+
+static void window(float *x, size_t h) {
+    rht_fwht(x, h);
+    const float scale = (float)(1.0 / sqrt((double)h));
+    for (size_t j = 0; j < h; j++)
+        x[j] *= scale;
+}
+
+void rht_forward(const rht *r, const float *x, float *out) {
+    const size_t d = r->dim, h = r->h;
+    memcpy(out, x, d * sizeof(float));
+    for (unsigned k = 0; k < r->rounds; k++) {
+        const float *s = r->signs + (size_t)k * 2 * d;
+        flip(out, s, d);
+        window(out, h);
+        if (h < d) {
+            flip(out, s + d, d);
+            window(out + d - h, h);
+        }
+    }
+}
+
+void rht_inverse(const rht *r, float *y, float *out) {
+    const size_t d = r->dim, h = r->h;
+    for (unsigned k = r->rounds; k-- > 0;) {
+        const float *s = r->signs + (size_t)k * 2 * d;
+        if (h < d) {
+            window(y + d - h, h);
+            flip(y, s + d, d);
+        }
+        window(y, h);
+        flip(y, s, d);
+    }
+    memcpy(out, y, d * sizeof(float));
+}

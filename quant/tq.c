@@ -1,0 +1,333 @@
+/*
+ * TurboQuant, MSE variant (Zandieh, Daliri, Hadian, Mirrokni 2025, Alg. 1).
+ *
+ * Store the norm, rotate the unit vector, and quantize every rotated
+ * coordinate with the one Lloyd-Max codebook solved for the coordinate
+ * distribution (tq_codebook.c). Nothing is learned from data, so an index
+ * can encode its first vector the moment it exists, and adding vectors never
+ * invalidates earlier codes.
+ *
+ * Codes are kept bit-packed and generic here; the layouts the search kernels
+ * want (nibbles in 32-vector blocks, bit planes) are built from these.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant.h"
+#include "simd/simd.h"
+
+rotor_status tq_init(tq *q, const rotor_allocator *a, size_t dim, unsigned bits, uint64_t seed) {
+    memset(q, 0, sizeof *q);
+    CM_RETURN_IF(bits < 1 || bits > TQ_MAX_BITS, ROTOR_ERR_INVALID_ARGUMENT,
+                 "TurboQuant bits must be 1 to %d, not %u", TQ_MAX_BITS, bits);
+    CM_FORWARD(rht_init(&q->rot, a, dim, 3, seed));
+    rotor_status st = tq_codebook_solve(a, bits, q->rot.n, &q->cb);
+    if (st != ROTOR_OK) {
+        rht_release(&q->rot, a);
+        return st;
+    }
+    q->code_bytes = (q->rot.n * bits + 7) / 8;
+    return ROTOR_OK;
+}
+
+void tq_release(tq *q, const rotor_allocator *a) {
+    rht_release(&q->rot, a);
+    memset(q, 0, sizeof *q);
+}
+
+void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float *norm) {
+    const size_t n = q->rot.n;
+    double ss = 0;
+    for (size_t j = 0; j < q->rot.dim; j++)
+        ss += (double)x[j] * x[j];
+    *norm = (float)sqrt(ss);
+    rht_forward(&q->rot, x, scratch);
+    /* Rotating first and scaling after keeps one pass: the unit vector's
+     * coordinate times sqrt(n) is x_rot * sqrt(n) / |x|. */
+    float scale = ss > 0 ? (float)(sqrt((double)n) / sqrt(ss)) : 0.0f;
+    memset(code, 0, q->code_bytes);
+    for (size_t j = 0; j < n; j++)
+        tq_put_bits(code, j, q->cb.bits, tq_codebook_encode(&q->cb, scratch[j] * scale));
+}
+
+void tq_decode(const tq *q, const uint8_t *code, float norm, float *scratch, float *out) {
+    const size_t n = q->rot.n;
+    float scale = norm / (float)sqrt((double)n);
+    for (size_t j = 0; j < n; j++)
+        scratch[j] = q->cb.centroid[tq_get_bits(code, j, q->cb.bits)] * scale;
+    rht_inverse(&q->rot, scratch, out);
+}
+
+float tq_mse_estimate(const tq *q, const float *y_rotated, const uint8_t *code, float norm) {
+    const size_t n = q->rot.n;
+    float acc = simd_ops_get()->tq_dot(y_rotated, q->cb.centroid, code, n, q->cb.bits);
+    return acc * norm / sqrtf((float)n);
+}
+
+/*
+ * The inner-product variant. Quantizing with the MSE codebook alone shrinks
+ * inner products: the centroids are conditional means, so the reconstruction
+ * is shorter than the vector on average and <y, x~> underestimates <y, x>
+ * (at 1 bit by the factor 2/pi). TurboQuant spends one of the b bits on a
+ * QJL sketch of the residual r = u - u~ instead: for a Gaussian row s,
+ * E[s sign(<s, r>)] = sqrt(2/pi) r / |r|, so
+ *
+ *     <y, u~> + sqrt(pi/2) / d * |r| * <S y, sign(S r)>
+ *
+ * is an unbiased estimate of <y, u>. Everything is computed in the rotated
+ * space, where the residual is known coordinate by coordinate; S composed
+ * with an orthogonal rotation is again Gaussian, so nothing is lost.
+ *
+ * S is dense (d^2 floats and O(d^2) per encode and per query), as in the
+ * paper; practitioners report the sketch rarely pays for ranking, which is
+ * what rotor's evaluation measures before any index relies on it.
+ */
+static uint64_t ip_splitmix(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+rotor_status tq_ip_init(tq_ip *q, const rotor_allocator *a, size_t dim, unsigned bits,
+                        uint64_t seed) {
+    memset(q, 0, sizeof *q);
+    CM_RETURN_IF(bits < 2 || bits > TQ_MAX_BITS, ROTOR_ERR_INVALID_ARGUMENT,
+                 "inner-product TurboQuant bits must be 2 to %d, not %u", TQ_MAX_BITS, bits);
+    size_t cells;
+    CM_RETURN_IF(
+        cm_mul_overflow(dim, dim, &cells) || cells > ((size_t)1 << 28), ROTOR_ERR_DIMENSION,
+        "the QJL sketch of %zu dimensions needs a %zu x %zu matrix, too large", dim, dim, dim);
+    CM_FORWARD(tq_init(&q->mse, a, dim, bits - 1, seed));
+    q->S = cm_alloc(a, cells * sizeof(float), "QJL matrix");
+    if (q->S == NULL) {
+        tq_release(&q->mse, a);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    /* Box-Muller on a stream independent of the rotation's. */
+    uint64_t state = seed ^ 0x5851f42d4c957f2dULL;
+    for (size_t i = 0; i < cells; i += 2) {
+        double u1 = ((double)(ip_splitmix(&state) >> 11) + 0.5) * 0x1.0p-53;
+        double u2 = (double)(ip_splitmix(&state) >> 11) * 0x1.0p-53;
+        double rad = sqrt(-2.0 * log(u1));
+        q->S[i] = (float)(rad * cos(6.283185307179586 * u2));
+        if (i + 1 < cells)
+            q->S[i + 1] = (float)(rad * sin(6.283185307179586 * u2));
+    }
+    q->sign_bytes = (dim + 7) / 8;
+    return ROTOR_OK;
+}
+
+void tq_ip_release(tq_ip *q, const rotor_allocator *a) {
+    cm_free(a, q->S);
+    tq_release(&q->mse, a);
+    memset(q, 0, sizeof *q);
+}
+
+void tq_ip_encode(const tq_ip *q, const float *x, float *scratch, uint8_t *code, uint8_t *signs,
+                  float *norm, float *gamma) {
+    const tq *m = &q->mse;
+    const size_t d = m->rot.dim;
+    float *rot = scratch, *resid = scratch + d;
+    tq_encode(m, x, rot, code, norm);
+    /* rot now holds the rotated x; the residual of the unit vector: */
+    float inv = *norm > 0 ? 1.0f / *norm : 0.0f;
+    const float cscale = (float)(1.0 / sqrt((double)d));
+    double rr = 0;
+    for (size_t j = 0; j < d; j++) {
+        resid[j] = rot[j] * inv - m->cb.centroid[tq_get_bits(code, j, m->cb.bits)] * cscale;
+        rr += (double)resid[j] * resid[j];
+    }
+    *gamma = (float)sqrt(rr);
+    memset(signs, 0, q->sign_bytes);
+    for (size_t i = 0; i < d; i++) {
+        const float *s = q->S + i * d;
+        double acc = 0;
+        for (size_t j = 0; j < d; j++)
+            acc += (double)s[j] * resid[j];
+        if (acc >= 0)
+            signs[i >> 3] |= (uint8_t)(1u << (i & 7));
+    }
+}
+
+void tq_ip_prepare(const tq_ip *q, const float *y, tq_ip_query *qp) {
+    const size_t d = q->mse.rot.dim;
+    rht_forward(&q->mse.rot, y, qp->rotated);
+    for (size_t i = 0; i < d; i++) {
+        const float *s = q->S + i * d;
+        double acc = 0;
+        for (size_t j = 0; j < d; j++)
+            acc += (double)s[j] * qp->rotated[j];
+        qp->sketch[i] = (float)acc;
+    }
+}
+
+float tq_ip_estimate(const tq_ip *q, const tq_ip_query *qp, const uint8_t *code,
+                     const uint8_t *signs, float norm, float gamma) {
+    const size_t d = q->mse.rot.dim;
+    double base = tq_mse_estimate(&q->mse, qp->rotated, code, norm);
+    double acc = 0;
+    for (size_t i = 0; i < d; i++)
+        acc += (signs[i >> 3] >> (i & 7)) & 1 ? qp->sketch[i] : -qp->sketch[i];
+    return (float)(base + norm * gamma * sqrt(3.14159265358979323846 / 2) / (double)d * acc);
+}
+
+/* ---- TurboQuant behind the quantizer interface --------------------------
+ *
+ * Code layout, MSE:  [norm f32][n indices of b bits, packed]
+ *             IP:    [norm f32][gamma f32][n indices of b-1 bits][n sign bits]
+ * Query state:       [|q|^2 f32][pad][rotated query, n f32][S q, n f32 (IP only)]
+ *
+ * Distances come from the inner-product estimate: squared L2 as
+ * |x|^2 + |q|^2 - 2 <x, q> with the exact stored norm, -<x, q> for IP, and
+ * 1 - <x, q> for cosine (inputs arrive normalised).
+ */
+typedef struct tq_state {
+    tq mse;   /* QUANT_TQ */
+    tq_ip ip; /* QUANT_TQIP (its .mse is the MSE stage) */
+    bool is_ip;
+} tq_state;
+
+enum { TQ_QHEAD = 16 }; /* bytes before the rotated query, keeps it aligned */
+
+static const tq *tq_mse_of(const quant *q) {
+    const tq_state *s = q->impl;
+    return s->is_ip ? &s->ip.mse : &s->mse;
+}
+
+static void tqq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
+    const tq_state *s = q->impl;
+    float norm, gamma = 0;
+    if (s->is_ip) {
+        const tq *m = &s->ip.mse;
+        tq_ip_encode(&s->ip, x, scratch, code + 8, code + 8 + m->code_bytes, &norm, &gamma);
+        memcpy(code + 4, &gamma, 4);
+    } else {
+        tq_encode(&s->mse, x, scratch, code + 4, &norm);
+    }
+    memcpy(code, &norm, 4);
+}
+
+static void tqq_decode(const quant *q, const uint8_t *code, float *out, float *scratch) {
+    const tq_state *s = q->impl;
+    float norm;
+    memcpy(&norm, code, 4);
+    if (!s->is_ip) {
+        tq_decode(&s->mse, code + 4, norm, scratch, out);
+        return;
+    }
+    /* MSE reconstruction plus the QJL term sqrt(pi/2)/d * gamma * S^T signs,
+     * in the rotated space, then rotated back. */
+    const tq_ip *ip = &s->ip;
+    const size_t d = q->dim;
+    float gamma;
+    memcpy(&gamma, code + 4, 4);
+    const uint8_t *codes = code + 8, *signs = code + 8 + ip->mse.code_bytes;
+    const float cscale = (float)(1.0 / sqrt((double)d));
+    for (size_t j = 0; j < d; j++)
+        scratch[j] = ip->mse.cb.centroid[tq_get_bits(codes, j, ip->mse.cb.bits)] * cscale;
+    const double k = sqrt(3.14159265358979323846 / 2) / (double)d * gamma;
+    for (size_t i = 0; i < d; i++) {
+        float sgn = (signs[i >> 3] >> (i & 7)) & 1 ? (float)k : (float)-k;
+        const float *row = ip->S + i * d;
+        for (size_t j = 0; j < d; j++)
+            scratch[j] += sgn * row[j];
+    }
+    for (size_t j = 0; j < d; j++)
+        scratch[j] *= norm;
+    rht_inverse(&ip->mse.rot, scratch, out);
+}
+
+static void tqq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+    (void)scratch;
+    const tq_state *s = q->impl;
+    const size_t d = q->dim;
+    float *head = qstate;
+    float *rot = (float *)((uint8_t *)qstate + TQ_QHEAD);
+    double qq = 0;
+    for (size_t j = 0; j < d; j++)
+        qq += (double)query[j] * query[j];
+    head[0] = (float)qq;
+    if (s->is_ip) {
+        tq_ip_query qp = {rot, rot + d};
+        tq_ip_prepare(&s->ip, query, &qp);
+    } else {
+        rht_forward(&s->mse.rot, query, rot);
+    }
+}
+
+static float to_distance(rotor_metric m, float ip, float norm, float qq) {
+    switch (m) {
+    case ROTOR_METRIC_L2: return norm * norm + qq - 2 * ip;
+    case ROTOR_METRIC_IP: return -ip;
+    case ROTOR_METRIC_COSINE: return 1 - ip;
+    }
+    return ip;
+}
+
+static void tqq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
+                     size_t n, float *out) {
+    const tq_state *s = q->impl;
+    const float qq = ((const float *)qstate)[0];
+    const float *rot = (const float *)((const uint8_t *)qstate + TQ_QHEAD);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *code = store + (first + i) * q->code_bytes;
+        float norm, ip;
+        memcpy(&norm, code, 4);
+        if (s->is_ip) {
+            float gamma;
+            memcpy(&gamma, code + 4, 4);
+            tq_ip_query qp = {(float *)rot, (float *)rot + q->dim};
+            ip =
+                tq_ip_estimate(&s->ip, &qp, code + 8, code + 8 + s->ip.mse.code_bytes, norm, gamma);
+        } else {
+            ip = tq_mse_estimate(&s->mse, rot, code + 4, norm);
+        }
+        out[i] = to_distance(q->metric, ip, norm, qq);
+    }
+}
+
+static void tqq_release(quant *q) {
+    tq_state *s = q->impl;
+    if (s == NULL)
+        return;
+    if (s->is_ip)
+        tq_ip_release(&s->ip, &q->alloc);
+    else
+        tq_release(&s->mse, &q->alloc);
+    cm_free(&q->alloc, s);
+    q->impl = NULL;
+}
+
+static const quant_ops tq_ops = {
+    .train = NULL,
+    .encode = tqq_encode,
+    .decode = tqq_decode,
+    .prepare = tqq_prepare,
+    .scan = tqq_scan,
+    .store_bytes = quant_plain_store_bytes,
+    .store = quant_plain_store,
+    .load = quant_plain_load,
+    .release = tqq_release,
+};
+
+rotor_status quant_tq_setup(quant *q, uint64_t seed) {
+    tq_state *s = cm_calloc(&q->alloc, sizeof *s, "TurboQuant state");
+    if (s == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    s->is_ip = q->spec.kind == QUANT_TQIP;
+    rotor_status st = s->is_ip ? tq_ip_init(&s->ip, &q->alloc, q->dim, q->spec.bits, seed)
+                               : tq_init(&s->mse, &q->alloc, q->dim, q->spec.bits, seed);
+    if (st != ROTOR_OK) {
+        cm_free(&q->alloc, s);
+        return st;
+    }
+    q->impl = s;
+    q->ops = &tq_ops;
+    const tq *m = tq_mse_of(q);
+    q->code_bytes = s->is_ip ? 8 + m->code_bytes + s->ip.sign_bytes : 4 + m->code_bytes;
+    q->query_bytes = TQ_QHEAD + (s->is_ip ? 2 : 1) * q->dim * sizeof(float);
+    q->scratch_floats = 2 * q->dim;
+    q->needs_training = false;
+    return ROTOR_OK;
+}
