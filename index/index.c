@@ -1,0 +1,336 @@
+/*
+ * The index object: build, add, search entry points, stats and close.
+ *
+ * Entry points validate everything a caller could get wrong before touching
+ * the index, so a failed call leaves the index exactly as it was: add()
+ * converts and checks the new rows into fresh memory first and only then
+ * commits them. The flat kind keeps float32 rows contiguously (normalised
+ * for cosine, so cosine search is an inner-product scan).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "index/index_internal.h"
+
+static rotor_status grow(rotor_index *ix, size_t need) {
+    if (need <= ix->capacity)
+        return ROTOR_OK;
+    size_t cap = ix->capacity < 1024 ? 1024 : ix->capacity;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    size_t bytes;
+    CM_RETURN_IF(cm_mul_overflow(cap, ix->dim, &bytes) ||
+                     cm_mul_overflow(bytes, sizeof(float), &bytes),
+                 ROTOR_ERR_OUT_OF_MEMORY, "index of %zu vectors of %zu dimensions is too large",
+                 cap, ix->dim);
+    float *v = cm_alloc(&ix->alloc, bytes, "index vectors");
+    if (v == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    uint8_t *codes = NULL;
+    if (ix->q != NULL) {
+        codes = cm_calloc(&ix->alloc, ix->q->ops->store_bytes(ix->q, cap), "index codes");
+        if (codes == NULL) {
+            cm_free(&ix->alloc, v);
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        }
+        /* Stores are laid out by position, so the first count codes are a
+         * prefix of the store whatever its capacity. */
+        if (ix->count > 0)
+            memcpy(codes, ix->codes, ix->q->ops->store_bytes(ix->q, ix->count));
+        cm_free(&ix->alloc, ix->codes);
+        ix->codes = codes;
+    }
+    if (ix->count > 0)
+        memcpy(v, ix->vectors, ix->count * ix->dim * sizeof(float));
+    cm_free(&ix->alloc, ix->vectors);
+    ix->vectors = v;
+    ix->capacity = cap;
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
+                               rotor_index **out) {
+    cm_clear_error();
+    CM_RETURN_IF(out == NULL, ROTOR_ERR_INVALID_ARGUMENT, "output index pointer must not be NULL");
+    *out = NULL;
+    rotor_params p = params ? *params : rotor_params_default();
+    CM_FORWARD(ix_params_check(&p));
+    CM_FORWARD(ix_matrix_check(vectors, "base data"));
+
+    quant_spec spec = {0};
+    bool quantized = p.quant != NULL && strcmp(p.quant, "none") != 0;
+    if (quantized)
+        CM_FORWARD(quant_spec_parse(p.quant, &spec));
+
+    rotor_index *ix = p.allocator.alloc(p.allocator.opaque, sizeof *ix, CM_ALIGN);
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
+    memset(ix, 0, sizeof *ix);
+    ix->params = p;
+    ix->params.quant = NULL; /* not kept: the caller owns the string */
+    ix->alloc = p.allocator;
+    ix->metric = p.metric;
+    ix->dim = vectors->cols;
+    snprintf(ix->quant_name, sizeof ix->quant_name, "none");
+
+    rotor_status st = ROTOR_OK;
+    if (quantized) {
+        quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
+        st = quant_create(&spec, ix->dim, ix->metric, p.seed, &ix->alloc, &ix->q);
+        /* Convert the rows first: training sees exactly what is encoded
+         * (normalised for cosine), and bad values fail before any work. */
+        if (st == ROTOR_OK)
+            st = grow(ix, vectors->rows);
+        if (st == ROTOR_OK)
+            st = ix_convert_rows(vectors, ix->metric, ix->vectors, "base data");
+        if (st == ROTOR_OK && ix->q->ops->train != NULL) {
+            double t0 = cm_now();
+            st = ix->q->ops->train(ix->q, ix->vectors, vectors->rows, p.threads);
+            ix->train_seconds = cm_now() - t0;
+            if (st == ROTOR_OK)
+                ix->q->trained = true;
+        }
+    }
+    if (st == ROTOR_OK)
+        st = rotor_index_add(ix, vectors);
+    if (st != ROTOR_OK) {
+        rotor_index_close(ix);
+        return st;
+    }
+    *out = ix;
+    return ROTOR_OK;
+}
+
+/* Encodes rows [first, first + n) of ix->vectors into the code store. */
+static rotor_status encode_rows(rotor_index *ix, size_t first, size_t n) {
+    quant *q = ix->q;
+    float *scratch =
+        cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "encoding scratch");
+    if (scratch == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
+    for (size_t i = first; i < first + n; i++) {
+        q->ops->encode(q, ix->vectors + i * ix->dim, code, scratch);
+        q->ops->store(q, ix->codes, i, code);
+    }
+    cm_free(&ix->alloc, scratch);
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    CM_FORWARD(ix_matrix_check(vectors, "added data"));
+    CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
+                 "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
+    size_t need;
+    CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows, &need), ROTOR_ERR_INVALID_ARGUMENT,
+                 "adding %zu vectors overflows the index size", vectors->rows);
+    /* Growing first is safe: the old rows are copied and the count is only
+     * raised once every new row converted cleanly. */
+    CM_FORWARD(grow(ix, need));
+    CM_FORWARD(ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
+                               ix->count == 0 ? "base data" : "added data"));
+    if (ix->q != NULL) {
+        CM_RETURN_IF(!ix->q->trained, ROTOR_ERR_INVALID_ARGUMENT, "quantizer %s is not trained",
+                     ix->quant_name);
+        CM_FORWARD(encode_rows(ix, ix->count, vectors->rows));
+    }
+    ix->count = need;
+    return ROTOR_OK;
+}
+
+static rotor_status check_search(const rotor_index *ix, size_t k, const int64_t *ids) {
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    CM_RETURN_IF(k == 0, ROTOR_ERR_INVALID_ARGUMENT, "k must be at least 1");
+    CM_RETURN_IF(k > ((size_t)1 << 30), ROTOR_ERR_INVALID_ARGUMENT,
+                 "k of %zu is larger than any result list rotor returns", k);
+    CM_RETURN_IF(ids == NULL, ROTOR_ERR_INVALID_ARGUMENT, "ids output must not be NULL");
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params *params,
+                                const float *query, size_t dim, size_t k, int64_t *ids,
+                                float *distances) {
+    cm_clear_error();
+    CM_FORWARD(check_search(ix, k, ids));
+    CM_RETURN_IF(query == NULL, ROTOR_ERR_INVALID_ARGUMENT, "query must not be NULL");
+    CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
+                 dim, ix->dim);
+    rotor_search_params sp = params ? *params : rotor_search_params_default();
+    CM_FORWARD(ix_search_params_check(&sp));
+
+    float *dist_out = distances;
+    float *dist_tmp = NULL;
+    if (dist_out == NULL) {
+        dist_tmp = cm_alloc(&ix->alloc, k * sizeof(float), "search distances");
+        if (dist_tmp == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        dist_out = dist_tmp;
+    }
+    rotor_status st = ROTOR_OK;
+    const float *q = query;
+    float *qcopy = NULL;
+    for (size_t j = 0; j < dim; j++) {
+        if (!isfinite(query[j])) {
+            st = cm_fail(ROTOR_ERR_NOT_FINITE, "query column %zu is %s", j,
+                         isnan(query[j]) ? "NaN" : "infinite");
+            goto done;
+        }
+    }
+    if (ix->metric == ROTOR_METRIC_COSINE) {
+        qcopy = cm_alloc(&ix->alloc, dim * sizeof(float), "query copy");
+        if (qcopy == NULL) {
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+            goto done;
+        }
+        rotor_matrix m = {(void *)query, 1, dim, ROTOR_ELEM_F32};
+        st = ix_convert_rows(&m, ix->metric, qcopy, "query");
+        if (st != ROTOR_OK)
+            goto done;
+        q = qcopy;
+    }
+    st = ix->q != NULL ? flat_search_quant(ix, q, k, ix_rerank_depth(ix, &sp, k), ids, dist_out)
+                       : flat_search(ix, q, k, ids, dist_out);
+done:
+    cm_free(&ix->alloc, qcopy);
+    cm_free(&ix->alloc, dist_tmp);
+    return st;
+}
+
+rotor_status rotor_index_search_batch(const rotor_index *ix, const rotor_search_params *params,
+                                      const rotor_matrix *queries, size_t k, int64_t *ids,
+                                      float *distances) {
+    cm_clear_error();
+    CM_FORWARD(check_search(ix, k, ids));
+    CM_FORWARD(ix_matrix_check(queries, "queries"));
+    CM_RETURN_IF(queries->cols != ix->dim, ROTOR_ERR_DIMENSION,
+                 "queries have %zu dimensions, index has %zu", queries->cols, ix->dim);
+    rotor_search_params sp = params ? *params : rotor_search_params_default();
+    CM_FORWARD(ix_search_params_check(&sp));
+    size_t nk;
+    CM_RETURN_IF(cm_mul_overflow(queries->rows, k, &nk), ROTOR_ERR_INVALID_ARGUMENT,
+                 "%zu queries x k %zu results overflow", queries->rows, k);
+
+    float *q = cm_alloc(&ix->alloc, queries->rows * queries->cols * sizeof(float), "queries");
+    float *dist_tmp = NULL;
+    if (q == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ix_convert_rows(queries, ix->metric, q, "queries");
+    if (st == ROTOR_OK && distances == NULL) {
+        dist_tmp = cm_alloc(&ix->alloc, nk * sizeof(float), "search distances");
+        if (dist_tmp == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (st == ROTOR_OK) {
+        unsigned threads = ix_thread_count(sp.threads, queries->rows);
+        st = flat_search_batch(ix, q, queries->rows, k, ix_rerank_depth(ix, &sp, k), threads, ids,
+                               distances ? distances : dist_tmp);
+    }
+    cm_free(&ix->alloc, dist_tmp);
+    cm_free(&ix->alloc, q);
+    return st;
+}
+
+rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and output must not be NULL");
+    memset(out, 0, sizeof *out);
+    out->kind = ix->params.kind;
+    out->metric = ix->metric;
+    out->count = ix->count;
+    out->dim = ix->dim;
+    out->bytes_vectors = ix->count * ix->dim * sizeof(float);
+    out->bytes_total = ix->capacity * ix->dim * sizeof(float) + sizeof *ix;
+    if (ix->q != NULL) {
+        out->code_bytes = ix->q->code_bytes;
+        out->bytes_codes = ix->q->ops->store_bytes(ix->q, ix->count);
+        out->bytes_total += ix->q->ops->store_bytes(ix->q, ix->capacity);
+    }
+    out->train_seconds = ix->train_seconds;
+    snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
+    return ROTOR_OK;
+}
+
+static rotor_status check_id(const rotor_index *ix, int64_t id) {
+    CM_RETURN_IF(id < 0 || (uint64_t)id >= ix->count, ROTOR_ERR_INVALID_ARGUMENT,
+                 "id %lld is outside the index (0 to %zu)", (long long)id,
+                 ix->count == 0 ? 0 : ix->count - 1);
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_reconstruct(const rotor_index *ix, int64_t id, float *out) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and output must not be NULL");
+    CM_FORWARD(check_id(ix, id));
+    if (ix->q == NULL) {
+        memcpy(out, ix->vectors + (size_t)id * ix->dim, ix->dim * sizeof(float));
+        return ROTOR_OK;
+    }
+    const quant *q = ix->q;
+    float *scratch =
+        cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "decoding scratch");
+    if (scratch == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
+    q->ops->load(q, ix->codes, (size_t)id, code);
+    q->ops->decode(q, code, out, scratch);
+    cm_free(&ix->alloc, scratch);
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, size_t dim,
+                                  const int64_t *ids, size_t n, float *distances) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || query == NULL || (n > 0 && (ids == NULL || distances == NULL)),
+                 ROTOR_ERR_INVALID_ARGUMENT, "index, query, ids and distances must not be NULL");
+    CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
+                 dim, ix->dim);
+    for (size_t i = 0; i < n; i++)
+        CM_FORWARD(check_id(ix, ids[i]));
+    float *qn = cm_alloc(&ix->alloc, dim * sizeof(float), "query copy");
+    if (qn == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_matrix m = {(void *)query, 1, dim, ROTOR_ELEM_F32};
+    rotor_status st = ix_convert_rows(&m, ix->metric, qn, "query");
+    const simd_ops *ops = simd_ops_get();
+    if (st == ROTOR_OK && ix->q == NULL) {
+        for (size_t i = 0; i < n; i++)
+            distances[i] = ix_exact_distance(ix, ops, qn, (size_t)ids[i]);
+    } else if (st == ROTOR_OK) {
+        const quant *q = ix->q;
+        size_t qbytes = cm_round_up(q->query_bytes, CM_ALIGN);
+        void *qs = cm_alloc(&ix->alloc, qbytes + q->scratch_floats * sizeof(float), "query state");
+        if (qs == NULL) {
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+        } else {
+            q->ops->prepare(q, qn, qs, (float *)((uint8_t *)qs + qbytes));
+            for (size_t i = 0; i < n; i++)
+                q->ops->scan(q, qs, ix->codes, (size_t)ids[i], 1, &distances[i]);
+            cm_free(&ix->alloc, qs);
+        }
+    }
+    cm_free(&ix->alloc, qn);
+    return st;
+}
+
+size_t ix_rerank_depth(const rotor_index *ix, const rotor_search_params *sp, size_t k) {
+    if (ix->q == NULL || sp->rerank == 0)
+        return 0;
+    size_t depth = sp->rerank < 0 ? 10 * k : (size_t)sp->rerank;
+    if (depth < k)
+        depth = k;
+    return depth < ix->count ? depth : ix->count;
+}
+
+void rotor_index_close(rotor_index *ix) {
+    if (ix == NULL)
+        return;
+    rotor_allocator a = ix->alloc;
+    quant_free(ix->q);
+    cm_free(&a, ix->codes);
+    cm_free(&a, ix->vectors);
+    a.free(a.opaque, ix);
+}

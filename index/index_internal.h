@@ -1,0 +1,62 @@
+/*
+ * index/ — the public API: ties a quantizer, a navigator and a vector store
+ * into one rotor_index. This header is the only place where struct
+ * rotor_index is complete. Private to the library.
+ */
+#ifndef ROTOR_INDEX_INTERNAL_H
+#define ROTOR_INDEX_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "quant/quant.h"
+#include "simd/simd.h"
+
+struct rotor_index {
+    rotor_params params;
+    rotor_allocator alloc;
+    rotor_metric metric;
+    size_t dim;
+    size_t count;
+    size_t capacity; /* rows `vectors` has room for */
+    /* count x dim float32, row-major, unpadded; normalised for cosine. */
+    float *vectors;
+    /* The quantizer and its code store (NULL for full precision). The store
+     * has room for `capacity` codes, in the quantizer's layout. */
+    quant *q;
+    uint8_t *codes;
+    char quant_name[32];
+    double train_seconds;
+};
+
+/* params.c: validation with a sentence for every rejection. */
+rotor_status ix_params_check(const rotor_params *p);
+rotor_status ix_search_params_check(const rotor_search_params *p);
+rotor_status ix_matrix_check(const rotor_matrix *m, const char *what);
+
+/* Copies `m` (any accepted element type) into dst as float32 rows, checking
+ * every value is finite and normalising rows for cosine. `first_row` is only
+ * used to number rows in error sentences. */
+rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *dst,
+                             const char *what);
+
+/* Resolves a thread count: 0 means one per core; never more than `work`. */
+unsigned ix_thread_count(uint32_t requested, size_t work);
+
+/* Resolves rotor_search_params.rerank for a search of k neighbours. */
+size_t ix_rerank_depth(const rotor_index *ix, const rotor_search_params *sp, size_t k);
+
+/* flat.c */
+rotor_status flat_search(const rotor_index *ix, const float *query, size_t k, int64_t *ids,
+                         float *dists);
+/* Scan of the codes, then rerank of the best `rerank` (>= k, or 0 for none). */
+rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t k, size_t rerank,
+                               int64_t *ids, float *dists);
+/* Exact distance of a (prepared: normalised for cosine) query to row id. */
+float ix_exact_distance(const rotor_index *ix, const simd_ops *ops, const float *q, size_t id);
+rotor_status flat_search_batch(const rotor_index *ix, const float *queries, size_t nq, size_t k,
+                               size_t rerank, unsigned threads, int64_t *ids, float *dists);
+
+#endif /* ROTOR_INDEX_INTERNAL_H */

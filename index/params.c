@@ -1,0 +1,148 @@
+/*
+ * Parameter defaults and validation. Every rejection names the field, the
+ * value and the allowed range, so a caller never has to guess which of a
+ * dozen settings was wrong.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "index/index_internal.h"
+
+rotor_params rotor_params_default(void) {
+    rotor_params p;
+    memset(&p, 0, sizeof p);
+    p.kind = ROTOR_INDEX_FLAT;
+    p.metric = ROTOR_METRIC_L2;
+    p.threads = 0;
+    p.seed = 42;
+    p.allocator = cm_allocator_default();
+    return p;
+}
+
+rotor_search_params rotor_search_params_default(void) {
+    rotor_search_params p;
+    memset(&p, 0, sizeof p);
+    p.threads = 0;
+    p.rerank = -1;
+    return p;
+}
+
+const char *rotor_metric_name(rotor_metric metric) {
+    switch (metric) {
+    case ROTOR_METRIC_L2: return "l2";
+    case ROTOR_METRIC_IP: return "ip";
+    case ROTOR_METRIC_COSINE: return "cosine";
+    }
+    return "unknown";
+}
+
+rotor_status rotor_metric_parse(const char *name, rotor_metric *out) {
+    cm_clear_error();
+    CM_RETURN_IF(name == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "metric name and output must not be NULL");
+    static const rotor_metric all[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP, ROTOR_METRIC_COSINE};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(name, rotor_metric_name(all[i])) == 0) {
+            *out = all[i];
+            return ROTOR_OK;
+        }
+    }
+    return cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "unknown metric '%s'; use l2, ip or cosine", name);
+}
+
+const char *rotor_index_kind_name(rotor_index_kind kind) {
+    switch (kind) {
+    case ROTOR_INDEX_FLAT: return "flat";
+    }
+    return "unknown";
+}
+
+rotor_status ix_params_check(const rotor_params *p) {
+    CM_RETURN_IF(p->kind != ROTOR_INDEX_FLAT, ROTOR_ERR_INVALID_ARGUMENT, "unknown index kind %d",
+                 (int)p->kind);
+    CM_RETURN_IF(p->metric != ROTOR_METRIC_L2 && p->metric != ROTOR_METRIC_IP &&
+                     p->metric != ROTOR_METRIC_COSINE,
+                 ROTOR_ERR_INVALID_ARGUMENT, "unknown metric %d", (int)p->metric);
+    CM_RETURN_IF(p->allocator.alloc == NULL || p->allocator.free == NULL,
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "the allocator needs both alloc and free (use rotor_params_default())");
+    return ROTOR_OK;
+}
+
+rotor_status ix_search_params_check(const rotor_search_params *p) {
+    CM_RETURN_IF(p->rerank < -1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "rerank must be -1 (automatic), 0 (none) or a count, not %lld",
+                 (long long)p->rerank);
+    return ROTOR_OK;
+}
+
+rotor_status ix_matrix_check(const rotor_matrix *m, const char *what) {
+    CM_RETURN_IF(m == NULL, ROTOR_ERR_INVALID_ARGUMENT, "%s must not be NULL", what);
+    CM_RETURN_IF(m->type != ROTOR_ELEM_F32 && m->type != ROTOR_ELEM_U8 && m->type != ROTOR_ELEM_I8,
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "%s must hold float32, uint8 or int8 elements, not type %d", what, (int)m->type);
+    CM_RETURN_IF(m->rows == 0, ROTOR_ERR_EMPTY, "%s has no rows", what);
+    CM_RETURN_IF(m->cols == 0, ROTOR_ERR_DIMENSION, "%s has 0 dimensions", what);
+    CM_RETURN_IF(m->data == NULL, ROTOR_ERR_INVALID_ARGUMENT, "%s has no data (NULL)", what);
+    size_t bytes;
+    CM_RETURN_IF(
+        cm_mul_overflow(m->rows, m->cols, &bytes) || cm_mul_overflow(bytes, sizeof(float), &bytes),
+        ROTOR_ERR_INVALID_ARGUMENT, "%s of %zu x %zu is too large", what, m->rows, m->cols);
+    return ROTOR_OK;
+}
+
+static void normalise(float *x, size_t d) {
+    double s = 0;
+    for (size_t j = 0; j < d; j++)
+        s += (double)x[j] * x[j];
+    if (s > 0) {
+        float inv = (float)(1.0 / sqrt(s));
+        for (size_t j = 0; j < d; j++)
+            x[j] *= inv;
+    }
+}
+
+rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *dst,
+                             const char *what) {
+    size_t d = m->cols;
+    for (size_t i = 0; i < m->rows; i++) {
+        float *row = dst + i * d;
+        switch (m->type) {
+        case ROTOR_ELEM_F32: {
+            const float *src = (const float *)m->data + i * d;
+            for (size_t j = 0; j < d; j++) {
+                if (!isfinite(src[j]))
+                    return cm_fail(ROTOR_ERR_NOT_FINITE, "%s row %zu, column %zu is %s", what, i, j,
+                                   isnan(src[j]) ? "NaN" : "infinite");
+                row[j] = src[j];
+            }
+            break;
+        }
+        case ROTOR_ELEM_U8: {
+            const uint8_t *src = (const uint8_t *)m->data + i * d;
+            for (size_t j = 0; j < d; j++)
+                row[j] = (float)src[j];
+            break;
+        }
+        case ROTOR_ELEM_I8: {
+            const int8_t *src = (const int8_t *)m->data + i * d;
+            for (size_t j = 0; j < d; j++)
+                row[j] = (float)src[j];
+            break;
+        }
+        default:
+            return cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "%s has unsupported element type %d", what,
+                           (int)m->type);
+        }
+        if (metric == ROTOR_METRIC_COSINE)
+            normalise(row, d);
+    }
+    return ROTOR_OK;
+}
+
+unsigned ix_thread_count(uint32_t requested, size_t work) {
+    unsigned n = requested == 0 ? cm_cpu_count() : requested;
+    if (work < n)
+        n = work == 0 ? 1u : (unsigned)work;
+    return n;
+}

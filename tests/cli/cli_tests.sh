@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# End-to-end tests of the rotor tool: exit codes, one-line errors, and the
+# answers of gt / search / bench on small files written here with perl
+# (part of every Debian system).
+set -u
+ROTOR=${1:?usage: cli_tests.sh PATH-TO-rotor}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK" || exit 1
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect EXIT STDERR_SUBSTRING -- command...
+# Checks the exit code, that stderr holds the substring, and that a failing
+# command says exactly one line.
+expect() {
+  local want=$1 needle=$2
+  shift 3
+  "$@" >out.txt 2>err.txt
+  local got=$?
+  if [ "$got" -ne "$want" ]; then
+    bad "'$*' exited $got, expected $want; stderr: $(cat err.txt)"
+    return
+  fi
+  if [ -n "$needle" ] && ! grep -qF -- "$needle" err.txt; then
+    bad "'$*' stderr lacks '$needle': $(cat err.txt)"
+    return
+  fi
+  if [ "$want" -ne 0 ] && [ "$(wc -l <err.txt)" -ne 1 ]; then
+    bad "'$*' printed $(wc -l <err.txt) lines on stderr, expected one: $(cat err.txt)"
+    return
+  fi
+  ok
+}
+
+# 500 base vectors of 16 dimensions with integer values; queries are base
+# rows 0, 7, 14, ... moved by +0.25 in column 0, so query i's nearest
+# neighbour is base row 7*i.
+perl -e 'srand(3); for $i (0..499) { print pack("l<", 16), pack("f<16", map { int(rand(100)) } 1..16) }' >base.fvecs
+perl -e 'open F, "<", "base.fvecs"; binmode F; local $/; $b = <F>;
+  for $i (0..39) { @v = unpack("f<16", substr($b, 7*$i*68 + 4, 64)); $v[0] += 0.25;
+    print pack("l<", 16), pack("f<16", @v) }' >queries.fvecs
+
+expect 2 "no command given" -- "$ROTOR"
+expect 0 "" -- "$ROTOR" --help
+expect 2 "unknown command 'frob'" -- "$ROTOR" frob
+expect 0 "" -- "$ROTOR" gt --help
+expect 2 "gt does not take '--json'" -- "$ROTOR" gt --json x
+expect 2 "--k takes a whole number from 1" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 0 --out gt.ivecs
+expect 2 "unknown metric 'manhattan'" -- "$ROTOR" gt --metric manhattan
+expect 2 "gt needs --k" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --out gt.ivecs
+
+expect 0 "" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 20 --out gt.ivecs --distances gt.fvecs --quiet
+first=$(perl -e 'open F, "<", "gt.ivecs"; binmode F; local $/; $b = <F>; $ok = 1;
+  for $i (0..39) { ($d, $id) = unpack("l<l<", substr($b, $i*84, 8)); $ok = 0 if $d != 20 || $id != 7*$i }
+  print $ok')
+[ "$first" = 1 ] && ok || bad "gt: first neighbour of query i is not base row 7i"
+dist0=$(perl -e 'open F, "<", "gt.fvecs"; binmode F; read F, $h, 8; print unpack("x4 f<", $h)')
+[ "$dist0" = "0.0625" ] && ok || bad "gt: distance of query 0 to row 0 is $dist0, expected 0.0625"
+
+expect 0 "" -- "$ROTOR" info gt.ivecs
+grep -q "rows:       40" out.txt && grep -q "dimensions: 20" out.txt && ok || bad "info gt.ivecs: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" verify base.fvecs
+grep -q "holds 500 rows of 16 float32" out.txt && ok || bad "verify: $(cat out.txt)"
+
+# search with threads gives the same ids as gt
+expect 0 "" -- "$ROTOR" search --index flat --base base.fvecs --queries queries.fvecs --k 20 --out s.ivecs --threads 2 --quiet
+cmp -s s.ivecs gt.ivecs && ok || bad "search ids differ from gt ids"
+
+expect 0 "" -- "$ROTOR" bench --index flat --base base.fvecs --queries queries.fvecs --gt gt.ivecs --k 10 --json b.jsonl --quiet --runs 3
+grep -qE '^flat .* 1\.0000 +1\.0000 ' out.txt && ok || bad "bench: recall is not 1.0000: $(cat out.txt)"
+for key in method params k threads recall_at_1 recall_at_10 qps mean_latency_us p99_latency_us \
+           build_seconds index_bytes peak_rss_bytes cpu_seconds; do
+  grep -q "\"$key\":" b.jsonl && ok || bad "bench JSON lacks key $key"
+done
+[ "$(wc -l <b.jsonl)" -eq 1 ] && ok || bad "bench JSON should be one line"
+
+# bad input: one line, non-zero, never a signal
+expect 1 "cannot read base vectors: " -- "$ROTOR" gt --base missing.fvecs --queries queries.fvecs --k 5 --out x.ivecs
+head -c 1000 base.fvecs >trunc.fvecs
+expect 1 "trunc.fvecs" -- "$ROTOR" gt --base trunc.fvecs --queries queries.fvecs --k 5 --out x.ivecs
+expect 1 "trunc.fvecs" -- "$ROTOR" verify trunc.fvecs
+perl -e 'print pack("l<", 16), pack("f<15", 1..15), pack("L<", 0x7fc00000)' >nan.fvecs
+expect 1 "NaN" -- "$ROTOR" gt --base base.fvecs --queries nan.fvecs --k 5 --out x.ivecs
+perl -e 'print pack("l<", 8), pack("f<8", 1..8)' >q8.fvecs
+expect 1 "8 dimensions" -- "$ROTOR" search --index flat --base base.fvecs --queries q8.fvecs --k 5 --out x.ivecs
+echo hello >base.txt
+expect 1 "cannot tell the format" -- "$ROTOR" info base.txt
+head -c 168 gt.ivecs >gt_short.ivecs
+expect 1 "ground truth 'gt_short.ivecs' has 2 rows" -- "$ROTOR" bench --index flat --base base.fvecs --queries queries.fvecs --gt gt_short.ivecs --quiet
+expect 2 "index 'vamana' is not available" -- "$ROTOR" bench --index vamana --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "index files are not available" -- "$ROTOR" build --base base.fvecs --out x.rotor
+[ -e x.ivecs ] && bad "a failed command left an output file behind" || ok
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

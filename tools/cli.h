@@ -1,0 +1,105 @@
+/*
+ * The rotor command-line tool. It sees the library through include/rotor.h
+ * only: whatever it needs that the header lacks is an API gap to close, not a
+ * reason to reach into the library's internals.
+ */
+#ifndef ROTOR_CLI_H
+#define ROTOR_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rotor.h"
+
+/* Exit codes: 0 success, 1 the work failed (bad data, I/O), 2 bad usage. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+/* The flags every subcommand shares; each command accepts a subset. */
+typedef struct cli_opts {
+    const char *base, *queries, *gt, *index, *out, *distances, *json, *quant;
+    int64_t rerank; /* -1 = automatic */
+    size_t k;
+    bool k_set;
+    rotor_metric metric;
+    unsigned threads;
+    unsigned runs;
+    size_t max_queries;
+    bool quiet;
+    int argc_rest; /* positional arguments left after the flags */
+    char **argv_rest;
+} cli_opts;
+
+/* Bits naming the flags a command accepts, for parsing and --help. */
+enum {
+    OPT_BASE = 1 << 0,
+    OPT_QUERIES = 1 << 1,
+    OPT_GT = 1 << 2,
+    OPT_K = 1 << 3,
+    OPT_METRIC = 1 << 4,
+    OPT_INDEX = 1 << 5,
+    OPT_OUT = 1 << 6,
+    OPT_THREADS = 1 << 7,
+    OPT_JSON = 1 << 8,
+    OPT_DISTANCES = 1 << 9,
+    OPT_RUNS = 1 << 10,
+    OPT_MAX_QUERIES = 1 << 11,
+    OPT_QUIET = 1 << 12,
+    OPT_QUANT = 1 << 13,
+    OPT_RERANK = 1 << 14,
+};
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    const char *usage; /* the synopsis and what the command does */
+    unsigned flags;
+    int (*run)(const cli_opts *opts);
+} cli_command;
+
+/* Prints "rotor: <message>" on one line to stderr and returns `code`. */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same, with rotor_last_error() (or the status text) after the prefix. */
+int cli_lib_error(rotor_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads a vector file as float32 (converting uint8/int8), limited to max_rows
+ * rows (0 = all), with a one-line error on failure. */
+int cli_read_f32(const char *path, const char *role, size_t max_rows, rotor_matrix *out);
+
+/* Progress on stderr: drawn only when stderr is a terminal and not --quiet. */
+typedef struct cli_progress {
+    const char *label;
+    uint64_t total;
+    double started, last_draw;
+    bool enabled;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, uint64_t total, bool quiet);
+void cli_progress_update(cli_progress *p, uint64_t done);
+void cli_progress_finish(cli_progress *p);
+
+/* Clocks, memory, JSON. */
+double cli_now(void);
+double cli_thread_cpu(void);
+size_t cli_peak_rss(void);
+void cli_json_string(FILE *f, const char *s);
+
+/* Exact distance in double precision (smaller is better), eval.c. */
+double cli_exact_distance(rotor_metric m, const float *q, const float *x, size_t d);
+/* Mean over queries of the share of the first `at` returned ids that lie
+ * within the true at-th distance; `ids` rows have k entries. */
+double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
+                     const int64_t *ids, size_t k, size_t at, rotor_metric metric);
+/* Checks a ground-truth matrix against the base and query count. */
+int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *base, size_t nq);
+
+/* The subcommands. */
+int cmd_gt(const cli_opts *o);
+int cmd_bench(const cli_opts *o);
+int cmd_search(const cli_opts *o);
+int cmd_info(const cli_opts *o);
+int cmd_verify(const cli_opts *o);
+int cmd_build(const cli_opts *o);
+int cmd_eval_quant(const cli_opts *o);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * rotor bench: build an index over a base file, run every query one at a
+ * time (the ann-benchmarks protocol) on N threads, and report recall, QPS
+ * and latency as a table and as JSON lines.
+ *
+ * Recall is counted by distance, as ann-benchmarks does: a returned id is a
+ * hit if its exact distance (recomputed here in double precision from the
+ * base vectors, never taken from the index) is within the true k-th
+ * distance. Ties at the k-th distance therefore count, whatever order the
+ * ground-truth file gave them in.
+ *
+ * The machine this runs on may be shared, so beside wall-clock QPS the CPU
+ * time of the search threads is reported: QPS per CPU-second stays readable
+ * when other work steals cycles.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+typedef struct bench_ctx {
+    const rotor_index *ix;
+    const rotor_matrix *queries;
+    rotor_search_params sp;
+    size_t k;
+    atomic_size_t next;
+    int64_t *ids;
+    float *dists;
+    double *latency;
+    rotor_status status;
+    char error[512];
+    pthread_mutex_t lock;
+} bench_ctx;
+
+typedef struct worker {
+    bench_ctx *ctx;
+    double cpu;
+} worker;
+
+static void *bench_worker(void *arg) {
+    worker *w = arg;
+    bench_ctx *c = w->ctx;
+    const size_t d = c->queries->cols;
+    double cpu0 = cli_thread_cpu();
+    for (;;) {
+        size_t qi = atomic_fetch_add(&c->next, 1);
+        if (qi >= c->queries->rows)
+            break;
+        const float *q = (const float *)c->queries->data + qi * d;
+        double t0 = cli_now();
+        rotor_status st =
+            rotor_index_search(c->ix, &c->sp, q, d, c->k, c->ids + qi * c->k, c->dists + qi * c->k);
+        c->latency[qi] = cli_now() - t0;
+        if (st != ROTOR_OK) {
+            pthread_mutex_lock(&c->lock);
+            if (c->status == ROTOR_OK) {
+                c->status = st;
+                snprintf(c->error, sizeof c->error, "%s", rotor_last_error());
+            }
+            pthread_mutex_unlock(&c->lock);
+            break;
+        }
+    }
+    w->cpu = cli_thread_cpu() - cpu0;
+    return NULL;
+}
+
+typedef struct run_result {
+    double wall, cpu, qps, mean_us, p99_us;
+} run_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int run_once(bench_ctx *c, unsigned threads, run_result *out) {
+    worker w[1024];
+    pthread_t tid[1024];
+    atomic_store(&c->next, 0);
+    double t0 = cli_now();
+    unsigned started = 0;
+    for (unsigned t = 0; t < threads; t++) {
+        w[t].ctx = c;
+        w[t].cpu = 0;
+        if (pthread_create(&tid[t], NULL, bench_worker, &w[t]) != 0)
+            break;
+        started++;
+    }
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    if (started < threads)
+        return cli_error(CLI_EXIT_FAIL, "could only start %u of %u threads", started, threads);
+    if (c->status != ROTOR_OK)
+        return cli_error(CLI_EXIT_FAIL, "search failed: %s", c->error);
+    size_t nq = c->queries->rows;
+    out->wall = cli_now() - t0;
+    out->cpu = 0;
+    for (unsigned t = 0; t < threads; t++)
+        out->cpu += w[t].cpu;
+    out->qps = (double)nq / out->wall;
+    double *sorted = malloc(nq * sizeof *sorted);
+    if (sorted == NULL)
+        return cli_error(CLI_EXIT_FAIL, "out of memory for %zu latencies", nq);
+    memcpy(sorted, c->latency, nq * sizeof *sorted);
+    qsort(sorted, nq, sizeof *sorted, cmp_double);
+    double sum = 0;
+    for (size_t i = 0; i < nq; i++)
+        sum += sorted[i];
+    out->mean_us = 1e6 * sum / (double)nq;
+    size_t p99 = (size_t)ceil(0.99 * (double)nq);
+    out->p99_us = 1e6 * sorted[p99 == 0 ? 0 : p99 - 1];
+    free(sorted);
+    return CLI_EXIT_OK;
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+int cmd_bench(const cli_opts *o) {
+    if (o->index == NULL || o->base == NULL || o->queries == NULL || o->gt == NULL)
+        return cli_error(
+            CLI_EXIT_USAGE,
+            "bench needs --index, --base, --queries and --gt; see 'rotor bench --help'");
+    if (strcmp(o->index, "flat") != 0)
+        return cli_error(CLI_EXIT_USAGE,
+                         "bench: index '%s' is not available in this version; use --index flat",
+                         o->index);
+    unsigned threads = o->threads ? o->threads : 1;
+    int rc;
+    rotor_matrix base = {0}, queries = {0}, gt = {0};
+    rotor_index *ix = NULL;
+    bench_ctx c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.lock, NULL);
+
+    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
+        (rc = cli_read_f32(o->queries, "queries", o->max_queries, &queries)))
+        goto done;
+    rotor_status st = rotor_matrix_read(o->gt, -1, queries.rows, &gt);
+    if (st != ROTOR_OK) {
+        rc = cli_lib_error(st, "cannot read ground truth");
+        goto done;
+    }
+    if ((rc = cli_check_gt(o, &gt, &base, queries.rows)))
+        goto done;
+    if (queries.cols != base.cols) {
+        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
+                       o->queries, queries.cols, o->base, base.cols);
+        goto done;
+    }
+
+    rotor_params p = rotor_params_default();
+    p.metric = o->metric;
+    p.quant = o->quant;
+    double b0 = cli_now();
+    st = rotor_index_build(&p, &base, &ix);
+    double build_s = cli_now() - b0;
+    if (st != ROTOR_OK) {
+        rc = cli_lib_error(st, "cannot index '%s'", o->base);
+        goto done;
+    }
+    rotor_index_stats stats;
+    rotor_index_stats_get(ix, &stats);
+
+    size_t nq = queries.rows, k = o->k;
+    c.ix = ix;
+    c.queries = &queries;
+    c.sp = rotor_search_params_default();
+    c.sp.rerank = o->rerank;
+    c.k = k;
+    c.ids = malloc(nq * k * sizeof *c.ids);
+    c.dists = malloc(nq * k * sizeof *c.dists);
+    c.latency = malloc(nq * sizeof *c.latency);
+    if (c.ids == NULL || c.dists == NULL || c.latency == NULL) {
+        rc = cli_error(CLI_EXIT_FAIL, "out of memory for %zu x %zu results", nq, k);
+        goto done;
+    }
+
+    run_result runs[1000];
+    for (unsigned r = 0; r < o->runs; r++) {
+        if (!o->quiet)
+            fprintf(stderr, "bench: run %u of %u, %zu queries on %u thread%s\n", r + 1, o->runs, nq,
+                    threads, threads == 1 ? "" : "s");
+        if ((rc = run_once(&c, threads, &runs[r])))
+            goto done;
+    }
+    /* The median run by QPS: robust to a neighbour's burst on a shared machine. */
+    for (unsigned i = 1; i < o->runs; i++)
+        for (unsigned j = i; j > 0 && runs[j - 1].qps > runs[j].qps; j--) {
+            run_result t = runs[j];
+            runs[j] = runs[j - 1];
+            runs[j - 1] = t;
+        }
+    const run_result *med = &runs[o->runs / 2];
+
+    char params[96] = "-";
+    if (o->quant != NULL)
+        snprintf(params, sizeof params, "%s,rerank=%lld", stats.quant,
+                 (long long)(o->rerank < 0 ? 10 * (long long)k : o->rerank));
+    double r1 = cli_recall_at(&base, &queries, &gt, c.ids, k, 1, o->metric);
+    double r10 = k >= 10 ? cli_recall_at(&base, &queries, &gt, c.ids, k, 10, o->metric) : NAN;
+    size_t rss = cli_peak_rss();
+
+    printf("rotor bench  %s  base %zu x %zu (%s)  %zu queries  metric %s  k %zu  simd %s\n",
+           o->index, base.rows, base.cols, base_name(o->base), nq, rotor_metric_name(o->metric), k,
+           rotor_simd_level());
+    printf("%-8s %-10s %7s %9s %9s %10s %10s %9s %8s %9s %10s\n", "method", "params", "threads",
+           "recall@1", "recall@10", "QPS", "mean_us", "p99_us", "build_s", "index_MiB",
+           "QPS/cpu_s");
+    printf("%-8s %-10s %7u %9.4f %9.4f %10.1f %10.1f %9.1f %8.2f %9.1f %10.1f\n", o->index, params,
+           threads, r1, r10, med->qps, med->mean_us, med->p99_us, build_s,
+           (double)stats.bytes_total / (1 << 20), med->cpu > 0 ? (double)nq / med->cpu : 0.0);
+
+    if (o->json != NULL) {
+        FILE *f = fopen(o->json, "a");
+        if (f == NULL) {
+            rc = cli_error(CLI_EXIT_FAIL, "cannot open '%s' for appending", o->json);
+            goto done;
+        }
+        fprintf(f, "{\"tool\":\"rotor\",\"version\":\"%s\",\"method\":", rotor_version_string());
+        cli_json_string(f, o->index);
+        fprintf(f, ",\"params\":");
+        cli_json_string(f, strcmp(params, "-") == 0 ? "" : params);
+        fprintf(f, ",\"dataset\":");
+        cli_json_string(f, base_name(o->base));
+        fprintf(f,
+                ",\"metric\":\"%s\",\"simd\":\"%s\",\"n_base\":%zu,\"dim\":%zu,\"n_queries\":%zu,"
+                "\"k\":%zu,\"threads\":%u,\"runs\":%u,\"recall_at_1\":%.6f,",
+                rotor_metric_name(o->metric), rotor_simd_level(), base.rows, base.cols, nq, k,
+                threads, o->runs, r1);
+        if (isnan(r10))
+            fprintf(f, "\"recall_at_10\":null,");
+        else
+            fprintf(f, "\"recall_at_10\":%.6f,", r10);
+        fprintf(f,
+                "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
+                "\"build_seconds\":%.6f,\"index_bytes\":%zu,\"peak_rss_bytes\":%zu,"
+                "\"cpu_seconds\":%.6f,\"wall_seconds\":%.6f,\"timestamp\":%lld}\n",
+                med->qps, med->mean_us, med->p99_us, build_s, stats.bytes_total, rss, med->cpu,
+                med->wall, (long long)time(NULL));
+        if (fclose(f) != 0) {
+            rc = cli_error(CLI_EXIT_FAIL, "cannot write '%s'", o->json);
+            goto done;
+        }
+    }
+    rc = CLI_EXIT_OK;
+done:
+    free(c.ids);
+    free(c.dists);
+    free(c.latency);
+    pthread_mutex_destroy(&c.lock);
+    rotor_index_close(ix);
+    rotor_matrix_free(&base);
+    rotor_matrix_free(&queries);
+    rotor_matrix_free(&gt);
+    return rc;
+}

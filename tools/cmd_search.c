@@ -1,0 +1,130 @@
+/*
+ * rotor gt and rotor search: batch search of a query file, written out as
+ * id (and distance) matrices. gt is search with the exact flat index; the
+ * queries go to the library in chunks so a progress bar can follow.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { CHUNK_ROWS = 1024 };
+
+static int require(const char *value, const char *flag, const char *cmd) {
+    if (value == NULL)
+        return cli_error(CLI_EXIT_USAGE, "%s needs %s; see 'rotor %s --help'", cmd, flag, cmd);
+    return CLI_EXIT_OK;
+}
+
+/* Writes ids (int64 from the library) as an int32 matrix. */
+static int write_ids(const char *path, const int64_t *ids, size_t rows, size_t k) {
+    int32_t *ids32 = malloc(rows * k * sizeof *ids32);
+    if (ids32 == NULL)
+        return cli_error(CLI_EXIT_FAIL, "out of memory for %zu result ids", rows * k);
+    for (size_t i = 0; i < rows * k; i++)
+        ids32[i] = (int32_t)ids[i];
+    rotor_matrix m = {ids32, rows, k, ROTOR_ELEM_I32};
+    rotor_status st = rotor_matrix_write(path, &m);
+    free(ids32);
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "cannot write ids");
+    return CLI_EXIT_OK;
+}
+
+static int run_search(const cli_opts *o, const char *cmd) {
+    int rc;
+    if ((rc = require(o->base, "--base", cmd)) || (rc = require(o->queries, "--queries", cmd)) ||
+        (rc = require(o->out, "--out", cmd)))
+        return rc;
+    if (o->index != NULL && strcmp(o->index, "flat") != 0)
+        return cli_error(CLI_EXIT_USAGE,
+                         "index files are not available in this version; use --index flat");
+
+    rotor_matrix base = {0}, queries = {0};
+    rotor_index *ix = NULL;
+    int64_t *ids = NULL;
+    float *dists = NULL;
+    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
+        (rc = cli_read_f32(o->queries, "queries", 0, &queries)))
+        goto done;
+
+    rotor_params p = rotor_params_default();
+    p.metric = o->metric;
+    p.threads = o->threads;
+    rotor_status st = rotor_index_build(&p, &base, &ix);
+    if (st != ROTOR_OK) {
+        rc = cli_lib_error(st, "cannot index '%s'", o->base);
+        goto done;
+    }
+    if (queries.cols != base.cols) {
+        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
+                       o->queries, queries.cols, o->base, base.cols);
+        goto done;
+    }
+    size_t k = o->k, nq = queries.rows;
+    ids = malloc(nq * k * sizeof *ids);
+    dists = malloc(nq * k * sizeof *dists);
+    if (ids == NULL || dists == NULL) {
+        rc = cli_error(CLI_EXIT_FAIL, "out of memory for %zu x %zu results", nq, k);
+        goto done;
+    }
+    rotor_search_params sp = rotor_search_params_default();
+    sp.threads = o->threads;
+    cli_progress prog;
+    cli_progress_start(&prog, cmd, nq, o->quiet);
+    for (size_t r = 0; r < nq; r += CHUNK_ROWS) {
+        size_t n = nq - r < CHUNK_ROWS ? nq - r : CHUNK_ROWS;
+        rotor_matrix chunk = {(float *)queries.data + r * queries.cols, n, queries.cols,
+                              ROTOR_ELEM_F32};
+        st = rotor_index_search_batch(ix, &sp, &chunk, k, ids + r * k, dists + r * k);
+        if (st != ROTOR_OK) {
+            cli_progress_finish(&prog);
+            rc = cli_lib_error(st, "search failed");
+            goto done;
+        }
+        cli_progress_update(&prog, r + n);
+    }
+    cli_progress_finish(&prog);
+
+    if ((rc = write_ids(o->out, ids, nq, k)))
+        goto done;
+    if (o->distances != NULL) {
+        rotor_matrix dm = {dists, nq, k, ROTOR_ELEM_F32};
+        /* Distances past the index size are +inf, which no reader accepts;
+         * a k that large is refused instead of writing an unreadable file. */
+        if (k > base.rows) {
+            rc = cli_error(CLI_EXIT_USAGE, "--distances needs k (%zu) <= base rows (%zu)", k,
+                           base.rows);
+            goto done;
+        }
+        st = rotor_matrix_write(o->distances, &dm);
+        if (st != ROTOR_OK) {
+            rc = cli_lib_error(st, "cannot write distances");
+            goto done;
+        }
+    }
+    if (!o->quiet)
+        fprintf(stderr, "%s: %zu queries x %zu neighbours -> %s\n", cmd, nq, k, o->out);
+done:
+    free(ids);
+    free(dists);
+    rotor_index_close(ix);
+    rotor_matrix_free(&base);
+    rotor_matrix_free(&queries);
+    return rc;
+}
+
+int cmd_gt(const cli_opts *o) {
+    if (!o->k_set)
+        return cli_error(CLI_EXIT_USAGE, "gt needs --k; see 'rotor gt --help'");
+    return run_search(o, "gt");
+}
+
+int cmd_search(const cli_opts *o) { return run_search(o, "search"); }
+
+int cmd_build(const cli_opts *o) {
+    (void)o;
+    return cli_error(CLI_EXIT_USAGE,
+                     "build: index files are not available in this version; "
+                     "'search' and 'bench' build a flat index in memory (--index flat)");
+}

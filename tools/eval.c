@@ -1,0 +1,68 @@
+/*
+ * Recall as ann-benchmarks counts it, shared by bench and eval-quant.
+ */
+#include <math.h>
+
+#include "cli.h"
+
+double cli_exact_distance(rotor_metric m, const float *q, const float *x, size_t d) {
+    double acc = 0, qq = 0, xx = 0;
+    for (size_t j = 0; j < d; j++) {
+        if (m == ROTOR_METRIC_L2) {
+            double t = (double)q[j] - x[j];
+            acc += t * t;
+        } else {
+            acc += (double)q[j] * x[j];
+            qq += (double)q[j] * q[j];
+            xx += (double)x[j] * x[j];
+        }
+    }
+    if (m == ROTOR_METRIC_IP)
+        return -acc;
+    if (m == ROTOR_METRIC_COSINE)
+        return qq > 0 && xx > 0 ? 1.0 - acc / sqrt(qq * xx) : 1.0;
+    return acc;
+}
+
+/* Mean over queries of |{returned among the first `at`} within the true
+ * at-th distance| / at. */
+double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
+                     const int64_t *ids, size_t k, size_t at, rotor_metric metric) {
+    const size_t d = base->cols;
+    const float *b = base->data;
+    const int32_t *g = gt->data;
+    double total = 0;
+    for (size_t qi = 0; qi < queries->rows; qi++) {
+        const float *q = (const float *)queries->data + qi * d;
+        double limit = cli_exact_distance(metric, q, b + (size_t)g[qi * gt->cols + at - 1] * d, d);
+        limit += 1e-6 * fmax(1.0, fabs(limit));
+        size_t hits = 0;
+        for (size_t j = 0; j < at; j++) {
+            int64_t id = ids[qi * k + j];
+            if (id >= 0 && (size_t)id < base->rows &&
+                cli_exact_distance(metric, q, b + (size_t)id * d, d) <= limit)
+                hits++;
+        }
+        total += (double)hits / (double)at;
+    }
+    return total / (double)queries->rows;
+}
+
+int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *base, size_t nq) {
+    if (gt->type != ROTOR_ELEM_I32)
+        return cli_error(CLI_EXIT_FAIL, "ground truth '%s' must hold int32 ids", o->gt);
+    if (gt->rows < nq)
+        return cli_error(CLI_EXIT_FAIL, "ground truth '%s' has %zu rows, there are %zu queries",
+                         o->gt, gt->rows, nq);
+    size_t need = o->k < 10 ? o->k : 10;
+    if (gt->cols < need)
+        return cli_error(CLI_EXIT_FAIL, "ground truth '%s' has %zu neighbours per query, need %zu",
+                         o->gt, gt->cols, need);
+    const int32_t *g = gt->data;
+    for (size_t i = 0; i < nq * gt->cols; i++)
+        if (g[i] < 0 || (size_t)g[i] >= base->rows)
+            return cli_error(CLI_EXIT_FAIL,
+                             "ground truth '%s' row %zu names id %d, the base has %zu rows", o->gt,
+                             i / gt->cols, (int)g[i], base->rows);
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,246 @@
+/*
+ * rotor — the command-line tool: subcommand table, shared flag parsing,
+ * --help. Every failure ends in one line on stderr and a non-zero exit:
+ * 2 for a usage mistake, 1 when the work itself failed.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command commands[] = {
+    {"gt", "exact ground truth (ids and distances) by brute force",
+     "rotor gt --base FILE --queries FILE --k N --metric l2|ip|cosine --out FILE\n"
+     "         [--distances FILE] [--threads N]\n"
+     "Computes the exact k nearest neighbours of every query among the base\n"
+     "vectors and writes their ids (.ivecs, .ibin or .npy) and, with --distances,\n"
+     "their distances (.fvecs, .fbin or .npy).",
+     OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES | OPT_THREADS |
+         OPT_QUIET,
+     cmd_gt},
+    {"bench", "recall@1/@10, QPS and latency of an index over a data set",
+     "rotor bench --index flat --base FILE --queries FILE --gt FILE [--k 10]\n"
+     "            [--metric l2] [--threads N] [--runs N] [--max-queries N] [--json FILE]\n"
+     "Builds the index, runs every query one at a time on N threads and prints\n"
+     "recall (by distance, as ann-benchmarks counts it), QPS, mean and p99\n"
+     "latency; --json appends one JSON object per line. With --runs N the run\n"
+     "with the median QPS is reported.",
+     OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_GT | OPT_K | OPT_METRIC | OPT_THREADS | OPT_RUNS |
+         OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK,
+     cmd_bench},
+    {"search", "k nearest neighbours of every query",
+     "rotor search --index flat --base FILE --queries FILE --k N --out FILE\n"
+     "             [--metric l2] [--distances FILE] [--threads N]\n"
+     "Searches every query and writes the ids (and with --distances the distances).\n"
+     "Index files are not available in this version: use --index flat with --base.",
+     OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES |
+         OPT_THREADS | OPT_QUIET,
+     cmd_search},
+    {"info", "what a data set file holds",
+     "rotor info FILE\n"
+     "Prints the format, element type, rows and dimensions read from the header.",
+     0, cmd_info},
+    {"verify", "check every record of a data set file",
+     "rotor verify FILE\n"
+     "Reads the whole file: record headers, sizes, NaN and infinity. Exit 0 when\n"
+     "the file is sound, 1 with one line naming the first fault otherwise.",
+     0, cmd_verify},
+    {"eval-quant", "compression, distortion and scan recall of quantizers",
+     "rotor eval-quant --base FILE --queries FILE --gt FILE --quant SPEC[,SPEC...]\n"
+     "                 [--metric l2] [--k 10] [--max-queries N] [--threads N] [--json FILE]\n"
+     "For each quantizer: bits per dimension, bytes per vector (factors included),\n"
+     "training seconds, encoding speed, the squared error of reconstructed vectors\n"
+     "relative to their squared norm (the MSE of unit-normalised vectors), the\n"
+     "bias and variance of the inner-product estimate relative to |q||x|, and\n"
+     "recall@10 of an exhaustive scan over the codes, alone and with the best\n"
+     "10k candidates reranked on full vectors.\n"
+     "SPEC: tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M>, pq<M>x4.",
+     OPT_BASE | OPT_QUERIES | OPT_GT | OPT_QUANT | OPT_METRIC | OPT_K | OPT_MAX_QUERIES |
+         OPT_THREADS | OPT_JSON | OPT_QUIET,
+     cmd_eval_quant},
+    {"build", "build an index file (not available in this version)",
+     "rotor build --base FILE --metric M --out FILE\n"
+     "Index files need the index file format, which this version does not have\n"
+     "yet; 'search' and 'bench' build a flat index in memory instead.",
+     OPT_BASE | OPT_METRIC | OPT_OUT | OPT_THREADS, cmd_build},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static const struct flag {
+    const char *name;
+    unsigned bit;
+    const char *help;
+} flags[] = {
+    {"--base", OPT_BASE, "FILE  base vectors"},
+    {"--queries", OPT_QUERIES, "FILE  query vectors"},
+    {"--gt", OPT_GT, "FILE  ground-truth ids (.ivecs, .ibin, .npy)"},
+    {"--k", OPT_K, "N  neighbours per query"},
+    {"--metric", OPT_METRIC, "l2|ip|cosine  (default l2)"},
+    {"--index", OPT_INDEX, "flat|FILE  which index"},
+    {"--out", OPT_OUT, "FILE  output"},
+    {"--distances", OPT_DISTANCES, "FILE  also write distances"},
+    {"--threads", OPT_THREADS, "N  worker threads (default: bench 1, others all cores)"},
+    {"--runs", OPT_RUNS, "N  repeat the measurement, report the median (default 1)"},
+    {"--max-queries", OPT_MAX_QUERIES, "N  use only the first N queries"},
+    {"--json", OPT_JSON, "FILE  append results as JSON lines"},
+    {"--quiet", OPT_QUIET, "no progress bar"},
+    {"--quant", OPT_QUANT,
+     "SPEC  compress vectors: tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M>, pq<M>x4"},
+    {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10k; 0 = none)"},
+};
+enum { N_FLAGS = sizeof flags / sizeof flags[0] };
+
+static void usage_all(void) {
+    FILE *f = stdout;
+    fprintf(f,
+            "rotor %s — approximate nearest-neighbour search\n\n"
+            "usage: rotor COMMAND [OPTIONS]   (rotor COMMAND --help for details)\n\n"
+            "commands:\n",
+            rotor_version_string());
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\nFile formats are recognised by extension: .fvecs .ivecs .bvecs .fbin .u8bin\n"
+            ".i8bin .ibin .npy, and MNIST IDX files (gzip or not) by their magic.\n"
+            "SIMD kernels in use: %s (set ROTOR_SIMD=scalar|avx2|avx512 to lower).\n",
+            rotor_simd_level());
+}
+
+static void usage_command(const cli_command *c) {
+    printf("usage: %s\n", c->usage);
+    if (c->flags != 0) {
+        printf("\noptions:\n");
+        for (int i = 0; i < N_FLAGS; i++)
+            if (c->flags & flags[i].bit)
+                printf("  %-14s %s\n", flags[i].name, flags[i].help);
+    }
+}
+
+static int parse_size(const char *flag, const char *s, size_t lo, size_t hi, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 || v < lo || v > hi)
+        return cli_error(CLI_EXIT_USAGE, "%s takes a whole number from %zu to %zu, not '%s'", flag,
+                         lo, hi, s);
+    *out = (size_t)v;
+    return CLI_EXIT_OK;
+}
+
+static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->metric = ROTOR_METRIC_L2;
+    o->k = 10;
+    o->runs = 1;
+    o->rerank = -1;
+    int npos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "--") == 0) {
+            argv[npos++] = argv[i];
+            continue;
+        }
+        /* --name=value or --name value */
+        char name[64];
+        const char *value = NULL;
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (len >= sizeof name)
+            return cli_error(CLI_EXIT_USAGE, "unknown option '%s'; see 'rotor %s --help'", arg,
+                             c->name);
+        memcpy(name, arg, len);
+        name[len] = '\0';
+        const struct flag *fl = NULL;
+        for (int j = 0; j < N_FLAGS; j++)
+            if (strcmp(flags[j].name, name) == 0)
+                fl = &flags[j];
+        if (fl == NULL || !(c->flags & fl->bit))
+            return cli_error(CLI_EXIT_USAGE, "%s does not take '%s'; see 'rotor %s --help'",
+                             c->name, name, c->name);
+        if (fl->bit == OPT_QUIET) {
+            o->quiet = true;
+            continue;
+        }
+        if (eq)
+            value = eq + 1;
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else
+            return cli_error(CLI_EXIT_USAGE, "%s needs a value", name);
+
+        size_t n;
+        int rc = CLI_EXIT_OK;
+        switch (fl->bit) {
+        case OPT_BASE: o->base = value; break;
+        case OPT_QUERIES: o->queries = value; break;
+        case OPT_GT: o->gt = value; break;
+        case OPT_INDEX: o->index = value; break;
+        case OPT_OUT: o->out = value; break;
+        case OPT_DISTANCES: o->distances = value; break;
+        case OPT_JSON: o->json = value; break;
+        case OPT_QUANT: o->quant = value; break;
+        case OPT_RERANK:
+            rc = parse_size(name, value, 0, (size_t)1 << 30, &n);
+            o->rerank = (int64_t)n;
+            break;
+        case OPT_K:
+            rc = parse_size(name, value, 1, 1u << 20, &o->k);
+            o->k_set = true;
+            break;
+        case OPT_THREADS:
+            rc = parse_size(name, value, 1, 1024, &n);
+            o->threads = (unsigned)n;
+            break;
+        case OPT_RUNS:
+            rc = parse_size(name, value, 1, 1000, &n);
+            o->runs = (unsigned)n;
+            break;
+        case OPT_MAX_QUERIES: rc = parse_size(name, value, 1, SIZE_MAX, &o->max_queries); break;
+        case OPT_METRIC:
+            if (rotor_metric_parse(value, &o->metric) != ROTOR_OK)
+                rc = cli_error(CLI_EXIT_USAGE, "%s", rotor_last_error());
+            break;
+        }
+        if (rc != CLI_EXIT_OK)
+            return rc;
+    }
+    o->argc_rest = npos;
+    o->argv_rest = argv;
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return cli_error(CLI_EXIT_USAGE, "no command given; see 'rotor --help'");
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage_all();
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("rotor %s (simd %s)\n", rotor_version_string(), rotor_simd_level());
+        return CLI_EXIT_OK;
+    }
+    const cli_command *c = NULL;
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            c = &commands[i];
+    if (c == NULL)
+        return cli_error(CLI_EXIT_USAGE, "unknown command '%s'; see 'rotor --help'", name);
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_command(c);
+            return CLI_EXIT_OK;
+        }
+    }
+    cli_opts o;
+    int rc = parse_flags(c, argc - 2, argv + 2, &o);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (c->flags != 0 && o.argc_rest > 0)
+        return cli_error(CLI_EXIT_USAGE, "unexpected argument '%s'; see 'rotor %s --help'",
+                         o.argv_rest[0], c->name);
+    return c->run(&o);
+}
