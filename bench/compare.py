@@ -37,7 +37,8 @@ def main():
             rows += [json.loads(line) for line in f if line.strip()]
     by_set = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r.get("threads", 1) != a.threads or r.get("recall_at_10") is None:
+        if r.get("kind") == "eval-quant" or r.get("threads", 1) != a.threads \
+                or r.get("recall_at_10") is None:
             continue
         qps = r["n_queries"] / r["cpu_seconds"] if a.cpu else r["qps"]
         by_set[(r["dataset"], r["metric"])][label(r)].append((r["recall_at_10"], qps))

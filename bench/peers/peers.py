@@ -1,0 +1,698 @@
+#!/usr/bin/python3
+"""Run rotor's peers (FAISS, hnswlib) on the same data and ground truth as
+`rotor bench` / `rotor eval-quant`, and append the same JSON lines, so every
+claim is a ratio measured side by side.
+
+Debian's python3-faiss and python3-hnswlib are compiled for baseline x86-64
+(no AVX). Builds of the same versions compiled with -march=native are made
+outside this repository; point at them with --native-faiss DIR /
+--native-hnswlib DIR (or ROTOR_NATIVE_FAISS / ROTOR_NATIVE_HNSWLIB), where DIR
+is a directory that, on PYTHONPATH, makes `import faiss` (`import hnswlib`)
+load that build. Every row is labelled with the build it used ("build":
+"native" or "debian"). Each build runs in its own child process, since one
+process can import only one faiss.
+
+Two modes:
+
+  search sweeps (default; --methods): as `rotor bench`. Queries one at a time
+  on one thread, recall@k by distance (a returned id is a hit when its exact
+  distance is within the true k-th distance), QPS over the whole query set,
+  CPU seconds of the searching thread. One JSON line per sweep point, "params"
+  naming the point. Index builds use --build-threads (default: all cores);
+  build_seconds is wall time, build_cpu_seconds the process CPU time.
+
+  --eval-quant SPECS: as `rotor eval-quant` (see tools/cmd_evalquant.c), for
+  FAISS's nearest equivalents of rotor's quantizers, with the same JSON keys.
+
+Needs only Debian's /usr/bin/python3, python3-numpy, python3-faiss and (for
+the hnsw method) python3-hnswlib. The children run with
+OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import re
+import resource
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+METHODS = {
+    "faiss-flat": "faiss IndexFlatL2 / IndexFlatIP (exact)",
+    "faiss-hnsw": "faiss IndexHNSWFlat M=--faiss-hnsw-m (32), efConstruction "
+                  "--ef-construction (200); efSearch swept over --ef",
+    "faiss-ivfpqfs": "faiss IVF<nlist>,PQ<M>x4fs + IndexRefineFlat; nprobe swept over "
+                     "--nprobe, k_factor over --k-factor (nlist: --nlist, default ~4*sqrt(n) "
+                     "as a power of two; M: --pq-m, default dim/4 (dim <= 256) or dim/8)",
+    "hnsw": "hnswlib M in --hnsw-m (16,32), ef_construction --ef-construction (200); "
+            "ef swept over --ef",
+}
+METHOD_TOOL = {"faiss-flat": "faiss", "faiss-hnsw": "faiss", "faiss-ivfpqfs": "faiss",
+               "hnsw": "hnswlib"}
+
+QUANT_HELP = ("faiss-pq<M> (IndexPQ, M x 8 bits), faiss-pq<M>x4fs (IndexPQFastScan, M x 4 "
+              "bits), faiss-sq4, faiss-sq8 (IndexScalarQuantizer QT_4bit / QT_8bit), "
+              "faiss-bin (IndexBinaryFlat on sign bits; Hamming ranking)")
+
+# As tools/cmd_evalquant.c.
+MSE_SAMPLE, PAIR_QUERIES, PAIR_ROWS, RERANK_FACTOR = 2000, 100, 200, 10
+
+
+# ---- data set readers (the formats rotor reads) ---------------------------
+
+def read_vectors(path, max_rows=0):
+    """Returns a 2-D array in the file's element type."""
+    name = path.lower()
+    if name.endswith((".fvecs", ".ivecs", ".bvecs")):
+        raw = np.fromfile(path, dtype=np.uint8)
+        dim = int(raw[:4].view("<i4")[0])
+        elem = {"f": "<f4", "i": "<i4", "b": "u1"}[name[-5]]
+        esize = np.dtype(elem).itemsize
+        rec = 4 + dim * esize
+        if raw.size % rec:
+            sys.exit(f"peers: '{path}' is truncated")
+        rows = raw.reshape(-1, rec)[:, 4:]
+        out = rows.copy().view(elem).reshape(-1, dim)
+    elif name.endswith((".fbin", ".u8bin", ".i8bin", ".ibin")):
+        n, dim = struct.unpack("<II", open(path, "rb").read(8))
+        elem = {".fbin": "<f4", ".u8bin": "u1", ".i8bin": "i1", ".ibin": "<i4"}[
+            name[name.rindex("."):]]
+        out = np.fromfile(path, dtype=elem, offset=8).reshape(n, dim)
+    elif name.endswith(".npy"):
+        out = np.load(path)
+    else:
+        opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            magic, = struct.unpack(">I", f.read(4))
+            if magic != 0x803:
+                sys.exit(f"peers: cannot tell the format of '{path}'")
+            n, r, c = struct.unpack(">III", f.read(12))
+            out = np.frombuffer(f.read(), dtype=np.uint8).reshape(n, r * c)
+    if max_rows:
+        out = out[:max_rows]
+    return np.ascontiguousarray(out)
+
+
+def exact_distances(metric, q, x):
+    """Distances (smaller is better) of one query to rows x, in float64."""
+    q = q.astype(np.float64)
+    x = x.astype(np.float64)
+    if metric == "l2":
+        return ((x - q) ** 2).sum(axis=1)
+    dots = x @ q
+    if metric == "ip":
+        return -dots
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(q)
+    return np.where(norms > 0, 1.0 - dots / np.where(norms > 0, norms, 1), 1.0)
+
+
+def recall_at(base, queries, gt, ids, at, metric):
+    total = 0.0
+    for i in range(len(queries)):
+        limit = exact_distances(metric, queries[i], base[gt[i, at - 1]][None, :])[0]
+        limit += 1e-6 * max(1.0, abs(limit))
+        got = ids[i, :at]
+        got = got[(got >= 0) & (got < len(base))]
+        d = exact_distances(metric, queries[i], base[got]) if len(got) else np.array([])
+        total += float((d <= limit).sum()) / at
+    return total / len(queries)
+
+
+def int_list(text):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def pow2_near(v):
+    """The power of two nearest to v on a log scale."""
+    return 1 << max(0, int(round(math.log2(max(v, 1.0)))))
+
+
+def largest_divisor_at_most(n, cap):
+    for m in range(max(1, min(cap, n)), 0, -1):
+        if n % m == 0:
+            return m
+    return 1
+
+
+def process_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ---- one build, in a child process ----------------------------------------
+
+class Child:
+    """Data and library handles shared by the two modes."""
+
+    def __init__(self, args):
+        self.args = args
+        base_raw = read_vectors(args.base)
+        queries_raw = read_vectors(args.queries, args.max_queries)
+        self.gt = read_vectors(args.gt)[: len(queries_raw)]
+        if len(self.gt) < len(queries_raw):
+            sys.exit(f"peers: ground truth '{args.gt}' has {len(self.gt)} rows, "
+                     f"there are {len(queries_raw)} queries")
+        self.base = base_raw.astype(np.float32)
+        self.queries = queries_raw.astype(np.float32)
+        if self.base.shape[1] != self.queries.shape[1]:
+            sys.exit("peers: queries and base differ in dimension")
+        if args.metric == "cosine":
+            self.base /= np.maximum(np.linalg.norm(self.base, axis=1, keepdims=True), 1e-30)
+            self.queries /= np.maximum(np.linalg.norm(self.queries, axis=1, keepdims=True),
+                                       1e-30)
+        self.n, self.d = self.base.shape
+        self.build_threads = args.build_threads or os.cpu_count() or 1
+        self.dataset = os.path.basename(args.base)
+
+    def emit(self, row, message):
+        print(message, file=sys.stderr, flush=True)
+        line = json.dumps(row)
+        if self.args.json:
+            with open(self.args.json, "a") as f:
+                f.write(line + "\n")
+        else:
+            print(line, flush=True)
+
+
+def build_label(module, native_dir):
+    if native_dir and os.path.realpath(module.__file__).startswith(
+            os.path.realpath(native_dir) + os.sep):
+        return "native"
+    return "debian"
+
+
+def load_faiss(args):
+    import faiss  # noqa: imported here: the parent chose the build via PYTHONPATH
+    faiss.omp_set_num_threads(1)
+    info = {"tool": "faiss", "version": faiss.__version__,
+            "build": build_label(faiss, args.native_dir)}
+    if hasattr(faiss, "get_compile_options"):
+        info["compile_options"] = faiss.get_compile_options()
+        # The SIMD variant FAISS loaded, in the words of rotor's "simd" key.
+        info["simd"] = "avx2" if "AVX2" in info["compile_options"] else "generic"
+    return faiss, info
+
+
+def load_hnswlib(args):
+    import hnswlib  # noqa: as above
+    # hnswlib 0.6.2 has no __version__ (and its egg-info says 0.6.1): leave it null
+    # unless the module tells.
+    return hnswlib, {"tool": "hnswlib", "version": getattr(hnswlib, "__version__", None),
+                     "build": build_label(hnswlib, args.native_hnswlib_dir)}
+
+
+def timed_search(search_one, queries, k, runs):
+    """Runs every query alone, `runs` times; returns the median run's
+    (qps, wall, cpu seconds of this thread, latencies, ids)."""
+    results = []
+    for _ in range(runs):
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        lat = np.empty(len(queries))
+        cpu0 = time.thread_time()
+        w0 = time.perf_counter()
+        for i in range(len(queries)):
+            s = time.perf_counter()
+            ids[i] = search_one(queries[i:i + 1])
+            lat[i] = time.perf_counter() - s
+        wall = time.perf_counter() - w0
+        results.append((len(queries) / wall, wall, time.thread_time() - cpu0, lat, ids))
+    results.sort(key=lambda r: r[0])
+    return results[len(results) // 2]
+
+
+# ---- search sweeps ----------------------------------------------------------
+
+def hnswlib_bytes(n, d, m):
+    """Estimated memory of an hnswlib 0.6.2 index: level-0 block per element
+    (vector, 2M links + count, label), a link-list pointer, level, mutex and
+    label-map entry per element, upper-level link lists (1/(M-1) per element
+    on average), the visited-list array."""
+    level0 = d * 4 + (2 * m * 4 + 4) + 8
+    per_element = 8 + 4 + 40 + 40
+    upper = (m * 4 + 4) / max(m - 1, 1)
+    return int(n * (level0 + per_element + upper + 2))
+
+
+def method_points(c, method, libs):
+    """Builds the index for `method`; yields (lib info, params, build wall s,
+    build cpu s, index bytes, extra row fields, search_one) per sweep point."""
+    a, base, d, n, k = c.args, c.base, c.d, c.n, c.args.k
+    if method == "hnsw":
+        hnswlib, info = libs["hnswlib"]
+        space = {"l2": "l2", "ip": "ip", "cosine": "cosine"}[a.metric]
+        for m in int_list(a.hnsw_m):
+            w0, c0 = time.perf_counter(), process_cpu()
+            index = hnswlib.Index(space=space, dim=d)
+            index.init_index(max_elements=n, M=m, ef_construction=a.ef_construction,
+                             random_seed=100)
+            index.set_num_threads(c.build_threads)
+            index.add_items(base, np.arange(n), num_threads=c.build_threads)
+            build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
+            index.set_num_threads(1)
+            for ef in int_list(a.ef):
+                index.set_ef(max(ef, k))
+
+                def one(q, index=index):
+                    return index.knn_query(q, k=k, num_threads=1)[0].astype(np.int64)
+
+                yield (info, f"M={m},efC={a.ef_construction},ef={ef}", build_s, build_cpu,
+                       hnswlib_bytes(n, d, m), {"index_bytes_estimated": True}, one)
+            del index
+        return
+
+    faiss, info = libs["faiss"]
+    mt = faiss.METRIC_L2 if a.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    faiss.omp_set_num_threads(c.build_threads)
+    w0, c0 = time.perf_counter(), process_cpu()
+    if method == "faiss-flat":
+        index = faiss.IndexFlatL2(d) if a.metric == "l2" else faiss.IndexFlatIP(d)
+        index.add(base)
+        faiss.omp_set_num_threads(1)
+        yield (info, "", time.perf_counter() - w0, process_cpu() - c0, int(base.nbytes), {},
+               lambda q: index.search(q, k)[1])
+    elif method == "faiss-hnsw":
+        m = a.faiss_hnsw_m
+        index = faiss.IndexHNSWFlat(d, m, mt)
+        index.hnsw.efConstruction = a.ef_construction
+        index.add(base)
+        build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
+        faiss.omp_set_num_threads(1)
+        h = index.hnsw
+        nbytes = int(base.nbytes + h.neighbors.size() * 4 + h.levels.size() * 4 +
+                     h.offsets.size() * 8)
+        for ef in int_list(a.ef):
+            index.hnsw.efSearch = max(ef, k)
+            yield (info, f"M={m},efC={a.ef_construction},ef={ef}", build_s, build_cpu, nbytes,
+                   {}, lambda q: index.search(q, k)[1])
+    elif method == "faiss-ivfpqfs":
+        nlist = a.nlist or pow2_near(4 * math.sqrt(n))
+        pq_m = a.pq_m or largest_divisor_at_most(d, d // 4 if d <= 256 else d // 8)
+        if d % pq_m:
+            sys.exit(f"peers: --pq-m {pq_m} does not divide the dimension {d}")
+        quantizer = faiss.IndexFlatL2(d) if a.metric == "l2" else faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFPQFastScan(quantizer, d, nlist, pq_m, 4, mt)
+        ivf.train(base)
+        ivf.add(base)
+        # The refine index holds the full vectors; IndexRefineFlat(index, xb)
+        # wraps the filled index and copies xb into its IndexFlat.
+        index = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
+        build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
+        faiss.omp_set_num_threads(1)
+        inv = ivf.invlists
+        bbs = ivf.bbs
+        code_block = ivf.M2 // 2
+        codes = sum(((inv.list_size(i) + bbs - 1) // bbs) * bbs * code_block + inv.list_size(i) * 8
+                    for i in range(nlist))
+        nbytes = int(codes + nlist * d * 4 + ivf.pq.centroids.size() * 4 + base.nbytes)
+        extra = {"index_bytes_without_floats": int(codes + nlist * d * 4 +
+                                                   ivf.pq.centroids.size() * 4)}
+        for kf in int_list(a.k_factor):
+            for nprobe in int_list(a.nprobe):
+                if nprobe > nlist:
+                    continue
+                ivf.nprobe = nprobe
+                index.k_factor = kf
+                yield (info, f"nlist={nlist},M={pq_m}x4fs,nprobe={nprobe},k_factor={kf}",
+                       build_s, build_cpu, nbytes, extra,
+                       lambda q: index.search(q, k)[1])
+        del quantizer
+    else:
+        sys.exit(f"peers: unknown method '{method}'")
+
+
+def run_sweeps(c, libs):
+    a = c.args
+    for method in a.methods:
+        tool = METHOD_TOOL[method]
+        if tool not in libs:
+            continue
+        info = libs[tool][1]
+        if a.native_run and info["build"] != "native":
+            print(f"peers: skipping {method} in the native run: {tool} did not load from the "
+                  f"native directory (give --native-{tool})", file=sys.stderr)
+            continue
+        for info, params, build_s, build_cpu, nbytes, extra, one in method_points(c, method,
+                                                                                   libs):
+            qps, wall, cpu, lat, ids = timed_search(one, c.queries, a.k, a.runs)
+            r1 = recall_at(c.base, c.queries, c.gt, ids, 1, a.metric)
+            r10 = recall_at(c.base, c.queries, c.gt, ids, 10, a.metric) if a.k >= 10 else None
+            row = {
+                **{key: info[key] for key in ("tool", "version", "build")},
+                "method": method, "params": params, "dataset": c.dataset, "metric": a.metric,
+                "n_base": c.n, "dim": c.d, "n_queries": len(c.queries), "k": a.k,
+                "threads": 1, "runs": a.runs, "recall_at_1": r1, "recall_at_10": r10,
+                "qps": qps, "mean_latency_us": 1e6 * float(lat.mean()),
+                "p99_latency_us": 1e6 * float(np.sort(lat)[int(np.ceil(0.99 * len(lat))) - 1]),
+                "build_seconds": build_s, "build_cpu_seconds": build_cpu,
+                "build_threads": c.build_threads, "index_bytes": nbytes, **extra,
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "cpu_seconds": cpu, "wall_seconds": wall, "timestamp": int(time.time()),
+            }
+            msg = (f"{info['build']:7s} {info['tool']}:{method:13s} {params:42s} recall@1 "
+                   f"{r1:.4f} recall@10 {(r10 if r10 is not None else float('nan')):.4f} "
+                   f"QPS {qps:9.1f} QPS/cpu_s {len(c.queries) / cpu:9.1f}")
+            c.emit(row, msg)
+
+
+# ---- eval-quant -------------------------------------------------------------
+
+def quant_index(faiss, spec, d, mt):
+    """The empty FAISS index for a spec, or the string "bin"."""
+    m = re.fullmatch(r"faiss-pq(\d+)(x4fs)?", spec)
+    if m:
+        pq_m = int(m.group(1))
+        if pq_m <= 0 or d % pq_m:
+            sys.exit(f"peers: {spec}: M={pq_m} must divide the dimension {d}")
+        if m.group(2):
+            return faiss.IndexPQFastScan(d, pq_m, 4, mt)
+        return faiss.IndexPQ(d, pq_m, 8, mt)
+    if spec in ("faiss-sq4", "faiss-sq8"):
+        qt = faiss.ScalarQuantizer.QT_4bit if spec == "faiss-sq4" else faiss.ScalarQuantizer.QT_8bit
+        return faiss.IndexScalarQuantizer(d, qt, mt)
+    if spec == "faiss-bin":
+        return "bin"
+    sys.exit(f"peers: unknown --eval-quant spec '{spec}'; use {QUANT_HELP}")
+
+
+def exact_rerank(base, metric, q, cand, k):
+    """Rescores candidate ids on the full vectors, as IndexRefineFlat does."""
+    cand = cand[cand >= 0]
+    x = base[cand]
+    if metric == "l2":
+        dist = ((x - q) ** 2).sum(axis=1)
+    else:
+        dist = -(x @ q)
+    order = np.argsort(dist, kind="stable")[:k]
+    out = np.full(k, -1, dtype=np.int64)
+    out[:len(order)] = cand[order]
+    return out
+
+
+def eval_one(c, faiss, spec):
+    a, base, queries, n, d, k = c.args, c.base, c.queries, c.n, c.d, c.args.k
+    metric = a.metric
+    mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    index = quant_index(faiss, spec, d, mt)
+    r = {"quant": spec}
+    faiss.omp_set_num_threads(c.build_threads)
+
+    if index == "bin":
+        # Sign bits: of x - mean(base) for l2 (the mean is the "training"),
+        # of x itself for ip and cosine. Bits padded with zeros to a byte.
+        t0 = time.perf_counter()
+        center = base.mean(axis=0, dtype=np.float64).astype(np.float32) if metric == "l2" \
+            else np.zeros(d, dtype=np.float32)
+        r["train_seconds"] = time.perf_counter() - t0 if metric == "l2" else 0.0
+        dbits = 8 * ((d + 7) // 8)
+
+        def encode(x):
+            bits = np.zeros((len(x), dbits), dtype=np.uint8)
+            bits[:, :d] = x > center
+            return np.packbits(bits, axis=1, bitorder="little")
+
+        bindex = faiss.IndexBinaryFlat(dbits)
+        t0 = time.perf_counter()
+        for s in range(0, n, 65536):
+            bindex.add(encode(base[s:s + 65536]))
+        r["encode_vectors_per_s"] = n / max(time.perf_counter() - t0, 1e-9)
+        r["bytes_per_vector"] = int(bindex.code_size)
+        # Hamming distance gives no estimate of the distance or inner product.
+        r["mse"] = r["ip_bias"] = r["ip_var"] = None
+        faiss.omp_set_num_threads(1)
+
+        def plain(q):
+            return bindex.search(encode(q), k)[1][0]
+
+        def rerank(q):
+            cand = bindex.search(encode(q), RERANK_FACTOR * k)[1][0]
+            return exact_rerank(base, metric, q[0], cand, k)
+    else:
+        t0 = time.perf_counter()
+        index.train(base)
+        r["train_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index.add(base)
+        r["encode_vectors_per_s"] = n / max(time.perf_counter() - t0, 1e-9)
+        fast_scan = isinstance(index, faiss.IndexPQFastScan)
+        r["bytes_per_vector"] = int(index.code_size if fast_scan else index.sa_code_size())
+        faiss.omp_set_num_threads(1)
+
+        # mse over evenly spaced rows, on what the index holds (base is
+        # already unit-normalised for cosine). IndexPQ / IndexScalarQuantizer:
+        # reconstruct() is sa_decode of the stored code. Fast-scan: FAISS
+        # 1.7.3's IndexFastScan::reconstruct unpacks the wrong 4-bit codes
+        # when M > 16 (checked: exact for M <= 16, wrong for 24..96), so
+        # decode pq.compute_codes(x) instead: the very codes add() packed.
+        sample = min(n, MSE_SAMPLE)
+        sids = [s * (n // sample) for s in range(sample)]
+        if fast_scan:
+            recon = index.pq.decode(index.pq.compute_codes(base[sids])).astype(np.float64)
+        else:
+            recon = np.vstack([index.reconstruct(i) for i in sids]).astype(np.float64)
+        orig = base[sids].astype(np.float64)
+        norm2 = (orig * orig).sum(axis=1)
+        err = ((recon - orig) ** 2).sum(axis=1)
+        r["mse"] = float(np.where(norm2 > 0, err / np.where(norm2 > 0, norm2, 1), 0).mean())
+
+        # ip_bias / ip_var over query x row pairs, from FAISS's own estimate.
+        pq_n = min(len(queries), PAIR_QUERIES)
+        rows = min(n, PAIR_ROWS)
+        row_ids = [(i * 7919 + 13) % n for i in range(rows)]
+        x = base[row_ids].astype(np.float64)
+        xx = (x * x).sum(axis=1)
+        if fast_scan:
+            # Fast-scan quantises its lookup tables to 8 bits per query, so its
+            # estimate is not exactly the distance to the decoded vector: take
+            # it from a fast-scan index holding just these rows (same trained
+            # PQ, same codes, same per-query table quantisation) searched for
+            # all of them.
+            probe = faiss.IndexPQFastScan(d, index.pq.M, 4, mt)
+            probe.pq = index.pq
+            probe.is_trained = True
+            probe.add(base[row_ids])
+        else:
+            # For IndexPQ (asymmetric distance with float tables) and
+            # IndexScalarQuantizer, FAISS's estimate for a pair equals the
+            # distance / inner product between the query and the decoded
+            # vector (up to float rounding): compute it from the decoded rows.
+            xr = np.vstack([index.reconstruct(i) for i in row_ids]).astype(np.float64)
+        errs = []
+        for qi in range(pq_n):
+            q = queries[qi].astype(np.float64)
+            qq = float(q @ q)
+            if fast_scan:
+                dist, lab = probe.search(queries[qi:qi + 1], rows)
+                est = np.empty(rows)
+                est[lab[0]] = dist[0]
+            elif metric == "l2":
+                est = ((xr - q) ** 2).sum(axis=1)
+            else:
+                est = xr @ q
+            # l2: est is a squared distance; ip / cosine: est is the inner
+            # product itself (METRIC_INNER_PRODUCT), i.e. rotor's -estimate
+            # or 1 - estimate.
+            implied = (xx + qq - est) / 2 if metric == "l2" else est
+            scale = np.sqrt(xx * qq)
+            ok = scale > 0
+            errs.append(((implied - x @ q)[ok] / scale[ok]))
+        e = np.concatenate(errs) if errs else np.array([])
+        r["ip_bias"] = float(e.mean()) if len(e) else None
+        r["ip_var"] = float((e * e).mean() - e.mean() ** 2) if len(e) else None
+
+        refined = faiss.IndexRefineFlat(index, faiss.swig_ptr(base))
+        refined.k_factor = RERANK_FACTOR
+
+        def plain(q):
+            return index.search(q, k)[1][0]
+
+        def rerank(q):
+            return refined.search(q, k)[1][0]
+
+    r["bits_per_dim"] = 8.0 * r["bytes_per_vector"] / d
+    for key, fn in (("", plain), ("_rerank", rerank)):
+        qps, _, _, _, ids = timed_search(fn, queries, k, 1)
+        r["recall_at_10" + key] = recall_at(base, queries, c.gt, ids, 10, metric)
+        r["scan_qps" + key] = qps
+    return r
+
+
+def run_eval_quant(c, libs):
+    a = c.args
+    faiss, info = libs["faiss"]
+    if a.native_run and info["build"] != "native":
+        print("peers: skipping eval-quant in the native run: faiss did not load from the "
+              "native directory", file=sys.stderr)
+        return
+    print(f"faiss eval-quant ({info['build']}, {info.get('compile_options', '')})  base "
+          f"{c.n} x {c.d}  {len(c.queries)} queries  metric {a.metric}", file=sys.stderr)
+    print(f"{'quant':16s} {'bits/d':>6s} {'B/vec':>6s} {'train_s':>8s} {'encode/s':>11s} "
+          f"{'mse':>8s} {'ip_bias':>9s} {'ip_sd':>9s} {'R@10':>8s} {'R@10+rr':>10s} "
+          f"{'scanQPS':>8s} {'QPS+rr':>8s}", file=sys.stderr)
+
+    def num(v, fmt):
+        if v is not None:
+            return format(v, fmt)
+        return format("-", ">" + fmt.lstrip("+").split(".")[0] + "s")
+
+    for spec in a.eval_quant:
+        r = eval_one(c, faiss, spec)
+        row = {"tool": "faiss", "version": info["version"], "build": info["build"],
+               "kind": "eval-quant", "quant": r["quant"], "metric": a.metric,
+               "dataset": c.dataset, "n_base": c.n, "dim": c.d, "n_queries": len(c.queries),
+               "k": a.k, "bytes_per_vector": r["bytes_per_vector"],
+               "bits_per_dim": r["bits_per_dim"], "train_seconds": r["train_seconds"],
+               "encode_vectors_per_s": r["encode_vectors_per_s"], "mse": r["mse"],
+               "ip_bias": r["ip_bias"], "ip_var": r["ip_var"],
+               "recall_at_10": r["recall_at_10"], "recall_at_10_rerank": r["recall_at_10_rerank"],
+               "scan_qps": r["scan_qps"], "scan_qps_rerank": r["scan_qps_rerank"],
+               "build_threads": c.build_threads, "timestamp": int(time.time())}
+        for key in ("simd", "compile_options"):
+            if key in info:
+                row[key] = info[key]
+        ip_sd = math.sqrt(max(r["ip_var"], 0.0)) if r["ip_var"] is not None else None
+        msg = (f"{r['quant']:16s} {r['bits_per_dim']:6.2f} {r['bytes_per_vector']:6d} "
+               f"{r['train_seconds']:8.3f} {r['encode_vectors_per_s']:11.0f} "
+               f"{num(r['mse'], '8.5f')} {num(r['ip_bias'], '+9.5f')} {num(ip_sd, '9.5f')} "
+               f"{r['recall_at_10']:8.4f} {r['recall_at_10_rerank']:10.4f} "
+               f"{r['scan_qps']:8.1f} {r['scan_qps_rerank']:8.1f}")
+        c.emit(row, msg)
+
+
+def run_child(args):
+    libs = {}
+    if args.eval_quant:
+        libs["faiss"] = load_faiss(args)
+    else:
+        tools = {METHOD_TOOL[m] for m in args.methods}
+        if "faiss" in tools:
+            libs["faiss"] = load_faiss(args)
+        if "hnswlib" in tools:
+            libs["hnswlib"] = load_hnswlib(args)
+    c = Child(args)
+    if args.eval_quant:
+        run_eval_quant(c, libs)
+    else:
+        run_sweeps(c, libs)
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="methods:\n" + "\n".join(f"  {m:14s} {t}" for m, t in METHODS.items()) +
+               "\n\neval-quant specs:\n  " + QUANT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True, help="base vectors (any format rotor reads)")
+    p.add_argument("--queries", required=True, help="query vectors")
+    p.add_argument("--gt", required=True, help="ground truth ids (.ivecs/.ibin/.npy)")
+    p.add_argument("--metric", default="l2", choices=["l2", "ip", "cosine"],
+                   help="cosine normalises base and queries and uses inner product")
+    p.add_argument("--k", type=int, default=10, help="neighbours returned per query (default 10)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="repeat each sweep point's query pass; the median QPS run is kept")
+    p.add_argument("--max-queries", type=int, default=0, help="use only the first N queries")
+    p.add_argument("--methods", default="faiss-flat",
+                   help="comma list of: " + ", ".join(METHODS) + " (default faiss-flat)")
+    p.add_argument("--eval-quant", metavar="SPECS",
+                   help="instead of search sweeps, measure FAISS quantizers as `rotor "
+                        "eval-quant` does; comma list of: " + QUANT_HELP)
+    p.add_argument("--ef", default="10,16,24,32,48,64,96,128,192,256,384,512",
+                   help="search ef / efSearch sweep for hnsw and faiss-hnsw (values below k "
+                        "are raised to k)")
+    p.add_argument("--hnsw-m", default="16,32", help="hnswlib M values (default 16,32)")
+    p.add_argument("--faiss-hnsw-m", type=int, default=32,
+                   help="IndexHNSWFlat M (default 32)")
+    p.add_argument("--ef-construction", type=int, default=200,
+                   help="efConstruction of hnsw and faiss-hnsw (default 200)")
+    p.add_argument("--nprobe", default="1,2,4,8,16,32,64,128,256",
+                   help="faiss-ivfpqfs nprobe sweep (values above nlist skipped)")
+    p.add_argument("--k-factor", default="1,2,4,8",
+                   help="faiss-ivfpqfs IndexRefineFlat k_factor sweep (candidates rescored "
+                        "exactly = k_factor * k)")
+    p.add_argument("--nlist", type=int, default=0,
+                   help="faiss-ivfpqfs lists (default: 4*sqrt(n) rounded to a power of two)")
+    p.add_argument("--pq-m", type=int, default=0,
+                   help="faiss-ivfpqfs sub-quantizers of 4 bits (default: the largest divisor "
+                        "of dim not above dim/4 for dim <= 256, dim/8 above)")
+    p.add_argument("--build-threads", type=int, default=0,
+                   help="threads for training / adding / graph building (default: all cores); "
+                        "searches always run on one thread")
+    p.add_argument("--builds", default="native,debian",
+                   help="which builds to run: native, debian or both (default both)")
+    p.add_argument("--native-faiss", default=os.environ.get("ROTOR_NATIVE_FAISS"),
+                   help="directory holding the -march=native faiss package (put on PYTHONPATH "
+                        "for the native run); default $ROTOR_NATIVE_FAISS")
+    p.add_argument("--native-hnswlib", default=os.environ.get("ROTOR_NATIVE_HNSWLIB"),
+                   help="directory holding the -march=native hnswlib module; default "
+                        "$ROTOR_NATIVE_HNSWLIB")
+    p.add_argument("--json", help="append JSON lines here (default: stdout)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--native-dir", help=argparse.SUPPRESS)
+    p.add_argument("--native-hnswlib-dir", help=argparse.SUPPRESS)
+    p.add_argument("--native-run", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.methods = [m for m in args.methods.split(",") if m]
+    for m in args.methods:
+        if m not in METHODS:
+            p.error(f"unknown method '{m}'; use one of {', '.join(METHODS)}")
+    if args.eval_quant is not None:
+        args.eval_quant = [s for s in args.eval_quant.split(",") if s]
+        if not args.eval_quant:
+            p.error("--eval-quant needs at least one spec")
+        for s in args.eval_quant:
+            if not re.fullmatch(r"faiss-pq\d+(x4fs)?|faiss-sq4|faiss-sq8|faiss-bin", s):
+                p.error(f"unknown --eval-quant spec '{s}'; use {QUANT_HELP}")
+        if args.k < 10:
+            p.error("--eval-quant measures recall@10: --k must be at least 10")
+    for opt in ("ef", "hnsw_m", "nprobe", "k_factor"):
+        try:
+            if not int_list(getattr(args, opt)):
+                raise ValueError
+        except ValueError:
+            p.error(f"--{opt.replace('_', '-')} needs a comma list of integers")
+
+    if args.child:
+        run_child(args)
+        return
+
+    tools = {"faiss"} if args.eval_quant else {METHOD_TOOL[m] for m in args.methods}
+    native_dirs = {"faiss": args.native_faiss, "hnswlib": args.native_hnswlib}
+    forwarded = list(sys.argv[1:])
+    for build in [b for b in args.builds.split(",") if b]:
+        env = dict(os.environ)
+        # OpenMP threads that spin at barriers while the other core is busy
+        # (a shared 2-core machine) make multi-threaded FAISS training up to
+        # 10x slower; sleeping waits avoid that. Searches run on one thread.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        extra = []
+        if build == "native":
+            have = [t for t in sorted(tools) if native_dirs[t]]
+            missing = [t for t in sorted(tools) if not native_dirs[t]]
+            if missing:
+                print(f"peers: native build: no --native-{' / --native-'.join(missing)}: "
+                      f"{', '.join(missing)} skipped in the native run", file=sys.stderr)
+            if not have:
+                continue
+            env["PYTHONPATH"] = os.pathsep.join(
+                x for x in [args.native_faiss, args.native_hnswlib, env.get("PYTHONPATH")] if x)
+            extra = ["--native-run"]
+            if args.native_faiss:
+                extra += ["--native-dir", args.native_faiss]
+            if args.native_hnswlib:
+                extra += ["--native-hnswlib-dir", args.native_hnswlib]
+        elif build == "debian":
+            env.pop("PYTHONPATH", None)
+        else:
+            p.error(f"unknown build '{build}'; use native or debian")
+        rc = subprocess.call([sys.executable, os.path.abspath(__file__), "--child", *extra,
+                              *forwarded], env=env)
+        if rc != 0:
+            sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
