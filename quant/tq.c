@@ -181,11 +181,21 @@ float tq_ip_estimate(const tq_ip *q, const tq_ip_query *qp, const uint8_t *code,
  * Distances come from the inner-product estimate: squared L2 as
  * |x|^2 + |q|^2 - 2 <x, q> with the exact stored norm, -<x, q> for IP, and
  * 1 - <x, q> for cosine (inputs arrive normalised).
+ *
+ * For L2 the vectors are first centred on the mean of the data the index was
+ * built from (one pass, nothing iterative, and optional: an index started
+ * empty centres on zero), as RaBitQ centres on a centroid. Without it, data
+ * whose vectors share a large common part (pixel intensities, SIFT) spend the
+ * codes on that part: on Fashion-MNIST 1-bit codes found 4 % of the true
+ * top-10 uncentred. Squared distances do not change under a shift, so only
+ * the codes get better. Inner products do change, so IP and cosine keep the
+ * origin.
  */
 typedef struct tq_state {
     tq mse;   /* QUANT_TQ */
     tq_ip ip; /* QUANT_TQIP (its .mse is the MSE stage) */
     bool is_ip;
+    float *center; /* dim floats, zero until trained (L2 only) */
 } tq_state;
 
 enum { TQ_QHEAD = 16 }; /* bytes before the rotated query, keeps it aligned */
@@ -195,8 +205,28 @@ static const tq *tq_mse_of(const quant *q) {
     return s->is_ip ? &s->ip.mse : &s->mse;
 }
 
-static void tqq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
+static rotor_status tqq_train(quant *q, const float *x, size_t n, unsigned threads) {
+    (void)threads;
+    tq_state *s = q->impl;
+    if (q->metric != ROTOR_METRIC_L2 || n == 0)
+        return ROTOR_OK;
+    double *acc = cm_calloc(&q->alloc, q->dim * sizeof(double), "TurboQuant centre sums");
+    if (acc == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < q->dim; j++)
+            acc[j] += x[i * q->dim + j];
+    for (size_t j = 0; j < q->dim; j++)
+        s->center[j] = (float)(acc[j] / (double)n);
+    cm_free(&q->alloc, acc);
+    return ROTOR_OK;
+}
+
+static void tqq_encode(const quant *q, const float *x_in, uint8_t *code, float *scratch) {
     const tq_state *s = q->impl;
+    float *x = scratch + 2 * q->dim;
+    for (size_t j = 0; j < q->dim; j++)
+        x[j] = x_in[j] - s->center[j];
     float norm, gamma = 0;
     if (s->is_ip) {
         const tq *m = &s->ip.mse;
@@ -214,6 +244,8 @@ static void tqq_decode(const quant *q, const uint8_t *code, float *out, float *s
     memcpy(&norm, code, 4);
     if (!s->is_ip) {
         tq_decode(&s->mse, code + 4, norm, scratch, out);
+        for (size_t j = 0; j < q->dim; j++)
+            out[j] += s->center[j];
         return;
     }
     /* MSE reconstruction plus the QJL term sqrt(pi/2)/d * gamma * S^T signs,
@@ -236,17 +268,21 @@ static void tqq_decode(const quant *q, const uint8_t *code, float *out, float *s
     for (size_t j = 0; j < d; j++)
         scratch[j] *= norm;
     rht_inverse(&ip->mse.rot, scratch, out);
+    for (size_t j = 0; j < d; j++)
+        out[j] += s->center[j];
 }
 
-static void tqq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
-    (void)scratch;
+static void tqq_prepare(const quant *q, const float *query_in, void *qstate, float *scratch) {
     const tq_state *s = q->impl;
     const size_t d = q->dim;
     float *head = qstate;
     float *rot = (float *)((uint8_t *)qstate + TQ_QHEAD);
+    float *query = scratch;
     double qq = 0;
-    for (size_t j = 0; j < d; j++)
+    for (size_t j = 0; j < d; j++) {
+        query[j] = query_in[j] - s->center[j];
         qq += (double)query[j] * query[j];
+    }
     head[0] = (float)qq;
     if (s->is_ip) {
         tq_ip_query qp = {rot, rot + d};
@@ -295,12 +331,13 @@ static void tqq_release(quant *q) {
         tq_ip_release(&s->ip, &q->alloc);
     else
         tq_release(&s->mse, &q->alloc);
+    cm_free(&q->alloc, s->center);
     cm_free(&q->alloc, s);
     q->impl = NULL;
 }
 
 static const quant_ops tq_ops = {
-    .train = NULL,
+    .train = tqq_train,
     .encode = tqq_encode,
     .decode = tqq_decode,
     .prepare = tqq_prepare,
@@ -324,10 +361,16 @@ rotor_status quant_tq_setup(quant *q, uint64_t seed) {
     }
     q->impl = s;
     q->ops = &tq_ops;
+    s->center = cm_calloc(&q->alloc, q->dim * sizeof(float), "TurboQuant centre");
+    if (s->center == NULL) {
+        tqq_release(q);
+        q->impl = NULL;
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
     const tq *m = tq_mse_of(q);
     q->code_bytes = s->is_ip ? 8 + m->code_bytes + s->ip.sign_bytes : 4 + m->code_bytes;
     q->query_bytes = TQ_QHEAD + (s->is_ip ? 2 : 1) * q->dim * sizeof(float);
-    q->scratch_floats = 2 * q->dim;
-    q->needs_training = false;
+    q->scratch_floats = 3 * q->dim;
+    q->needs_training = false; /* centring helps L2; nothing requires it */
     return ROTOR_OK;
 }

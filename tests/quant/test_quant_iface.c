@@ -34,7 +34,8 @@ typedef struct estimate_stats {
     double bias;
 } estimate_stats;
 
-/* Encodes n random vectors (with a common offset, so L2 centring matters),
+/* Encodes n random vectors (with a common offset, so inner products are
+ * large and L2 centring matters),
  * scans them with q, and compares with exact inner products. */
 static estimate_stats run(const char *spec, rotor_metric metric, size_t d, size_t n) {
     rotor_allocator a = cm_allocator_default();
@@ -46,7 +47,7 @@ static estimate_stats run(const char *spec, rotor_metric metric, size_t d, size_
     assert_int_equal(quant_create(&sp, d, metric, 3, &a, &q), ROTOR_OK);
     float *x = malloc(n * d * sizeof(float));
     for (size_t i = 0; i < n * d; i++)
-        x[i] = (float)ts_rng_normal(&r) + (metric == ROTOR_METRIC_L2 ? 2.0f : 0.0f);
+        x[i] = (float)ts_rng_normal(&r) + 1.0f;
     if (metric != ROTOR_METRIC_L2) /* IP and cosine indexes hold unit vectors */
         for (size_t i = 0; i < n; i++) {
             double s = 0;
@@ -74,7 +75,7 @@ static estimate_stats run(const char *spec, rotor_metric metric, size_t d, size_
     for (int t = 0; t < 20; t++) {
         double qq = 0;
         for (size_t j = 0; j < d; j++) {
-            qv[j] = (float)ts_rng_normal(&r) + (metric == ROTOR_METRIC_L2 ? 2.0f : 0.0f);
+            qv[j] = (float)ts_rng_normal(&r) + 1.0f;
             qq += (double)qv[j] * qv[j];
         }
         if (metric != ROTOR_METRIC_L2) {
@@ -139,16 +140,19 @@ static void test_estimates_track_exact_distances(void **state) {
 static void test_binary_estimates_are_unbiased_unlike_plain_mse(void **state) {
     (void)state;
     /* RaBitQ's correction divides by <v, o>, which removes the shrinkage a
-     * plain nearest-codeword reconstruction has. The L2 data here share a
-     * large common offset, so inner products are large and a shrinking
-     * estimator shows it: 1-bit TurboQuant keeps only ~2/pi of them. Over
-     * 20 x 500 pairs the mean relative error of an unbiased estimator with
-     * sd <= 0.05 stays within 5 / sqrt(10000) * 0.05 = 0.0025. */
-    estimate_stats b1 = run("bin1", ROTOR_METRIC_L2, 128, 500);
-    estimate_stats b2 = run("bin2", ROTOR_METRIC_L2, 128, 500);
-    estimate_stats t1 = run("tq1", ROTOR_METRIC_L2, 128, 500);
-    assert_true(fabs(b1.bias) < 0.0025);
-    assert_true(fabs(b2.bias) < 0.0025);
+     * plain nearest-codeword reconstruction has. The vectors here share a
+     * common offset, so unit vectors have inner products near 0.5 and a
+     * shrinking estimator shows it: 1-bit TurboQuant keeps only ~2/pi of
+     * them. Over 20 x 500 pairs the mean relative error of an unbiased
+     * estimator with sd <= 0.07 stays within 5 / sqrt(10000) * 0.07 = 0.0035
+     * (the pairs share queries, so this is generous rather than exact). */
+    estimate_stats b1 = run("bin1", ROTOR_METRIC_IP, 128, 500);
+    estimate_stats b2 = run("bin2", ROTOR_METRIC_IP, 128, 500);
+    estimate_stats t1 = run("tq1", ROTOR_METRIC_IP, 128, 500);
+    print_message("# mean relative error: bin1 %+.5f bin2 %+.5f tq1 %+.5f\n", b1.bias, b2.bias,
+                  t1.bias);
+    assert_true(fabs(b1.bias) < 0.0035);
+    assert_true(fabs(b2.bias) < 0.0035);
     assert_true(t1.bias < -0.1);
 }
 
@@ -168,8 +172,9 @@ static void test_decode_error_matches_distortion(void **state) {
         quant *q;
         assert_int_equal(quant_spec_parse(cases[c].spec, &sp), ROTOR_OK);
         assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_IP, 5, &a, &q), ROTOR_OK);
-        float x[256], y[256], scratch[512];
-        uint8_t code[1024];
+        float x[256], y[256];
+        float *scratch = malloc(q->scratch_floats * sizeof(float));
+        uint8_t *code = malloc(q->code_bytes);
         double total = 0;
         for (int v = 0; v < 200; v++) {
             for (size_t j = 0; j < d; j++)
@@ -186,6 +191,8 @@ static void test_decode_error_matches_distortion(void **state) {
         double mse = total / 200;
         print_message("# decode %-5s relative mse %.5f\n", cases[c].spec, mse);
         assert_true(mse > cases[c].lo && mse < cases[c].hi);
+        free(scratch);
+        free(code);
         quant_free(q);
     }
 }
