@@ -568,9 +568,14 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
  * 32-bit words of four codes each are spread over the 8 lanes and shifted
  * apart (VPSRLVD). Up to 8 levels (b <= 3) VPERMPS looks them up in one
  * register; more levels gather from the table, which stays in L1. */
-static ALWAYS_INLINE __m256i tq_indices8(const uint8_t *p, unsigned b, size_t bytes) {
+/* `avail`: code bytes from p to the end; 8 or more takes the one-instruction
+ * load (bits past the group are masked off), fewer copies exactly. */
+static ALWAYS_INLINE __m256i tq_indices8(const uint8_t *p, unsigned b, size_t avail) {
     uint64_t w = 0;
-    memcpy(&w, p, bytes);
+    if (avail >= 8)
+        memcpy(&w, p, 8);
+    else
+        memcpy(&w, p, avail);
     __m256i v = _mm256_setr_m128i(_mm_set1_epi32((int)(uint32_t)w),
                                   _mm_set1_epi32((int)(uint32_t)(w >> (4 * b))));
     const __m256i shift =
@@ -587,11 +592,12 @@ static ALWAYS_INLINE __m256 tq_lookup8(__m256i idx, const float *table, __m256 t
 static ALWAYS_INLINE float tq_dot_b256(const float *y, const float *table, const uint8_t *codes,
                                        size_t d, unsigned b) {
     const __m256 t0 = _mm256_loadu_ps(table);
+    const size_t total = (d * b + 7) / 8;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     size_t j = 0;
     for (; j + 16 <= d; j += 16) {
-        __m256i i0 = tq_indices8(codes + j / 8 * b, b, b);
-        __m256i i1 = tq_indices8(codes + (j / 8 + 1) * b, b, b);
+        __m256i i0 = tq_indices8(codes + j / 8 * b, b, total - j / 8 * b);
+        __m256i i1 = tq_indices8(codes + (j / 8 + 1) * b, b, total - (j / 8 + 1) * b);
         acc0 = _mm256_fmadd_ps(tq_lookup8(i0, table, t0, b), _mm256_loadu_ps(y + j), acc0);
         acc1 = _mm256_fmadd_ps(tq_lookup8(i1, table, t0, b), _mm256_loadu_ps(y + j + 8), acc1);
     }
@@ -599,7 +605,7 @@ static ALWAYS_INLINE float tq_dot_b256(const float *y, const float *table, const
     for (; j < d; j += 8) {
         size_t rem = d - j < 8 ? d - j : 8;
         if (rem == 8) {
-            __m256i idx = tq_indices8(codes + j / 8 * b, b, b);
+            __m256i idx = tq_indices8(codes + j / 8 * b, b, total - j / 8 * b);
             acc0 = _mm256_fmadd_ps(tq_lookup8(idx, table, t0, b), _mm256_loadu_ps(y + j), acc0);
         } else {
             uint64_t w = 0;

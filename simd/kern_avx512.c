@@ -626,12 +626,20 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
  * Up to 16 levels (b <= 4) the whole codebook sits in one register and
  * VPERMPS looks all 16 up at once; 32 levels take VPERMT2PS over two
  * registers; beyond that a gather from the table, which stays in L1. */
-static ALWAYS_INLINE __m512i tq_indices16(const uint8_t *p, unsigned b, size_t bytes) {
-    uint8_t buf[16] = {0};
-    memcpy(buf, p, bytes);
+/* `avail`: code bytes from p to the end. With b + 8 or more, two 8-byte
+ * loads straight from the codes (bits past the group are masked off);
+ * otherwise the group is first copied exactly into a zeroed buffer. */
+static ALWAYS_INLINE __m512i tq_indices16(const uint8_t *p, unsigned b, size_t avail) {
     uint64_t lo, hi;
-    memcpy(&lo, buf, 8);
-    memcpy(&hi, buf + b, 8);
+    if (avail >= b + 8) {
+        memcpy(&lo, p, 8);
+        memcpy(&hi, p + b, 8);
+    } else {
+        uint8_t buf[16] = {0};
+        memcpy(buf, p, avail < 2 * b ? avail : 2 * b);
+        memcpy(&lo, buf, 8);
+        memcpy(&hi, buf + b, 8);
+    }
     __m128i words = _mm_set_epi32((int)(uint32_t)(hi >> (4 * b)), (int)(uint32_t)hi,
                                   (int)(uint32_t)(lo >> (4 * b)), (int)(uint32_t)lo);
     const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
@@ -654,11 +662,12 @@ static ALWAYS_INLINE __m512 tq_lookup16(__m512i idx, const float *table, __m512 
 static ALWAYS_INLINE float tq_dot_b512(const float *y, const float *table, const uint8_t *codes,
                                        size_t d, unsigned b) {
     const __m512 t0 = _mm512_loadu_ps(table), t1 = _mm512_loadu_ps(table + 16);
+    const size_t total = (d * b + 7) / 8;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t j = 0;
     for (; j + 32 <= d; j += 32) {
-        __m512i i0 = tq_indices16(codes + j / 16 * 2 * b, b, 2 * b);
-        __m512i i1 = tq_indices16(codes + (j / 16 + 1) * 2 * b, b, 2 * b);
+        __m512i i0 = tq_indices16(codes + j / 16 * 2 * b, b, total - j / 16 * 2 * b);
+        __m512i i1 = tq_indices16(codes + (j / 16 + 1) * 2 * b, b, total - (j / 16 + 1) * 2 * b);
         acc0 = _mm512_fmadd_ps(tq_lookup16(i0, table, t0, t1, b), _mm512_loadu_ps(y + j), acc0);
         acc1 =
             _mm512_fmadd_ps(tq_lookup16(i1, table, t0, t1, b), _mm512_loadu_ps(y + j + 16), acc1);
@@ -666,7 +675,7 @@ static ALWAYS_INLINE float tq_dot_b512(const float *y, const float *table, const
     for (; j < d; j += 16) {
         size_t rem = d - j < 16 ? d - j : 16;
         __mmask16 m = (__mmask16)((1u << rem) - 1u);
-        __m512i idx = tq_indices16(codes + j / 16 * 2 * b, b, (rem * b + 7) / 8);
+        __m512i idx = tq_indices16(codes + j / 16 * 2 * b, b, total - j / 16 * 2 * b);
         acc0 = _mm512_fmadd_ps(tq_lookup16(idx, table, t0, t1, b), _mm512_maskz_loadu_ps(m, y + j),
                                acc0);
     }

@@ -228,11 +228,18 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
 static inline __attribute__((always_inline)) float
 tq_dot_b(const float *y, const float *table, const uint8_t *codes, size_t d, unsigned b) {
     const uint64_t mask = (1u << b) - 1;
+    const size_t total = (d * b + 7) / 8;
     float acc0 = 0, acc1 = 0;
     size_t j = 0;
     for (; j + 8 <= d; j += 8) {
+        /* An 8-byte load is one instruction where a b-byte one is a call
+         * for odd b; the bits past the group are masked off. */
+        const size_t off = j / 8 * b;
         uint64_t w = 0;
-        memcpy(&w, codes + j / 8 * b, b);
+        if (off + 8 <= total)
+            memcpy(&w, codes + off, 8);
+        else
+            memcpy(&w, codes + off, total - off);
         acc0 += y[j + 0] * table[w & mask];
         acc1 += y[j + 1] * table[(w >> b) & mask];
         acc0 += y[j + 2] * table[(w >> 2 * b) & mask];
@@ -244,7 +251,7 @@ tq_dot_b(const float *y, const float *table, const uint8_t *codes, size_t d, uns
     }
     if (j < d) {
         uint64_t w = 0;
-        memcpy(&w, codes + j / 8 * b, ((d - j) * b + 7) / 8);
+        memcpy(&w, codes + j / 8 * b, total - j / 8 * b);
         for (unsigned i = 0; j < d; j++, i++)
             acc0 += y[j] * table[(w >> (b * i)) & mask];
     }
