@@ -81,9 +81,11 @@ rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t
     const quant *q = ix->q;
     const simd_ops *ops = simd_ops_get();
     size_t keep = rerank > k ? rerank : k;
+    /* One block: [query state][scratch][candidate ids][candidate distances],
+     * each part starting on a cache line. */
     size_t qbytes = cm_round_up(q->query_bytes, CM_ALIGN);
-    size_t bytes = qbytes + q->scratch_floats * sizeof(float) +
-                   (rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t)) : 0);
+    size_t sbytes = cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN);
+    size_t bytes = qbytes + sbytes + (rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t)) : 0);
     uint8_t *mem = cm_alloc(&ix->alloc, bytes, "search state");
     if (mem == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -92,7 +94,7 @@ rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t
     int64_t *cand_id = ids;
     float *cand_d = dists;
     if (rerank > 0) {
-        cand_id = (int64_t *)(scratch + q->scratch_floats);
+        cand_id = (int64_t *)(mem + qbytes + sbytes);
         cand_d = (float *)(cand_id + keep);
     }
     q->ops->prepare(q, query, qs, scratch);

@@ -121,8 +121,9 @@ typedef struct tq_ip {
 
 /* A query prepared once for many estimates: its rotation and S times it. */
 typedef struct tq_ip_query {
-    float *rotated; /* d */
-    float *sketch;  /* d */
+    float *rotated;   /* d */
+    float *sketch;    /* d */
+    float sketch_sum; /* sum of sketch[], so a signed sum is one masked sum */
 } tq_ip_query;
 
 rotor_status tq_ip_init(tq_ip *q, const rotor_allocator *a, size_t dim, unsigned bits,

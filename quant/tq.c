@@ -140,35 +140,30 @@ void tq_ip_encode(const tq_ip *q, const float *x, float *scratch, uint8_t *code,
     }
     *gamma = (float)sqrt(rr);
     memset(signs, 0, q->sign_bytes);
-    for (size_t i = 0; i < d; i++) {
-        const float *s = q->S + i * d;
-        double acc = 0;
-        for (size_t j = 0; j < d; j++)
-            acc += (double)s[j] * resid[j];
-        if (acc >= 0)
+    const simd_ops *ops = simd_ops_get();
+    for (size_t i = 0; i < d; i++)
+        if (ops->dot_f32(q->S + i * d, resid, d) >= 0)
             signs[i >> 3] |= (uint8_t)(1u << (i & 7));
-    }
 }
 
 void tq_ip_prepare(const tq_ip *q, const float *y, tq_ip_query *qp) {
     const size_t d = q->mse.rot.dim;
     rht_forward(&q->mse.rot, y, qp->rotated);
+    const simd_ops *ops = simd_ops_get();
+    double sum = 0;
     for (size_t i = 0; i < d; i++) {
-        const float *s = q->S + i * d;
-        double acc = 0;
-        for (size_t j = 0; j < d; j++)
-            acc += (double)s[j] * qp->rotated[j];
-        qp->sketch[i] = (float)acc;
+        qp->sketch[i] = ops->dot_f32(q->S + i * d, qp->rotated, d);
+        sum += qp->sketch[i];
     }
+    qp->sketch_sum = (float)sum;
 }
 
 float tq_ip_estimate(const tq_ip *q, const tq_ip_query *qp, const uint8_t *code,
                      const uint8_t *signs, float norm, float gamma) {
     const size_t d = q->mse.rot.dim;
     double base = tq_mse_estimate(&q->mse, qp->rotated, code, norm);
-    double acc = 0;
-    for (size_t i = 0; i < d; i++)
-        acc += (signs[i >> 3] >> (i & 7)) & 1 ? qp->sketch[i] : -qp->sketch[i];
+    /* sum_i sign_i * sketch_i = 2 * (sum over set bits) - (sum over all) */
+    double acc = 2.0 * simd_ops_get()->masked_sum_f32(qp->sketch, signs, d) - qp->sketch_sum;
     return (float)(base + norm * gamma * sqrt(3.14159265358979323846 / 2) / (double)d * acc);
 }
 
@@ -285,8 +280,9 @@ static void tqq_prepare(const quant *q, const float *query_in, void *qstate, flo
     }
     head[0] = (float)qq;
     if (s->is_ip) {
-        tq_ip_query qp = {rot, rot + d};
+        tq_ip_query qp = {rot, rot + d, 0};
         tq_ip_prepare(&s->ip, query, &qp);
+        head[1] = qp.sketch_sum;
     } else {
         rht_forward(&s->mse.rot, query, rot);
     }
@@ -313,7 +309,7 @@ static void tqq_scan(const quant *q, const void *qstate, const uint8_t *store, s
         if (s->is_ip) {
             float gamma;
             memcpy(&gamma, code + 4, 4);
-            tq_ip_query qp = {(float *)rot, (float *)rot + q->dim};
+            tq_ip_query qp = {(float *)rot, (float *)rot + q->dim, ((const float *)qstate)[1]};
             ip =
                 tq_ip_estimate(&s->ip, &qp, code + 8, code + 8 + s->ip.mse.code_bytes, norm, gamma);
         } else {

@@ -400,6 +400,7 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
                                      size_t stride, float *dist);
 static float tq_dot_avx2(const float *y, const float *table, const uint8_t *codes, size_t d,
                          unsigned bits);
+static float masked_sum_f32_avx2(const float *v, const uint8_t *bits, size_t d);
 
 const simd_ops simd_ops_avx2 = {
     .level = SIMD_AVX2,
@@ -420,6 +421,7 @@ const simd_ops simd_ops_avx2 = {
     .fastscan_accumulate = fastscan_accumulate,
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
     .tq_dot = tq_dot_avx2,
+    .masked_sum_f32 = masked_sum_f32_avx2,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- *
@@ -629,4 +631,23 @@ static float tq_dot_avx2(const float *y, const float *table, const uint8_t *code
     case 7: return tq_dot_b256(y, table, codes, d, 7);
     default: return tq_dot_b256(y, table, codes, d, 8);
     }
+}
+
+/* ---- masked sums ----------------------------------------------------------
+ * Eight bits of the mask become eight lane masks by broadcasting the byte,
+ * AND with one bit per lane and a compare; the masked floats are summed. */
+static float masked_sum_f32_avx2(const float *v, const uint8_t *bits, size_t d) {
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 acc = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8) {
+        __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[j >> 3]), lane_bit);
+        __m256 m = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit));
+        acc = _mm256_add_ps(acc, _mm256_and_ps(m, _mm256_loadu_ps(v + j)));
+    }
+    float tail = 0;
+    for (; j < d; j++)
+        if ((bits[j >> 3] >> (j & 7)) & 1)
+            tail += v[j];
+    return hsum(acc) + tail;
 }

@@ -467,6 +467,7 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
                                      size_t stride, float *dist);
 static float tq_dot_avx512(const float *y, const float *table, const uint8_t *codes, size_t d,
                            unsigned bits);
+static float masked_sum_f32_avx512(const float *v, const uint8_t *bits, size_t d);
 
 const simd_ops simd_ops_avx512 = {
     .level = SIMD_AVX512,
@@ -487,6 +488,7 @@ const simd_ops simd_ops_avx512 = {
     .fastscan_accumulate = fastscan_accumulate,
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
     .tq_dot = tq_dot_avx512,
+    .masked_sum_f32 = masked_sum_f32_avx512,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- *
@@ -694,4 +696,24 @@ static float tq_dot_avx512(const float *y, const float *table, const uint8_t *co
     case 7: return tq_dot_b512(y, table, codes, d, 7);
     default: return tq_dot_b512(y, table, codes, d, 8);
     }
+}
+
+/* ---- masked sums ----------------------------------------------------------
+ * Sixteen bits of the mask are a k register as they stand: a masked add. */
+static float masked_sum_f32_avx512(const float *v, const uint8_t *bits, size_t d) {
+    __m512 acc = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        uint16_t m;
+        memcpy(&m, bits + j / 8, 2);
+        acc = _mm512_mask_add_ps(acc, (__mmask16)m, acc, _mm512_loadu_ps(v + j));
+    }
+    if (j < d) {
+        size_t rem = d - j;
+        uint16_t m = 0;
+        memcpy(&m, bits + j / 8, (rem + 7) / 8);
+        __mmask16 live = (__mmask16)(m & ((1u << rem) - 1u));
+        acc = _mm512_mask_add_ps(acc, live, acc, _mm512_maskz_loadu_ps(live, v + j));
+    }
+    return hsum(acc);
 }

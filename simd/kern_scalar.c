@@ -155,6 +155,7 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
                                      size_t stride, float *dist);
 static float tq_dot_scalar(const float *y, const float *table, const uint8_t *codes, size_t d,
                            unsigned bits);
+static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d);
 
 const simd_ops simd_ops_scalar = {
     .level = SIMD_SCALAR,
@@ -175,6 +176,7 @@ const simd_ops simd_ops_scalar = {
     .fastscan_accumulate = fastscan_accumulate,
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
     .tq_dot = tq_dot_scalar,
+    .masked_sum_f32 = masked_sum_f32_scalar,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- */
@@ -270,4 +272,13 @@ static float tq_dot_scalar(const float *y, const float *table, const uint8_t *co
     case 7: return tq_dot_b(y, table, codes, d, 7);
     default: return tq_dot_b(y, table, codes, d, 8);
     }
+}
+
+/* ---- masked sums ---------------------------------------------------------- */
+static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d) {
+    float acc = 0;
+    for (size_t j = 0; j < d; j++)
+        if ((bits[j >> 3] >> (j & 7)) & 1)
+            acc += v[j];
+    return acc;
 }

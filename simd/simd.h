@@ -102,6 +102,11 @@ typedef struct simd_ops {
      * Reads exactly ceil(d * bits / 8) bytes of codes. */
     float (*tq_dot)(const float *y, const float *table, const uint8_t *codes, size_t d,
                     unsigned bits);
+
+    /* Sum of v[j] over the j < d whose bit j of `bits` (little-endian) is
+     * set: the signed sums of sign sketches (QJL) in one pass. Reads
+     * exactly ceil(d / 8) bytes of bits. */
+    float (*masked_sum_f32)(const float *v, const uint8_t *bits, size_t d);
 } simd_ops;
 
 /* The table for the best level this machine supports, lowered by ROTOR_SIMD.

@@ -211,7 +211,7 @@ static void test_tq_ip_is_unbiased_and_mse_is_not(void **state) {
     assert_int_equal(tq_ip_init(&q, &a, D, 3, 555), ROTOR_OK);
     float x[D], y[D], w[D], scratch[2 * D], yr[D], ys[D];
     uint8_t code[D], signs[D / 8];
-    tq_ip_query qp = {yr, ys};
+    tq_ip_query qp = {yr, ys, 0};
     double err_ip = 0, err_mse = 0;
     for (int p = 0; p < PAIRS; p++) {
         random_unit(&r, x, D);

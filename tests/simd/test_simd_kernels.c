@@ -489,6 +489,34 @@ static void test_tq_dot_matches_double_for_every_width(void **state) {
     }
 }
 
+/* masked_sum_f32 against a double-precision sum over the set bits, with the
+ * mask ending exactly at its allocation. */
+static void test_masked_sum_matches_double(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    ts_rng rng;
+    ts_rng_init(&rng, 34);
+    static const size_t lens[] = {0, 1, 5, 8, 9, 15, 16, 17, 31, 33, 100, 384, 785};
+    for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+        size_t d = lens[t], nbytes = (d + 7) / 8;
+        tbuf v = floats_random(&rng, t % 3, d);
+        tbuf m = bytes_random(&rng, t % 5, nbytes);
+        const float *vv = v.p;
+        const uint8_t *mv = m.p;
+        double want = 0, scale = 0;
+        for (size_t j = 0; j < d; j++)
+            if ((mv[j / 8] >> (j % 8)) & 1) {
+                want += vv[j];
+                scale += fabs(vv[j]);
+            }
+        float got = ops->masked_sum_f32(vv, mv, d);
+        CHECK(fabs(got - want) <= 1e-5 * scale + 1e-6, "masked_sum %s d=%zu: got %.9g want %.9g\n",
+              simd_level_name(g_level), d, got, want);
+        tbuf_free(&v);
+        tbuf_free(&m);
+    }
+}
+
 /* The largest terms at the longest lengths simd.h promises to be exact,
  * and one shorter (odd, so the tail code runs too). */
 static void test_byte_kernels_exact_at_documented_length_limits(void **state) {
@@ -676,7 +704,8 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->hamming && o->and_popcount);
         assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->l2sq_u8);
         assert_true(o->first_below != NULL);
-        assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot);
+        assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot &&
+                    o->masked_sum_f32);
     }
 }
 
@@ -716,6 +745,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_first_below_crafted_edges),
         cmocka_unit_test(test_first_below_scan_matches_scalar_on_random_blocks),
         cmocka_unit_test(test_tq_dot_matches_double_for_every_width),
+        cmocka_unit_test(test_masked_sum_matches_double),
     };
 
     print_message("# simd dispatch\n");
