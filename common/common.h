@@ -78,6 +78,16 @@ static inline size_t cm_round_up(size_t x, size_t to) { return (x + to - 1) / to
 
 /* ---- misc --------------------------------------------------------------- */
 
+/* SplitMix64: the seeded stream behind every random choice the library
+ * makes (rotation signs, sketch matrices, k-means seeding), so an index is
+ * reproducible from its seed. */
+static inline uint64_t cm_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 /* Number of online processors, at least 1. */
 unsigned cm_cpu_count(void);
 

@@ -54,16 +54,7 @@ static rotor_status bq_train(quant *q, const float *x, size_t n, unsigned thread
     bq_state *s = q->impl;
     if (q->metric != ROTOR_METRIC_L2 || n == 0)
         return ROTOR_OK;
-    double *acc = cm_calloc(&q->alloc, q->dim * sizeof(double), "binary centroid sums");
-    if (acc == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < q->dim; j++)
-            acc[j] += x[i * q->dim + j];
-    for (size_t j = 0; j < q->dim; j++)
-        s->centroid[j] = (float)(acc[j] / (double)n);
-    cm_free(&q->alloc, acc);
-    return ROTOR_OK;
+    return quant_mean(q, x, n, s->centroid);
 }
 
 static size_t popcount_bytes(const uint8_t *p, size_t n) {

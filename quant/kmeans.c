@@ -292,15 +292,10 @@ static void seed_chunk(void *ctx, size_t chunk) {
 
 /* ---- seeding ------------------------------------------------------------ */
 
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [0, 1), 53 bits. */
-static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
+static double uniform01(uint64_t *state) {
+    return (double)(cm_splitmix64(state) >> 11) * 0x1.0p-53;
+}
 
 static size_t uniform_index(uint64_t *state, size_t n) {
     size_t i = (size_t)(uniform01(state) * (double)n);

@@ -109,6 +109,20 @@ void quant_free(quant *q) {
     cm_free(&a, q);
 }
 
+rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out) {
+    rotor_allocator a = q->alloc;
+    double *acc = cm_calloc(&a, q->dim * sizeof(double), "mean sums");
+    if (acc == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < q->dim; j++)
+            acc[j] += x[i * q->dim + j];
+    for (size_t j = 0; j < q->dim; j++)
+        out[j] = n ? (float)(acc[j] / (double)n) : 0.0f;
+    cm_free(&a, acc);
+    return ROTOR_OK;
+}
+
 size_t quant_plain_store_bytes(const quant *q, size_t n) { return n * q->code_bytes; }
 
 void quant_plain_store(const quant *q, uint8_t *store, size_t i, const uint8_t *code) {

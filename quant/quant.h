@@ -218,6 +218,10 @@ rotor_status quant_tq_setup(quant *q, uint64_t seed);
 rotor_status quant_bin_setup(quant *q, uint64_t seed);
 rotor_status quant_pq_setup(quant *q, uint64_t seed);
 
+/* The mean of n rows of q->dim floats into out: the centre that TurboQuant
+ * and binary codes subtract for L2 (one pass, in double). */
+rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out);
+
 /* Helpers for kinds whose store is codes side by side. */
 size_t quant_plain_store_bytes(const quant *q, size_t n);
 void quant_plain_store(const quant *q, uint8_t *store, size_t i, const uint8_t *code);

@@ -28,13 +28,6 @@
 
 #include "quant/quant.h"
 
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 rotor_status rht_init(rht *r, const rotor_allocator *a, size_t dim, unsigned rounds,
                       uint64_t seed) {
     memset(r, 0, sizeof *r);
@@ -53,7 +46,7 @@ rotor_status rht_init(rht *r, const rotor_allocator *a, size_t dim, unsigned rou
         return ROTOR_ERR_OUT_OF_MEMORY;
     uint64_t state = seed;
     for (size_t i = 0; i < count; i += 64) {
-        uint64_t bits = splitmix64(&state);
+        uint64_t bits = cm_splitmix64(&state);
         for (size_t j = 0; j < 64 && i + j < count; j++)
             signs[i + j] = (bits >> j) & 1 ? -1.0f : 1.0f;
     }

@@ -82,13 +82,6 @@ float tq_mse_estimate(const tq *q, const float *y_rotated, const uint8_t *code, 
  * paper; practitioners report the sketch rarely pays for ranking, which is
  * what rotor's evaluation measures before any index relies on it.
  */
-static uint64_t ip_splitmix(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 rotor_status tq_ip_init(tq_ip *q, const rotor_allocator *a, size_t dim, unsigned bits,
                         uint64_t seed) {
     memset(q, 0, sizeof *q);
@@ -107,8 +100,8 @@ rotor_status tq_ip_init(tq_ip *q, const rotor_allocator *a, size_t dim, unsigned
     /* Box-Muller on a stream independent of the rotation's. */
     uint64_t state = seed ^ 0x5851f42d4c957f2dULL;
     for (size_t i = 0; i < cells; i += 2) {
-        double u1 = ((double)(ip_splitmix(&state) >> 11) + 0.5) * 0x1.0p-53;
-        double u2 = (double)(ip_splitmix(&state) >> 11) * 0x1.0p-53;
+        double u1 = ((double)(cm_splitmix64(&state) >> 11) + 0.5) * 0x1.0p-53;
+        double u2 = (double)(cm_splitmix64(&state) >> 11) * 0x1.0p-53;
         double rad = sqrt(-2.0 * log(u1));
         q->S[i] = (float)(rad * cos(6.283185307179586 * u2));
         if (i + 1 < cells)
@@ -205,16 +198,7 @@ static rotor_status tqq_train(quant *q, const float *x, size_t n, unsigned threa
     tq_state *s = q->impl;
     if (q->metric != ROTOR_METRIC_L2 || n == 0)
         return ROTOR_OK;
-    double *acc = cm_calloc(&q->alloc, q->dim * sizeof(double), "TurboQuant centre sums");
-    if (acc == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < q->dim; j++)
-            acc[j] += x[i * q->dim + j];
-    for (size_t j = 0; j < q->dim; j++)
-        s->center[j] = (float)(acc[j] / (double)n);
-    cm_free(&q->alloc, acc);
-    return ROTOR_OK;
+    return quant_mean(q, x, n, s->center);
 }
 
 static void tqq_encode(const quant *q, const float *x_in, uint8_t *code, float *scratch) {

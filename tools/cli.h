@@ -90,6 +90,10 @@ double cli_exact_distance(rotor_metric m, const float *q, const float *x, size_t
  * within the true at-th distance; `ids` rows have k entries. */
 double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
                      const int64_t *ids, size_t k, size_t at, rotor_metric metric);
+/* Reads --base and --queries as float32 and --gt as ids, and checks they fit
+ * together; the caller frees all three matrices whatever the outcome. */
+int cli_load_eval_data(const cli_opts *o, rotor_matrix *base, rotor_matrix *queries,
+                       rotor_matrix *gt);
 /* Checks a ground-truth matrix against the base and query count. */
 int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *base, size_t nq);
 

@@ -140,21 +140,9 @@ int cmd_bench(const cli_opts *o) {
     memset(&c, 0, sizeof c);
     pthread_mutex_init(&c.lock, NULL);
 
-    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
-        (rc = cli_read_f32(o->queries, "queries", o->max_queries, &queries)))
+    if ((rc = cli_load_eval_data(o, &base, &queries, &gt)))
         goto done;
-    rotor_status st = rotor_matrix_read(o->gt, -1, queries.rows, &gt);
-    if (st != ROTOR_OK) {
-        rc = cli_lib_error(st, "cannot read ground truth");
-        goto done;
-    }
-    if ((rc = cli_check_gt(o, &gt, &base, queries.rows)))
-        goto done;
-    if (queries.cols != base.cols) {
-        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
-                       o->queries, queries.cols, o->base, base.cols);
-        goto done;
-    }
+    rotor_status st;
 
     rotor_params p = rotor_params_default();
     p.metric = o->metric;

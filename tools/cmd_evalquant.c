@@ -186,21 +186,8 @@ int cmd_eval_quant(const cli_opts *o) {
         return cli_error(CLI_EXIT_USAGE, "eval-quant measures recall@10: --k must be at least 10");
     rotor_matrix base = {0}, queries = {0}, gt = {0};
     int rc;
-    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
-        (rc = cli_read_f32(o->queries, "queries", o->max_queries, &queries)))
+    if ((rc = cli_load_eval_data(o, &base, &queries, &gt)))
         goto done;
-    rotor_status st = rotor_matrix_read(o->gt, -1, queries.rows, &gt);
-    if (st != ROTOR_OK) {
-        rc = cli_lib_error(st, "cannot read ground truth");
-        goto done;
-    }
-    if ((rc = cli_check_gt(o, &gt, &base, queries.rows)))
-        goto done;
-    if (queries.cols != base.cols) {
-        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
-                       o->queries, queries.cols, o->base, base.cols);
-        goto done;
-    }
     printf("rotor eval-quant  base %zu x %zu  %zu queries  metric %s  simd %s\n", base.rows,
            base.cols, queries.rows, rotor_metric_name(o->metric), rotor_simd_level());
     printf("%-8s %6s %6s %8s %11s %8s %9s %9s %8s %10s %8s\n", "quant", "bits/d", "B/vec",

@@ -48,6 +48,23 @@ double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, cons
     return total / (double)queries->rows;
 }
 
+int cli_load_eval_data(const cli_opts *o, rotor_matrix *base, rotor_matrix *queries,
+                       rotor_matrix *gt) {
+    int rc;
+    if ((rc = cli_read_f32(o->base, "base vectors", 0, base)) ||
+        (rc = cli_read_f32(o->queries, "queries", o->max_queries, queries)))
+        return rc;
+    rotor_status st = rotor_matrix_read(o->gt, -1, queries->rows, gt);
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "cannot read ground truth");
+    if ((rc = cli_check_gt(o, gt, base, queries->rows)))
+        return rc;
+    if (queries->cols != base->cols)
+        return cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
+                         o->queries, queries->cols, o->base, base->cols);
+    return CLI_EXIT_OK;
+}
+
 int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *base, size_t nq) {
     if (gt->type != ROTOR_ELEM_I32)
         return cli_error(CLI_EXIT_FAIL, "ground truth '%s' must hold int32 ids", o->gt);
