@@ -37,6 +37,7 @@
 
 #include "quant/kmeans.h"
 #include "quant/pq_impl.h"
+#include "simd/simd.h"
 
 static const float *centroid(const pq_state *s, size_t sub, size_t j) {
     return s->centroids + (sub * s->ksub + j) * s->dsub;
@@ -151,30 +152,9 @@ static void pq8_prepare(const quant *q, const float *query, void *qstate, float 
 static void pq8_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
                      size_t n, float *out) {
     const pq_state *s = q->impl;
-    const float *tab = qstate;
-    const size_t m = s->m;
-    const uint8_t *c = store + first * m;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4, c += 4 * m) {
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-        for (size_t k = 0; k < m; k++) {
-            const float *t = tab + k * 256;
-            a0 += t[c[k]];
-            a1 += t[c[m + k]];
-            a2 += t[c[2 * m + k]];
-            a3 += t[c[3 * m + k]];
-        }
-        out[i] = pq_finish(q->metric, a0);
-        out[i + 1] = pq_finish(q->metric, a1);
-        out[i + 2] = pq_finish(q->metric, a2);
-        out[i + 3] = pq_finish(q->metric, a3);
-    }
-    for (; i < n; i++, c += m) {
-        float a = 0.0f;
-        for (size_t k = 0; k < m; k++)
-            a += tab[k * 256 + c[k]];
-        out[i] = pq_finish(q->metric, a);
-    }
+    simd_ops_get()->pq8_adc(qstate, store + first * s->m, s->m, n, out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = pq_finish(q->metric, out[i]);
 }
 
 void pq_release(quant *q) {

@@ -156,6 +156,8 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
 static float tq_dot_scalar(const float *y, const float *table, const uint8_t *codes, size_t d,
                            unsigned bits);
 static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d);
+static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, size_t n,
+                           float *out);
 
 const simd_ops simd_ops_scalar = {
     .level = SIMD_SCALAR,
@@ -177,6 +179,7 @@ const simd_ops simd_ops_scalar = {
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
     .tq_dot = tq_dot_scalar,
     .masked_sum_f32 = masked_sum_f32_scalar,
+    .pq8_adc = pq8_adc_scalar,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- */
@@ -281,4 +284,33 @@ static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d
         if ((bits[j >> 3] >> (j & 7)) & 1)
             acc += v[j];
     return acc;
+}
+
+/* ---- 8-bit PQ distances --------------------------------------------------
+ * Four codes at a time, so four independent sums hide the load latency. */
+static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, size_t n,
+                           float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *c = codes + i * m;
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (size_t k = 0; k < m; k++) {
+            const float *t = tables + k * 256;
+            a0 += t[c[k]];
+            a1 += t[c[m + k]];
+            a2 += t[c[2 * m + k]];
+            a3 += t[c[3 * m + k]];
+        }
+        out[i] = a0;
+        out[i + 1] = a1;
+        out[i + 2] = a2;
+        out[i + 3] = a3;
+    }
+    for (; i < n; i++) {
+        const uint8_t *c = codes + i * m;
+        float a = 0;
+        for (size_t k = 0; k < m; k++)
+            a += tables[k * 256 + c[k]];
+        out[i] = a;
+    }
 }

@@ -107,6 +107,12 @@ typedef struct simd_ops {
      * set: the signed sums of sign sketches (QJL) in one pass. Reads
      * exactly ceil(d / 8) bytes of bits. */
     float (*masked_sum_f32)(const float *v, const uint8_t *bits, size_t d);
+
+    /* 8-bit PQ asymmetric distances: for each of n codes of m bytes stored
+     * side by side, out[i] = sum over k < m of tables[k * 256 + codes[i * m + k]].
+     * The tables are the query's per-subspace distance tables, 256 floats
+     * each. Levels may differ in summation order. */
+    void (*pq8_adc)(const float *tables, const uint8_t *codes, size_t m, size_t n, float *out);
 } simd_ops;
 
 /* The table for the best level this machine supports, lowered by ROTOR_SIMD.

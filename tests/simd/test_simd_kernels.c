@@ -517,6 +517,38 @@ static void test_masked_sum_matches_double(void **state) {
     }
 }
 
+/* pq8_adc against a double-precision sum of table entries, for subspace
+ * counts around every vector width and codes ending at their allocation. */
+static void test_pq8_adc_matches_double(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    ts_rng rng;
+    ts_rng_init(&rng, 35);
+    static const size_t ms[] = {1, 2, 7, 8, 9, 15, 16, 17, 32, 33, 96, 98};
+    enum { N = 9 };
+    for (size_t t = 0; t < sizeof ms / sizeof ms[0]; t++) {
+        size_t m = ms[t];
+        tbuf tab = floats_random(&rng, 0, m * 256);
+        tbuf codes = bytes_random(&rng, t % 7, m * N);
+        const float *tv = tab.p;
+        const uint8_t *cv = codes.p;
+        float out[N];
+        ops->pq8_adc(tv, cv, m, N, out);
+        for (size_t i = 0; i < N; i++) {
+            double want = 0, scale = 0;
+            for (size_t k = 0; k < m; k++) {
+                want += tv[k * 256 + cv[i * m + k]];
+                scale += fabs(tv[k * 256 + cv[i * m + k]]);
+            }
+            CHECK(fabs(out[i] - want) <= 1e-5 * scale + 1e-6,
+                  "pq8_adc %s m=%zu code %zu: got %.9g want %.9g\n", simd_level_name(g_level), m, i,
+                  out[i], want);
+        }
+        tbuf_free(&tab);
+        tbuf_free(&codes);
+    }
+}
+
 /* The largest terms at the longest lengths simd.h promises to be exact,
  * and one shorter (odd, so the tail code runs too). */
 static void test_byte_kernels_exact_at_documented_length_limits(void **state) {
@@ -705,7 +737,7 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->l2sq_u8);
         assert_true(o->first_below != NULL);
         assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot &&
-                    o->masked_sum_f32);
+                    o->masked_sum_f32 && o->pq8_adc);
     }
 }
 
@@ -746,6 +778,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_first_below_scan_matches_scalar_on_random_blocks),
         cmocka_unit_test(test_tq_dot_matches_double_for_every_width),
         cmocka_unit_test(test_masked_sum_matches_double),
+        cmocka_unit_test(test_pq8_adc_matches_double),
     };
 
     print_message("# simd dispatch\n");
