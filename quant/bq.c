@@ -234,6 +234,20 @@ static void bq_release(quant *q) {
     q->impl = NULL;
 }
 
+/* The payload is the centroid, zero when not centred, so the block's length
+ * follows from its header. */
+static size_t bq_payload_bytes(const quant *q) { return q->dim * sizeof(float); }
+
+static void bq_save_payload(const quant *q, uint8_t *dst) {
+    const bq_state *s = q->impl;
+    memcpy(dst, s->centroid, q->dim * sizeof(float));
+}
+
+static rotor_status bq_load_payload(quant *q, const uint8_t *src, size_t n) {
+    bq_state *s = q->impl;
+    return quant_load_centre(q, src, n, "binary centroid", s->centroid);
+}
+
 static const quant_ops bq_ops = {
     .train = bq_train,
     .encode = bq_encode,
@@ -244,6 +258,9 @@ static const quant_ops bq_ops = {
     .store = quant_plain_store,
     .load = quant_plain_load,
     .release = bq_release,
+    .payload_bytes = bq_payload_bytes,
+    .save_payload = bq_save_payload,
+    .load_payload = bq_load_payload,
 };
 
 rotor_status quant_bin_setup(quant *q, uint64_t seed) {

@@ -47,6 +47,12 @@ static const float *centroid(const pq_state *s, size_t sub, size_t j) {
  * i * n (which could overflow for huge n). */
 static size_t sample_row(size_t i, size_t n, size_t ns) { return i * (n / ns) + i * (n % ns) / ns; }
 
+void pq_build_ct(pq_state *s) {
+    const size_t kp = km_pad(s->ksub);
+    for (size_t m = 0; m < s->m; m++)
+        km_transpose(centroid(s, m, 0), s->ksub, s->dsub, s->ct + m * s->dsub * kp);
+}
+
 rotor_status pq_train(quant *q, const float *x, size_t n, unsigned threads) {
     pq_state *s = q->impl;
     char name[32];
@@ -86,9 +92,7 @@ rotor_status pq_train(quant *q, const float *x, size_t n, unsigned threads) {
         }
     }
     memcpy(s->centroids, cent, s->m * s->ksub * s->dsub * sizeof(float));
-    const size_t kp = km_pad(s->ksub);
-    for (size_t m = 0; m < s->m; m++)
-        km_transpose(centroid(s, m, 0), s->ksub, s->dsub, s->ct + m * s->dsub * kp);
+    pq_build_ct(s);
     st = ROTOR_OK;
 out:
     cm_free(&q->alloc, sub);
@@ -125,6 +129,48 @@ void pq_tables(const quant *q, const float *query, float *tab) {
             t[j] = acc;
         }
     }
+}
+
+/* ---- serialization ------------------------------------------------------
+ *
+ * The payload is the codebooks as training left them, m x ksub x dsub
+ * floats in s->centroids order; the transposed copy is rebuilt from them,
+ * and an untrained quantizer has nothing to store (its codebooks are zero). */
+
+size_t pq_payload_bytes(const quant *q) {
+    const pq_state *s = q->impl;
+    return q->trained ? s->m * s->ksub * s->dsub * sizeof(float) : 0;
+}
+
+void pq_save_payload(const quant *q, uint8_t *dst) {
+    const pq_state *s = q->impl;
+    if (q->trained)
+        memcpy(dst, s->centroids, s->m * s->ksub * s->dsub * sizeof(float));
+}
+
+rotor_status pq_load_payload(quant *q, const uint8_t *src, size_t n) {
+    pq_state *s = q->impl;
+    char name[32];
+    quant_spec_name(&q->spec, name, sizeof name);
+    const size_t want = s->m * s->ksub * s->dsub * sizeof(float);
+    CM_RETURN_IF(n != want, ROTOR_ERR_FORMAT,
+                 "%s codebooks of %zu dimensions take %zu bytes, the block holds %zu", name, q->dim,
+                 want, n);
+    /* Every float is checked before any is installed, so a refused block
+     * leaves the codebooks untouched. One NaN would poison every table that
+     * reads its centroid, and every search through it. */
+    for (size_t sub = 0; sub < s->m; sub++)
+        for (size_t j = 0; j < s->ksub; j++)
+            for (size_t t = 0; t < s->dsub; t++) {
+                float v;
+                memcpy(&v, src + (((sub * s->ksub) + j) * s->dsub + t) * sizeof(float), sizeof v);
+                CM_RETURN_IF(!isfinite(v), ROTOR_ERR_FORMAT,
+                             "%s centroid %zu of subspace %zu holds %s at coordinate %zu", name, j,
+                             sub, isnan(v) ? "NaN" : "infinity", t);
+            }
+    memcpy(s->centroids, src, want);
+    pq_build_ct(s);
+    return ROTOR_OK;
 }
 
 /* ---- 8-bit codes -------------------------------------------------------- */
@@ -177,6 +223,9 @@ static const quant_ops pq8_ops = {
     .store = quant_plain_store,
     .load = quant_plain_load,
     .release = pq_release,
+    .payload_bytes = pq_payload_bytes,
+    .save_payload = pq_save_payload,
+    .load_payload = pq_load_payload,
 };
 
 rotor_status quant_pq_setup(quant *q, uint64_t seed) {

@@ -195,4 +195,7 @@ const quant_ops pq4_ops = {
     .store = pq4_store,
     .load = pq4_load,
     .release = pq_release,
+    .payload_bytes = pq_payload_bytes,
+    .save_payload = pq_save_payload,
+    .load_payload = pq_load_payload,
 };

@@ -50,6 +50,15 @@ extern const quant_ops pq4_ops;
 /* Shared by both widths: quant_ops.train and .release. */
 rotor_status pq_train(quant *q, const float *x, size_t n, unsigned threads);
 void pq_release(quant *q);
+/* And quant_ops.payload_bytes, .save_payload, .load_payload: the payload is
+ * s->centroids as trained, nothing when untrained. */
+size_t pq_payload_bytes(const quant *q);
+void pq_save_payload(const quant *q, uint8_t *dst);
+rotor_status pq_load_payload(quant *q, const uint8_t *src, size_t n);
+
+/* Rebuilds s->ct from s->centroids; training and loading both end here, so
+ * the nearest-centroid search never sees a stale transposed copy. */
+void pq_build_ct(pq_state *s);
 
 /* Index of the centroid of subspace `sub` nearest to x's part of it (x is
  * the whole vector). */

@@ -81,6 +81,7 @@ rotor_status quant_create(const quant_spec *spec, size_t dim, rotor_metric metri
     q->spec = *spec;
     q->dim = dim;
     q->metric = metric;
+    q->seed = seed;
     q->trained = true;
     rotor_status st;
     switch (spec->kind) {

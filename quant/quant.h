@@ -192,6 +192,17 @@ typedef struct quant_ops {
     void (*store)(const quant *q, uint8_t *store, size_t i, const uint8_t *code);
     void (*load)(const quant *q, const uint8_t *store, size_t i, uint8_t *code);
     void (*release)(quant *q);
+    /* Serialization (quant_io.c). Everything else a quantizer holds is a
+     * function of (spec, dim, metric, seed) and is rebuilt by quant_create,
+     * so only what training learned is stored: payload_bytes is its size,
+     * 0 when there is none (untrained PQ). */
+    size_t (*payload_bytes)(const quant *q);
+    /* Writes payload_bytes(q) bytes to dst (any alignment). */
+    void (*save_payload)(const quant *q, uint8_t *dst);
+    /* Checks n bytes written by save_payload of a quantizer of the same
+     * spec and dimension, then installs them; q is left as quant_create
+     * made it when a check fails. quant_load sets q->trained after. */
+    rotor_status (*load_payload)(quant *q, const uint8_t *src, size_t n);
 } quant_ops;
 
 struct quant {
@@ -200,6 +211,7 @@ struct quant {
     quant_spec spec;
     size_t dim;
     rotor_metric metric; /* cosine inputs arrive normalised; scored as IP */
+    uint64_t seed;       /* as given to quant_create: the source of all derived state */
     size_t code_bytes;   /* one vector's code, factors included */
     size_t query_bytes;  /* prepared query state */
     size_t scratch_floats;
@@ -226,5 +238,26 @@ rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out);
 size_t quant_plain_store_bytes(const quant *q, size_t n);
 void quant_plain_store(const quant *q, uint8_t *store, size_t i, const uint8_t *code);
 void quant_plain_load(const quant *q, const uint8_t *store, size_t i, uint8_t *code);
+
+/* ---- serialization (quant_io.c) -----------------------------------------
+ *
+ * A quantizer's parameter block, for an index file to embed: a fixed
+ * little-endian header and the kind's trained state (layout in quant_io.c).
+ */
+
+/* Bytes quant_save writes for q (fixed once q is trained). */
+size_t quant_saved_size(const quant *q);
+/* Writes q's parameter block into buf (quant_saved_size bytes). */
+rotor_status quant_save(const quant *q, uint8_t *buf, size_t size);
+/* Rebuilds a quantizer from a block written by quant_save. Validates
+ * everything before trusting it; never reads outside buf[0..size). */
+rotor_status quant_load(const uint8_t *buf, size_t size, const rotor_allocator *a, quant **out);
+
+/* The payload of kinds whose trained state is one vector of dim floats (the
+ * L2 centre of TurboQuant and binary codes): checks that every float is
+ * finite and, unless q->metric is L2, zero (only L2 is ever centred), then
+ * copies them to `centre`. `what` names the vector in the error sentence. */
+rotor_status quant_load_centre(const quant *q, const uint8_t *src, size_t n, const char *what,
+                               float *centre);
 
 #endif /* ROTOR_QUANT_H */

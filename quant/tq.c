@@ -316,6 +316,20 @@ static void tqq_release(quant *q) {
     q->impl = NULL;
 }
 
+/* The payload is the centre, also when it is zero (not centred): a fixed
+ * size keeps the block's length a function of its header alone. */
+static size_t tqq_payload_bytes(const quant *q) { return q->dim * sizeof(float); }
+
+static void tqq_save_payload(const quant *q, uint8_t *dst) {
+    const tq_state *s = q->impl;
+    memcpy(dst, s->center, q->dim * sizeof(float));
+}
+
+static rotor_status tqq_load_payload(quant *q, const uint8_t *src, size_t n) {
+    tq_state *s = q->impl;
+    return quant_load_centre(q, src, n, "TurboQuant centre", s->center);
+}
+
 static const quant_ops tq_ops = {
     .train = tqq_train,
     .encode = tqq_encode,
@@ -326,6 +340,9 @@ static const quant_ops tq_ops = {
     .store = quant_plain_store,
     .load = quant_plain_load,
     .release = tqq_release,
+    .payload_bytes = tqq_payload_bytes,
+    .save_payload = tqq_save_payload,
+    .load_payload = tqq_load_payload,
 };
 
 rotor_status quant_tq_setup(quant *q, uint64_t seed) {
