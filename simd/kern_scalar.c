@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "simd/simd.h"
+#include "simd/tq_plain.h"
 
 static float l2sq_f32(const float *a, const float *b, size_t d) {
     float sum = 0.0f;
@@ -227,53 +228,18 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
 }
 
 /* ---- TurboQuant codes ----------------------------------------------------
- * sum_j y[j] * table[code_j] over b-bit codes packed little-endian. Eight
- * codes always fill exactly b bytes, so each group is one b-byte load and
- * shifts; `b` is a constant in each inlined copy. */
-static inline __attribute__((always_inline)) float
-tq_dot_b(const float *y, const float *table, const uint8_t *codes, size_t d, unsigned b) {
-    const uint64_t mask = (1u << b) - 1;
-    const size_t total = (d * b + 7) / 8;
-    float acc0 = 0, acc1 = 0;
-    size_t j = 0;
-    for (; j + 8 <= d; j += 8) {
-        /* An 8-byte load is one instruction where a b-byte one is a call
-         * for odd b; the bits past the group are masked off. */
-        const size_t off = j / 8 * b;
-        uint64_t w = 0;
-        if (off + 8 <= total)
-            memcpy(&w, codes + off, 8);
-        else
-            memcpy(&w, codes + off, total - off);
-        acc0 += y[j + 0] * table[w & mask];
-        acc1 += y[j + 1] * table[(w >> b) & mask];
-        acc0 += y[j + 2] * table[(w >> 2 * b) & mask];
-        acc1 += y[j + 3] * table[(w >> 3 * b) & mask];
-        acc0 += y[j + 4] * table[(w >> 4 * b) & mask];
-        acc1 += y[j + 5] * table[(w >> 5 * b) & mask];
-        acc0 += y[j + 6] * table[(w >> 6 * b) & mask];
-        acc1 += y[j + 7] * table[(w >> 7 * b) & mask];
-    }
-    if (j < d) {
-        uint64_t w = 0;
-        memcpy(&w, codes + j / 8 * b, total - j / 8 * b);
-        for (unsigned i = 0; j < d; j++, i++)
-            acc0 += y[j] * table[(w >> (b * i)) & mask];
-    }
-    return acc0 + acc1;
-}
-
+ * The plain loop of tq_plain.h, with `b` a constant in each inlined copy. */
 static float tq_dot_scalar(const float *y, const float *table, const uint8_t *codes, size_t d,
                            unsigned bits) {
     switch (bits) {
-    case 1: return tq_dot_b(y, table, codes, d, 1);
-    case 2: return tq_dot_b(y, table, codes, d, 2);
-    case 3: return tq_dot_b(y, table, codes, d, 3);
-    case 4: return tq_dot_b(y, table, codes, d, 4);
-    case 5: return tq_dot_b(y, table, codes, d, 5);
-    case 6: return tq_dot_b(y, table, codes, d, 6);
-    case 7: return tq_dot_b(y, table, codes, d, 7);
-    default: return tq_dot_b(y, table, codes, d, 8);
+    case 1: return tq_dot_plain(y, table, codes, d, 1);
+    case 2: return tq_dot_plain(y, table, codes, d, 2);
+    case 3: return tq_dot_plain(y, table, codes, d, 3);
+    case 4: return tq_dot_plain(y, table, codes, d, 4);
+    case 5: return tq_dot_plain(y, table, codes, d, 5);
+    case 6: return tq_dot_plain(y, table, codes, d, 6);
+    case 7: return tq_dot_plain(y, table, codes, d, 7);
+    default: return tq_dot_plain(y, table, codes, d, 8);
     }
 }
 
