@@ -20,8 +20,8 @@
  * one can overlap the adds of another. Each code's sum runs over the
  * subspaces in order, so the result does not depend on that interleaving.
  *
- * Training samples at most PQ_MAX_TRAIN rows, evenly spaced (the first, and
- * every n/PQ_MAX_TRAIN-th after), so the cost is bounded and a given
+ * Training samples at most PQ_TRAIN_PER_CENTROID rows per centroid, evenly
+ * spaced (the first, and every n/ns-th after), so the cost is bounded and a given
  * training set always gives the same codebooks; each subspace gets its own
  * k-means seed derived from the quantizer's. Unlike the other kinds, PQ
  * does not rotate: its subspaces are contiguous runs of the input's
@@ -59,7 +59,8 @@ rotor_status pq_train(quant *q, const float *x, size_t n, unsigned threads) {
     quant_spec_name(&q->spec, name, sizeof name);
     CM_RETURN_IF(n < s->ksub, ROTOR_ERR_INVALID_ARGUMENT,
                  "%s needs at least %zu training vectors, got %zu", name, s->ksub, n);
-    const size_t ns = n < PQ_MAX_TRAIN ? n : PQ_MAX_TRAIN;
+    const size_t cap = PQ_TRAIN_PER_CENTROID * s->ksub;
+    const size_t ns = n < cap ? n : cap;
     for (size_t i = 0; i < ns; i++) {
         const size_t row = sample_row(i, n, ns);
         for (size_t t = 0; t < q->dim; t++)

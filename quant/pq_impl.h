@@ -15,7 +15,10 @@
 /* Rows k-means sees per subspace; larger training sets are sampled evenly.
  * 256 points per centroid for 8-bit codes, as FAISS's default, and plenty
  * for 16 centroids. */
-#define PQ_MAX_TRAIN 65536
+/* Training rows per centroid: 256 of them pin a centroid down to well
+ * below the quantization error, and more only cost time (FAISS uses the
+ * same cap). 8-bit codes train on up to 65,536 rows, 4-bit on 4,096. */
+#define PQ_TRAIN_PER_CENTROID 256
 
 typedef struct pq_state {
     size_t m;         /* subspaces */
