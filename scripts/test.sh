@@ -51,6 +51,18 @@ if [ -n "$stray" ]; then
 fi
 echo "exports ok: $(nm -D --defined-only "$lib" | grep -c ' rotor_') rotor_* symbols"
 
+step "the library allocates only through its hook and never prints, aborts or exits"
+static_lib="$OUT/release/librotor.a"
+forbidden='malloc|calloc|realloc|free|aligned_alloc|printf|fprintf|puts|fputs|putchar|perror|abort|exit|_exit|__assert_fail|stdout|stderr'
+offenders=$(nm -A "$static_lib" | awk '$2 == "U" {print $1, $3}' | sed 's/.*\.a://' |
+  grep -wE "$forbidden" | grep -vE '^alloc\.c\.o: (aligned_alloc|free)$' || true)
+if [ -n "$offenders" ]; then
+  echo "library objects calling what they must not:"
+  echo "$offenders"
+  exit 1
+fi
+echo "ok: only common/alloc.c reaches the C allocator; nothing prints, aborts or exits"
+
 step "install, then compile against rotor.pc in C and C++"
 prefix="$OUT/prefix"
 rm -rf "$prefix"
