@@ -88,8 +88,11 @@ typedef struct tq {
 
 rotor_status tq_init(tq *q, const rotor_allocator *a, size_t dim, unsigned bits, uint64_t seed);
 void tq_release(tq *q, const rotor_allocator *a);
-/* scratch: rot.n floats. */
-void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float *norm);
+/* scratch: rot.n floats. *align (if not NULL) receives <u, u^>, the inner
+ * product of the unit vector with its own reconstruction (1 - D on average):
+ * dividing an estimate by it is RaBitQ's correction. */
+void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float *norm,
+               float *align);
 void tq_decode(const tq *q, const uint8_t *code, float norm, float *scratch, float *out);
 
 /* b-bit fields of a little-endian bit stream. */

@@ -35,7 +35,8 @@ void tq_release(tq *q, const rotor_allocator *a) {
     memset(q, 0, sizeof *q);
 }
 
-void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float *norm) {
+void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float *norm,
+               float *align) {
     const size_t n = q->rot.n;
     double ss = 0;
     for (size_t j = 0; j < q->rot.dim; j++)
@@ -46,8 +47,15 @@ void tq_encode(const tq *q, const float *x, float *scratch, uint8_t *code, float
      * coordinate times sqrt(n) is x_rot * sqrt(n) / |x|. */
     float scale = ss > 0 ? (float)(sqrt((double)n) / sqrt(ss)) : 0.0f;
     memset(code, 0, q->code_bytes);
-    for (size_t j = 0; j < n; j++)
-        tq_put_bits(code, j, q->cb.bits, tq_codebook_encode(&q->cb, scratch[j] * scale));
+    double dot = 0;
+    for (size_t j = 0; j < n; j++) {
+        float t = scratch[j] * scale;
+        unsigned c = tq_codebook_encode(&q->cb, t);
+        tq_put_bits(code, j, q->cb.bits, c);
+        dot += (double)t * q->cb.centroid[c];
+    }
+    if (align != NULL) /* <u, u^>: both coordinates carry a factor sqrt(n) */
+        *align = (float)(dot / (double)n);
 }
 
 void tq_decode(const tq *q, const uint8_t *code, float norm, float *scratch, float *out) {
@@ -122,7 +130,7 @@ void tq_ip_encode(const tq_ip *q, const float *x, float *scratch, uint8_t *code,
     const tq *m = &q->mse;
     const size_t d = m->rot.dim;
     float *rot = scratch, *resid = scratch + d;
-    tq_encode(m, x, rot, code, norm);
+    tq_encode(m, x, rot, code, norm, NULL);
     /* rot now holds the rotated x; the residual of the unit vector: */
     float inv = *norm > 0 ? 1.0f / *norm : 0.0f;
     const float cscale = (float)(1.0 / sqrt((double)d));
@@ -162,7 +170,7 @@ float tq_ip_estimate(const tq_ip *q, const tq_ip_query *qp, const uint8_t *code,
 
 /* ---- TurboQuant behind the quantizer interface --------------------------
  *
- * Code layout, MSE:  [norm f32][n indices of b bits, packed]
+ * Code layout, MSE:  [norm f32][norm / <u, u^> f32][n indices of b bits, packed]
  *             IP:    [norm f32][gamma f32][n indices of b-1 bits][n sign bits]
  * Query state:       [|q|^2 f32][pad][rotated query, n f32][S q, n f32 (IP only)]
  *
@@ -212,7 +220,15 @@ static void tqq_encode(const quant *q, const float *x_in, uint8_t *code, float *
         tq_ip_encode(&s->ip, x, scratch, code + 8, code + 8 + m->code_bytes, &norm, &gamma);
         memcpy(code + 4, &gamma, 4);
     } else {
-        tq_encode(&s->mse, x, scratch, code + 4, &norm);
+        float align;
+        tq_encode(&s->mse, x, scratch, code + 8, &norm, &align);
+        /* The scan scores with |x| / <u, u^> instead of |x|: RaBitQ's
+         * estimator <u^, q> / <u^, u> corrects each vector's own shrinkage,
+         * which the plain reconstruction estimate leaves in (biased by the
+         * distortion, and by a different amount per vector, which is what
+         * costs ranking). A degenerate alignment falls back to |x|. */
+        float ipscale = align > 1e-6f ? norm / align : norm;
+        memcpy(code + 4, &ipscale, 4);
     }
     memcpy(code, &norm, 4);
 }
@@ -222,7 +238,7 @@ static void tqq_decode(const quant *q, const uint8_t *code, float *out, float *s
     float norm;
     memcpy(&norm, code, 4);
     if (!s->is_ip) {
-        tq_decode(&s->mse, code + 4, norm, scratch, out);
+        tq_decode(&s->mse, code + 8, norm, scratch, out);
         for (size_t j = 0; j < q->dim; j++)
             out[j] += s->center[j];
         return;
@@ -297,7 +313,9 @@ static void tqq_scan(const quant *q, const void *qstate, const uint8_t *store, s
             ip =
                 tq_ip_estimate(&s->ip, &qp, code + 8, code + 8 + s->ip.mse.code_bytes, norm, gamma);
         } else {
-            ip = tq_mse_estimate(&s->mse, rot, code + 4, norm);
+            float ipscale;
+            memcpy(&ipscale, code + 4, 4);
+            ip = tq_mse_estimate(&s->mse, rot, code + 8, ipscale);
         }
         out[i] = to_distance(q->metric, ip, norm, qq);
     }
@@ -365,7 +383,7 @@ rotor_status quant_tq_setup(quant *q, uint64_t seed) {
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     const tq *m = tq_mse_of(q);
-    q->code_bytes = s->is_ip ? 8 + m->code_bytes + s->ip.sign_bytes : 4 + m->code_bytes;
+    q->code_bytes = 8 + m->code_bytes + (s->is_ip ? s->ip.sign_bytes : 0);
     q->query_bytes = TQ_QHEAD + (s->is_ip ? 2 : 1) * q->dim * sizeof(float);
     q->scratch_floats = 3 * q->dim;
     q->needs_training = false; /* centring helps L2; nothing requires it */

@@ -115,7 +115,7 @@ static void test_tq_mse_within_paper_bound(void **state) {
                 for (size_t j = 0; j < d; j++)
                     x[j] = (float)(x[j] / sqrt(ss));
                 float norm;
-                tq_encode(&q, x, scratch, code, &norm);
+                tq_encode(&q, x, scratch, code, &norm, NULL);
                 tq_decode(&q, code, norm, scratch, y);
                 double e = 0;
                 for (size_t j = 0; j < d; j++)
@@ -166,7 +166,7 @@ static void test_rotation_spreads_spiky_vectors(void **state) {
             for (size_t c = 0; c < d; c++)
                 ss += (double)x[c] * x[c];
             float norm;
-            tq_encode(&q, x, scratch, code, &norm);
+            tq_encode(&q, x, scratch, code, &norm, NULL);
             tq_decode(&q, code, norm, scratch, y);
             double e = 0;
             for (size_t c = 0; c < d; c++)
