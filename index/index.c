@@ -77,19 +77,6 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     if (quantized) {
         quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
         st = quant_create(&spec, ix->dim, ix->metric, p.seed, &ix->alloc, &ix->q);
-        /* Convert the rows first: training sees exactly what is encoded
-         * (normalised for cosine), and bad values fail before any work. */
-        if (st == ROTOR_OK)
-            st = grow(ix, vectors->rows);
-        if (st == ROTOR_OK)
-            st = ix_convert_rows(vectors, ix->metric, ix->vectors, "base data");
-        if (st == ROTOR_OK && ix->q->ops->train != NULL) {
-            double t0 = cm_now();
-            st = ix->q->ops->train(ix->q, ix->vectors, vectors->rows, p.threads);
-            ix->train_seconds = cm_now() - t0;
-            if (st == ROTOR_OK)
-                ix->q->trained = true;
-        }
     }
     if (st == ROTOR_OK)
         st = rotor_index_add(ix, vectors);
@@ -132,6 +119,15 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     CM_FORWARD(ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
                                ix->count == 0 ? "base data" : "added data"));
     if (ix->q != NULL) {
+        /* The build batch trains the quantizer (or computes the centre it
+         * subtracts), on the rows exactly as they are encoded: converted,
+         * checked and normalised for cosine. */
+        if (ix->count == 0 && ix->q->ops->train != NULL) {
+            double t0 = cm_now();
+            CM_FORWARD(ix->q->ops->train(ix->q, ix->vectors, vectors->rows, ix->params.threads));
+            ix->train_seconds = cm_now() - t0;
+            ix->q->trained = true;
+        }
         CM_RETURN_IF(!ix->q->trained, ROTOR_ERR_INVALID_ARGUMENT, "quantizer %s is not trained",
                      ix->quant_name);
         CM_FORWARD(encode_rows(ix, ix->count, vectors->rows));
