@@ -184,7 +184,9 @@ ROTOR_API void rotor_matrix_free(rotor_matrix *m);
  * Index parameters.
  * ------------------------------------------------------------------------ */
 typedef enum rotor_index_kind {
-    ROTOR_INDEX_FLAT = 0, /* exact, brute-force search */
+    ROTOR_INDEX_FLAT = 0,   /* every vector scanned: exact, or every code then rerank */
+    ROTOR_INDEX_VAMANA = 1, /* a proximity graph walked by beam search */
+    ROTOR_INDEX_IVF = 2,    /* k-means partitions, the nearest few scanned */
 } rotor_index_kind;
 
 /* Memory for everything an index owns. alloc returns memory aligned to at
@@ -216,8 +218,20 @@ typedef struct rotor_params {
      * Full vectors are kept beside the codes to rerank candidates. The string
      * is copied. */
     const char *quant;
-    uint32_t threads;           /* build threads; 0 = one per core (default) */
-    uint64_t seed;              /* for every random choice; default 42 */
+    uint32_t threads; /* build threads; 0 = one per core (default) */
+    uint64_t seed;    /* for every random choice; default 42 */
+    /* Vamana: the graph is built on the full vectors (RobustPrune, two
+     * passes) and searched on the codes when a quantizer is given. */
+    uint32_t graph_degree; /* R, most neighbours per node, 2..1024; default 32 */
+    uint32_t build_list;   /* L of the build's searches, >= R; default 100 */
+    float alpha;           /* pruning factor of the second pass, 1..4; default 1.2 */
+    /* 1 (default): each node keeps a copy of its neighbours' codes beside
+     * their ids, so one sequential read scores a node's whole neighbourhood
+     * (more memory: R codes per node); 0: codes are read by id. Needs a
+     * quantizer; ignored without one. */
+    int neighbor_codes;
+    /* IVF: partitions; 0 (default) = about 4 sqrt(n). Needs a quantizer. */
+    uint32_t nlist;
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
     rotor_progress_fn progress; /* default NULL */
     void *progress_opaque;
@@ -232,6 +246,12 @@ typedef struct rotor_search_params {
      * -1 (default): 10 * k; 0: none, the estimates are returned; N: N
      * (at least k). Ignored by full-precision indexes. */
     int64_t rerank;
+    /* Vamana: the beam search's candidate list (L), at least k; larger is
+     * slower and finds more. 0 (default) = max(k, 64). The rerank depth
+     * never exceeds it. */
+    uint32_t list_size;
+    /* IVF: partitions scanned per query; 0 (default) = 16. */
+    uint32_t nprobe;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);
@@ -268,14 +288,16 @@ ROTOR_API rotor_status rotor_index_search_batch(const rotor_index *index,
 typedef struct rotor_index_stats {
     rotor_index_kind kind;
     rotor_metric metric;
-    size_t count;         /* vectors in the index */
-    size_t dim;           /* dimensions of a vector */
-    size_t bytes_vectors; /* full-precision vectors kept in RAM */
-    size_t bytes_codes;   /* compressed codes (0 without a quantizer) */
-    size_t code_bytes;    /* bytes of one vector's code, factors included */
-    double train_seconds; /* time spent training the quantizer at build */
-    size_t bytes_total;   /* everything the index holds */
-    char quant[32];       /* the quantizer spec, "none" for full precision */
+    size_t count;             /* vectors in the index */
+    size_t dim;               /* dimensions of a vector */
+    size_t bytes_vectors;     /* full-precision vectors kept in RAM */
+    size_t bytes_codes;       /* compressed codes (0 without a quantizer) */
+    size_t code_bytes;        /* bytes of one vector's code, factors included */
+    size_t bytes_graph;       /* navigation structure: graph ids or IVF lists and centroids */
+    size_t bytes_graph_codes; /* copies of codes inside the graph (neighbour codes) */
+    double train_seconds;     /* time spent training the quantizer at build */
+    size_t bytes_total;       /* everything the index holds */
+    char quant[32];           /* the quantizer spec, "none" for full precision */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);

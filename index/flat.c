@@ -126,8 +126,9 @@ rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t
 
 typedef struct batch_job {
     const rotor_index *ix;
+    const rotor_search_params *sp;
     const float *queries;
-    size_t q_begin, q_end, k, rerank;
+    size_t q_begin, q_end, k;
     int64_t *ids;
     float *dists;
     rotor_status status;
@@ -171,11 +172,10 @@ static void scan_chunk(const batch_job *job, size_t q0, size_t nq, cm_topk *tops
 
 static void *batch_worker(void *arg) {
     batch_job *job = arg;
-    if (job->ix->q != NULL) {
+    if (job->ix->q != NULL || job->ix->params.kind != ROTOR_INDEX_FLAT) {
         for (size_t i = job->q_begin; i < job->q_end && job->status == ROTOR_OK; i++)
-            job->status =
-                flat_search_quant(job->ix, job->queries + i * job->ix->dim, job->k, job->rerank,
-                                  job->ids + i * job->k, job->dists + i * job->k);
+            job->status = ix_search_one(job->ix, job->sp, job->queries + i * job->ix->dim, job->k,
+                                        job->ids + i * job->k, job->dists + i * job->k);
         if (job->status != ROTOR_OK)
             snprintf(job->error, sizeof job->error, "%s", rotor_last_error());
         return NULL;
@@ -193,8 +193,9 @@ static void *batch_worker(void *arg) {
     return NULL;
 }
 
-rotor_status flat_search_batch(const rotor_index *ix, const float *queries, size_t nq, size_t k,
-                               size_t rerank, unsigned threads, int64_t *ids, float *dists) {
+rotor_status ix_search_batch(const rotor_index *ix, const rotor_search_params *sp,
+                             const float *queries, size_t nq, size_t k, unsigned threads,
+                             int64_t *ids, float *dists) {
     enum { MAX_THREADS = 256 };
     if (threads > MAX_THREADS)
         threads = MAX_THREADS;
@@ -204,9 +205,8 @@ rotor_status flat_search_batch(const rotor_index *ix, const float *queries, size
     size_t per = (nq + threads - 1) / threads;
     for (unsigned t = 0; t < threads; t++) {
         size_t b = (size_t)t * per;
-        jobs[t] = (batch_job){
-            ix,       queries, b < nq ? b : nq, b + per < nq ? b + per : nq, k, rerank, ids, dists,
-            ROTOR_OK, ""};
+        jobs[t] = (batch_job){ix, sp,  queries, b < nq ? b : nq, b + per < nq ? b + per : nq,
+                              k,  ids, dists,   ROTOR_OK,        ""};
     }
     /* Worker 0 runs on the calling thread. If a thread cannot be started its
      * share is done here too: slower, but the caller still gets its answer. */

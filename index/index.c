@@ -78,6 +78,19 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
         quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
         st = quant_create(&spec, ix->dim, ix->metric, p.seed, &ix->alloc, &ix->q);
     }
+    if (st == ROTOR_OK && p.kind == ROTOR_INDEX_VAMANA) {
+        vamana_params vp = {
+            .degree = p.graph_degree,
+            .build_list = p.build_list,
+            .alpha = p.alpha,
+            .neighbor_codes = p.neighbor_codes != 0 && ix->q != NULL,
+            .threads = ix_thread_count(p.threads, vectors->rows),
+            .seed = p.seed,
+            .progress = p.progress,
+            .progress_opaque = p.progress_opaque,
+        };
+        st = vamana_create(&ix->alloc, &vp, ix->q, &ix->graph);
+    }
     if (st == ROTOR_OK)
         st = rotor_index_add(ix, vectors);
     if (st != ROTOR_OK) {
@@ -132,8 +145,44 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
                      ix->quant_name);
         CM_FORWARD(encode_rows(ix, ix->count, vectors->rows));
     }
+    /* The navigators see the new rows before the index counts them, so a
+     * failure here leaves the index as it was. */
+    graph_space s = ix_space(ix);
+    s.count = need;
+    if (ix->graph != NULL)
+        CM_FORWARD(vamana_insert(ix->graph, &s));
+    if (ix->params.kind == ROTOR_INDEX_IVF) {
+        if (ix->ivf == NULL) {
+            ivf_params fp = {ix->params.nlist, ix_thread_count(ix->params.threads, need),
+                             ix->params.seed};
+            CM_FORWARD(ivf_build(&ix->alloc, &fp, &s, &ix->ivf));
+        } else {
+            CM_FORWARD(ivf_add(ix->ivf, &s));
+        }
+    }
     ix->count = need;
     return ROTOR_OK;
+}
+
+graph_space ix_space(const rotor_index *ix) {
+    return (graph_space){ix->vectors, ix->count, ix->dim, ix->metric, ix->q, ix->codes};
+}
+
+rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
+                           size_t k, int64_t *ids, float *dists) {
+    size_t rerank = ix_rerank_depth(ix, sp, k);
+    graph_space s = ix_space(ix);
+    switch (ix->params.kind) {
+    case ROTOR_INDEX_VAMANA: {
+        size_t list = sp->list_size ? sp->list_size : 64;
+        return vamana_search(ix->graph, &s, query, k, list < k ? k : list, rerank, ids, dists);
+    }
+    case ROTOR_INDEX_IVF:
+        return ivf_search(ix->ivf, &s, query, k, sp->nprobe ? sp->nprobe : 16, rerank, ids, dists);
+    case ROTOR_INDEX_FLAT: break;
+    }
+    return ix->q != NULL ? flat_search_quant(ix, query, k, rerank, ids, dists)
+                         : flat_search(ix, query, k, ids, dists);
 }
 
 static rotor_status check_search(const rotor_index *ix, size_t k, const int64_t *ids) {
@@ -186,8 +235,7 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
             goto done;
         q = qcopy;
     }
-    st = ix->q != NULL ? flat_search_quant(ix, q, k, ix_rerank_depth(ix, &sp, k), ids, dist_out)
-                       : flat_search(ix, q, k, ids, dist_out);
+    st = ix_search_one(ix, &sp, q, k, ids, dist_out);
 done:
     cm_free(&ix->alloc, qcopy);
     cm_free(&ix->alloc, dist_tmp);
@@ -220,8 +268,8 @@ rotor_status rotor_index_search_batch(const rotor_index *ix, const rotor_search_
     }
     if (st == ROTOR_OK) {
         unsigned threads = ix_thread_count(sp.threads, queries->rows);
-        st = flat_search_batch(ix, q, queries->rows, k, ix_rerank_depth(ix, &sp, k), threads, ids,
-                               distances ? distances : dist_tmp);
+        st = ix_search_batch(ix, &sp, q, queries->rows, k, threads, ids,
+                             distances ? distances : dist_tmp);
     }
     cm_free(&ix->alloc, dist_tmp);
     cm_free(&ix->alloc, q);
@@ -244,6 +292,13 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->bytes_codes = ix->q->ops->store_bytes(ix->q, ix->count);
         out->bytes_total += ix->q->ops->store_bytes(ix->q, ix->capacity);
     }
+    if (ix->graph != NULL) {
+        out->bytes_graph = vamana_bytes_ids(ix->graph);
+        out->bytes_graph_codes = vamana_bytes_codes(ix->graph);
+    }
+    if (ix->ivf != NULL)
+        out->bytes_graph = ivf_bytes(ix->ivf);
+    out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
     out->train_seconds = ix->train_seconds;
     snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
     return ROTOR_OK;
@@ -325,6 +380,8 @@ void rotor_index_close(rotor_index *ix) {
     if (ix == NULL)
         return;
     rotor_allocator a = ix->alloc;
+    vamana_free(ix->graph);
+    ivf_free(ix->ivf);
     quant_free(ix->q);
     cm_free(&a, ix->codes);
     cm_free(&a, ix->vectors);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "graph/graph.h"
 #include "quant/quant.h"
 #include "simd/simd.h"
 
@@ -29,6 +30,9 @@ struct rotor_index {
     uint8_t *codes;
     char quant_name[32];
     double train_seconds;
+    /* The navigator: NULL for the flat kind. */
+    vamana *graph;
+    ivf *ivf;
 };
 
 /* params.c: validation with a sentence for every rejection. */
@@ -48,6 +52,13 @@ unsigned ix_thread_count(uint32_t requested, size_t work);
 /* Resolves rotor_search_params.rerank for a search of k neighbours. */
 size_t ix_rerank_depth(const rotor_index *ix, const rotor_search_params *sp, size_t k);
 
+/* The index's vectors and codes as the navigators see them. */
+graph_space ix_space(const rotor_index *ix);
+
+/* One prepared query (checked, normalised for cosine) on any kind. */
+rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
+                           size_t k, int64_t *ids, float *dists);
+
 /* flat.c */
 rotor_status flat_search(const rotor_index *ix, const float *query, size_t k, int64_t *ids,
                          float *dists);
@@ -56,7 +67,10 @@ rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t
                                int64_t *ids, float *dists);
 /* Exact distance of a (prepared: normalised for cosine) query to row id. */
 float ix_exact_distance(const rotor_index *ix, const simd_ops *ops, const float *q, size_t id);
-rotor_status flat_search_batch(const rotor_index *ix, const float *queries, size_t nq, size_t k,
-                               size_t rerank, unsigned threads, int64_t *ids, float *dists);
+/* Queries split over threads: the tiled exact scan for a full-precision
+ * flat index, ix_search_one per query otherwise. */
+rotor_status ix_search_batch(const rotor_index *ix, const rotor_search_params *sp,
+                             const float *queries, size_t nq, size_t k, unsigned threads,
+                             int64_t *ids, float *dists);
 
 #endif /* ROTOR_INDEX_INTERNAL_H */

@@ -15,6 +15,11 @@ rotor_params rotor_params_default(void) {
     p.metric = ROTOR_METRIC_L2;
     p.threads = 0;
     p.seed = 42;
+    p.graph_degree = 32;
+    p.build_list = 100;
+    p.alpha = 1.2f;
+    p.neighbor_codes = 1;
+    p.nlist = 0;
     p.allocator = cm_allocator_default();
     return p;
 }
@@ -53,13 +58,29 @@ rotor_status rotor_metric_parse(const char *name, rotor_metric *out) {
 const char *rotor_index_kind_name(rotor_index_kind kind) {
     switch (kind) {
     case ROTOR_INDEX_FLAT: return "flat";
+    case ROTOR_INDEX_VAMANA: return "vamana";
+    case ROTOR_INDEX_IVF: return "ivf";
     }
     return "unknown";
 }
 
 rotor_status ix_params_check(const rotor_params *p) {
-    CM_RETURN_IF(p->kind != ROTOR_INDEX_FLAT, ROTOR_ERR_INVALID_ARGUMENT, "unknown index kind %d",
-                 (int)p->kind);
+    CM_RETURN_IF(p->kind != ROTOR_INDEX_FLAT && p->kind != ROTOR_INDEX_VAMANA &&
+                     p->kind != ROTOR_INDEX_IVF,
+                 ROTOR_ERR_INVALID_ARGUMENT, "unknown index kind %d", (int)p->kind);
+    if (p->kind == ROTOR_INDEX_VAMANA) {
+        CM_RETURN_IF(p->graph_degree < 2 || p->graph_degree > 1024, ROTOR_ERR_INVALID_ARGUMENT,
+                     "graph degree must be between 2 and 1024, not %u", p->graph_degree);
+        CM_RETURN_IF(p->build_list < p->graph_degree || p->build_list > 100000,
+                     ROTOR_ERR_INVALID_ARGUMENT,
+                     "build list must be between the graph degree (%u) and 100000, not %u",
+                     p->graph_degree, p->build_list);
+        CM_RETURN_IF(!(p->alpha >= 1.0f && p->alpha <= 4.0f), ROTOR_ERR_INVALID_ARGUMENT,
+                     "alpha must be between 1 and 4, not %g", (double)p->alpha);
+    }
+    CM_RETURN_IF(p->kind == ROTOR_INDEX_IVF && (p->quant == NULL || strcmp(p->quant, "none") == 0),
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "an IVF index scans codes: give a quantizer (for example pq32x4 or tq4)");
     CM_RETURN_IF(p->metric != ROTOR_METRIC_L2 && p->metric != ROTOR_METRIC_IP &&
                      p->metric != ROTOR_METRIC_COSINE,
                  ROTOR_ERR_INVALID_ARGUMENT, "unknown metric %d", (int)p->metric);

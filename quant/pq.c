@@ -112,23 +112,33 @@ void pq_decode_sub(const pq_state *s, size_t sub, size_t j, float *out) {
 
 void pq_tables(const quant *q, const float *query, float *tab) {
     const pq_state *s = q->impl;
+    const size_t kp = km_pad(s->ksub);
+    /* From the transposed codebooks (coordinate-major, centroids along a
+     * row), so the inner loop runs over centroids with no dependency
+     * between iterations and vectorises at any baseline; a query's tables
+     * are on the path of every search. */
+    float acc[256];
     for (size_t m = 0; m < s->m; m++) {
         const float *qs = query + m * s->dsub;
-        float *t = tab + m * s->ksub;
-        for (size_t j = 0; j < s->ksub; j++) {
-            const float *c = centroid(s, m, j);
-            float acc = 0.0f;
-            if (q->metric == ROTOR_METRIC_L2) {
-                for (size_t k = 0; k < s->dsub; k++) {
-                    float diff = qs[k] - c[k];
-                    acc += diff * diff;
+        const float *ct = s->ct + m * s->dsub * kp;
+        for (size_t j = 0; j < s->ksub; j++)
+            acc[j] = 0.0f;
+        if (q->metric == ROTOR_METRIC_L2) {
+            for (size_t t = 0; t < s->dsub; t++) {
+                const float x = qs[t], *row = ct + t * kp;
+                for (size_t j = 0; j < s->ksub; j++) {
+                    float diff = x - row[j];
+                    acc[j] += diff * diff;
                 }
-            } else {
-                for (size_t k = 0; k < s->dsub; k++)
-                    acc += qs[k] * c[k];
             }
-            t[j] = acc;
+        } else {
+            for (size_t t = 0; t < s->dsub; t++) {
+                const float x = qs[t], *row = ct + t * kp;
+                for (size_t j = 0; j < s->ksub; j++)
+                    acc[j] += x * row[j];
+            }
         }
+        memcpy(tab + m * s->ksub, acc, s->ksub * sizeof(float));
     }
 }
 

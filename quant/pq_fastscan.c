@@ -86,32 +86,35 @@ static void pq4_prepare(const quant *q, const float *query, void *qstate, float 
     float *tab = (float *)((uint8_t *)qstate + PQ4_QHEAD_BYTES);
     uint8_t *lut = (uint8_t *)qstate + PQ4_QHEAD_BYTES + s->m * 16 * sizeof(float);
     pq_tables(q, query, tab);
-    float range = 0.0f;
+    /* Plain comparisons rather than fminf/fmaxf: the tables are finite,
+     * and the libm calls cost as much as the whole scan of a small list. */
+    float range = 0.0f, bias = 0.0f;
     for (size_t m = 0; m < s->m; m++) {
-        float lo = tab[m * 16], hi = lo;
+        const float *t = tab + m * 16;
+        float lo = t[0], hi = t[0];
         for (size_t j = 1; j < 16; j++) {
-            lo = fminf(lo, tab[m * 16 + j]);
-            hi = fmaxf(hi, tab[m * 16 + j]);
+            lo = t[j] < lo ? t[j] : lo;
+            hi = t[j] > hi ? t[j] : hi;
         }
-        range = fmaxf(range, hi - lo);
+        bias += lo;
+        range = hi - lo > range ? hi - lo : range;
     }
     /* All tables flat: every sum is the bias, any step will do. */
     const float delta = range > 0.0f ? range / 255.0f : 1.0f;
     const float inv = 1.0f / delta;
-    float bias = 0.0f;
     memset(lut, 0, s->lut_bytes);
     for (size_t m = 0; m < s->m; m++) {
         const float *t = tab + m * 16;
         float lo = t[0];
         for (size_t j = 1; j < 16; j++)
-            lo = fminf(lo, t[j]);
-        bias += lo;
+            lo = t[j] < lo ? t[j] : lo;
         uint8_t *dst = lut + lut_offset(m);
         for (size_t j = 0; j < 16; j++) {
-            /* (t - lo) * inv may round a hair past 255 for the widest
-             * table; the clamp keeps it within delta / 2 all the same. */
-            long v = lrintf((t[j] - lo) * inv);
-            dst[j] = dst[16 + j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            /* (t - lo) * inv is >= 0 and may round a hair past 255 for the
+             * widest table; the clamp keeps it within delta / 2 all the
+             * same. Adding 0.5 and truncating rounds half up. */
+            float v = (t[j] - lo) * inv + 0.5f;
+            dst[j] = dst[16 + j] = (uint8_t)(v >= 255.0f ? 255 : (int)v);
         }
     }
     h->delta = delta;

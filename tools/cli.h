@@ -27,7 +27,12 @@ typedef struct cli_opts {
     unsigned runs;
     size_t max_queries;
     bool quiet;
-    int argc_rest; /* positional arguments left after the flags */
+    /* Navigators: 0 (or -1 for neighbor_codes) keeps the library default. */
+    unsigned degree, build_list, nlist, build_threads, list_size, nprobe;
+    double alpha;
+    int neighbor_codes;
+    const char *sweep; /* "L=10,20,40" or "nprobe=1,2,4" */
+    int argc_rest;     /* positional arguments left after the flags */
     char **argv_rest;
 } cli_opts;
 
@@ -48,7 +53,18 @@ enum {
     OPT_QUIET = 1 << 12,
     OPT_QUANT = 1 << 13,
     OPT_RERANK = 1 << 14,
+    OPT_GRAPH =
+        1 << 15, /* --degree --build-list --alpha --neighbor-codes --nlist --build-threads */
+    OPT_SWEEP = 1 << 16,
+    OPT_SEARCH = 1 << 17, /* --list --nprobe */
 };
+
+/* Fills build parameters from --index and the navigator flags; returns a
+ * CLI exit code (usage error for an unknown index kind). */
+int cli_index_params(const cli_opts *o, rotor_params *p);
+/* Builds the index --index names over `base`, with a progress bar for the
+ * long kinds; *seconds (unless NULL) gets the wall-clock build time. */
+int cli_build_index(const cli_opts *o, const rotor_matrix *base, rotor_index **ix, double *seconds);
 
 typedef struct cli_command {
     const char *name;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -123,17 +124,100 @@ static const char *base_name(const char *path) {
     return s ? s + 1 : path;
 }
 
+/* The values of --sweep: "L=10,20" (or "list=") and "nprobe=1,2". */
+typedef struct sweep {
+    bool nprobe; /* else the candidate list */
+    size_t n;
+    unsigned v[256];
+} sweep;
+
+static int parse_sweep(const char *s, const char *index, sweep *out) {
+    memset(out, 0, sizeof *out);
+    const char *vals;
+    if (strncmp(s, "L=", 2) == 0 || strncmp(s, "list=", 5) == 0) {
+        vals = strchr(s, '=') + 1;
+        if (strcmp(index, "vamana") != 0)
+            return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index vamana", s);
+    } else if (strncmp(s, "nprobe=", 7) == 0) {
+        vals = s + 7;
+        out->nprobe = true;
+        if (strcmp(index, "ivf") != 0)
+            return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index ivf", s);
+    } else {
+        return cli_error(CLI_EXIT_USAGE, "--sweep takes L=A,B,... or nprobe=A,B,..., not '%s'", s);
+    }
+    while (*vals) {
+        char *end;
+        unsigned long v = strtoul(vals, &end, 10);
+        if (end == vals || v == 0 || v > 100000 || (*end != ',' && *end != '\0') ||
+            out->n == sizeof out->v / sizeof out->v[0])
+            return cli_error(CLI_EXIT_USAGE,
+                             "--sweep: '%s' is not a list of up to 256 numbers from 1 to 100000",
+                             s);
+        out->v[out->n++] = (unsigned)v;
+        vals = *end == ',' ? end + 1 : end;
+    }
+    if (out->n == 0)
+        return cli_error(CLI_EXIT_USAGE, "--sweep '%s' lists no values", s);
+    return CLI_EXIT_OK;
+}
+
+typedef struct bench_point {
+    const char *params;
+    double r1, r10;
+    const run_result *med;
+} bench_point;
+
+static int append_json(const cli_opts *o, const rotor_matrix *base, size_t nq, unsigned threads,
+                       const rotor_index_stats *stats, double build_s, const bench_point *pt) {
+    FILE *f = fopen(o->json, "a");
+    if (f == NULL)
+        return cli_error(CLI_EXIT_FAIL, "cannot open '%s' for appending", o->json);
+    const run_result *med = pt->med;
+    fprintf(f, "{\"tool\":\"rotor\",\"version\":\"%s\",\"method\":", rotor_version_string());
+    cli_json_string(f, o->index);
+    fprintf(f, ",\"params\":");
+    cli_json_string(f, pt->params);
+    fprintf(f, ",\"quant\":");
+    cli_json_string(f, stats->quant);
+    fprintf(f, ",\"dataset\":");
+    cli_json_string(f, base_name(o->base));
+    fprintf(f,
+            ",\"metric\":\"%s\",\"simd\":\"%s\",\"n_base\":%zu,\"dim\":%zu,\"n_queries\":%zu,"
+            "\"k\":%zu,\"threads\":%u,\"runs\":%u,\"recall_at_1\":%.6f,",
+            rotor_metric_name(o->metric), rotor_simd_level(), base->rows, base->cols, nq, o->k,
+            threads, o->runs, pt->r1);
+    if (isnan(pt->r10))
+        fprintf(f, "\"recall_at_10\":null,");
+    else
+        fprintf(f, "\"recall_at_10\":%.6f,", pt->r10);
+    fprintf(f,
+            "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
+            "\"build_seconds\":%.6f,\"index_bytes\":%zu,\"bytes_vectors\":%zu,"
+            "\"bytes_codes\":%zu,\"bytes_graph\":%zu,\"bytes_graph_codes\":%zu,"
+            "\"peak_rss_bytes\":%zu,\"cpu_seconds\":%.6f,\"wall_seconds\":%.6f,"
+            "\"timestamp\":%lld}\n",
+            med->qps, med->mean_us, med->p99_us, build_s, stats->bytes_total, stats->bytes_vectors,
+            stats->bytes_codes, stats->bytes_graph, stats->bytes_graph_codes, cli_peak_rss(),
+            med->cpu, med->wall, (long long)time(NULL));
+    if (fclose(f) != 0)
+        return cli_error(CLI_EXIT_FAIL, "cannot write '%s'", o->json);
+    return CLI_EXIT_OK;
+}
+
 int cmd_bench(const cli_opts *o) {
     if (o->index == NULL || o->base == NULL || o->queries == NULL || o->gt == NULL)
         return cli_error(
             CLI_EXIT_USAGE,
             "bench needs --index, --base, --queries and --gt; see 'rotor bench --help'");
-    if (strcmp(o->index, "flat") != 0)
-        return cli_error(CLI_EXIT_USAGE,
-                         "bench: index '%s' is not available in this version; use --index flat",
-                         o->index);
+    rotor_params check;
+    int rc = cli_index_params(o, &check);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    sweep sw = {.n = 1};
+    if (o->sweep != NULL && (rc = parse_sweep(o->sweep, o->index, &sw)))
+        return rc;
     unsigned threads = o->threads ? o->threads : 1;
-    int rc;
     rotor_matrix base = {0}, queries = {0}, gt = {0};
     rotor_index *ix = NULL;
     bench_ctx c;
@@ -142,18 +226,9 @@ int cmd_bench(const cli_opts *o) {
 
     if ((rc = cli_load_eval_data(o, &base, &queries, &gt)))
         goto done;
-    rotor_status st;
-
-    rotor_params p = rotor_params_default();
-    p.metric = o->metric;
-    p.quant = o->quant;
-    double b0 = cli_now();
-    st = rotor_index_build(&p, &base, &ix);
-    double build_s = cli_now() - b0;
-    if (st != ROTOR_OK) {
-        rc = cli_lib_error(st, "cannot index '%s'", o->base);
+    double build_s;
+    if ((rc = cli_build_index(o, &base, &ix, &build_s)))
         goto done;
-    }
     rotor_index_stats stats;
     rotor_index_stats_get(ix, &stats);
 
@@ -162,6 +237,8 @@ int cmd_bench(const cli_opts *o) {
     c.queries = &queries;
     c.sp = rotor_search_params_default();
     c.sp.rerank = o->rerank;
+    c.sp.list_size = o->list_size;
+    c.sp.nprobe = o->nprobe;
     c.k = k;
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);
@@ -171,72 +248,67 @@ int cmd_bench(const cli_opts *o) {
         goto done;
     }
 
-    run_result runs[1000];
-    for (unsigned r = 0; r < o->runs; r++) {
-        if (!o->quiet)
-            fprintf(stderr, "bench: run %u of %u, %zu queries on %u thread%s\n", r + 1, o->runs, nq,
-                    threads, threads == 1 ? "" : "s");
-        if ((rc = run_once(&c, threads, &runs[r])))
-            goto done;
-    }
-    /* The median run by QPS: robust to a neighbour's burst on a shared machine. */
-    for (unsigned i = 1; i < o->runs; i++)
-        for (unsigned j = i; j > 0 && runs[j - 1].qps > runs[j].qps; j--) {
-            run_result t = runs[j];
-            runs[j] = runs[j - 1];
-            runs[j - 1] = t;
-        }
-    const run_result *med = &runs[o->runs / 2];
-
-    char params[96] = "-";
-    if (o->quant != NULL)
-        snprintf(params, sizeof params, "%s,rerank=%lld", stats.quant,
-                 (long long)(o->rerank < 0 ? 10 * (long long)k : o->rerank));
-    double r1 = cli_recall_at(&base, &queries, &gt, c.ids, k, 1, o->metric);
-    double r10 = k >= 10 ? cli_recall_at(&base, &queries, &gt, c.ids, k, 10, o->metric) : NAN;
-    size_t rss = cli_peak_rss();
-
     printf("rotor bench  %s  base %zu x %zu (%s)  %zu queries  metric %s  k %zu  simd %s\n",
            o->index, base.rows, base.cols, base_name(o->base), nq, rotor_metric_name(o->metric), k,
            rotor_simd_level());
-    printf("%-8s %-10s %7s %9s %9s %10s %10s %9s %8s %9s %10s\n", "method", "params", "threads",
+    double n = (double)base.rows;
+    printf("bytes per vector: full vectors %.1f, codes %.1f, graph %.1f, graph codes %.1f\n",
+           (double)stats.bytes_vectors / n, (double)stats.bytes_codes / n,
+           (double)stats.bytes_graph / n, (double)stats.bytes_graph_codes / n);
+    printf("%-8s %-26s %7s %9s %9s %10s %10s %9s %8s %9s %10s\n", "method", "params", "threads",
            "recall@1", "recall@10", "QPS", "mean_us", "p99_us", "build_s", "index_MiB",
            "QPS/cpu_s");
-    printf("%-8s %-10s %7u %9.4f %9.4f %10.1f %10.1f %9.1f %8.2f %9.1f %10.1f\n", o->index, params,
-           threads, r1, r10, med->qps, med->mean_us, med->p99_us, build_s,
-           (double)stats.bytes_total / (1 << 20), med->cpu > 0 ? (double)nq / med->cpu : 0.0);
+    for (size_t si = 0; si < sw.n; si++) {
+        if (o->sweep != NULL) {
+            if (sw.nprobe)
+                c.sp.nprobe = sw.v[si];
+            else
+                c.sp.list_size = sw.v[si];
+        }
+        run_result runs[1000];
+        for (unsigned r = 0; r < o->runs; r++) {
+            if (!o->quiet && isatty(STDERR_FILENO))
+                fprintf(stderr, "bench: run %u of %u, %zu queries on %u thread%s\r", r + 1, o->runs,
+                        nq, threads, threads == 1 ? "" : "s");
+            if ((rc = run_once(&c, threads, &runs[r])))
+                goto done;
+        }
+        /* The median run by QPS: robust to a neighbour's burst on a shared machine. */
+        for (unsigned i = 1; i < o->runs; i++)
+            for (unsigned j = i; j > 0 && runs[j - 1].qps > runs[j].qps; j--) {
+                run_result t = runs[j];
+                runs[j] = runs[j - 1];
+                runs[j - 1] = t;
+            }
+        const run_result *med = &runs[o->runs / 2];
 
-    if (o->json != NULL) {
-        FILE *f = fopen(o->json, "a");
-        if (f == NULL) {
-            rc = cli_error(CLI_EXIT_FAIL, "cannot open '%s' for appending", o->json);
-            goto done;
+        /* What the search used, resolved as the library resolves it. */
+        char params[128] = "";
+        size_t len = 0;
+        if (stats.quant[0] != '\0' && strcmp(stats.quant, "none") != 0)
+            len += (size_t)snprintf(params + len, sizeof params - len, "%s,", stats.quant);
+        size_t list = c.sp.list_size ? c.sp.list_size : (k > 64 ? k : 64);
+        if (strcmp(o->index, "vamana") == 0)
+            len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
+                                    check.graph_degree, list < k ? k : list);
+        if (strcmp(o->index, "ivf") == 0)
+            len += (size_t)snprintf(params + len, sizeof params - len, "nprobe=%u,",
+                                    c.sp.nprobe ? c.sp.nprobe : 16);
+        if (o->quant != NULL && strcmp(stats.quant, "none") != 0) {
+            long long rr = o->rerank < 0 ? 10 * (long long)k : o->rerank;
+            len += (size_t)snprintf(params + len, sizeof params - len, "rerank=%lld,", rr);
         }
-        fprintf(f, "{\"tool\":\"rotor\",\"version\":\"%s\",\"method\":", rotor_version_string());
-        cli_json_string(f, o->index);
-        fprintf(f, ",\"params\":");
-        cli_json_string(f, strcmp(params, "-") == 0 ? "" : params);
-        fprintf(f, ",\"dataset\":");
-        cli_json_string(f, base_name(o->base));
-        fprintf(f,
-                ",\"metric\":\"%s\",\"simd\":\"%s\",\"n_base\":%zu,\"dim\":%zu,\"n_queries\":%zu,"
-                "\"k\":%zu,\"threads\":%u,\"runs\":%u,\"recall_at_1\":%.6f,",
-                rotor_metric_name(o->metric), rotor_simd_level(), base.rows, base.cols, nq, k,
-                threads, o->runs, r1);
-        if (isnan(r10))
-            fprintf(f, "\"recall_at_10\":null,");
-        else
-            fprintf(f, "\"recall_at_10\":%.6f,", r10);
-        fprintf(f,
-                "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
-                "\"build_seconds\":%.6f,\"index_bytes\":%zu,\"peak_rss_bytes\":%zu,"
-                "\"cpu_seconds\":%.6f,\"wall_seconds\":%.6f,\"timestamp\":%lld}\n",
-                med->qps, med->mean_us, med->p99_us, build_s, stats.bytes_total, rss, med->cpu,
-                med->wall, (long long)time(NULL));
-        if (fclose(f) != 0) {
-            rc = cli_error(CLI_EXIT_FAIL, "cannot write '%s'", o->json);
+        if (len > 0)
+            params[len - 1] = '\0';
+        double r1 = cli_recall_at(&base, &queries, &gt, c.ids, k, 1, o->metric);
+        double r10 = k >= 10 ? cli_recall_at(&base, &queries, &gt, c.ids, k, 10, o->metric) : NAN;
+        printf("%-8s %-26s %7u %9.4f %9.4f %10.1f %10.1f %9.1f %8.2f %9.1f %10.1f\n", o->index,
+               len ? params : "-", threads, r1, r10, med->qps, med->mean_us, med->p99_us, build_s,
+               (double)stats.bytes_total / (1 << 20), med->cpu > 0 ? (double)nq / med->cpu : 0.0);
+        fflush(stdout);
+        bench_point pt = {params, r1, r10, med};
+        if (o->json != NULL && (rc = append_json(o, &base, nq, threads, &stats, build_s, &pt)))
             goto done;
-        }
     }
     rc = CLI_EXIT_OK;
 done:

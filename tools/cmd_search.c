@@ -36,9 +36,9 @@ static int run_search(const cli_opts *o, const char *cmd) {
     if ((rc = require(o->base, "--base", cmd)) || (rc = require(o->queries, "--queries", cmd)) ||
         (rc = require(o->out, "--out", cmd)))
         return rc;
-    if (o->index != NULL && strcmp(o->index, "flat") != 0)
-        return cli_error(CLI_EXIT_USAGE,
-                         "index files are not available in this version; use --index flat");
+    rotor_params check;
+    if ((rc = cli_index_params(o, &check)))
+        return rc;
 
     rotor_matrix base = {0}, queries = {0};
     rotor_index *ix = NULL;
@@ -48,14 +48,12 @@ static int run_search(const cli_opts *o, const char *cmd) {
         (rc = cli_read_f32(o->queries, "queries", 0, &queries)))
         goto done;
 
-    rotor_params p = rotor_params_default();
-    p.metric = o->metric;
-    p.threads = o->threads;
-    rotor_status st = rotor_index_build(&p, &base, &ix);
-    if (st != ROTOR_OK) {
-        rc = cli_lib_error(st, "cannot index '%s'", o->base);
+    cli_opts bo = *o;
+    if (bo.build_threads == 0)
+        bo.build_threads = o->threads;
+    if ((rc = cli_build_index(&bo, &base, &ix, NULL)))
         goto done;
-    }
+    rotor_status st;
     if (queries.cols != base.cols) {
         rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
                        o->queries, queries.cols, o->base, base.cols);
@@ -70,6 +68,9 @@ static int run_search(const cli_opts *o, const char *cmd) {
     }
     rotor_search_params sp = rotor_search_params_default();
     sp.threads = o->threads;
+    sp.rerank = o->rerank;
+    sp.list_size = o->list_size;
+    sp.nprobe = o->nprobe;
     cli_progress prog;
     cli_progress_start(&prog, cmd, nq, o->quiet);
     for (size_t r = 0; r < nq; r += CHUNK_ROWS) {
@@ -126,5 +127,5 @@ int cmd_build(const cli_opts *o) {
     (void)o;
     return cli_error(CLI_EXIT_USAGE,
                      "build: index files are not available in this version; "
-                     "'search' and 'bench' build a flat index in memory (--index flat)");
+                     "'search' and 'bench' build their index in memory (--index flat|vamana|ivf)");
 }

@@ -21,22 +21,27 @@ static const cli_command commands[] = {
          OPT_QUIET,
      cmd_gt},
     {"bench", "recall@1/@10, QPS and latency of an index over a data set",
-     "rotor bench --index flat --base FILE --queries FILE --gt FILE [--k 10]\n"
-     "            [--metric l2] [--threads N] [--runs N] [--max-queries N] [--json FILE]\n"
+     "rotor bench --index flat|vamana|ivf --base FILE --queries FILE --gt FILE [--k 10]\n"
+     "            [--metric l2] [--quant SPEC] [--sweep L=10,20,40 | nprobe=4,8,16]\n"
+     "            [--threads N] [--runs N] [--max-queries N] [--json FILE]\n"
      "Builds the index, runs every query one at a time on N threads and prints\n"
      "recall (by distance, as ann-benchmarks counts it), QPS, mean and p99\n"
      "latency; --json appends one JSON object per line. With --runs N the run\n"
-     "with the median QPS is reported.",
+     "with the median QPS is reported. --sweep searches the same index once per\n"
+     "value of the candidate list (vamana) or of the partitions probed (ivf),\n"
+     "one line each.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_GT | OPT_K | OPT_METRIC | OPT_THREADS | OPT_RUNS |
-         OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK,
+         OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SWEEP |
+         OPT_SEARCH,
      cmd_bench},
     {"search", "k nearest neighbours of every query",
-     "rotor search --index flat --base FILE --queries FILE --k N --out FILE\n"
-     "             [--metric l2] [--distances FILE] [--threads N]\n"
-     "Searches every query and writes the ids (and with --distances the distances).\n"
-     "Index files are not available in this version: use --index flat with --base.",
+     "rotor search --index flat|vamana|ivf --base FILE --queries FILE --k N --out FILE\n"
+     "             [--metric l2] [--quant SPEC] [--distances FILE] [--threads N]\n"
+     "Builds the index in memory, searches every query and writes the ids (and\n"
+     "with --distances the distances). Index files are not available in this\n"
+     "version.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES |
-         OPT_THREADS | OPT_QUIET,
+         OPT_THREADS | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SEARCH,
      cmd_search},
     {"info", "what a data set file holds",
      "rotor info FILE\n"
@@ -78,7 +83,7 @@ static const struct flag {
     {"--gt", OPT_GT, "FILE  ground-truth ids (.ivecs, .ibin, .npy)"},
     {"--k", OPT_K, "N  neighbours per query"},
     {"--metric", OPT_METRIC, "l2|ip|cosine  (default l2)"},
-    {"--index", OPT_INDEX, "flat|FILE  which index"},
+    {"--index", OPT_INDEX, "flat|vamana|ivf  which index"},
     {"--out", OPT_OUT, "FILE  output"},
     {"--distances", OPT_DISTANCES, "FILE  also write distances"},
     {"--threads", OPT_THREADS, "N  worker threads (default: bench 1, others all cores)"},
@@ -89,6 +94,16 @@ static const struct flag {
     {"--quant", OPT_QUANT,
      "SPEC  compress vectors: tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M>, pq<M>x4"},
     {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10k; 0 = none)"},
+    {"--degree", OPT_GRAPH, "N  vamana: most neighbours per node (default 32)"},
+    {"--build-list", OPT_GRAPH, "N  vamana: candidate list while building (default 100)"},
+    {"--alpha", OPT_GRAPH, "A  vamana: pruning factor of the second pass (default 1.2)"},
+    {"--neighbor-codes", OPT_GRAPH,
+     "0|1  vamana: keep neighbours' codes in each node (default 1 with --quant)"},
+    {"--nlist", OPT_GRAPH, "N  ivf: partitions (default about 4 sqrt(n))"},
+    {"--build-threads", OPT_GRAPH, "N  threads building the index (default all cores)"},
+    {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
+    {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
+    {"--sweep", OPT_SWEEP, "L=A,B,..|nprobe=A,B,..  one measurement per value"},
 };
 enum { N_FLAGS = sizeof flags / sizeof flags[0] };
 
@@ -129,12 +144,47 @@ static int parse_size(const char *flag, const char *s, size_t lo, size_t hi, siz
     return CLI_EXIT_OK;
 }
 
+static int parse_navigator_flag(const char *name, const char *value, cli_opts *o) {
+    size_t n = 0;
+    int rc = CLI_EXIT_OK;
+    if (strcmp(name, "--alpha") == 0) {
+        char *end;
+        errno = 0;
+        o->alpha = strtod(value, &end);
+        if (*value == '\0' || *end != '\0' || errno != 0 || !(o->alpha >= 1 && o->alpha <= 4))
+            rc = cli_error(CLI_EXIT_USAGE, "--alpha takes a number from 1 to 4, not '%s'", value);
+    } else if (strcmp(name, "--neighbor-codes") == 0) {
+        rc = parse_size(name, value, 0, 1, &n);
+        o->neighbor_codes = (int)n;
+    } else if (strcmp(name, "--degree") == 0) {
+        rc = parse_size(name, value, 2, 1024, &n);
+        o->degree = (unsigned)n;
+    } else if (strcmp(name, "--build-list") == 0) {
+        rc = parse_size(name, value, 2, 100000, &n);
+        o->build_list = (unsigned)n;
+    } else if (strcmp(name, "--nlist") == 0) {
+        rc = parse_size(name, value, 1, 1u << 24, &n);
+        o->nlist = (unsigned)n;
+    } else if (strcmp(name, "--build-threads") == 0) {
+        rc = parse_size(name, value, 1, 1024, &n);
+        o->build_threads = (unsigned)n;
+    } else if (strcmp(name, "--list") == 0) {
+        rc = parse_size(name, value, 1, 100000, &n);
+        o->list_size = (unsigned)n;
+    } else if (strcmp(name, "--nprobe") == 0) {
+        rc = parse_size(name, value, 1, 1u << 24, &n);
+        o->nprobe = (unsigned)n;
+    }
+    return rc;
+}
+
 static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o) {
     memset(o, 0, sizeof *o);
     o->metric = ROTOR_METRIC_L2;
     o->k = 10;
     o->runs = 1;
     o->rerank = -1;
+    o->neighbor_codes = -1;
     int npos = 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -181,6 +231,9 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
         case OPT_DISTANCES: o->distances = value; break;
         case OPT_JSON: o->json = value; break;
         case OPT_QUANT: o->quant = value; break;
+        case OPT_SWEEP: o->sweep = value; break;
+        case OPT_GRAPH:
+        case OPT_SEARCH: rc = parse_navigator_flag(name, value, o); break;
         case OPT_RERANK:
             rc = parse_size(name, value, 0, (size_t)1 << 30, &n);
             o->rerank = (int64_t)n;

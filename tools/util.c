@@ -108,3 +108,61 @@ void cli_json_string(FILE *f, const char *s) {
     }
     fputc('"', f);
 }
+
+int cli_index_params(const cli_opts *o, rotor_params *p) {
+    *p = rotor_params_default();
+    const char *kind = o->index ? o->index : "flat";
+    if (strcmp(kind, "flat") == 0)
+        p->kind = ROTOR_INDEX_FLAT;
+    else if (strcmp(kind, "vamana") == 0)
+        p->kind = ROTOR_INDEX_VAMANA;
+    else if (strcmp(kind, "ivf") == 0)
+        p->kind = ROTOR_INDEX_IVF;
+    else
+        return cli_error(CLI_EXIT_USAGE,
+                         "unknown index '%s'; use flat, vamana or ivf (index files are not "
+                         "available in this version)",
+                         kind);
+    p->metric = o->metric;
+    p->quant = o->quant;
+    p->threads = o->build_threads;
+    if (o->degree)
+        p->graph_degree = o->degree;
+    if (o->build_list)
+        p->build_list = o->build_list;
+    else if (p->build_list < p->graph_degree)
+        p->build_list = p->graph_degree;
+    if (o->alpha > 0)
+        p->alpha = (float)o->alpha;
+    if (o->neighbor_codes >= 0)
+        p->neighbor_codes = o->neighbor_codes;
+    p->nlist = o->nlist;
+    return CLI_EXIT_OK;
+}
+
+static int build_progress(void *opaque, uint64_t done, uint64_t total) {
+    cli_progress *p = opaque;
+    p->total = total;
+    cli_progress_update(p, done);
+    return 0;
+}
+
+int cli_build_index(const cli_opts *o, const rotor_matrix *base, rotor_index **ix,
+                    double *seconds) {
+    rotor_params p;
+    int rc = cli_index_params(o, &p);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    cli_progress prog;
+    cli_progress_start(&prog, "build", base->rows, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
+    p.progress = build_progress;
+    p.progress_opaque = &prog;
+    double t0 = cli_now();
+    rotor_status st = rotor_index_build(&p, base, ix);
+    if (seconds != NULL)
+        *seconds = cli_now() - t0;
+    cli_progress_finish(&prog);
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "cannot index '%s'", o->base);
+    return CLI_EXIT_OK;
+}

@@ -91,7 +91,26 @@ echo hello >base.txt
 expect 1 "cannot tell the format" -- "$ROTOR" info base.txt
 head -c 168 gt.ivecs >gt_short.ivecs
 expect 1 "ground truth 'gt_short.ivecs' has 2 rows" -- "$ROTOR" bench --index flat --base base.fvecs --queries queries.fvecs --gt gt_short.ivecs --quiet
-expect 2 "index 'vamana' is not available" -- "$ROTOR" bench --index vamana --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "unknown index 'hnsw'" -- "$ROTOR" bench --index hnsw --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "needs --index vamana" -- "$ROTOR" bench --index ivf --quant tq4 --sweep L=10 --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "--sweep takes" -- "$ROTOR" bench --index vamana --sweep ef=10 --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "--alpha takes" -- "$ROTOR" bench --index vamana --alpha 0.5 --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "quantizer" -- "$ROTOR" bench --index ivf --base base.fvecs --queries queries.fvecs --gt gt.ivecs --quiet
+
+# the navigators: one JSON line per sweep value, recall rising with the list
+expect 0 "" -- "$ROTOR" bench --index vamana --quant tq4 --degree 16 --build-list 40 --sweep L=10,64 --base base.fvecs --queries queries.fvecs --gt gt.ivecs --json v.jsonl --quiet
+[ "$(wc -l <v.jsonl)" -eq 2 ] && ok || bad "vamana sweep should write two JSON lines"
+grep -q '"params":"tq4,R=16,L=64,rerank=100"' v.jsonl && ok || bad "vamana JSON params: $(cat v.jsonl)"
+for key in bytes_vectors bytes_codes bytes_graph bytes_graph_codes quant; do
+  grep -q "\"$key\":" v.jsonl && ok || bad "vamana JSON lacks key $key"
+done
+grep -qE '^vamana +tq4,R=16,L=64,rerank=100 +1 +[0-9.]+ +(0\.9[5-9]|1\.0000) ' out.txt && ok ||
+  bad "vamana at L=64 below recall@10 0.95: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" bench --index ivf --quant pq8x4 --nlist 8 --sweep nprobe=1,8 --base base.fvecs --queries queries.fvecs --gt gt.ivecs --quiet
+grep -qE '^ivf +pq8x4,nprobe=8,rerank=100 +1 +[0-9.]+ +(0\.9[5-9]|1\.0000) ' out.txt && ok ||
+  bad "ivf probing every list below recall@10 0.95: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" search --index vamana --base base.fvecs --queries queries.fvecs --k 20 --list 200 --out sv.ivecs --quiet
+cmp -s sv.ivecs gt.ivecs && ok || bad "vamana search with a list of 200 on 500 points differs from gt"
 expect 2 "index files are not available" -- "$ROTOR" build --base base.fvecs --out x.rotor
 [ -e x.ivecs ] && bad "a failed command left an output file behind" || ok
 

@@ -1,0 +1,115 @@
+/*
+ * graph/ — navigation structures over a set of vectors, built and searched
+ * with the quantizers of quant/ and the kernels of simd/. The vectors and
+ * codes themselves belong to the caller (index/): a graph holds ids only,
+ * plus, where it pays, copies of its neighbours' codes. Private to the
+ * library.
+ *
+ *   vamana.c   the Vamana proximity graph (DiskANN): build by greedy search
+ *              and RobustPrune, beam search on quantized distances
+ *   ivf.c      an inverted file: k-means partitions with code lists
+ */
+#ifndef ROTOR_GRAPH_H
+#define ROTOR_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "quant/quant.h"
+
+/* The vectors a structure is built over and searched in. Borrowed for the
+ * duration of a call; the caller keeps them alive and unchanged. */
+typedef struct graph_space {
+    const float *vectors; /* count x dim float32, row-major; normalised for cosine */
+    size_t count;
+    size_t dim;
+    rotor_metric metric;
+    const quant *q;       /* NULL: navigate on the full vectors */
+    const uint8_t *codes; /* q's store of all `count` codes (q != NULL) */
+} graph_space;
+
+/* ---- Vamana (vamana.c) --------------------------------------------------
+ *
+ * Each node is one fixed-size record: its out-degree, R neighbour ids and,
+ * with `neighbor_codes`, a code store of R slots in the quantizer's layout
+ * holding the codes of those neighbours, so expanding a node reads one
+ * contiguous block and scores all its neighbours with one scan call (for
+ * 4-bit PQ, one fast-scan block of 32). */
+typedef struct vamana_params {
+    uint32_t degree;     /* R: most neighbours per node */
+    uint32_t build_list; /* L: candidate list of the build's searches */
+    float alpha;         /* RobustPrune's second-pass factor (> 1 keeps long edges) */
+    bool neighbor_codes; /* copy neighbours' codes into each node (needs a quantizer) */
+    unsigned threads;    /* build threads, >= 1 */
+    uint64_t seed;       /* insertion order */
+    rotor_progress_fn progress;
+    void *progress_opaque;
+} vamana_params;
+
+typedef struct vamana vamana;
+
+/* `q` (may be NULL) fixes the node layout when neighbor_codes is set. */
+rotor_status vamana_create(const rotor_allocator *a, const vamana_params *p, const quant *q,
+                           vamana **out);
+void vamana_free(vamana *g);
+
+/* Links points [vamana_count(g), s->count) of `s` into the graph. On an
+ * empty graph this is the build: the entry point is the medoid, then two
+ * passes over every point in a seeded random order, the first pruning with
+ * alpha = 1, the second with p->alpha. Later calls insert the new points in
+ * one pass with p->alpha. Memory is reserved before any link changes, so a
+ * failure leaves the graph as it was; a cancellation through the progress
+ * callback (build only) leaves it unusable, and the caller discards it. */
+rotor_status vamana_insert(vamana *g, const graph_space *s);
+
+/* Beam search with a candidate list of `list` entries (>= k), then exact
+ * rerank of the best `rerank` candidates on the full vectors (0: return the
+ * estimates). `query` is prepared (normalised for cosine). Any number of
+ * threads may search one graph at once. */
+rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
+                           size_t list, size_t rerank, int64_t *ids, float *dists);
+
+size_t vamana_count(const vamana *g);
+uint32_t vamana_entry(const vamana *g);
+uint32_t vamana_max_degree(const vamana *g);
+/* Out-degree of `node`; *nbrs points at its neighbour ids. */
+uint32_t vamana_neighbors(const vamana *g, size_t node, const uint32_t **nbrs);
+/* Bytes of the adjacency (ids) and of the neighbour-code copies. */
+size_t vamana_bytes_ids(const vamana *g);
+size_t vamana_bytes_codes(const vamana *g);
+
+/* ---- IVF (ivf.c) -------------------------------------------------------- */
+
+typedef struct ivf_params {
+    uint32_t nlist;   /* partitions; 0 = about 4 sqrt(n) */
+    unsigned threads; /* >= 1 */
+    uint64_t seed;
+} ivf_params;
+
+typedef struct ivf ivf;
+
+/* Trains the partitions on (a sample of) s's vectors and files every point
+ * in its nearest partition; the codes are copied into per-list stores in
+ * the quantizer's layout (s->q required). */
+rotor_status ivf_build(const rotor_allocator *a, const ivf_params *p, const graph_space *s,
+                       ivf **out);
+/* Files points [ivf_count(f), s->count) into their partitions. */
+rotor_status ivf_add(ivf *f, const graph_space *s);
+void ivf_free(ivf *f);
+/* Scans the `nprobe` partitions nearest to the query, then reranks the best
+ * `rerank` estimates on full vectors (0: return the estimates). */
+rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, size_t k,
+                        size_t nprobe, size_t rerank, int64_t *ids, float *dists);
+size_t ivf_count(const ivf *f);
+uint32_t ivf_nlist(const ivf *f);
+size_t ivf_bytes(const ivf *f);
+
+/* ---- shared (vamana.c) --------------------------------------------------- */
+
+/* Exact distance of a prepared query to vector `id`, in the index's
+ * convention (squared L2, -IP, 1 - cos). */
+float graph_exact_distance(const graph_space *s, const float *q, size_t id);
+
+#endif /* ROTOR_GRAPH_H */

@@ -1,0 +1,873 @@
+/*
+ * The Vamana graph (Subramanya et al., "DiskANN", NeurIPS 2019).
+ *
+ * Build. Every point is inserted by a greedy search for itself from the
+ * entry point (the medoid) with a candidate list of L, then RobustPrune
+ * picks at most R out-neighbours among the nodes the search expanded: the
+ * nearest candidate p* is kept and every candidate p' with
+ * alpha * d(p*, p') <= d(p, p') is dropped, since p* already leads there.
+ * Each kept neighbour gets the reverse edge, pruned the same way when its
+ * list overflows. Two passes: alpha = 1 gives a sparse, well-connected
+ * graph quickly; the second pass with alpha > 1 adds the longer edges that
+ * make searches converge in few hops. Distances at build are squared L2 on
+ * the stored vectors for every metric (cosine vectors are normalised, so the
+ * order is the same; inner-product indexes get a Euclidean graph that the
+ * search then walks by inner product).
+ *
+ * Threads insert different points at once. A node's record is only read or
+ * written under its own spin lock (one byte per node), held for a copy or a
+ * prune of that one node, never two at a time, so there is no lock order to
+ * get wrong. One thread inserts in the seeded order and builds the same
+ * graph every time; more threads interleave and may not.
+ *
+ * Node record, node_bytes each (a multiple of 64):
+ *
+ *   [degree u32][R neighbour ids u32][code store of R slots, optional]
+ *
+ * The optional store holds copies of the neighbours' codes in the
+ * quantizer's layout (SymphonyQG's idea), so expanding a node is one
+ * sequential read and one scan call over all its neighbours: for 4-bit PQ
+ * that is exactly one 32-code fast-scan block. The copies are refreshed
+ * after each insert for every node whose list changed.
+ *
+ * Search. A sorted candidate list of L entries; the nearest unexpanded
+ * entry is expanded until none is left; a per-thread visited array tagged
+ * with a search epoch (no clearing between searches); the node expanded
+ * next is prefetched while the current one is scored. Then the best
+ * `rerank` candidates are scored again on the full vectors.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/topk.h"
+#include "graph/graph.h"
+#include "simd/simd.h"
+
+typedef struct vm_cand {
+    float dist;
+    uint32_t id;
+} vm_cand;
+
+/* Per-thread working memory, pooled on the graph so searches reuse it. */
+typedef struct vm_scratch {
+    struct vm_scratch *next;
+    uint32_t *visited; /* visited_cap tags */
+    size_t visited_cap;
+    uint32_t epoch;
+    vm_cand *list; /* list_cap + 1 sorted candidates */
+    uint8_t *expanded;
+    size_t list_cap;
+    vm_cand *pool; /* nodes a build search expanded */
+    size_t pool_size, pool_cap;
+    uint32_t *nbrs; /* R + 1 ids copied out of a node */
+    float *est;     /* R estimates (rounded up to a block of 32) */
+    vm_cand *prune; /* prune candidates, pool_cap + R + 1 */
+    uint8_t *gone;  /* occluded flags, same count */
+    uint8_t *qmem;  /* quantizer query state and scratch */
+    size_t qmem_size;
+    float *best_d; /* a search's best estimates for a deep rerank */
+    int64_t *best_id;
+    size_t best_cap;
+} vm_scratch;
+
+typedef struct vm_pool {
+    pthread_mutex_t lock;
+    vm_scratch *free;
+} vm_pool;
+
+struct vamana {
+    rotor_allocator alloc;
+    vamana_params p;
+    const quant *q; /* layout of the neighbour-code stores; NULL without */
+    size_t count, capacity;
+    size_t node_bytes, block_off, block_bytes;
+    uint8_t *nodes;
+    atomic_uchar *locks; /* capacity spin locks */
+    uint8_t *dirty;      /* capacity: list changed since its codes were copied */
+    uint32_t entry;
+    vm_pool *pool;
+};
+
+enum { SCORE_BLOCK = 32, PROGRESS_EVERY = 256 };
+
+static inline uint32_t *node_of(const vamana *g, size_t u) {
+    return (uint32_t *)(g->nodes + u * g->node_bytes);
+}
+
+static inline void node_lock(const vamana *g, size_t u) {
+    while (atomic_exchange_explicit(&g->locks[u], 1, memory_order_acquire))
+        while (atomic_load_explicit(&g->locks[u], memory_order_relaxed))
+            __builtin_ia32_pause();
+}
+
+static inline void node_unlock(const vamana *g, size_t u) {
+    atomic_store_explicit(&g->locks[u], 0, memory_order_release);
+}
+
+size_t vamana_count(const vamana *g) { return g->count; }
+uint32_t vamana_entry(const vamana *g) { return g->entry; }
+uint32_t vamana_max_degree(const vamana *g) { return g->p.degree; }
+
+uint32_t vamana_neighbors(const vamana *g, size_t node, const uint32_t **nbrs) {
+    const uint32_t *rec = node_of(g, node);
+    *nbrs = rec + 1;
+    return rec[0];
+}
+
+size_t vamana_bytes_ids(const vamana *g) {
+    return g->count * (g->node_bytes - g->block_bytes) + g->capacity * 2;
+}
+size_t vamana_bytes_codes(const vamana *g) { return g->count * g->block_bytes; }
+
+rotor_status vamana_create(const rotor_allocator *a, const vamana_params *p, const quant *q,
+                           vamana **out) {
+    *out = NULL;
+    CM_RETURN_IF(p->degree < 2 || p->degree > 1024, ROTOR_ERR_INVALID_ARGUMENT,
+                 "graph degree must be between 2 and 1024, not %u", p->degree);
+    CM_RETURN_IF(p->build_list < p->degree || p->build_list > 100000, ROTOR_ERR_INVALID_ARGUMENT,
+                 "build list must be between the degree (%u) and 100000, not %u", p->degree,
+                 p->build_list);
+    CM_RETURN_IF(!(p->alpha >= 1.0f && p->alpha <= 4.0f), ROTOR_ERR_INVALID_ARGUMENT,
+                 "alpha must be between 1 and 4, not %g", (double)p->alpha);
+    vamana *g = cm_calloc(a, sizeof *g, "graph");
+    if (g == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    g->alloc = *a;
+    g->p = *p;
+    if (g->p.threads == 0)
+        g->p.threads = 1;
+    g->q = p->neighbor_codes ? q : NULL;
+    g->block_off = 4 * ((size_t)p->degree + 1);
+    g->block_bytes = g->q ? g->q->ops->store_bytes(g->q, p->degree) : 0;
+    g->node_bytes = cm_round_up(g->block_off + g->block_bytes, g->q ? CM_ALIGN : 16);
+    g->pool = cm_calloc(a, sizeof *g->pool, "graph scratch pool");
+    if (g->pool == NULL || pthread_mutex_init(&g->pool->lock, NULL) != 0) {
+        cm_free(a, g->pool);
+        cm_free(a, g);
+        return g->pool == NULL ? ROTOR_ERR_OUT_OF_MEMORY
+                               : cm_fail(ROTOR_ERR_THREAD, "cannot create the graph's mutex");
+    }
+    *out = g;
+    return ROTOR_OK;
+}
+
+static void scratch_free(const vamana *g, vm_scratch *sc) {
+    if (sc == NULL)
+        return;
+    const rotor_allocator *a = &g->alloc;
+    cm_free(a, sc->visited);
+    cm_free(a, sc->list);
+    cm_free(a, sc->expanded);
+    cm_free(a, sc->pool);
+    cm_free(a, sc->nbrs);
+    cm_free(a, sc->est);
+    cm_free(a, sc->prune);
+    cm_free(a, sc->gone);
+    cm_free(a, sc->qmem);
+    cm_free(a, sc->best_d);
+    cm_free(a, sc->best_id);
+    cm_free(a, sc);
+}
+
+void vamana_free(vamana *g) {
+    if (g == NULL)
+        return;
+    rotor_allocator a = g->alloc;
+    for (vm_scratch *sc = g->pool->free; sc != NULL;) {
+        vm_scratch *next = sc->next;
+        scratch_free(g, sc);
+        sc = next;
+    }
+    pthread_mutex_destroy(&g->pool->lock);
+    cm_free(&a, g->pool);
+    cm_free(&a, g->nodes);
+    cm_free(&a, (void *)g->locks);
+    cm_free(&a, g->dirty);
+    cm_free(&a, g);
+}
+
+/* Grows one scratch array to hold `n` elements of `size` bytes. */
+static rotor_status grow_array(const rotor_allocator *a, void **arr, size_t *cap, size_t n,
+                               size_t size, bool zero, const char *what) {
+    if (n <= *cap)
+        return ROTOR_OK;
+    void *p = zero ? cm_calloc(a, n * size, what) : cm_alloc(a, n * size, what);
+    if (p == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    cm_free(a, *arr);
+    *arr = p;
+    *cap = n;
+    return ROTOR_OK;
+}
+
+/* A scratch from the pool, or a new one, sized for `nodes` nodes, a list of
+ * `list` entries, (build) a prune over `pool` candidates and (search) a
+ * rerank heap of `best` entries. */
+static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t nodes, size_t list,
+                                size_t pool, size_t best, vm_scratch **out) {
+    pthread_mutex_lock(&g->pool->lock);
+    vm_scratch *sc = g->pool->free;
+    if (sc != NULL)
+        g->pool->free = sc->next;
+    pthread_mutex_unlock(&g->pool->lock);
+    const rotor_allocator *a = &g->alloc;
+    if (sc == NULL) {
+        sc = cm_calloc(a, sizeof *sc, "search scratch");
+        if (sc == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        size_t r = cm_round_up((size_t)g->p.degree + 1, SCORE_BLOCK);
+        sc->nbrs = cm_alloc(a, r * sizeof *sc->nbrs, "neighbour ids");
+        sc->est = cm_alloc(a, r * sizeof *sc->est, "neighbour estimates");
+        if (sc->nbrs == NULL || sc->est == NULL) {
+            scratch_free(g, sc);
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        }
+    }
+    rotor_status st = ROTOR_OK;
+    size_t cap = sc->visited_cap;
+    if (nodes > cap) {
+        st = grow_array(a, (void **)&sc->visited, &cap, nodes + nodes / 4, sizeof(uint32_t), true,
+                        "visited set");
+        sc->visited_cap = cap;
+        sc->epoch = 0;
+    }
+    if (st == ROTOR_OK && list + 1 > sc->list_cap) {
+        size_t lc = sc->list_cap, ec = sc->list_cap;
+        st = grow_array(a, (void **)&sc->list, &lc, list + 1, sizeof(vm_cand), false,
+                        "candidate list");
+        if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->expanded, &ec, list + 1, 1, false, "candidate list");
+        if (st == ROTOR_OK)
+            sc->list_cap = list + 1;
+    }
+    if (st == ROTOR_OK && pool > sc->pool_cap) {
+        size_t pc = sc->pool_cap, rc = sc->pool_cap, gc = sc->pool_cap;
+        size_t n = pool + g->p.degree + 1;
+        st = grow_array(a, (void **)&sc->pool, &pc, n, sizeof(vm_cand), false, "prune pool");
+        if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->prune, &rc, n, sizeof(vm_cand), false, "prune pool");
+        if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->gone, &gc, n, 1, false, "prune pool");
+        if (st == ROTOR_OK)
+            sc->pool_cap = n;
+    }
+    if (st == ROTOR_OK && best > sc->best_cap) {
+        size_t dc = sc->best_cap, ic = sc->best_cap;
+        st = grow_array(a, (void **)&sc->best_d, &dc, best, sizeof(float), false, "rerank heap");
+        if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->best_id, &ic, best, sizeof(int64_t), false,
+                            "rerank heap");
+        if (st == ROTOR_OK)
+            sc->best_cap = best;
+    }
+    if (st == ROTOR_OK && s->q != NULL) {
+        const quant *q = s->q;
+        size_t need = cm_round_up(q->query_bytes, CM_ALIGN) + q->scratch_floats * sizeof(float);
+        st = grow_array(a, (void **)&sc->qmem, &sc->qmem_size, need, 1, false, "query state");
+    }
+    if (st != ROTOR_OK) {
+        scratch_free(g, sc);
+        return st;
+    }
+    *out = sc;
+    return ROTOR_OK;
+}
+
+static void scratch_put(const vamana *g, vm_scratch *sc) {
+    pthread_mutex_lock(&g->pool->lock);
+    sc->next = g->pool->free;
+    g->pool->free = sc;
+    pthread_mutex_unlock(&g->pool->lock);
+}
+
+/* A fresh epoch: every tag from earlier searches now reads as unvisited. */
+static void visited_reset(vm_scratch *sc) {
+    if (++sc->epoch == 0) {
+        memset(sc->visited, 0, sc->visited_cap * sizeof *sc->visited);
+        sc->epoch = 1;
+    }
+}
+
+static inline bool visit(vm_scratch *sc, uint32_t id) {
+    if (sc->visited[id] == sc->epoch)
+        return false;
+    sc->visited[id] = sc->epoch;
+    return true;
+}
+
+/* ---- the candidate list -------------------------------------------------- */
+
+typedef struct vm_list {
+    vm_cand *c;
+    uint8_t *expanded;
+    size_t size, cap;
+    size_t cur; /* no unexpanded entry before this position */
+} vm_list;
+
+/* Inserts (d, id) keeping the list sorted and at most cap long; returns
+ * false if it was not good enough. */
+static inline bool list_insert(vm_list *l, float d, uint32_t id) {
+    if (l->size == l->cap && (l->cap == 0 || d >= l->c[l->size - 1].dist))
+        return false;
+    size_t lo = 0, hi = l->size;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->c[mid].dist <= d)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* Entries from lo move one down; a full list drops its last. */
+    size_t end = l->size < l->cap ? l->size : l->cap - 1;
+    for (size_t j = end; j > lo; j--) {
+        l->c[j] = l->c[j - 1];
+        l->expanded[j] = l->expanded[j - 1];
+    }
+    l->c[lo] = (vm_cand){d, id};
+    l->expanded[lo] = 0;
+    if (l->size < l->cap)
+        l->size++;
+    if (lo < l->cur)
+        l->cur = lo;
+    return true;
+}
+
+/* The position of the nearest unexpanded candidate, or size if none. */
+static inline size_t list_next(vm_list *l) {
+    while (l->cur < l->size && l->expanded[l->cur])
+        l->cur++;
+    return l->cur;
+}
+
+static inline void prefetch_bytes(const void *p, size_t bytes) {
+    const char *c = p;
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(c + off, 0, 3);
+}
+
+float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
+    const simd_ops *ops = simd_ops_get();
+    const float *x = s->vectors + id * s->dim;
+    switch (s->metric) {
+    case ROTOR_METRIC_L2: return ops->l2sq_f32(q, x, s->dim);
+    case ROTOR_METRIC_IP: return -ops->dot_f32(q, x, s->dim);
+    case ROTOR_METRIC_COSINE: return 1.0f - ops->dot_f32(q, x, s->dim);
+    }
+    return 0.0f;
+}
+
+/* ---- build ---------------------------------------------------------------- */
+
+/* Greedy search for vector `x` on exact squared L2, reading node records
+ * under their locks; the expanded nodes are left in sc->pool. */
+static void build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                         const float *x) {
+    const size_t d = s->dim;
+    vm_list l = {sc->list, sc->expanded, 0, g->p.build_list, 0};
+    visited_reset(sc);
+    sc->pool_size = 0;
+    visit(sc, g->entry);
+    list_insert(&l, ops->l2sq_f32(x, s->vectors + (size_t)g->entry * d, d), g->entry);
+    size_t i;
+    while ((i = list_next(&l)) < l.size) {
+        l.expanded[i] = 1;
+        vm_cand u = l.c[i];
+        if (sc->pool_size < sc->pool_cap - g->p.degree - 1)
+            sc->pool[sc->pool_size++] = u;
+        node_lock(g, u.id);
+        const uint32_t *rec = node_of(g, u.id);
+        uint32_t deg = rec[0];
+        memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
+        node_unlock(g, u.id);
+        size_t m = 0;
+        for (uint32_t j = 0; j < deg; j++)
+            if (visit(sc, sc->nbrs[j]))
+                sc->nbrs[m++] = sc->nbrs[j];
+        for (size_t j = 0; j < m; j++) {
+            if (j + 1 < m)
+                prefetch_bytes(s->vectors + (size_t)sc->nbrs[j + 1] * d, d < 64 ? d * 4 : 256);
+            float dist = ops->l2sq_f32(x, s->vectors + (size_t)sc->nbrs[j] * d, d);
+            list_insert(&l, dist, sc->nbrs[j]);
+        }
+    }
+}
+
+static int cand_cmp(const void *a, const void *b) {
+    const vm_cand *x = a, *y = b;
+    if (x->dist != y->dist)
+        return x->dist < y->dist ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* RobustPrune of point p over sc->prune[0..n) (distances to p filled in):
+ * writes at most R ids to out and returns how many. */
+static uint32_t robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops,
+                             vm_scratch *sc, uint32_t p, size_t n, float alpha, uint32_t *out) {
+    const size_t d = s->dim;
+    vm_cand *c = sc->prune;
+    qsort(c, n, sizeof *c, cand_cmp);
+    /* Drop p itself and duplicates (a candidate can be both expanded and an
+     * old neighbour); sorted by (dist, id), duplicates are adjacent. */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].id == p || (m > 0 && c[m - 1].id == c[i].id))
+            continue;
+        c[m++] = c[i];
+    }
+    memset(sc->gone, 0, m);
+    uint32_t kept = 0;
+    for (size_t i = 0; i < m && kept < g->p.degree; i++) {
+        if (sc->gone[i])
+            continue;
+        out[kept++] = c[i].id;
+        const float *xi = s->vectors + (size_t)c[i].id * d;
+        for (size_t j = i + 1; j < m; j++) {
+            if (sc->gone[j])
+                continue;
+            float dij = ops->l2sq_f32(xi, s->vectors + (size_t)c[j].id * d, d);
+            if (alpha * dij <= c[j].dist)
+                sc->gone[j] = 1;
+        }
+    }
+    return kept;
+}
+
+/* Adds the edge u -> p, pruning u's list when it is full. */
+static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                          uint32_t u, uint32_t p, float alpha) {
+    const size_t d = s->dim;
+    node_lock(g, u);
+    uint32_t *rec = node_of(g, u);
+    uint32_t deg = rec[0];
+    for (uint32_t j = 0; j < deg; j++) {
+        if (rec[1 + j] == p) {
+            node_unlock(g, u);
+            return;
+        }
+    }
+    if (deg < g->p.degree) {
+        rec[1 + deg] = p;
+        rec[0] = deg + 1;
+    } else {
+        const float *xu = s->vectors + (size_t)u * d;
+        for (uint32_t j = 0; j < deg; j++)
+            sc->prune[j] =
+                (vm_cand){ops->l2sq_f32(xu, s->vectors + (size_t)rec[1 + j] * d, d), rec[1 + j]};
+        sc->prune[deg] = (vm_cand){ops->l2sq_f32(xu, s->vectors + (size_t)p * d, d), p};
+        rec[0] = robust_prune(g, s, ops, sc, u, (size_t)deg + 1, alpha, rec + 1);
+    }
+    g->dirty[u] = 1;
+    node_unlock(g, u);
+}
+
+static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                         uint32_t p, float alpha) {
+    const size_t d = s->dim;
+    const float *x = s->vectors + (size_t)p * d;
+    build_search(g, s, ops, sc, x);
+    size_t n = sc->pool_size;
+    memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
+    /* The second pass also reconsiders p's current neighbours. */
+    node_lock(g, p);
+    uint32_t *rec = node_of(g, p);
+    uint32_t deg = rec[0];
+    memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
+    node_unlock(g, p);
+    for (uint32_t j = 0; j < deg; j++)
+        sc->prune[n++] =
+            (vm_cand){ops->l2sq_f32(x, s->vectors + (size_t)sc->nbrs[j] * d, d), sc->nbrs[j]};
+    uint32_t *chosen = sc->nbrs;
+    uint32_t kept = robust_prune(g, s, ops, sc, p, n, alpha, chosen);
+    node_lock(g, p);
+    memcpy(rec + 1, chosen, kept * sizeof(uint32_t));
+    rec[0] = kept;
+    g->dirty[p] = 1;
+    node_unlock(g, p);
+    /* chosen lives in sc->nbrs, which the back edges do not touch. */
+    for (uint32_t j = 0; j < kept; j++)
+        add_back_edge(g, s, ops, sc, chosen[j], p, alpha);
+}
+
+/* Marks in `seen` every node reachable from the entry; returns how many. */
+static size_t mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
+    memset(seen, 0, g->count);
+    size_t top = 0, reached = 1;
+    seen[g->entry] = 1;
+    stack[top++] = g->entry;
+    while (top > 0) {
+        const uint32_t *rec = node_of(g, stack[--top]);
+        for (uint32_t j = 0; j < rec[0]; j++) {
+            uint32_t v = rec[1 + j];
+            if (!seen[v]) {
+                seen[v] = 1;
+                reached++;
+                stack[top++] = v;
+            }
+        }
+    }
+    return reached;
+}
+
+/* Pruning can leave a node with no in-edge from the rest of the graph,
+ * which no search would ever reach. Each such node is linked from the
+ * nearest node a search for it expands (all reachable), preferring one
+ * with a free slot; a full one gives up its farthest edge, and the check
+ * repeats until every node is reached. */
+static void connect_unreached(vamana *g, const graph_space *s, vm_scratch *sc, uint8_t *seen,
+                              uint32_t *stack) {
+    const simd_ops *ops = simd_ops_get();
+    for (unsigned round = 0; round < 8; round++) {
+        if (mark_reachable(g, seen, stack) == g->count)
+            break;
+        for (size_t u = 0; u < g->count; u++) {
+            if (seen[u])
+                continue;
+            build_search(g, s, ops, sc, s->vectors + u * s->dim);
+            qsort(sc->pool, sc->pool_size, sizeof *sc->pool, cand_cmp);
+            size_t pick = 0;
+            for (size_t j = 0; j < sc->pool_size; j++) {
+                if (sc->pool[j].id != u && node_of(g, sc->pool[j].id)[0] < g->p.degree) {
+                    pick = j;
+                    break;
+                }
+            }
+            uint32_t v = sc->pool[pick].id;
+            if (v == u)
+                continue;
+            uint32_t *rec = node_of(g, v);
+            if (rec[0] < g->p.degree)
+                rec[1 + rec[0]++] = (uint32_t)u;
+            else
+                rec[g->p.degree] = (uint32_t)u;
+            g->dirty[v] = 1;
+            seen[u] = 1;
+        }
+    }
+}
+
+/* Copies the codes of a node's neighbours into its record. */
+static void refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code) {
+    const quant *q = g->q;
+    uint32_t *rec = node_of(g, u);
+    uint8_t *block = (uint8_t *)rec + g->block_off;
+    for (uint32_t j = 0; j < rec[0]; j++) {
+        q->ops->load(s->q, s->codes, rec[1 + j], code);
+        q->ops->store(q, block, j, code);
+    }
+    g->dirty[u] = 0;
+}
+
+typedef struct build_job {
+    vamana *g;
+    const graph_space *s;
+    const uint32_t *order; /* points to insert */
+    size_t n;
+    float alpha;
+    int phase; /* 0: insert, 1: refresh codes */
+    atomic_size_t next;
+    atomic_size_t done;
+    atomic_int stop;
+} build_job;
+
+typedef struct build_worker {
+    build_job *job;
+    vm_scratch *sc;
+    uint8_t *code;
+    bool reports; /* the calling thread reports progress */
+    uint64_t progress_base, progress_total;
+    bool cancelled;
+} build_worker;
+
+enum { CHUNK = 32 };
+
+static void *build_run(void *arg) {
+    build_worker *w = arg;
+    build_job *job = w->job;
+    vamana *g = job->g;
+    const simd_ops *ops = simd_ops_get();
+    for (;;) {
+        if (atomic_load_explicit(&job->stop, memory_order_relaxed))
+            break;
+        size_t b = atomic_fetch_add(&job->next, CHUNK);
+        if (b >= job->n)
+            break;
+        size_t e = b + CHUNK < job->n ? b + CHUNK : job->n;
+        for (size_t i = b; i < e; i++) {
+            if (job->phase == 0)
+                insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha);
+            else if (g->dirty[i])
+                refresh_codes(g, job->s, i, w->code);
+        }
+        size_t done = atomic_fetch_add(&job->done, e - b) + (e - b);
+        if (w->reports && job->phase == 0 && g->p.progress != NULL &&
+            g->p.progress(g->p.progress_opaque, w->progress_base + done, w->progress_total)) {
+            w->cancelled = true;
+            atomic_store(&job->stop, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Runs one phase over `n` items on the graph's threads (the calling thread
+ * is one of them); a thread that cannot start leaves its share to the
+ * others, since they pull work from one counter. */
+static bool run_phase(build_job *job, build_worker *w, unsigned threads) {
+    pthread_t tid[64];
+    bool started[64] = {false};
+    atomic_store(&job->next, 0);
+    atomic_store(&job->done, 0);
+    for (unsigned t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, build_run, &w[t]) == 0;
+    build_run(&w[0]);
+    for (unsigned t = 1; t < threads; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
+    return !w[0].cancelled;
+}
+
+/* Makes room for `n` nodes; on failure nothing changed. */
+static rotor_status reserve(vamana *g, size_t n) {
+    if (n <= g->capacity)
+        return ROTOR_OK;
+    size_t cap = g->capacity ? g->capacity : 1024;
+    while (cap < n)
+        cap = cap > SIZE_MAX / 2 ? n : cap * 2;
+    size_t bytes;
+    CM_RETURN_IF(cm_mul_overflow(cap, g->node_bytes, &bytes) || cap > UINT32_MAX,
+                 ROTOR_ERR_OUT_OF_MEMORY, "a graph of %zu nodes is too large", cap);
+    uint8_t *nodes = cm_calloc(&g->alloc, bytes, "graph nodes");
+    atomic_uchar *locks = cm_calloc(&g->alloc, cap, "graph locks");
+    uint8_t *dirty = cm_calloc(&g->alloc, cap, "graph flags");
+    if (nodes == NULL || locks == NULL || dirty == NULL) {
+        cm_free(&g->alloc, nodes);
+        cm_free(&g->alloc, (void *)locks);
+        cm_free(&g->alloc, dirty);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (g->count > 0) {
+        memcpy(nodes, g->nodes, g->count * g->node_bytes);
+        memcpy(dirty, g->dirty, g->count);
+    }
+    cm_free(&g->alloc, g->nodes);
+    cm_free(&g->alloc, (void *)g->locks);
+    cm_free(&g->alloc, g->dirty);
+    g->nodes = nodes;
+    g->locks = locks;
+    g->dirty = dirty;
+    g->capacity = cap;
+    return ROTOR_OK;
+}
+
+/* The point nearest to the mean of all points: the entry of every search. */
+static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out) {
+    const simd_ops *ops = simd_ops_get();
+    const size_t d = s->dim;
+    double *col = cm_calloc(&g->alloc, d * (sizeof(double) + sizeof(float)), "graph centre");
+    if (col == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    float *mean = (float *)(col + d);
+    for (size_t i = 0; i < s->count; i++) {
+        const float *x = s->vectors + i * d;
+        for (size_t j = 0; j < d; j++)
+            col[j] += x[j];
+    }
+    for (size_t j = 0; j < d; j++)
+        mean[j] = (float)(col[j] / (double)s->count);
+    uint32_t best = 0;
+    float best_d = INFINITY;
+    for (size_t i = 0; i < s->count; i++) {
+        float dist = ops->l2sq_f32(mean, s->vectors + i * d, d);
+        if (dist < best_d) {
+            best_d = dist;
+            best = (uint32_t)i;
+        }
+    }
+    cm_free(&g->alloc, col);
+    *out = best;
+    return ROTOR_OK;
+}
+
+rotor_status vamana_insert(vamana *g, const graph_space *s) {
+    const size_t first = g->count, n = s->count - first;
+    if (n == 0)
+        return ROTOR_OK;
+    CM_RETURN_IF(g->p.neighbor_codes && s->q == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "neighbour codes need a quantizer");
+    CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
+                 "a graph holds at most %u points, not %zu", UINT32_MAX, s->count);
+    CM_FORWARD(reserve(g, s->count));
+    unsigned threads = g->p.threads > 64 ? 64 : g->p.threads;
+    if (threads > n)
+        threads = (unsigned)n;
+
+    /* Everything the insertion needs is allocated before the first link. */
+    rotor_status st = ROTOR_OK;
+    build_worker w[64];
+    memset(w, 0, sizeof w);
+    /* `order` doubles as the reachability check's stack, hence its size. */
+    uint32_t *order = cm_alloc(&g->alloc, s->count * sizeof *order, "insertion order");
+    uint8_t *seen = cm_alloc(&g->alloc, s->count, "reachability marks");
+    if (order == NULL || seen == NULL) {
+        cm_free(&g->alloc, order);
+        cm_free(&g->alloc, seen);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    size_t code_bytes = s->q ? s->q->code_bytes : 0;
+    for (unsigned t = 0; t < threads && st == ROTOR_OK; t++) {
+        st = scratch_get(g, s, s->count, g->p.build_list, 2 * (size_t)g->p.build_list + 64, 0,
+                         &w[t].sc);
+        if (st == ROTOR_OK && code_bytes > 0) {
+            w[t].code = cm_alloc(&g->alloc, code_bytes, "code copy");
+            if (w[t].code == NULL)
+                st = ROTOR_ERR_OUT_OF_MEMORY;
+        }
+    }
+    if (st == ROTOR_OK && first == 0)
+        st = medoid(g, s, &g->entry);
+    if (st == ROTOR_OK) {
+        uint64_t rng = g->p.seed ^ (0x5bd1e995ULL * (first + 1));
+        for (size_t i = 0; i < n; i++)
+            order[i] = (uint32_t)(first + i);
+        for (size_t i = n; i > 1; i--) {
+            size_t j = (size_t)(cm_splitmix64(&rng) % i);
+            uint32_t t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+        g->count = s->count;
+
+        const bool build = first == 0;
+        const unsigned passes = build ? 2 : 1;
+        build_job job = {.g = g, .s = s, .order = order, .n = n};
+        for (unsigned t = 0; t < threads; t++) {
+            w[t].job = &job;
+            w[t].reports = t == 0 && build;
+            w[t].progress_total = (uint64_t)passes * n;
+        }
+        for (unsigned pass = 0; pass < passes && st == ROTOR_OK; pass++) {
+            job.alpha = pass + 1 < passes ? 1.0f : g->p.alpha;
+            w[0].progress_base = (uint64_t)pass * n;
+            if (!run_phase(&job, w, threads))
+                st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "graph build cancelled by the caller");
+        }
+        if (st == ROTOR_OK)
+            connect_unreached(g, s, w[0].sc, seen, (uint32_t *)order);
+        if (st == ROTOR_OK && g->q != NULL) {
+            job.phase = 1;
+            job.n = g->count;
+            run_phase(&job, w, threads);
+        }
+    }
+    for (unsigned t = 0; t < threads; t++) {
+        if (w[t].sc != NULL)
+            scratch_put(g, w[t].sc);
+        cm_free(&g->alloc, w[t].code);
+    }
+    cm_free(&g->alloc, order);
+    cm_free(&g->alloc, seen);
+    return st;
+}
+
+/* ---- search ---------------------------------------------------------------- */
+
+rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
+                           size_t list, size_t rerank, int64_t *ids, float *dists) {
+    const quant *q = s->q;
+    if (list < k)
+        list = k;
+    vm_scratch *sc;
+    const bool pooled = q != NULL && rerank > list;
+    CM_FORWARD(scratch_get(g, s, g->count, list, 0, pooled ? rerank : 0, &sc));
+    /* A rerank deeper than the list keeps its own heap of the best
+     * estimates seen, so a short list (fast) can still feed a deep rerank;
+     * otherwise the list itself holds the best estimates. */
+    cm_topk pool;
+    cm_topk_init(&pool, sc->best_d, sc->best_id, pooled ? rerank : 0);
+    const bool blocks = g->q != NULL;
+    void *qs = NULL;
+    if (q != NULL) {
+        qs = sc->qmem;
+        q->ops->prepare(q, query, qs, (float *)(sc->qmem + cm_round_up(q->query_bytes, CM_ALIGN)));
+    }
+    vm_list l = {sc->list, sc->expanded, 0, list, 0};
+    visited_reset(sc);
+    float d0;
+    if (q != NULL)
+        q->ops->scan(q, qs, s->codes, g->entry, 1, &d0);
+    else
+        d0 = graph_exact_distance(s, query, g->entry);
+    visit(sc, g->entry);
+    list_insert(&l, d0, g->entry);
+    if (pooled)
+        cm_topk_push(&pool, d0, g->entry);
+
+    size_t i;
+    while ((i = list_next(&l)) < l.size) {
+        l.expanded[i] = 1;
+        const uint32_t u = l.c[i].id;
+        /* Fetch the likely next node while this one is scored. */
+        for (size_t j = i + 1; j < l.size; j++) {
+            if (!l.expanded[j]) {
+                prefetch_bytes(node_of(g, l.c[j].id), blocks ? g->node_bytes : 64);
+                break;
+            }
+        }
+        const uint32_t *rec = node_of(g, u);
+        const uint32_t deg = rec[0];
+        const uint32_t *nb = rec + 1;
+        if (blocks) {
+            q->ops->scan(q, qs, (const uint8_t *)rec + g->block_off, 0, deg, sc->est);
+            for (uint32_t j = 0; j < deg; j++) {
+                if (!visit(sc, nb[j]))
+                    continue;
+                list_insert(&l, sc->est[j], nb[j]);
+                if (pooled && sc->est[j] < cm_topk_threshold(&pool))
+                    cm_topk_push(&pool, sc->est[j], nb[j]);
+            }
+        } else if (q != NULL) {
+            for (uint32_t j = 0; j < deg; j++) {
+                if (!visit(sc, nb[j]))
+                    continue;
+                float e;
+                q->ops->scan(q, qs, s->codes, nb[j], 1, &e);
+                list_insert(&l, e, nb[j]);
+                if (pooled && e < cm_topk_threshold(&pool))
+                    cm_topk_push(&pool, e, nb[j]);
+            }
+        } else {
+            for (uint32_t j = 0; j < deg; j++) {
+                if (!visit(sc, nb[j]))
+                    continue;
+                if (j + 1 < deg)
+                    prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim,
+                                   s->dim * sizeof(float) < 512 ? s->dim * sizeof(float) : 512);
+                list_insert(&l, graph_exact_distance(s, query, nb[j]), nb[j]);
+            }
+        }
+    }
+
+    cm_topk top;
+    cm_topk_init(&top, dists, ids, k);
+    if (q != NULL && rerank > 0) {
+        const size_t n = pooled ? pool.size : (rerank < l.size ? rerank : l.size);
+        const size_t vb = s->dim * sizeof(float);
+        /* Start every candidate's first lines loading at once; the kernel's
+         * sequential reads then find the rest streaming in. */
+        for (size_t j = 0; j < n; j++)
+            prefetch_bytes(s->vectors + (pooled ? (size_t)pool.id[j] : l.c[j].id) * s->dim,
+                           vb < 256 ? vb : 256);
+        for (size_t j = 0; j < n; j++) {
+            size_t id = pooled ? (size_t)pool.id[j] : l.c[j].id;
+            cm_topk_push(&top, graph_exact_distance(s, query, id), (int64_t)id);
+        }
+    } else {
+        for (size_t j = 0; j < l.size && j < k; j++)
+            cm_topk_push(&top, l.c[j].dist, l.c[j].id);
+    }
+    cm_topk_finish(&top);
+    scratch_put(g, sc);
+    return ROTOR_OK;
+}
