@@ -1,15 +1,20 @@
 #!/usr/bin/python3
 """Compare benchmark JSON lines (from `rotor bench --json` and
 bench/peers/peers.py): per data set, the best QPS each method reaches at
-recall@10 floors, and its ratio to rotor's.
+recall@10 floors, and its ratio to rotor's best.
 
-    bench/compare.py results.jsonl [--floors 0.9,0.95,0.99] [--cpu]
+    bench/compare.py results.jsonl [--floors 0.9,0.95,0.99] [--cpu] [--svg curves.svg]
 
 --cpu divides queries by the CPU seconds of the searching threads instead of
 wall time, which keeps a comparison readable when the machine is shared.
+--svg draws every method's recall/QPS curve into one plot per data set
+(curves.svg, or curves-<data set>.svg when there are several).
 """
 import argparse
+import html
 import json
+import math
+import os
 import sys
 from collections import defaultdict
 
@@ -18,9 +23,73 @@ def label(r):
     tool = r.get("tool", "rotor")
     build = r.get("build")
     name = f"{tool}:{r['method']}"
+    if tool == "rotor" and r.get("quant") and r["quant"] != "none":
+        name += f" {r['quant']}"
     if build:
         name += f" ({build})"
     return name
+
+
+def frontier(pts):
+    """The points no other point beats on both recall and QPS, by recall."""
+    out = []
+    for r, q in sorted(pts, key=lambda p: (-p[0], -p[1])):
+        if not out or q > out[-1][1]:
+            out.append((r, q))
+    return sorted(out)
+
+
+COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def write_svg(path, title, methods, qps_label):
+    w, h, ml, mr, mt, mb = 820, 520, 70, 250, 40, 50
+    pts = [p for v in methods.values() for p in v]
+    rmin = max(0.5, min(r for r, _ in pts) - 0.01)
+    qlo = math.log10(max(1.0, min(q for _, q in pts)) / 1.3)
+    qhi = math.log10(max(q for _, q in pts) * 1.3)
+
+    def xy(r, q):
+        x = ml + (r - rmin) / (1.0 - rmin) * (w - ml - mr)
+        y = h - mb - (math.log10(q) - qlo) / (qhi - qlo) * (h - mt - mb)
+        return x, y
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{ml}" y="24" font-size="15">{html.escape(title)}</text>']
+    for i in range(11):
+        r = rmin + (1.0 - rmin) * i / 10
+        x, _ = xy(r, 10 ** qlo)
+        out.append(f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{h - mb}" stroke="#eee"/>')
+        out.append(f'<text x="{x:.1f}" y="{h - mb + 16}" text-anchor="middle">{r:.3f}</text>')
+    for e in range(int(math.floor(qlo)), int(math.ceil(qhi)) + 1):
+        for m in (1, 2, 5):
+            q = m * 10 ** e
+            if not qlo <= math.log10(q) <= qhi:
+                continue
+            _, y = xy(rmin, q)
+            out.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{w - mr}" y2="{y:.1f}" stroke="#eee"/>')
+            out.append(f'<text x="{ml - 6}" y="{y + 4:.1f}" text-anchor="end">{q:g}</text>')
+    out.append(f'<text x="{(ml + w - mr) / 2}" y="{h - 12}" text-anchor="middle">recall@10</text>')
+    out.append(f'<text x="16" y="{(mt + h - mb) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {(mt + h - mb) / 2})">{html.escape(qps_label)} (log)</text>')
+    for i, (m, p) in enumerate(sorted(methods.items(), key=lambda kv: not kv[0].startswith("rotor"))):
+        c = COLOURS[i % len(COLOURS)]
+        line = frontier(p)
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(r, q) for r, q in line))
+        out.append(f'<polyline points="{coords}" fill="none" stroke="{c}" stroke-width="2"/>')
+        for r, q in line:
+            x, y = xy(r, q)
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{c}"/>')
+        ly = mt + 14 + 18 * i
+        out.append(f'<line x1="{w - mr + 12}" y1="{ly - 4}" x2="{w - mr + 32}" y2="{ly - 4}" '
+                   f'stroke="{c}" stroke-width="2"/>')
+        out.append(f'<text x="{w - mr + 38}" y="{ly}">{html.escape(m)}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 def main():
@@ -29,6 +98,7 @@ def main():
     p.add_argument("--floors", default="0.9,0.95,0.99")
     p.add_argument("--cpu", action="store_true", help="QPS per CPU-second of search threads")
     p.add_argument("--threads", type=int, default=1, help="only rows with this many threads")
+    p.add_argument("--svg", help="write the recall/QPS curves to this SVG file")
     a = p.parse_args()
     floors = [float(x) for x in a.floors.split(",")]
     rows = []
@@ -49,18 +119,35 @@ def main():
               f"{a.threads} thread(s)")
         best = {m: [max([q for r, q in pts if r >= fl], default=None) for fl in floors]
                 for m, pts in methods.items()}
-        rotor = next((m for m in best if m.startswith("rotor:")), None)
+        # rotor's best configuration at each floor is what peers are held to.
+        rotor_rows = [m for m in best if m.startswith("rotor:")]
+        rotor = None
+        if rotor_rows:
+            rotor = "rotor (best of above)" if len(rotor_rows) > 1 else rotor_rows[0]
+            best[rotor] = [max([best[m][i] for m in rotor_rows if best[m][i]], default=None)
+                           for i in range(len(floors))]
         head = f"{'method':34s}" + "".join(f"{'@' + str(fl):>12s}{'ratio':>8s}" for fl in floors)
         print(head)
-        for m, vals in sorted(best.items(), key=lambda kv: kv[0] != rotor):
+        order = sorted(best.items(), key=lambda kv: (not kv[0].startswith("rotor"), kv[0] == rotor,
+                                                    kv[0]))
+        for m, vals in order:
             line = f"{m:34s}"
             for i, v in enumerate(vals):
                 ref = best[rotor][i] if rotor else None
-                ratio = f"{ref / v:8.2f}" if v and ref and m != rotor else f"{'':8s}"
+                is_rotor = m.startswith("rotor")
+                ratio = f"{ref / v:8.2f}" if v and ref and not is_rotor else f"{'':8s}"
                 line += (f"{v:12.1f}" if v else f"{'-':>12s}") + ratio
             print(line)
         if rotor:
-            print("(ratio = rotor's QPS / this method's QPS at the same recall floor)")
+            print("(ratio = rotor's best QPS / this method's QPS at the same recall floor)")
+        if a.svg:
+            path = a.svg
+            if len(by_set) > 1:
+                root, ext = os.path.splitext(a.svg)
+                path = f"{root}-{dataset.split('.')[0]}{ext or '.svg'}"
+            write_svg(path, f"{dataset} ({metric}), {a.threads} thread(s)", methods,
+                      "queries per CPU-second" if a.cpu else "QPS")
+            print(f"curves: {path}")
 
 
 if __name__ == "__main__":

@@ -88,10 +88,18 @@ struct vamana {
     atomic_uchar *locks; /* capacity spin locks */
     uint8_t *dirty;      /* capacity: list changed since its codes were copied */
     uint32_t entry;
+    /* Extra starting points, scored together at the start of a quantized
+     * search (see choose_starts). */
+    uint32_t *starts;
+    uint8_t *start_codes; /* q's store of their codes */
+    size_t nstarts;
     vm_pool *pool;
 };
 
-enum { SCORE_BLOCK = 32, PROGRESS_EVERY = 256 };
+/* Starting points of a search with neighbour codes: one fast-scan pass over
+ * 256 codes costs about as much as expanding eight nodes, and lands the
+ * search near the query instead of at the medoid of the whole set. */
+enum { SCORE_BLOCK = 32, MAX_STARTS = 256 };
 
 static inline uint32_t *node_of(const vamana *g, size_t u) {
     return (uint32_t *)(g->nodes + u * g->node_bytes);
@@ -144,11 +152,15 @@ rotor_status vamana_create(const rotor_allocator *a, const vamana_params *p, con
     g->block_bytes = g->q ? g->q->ops->store_bytes(g->q, p->degree) : 0;
     g->node_bytes = cm_round_up(g->block_off + g->block_bytes, g->q ? CM_ALIGN : 16);
     g->pool = cm_calloc(a, sizeof *g->pool, "graph scratch pool");
-    if (g->pool == NULL || pthread_mutex_init(&g->pool->lock, NULL) != 0) {
+    rotor_status st = ROTOR_OK;
+    if (g->pool == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    else if (pthread_mutex_init(&g->pool->lock, NULL) != 0)
+        st = cm_fail(ROTOR_ERR_THREAD, "cannot create the graph's mutex");
+    if (st != ROTOR_OK) {
         cm_free(a, g->pool);
         cm_free(a, g);
-        return g->pool == NULL ? ROTOR_ERR_OUT_OF_MEMORY
-                               : cm_fail(ROTOR_ERR_THREAD, "cannot create the graph's mutex");
+        return st;
     }
     *out = g;
     return ROTOR_OK;
@@ -186,6 +198,8 @@ void vamana_free(vamana *g) {
     cm_free(&a, g->nodes);
     cm_free(&a, (void *)g->locks);
     cm_free(&a, g->dirty);
+    cm_free(&a, g->starts);
+    cm_free(&a, g->start_codes);
     cm_free(&a, g);
 }
 
@@ -219,6 +233,8 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
         if (sc == NULL)
             return ROTOR_ERR_OUT_OF_MEMORY;
         size_t r = cm_round_up((size_t)g->p.degree + 1, SCORE_BLOCK);
+        if (r < MAX_STARTS)
+            r = MAX_STARTS;
         sc->nbrs = cm_alloc(a, r * sizeof *sc->nbrs, "neighbour ids");
         sc->est = cm_alloc(a, r * sizeof *sc->est, "neighbour estimates");
         if (sc->nbrs == NULL || sc->est == NULL) {
@@ -727,6 +743,14 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
     }
     if (st == ROTOR_OK && first == 0)
         st = medoid(g, s, &g->entry);
+    size_t nstarts = g->q != NULL && first == 0 ? (n < MAX_STARTS ? n : MAX_STARTS) : 0;
+    if (st == ROTOR_OK && nstarts > 0) {
+        g->starts = cm_alloc(&g->alloc, nstarts * sizeof *g->starts, "graph starting points");
+        g->start_codes =
+            cm_calloc(&g->alloc, g->q->ops->store_bytes(g->q, nstarts), "graph starting points");
+        if (g->starts == NULL || g->start_codes == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
     if (st == ROTOR_OK) {
         uint64_t rng = g->p.seed ^ (0x5bd1e995ULL * (first + 1));
         for (size_t i = 0; i < n; i++)
@@ -753,8 +777,16 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
             if (!run_phase(&job, w, threads))
                 st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "graph build cancelled by the caller");
         }
+        /* The first points of the random order are a uniform sample. */
+        for (size_t i = 0; st == ROTOR_OK && i < nstarts; i++) {
+            g->starts[i] = order[i];
+            s->q->ops->load(s->q, s->codes, order[i], w[0].code);
+            g->q->ops->store(g->q, g->start_codes, i, w[0].code);
+        }
         if (st == ROTOR_OK)
-            connect_unreached(g, s, w[0].sc, seen, (uint32_t *)order);
+            g->nstarts = nstarts;
+        if (st == ROTOR_OK)
+            connect_unreached(g, s, w[0].sc, seen, order);
         if (st == ROTOR_OK && g->q != NULL) {
             job.phase = 1;
             job.n = g->count;
@@ -803,6 +835,16 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     list_insert(&l, d0, g->entry);
     if (pooled)
         cm_topk_push(&pool, d0, g->entry);
+    if (blocks && g->nstarts > 0) {
+        q->ops->scan(q, qs, g->start_codes, 0, g->nstarts, sc->est);
+        for (size_t j = 0; j < g->nstarts; j++) {
+            if (!visit(sc, g->starts[j]))
+                continue;
+            list_insert(&l, sc->est[j], g->starts[j]);
+            if (pooled && sc->est[j] < cm_topk_threshold(&pool))
+                cm_topk_push(&pool, sc->est[j], g->starts[j]);
+        }
+    }
 
     size_t i;
     while ((i = list_next(&l)) < l.size) {

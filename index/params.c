@@ -94,6 +94,8 @@ rotor_status ix_search_params_check(const rotor_search_params *p) {
     CM_RETURN_IF(p->rerank < -1, ROTOR_ERR_INVALID_ARGUMENT,
                  "rerank must be -1 (automatic), 0 (none) or a count, not %lld",
                  (long long)p->rerank);
+    CM_RETURN_IF(p->list_size > 100000, ROTOR_ERR_INVALID_ARGUMENT,
+                 "search list size must be at most 100000, not %u", p->list_size);
     return ROTOR_OK;
 }
 

@@ -377,6 +377,11 @@ static void test_bad_params(void **state) {
     memcpy(q, f->queries, sizeof q);
     q[0] = INFINITY;
     assert_int_equal(rotor_index_search(ix, NULL, q, D, K, ids, NULL), ROTOR_ERR_NOT_FINITE);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 200000;
+    assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL),
+                     ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "list size"));
     rotor_index_close(ix);
 }
 
