@@ -28,6 +28,10 @@ typedef struct graph_space {
     rotor_metric metric;
     const quant *q;       /* NULL: navigate on the full vectors */
     const uint8_t *codes; /* q's store of all `count` codes (q != NULL) */
+    /* The codes a graph walks on: q and codes, or another quantizer whose
+     * candidates q then estimates again (vamana_search's refine). */
+    const quant *nav_q;
+    const uint8_t *nav_codes;
 } graph_space;
 
 /* ---- Vamana (vamana.c) --------------------------------------------------
@@ -64,12 +68,14 @@ void vamana_free(vamana *g);
  * callback (build only) leaves it unusable, and the caller discards it. */
 rotor_status vamana_insert(vamana *g, const graph_space *s);
 
-/* Beam search with a candidate list of `list` entries (>= k), then exact
- * rerank of the best `rerank` candidates on the full vectors (0: return the
- * estimates). `query` is prepared (normalised for cosine). Any number of
- * threads may search one graph at once. */
+/* Beam search with a candidate list of `list` entries (>= k) on
+ * s->nav_q's estimates; when s->q differs, the best `refine` candidates are
+ * estimated again with s->q; then the best `rerank` are scored exactly on
+ * the full vectors (0: return the estimates). `query` is prepared
+ * (normalised for cosine). Any number of threads may search one graph at
+ * once. */
 rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
-                           size_t list, size_t rerank, int64_t *ids, float *dists);
+                           size_t list, size_t refine, size_t rerank, int64_t *ids, float *dists);
 
 size_t vamana_count(const vamana *g);
 uint32_t vamana_entry(const vamana *g);

@@ -70,6 +70,7 @@ typedef struct vm_scratch {
     size_t qmem_size;
     float *best_d; /* a search's best estimates for a deep rerank */
     int64_t *best_id;
+    uint32_t *cand; /* the candidates that go on to refine and rerank */
     size_t best_cap;
 } vm_scratch;
 
@@ -83,6 +84,11 @@ struct vamana {
     vamana_params p;
     const quant *q; /* layout of the neighbour-code stores; NULL without */
     size_t count, capacity;
+    /* Id slots per node: R plus build slack. A full list is pruned back to
+     * R only when it overflows the slack, so a node gaining reverse edges
+     * is pruned once per few edges instead of at every one; a last pass
+     * prunes every list still longer than R. */
+    uint32_t slots;
     size_t node_bytes, block_off, block_bytes;
     uint8_t *nodes;
     atomic_uchar *locks; /* capacity spin locks */
@@ -148,7 +154,8 @@ rotor_status vamana_create(const rotor_allocator *a, const vamana_params *p, con
     if (g->p.threads == 0)
         g->p.threads = 1;
     g->q = p->neighbor_codes ? q : NULL;
-    g->block_off = 4 * ((size_t)p->degree + 1);
+    g->slots = p->degree + (p->degree * 3 + 9) / 10;
+    g->block_off = 4 * ((size_t)g->slots + 1);
     g->block_bytes = g->q ? g->q->ops->store_bytes(g->q, p->degree) : 0;
     g->node_bytes = cm_round_up(g->block_off + g->block_bytes, g->q ? CM_ALIGN : 16);
     g->pool = cm_calloc(a, sizeof *g->pool, "graph scratch pool");
@@ -181,6 +188,7 @@ static void scratch_free(const vamana *g, vm_scratch *sc) {
     cm_free(a, sc->qmem);
     cm_free(a, sc->best_d);
     cm_free(a, sc->best_id);
+    cm_free(a, sc->cand);
     cm_free(a, sc);
 }
 
@@ -202,6 +210,8 @@ void vamana_free(vamana *g) {
     cm_free(&a, g->start_codes);
     cm_free(&a, g);
 }
+
+static size_t qstate_bytes(const quant *q);
 
 /* Grows one scratch array to hold `n` elements of `size` bytes. */
 static rotor_status grow_array(const rotor_allocator *a, void **arr, size_t *cap, size_t n,
@@ -232,7 +242,7 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
         sc = cm_calloc(a, sizeof *sc, "search scratch");
         if (sc == NULL)
             return ROTOR_ERR_OUT_OF_MEMORY;
-        size_t r = cm_round_up((size_t)g->p.degree + 1, SCORE_BLOCK);
+        size_t r = cm_round_up((size_t)g->slots + 1, SCORE_BLOCK);
         if (r < MAX_STARTS)
             r = MAX_STARTS;
         sc->nbrs = cm_alloc(a, r * sizeof *sc->nbrs, "neighbour ids");
@@ -261,7 +271,7 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
     }
     if (st == ROTOR_OK && pool > sc->pool_cap) {
         size_t pc = sc->pool_cap, rc = sc->pool_cap, gc = sc->pool_cap;
-        size_t n = pool + g->p.degree + 1;
+        size_t n = pool + g->slots + 1;
         st = grow_array(a, (void **)&sc->pool, &pc, n, sizeof(vm_cand), false, "prune pool");
         if (st == ROTOR_OK)
             st = grow_array(a, (void **)&sc->prune, &rc, n, sizeof(vm_cand), false, "prune pool");
@@ -270,18 +280,22 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
         if (st == ROTOR_OK)
             sc->pool_cap = n;
     }
+    if (best < list + 1)
+        best = list + 1; /* the candidates can be the whole list */
     if (st == ROTOR_OK && best > sc->best_cap) {
-        size_t dc = sc->best_cap, ic = sc->best_cap;
+        size_t dc = sc->best_cap, ic = sc->best_cap, cc = sc->best_cap;
         st = grow_array(a, (void **)&sc->best_d, &dc, best, sizeof(float), false, "rerank heap");
         if (st == ROTOR_OK)
             st = grow_array(a, (void **)&sc->best_id, &ic, best, sizeof(int64_t), false,
                             "rerank heap");
         if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->cand, &cc, best, sizeof(uint32_t), false,
+                            "rerank candidates");
+        if (st == ROTOR_OK)
             sc->best_cap = best;
     }
-    if (st == ROTOR_OK && s->q != NULL) {
-        const quant *q = s->q;
-        size_t need = cm_round_up(q->query_bytes, CM_ALIGN) + q->scratch_floats * sizeof(float);
+    if (st == ROTOR_OK && s->nav_q != NULL) {
+        size_t need = qstate_bytes(s->nav_q) + (s->q != s->nav_q ? qstate_bytes(s->q) : 0);
         st = grow_array(a, (void **)&sc->qmem, &sc->qmem_size, need, 1, false, "query state");
     }
     if (st != ROTOR_OK) {
@@ -391,7 +405,7 @@ static void build_search(const vamana *g, const graph_space *s, const simd_ops *
     while ((i = list_next(&l)) < l.size) {
         l.expanded[i] = 1;
         vm_cand u = l.c[i];
-        if (sc->pool_size < sc->pool_cap - g->p.degree - 1)
+        if (sc->pool_size < sc->pool_cap - g->slots - 1)
             sc->pool[sc->pool_size++] = u;
         node_lock(g, u.id);
         const uint32_t *rec = node_of(g, u.id);
@@ -402,9 +416,13 @@ static void build_search(const vamana *g, const graph_space *s, const simd_ops *
         for (uint32_t j = 0; j < deg; j++)
             if (visit(sc, sc->nbrs[j]))
                 sc->nbrs[m++] = sc->nbrs[j];
+        /* Every unvisited neighbour's first lines start loading at once,
+         * and the one after next in full, so the misses overlap. */
+        for (size_t j = 0; j < m; j++)
+            prefetch_bytes(s->vectors + (size_t)sc->nbrs[j] * d, d * 4 < 128 ? d * 4 : 128);
         for (size_t j = 0; j < m; j++) {
-            if (j + 1 < m)
-                prefetch_bytes(s->vectors + (size_t)sc->nbrs[j + 1] * d, d < 64 ? d * 4 : 256);
+            if (j + 2 < m)
+                prefetch_bytes(s->vectors + (size_t)sc->nbrs[j + 2] * d, d * 4);
             float dist = ops->l2sq_f32(x, s->vectors + (size_t)sc->nbrs[j] * d, d);
             list_insert(&l, dist, sc->nbrs[j]);
         }
@@ -464,7 +482,7 @@ static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, 
             return;
         }
     }
-    if (deg < g->p.degree) {
+    if (deg < g->slots) {
         rec[1 + deg] = p;
         rec[0] = deg + 1;
     } else {
@@ -570,10 +588,26 @@ static void refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *co
     uint32_t *rec = node_of(g, u);
     uint8_t *block = (uint8_t *)rec + g->block_off;
     for (uint32_t j = 0; j < rec[0]; j++) {
-        q->ops->load(s->q, s->codes, rec[1 + j], code);
+        q->ops->load(s->nav_q, s->nav_codes, rec[1 + j], code);
         q->ops->store(q, block, j, code);
     }
     g->dirty[u] = 0;
+}
+
+enum { PHASE_INSERT, PHASE_TRIM, PHASE_CODES };
+
+/* Prunes a list longer than R (grown into the slack) back to R. */
+static void trim_node(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                      uint32_t u, float alpha) {
+    uint32_t *rec = node_of(g, u);
+    if (rec[0] <= g->p.degree)
+        return;
+    const float *xu = s->vectors + (size_t)u * s->dim;
+    for (uint32_t j = 0; j < rec[0]; j++)
+        sc->prune[j] = (vm_cand){
+            ops->l2sq_f32(xu, s->vectors + (size_t)rec[1 + j] * s->dim, s->dim), rec[1 + j]};
+    rec[0] = robust_prune(g, s, ops, sc, u, rec[0], alpha, rec + 1);
+    g->dirty[u] = 1;
 }
 
 typedef struct build_job {
@@ -582,7 +616,7 @@ typedef struct build_job {
     const uint32_t *order; /* points to insert */
     size_t n;
     float alpha;
-    int phase; /* 0: insert, 1: refresh codes */
+    int phase; /* PHASE_* */
     atomic_size_t next;
     atomic_size_t done;
     atomic_int stop;
@@ -612,13 +646,15 @@ static void *build_run(void *arg) {
             break;
         size_t e = b + CHUNK < job->n ? b + CHUNK : job->n;
         for (size_t i = b; i < e; i++) {
-            if (job->phase == 0)
+            if (job->phase == PHASE_INSERT)
                 insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha);
+            else if (job->phase == PHASE_TRIM)
+                trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
             else if (g->dirty[i])
                 refresh_codes(g, job->s, i, w->code);
         }
         size_t done = atomic_fetch_add(&job->done, e - b) + (e - b);
-        if (w->reports && job->phase == 0 && g->p.progress != NULL &&
+        if (w->reports && job->phase == PHASE_INSERT && g->p.progress != NULL &&
             g->p.progress(g->p.progress_opaque, w->progress_base + done, w->progress_total)) {
             w->cancelled = true;
             atomic_store(&job->stop, 1);
@@ -710,7 +746,7 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
     const size_t first = g->count, n = s->count - first;
     if (n == 0)
         return ROTOR_OK;
-    CM_RETURN_IF(g->p.neighbor_codes && s->q == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+    CM_RETURN_IF(g->p.neighbor_codes && s->nav_q == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "neighbour codes need a quantizer");
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph holds at most %u points, not %zu", UINT32_MAX, s->count);
@@ -731,7 +767,7 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
         cm_free(&g->alloc, seen);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
-    size_t code_bytes = s->q ? s->q->code_bytes : 0;
+    size_t code_bytes = s->nav_q ? s->nav_q->code_bytes : 0;
     for (unsigned t = 0; t < threads && st == ROTOR_OK; t++) {
         st = scratch_get(g, s, s->count, g->p.build_list, 2 * (size_t)g->p.build_list + 64, 0,
                          &w[t].sc);
@@ -777,10 +813,15 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
             if (!run_phase(&job, w, threads))
                 st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "graph build cancelled by the caller");
         }
+        if (st == ROTOR_OK) {
+            job.phase = PHASE_TRIM;
+            job.n = g->count;
+            run_phase(&job, w, threads);
+        }
         /* The first points of the random order are a uniform sample. */
         for (size_t i = 0; st == ROTOR_OK && i < nstarts; i++) {
             g->starts[i] = order[i];
-            s->q->ops->load(s->q, s->codes, order[i], w[0].code);
+            s->nav_q->ops->load(s->nav_q, s->nav_codes, order[i], w[0].code);
             g->q->ops->store(g->q, g->start_codes, i, w[0].code);
         }
         if (st == ROTOR_OK)
@@ -788,7 +829,7 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
         if (st == ROTOR_OK)
             connect_unreached(g, s, w[0].sc, seen, order);
         if (st == ROTOR_OK && g->q != NULL) {
-            job.phase = 1;
+            job.phase = PHASE_CODES;
             job.n = g->count;
             run_phase(&job, w, threads);
         }
@@ -805,30 +846,49 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
 
 /* ---- search ---------------------------------------------------------------- */
 
+/* Query-state bytes of one quantizer (state, then its scratch). */
+static size_t qstate_bytes(const quant *q) {
+    return q ? cm_round_up(q->query_bytes, CM_ALIGN) +
+                   cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN)
+             : 0;
+}
+
+static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
+    q->ops->prepare(q, query, mem, (float *)(mem + cm_round_up(q->query_bytes, CM_ALIGN)));
+    return mem;
+}
+
 rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
-                           size_t list, size_t rerank, int64_t *ids, float *dists) {
-    const quant *q = s->q;
+                           size_t list, size_t refine, size_t rerank, int64_t *ids, float *dists) {
+    const quant *nq = s->nav_q; /* what the walk scores; NULL: full vectors */
+    const bool refining = nq != NULL && s->q != nq;
     if (list < k)
         list = k;
+    /* How many of the walk's best candidates go on: to the refine, or
+     * straight to the exact rerank. */
+    size_t keep = 0;
+    if (refining)
+        keep = refine > rerank ? refine : rerank;
+    else if (nq != NULL)
+        keep = rerank;
+    if (keep > 0 && keep < k)
+        keep = k;
+    /* A depth beyond the list keeps its own heap of the best estimates
+     * seen, so a short list (fast) can still feed a deep rerank. */
+    const bool pooled = keep > list;
+    const size_t second = refining ? (rerank > k ? rerank : k) : 0;
     vm_scratch *sc;
-    const bool pooled = q != NULL && rerank > list;
-    CM_FORWARD(scratch_get(g, s, g->count, list, 0, pooled ? rerank : 0, &sc));
-    /* A rerank deeper than the list keeps its own heap of the best
-     * estimates seen, so a short list (fast) can still feed a deep rerank;
-     * otherwise the list itself holds the best estimates. */
+    CM_FORWARD(scratch_get(g, s, g->count, list, 0, (pooled ? keep : 0) + second, &sc));
     cm_topk pool;
-    cm_topk_init(&pool, sc->best_d, sc->best_id, pooled ? rerank : 0);
+    cm_topk_init(&pool, sc->best_d, sc->best_id, pooled ? keep : 0);
     const bool blocks = g->q != NULL;
-    void *qs = NULL;
-    if (q != NULL) {
-        qs = sc->qmem;
-        q->ops->prepare(q, query, qs, (float *)(sc->qmem + cm_round_up(q->query_bytes, CM_ALIGN)));
-    }
+    void *qs = nq ? prepare_query(nq, query, sc->qmem) : NULL;
+
     vm_list l = {sc->list, sc->expanded, 0, list, 0};
     visited_reset(sc);
     float d0;
-    if (q != NULL)
-        q->ops->scan(q, qs, s->codes, g->entry, 1, &d0);
+    if (nq != NULL)
+        nq->ops->scan(nq, qs, s->nav_codes, g->entry, 1, &d0);
     else
         d0 = graph_exact_distance(s, query, g->entry);
     visit(sc, g->entry);
@@ -836,7 +896,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     if (pooled)
         cm_topk_push(&pool, d0, g->entry);
     if (blocks && g->nstarts > 0) {
-        q->ops->scan(q, qs, g->start_codes, 0, g->nstarts, sc->est);
+        nq->ops->scan(nq, qs, g->start_codes, 0, g->nstarts, sc->est);
         for (size_t j = 0; j < g->nstarts; j++) {
             if (!visit(sc, g->starts[j]))
                 continue;
@@ -861,20 +921,29 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
         const uint32_t deg = rec[0];
         const uint32_t *nb = rec + 1;
         if (blocks) {
-            q->ops->scan(q, qs, (const uint8_t *)rec + g->block_off, 0, deg, sc->est);
+            nq->ops->scan(nq, qs, (const uint8_t *)rec + g->block_off, 0, deg, sc->est);
+            /* The whole block is scored anyway, so the visited set is only
+             * consulted for the few estimates good enough to enter: most
+             * neighbours fail the gate and cost no random access. */
+            float gate = l.size < l.cap ? INFINITY : l.c[l.size - 1].dist;
+            if (pooled && cm_topk_threshold(&pool) > gate)
+                gate = cm_topk_threshold(&pool);
             for (uint32_t j = 0; j < deg; j++) {
-                if (!visit(sc, nb[j]))
+                if (sc->est[j] >= gate || !visit(sc, nb[j]))
                     continue;
                 list_insert(&l, sc->est[j], nb[j]);
                 if (pooled && sc->est[j] < cm_topk_threshold(&pool))
                     cm_topk_push(&pool, sc->est[j], nb[j]);
+                gate = l.size < l.cap ? INFINITY : l.c[l.size - 1].dist;
+                if (pooled && cm_topk_threshold(&pool) > gate)
+                    gate = cm_topk_threshold(&pool);
             }
-        } else if (q != NULL) {
+        } else if (nq != NULL) {
             for (uint32_t j = 0; j < deg; j++) {
                 if (!visit(sc, nb[j]))
                     continue;
                 float e;
-                q->ops->scan(q, qs, s->codes, nb[j], 1, &e);
+                nq->ops->scan(nq, qs, s->nav_codes, nb[j], 1, &e);
                 list_insert(&l, e, nb[j]);
                 if (pooled && e < cm_topk_threshold(&pool))
                     cm_topk_push(&pool, e, nb[j]);
@@ -891,20 +960,46 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
         }
     }
 
+    /* The candidates that go on: the pool, or the head of the list. */
+    size_t n = pooled ? pool.size : (keep < l.size ? keep : l.size);
+    uint32_t *cand = sc->cand;
+    for (size_t j = 0; j < n; j++)
+        cand[j] = pooled ? (uint32_t)pool.id[j] : l.c[j].id;
+    if (refining && n > 0) {
+        /* Estimated again, with the index's (better) quantizer. */
+        const quant *q = s->q;
+        void *qs2 = prepare_query(q, query, sc->qmem + qstate_bytes(nq));
+        cm_topk best;
+        cm_topk_init(&best, sc->best_d + (pooled ? keep : 0), sc->best_id + (pooled ? keep : 0),
+                     rerank > 0 ? second : k);
+        for (size_t j = 0; j < n; j++) {
+            float e;
+            q->ops->scan(q, qs2, s->codes, cand[j], 1, &e);
+            cm_topk_push(&best, e, cand[j]);
+        }
+        if (rerank == 0) {
+            cm_topk_finish(&best);
+            memcpy(dists, best.dist, k * sizeof *dists);
+            memcpy(ids, best.id, k * sizeof *ids);
+            scratch_put(g, sc);
+            return ROTOR_OK;
+        }
+        n = best.size;
+        for (size_t j = 0; j < n; j++)
+            cand[j] = (uint32_t)best.id[j];
+    }
+
     cm_topk top;
     cm_topk_init(&top, dists, ids, k);
-    if (q != NULL && rerank > 0) {
-        const size_t n = pooled ? pool.size : (rerank < l.size ? rerank : l.size);
+    if (nq != NULL && rerank > 0) {
         const size_t vb = s->dim * sizeof(float);
         /* Start every candidate's first lines loading at once; the kernel's
-         * sequential reads then find the rest streaming in. */
+         * sequential reads then find the rest streaming in. (Keeping a few
+         * whole vectors in flight instead measured slower.) */
         for (size_t j = 0; j < n; j++)
-            prefetch_bytes(s->vectors + (pooled ? (size_t)pool.id[j] : l.c[j].id) * s->dim,
-                           vb < 256 ? vb : 256);
-        for (size_t j = 0; j < n; j++) {
-            size_t id = pooled ? (size_t)pool.id[j] : l.c[j].id;
-            cm_topk_push(&top, graph_exact_distance(s, query, id), (int64_t)id);
-        }
+            prefetch_bytes(s->vectors + (size_t)cand[j] * s->dim, vb < 256 ? vb : 256);
+        for (size_t j = 0; j < n; j++)
+            cm_topk_push(&top, graph_exact_distance(s, query, cand[j]), cand[j]);
     } else {
         for (size_t j = 0; j < l.size && j < k; j++)
             cm_topk_push(&top, l.c[j].dist, l.c[j].id);

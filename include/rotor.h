@@ -204,6 +204,13 @@ typedef struct rotor_allocator {
  * releasing what it allocated. Called from the thread that started the work. */
 typedef int (*rotor_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
+/* What a graph is built from. */
+typedef enum rotor_build_space {
+    ROTOR_BUILD_FULL = 0,  /* the full vectors (default) */
+    ROTOR_BUILD_CODES = 1, /* the vectors the codes decode to: the graph sees only what the
+                              quantizer keeps, as an index built from codes alone would */
+} rotor_build_space;
+
 typedef struct rotor_params {
     rotor_index_kind kind; /* default ROTOR_INDEX_FLAT */
     rotor_metric metric;   /* default ROTOR_METRIC_L2 */
@@ -230,6 +237,14 @@ typedef struct rotor_params {
      * (more memory: R codes per node); 0: codes are read by id. Needs a
      * quantizer; ignored without one. */
     int neighbor_codes;
+    rotor_build_space build_space; /* needs a quantizer for ROTOR_BUILD_CODES */
+    /* Vamana: codes the graph walks on, when they should differ from
+     * `quant` (same spellings). A cheap fast-scan code ("pq192x4") walks
+     * the graph; the best candidates it finds are then estimated again
+     * with `quant` (say "bin2" or "tq4", more accurate) and only the best
+     * of those are reranked on full vectors. NULL (default): walk on
+     * `quant`. Needs `quant`. */
+    const char *graph_quant;
     /* IVF: partitions; 0 (default) = about 4 sqrt(n). Needs a quantizer. */
     uint32_t nlist;
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
@@ -252,6 +267,10 @@ typedef struct rotor_search_params {
     uint32_t list_size;
     /* IVF: partitions scanned per query; 0 (default) = 16. */
     uint32_t nprobe;
+    /* Vamana with a graph_quant: how many of the walk's best candidates
+     * are estimated again with the index's quantizer before the rerank;
+     * 0 (default) = 4 x the rerank depth. */
+    uint32_t refine;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);

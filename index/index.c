@@ -13,6 +13,15 @@
 
 #include "index/index_internal.h"
 
+/* A code store of `cap` codes holding the first `count` of `old`; stores
+ * are laid out by position, so those are a prefix whatever the capacity. */
+static uint8_t *grow_store(const rotor_index *ix, const quant *q, const uint8_t *old, size_t cap) {
+    uint8_t *codes = cm_calloc(&ix->alloc, q->ops->store_bytes(q, cap), "index codes");
+    if (codes != NULL && ix->count > 0)
+        memcpy(codes, old, q->ops->store_bytes(q, ix->count));
+    return codes;
+}
+
 static rotor_status grow(rotor_index *ix, size_t need) {
     if (need <= ix->capacity)
         return ROTOR_OK;
@@ -25,26 +34,22 @@ static rotor_status grow(rotor_index *ix, size_t need) {
                  ROTOR_ERR_OUT_OF_MEMORY, "index of %zu vectors of %zu dimensions is too large",
                  cap, ix->dim);
     float *v = cm_alloc(&ix->alloc, bytes, "index vectors");
-    if (v == NULL)
+    uint8_t *codes = ix->q ? grow_store(ix, ix->q, ix->codes, cap) : NULL;
+    uint8_t *nav = ix->nav_q ? grow_store(ix, ix->nav_q, ix->nav_codes, cap) : NULL;
+    if (v == NULL || (ix->q && codes == NULL) || (ix->nav_q && nav == NULL)) {
+        cm_free(&ix->alloc, v);
+        cm_free(&ix->alloc, codes);
+        cm_free(&ix->alloc, nav);
         return ROTOR_ERR_OUT_OF_MEMORY;
-    uint8_t *codes = NULL;
-    if (ix->q != NULL) {
-        codes = cm_calloc(&ix->alloc, ix->q->ops->store_bytes(ix->q, cap), "index codes");
-        if (codes == NULL) {
-            cm_free(&ix->alloc, v);
-            return ROTOR_ERR_OUT_OF_MEMORY;
-        }
-        /* Stores are laid out by position, so the first count codes are a
-         * prefix of the store whatever its capacity. */
-        if (ix->count > 0)
-            memcpy(codes, ix->codes, ix->q->ops->store_bytes(ix->q, ix->count));
-        cm_free(&ix->alloc, ix->codes);
-        ix->codes = codes;
     }
     if (ix->count > 0)
         memcpy(v, ix->vectors, ix->count * ix->dim * sizeof(float));
     cm_free(&ix->alloc, ix->vectors);
+    cm_free(&ix->alloc, ix->codes);
+    cm_free(&ix->alloc, ix->nav_codes);
     ix->vectors = v;
+    ix->codes = codes;
+    ix->nav_codes = nav;
     ix->capacity = cap;
     return ROTOR_OK;
 }
@@ -78,6 +83,15 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
         quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
         st = quant_create(&spec, ix->dim, ix->metric, p.seed, &ix->alloc, &ix->q);
     }
+    if (st == ROTOR_OK && p.graph_quant != NULL && strcmp(p.graph_quant, "none") != 0) {
+        quant_spec nav;
+        st = quant_spec_parse(p.graph_quant, &nav);
+        if (st == ROTOR_OK) {
+            quant_spec_name(&nav, ix->nav_name, sizeof ix->nav_name);
+            st = quant_create(&nav, ix->dim, ix->metric, p.seed ^ 0x6e6176ULL, &ix->alloc,
+                              &ix->nav_q);
+        }
+    }
     if (st == ROTOR_OK && p.kind == ROTOR_INDEX_VAMANA) {
         vamana_params vp = {
             .degree = p.graph_degree,
@@ -89,7 +103,7 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
             .progress = p.progress,
             .progress_opaque = p.progress_opaque,
         };
-        st = vamana_create(&ix->alloc, &vp, ix->q, &ix->graph);
+        st = vamana_create(&ix->alloc, &vp, ix->nav_q ? ix->nav_q : ix->q, &ix->graph);
     }
     if (st == ROTOR_OK)
         st = rotor_index_add(ix, vectors);
@@ -101,9 +115,23 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     return ROTOR_OK;
 }
 
-/* Encodes rows [first, first + n) of ix->vectors into the code store. */
-static rotor_status encode_rows(rotor_index *ix, size_t first, size_t n) {
-    quant *q = ix->q;
+/* Trains `q` on the build batch if it needs it (PQ codebooks, the centre
+ * TurboQuant and binary codes subtract), on the rows exactly as they are
+ * encoded: converted, checked and normalised for cosine. */
+static rotor_status train(rotor_index *ix, quant *q, size_t n, const char *name) {
+    if (ix->count == 0 && q->ops->train != NULL) {
+        double t0 = cm_now();
+        CM_FORWARD(q->ops->train(q, ix->vectors, n, ix->params.threads));
+        ix->train_seconds += cm_now() - t0;
+        q->trained = true;
+    }
+    CM_RETURN_IF(!q->trained, ROTOR_ERR_INVALID_ARGUMENT, "quantizer %s is not trained", name);
+    return ROTOR_OK;
+}
+
+/* Encodes rows [first, first + n) of ix->vectors into q's code store. */
+static rotor_status encode_rows(rotor_index *ix, const quant *q, uint8_t *codes, size_t first,
+                                size_t n) {
     float *scratch =
         cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "encoding scratch");
     if (scratch == NULL)
@@ -111,10 +139,39 @@ static rotor_status encode_rows(rotor_index *ix, size_t first, size_t n) {
     uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
     for (size_t i = first; i < first + n; i++) {
         q->ops->encode(q, ix->vectors + i * ix->dim, code, scratch);
-        q->ops->store(q, ix->codes, i, code);
+        q->ops->store(q, codes, i, code);
     }
     cm_free(&ix->alloc, scratch);
     return ROTOR_OK;
+}
+
+/* Links new rows into the graph as seen through the codes: every row the
+ * graph reads is the decoding of its code, so the links are those an index
+ * holding codes alone would find. */
+static rotor_status insert_from_codes(rotor_index *ix, const graph_space *s) {
+    const quant *q = ix->q;
+    size_t bytes;
+    CM_RETURN_IF(cm_mul_overflow(s->count, s->dim * sizeof(float), &bytes), ROTOR_ERR_OUT_OF_MEMORY,
+                 "decoded copy of %zu vectors is too large", s->count);
+    float *decoded = cm_alloc(&ix->alloc, bytes, "decoded vectors");
+    float *scratch =
+        cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "decoding scratch");
+    rotor_status st = ROTOR_OK;
+    if (decoded == NULL || scratch == NULL) {
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    } else {
+        uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
+        for (size_t i = 0; i < s->count; i++) {
+            q->ops->load(q, ix->codes, i, code);
+            q->ops->decode(q, code, decoded + i * s->dim, scratch);
+        }
+        graph_space d = *s;
+        d.vectors = decoded;
+        st = vamana_insert(ix->graph, &d);
+    }
+    cm_free(&ix->alloc, scratch);
+    cm_free(&ix->alloc, decoded);
+    return st;
 }
 
 rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
@@ -132,25 +189,20 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     CM_FORWARD(ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
                                ix->count == 0 ? "base data" : "added data"));
     if (ix->q != NULL) {
-        /* The build batch trains the quantizer (or computes the centre it
-         * subtracts), on the rows exactly as they are encoded: converted,
-         * checked and normalised for cosine. */
-        if (ix->count == 0 && ix->q->ops->train != NULL) {
-            double t0 = cm_now();
-            CM_FORWARD(ix->q->ops->train(ix->q, ix->vectors, vectors->rows, ix->params.threads));
-            ix->train_seconds = cm_now() - t0;
-            ix->q->trained = true;
-        }
-        CM_RETURN_IF(!ix->q->trained, ROTOR_ERR_INVALID_ARGUMENT, "quantizer %s is not trained",
-                     ix->quant_name);
-        CM_FORWARD(encode_rows(ix, ix->count, vectors->rows));
+        CM_FORWARD(train(ix, ix->q, vectors->rows, ix->quant_name));
+        CM_FORWARD(encode_rows(ix, ix->q, ix->codes, ix->count, vectors->rows));
+    }
+    if (ix->nav_q != NULL) {
+        CM_FORWARD(train(ix, ix->nav_q, vectors->rows, ix->nav_name));
+        CM_FORWARD(encode_rows(ix, ix->nav_q, ix->nav_codes, ix->count, vectors->rows));
     }
     /* The navigators see the new rows before the index counts them, so a
      * failure here leaves the index as it was. */
     graph_space s = ix_space(ix);
     s.count = need;
     if (ix->graph != NULL)
-        CM_FORWARD(vamana_insert(ix->graph, &s));
+        CM_FORWARD(ix->params.build_space == ROTOR_BUILD_CODES ? insert_from_codes(ix, &s)
+                                                               : vamana_insert(ix->graph, &s));
     if (ix->params.kind == ROTOR_INDEX_IVF) {
         if (ix->ivf == NULL) {
             ivf_params fp = {ix->params.nlist, ix_thread_count(ix->params.threads, need),
@@ -165,7 +217,14 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
 }
 
 graph_space ix_space(const rotor_index *ix) {
-    return (graph_space){ix->vectors, ix->count, ix->dim, ix->metric, ix->q, ix->codes};
+    return (graph_space){ix->vectors,
+                         ix->count,
+                         ix->dim,
+                         ix->metric,
+                         ix->q,
+                         ix->codes,
+                         ix->nav_q ? ix->nav_q : ix->q,
+                         ix->nav_q ? ix->nav_codes : ix->codes};
 }
 
 rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
@@ -175,7 +234,9 @@ rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp,
     switch (ix->params.kind) {
     case ROTOR_INDEX_VAMANA: {
         size_t list = sp->list_size ? sp->list_size : 64;
-        return vamana_search(ix->graph, &s, query, k, list < k ? k : list, rerank, ids, dists);
+        size_t refine = sp->refine ? sp->refine : 4 * rerank;
+        return vamana_search(ix->graph, &s, query, k, list < k ? k : list, refine, rerank, ids,
+                             dists);
     }
     case ROTOR_INDEX_IVF:
         return ivf_search(ix->ivf, &s, query, k, sp->nprobe ? sp->nprobe : 16, rerank, ids, dists);
@@ -292,6 +353,10 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->bytes_codes = ix->q->ops->store_bytes(ix->q, ix->count);
         out->bytes_total += ix->q->ops->store_bytes(ix->q, ix->capacity);
     }
+    if (ix->nav_q != NULL) {
+        out->bytes_codes += ix->nav_q->ops->store_bytes(ix->nav_q, ix->count);
+        out->bytes_total += ix->nav_q->ops->store_bytes(ix->nav_q, ix->capacity);
+    }
     if (ix->graph != NULL) {
         out->bytes_graph = vamana_bytes_ids(ix->graph);
         out->bytes_graph_codes = vamana_bytes_codes(ix->graph);
@@ -300,7 +365,13 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->bytes_graph = ivf_bytes(ix->ivf);
     out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
     out->train_seconds = ix->train_seconds;
-    snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
+    char name[sizeof ix->nav_name + sizeof ix->quant_name + 1] = {0};
+    if (ix->nav_q != NULL)
+        snprintf(name, sizeof name, "%s+%s", ix->nav_name, ix->quant_name);
+    else
+        snprintf(name, sizeof name, "%s", ix->quant_name);
+    memcpy(out->quant, name, sizeof out->quant - 1);
+    out->quant[sizeof out->quant - 1] = '\0';
     return ROTOR_OK;
 }
 
@@ -383,6 +454,8 @@ void rotor_index_close(rotor_index *ix) {
     vamana_free(ix->graph);
     ivf_free(ix->ivf);
     quant_free(ix->q);
+    quant_free(ix->nav_q);
+    cm_free(&a, ix->nav_codes);
     cm_free(&a, ix->codes);
     cm_free(&a, ix->vectors);
     a.free(a.opaque, ix);

@@ -28,7 +28,12 @@ struct rotor_index {
      * has room for `capacity` codes, in the quantizer's layout. */
     quant *q;
     uint8_t *codes;
+    /* A graph's own walking codes when params.graph_quant names another
+     * quantizer (NULL otherwise: the graph walks on q). */
+    quant *nav_q;
+    uint8_t *nav_codes;
     char quant_name[32];
+    char nav_name[32];
     double train_seconds;
     /* The navigator: NULL for the flat kind. */
     vamana *graph;

@@ -77,7 +77,21 @@ rotor_status ix_params_check(const rotor_params *p) {
                      p->graph_degree, p->build_list);
         CM_RETURN_IF(!(p->alpha >= 1.0f && p->alpha <= 4.0f), ROTOR_ERR_INVALID_ARGUMENT,
                      "alpha must be between 1 and 4, not %g", (double)p->alpha);
+        CM_RETURN_IF(p->build_space != ROTOR_BUILD_FULL && p->build_space != ROTOR_BUILD_CODES,
+                     ROTOR_ERR_INVALID_ARGUMENT, "unknown build space %d", (int)p->build_space);
+        CM_RETURN_IF(p->build_space == ROTOR_BUILD_CODES &&
+                         (p->quant == NULL || strcmp(p->quant, "none") == 0),
+                     ROTOR_ERR_INVALID_ARGUMENT,
+                     "building a graph from codes needs a quantizer (--quant)");
     }
+    bool has_graph_quant = p->graph_quant != NULL && strcmp(p->graph_quant, "none") != 0;
+    CM_RETURN_IF(has_graph_quant && p->kind != ROTOR_INDEX_VAMANA, ROTOR_ERR_INVALID_ARGUMENT,
+                 "graph_quant applies to vamana indexes only");
+    CM_RETURN_IF(has_graph_quant && (p->quant == NULL || strcmp(p->quant, "none") == 0),
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "graph_quant '%s' needs quant too: the codes the walk's candidates are "
+                 "estimated again with",
+                 p->graph_quant);
     CM_RETURN_IF(p->kind == ROTOR_INDEX_IVF && (p->quant == NULL || strcmp(p->quant, "none") == 0),
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "an IVF index scans codes: give a quantizer (for example pq32x4 or tq4)");

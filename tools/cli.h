@@ -31,6 +31,9 @@ typedef struct cli_opts {
     unsigned degree, build_list, nlist, build_threads, list_size, nprobe;
     double alpha;
     int neighbor_codes;
+    const char *build_space; /* "full" or "codes" */
+    const char *graph_quant;
+    unsigned refine;
     const char *sweep; /* "L=10,20,40" or "nprobe=1,2,4" */
     int argc_rest;     /* positional arguments left after the flags */
     char **argv_rest;

@@ -124,41 +124,71 @@ static const char *base_name(const char *path) {
     return s ? s + 1 : path;
 }
 
-/* The values of --sweep: "L=10,20" (or "list=") and "nprobe=1,2". */
-typedef struct sweep {
-    bool nprobe; /* else the candidate list */
+/* The values of --sweep: "L=10,20" (or "list="), "nprobe=1,2", "rerank=16,32",
+ * or a navigator list and a rerank list joined by ';', which measures every
+ * pair. */
+typedef struct sweep_list {
     size_t n;
     unsigned v[256];
+} sweep_list;
+
+typedef struct sweep {
+    bool nprobe;       /* the navigator list is nprobe, else the candidate list */
+    sweep_list nav;    /* n = 0: the --list / --nprobe value */
+    sweep_list rerank; /* n = 0: the --rerank value */
 } sweep;
+
+static int parse_values(const char *vals, size_t len, const char *whole, sweep_list *out) {
+    const char *end_all = vals + len;
+    while (vals < end_all) {
+        char *end;
+        unsigned long v = strtoul(vals, &end, 10);
+        if (end == vals || end > end_all || v > 100000 || (end < end_all && *end != ',') ||
+            out->n == sizeof out->v / sizeof out->v[0])
+            return cli_error(CLI_EXIT_USAGE,
+                             "--sweep: '%s' is not a list of up to 256 numbers up to 100000",
+                             whole);
+        out->v[out->n++] = (unsigned)v;
+        vals = end < end_all ? end + 1 : end;
+    }
+    if (out->n == 0)
+        return cli_error(CLI_EXIT_USAGE, "--sweep '%s' lists no values", whole);
+    return CLI_EXIT_OK;
+}
 
 static int parse_sweep(const char *s, const char *index, sweep *out) {
     memset(out, 0, sizeof *out);
-    const char *vals;
-    if (strncmp(s, "L=", 2) == 0 || strncmp(s, "list=", 5) == 0) {
-        vals = strchr(s, '=') + 1;
-        if (strcmp(index, "vamana") != 0)
-            return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index vamana", s);
-    } else if (strncmp(s, "nprobe=", 7) == 0) {
-        vals = s + 7;
-        out->nprobe = true;
-        if (strcmp(index, "ivf") != 0)
-            return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index ivf", s);
-    } else {
-        return cli_error(CLI_EXIT_USAGE, "--sweep takes L=A,B,... or nprobe=A,B,..., not '%s'", s);
-    }
-    while (*vals) {
-        char *end;
-        unsigned long v = strtoul(vals, &end, 10);
-        if (end == vals || v == 0 || v > 100000 || (*end != ',' && *end != '\0') ||
-            out->n == sizeof out->v / sizeof out->v[0])
+    for (const char *part = s; *part;) {
+        const char *semi = strchr(part, ';');
+        size_t len = semi ? (size_t)(semi - part) : strlen(part);
+        const char *eq = memchr(part, '=', len);
+        size_t klen = eq ? (size_t)(eq - part) : 0;
+        sweep_list *dst = NULL;
+        int rc = CLI_EXIT_OK;
+        if (eq && ((klen == 1 && part[0] == 'L') || (klen == 4 && !strncmp(part, "list", 4)))) {
+            if (strcmp(index, "vamana") != 0)
+                return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index vamana", s);
+            dst = &out->nav;
+        } else if (eq && klen == 6 && !strncmp(part, "nprobe", 6)) {
+            if (strcmp(index, "ivf") != 0)
+                return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index ivf", s);
+            dst = &out->nav;
+            out->nprobe = true;
+        } else if (eq && klen == 6 && !strncmp(part, "rerank", 6)) {
+            dst = &out->rerank;
+        }
+        if (dst == NULL || dst->n > 0)
             return cli_error(CLI_EXIT_USAGE,
-                             "--sweep: '%s' is not a list of up to 256 numbers from 1 to 100000",
+                             "--sweep takes L=A,B,..., nprobe=A,B,... and/or rerank=A,B,... "
+                             "joined by ';', not '%s'",
                              s);
-        out->v[out->n++] = (unsigned)v;
-        vals = *end == ',' ? end + 1 : end;
+        if ((rc = parse_values(eq + 1, len - klen - 1, s, dst)))
+            return rc;
+        for (size_t i = 0; dst != &out->rerank && i < dst->n; i++)
+            if (dst->v[i] == 0)
+                return cli_error(CLI_EXIT_USAGE, "--sweep '%s': L and nprobe start at 1", s);
+        part = semi ? semi + 1 : part + len;
     }
-    if (out->n == 0)
-        return cli_error(CLI_EXIT_USAGE, "--sweep '%s' lists no values", s);
     return CLI_EXIT_OK;
 }
 
@@ -214,9 +244,11 @@ int cmd_bench(const cli_opts *o) {
     int rc = cli_index_params(o, &check);
     if (rc != CLI_EXIT_OK)
         return rc;
-    sweep sw = {.n = 1};
+    sweep sw;
+    memset(&sw, 0, sizeof sw);
     if (o->sweep != NULL && (rc = parse_sweep(o->sweep, o->index, &sw)))
         return rc;
+    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
     unsigned threads = o->threads ? o->threads : 1;
     rotor_matrix base = {0}, queries = {0}, gt = {0};
     rotor_index *ix = NULL;
@@ -239,6 +271,7 @@ int cmd_bench(const cli_opts *o) {
     c.sp.rerank = o->rerank;
     c.sp.list_size = o->list_size;
     c.sp.nprobe = o->nprobe;
+    c.sp.refine = o->refine;
     c.k = k;
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);
@@ -258,13 +291,15 @@ int cmd_bench(const cli_opts *o) {
     printf("%-8s %-26s %7s %9s %9s %10s %10s %9s %8s %9s %10s\n", "method", "params", "threads",
            "recall@1", "recall@10", "QPS", "mean_us", "p99_us", "build_s", "index_MiB",
            "QPS/cpu_s");
-    for (size_t si = 0; si < sw.n; si++) {
-        if (o->sweep != NULL) {
+    for (size_t si = 0; si < n_nav * n_rerank; si++) {
+        if (sw.nav.n > 0) {
             if (sw.nprobe)
-                c.sp.nprobe = sw.v[si];
+                c.sp.nprobe = sw.nav.v[si / n_rerank];
             else
-                c.sp.list_size = sw.v[si];
+                c.sp.list_size = sw.nav.v[si / n_rerank];
         }
+        if (sw.rerank.n > 0)
+            c.sp.rerank = sw.rerank.v[si % n_rerank];
         run_result runs[1000];
         for (unsigned r = 0; r < o->runs; r++) {
             if (!o->quiet && isatty(STDERR_FILENO))
@@ -295,7 +330,10 @@ int cmd_bench(const cli_opts *o) {
             len += (size_t)snprintf(params + len, sizeof params - len, "nprobe=%u,",
                                     c.sp.nprobe ? c.sp.nprobe : 16);
         if (o->quant != NULL && strcmp(stats.quant, "none") != 0) {
-            long long rr = o->rerank < 0 ? 10 * (long long)k : o->rerank;
+            long long rr = c.sp.rerank < 0 ? 10 * (long long)k : c.sp.rerank;
+            if (o->graph_quant != NULL)
+                len += (size_t)snprintf(params + len, sizeof params - len, "refine=%lld,",
+                                        c.sp.refine ? (long long)c.sp.refine : 4 * rr);
             len += (size_t)snprintf(params + len, sizeof params - len, "rerank=%lld,", rr);
         }
         if (len > 0)

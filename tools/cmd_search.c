@@ -71,6 +71,7 @@ static int run_search(const cli_opts *o, const char *cmd) {
     sp.rerank = o->rerank;
     sp.list_size = o->list_size;
     sp.nprobe = o->nprobe;
+    sp.refine = o->refine;
     cli_progress prog;
     cli_progress_start(&prog, cmd, nq, o->quiet);
     for (size_t r = 0; r < nq; r += CHUNK_ROWS) {

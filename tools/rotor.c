@@ -99,11 +99,18 @@ static const struct flag {
     {"--alpha", OPT_GRAPH, "A  vamana: pruning factor of the second pass (default 1.2)"},
     {"--neighbor-codes", OPT_GRAPH,
      "0|1  vamana: keep neighbours' codes in each node (default 1 with --quant)"},
+    {"--graph-quant", OPT_GRAPH,
+     "SPEC  vamana: walk the graph on these codes, estimate again with --quant"},
+    {"--refine", OPT_SEARCH,
+     "N  vamana with --graph-quant: candidates estimated again (default 4 x rerank)"},
+    {"--build-space", OPT_GRAPH,
+     "full|codes  vamana: link on the full vectors (default) or on the decoded codes"},
     {"--nlist", OPT_GRAPH, "N  ivf: partitions (default about 4 sqrt(n))"},
     {"--build-threads", OPT_GRAPH, "N  threads building the index (default all cores)"},
     {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
-    {"--sweep", OPT_SWEEP, "L=A,B,..|nprobe=A,B,..  one measurement per value"},
+    {"--sweep", OPT_SWEEP,
+     "L=A,B,..|nprobe=A,B,..[;rerank=A,B,..]  one measurement per value (pair)"},
 };
 enum { N_FLAGS = sizeof flags / sizeof flags[0] };
 
@@ -153,6 +160,15 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
         o->alpha = strtod(value, &end);
         if (*value == '\0' || *end != '\0' || errno != 0 || !(o->alpha >= 1 && o->alpha <= 4))
             rc = cli_error(CLI_EXIT_USAGE, "--alpha takes a number from 1 to 4, not '%s'", value);
+    } else if (strcmp(name, "--graph-quant") == 0) {
+        o->graph_quant = value;
+    } else if (strcmp(name, "--refine") == 0) {
+        rc = parse_size(name, value, 1, 100000, &n);
+        o->refine = (unsigned)n;
+    } else if (strcmp(name, "--build-space") == 0) {
+        if (strcmp(value, "full") != 0 && strcmp(value, "codes") != 0)
+            rc = cli_error(CLI_EXIT_USAGE, "--build-space takes full or codes, not '%s'", value);
+        o->build_space = value;
     } else if (strcmp(name, "--neighbor-codes") == 0) {
         rc = parse_size(name, value, 0, 1, &n);
         o->neighbor_codes = (int)n;

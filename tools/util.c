@@ -136,7 +136,10 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
         p->alpha = (float)o->alpha;
     if (o->neighbor_codes >= 0)
         p->neighbor_codes = o->neighbor_codes;
+    if (o->build_space != NULL && strcmp(o->build_space, "codes") == 0)
+        p->build_space = ROTOR_BUILD_CODES;
     p->nlist = o->nlist;
+    p->graph_quant = o->graph_quant;
     return CLI_EXIT_OK;
 }
 

@@ -109,6 +109,10 @@ grep -qE '^vamana +tq4,R=16,L=64,rerank=100 +1 +[0-9.]+ +(0\.9[5-9]|1\.0000) ' o
 expect 0 "" -- "$ROTOR" bench --index ivf --quant pq8x4 --nlist 8 --sweep nprobe=1,8 --base base.fvecs --queries queries.fvecs --gt gt.ivecs --quiet
 grep -qE '^ivf +pq8x4,nprobe=8,rerank=100 +1 +[0-9.]+ +(0\.9[5-9]|1\.0000) ' out.txt && ok ||
   bad "ivf probing every list below recall@10 0.95: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" bench --index vamana --quant bin2 --sweep "L=10,20;rerank=0,30" --base base.fvecs --queries queries.fvecs --gt gt.ivecs --json p.jsonl --quiet
+[ "$(wc -l <p.jsonl)" -eq 4 ] && ok || bad "a 2 x 2 sweep should write four JSON lines"
+grep -q '"params":"bin2,R=32,L=20,rerank=30"' p.jsonl && ok || bad "product sweep params: $(cat p.jsonl)"
+expect 2 "L and nprobe start at 1" -- "$ROTOR" bench --index vamana --sweep "L=0" --base base.fvecs --queries queries.fvecs --gt gt.ivecs
 expect 0 "" -- "$ROTOR" search --index vamana --base base.fvecs --queries queries.fvecs --k 20 --list 200 --out sv.ivecs --quiet
 cmp -s sv.ivecs gt.ivecs && ok || bad "vamana search with a list of 200 on 500 points differs from gt"
 expect 2 "index files are not available" -- "$ROTOR" build --base base.fvecs --out x.rotor

@@ -253,6 +253,88 @@ static void test_vamana_deterministic(void **state) {
     rotor_index_close(c);
 }
 
+/* A graph linked on the decoded codes: valid, as good here (4-bit codes
+ * keep the clusters apart), and not the graph of the full vectors. */
+static void test_build_from_codes(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "tq4");
+    p.threads = 1;
+    rotor_index *full = build_n(f, &p, N);
+    p.build_space = ROTOR_BUILD_CODES;
+    rotor_index *codes = build_n(f, &p, N);
+    check_graph(codes);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 64;
+    sp.rerank = 64;
+    assert_true(recall(f, codes, N, ROTOR_METRIC_COSINE, &sp) >= 0.95);
+    uint32_t *ga, *gb;
+    size_t la, lb;
+    adjacency(full, &ga, &la);
+    adjacency(codes, &gb, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_not_equal(ga, gb, la * sizeof *ga);
+    free(ga);
+    free(gb);
+    /* Adds link through the codes too. */
+    rotor_matrix more = {f->queries, NQ, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_add(codes, &more), ROTOR_OK);
+    check_graph(codes);
+    rotor_index_close(full);
+    rotor_index_close(codes);
+}
+
+/* Walking on one code and refining with another: recall as good as either,
+ * the estimates returned without rerank are the refining quantizer's, and
+ * both code stores are counted. */
+static void test_graph_quant(void **state) {
+    fixture *f = *state;
+    const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_COSINE};
+    for (size_t mi = 0; mi < 2; mi++) {
+        rotor_params p = graph_params(ROTOR_INDEX_VAMANA, metrics[mi], "tq4");
+        p.graph_quant = "pq8x4";
+        rotor_index *ix = build_n(f, &p, N);
+        check_graph(ix);
+        rotor_search_params sp = rotor_search_params_default();
+        sp.list_size = 32;
+        sp.rerank = 20;
+        sp.refine = 80;
+        double r = recall(f, ix, N, metrics[mi], &sp);
+        print_message("vamana %s pq8x4+tq4: recall@10 %.4f\n", rotor_metric_name(metrics[mi]), r);
+        assert_true(r >= 0.95);
+        /* Without rerank the distances are tq4's estimates of the ids. */
+        sp.rerank = 0;
+        int64_t ids[K];
+        float d[K], e[K];
+        assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, K, ids, d), ROTOR_OK);
+        assert_int_equal(rotor_index_estimate(ix, f->queries, D, ids, K, e), ROTOR_OK);
+        for (size_t j = 0; j < K; j++) {
+            assert_float_equal(d[j], e[j], 1e-5f * fmaxf(1.0f, fabsf(e[j])));
+            assert_true(j == 0 || d[j] >= d[j - 1]);
+        }
+        rotor_index_stats st;
+        assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+        assert_string_equal(st.quant, "pq8x4+tq4");
+        /* tq4 codes (16 bytes + 8 of factors) and 4-byte pq8x4 codes in
+         * whole blocks of 32. */
+        assert_int_equal(st.bytes_codes, (size_t)N * 24 + (N + 31) / 32 * 32 * 4);
+        rotor_index_close(ix);
+    }
+    rotor_matrix m = {f->base, 100, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL);
+    p.graph_quant = "pq8x4";
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "needs quant"));
+    p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "tq4");
+    p.graph_quant = "pq8x4";
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "vamana indexes only"));
+    p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tq4");
+    p.graph_quant = "pq7";
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_null(ix);
+}
+
 /* Two threads build a valid graph of the same quality. */
 static void test_vamana_threads(void **state) {
     fixture *f = *state;
@@ -359,6 +441,10 @@ static void test_bad_params(void **state) {
     assert_non_null(strstr(rotor_last_error(), "alpha"));
     p.alpha = NAN;
     assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL);
+    p.build_space = ROTOR_BUILD_CODES;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "needs a quantizer"));
     p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, NULL);
     assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "quantizer"));
@@ -479,6 +565,8 @@ int main(void) {
         cmocka_unit_test(test_ivf_all_lists_equal_flat),
         cmocka_unit_test(test_vamana_deterministic),
         cmocka_unit_test(test_vamana_threads),
+        cmocka_unit_test(test_build_from_codes),
+        cmocka_unit_test(test_graph_quant),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
