@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/ usr / bin / python3
 """Compare benchmark JSON lines (from `rotor bench --json` and
 bench/peers/peers.py): per data set, the best QPS each method reaches at
 recall@10 floors, and its ratio to rotor's best.
@@ -77,7 +77,9 @@ def write_svg(path, title, methods, qps_label):
                f'transform="rotate(-90 16 {(mt + h - mb) / 2})">{html.escape(qps_label)} (log)</text>')
     for i, (m, p) in enumerate(sorted(methods.items(), key=lambda kv: not kv[0].startswith("rotor"))):
         c = COLOURS[i % len(COLOURS)]
-        line = frontier(p)
+        line = [pt for pt in frontier(p) if pt[0] >= rmin]
+        if not line:
+            continue
         coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(r, q) for r, q in line))
         out.append(f'<polyline points="{coords}" fill="none" stroke="{c}" stroke-width="2"/>')
         for r, q in line:
@@ -119,7 +121,7 @@ def main():
               f"{a.threads} thread(s)")
         best = {m: [max([q for r, q in pts if r >= fl], default=None) for fl in floors]
                 for m, pts in methods.items()}
-        # rotor's best configuration at each floor is what peers are held to.
+#rotor's best configuration at each floor is what peers are held to.
         rotor_rows = [m for m in best if m.startswith("rotor:")]
         rotor = None
         if rotor_rows:

@@ -106,6 +106,7 @@ struct vamana {
  * 256 codes costs about as much as expanding eight nodes, and lands the
  * search near the query instead of at the medoid of the whole set. */
 enum { SCORE_BLOCK = 32, MAX_STARTS = 256 };
+#define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
 static inline uint32_t *node_of(const vamana *g, size_t u) {
     return (uint32_t *)(g->nodes + u * g->node_bytes);
@@ -394,9 +395,9 @@ float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
 /* Greedy search for vector `x` on exact squared L2, reading node records
  * under their locks; the expanded nodes are left in sc->pool. */
 static void build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
-                         const float *x) {
+                         const float *x, size_t list) {
     const size_t d = s->dim;
-    vm_list l = {sc->list, sc->expanded, 0, g->p.build_list, 0};
+    vm_list l = {sc->list, sc->expanded, 0, list, 0};
     visited_reset(sc);
     sc->pool_size = 0;
     visit(sc, g->entry);
@@ -498,10 +499,10 @@ static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, 
 }
 
 static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
-                         uint32_t p, float alpha) {
+                         uint32_t p, float alpha, size_t list) {
     const size_t d = s->dim;
     const float *x = s->vectors + (size_t)p * d;
-    build_search(g, s, ops, sc, x);
+    build_search(g, s, ops, sc, x, list);
     size_t n = sc->pool_size;
     memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
     /* The second pass also reconsiders p's current neighbours. */
@@ -559,7 +560,7 @@ static void connect_unreached(vamana *g, const graph_space *s, vm_scratch *sc, u
         for (size_t u = 0; u < g->count; u++) {
             if (seen[u])
                 continue;
-            build_search(g, s, ops, sc, s->vectors + u * s->dim);
+            build_search(g, s, ops, sc, s->vectors + u * s->dim, g->p.build_list);
             qsort(sc->pool, sc->pool_size, sizeof *sc->pool, cand_cmp);
             size_t pick = 0;
             for (size_t j = 0; j < sc->pool_size; j++) {
@@ -616,7 +617,8 @@ typedef struct build_job {
     const uint32_t *order; /* points to insert */
     size_t n;
     float alpha;
-    int phase; /* PHASE_* */
+    size_t list; /* the build searches' candidate list this pass */
+    int phase;   /* PHASE_* */
     atomic_size_t next;
     atomic_size_t done;
     atomic_int stop;
@@ -647,7 +649,7 @@ static void *build_run(void *arg) {
         size_t e = b + CHUNK < job->n ? b + CHUNK : job->n;
         for (size_t i = b; i < e; i++) {
             if (job->phase == PHASE_INSERT)
-                insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha);
+                insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha, job->list);
             else if (job->phase == PHASE_TRIM)
                 trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
             else if (g->dirty[i])
@@ -808,7 +810,12 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
             w[t].progress_total = (uint64_t)passes * n;
         }
         for (unsigned pass = 0; pass < passes && st == ROTOR_OK; pass++) {
-            job.alpha = pass + 1 < passes ? 1.0f : g->p.alpha;
+            /* The first pass only has to connect the graph, which a short
+             * list does; the second, with the full list, places the long
+             * edges searches depend on. */
+            const bool last = pass + 1 == passes;
+            job.alpha = last ? g->p.alpha : 1.0f;
+            job.list = last ? g->p.build_list : FIRST_PASS_LIST(g->p.build_list, g->p.degree);
             w[0].progress_base = (uint64_t)pass * n;
             if (!run_phase(&job, w, threads))
                 st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "graph build cancelled by the caller");

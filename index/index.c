@@ -8,6 +8,7 @@
  * for cosine, so cosine search is an inner-product scan).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,19 +130,62 @@ static rotor_status train(rotor_index *ix, quant *q, size_t n, const char *name)
     return ROTOR_OK;
 }
 
-/* Encodes rows [first, first + n) of ix->vectors into q's code store. */
+typedef struct encode_job {
+    const rotor_index *ix;
+    const quant *q;
+    uint8_t *codes;
+    size_t begin, end;
+    float *scratch; /* q->scratch_floats, then one code */
+} encode_job;
+
+static void *encode_run(void *arg) {
+    const encode_job *j = arg;
+    const quant *q = j->q;
+    uint8_t *code = (uint8_t *)(j->scratch + q->scratch_floats);
+    for (size_t i = j->begin; i < j->end; i++) {
+        q->ops->encode(q, j->ix->vectors + i * j->ix->dim, code, j->scratch);
+        q->ops->store(q, j->codes, i, code);
+    }
+    return NULL;
+}
+
+/* Encodes rows [first, first + n) of ix->vectors into q's code store, on
+ * the build's threads. Shares are cut at multiples of 32 rows, so no two
+ * threads write into one 32-code fast-scan block. */
 static rotor_status encode_rows(rotor_index *ix, const quant *q, uint8_t *codes, size_t first,
                                 size_t n) {
-    float *scratch =
-        cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "encoding scratch");
-    if (scratch == NULL)
+    enum { MAX_THREADS = 64 };
+    unsigned threads = ix_thread_count(ix->params.threads, n / 4096 + 1);
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    const size_t per_thread =
+        cm_round_up(q->scratch_floats * sizeof(float) + q->code_bytes, CM_ALIGN);
+    uint8_t *mem = cm_alloc(&ix->alloc, threads * per_thread, "encoding scratch");
+    if (mem == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
-    uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
-    for (size_t i = first; i < first + n; i++) {
-        q->ops->encode(q, ix->vectors + i * ix->dim, code, scratch);
-        q->ops->store(q, codes, i, code);
+    encode_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    const size_t share = cm_round_up((n + threads - 1) / threads, 32);
+    for (unsigned t = 0; t < threads; t++) {
+        size_t b = first + t * share;
+        jobs[t] = (encode_job){ix,
+                               q,
+                               codes,
+                               b < first + n ? b : first + n,
+                               b + share < first + n ? b + share : first + n,
+                               (float *)(mem + t * per_thread)};
     }
-    cm_free(&ix->alloc, scratch);
+    for (unsigned t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, encode_run, &jobs[t]) == 0;
+    encode_run(&jobs[0]);
+    for (unsigned t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            encode_run(&jobs[t]); /* no thread: do its share here */
+    }
+    cm_free(&ix->alloc, mem);
     return ROTOR_OK;
 }
 
