@@ -6,11 +6,13 @@
  * picks at most R out-neighbours among the nodes the search expanded: the
  * nearest candidate p* is kept and every candidate p' with
  * alpha * d(p*, p') <= d(p, p') is dropped, since p* already leads there.
- * Each kept neighbour gets the reverse edge, pruned the same way when its
- * list overflows. Two passes: alpha = 1 gives a sparse, well-connected
- * graph quickly; the second pass with alpha > 1 adds the longer edges that
- * make searches converge in few hops. Distances at build are squared L2 on
- * the stored vectors for every metric (cosine vectors are normalised, so the
+ * Each kept neighbour gets the reverse edge; a list may grow 30 % past R
+ * before it is pruned back, and a last pass trims every list to R. Two
+ * passes: alpha = 1 with half the list connects the graph quickly; the
+ * second, alpha > 1 with the full list, adds the longer edges that make
+ * searches converge in few hops. A node no search can reach (pruning can
+ * orphan one) is then linked in. Distances at build are squared L2 on the
+ * stored vectors for every metric (cosine vectors are normalised, so the
  * order is the same; inner-product indexes get a Euclidean graph that the
  * search then walks by inner product).
  *
@@ -20,21 +22,24 @@
  * get wrong. One thread inserts in the seeded order and builds the same
  * graph every time; more threads interleave and may not.
  *
- * Node record, node_bytes each (a multiple of 64):
+ * Node record, node_bytes each (a multiple of 16, or of 64 with codes):
  *
- *   [degree u32][R neighbour ids u32][code store of R slots, optional]
+ *   [degree u32][R + slack neighbour ids u32][code store of R slots, optional]
  *
- * The optional store holds copies of the neighbours' codes in the
+ * The optional store holds copies of the neighbours' codes in the walking
  * quantizer's layout (SymphonyQG's idea), so expanding a node is one
  * sequential read and one scan call over all its neighbours: for 4-bit PQ
  * that is exactly one 32-code fast-scan block. The copies are refreshed
  * after each insert for every node whose list changed.
  *
- * Search. A sorted candidate list of L entries; the nearest unexpanded
- * entry is expanded until none is left; a per-thread visited array tagged
- * with a search epoch (no clearing between searches); the node expanded
- * next is prefetched while the current one is scored. Then the best
- * `rerank` candidates are scored again on the full vectors.
+ * Search. 256 sampled starting points are scored in one scan, then a
+ * sorted candidate list of L entries; the nearest unexpanded entry is
+ * expanded until none is left; a per-thread visited array tagged with a
+ * search epoch (no clearing between searches), consulted only for
+ * estimates good enough to enter the list; the node expanded next is
+ * prefetched while the current one is scored. The best candidates are
+ * then (with a second quantizer) estimated again, and the best `rerank`
+ * scored on the full vectors.
  */
 #include <math.h>
 #include <pthread.h>

@@ -227,10 +227,12 @@ typedef struct rotor_params {
     const char *quant;
     uint32_t threads; /* build threads; 0 = one per core (default) */
     uint64_t seed;    /* for every random choice; default 42 */
-    /* Vamana: the graph is built on the full vectors (RobustPrune, two
-     * passes) and searched on the codes when a quantizer is given. */
+    /* Vamana: the graph is built on the full vectors (or, with
+     * build_space, on the decoded codes) by RobustPrune in two passes, and
+     * searched on the codes when a quantizer is given. The progress
+     * callback follows the two passes. */
     uint32_t graph_degree; /* R, most neighbours per node, 2..1024; default 32 */
-    uint32_t build_list;   /* L of the build's searches, >= R; default 100 */
+    uint32_t build_list;   /* L of the build's searches, >= R; default 100 (half in pass 1) */
     float alpha;           /* pruning factor of the second pass, 1..4; default 1.2 */
     /* 1 (default): each node keeps a copy of its neighbours' codes beside
      * their ids, so one sequential read scores a node's whole neighbourhood
@@ -262,8 +264,8 @@ typedef struct rotor_search_params {
      * (at least k). Ignored by full-precision indexes. */
     int64_t rerank;
     /* Vamana: the beam search's candidate list (L), at least k; larger is
-     * slower and finds more. 0 (default) = max(k, 64). The rerank depth
-     * never exceeds it. */
+     * slower and finds more. 0 (default) = max(k, 64). A rerank deeper than
+     * the list draws on every candidate the search scored. */
     uint32_t list_size;
     /* IVF: partitions scanned per query; 0 (default) = 16. */
     uint32_t nprobe;
