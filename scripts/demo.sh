@@ -16,3 +16,7 @@ mkdir -p "$out"
 ./build/release/rotor bench --index flat --base "$data/train-images-idx3-ubyte.gz" \
   --queries "$data/t10k-images-idx3-ubyte.gz" --gt "$out/fashion_gt.ivecs" --k 10 \
   --threads "$(nproc)" --json "$out/fashion_bench.jsonl"
+# The graph index on 4-bit PQ codes, one thread, at two search settings.
+./build/release/rotor bench --index vamana --quant pq196x4 --base "$data/train-images-idx3-ubyte.gz" \
+  --queries "$data/t10k-images-idx3-ubyte.gz" --gt "$out/fashion_gt.ivecs" --k 10 \
+  --sweep "L=12,32;rerank=32" --threads 1 --json "$out/fashion_bench.jsonl"

@@ -22,14 +22,14 @@ static const cli_command commands[] = {
      cmd_gt},
     {"bench", "recall@1/@10, QPS and latency of an index over a data set",
      "rotor bench --index flat|vamana|ivf --base FILE --queries FILE --gt FILE [--k 10]\n"
-     "            [--metric l2] [--quant SPEC] [--sweep L=10,20,40 | nprobe=4,8,16]\n"
+     "            [--metric l2] [--quant SPEC] [--sweep \"L=10,20,40;rerank=16,32\"]\n"
      "            [--threads N] [--runs N] [--max-queries N] [--json FILE]\n"
      "Builds the index, runs every query one at a time on N threads and prints\n"
      "recall (by distance, as ann-benchmarks counts it), QPS, mean and p99\n"
      "latency; --json appends one JSON object per line. With --runs N the run\n"
      "with the median QPS is reported. --sweep searches the same index once per\n"
-     "value of the candidate list (vamana) or of the partitions probed (ivf),\n"
-     "one line each.",
+     "value of the candidate list L (vamana) or of the partitions probed nprobe\n"
+     "(ivf), and of the rerank depth, one line per pair.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_GT | OPT_K | OPT_METRIC | OPT_THREADS | OPT_RUNS |
          OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SWEEP |
          OPT_SEARCH,
@@ -93,7 +93,7 @@ static const struct flag {
     {"--quiet", OPT_QUIET, "no progress bar"},
     {"--quant", OPT_QUANT,
      "SPEC  compress vectors: tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M>, pq<M>x4"},
-    {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10k; 0 = none)"},
+    {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10 x k; 0 = none)"},
     {"--degree", OPT_GRAPH, "N  vamana: most neighbours per node (default 32)"},
     {"--build-list", OPT_GRAPH, "N  vamana: candidate list while building (default 100)"},
     {"--alpha", OPT_GRAPH, "A  vamana: pruning factor of the second pass (default 1.2)"},
