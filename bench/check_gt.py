@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """Check a ground-truth file against a reference and against FAISS.
 
     bench/check_gt.py --base B --queries Q --gt rotor_gt.ivecs \

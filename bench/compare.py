@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """Compare benchmark JSON lines (from `rotor bench --json` and
 bench/peers/peers.py): per data set, the best QPS each method reaches at
 recall@10 floors, and its ratio to rotor's best.
@@ -121,7 +121,7 @@ def main():
               f"{a.threads} thread(s)")
         best = {m: [max([q for r, q in pts if r >= fl], default=None) for fl in floors]
                 for m, pts in methods.items()}
-#rotor's best configuration at each floor is what peers are held to.
+        # rotor's best configuration at each floor is what peers are held to.
         rotor_rows = [m for m in best if m.startswith("rotor:")]
         rotor = None
         if rotor_rows:

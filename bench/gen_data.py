@@ -1,38 +1,29 @@
-#!/ usr / bin / python3
-""
-        "Generate rotor's synthetic benchmark sets, deterministically.
+#!/usr/bin/python3
+"""Generate rotor's synthetic benchmark sets, deterministically.
 
-        bench /
-        gen_data.py-- kind sift-- n 1000000 --nq 10000 \ --out -
-    base sift1m_base.u8bin-- out -
-    queries sift1m_query.u8bin bench /
-        gen_data.py-- kind embed-- dim 768 --n 1000000 --nq 10000 \ --out -
-    base embed768_base.fbin-- out - queries embed768_query.fbin bench / gen_data.py-- stats -
-    of BASE[--stats - queries Q][--metric l2 | cosine]
+    bench/gen_data.py --kind sift  --n 1000000 --nq 10000 \\
+        --out-base sift1m_base.u8bin --out-queries sift1m_query.u8bin
+    bench/gen_data.py --kind embed --dim 768 --n 1000000 --nq 10000 \\
+        --out-base embed768_base.fbin --out-queries embed768_query.fbin
+    bench/gen_data.py --stats-of BASE [--stats-queries Q] [--metric l2|cosine]
 
-    -- kind sift : clustered SIFT -
-                   like descriptors,
-    128 - d(default),
-    uint8.A two - level mixture(topics, each with sub - clusters) of non - negative,
-    heavy - tailed(log - normal) centres whose coordinates are correlated through a low
-        - rank latent factor;
-each cluster has its own per - coordinate scales;
-points add Student - t(df 4) noise.Each point then goes through SIFT's own normalisation (
-                         clip at zero, unit length, clip at 0.2, unit length again, times 512),
-    is rounded and clipped to 0..255. Written as.u8bin(or.bvecs).
+--kind sift: clustered SIFT-like descriptors, 128-d (default), uint8. A
+two-level mixture (topics, each with sub-clusters) of non-negative, heavy-
+tailed (log-normal) centres whose coordinates are correlated through a low-
+rank latent factor; each cluster has its own per-coordinate scales; points add
+Student-t (df 4) noise. Each point then goes through SIFT's own normalisation
+(clip at zero, unit length, clip at 0.2, unit length again, times 512), is
+rounded and clipped to 0..255. Written as .u8bin (or .bvecs).
 
-        --kind embed : unit
-        - norm,
-    anisotropic embedding
-        - like float32 vectors(384 - or 768 - d; default 768).In a random orthogonal basis,
-    component i has variance proportional to i ^
-        -0.8 / (1 + i / (dim / 8))(a power - law head steepening to i ^ -1.8),
-    shared by a two - level cluster
-        mixture(topic centres, sub - cluster centres, per - cluster anisotropic item noise);
-a strong common mean direction is added and every row normalised.The
-        constants aim at the geometry of real MiniLM -
-    like vectors(norm of the mean vector ~0.7, mean pairwise cosine ~0.45 - 0.5,
-                 90 % of the variance in ~1 / 4 of the dimensions, top component ~10 - 15 %); the statistics of the generated set are printed so they can be
+--kind embed: unit-norm, anisotropic embedding-like float32 vectors (384- or
+768-d; default 768). In a random orthogonal basis, component i has variance
+proportional to i^-0.8 / (1 + i / (dim/8)) (a power-law head steepening to
+i^-1.8), shared by a two-level cluster mixture (topic centres, sub-cluster
+centres, per-cluster anisotropic item noise); a strong common mean direction
+is added and every row normalised. The constants aim at the geometry of real
+MiniLM-like vectors (norm of the mean vector ~0.7, mean pairwise cosine
+~0.45-0.5, 90 % of the variance in ~1/4 of the dimensions, top component
+~10-15 %); the statistics of the generated set are printed so they can be
 quoted. Written as .fbin (or .fvecs).
 
 Queries come from the same distribution (same model, their own random stream)
@@ -65,7 +56,8 @@ SUB_BLOCK = 4096        # rows transformed at a time (memory only; does not chan
 STATS_ROWS = 20000      # rows kept for PCA and nearest-neighbour statistics
 STATS_QUERIES = 200
 
-#-- -- the two models -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# ---- the two models ---------------------------------------------------------
 
 class SiftModel:
     kind, dtype = "sift", np.uint8
@@ -91,8 +83,8 @@ class SiftModel:
             self.sub_spread * rng.standard_normal((self.clusters, r))
         self.offset = rng.normal(0.0, self.bias_sd, d) + \
             self.coord_sd * rng.standard_normal((self.clusters, d))
-#Anisotropic clusters : each has its own spread per latent factor and
-#its own noise scale per coordinate.
+        # Anisotropic clusters: each has its own spread per latent factor and
+        # its own noise scale per coordinate.
         self.lat_scale = self.item_spread * np.exp(
             rng.normal(0.0, self.aniso_sd, (self.clusters, r)))
         self.noise_scale = self.noise * np.exp(
@@ -104,13 +96,13 @@ class SiftModel:
         which = rng.choice(self.clusters, size=rows, p=self.weights)
         z = self.sub_z[which] + self.lat_scale[which] * rng.standard_normal((rows, self.rank))
         t = rng.standard_t(self.df, size=(rows, self.dim))
-#Log - normal coordinates(positive, heavy - tailed), correlated through
-#the shared latent factors as SIFT's orientation bins are across cells.
-#In float64 so that rounding to integers does not depend on BLAS.
+        # Log-normal coordinates (positive, heavy-tailed), correlated through
+        # the shared latent factors as SIFT's orientation bins are across cells.
+        # In float64 so that rounding to integers does not depend on BLAS.
         v = np.exp(z @ self.mix_t + self.offset[which] + self.noise_scale[which] * t)
         v -= self.floor * v.mean(axis=1, keepdims=True)
         np.maximum(v, 0, out=v)
-#SIFT's normalisation: unit length, clip at 0.2, unit length, x 512.
+        # SIFT's normalisation: unit length, clip at 0.2, unit length, x 512.
         v /= np.maximum(np.sqrt(np.einsum("ij,ij->i", v, v)), 1e-12)[:, None]
         np.minimum(v, 0.2, out=v)
         v /= np.maximum(np.sqrt(np.einsum("ij,ij->i", v, v)), 1e-12)[:, None]
@@ -151,9 +143,9 @@ class EmbedModel:
         which = rng.choice(self.clusters, size=rows, p=self.weights)
         z = rng.standard_normal((rows, self.dim), dtype=np.float32)
         out = np.empty((rows, self.dim), dtype=np.float32)
-#Arithmetic in float64, rounded once to float32 : the output does not
-#depend on how BLAS splits the product(threads, CPU kernels) except,
-#very rarely, by one unit in the last place.
+        # Arithmetic in float64, rounded once to float32: the output does not
+        # depend on how BLAS splits the product (threads, CPU kernels) except,
+        # very rarely, by one unit in the last place.
         for s in range(0, rows, SUB_BLOCK):
             w = which[s:s + SUB_BLOCK]
             v = z[s:s + SUB_BLOCK].astype(np.float64)
@@ -165,7 +157,8 @@ class EmbedModel:
             out[s:s + SUB_BLOCK] = v
         return out
 
-#-- -- output files -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# ---- output files -----------------------------------------------------------
 
 class Writer:
     """Streams rows to .u8bin/.fbin (header: rows, dim as uint32) or
@@ -196,7 +189,8 @@ class Writer:
     def close(self):
         self.f.close()
 
-#-- -- statistics -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# ---- statistics -------------------------------------------------------------
 
 class Stats:
     """Running statistics of the base plus a strided sample for PCA and
@@ -237,7 +231,7 @@ class Stats:
         out["row_norm_mean"] = float(norms.mean())
         out["row_norm_sd"] = float(norms.std())
         if metric == "cosine":
-#For unit rows : mean pairwise cosine over all i != j pairs, exactly.
+            # For unit rows: mean pairwise cosine over all i != j pairs, exactly.
             unit = np.allclose(norms, 1.0, atol=1e-3)
             mean = self.sum / n
             out["norm_of_mean_vector"] = float(np.linalg.norm(mean))
@@ -274,7 +268,7 @@ class Stats:
                 b = s
             d2 = (q * q).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * q @ b.T
             d2 = np.sort(np.maximum(d2, 0), axis=1)
-#Queries equal to a sampled row(distance 0) are left out.
+            # Queries equal to a sampled row (distance 0) are left out.
             ok = d2[:, 9] > 0
             out["nn1_over_nn10_distance"] = float(np.median(np.sqrt(d2[ok, 0] / d2[ok, 9])))
             out["nn1_over_median_distance"] = float(np.median(
@@ -294,7 +288,8 @@ def read_any(path, max_rows=0):
     from peers import read_vectors  # noqa: E402
     return read_vectors(path, max_rows)
 
-#-- -- main -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# ---- main -------------------------------------------------------------------
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
@@ -337,8 +332,8 @@ def main():
     model_ss, base_ss, query_ss = root.spawn(3)
     model = (SiftModel if a.kind == "sift" else EmbedModel)(np.random.default_rng(model_ss), dim)
 
-#Query candidates first(with spares for the integer kind), so that the
-#base pass can mark the ones that equal a base row.
+    # Query candidates first (with spares for the integer kind), so that the
+    # base pass can mark the ones that equal a base row.
     spare = max(100, a.nq // 100) if model.dtype == np.uint8 else 0
     candidates = model.sample(np.random.default_rng(query_ss), a.nq + spare)
     check = {row.tobytes(): i for i, row in enumerate(candidates)} if spare else {}
