@@ -166,15 +166,19 @@ static rotor_status encode_rows(rotor_index *ix, const quant *q, uint8_t *codes,
     encode_job jobs[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
     bool started[MAX_THREADS] = {false};
-    const size_t share = cm_round_up((n + threads - 1) / threads, 32);
+    /* Cut points at row numbers that are multiples of 32 (the first and
+     * last excepted), whatever `first` is. */
+    const size_t end = first + n, share = (n + threads - 1) / threads;
+    size_t cut[MAX_THREADS + 1];
+    cut[0] = first;
+    for (unsigned t = 1; t < threads; t++) {
+        size_t c = cm_round_up(first + t * share, 32);
+        cut[t] = c < end ? c : end;
+    }
+    cut[threads] = end;
     for (unsigned t = 0; t < threads; t++) {
-        size_t b = first + t * share;
-        jobs[t] = (encode_job){ix,
-                               q,
-                               codes,
-                               b < first + n ? b : first + n,
-                               b + share < first + n ? b + share : first + n,
-                               (float *)(mem + t * per_thread)};
+        size_t hi = cut[t + 1] > cut[t] ? cut[t + 1] : cut[t];
+        jobs[t] = (encode_job){ix, q, codes, cut[t], hi, (float *)(mem + t * per_thread)};
     }
     for (unsigned t = 1; t < threads; t++)
         started[t] = pthread_create(&tid[t], NULL, encode_run, &jobs[t]) == 0;

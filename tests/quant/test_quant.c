@@ -87,7 +87,7 @@ static void test_codebook_converges_to_gaussian_lloyd_max(void **state) {
 
 static void test_tq_mse_within_paper_bound(void **state) {
     (void)state;
-    /* The issue's bar: the distortion of random unit vectors within 5 % of
+    /* The bar: the distortion of random unit vectors within 5 % of
      * the Gaussian Lloyd-Max figure for b = 1..4, at the dimensions
      * embeddings come in. With 200 vectors of >= 128 coordinates the
      * sampling error of the mean is well under 1 %. */
