@@ -110,7 +110,9 @@ rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, 
                         size_t nprobe, size_t rerank, int64_t *ids, float *dists);
 size_t ivf_count(const ivf *f);
 uint32_t ivf_nlist(const ivf *f);
+/* Centroids and list ids; and the lists' copies of the codes of `q`. */
 size_t ivf_bytes(const ivf *f);
+size_t ivf_bytes_codes(const ivf *f, const quant *q);
 
 /* ---- shared (vamana.c) --------------------------------------------------- */
 

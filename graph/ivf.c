@@ -49,6 +49,13 @@ size_t ivf_bytes(const ivf *f) {
     return b;
 }
 
+size_t ivf_bytes_codes(const ivf *f, const quant *q) {
+    size_t b = 0;
+    for (uint32_t l = 0; l < f->p.nlist; l++)
+        b += q->ops->store_bytes(q, f->lists[l].cap);
+    return b;
+}
+
 void ivf_free(ivf *f) {
     if (f == NULL)
         return;

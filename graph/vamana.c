@@ -67,7 +67,7 @@ typedef struct vm_scratch {
     size_t list_cap;
     vm_cand *pool; /* nodes a build search expanded */
     size_t pool_size, pool_cap;
-    uint32_t *nbrs; /* R + 1 ids copied out of a node */
+    uint32_t *nbrs; /* slots + 1 ids copied out of a node */
     float *est;     /* R estimates (rounded up to a block of 32) */
     vm_cand *prune; /* prune candidates, pool_cap + R + 1 */
     uint8_t *gone;  /* occluded flags, same count */

@@ -315,7 +315,7 @@ typedef struct rotor_index_stats {
     size_t bytes_codes;       /* compressed codes (0 without a quantizer) */
     size_t code_bytes;        /* bytes of one vector's code, factors included */
     size_t bytes_graph;       /* navigation structure: graph ids or IVF lists and centroids */
-    size_t bytes_graph_codes; /* copies of codes inside the graph (neighbour codes) */
+    size_t bytes_graph_codes; /* copies of codes in the navigator: neighbour codes, IVF lists */
     double train_seconds;     /* time spent training the quantizer at build */
     size_t bytes_total;       /* everything the index holds */
     char quant[32];           /* the quantizer spec, "none" for full precision */

@@ -409,8 +409,10 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->bytes_graph = vamana_bytes_ids(ix->graph);
         out->bytes_graph_codes = vamana_bytes_codes(ix->graph);
     }
-    if (ix->ivf != NULL)
+    if (ix->ivf != NULL) {
         out->bytes_graph = ivf_bytes(ix->ivf);
+        out->bytes_graph_codes = ivf_bytes_codes(ix->ivf, ix->q);
+    }
     out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
     out->train_seconds = ix->train_seconds;
     char name[sizeof ix->nav_name + sizeof ix->quant_name + 1] = {0};

@@ -547,6 +547,16 @@ static void test_stats(void **state) {
                 st.bytes_vectors + st.bytes_codes + st.bytes_graph + st.bytes_graph_codes);
     rotor_index_close(ix);
 
+    /* IVF lists hold their own copies of the codes, in whole blocks. */
+    rotor_params pi = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8x4");
+    rotor_index *fx = build_n(f, &pi, N);
+    assert_int_equal(rotor_index_stats_get(fx, &st), ROTOR_OK);
+    assert_true(st.bytes_graph_codes >= (size_t)N * 4);
+    assert_true(st.bytes_graph >= (size_t)N * 4 + 32 * D * sizeof(float));
+    assert_true(st.bytes_total >=
+                st.bytes_vectors + st.bytes_codes + st.bytes_graph + st.bytes_graph_codes);
+    rotor_index_close(fx);
+
     /* Codes read by id instead: no copies, the same search. */
     p.quant = "pq16x4";
     p.neighbor_codes = 0;
