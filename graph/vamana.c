@@ -371,6 +371,15 @@ static inline bool list_insert(vm_list *l, float d, uint32_t id) {
     return true;
 }
 
+/* The estimate a candidate must beat to enter the list or, when there is
+ * one, the deeper rerank heap. */
+static inline float entry_gate(const vm_list *l, const cm_topk *pool) {
+    float gate = l->size < l->cap ? INFINITY : l->c[l->size - 1].dist;
+    if (pool != NULL && cm_topk_threshold(pool) > gate)
+        gate = cm_topk_threshold(pool);
+    return gate;
+}
+
 /* The position of the nearest unexpanded candidate, or size if none. */
 static inline size_t list_next(vm_list *l) {
     while (l->cur < l->size && l->expanded[l->cur])
@@ -475,10 +484,16 @@ static uint32_t robust_prune(const vamana *g, const graph_space *s, const simd_o
     return kept;
 }
 
+/* out[j] = (squared L2 from x to ids[j], ids[j]): prune candidates. */
+static void score_ids(const graph_space *s, const simd_ops *ops, const float *x,
+                      const uint32_t *ids, size_t n, vm_cand *out) {
+    for (size_t j = 0; j < n; j++)
+        out[j] = (vm_cand){ops->l2sq_f32(x, s->vectors + (size_t)ids[j] * s->dim, s->dim), ids[j]};
+}
+
 /* Adds the edge u -> p, pruning u's list when it is full. */
 static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                           uint32_t u, uint32_t p, float alpha) {
-    const size_t d = s->dim;
     node_lock(g, u);
     uint32_t *rec = node_of(g, u);
     uint32_t deg = rec[0];
@@ -492,11 +507,9 @@ static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, 
         rec[1 + deg] = p;
         rec[0] = deg + 1;
     } else {
-        const float *xu = s->vectors + (size_t)u * d;
-        for (uint32_t j = 0; j < deg; j++)
-            sc->prune[j] =
-                (vm_cand){ops->l2sq_f32(xu, s->vectors + (size_t)rec[1 + j] * d, d), rec[1 + j]};
-        sc->prune[deg] = (vm_cand){ops->l2sq_f32(xu, s->vectors + (size_t)p * d, d), p};
+        const float *xu = s->vectors + (size_t)u * s->dim;
+        score_ids(s, ops, xu, rec + 1, deg, sc->prune);
+        score_ids(s, ops, xu, &p, 1, sc->prune + deg);
         rec[0] = robust_prune(g, s, ops, sc, u, (size_t)deg + 1, alpha, rec + 1);
     }
     g->dirty[u] = 1;
@@ -508,7 +521,7 @@ static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, v
     const size_t d = s->dim;
     const float *x = s->vectors + (size_t)p * d;
     build_search(g, s, ops, sc, x, list);
-    size_t n = sc->pool_size;
+    const size_t n = sc->pool_size;
     memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
     /* The second pass also reconsiders p's current neighbours. */
     node_lock(g, p);
@@ -516,11 +529,9 @@ static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, v
     uint32_t deg = rec[0];
     memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
     node_unlock(g, p);
-    for (uint32_t j = 0; j < deg; j++)
-        sc->prune[n++] =
-            (vm_cand){ops->l2sq_f32(x, s->vectors + (size_t)sc->nbrs[j] * d, d), sc->nbrs[j]};
+    score_ids(s, ops, x, sc->nbrs, deg, sc->prune + n);
     uint32_t *chosen = sc->nbrs;
-    uint32_t kept = robust_prune(g, s, ops, sc, p, n, alpha, chosen);
+    uint32_t kept = robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
     node_lock(g, p);
     memcpy(rec + 1, chosen, kept * sizeof(uint32_t));
     rec[0] = kept;
@@ -608,10 +619,7 @@ static void trim_node(vamana *g, const graph_space *s, const simd_ops *ops, vm_s
     uint32_t *rec = node_of(g, u);
     if (rec[0] <= g->p.degree)
         return;
-    const float *xu = s->vectors + (size_t)u * s->dim;
-    for (uint32_t j = 0; j < rec[0]; j++)
-        sc->prune[j] = (vm_cand){
-            ops->l2sq_f32(xu, s->vectors + (size_t)rec[1 + j] * s->dim, s->dim), rec[1 + j]};
+    score_ids(s, ops, s->vectors + (size_t)u * s->dim, rec + 1, rec[0], sc->prune);
     rec[0] = robust_prune(g, s, ops, sc, u, rec[0], alpha, rec + 1);
     g->dirty[u] = 1;
 }
@@ -937,18 +945,14 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
             /* The whole block is scored anyway, so the visited set is only
              * consulted for the few estimates good enough to enter: most
              * neighbours fail the gate and cost no random access. */
-            float gate = l.size < l.cap ? INFINITY : l.c[l.size - 1].dist;
-            if (pooled && cm_topk_threshold(&pool) > gate)
-                gate = cm_topk_threshold(&pool);
+            float gate = entry_gate(&l, pooled ? &pool : NULL);
             for (uint32_t j = 0; j < deg; j++) {
                 if (sc->est[j] >= gate || !visit(sc, nb[j]))
                     continue;
                 list_insert(&l, sc->est[j], nb[j]);
                 if (pooled && sc->est[j] < cm_topk_threshold(&pool))
                     cm_topk_push(&pool, sc->est[j], nb[j]);
-                gate = l.size < l.cap ? INFINITY : l.c[l.size - 1].dist;
-                if (pooled && cm_topk_threshold(&pool) > gate)
-                    gate = cm_topk_threshold(&pool);
+                gate = entry_gate(&l, pooled ? &pool : NULL);
             }
         } else if (nq != NULL) {
             for (uint32_t j = 0; j < deg; j++) {
