@@ -17,7 +17,14 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/topk.h"
 #include "quant/quant.h"
+
+/* Scores candidates ids[0..n) exactly against a prepared query and pushes
+ * (distance, id) into `top`. The ids come best estimate first, so a store
+ * that reads vectors from disk can read the likeliest first. */
+typedef rotor_status (*graph_rerank_fn)(void *ctx, const float *query, const uint32_t *ids,
+                                        size_t n, cm_topk *top);
 
 /* The vectors a structure is built over and searched in. Borrowed for the
  * duration of a call; the caller keeps them alive and unchanged. */
@@ -32,6 +39,10 @@ typedef struct graph_space {
      * candidates q then estimates again (vamana_search's refine). */
     const quant *nav_q;
     const uint8_t *nav_codes;
+    /* The exact rerank when the vectors are not in memory (vectors NULL):
+     * the index reads them from its store. NULL: read `vectors`. */
+    graph_rerank_fn rerank;
+    void *rerank_ctx;
 } graph_space;
 
 /* ---- Vamana (vamana.c) --------------------------------------------------
@@ -86,6 +97,22 @@ uint32_t vamana_neighbors(const vamana *g, size_t node, const uint32_t **nbrs);
 size_t vamana_bytes_ids(const vamana *g);
 size_t vamana_bytes_codes(const vamana *g);
 
+/* Persistence: a small header section (layout, entry point, starting
+ * points) and the node records exactly as they are in memory. */
+size_t vamana_meta_bytes(const vamana *g);
+void vamana_meta_write(const vamana *g, uint8_t *dst);
+const uint8_t *vamana_nodes(const vamana *g, size_t *bytes);
+/* A graph of `count` nodes over records in `nodes` (borrowed from a mapped
+ * file: never freed, copied, and checked, by the first insert). The header
+ * must describe the layout p and q give. Records are not read: a search
+ * bounds every degree and id it follows, so damaged records cost recall,
+ * never memory safety. */
+rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const quant *q,
+                         size_t count, const uint8_t *meta, size_t meta_bytes, const uint8_t *nodes,
+                         size_t nodes_bytes, vamana **out);
+/* Reads every record: degrees within R, every id another node. */
+rotor_status vamana_check(const vamana *g);
+
 /* ---- IVF (ivf.c) -------------------------------------------------------- */
 
 typedef struct ivf_params {
@@ -114,10 +141,28 @@ uint32_t ivf_nlist(const ivf *f);
 size_t ivf_bytes(const ivf *f);
 size_t ivf_bytes_codes(const ivf *f, const quant *q);
 
+/* Persistence: a header section (centroids, list sizes), then every list's
+ * ids end to end, then every list's code store padded to 64 bytes. */
+size_t ivf_meta_bytes(const ivf *f);
+void ivf_meta_write(const ivf *f, uint8_t *dst);
+void ivf_list_view(const ivf *f, uint32_t l, const uint32_t **ids, const uint8_t **codes,
+                   size_t *size);
+/* Lists over ids and codes borrowed from a mapped file (copied, and
+ * checked, when ivf_add grows them); search skips any id >= count. */
+rotor_status ivf_open(const rotor_allocator *a, const ivf_params *p, const quant *q, size_t dim,
+                      size_t count, const uint8_t *meta, size_t meta_bytes, const uint8_t *ids,
+                      size_t ids_bytes, const uint8_t *codes, size_t codes_bytes, ivf **out);
+/* Reads every list: every id below the count. */
+rotor_status ivf_check(const ivf *f);
+
 /* ---- shared (vamana.c) --------------------------------------------------- */
 
 /* Exact distance of a prepared query to vector `id`, in the index's
  * convention (squared L2, -IP, 1 - cos). */
 float graph_exact_distance(const graph_space *s, const float *q, size_t id);
+/* The exact rerank of candidates (best estimate first) into `top`: from
+ * s->vectors, or through s->rerank. */
+rotor_status graph_rerank(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
+                          cm_topk *top);
 
 #endif /* ROTOR_GRAPH_H */

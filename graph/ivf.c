@@ -16,6 +16,7 @@
  * seeded sample); partitions are found with squared L2 for every metric,
  * which for normalised (cosine) data orders like the cosine distance.
  */
+#include <math.h>
 #include <string.h>
 
 #include "common/topk.h"
@@ -29,6 +30,7 @@ typedef struct ivf_list {
     uint32_t *ids;
     uint8_t *codes; /* the quantizer's store of `cap` codes */
     size_t size, cap;
+    bool borrowed; /* ids and codes live in a mapped index file (ivf_open) */
 } ivf_list;
 
 struct ivf {
@@ -62,6 +64,8 @@ void ivf_free(ivf *f) {
     rotor_allocator a = f->alloc;
     if (f->lists != NULL) {
         for (uint32_t l = 0; l < f->p.nlist; l++) {
+            if (f->lists[l].borrowed)
+                continue;
             cm_free(&a, f->lists[l].ids);
             cm_free(&a, f->lists[l].codes);
         }
@@ -91,8 +95,24 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
          * prefix of the store whatever its capacity. */
         memcpy(codes, l->codes, q->ops->store_bytes(q, l->size));
     }
-    cm_free(&f->alloc, l->ids);
-    cm_free(&f->alloc, l->codes);
+    if (l->borrowed) {
+        /* Ids from a file were never read whole; later searches trust a
+         * list of the index's own, so they are checked on the way in. */
+        for (size_t i = 0; i < l->size; i++) {
+            if (ids[i] >= f->count) {
+                cm_free(&f->alloc, ids);
+                cm_free(&f->alloc, codes);
+                return cm_fail(ROTOR_ERR_CORRUPT,
+                               "an IVF list holds id %u of an index of %zu vectors; the index "
+                               "file is damaged",
+                               ids[i], f->count);
+            }
+        }
+    } else {
+        cm_free(&f->alloc, l->ids);
+        cm_free(&f->alloc, l->codes);
+    }
+    l->borrowed = false;
     l->ids = ids;
     l->codes = codes;
     l->cap = cap;
@@ -213,7 +233,8 @@ rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, 
     const size_t sb = cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN);
     const size_t cb = cm_round_up(nlist * sizeof(float), CM_ALIGN);
     const size_t pb = cm_round_up(nprobe * (sizeof(float) + sizeof(int64_t)), CM_ALIGN);
-    const size_t kb = cm_round_up(keep * (sizeof(float) + sizeof(int64_t)), CM_ALIGN);
+    const size_t kb =
+        cm_round_up(keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t)), CM_ALIGN);
     uint8_t *mem = cm_alloc(&f->alloc, qb + sb + cb + pb + kb + SCAN_BLOCK * sizeof(float),
                             "IVF search state");
     if (mem == NULL)
@@ -224,6 +245,7 @@ rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, 
     float *probe_d = (float *)(probe_id + nprobe);
     int64_t *cand_id = (int64_t *)(mem + qb + sb + cb + pb);
     float *cand_d = (float *)(cand_id + keep);
+    uint32_t *cand = (uint32_t *)(cand_d + keep);
     float *block = (float *)(mem + qb + sb + cb + pb + kb);
 
     ops->l2sq_f32_rows(query, f->centroids, nlist, f->dim, f->dim, cdist);
@@ -245,20 +267,130 @@ rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, 
             q->ops->scan(q, qs, l->codes, start, n, block);
             size_t i = ops->first_below(block, 0, n, cm_topk_threshold(&top));
             while (i < n) {
-                cm_topk_push(&top, block[i], (int64_t)l->ids[start + i]);
+                /* Ids of a mapped, unverified file are bounded before use. */
+                if (l->ids[start + i] < f->count)
+                    cm_topk_push(&top, block[i], (int64_t)l->ids[start + i]);
                 i = ops->first_below(block, i + 1, n, cm_topk_threshold(&top));
             }
         }
     }
+    rotor_status st = ROTOR_OK;
     if (exact_after) {
+        /* Best estimates first: a store on disk reads them in that order. */
+        cm_topk_finish(&top);
+        for (size_t i = 0; i < top.size; i++)
+            cand[i] = (uint32_t)cand_id[i];
         cm_topk exact;
         cm_topk_init(&exact, dists, ids, k);
-        for (size_t i = 0; i < top.size; i++)
-            cm_topk_push(&exact, graph_exact_distance(s, query, (size_t)cand_id[i]), cand_id[i]);
+        st = graph_rerank(s, query, cand, top.size, &exact);
         cm_topk_finish(&exact);
     } else {
         cm_topk_finish(&top);
     }
     cm_free(&f->alloc, mem);
+    return st;
+}
+
+/* ---- persistence ------------------------------------------------------------ */
+
+/*
+ * Header section (little-endian, FORMAT.md): u32 nlist, u32 zero, then
+ * nlist x dim float32 centroids, then nlist u64 list sizes. The ids section
+ * holds every list's ids end to end; the codes section every list's code
+ * store (store_bytes(size)), each padded to 64 bytes.
+ */
+size_t ivf_meta_bytes(const ivf *f) {
+    return 8 + (size_t)f->p.nlist * (f->dim * sizeof(float) + sizeof(uint64_t));
+}
+
+void ivf_meta_write(const ivf *f, uint8_t *dst) {
+    uint32_t head[2] = {f->p.nlist, 0};
+    memcpy(dst, head, sizeof head);
+    size_t cb = (size_t)f->p.nlist * f->dim * sizeof(float);
+    memcpy(dst + 8, f->centroids, cb);
+    for (uint32_t l = 0; l < f->p.nlist; l++) {
+        uint64_t size = f->lists[l].size;
+        memcpy(dst + 8 + cb + 8 * (size_t)l, &size, 8);
+    }
+}
+
+void ivf_list_view(const ivf *f, uint32_t l, const uint32_t **ids, const uint8_t **codes,
+                   size_t *size) {
+    *ids = f->lists[l].ids;
+    *codes = f->lists[l].codes;
+    *size = f->lists[l].size;
+}
+
+rotor_status ivf_open(const rotor_allocator *a, const ivf_params *p, const quant *q, size_t dim,
+                      size_t count, const uint8_t *meta, size_t meta_bytes, const uint8_t *ids,
+                      size_t ids_bytes, const uint8_t *codes, size_t codes_bytes, ivf **out) {
+    *out = NULL;
+    CM_RETURN_IF(meta_bytes < 8, ROTOR_ERR_FORMAT, "the IVF header holds only %zu bytes",
+                 meta_bytes);
+    uint32_t nlist;
+    memcpy(&nlist, meta, 4);
+    CM_RETURN_IF(nlist == 0 || nlist > count || nlist != p->nlist, ROTOR_ERR_FORMAT,
+                 "the IVF header declares %u lists for %zu vectors (parameters say %u)", nlist,
+                 count, p->nlist);
+    const size_t cb = (size_t)nlist * dim * sizeof(float);
+    CM_RETURN_IF(meta_bytes != 8 + cb + 8 * (size_t)nlist, ROTOR_ERR_FORMAT,
+                 "the IVF header holds %zu bytes; %u lists of %zu dimensions need %zu", meta_bytes,
+                 nlist, dim, 8 + cb + 8 * (size_t)nlist);
+    ivf *f = cm_calloc(a, sizeof *f, "IVF index");
+    if (f == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    f->alloc = *a;
+    f->p = *p;
+    if (f->p.threads == 0)
+        f->p.threads = 1;
+    f->dim = dim;
+    f->count = count;
+    f->centroids = cm_alloc(a, cb, "IVF centroids");
+    f->lists = cm_calloc(a, (size_t)nlist * sizeof *f->lists, "IVF lists");
+    rotor_status st = f->centroids && f->lists ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK)
+        memcpy(f->centroids, meta + 8, cb);
+    for (size_t i = 0; st == ROTOR_OK && i < nlist * dim; i++)
+        if (!isfinite(f->centroids[i]))
+            st = cm_fail(ROTOR_ERR_FORMAT, "IVF centroid %zu holds a non-finite value", i / dim);
+    /* Sizes are summed with overflow checks before any list is placed. */
+    size_t total = 0, code_total = 0;
+    for (uint32_t l = 0; st == ROTOR_OK && l < nlist; l++) {
+        uint64_t size;
+        memcpy(&size, meta + 8 + cb + 8 * (size_t)l, 8);
+        if (size > count - total) {
+            st = cm_fail(ROTOR_ERR_FORMAT, "the IVF lists hold more ids than the index's %zu",
+                         count);
+            break;
+        }
+        f->lists[l].ids = (uint32_t *)(ids + 4 * total);
+        f->lists[l].codes = (uint8_t *)(codes + code_total);
+        f->lists[l].size = f->lists[l].cap = (size_t)size;
+        f->lists[l].borrowed = true;
+        total += (size_t)size;
+        code_total += cm_round_up(q->ops->store_bytes(q, (size_t)size), CM_ALIGN);
+    }
+    if (st == ROTOR_OK && total != count)
+        st = cm_fail(ROTOR_ERR_FORMAT, "the IVF lists hold %zu ids, the index %zu vectors", total,
+                     count);
+    if (st == ROTOR_OK && (ids_bytes != 4 * count || codes_bytes != code_total))
+        st = cm_fail(ROTOR_ERR_FORMAT,
+                     "the IVF sections hold %zu id bytes and %zu code bytes; the lists need "
+                     "%zu and %zu",
+                     ids_bytes, codes_bytes, 4 * count, code_total);
+    if (st != ROTOR_OK) {
+        ivf_free(f);
+        return st;
+    }
+    *out = f;
+    return ROTOR_OK;
+}
+
+rotor_status ivf_check(const ivf *f) {
+    for (uint32_t l = 0; l < f->p.nlist; l++)
+        for (size_t i = 0; i < f->lists[l].size; i++)
+            CM_RETURN_IF(f->lists[l].ids[i] >= f->count, ROTOR_ERR_CORRUPT,
+                         "IVF list %u holds id %u of an index of %zu vectors", l,
+                         f->lists[l].ids[i], f->count);
     return ROTOR_OK;
 }

@@ -41,6 +41,7 @@
  * then (with a second quantizer) estimated again, and the best `rerank`
  * scored on the full vectors.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -96,6 +97,9 @@ struct vamana {
     uint32_t slots;
     size_t node_bytes, block_off, block_bytes;
     uint8_t *nodes;
+    /* The records belong to a mapped index file: never freed, copied to
+     * memory of the graph's own by the first insert (vamana_open). */
+    bool borrowed;
     atomic_uchar *locks; /* capacity spin locks */
     uint8_t *dirty;      /* capacity: list changed since its codes were copied */
     uint32_t entry;
@@ -209,7 +213,8 @@ void vamana_free(vamana *g) {
     }
     pthread_mutex_destroy(&g->pool->lock);
     cm_free(&a, g->pool);
-    cm_free(&a, g->nodes);
+    if (!g->borrowed)
+        cm_free(&a, g->nodes);
     cm_free(&a, (void *)g->locks);
     cm_free(&a, g->dirty);
     cm_free(&a, g->starts);
@@ -391,6 +396,21 @@ static inline void prefetch_bytes(const void *p, size_t bytes) {
     const char *c = p;
     for (size_t off = 0; off < bytes; off += 64)
         __builtin_prefetch(c + off, 0, 3);
+}
+
+rotor_status graph_rerank(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
+                          cm_topk *top) {
+    if (s->rerank != NULL)
+        return s->rerank(s->rerank_ctx, query, ids, n, top);
+    const size_t vb = s->dim * sizeof(float);
+    /* Start every candidate's first lines loading at once; the kernel's
+     * sequential reads then find the rest streaming in. (Keeping a few
+     * whole vectors in flight instead measured slower.) */
+    for (size_t j = 0; j < n; j++)
+        prefetch_bytes(s->vectors + (size_t)ids[j] * s->dim, vb < 256 ? vb : 256);
+    for (size_t j = 0; j < n; j++)
+        cm_topk_push(top, graph_exact_distance(s, query, ids[j]), ids[j]);
+    return ROTOR_OK;
 }
 
 float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
@@ -716,9 +736,31 @@ static rotor_status reserve(vamana *g, size_t n) {
     }
     if (g->count > 0) {
         memcpy(nodes, g->nodes, g->count * g->node_bytes);
-        memcpy(dirty, g->dirty, g->count);
+        if (g->dirty != NULL)
+            memcpy(dirty, g->dirty, g->count);
     }
-    cm_free(&g->alloc, g->nodes);
+    if (g->borrowed) {
+        /* Records from a file were never read whole (search bounds every
+         * id it follows); insertion trusts them, so they are checked once. */
+        for (size_t u = 0; u < g->count; u++) {
+            const uint32_t *rec = (const uint32_t *)(nodes + u * g->node_bytes);
+            bool ok = rec[0] <= g->p.degree;
+            for (uint32_t j = 0; ok && j < rec[0]; j++)
+                ok = rec[1 + j] < g->count && rec[1 + j] != u;
+            if (!ok) {
+                cm_free(&g->alloc, nodes);
+                cm_free(&g->alloc, (void *)locks);
+                cm_free(&g->alloc, dirty);
+                return cm_fail(ROTOR_ERR_CORRUPT,
+                               "graph node %zu holds an impossible neighbour list; the index "
+                               "file is damaged",
+                               u);
+            }
+        }
+    } else {
+        cm_free(&g->alloc, g->nodes);
+    }
+    g->borrowed = false;
     cm_free(&g->alloc, (void *)g->locks);
     cm_free(&g->alloc, g->dirty);
     g->nodes = nodes;
@@ -938,8 +980,11 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
             }
         }
         const uint32_t *rec = node_of(g, u);
-        const uint32_t deg = rec[0];
+        /* A record from an unverified file may hold anything: the degree is
+         * bounded here and every id below before it indexes memory. */
+        const uint32_t deg = rec[0] <= g->p.degree ? rec[0] : 0;
         const uint32_t *nb = rec + 1;
+        const uint32_t count = (uint32_t)g->count;
         if (blocks) {
             nq->ops->scan(nq, qs, (const uint8_t *)rec + g->block_off, 0, deg, sc->est);
             /* The whole block is scored anyway, so the visited set is only
@@ -947,7 +992,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
              * neighbours fail the gate and cost no random access. */
             float gate = entry_gate(&l, pooled ? &pool : NULL);
             for (uint32_t j = 0; j < deg; j++) {
-                if (sc->est[j] >= gate || !visit(sc, nb[j]))
+                if (sc->est[j] >= gate || nb[j] >= count || !visit(sc, nb[j]))
                     continue;
                 list_insert(&l, sc->est[j], nb[j]);
                 if (pooled && sc->est[j] < cm_topk_threshold(&pool))
@@ -956,7 +1001,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
             }
         } else if (nq != NULL) {
             for (uint32_t j = 0; j < deg; j++) {
-                if (!visit(sc, nb[j]))
+                if (nb[j] >= count || !visit(sc, nb[j]))
                     continue;
                 float e;
                 nq->ops->scan(nq, qs, s->nav_codes, nb[j], 1, &e);
@@ -966,7 +1011,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
             }
         } else {
             for (uint32_t j = 0; j < deg; j++) {
-                if (!visit(sc, nb[j]))
+                if (nb[j] >= count || !visit(sc, nb[j]))
                     continue;
                 if (j + 1 < deg)
                     prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim,
@@ -977,6 +1022,9 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     }
 
     /* The candidates that go on: the pool, or the head of the list. */
+    /* Best estimate first, for a rerank that reads from disk. */
+    if (pooled)
+        cm_topk_finish(&pool);
     size_t n = pooled ? pool.size : (keep < l.size ? keep : l.size);
     uint32_t *cand = sc->cand;
     for (size_t j = 0; j < n; j++)
@@ -1000,6 +1048,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
             scratch_put(g, sc);
             return ROTOR_OK;
         }
+        cm_topk_finish(&best);
         n = best.size;
         for (size_t j = 0; j < n; j++)
             cand[j] = (uint32_t)best.id[j];
@@ -1007,20 +1056,157 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
 
     cm_topk top;
     cm_topk_init(&top, dists, ids, k);
+    rotor_status st = ROTOR_OK;
     if (nq != NULL && rerank > 0) {
-        const size_t vb = s->dim * sizeof(float);
-        /* Start every candidate's first lines loading at once; the kernel's
-         * sequential reads then find the rest streaming in. (Keeping a few
-         * whole vectors in flight instead measured slower.) */
-        for (size_t j = 0; j < n; j++)
-            prefetch_bytes(s->vectors + (size_t)cand[j] * s->dim, vb < 256 ? vb : 256);
-        for (size_t j = 0; j < n; j++)
-            cm_topk_push(&top, graph_exact_distance(s, query, cand[j]), cand[j]);
+        st = graph_rerank(s, query, cand, n, &top);
     } else {
         for (size_t j = 0; j < l.size && j < k; j++)
             cm_topk_push(&top, l.c[j].dist, l.c[j].id);
     }
     cm_topk_finish(&top);
     scratch_put(g, sc);
+    return st;
+}
+
+/* ---- persistence ------------------------------------------------------------ */
+
+/*
+ * Header section (little-endian, FORMAT.md):
+ *   0 u32 degree R     4 u32 id slots      8 u64 node bytes
+ *  16 u64 block offset 24 u64 block bytes 32 u32 entry
+ *  36 u32 starting points S               40 u32 neighbour codes (0/1)
+ *  44 u32 zero         48 S u32 starting points, zero-padded to 64 bytes,
+ *  then the starting points' code store (store_bytes(S) of the walking code)
+ */
+enum { META_FIXED = 48 };
+
+static size_t meta_starts_end(size_t nstarts) {
+    return cm_round_up(META_FIXED + 4 * nstarts, CM_ALIGN);
+}
+
+size_t vamana_meta_bytes(const vamana *g) {
+    size_t b = meta_starts_end(g->nstarts);
+    if (g->q != NULL)
+        b += g->q->ops->store_bytes(g->q, g->nstarts);
+    return b;
+}
+
+static void le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void le64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+void vamana_meta_write(const vamana *g, uint8_t *dst) {
+    memset(dst, 0, vamana_meta_bytes(g));
+    le32(dst, g->p.degree);
+    le32(dst + 4, g->slots);
+    le64(dst + 8, g->node_bytes);
+    le64(dst + 16, g->block_off);
+    le64(dst + 24, g->block_bytes);
+    le32(dst + 32, g->entry);
+    le32(dst + 36, (uint32_t)g->nstarts);
+    le32(dst + 40, g->q != NULL);
+    if (g->nstarts > 0)
+        memcpy(dst + META_FIXED, g->starts, 4 * g->nstarts);
+    if (g->q != NULL && g->nstarts > 0)
+        memcpy(dst + meta_starts_end(g->nstarts), g->start_codes,
+               g->q->ops->store_bytes(g->q, g->nstarts));
+}
+
+const uint8_t *vamana_nodes(const vamana *g, size_t *bytes) {
+    *bytes = g->count * g->node_bytes;
+    return g->nodes;
+}
+
+rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const quant *q,
+                         size_t count, const uint8_t *meta, size_t meta_bytes, const uint8_t *nodes,
+                         size_t nodes_bytes, vamana **out) {
+    *out = NULL;
+    CM_RETURN_IF(count == 0 || count > UINT32_MAX, ROTOR_ERR_FORMAT,
+                 "a graph of %zu nodes cannot be opened", count);
+    vamana *g;
+    CM_FORWARD(vamana_create(a, p, q, &g));
+    /* The layout is a function of (R, quantizer, neighbour codes): the
+     * header must say exactly what vamana_create derived. */
+    rotor_status st = ROTOR_OK;
+    if (meta_bytes < META_FIXED)
+        st = cm_fail(ROTOR_ERR_FORMAT, "the graph header holds %zu bytes, fewer than %d",
+                     meta_bytes, META_FIXED);
+    else if (rd32(meta) != g->p.degree || rd32(meta + 4) != g->slots ||
+             rd64(meta + 8) != g->node_bytes || rd64(meta + 16) != g->block_off ||
+             rd64(meta + 24) != g->block_bytes || rd32(meta + 40) != (g->q != NULL) ||
+             rd32(meta + 44) != 0)
+        st = cm_fail(ROTOR_ERR_FORMAT,
+                     "the graph header's node layout (degree %u, %" PRIu64
+                     "-byte records) is not the one its parameters give (degree %u, %zu bytes)",
+                     rd32(meta), rd64(meta + 8), g->p.degree, g->node_bytes);
+    size_t nstarts = st == ROTOR_OK ? rd32(meta + 36) : 0;
+    if (st == ROTOR_OK &&
+        (nstarts > MAX_STARTS || nstarts > count || (g->q == NULL && nstarts != 0)))
+        st = cm_fail(ROTOR_ERR_FORMAT, "the graph header lists %zu starting points", nstarts);
+    if (st == ROTOR_OK && rd32(meta + 32) >= count)
+        st = cm_fail(ROTOR_ERR_FORMAT, "the graph's entry point %u is not one of its %zu nodes",
+                     rd32(meta + 32), count);
+    size_t want_meta = 0;
+    if (st == ROTOR_OK) {
+        want_meta =
+            meta_starts_end(nstarts) + (g->q != NULL ? g->q->ops->store_bytes(g->q, nstarts) : 0);
+        size_t want_nodes;
+        if (meta_bytes != want_meta)
+            st = cm_fail(ROTOR_ERR_FORMAT, "the graph header holds %zu bytes, not %zu", meta_bytes,
+                         want_meta);
+        else if (cm_mul_overflow(count, g->node_bytes, &want_nodes) || nodes_bytes != want_nodes)
+            st = cm_fail(ROTOR_ERR_FORMAT,
+                         "the graph section holds %zu bytes; %zu nodes of %zu bytes need %zu",
+                         nodes_bytes, count, g->node_bytes, count * g->node_bytes);
+    }
+    if (st == ROTOR_OK && nstarts > 0) {
+        g->starts = cm_alloc(a, nstarts * sizeof *g->starts, "graph starting points");
+        size_t sb = g->q->ops->store_bytes(g->q, nstarts);
+        g->start_codes = cm_alloc(a, sb, "graph starting points");
+        if (g->starts == NULL || g->start_codes == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+        else {
+            memcpy(g->starts, meta + META_FIXED, 4 * nstarts);
+            memcpy(g->start_codes, meta + meta_starts_end(nstarts), sb);
+            for (size_t i = 0; i < nstarts && st == ROTOR_OK; i++)
+                if (g->starts[i] >= count)
+                    st = cm_fail(ROTOR_ERR_FORMAT,
+                                 "the graph's starting point %u is not one of its %zu nodes",
+                                 g->starts[i], count);
+        }
+    }
+    if (st != ROTOR_OK) {
+        vamana_free(g);
+        return st;
+    }
+    g->nstarts = nstarts;
+    g->entry = rd32(meta + 32);
+    g->nodes = (uint8_t *)nodes;
+    g->borrowed = true;
+    g->count = g->capacity = count;
+    *out = g;
+    return ROTOR_OK;
+}
+
+rotor_status vamana_check(const vamana *g) {
+    for (size_t u = 0; u < g->count; u++) {
+        const uint32_t *rec = node_of(g, u);
+        CM_RETURN_IF(rec[0] > g->p.degree, ROTOR_ERR_CORRUPT,
+                     "graph node %zu claims %u neighbours, more than the degree %u", u, rec[0],
+                     g->p.degree);
+        for (uint32_t j = 0; j < rec[0]; j++)
+            CM_RETURN_IF(rec[1 + j] >= g->count || rec[1 + j] == u, ROTOR_ERR_CORRUPT,
+                         "graph node %zu links to %u, not another of the %zu nodes", u, rec[1 + j],
+                         g->count);
+    }
     return ROTOR_OK;
 }

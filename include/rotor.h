@@ -249,12 +249,31 @@ typedef struct rotor_params {
     const char *graph_quant;
     /* IVF: partitions; 0 (default) = about 4 sqrt(n). Needs a quantizer. */
     uint32_t nlist;
+    /* Where an index saved from this one keeps its full vectors when it is
+     * opened (rotor_index_open may override): ROTOR_VECTORS_RAM (default)
+     * or ROTOR_VECTORS_DISK, where RAM holds the graph and codes only and
+     * the rerank reads the few vectors it scores from disk. Disk needs a
+     * quantizer. A built index always holds its vectors in RAM. */
+    int full_vectors;
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
     rotor_progress_fn progress; /* default NULL */
     void *progress_opaque;
 } rotor_params;
 
 ROTOR_API rotor_params rotor_params_default(void);
+
+/* Where full vectors live (rotor_params.full_vectors, rotor_open_params). */
+typedef enum rotor_vectors_place {
+    ROTOR_VECTORS_AS_SAVED = 0, /* open: as the index was built to be opened */
+    ROTOR_VECTORS_RAM = 1,      /* mapped into memory with the rest of the index */
+    ROTOR_VECTORS_DISK = 2,     /* read from the file for each rerank */
+} rotor_vectors_place;
+
+/* What one query cost, filled when rotor_search_params.stats is set. */
+typedef struct rotor_query_stats {
+    uint32_t reads;    /* full vectors read from disk for the rerank */
+    double io_seconds; /* time spent waiting for those reads */
+} rotor_query_stats;
 
 typedef struct rotor_search_params {
     uint32_t threads; /* batch search threads; 0 = one per core (default) */
@@ -273,6 +292,9 @@ typedef struct rotor_search_params {
      * are estimated again with the index's quantizer before the rerank;
      * 0 (default) = 4 x the rerank depth. */
     uint32_t refine;
+    /* NULL (default), or one entry per query searched (one for
+     * rotor_index_search, queries->rows for a batch), overwritten. */
+    rotor_query_stats *stats;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);
@@ -309,16 +331,21 @@ ROTOR_API rotor_status rotor_index_search_batch(const rotor_index *index,
 typedef struct rotor_index_stats {
     rotor_index_kind kind;
     rotor_metric metric;
-    size_t count;             /* vectors in the index */
-    size_t dim;               /* dimensions of a vector */
-    size_t bytes_vectors;     /* full-precision vectors kept in RAM */
-    size_t bytes_codes;       /* compressed codes (0 without a quantizer) */
-    size_t code_bytes;        /* bytes of one vector's code, factors included */
-    size_t bytes_graph;       /* navigation structure: graph ids or IVF lists and centroids */
-    size_t bytes_graph_codes; /* copies of codes in the navigator: neighbour codes, IVF lists */
-    double train_seconds;     /* time spent training the quantizer at build */
-    size_t bytes_total;       /* everything the index holds */
-    char quant[32];           /* the quantizer spec, "none" for full precision */
+    size_t count;              /* vectors in the index */
+    size_t dim;                /* dimensions of a vector */
+    size_t bytes_vectors;      /* full-precision vectors kept in RAM */
+    size_t bytes_codes;        /* compressed codes (0 without a quantizer) */
+    size_t code_bytes;         /* bytes of one vector's code, factors included */
+    size_t bytes_graph;        /* navigation structure: graph ids or IVF lists and centroids */
+    size_t bytes_graph_codes;  /* copies of codes in the navigator: neighbour codes, IVF lists */
+    double train_seconds;      /* time spent training the quantizer at build */
+    size_t bytes_total;        /* everything the index holds */
+    char quant[32];            /* the quantizer spec, "none" for full precision */
+    int mapped;                /* 1: opened from a file, its sections mapped */
+    int vectors_on_disk;       /* 1: full vectors read from the file for reranks */
+    size_t bytes_vectors_disk; /* full vectors left on disk */
+    char io_backend[16];       /* reads of vectors on disk: "io_uring", "pread"; "" */
+    int direct_io;             /* 1: those reads bypass the page cache (O_DIRECT) */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
@@ -335,6 +362,53 @@ ROTOR_API rotor_status rotor_index_estimate(const rotor_index *index, const floa
 
 /* Releases the index; NULL is accepted. */
 ROTOR_API void rotor_index_close(rotor_index *index);
+
+/* ---------------------------------------------------------------------------
+ * Index files (format: storage/FORMAT.md in the source tree).
+ * ------------------------------------------------------------------------ */
+
+/* Writes the index to `path`: into a temporary file in the same directory,
+ * flushed to disk, then renamed over `path` (and the directory flushed), so
+ * `path` holds the old file or the new one whatever happens, never a part.
+ * Every section carries an XXH3-64 checksum. */
+ROTOR_API rotor_status rotor_index_save(const rotor_index *index, const char *path);
+
+typedef enum rotor_io_backend {
+    ROTOR_IO_AUTO = 0,  /* io_uring where the kernel permits it, else pread */
+    ROTOR_IO_URING = 1, /* io_uring or fail */
+    ROTOR_IO_PREAD = 2, /* one pread per vector */
+} rotor_io_backend;
+
+typedef struct rotor_open_params {
+    rotor_vectors_place vectors; /* default ROTOR_VECTORS_AS_SAVED */
+    rotor_io_backend io;         /* vectors on disk: default ROTOR_IO_AUTO */
+    /* Vectors on disk: -1 (default) bypasses the page cache (O_DIRECT)
+     * where the file system allows it; 0 reads through the cache; 1 fails
+     * where O_DIRECT is refused. The environment variable ROTOR_IO
+     * (auto, uring, pread) overrides `io`. */
+    int direct_io;
+    /* 1: hash every section before returning (reads the whole file); 0
+     * (default): check the header, the section table and the small
+     * sections only, so a large index opens at once. Searching a damaged
+     * unverified file returns poor results, never reads out of bounds. */
+    int verify;
+    rotor_allocator allocator;
+} rotor_open_params;
+
+ROTOR_API rotor_open_params rotor_open_params_default(void);
+
+/* Opens an index written by rotor_index_save. The file is mapped, not read:
+ * its pages are loaded as searches touch them. Truncated, foreign, damaged
+ * and newer-version files are refused, each with its own sentence
+ * (ROTOR_ERR_FORMAT, ROTOR_ERR_CORRUPT, ROTOR_ERR_UNSUPPORTED). An opened
+ * index may take rotor_index_add (its sections are then copied to memory)
+ * unless its vectors are on disk. `params` may be NULL. */
+ROTOR_API rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
+                                        rotor_index **out);
+
+/* Checks every byte of an index file: the header, every section's
+ * checksum and the structure (every graph and list id in range). */
+ROTOR_API rotor_status rotor_index_verify(const char *path);
 
 /* ---------------------------------------------------------------------------
  * Names and diagnostics.

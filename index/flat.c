@@ -70,14 +70,17 @@ rotor_status flat_search(const rotor_index *ix, const float *q, size_t k, int64_
 }
 
 float ix_exact_distance(const rotor_index *ix, const simd_ops *ops, const float *q, size_t id) {
-    const float *x = ix->vectors + id * ix->dim;
+    return ix_distance_to(ix, ops, q, ix->vectors + id * ix->dim);
+}
+
+float ix_distance_to(const rotor_index *ix, const simd_ops *ops, const float *q, const float *x) {
     if (ix->metric == ROTOR_METRIC_L2)
         return ops->l2sq_f32(q, x, ix->dim);
     return to_distance(ix->metric, ops->dot_f32(q, x, ix->dim));
 }
 
-rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t k, size_t rerank,
-                               int64_t *ids, float *dists) {
+rotor_status flat_search_quant(const rotor_index *ix, const graph_space *s, const float *query,
+                               size_t k, size_t rerank, int64_t *ids, float *dists) {
     const quant *q = ix->q;
     const simd_ops *ops = simd_ops_get();
     size_t keep = rerank > k ? rerank : k;
@@ -85,7 +88,8 @@ rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t
      * each part starting on a cache line. */
     size_t qbytes = cm_round_up(q->query_bytes, CM_ALIGN);
     size_t sbytes = cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN);
-    size_t bytes = qbytes + sbytes + (rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t)) : 0);
+    size_t bytes = qbytes + sbytes +
+                   (rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t)) : 0);
     uint8_t *mem = cm_alloc(&ix->alloc, bytes, "search state");
     if (mem == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -111,17 +115,20 @@ rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t
             i = ops->first_below(block, i + 1, n, cm_topk_threshold(&top));
         }
     }
+    rotor_status st = ROTOR_OK;
+    cm_topk_finish(&top);
     if (rerank > 0) {
+        /* Best estimates first: a store on disk reads them in that order. */
+        uint32_t *cand = (uint32_t *)(cand_d + keep);
+        for (size_t i = 0; i < top.size; i++)
+            cand[i] = (uint32_t)cand_id[i];
         cm_topk exact;
         cm_topk_init(&exact, dists, ids, k);
-        for (size_t i = 0; i < top.size; i++)
-            cm_topk_push(&exact, ix_exact_distance(ix, ops, query, (size_t)cand_id[i]), cand_id[i]);
+        st = graph_rerank(s, query, cand, top.size, &exact);
         cm_topk_finish(&exact);
-    } else {
-        cm_topk_finish(&top);
     }
     cm_free(&ix->alloc, mem);
-    return ROTOR_OK;
+    return st;
 }
 
 typedef struct batch_job {
@@ -175,7 +182,8 @@ static void *batch_worker(void *arg) {
     if (job->ix->q != NULL || job->ix->params.kind != ROTOR_INDEX_FLAT) {
         for (size_t i = job->q_begin; i < job->q_end && job->status == ROTOR_OK; i++)
             job->status = ix_search_one(job->ix, job->sp, job->queries + i * job->ix->dim, job->k,
-                                        job->ids + i * job->k, job->dists + i * job->k);
+                                        job->ids + i * job->k, job->dists + i * job->k,
+                                        job->sp->stats ? job->sp->stats + i : NULL);
         if (job->status != ROTOR_OK)
             snprintf(job->error, sizeof job->error, "%s", rotor_last_error());
         return NULL;

@@ -45,9 +45,12 @@ static rotor_status grow(rotor_index *ix, size_t need) {
     }
     if (ix->count > 0)
         memcpy(v, ix->vectors, ix->count * ix->dim * sizeof(float));
-    cm_free(&ix->alloc, ix->vectors);
-    cm_free(&ix->alloc, ix->codes);
-    cm_free(&ix->alloc, ix->nav_codes);
+    if (!ix->borrowed) { /* else they belong to the mapped file */
+        cm_free(&ix->alloc, ix->vectors);
+        cm_free(&ix->alloc, ix->codes);
+        cm_free(&ix->alloc, ix->nav_codes);
+    }
+    ix->borrowed = false;
     ix->vectors = v;
     ix->codes = codes;
     ix->nav_codes = nav;
@@ -73,7 +76,8 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
     memset(ix, 0, sizeof *ix);
     ix->params = p;
-    ix->params.quant = NULL; /* not kept: the caller owns the string */
+    ix->params.quant = NULL; /* not kept: the caller owns the strings */
+    ix->params.graph_quant = NULL;
     ix->alloc = p.allocator;
     ix->metric = p.metric;
     ix->dim = vectors->cols;
@@ -228,6 +232,9 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     CM_FORWARD(ix_matrix_check(vectors, "added data"));
     CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
                  "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
+    CM_RETURN_IF(ix->store != NULL, ROTOR_ERR_UNSUPPORTED,
+                 "an index whose full vectors are on disk takes no new vectors; open it with "
+                 "its vectors in RAM to add");
     size_t need;
     CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows, &need), ROTOR_ERR_INVALID_ARGUMENT,
                  "adding %zu vectors overflows the index size", vectors->rows);
@@ -272,13 +279,22 @@ graph_space ix_space(const rotor_index *ix) {
                          ix->q,
                          ix->codes,
                          ix->nav_q ? ix->nav_q : ix->q,
-                         ix->nav_q ? ix->nav_codes : ix->codes};
+                         ix->nav_q ? ix->nav_codes : ix->codes,
+                         NULL,
+                         NULL};
 }
 
 rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
-                           size_t k, int64_t *ids, float *dists) {
+                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs) {
     size_t rerank = ix_rerank_depth(ix, sp, k);
     graph_space s = ix_space(ix);
+    if (qs != NULL)
+        *qs = (rotor_query_stats){0};
+    ix_disk_rerank disk = {ix, qs};
+    if (ix->store != NULL) {
+        s.rerank = ix_rerank_from_disk;
+        s.rerank_ctx = &disk;
+    }
     switch (ix->params.kind) {
     case ROTOR_INDEX_VAMANA: {
         size_t list = sp->list_size ? sp->list_size : 64;
@@ -290,7 +306,7 @@ rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp,
         return ivf_search(ix->ivf, &s, query, k, sp->nprobe ? sp->nprobe : 16, rerank, ids, dists);
     case ROTOR_INDEX_FLAT: break;
     }
-    return ix->q != NULL ? flat_search_quant(ix, query, k, rerank, ids, dists)
+    return ix->q != NULL ? flat_search_quant(ix, &s, query, k, rerank, ids, dists)
                          : flat_search(ix, query, k, ids, dists);
 }
 
@@ -344,7 +360,7 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
             goto done;
         q = qcopy;
     }
-    st = ix_search_one(ix, &sp, q, k, ids, dist_out);
+    st = ix_search_one(ix, &sp, q, k, ids, dist_out, sp.stats);
 done:
     cm_free(&ix->alloc, qcopy);
     cm_free(&ix->alloc, dist_tmp);
@@ -394,8 +410,19 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     out->metric = ix->metric;
     out->count = ix->count;
     out->dim = ix->dim;
-    out->bytes_vectors = ix->count * ix->dim * sizeof(float);
-    out->bytes_total = ix->capacity * ix->dim * sizeof(float) + sizeof *ix;
+    const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
+    out->mapped = ix->file != NULL;
+    if (ix->store != NULL) {
+        out->vectors_on_disk = 1;
+        out->bytes_vectors_disk = vector_bytes;
+        out->direct_io = vstore_direct(ix->store);
+        snprintf(out->io_backend, sizeof out->io_backend, "%s",
+                 vstore_backend_name(vstore_backend_used(ix->store)));
+        out->bytes_total = sizeof *ix;
+    } else {
+        out->bytes_vectors = vector_bytes;
+        out->bytes_total = ix->capacity * ix->dim * sizeof(float) + sizeof *ix;
+    }
     if (ix->q != NULL) {
         out->code_bytes = ix->q->code_bytes;
         out->bytes_codes = ix->q->ops->store_bytes(ix->q, ix->count);
@@ -505,8 +532,12 @@ void rotor_index_close(rotor_index *ix) {
     ivf_free(ix->ivf);
     quant_free(ix->q);
     quant_free(ix->nav_q);
-    cm_free(&a, ix->nav_codes);
-    cm_free(&a, ix->codes);
-    cm_free(&a, ix->vectors);
+    if (!ix->borrowed) {
+        cm_free(&a, ix->nav_codes);
+        cm_free(&a, ix->codes);
+        cm_free(&a, ix->vectors);
+    }
+    vstore_close(ix->store);
+    ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);
 }

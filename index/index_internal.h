@@ -14,6 +14,7 @@
 #include "graph/graph.h"
 #include "quant/quant.h"
 #include "simd/simd.h"
+#include "storage/storage.h"
 
 struct rotor_index {
     rotor_params params;
@@ -38,6 +39,14 @@ struct rotor_index {
     /* The navigator: NULL for the flat kind. */
     vamana *graph;
     ivf *ivf;
+    /* An index opened from a file (persist.c): the mapping that vectors,
+     * codes and nav_codes point into while `borrowed` (the first add
+     * copies them to memory of the index's own). */
+    ixf_file *file;
+    bool borrowed;
+    /* Full vectors on disk: `vectors` is NULL and reranks read rows
+     * through this store. */
+    vstore *store;
 };
 
 /* params.c: validation with a sentence for every rejection. */
@@ -60,18 +69,30 @@ size_t ix_rerank_depth(const rotor_index *ix, const rotor_search_params *sp, siz
 /* The index's vectors and codes as the navigators see them. */
 graph_space ix_space(const rotor_index *ix);
 
-/* One prepared query (checked, normalised for cosine) on any kind. */
+/* One prepared query (checked, normalised for cosine) on any kind; `qs`
+ * (may be NULL) receives what it cost. */
 rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
-                           size_t k, int64_t *ids, float *dists);
+                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs);
+
+/* persist.c: the rerank of an index whose vectors are on disk, as a
+ * graph_rerank_fn; ctx is an ix_disk_rerank. */
+typedef struct ix_disk_rerank {
+    const rotor_index *ix;
+    rotor_query_stats *stats; /* may be NULL */
+} ix_disk_rerank;
+rotor_status ix_rerank_from_disk(void *ctx, const float *query, const uint32_t *ids, size_t n,
+                                 cm_topk *top);
 
 /* flat.c */
 rotor_status flat_search(const rotor_index *ix, const float *query, size_t k, int64_t *ids,
                          float *dists);
 /* Scan of the codes, then rerank of the best `rerank` (>= k, or 0 for none). */
-rotor_status flat_search_quant(const rotor_index *ix, const float *query, size_t k, size_t rerank,
-                               int64_t *ids, float *dists);
+rotor_status flat_search_quant(const rotor_index *ix, const graph_space *s, const float *query,
+                               size_t k, size_t rerank, int64_t *ids, float *dists);
 /* Exact distance of a (prepared: normalised for cosine) query to row id. */
 float ix_exact_distance(const rotor_index *ix, const simd_ops *ops, const float *q, size_t id);
+/* The same to a vector given by address (a row read from disk). */
+float ix_distance_to(const rotor_index *ix, const simd_ops *ops, const float *q, const float *x);
 /* Queries split over threads: the tiled exact scan for a full-precision
  * flat index, ix_search_one per query otherwise. */
 rotor_status ix_search_batch(const rotor_index *ix, const rotor_search_params *sp,

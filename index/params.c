@@ -20,6 +20,18 @@ rotor_params rotor_params_default(void) {
     p.alpha = 1.2f;
     p.neighbor_codes = 1;
     p.nlist = 0;
+    p.full_vectors = ROTOR_VECTORS_RAM;
+    p.allocator = cm_allocator_default();
+    return p;
+}
+
+rotor_open_params rotor_open_params_default(void) {
+    rotor_open_params p;
+    memset(&p, 0, sizeof p);
+    p.vectors = ROTOR_VECTORS_AS_SAVED;
+    p.io = ROTOR_IO_AUTO;
+    p.direct_io = -1;
+    p.verify = 0;
     p.allocator = cm_allocator_default();
     return p;
 }
@@ -98,6 +110,14 @@ rotor_status ix_params_check(const rotor_params *p) {
     CM_RETURN_IF(p->metric != ROTOR_METRIC_L2 && p->metric != ROTOR_METRIC_IP &&
                      p->metric != ROTOR_METRIC_COSINE,
                  ROTOR_ERR_INVALID_ARGUMENT, "unknown metric %d", (int)p->metric);
+    CM_RETURN_IF(p->full_vectors != ROTOR_VECTORS_AS_SAVED &&
+                     p->full_vectors != ROTOR_VECTORS_RAM && p->full_vectors != ROTOR_VECTORS_DISK,
+                 ROTOR_ERR_INVALID_ARGUMENT, "unknown full_vectors place %d", p->full_vectors);
+    CM_RETURN_IF(p->full_vectors == ROTOR_VECTORS_DISK &&
+                     (p->quant == NULL || strcmp(p->quant, "none") == 0),
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "full vectors on disk need a quantizer: without codes every distance is "
+                 "computed on the full vectors");
     CM_RETURN_IF(p->allocator.alloc == NULL || p->allocator.free == NULL,
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "the allocator needs both alloc and free (use rotor_params_default())");

@@ -677,7 +677,7 @@ static rotor_status write_payload(ds_writer *w, rotor_file_format format, const 
 }
 
 /* Creates "<path>.tmp.XXXXXX" exclusively, with mode 0666 less the umask. */
-static int create_temp(const char *path, char *tmp, size_t cap) {
+int ds_create_temp(const char *path, char *tmp, size_t cap) {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     static atomic_ulong counter;
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -705,7 +705,7 @@ static int create_temp(const char *path, char *tmp, size_t cap) {
 
 /* Makes the rename durable. Best effort: some file systems refuse to fsync a
  * directory, and the file is already complete under its final name. */
-static void sync_parent(const char *path) {
+void ds_sync_parent(const char *path) {
     char dir[4096];
     const char *slash = strrchr(path, '/');
     if (slash == NULL)
@@ -788,7 +788,7 @@ rotor_status rotor_matrix_write(const char *path, const rotor_matrix *m) {
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     rotor_status st = ROTOR_OK;
-    w.fd = create_temp(path, tmp, tmp_cap);
+    w.fd = ds_create_temp(path, tmp, tmp_cap);
     if (w.fd < 0) {
         st = cm_fail(ROTOR_ERR_IO, "cannot create '%s' to write '%s': %s", tmp, path,
                      strerror(errno));
@@ -806,7 +806,7 @@ rotor_status rotor_matrix_write(const char *path, const rotor_matrix *m) {
         if (st != ROTOR_OK)
             (void)unlink(tmp);
         else
-            sync_parent(path);
+            ds_sync_parent(path);
     }
     cm_free(&a, w.buf);
     cm_free(&a, tmp);

@@ -1,8 +1,10 @@
 /*
- * storage/ — bytes on disk, no graph knowledge. For now: readers and
- * writers of data set files (TEXMEX .fvecs/.ivecs/.bvecs, big-ann .fbin/
- * .u8bin/.i8bin/.ibin, NumPy .npy, (Fashion-)MNIST IDX, gzip or not). The
- * public entry points (rotor_file_probe, rotor_reader_*, rotor_matrix_*) are
+ * storage/ — bytes on disk, no graph knowledge: readers and writers of data
+ * set files (TEXMEX .fvecs/.ivecs/.bvecs, big-ann .fbin/.u8bin/.i8bin/.ibin,
+ * NumPy .npy, (Fashion-)MNIST IDX, gzip or not), the vector store that
+ * reads rows of a file for reranking (vstore.c), and the index file's
+ * sections and checksums (ixfile.c). The public entry points of the data
+ * set readers (rotor_file_probe, rotor_reader_*, rotor_matrix_*) are
  * defined here; this header holds what the rest of the library shares.
  * Private to the library.
  */
@@ -80,6 +82,13 @@ static inline uint32_t ds_be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* Creates "<path>.tmp.XXXXXX" exclusively for writing, mode 0666 less the
+ * umask, and writes its name into tmp (cap bytes, at least strlen(path) +
+ * 12). Returns the descriptor, or -1 with errno set. */
+int ds_create_temp(const char *path, char *tmp, size_t cap);
+/* Makes a rename into path's directory durable (best effort). */
+void ds_sync_parent(const char *path);
+
 /* ---- npy.c -------------------------------------------------------------- */
 
 /* Reads and checks the .npy header of r: fills info, data_offset, shape, and
@@ -111,5 +120,159 @@ rotor_status idx_gz_finish(rotor_reader *r);
 
 /* Releases the zlib stream (and the descriptor it owns); accepts none. */
 void idx_close(rotor_reader *r);
+
+/* ---- vstore.c: rows of a file, read in batches ----------------------------
+ *
+ * A read-only array of `rows` fixed-size rows at `offset` in a file, read a
+ * batch at a time: all of one query's rerank candidates go to the kernel in
+ * one io_uring submission (registered buffers, O_DIRECT where the file
+ * system allows it), or, where io_uring is not permitted, one pread each.
+ * The backend is chosen once at open. Readers (a ring and its buffers) are
+ * pooled in the store, so each search thread works on its own ring. */
+typedef enum vstore_backend {
+    VSTORE_AUTO = 0,  /* io_uring if the kernel permits it, else pread */
+    VSTORE_URING = 1, /* io_uring, or fail */
+    VSTORE_PREAD = 2, /* pread, one call per row */
+} vstore_backend;
+
+typedef struct vstore_params {
+    const char *path;       /* quoted in every error sentence */
+    uint64_t offset;        /* byte offset of row 0 in the file */
+    size_t row_bytes;       /* bytes of one row, > 0 */
+    size_t rows;            /* rows in the store; the file must hold them all */
+    vstore_backend backend; /* VSTORE_AUTO by default */
+    int direct;             /* -1 probe O_DIRECT and fall back; 0 never; 1 require */
+    unsigned depth;         /* rows one submission holds, 0 = 64; larger batches loop */
+} vstore_params;
+
+typedef struct vstore vstore;
+typedef struct vstore_reader vstore_reader;
+
+/* Opens the file read-only, checks it holds offset + rows * row_bytes
+ * bytes, probes O_DIRECT and io_uring as asked. */
+rotor_status vstore_open(const rotor_allocator *a, const vstore_params *p, vstore **out);
+/* Releases the store and every pooled reader; accepts NULL. No reader may
+ * be out. */
+void vstore_close(vstore *v);
+/* The backend chosen at open (never VSTORE_AUTO), and its name
+ * ("io_uring", "pread"). */
+vstore_backend vstore_backend_used(const vstore *v);
+const char *vstore_backend_name(vstore_backend b);
+/* Whether reads bypass the page cache (O_DIRECT). */
+bool vstore_direct(const vstore *v);
+
+/* A reader from the store's pool, or a new one (its ring and buffers). Any
+ * number of threads may get and put readers at once; a reader is used by
+ * one thread at a time. */
+rotor_status vstore_reader_get(const vstore *v, vstore_reader **out);
+void vstore_reader_put(const vstore *v, vstore_reader *r);
+
+/* Called once per row read: j is the row's position in the ids array, row
+ * points at row_bytes bytes valid only during the call. */
+typedef void (*vstore_row_fn)(void *ctx, size_t j, const void *row);
+
+/* Reads rows ids[0..n) and hands each to fn as it arrives (in any order).
+ * Batches of up to `depth` rows go out in one submission. An id >= rows
+ * is ROTOR_ERR_INVALID_ARGUMENT; a failed or short read, ROTOR_ERR_IO with
+ * the file, row and reason. */
+rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,
+                         void *ctx);
+
+/* Rows read and nanoseconds spent waiting for them since the last call;
+ * both counters restart at zero. */
+void vstore_reader_take_stats(vstore_reader *r, uint64_t *reads, uint64_t *wait_ns);
+
+/* ---- ixfile.c: the index file's container ----------------------------------
+ *
+ * One file: a 4 KiB first page holding a fixed header (the index's shape:
+ * kind, metric, dimensions, counts, quantizer and navigator parameters) and
+ * a table of sections, then the sections, each starting on a 4 KiB boundary
+ * and checksummed with XXH3-64. What a section holds is its writer's
+ * business; this layer only stores, bounds and checks bytes. The layout is
+ * documented in storage/FORMAT.md. */
+enum {
+    IXF_PAGE = 4096,
+    IXF_MAX_SECTIONS = 32,
+    IXF_NAME = 32, /* quantizer names, tool version: NUL-padded */
+};
+
+/* Section ids: stable numbers in the file. */
+typedef enum ixf_section_id {
+    IXF_SEC_VECTORS = 1,    /* count x dim float32 */
+    IXF_SEC_QUANT = 2,      /* the quantizer's parameter block (quant_save) */
+    IXF_SEC_CODES = 3,      /* its code store of count codes */
+    IXF_SEC_NAV_QUANT = 4,  /* the graph's walking quantizer, when it differs */
+    IXF_SEC_NAV_CODES = 5,  /* its code store */
+    IXF_SEC_GRAPH_META = 6, /* Vamana: layout, entry, starting points */
+    IXF_SEC_GRAPH = 7,      /* Vamana: count node records */
+    IXF_SEC_IVF_META = 8,   /* IVF: centroids and list sizes */
+    IXF_SEC_IVF_IDS = 9,    /* IVF: every list's ids, end to end */
+    IXF_SEC_IVF_CODES = 10, /* IVF: every list's code store, 64-byte aligned */
+} ixf_section_id;
+
+/* The fixed header's description of the index (everything but the
+ * container's own fields). */
+typedef struct ixf_meta {
+    uint32_t kind;   /* rotor_index_kind */
+    uint32_t metric; /* rotor_metric */
+    uint64_t dim, count;
+    char quant[IXF_NAME];     /* "none" or a quantizer spec */
+    char nav_quant[IXF_NAME]; /* "" or the graph's walking quantizer */
+    uint64_t seed;
+    uint32_t graph_degree, build_list, neighbor_codes, build_space, nlist;
+    float alpha;
+    uint32_t vectors_on_disk; /* the build's choice: open with vectors on disk */
+    double train_seconds;
+    char tool[IXF_NAME]; /* "rotor 0.1.0": the version that wrote the file */
+    uint64_t created;    /* seconds since 1970 */
+} ixf_meta;
+
+/* ---- writing: a temporary file beside the target, renamed at commit ---- */
+typedef struct ixf_writer ixf_writer;
+
+rotor_status ixf_create(const rotor_allocator *a, const char *path, ixf_writer **out);
+/* A section is opened, filled by any number of appends (streamed: it need
+ * not be in memory at once) and closed; the next opens 4 KiB further on. */
+rotor_status ixf_section_begin(ixf_writer *w, ixf_section_id id);
+rotor_status ixf_append(ixf_writer *w, const void *data, size_t n);
+/* Zero bytes up to the next multiple of `align` within the section. */
+rotor_status ixf_pad(ixf_writer *w, size_t align);
+rotor_status ixf_section_end(ixf_writer *w);
+/* Writes the first page, fsyncs the file, renames it over `path` and
+ * fsyncs the directory: the target is either untouched or whole. Frees w
+ * whatever the outcome. */
+rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta);
+/* Drops the temporary file; accepts NULL. */
+void ixf_abort(ixf_writer *w);
+
+/* ---- reading: the whole file mapped read-only -------------------------- */
+typedef struct ixf_file ixf_file;
+
+typedef struct ixf_section {
+    const uint8_t *data; /* inside the mapping; NULL when absent */
+    uint64_t offset, size;
+    uint64_t checksum; /* as recorded in the table */
+} ixf_section;
+
+/* Checks the first page (magic, version, endianness, header and table
+ * checksums, every section inside the file, 4 KiB aligned, none twice) and
+ * maps the file. Nothing past the first page is read. */
+rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out);
+void ixf_close(ixf_file *f);
+const ixf_meta *ixf_meta_of(const ixf_file *f);
+const char *ixf_path(const ixf_file *f);
+uint64_t ixf_file_size(const ixf_file *f);
+/* The section `id` (data NULL, size 0 when the file has none). */
+ixf_section ixf_get(const ixf_file *f, ixf_section_id id);
+/* Hashes one section and compares with the table: ROTOR_ERR_CORRUPT naming
+ * it on a mismatch. An absent section passes. */
+rotor_status ixf_check(const ixf_file *f, ixf_section_id id);
+/* Every section in turn. */
+rotor_status ixf_check_all(const ixf_file *f);
+/* Name of a section id ("graph"), for sentences. */
+const char *ixf_section_name(uint32_t id);
+/* Advises the kernel to read a section ahead (it will be used soon), or
+ * that it will be read at random (no readahead). */
+void ixf_advise(const ixf_file *f, ixf_section_id id, bool random);
 
 #endif /* ROTOR_STORAGE_H */

@@ -35,7 +35,11 @@ typedef struct cli_opts {
     const char *graph_quant;
     unsigned refine;
     const char *sweep; /* "L=10,20,40" or "nprobe=1,2,4" */
-    int argc_rest;     /* positional arguments left after the flags */
+    /* Index files: where the full vectors live (0 = as saved, or the
+     * rotor_vectors_place value) and how they are read. */
+    int full_vectors;
+    rotor_io_backend io;
+    int argc_rest; /* positional arguments left after the flags */
     char **argv_rest;
 } cli_opts;
 
@@ -59,7 +63,9 @@ enum {
     OPT_GRAPH =
         1 << 15, /* --degree --build-list --alpha --neighbor-codes --nlist --build-threads */
     OPT_SWEEP = 1 << 16,
-    OPT_SEARCH = 1 << 17, /* --list --nprobe */
+    OPT_SEARCH = 1 << 17,   /* --list --nprobe */
+    OPT_STORE = 1 << 18,    /* --full-vectors --io */
+    OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
 };
 
 /* Fills build parameters from --index and the navigator flags; returns a
@@ -68,6 +74,13 @@ int cli_index_params(const cli_opts *o, rotor_params *p);
 /* Builds the index --index names over `base`, with a progress bar for the
  * long kinds; *seconds (unless NULL) gets the wall-clock build time. */
 int cli_build_index(const cli_opts *o, const rotor_matrix *base, rotor_index **ix, double *seconds);
+/* True when --index names a kind to build (flat, vamana, ivf) rather than
+ * an index file to open. */
+bool cli_index_is_kind(const cli_opts *o);
+/* Opens the index file --index names, with --full-vectors and --io, and
+ * with `verify` hashes every section first; *seconds (unless NULL) gets
+ * the time the open took. */
+int cli_open_index(const cli_opts *o, bool verify, rotor_index **ix, double *seconds);
 
 typedef struct cli_command {
     const char *name;
@@ -109,12 +122,17 @@ double cli_exact_distance(rotor_metric m, const float *q, const float *x, size_t
  * within the true at-th distance; `ids` rows have k entries. */
 double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
                      const int64_t *ids, size_t k, size_t at, rotor_metric metric);
-/* Reads --base and --queries as float32 and --gt as ids, and checks they fit
- * together; the caller frees all three matrices whatever the outcome. */
-int cli_load_eval_data(const cli_opts *o, rotor_matrix *base, rotor_matrix *queries,
-                       rotor_matrix *gt);
-/* Checks a ground-truth matrix against the base and query count. */
-int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *base, size_t nq);
+/* Share of the first `at` returned ids found among the first `at` ids of
+ * the ground truth: recall without the base vectors (ties count only when
+ * the ground truth lists them). */
+double cli_recall_ids(const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at, size_t nq);
+/* Reads --base (when given) and --queries as float32 and --gt as ids, and
+ * checks they fit together and with an index of `index_rows` vectors (0:
+ * the base's count); the caller frees all three whatever the outcome. */
+int cli_load_eval_data(const cli_opts *o, size_t index_rows, rotor_matrix *base,
+                       rotor_matrix *queries, rotor_matrix *gt);
+/* Checks a ground-truth matrix against the base size and query count. */
+int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, size_t base_rows, size_t nq);
 
 /* The subcommands. */
 int cmd_gt(const cli_opts *o);

@@ -32,6 +32,7 @@ typedef struct bench_ctx {
     int64_t *ids;
     float *dists;
     double *latency;
+    rotor_query_stats *qstats; /* per query, for an index with vectors on disk */
     rotor_status status;
     char error[512];
     pthread_mutex_t lock;
@@ -52,9 +53,11 @@ static void *bench_worker(void *arg) {
         if (qi >= c->queries->rows)
             break;
         const float *q = (const float *)c->queries->data + qi * d;
+        rotor_search_params sp = c->sp;
+        sp.stats = c->qstats ? c->qstats + qi : NULL;
         double t0 = cli_now();
         rotor_status st =
-            rotor_index_search(c->ix, &c->sp, q, d, c->k, c->ids + qi * c->k, c->dists + qi * c->k);
+            rotor_index_search(c->ix, &sp, q, d, c->k, c->ids + qi * c->k, c->dists + qi * c->k);
         c->latency[qi] = cli_now() - t0;
         if (st != ROTOR_OK) {
             pthread_mutex_lock(&c->lock);
@@ -72,6 +75,7 @@ static void *bench_worker(void *arg) {
 
 typedef struct run_result {
     double wall, cpu, qps, mean_us, p99_us;
+    double reads_mean, reads_p99, io_us_mean; /* vectors on disk */
 } run_result;
 
 static int cmp_double(const void *a, const void *b) {
@@ -115,6 +119,20 @@ static int run_once(bench_ctx *c, unsigned threads, run_result *out) {
     out->mean_us = 1e6 * sum / (double)nq;
     size_t p99 = (size_t)ceil(0.99 * (double)nq);
     out->p99_us = 1e6 * sorted[p99 == 0 ? 0 : p99 - 1];
+    out->reads_mean = out->reads_p99 = out->io_us_mean = 0;
+    if (c->qstats != NULL) {
+        double io = 0;
+        sum = 0;
+        for (size_t i = 0; i < nq; i++) {
+            sorted[i] = c->qstats[i].reads;
+            sum += sorted[i];
+            io += c->qstats[i].io_seconds;
+        }
+        qsort(sorted, nq, sizeof *sorted, cmp_double);
+        out->reads_mean = sum / (double)nq;
+        out->reads_p99 = sorted[p99 == 0 ? 0 : p99 - 1];
+        out->io_us_mean = 1e6 * io / (double)nq;
+    }
     free(sorted);
     return CLI_EXIT_OK;
 }
@@ -198,57 +216,64 @@ typedef struct bench_point {
     const run_result *med;
 } bench_point;
 
-static int append_json(const cli_opts *o, const rotor_matrix *base, size_t nq, unsigned threads,
+static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsigned threads,
                        const rotor_index_stats *stats, double build_s, const bench_point *pt) {
     FILE *f = fopen(o->json, "a");
     if (f == NULL)
         return cli_error(CLI_EXIT_FAIL, "cannot open '%s' for appending", o->json);
     const run_result *med = pt->med;
     fprintf(f, "{\"tool\":\"rotor\",\"version\":\"%s\",\"method\":", rotor_version_string());
-    cli_json_string(f, o->index);
+    cli_json_string(f, rotor_index_kind_name(stats->kind));
+    if (stats->mapped) {
+        fprintf(f, ",\"index_file\":");
+        cli_json_string(f, base_name(o->index));
+    }
     fprintf(f, ",\"params\":");
     cli_json_string(f, pt->params);
     fprintf(f, ",\"quant\":");
     cli_json_string(f, stats->quant);
     fprintf(f, ",\"dataset\":");
-    cli_json_string(f, base_name(o->base));
+    cli_json_string(f, dataset);
     fprintf(f,
             ",\"metric\":\"%s\",\"simd\":\"%s\",\"n_base\":%zu,\"dim\":%zu,\"n_queries\":%zu,"
             "\"k\":%zu,\"threads\":%u,\"runs\":%u,\"recall_at_1\":%.6f,",
-            rotor_metric_name(o->metric), rotor_simd_level(), base->rows, base->cols, nq, o->k,
-            threads, o->runs, pt->r1);
+            rotor_metric_name(stats->metric), rotor_simd_level(), stats->count, stats->dim, nq,
+            o->k, threads, o->runs, pt->r1);
     if (isnan(pt->r10))
         fprintf(f, "\"recall_at_10\":null,");
     else
         fprintf(f, "\"recall_at_10\":%.6f,", pt->r10);
+    if (stats->vectors_on_disk)
+        fprintf(f,
+                "\"vectors_on_disk\":true,\"io_backend\":\"%s\",\"direct_io\":%s,"
+                "\"bytes_vectors_disk\":%zu,\"reads_mean\":%.3f,\"reads_p99\":%.1f,"
+                "\"io_us_mean\":%.3f,",
+                stats->io_backend, stats->direct_io ? "true" : "false", stats->bytes_vectors_disk,
+                med->reads_mean, med->reads_p99, med->io_us_mean);
     fprintf(f,
             "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
-            "\"build_seconds\":%.6f,\"index_bytes\":%zu,\"bytes_vectors\":%zu,"
+            "\"%s\":%.6f,\"index_bytes\":%zu,\"bytes_vectors\":%zu,"
             "\"bytes_codes\":%zu,\"bytes_graph\":%zu,\"bytes_graph_codes\":%zu,"
             "\"peak_rss_bytes\":%zu,\"cpu_seconds\":%.6f,\"wall_seconds\":%.6f,"
             "\"timestamp\":%lld}\n",
-            med->qps, med->mean_us, med->p99_us, build_s, stats->bytes_total, stats->bytes_vectors,
-            stats->bytes_codes, stats->bytes_graph, stats->bytes_graph_codes, cli_peak_rss(),
-            med->cpu, med->wall, (long long)time(NULL));
+            med->qps, med->mean_us, med->p99_us, stats->mapped ? "open_seconds" : "build_seconds",
+            build_s, stats->bytes_total, stats->bytes_vectors, stats->bytes_codes,
+            stats->bytes_graph, stats->bytes_graph_codes, cli_peak_rss(), med->cpu, med->wall,
+            (long long)time(NULL));
     if (fclose(f) != 0)
         return cli_error(CLI_EXIT_FAIL, "cannot write '%s'", o->json);
     return CLI_EXIT_OK;
 }
 
 int cmd_bench(const cli_opts *o) {
-    if (o->index == NULL || o->base == NULL || o->queries == NULL || o->gt == NULL)
-        return cli_error(
-            CLI_EXIT_USAGE,
-            "bench needs --index, --base, --queries and --gt; see 'rotor bench --help'");
+    const bool from_file = o->index != NULL && !cli_index_is_kind(o);
+    if (o->index == NULL || (o->base == NULL && !from_file) || o->queries == NULL || o->gt == NULL)
+        return cli_error(CLI_EXIT_USAGE, "bench needs --index, --queries, --gt and (unless "
+                                         "--index is a file) --base; see 'rotor bench --help'");
     rotor_params check;
-    int rc = cli_index_params(o, &check);
+    int rc = from_file ? CLI_EXIT_OK : cli_index_params(o, &check);
     if (rc != CLI_EXIT_OK)
         return rc;
-    sweep sw;
-    memset(&sw, 0, sizeof sw);
-    if (o->sweep != NULL && (rc = parse_sweep(o->sweep, o->index, &sw)))
-        return rc;
-    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
     unsigned threads = o->threads ? o->threads : 1;
     rotor_matrix base = {0}, queries = {0}, gt = {0};
     rotor_index *ix = NULL;
@@ -256,13 +281,34 @@ int cmd_bench(const cli_opts *o) {
     memset(&c, 0, sizeof c);
     pthread_mutex_init(&c.lock, NULL);
 
-    if ((rc = cli_load_eval_data(o, &base, &queries, &gt)))
-        goto done;
     double build_s;
-    if ((rc = cli_build_index(o, &base, &ix, &build_s)))
-        goto done;
     rotor_index_stats stats;
-    rotor_index_stats_get(ix, &stats);
+    if (from_file) {
+        if ((rc = cli_open_index(o, false, &ix, &build_s)))
+            goto done;
+        rotor_index_stats_get(ix, &stats);
+        check = rotor_params_default();
+        if ((rc = cli_load_eval_data(o, stats.count, &base, &queries, &gt)))
+            goto done;
+    } else {
+        if ((rc = cli_load_eval_data(o, 0, &base, &queries, &gt)) ||
+            (rc = cli_build_index(o, &base, &ix, &build_s)))
+            goto done;
+        rotor_index_stats_get(ix, &stats);
+    }
+    const char *kind = rotor_index_kind_name(stats.kind);
+    const rotor_metric metric = stats.metric;
+    if (queries.cols != stats.dim) {
+        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, the index has %zu",
+                       o->queries, queries.cols, stats.dim);
+        goto done;
+    }
+    sweep sw;
+    memset(&sw, 0, sizeof sw);
+    if (o->sweep != NULL && (rc = parse_sweep(o->sweep, kind, &sw)))
+        goto done;
+    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
+    const char *dataset = base_name(o->base ? o->base : o->index);
 
     size_t nq = queries.rows, k = o->k;
     c.ix = ix;
@@ -276,21 +322,31 @@ int cmd_bench(const cli_opts *o) {
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);
     c.latency = malloc(nq * sizeof *c.latency);
-    if (c.ids == NULL || c.dists == NULL || c.latency == NULL) {
+    c.qstats = stats.vectors_on_disk ? malloc(nq * sizeof *c.qstats) : NULL;
+    if (c.ids == NULL || c.dists == NULL || c.latency == NULL ||
+        (stats.vectors_on_disk && c.qstats == NULL)) {
         rc = cli_error(CLI_EXIT_FAIL, "out of memory for %zu x %zu results", nq, k);
         goto done;
     }
 
-    printf("rotor bench  %s  base %zu x %zu (%s)  %zu queries  metric %s  k %zu  simd %s\n",
-           o->index, base.rows, base.cols, base_name(o->base), nq, rotor_metric_name(o->metric), k,
-           rotor_simd_level());
-    double n = (double)base.rows;
-    printf("bytes per vector: full vectors %.1f, codes %.1f, graph %.1f, graph codes %.1f\n",
-           (double)stats.bytes_vectors / n, (double)stats.bytes_codes / n,
+    printf("rotor bench  %s  base %zu x %zu (%s)  %zu queries  metric %s  k %zu  simd %s\n", kind,
+           stats.count, stats.dim, dataset, nq, rotor_metric_name(metric), k, rotor_simd_level());
+    double n = (double)stats.count;
+    printf("bytes per vector: full vectors %.1f%s, codes %.1f, graph %.1f, graph codes %.1f\n",
+           (double)(stats.bytes_vectors + stats.bytes_vectors_disk) / n,
+           stats.vectors_on_disk ? " (on disk)" : "", (double)stats.bytes_codes / n,
            (double)stats.bytes_graph / n, (double)stats.bytes_graph_codes / n);
-    printf("%-8s %-26s %7s %9s %9s %10s %10s %9s %8s %9s %10s\n", "method", "params", "threads",
-           "recall@1", "recall@10", "QPS", "mean_us", "p99_us", "build_s", "index_MiB",
-           "QPS/cpu_s");
+    if (stats.vectors_on_disk)
+        printf("vectors on disk, read with %s%s; reads and I/O wait are per query\n",
+               stats.io_backend, stats.direct_io ? " and O_DIRECT" : " through the page cache");
+    if (base.data == NULL)
+        printf("no --base: recall counts ground-truth ids\n");
+    printf("%-8s %-26s %7s %9s %9s %10s %10s %9s %8s %9s %10s", "method", "params", "threads",
+           "recall@1", "recall@10", "QPS", "mean_us", "p99_us", from_file ? "open_s" : "build_s",
+           "index_MiB", "QPS/cpu_s");
+    if (stats.vectors_on_disk)
+        printf(" %7s %9s %8s", "reads", "reads_p99", "io_us");
+    printf("\n");
     for (size_t si = 0; si < n_nav * n_rerank; si++) {
         if (sw.nav.n > 0) {
             if (sw.nprobe)
@@ -323,13 +379,13 @@ int cmd_bench(const cli_opts *o) {
         if (stats.quant[0] != '\0' && strcmp(stats.quant, "none") != 0)
             len += (size_t)snprintf(params + len, sizeof params - len, "%s,", stats.quant);
         size_t list = c.sp.list_size ? c.sp.list_size : (k > 64 ? k : 64);
-        if (strcmp(o->index, "vamana") == 0)
+        if (stats.kind == ROTOR_INDEX_VAMANA)
             len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
                                     check.graph_degree, list < k ? k : list);
-        if (strcmp(o->index, "ivf") == 0)
+        if (stats.kind == ROTOR_INDEX_IVF)
             len += (size_t)snprintf(params + len, sizeof params - len, "nprobe=%u,",
                                     c.sp.nprobe ? c.sp.nprobe : 16);
-        if (o->quant != NULL && strcmp(stats.quant, "none") != 0) {
+        if (strcmp(stats.quant, "none") != 0) {
             long long rr = c.sp.rerank < 0 ? 10 * (long long)k : c.sp.rerank;
             if (o->graph_quant != NULL)
                 len += (size_t)snprintf(params + len, sizeof params - len, "refine=%lld,",
@@ -338,14 +394,25 @@ int cmd_bench(const cli_opts *o) {
         }
         if (len > 0)
             params[len - 1] = '\0';
-        double r1 = cli_recall_at(&base, &queries, &gt, c.ids, k, 1, o->metric);
-        double r10 = k >= 10 ? cli_recall_at(&base, &queries, &gt, c.ids, k, 10, o->metric) : NAN;
-        printf("%-8s %-26s %7u %9.4f %9.4f %10.1f %10.1f %9.1f %8.2f %9.1f %10.1f\n", o->index,
+        double r1, r10 = NAN;
+        if (base.data != NULL) {
+            r1 = cli_recall_at(&base, &queries, &gt, c.ids, k, 1, metric);
+            if (k >= 10)
+                r10 = cli_recall_at(&base, &queries, &gt, c.ids, k, 10, metric);
+        } else {
+            r1 = cli_recall_ids(&gt, c.ids, k, 1, nq);
+            if (k >= 10)
+                r10 = cli_recall_ids(&gt, c.ids, k, 10, nq);
+        }
+        printf("%-8s %-26s %7u %9.4f %9.4f %10.1f %10.1f %9.1f %8.2f %9.1f %10.1f", kind,
                len ? params : "-", threads, r1, r10, med->qps, med->mean_us, med->p99_us, build_s,
                (double)stats.bytes_total / (1 << 20), med->cpu > 0 ? (double)nq / med->cpu : 0.0);
+        if (stats.vectors_on_disk)
+            printf(" %7.1f %9.0f %8.1f", med->reads_mean, med->reads_p99, med->io_us_mean);
+        printf("\n");
         fflush(stdout);
         bench_point pt = {params, r1, r10, med};
-        if (o->json != NULL && (rc = append_json(o, &base, nq, threads, &stats, build_s, &pt)))
+        if (o->json != NULL && (rc = append_json(o, dataset, nq, threads, &stats, build_s, &pt)))
             goto done;
     }
     rc = CLI_EXIT_OK;
@@ -353,6 +420,7 @@ done:
     free(c.ids);
     free(c.dists);
     free(c.latency);
+    free(c.qstats);
     pthread_mutex_destroy(&c.lock);
     rotor_index_close(ix);
     rotor_matrix_free(&base);

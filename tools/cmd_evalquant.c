@@ -186,7 +186,7 @@ int cmd_eval_quant(const cli_opts *o) {
         return cli_error(CLI_EXIT_USAGE, "eval-quant measures recall@10: --k must be at least 10");
     rotor_matrix base = {0}, queries = {0}, gt = {0};
     int rc;
-    if ((rc = cli_load_eval_data(o, &base, &queries, &gt)))
+    if ((rc = cli_load_eval_data(o, 0, &base, &queries, &gt)))
         goto done;
     printf("rotor eval-quant  base %zu x %zu  %zu queries  metric %s  simd %s\n", base.rows,
            base.cols, queries.rows, rotor_metric_name(o->metric), rotor_simd_level());

@@ -33,30 +33,34 @@ static int write_ids(const char *path, const int64_t *ids, size_t rows, size_t k
 
 static int run_search(const cli_opts *o, const char *cmd) {
     int rc;
-    if ((rc = require(o->base, "--base", cmd)) || (rc = require(o->queries, "--queries", cmd)) ||
-        (rc = require(o->out, "--out", cmd)))
+    const bool from_file = !cli_index_is_kind(o);
+    if ((!from_file && (rc = require(o->base, "--base", cmd))) ||
+        (rc = require(o->queries, "--queries", cmd)) || (rc = require(o->out, "--out", cmd)))
         return rc;
     rotor_params check;
-    if ((rc = cli_index_params(o, &check)))
+    if (!from_file && (rc = cli_index_params(o, &check)))
         return rc;
 
     rotor_matrix base = {0}, queries = {0};
     rotor_index *ix = NULL;
     int64_t *ids = NULL;
     float *dists = NULL;
-    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
+    if ((!from_file && (rc = cli_read_f32(o->base, "base vectors", 0, &base))) ||
         (rc = cli_read_f32(o->queries, "queries", 0, &queries)))
         goto done;
 
     cli_opts bo = *o;
     if (bo.build_threads == 0)
         bo.build_threads = o->threads;
-    if ((rc = cli_build_index(&bo, &base, &ix, NULL)))
+    if ((rc = from_file ? cli_open_index(o, true, &ix, NULL)
+                        : cli_build_index(&bo, &base, &ix, NULL)))
         goto done;
+    rotor_index_stats stats;
+    rotor_index_stats_get(ix, &stats);
     rotor_status st;
-    if (queries.cols != base.cols) {
-        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
-                       o->queries, queries.cols, o->base, base.cols);
+    if (queries.cols != stats.dim) {
+        rc = cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, the index has %zu",
+                       o->queries, queries.cols, stats.dim);
         goto done;
     }
     size_t k = o->k, nq = queries.rows;
@@ -94,9 +98,9 @@ static int run_search(const cli_opts *o, const char *cmd) {
         rotor_matrix dm = {dists, nq, k, ROTOR_ELEM_F32};
         /* Distances past the index size are +inf, which no reader accepts;
          * a k that large is refused instead of writing an unreadable file. */
-        if (k > base.rows) {
+        if (k > stats.count) {
             rc = cli_error(CLI_EXIT_USAGE, "--distances needs k (%zu) <= base rows (%zu)", k,
-                           base.rows);
+                           stats.count);
             goto done;
         }
         st = rotor_matrix_write(o->distances, &dm);
@@ -125,8 +129,40 @@ int cmd_gt(const cli_opts *o) {
 int cmd_search(const cli_opts *o) { return run_search(o, "search"); }
 
 int cmd_build(const cli_opts *o) {
-    (void)o;
-    return cli_error(CLI_EXIT_USAGE,
-                     "build: index files are not available in this version; "
-                     "'search' and 'bench' build their index in memory (--index flat|vamana|ivf)");
+    int rc;
+    if ((rc = require(o->base, "--base", "build")) || (rc = require(o->out, "--out", "build")))
+        return rc;
+    if (!cli_index_is_kind(o))
+        return cli_error(CLI_EXIT_USAGE, "build: --index takes flat, vamana or ivf, not '%s'",
+                         o->index);
+    rotor_params check;
+    if ((rc = cli_index_params(o, &check)))
+        return rc;
+    rotor_matrix base = {0};
+    rotor_index *ix = NULL;
+    double build_s = 0;
+    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
+        (rc = cli_build_index(o, &base, &ix, &build_s)))
+        goto done;
+    /* The vectors are in the index now; the file's copy is not needed to save. */
+    rotor_matrix_free(&base);
+    double t0 = cli_now();
+    rotor_status st = rotor_index_save(ix, o->out);
+    if (st != ROTOR_OK) {
+        rc = cli_lib_error(st, "cannot save the index");
+        goto done;
+    }
+    rotor_index_stats s;
+    rotor_index_stats_get(ix, &s);
+    if (!o->quiet)
+        fprintf(stderr,
+                "build: %s index of %zu x %zu (%s, %s) in %.1f s, saved in %.1f s -> %s "
+                "(full vectors %s when opened)\n",
+                rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric), s.quant,
+                build_s, cli_now() - t0, o->out,
+                check.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM");
+done:
+    rotor_index_close(ix);
+    rotor_matrix_free(&base);
+    return rc;
 }

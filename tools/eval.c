@@ -48,24 +48,43 @@ double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, cons
     return total / (double)queries->rows;
 }
 
-int cli_load_eval_data(const cli_opts *o, rotor_matrix *base, rotor_matrix *queries,
-                       rotor_matrix *gt) {
+double cli_recall_ids(const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at, size_t nq) {
+    const int32_t *g = gt->data;
+    double total = 0;
+    for (size_t qi = 0; qi < nq; qi++) {
+        size_t hits = 0;
+        for (size_t j = 0; j < at; j++)
+            for (size_t t = 0; t < at; t++)
+                if (ids[qi * k + j] == g[qi * gt->cols + t]) {
+                    hits++;
+                    break;
+                }
+        total += (double)hits / (double)at;
+    }
+    return total / (double)nq;
+}
+
+int cli_load_eval_data(const cli_opts *o, size_t index_rows, rotor_matrix *base,
+                       rotor_matrix *queries, rotor_matrix *gt) {
     int rc;
-    if ((rc = cli_read_f32(o->base, "base vectors", 0, base)) ||
+    if ((o->base != NULL && (rc = cli_read_f32(o->base, "base vectors", 0, base))) ||
         (rc = cli_read_f32(o->queries, "queries", o->max_queries, queries)))
         return rc;
+    if (o->base != NULL && index_rows != 0 && base->rows != index_rows)
+        return cli_error(CLI_EXIT_FAIL, "the base '%s' has %zu rows, the index %zu vectors",
+                         o->base, base->rows, index_rows);
     rotor_status st = rotor_matrix_read(o->gt, -1, queries->rows, gt);
     if (st != ROTOR_OK)
         return cli_lib_error(st, "cannot read ground truth");
-    if ((rc = cli_check_gt(o, gt, base, queries->rows)))
+    if ((rc = cli_check_gt(o, gt, o->base != NULL ? base->rows : index_rows, queries->rows)))
         return rc;
-    if (queries->cols != base->cols)
+    if (o->base != NULL && queries->cols != base->cols)
         return cli_error(CLI_EXIT_FAIL, "queries in '%s' have %zu dimensions, base in '%s' has %zu",
                          o->queries, queries->cols, o->base, base->cols);
     return CLI_EXIT_OK;
 }
 
-int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *base, size_t nq) {
+int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, size_t base_rows, size_t nq) {
     if (gt->type != ROTOR_ELEM_I32)
         return cli_error(CLI_EXIT_FAIL, "ground truth '%s' must hold int32 ids", o->gt);
     if (gt->rows < nq)
@@ -77,9 +96,9 @@ int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, const rotor_matrix *
                          o->gt, gt->cols, need);
     const int32_t *g = gt->data;
     for (size_t i = 0; i < nq * gt->cols; i++)
-        if (g[i] < 0 || (size_t)g[i] >= base->rows)
+        if (g[i] < 0 || (size_t)g[i] >= base_rows)
             return cli_error(CLI_EXIT_FAIL,
                              "ground truth '%s' row %zu names id %d, the base has %zu rows", o->gt,
-                             i / gt->cols, (int)g[i], base->rows);
+                             i / gt->cols, (int)g[i], base_rows);
     return CLI_EXIT_OK;
 }

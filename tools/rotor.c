@@ -21,37 +21,51 @@ static const cli_command commands[] = {
          OPT_QUIET,
      cmd_gt},
     {"bench", "recall@1/@10, QPS and latency of an index over a data set",
-     "rotor bench --index flat|vamana|ivf --base FILE --queries FILE --gt FILE [--k 10]\n"
-     "            [--metric l2] [--quant SPEC] [--sweep \"L=10,20,40;rerank=16,32\"]\n"
+     "rotor bench --index flat|vamana|ivf|FILE [--base FILE] --queries FILE --gt FILE\n"
+     "            [--k 10] [--metric l2] [--quant SPEC] [--sweep \"L=10,20,40;rerank=16,32\"]\n"
      "            [--threads N] [--runs N] [--max-queries N] [--json FILE]\n"
-     "Builds the index, runs every query one at a time on N threads and prints\n"
-     "recall (by distance, as ann-benchmarks counts it), QPS, mean and p99\n"
-     "latency; --json appends one JSON object per line. With --runs N the run\n"
-     "with the median QPS is reported. --sweep searches the same index once per\n"
-     "value of the candidate list L (vamana) or of the partitions probed nprobe\n"
-     "(ivf), and of the rerank depth, one line per pair.",
+     "Builds the index (or opens an index file), runs every query one at a time on\n"
+     "N threads and prints recall (by distance, as ann-benchmarks counts it), QPS,\n"
+     "mean and p99 latency; --json appends one JSON object per line. With --runs N\n"
+     "the run with the median QPS is reported. --sweep searches the same index once\n"
+     "per value of the candidate list L (vamana) or of the partitions probed nprobe\n"
+     "(ivf), and of the rerank depth, one line per pair. An index file needs no\n"
+     "--base; without it recall counts ground-truth ids. With vectors on disk the\n"
+     "mean and p99 reads per query and the I/O wait per query are reported too.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_GT | OPT_K | OPT_METRIC | OPT_THREADS | OPT_RUNS |
          OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SWEEP |
-         OPT_SEARCH,
+         OPT_SEARCH | OPT_STORE,
      cmd_bench},
     {"search", "k nearest neighbours of every query",
-     "rotor search --index flat|vamana|ivf --base FILE --queries FILE --k N --out FILE\n"
-     "             [--metric l2] [--quant SPEC] [--distances FILE] [--threads N]\n"
-     "Builds the index in memory, searches every query and writes the ids (and\n"
-     "with --distances the distances). Index files are not available in this\n"
-     "version.",
+     "rotor search --index flat|vamana|ivf|FILE [--base FILE] --queries FILE --k N\n"
+     "             --out FILE [--metric l2] [--quant SPEC] [--distances FILE] [--threads N]\n"
+     "Builds the index in memory from --base (or opens an index file, checking\n"
+     "every section's checksum first), searches every query and writes the ids\n"
+     "(and with --distances the distances).",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES |
-         OPT_THREADS | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SEARCH,
+         OPT_THREADS | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SEARCH | OPT_STORE,
      cmd_search},
-    {"info", "what a data set file holds",
+    {"build", "build an index and save it to a file",
+     "rotor build --index flat|vamana|ivf --base FILE --out FILE [--metric l2]\n"
+     "            [--quant SPEC] [--full-vectors ram|disk] [graph options]\n"
+     "Builds the index over the base vectors and writes it to --out in one\n"
+     "checksummed file, atomically (the old file stays whole until the new one\n"
+     "is). --full-vectors disk marks it to be opened with only the graph and\n"
+     "codes in RAM, reading the few full vectors each rerank needs from disk.",
+     OPT_INDEX | OPT_BASE | OPT_METRIC | OPT_OUT | OPT_QUIET | OPT_QUANT | OPT_GRAPH | OPT_STORE,
+     cmd_build},
+    {"info", "what a data set or index file holds",
      "rotor info FILE\n"
-     "Prints the format, element type, rows and dimensions read from the header.",
-     0, cmd_info},
-    {"verify", "check every record of a data set file",
+     "For a data set: the format, element type, rows and dimensions from its header.\n"
+     "For an index file: its kind, metric, size, quantizer, memory per part and,\n"
+     "with vectors on disk, the I/O backend an open would use.",
+     OPT_STORE | OPT_FILE_ARG, cmd_info},
+    {"verify", "check every byte of a data set or index file",
      "rotor verify FILE\n"
-     "Reads the whole file: record headers, sizes, NaN and infinity. Exit 0 when\n"
-     "the file is sound, 1 with one line naming the first fault otherwise.",
-     0, cmd_verify},
+     "Reads the whole file: for a data set, record headers, sizes, NaN and infinity;\n"
+     "for an index file, every section's checksum and every graph and list id.\n"
+     "Exit 0 when the file is sound, 1 with one line naming the first fault.",
+     OPT_FILE_ARG, cmd_verify},
     {"eval-quant", "compression, distortion and scan recall of quantizers",
      "rotor eval-quant --base FILE --queries FILE --gt FILE --quant SPEC[,SPEC...]\n"
      "                 [--metric l2] [--k 10] [--max-queries N] [--threads N] [--json FILE]\n"
@@ -65,11 +79,6 @@ static const cli_command commands[] = {
      OPT_BASE | OPT_QUERIES | OPT_GT | OPT_QUANT | OPT_METRIC | OPT_K | OPT_MAX_QUERIES |
          OPT_THREADS | OPT_JSON | OPT_QUIET,
      cmd_eval_quant},
-    {"build", "build an index file (not available in this version)",
-     "rotor build --base FILE --metric M --out FILE\n"
-     "Index files need the index file format, which this version does not have\n"
-     "yet; 'search' and 'bench' build a flat index in memory instead.",
-     OPT_BASE | OPT_METRIC | OPT_OUT | OPT_THREADS, cmd_build},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -83,7 +92,7 @@ static const struct flag {
     {"--gt", OPT_GT, "FILE  ground-truth ids (.ivecs, .ibin, .npy)"},
     {"--k", OPT_K, "N  neighbours per query"},
     {"--metric", OPT_METRIC, "l2|ip|cosine  (default l2)"},
-    {"--index", OPT_INDEX, "flat|vamana|ivf  which index"},
+    {"--index", OPT_INDEX, "flat|vamana|ivf|FILE  the kind to build, or an index file"},
     {"--out", OPT_OUT, "FILE  output"},
     {"--distances", OPT_DISTANCES, "FILE  also write distances"},
     {"--threads", OPT_THREADS, "N  worker threads (default: bench 1, others all cores)"},
@@ -111,6 +120,9 @@ static const struct flag {
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
     {"--sweep", OPT_SWEEP,
      "L=A,B,..|nprobe=A,B,..[;rerank=A,B,..]  one measurement per value (pair)"},
+    {"--full-vectors", OPT_STORE,
+     "ram|disk  where full vectors live once the index is opened (default: as built)"},
+    {"--io", OPT_STORE, "auto|uring|pread  how vectors on disk are read (default auto)"},
 };
 enum { N_FLAGS = sizeof flags / sizeof flags[0] };
 
@@ -132,7 +144,7 @@ static void usage_all(void) {
 
 static void usage_command(const cli_command *c) {
     printf("usage: %s\n", c->usage);
-    if (c->flags != 0) {
+    if (c->flags & ~(unsigned)OPT_FILE_ARG) {
         printf("\noptions:\n");
         for (int i = 0; i < N_FLAGS; i++)
             if (c->flags & flags[i].bit)
@@ -248,6 +260,25 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
         case OPT_JSON: o->json = value; break;
         case OPT_QUANT: o->quant = value; break;
         case OPT_SWEEP: o->sweep = value; break;
+        case OPT_STORE:
+            if (strcmp(name, "--io") == 0) {
+                if (strcmp(value, "auto") == 0)
+                    o->io = ROTOR_IO_AUTO;
+                else if (strcmp(value, "uring") == 0)
+                    o->io = ROTOR_IO_URING;
+                else if (strcmp(value, "pread") == 0)
+                    o->io = ROTOR_IO_PREAD;
+                else
+                    rc = cli_error(CLI_EXIT_USAGE, "--io takes auto, uring or pread, not '%s'",
+                                   value);
+            } else if (strcmp(value, "ram") == 0) {
+                o->full_vectors = ROTOR_VECTORS_RAM;
+            } else if (strcmp(value, "disk") == 0) {
+                o->full_vectors = ROTOR_VECTORS_DISK;
+            } else {
+                rc = cli_error(CLI_EXIT_USAGE, "--full-vectors takes ram or disk, not '%s'", value);
+            }
+            break;
         case OPT_GRAPH:
         case OPT_SEARCH: rc = parse_navigator_flag(name, value, o); break;
         case OPT_RERANK:
@@ -308,7 +339,7 @@ int main(int argc, char **argv) {
     int rc = parse_flags(c, argc - 2, argv + 2, &o);
     if (rc != CLI_EXIT_OK)
         return rc;
-    if (c->flags != 0 && o.argc_rest > 0)
+    if (!(c->flags & OPT_FILE_ARG) && o.argc_rest > 0)
         return cli_error(CLI_EXIT_USAGE, "unexpected argument '%s'; see 'rotor %s --help'",
                          o.argv_rest[0], c->name);
     return c->run(&o);

@@ -109,6 +109,29 @@ void cli_json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+bool cli_index_is_kind(const cli_opts *o) {
+    const char *kind = o->index ? o->index : "flat";
+    return strcmp(kind, "flat") == 0 || strcmp(kind, "vamana") == 0 || strcmp(kind, "ivf") == 0;
+}
+
+int cli_open_index(const cli_opts *o, bool verify, rotor_index **ix, double *seconds) {
+    if (access(o->index, F_OK) != 0)
+        return cli_error(CLI_EXIT_USAGE,
+                         "--index '%s' is neither a kind (flat, vamana, ivf) nor an index file",
+                         o->index);
+    rotor_open_params op = rotor_open_params_default();
+    op.vectors = (rotor_vectors_place)o->full_vectors;
+    op.io = o->io;
+    op.verify = verify;
+    double t0 = cli_now();
+    rotor_status st = rotor_index_open(o->index, &op, ix);
+    if (seconds != NULL)
+        *seconds = cli_now() - t0;
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "cannot open index");
+    return CLI_EXIT_OK;
+}
+
 int cli_index_params(const cli_opts *o, rotor_params *p) {
     *p = rotor_params_default();
     const char *kind = o->index ? o->index : "flat";
@@ -119,10 +142,7 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
     else if (strcmp(kind, "ivf") == 0)
         p->kind = ROTOR_INDEX_IVF;
     else
-        return cli_error(CLI_EXIT_USAGE,
-                         "unknown index '%s'; use flat, vamana or ivf (index files are not "
-                         "available in this version)",
-                         kind);
+        return cli_error(CLI_EXIT_USAGE, "unknown index kind '%s'; use flat, vamana or ivf", kind);
     p->metric = o->metric;
     p->quant = o->quant;
     p->threads = o->build_threads;
@@ -140,6 +160,8 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
         p->build_space = ROTOR_BUILD_CODES;
     p->nlist = o->nlist;
     p->graph_quant = o->graph_quant;
+    if (o->full_vectors != 0)
+        p->full_vectors = o->full_vectors;
     return CLI_EXIT_OK;
 }
 

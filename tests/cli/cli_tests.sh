@@ -91,7 +91,7 @@ echo hello >base.txt
 expect 1 "cannot tell the format" -- "$ROTOR" info base.txt
 head -c 168 gt.ivecs >gt_short.ivecs
 expect 1 "ground truth 'gt_short.ivecs' has 2 rows" -- "$ROTOR" bench --index flat --base base.fvecs --queries queries.fvecs --gt gt_short.ivecs --quiet
-expect 2 "unknown index 'hnsw'" -- "$ROTOR" bench --index hnsw --base base.fvecs --queries queries.fvecs --gt gt.ivecs
+expect 2 "'hnsw' is neither a kind" -- "$ROTOR" bench --index hnsw --base base.fvecs --queries queries.fvecs --gt gt.ivecs
 expect 2 "needs --index vamana" -- "$ROTOR" bench --index ivf --quant tq4 --sweep L=10 --base base.fvecs --queries queries.fvecs --gt gt.ivecs
 expect 2 "--sweep takes" -- "$ROTOR" bench --index vamana --sweep ef=10 --base base.fvecs --queries queries.fvecs --gt gt.ivecs
 expect 2 "--alpha takes" -- "$ROTOR" bench --index vamana --alpha 0.5 --base base.fvecs --queries queries.fvecs --gt gt.ivecs
@@ -115,8 +115,60 @@ grep -q '"params":"bin2,R=32,L=20,rerank=30"' p.jsonl && ok || bad "product swee
 expect 2 "L and nprobe start at 1" -- "$ROTOR" bench --index vamana --sweep "L=0" --base base.fvecs --queries queries.fvecs --gt gt.ivecs
 expect 0 "" -- "$ROTOR" search --index vamana --base base.fvecs --queries queries.fvecs --k 20 --list 200 --out sv.ivecs --quiet
 cmp -s sv.ivecs gt.ivecs && ok || bad "vamana search with a list of 200 on 500 points differs from gt"
-expect 2 "index files are not available" -- "$ROTOR" build --base base.fvecs --out x.rotor
 [ -e x.ivecs ] && bad "a failed command left an output file behind" || ok
+
+# index files: build, info, verify, search and bench from the file
+expect 2 "build needs --out" -- "$ROTOR" build --index vamana --base base.fvecs
+expect 2 "--full-vectors takes ram or disk" -- "$ROTOR" build --index vamana --base base.fvecs --out v.rotor --full-vectors ssd
+expect 2 "full vectors on disk need a quantizer" -- "$ROTOR" build --index vamana --base base.fvecs --out v.rotor --full-vectors disk --quiet
+[ -e v.rotor ] && bad "a refused build left an index file" || ok
+expect 0 "" -- "$ROTOR" build --index vamana --quant tq4 --degree 16 --build-list 40 --base base.fvecs --out v.rotor --full-vectors disk
+grep -q "vamana index of 500 x 16" err.txt && ok || bad "build summary: $(cat err.txt)"
+[ "$(ls | grep -c 'v.rotor')" -eq 1 ] && ok || bad "build left a temporary file: $(ls)"
+expect 0 "" -- "$ROTOR" info v.rotor
+grep -q "kind:          vamana" out.txt && grep -q "vectors:       500 x 16" out.txt &&
+  grep -q "full vectors:  on disk" out.txt && ok || bad "info v.rotor: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" info v.rotor --full-vectors ram
+grep -q "full vectors:  in RAM" out.txt && ok || bad "info --full-vectors ram: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" verify v.rotor
+grep -q "is a sound rotor index" out.txt && ok || bad "verify v.rotor: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" search --index v.rotor --queries queries.fvecs --k 20 --list 200 --rerank 100 --out sf.ivecs --quiet
+cmp -s sf.ivecs gt.ivecs && ok || bad "search from the file differs from gt"
+for io in pread uring; do
+  expect 0 "" -- "$ROTOR" bench --index v.rotor --io $io --queries queries.fvecs --gt gt.ivecs --sweep "L=64;rerank=20" --json f.jsonl --quiet
+  grep -qE '^vamana +tq4,R=32,L=64,rerank=20 +1 +[0-9.]+ +(0\.9[5-9]|1\.0000) .* 20\.0 +20 ' out.txt && ok ||
+    bad "bench from the file ($io): $(cat out.txt)"
+done
+grep -q '"io_backend":"pread"' f.jsonl && grep -q '"io_backend":"io_uring"' f.jsonl && ok || bad "bench JSON backends: $(cat f.jsonl)"
+for key in index_file vectors_on_disk reads_mean reads_p99 io_us_mean open_seconds; do
+  grep -q "\"$key\":" f.jsonl && ok || bad "disk bench JSON lacks key $key"
+done
+expect 1 "8 dimensions, the index has 16" -- "$ROTOR" search --index v.rotor --queries q8.fvecs --k 5 --out x.ivecs
+
+# damaged, truncated and foreign index files: one line, exit 1, never a signal
+flip() { # FILE OFFSET: inverts one byte in place (a negative offset counts from the end)
+  perl -e '($f, $o) = @ARGV; open F, "+<", $f or die; binmode F; $o += -s $f if $o < 0;
+    seek F, $o, 0; read F, $c, 1; seek F, $o, 0; print F chr(ord($c) ^ 255); close F' "$1" "$2"
+}
+cp v.rotor vq.rotor
+flip vq.rotor 4100 # inside the quantizer section, which every open decodes
+expect 1 "quantizer section" -- "$ROTOR" info vq.rotor
+expect 1 "quantizer section" -- "$ROTOR" search --index vq.rotor --queries queries.fvecs --k 5 --out x.ivecs
+cp v.rotor vv.rotor
+flip vv.rotor -100 # inside the vectors, which only verify (and search, which verifies) read
+expect 0 "" -- "$ROTOR" info vv.rotor
+expect 1 "vectors section" -- "$ROTOR" verify vv.rotor
+expect 1 "vectors section" -- "$ROTOR" search --index vv.rotor --queries queries.fvecs --k 5 --out x.ivecs
+cp v.rotor vp.rotor
+flip vp.rotor 5000 # padding between two sections
+expect 1 "not zero" -- "$ROTOR" verify vp.rotor
+head -c 9000 v.rotor >t.rotor
+expect 1 "truncated" -- "$ROTOR" search --index t.rotor --queries queries.fvecs --k 5 --out x.ivecs
+expect 1 "truncated" -- "$ROTOR" verify t.rotor
+expect 1 "truncated" -- "$ROTOR" info t.rotor
+cp base.fvecs f.rotor
+expect 1 "not a rotor index" -- "$ROTOR" search --index f.rotor --queries queries.fvecs --k 5 --out x.ivecs
+[ -e x.ivecs ] && bad "a failed search left an output file" || ok
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,542 @@
+/*
+ * The index file's container: a first page with the header and the section
+ * table, then 4 KiB-aligned sections, each with its XXH3-64 checksum.
+ * storage/FORMAT.md documents every byte; this file is the only code that
+ * reads or writes the container.
+ *
+ * Design choices
+ *   - Sections start on 4 KiB boundaries so that a mapping of the file hands
+ *     every section to its user page-aligned (SIMD loads, fast-scan blocks),
+ *     and so that the vector section can be read with O_DIRECT.
+ *   - The header and the table share one checksum: both are tiny, both are
+ *     read at every open, and neither means anything without the other.
+ *   - Opening reads the first page only, checks it completely, then maps the
+ *     file. Section checksums are computed when asked (ixf_check): hashing
+ *     runs at memory speed, but hashing a section means reading it, and an
+ *     index bigger than the page cache would open at disk speed instead of
+ *     at once. The index layer decides which sections to hash at open.
+ *   - The writer streams: a section is appended in pieces, hashed as it goes,
+ *     so a section need never be in memory whole (vectors of a build bigger
+ *     than RAM). The first page is written last, after every section is on
+ *     disk, then fsync, rename over the target, fsync of the directory: a
+ *     crash leaves the old file or the new one, never half of one.
+ *   - Every field is little-endian and read byte by byte at a fixed offset,
+ *     so no check depends on a value not yet checked. The sections' contents
+ *     are little-endian too (floats, ids, codes copied as they are in
+ *     memory): a big-endian host refuses to write or read index files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t by value: no allocation behind our back */
+#include <xxhash.h>
+
+#include "storage/storage.h"
+
+#define IXF_MAGIC "ROTORIDX"
+#define IXF_VERSION 1u
+#define IXF_ENDIAN 0x0a0b0c0du
+#define IXF_HEADER 256u /* bytes of the fixed header; the table follows */
+#define IXF_ENTRY 32u   /* bytes of one table entry */
+
+/* Fixed header offsets (FORMAT.md). */
+enum {
+    H_MAGIC = 0,
+    H_VERSION = 8,
+    H_ENDIAN = 12,
+    H_HEADER_BYTES = 16,
+    H_SECTIONS = 20,
+    H_FILE_SIZE = 24,
+    H_CHECKSUM = 32,
+    H_KIND = 40,
+    H_METRIC = 44,
+    H_DIM = 48,
+    H_COUNT = 56,
+    H_QUANT = 64,
+    H_NAV_QUANT = 96,
+    H_SEED = 128,
+    H_DEGREE = 136,
+    H_BUILD_LIST = 140,
+    H_NEIGHBOR_CODES = 144,
+    H_BUILD_SPACE = 148,
+    H_NLIST = 152,
+    H_ALPHA = 156,
+    H_ON_DISK = 160,
+    H_TRAIN_SECONDS = 168,
+    H_TOOL = 176,
+    H_CREATED = 208,
+};
+
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static bool host_little_endian(void) {
+    const uint16_t one = 1;
+    return *(const uint8_t *)&one == 1;
+}
+
+const char *ixf_section_name(uint32_t id) {
+    switch (id) {
+    case IXF_SEC_VECTORS: return "vectors";
+    case IXF_SEC_QUANT: return "quantizer";
+    case IXF_SEC_CODES: return "codes";
+    case IXF_SEC_NAV_QUANT: return "walking quantizer";
+    case IXF_SEC_NAV_CODES: return "walking codes";
+    case IXF_SEC_GRAPH_META: return "graph header";
+    case IXF_SEC_GRAPH: return "graph";
+    case IXF_SEC_IVF_META: return "IVF header";
+    case IXF_SEC_IVF_IDS: return "IVF ids";
+    case IXF_SEC_IVF_CODES: return "IVF codes";
+    }
+    return "unknown";
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+typedef struct ixf_entry {
+    uint32_t id;
+    uint64_t offset, size, checksum;
+} ixf_entry;
+
+struct ixf_writer {
+    XXH3_state_t hash; /* first: the state wants 64-byte alignment */
+    rotor_allocator alloc;
+    char *path, *tmp;
+    int fd;
+    uint64_t pos; /* next byte of the file */
+    bool open_section;
+    unsigned nsections;
+    ixf_entry sections[IXF_MAX_SECTIONS];
+};
+
+static rotor_status write_all(ixf_writer *w, const void *data, size_t n) {
+    const uint8_t *p = data;
+    while (n > 0) {
+        ssize_t got = pwrite(w->fd, p, n, (off_t)w->pos);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", w->tmp,
+                           got < 0 ? strerror(errno) : "no progress");
+        p += got;
+        n -= (size_t)got;
+        w->pos += (uint64_t)got;
+    }
+    return ROTOR_OK;
+}
+
+rotor_status ixf_create(const rotor_allocator *a, const char *path, ixf_writer **out) {
+    *out = NULL;
+    CM_RETURN_IF(!host_little_endian(), ROTOR_ERR_UNSUPPORTED,
+                 "index files are little-endian and this host is not");
+    ixf_writer *w = cm_calloc(a, sizeof *w, "an index file writer");
+    if (w == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    w->alloc = *a;
+    w->fd = -1;
+    size_t len = strlen(path);
+    w->path = cm_alloc(a, len + 1, "a file name");
+    w->tmp = cm_alloc(a, len + 16, "a file name");
+    if (w->path == NULL || w->tmp == NULL) {
+        ixf_abort(w);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    memcpy(w->path, path, len + 1);
+    w->fd = ds_create_temp(path, w->tmp, len + 16);
+    if (w->fd < 0) {
+        rotor_status st = cm_fail(ROTOR_ERR_IO, "cannot create a temporary file beside '%s': %s",
+                                  path, strerror(errno));
+        w->tmp[0] = '\0';
+        ixf_abort(w);
+        return st;
+    }
+    w->pos = IXF_PAGE; /* the first page is written at commit */
+    *out = w;
+    return ROTOR_OK;
+}
+
+rotor_status ixf_section_begin(ixf_writer *w, ixf_section_id id) {
+    CM_RETURN_IF(w->open_section || w->nsections == IXF_MAX_SECTIONS, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index file writer misused: section %u", (unsigned)id);
+    static const uint8_t zeros[IXF_PAGE];
+    uint64_t aligned = (w->pos + IXF_PAGE - 1) / IXF_PAGE * IXF_PAGE;
+    CM_FORWARD(write_all(w, zeros, (size_t)(aligned - w->pos)));
+    w->sections[w->nsections] = (ixf_entry){.id = (uint32_t)id, .offset = w->pos};
+    XXH3_64bits_reset(&w->hash);
+    w->open_section = true;
+    return ROTOR_OK;
+}
+
+rotor_status ixf_append(ixf_writer *w, const void *data, size_t n) {
+    CM_RETURN_IF(!w->open_section, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index file writer misused: append outside a section");
+    if (n == 0)
+        return ROTOR_OK;
+    XXH3_64bits_update(&w->hash, data, n);
+    return write_all(w, data, n);
+}
+
+rotor_status ixf_pad(ixf_writer *w, size_t align) {
+    static const uint8_t zeros[IXF_PAGE];
+    ixf_entry *e = &w->sections[w->nsections];
+    uint64_t used = w->pos - e->offset;
+    uint64_t pad = (align - used % align) % align;
+    return pad > 0 ? ixf_append(w, zeros, (size_t)pad) : ROTOR_OK;
+}
+
+rotor_status ixf_section_end(ixf_writer *w) {
+    CM_RETURN_IF(!w->open_section, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index file writer misused: no section to end");
+    ixf_entry *e = &w->sections[w->nsections++];
+    e->size = w->pos - e->offset;
+    e->checksum = XXH3_64bits_digest(&w->hash);
+    w->open_section = false;
+    return ROTOR_OK;
+}
+
+static void put_name(uint8_t *p, const char *s) {
+    size_t n = strnlen(s, IXF_NAME - 1);
+    memcpy(p, s, n);
+}
+
+static void fill_first_page(const ixf_writer *w, const ixf_meta *m, uint8_t *page) {
+    memset(page, 0, IXF_PAGE);
+    memcpy(page + H_MAGIC, IXF_MAGIC, 8);
+    put32(page + H_VERSION, IXF_VERSION);
+    put32(page + H_ENDIAN, IXF_ENDIAN);
+    put32(page + H_HEADER_BYTES, IXF_HEADER);
+    put32(page + H_SECTIONS, w->nsections);
+    put64(page + H_FILE_SIZE, w->pos);
+    put32(page + H_KIND, m->kind);
+    put32(page + H_METRIC, m->metric);
+    put64(page + H_DIM, m->dim);
+    put64(page + H_COUNT, m->count);
+    put_name(page + H_QUANT, m->quant);
+    put_name(page + H_NAV_QUANT, m->nav_quant);
+    put64(page + H_SEED, m->seed);
+    put32(page + H_DEGREE, m->graph_degree);
+    put32(page + H_BUILD_LIST, m->build_list);
+    put32(page + H_NEIGHBOR_CODES, m->neighbor_codes);
+    put32(page + H_BUILD_SPACE, m->build_space);
+    put32(page + H_NLIST, m->nlist);
+    uint32_t alpha_bits;
+    memcpy(&alpha_bits, &m->alpha, 4);
+    put32(page + H_ALPHA, alpha_bits);
+    put32(page + H_ON_DISK, m->vectors_on_disk);
+    uint64_t train_bits;
+    memcpy(&train_bits, &m->train_seconds, 8);
+    put64(page + H_TRAIN_SECONDS, train_bits);
+    put_name(page + H_TOOL, m->tool);
+    put64(page + H_CREATED, m->created);
+    for (unsigned i = 0; i < w->nsections; i++) {
+        uint8_t *e = page + IXF_HEADER + i * IXF_ENTRY;
+        put32(e, w->sections[i].id);
+        put64(e + 8, w->sections[i].offset);
+        put64(e + 16, w->sections[i].size);
+        put64(e + 24, w->sections[i].checksum);
+    }
+    size_t used = IXF_HEADER + w->nsections * IXF_ENTRY;
+    put64(page + H_CHECKSUM, XXH3_64bits(page, used));
+}
+
+rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
+    rotor_status st = ROTOR_OK;
+    if (w->open_section)
+        st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "index file writer misused: a section is open");
+    uint8_t *page = st == ROTOR_OK ? cm_alloc(&w->alloc, IXF_PAGE, "an index header") : NULL;
+    if (st == ROTOR_OK && page == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK) {
+        fill_first_page(w, meta, page);
+        uint64_t end = w->pos;
+        w->pos = 0;
+        st = write_all(w, page, IXF_PAGE);
+        w->pos = end;
+    }
+    cm_free(&w->alloc, page);
+    if (st == ROTOR_OK && fsync(w->fd) != 0)
+        st = cm_fail(ROTOR_ERR_IO, "cannot flush '%s' to disk: %s", w->tmp, strerror(errno));
+    if (st == ROTOR_OK) {
+        int fd = w->fd;
+        w->fd = -1;
+        if (close(fd) != 0)
+            st = cm_fail(ROTOR_ERR_IO, "cannot close '%s': %s", w->tmp, strerror(errno));
+    }
+    if (st == ROTOR_OK && rename(w->tmp, w->path) != 0)
+        st = cm_fail(ROTOR_ERR_IO, "cannot rename '%s' to '%s': %s", w->tmp, w->path,
+                     strerror(errno));
+    if (st == ROTOR_OK) {
+        ds_sync_parent(w->path);
+        w->tmp[0] = '\0'; /* nothing left to remove */
+    }
+    ixf_abort(w);
+    return st;
+}
+
+void ixf_abort(ixf_writer *w) {
+    if (w == NULL)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->tmp != NULL && w->tmp[0] != '\0')
+        (void)unlink(w->tmp);
+    rotor_allocator a = w->alloc;
+    cm_free(&a, w->path);
+    cm_free(&a, w->tmp);
+    cm_free(&a, w);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+struct ixf_file {
+    rotor_allocator alloc;
+    char *path;
+    const uint8_t *map;
+    uint64_t size;
+    ixf_meta meta;
+    unsigned nsections;
+    ixf_entry sections[IXF_MAX_SECTIONS];
+};
+
+static void get_name(char *dst, const uint8_t *src) {
+    memcpy(dst, src, IXF_NAME);
+    dst[IXF_NAME - 1] = '\0';
+}
+
+/* Everything in the first page, checked. `size` is the file's real size. */
+static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t size) {
+    const char *path = f->path;
+    CM_RETURN_IF(size < 8 || memcmp(page + H_MAGIC, IXF_MAGIC, 8) != 0, ROTOR_ERR_FORMAT,
+                 "'%s' is not a rotor index (no ROTORIDX magic at its start)", path);
+    CM_RETURN_IF(size < IXF_PAGE, ROTOR_ERR_FORMAT,
+                 "'%s' is truncated: %" PRIu64 " bytes, shorter than its %u-byte header", path,
+                 size, IXF_PAGE);
+    uint32_t version = get32(page + H_VERSION);
+    CM_RETURN_IF(version > IXF_VERSION, ROTOR_ERR_UNSUPPORTED,
+                 "'%s' has index format version %u; this build of rotor reads version %u", path,
+                 version, IXF_VERSION);
+    CM_RETURN_IF(version != IXF_VERSION, ROTOR_ERR_FORMAT,
+                 "'%s' has index format version %u, which never existed", path, version);
+    CM_RETURN_IF(get32(page + H_ENDIAN) != IXF_ENDIAN, ROTOR_ERR_FORMAT,
+                 "'%s' has a damaged byte-order mark", path);
+    uint32_t header = get32(page + H_HEADER_BYTES), nsec = get32(page + H_SECTIONS);
+    CM_RETURN_IF(header != IXF_HEADER, ROTOR_ERR_FORMAT,
+                 "'%s' declares a %u-byte header; version %u headers are %u bytes", path, header,
+                 IXF_VERSION, IXF_HEADER);
+    CM_RETURN_IF(nsec == 0 || nsec > IXF_MAX_SECTIONS, ROTOR_ERR_FORMAT,
+                 "'%s' declares %u sections; an index has 1 to %u", path, nsec, IXF_MAX_SECTIONS);
+    /* The checksum covers the header (with its own field zero) and table. */
+    size_t used = IXF_HEADER + nsec * IXF_ENTRY;
+    uint8_t copy[IXF_HEADER + IXF_MAX_SECTIONS * IXF_ENTRY];
+    memcpy(copy, page, used);
+    memset(copy + H_CHECKSUM, 0, 8);
+    CM_RETURN_IF(XXH3_64bits(copy, used) != get64(page + H_CHECKSUM), ROTOR_ERR_CORRUPT,
+                 "'%s' is corrupt: the header checksum does not match", path);
+    uint64_t recorded = get64(page + H_FILE_SIZE);
+    CM_RETURN_IF(size < recorded, ROTOR_ERR_FORMAT,
+                 "'%s' is truncated: %" PRIu64 " bytes of the %" PRIu64 " it was written with",
+                 path, size, recorded);
+    CM_RETURN_IF(size > recorded, ROTOR_ERR_FORMAT,
+                 "'%s' has %" PRIu64 " bytes after the end of the index", path, size - recorded);
+
+    uint64_t prev_end = IXF_PAGE;
+    for (unsigned i = 0; i < nsec; i++) {
+        const uint8_t *e = page + IXF_HEADER + i * IXF_ENTRY;
+        ixf_entry s = {get32(e), get64(e + 8), get64(e + 16), get64(e + 24)};
+        const char *name = ixf_section_name(s.id);
+        CM_RETURN_IF(strcmp(name, "unknown") == 0 || get32(e + 4) != 0, ROTOR_ERR_FORMAT,
+                     "'%s' has a section of unknown kind %u", path, s.id);
+        for (unsigned j = 0; j < i; j++)
+            CM_RETURN_IF(f->sections[j].id == s.id, ROTOR_ERR_FORMAT,
+                         "'%s' holds the %s section twice", path, name);
+        CM_RETURN_IF(s.offset % IXF_PAGE != 0 || s.offset < prev_end, ROTOR_ERR_FORMAT,
+                     "'%s': the %s section starts at byte %" PRIu64
+                     ", not on a free 4 KiB boundary",
+                     path, name, s.offset);
+        CM_RETURN_IF(s.size > size || s.offset > size - s.size, ROTOR_ERR_FORMAT,
+                     "'%s': the %s section (%" PRIu64 " bytes at %" PRIu64
+                     ") runs past the end of the file (%" PRIu64 " bytes)",
+                     path, name, s.size, s.offset, size);
+        prev_end = s.offset + s.size;
+        f->sections[i] = s;
+    }
+    f->nsections = nsec;
+
+    ixf_meta *m = &f->meta;
+    m->kind = get32(page + H_KIND);
+    m->metric = get32(page + H_METRIC);
+    m->dim = get64(page + H_DIM);
+    m->count = get64(page + H_COUNT);
+    get_name(m->quant, page + H_QUANT);
+    get_name(m->nav_quant, page + H_NAV_QUANT);
+    m->seed = get64(page + H_SEED);
+    m->graph_degree = get32(page + H_DEGREE);
+    m->build_list = get32(page + H_BUILD_LIST);
+    m->neighbor_codes = get32(page + H_NEIGHBOR_CODES);
+    m->build_space = get32(page + H_BUILD_SPACE);
+    m->nlist = get32(page + H_NLIST);
+    uint32_t alpha_bits = get32(page + H_ALPHA);
+    memcpy(&m->alpha, &alpha_bits, 4);
+    m->vectors_on_disk = get32(page + H_ON_DISK);
+    uint64_t train_bits = get64(page + H_TRAIN_SECONDS);
+    memcpy(&m->train_seconds, &train_bits, 8);
+    get_name(m->tool, page + H_TOOL);
+    m->created = get64(page + H_CREATED);
+    return ROTOR_OK;
+}
+
+rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out) {
+    *out = NULL;
+    CM_RETURN_IF(!host_little_endian(), ROTOR_ERR_UNSUPPORTED,
+                 "index files are little-endian and this host is not");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CM_RETURN_IF(fd < 0, ROTOR_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    rotor_status st = ROTOR_OK;
+    if (fstat(fd, &sb) != 0)
+        st = cm_fail(ROTOR_ERR_IO, "cannot stat '%s': %s", path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode))
+        st = cm_fail(ROTOR_ERR_IO, "'%s' is not a regular file", path);
+    ixf_file *f = st == ROTOR_OK ? cm_calloc(a, sizeof *f, "an index file") : NULL;
+    if (st == ROTOR_OK && f == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK) {
+        f->alloc = *a;
+        size_t len = strlen(path);
+        f->path = cm_alloc(a, len + 1, "a file name");
+        if (f->path == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+        else
+            memcpy(f->path, path, len + 1);
+    }
+    uint8_t page[IXF_PAGE] = {0};
+    uint64_t size = st == ROTOR_OK ? (uint64_t)sb.st_size : 0;
+    if (st == ROTOR_OK) {
+        size_t want = size < IXF_PAGE ? (size_t)size : IXF_PAGE, got = 0;
+        while (got < want) {
+            ssize_t r = pread(fd, page + got, want - got, (off_t)got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                st = cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path,
+                             r < 0 ? strerror(errno) : "the file shrank while being read");
+                break;
+            }
+            got += (size_t)r;
+        }
+    }
+    if (st == ROTOR_OK)
+        st = parse_first_page(f, page, size);
+    if (st == ROTOR_OK) {
+        void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            st = cm_fail(ROTOR_ERR_IO, "cannot map '%s' (%" PRIu64 " bytes): %s", path, size,
+                         strerror(errno));
+        else {
+            f->map = map;
+            f->size = size;
+        }
+    }
+    close(fd); /* the mapping keeps the file */
+    if (st != ROTOR_OK) {
+        ixf_close(f);
+        return st;
+    }
+    *out = f;
+    return ROTOR_OK;
+}
+
+void ixf_close(ixf_file *f) {
+    if (f == NULL)
+        return;
+    if (f->map != NULL)
+        munmap((void *)f->map, (size_t)f->size);
+    rotor_allocator a = f->alloc;
+    cm_free(&a, f->path);
+    cm_free(&a, f);
+}
+
+const ixf_meta *ixf_meta_of(const ixf_file *f) { return &f->meta; }
+const char *ixf_path(const ixf_file *f) { return f->path; }
+uint64_t ixf_file_size(const ixf_file *f) { return f->size; }
+
+static const ixf_entry *find(const ixf_file *f, ixf_section_id id) {
+    for (unsigned i = 0; i < f->nsections; i++)
+        if (f->sections[i].id == (uint32_t)id)
+            return &f->sections[i];
+    return NULL;
+}
+
+ixf_section ixf_get(const ixf_file *f, ixf_section_id id) {
+    const ixf_entry *e = find(f, id);
+    if (e == NULL)
+        return (ixf_section){0};
+    return (ixf_section){f->map + e->offset, e->offset, e->size, e->checksum};
+}
+
+rotor_status ixf_check(const ixf_file *f, ixf_section_id id) {
+    const ixf_entry *e = find(f, id);
+    if (e == NULL)
+        return ROTOR_OK;
+    CM_RETURN_IF(XXH3_64bits(f->map + e->offset, (size_t)e->size) != e->checksum, ROTOR_ERR_CORRUPT,
+                 "'%s' is corrupt: the checksum of its %s section (%" PRIu64 " bytes at %" PRIu64
+                 ") does not match",
+                 f->path, ixf_section_name(e->id), e->size, e->offset);
+    return ROTOR_OK;
+}
+
+/* Bytes no checksum covers (the rest of the first page, the padding before
+ * each section) are written as zeros; anything else there is damage. */
+static rotor_status check_zero(const ixf_file *f, uint64_t from, uint64_t to) {
+    for (uint64_t i = from; i < to; i++)
+        CM_RETURN_IF(f->map[i] != 0, ROTOR_ERR_CORRUPT,
+                     "'%s' is corrupt: byte %" PRIu64 ", outside every section, is not zero",
+                     f->path, i);
+    return ROTOR_OK;
+}
+
+rotor_status ixf_check_all(const ixf_file *f) {
+    uint64_t end = IXF_HEADER + (uint64_t)f->nsections * IXF_ENTRY;
+    for (unsigned i = 0; i < f->nsections; i++) {
+        const ixf_entry *e = &f->sections[i];
+        CM_FORWARD(check_zero(f, end, e->offset));
+        CM_FORWARD(ixf_check(f, (ixf_section_id)e->id));
+        end = e->offset + e->size;
+    }
+    return check_zero(f, end, f->size);
+}
+
+void ixf_advise(const ixf_file *f, ixf_section_id id, bool random) {
+    const ixf_entry *e = find(f, id);
+    if (e == NULL || e->size == 0)
+        return;
+    /* Advice is page-granular; sections start on pages, so no neighbour is
+     * affected but the tail page's. A refusal costs only speed. */
+    (void)madvise((void *)(f->map + e->offset), (size_t)e->size,
+                  random ? MADV_RANDOM : MADV_WILLNEED);
+}

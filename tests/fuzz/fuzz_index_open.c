@@ -1,0 +1,123 @@
+/*
+ * Fuzz target for rotor_index_open, the reader of index files. libFuzzer's
+ * bytes become a file (an anonymous memory file, opened by its /proc path,
+ * since the API takes a path), which is opened through a counting allocator
+ * that refuses blocks over a budget, once mapping only and once verifying
+ * every section; an accepted index is searched, from RAM and with its
+ * vectors read back through pread.
+ *
+ * Besides "no crash, no out-of-bounds access" (the sanitizers' job), the
+ * target checks the reader's promises and aborts when one breaks:
+ *   - a refusal is FORMAT, CORRUPT, UNSUPPORTED, OUT_OF_MEMORY or, for vectors
+ *     that a disk open cannot read, IO; it leaves a sentence and no index;
+ *   - a verifying open never accepts what a plain open refuses;
+ *   - searches of an accepted index succeed and return ids inside it;
+ *   - nothing stays allocated afterwards.
+ *
+ * The seed corpus (corpus/index_open) holds small indexes of every kind,
+ * written by make_index_corpus.c; libFuzzer's mutations of them reach each
+ * check of the header, the section table and the sections.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "rotor.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_ALLOC_CAP ((size_t)64 << 20)
+
+static long live;
+
+static void *count_alloc(void *opaque, size_t size, size_t align) {
+    (void)opaque;
+    if (size > FUZZ_ALLOC_CAP)
+        return NULL;
+    size_t rounded = (size + align - 1) / align * align;
+    void *p = aligned_alloc(align, rounded ? rounded : align);
+    if (p != NULL)
+        live++;
+    return p;
+}
+
+static void count_free(void *opaque, void *p) {
+    (void)opaque;
+    if (p != NULL)
+        live--;
+    free(p);
+}
+
+static void require(int cond, const char *what) {
+    if (!cond) {
+        fprintf(stderr, "fuzz_index_open: %s (last error: %s)\n", what, rotor_last_error());
+        abort();
+    }
+}
+
+static void search(const rotor_index *ix) {
+    rotor_index_stats s;
+    require(rotor_index_stats_get(ix, &s) == ROTOR_OK, "stats of an open index failed");
+    if (s.dim > 4096)
+        return;
+    float *q = malloc(s.dim * sizeof *q);
+    require(q != NULL, "out of memory in the fuzz target");
+    for (size_t j = 0; j < s.dim; j++)
+        q[j] = (float)((j * 5 + 1) % 9) / 9.0f - 0.4f;
+    enum { K = 5 };
+    int64_t ids[K];
+    float d[K];
+    rotor_status st = rotor_index_search(ix, NULL, q, s.dim, K, ids, d);
+    /* A budget the search's scratch exceeds is the only acceptable failure. */
+    require(st == ROTOR_OK || st == ROTOR_ERR_OUT_OF_MEMORY, "a search of an open index failed");
+    for (int i = 0; st == ROTOR_OK && i < K; i++)
+        require(ids[i] >= -1 && ids[i] < (int64_t)s.count, "a search returned a foreign id");
+    free(q);
+}
+
+static rotor_status try_open(const char *path, int verify, rotor_vectors_place place) {
+    rotor_open_params op = rotor_open_params_default();
+    op.allocator = (rotor_allocator){count_alloc, count_free, NULL};
+    op.verify = verify;
+    op.vectors = place;
+    op.io = ROTOR_IO_PREAD;
+    op.direct_io = 0;
+    rotor_index *ix = NULL;
+    rotor_status st = rotor_index_open(path, &op, &ix);
+    if (st == ROTOR_OK) {
+        require(ix != NULL, "an accepted file gave no index");
+        search(ix);
+        rotor_index_close(ix);
+    } else {
+        require(st == ROTOR_ERR_FORMAT || st == ROTOR_ERR_CORRUPT || st == ROTOR_ERR_UNSUPPORTED ||
+                    st == ROTOR_ERR_OUT_OF_MEMORY ||
+                    (st == ROTOR_ERR_IO && place == ROTOR_VECTORS_DISK),
+                "refused with an unexpected status");
+        require(ix == NULL, "a refused file left an index");
+        require(rotor_last_error()[0] != '\0', "a refused file left no sentence");
+    }
+    require(live == 0, "an open leaked");
+    return st;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    int fd = memfd_create("rotor-fuzz", 0);
+    require(fd >= 0, "memfd_create failed");
+    size_t done = 0;
+    while (done < size) {
+        ssize_t w = write(fd, data + done, size - done);
+        require(w > 0, "cannot write the input");
+        done += (size_t)w;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    rotor_status plain = try_open(path, 0, ROTOR_VECTORS_RAM);
+    rotor_status verified = try_open(path, 1, ROTOR_VECTORS_RAM);
+    require(plain == ROTOR_OK || verified != ROTOR_OK, "verify accepted what open refused");
+    if (plain == ROTOR_OK)
+        try_open(path, 0, ROTOR_VECTORS_DISK);
+    close(fd);
+    return 0;
+}

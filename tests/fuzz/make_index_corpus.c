@@ -1,0 +1,65 @@
+/*
+ * Writes the seed corpus of fuzz_index_open: one small index of each kind
+ * and feature into the directory given (tests/fuzz/corpus/index_open).
+ * Regenerate it when the index file format changes:
+ *   build/.../tests/fuzz/make_index_corpus tests/fuzz/corpus/index_open
+ * Small on purpose (64 vectors of 8 dimensions): libFuzzer mutates whole
+ * files, and each section already takes a 4 KiB page.
+ */
+#include <stdio.h>
+
+#include "rotor.h"
+
+enum { N = 64, D = 8 };
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: make_index_corpus DIR\n");
+        return 2;
+    }
+    static float base[N * D];
+    uint64_t s = 12345;
+    for (size_t i = 0; i < N * D; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        base[i] = (float)(s >> 40) / (float)(1 << 24) - 0.5f;
+    }
+    const struct {
+        const char *name;
+        rotor_index_kind kind;
+        rotor_metric metric;
+        const char *quant, *graph_quant;
+        int neighbor_codes, on_disk;
+    } kinds[] = {
+        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0},
+        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1},
+        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0},
+        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1},
+        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0},
+        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0},
+        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        rotor_params p = rotor_params_default();
+        p.kind = kinds[i].kind;
+        p.metric = kinds[i].metric;
+        p.quant = kinds[i].quant;
+        p.graph_quant = kinds[i].graph_quant;
+        p.neighbor_codes = kinds[i].neighbor_codes;
+        p.full_vectors = kinds[i].on_disk ? ROTOR_VECTORS_DISK : ROTOR_VECTORS_RAM;
+        p.graph_degree = 8;
+        p.build_list = 16;
+        p.nlist = 4;
+        p.threads = 1;
+        rotor_matrix m = {base, N, D, ROTOR_ELEM_F32};
+        rotor_index *ix = NULL;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.rotor", argv[1], kinds[i].name);
+        if (rotor_index_build(&p, &m, &ix) != ROTOR_OK || rotor_index_save(ix, path) != ROTOR_OK) {
+            fprintf(stderr, "%s: %s\n", kinds[i].name, rotor_last_error());
+            rotor_index_close(ix);
+            return 1;
+        }
+        rotor_index_close(ix);
+    }
+    return 0;
+}
