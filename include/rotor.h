@@ -406,6 +406,17 @@ ROTOR_API rotor_open_params rotor_open_params_default(void);
 ROTOR_API rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
                                         rotor_index **out);
 
+/* Builds an index over the vectors of a data set file (any format
+ * rotor_reader_open reads) and saves it to `out_path`, without ever holding
+ * the vectors in memory: the input is streamed once, converted to float32
+ * into a temporary file beside `out_path` that the build maps (the kernel
+ * keeps only the pages in use, and drops them under memory pressure), and
+ * removed before returning. Memory holds the codes, the graph or lists and
+ * the build's working sets. The result equals rotor_index_build on the same
+ * rows followed by rotor_index_save. */
+ROTOR_API rotor_status rotor_index_build_file(const rotor_params *params, const char *input_path,
+                                              const char *out_path);
+
 /* Checks every byte of an index file: the header, every section's
  * checksum and the structure (every graph and list id in range). */
 ROTOR_API rotor_status rotor_index_verify(const char *path);

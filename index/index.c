@@ -58,15 +58,9 @@ static rotor_status grow(rotor_index *ix, size_t need) {
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
-                               rotor_index **out) {
-    cm_clear_error();
-    CM_RETURN_IF(out == NULL, ROTOR_ERR_INVALID_ARGUMENT, "output index pointer must not be NULL");
+rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, rotor_index **out) {
     *out = NULL;
-    rotor_params p = params ? *params : rotor_params_default();
-    CM_FORWARD(ix_params_check(&p));
-    CM_FORWARD(ix_matrix_check(vectors, "base data"));
-
+    rotor_params p = *params;
     quant_spec spec = {0};
     bool quantized = p.quant != NULL && strcmp(p.quant, "none") != 0;
     if (quantized)
@@ -80,7 +74,7 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     ix->params.graph_quant = NULL;
     ix->alloc = p.allocator;
     ix->metric = p.metric;
-    ix->dim = vectors->cols;
+    ix->dim = dim;
     snprintf(ix->quant_name, sizeof ix->quant_name, "none");
 
     rotor_status st = ROTOR_OK;
@@ -103,15 +97,32 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
             .build_list = p.build_list,
             .alpha = p.alpha,
             .neighbor_codes = p.neighbor_codes != 0 && ix->q != NULL,
-            .threads = ix_thread_count(p.threads, vectors->rows),
+            .threads = ix_thread_count(p.threads, rows),
             .seed = p.seed,
             .progress = p.progress,
             .progress_opaque = p.progress_opaque,
         };
         st = vamana_create(&ix->alloc, &vp, ix->nav_q ? ix->nav_q : ix->q, &ix->graph);
     }
-    if (st == ROTOR_OK)
-        st = rotor_index_add(ix, vectors);
+    if (st != ROTOR_OK) {
+        rotor_index_close(ix);
+        return st;
+    }
+    *out = ix;
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
+                               rotor_index **out) {
+    cm_clear_error();
+    CM_RETURN_IF(out == NULL, ROTOR_ERR_INVALID_ARGUMENT, "output index pointer must not be NULL");
+    *out = NULL;
+    rotor_params p = params ? *params : rotor_params_default();
+    CM_FORWARD(ix_params_check(&p));
+    CM_FORWARD(ix_matrix_check(vectors, "base data"));
+    rotor_index *ix;
+    CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
+    rotor_status st = rotor_index_add(ix, vectors);
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;
@@ -243,13 +254,18 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     CM_FORWARD(grow(ix, need));
     CM_FORWARD(ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
                                ix->count == 0 ? "base data" : "added data"));
+    return ix_index_rows(ix, need);
+}
+
+rotor_status ix_index_rows(rotor_index *ix, size_t need) {
+    const size_t added = need - ix->count;
     if (ix->q != NULL) {
-        CM_FORWARD(train(ix, ix->q, vectors->rows, ix->quant_name));
-        CM_FORWARD(encode_rows(ix, ix->q, ix->codes, ix->count, vectors->rows));
+        CM_FORWARD(train(ix, ix->q, added, ix->quant_name));
+        CM_FORWARD(encode_rows(ix, ix->q, ix->codes, ix->count, added));
     }
     if (ix->nav_q != NULL) {
-        CM_FORWARD(train(ix, ix->nav_q, vectors->rows, ix->nav_name));
-        CM_FORWARD(encode_rows(ix, ix->nav_q, ix->nav_codes, ix->count, vectors->rows));
+        CM_FORWARD(train(ix, ix->nav_q, added, ix->nav_name));
+        CM_FORWARD(encode_rows(ix, ix->nav_q, ix->nav_codes, ix->count, added));
     }
     /* The navigators see the new rows before the index counts them, so a
      * failure here leaves the index as it was. */
@@ -535,8 +551,10 @@ void rotor_index_close(rotor_index *ix) {
     if (!ix->borrowed) {
         cm_free(&a, ix->nav_codes);
         cm_free(&a, ix->codes);
-        cm_free(&a, ix->vectors);
+        if (ix->spill == NULL)
+            cm_free(&a, ix->vectors);
     }
+    ix_spill_release(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);

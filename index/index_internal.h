@@ -47,7 +47,20 @@ struct rotor_index {
     /* Full vectors on disk: `vectors` is NULL and reranks read rows
      * through this store. */
     vstore *store;
+    /* A streaming build (persist.c): `vectors` is this mapping of a
+     * deleted spill file, not memory of the index's own. */
+    void *spill;
+    size_t spill_bytes;
 };
+
+/* index.c: an empty index of `dim` dimensions for checked params, sized
+ * for a first batch of `rows` (graph threads); nothing is encoded yet. */
+rotor_status ix_create(const rotor_params *p, size_t dim, size_t rows, rotor_index **out);
+/* Encodes rows [count, need) already in `vectors` and links them into the
+ * navigator (training the quantizers on a first batch), then counts them. */
+rotor_status ix_index_rows(rotor_index *ix, size_t need);
+/* persist.c: unmaps a streaming build's spill; nothing without one. */
+void ix_spill_release(rotor_index *ix);
 
 /* params.c: validation with a sentence for every rejection. */
 rotor_status ix_params_check(const rotor_params *p);

@@ -128,6 +128,13 @@ int cmd_gt(const cli_opts *o) {
 
 int cmd_search(const cli_opts *o) { return run_search(o, "search"); }
 
+static int build_progress(void *opaque, uint64_t done, uint64_t total) {
+    cli_progress *p = opaque;
+    p->total = total;
+    cli_progress_update(p, done);
+    return 0;
+}
+
 int cmd_build(const cli_opts *o) {
     int rc;
     if ((rc = require(o->base, "--base", "build")) || (rc = require(o->out, "--out", "build")))
@@ -135,34 +142,35 @@ int cmd_build(const cli_opts *o) {
     if (!cli_index_is_kind(o))
         return cli_error(CLI_EXIT_USAGE, "build: --index takes flat, vamana or ivf, not '%s'",
                          o->index);
-    rotor_params check;
-    if ((rc = cli_index_params(o, &check)))
+    rotor_params p;
+    if ((rc = cli_index_params(o, &p)))
         return rc;
-    rotor_matrix base = {0};
-    rotor_index *ix = NULL;
-    double build_s = 0;
-    if ((rc = cli_read_f32(o->base, "base vectors", 0, &base)) ||
-        (rc = cli_build_index(o, &base, &ix, &build_s)))
-        goto done;
-    /* The vectors are in the index now; the file's copy is not needed to save. */
-    rotor_matrix_free(&base);
+    /* The library streams the file: the vectors never sit in memory whole. */
+    cli_progress prog;
+    cli_progress_start(&prog, "build", 1, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
+    p.progress = build_progress;
+    p.progress_opaque = &prog;
     double t0 = cli_now();
-    rotor_status st = rotor_index_save(ix, o->out);
-    if (st != ROTOR_OK) {
-        rc = cli_lib_error(st, "cannot save the index");
-        goto done;
-    }
-    rotor_index_stats s;
-    rotor_index_stats_get(ix, &s);
-    if (!o->quiet)
+    rotor_status st = rotor_index_build_file(&p, o->base, o->out);
+    double seconds = cli_now() - t0;
+    cli_progress_finish(&prog);
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "cannot build '%s'", o->out);
+    if (!o->quiet) {
+        rotor_index *ix = NULL;
+        rotor_open_params op = rotor_open_params_default();
+        op.vectors = ROTOR_VECTORS_RAM;
+        if (rotor_index_open(o->out, &op, &ix) != ROTOR_OK)
+            return cli_lib_error(st, "cannot read back '%s'", o->out);
+        rotor_index_stats s;
+        rotor_index_stats_get(ix, &s);
         fprintf(stderr,
-                "build: %s index of %zu x %zu (%s, %s) in %.1f s, saved in %.1f s -> %s "
-                "(full vectors %s when opened)\n",
+                "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "
+                "opened; peak RSS %.0f MiB)\n",
                 rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric), s.quant,
-                build_s, cli_now() - t0, o->out,
-                check.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM");
-done:
-    rotor_index_close(ix);
-    rotor_matrix_free(&base);
-    return rc;
+                seconds, o->out, p.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM",
+                (double)cli_peak_rss() / (1 << 20));
+        rotor_index_close(ix);
+    }
+    return CLI_EXIT_OK;
 }

@@ -50,8 +50,10 @@ static const cli_command commands[] = {
      "            [--quant SPEC] [--full-vectors ram|disk] [graph options]\n"
      "Builds the index over the base vectors and writes it to --out in one\n"
      "checksummed file, atomically (the old file stays whole until the new one\n"
-     "is). --full-vectors disk marks it to be opened with only the graph and\n"
-     "codes in RAM, reading the few full vectors each rerank needs from disk.",
+     "is). The base file is streamed into a temporary file beside --out that\n"
+     "the build maps, so the vectors need not fit in memory (the codes and\n"
+     "graph do). --full-vectors disk marks the index to be opened with only\n"
+     "the graph and codes in RAM, reading the vectors each rerank needs.",
      OPT_INDEX | OPT_BASE | OPT_METRIC | OPT_OUT | OPT_QUIET | OPT_QUANT | OPT_GRAPH | OPT_STORE,
      cmd_build},
     {"info", "what a data set or index file holds",

@@ -629,6 +629,71 @@ static void test_open_alloc_failures(void **state) {
     free(path);
 }
 
+/* The streaming build gives the index an in-memory build gives, leaves no
+ * spill file behind, and refuses bad input with the row it failed on. */
+static void test_build_file(void **state) {
+    fixture *f = *state;
+    char *dir = ts_tmpdir_create();
+    char *input = ts_path(dir, "base.fbin");
+    char *path = ts_path(dir, "streamed.rotor");
+    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_matrix_write(input, &m), ROTOR_OK);
+    int64_t want_ids[NQ * K], got_ids[NQ * K];
+    float want_d[NQ * K], got_d[NQ * K];
+    const size_t picks[] = {1, 3, 5, 6};
+    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; i++) {
+        const config *c = &configs[picks[i]];
+        rotor_index *ix = build(f, c, N);
+        search_all(f, ix, want_ids, want_d);
+        rotor_index_close(ix);
+        rotor_params p = rotor_params_default();
+        p.kind = c->kind;
+        p.metric = c->metric;
+        p.quant = c->quant;
+        p.graph_quant = c->graph_quant;
+        p.neighbor_codes = c->neighbor_codes;
+        p.graph_degree = 16;
+        p.build_list = 40;
+        p.nlist = 20;
+        p.threads = 1;
+        assert_int_equal(rotor_index_build_file(&p, input, path), ROTOR_OK);
+        assert_int_equal(count_entries(dir), 2); /* input and index, no spill */
+        ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+        search_all(f, ix, got_ids, got_d);
+        assert_memory_equal(got_ids, want_ids, sizeof want_ids);
+        assert_memory_equal(got_d, want_d, sizeof want_d);
+        rotor_index_close(ix);
+    }
+    /* Bad input: nothing is left behind, the old index stays whole. */
+    rotor_params p = rotor_params_default();
+    p.quant = "tq4";
+    size_t n;
+    uint8_t *bytes = read_all(input, &n); /* .fbin: 8 header bytes, then the floats */
+    const float nan = NAN;
+    memcpy(bytes + 8 + (700 * D + 3) * sizeof(float), &nan, sizeof nan);
+    write_all(input, bytes, n);
+    free(bytes);
+    assert_int_equal(rotor_index_build_file(&p, input, path), ROTOR_ERR_NOT_FINITE);
+    assert_non_null(strstr(rotor_last_error(), "NaN"));
+    assert_non_null(strstr(rotor_last_error(), "row 700"));
+    assert_int_equal(count_entries(dir), 2);
+    assert_int_equal(rotor_index_verify(path), ROTOR_OK);
+    char *ids = ts_path(dir, "ids.ivecs");
+    int32_t id_rows[4] = {0, 1, 2, 3};
+    rotor_matrix im = {id_rows, 2, 2, ROTOR_ELEM_I32};
+    assert_int_equal(rotor_matrix_write(ids, &im), ROTOR_OK);
+    assert_int_equal(rotor_index_build_file(&p, ids, path), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_int_equal(rotor_index_build_file(&p, "/nonexistent.fbin", path), ROTOR_ERR_IO);
+    char *nowhere = ts_path(dir, "missing/x.rotor");
+    assert_int_equal(rotor_index_build_file(&p, input, nowhere), ROTOR_ERR_IO);
+    assert_int_equal(count_entries(dir), 3);
+    free(nowhere);
+    free(ids);
+    free(path);
+    free(input);
+    ts_tmpdir_remove(dir);
+}
+
 static void test_bad_arguments(void **state) {
     fixture *f = *state;
     rotor_index *ix = NULL;
@@ -651,7 +716,8 @@ int main(void) {
         cmocka_unit_test(test_forged_graph),         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_foreign_and_versions), cmocka_unit_test(test_dimension_at_search),
         cmocka_unit_test(test_save_atomic),          cmocka_unit_test(test_add_after_open),
-        cmocka_unit_test(test_open_alloc_failures),  cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_open_alloc_failures),  cmocka_unit_test(test_build_file),
+        cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
