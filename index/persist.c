@@ -428,6 +428,7 @@ static rotor_status spill_rows(const rotor_allocator *a, rotor_reader *r, rotor_
     float *out = cm_alloc(a, chunk * out_row, "a chunk of converted rows");
     rotor_status st = in && out ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
     size_t done = 0, got = 0;
+    uint64_t written = 0, flushed = 0;
     while (st == ROTOR_OK) {
         st = rotor_reader_read(r, in, chunk, &got);
         if (st != ROTOR_OK || got == 0)
@@ -452,7 +453,12 @@ static rotor_status spill_rows(const rotor_allocator *a, rotor_reader *r, rotor_
             else {
                 p += w;
                 left -= (size_t)w;
+                written += (uint64_t)w;
             }
+        }
+        if (written - flushed >= DS_WRITE_BEHIND) {
+            ds_write_behind(fd, flushed, written);
+            flushed = written;
         }
         done += got;
     }

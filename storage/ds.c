@@ -703,6 +703,16 @@ int ds_create_temp(const char *path, char *tmp, size_t cap) {
     return -1;
 }
 
+void ds_write_behind(int fd, uint64_t from, uint64_t to) {
+    if (to <= from)
+        return;
+    /* Advice only: a file system without it just keeps the pages longer. */
+    (void)sync_file_range(fd, (off_t)from, (off_t)(to - from),
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                              SYNC_FILE_RANGE_WAIT_AFTER);
+    (void)posix_fadvise(fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+}
+
 /* Makes the rename durable. Best effort: some file systems refuse to fsync a
  * directory, and the file is already complete under its final name. */
 void ds_sync_parent(const char *path) {

@@ -128,7 +128,8 @@ struct ixf_writer {
     rotor_allocator alloc;
     char *path, *tmp;
     int fd;
-    uint64_t pos; /* next byte of the file */
+    uint64_t pos;     /* next byte of the file */
+    uint64_t flushed; /* bytes before this are on disk and out of the cache */
     bool open_section;
     unsigned nsections;
     ixf_entry sections[IXF_MAX_SECTIONS];
@@ -146,6 +147,10 @@ static rotor_status write_all(ixf_writer *w, const void *data, size_t n) {
         p += got;
         n -= (size_t)got;
         w->pos += (uint64_t)got;
+        if (w->pos - w->flushed >= DS_WRITE_BEHIND) {
+            ds_write_behind(w->fd, w->flushed, w->pos);
+            w->flushed = w->pos;
+        }
     }
     return ROTOR_OK;
 }
@@ -175,7 +180,7 @@ rotor_status ixf_create(const rotor_allocator *a, const char *path, ixf_writer *
         ixf_abort(w);
         return st;
     }
-    w->pos = IXF_PAGE; /* the first page is written at commit */
+    w->pos = w->flushed = IXF_PAGE; /* the first page is written at commit */
     *out = w;
     return ROTOR_OK;
 }
@@ -275,6 +280,7 @@ rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
         fill_first_page(w, meta, page);
         uint64_t end = w->pos;
         w->pos = 0;
+        w->flushed = 0;
         st = write_all(w, page, IXF_PAGE);
         w->pos = end;
     }

@@ -89,6 +89,13 @@ int ds_create_temp(const char *path, char *tmp, size_t cap);
 /* Makes a rename into path's directory durable (best effort). */
 void ds_sync_parent(const char *path);
 
+/* Writers of large files call this as they go (every DS_WRITE_BEHIND
+ * bytes): it writes [from, to) of fd back to disk and drops it from the
+ * page cache. Dirty pages cannot be reclaimed until written, so without it
+ * a writer under a memory limit is killed for pages it no longer needs. */
+#define DS_WRITE_BEHIND ((uint64_t)64 << 20)
+void ds_write_behind(int fd, uint64_t from, uint64_t to);
+
 /* ---- npy.c -------------------------------------------------------------- */
 
 /* Reads and checks the .npy header of r: fills info, data_offset, shape, and
