@@ -51,7 +51,8 @@ typedef struct graph_space {
  * with `neighbor_codes`, a code store of R slots in the quantizer's layout
  * holding the codes of those neighbours, so expanding a node reads one
  * contiguous block and scores all its neighbours with one scan call (for
- * 4-bit PQ, one fast-scan block of 32). */
+ * 4-bit PQ, one fast-scan block of 32); without, but with a quantizer, the
+ * node's own code, which a search gathers from the neighbours' records. */
 typedef struct vamana_params {
     uint32_t degree;     /* R: most neighbours per node */
     uint32_t build_list; /* L: candidate list of the build's searches */
@@ -65,7 +66,8 @@ typedef struct vamana_params {
 
 typedef struct vamana vamana;
 
-/* `q` (may be NULL) fixes the node layout when neighbor_codes is set. */
+/* `q` (NULL: the graph walks on floats) is the code the graph walks on and
+ * fixes the node layout. */
 rotor_status vamana_create(const rotor_allocator *a, const vamana_params *p, const quant *q,
                            vamana **out);
 void vamana_free(vamana *g);

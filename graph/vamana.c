@@ -24,13 +24,16 @@
  *
  * Node record, node_bytes each (a multiple of 16, or of 64 with codes):
  *
- *   [degree u32][R + slack neighbour ids u32][code store of R slots, optional]
+ *   [degree u32][R + slack neighbour ids u32][codes, with a quantizer]
  *
- * The optional store holds copies of the neighbours' codes in the walking
- * quantizer's layout (SymphonyQG's idea), so expanding a node is one
- * sequential read and one scan call over all its neighbours: for 4-bit PQ
- * that is exactly one 32-code fast-scan block. The copies are refreshed
- * after each insert for every node whose list changed.
+ * With neighbour codes the codes are a store of R slots holding copies of
+ * the neighbours' codes in the walking quantizer's layout (SymphonyQG's
+ * idea), so expanding a node is one sequential read and one scan call over
+ * all its neighbours: for 4-bit PQ that is exactly one 32-code fast-scan
+ * block. The copies are refreshed after each insert for every node whose
+ * list changed. Without them (R times less memory) each record carries its
+ * own node's code: a neighbour scored by id costs one or two lines of its
+ * record, gathered with the others into one store and scored by one scan.
  *
  * Search. 256 sampled starting points are scored in one scan, then a
  * sorted candidate list of L entries; the nearest unexpanded entry is
@@ -88,7 +91,13 @@ typedef struct vm_pool {
 struct vamana {
     rotor_allocator alloc;
     vamana_params p;
-    const quant *q; /* layout of the neighbour-code stores; NULL without */
+    const quant *q;  /* layout of the neighbour-code stores; NULL without */
+    const quant *wq; /* the code a search walks on (q, or own codes); NULL: floats */
+    /* Without neighbour codes, each record carries its own node's code
+     * (code_bytes at block_off), so scoring a neighbour by id reads one or
+     * two lines of its record instead of a line per subspace of a fast-scan
+     * block, and the record's ids arrive with it. */
+    bool own_code;
     size_t count, capacity;
     /* Id slots per node: R plus build slack. A full list is pruned back to
      * R only when it overflows the slack, so a node gaining reverse edges
@@ -164,9 +173,13 @@ rotor_status vamana_create(const rotor_allocator *a, const vamana_params *p, con
     if (g->p.threads == 0)
         g->p.threads = 1;
     g->q = p->neighbor_codes ? q : NULL;
+    g->wq = q;
+    g->own_code = q != NULL && !p->neighbor_codes;
     g->slots = p->degree + (p->degree * 3 + 9) / 10;
     g->block_off = 4 * ((size_t)g->slots + 1);
-    g->block_bytes = g->q ? g->q->ops->store_bytes(g->q, p->degree) : 0;
+    g->block_bytes = g->q          ? g->q->ops->store_bytes(g->q, p->degree)
+                     : g->own_code ? q->code_bytes
+                                   : 0;
     g->node_bytes = cm_round_up(g->block_off + g->block_bytes, g->q ? CM_ALIGN : 16);
     g->pool = cm_calloc(a, sizeof *g->pool, "graph scratch pool");
     rotor_status st = ROTOR_OK;
@@ -223,6 +236,12 @@ void vamana_free(vamana *g) {
 }
 
 static size_t qstate_bytes(const quant *q);
+
+/* Where a search's gather store starts in its query memory: after the
+ * walking quantizer's state and the refining one's. */
+static size_t gather_offset(const graph_space *s) {
+    return qstate_bytes(s->nav_q) + (s->q != s->nav_q ? qstate_bytes(s->q) : 0);
+}
 
 /* Grows one scratch array to hold `n` elements of `size` bytes. */
 static rotor_status grow_array(const rotor_allocator *a, void **arr, size_t *cap, size_t n,
@@ -306,7 +325,8 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
             sc->best_cap = best;
     }
     if (st == ROTOR_OK && s->nav_q != NULL) {
-        size_t need = qstate_bytes(s->nav_q) + (s->q != s->nav_q ? qstate_bytes(s->q) : 0);
+        size_t need = gather_offset(s) +
+                      (g->own_code ? s->nav_q->ops->store_bytes(s->nav_q, g->slots + 1) : 0);
         st = grow_array(a, (void **)&sc->qmem, &sc->qmem_size, need, 1, false, "query state");
     }
     if (st != ROTOR_OK) {
@@ -803,11 +823,14 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
     const size_t first = g->count, n = s->count - first;
     if (n == 0)
         return ROTOR_OK;
-    CM_RETURN_IF(g->p.neighbor_codes && s->nav_q == NULL, ROTOR_ERR_INVALID_ARGUMENT,
-                 "neighbour codes need a quantizer");
+    CM_RETURN_IF(g->wq != NULL && s->nav_q == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "a graph walking on codes needs its quantizer's codes");
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph holds at most %u points, not %zu", UINT32_MAX, s->count);
     CM_FORWARD(reserve(g, s->count));
+    if (g->own_code)
+        for (size_t i = first; i < s->count; i++)
+            s->nav_q->ops->load(s->nav_q, s->nav_codes, i, (uint8_t *)node_of(g, i) + g->block_off);
     unsigned threads = g->p.threads > 64 ? 64 : g->p.threads;
     if (threads > n)
         threads = (unsigned)n;
@@ -836,11 +859,11 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
     }
     if (st == ROTOR_OK && first == 0)
         st = medoid(g, s, &g->entry);
-    size_t nstarts = g->q != NULL && first == 0 ? (n < MAX_STARTS ? n : MAX_STARTS) : 0;
+    size_t nstarts = g->wq != NULL && first == 0 ? (n < MAX_STARTS ? n : MAX_STARTS) : 0;
     if (st == ROTOR_OK && nstarts > 0) {
         g->starts = cm_alloc(&g->alloc, nstarts * sizeof *g->starts, "graph starting points");
         g->start_codes =
-            cm_calloc(&g->alloc, g->q->ops->store_bytes(g->q, nstarts), "graph starting points");
+            cm_calloc(&g->alloc, g->wq->ops->store_bytes(g->wq, nstarts), "graph starting points");
         if (g->starts == NULL || g->start_codes == NULL)
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
@@ -884,7 +907,7 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
         for (size_t i = 0; st == ROTOR_OK && i < nstarts; i++) {
             g->starts[i] = order[i];
             s->nav_q->ops->load(s->nav_q, s->nav_codes, order[i], w[0].code);
-            g->q->ops->store(g->q, g->start_codes, i, w[0].code);
+            g->wq->ops->store(g->wq, g->start_codes, i, w[0].code);
         }
         if (st == ROTOR_OK)
             g->nstarts = nstarts;
@@ -945,6 +968,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     cm_topk_init(&pool, sc->best_d, sc->best_id, pooled ? keep : 0);
     const bool blocks = g->q != NULL;
     void *qs = nq ? prepare_query(nq, query, sc->qmem) : NULL;
+    uint8_t *gather = g->own_code ? sc->qmem + gather_offset(s) : NULL;
 
     vm_list l = {sc->list, sc->expanded, 0, list, 0};
     visited_reset(sc);
@@ -957,7 +981,7 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     list_insert(&l, d0, g->entry);
     if (pooled)
         cm_topk_push(&pool, d0, g->entry);
-    if (blocks && g->nstarts > 0) {
+    if (g->nstarts > 0) {
         nq->ops->scan(nq, qs, g->start_codes, 0, g->nstarts, sc->est);
         for (size_t j = 0; j < g->nstarts; j++) {
             if (!visit(sc, g->starts[j]))
@@ -998,6 +1022,26 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
                 if (pooled && sc->est[j] < cm_topk_threshold(&pool))
                     cm_topk_push(&pool, sc->est[j], nb[j]);
                 gate = entry_gate(&l, pooled ? &pool : NULL);
+            }
+        } else if (g->own_code) {
+            /* The unvisited neighbours' own codes, gathered into one store
+             * and scored by one scan call (one fast-scan block). */
+            uint32_t m = 0;
+            for (uint32_t j = 0; j < deg; j++) {
+                if (nb[j] >= count || !visit(sc, nb[j]))
+                    continue;
+                sc->nbrs[m++] = nb[j];
+                prefetch_bytes((const uint8_t *)node_of(g, nb[j]) + g->block_off, g->block_bytes);
+            }
+            for (uint32_t j = 0; j < m; j++)
+                nq->ops->store(nq, gather, j,
+                               (const uint8_t *)node_of(g, sc->nbrs[j]) + g->block_off);
+            if (m > 0)
+                nq->ops->scan(nq, qs, gather, 0, m, sc->est);
+            for (uint32_t j = 0; j < m; j++) {
+                list_insert(&l, sc->est[j], sc->nbrs[j]);
+                if (pooled && sc->est[j] < cm_topk_threshold(&pool))
+                    cm_topk_push(&pool, sc->est[j], sc->nbrs[j]);
             }
         } else if (nq != NULL) {
             for (uint32_t j = 0; j < deg; j++) {
@@ -1086,10 +1130,14 @@ static size_t meta_starts_end(size_t nstarts) {
 
 size_t vamana_meta_bytes(const vamana *g) {
     size_t b = meta_starts_end(g->nstarts);
-    if (g->q != NULL)
-        b += g->q->ops->store_bytes(g->q, g->nstarts);
+    if (g->wq != NULL)
+        b += g->wq->ops->store_bytes(g->wq, g->nstarts);
     return b;
 }
+
+/* What follows the ids in a record: 0 nothing, 1 neighbours' codes, 2 the
+ * node's own code. */
+static uint32_t layout_mode(const vamana *g) { return g->q ? 1u : g->own_code ? 2u : 0u; }
 
 static void le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void le64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -1113,12 +1161,12 @@ void vamana_meta_write(const vamana *g, uint8_t *dst) {
     le64(dst + 24, g->block_bytes);
     le32(dst + 32, g->entry);
     le32(dst + 36, (uint32_t)g->nstarts);
-    le32(dst + 40, g->q != NULL);
+    le32(dst + 40, layout_mode(g));
     if (g->nstarts > 0)
         memcpy(dst + META_FIXED, g->starts, 4 * g->nstarts);
-    if (g->q != NULL && g->nstarts > 0)
+    if (g->wq != NULL && g->nstarts > 0)
         memcpy(dst + meta_starts_end(g->nstarts), g->start_codes,
-               g->q->ops->store_bytes(g->q, g->nstarts));
+               g->wq->ops->store_bytes(g->wq, g->nstarts));
 }
 
 const uint8_t *vamana_nodes(const vamana *g, size_t *bytes) {
@@ -1142,7 +1190,7 @@ rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const
                      meta_bytes, META_FIXED);
     else if (rd32(meta) != g->p.degree || rd32(meta + 4) != g->slots ||
              rd64(meta + 8) != g->node_bytes || rd64(meta + 16) != g->block_off ||
-             rd64(meta + 24) != g->block_bytes || rd32(meta + 40) != (g->q != NULL) ||
+             rd64(meta + 24) != g->block_bytes || rd32(meta + 40) != layout_mode(g) ||
              rd32(meta + 44) != 0)
         st = cm_fail(ROTOR_ERR_FORMAT,
                      "the graph header's node layout (degree %u, %" PRIu64
@@ -1150,15 +1198,15 @@ rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const
                      rd32(meta), rd64(meta + 8), g->p.degree, g->node_bytes);
     size_t nstarts = st == ROTOR_OK ? rd32(meta + 36) : 0;
     if (st == ROTOR_OK &&
-        (nstarts > MAX_STARTS || nstarts > count || (g->q == NULL && nstarts != 0)))
+        (nstarts > MAX_STARTS || nstarts > count || (g->wq == NULL && nstarts != 0)))
         st = cm_fail(ROTOR_ERR_FORMAT, "the graph header lists %zu starting points", nstarts);
     if (st == ROTOR_OK && rd32(meta + 32) >= count)
         st = cm_fail(ROTOR_ERR_FORMAT, "the graph's entry point %u is not one of its %zu nodes",
                      rd32(meta + 32), count);
     size_t want_meta = 0;
     if (st == ROTOR_OK) {
-        want_meta =
-            meta_starts_end(nstarts) + (g->q != NULL ? g->q->ops->store_bytes(g->q, nstarts) : 0);
+        want_meta = meta_starts_end(nstarts) +
+                    (g->wq != NULL ? g->wq->ops->store_bytes(g->wq, nstarts) : 0);
         size_t want_nodes;
         if (meta_bytes != want_meta)
             st = cm_fail(ROTOR_ERR_FORMAT, "the graph header holds %zu bytes, not %zu", meta_bytes,
@@ -1170,7 +1218,7 @@ rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const
     }
     if (st == ROTOR_OK && nstarts > 0) {
         g->starts = cm_alloc(a, nstarts * sizeof *g->starts, "graph starting points");
-        size_t sb = g->q->ops->store_bytes(g->q, nstarts);
+        size_t sb = g->wq->ops->store_bytes(g->wq, nstarts);
         g->start_codes = cm_alloc(a, sb, "graph starting points");
         if (g->starts == NULL || g->start_codes == NULL)
             st = ROTOR_ERR_OUT_OF_MEMORY;
