@@ -224,7 +224,6 @@ static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) 
                                                       : op->vectors == ROTOR_VECTORS_DISK;
     if (!disk) {
         ix->vectors = (float *)sec.data;
-        ix->params.full_vectors = ROTOR_VECTORS_RAM;
         return ROTOR_OK;
     }
     CM_RETURN_IF(ix->q == NULL, ROTOR_ERR_UNSUPPORTED,
@@ -240,9 +239,7 @@ static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) 
         .direct = op->direct_io,
         .depth = 0,
     };
-    CM_FORWARD(vstore_open(&ix->alloc, &vp, &ix->store));
-    ix->params.full_vectors = ROTOR_VECTORS_DISK;
-    return ROTOR_OK;
+    return vstore_open(&ix->alloc, &vp, &ix->store);
 }
 
 static rotor_status check_meta(const ixf_file *f) {
@@ -285,6 +282,9 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
     p->neighbor_codes = (int)m->neighbor_codes;
     p->build_space = (rotor_build_space)m->build_space;
     p->nlist = m->nlist;
+    /* The build's choice, kept whatever this open does, so a save of the
+     * opened index remembers it. */
+    p->full_vectors = m->vectors_on_disk ? ROTOR_VECTORS_DISK : ROTOR_VECTORS_RAM;
     p->allocator = op->allocator;
     /* The header's parameters pass the checks a build's would. */
     bool quantized = strcmp(m->quant, "none") != 0;

@@ -234,6 +234,12 @@ static void test_saved_place(void **state) {
     ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
     rotor_index_stats_get(ix, &s);
     assert_int_equal(s.vectors_on_disk, 0);
+    /* Saved again from RAM, the file still says disk. */
+    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+    rotor_index_close(ix);
+    assert_int_equal(rotor_index_open(path, NULL, &ix), ROTOR_OK);
+    rotor_index_stats_get(ix, &s);
+    assert_int_equal(s.vectors_on_disk, 1);
     rotor_index_close(ix);
     /* Without a quantizer, disk is refused at build. */
     p.quant = NULL;
