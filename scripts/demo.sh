@@ -23,7 +23,7 @@ mkdir -p "$out"
   --queries "$data/t10k-images-idx3-ubyte.gz" --gt "$out/fashion_gt.ivecs" --k 10 \
   --sweep "L=12,32;rerank=32" --threads 1 --json "$out/fashion_bench.jsonl"
 # A graph saved to an index file, then searched with only the graph and
-# codes in RAM (no neighbour-code copies: 292 bytes per vector instead of
+# codes in RAM (no neighbour-code copies: 372 bytes per vector instead of
 # 6,564): each query reads its 32 rerank candidates from disk.
 ./build/release/rotor build --index vamana --quant pq196x4 --neighbor-codes 0 \
   --base "$data/train-images-idx3-ubyte.gz" --out "$out/fashion.rotor" --full-vectors disk
