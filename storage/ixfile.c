@@ -166,7 +166,7 @@ rotor_status ixf_create(const rotor_allocator *a, const char *path, ixf_writer *
     w->fd = -1;
     size_t len = strlen(path);
     w->path = cm_alloc(a, len + 1, "a file name");
-    w->tmp = cm_alloc(a, len + 16, "a file name");
+    w->tmp = cm_calloc(a, len + 16, "a file name"); /* empty: nothing to remove yet */
     if (w->path == NULL || w->tmp == NULL) {
         ixf_abort(w);
         return ROTOR_ERR_OUT_OF_MEMORY;
