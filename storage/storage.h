@@ -82,9 +82,10 @@ static inline uint32_t ds_be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Creates "<path>.tmp.XXXXXX" exclusively for writing, mode 0666 less the
- * umask, and writes its name into tmp (cap bytes, at least strlen(path) +
- * 12). Returns the descriptor, or -1 with errno set. */
+/* Creates "<path>.tmp." plus six random characters for writing,
+ * exclusively, mode 0666 less the umask, and writes its name into tmp (cap
+ * bytes, at least strlen(path) + 12). Returns the descriptor, or -1 with
+ * errno set. */
 int ds_create_temp(const char *path, char *tmp, size_t cap);
 /* Makes a rename into path's directory durable (best effort). */
 void ds_sync_parent(const char *path);

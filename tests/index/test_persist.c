@@ -124,6 +124,16 @@ static bool uring_permitted(const char *path) {
     return ok;
 }
 
+/* configs[c] built over every row and saved as `name` in the fixture's
+ * directory; the path is the caller's to free. */
+static char *save_config(const fixture *f, size_t c, const char *name) {
+    rotor_index *ix = build(f, &configs[c], N);
+    char *path = ts_path(f->dir, name);
+    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+    rotor_index_close(ix);
+    return path;
+}
+
 static void test_round_trip(void **state) {
     fixture *f = *state;
     int64_t want_ids[NQ * K], got_ids[NQ * K];
@@ -184,10 +194,7 @@ static void test_round_trip(void **state) {
  * reranks, and they are reported per query. */
 static void test_disk_reads_reported(void **state) {
     fixture *f = *state;
-    rotor_index *ix = build(f, &configs[3], N);
-    char *path = ts_path(f->dir, "reads.rotor");
-    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
-    rotor_index_close(ix);
+    char *path = save_config(f, 3, "reads.rotor");
     rotor_index *re = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO);
     rotor_query_stats qs[NQ];
     memset(qs, 0xff, sizeof qs);
@@ -297,10 +304,7 @@ static rotor_status try_open(const char *path, int verify) {
 }
 
 static char *saved_graph(fixture *f, const char *name, size_t *n, uint8_t **bytes) {
-    rotor_index *ix = build(f, &configs[5], N); /* every vamana section, two quantizers */
-    char *path = ts_path(f->dir, name);
-    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
-    rotor_index_close(ix);
+    char *path = save_config(f, 5, name); /* every vamana section, two quantizers */
     *bytes = read_all(path, n);
     return path;
 }
@@ -469,11 +473,8 @@ static void test_foreign_and_versions(void **state) {
 
 static void test_dimension_at_search(void **state) {
     fixture *f = *state;
-    rotor_index *ix = build(f, &configs[3], N);
-    char *path = ts_path(f->dir, "dim.rotor");
-    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
-    rotor_index_close(ix);
-    ix = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO);
+    char *path = save_config(f, 3, "dim.rotor");
+    rotor_index *ix = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO);
     int64_t ids[K];
     assert_int_equal(rotor_index_search(ix, NULL, f->queries, D + 1, K, ids, NULL),
                      ROTOR_ERR_DIMENSION);
@@ -586,10 +587,7 @@ static void test_add_after_open(void **state) {
 
 static void test_open_alloc_failures(void **state) {
     fixture *f = *state;
-    rotor_index *ix = build(f, &configs[5], N);
-    char *path = ts_path(f->dir, "oom.rotor");
-    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
-    rotor_index_close(ix);
+    char *path = save_config(f, 5, "oom.rotor");
     for (int disk = 0; disk < 2; disk++) {
         long fail_at = 1;
         for (;; fail_at++) {
@@ -616,7 +614,6 @@ static void test_open_alloc_failures(void **state) {
         assert_true(fail_at > 3);
     }
     /* Saving fails cleanly too. */
-    ix = build(f, &configs[6], N);
     for (long fail_at = 1;; fail_at++) {
         ts_counting_alloc state_alloc = {0};
         rotor_index *copy = NULL;
@@ -633,7 +630,6 @@ static void test_open_alloc_failures(void **state) {
             break;
         assert_int_equal(st, ROTOR_ERR_OUT_OF_MEMORY);
     }
-    rotor_index_close(ix);
     free(path);
 }
 
