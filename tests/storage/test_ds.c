@@ -40,36 +40,12 @@ static int group_teardown(void **state) {
 /* A path in the test directory; freed by the caller. */
 static char *tmp_path(const char *name) { return ts_path(g_dir, name); }
 
-/* Asserts the status and that the last error names the file (when given)
- * and every key word, is lower-case at the start and has no final period. */
-static void check_error_words(rotor_status st, rotor_status want, const char *path,
-                              const char *const *words) {
-    const char *e = rotor_last_error();
-    if (st != want)
-        fail_msg("status %d (%s), wanted %d; error: %s", (int)st, rotor_strerror(st), (int)want, e);
-    if (path != NULL && strstr(e, path) == NULL)
-        fail_msg("error does not name '%s': %s", path, e);
-    for (size_t i = 0; words[i] != NULL; i++)
-        if (strstr(e, words[i]) == NULL)
-            fail_msg("error lacks '%s': %s", words[i], e);
-    size_t len = strlen(e);
-    assert_true(len > 0);
-    assert_true(e[len - 1] != '.');
-    assert_false(e[0] >= 'A' && e[0] <= 'Z');
-}
-
-#define CHECK_ERROR(st, want, path, ...)                                                           \
-    do {                                                                                           \
-        const char *const words_[] = {__VA_ARGS__, NULL};                                          \
-        check_error_words((st), (want), (path), words_);                                           \
-    } while (0)
-
 /* Reading `path` must fail with `want` and name the file and the words. */
 #define EXPECT_READ_FAILS(path, want, ...)                                                         \
     do {                                                                                           \
         rotor_matrix m_;                                                                           \
         rotor_status st_ = rotor_matrix_read((path), -1, 0, &m_);                                  \
-        CHECK_ERROR(st_, (want), (path), __VA_ARGS__);                                             \
+        TS_CHECK_ERROR(st_, (want), (path), __VA_ARGS__);                                          \
         assert_null(m_.data);                                                                      \
         assert_int_equal(m_.rows, 0);                                                              \
     } while (0)
@@ -390,7 +366,7 @@ static void test_read_rejects_other_target_types(void **state) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rotor_matrix out;
         rotor_status st = rotor_matrix_read(p, bad[i], 0, &out);
-        CHECK_ERROR(st, ROTOR_ERR_INVALID_ARGUMENT, p, "as_type", "ROTOR_ELEM_F32");
+        TS_CHECK_ERROR(st, ROTOR_ERR_INVALID_ARGUMENT, p, "as_type", "ROTOR_ELEM_F32");
         assert_null(out.data);
     }
     free(p);
@@ -429,16 +405,18 @@ static void test_entry_points_reject_null_arguments(void **state) {
     rotor_matrix m;
     rotor_file_info info;
     size_t got = 5;
-    CHECK_ERROR(rotor_matrix_read(NULL, -1, 0, &m), ROTOR_ERR_INVALID_ARGUMENT, NULL, "path");
-    CHECK_ERROR(rotor_matrix_read("x.fvecs", -1, 0, NULL), ROTOR_ERR_INVALID_ARGUMENT, NULL,
-                "NULL");
-    CHECK_ERROR(rotor_file_probe(NULL, &info), ROTOR_ERR_INVALID_ARGUMENT, NULL, "path");
-    CHECK_ERROR(rotor_file_probe("x.fvecs", NULL), ROTOR_ERR_INVALID_ARGUMENT, NULL, "NULL");
-    CHECK_ERROR(rotor_reader_open("x.fvecs", NULL), ROTOR_ERR_INVALID_ARGUMENT, NULL, "NULL");
-    CHECK_ERROR(rotor_reader_read(NULL, &m, 1, &got), ROTOR_ERR_INVALID_ARGUMENT, NULL, "reader");
+    TS_CHECK_ERROR(rotor_matrix_read(NULL, -1, 0, &m), ROTOR_ERR_INVALID_ARGUMENT, NULL, "path");
+    TS_CHECK_ERROR(rotor_matrix_read("x.fvecs", -1, 0, NULL), ROTOR_ERR_INVALID_ARGUMENT, NULL,
+                   "NULL");
+    TS_CHECK_ERROR(rotor_file_probe(NULL, &info), ROTOR_ERR_INVALID_ARGUMENT, NULL, "path");
+    TS_CHECK_ERROR(rotor_file_probe("x.fvecs", NULL), ROTOR_ERR_INVALID_ARGUMENT, NULL, "NULL");
+    TS_CHECK_ERROR(rotor_reader_open("x.fvecs", NULL), ROTOR_ERR_INVALID_ARGUMENT, NULL, "NULL");
+    TS_CHECK_ERROR(rotor_reader_read(NULL, &m, 1, &got), ROTOR_ERR_INVALID_ARGUMENT, NULL,
+                   "reader");
     assert_int_equal(got, 0);
-    CHECK_ERROR(rotor_matrix_write(NULL, &m), ROTOR_ERR_INVALID_ARGUMENT, NULL, "path");
-    CHECK_ERROR(rotor_matrix_write("x.fvecs", NULL), ROTOR_ERR_INVALID_ARGUMENT, "x.fvecs", "NULL");
+    TS_CHECK_ERROR(rotor_matrix_write(NULL, &m), ROTOR_ERR_INVALID_ARGUMENT, NULL, "path");
+    TS_CHECK_ERROR(rotor_matrix_write("x.fvecs", NULL), ROTOR_ERR_INVALID_ARGUMENT, "x.fvecs",
+                   "NULL");
     assert_null(rotor_reader_info(NULL));
     rotor_reader_close(NULL);
 }
@@ -539,11 +517,11 @@ static void test_reader_fails_at_nan_and_stays_failed(void **state) {
     size_t got;
     assert_int_equal(rotor_reader_read(r, buf, 4, &got), ROTOR_OK);
     assert_int_equal(got, 4);
-    CHECK_ERROR(rotor_reader_read(r, buf, 4, &got), ROTOR_ERR_NOT_FINITE, p, "row 6, column 2",
-                "NaN");
+    TS_CHECK_ERROR(rotor_reader_read(r, buf, 4, &got), ROTOR_ERR_NOT_FINITE, p, "row 6, column 2",
+                   "NaN");
     assert_int_equal(got, 0);
-    CHECK_ERROR(rotor_reader_read(r, buf, 4, &got), ROTOR_ERR_NOT_FINITE, p, "row 6, column 2",
-                "NaN");
+    TS_CHECK_ERROR(rotor_reader_read(r, buf, 4, &got), ROTOR_ERR_NOT_FINITE, p, "row 6, column 2",
+                   "NaN");
     rotor_reader_close(r);
     free(b.p);
     free(p);
@@ -713,7 +691,7 @@ static void test_idx_gz_rejects_bad_checksum_and_corrupt_data(void **state) {
     rotor_matrix m;
     rotor_status st = rotor_matrix_read(p, -1, 0, &m);
     assert_true(st == ROTOR_ERR_FORMAT || st == ROTOR_ERR_CORRUPT);
-    CHECK_ERROR(st, st, p, "'");
+    TS_CHECK_ERROR(st, st, p, "'");
     assert_null(strstr(rotor_last_error(), "<fd:"));
     free(gz);
     free(p);
@@ -755,7 +733,7 @@ static void test_idx_gz_rejects_header_larger_than_the_file_can_hold(void **stat
     write_gz(p, b.p, b.n);
     EXPECT_READ_FAILS(p, ROTOR_ERR_FORMAT, "4000000000 x 28 x 28 uint8", "more than");
     rotor_file_info info;
-    CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_FORMAT, p, "more than");
+    TS_CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_FORMAT, p, "more than");
     free(p);
     free(b.p);
 }
@@ -775,9 +753,9 @@ static void test_read_rejects_missing_file(void **state) {
     char *p = tmp_path("nothing-here.fvecs");
     EXPECT_READ_FAILS(p, ROTOR_ERR_IO, "cannot open", "No such file");
     rotor_file_info info;
-    CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_IO, p, "No such file");
+    TS_CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_IO, p, "No such file");
     rotor_reader *r = (rotor_reader *)&info;
-    CHECK_ERROR(rotor_reader_open(p, &r), ROTOR_ERR_IO, p, "No such file");
+    TS_CHECK_ERROR(rotor_reader_open(p, &r), ROTOR_ERR_IO, p, "No such file");
     assert_null(r);
     free(p);
 }
@@ -827,7 +805,7 @@ static void test_fvecs_rejects_truncated_record(void **state) {
     EXPECT_READ_FAILS(p, ROTOR_ERR_FORMAT, "truncated", "record 19 ends at byte 720",
                       "the file has 710");
     rotor_file_info info;
-    CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_FORMAT, p, "truncated");
+    TS_CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_FORMAT, p, "truncated");
     free(p);
     free(b.p);
 }
@@ -933,7 +911,7 @@ static void test_fbin_rejects_truncated_payload(void **state) {
     EXPECT_READ_FAILS(p, ROTOR_ERR_FORMAT, "is truncated",
                       "header says 1000 x 128 float32 (512008 bytes), file has 500000");
     rotor_file_info info;
-    CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_FORMAT, p, "truncated");
+    TS_CHECK_ERROR(rotor_file_probe(p, &info), ROTOR_ERR_FORMAT, p, "truncated");
     free(p);
     free(b.p);
 }
@@ -1255,13 +1233,13 @@ static void test_write_rejects_type_the_format_cannot_hold(void **state) {
     char *p = tmp_path("mismatch.bvecs");
     float a[4] = {1, 2, 3, 4};
     rotor_matrix m = {a, 2, 2, ROTOR_ELEM_F32};
-    CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_INVALID_ARGUMENT, p, "uint8", "float32");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_INVALID_ARGUMENT, p, "uint8", "float32");
     assert_int_equal(count_entries(g_dir, "mismatch.bvecs"), 0);
     free(p);
     p = tmp_path("mismatch.ibin");
     uint8_t u[4] = {0};
     rotor_matrix mu = {u, 2, 2, ROTOR_ELEM_U8};
-    CHECK_ERROR(rotor_matrix_write(p, &mu), ROTOR_ERR_INVALID_ARGUMENT, p, "int32", "uint8");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &mu), ROTOR_ERR_INVALID_ARGUMENT, p, "int32", "uint8");
     free(p);
 }
 
@@ -1270,7 +1248,7 @@ static void test_write_rejects_nan_before_creating_the_file(void **state) {
     char *p = tmp_path("nan.fvecs");
     float a[6] = {1, 2, 3, 4, NAN, 6};
     rotor_matrix m = {a, 2, 3, ROTOR_ELEM_F32};
-    CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_NOT_FINITE, p, "row 1, column 1", "NaN");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_NOT_FINITE, p, "row 1, column 1", "NaN");
     assert_int_equal(count_entries(g_dir, "nan.fvecs"), 0);
     free(p);
 }
@@ -1280,15 +1258,15 @@ static void test_write_rejects_unknown_extension_and_empty_matrix(void **state) 
     float a[2] = {1, 2};
     rotor_matrix m = {a, 1, 2, ROTOR_ELEM_F32};
     char *p = tmp_path("out-idx3-ubyte");
-    CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_FORMAT, p, "cannot tell the format");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_FORMAT, p, "cannot tell the format");
     free(p);
     p = tmp_path("empty.fvecs");
     rotor_matrix e = {a, 0, 2, ROTOR_ELEM_F32};
-    CHECK_ERROR(rotor_matrix_write(p, &e), ROTOR_ERR_EMPTY, p, "no rows");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &e), ROTOR_ERR_EMPTY, p, "no rows");
     rotor_matrix z = {a, 1, 0, ROTOR_ELEM_F32};
-    CHECK_ERROR(rotor_matrix_write(p, &z), ROTOR_ERR_INVALID_ARGUMENT, p, "dimension 0");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &z), ROTOR_ERR_INVALID_ARGUMENT, p, "dimension 0");
     rotor_matrix bad = {a, 1, 2, (rotor_elem_type)9};
-    CHECK_ERROR(rotor_matrix_write(p, &bad), ROTOR_ERR_INVALID_ARGUMENT, p, "element type");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &bad), ROTOR_ERR_INVALID_ARGUMENT, p, "element type");
     assert_int_equal(count_entries(g_dir, "empty.fvecs"), 0);
     free(p);
 }
@@ -1298,7 +1276,7 @@ static void test_write_into_missing_directory_fails_with_io(void **state) {
     char *p = tmp_path("no/such/dir/x.fvecs");
     float a[2] = {1, 2};
     rotor_matrix m = {a, 1, 2, ROTOR_ELEM_F32};
-    CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_IO, p, "No such file");
+    TS_CHECK_ERROR(rotor_matrix_write(p, &m), ROTOR_ERR_IO, p, "No such file");
     free(p);
 }
 

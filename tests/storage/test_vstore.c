@@ -52,30 +52,6 @@ static void restore_env_io(void) {
         unsetenv("ROTOR_IO");
 }
 
-/* Asserts the status, and that the sentence names the path and the words,
- * starts lower-case and has no final period. */
-static void check_error_words(rotor_status st, rotor_status want, const char *path,
-                              const char *const *words) {
-    const char *e = rotor_last_error();
-    if (st != want)
-        fail_msg("status %d (%s), wanted %d; error: %s", (int)st, rotor_strerror(st), (int)want, e);
-    if (path != NULL && strstr(e, path) == NULL)
-        fail_msg("error does not name '%s': %s", path, e);
-    for (size_t i = 0; words[i] != NULL; i++)
-        if (strstr(e, words[i]) == NULL)
-            fail_msg("error lacks '%s': %s", words[i], e);
-    size_t len = strlen(e);
-    assert_true(len > 0);
-    assert_true(e[len - 1] != '.');
-    assert_false(e[0] >= 'A' && e[0] <= 'Z');
-}
-
-#define CHECK_ERROR(st, want, path, ...)                                                           \
-    do {                                                                                           \
-        const char *const words_[] = {__VA_ARGS__, NULL};                                          \
-        check_error_words((st), (want), (path), words_);                                           \
-    } while (0)
-
 /* ---- the file under test ------------------------------------------------ */
 
 /* Byte k of row i: a hash of (i, k), so a row read from the wrong place, or
@@ -369,7 +345,7 @@ static void test_direct_required_is_honoured_or_refused(void **state) {
         vstore_reader_put(v, r);
         vstore_close(v);
     } else {
-        CHECK_ERROR(st, ROTOR_ERR_UNSUPPORTED, path, "O_DIRECT");
+        TS_CHECK_ERROR(st, ROTOR_ERR_UNSUPPORTED, path, "O_DIRECT");
         assert_null(v);
         print_message("O_DIRECT refused here: %s\n", rotor_last_error());
     }
@@ -446,12 +422,12 @@ static void test_file_shorter_than_the_rows_is_format_error(void **state) {
     rotor_allocator a = cm_allocator_default();
     vstore_params p = params(path, 4096, 3072, 11, VSTORE_AUTO, -1, 0);
     vstore *v = (vstore *)&a; /* must be reset to NULL */
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_FORMAT, path, "holds 34816 bytes",
-                "needs 37888");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_FORMAT, path, "holds 34816 bytes",
+                   "needs 37888");
     assert_null(v);
     /* One byte short of the last row. */
     p = params(path, 4097, 3072, 10, VSTORE_PREAD, 0, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_FORMAT, path, "needs 34817");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_FORMAT, path, "needs 34817");
     free(path);
 }
 
@@ -461,10 +437,10 @@ static void test_missing_file_and_directory_are_io_errors(void **state) {
     rotor_allocator a = cm_allocator_default();
     vstore_params p = params(path, 0, 16, 1, VSTORE_AUTO, -1, 0);
     vstore *v;
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_IO, path, "No such file");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_IO, path, "No such file");
     assert_null(v);
     p.path = g_dir;
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_IO, g_dir, "not a regular file");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_IO, g_dir, "not a regular file");
     free(path);
 }
 
@@ -474,19 +450,19 @@ static void test_bad_parameters_are_invalid_arguments(void **state) {
     rotor_allocator a = cm_allocator_default();
     vstore *v;
     vstore_params p = params(path, 0, 0, 4, VSTORE_AUTO, -1, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "at least one byte");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "at least one byte");
     p = params(path, 0, 16, 0, VSTORE_AUTO, -1, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "at least one row");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "at least one row");
     p = params(path, 0, 16, SIZE_MAX / 8, VSTORE_AUTO, -1, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "overflows");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "overflows");
     p = params(path, UINT64_MAX - 10, 16, 1, VSTORE_AUTO, -1, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "overflows");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "overflows");
     p = params(path, 0, 16, 4, VSTORE_AUTO, 2, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "direct", "2");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "direct", "2");
     p = params(path, 0, 16, 4, (vstore_backend)7, -1, 0);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "backend 7");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "backend 7");
     p = params(path, 0, 16, 4, VSTORE_AUTO, -1, 100000);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "100000");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "100000");
     free(path);
 }
 
@@ -499,13 +475,13 @@ static void id_out_of_range_for(vstore_backend backend) {
     uint32_t ids[] = {0, 29, 30, 1};
     seen s;
     seen_init(&s, ids, 4, 12);
-    CHECK_ERROR(vstore_read(r, ids, 4, on_row, &s), ROTOR_ERR_INVALID_ARGUMENT, path, "row 30",
-                "30 rows");
+    TS_CHECK_ERROR(vstore_read(r, ids, 4, on_row, &s), ROTOR_ERR_INVALID_ARGUMENT, path, "row 30",
+                   "30 rows");
     assert_int_equal(s.calls, 0);
     seen_free(&s);
     uint32_t huge[] = {UINT32_MAX};
-    CHECK_ERROR(vstore_read(r, huge, 1, on_row, &s), ROTOR_ERR_INVALID_ARGUMENT, path,
-                "4294967295");
+    TS_CHECK_ERROR(vstore_read(r, huge, 1, on_row, &s), ROTOR_ERR_INVALID_ARGUMENT, path,
+                   "4294967295");
     /* The reader is still good. */
     read_and_check(r, ids, 2, 12);
     uint64_t reads;
@@ -540,7 +516,7 @@ static void truncated_after_open_for(vstore_backend backend, int direct) {
     uint32_t ids[] = {3, 39, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     seen s;
     seen_init(&s, ids, 13, 3072);
-    CHECK_ERROR(vstore_read(r, ids, 13, on_row, &s), ROTOR_ERR_IO, path, "row 39", "short read");
+    TS_CHECK_ERROR(vstore_read(r, ids, 13, on_row, &s), ROTOR_ERR_IO, path, "row 39", "short read");
     assert_true(s.calls < 13);
     assert_int_equal(s.wrong_bytes, 0);
     seen_free(&s);
@@ -572,8 +548,8 @@ static void test_rotor_io_overrides_and_rejects_unknown_values(void **state) {
 
     vstore_params p = params(path, 0, 32, 8, VSTORE_AUTO, 0, 0);
     setenv("ROTOR_IO", "bogus", 1);
-    CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "ROTOR_IO", "bogus",
-                "uring, pread or auto");
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "ROTOR_IO", "bogus",
+                   "uring, pread or auto");
     assert_null(v);
 
     p.backend = VSTORE_URING;
@@ -589,7 +565,7 @@ static void test_rotor_io_overrides_and_rejects_unknown_values(void **state) {
         assert_int_equal(vstore_backend_used(v), VSTORE_URING);
         vstore_close(v);
     } else {
-        CHECK_ERROR(st, ROTOR_ERR_UNSUPPORTED, path, "io_uring");
+        TS_CHECK_ERROR(st, ROTOR_ERR_UNSUPPORTED, path, "io_uring");
     }
 
     setenv("ROTOR_IO", "auto", 1);
@@ -632,7 +608,7 @@ static void allocation_failures_for(vstore_backend backend) {
             assert_true(state.calls < fail_at); /* nothing was left to fail */
             break;
         }
-        CHECK_ERROR(st, ROTOR_ERR_OUT_OF_MEMORY, NULL, "out of memory");
+        TS_CHECK_ERROR(st, ROTOR_ERR_OUT_OF_MEMORY, NULL, "out of memory");
         failures++;
     }
     print_message("%s: %ld allocation failure points\n", vstore_backend_name(backend), failures);

@@ -191,3 +191,19 @@ void ts_brute_force(const float *base, size_t n, const float *queries, size_t nq
     }
     free(s);
 }
+
+void ts_check_error(rotor_status st, rotor_status want, const char *path,
+                    const char *const *words) {
+    const char *e = rotor_last_error();
+    if (st != want)
+        fail_msg("status %d (%s), wanted %d; error: %s", (int)st, rotor_strerror(st), (int)want, e);
+    if (path != NULL && strstr(e, path) == NULL)
+        fail_msg("error does not name '%s': %s", path, e);
+    for (size_t i = 0; words[i] != NULL; i++)
+        if (strstr(e, words[i]) == NULL)
+            fail_msg("error lacks '%s': %s", words[i], e);
+    size_t len = strlen(e);
+    assert_true(len > 0);
+    assert_true(e[len - 1] != '.');
+    assert_false(e[0] >= 'A' && e[0] <= 'Z');
+}

@@ -48,6 +48,16 @@ typedef struct ts_counting_alloc {
 } ts_counting_alloc;
 rotor_allocator ts_counting_allocator(ts_counting_alloc *state);
 
+/* Asserts the status and that the last error sentence names `path` (when
+ * not NULL) and every word of the NULL-terminated `words`, starts
+ * lower-case and has no final period: the library's error contract. */
+void ts_check_error(rotor_status st, rotor_status want, const char *path, const char *const *words);
+#define TS_CHECK_ERROR(st, want, path, ...)                                                        \
+    do {                                                                                           \
+        const char *const ts_words_[] = {__VA_ARGS__, NULL};                                       \
+        ts_check_error((st), (want), (path), ts_words_);                                           \
+    } while (0)
+
 /* Exact k nearest neighbours by a double-precision full scan; ids ascending
  * by distance (ties by id). For checking approximate and SIMD results. */
 void ts_brute_force(const float *base, size_t n, const float *queries, size_t nq, size_t dim,
