@@ -31,38 +31,14 @@
 
 #include <xxhash.h>
 
+#include "fuzz_support.h"
 #include "rotor.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_ALLOC_CAP ((size_t)64 << 20)
+static fuzz_budget budget = {0, (size_t)64 << 20};
 
-static long live;
-
-static void *count_alloc(void *opaque, size_t size, size_t align) {
-    (void)opaque;
-    if (size > FUZZ_ALLOC_CAP)
-        return NULL;
-    size_t rounded = (size + align - 1) / align * align;
-    void *p = aligned_alloc(align, rounded ? rounded : align);
-    if (p != NULL)
-        live++;
-    return p;
-}
-
-static void count_free(void *opaque, void *p) {
-    (void)opaque;
-    if (p != NULL)
-        live--;
-    free(p);
-}
-
-static void require(int cond, const char *what) {
-    if (!cond) {
-        fprintf(stderr, "fuzz_index_open: %s (last error: %s)\n", what, rotor_last_error());
-        abort();
-    }
-}
+static void require(int cond, const char *what) { fuzz_require("fuzz_index_open", cond, what); }
 
 static void search(const rotor_index *ix) {
     rotor_index_stats s;
@@ -86,7 +62,7 @@ static void search(const rotor_index *ix) {
 
 static rotor_status try_open(const char *path, int verify, rotor_vectors_place place) {
     rotor_open_params op = rotor_open_params_default();
-    op.allocator = (rotor_allocator){count_alloc, count_free, NULL};
+    op.allocator = fuzz_allocator(&budget);
     op.verify = verify;
     op.vectors = place;
     op.io = ROTOR_IO_PREAD;
@@ -105,7 +81,7 @@ static rotor_status try_open(const char *path, int verify, rotor_vectors_place p
         require(ix == NULL, "a refused file left an index");
         require(rotor_last_error()[0] != '\0', "a refused file left no sentence");
     }
-    require(live == 0, "an open leaked");
+    require(budget.live == 0, "an open leaked");
     return st;
 }
 

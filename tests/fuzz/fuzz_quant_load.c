@@ -13,7 +13,7 @@
  *     dimensions only, so one input stays fast), and its scan is finite;
  *   - nothing stays allocated afterwards, accepted or not.
  *
- * The allocator refuses any single block over FUZZ_ALLOC_CAP, as a service
+ * The allocator refuses any single block over 32 MiB, as a service
  * with a memory budget would. A block's size does not bound what it may ask
  * for: an untrained PQ block has no payload, so 56 bytes can describe pq8
  * over 2^20 dimensions, 2 GiB of zeroed codebooks (the first input libFuzzer
@@ -27,37 +27,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_support.h"
 #include "quant/quant.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_ALLOC_CAP ((size_t)32 << 20)
+static fuzz_budget budget = {0, (size_t)32 << 20};
 
-static long live;
-
-static void *count_alloc(void *opaque, size_t size, size_t align) {
-    (void)opaque;
-    if (size > FUZZ_ALLOC_CAP)
-        return NULL;
-    void *p = aligned_alloc(align, cm_round_up(size ? size : 1, align));
-    if (p != NULL)
-        live++;
-    return p;
-}
-
-static void count_free(void *opaque, void *p) {
-    (void)opaque;
-    if (p != NULL)
-        live--;
-    free(p);
-}
-
-static void require(int cond, const char *what) {
-    if (!cond) {
-        fprintf(stderr, "fuzz_quant_load: %s (last error: %s)\n", what, rotor_last_error());
-        abort();
-    }
-}
+static void require(int cond, const char *what) { fuzz_require("fuzz_quant_load", cond, what); }
 
 /* One vector through every operation. Inputs are finite and the state was
  * checked finite at load, so the estimates must be finite too. */
@@ -86,7 +63,7 @@ static void exercise(const quant *q) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    rotor_allocator a = {count_alloc, count_free, NULL};
+    rotor_allocator a = fuzz_allocator(&budget);
     quant *q = NULL;
     cm_clear_error();
     rotor_status st = quant_load(data, size, &a, &q);
@@ -108,6 +85,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             exercise(q);
         quant_free(q);
     }
-    require(live == 0, "a load leaked");
+    require(budget.live == 0, "a load leaked");
     return 0;
 }
