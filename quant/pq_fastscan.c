@@ -112,9 +112,12 @@ static void pq4_prepare(const quant *q, const float *query, void *qstate, float 
         for (size_t j = 0; j < 16; j++) {
             /* (t - lo) * inv is >= 0 and may round a hair past 255 for the
              * widest table; the clamp keeps it within delta / 2 all the
-             * same. Adding 0.5 and truncating rounds half up. */
+             * same. Adding 0.5 and truncating rounds half up. Tables that
+             * overflowed to infinity (huge codebooks or queries) give NaN
+             * here, which the comparison also sends to 255 rather than into
+             * an undefined conversion. */
             float v = (t[j] - lo) * inv + 0.5f;
-            dst[j] = dst[16 + j] = (uint8_t)(v >= 255.0f ? 255 : (int)v);
+            dst[j] = dst[16 + j] = (uint8_t)(v < 255.0f ? (int)v : 255);
         }
     }
     h->delta = delta;
