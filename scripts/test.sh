@@ -37,6 +37,20 @@ configure_and_build "$OUT/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_TSAN=O
   -DROTOR_BUILD_TOOLS=OFF
 (cd "$OUT/tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'concurrency|flat|graph|vstore|persist')
 
+step "libFuzzer targets: build with clang, run each from its corpus"
+mkdir -p "$OUT/fuzz"
+cmake -S "$ROOT" -B "$OUT/fuzz" -DCMAKE_C_COMPILER=clang -DROTOR_FUZZ=ON -DROTOR_BUILD_TOOLS=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$OUT/fuzz.configure.log" 2>&1 ||
+  { cat "$OUT/fuzz.configure.log"; exit 1; }
+cmake --build "$OUT/fuzz" -j "$JOBS" --target fuzz_ds_read fuzz_quant_load fuzz_index_open
+for target in ds_read quant_load index_open; do
+  # libFuzzer adds what it finds to its corpus directory: give it a copy.
+  rm -rf "$OUT/fuzz/corpus_$target"
+  cp -r "$ROOT/tests/fuzz/corpus/$target" "$OUT/fuzz/corpus_$target"
+  "$OUT/fuzz/tests/fuzz/fuzz_$target" -runs=2000 -max_len=65536 -artifact_prefix="$OUT/fuzz/" \
+    "$OUT/fuzz/corpus_$target" 2>&1 | tail -n 1
+done
+
 step "clang-format"
 mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
 clang-format --dry-run --Werror "${sources[@]}"
