@@ -29,27 +29,22 @@
  *
  * with U_k the k-th bit plane of u (RaBitQ uses 4 bits too: its error
  * converges there). The popcounts run on the SIMD and_popcount kernel.
+ *
+ * bin1fs and bin2fs are the same codes kept in 32-code fast-scan blocks and
+ * scored by table lookups instead (bq_fastscan.c).
  */
 #include <math.h>
 #include <string.h>
 
-#include "quant/quant.h"
+#include "quant/bq_impl.h"
 #include "simd/simd.h"
 
 enum { QBITS = 4 };
 
-typedef struct bq_state {
-    rht rot;
-    float c0, c1, threshold; /* 2-bit levels and magnitude boundary, unit variance */
-    float *centroid;         /* dim floats; zero until trained (L2 only) */
-    size_t plane_bytes;      /* ceil(dim / 8) */
-    size_t nfloats;          /* 3 for bin1, 5 for bin2 */
-} bq_state;
-
 /* Query state: [lo][delta][sum of q^ over all dims][|q - c|^2] then QBITS planes. */
 enum { BQ_QHEAD = 16 };
 
-static rotor_status bq_train(quant *q, const float *x, size_t n, unsigned threads) {
+rotor_status bq_train(quant *q, const float *x, size_t n, unsigned threads) {
     (void)threads;
     bq_state *s = q->impl;
     if (q->metric != ROTOR_METRIC_L2 || n == 0)
@@ -57,14 +52,7 @@ static rotor_status bq_train(quant *q, const float *x, size_t n, unsigned thread
     return quant_mean(q, x, n, s->centroid);
 }
 
-static size_t popcount_bytes(const uint8_t *p, size_t n) {
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += (size_t)__builtin_popcount(p[i]);
-    return c;
-}
-
-static void bq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
+void bq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
     const bq_state *s = q->impl;
     const size_t d = q->dim;
     float *o = scratch, *rot = scratch + d;
@@ -99,21 +87,27 @@ static void bq_encode(const quant *q, const float *x, uint8_t *code, float *scra
     /* vo = sqrt(d) <v, o'_unit>, so mult = t sqrt(d) / vo turns <v, q'>
      * into the estimate of <x - c, q - c>. A zero vector (t = 0) gets
      * mult 0: its estimate reduces to |q - c|^2, which is exact. */
-    float f[5];
-    f[0] = (float)t;
-    f[1] = vo > 0 ? (float)(t * sqrt((double)d) / vo) : 0.0f;
-    f[2] = (float)popcount_bytes(sign, s->plane_bytes);
-    if (q->spec.bits == 2) {
-        f[3] = (float)popcount_bytes(mag, s->plane_bytes);
-        size_t both = 0;
-        for (size_t b = 0; b < s->plane_bytes; b++)
-            both += (size_t)__builtin_popcount(sign[b] & mag[b]);
-        f[4] = (float)both;
-    }
-    memcpy(code, f, s->nfloats * sizeof(float));
+    const float f[2] = {(float)t, vo > 0 ? (float)(t * sqrt((double)d) / vo) : 0.0f};
+    memcpy(code, f, sizeof f);
+    bq_put_counts(q, code);
 }
 
-static void bq_decode(const quant *q, const uint8_t *code, float *out, float *scratch) {
+void bq_put_counts(const quant *q, uint8_t *code) {
+    const bq_state *s = q->impl;
+    const uint8_t *sign = code + s->nfloats * sizeof(float), *mag = sign + s->plane_bytes;
+    size_t n[3] = {0, 0, 0}; /* set bits of s, of m, of s & m */
+    for (size_t b = 0; b < s->plane_bytes; b++) {
+        n[0] += (size_t)__builtin_popcount(sign[b]);
+        if (q->spec.bits == 2) {
+            n[1] += (size_t)__builtin_popcount(mag[b]);
+            n[2] += (size_t)__builtin_popcount(sign[b] & mag[b]);
+        }
+    }
+    const float f[3] = {(float)n[0], (float)n[1], (float)n[2]};
+    memcpy(code + 2 * sizeof(float), f, (s->nfloats - 2) * sizeof(float));
+}
+
+void bq_decode(const quant *q, const uint8_t *code, float *out, float *scratch) {
     const bq_state *s = q->impl;
     const size_t d = q->dim;
     float f[5];
@@ -224,7 +218,7 @@ static void bq_scan(const quant *q, const void *qstate, const uint8_t *store, si
     }
 }
 
-static void bq_release(quant *q) {
+void bq_release(quant *q) {
     bq_state *s = q->impl;
     if (s == NULL)
         return;
@@ -236,14 +230,14 @@ static void bq_release(quant *q) {
 
 /* The payload is the centroid, zero when not centred, so the block's length
  * follows from its header. */
-static size_t bq_payload_bytes(const quant *q) { return q->dim * sizeof(float); }
+size_t bq_payload_bytes(const quant *q) { return q->dim * sizeof(float); }
 
-static void bq_save_payload(const quant *q, uint8_t *dst) {
+void bq_save_payload(const quant *q, uint8_t *dst) {
     const bq_state *s = q->impl;
     memcpy(dst, s->centroid, q->dim * sizeof(float));
 }
 
-static rotor_status bq_load_payload(quant *q, const uint8_t *src, size_t n) {
+rotor_status bq_load_payload(quant *q, const uint8_t *src, size_t n) {
     bq_state *s = q->impl;
     return quant_load_centre(q, src, n, "binary centroid", s->centroid);
 }
@@ -264,6 +258,8 @@ static const quant_ops bq_ops = {
 };
 
 rotor_status quant_bin_setup(quant *q, uint64_t seed) {
+    CM_RETURN_IF(q->spec.kind != QUANT_BIN && q->spec.kind != QUANT_BINFS,
+                 ROTOR_ERR_INVALID_ARGUMENT, "quantizer kind %d is not binary", (int)q->spec.kind);
     CM_RETURN_IF(q->spec.bits != 1 && q->spec.bits != 2, ROTOR_ERR_INVALID_ARGUMENT,
                  "binary codes have 1 or 2 bits, not %u", q->spec.bits);
     bq_state *s = cm_calloc(&q->alloc, sizeof *s, "binary quantizer");
@@ -292,6 +288,16 @@ rotor_status quant_bin_setup(quant *q, uint64_t seed) {
     q->code_bytes = s->nfloats * sizeof(float) + q->spec.bits * s->plane_bytes;
     q->query_bytes = BQ_QHEAD + QBITS * s->plane_bytes;
     q->scratch_floats = 2 * q->dim;
+    if (q->spec.kind == QUANT_BINFS) {
+        const size_t dims_per_group = 4 / q->spec.bits;
+        s->groups = (q->dim + dims_per_group - 1) / dims_per_group;
+        s->npairs = (s->groups + 1) / 2;
+        s->block_bytes = s->npairs * BQFS_BLOCK + 2 * BQFS_BLOCK * sizeof(float);
+        s->lut_bytes = (s->npairs + 1) / 2 * 128;
+        q->ops = &bqfs_ops;
+        q->query_bytes = BQFS_QHEAD_BYTES + s->lut_bytes;
+        q->scratch_floats = 2 * q->dim + 16 * s->groups;
+    }
     q->needs_training = false; /* the centroid helps L2, nothing requires it */
     return ROTOR_OK;
 }

@@ -7,16 +7,11 @@
  * With 16 centroids per subspace, one subspace's ADC table has 16 entries:
  * quantized to uint8 it fits one 128-bit register, and a byte shuffle
  * (PSHUFB) looks up 16 codes at once (32 with AVX2, 64 with AVX-512). The
- * m tables of 16 floats are replaced per query by
- *
- *   lut[s][j] = round((T[s][j] - min_j T[s][j]) / delta),
- *   delta     = max_s (max_j T[s][j] - min_j T[s][j]) / 255
- *
- * so every entry is 0..255, and a code's estimate is bias + delta * sum,
- * bias = sum_s min_j T[s][j]. Each entry is off by at most delta / 2, the
- * estimate by at most m * delta / 2 (the bound tests/quant/test_pq.c checks).
- * One global step, rather than one per subspace, is what lets the integer
- * sums of different subspaces be added at all.
+ * m tables of 16 floats are replaced per query by uint8 tables with one
+ * step for all (quant_fastscan_tables, quant.h), so a code's estimate is
+ * bias + delta * (integer sum), within m * delta / 2 of the float sum (the
+ * bound tests/quant/test_pq.c checks). The same tables and kernel score
+ * binary fast-scan codes (bq_fastscan.c).
  *
  * A vector's code (encode/decode, code_bytes = ceil(m / 2)) packs subspace
  * 2p in the low nibble of byte p and 2p + 1 in the high nibble (zero past
@@ -45,16 +40,10 @@
  * store_bytes(n) rounds up to whole blocks; the bytes of unused slots in the
  * last block are read by the kernel but never reported.
  */
-#include <math.h>
 #include <string.h>
 
 #include "quant/pq_impl.h"
 #include "simd/simd.h"
-
-/* Offset of subspace s's table in the uint8 tables: groups of four
- * subspaces in 128 bytes, [T0 T0 T2 T2][T1 T1 T3 T3], each table twice
- * (simd/simd.h, fastscan_accumulate). */
-static size_t lut_offset(size_t s) { return (s / 4) * 128 + (s & 1) * 64 + ((s >> 1) & 1) * 32; }
 
 static const float *float_tables(const void *qstate) {
     return (const float *)((const uint8_t *)qstate + PQ4_QHEAD_BYTES);
@@ -79,6 +68,12 @@ static void pq4_decode(const quant *q, const uint8_t *code, float *out, float *s
         pq_decode_sub(s, m, (code[m / 2] >> (4 * (m & 1))) & 15u, out);
 }
 
+void quant_fastscan_tables(const float *tab, size_t m, size_t lut_bytes, uint8_t *lut, float *delta,
+                           float *bias) {
+    memset(lut, 0, lut_bytes);
+    simd_ops_get()->fastscan_quantize(tab, m, lut, delta, bias);
+}
+
 static void pq4_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
     (void)scratch;
     const pq_state *s = q->impl;
@@ -86,42 +81,7 @@ static void pq4_prepare(const quant *q, const float *query, void *qstate, float 
     float *tab = (float *)((uint8_t *)qstate + PQ4_QHEAD_BYTES);
     uint8_t *lut = (uint8_t *)qstate + PQ4_QHEAD_BYTES + s->m * 16 * sizeof(float);
     pq_tables(q, query, tab);
-    /* Plain comparisons rather than fminf/fmaxf: the tables are finite,
-     * and the libm calls cost as much as the whole scan of a small list. */
-    float range = 0.0f, bias = 0.0f;
-    for (size_t m = 0; m < s->m; m++) {
-        const float *t = tab + m * 16;
-        float lo = t[0], hi = t[0];
-        for (size_t j = 1; j < 16; j++) {
-            lo = t[j] < lo ? t[j] : lo;
-            hi = t[j] > hi ? t[j] : hi;
-        }
-        bias += lo;
-        range = hi - lo > range ? hi - lo : range;
-    }
-    /* All tables flat: every sum is the bias, any step will do. */
-    const float delta = range > 0.0f ? range / 255.0f : 1.0f;
-    const float inv = 1.0f / delta;
-    memset(lut, 0, s->lut_bytes);
-    for (size_t m = 0; m < s->m; m++) {
-        const float *t = tab + m * 16;
-        float lo = t[0];
-        for (size_t j = 1; j < 16; j++)
-            lo = t[j] < lo ? t[j] : lo;
-        uint8_t *dst = lut + lut_offset(m);
-        for (size_t j = 0; j < 16; j++) {
-            /* (t - lo) * inv is >= 0 and may round a hair past 255 for the
-             * widest table; the clamp keeps it within delta / 2 all the
-             * same. Adding 0.5 and truncating rounds half up. Tables that
-             * overflowed to infinity (huge codebooks or queries) give NaN
-             * here, which the comparison also sends to 255 rather than into
-             * an undefined conversion. */
-            float v = (t[j] - lo) * inv + 0.5f;
-            dst[j] = dst[16 + j] = (uint8_t)(v < 255.0f ? (int)v : 255);
-        }
-    }
-    h->delta = delta;
-    h->bias = bias;
+    quant_fastscan_tables(tab, s->m, s->lut_bytes, lut, &h->delta, &h->bias);
 }
 
 /* Vectors of fastscan sums per kernel call: 4 KiB of stack. */

@@ -41,6 +41,14 @@ rotor_status quant_spec_parse(const char *s, quant_spec *out) {
         *out = (quant_spec){QUANT_BIN, (unsigned)(s[3] - '0'), 0};
         return ROTOR_OK;
     }
+    if (strcmp(s, "sq8") == 0) {
+        *out = (quant_spec){QUANT_SQ, 8, 0};
+        return ROTOR_OK;
+    }
+    if (strcmp(s, "bin1fs") == 0 || strcmp(s, "bin2fs") == 0) {
+        *out = (quant_spec){QUANT_BINFS, (unsigned)(s[3] - '0'), 0};
+        return ROTOR_OK;
+    }
     if (strncmp(s, "pq", 2) == 0 && parse_uint(s + 2, &v, &end)) {
         CM_RETURN_IF(v == 0, ROTOR_ERR_INVALID_ARGUMENT,
                      "quantizer '%s': pq needs 1 or more subspaces", s);
@@ -54,8 +62,8 @@ rotor_status quant_spec_parse(const char *s, quant_spec *out) {
         }
     }
     return cm_fail(ROTOR_ERR_INVALID_ARGUMENT,
-                   "unknown quantizer '%s'; use tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M> or "
-                   "pq<M>x4",
+                   "unknown quantizer '%s'; use tq1..tq8, tqip2..tqip8, bin1, bin2, bin1fs, "
+                   "bin2fs, sq8, pq<M> or pq<M>x4",
                    s);
 }
 
@@ -64,6 +72,8 @@ void quant_spec_name(const quant_spec *s, char *buf, size_t size) {
     case QUANT_TQ: snprintf(buf, size, "tq%u", s->bits); break;
     case QUANT_TQIP: snprintf(buf, size, "tqip%u", s->bits); break;
     case QUANT_BIN: snprintf(buf, size, "bin%u", s->bits); break;
+    case QUANT_BINFS: snprintf(buf, size, "bin%ufs", s->bits); break;
+    case QUANT_SQ: snprintf(buf, size, "sq8"); break;
     case QUANT_PQ: snprintf(buf, size, "pq%u", s->m); break;
     case QUANT_PQ4: snprintf(buf, size, "pq%ux4", s->m); break;
     default: snprintf(buf, size, "unknown"); break;
@@ -87,7 +97,9 @@ rotor_status quant_create(const quant_spec *spec, size_t dim, rotor_metric metri
     switch (spec->kind) {
     case QUANT_TQ:
     case QUANT_TQIP: st = quant_tq_setup(q, seed); break;
-    case QUANT_BIN: st = quant_bin_setup(q, seed); break;
+    case QUANT_BIN:
+    case QUANT_BINFS: st = quant_bin_setup(q, seed); break;
+    case QUANT_SQ: st = quant_sq_setup(q, seed); break;
     case QUANT_PQ:
     case QUANT_PQ4: st = quant_pq_setup(q, seed); break;
     default: st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "unknown quantizer kind %d", (int)spec->kind);

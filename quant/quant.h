@@ -164,20 +164,23 @@ float tq_mse_estimate(const tq *q, const float *y_rotated, const uint8_t *code, 
  * the layout directly, a block at a time.
  */
 typedef enum quant_kind {
-    QUANT_TQ = 1,   /* TurboQuant MSE, b bits */
-    QUANT_TQIP = 2, /* TurboQuant inner product, b - 1 bits + 1-bit QJL */
-    QUANT_BIN = 3,  /* binary, 1-bit sign or 2-bit sign-magnitude */
-    QUANT_PQ = 4,   /* product quantization, 8-bit codes */
-    QUANT_PQ4 = 5,  /* product quantization, 4-bit fast-scan codes */
+    QUANT_TQ = 1,    /* TurboQuant MSE, b bits */
+    QUANT_TQIP = 2,  /* TurboQuant inner product, b - 1 bits + 1-bit QJL */
+    QUANT_BIN = 3,   /* binary, 1-bit sign or 2-bit sign-magnitude */
+    QUANT_PQ = 4,    /* product quantization, 8-bit codes */
+    QUANT_PQ4 = 5,   /* product quantization, 4-bit fast-scan codes */
+    QUANT_BINFS = 6, /* binary codes in the fast-scan layout */
+    QUANT_SQ = 7,    /* 8-bit uniform codes of the rotated vector */
 } quant_kind;
 
 typedef struct quant_spec {
     quant_kind kind;
-    unsigned bits; /* TQ, TQIP: bits per dimension; BIN: 1 or 2; PQ: 8; PQ4: 4 */
+    unsigned bits; /* TQ, TQIP: bits per dimension; BIN, BINFS: 1 or 2; PQ, SQ: 8; PQ4: 4 */
     unsigned m;    /* PQ, PQ4: subspaces */
 } quant_spec;
 
-/* Parses "tq1".."tq8", "tqip2".."tqip8", "bin1", "bin2", "pq<M>", "pq<M>x4". */
+/* Parses "tq1".."tq8", "tqip2".."tqip8", "bin1", "bin2", "bin1fs", "bin2fs",
+ * "sq8", "pq<M>", "pq<M>x4". */
 rotor_status quant_spec_parse(const char *s, quant_spec *out);
 /* Writes the canonical name of a spec ("pq16x4"). */
 void quant_spec_name(const quant_spec *s, char *buf, size_t size);
@@ -232,6 +235,7 @@ void quant_free(quant *q);
 rotor_status quant_tq_setup(quant *q, uint64_t seed);
 rotor_status quant_bin_setup(quant *q, uint64_t seed);
 rotor_status quant_pq_setup(quant *q, uint64_t seed);
+rotor_status quant_sq_setup(quant *q, uint64_t seed);
 
 /* The mean of n rows of q->dim floats into out: the centre that TurboQuant
  * and binary codes subtract for L2 (one pass, in double). */
@@ -241,6 +245,23 @@ rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out);
 size_t quant_plain_store_bytes(const quant *q, size_t n);
 void quant_plain_store(const quant *q, uint8_t *store, size_t i, const uint8_t *code);
 void quant_plain_load(const quant *q, const uint8_t *store, size_t i, uint8_t *code);
+
+/* ---- fast-scan tables (pq_fastscan.c) -----------------------------------
+ *
+ * Fast-scan kinds (PQ 4-bit, binary fast-scan) score a code as a sum of m
+ * 16-entry tables, one per 4-bit field. Quantized to uint8 with one step for
+ * all tables,
+ *
+ *   lut[s][j] = round((T[s][j] - min_j T[s][j]) / delta),
+ *   delta     = max_s (max_j T[s][j] - min_j T[s][j]) / 255,
+ *
+ * every sum is bias + delta * (integer sum), bias = sum_s min_j T[s][j],
+ * within m * delta / 2 of the float sum. One global step, rather than one per
+ * table, is what lets the integer sums of different tables be added at all.
+ * `tab` holds m x 16 floats; `lut` (lut_bytes, the simd fastscan_accumulate
+ * layout) is zeroed first, so tables past m read as zero. */
+void quant_fastscan_tables(const float *tab, size_t m, size_t lut_bytes, uint8_t *lut, float *delta,
+                           float *bias);
 
 /* ---- serialization (quant_io.c) -----------------------------------------
  *

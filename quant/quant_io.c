@@ -56,7 +56,7 @@
  *        0     4  magic "RQNT"
  *        4     4  format version, u32 = 1
  *        8     4  header size, u32 = 56 (where the payload starts)
- *       12     4  kind, u32 (quant_kind: 1 tq, 2 tqip, 3 bin, 4 pq, 5 pq4)
+ *       12     4  kind, u32 (quant_kind: 1 tq, 2 tqip, 3 bin, 4 pq, 5 pq4, 6 binfs, 7 sq)
  *       16     4  bits, u32 (quant_spec.bits)
  *       20     4  m, u32 (PQ subspaces; 0 for the other kinds)
  *       24     8  dim, u64
@@ -214,8 +214,13 @@ static rotor_status check_spec(const qio_header *h, quant_spec *spec) {
                      "tqip takes 2 to %d bits, the block says %" PRIu32, TQ_MAX_BITS, h->bits);
         break;
     case QUANT_BIN:
+    case QUANT_BINFS:
         CM_RETURN_IF(h->bits != 1 && h->bits != 2, ROTOR_ERR_FORMAT,
                      "bin takes 1 or 2 bits, the block says %" PRIu32, h->bits);
+        break;
+    case QUANT_SQ:
+        CM_RETURN_IF(h->bits != 8, ROTOR_ERR_FORMAT, "sq takes 8 bits, the block says %" PRIu32,
+                     h->bits);
         break;
     case QUANT_PQ:
         CM_RETURN_IF(h->bits != 8, ROTOR_ERR_FORMAT,

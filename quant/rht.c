@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "quant/quant.h"
+#include "simd/simd.h"
 
 rotor_status rht_init(rht *r, const rotor_allocator *a, size_t dim, unsigned rounds,
                       uint64_t seed) {
@@ -64,25 +65,15 @@ void rht_release(rht *r, const rotor_allocator *a) {
     memset(r, 0, sizeof *r);
 }
 
-void rht_fwht(float *x, size_t n) {
-    for (size_t h = 1; h < n; h *= 2) {
-        for (size_t i = 0; i < n; i += 2 * h) {
-            for (size_t j = i; j < i + h; j++) {
-                float a = x[j], b = x[j + h];
-                x[j] = a + b;
-                x[j + h] = a - b;
-            }
-        }
-    }
-}
+void rht_fwht(float *x, size_t n) { simd_ops_get()->fwht_f32(x, n); }
 
 static void flip(float *x, const float *s, size_t n) {
     for (size_t j = 0; j < n; j++)
         x[j] *= s[j];
 }
 
-static void window(float *x, size_t h) {
-    rht_fwht(x, h);
+static void window(const simd_ops *ops, float *x, size_t h) {
+    ops->fwht_f32(x, h);
     const float scale = (float)(1.0 / sqrt((double)h));
     for (size_t j = 0; j < h; j++)
         x[j] *= scale;
@@ -90,27 +81,29 @@ static void window(float *x, size_t h) {
 
 void rht_forward(const rht *r, const float *x, float *out) {
     const size_t d = r->dim, h = r->h;
+    const simd_ops *ops = simd_ops_get();
     memcpy(out, x, d * sizeof(float));
     for (unsigned k = 0; k < r->rounds; k++) {
         const float *s = r->signs + (size_t)k * 2 * d;
         flip(out, s, d);
-        window(out, h);
+        window(ops, out, h);
         if (h < d) {
             flip(out, s + d, d);
-            window(out + d - h, h);
+            window(ops, out + d - h, h);
         }
     }
 }
 
 void rht_inverse(const rht *r, float *y, float *out) {
     const size_t d = r->dim, h = r->h;
+    const simd_ops *ops = simd_ops_get();
     for (unsigned k = r->rounds; k-- > 0;) {
         const float *s = r->signs + (size_t)k * 2 * d;
         if (h < d) {
-            window(y + d - h, h);
+            window(ops, y + d - h, h);
             flip(y, s + d, d);
         }
-        window(y, h);
+        window(ops, y, h);
         flip(y, s, d);
     }
     memcpy(out, y, d * sizeof(float));

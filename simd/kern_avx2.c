@@ -403,6 +403,8 @@ static float tq_dot_avx2(const float *y, const float *table, const uint8_t *code
                          unsigned bits);
 static float masked_sum_f32_avx2(const float *v, const uint8_t *bits, size_t d);
 static void pq8_adc_avx2(const float *tables, const uint8_t *codes, size_t m, size_t n, float *out);
+static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+static void fwht_f32(float *x, size_t n);
 
 const simd_ops simd_ops_avx2 = {
     .level = SIMD_AVX2,
@@ -425,6 +427,8 @@ const simd_ops simd_ops_avx2 = {
     .tq_dot = tq_dot_avx2,
     .masked_sum_f32 = masked_sum_f32_avx2,
     .pq8_adc = pq8_adc_avx2,
+    .fastscan_quantize = fastscan_quantize,
+    .fwht_f32 = fwht_f32,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- *
@@ -689,4 +693,94 @@ static void pq8_adc_avx2(const float *tables, const uint8_t *codes, size_t m, si
         }
         out[i] = hsum(acc);
     }
+}
+
+/* ---- fast-scan tables and the Hadamard transform ------------------------- *
+ *
+ * One table of 16 floats is two registers. The arithmetic is the scalar
+ * kernel's, operation for operation; the empty asm between the multiply and
+ * the add keeps the compiler from fusing them into an FMA, whose single
+ * rounding would move an entry across a half now and then. */
+
+static float hmin8(__m256 v) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+static float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta_out,
+                              float *bias_out) {
+    float range = 0.0f, bias = 0.0f;
+    for (size_t s = 0; s < m; s++) {
+        const __m256 a = _mm256_loadu_ps(tab + s * 16), b = _mm256_loadu_ps(tab + s * 16 + 8);
+        const float lo = hmin8(_mm256_min_ps(a, b)), hi = hmax8(_mm256_max_ps(a, b));
+        bias += lo;
+        range = hi - lo > range ? hi - lo : range;
+    }
+    const float delta = range > 0.0f ? range / 255.0f : 1.0f;
+    const __m256 inv = _mm256_set1_ps(1.0f / delta), half = _mm256_set1_ps(0.5f);
+    const __m256 top = _mm256_set1_ps(255.0f);
+    for (size_t s = 0; s < m; s++) {
+        const __m256 a = _mm256_loadu_ps(tab + s * 16), b = _mm256_loadu_ps(tab + s * 16 + 8);
+        const __m256 lo = _mm256_set1_ps(hmin8(_mm256_min_ps(a, b)));
+        __m256 va = _mm256_mul_ps(_mm256_sub_ps(a, lo), inv);
+        __m256 vb = _mm256_mul_ps(_mm256_sub_ps(b, lo), inv);
+        __asm__("" : "+x"(va), "+x"(vb));
+        /* MIN returns its second operand for a NaN: 255, as the scalar's
+         * failed comparison does. */
+        va = _mm256_min_ps(_mm256_add_ps(va, half), top);
+        vb = _mm256_min_ps(_mm256_add_ps(vb, half), top);
+        /* 16 int32 in 0..255 to bytes in order: the packs work per 128-bit
+         * lane, so the 64-bit quarters are put back in order between them. */
+        const __m256i w = _mm256_permute4x64_epi64(
+            _mm256_packus_epi32(_mm256_cvttps_epi32(va), _mm256_cvttps_epi32(vb)), 0xD8);
+        const __m128i bytes =
+            _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        uint8_t *dst = lut + simd_fastscan_table(s);
+        _mm_storeu_si128((__m128i *)(void *)dst, bytes);
+        _mm_storeu_si128((__m128i *)(void *)(dst + 16), bytes);
+    }
+    *delta_out = delta;
+    *bias_out = bias;
+}
+
+/* Stages h = 1, 2, 4 inside each register (partner lane j ^ h by a
+ * permute; self * (+-1) + partner, exact in one FMA since the product is),
+ * stages h >= 8 between registers. */
+static void fwht_f32(float *x, size_t n) {
+    if (n < 8) {
+        for (size_t h = 1; h < n; h *= 2)
+            for (size_t i = 0; i < n; i += 2 * h)
+                for (size_t j = i; j < i + h; j++) {
+                    const float a = x[j], b = x[j + h];
+                    x[j] = a + b;
+                    x[j + h] = a - b;
+                }
+        return;
+    }
+    const __m256 s1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+    const __m256 s2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+    const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        v = _mm256_fmadd_ps(v, s1, _mm256_permute_ps(v, 0xB1));
+        v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));
+        v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 0x01));
+        _mm256_storeu_ps(x + i, v);
+    }
+    for (size_t h = 8; h < n; h *= 2)
+        for (size_t i = 0; i < n; i += 2 * h)
+            for (size_t j = i; j < i + h; j += 8) {
+                const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+                _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
+                _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+            }
 }

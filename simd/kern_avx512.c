@@ -471,6 +471,8 @@ static float tq_dot_avx512(const float *y, const float *table, const uint8_t *co
 static float masked_sum_f32_avx512(const float *v, const uint8_t *bits, size_t d);
 static void pq8_adc_avx512(const float *tables, const uint8_t *codes, size_t m, size_t n,
                            float *out);
+static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+static void fwht_f32(float *x, size_t n);
 
 const simd_ops simd_ops_avx512 = {
     .level = SIMD_AVX512,
@@ -493,6 +495,8 @@ const simd_ops simd_ops_avx512 = {
     .tq_dot = tq_dot_avx512,
     .masked_sum_f32 = masked_sum_f32_avx512,
     .pq8_adc = pq8_adc_avx512,
+    .fastscan_quantize = fastscan_quantize,
+    .fwht_f32 = fwht_f32,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- *
@@ -799,4 +803,78 @@ static void pq8_adc_avx512(const float *tables, const uint8_t *codes, size_t m, 
         }
         out[i] = hsum(acc);
     }
+}
+
+/* ---- fast-scan tables and the Hadamard transform ------------------------- *
+ *
+ * One table of 16 floats is one register: its minimum and maximum are two
+ * reductions, its 16 bytes one VPMOVDB. The arithmetic is the scalar
+ * kernel's, operation for operation; the empty asm between the multiply and
+ * the add keeps the compiler from fusing them into an FMA, whose single
+ * rounding would move an entry across a half now and then. */
+
+static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta_out,
+                              float *bias_out) {
+    float range = 0.0f, bias = 0.0f;
+    for (size_t s = 0; s < m; s++) {
+        const __m512 t = _mm512_loadu_ps(tab + s * 16);
+        const float lo = _mm512_reduce_min_ps(t), hi = _mm512_reduce_max_ps(t);
+        bias += lo;
+        range = hi - lo > range ? hi - lo : range;
+    }
+    const float delta = range > 0.0f ? range / 255.0f : 1.0f;
+    const __m512 inv = _mm512_set1_ps(1.0f / delta), half = _mm512_set1_ps(0.5f);
+    const __m512 top = _mm512_set1_ps(255.0f);
+    for (size_t s = 0; s < m; s++) {
+        const __m512 t = _mm512_loadu_ps(tab + s * 16);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(t, _mm512_set1_ps(_mm512_reduce_min_ps(t))), inv);
+        __asm__("" : "+v"(v));
+        /* MIN returns its second operand for a NaN: 255, as the scalar's
+         * failed comparison does. */
+        v = _mm512_min_ps(_mm512_add_ps(v, half), top);
+        const __m128i bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
+        uint8_t *dst = lut + simd_fastscan_table(s);
+        _mm_storeu_si128((__m128i *)(void *)dst, bytes);
+        _mm_storeu_si128((__m128i *)(void *)(dst + 16), bytes);
+    }
+    *delta_out = delta;
+    *bias_out = bias;
+}
+
+/* Stages h = 1, 2, 4, 8 inside each register: the partner of lane j is
+ * lane j ^ h (a permute), and lanes with bit h set take partner - self, the
+ * others self + partner: self * (+-1) + partner, exact in one FMA since the
+ * product is. Stages h >= 16 pair whole registers. */
+static void fwht_f32(float *x, size_t n) {
+    if (n < 16) {
+        for (size_t h = 1; h < n; h *= 2)
+            for (size_t i = 0; i < n; i += 2 * h)
+                for (size_t j = i; j < i + h; j++) {
+                    const float a = x[j], b = x[j + h];
+                    x[j] = a + b;
+                    x[j + h] = a - b;
+                }
+        return;
+    }
+    const __m512 s1 = _mm512_castsi512_ps(_mm512_set1_epi64((long long)0xBF8000003F800000ull));
+    const __m512 s2 = _mm512_castsi512_ps(
+        _mm512_set4_epi32((int)0xBF800000, (int)0xBF800000, 0x3F800000, 0x3F800000));
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    const __m512 s4 = _mm512_mask_blend_ps(0xF0F0, one, minus);
+    const __m512 s8 = _mm512_mask_blend_ps(0xFF00, one, minus);
+    for (size_t i = 0; i < n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        v = _mm512_fmadd_ps(v, s1, _mm512_permute_ps(v, 0xB1));
+        v = _mm512_fmadd_ps(v, s2, _mm512_permute_ps(v, 0x4E));
+        v = _mm512_fmadd_ps(v, s4, _mm512_shuffle_f32x4(v, v, 0xB1));
+        v = _mm512_fmadd_ps(v, s8, _mm512_shuffle_f32x4(v, v, 0x4E));
+        _mm512_storeu_ps(x + i, v);
+    }
+    for (size_t h = 16; h < n; h *= 2)
+        for (size_t i = 0; i < n; i += 2 * h)
+            for (size_t j = i; j < i + h; j += 16) {
+                const __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
+                _mm512_storeu_ps(x + j, _mm512_add_ps(a, b));
+                _mm512_storeu_ps(x + j + h, _mm512_sub_ps(a, b));
+            }
 }

@@ -159,6 +159,8 @@ static float tq_dot_scalar(const float *y, const float *table, const uint8_t *co
 static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d);
 static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, size_t n,
                            float *out);
+static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+static void fwht_f32(float *x, size_t n);
 
 const simd_ops simd_ops_scalar = {
     .level = SIMD_SCALAR,
@@ -181,6 +183,8 @@ const simd_ops simd_ops_scalar = {
     .tq_dot = tq_dot_scalar,
     .masked_sum_f32 = masked_sum_f32_scalar,
     .pq8_adc = pq8_adc_scalar,
+    .fastscan_quantize = fastscan_quantize,
+    .fwht_f32 = fwht_f32,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- */
@@ -279,4 +283,52 @@ static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, 
             a += tables[k * 256 + c[k]];
         out[i] = a;
     }
+}
+
+/* ---- fast-scan tables and the Hadamard transform ------------------------- */
+
+static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta_out,
+                              float *bias_out) {
+    float range = 0.0f, bias = 0.0f;
+    for (size_t s = 0; s < m; s++) {
+        const float *t = tab + s * 16;
+        float lo = t[0], hi = t[0];
+        for (size_t j = 1; j < 16; j++) {
+            lo = t[j] < lo ? t[j] : lo;
+            hi = t[j] > hi ? t[j] : hi;
+        }
+        bias += lo;
+        range = hi - lo > range ? hi - lo : range;
+    }
+    /* All tables flat: every sum is the bias, any step will do. */
+    const float delta = range > 0.0f ? range / 255.0f : 1.0f;
+    const float inv = 1.0f / delta;
+    for (size_t s = 0; s < m; s++) {
+        const float *t = tab + s * 16;
+        float lo = t[0];
+        for (size_t j = 1; j < 16; j++)
+            lo = t[j] < lo ? t[j] : lo;
+        uint8_t *dst = lut + simd_fastscan_table(s);
+        for (size_t j = 0; j < 16; j++) {
+            /* (t - lo) * inv is >= 0 and may round a hair past 255 for the
+             * widest table; the clamp keeps it within delta / 2 all the
+             * same. Adding 0.5 and truncating rounds half up. A NaN (a
+             * table with infinities) fails the comparison and becomes 255
+             * rather than an undefined conversion. */
+            const float v = (t[j] - lo) * inv + 0.5f;
+            dst[j] = dst[16 + j] = (uint8_t)(v < 255.0f ? (int)v : 255);
+        }
+    }
+    *delta_out = delta;
+    *bias_out = bias;
+}
+
+static void fwht_f32(float *x, size_t n) {
+    for (size_t h = 1; h < n; h *= 2)
+        for (size_t i = 0; i < n; i += 2 * h)
+            for (size_t j = i; j < i + h; j++) {
+                const float a = x[j], b = x[j + h];
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
 }

@@ -85,6 +85,22 @@ typedef struct simd_ops {
     void (*fastscan_accumulate)(const uint8_t *codes, size_t nblocks, size_t npairs,
                                 const uint8_t *lut, uint32_t *out);
 
+    /* The uint8 tables of fastscan_accumulate from m tables of 16 floats
+     * (tab[s * 16 + j]): one step delta = max_s (max_j - min_j) / 255 for
+     * all tables, entry s, j = round((tab[s][j] - min_j tab[s][j]) / delta)
+     * (half up; 255 at most; 255 for NaN, when a table overflowed to
+     * infinity), bias = sum_s min_j tab[s][j] summed in order of s. Writes
+     * only the bytes of tables 0..m-1, both copies (simd_fastscan_table),
+     * and *delta, *bias. Bit-identical on every level for tables without
+     * NaN. */
+    void (*fastscan_quantize)(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+
+    /* In-place unnormalised Walsh-Hadamard transform of n floats, n a power
+     * of two: stages h = 1, 2, 4, ... of butterflies (x[j], x[j + h]) <-
+     * (x[j] + x[j + h], x[j] - x[j + h]). Every level computes each
+     * butterfly alike, so results are bit-identical. */
+    void (*fwht_f32)(float *x, size_t n);
+
     /* Nearest of k points stored by columns, under squared L2: `cols` has
      * `dim` rows of `stride` floats, row t holding coordinate t of points
      * 0..k-1 (stride >= k rounded up to 16; the padding is read but never
@@ -114,6 +130,12 @@ typedef struct simd_ops {
      * each. Levels may differ in summation order. */
     void (*pq8_adc)(const float *tables, const uint8_t *codes, size_t m, size_t n, float *out);
 } simd_ops;
+
+/* Offset of subspace s's 16-entry table in fastscan_accumulate's table
+ * layout: groups of four subspaces in 128 bytes, [T0 T0 T2 T2][T1 T1 T3 T3]. */
+static inline size_t simd_fastscan_table(size_t s) {
+    return (s / 4) * 128 + (s & 1) * 64 + ((s >> 1) & 1) * 32;
+}
 
 /* The table for the best level this machine supports, lowered by ROTOR_SIMD.
  * Thread-safe; the choice is made once. Never NULL. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/bq_impl.h"
 #include "quant/quant.h"
 #include "support/support.h"
 
@@ -16,13 +17,15 @@ static void test_spec_parse_accepts_and_refuses(void **state) {
     (void)state;
     quant_spec s;
     char name[32];
-    const char *good[] = {"tq1", "tq8", "tqip2", "tqip8", "bin1", "bin2", "pq16", "pq8x4"};
+    const char *good[] = {"tq1",    "tq8",    "tqip2", "tqip8", "bin1", "bin2",
+                          "bin1fs", "bin2fs", "sq8",   "pq16",  "pq8x4"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         assert_int_equal(quant_spec_parse(good[i], &s), ROTOR_OK);
         quant_spec_name(&s, name, sizeof name);
         assert_string_equal(name, good[i]);
     }
-    const char *bad[] = {"tq0", "tq9", "tqip1", "bin3", "pq0", "pq", "pq8x5", "x", "", "tq4 "};
+    const char *bad[] = {"tq0", "tq9", "tqip1", "bin3",  "bin3fs", "bin1f", "sq4",
+                         "sq",  "pq0", "pq",    "pq8x5", "x",      "",      "tq4 "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(quant_spec_parse(bad[i], &s), ROTOR_ERR_INVALID_ARGUMENT);
         assert_non_null(strstr(rotor_last_error(), bad[i]));
@@ -125,8 +128,9 @@ static void test_estimates_track_exact_distances(void **state) {
     struct {
         const char *spec;
         double max_sd;
-    } cases[] = {{"tq1", 0.08},   {"tq2", 0.045},  {"tq4", 0.013}, {"tq8", 0.002},
-                 {"tqip2", 0.09}, {"tqip4", 0.03}, {"bin1", 0.08}, {"bin2", 0.045}};
+    } cases[] = {{"tq1", 0.08},    {"tq2", 0.045},    {"tq4", 0.013}, {"tq8", 0.002},
+                 {"tqip2", 0.09},  {"tqip4", 0.03},   {"bin1", 0.08}, {"bin2", 0.045},
+                 {"bin1fs", 0.08}, {"bin2fs", 0.045}, {"sq8", 0.002}};
     rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP, ROTOR_METRIC_COSINE};
     for (size_t m = 0; m < 3; m++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -190,14 +194,18 @@ static void test_scan_estimates_are_unbiased_unlike_plain_reconstruction(void **
      * generous rather than exact). */
     estimate_stats b1 = run("bin1", ROTOR_METRIC_IP, 128, 500);
     estimate_stats b2 = run("bin2", ROTOR_METRIC_IP, 128, 500);
+    estimate_stats f1 = run("bin1fs", ROTOR_METRIC_IP, 128, 500);
+    estimate_stats f2 = run("bin2fs", ROTOR_METRIC_IP, 128, 500);
     estimate_stats t1 = run("tq1", ROTOR_METRIC_IP, 128, 500);
     estimate_stats t2 = run("tq2", ROTOR_METRIC_IP, 128, 500);
     double plain1 = decoded_ip_bias("tq1", 128, 500);
-    print_message("# mean relative error: bin1 %+.5f bin2 %+.5f tq1 %+.5f tq2 %+.5f, "
-                  "tq1 reconstruction %+.5f\n",
-                  b1.bias, b2.bias, t1.bias, t2.bias, plain1);
+    print_message("# mean relative error: bin1 %+.5f bin2 %+.5f bin1fs %+.5f bin2fs %+.5f "
+                  "tq1 %+.5f tq2 %+.5f, tq1 reconstruction %+.5f\n",
+                  b1.bias, b2.bias, f1.bias, f2.bias, t1.bias, t2.bias, plain1);
     assert_true(fabs(b1.bias) < 0.0035);
     assert_true(fabs(b2.bias) < 0.0035);
+    assert_true(fabs(f1.bias) < 0.0035);
+    assert_true(fabs(f2.bias) < 0.0035);
     assert_true(fabs(t1.bias) < 0.0035);
     assert_true(fabs(t2.bias) < 0.0035);
     assert_true(plain1 < -0.1);
@@ -212,9 +220,15 @@ static void test_decode_error_matches_distortion(void **state) {
     struct {
         const char *spec;
         double lo, hi;
-    } cases[] = {
-        {"tq2", 0.10, 0.13}, {"tq4", 0.008, 0.011}, {"bin1", 0.30, 0.42}, {"bin2", 0.10, 0.13}};
-    for (size_t c = 0; c < 4; c++) {
+    } cases[] = {{"tq2", 0.10, 0.13},
+                 {"tq4", 0.008, 0.011},
+                 {"bin1", 0.30, 0.42},
+                 {"bin2", 0.10, 0.13},
+                 {"bin1fs", 0.30, 0.42},
+                 {"bin2fs", 0.10, 0.13},
+                 /* a grid of 255 steps over +-3 sd: (6 / 255)^2 / 12 per unit variance */
+                 {"sq8", 2e-5, 1e-4}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         quant_spec sp;
         quant *q;
         assert_int_equal(quant_spec_parse(cases[c].spec, &sp), ROTOR_OK);
@@ -244,12 +258,124 @@ static void test_decode_error_matches_distortion(void **state) {
     }
 }
 
+/* The fast-scan binary scan is RaBitQ's estimate mult * <v, q'> with
+ * <v, q'> summed from uint8 tables, so it lies within mult * fields *
+ * delta / 2 of the same sum in double: checked for both widths, every
+ * metric, ranges of ids that start and end inside blocks, and dimensions
+ * that leave the last 4-bit field partly empty. */
+static void test_binary_fastscan_within_table_rounding_of_exact_sum(void **state) {
+    (void)state;
+    rotor_allocator a = cm_allocator_default();
+    ts_rng r;
+    ts_rng_init(&r, 31);
+    const size_t n = 100, first = 5;
+    const size_t dims[] = {128, 131, 10};
+    const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP, ROTOR_METRIC_COSINE};
+    for (unsigned bits = 1; bits <= 2; bits++)
+        for (size_t di = 0; di < 3; di++)
+            for (size_t mi = 0; mi < 3; mi++) {
+                const size_t d = dims[di];
+                quant_spec sp;
+                quant *q;
+                assert_int_equal(quant_spec_parse(bits == 1 ? "bin1fs" : "bin2fs", &sp), ROTOR_OK);
+                assert_int_equal(quant_create(&sp, d, metrics[mi], 9, &a, &q), ROTOR_OK);
+                const bq_state *s = q->impl;
+                float *x = malloc(n * d * sizeof(float)), *qv = malloc(d * sizeof(float));
+                float *rot = malloc(d * sizeof(float)), *diff = malloc(d * sizeof(float));
+                float *scratch = malloc(q->scratch_floats * sizeof(float));
+                float *est = malloc(n * sizeof(float));
+                uint8_t *codes = malloc(n * q->code_bytes);
+                uint8_t *store = calloc(1, q->ops->store_bytes(q, n));
+                void *qs = aligned_alloc(64, cm_round_up(q->query_bytes, 64));
+                for (size_t i = 0; i < n * d; i++)
+                    x[i] = (float)ts_rng_normal(&r) + 0.5f;
+                for (size_t j = 0; j < d; j++)
+                    qv[j] = (float)ts_rng_normal(&r) + 0.5f;
+                if (metrics[mi] != ROTOR_METRIC_L2) { /* unit rows, as such indexes hold */
+                    for (size_t i = 0; i <= n; i++) {
+                        float *v = i < n ? x + i * d : qv;
+                        double ss = 0;
+                        for (size_t j = 0; j < d; j++)
+                            ss += (double)v[j] * v[j];
+                        for (size_t j = 0; j < d; j++)
+                            v[j] = (float)(v[j] / sqrt(ss));
+                    }
+                }
+                assert_int_equal(q->ops->train(q, x, n, 1), ROTOR_OK);
+                for (size_t i = 0; i < n; i++) {
+                    q->ops->encode(q, x + i * d, codes + i * q->code_bytes, scratch);
+                    q->ops->store(q, store, i, codes + i * q->code_bytes);
+                }
+                q->ops->prepare(q, qv, qs, scratch);
+                q->ops->scan(q, qs, store, first, n - first, est);
+                const bqfs_qhead *h = qs;
+                double qq = 0;
+                for (size_t j = 0; j < d; j++) {
+                    diff[j] = qv[j] - s->centroid[j];
+                    qq += (double)diff[j] * diff[j];
+                }
+                rht_forward(&s->rot, diff, rot);
+                for (size_t i = first; i < n; i++) {
+                    const uint8_t *code = codes + i * q->code_bytes;
+                    float f[5];
+                    memcpy(f, code, s->nfloats * sizeof(float));
+                    const uint8_t *sign = code + s->nfloats * sizeof(float);
+                    const uint8_t *mag = sign + s->plane_bytes;
+                    double vq = 0;
+                    for (size_t j = 0; j < d; j++) {
+                        double v = (sign[j / 8] >> (j % 8)) & 1 ? 1.0 : -1.0;
+                        if (bits == 2)
+                            v *= (mag[j / 8] >> (j % 8)) & 1 ? s->c1 : s->c0;
+                        vq += v * rot[j];
+                    }
+                    const double ip = f[1] * vq;
+                    const double ref = metrics[mi] == ROTOR_METRIC_L2
+                                           ? (double)f[0] * f[0] + qq - 2 * ip
+                                       : metrics[mi] == ROTOR_METRIC_IP ? -ip
+                                                                        : 1 - ip;
+                    double bound = fabs(f[1]) * (double)s->groups * h->delta / 2;
+                    if (metrics[mi] == ROTOR_METRIC_L2)
+                        bound *= 2;
+                    const double err = fabs(est[i - first] - ref);
+                    if (err > bound + 1e-4 * (1 + fabs(ref)))
+                        fail_msg("bin%ufs d=%zu %s vector %zu: estimate %g, exact sum %g, bound %g",
+                                 bits, d, rotor_metric_name(metrics[mi]), i, est[i - first], ref,
+                                 bound);
+                }
+                free(x);
+                free(qv);
+                free(rot);
+                free(diff);
+                free(scratch);
+                free(est);
+                free(codes);
+                free(store);
+                free(qs);
+                quant_free(q);
+            }
+}
+
+static void test_sq8_refuses_dimensions_its_integer_sum_cannot_hold(void **state) {
+    (void)state;
+    rotor_allocator a = cm_allocator_default();
+    quant_spec sp;
+    quant *q = NULL;
+    assert_int_equal(quant_spec_parse("sq8", &sp), ROTOR_OK);
+    assert_int_equal(quant_create(&sp, 65537, ROTOR_METRIC_IP, 1, &a, &q), ROTOR_ERR_DIMENSION);
+    assert_null(q);
+    assert_non_null(strstr(rotor_last_error(), "65536"));
+    assert_int_equal(quant_create(&sp, 65536, ROTOR_METRIC_IP, 1, &a, &q), ROTOR_OK);
+    quant_free(q);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_parse_accepts_and_refuses),
         cmocka_unit_test(test_estimates_track_exact_distances),
         cmocka_unit_test(test_scan_estimates_are_unbiased_unlike_plain_reconstruction),
         cmocka_unit_test(test_decode_error_matches_distortion),
+        cmocka_unit_test(test_binary_fastscan_within_table_rounding_of_exact_sum),
+        cmocka_unit_test(test_sq8_refuses_dimensions_its_integer_sum_cannot_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

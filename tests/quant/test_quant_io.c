@@ -144,13 +144,16 @@ typedef struct kind_case {
 } kind_case;
 
 static const kind_case cases[] = {
-    {"tq2", ROTOR_METRIC_IP, 100, 0},      /* not a power of two: two windows */
-    {"tq4", ROTOR_METRIC_L2, 64, 200},     /* trained centre */
-    {"tqip3", ROTOR_METRIC_COSINE, 48, 0}, /* QJL matrix rebuilt from the seed */
-    {"bin1", ROTOR_METRIC_IP, 96, 0},      /* */
-    {"bin2", ROTOR_METRIC_L2, 128, 300},   /* with centroid */
-    {"pq8", ROTOR_METRIC_L2, 32, 400},     /* 256 centroids of 4 dimensions */
-    {"pq16x4", ROTOR_METRIC_IP, 64, 300},  /* fast-scan, 16 centroids of 4 */
+    {"tq2", ROTOR_METRIC_IP, 100, 0},       /* not a power of two: two windows */
+    {"tq4", ROTOR_METRIC_L2, 64, 200},      /* trained centre */
+    {"tqip3", ROTOR_METRIC_COSINE, 48, 0},  /* QJL matrix rebuilt from the seed */
+    {"bin1", ROTOR_METRIC_IP, 96, 0},       /* */
+    {"bin2", ROTOR_METRIC_L2, 128, 300},    /* with centroid */
+    {"pq8", ROTOR_METRIC_L2, 32, 400},      /* 256 centroids of 4 dimensions */
+    {"pq16x4", ROTOR_METRIC_IP, 64, 300},   /* fast-scan, 16 centroids of 4 */
+    {"bin1fs", ROTOR_METRIC_COSINE, 70, 0}, /* fast-scan, a half-empty last field */
+    {"bin2fs", ROTOR_METRIC_L2, 64, 200},   /* fast-scan, with centroid */
+    {"sq8", ROTOR_METRIC_L2, 50, 100},      /* with centre */
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -607,6 +610,9 @@ static void write_corpus(const char *dir) {
         {"valid_pq2_l2", "pq2", ROTOR_METRIC_L2, 4, 300},
         {"valid_pq2x4_ip", "pq2x4", ROTOR_METRIC_IP, 8, 40},
         {"valid_pq4_untrained", "pq4", ROTOR_METRIC_L2, 16, 0},
+        {"valid_bin1fs_cos", "bin1fs", ROTOR_METRIC_COSINE, 9, 0},
+        {"valid_bin2fs_l2", "bin2fs", ROTOR_METRIC_L2, 6, 30},
+        {"valid_sq8_ip", "sq8", ROTOR_METRIC_IP, 12, 0},
     };
     for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
         size_t size;

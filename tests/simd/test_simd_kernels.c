@@ -549,6 +549,103 @@ static void test_pq8_adc_matches_double(void **state) {
     }
 }
 
+/* fwht_f32 bit for bit against the scalar level, for every power of two up
+ * to 2048 and unaligned buffers; and the scalar level against the
+ * Hadamard matrix itself (entry (i, j) = (-1)^popcount(i & j)) in double. */
+static void test_fwht_matches_scalar_bitwise_and_the_matrix(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    const simd_ops *ref = scalar_ops();
+    ts_rng rng;
+    ts_rng_init(&rng, 41);
+    for (size_t n = 1; n <= 2048; n *= 2) {
+        tbuf x = floats_random(&rng, n % 5, n);
+        float *got = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+        memcpy(got, x.p, n * sizeof(float));
+        memcpy(want, x.p, n * sizeof(float));
+        ops->fwht_f32(got, n);
+        ref->fwht_f32(want, n);
+        CHECK(memcmp(got, want, n * sizeof(float)) == 0, "fwht %s n=%zu differs from scalar\n",
+              simd_level_name(g_level), n);
+        if (n <= 256) {
+            const float *in = x.p;
+            for (size_t i = 0; i < n; i++) {
+                double sum = 0, scale = 0;
+                for (size_t j = 0; j < n; j++) {
+                    sum += __builtin_popcountll(i & j) & 1 ? -(double)in[j] : in[j];
+                    scale += fabs(in[j]);
+                }
+                CHECK(fabs(want[i] - sum) <= 1e-6 * scale + 1e-7,
+                      "fwht n=%zu row %zu: got %.9g want %.9g\n", n, i, want[i], sum);
+            }
+        }
+        free(got);
+        free(want);
+        tbuf_free(&x);
+    }
+}
+
+/* fastscan_quantize bit for bit against the scalar level (tables, step and
+ * bias), writing only the tables' bytes; each entry within delta / 2 of
+ * its float; flat tables, a table with an infinity (NaN entries go to 255)
+ * and table counts that end inside a 128-byte group. */
+static void test_fastscan_quantize_matches_scalar_bitwise(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    const simd_ops *ref = scalar_ops();
+    ts_rng rng;
+    ts_rng_init(&rng, 43);
+    static const size_t ms[] = {1, 2, 3, 4, 5, 7, 96, 197};
+    for (size_t t = 0; t < sizeof ms / sizeof ms[0]; t++) {
+        for (int variant = 0; variant < 3; variant++) {
+            const size_t m = ms[t];
+            const size_t lut_bytes = ((m + 1) / 2 + 1) / 2 * 128;
+            tbuf tab = floats_random(&rng, t % 3, m * 16);
+            float *tv = tab.p;
+            for (size_t i = 0; i < m * 16; i++)
+                tv[i] *= (float)(1 + i % 5); /* tables of different ranges */
+            if (variant == 1)                /* one flat table, and all flat when m == 1 */
+                for (size_t j = 0; j < 16; j++)
+                    tv[(m / 2) * 16 + j] = 0.25f;
+            if (variant == 2)
+                tv[m * 16 - 3] = INFINITY;
+            uint8_t *got = malloc(lut_bytes), *want = malloc(lut_bytes);
+            memset(got, 0xA5, lut_bytes);
+            memset(want, 0xA5, lut_bytes);
+            float gd, gb, wd, wb;
+            ops->fastscan_quantize(tv, m, got, &gd, &gb);
+            ref->fastscan_quantize(tv, m, want, &wd, &wb);
+            CHECK(memcmp(got, want, lut_bytes) == 0 && memcmp(&gd, &wd, sizeof gd) == 0 &&
+                      memcmp(&gb, &wb, sizeof gb) == 0,
+                  "fastscan_quantize %s m=%zu variant %d differs from scalar\n",
+                  simd_level_name(g_level), m, variant);
+            /* Bytes of tables past m are left as they were. */
+            for (size_t s = m; s < (m + 1) / 2 * 2; s++)
+                for (size_t j = 0; j < 32; j++)
+                    CHECK(want[simd_fastscan_table(s) + j] == 0xA5,
+                          "fastscan_quantize m=%zu wrote table %zu\n", m, s);
+            for (size_t s = 0; variant != 2 && s < m; s++) {
+                float lo = tv[s * 16];
+                for (size_t j = 1; j < 16; j++)
+                    lo = tv[s * 16 + j] < lo ? tv[s * 16 + j] : lo;
+                for (size_t j = 0; j < 16; j++) {
+                    const uint8_t e = want[simd_fastscan_table(s) + j];
+                    CHECK(e == want[simd_fastscan_table(s) + 16 + j] &&
+                              fabs(lo + e * (double)wd - tv[s * 16 + j]) <= wd * 0.5001,
+                          "fastscan_quantize m=%zu table %zu entry %zu: %u\n", m, s, j, e);
+                }
+            }
+            if (variant == 2)
+                CHECK(want[simd_fastscan_table(m - 1) + 13] == 255,
+                      "fastscan_quantize: an infinite entry gives %u, not 255\n",
+                      want[simd_fastscan_table(m - 1) + 13]);
+            free(got);
+            free(want);
+            tbuf_free(&tab);
+        }
+    }
+}
+
 /* The largest terms at the longest lengths simd.h promises to be exact,
  * and one shorter (odd, so the tail code runs too). */
 static void test_byte_kernels_exact_at_documented_length_limits(void **state) {
@@ -737,7 +834,7 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->l2sq_u8);
         assert_true(o->first_below != NULL);
         assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot &&
-                    o->masked_sum_f32 && o->pq8_adc);
+                    o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize && o->fwht_f32);
     }
 }
 
@@ -779,6 +876,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_tq_dot_matches_double_for_every_width),
         cmocka_unit_test(test_masked_sum_matches_double),
         cmocka_unit_test(test_pq8_adc_matches_double),
+        cmocka_unit_test(test_fwht_matches_scalar_bitwise_and_the_matrix),
+        cmocka_unit_test(test_fastscan_quantize_matches_scalar_bitwise),
     };
 
     print_message("# simd dispatch\n");

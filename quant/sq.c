@@ -1,0 +1,201 @@
+/*
+ * 8-bit scalar codes of the rotated vector (sq8), scored by integer dot
+ * products: the re-estimating code of a graph whose walk runs on a coarser
+ * one.
+ *
+ * After the rotation every coordinate of a unit vector has the same
+ * distribution, so one uniform grid per vector serves all of them (no
+ * training, and no per-dimension ranges for outliers to stretch): subtract
+ * the centre c (the data mean for L2, zero otherwise), keep t = |x - c|,
+ * rotate u = (x - c) / t, and store
+ *
+ *   [t][s = max_j |u_j| / 127][sum_j c_j]     three floats
+ *   [c_j = round(u_j / s)]                    d signed bytes, -127..127
+ *
+ * The query is rotated the same way and quantized to unsigned bytes,
+ * q'_j ~ lo + delta b_j, so that
+ *
+ *   <u, q'> ~ s (lo sum_j c_j + delta sum_j b_j c_j)
+ *
+ * and the last sum is one u8 x i8 dot product (VPDPBUSD with AVX-512 VNNI):
+ * some 20 ns for 768 dimensions against 250 for a table lookup per
+ * coordinate (tq8's Lloyd-Max levels are not a grid). Both roundings are of
+ * 8 bits, so an estimate is within about 1e-3 of the exact inner product of
+ * unit vectors, which ranks like the float vectors for all but near ties.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant.h"
+#include "simd/simd.h"
+
+enum { SQ_FLOATS = 3, SQ_QHEAD = 64, SQ_MAX_DIM = 65536 };
+
+typedef struct sq_state {
+    rht rot;
+    float *centroid; /* dim floats; zero unless trained (L2) */
+} sq_state;
+
+/* Query state: [lo][delta][|q - c|^2] padded to SQ_QHEAD, then d bytes b_j. */
+
+static rotor_status sq_train(quant *q, const float *x, size_t n, unsigned threads) {
+    (void)threads;
+    sq_state *s = q->impl;
+    if (q->metric != ROTOR_METRIC_L2 || n == 0)
+        return ROTOR_OK;
+    return quant_mean(q, x, n, s->centroid);
+}
+
+static void sq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
+    const sq_state *s = q->impl;
+    const size_t d = q->dim;
+    float *o = scratch, *u = scratch + d;
+    double tt = 0;
+    for (size_t j = 0; j < d; j++) {
+        o[j] = x[j] - s->centroid[j];
+        tt += (double)o[j] * o[j];
+    }
+    const double t = sqrt(tt);
+    rht_forward(&s->rot, o, u);
+    float top = 0.0f;
+    for (size_t j = 0; j < d; j++)
+        top = fabsf(u[j]) > top ? fabsf(u[j]) : top;
+    /* top / t is the largest coordinate of the unit vector; a zero vector
+     * keeps step 0 and codes 0, and its estimate reduces to |q - c|^2. */
+    const double step = top > 0.0f ? (double)top / t / 127.0 : 0.0;
+    int8_t *c = (int8_t *)(code + SQ_FLOATS * sizeof(float));
+    long sum = 0;
+    for (size_t j = 0; j < d; j++) {
+        long v = step > 0 ? lrint(u[j] / t / step) : 0;
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        c[j] = (int8_t)v;
+        sum += v;
+    }
+    const float f[SQ_FLOATS] = {(float)t, (float)step, (float)sum};
+    memcpy(code, f, sizeof f);
+}
+
+static void sq_decode(const quant *q, const uint8_t *code, float *out, float *scratch) {
+    const sq_state *s = q->impl;
+    const size_t d = q->dim;
+    float f[SQ_FLOATS];
+    memcpy(f, code, sizeof f);
+    const int8_t *c = (const int8_t *)(code + sizeof f);
+    for (size_t j = 0; j < d; j++)
+        scratch[j] = f[0] * f[1] * (float)c[j];
+    rht_inverse(&s->rot, scratch, out);
+    for (size_t j = 0; j < d; j++)
+        out[j] += s->centroid[j];
+}
+
+static void sq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+    const sq_state *s = q->impl;
+    const size_t d = q->dim;
+    float *head = qstate;
+    uint8_t *b = (uint8_t *)qstate + SQ_QHEAD;
+    float *r = scratch, *rot = scratch + d;
+    double qq = 0;
+    for (size_t j = 0; j < d; j++) {
+        r[j] = query[j] - s->centroid[j];
+        qq += (double)r[j] * r[j];
+    }
+    rht_forward(&s->rot, r, rot);
+    float lo = rot[0], hi = rot[0];
+    for (size_t j = 1; j < d; j++) {
+        lo = rot[j] < lo ? rot[j] : lo;
+        hi = rot[j] > hi ? rot[j] : hi;
+    }
+    const float delta = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+    const float inv = 1.0f / delta;
+    for (size_t j = 0; j < d; j++) {
+        /* >= 0 by construction; the clamp catches rounding past 255 and NaN. */
+        const float v = (rot[j] - lo) * inv + 0.5f;
+        b[j] = (uint8_t)(v < 255.0f ? (int)v : 255);
+    }
+    head[0] = lo;
+    head[1] = delta;
+    head[2] = (float)qq;
+}
+
+static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
+                    size_t n, float *out) {
+    const simd_ops *ops = simd_ops_get();
+    const float *head = qstate;
+    const float lo = head[0], delta = head[1], qq = head[2];
+    const uint8_t *b = (const uint8_t *)qstate + SQ_QHEAD;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *code = store + (first + i) * q->code_bytes;
+        float f[SQ_FLOATS];
+        memcpy(f, code, sizeof f);
+        const int32_t dot = ops->dot_u8i8(b, (const int8_t *)(code + sizeof f), q->dim);
+        /* <x - c, q - c> = t <u, q'> */
+        const float ip = f[0] * f[1] * (lo * f[2] + delta * (float)dot);
+        switch (q->metric) {
+        case ROTOR_METRIC_L2: out[i] = f[0] * f[0] + qq - 2 * ip; break;
+        case ROTOR_METRIC_IP: out[i] = -ip; break;
+        case ROTOR_METRIC_COSINE: out[i] = 1 - ip; break;
+        }
+    }
+}
+
+static void sq_release(quant *q) {
+    sq_state *s = q->impl;
+    if (s == NULL)
+        return;
+    rht_release(&s->rot, &q->alloc);
+    cm_free(&q->alloc, s->centroid);
+    cm_free(&q->alloc, s);
+    q->impl = NULL;
+}
+
+static size_t sq_payload_bytes(const quant *q) { return q->dim * sizeof(float); }
+
+static void sq_save_payload(const quant *q, uint8_t *dst) {
+    const sq_state *s = q->impl;
+    memcpy(dst, s->centroid, q->dim * sizeof(float));
+}
+
+static rotor_status sq_load_payload(quant *q, const uint8_t *src, size_t n) {
+    sq_state *s = q->impl;
+    return quant_load_centre(q, src, n, "sq8 centre", s->centroid);
+}
+
+static const quant_ops sq_ops = {
+    .train = sq_train,
+    .encode = sq_encode,
+    .decode = sq_decode,
+    .prepare = sq_prepare,
+    .scan = sq_scan,
+    .store_bytes = quant_plain_store_bytes,
+    .store = quant_plain_store,
+    .load = quant_plain_load,
+    .release = sq_release,
+    .payload_bytes = sq_payload_bytes,
+    .save_payload = sq_save_payload,
+    .load_payload = sq_load_payload,
+};
+
+rotor_status quant_sq_setup(quant *q, uint64_t seed) {
+    CM_RETURN_IF(q->spec.kind != QUANT_SQ || q->spec.bits != 8, ROTOR_ERR_INVALID_ARGUMENT,
+                 "scalar codes have 8 bits");
+    /* The integer dot product is exact below 2^31: 255 * 127 * d. */
+    CM_RETURN_IF(q->dim > SQ_MAX_DIM, ROTOR_ERR_DIMENSION,
+                 "sq8 supports up to %d dimensions, not %zu", SQ_MAX_DIM, q->dim);
+    sq_state *s = cm_calloc(&q->alloc, sizeof *s, "sq8 quantizer");
+    if (s == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    q->impl = s;
+    q->ops = &sq_ops;
+    s->centroid = cm_calloc(&q->alloc, q->dim * sizeof(float), "sq8 centre");
+    rotor_status st =
+        s->centroid ? rht_init(&s->rot, &q->alloc, q->dim, 3, seed) : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st != ROTOR_OK) {
+        sq_release(q);
+        return st;
+    }
+    q->code_bytes = SQ_FLOATS * sizeof(float) + q->dim;
+    q->query_bytes = SQ_QHEAD + q->dim;
+    q->scratch_floats = 2 * q->dim;
+    q->needs_training = false;
+    return ROTOR_OK;
+}
