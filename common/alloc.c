@@ -4,8 +4,10 @@
  * memory per index, and a test can make the n-th allocation fail. The
  * library never replaces the host's malloc.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/common.h"
 
@@ -38,6 +40,30 @@ void *cm_alloc(const rotor_allocator *a, size_t size, const char *what) {
 
 void *cm_calloc(const rotor_allocator *a, size_t size, const char *what) {
     void *p = cm_alloc(a, size, what);
+    if (p != NULL)
+        memset(p, 0, size);
+    return p;
+}
+
+enum { HUGE_PAGE = 2u << 20 };
+
+void *cm_alloc_large(const rotor_allocator *a, size_t size, const char *what) {
+    void *p = cm_alloc(a, size, what);
+#ifdef MADV_HUGEPAGE
+    if (p != NULL && size >= 2 * (size_t)HUGE_PAGE) {
+        const uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+        const uintptr_t hi = ((uintptr_t)p + size) & ~(uintptr_t)(HUGE_PAGE - 1);
+        /* Advice only: a refusal (no THP, or memory that is not anonymous)
+         * costs speed, never correctness. */
+        if (hi > lo)
+            (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    }
+#endif
+    return p;
+}
+
+void *cm_calloc_large(const rotor_allocator *a, size_t size, const char *what) {
+    void *p = cm_alloc_large(a, size, what);
     if (p != NULL)
         memset(p, 0, size);
     return p;

@@ -64,6 +64,15 @@ rotor_allocator cm_allocator_default(void);
 void *cm_alloc(const rotor_allocator *a, size_t size, const char *what);
 /* The same, zero-filled. */
 void *cm_calloc(const rotor_allocator *a, size_t size, const char *what);
+/* cm_alloc and cm_calloc for the large arrays a search walks at random
+ * (graph records, codes, vectors): the block is advised to the kernel as
+ * huge-page memory before it is first touched, where the system takes
+ * such advice (transparent huge pages in "madvise" mode). A search touches
+ * a new page at nearly every step, and with 4 KiB pages each is a TLB miss;
+ * this measured about 10 % of a search's time. The advice covers the 2 MiB
+ * pages wholly inside the block, so it never reaches a neighbour's memory. */
+void *cm_alloc_large(const rotor_allocator *a, size_t size, const char *what);
+void *cm_calloc_large(const rotor_allocator *a, size_t size, const char *what);
 void cm_free(const rotor_allocator *a, void *p);
 
 /* Checked arithmetic: true if the result overflowed size_t. */

@@ -114,6 +114,10 @@ rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const
                          size_t nodes_bytes, vamana **out);
 /* Reads every record: degrees within R, every id another node. */
 rotor_status vamana_check(const vamana *g);
+/* Copies the records of a graph opened from a file into memory of its own
+ * (huge pages where offered; cm_alloc_large), checking every neighbour list
+ * as the first insert would; a no-op for a graph that owns its records. */
+rotor_status vamana_own(vamana *g);
 
 /* ---- IVF (ivf.c) -------------------------------------------------------- */
 

@@ -17,33 +17,31 @@
 /* A code store of `cap` codes holding the first `count` of `old`; stores
  * are laid out by position, so those are a prefix whatever the capacity. */
 static uint8_t *grow_store(const rotor_index *ix, const quant *q, const uint8_t *old, size_t cap) {
-    uint8_t *codes = cm_calloc(&ix->alloc, q->ops->store_bytes(q, cap), "index codes");
+    uint8_t *codes = cm_calloc_large(&ix->alloc, q->ops->store_bytes(q, cap), "index codes");
     if (codes != NULL && ix->count > 0)
         memcpy(codes, old, q->ops->store_bytes(q, ix->count));
     return codes;
 }
 
-static rotor_status grow(rotor_index *ix, size_t need) {
-    if (need <= ix->capacity)
-        return ROTOR_OK;
-    size_t cap = ix->capacity < 1024 ? 1024 : ix->capacity;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+/* The vectors (unless they are on disk) and code stores moved to fresh
+ * memory of cap rows; on failure nothing changed. */
+static rotor_status move_arrays(rotor_index *ix, size_t cap) {
+    const bool in_ram = ix->store == NULL;
     size_t bytes;
     CM_RETURN_IF(cm_mul_overflow(cap, ix->dim, &bytes) ||
                      cm_mul_overflow(bytes, sizeof(float), &bytes),
                  ROTOR_ERR_OUT_OF_MEMORY, "index of %zu vectors of %zu dimensions is too large",
                  cap, ix->dim);
-    float *v = cm_alloc(&ix->alloc, bytes, "index vectors");
+    float *v = in_ram ? cm_alloc_large(&ix->alloc, bytes, "index vectors") : NULL;
     uint8_t *codes = ix->q ? grow_store(ix, ix->q, ix->codes, cap) : NULL;
     uint8_t *nav = ix->nav_q ? grow_store(ix, ix->nav_q, ix->nav_codes, cap) : NULL;
-    if (v == NULL || (ix->q && codes == NULL) || (ix->nav_q && nav == NULL)) {
+    if ((in_ram && v == NULL) || (ix->q && codes == NULL) || (ix->nav_q && nav == NULL)) {
         cm_free(&ix->alloc, v);
         cm_free(&ix->alloc, codes);
         cm_free(&ix->alloc, nav);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
-    if (ix->count > 0)
+    if (in_ram && ix->count > 0)
         memcpy(v, ix->vectors, ix->count * ix->dim * sizeof(float));
     if (!ix->borrowed) { /* else they belong to the mapped file */
         cm_free(&ix->alloc, ix->vectors);
@@ -56,6 +54,21 @@ static rotor_status grow(rotor_index *ix, size_t need) {
     ix->nav_codes = nav;
     ix->capacity = cap;
     return ROTOR_OK;
+}
+
+static rotor_status grow(rotor_index *ix, size_t need) {
+    if (need <= ix->capacity)
+        return ROTOR_OK;
+    size_t cap = ix->capacity < 1024 ? 1024 : ix->capacity;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    return move_arrays(ix, cap);
+}
+
+rotor_status ix_own_arrays(rotor_index *ix) {
+    if (ix->graph != NULL)
+        CM_FORWARD(vamana_own(ix->graph));
+    return ix->borrowed ? move_arrays(ix, ix->count > 0 ? ix->count : 1) : ROTOR_OK;
 }
 
 rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, rotor_index **out) {
@@ -428,6 +441,7 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     out->dim = ix->dim;
     const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
     out->mapped = ix->file != NULL;
+    out->graph_degree = ix->graph != NULL ? vamana_max_degree(ix->graph) : 0;
     if (ix->store != NULL) {
         out->vectors_on_disk = 1;
         out->bytes_vectors_disk = vector_bytes;

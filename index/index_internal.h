@@ -59,6 +59,9 @@ rotor_status ix_create(const rotor_params *p, size_t dim, size_t rows, rotor_ind
 /* Encodes rows [count, need) already in `vectors` and links them into the
  * navigator (training the quantizers on a first batch), then counts them. */
 rotor_status ix_index_rows(rotor_index *ix, size_t need);
+/* Copies the graph, codes and in-RAM vectors an opened index borrows from
+ * its mapped file into memory of its own (rotor_open_params.load). */
+rotor_status ix_own_arrays(rotor_index *ix);
 /* persist.c: unmaps a streaming build's spill; nothing without one. */
 void ix_spill_release(rotor_index *ix);
 

@@ -351,6 +351,8 @@ static rotor_status check_open_params(const rotor_open_params *op) {
                  "unknown I/O backend %d", (int)op->io);
     CM_RETURN_IF(op->direct_io < -1 || op->direct_io > 1, ROTOR_ERR_INVALID_ARGUMENT,
                  "direct_io must be -1, 0 or 1, not %d", op->direct_io);
+    CM_RETURN_IF(op->load != 0 && op->load != 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "load must be 0 or 1, not %d", op->load);
     CM_RETURN_IF(op->allocator.alloc == NULL || op->allocator.free == NULL,
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "the allocator needs both alloc and free (use rotor_open_params_default())");
@@ -377,6 +379,8 @@ rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
     ix->file = f;
     ix->borrowed = true;
     rotor_status st = assemble(ix, &op);
+    if (st == ROTOR_OK && op.load)
+        st = ix_own_arrays(ix);
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;

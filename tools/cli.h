@@ -38,6 +38,7 @@ typedef struct cli_opts {
     /* Index files: where the full vectors live (0 = as saved, or the
      * rotor_vectors_place value) and how they are read. */
     int full_vectors;
+    int load; /* --load: rotor_open_params.load */
     rotor_io_backend io;
     int argc_rest; /* positional arguments left after the flags */
     char **argv_rest;
@@ -63,7 +64,7 @@ enum {
     OPT_GRAPH =
         1 << 15, /* --degree --build-list --alpha --neighbor-codes --nlist --build-threads */
     OPT_SWEEP = 1 << 16,
-    OPT_SEARCH = 1 << 17,   /* --list --nprobe */
+    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --load */
     OPT_STORE = 1 << 18,    /* --full-vectors --io */
     OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
 };

@@ -270,7 +270,7 @@ int cmd_bench(const cli_opts *o) {
     if (o->index == NULL || (o->base == NULL && !from_file) || o->queries == NULL || o->gt == NULL)
         return cli_error(CLI_EXIT_USAGE, "bench needs --index, --queries, --gt and (unless "
                                          "--index is a file) --base; see 'rotor bench --help'");
-    rotor_params check;
+    rotor_params check; /* the options' parameters, checked before any work */
     int rc = from_file ? CLI_EXIT_OK : cli_index_params(o, &check);
     if (rc != CLI_EXIT_OK)
         return rc;
@@ -287,7 +287,6 @@ int cmd_bench(const cli_opts *o) {
         if ((rc = cli_open_index(o, false, &ix, &build_s)))
             goto done;
         rotor_index_stats_get(ix, &stats);
-        check = rotor_params_default();
         if ((rc = cli_load_eval_data(o, stats.count, &base, &queries, &gt)))
             goto done;
     } else {
@@ -381,13 +380,13 @@ int cmd_bench(const cli_opts *o) {
         size_t list = c.sp.list_size ? c.sp.list_size : (k > 64 ? k : 64);
         if (stats.kind == ROTOR_INDEX_VAMANA)
             len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
-                                    check.graph_degree, list < k ? k : list);
+                                    stats.graph_degree, list < k ? k : list);
         if (stats.kind == ROTOR_INDEX_IVF)
             len += (size_t)snprintf(params + len, sizeof params - len, "nprobe=%u,",
                                     c.sp.nprobe ? c.sp.nprobe : 16);
         if (strcmp(stats.quant, "none") != 0) {
             long long rr = c.sp.rerank < 0 ? 10 * (long long)k : c.sp.rerank;
-            if (o->graph_quant != NULL)
+            if (strchr(stats.quant, '+') != NULL) /* walks on one code, refines on another */
                 len += (size_t)snprintf(params + len, sizeof params - len, "refine=%lld,",
                                         c.sp.refine ? (long long)c.sp.refine : 4 * rr);
             len += (size_t)snprintf(params + len, sizeof params - len, "rerank=%lld,", rr);

@@ -77,7 +77,7 @@ static const cli_command commands[] = {
      "bias and variance of the inner-product estimate relative to |q||x|, and\n"
      "recall@10 of an exhaustive scan over the codes, alone and with the best\n"
      "10k candidates reranked on full vectors.\n"
-     "SPEC: tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M>, pq<M>x4.",
+     "SPEC: tq1..tq8, tqip2..tqip8, bin1, bin2, bin1fs, bin2fs, pq<M>, pq<M>x4.",
      OPT_BASE | OPT_QUERIES | OPT_GT | OPT_QUANT | OPT_METRIC | OPT_K | OPT_MAX_QUERIES |
          OPT_THREADS | OPT_JSON | OPT_QUIET,
      cmd_eval_quant},
@@ -103,7 +103,8 @@ static const struct flag {
     {"--json", OPT_JSON, "FILE  append results as JSON lines"},
     {"--quiet", OPT_QUIET, "no progress bar"},
     {"--quant", OPT_QUANT,
-     "SPEC  compress vectors: tq1..tq8, tqip2..tqip8, bin1, bin2, pq<M>, pq<M>x4"},
+     "SPEC  compress vectors: tq1..tq8, tqip2..tqip8, bin1, bin2, bin1fs, bin2fs, pq<M>, "
+     "pq<M>x4"},
     {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10 x k; 0 = none)"},
     {"--degree", OPT_GRAPH, "N  vamana: most neighbours per node (default 32)"},
     {"--build-list", OPT_GRAPH, "N  vamana: candidate list while building (default 100)"},
@@ -120,6 +121,8 @@ static const struct flag {
     {"--build-threads", OPT_GRAPH, "N  threads building the index (default all cores)"},
     {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
+    {"--load", OPT_SEARCH,
+     "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,
      "L=A,B,..|nprobe=A,B,..[;rerank=A,B,..]  one measurement per value (pair)"},
     {"--full-vectors", OPT_STORE,
@@ -204,6 +207,9 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
     } else if (strcmp(name, "--nprobe") == 0) {
         rc = parse_size(name, value, 1, 1u << 24, &n);
         o->nprobe = (unsigned)n;
+    } else if (strcmp(name, "--load") == 0) {
+        rc = parse_size(name, value, 0, 1, &n);
+        o->load = (int)n;
     }
     return rc;
 }

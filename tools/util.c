@@ -123,6 +123,7 @@ int cli_open_index(const cli_opts *o, bool verify, rotor_index **ix, double *sec
     op.vectors = (rotor_vectors_place)o->full_vectors;
     op.io = o->io;
     op.verify = verify;
+    op.load = o->load;
     double t0 = cli_now();
     rotor_status st = rotor_index_open(o->index, &op, ix);
     if (seconds != NULL)

@@ -181,13 +181,14 @@ static void check_recall(void **state, rotor_index_kind kind, const char *const 
  * room for seeds while still catching a broken graph or rerank, which fall
  * far below it. */
 static void test_vamana_recall(void **state) {
-    const char *quants[] = {"none", "tq4", "bin1", "bin2", "pq16x4", "pq16", NULL};
+    const char *quants[] = {"none",   "tq4", "bin1",   "bin2", "bin1fs",
+                            "bin2fs", "sq8", "pq16x4", "pq16", NULL};
     check_recall(state, ROTOR_INDEX_VAMANA, quants, 0.95);
 }
 
 /* IVF with 8 of 32 lists probed and 64 candidates reranked. */
 static void test_ivf_recall(void **state) {
-    const char *quants[] = {"tq4", "bin1", "pq16x4", NULL};
+    const char *quants[] = {"tq4", "bin1", "bin1fs", "sq8", "pq16x4", NULL};
     check_recall(state, ROTOR_INDEX_IVF, quants, 0.90);
 }
 
@@ -289,9 +290,20 @@ static void test_build_from_codes(void **state) {
 static void test_graph_quant(void **state) {
     fixture *f = *state;
     const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_COSINE};
-    for (size_t mi = 0; mi < 2; mi++) {
-        rotor_params p = graph_params(ROTOR_INDEX_VAMANA, metrics[mi], "tq4");
-        p.graph_quant = "pq8x4";
+    /* tq4 codes: 16 bytes + 8 of factors; pq8x4: 4 bytes in whole blocks of
+     * 32. sq8: 32 bytes + 12 of factors; bin1fs: 8 fields of 4 bits and two
+     * floats per code, in whole blocks of 32. */
+    const struct {
+        const char *quant, *walk, *name;
+        size_t bytes;
+    } pairs[] = {
+        {"tq4", "pq8x4", "pq8x4+tq4", (size_t)N * 24 + (N + 31) / 32 * 32 * 4},
+        {"sq8", "bin1fs", "bin1fs+sq8", (size_t)N * 44 + (N + 31) / 32 * (32 * 4 + 256)},
+    };
+    for (size_t c = 0; c < 2 * 2; c++) {
+        const size_t mi = c % 2, pi = c / 2;
+        rotor_params p = graph_params(ROTOR_INDEX_VAMANA, metrics[mi], pairs[pi].quant);
+        p.graph_quant = pairs[pi].walk;
         rotor_index *ix = build_n(f, &p, N);
         check_graph(ix);
         rotor_search_params sp = rotor_search_params_default();
@@ -299,9 +311,10 @@ static void test_graph_quant(void **state) {
         sp.rerank = 20;
         sp.refine = 80;
         double r = recall(f, ix, N, metrics[mi], &sp);
-        print_message("vamana %s pq8x4+tq4: recall@10 %.4f\n", rotor_metric_name(metrics[mi]), r);
+        print_message("vamana %s %s: recall@10 %.4f\n", rotor_metric_name(metrics[mi]),
+                      pairs[pi].name, r);
         assert_true(r >= 0.95);
-        /* Without rerank the distances are tq4's estimates of the ids. */
+        /* Without rerank the distances are the refining code's estimates. */
         sp.rerank = 0;
         int64_t ids[K];
         float d[K], e[K];
@@ -313,10 +326,8 @@ static void test_graph_quant(void **state) {
         }
         rotor_index_stats st;
         assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
-        assert_string_equal(st.quant, "pq8x4+tq4");
-        /* tq4 codes (16 bytes + 8 of factors) and 4-byte pq8x4 codes in
-         * whole blocks of 32. */
-        assert_int_equal(st.bytes_codes, (size_t)N * 24 + (N + 31) / 32 * 32 * 4);
+        assert_string_equal(st.quant, pairs[pi].name);
+        assert_int_equal(st.bytes_codes, pairs[pi].bytes);
         rotor_index_close(ix);
     }
     rotor_matrix m = {f->base, 100, D, ROTOR_ELEM_F32};

@@ -73,6 +73,8 @@ static const config configs[] = {
     {"vamana-walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tq4", "pq12x4", 1},
     {"ivf", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8", NULL, 0},
     {"ivf-cos", ROTOR_INDEX_IVF, ROTOR_METRIC_COSINE, "bin1", NULL, 0},
+    {"vamana-bin1fs", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "bin1fs", NULL, 1},
+    {"vamana-sq8-walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", "bin2fs", 1},
 };
 enum { NCONFIGS = sizeof configs / sizeof configs[0] };
 
@@ -103,10 +105,12 @@ static void search_all(const fixture *f, const rotor_index *ix, int64_t *ids, fl
     assert_int_equal(rotor_index_search_batch(ix, &sp, &q, K, ids, dists), ROTOR_OK);
 }
 
-static rotor_index *open_with(const char *path, rotor_vectors_place place, rotor_io_backend io) {
+static rotor_index *open_with(const char *path, rotor_vectors_place place, rotor_io_backend io,
+                              int load) {
     rotor_open_params op = rotor_open_params_default();
     op.vectors = place;
     op.io = io;
+    op.load = load;
     rotor_index *ix = NULL;
     rotor_status st = rotor_index_open(path, &op, &ix);
     if (st != ROTOR_OK)
@@ -149,10 +153,12 @@ static void test_round_trip(void **state) {
         rotor_index_stats_get(ix, &before);
         rotor_index_close(ix);
 
-        /* RAM, then disk through each backend: same ids, same distances. */
+        /* RAM, then disk through each backend, each mapped and then copied
+         * into memory (load): same ids, same distances. */
         rotor_vectors_place places[] = {ROTOR_VECTORS_RAM, ROTOR_VECTORS_DISK, ROTOR_VECTORS_DISK};
         rotor_io_backend ios[] = {ROTOR_IO_AUTO, ROTOR_IO_PREAD, ROTOR_IO_URING};
-        for (int m = 0; m < 3; m++) {
+        for (int mode = 0; mode < 6; mode++) {
+            const int m = mode / 2, load = mode % 2;
             if (places[m] == ROTOR_VECTORS_DISK && configs[c].quant == NULL) {
                 rotor_open_params op = rotor_open_params_default();
                 op.vectors = ROTOR_VECTORS_DISK;
@@ -167,7 +173,7 @@ static void test_round_trip(void **state) {
                               rotor_last_error());
                 continue;
             }
-            rotor_index *re = open_with(path, places[m], ios[m]);
+            rotor_index *re = open_with(path, places[m], ios[m], load);
             rotor_index_stats after;
             rotor_index_stats_get(re, &after);
             assert_int_equal(after.count, before.count);
@@ -195,7 +201,7 @@ static void test_round_trip(void **state) {
 static void test_disk_reads_reported(void **state) {
     fixture *f = *state;
     char *path = save_config(f, 3, "reads.rotor");
-    rotor_index *re = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO);
+    rotor_index *re = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO, 0);
     rotor_query_stats qs[NQ];
     memset(qs, 0xff, sizeof qs);
     rotor_search_params sp = rotor_search_params_default();
@@ -211,7 +217,7 @@ static void test_disk_reads_reported(void **state) {
         assert_true(qs[i].io_seconds >= 0 && qs[i].io_seconds < 10);
     }
     /* An index with vectors in RAM reads nothing. */
-    rotor_index *ram = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+    rotor_index *ram = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
     assert_int_equal(rotor_index_search(ram, &sp, f->queries, D, K, ids, NULL), ROTOR_OK);
     assert_int_equal(qs[0].reads, 0);
     rotor_index_close(ram);
@@ -239,7 +245,7 @@ static void test_saved_place(void **state) {
     rotor_index_stats_get(ix, &s);
     assert_int_equal(s.vectors_on_disk, 1);
     rotor_index_close(ix);
-    ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+    ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
     rotor_index_stats_get(ix, &s);
     assert_int_equal(s.vectors_on_disk, 0);
     /* Saved again from RAM, the file still says disk. */
@@ -335,7 +341,7 @@ static void test_flipped_bytes(void **state) {
             rotor_status st = try_open(path, 0);
             assert_true(st == ROTOR_OK || st == ROTOR_ERR_CORRUPT);
             if (st == ROTOR_OK) {
-                rotor_index *ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+                rotor_index *ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
                 int64_t ids[NQ * K];
                 float d[NQ * K];
                 search_all(f, ix, ids, d);
@@ -381,7 +387,14 @@ static void test_forged_graph(void **state) {
     write_all(path, bytes, n);
     assert_int_equal(rotor_index_verify(path), ROTOR_ERR_CORRUPT);
     assert_non_null(strstr(rotor_last_error(), "graph node"));
-    rotor_index *ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+    /* Copying the records into memory checks them as an add would. */
+    rotor_open_params lp = rotor_open_params_default();
+    lp.load = 1;
+    rotor_index *loaded = NULL;
+    assert_int_equal(rotor_index_open(path, &lp, &loaded), ROTOR_ERR_CORRUPT);
+    assert_null(loaded);
+    assert_non_null(strstr(rotor_last_error(), "graph node"));
+    rotor_index *ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
     int64_t ids[NQ * K];
     float d[NQ * K];
     search_all(f, ix, ids, d);
@@ -474,7 +487,7 @@ static void test_foreign_and_versions(void **state) {
 static void test_dimension_at_search(void **state) {
     fixture *f = *state;
     char *path = save_config(f, 3, "dim.rotor");
-    rotor_index *ix = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO);
+    rotor_index *ix = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO, 0);
     int64_t ids[K];
     assert_int_equal(rotor_index_search(ix, NULL, f->queries, D + 1, K, ids, NULL),
                      ROTOR_ERR_DIMENSION);
@@ -509,7 +522,7 @@ static void test_save_atomic(void **state) {
     assert_int_equal(count_entries(dir), 1); /* no temporary left */
 
     /* Replacing the file the open index maps: the old mapping lives on. */
-    rotor_index *opened = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+    rotor_index *opened = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
     assert_int_equal(rotor_index_save(big, path), ROTOR_OK);
     assert_int_equal(count_entries(dir), 1);
     rotor_index_stats s;
@@ -517,7 +530,7 @@ static void test_save_atomic(void **state) {
     assert_int_equal(s.count, 200);
     int64_t ids[K];
     assert_int_equal(rotor_index_search(opened, NULL, f->queries, D, K, ids, NULL), ROTOR_OK);
-    rotor_index *now = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+    rotor_index *now = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
     rotor_index_stats_get(now, &s);
     assert_int_equal(s.count, N);
     /* Saving an opened index over its own file. */
@@ -548,7 +561,7 @@ static void test_add_after_open(void **state) {
         char *path = ts_path(f->dir, "add.rotor");
         assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
         rotor_index_close(ix);
-        ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+        ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
         rotor_matrix more = {f->base + first * D, N - first, D, ROTOR_ELEM_F32};
         assert_int_equal(rotor_index_add(ix, &more), ROTOR_OK);
         rotor_index_stats s;
@@ -577,7 +590,7 @@ static void test_add_after_open(void **state) {
         assert_int_equal(rotor_index_verify(path), ROTOR_OK);
         rotor_index_close(ix);
         if (configs[c].quant != NULL) {
-            ix = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO);
+            ix = open_with(path, ROTOR_VECTORS_DISK, ROTOR_IO_AUTO, 0);
             assert_int_equal(rotor_index_add(ix, &more), ROTOR_ERR_UNSUPPORTED);
             rotor_index_close(ix);
         }
@@ -588,7 +601,8 @@ static void test_add_after_open(void **state) {
 static void test_open_alloc_failures(void **state) {
     fixture *f = *state;
     char *path = save_config(f, 5, "oom.rotor");
-    for (int disk = 0; disk < 2; disk++) {
+    for (int mode = 0; mode < 4; mode++) {
+        const int disk = mode & 1, load = mode >> 1;
         long fail_at = 1;
         for (;; fail_at++) {
             ts_counting_alloc state_alloc = {0};
@@ -596,6 +610,7 @@ static void test_open_alloc_failures(void **state) {
             rotor_open_params op = rotor_open_params_default();
             op.allocator = ts_counting_allocator(&state_alloc);
             op.vectors = disk ? ROTOR_VECTORS_DISK : ROTOR_VECTORS_RAM;
+            op.load = load;
             rotor_index *re = NULL;
             rotor_status st = rotor_index_open(path, &op, &re);
             if (st == ROTOR_OK) {
@@ -662,7 +677,7 @@ static void test_build_file(void **state) {
         p.threads = 1;
         assert_int_equal(rotor_index_build_file(&p, input, path), ROTOR_OK);
         assert_int_equal(count_entries(dir), 2); /* input and index, no spill */
-        ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO);
+        ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
         search_all(f, ix, got_ids, got_d);
         assert_memory_equal(got_ids, want_ids, sizeof want_ids);
         assert_memory_equal(got_d, want_d, sizeof want_d);
@@ -708,6 +723,10 @@ static void test_bad_arguments(void **state) {
     op = rotor_open_params_default();
     op.vectors = (rotor_vectors_place)9;
     assert_int_equal(rotor_index_open("x", &op, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    op = rotor_open_params_default();
+    op.load = 2;
+    assert_int_equal(rotor_index_open("x", &op, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "load must be 0 or 1"));
     assert_int_equal(rotor_index_save(NULL, "x"), ROTOR_ERR_INVALID_ARGUMENT);
     assert_int_equal(rotor_index_verify("/nonexistent/file"), ROTOR_ERR_IO);
     (void)f;
