@@ -107,6 +107,17 @@ def main():
     for path in a.files:
         with open(path) as f:
             rows += [json.loads(line) for line in f if line.strip()]
+    # A bench of an index file names the file as its data set; it joins the
+    # rows of the data set the file was built from: the one other run of
+    # the same size, dimension and metric.
+    shape = lambda r: (r.get("n_base"), r.get("dim"), r["metric"])
+    named = {}
+    for r in rows:
+        if "index_file" not in r:
+            named.setdefault(shape(r), r["dataset"])
+    for r in rows:
+        if "index_file" in r and shape(r) in named:
+            r["dataset"] = named[shape(r)]
     by_set = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r.get("kind") == "eval-quant" or r.get("threads", 1) != a.threads \

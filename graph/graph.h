@@ -81,14 +81,21 @@ void vamana_free(vamana *g);
  * callback (build only) leaves it unusable, and the caller discards it. */
 rotor_status vamana_insert(vamana *g, const graph_space *s);
 
-/* Beam search with a candidate list of `list` entries (>= k) on
- * s->nav_q's estimates; when s->q differs, the best `refine` candidates are
- * estimated again with s->q; then the best `rerank` are scored exactly on
- * the full vectors (0: return the estimates). `query` is prepared
- * (normalised for cosine). Any number of threads may search one graph at
- * once. */
+typedef struct vamana_search_params {
+    size_t list;   /* candidate list, >= k */
+    size_t refine; /* with a second quantizer: candidates estimated again */
+    size_t rerank; /* candidates scored on the full vectors; 0: the estimates */
+    size_t starts; /* sampled starting points scored first (at most those stored) */
+} vamana_search_params;
+
+/* Beam search with a candidate list of p->list entries on s->nav_q's
+ * estimates, starting from the first p->starts sampled points; when s->q
+ * differs, the best p->refine candidates are estimated again with s->q;
+ * then the best p->rerank are scored exactly on the full vectors (0: return
+ * the estimates). `query` is prepared (normalised for cosine). Any number of
+ * threads may search one graph at once. */
 rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
-                           size_t list, size_t refine, size_t rerank, int64_t *ids, float *dists);
+                           const vamana_search_params *p, int64_t *ids, float *dists);
 
 size_t vamana_count(const vamana *g);
 uint32_t vamana_entry(const vamana *g);

@@ -35,7 +35,7 @@
  * own node's code: a neighbour scored by id costs one or two lines of its
  * record, gathered with the others into one store and scored by one scan.
  *
- * Search. About 2 sqrt(n) sampled starting points are scored in one scan, then a
+ * Search. Up to 4096 sampled starting points (256 by default) are scored in one scan, then a
  * sorted candidate list of L entries; the nearest unexpanded entry is
  * expanded until none is left; a per-thread visited bitset (n / 8 bytes:
  * it stays in cache where an array of tags would not) that forgets only the
@@ -121,21 +121,14 @@ struct vamana {
     vm_pool *pool;
 };
 
-/* Starting points of a quantized search: a uniform sample of about
- * 2 sqrt(n) nodes (256 to 4096), scored in one scan. A fast-scan pass over
- * 32 codes costs a fraction of expanding one node, and the sample lands the
- * search near the query instead of at the medoid of the whole set; its best
- * estimates also feed a deep rerank. On 200,000 768-d vectors 1,024 points
- * instead of 256 gave recall 0.948 instead of 0.929 at the same list and
- * rerank depth, for 5 % more time per query. */
-enum { SCORE_BLOCK = 32, MIN_STARTS = 256, MAX_STARTS = 4096 };
-
-static size_t start_count(size_t n) {
-    size_t want = (size_t)(2.0 * sqrt((double)n));
-    want = cm_round_up(want, SCORE_BLOCK);
-    want = want < MIN_STARTS ? MIN_STARTS : want > MAX_STARTS ? MAX_STARTS : want;
-    return n < want ? n : want;
-}
+/* Starting points of a quantized search: a uniform sample of up to 4096
+ * nodes whose codes are kept together, of which a search scores the first
+ * vamana_search_params.starts in one scan. A fast-scan pass over 32 codes
+ * costs about as much as expanding one node; the sample lands the search
+ * near the query instead of at the medoid of the whole set, and its best
+ * estimates also feed a deep rerank. How many pay depends on the data
+ * (rotor_search_params.start_points), so the index keeps enough for any. */
+enum { SCORE_BLOCK = 32, MAX_STARTS = 4096 };
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
 static inline uint32_t *node_of(const vamana *g, size_t u) {
@@ -892,7 +885,7 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
     }
     if (st == ROTOR_OK && first == 0)
         st = medoid(g, s, &g->entry);
-    size_t nstarts = g->wq != NULL && first == 0 ? start_count(n) : 0;
+    size_t nstarts = g->wq != NULL && first == 0 ? (n < MAX_STARTS ? n : MAX_STARTS) : 0;
     if (st == ROTOR_OK && nstarts > 0) {
         g->starts = cm_alloc(&g->alloc, nstarts * sizeof *g->starts, "graph starting points");
         g->start_codes =
@@ -977,7 +970,10 @@ static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
 }
 
 rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
-                           size_t list, size_t refine, size_t rerank, int64_t *ids, float *dists) {
+                           const vamana_search_params *p, int64_t *ids, float *dists) {
+    size_t list = p->list;
+    const size_t refine = p->refine, rerank = p->rerank;
+    const size_t nstarts = p->starts < g->nstarts ? p->starts : g->nstarts;
     const quant *nq = s->nav_q; /* what the walk scores; NULL: full vectors */
     const bool refining = nq != NULL && s->q != nq;
     if (list < k)
@@ -1014,14 +1010,22 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     list_insert(&l, d0, g->entry);
     if (pooled)
         cm_topk_push(&pool, d0, g->entry);
-    if (g->nstarts > 0) {
-        nq->ops->scan(nq, qs, g->start_codes, 0, g->nstarts, sc->est);
-        for (size_t j = 0; j < g->nstarts; j++) {
+    if (nstarts > 0) {
+        nq->ops->scan(nq, qs, g->start_codes, 0, nstarts, sc->est);
+        /* As for a node's neighbours, only the estimates good enough to
+         * enter are marked visited (thousands of starting points would
+         * otherwise touch as many words of the visited set), and the others
+         * are skipped a vector at a time. */
+        const simd_ops *ops = simd_ops_get();
+        float gate = entry_gate(&l, pooled ? &pool : NULL);
+        for (size_t j = ops->first_below(sc->est, 0, nstarts, gate); j < nstarts;
+             j = ops->first_below(sc->est, j + 1, nstarts, gate)) {
             if (!visit(sc, g->starts[j]))
                 continue;
             list_insert(&l, sc->est[j], g->starts[j]);
             if (pooled && sc->est[j] < cm_topk_threshold(&pool))
                 cm_topk_push(&pool, sc->est[j], g->starts[j]);
+            gate = entry_gate(&l, pooled ? &pool : NULL);
         }
     }
 

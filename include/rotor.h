@@ -298,6 +298,12 @@ typedef struct rotor_search_params {
     /* NULL (default), or one entry per query searched (one for
      * rotor_index_search, queries->rows for a batch), overwritten. */
     rotor_query_stats *stats;
+    /* Quantized vamana: how many of the index's sampled starting points
+     * (a uniform sample of up to 4096 nodes) are scored before the walk; 0
+     * (default) = 256. More land the walk nearer the query and feed a deep
+     * rerank: on 500,000 768-d embeddings 1,024 instead of 256 raised recall
+     * at equal speed, on 1M 128-d SIFT-like vectors they only cost time. */
+    uint32_t start_points;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);

@@ -328,8 +328,11 @@ rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp,
     case ROTOR_INDEX_VAMANA: {
         size_t list = sp->list_size ? sp->list_size : 64;
         size_t refine = sp->refine ? sp->refine : 4 * rerank;
-        return vamana_search(ix->graph, &s, query, k, list < k ? k : list, refine, rerank, ids,
-                             dists);
+        vamana_search_params vp = {.list = list < k ? k : list,
+                                   .refine = refine,
+                                   .rerank = rerank,
+                                   .starts = sp->start_points ? sp->start_points : 256};
+        return vamana_search(ix->graph, &s, query, k, &vp, ids, dists);
     }
     case ROTOR_INDEX_IVF:
         return ivf_search(ix->ivf, &s, query, k, sp->nprobe ? sp->nprobe : 16, rerank, ids, dists);

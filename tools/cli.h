@@ -34,6 +34,7 @@ typedef struct cli_opts {
     const char *build_space; /* "full" or "codes" */
     const char *graph_quant;
     unsigned refine;
+    unsigned starts;   /* --starts: rotor_search_params.start_points */
     const char *sweep; /* "L=10,20,40" or "nprobe=1,2,4" */
     /* Index files: where the full vectors live (0 = as saved, or the
      * rotor_vectors_place value) and how they are read. */
@@ -64,7 +65,7 @@ enum {
     OPT_GRAPH =
         1 << 15, /* --degree --build-list --alpha --neighbor-codes --nlist --build-threads */
     OPT_SWEEP = 1 << 16,
-    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --load */
+    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --starts --load */
     OPT_STORE = 1 << 18,    /* --full-vectors --io */
     OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
 };

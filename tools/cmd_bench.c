@@ -317,6 +317,7 @@ int cmd_bench(const cli_opts *o) {
     c.sp.list_size = o->list_size;
     c.sp.nprobe = o->nprobe;
     c.sp.refine = o->refine;
+    c.sp.start_points = o->starts;
     c.k = k;
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);
@@ -381,6 +382,8 @@ int cmd_bench(const cli_opts *o) {
         if (stats.kind == ROTOR_INDEX_VAMANA)
             len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
                                     stats.graph_degree, list < k ? k : list);
+        if (stats.kind == ROTOR_INDEX_VAMANA && o->starts != 0)
+            len += (size_t)snprintf(params + len, sizeof params - len, "S=%u,", o->starts);
         if (stats.kind == ROTOR_INDEX_IVF)
             len += (size_t)snprintf(params + len, sizeof params - len, "nprobe=%u,",
                                     c.sp.nprobe ? c.sp.nprobe : 16);

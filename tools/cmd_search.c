@@ -76,6 +76,7 @@ static int run_search(const cli_opts *o, const char *cmd) {
     sp.list_size = o->list_size;
     sp.nprobe = o->nprobe;
     sp.refine = o->refine;
+    sp.start_points = o->starts;
     cli_progress prog;
     cli_progress_start(&prog, cmd, nq, o->quiet);
     for (size_t r = 0; r < nq; r += CHUNK_ROWS) {

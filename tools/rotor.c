@@ -121,6 +121,8 @@ static const struct flag {
     {"--build-threads", OPT_GRAPH, "N  threads building the index (default all cores)"},
     {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
+    {"--starts", OPT_SEARCH,
+     "N  quantized vamana: sampled starting points scored first (default 256, at most 4096)"},
     {"--load", OPT_SEARCH,
      "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,
@@ -207,6 +209,9 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
     } else if (strcmp(name, "--nprobe") == 0) {
         rc = parse_size(name, value, 1, 1u << 24, &n);
         o->nprobe = (unsigned)n;
+    } else if (strcmp(name, "--starts") == 0) {
+        rc = parse_size(name, value, 1, 4096, &n);
+        o->starts = (unsigned)n;
     } else if (strcmp(name, "--load") == 0) {
         rc = parse_size(name, value, 0, 1, &n);
         o->load = (int)n;

@@ -346,6 +346,33 @@ static void test_graph_quant(void **state) {
     assert_null(ix);
 }
 
+/* The index keeps up to 4096 sampled starting points (here all 3,000
+ * nodes); a search scores as many as asked, at most those. Scoring them all
+ * makes the rerank pool a full scan's best estimates, so a short list
+ * finds what a flat bin1fs scan with the same rerank finds. */
+static void test_start_points(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1fs");
+    rotor_index *ix = build_n(f, &p, N);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 10;
+    sp.rerank = 40;
+    double r_default = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    sp.start_points = 1;
+    double r_one = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    sp.start_points = 4096;
+    double r_all = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    rotor_index_close(ix);
+    p = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "bin1fs");
+    ix = build_n(f, &p, N);
+    double r_flat = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    rotor_index_close(ix);
+    print_message("start points 1: %.4f, 256: %.4f, all: %.4f, flat scan: %.4f\n", r_one, r_default,
+                  r_all, r_flat);
+    assert_true(r_all >= r_flat - 0.005);
+    assert_true(r_all >= r_one);
+}
+
 /* Two threads build a valid graph of the same quality. */
 static void test_vamana_threads(void **state) {
     fixture *f = *state;
@@ -479,6 +506,11 @@ static void test_bad_params(void **state) {
     assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL),
                      ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "list size"));
+    sp = rotor_search_params_default();
+    sp.start_points = 4097;
+    assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL),
+                     ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "start_points"));
     rotor_index_close(ix);
 }
 
@@ -591,6 +623,7 @@ int main(void) {
         cmocka_unit_test(test_vamana_threads),
         cmocka_unit_test(test_build_from_codes),
         cmocka_unit_test(test_graph_quant),
+        cmocka_unit_test(test_start_points),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
