@@ -35,12 +35,12 @@
  * own node's code: a neighbour scored by id costs one or two lines of its
  * record, gathered with the others into one store and scored by one scan.
  *
- * Search. Up to 4096 sampled starting points (256 by default) are scored in one scan, then a
- * sorted candidate list of L entries; the nearest unexpanded entry is
- * expanded until none is left; a per-thread visited bitset (n / 8 bytes:
- * it stays in cache where an array of tags would not) that forgets only the
- * words a search touched, consulted only for estimates good enough to
- * enter the list; the node expanded next is
+ * Search. Up to 4096 sampled starting points (256 by default) are scored
+ * in one scan, then a sorted candidate list of L entries; the nearest
+ * unexpanded entry is expanded until none is left; a per-thread visited
+ * bitset (n / 8 bytes: it stays in cache where an array of tags would not)
+ * that forgets only the words a search touched, consulted only for
+ * estimates good enough to enter the list; the node expanded next is
  * prefetched while the current one is scored. The best candidates are
  * then (with a second quantizer) estimated again, and the best `rerank`
  * scored on the full vectors.
