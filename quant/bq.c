@@ -55,14 +55,8 @@ rotor_status bq_train(quant *q, const float *x, size_t n, unsigned threads) {
 void bq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
     const bq_state *s = q->impl;
     const size_t d = q->dim;
-    float *o = scratch, *rot = scratch + d;
-    double tt = 0;
-    for (size_t j = 0; j < d; j++) {
-        o[j] = x[j] - s->centroid[j];
-        tt += (double)o[j] * o[j];
-    }
-    double t = sqrt(tt);
-    rht_forward(&s->rot, o, rot);
+    float *rot = scratch + d;
+    const double t = sqrt(rht_forward_centred(&s->rot, x, s->centroid, scratch, rot));
     uint8_t *sign = code + s->nfloats * sizeof(float);
     uint8_t *mag = sign + s->plane_bytes;
     memset(sign, 0, s->plane_bytes * q->spec.bits);
@@ -135,18 +129,10 @@ static void bq_prepare(const quant *q, const float *query, void *qstate, float *
     const size_t d = q->dim;
     float *head = qstate;
     uint8_t *planes = (uint8_t *)qstate + BQ_QHEAD;
-    float *r = scratch, *rot = scratch + d;
-    double qq = 0;
-    for (size_t j = 0; j < d; j++) {
-        r[j] = query[j] - s->centroid[j];
-        qq += (double)r[j] * r[j];
-    }
-    rht_forward(&s->rot, r, rot);
-    float lo = rot[0], hi = rot[0];
-    for (size_t j = 1; j < d; j++) {
-        lo = rot[j] < lo ? rot[j] : lo;
-        hi = rot[j] > hi ? rot[j] : hi;
-    }
+    float *rot = scratch + d;
+    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
+    float lo, hi;
+    quant_range(rot, d, &lo, &hi);
     float delta = hi > lo ? (hi - lo) / (float)((1 << QBITS) - 1) : 1.0f;
     memset(planes, 0, QBITS * s->plane_bytes);
     double sum = 0;

@@ -101,13 +101,8 @@ static void bqfs_prepare(const quant *q, const float *query, void *qstate, float
     const size_t d = q->dim;
     bqfs_qhead *h = qstate;
     uint8_t *lut = (uint8_t *)qstate + BQFS_QHEAD_BYTES;
-    float *r = scratch, *rot = scratch + d, *tab = scratch + 2 * d;
-    double qq = 0;
-    for (size_t j = 0; j < d; j++) {
-        r[j] = query[j] - s->centroid[j];
-        qq += (double)r[j] * r[j];
-    }
-    rht_forward(&s->rot, r, rot);
+    float *rot = scratch + d, *tab = scratch + 2 * d;
+    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
     /* T[g][f] = sum over the field's dimensions k of v_k(f) y_k: a few
      * multiply-adds by constant rows of levels, which vectorize. */
     static const float sign_of[4][16] = {

@@ -136,6 +136,16 @@ rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out) {
     return ROTOR_OK;
 }
 
+void quant_range(const float *v, size_t n, float *lo_out, float *hi_out) {
+    float lo = v[0], hi = v[0];
+    for (size_t j = 1; j < n; j++) {
+        lo = v[j] < lo ? v[j] : lo;
+        hi = v[j] > hi ? v[j] : hi;
+    }
+    *lo_out = lo;
+    *hi_out = hi;
+}
+
 size_t quant_plain_store_bytes(const quant *q, size_t n) { return n * q->code_bytes; }
 
 void quant_plain_store(const quant *q, uint8_t *store, size_t i, const uint8_t *code) {

@@ -39,6 +39,11 @@ void rht_release(rht *r, const rotor_allocator *a);
 void rht_forward(const rht *r, const float *x, float *out);
 /* out, y: dim floats; y is used as scratch and left changed. */
 void rht_inverse(const rht *r, float *y, float *out);
+/* out = the rotation of x - centre (scratch: dim floats, left holding
+ * x - centre); returns |x - centre|^2, summed in double. How every centred
+ * code (binary, sq8) starts, for its vectors and its queries alike. */
+double rht_forward_centred(const rht *r, const float *x, const float *centre, float *scratch,
+                           float *out);
 
 /* In-place unnormalised fast Walsh-Hadamard transform of n = 2^k floats. */
 void rht_fwht(float *x, size_t n);
@@ -236,6 +241,10 @@ rotor_status quant_tq_setup(quant *q, uint64_t seed);
 rotor_status quant_bin_setup(quant *q, uint64_t seed);
 rotor_status quant_pq_setup(quant *q, uint64_t seed);
 rotor_status quant_sq_setup(quant *q, uint64_t seed);
+
+/* The smallest and largest of n >= 1 floats (a query's range before it is
+ * quantized to a grid). */
+void quant_range(const float *v, size_t n, float *lo, float *hi);
 
 /* The mean of n rows of q->dim floats into out: the centre that TurboQuant
  * and binary codes subtract for L2 (one pass, in double). */

@@ -94,6 +94,17 @@ void rht_forward(const rht *r, const float *x, float *out) {
     }
 }
 
+double rht_forward_centred(const rht *r, const float *x, const float *centre, float *scratch,
+                           float *out) {
+    double ss = 0;
+    for (size_t j = 0; j < r->dim; j++) {
+        scratch[j] = x[j] - centre[j];
+        ss += (double)scratch[j] * scratch[j];
+    }
+    rht_forward(r, scratch, out);
+    return ss;
+}
+
 void rht_inverse(const rht *r, float *y, float *out) {
     const size_t d = r->dim, h = r->h;
     const simd_ops *ops = simd_ops_get();

@@ -49,14 +49,8 @@ static rotor_status sq_train(quant *q, const float *x, size_t n, unsigned thread
 static void sq_encode(const quant *q, const float *x, uint8_t *code, float *scratch) {
     const sq_state *s = q->impl;
     const size_t d = q->dim;
-    float *o = scratch, *u = scratch + d;
-    double tt = 0;
-    for (size_t j = 0; j < d; j++) {
-        o[j] = x[j] - s->centroid[j];
-        tt += (double)o[j] * o[j];
-    }
-    const double t = sqrt(tt);
-    rht_forward(&s->rot, o, u);
+    float *u = scratch + d;
+    const double t = sqrt(rht_forward_centred(&s->rot, x, s->centroid, scratch, u));
     float top = 0.0f;
     for (size_t j = 0; j < d; j++)
         top = fabsf(u[j]) > top ? fabsf(u[j]) : top;
@@ -93,18 +87,10 @@ static void sq_prepare(const quant *q, const float *query, void *qstate, float *
     const size_t d = q->dim;
     float *head = qstate;
     uint8_t *b = (uint8_t *)qstate + SQ_QHEAD;
-    float *r = scratch, *rot = scratch + d;
-    double qq = 0;
-    for (size_t j = 0; j < d; j++) {
-        r[j] = query[j] - s->centroid[j];
-        qq += (double)r[j] * r[j];
-    }
-    rht_forward(&s->rot, r, rot);
-    float lo = rot[0], hi = rot[0];
-    for (size_t j = 1; j < d; j++) {
-        lo = rot[j] < lo ? rot[j] : lo;
-        hi = rot[j] > hi ? rot[j] : hi;
-    }
+    float *rot = scratch + d;
+    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
+    float lo, hi;
+    quant_range(rot, d, &lo, &hi);
     const float delta = hi > lo ? (hi - lo) / 255.0f : 1.0f;
     const float inv = 1.0f / delta;
     for (size_t j = 0; j < d; j++) {
