@@ -64,10 +64,10 @@ typedef struct vm_cand {
 /* Per-thread working memory, pooled on the graph so searches reuse it. */
 typedef struct vm_scratch {
     struct vm_scratch *next;
-    uint64_t *visited; /* one bit per node, visited_words words */
-    uint32_t *touched; /* the words of `visited` this search set bits in */
-    size_t visited_words, ntouched, touched_cap;
-    vm_cand *list; /* list_cap + 1 sorted candidates */
+    uint64_t *visited;              /* one bit per node, visited_words words */
+    uint32_t *touched;              /* the words of `visited` this search set bits in */
+    size_t visited_words, ntouched; /* touched holds visited_words slots */
+    vm_cand *list;                  /* list_cap + 1 sorted candidates */
     uint8_t *expanded;
     size_t list_cap;
     vm_cand *pool; /* nodes a build search expanded */
@@ -292,12 +292,12 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
     const size_t words = (nodes + 63) / 64;
     if (words > sc->visited_words) {
         /* Fresh zeroed words: nothing is left to forget. */
-        size_t cap = sc->visited_words;
+        size_t cap = sc->visited_words, touched_cap = sc->visited_words;
         st = grow_array(a, (void **)&sc->visited, &cap, words + words / 4, sizeof(uint64_t), true,
                         "visited set");
         if (st == ROTOR_OK)
-            st = grow_array(a, (void **)&sc->touched, &sc->touched_cap, cap, sizeof(uint32_t),
-                            false, "visited set");
+            st = grow_array(a, (void **)&sc->touched, &touched_cap, cap, sizeof(uint32_t), false,
+                            "visited set");
         sc->visited_words = st == ROTOR_OK ? cap : 0;
         sc->ntouched = 0;
     }

@@ -350,7 +350,8 @@ typedef struct rotor_index_stats {
     size_t bytes_graph_codes;  /* copies of codes in the navigator: neighbour codes, IVF lists */
     double train_seconds;      /* time spent training the quantizer at build */
     size_t bytes_total;        /* everything the index holds */
-    char quant[32];            /* the quantizer spec, "none" for full precision */
+    char quant[32];            /* the quantizer spec, "none" for full precision;
+                                  "walk+refine" for a graph walking on one code */
     int mapped;                /* 1: opened from a file, its sections mapped */
     int vectors_on_disk;       /* 1: full vectors read from the file for reranks */
     size_t bytes_vectors_disk; /* full vectors left on disk */

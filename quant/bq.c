@@ -119,9 +119,7 @@ void bq_decode(const quant *q, const uint8_t *code, float *out, float *scratch) 
     float scale = vv > 0 ? (float)(f[0] / sqrt(vv)) : 0.0f;
     for (size_t j = 0; j < d; j++)
         scratch[j] *= scale;
-    rht_inverse(&s->rot, scratch, out);
-    for (size_t j = 0; j < d; j++)
-        out[j] += s->centroid[j];
+    rht_inverse_centred(&s->rot, scratch, s->centroid, out);
 }
 
 static void bq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {

@@ -44,9 +44,9 @@ void rht_inverse(const rht *r, float *y, float *out);
  * code (binary, sq8) starts, for its vectors and its queries alike. */
 double rht_forward_centred(const rht *r, const float *x, const float *centre, float *scratch,
                            float *out);
-
-/* In-place unnormalised fast Walsh-Hadamard transform of n = 2^k floats. */
-void rht_fwht(float *x, size_t n);
+/* Its inverse: out = the inverse rotation of y, plus centre (y is used as
+ * scratch and left changed). */
+void rht_inverse_centred(const rht *r, float *y, const float *centre, float *out);
 
 /* ---- Lloyd-Max scalar codebooks (tq_codebook.c) ------------------------- */
 

@@ -65,8 +65,6 @@ void rht_release(rht *r, const rotor_allocator *a) {
     memset(r, 0, sizeof *r);
 }
 
-void rht_fwht(float *x, size_t n) { simd_ops_get()->fwht_f32(x, n); }
-
 static void flip(float *x, const float *s, size_t n) {
     for (size_t j = 0; j < n; j++)
         x[j] *= s[j];
@@ -103,6 +101,12 @@ double rht_forward_centred(const rht *r, const float *x, const float *centre, fl
     }
     rht_forward(r, scratch, out);
     return ss;
+}
+
+void rht_inverse_centred(const rht *r, float *y, const float *centre, float *out) {
+    rht_inverse(r, y, out);
+    for (size_t j = 0; j < r->dim; j++)
+        out[j] += centre[j];
 }
 
 void rht_inverse(const rht *r, float *y, float *out) {

@@ -77,9 +77,7 @@ static void sq_decode(const quant *q, const uint8_t *code, float *out, float *sc
     const int8_t *c = (const int8_t *)(code + sizeof f);
     for (size_t j = 0; j < d; j++)
         scratch[j] = f[0] * f[1] * (float)c[j];
-    rht_inverse(&s->rot, scratch, out);
-    for (size_t j = 0; j < d; j++)
-        out[j] += s->centroid[j];
+    rht_inverse_centred(&s->rot, scratch, s->centroid, out);
 }
 
 static void sq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
