@@ -100,6 +100,11 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
 size_t vamana_count(const vamana *g);
 uint32_t vamana_entry(const vamana *g);
 uint32_t vamana_max_degree(const vamana *g);
+/* The sampled starting points and their groups: returns the number of
+ * groups; group i is (*ids)[(*off)[i] .. (*off)[i + 1]), its leader first
+ * (no groups: *off is NULL and *ids holds *nstarts points). */
+size_t vamana_start_groups(const vamana *g, const uint32_t **ids, size_t *nstarts,
+                           const uint32_t **off);
 /* Out-degree of `node`; *nbrs points at its neighbour ids. */
 uint32_t vamana_neighbors(const vamana *g, size_t node, const uint32_t **nbrs);
 /* Bytes of the adjacency (ids) and of the neighbour-code copies. */

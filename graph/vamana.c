@@ -35,9 +35,10 @@
  * own node's code: a neighbour scored by id costs one or two lines of its
  * record, gathered with the others into one store and scored by one scan.
  *
- * Search. Up to 4096 sampled starting points (256 by default) are scored
- * in one scan, then a sorted candidate list of L entries; the nearest
- * unexpanded entry is expanded until none is left; a per-thread visited
+ * Search. Of up to 4096 sampled starting points, filed in groups around
+ * leaders, the leaders are scored, then the groups of the nearest until
+ * about 256 (by default) points are; then a sorted candidate list of L
+ * entries: the nearest unexpanded entry is expanded until none is left; a per-thread visited
  * bitset (n / 8 bytes: it stays in cache where an array of tags would not)
  * that forgets only the words a search touched, consulted only for
  * estimates good enough to enter the list; the node expanded next is
@@ -54,6 +55,7 @@
 
 #include "common/topk.h"
 #include "graph/graph.h"
+#include "quant/kmeans.h"
 #include "simd/simd.h"
 
 typedef struct vm_cand {
@@ -73,6 +75,7 @@ typedef struct vm_scratch {
     vm_cand *pool; /* nodes a build search expanded */
     size_t pool_size, pool_cap;
     uint32_t *nbrs; /* slots + 1 ids copied out of a node */
+    vm_cand *picks; /* the groups of starting points a search scans */
     float *est;     /* R estimates (rounded up to a block of 32) */
     vm_cand *prune; /* prune candidates, pool_cap + R + 1 */
     uint8_t *gone;  /* occluded flags, same count */
@@ -118,17 +121,24 @@ struct vamana {
     uint32_t *starts;
     uint8_t *start_codes; /* q's store of their codes */
     size_t nstarts;
+    /* The starting points grouped around leaders (see group_starts): group
+     * i is starts[group_off[i] .. group_off[i + 1]), its leader first;
+     * leader_codes holds the leaders' codes. ngroups 0: one flat sample. */
+    uint32_t *group_off;
+    uint8_t *leader_codes;
+    size_t ngroups;
     vm_pool *pool;
 };
 
 /* Starting points of a quantized search: a uniform sample of up to 4096
- * nodes whose codes are kept together, of which a search scores the first
- * vamana_search_params.starts in one scan. A fast-scan pass over 32 codes
- * costs about as much as expanding one node; the sample lands the search
- * near the query instead of at the medoid of the whole set, and its best
- * estimates also feed a deep rerank. How many pay depends on the data
+ * nodes whose codes are kept together, grouped around leaders (about
+ * GROUP_SIZE points a group; group_starts), of which a search scores about
+ * vamana_search_params.starts. A fast-scan pass over 32 codes costs about
+ * as much as expanding one node; the sample lands the search near the
+ * query instead of at the medoid of the whole set, and its best estimates
+ * also feed a deep rerank. How many pay depends on the data
  * (rotor_search_params.start_points), so the index keeps enough for any. */
-enum { SCORE_BLOCK = 32, MAX_STARTS = 4096 };
+enum { SCORE_BLOCK = 32, MAX_STARTS = 4096, GROUP_SIZE = 16, GROUP_ITERS = 8 };
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
 static inline uint32_t *node_of(const vamana *g, size_t u) {
@@ -148,6 +158,14 @@ static inline void node_unlock(const vamana *g, size_t u) {
 size_t vamana_count(const vamana *g) { return g->count; }
 uint32_t vamana_entry(const vamana *g) { return g->entry; }
 uint32_t vamana_max_degree(const vamana *g) { return g->p.degree; }
+
+size_t vamana_start_groups(const vamana *g, const uint32_t **ids, size_t *nstarts,
+                           const uint32_t **off) {
+    *ids = g->starts;
+    *nstarts = g->nstarts;
+    *off = g->group_off;
+    return g->ngroups;
+}
 
 uint32_t vamana_neighbors(const vamana *g, size_t node, const uint32_t **nbrs) {
     const uint32_t *rec = node_of(g, node);
@@ -211,6 +229,7 @@ static void scratch_free(const vamana *g, vm_scratch *sc) {
     cm_free(a, sc->expanded);
     cm_free(a, sc->pool);
     cm_free(a, sc->nbrs);
+    cm_free(a, sc->picks);
     cm_free(a, sc->est);
     cm_free(a, sc->prune);
     cm_free(a, sc->gone);
@@ -238,6 +257,8 @@ void vamana_free(vamana *g) {
     cm_free(&a, g->dirty);
     cm_free(&a, g->starts);
     cm_free(&a, g->start_codes);
+    cm_free(&a, g->group_off);
+    cm_free(&a, g->leader_codes);
     cm_free(&a, g);
 }
 
@@ -283,7 +304,8 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
             r = MAX_STARTS;
         sc->nbrs = cm_alloc(a, r * sizeof *sc->nbrs, "neighbour ids");
         sc->est = cm_alloc(a, r * sizeof *sc->est, "neighbour estimates");
-        if (sc->nbrs == NULL || sc->est == NULL) {
+        sc->picks = cm_alloc(a, r * sizeof *sc->picks, "groups of starting points");
+        if (sc->nbrs == NULL || sc->est == NULL || sc->picks == NULL) {
             scratch_free(g, sc);
             return ROTOR_ERR_OUT_OF_MEMORY;
         }
@@ -845,6 +867,127 @@ static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out)
     return ROTOR_OK;
 }
 
+/* Copies each group's leader code (the first of its starting points) into
+ * the leaders' store. */
+static rotor_status fill_leader_codes(vamana *g) {
+    const quant *wq = g->wq;
+    g->leader_codes = cm_calloc(&g->alloc, wq->ops->store_bytes(wq, g->ngroups), "group leaders");
+    uint8_t *code = cm_alloc(&g->alloc, wq->code_bytes, "code copy");
+    rotor_status st = ROTOR_OK;
+    if (g->leader_codes == NULL || code == NULL) {
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    } else {
+        for (size_t c = 0; c < g->ngroups; c++) {
+            wq->ops->load(wq, g->start_codes, g->group_off[c], code);
+            wq->ops->store(wq, g->leader_codes, c, code);
+        }
+    }
+    cm_free(&g->alloc, code);
+    return st;
+}
+
+/* Groups the starting points around leaders, so a search scores the
+ * leaders and then only the groups nearest the query: the points it scores
+ * are then near the query instead of a uniform sample, and a few hundred
+ * do what thousands did. k-means (squared L2, like the build) places one
+ * centre per GROUP_SIZE points; each centre's nearest member becomes a
+ * leader, since a leader is scored with the walking code of a real point;
+ * every point then joins its nearest leader, the side a query would pick.
+ * The starts are reordered group by group, each leader first. */
+static rotor_status group_starts(vamana *g, const graph_space *s) {
+    const size_t n = g->nstarts, dim = s->dim;
+    size_t k = n / GROUP_SIZE;
+    if (k < 2)
+        return ROTOR_OK;
+    const rotor_allocator *a = &g->alloc;
+    float *x = cm_alloc(a, n * dim * sizeof *x, "starting points");
+    float *centre = cm_alloc(a, k * dim * sizeof *centre, "group centres");
+    float *best = cm_alloc(a, k * sizeof *best, "group leaders");
+    uint32_t *assign = cm_alloc(a, n * sizeof *assign, "group assignment");
+    uint32_t *leader = cm_alloc(a, k * sizeof *leader, "group leaders");
+    uint32_t *order = cm_alloc(a, n * sizeof *order, "group order");
+    g->group_off = cm_calloc(a, (k + 1) * sizeof *g->group_off, "group offsets");
+    uint8_t *codes = cm_alloc(a, g->wq->ops->store_bytes(g->wq, n), "starting points");
+    uint8_t *code = cm_alloc(a, g->wq->code_bytes, "code copy");
+    rotor_status st = ROTOR_OK;
+    if (x == NULL || centre == NULL || best == NULL || assign == NULL || leader == NULL ||
+        order == NULL || g->group_off == NULL || codes == NULL || code == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; st == ROTOR_OK && i < n; i++)
+        memcpy(x + i * dim, s->vectors + (size_t)g->starts[i] * dim, dim * sizeof *x);
+    unsigned threads = g->p.threads > 64 ? 64 : g->p.threads;
+    if (st == ROTOR_OK) {
+        km_params kp = {k, GROUP_ITERS, threads, g->p.seed};
+        st = km_train(a, x, n, dim, dim, &kp, centre, assign, NULL);
+    }
+    if (st == ROTOR_OK) {
+        const simd_ops *ops = simd_ops_get();
+        for (size_t c = 0; c < k; c++)
+            best[c] = INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            float d = ops->l2sq_f32(x + i * dim, centre + (size_t)assign[i] * dim, dim);
+            if (d < best[assign[i]]) {
+                best[assign[i]] = d;
+                leader[assign[i]] = (uint32_t)i;
+            }
+        }
+        /* A cluster k-means could not fill (many equal points) has no
+         * leader and no group. */
+        size_t kept = 0;
+        for (size_t c = 0; c < k; c++)
+            if (best[c] < INFINITY)
+                leader[kept++] = leader[c];
+        k = kept;
+        for (size_t c = 0; c < k; c++)
+            memcpy(centre + c * dim, x + (size_t)leader[c] * dim, dim * sizeof *x);
+        if (k >= 2)
+            st = km_assign(a, x, n, dim, dim, centre, k, threads, assign, NULL);
+    }
+    if (st == ROTOR_OK && k >= 2) {
+        /* A duplicate of a leader may have pulled it into another group. */
+        for (size_t c = 0; c < k; c++)
+            assign[leader[c]] = (uint32_t)c;
+        for (size_t i = 0; i < n; i++)
+            g->group_off[assign[i] + 1]++;
+        for (size_t c = 0; c < k; c++)
+            g->group_off[c + 1] += g->group_off[c];
+        /* Leaders first, then the members in sample order. */
+        for (size_t c = 0; c < k; c++)
+            order[g->group_off[c]++] = leader[c];
+        for (size_t i = 0; i < n; i++)
+            if (leader[assign[i]] != i)
+                order[g->group_off[assign[i]]++] = (uint32_t)i;
+        for (size_t c = k; c > 0; c--)
+            g->group_off[c] = g->group_off[c - 1];
+        g->group_off[0] = 0;
+        for (size_t j = 0; j < n; j++) {
+            g->wq->ops->load(g->wq, g->start_codes, order[j], code);
+            g->wq->ops->store(g->wq, codes, j, code);
+            assign[j] = g->starts[order[j]];
+        }
+        memcpy(g->starts, assign, n * sizeof *assign);
+        memcpy(g->start_codes, codes, g->wq->ops->store_bytes(g->wq, n));
+        g->ngroups = k;
+        st = fill_leader_codes(g);
+    }
+    if (st != ROTOR_OK || g->ngroups == 0) {
+        cm_free(a, g->group_off);
+        cm_free(a, g->leader_codes);
+        g->group_off = NULL;
+        g->leader_codes = NULL;
+        g->ngroups = 0;
+    }
+    cm_free(a, x);
+    cm_free(a, centre);
+    cm_free(a, best);
+    cm_free(a, assign);
+    cm_free(a, leader);
+    cm_free(a, order);
+    cm_free(a, codes);
+    cm_free(a, code);
+    return st;
+}
+
 rotor_status vamana_insert(vamana *g, const graph_space *s) {
     const size_t first = g->count, n = s->count - first;
     if (n == 0)
@@ -903,6 +1046,21 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
             order[i - 1] = order[j];
             order[j] = t;
         }
+        /* The first points of the build's random order are a uniform
+         * sample; later adds keep it. */
+        if (nstarts > 0) {
+            for (size_t i = 0; i < nstarts; i++) {
+                g->starts[i] = order[i];
+                s->nav_q->ops->load(s->nav_q, s->nav_codes, order[i], w[0].code);
+                g->wq->ops->store(g->wq, g->start_codes, i, w[0].code);
+            }
+            g->nstarts = nstarts;
+            st = group_starts(g, s);
+            if (st != ROTOR_OK)
+                g->nstarts = 0;
+        }
+    }
+    if (st == ROTOR_OK) {
         g->count = s->count;
 
         const bool build = first == 0;
@@ -929,14 +1087,6 @@ rotor_status vamana_insert(vamana *g, const graph_space *s) {
             job.n = g->count;
             run_phase(&job, w, threads);
         }
-        /* The first points of the random order are a uniform sample. */
-        for (size_t i = 0; st == ROTOR_OK && i < nstarts; i++) {
-            g->starts[i] = order[i];
-            s->nav_q->ops->load(s->nav_q, s->nav_codes, order[i], w[0].code);
-            g->wq->ops->store(g->wq, g->start_codes, i, w[0].code);
-        }
-        if (st == ROTOR_OK)
-            g->nstarts = nstarts;
         if (st == ROTOR_OK)
             connect_unreached(g, s, w[0].sc, seen, order);
         if (st == ROTOR_OK && g->q != NULL) {
@@ -967,6 +1117,59 @@ static size_t qstate_bytes(const quant *q) {
 static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
     q->ops->prepare(q, query, mem, (float *)(mem + cm_round_up(q->query_bytes, CM_ALIGN)));
     return mem;
+}
+
+/* Scores starting points [first, first + n) and enters the good ones. As
+ * for a node's neighbours, only the estimates good enough to enter are
+ * marked visited (thousands of starting points would otherwise touch as
+ * many words of the visited set), and the others are skipped a vector at a
+ * time. */
+static void enter_start_range(const vamana *g, const quant *nq, const void *qs, size_t first,
+                              size_t n, vm_scratch *sc, vm_list *l, cm_topk *pool) {
+    const simd_ops *ops = simd_ops_get();
+    const uint32_t *ids = g->starts + first;
+    nq->ops->scan(nq, qs, g->start_codes, first, n, sc->est);
+    float gate = entry_gate(l, pool);
+    for (size_t j = ops->first_below(sc->est, 0, n, gate); j < n;
+         j = ops->first_below(sc->est, j + 1, n, gate)) {
+        if (!visit(sc, ids[j]))
+            continue;
+        list_insert(l, sc->est[j], ids[j]);
+        if (pool != NULL && sc->est[j] < cm_topk_threshold(pool))
+            cm_topk_push(pool, sc->est[j], ids[j]);
+        gate = entry_gate(l, pool);
+    }
+}
+
+/* Enters the best of about `want` starting points: all of them when
+ * ungrouped or when as many are wanted, else the groups of the leaders
+ * nearest the query, nearest first, until they hold `want` points. */
+static void enter_starts(const vamana *g, const quant *nq, const void *qs, size_t want,
+                         vm_scratch *sc, vm_list *l, cm_topk *pool) {
+    if (g->ngroups == 0 || want >= g->nstarts) {
+        enter_start_range(g, nq, qs, 0, want < g->nstarts ? want : g->nstarts, sc, l, pool);
+        return;
+    }
+    const size_t k = g->ngroups;
+    const size_t picks = (want * k + g->nstarts - 1) / g->nstarts;
+    nq->ops->scan(nq, qs, g->leader_codes, 0, k, sc->est);
+    /* The `picks` best leaders, sorted, by insertion: most fail the first
+     * comparison. */
+    size_t m = 0;
+    for (size_t c = 0; c < k; c++) {
+        const float d = sc->est[c];
+        if (m == picks && d >= sc->picks[m - 1].dist)
+            continue;
+        size_t j = m < picks ? m++ : m - 1;
+        for (; j > 0 && sc->picks[j - 1].dist > d; j--)
+            sc->picks[j] = sc->picks[j - 1];
+        sc->picks[j] = (vm_cand){d, (uint32_t)c};
+    }
+    for (size_t j = 0; j < m; j++) {
+        const uint32_t c = sc->picks[j].id;
+        enter_start_range(g, nq, qs, g->group_off[c], g->group_off[c + 1] - g->group_off[c], sc, l,
+                          pool);
+    }
 }
 
 rotor_status vamana_search(const vamana *g, const graph_space *s, const float *query, size_t k,
@@ -1010,24 +1213,8 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
     list_insert(&l, d0, g->entry);
     if (pooled)
         cm_topk_push(&pool, d0, g->entry);
-    if (nstarts > 0) {
-        nq->ops->scan(nq, qs, g->start_codes, 0, nstarts, sc->est);
-        /* As for a node's neighbours, only the estimates good enough to
-         * enter are marked visited (thousands of starting points would
-         * otherwise touch as many words of the visited set), and the others
-         * are skipped a vector at a time. */
-        const simd_ops *ops = simd_ops_get();
-        float gate = entry_gate(&l, pooled ? &pool : NULL);
-        for (size_t j = ops->first_below(sc->est, 0, nstarts, gate); j < nstarts;
-             j = ops->first_below(sc->est, j + 1, nstarts, gate)) {
-            if (!visit(sc, g->starts[j]))
-                continue;
-            list_insert(&l, sc->est[j], g->starts[j]);
-            if (pooled && sc->est[j] < cm_topk_threshold(&pool))
-                cm_topk_push(&pool, sc->est[j], g->starts[j]);
-            gate = entry_gate(&l, pooled ? &pool : NULL);
-        }
-    }
+    if (nstarts > 0)
+        enter_starts(g, nq, qs, nstarts, sc, &l, pooled ? &pool : NULL);
 
     size_t i;
     while ((i = list_next(&l)) < l.size) {
@@ -1165,8 +1352,9 @@ rotor_status vamana_search(const vamana *g, const graph_space *s, const float *q
  *   0 u32 degree R     4 u32 id slots      8 u64 node bytes
  *  16 u64 block offset 24 u64 block bytes 32 u32 entry
  *  36 u32 starting points S               40 u32 neighbour codes (0/1)
- *  44 u32 zero         48 S u32 starting points, zero-padded to 64 bytes,
- *  then the starting points' code store (store_bytes(S) of the walking code)
+ *  44 u32 groups G     48 S u32 starting points, zero-padded to 64 bytes,
+ *  then the starting points' code store (store_bytes(S) of the walking code),
+ *  then (G > 0) G + 1 u32 group offsets
  */
 enum { META_FIXED = 48 };
 
@@ -1174,11 +1362,13 @@ static size_t meta_starts_end(size_t nstarts) {
     return cm_round_up(META_FIXED + 4 * nstarts, CM_ALIGN);
 }
 
+/* Where the group offsets start: after the starting points' codes. */
+static size_t meta_groups_at(const quant *wq, size_t nstarts) {
+    return meta_starts_end(nstarts) + (wq != NULL ? wq->ops->store_bytes(wq, nstarts) : 0);
+}
+
 size_t vamana_meta_bytes(const vamana *g) {
-    size_t b = meta_starts_end(g->nstarts);
-    if (g->wq != NULL)
-        b += g->wq->ops->store_bytes(g->wq, g->nstarts);
-    return b;
+    return meta_groups_at(g->wq, g->nstarts) + (g->ngroups > 0 ? 4 * (g->ngroups + 1) : 0);
 }
 
 /* What follows the ids in a record: 0 nothing, 1 neighbours' codes, 2 the
@@ -1208,11 +1398,14 @@ void vamana_meta_write(const vamana *g, uint8_t *dst) {
     le32(dst + 32, g->entry);
     le32(dst + 36, (uint32_t)g->nstarts);
     le32(dst + 40, layout_mode(g));
+    le32(dst + 44, (uint32_t)g->ngroups);
     if (g->nstarts > 0)
         memcpy(dst + META_FIXED, g->starts, 4 * g->nstarts);
     if (g->wq != NULL && g->nstarts > 0)
         memcpy(dst + meta_starts_end(g->nstarts), g->start_codes,
                g->wq->ops->store_bytes(g->wq, g->nstarts));
+    if (g->ngroups > 0)
+        memcpy(dst + meta_groups_at(g->wq, g->nstarts), g->group_off, 4 * (g->ngroups + 1));
 }
 
 const uint8_t *vamana_nodes(const vamana *g, size_t *bytes) {
@@ -1236,23 +1429,25 @@ rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const
                      meta_bytes, META_FIXED);
     else if (rd32(meta) != g->p.degree || rd32(meta + 4) != g->slots ||
              rd64(meta + 8) != g->node_bytes || rd64(meta + 16) != g->block_off ||
-             rd64(meta + 24) != g->block_bytes || rd32(meta + 40) != layout_mode(g) ||
-             rd32(meta + 44) != 0)
+             rd64(meta + 24) != g->block_bytes || rd32(meta + 40) != layout_mode(g))
         st = cm_fail(ROTOR_ERR_FORMAT,
                      "the graph header's node layout (degree %u, %" PRIu64
                      "-byte records) is not the one its parameters give (degree %u, %zu bytes)",
                      rd32(meta), rd64(meta + 8), g->p.degree, g->node_bytes);
     size_t nstarts = st == ROTOR_OK ? rd32(meta + 36) : 0;
+    size_t ngroups = st == ROTOR_OK ? rd32(meta + 44) : 0;
     if (st == ROTOR_OK &&
         (nstarts > MAX_STARTS || nstarts > count || (g->wq == NULL && nstarts != 0)))
         st = cm_fail(ROTOR_ERR_FORMAT, "the graph header lists %zu starting points", nstarts);
+    if (st == ROTOR_OK && ngroups > nstarts)
+        st = cm_fail(ROTOR_ERR_FORMAT, "the graph header lists %zu groups of %zu starting points",
+                     ngroups, nstarts);
     if (st == ROTOR_OK && rd32(meta + 32) >= count)
         st = cm_fail(ROTOR_ERR_FORMAT, "the graph's entry point %u is not one of its %zu nodes",
                      rd32(meta + 32), count);
     size_t want_meta = 0;
     if (st == ROTOR_OK) {
-        want_meta = meta_starts_end(nstarts) +
-                    (g->wq != NULL ? g->wq->ops->store_bytes(g->wq, nstarts) : 0);
+        want_meta = meta_groups_at(g->wq, nstarts) + (ngroups > 0 ? 4 * (ngroups + 1) : 0);
         size_t want_nodes;
         if (meta_bytes != want_meta)
             st = cm_fail(ROTOR_ERR_FORMAT, "the graph header holds %zu bytes, not %zu", meta_bytes,
@@ -1278,11 +1473,31 @@ rotor_status vamana_open(const rotor_allocator *a, const vamana_params *p, const
                                  g->starts[i], count);
         }
     }
+    if (st == ROTOR_OK && ngroups > 0) {
+        g->group_off = cm_alloc(a, 4 * (ngroups + 1), "group offsets");
+        if (g->group_off == NULL) {
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+        } else {
+            memcpy(g->group_off, meta + meta_groups_at(g->wq, nstarts), 4 * (ngroups + 1));
+            /* Every group holds at least its leader, and together all. */
+            bool ok = g->group_off[0] == 0 && g->group_off[ngroups] == nstarts;
+            for (size_t c = 0; ok && c < ngroups; c++)
+                ok = g->group_off[c] < g->group_off[c + 1];
+            if (!ok)
+                st = cm_fail(ROTOR_ERR_FORMAT,
+                             "the graph's %zu groups do not split its %zu starting points", ngroups,
+                             nstarts);
+        }
+    }
+    g->nstarts = nstarts;
+    if (st == ROTOR_OK && ngroups > 0) {
+        g->ngroups = ngroups;
+        st = fill_leader_codes(g);
+    }
     if (st != ROTOR_OK) {
         vamana_free(g);
         return st;
     }
-    g->nstarts = nstarts;
     g->entry = rd32(meta + 32);
     g->nodes = (uint8_t *)nodes;
     g->borrowed = true;

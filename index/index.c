@@ -444,7 +444,11 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     out->dim = ix->dim;
     const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
     out->mapped = ix->file != NULL;
-    out->graph_degree = ix->graph != NULL ? vamana_max_degree(ix->graph) : 0;
+    if (ix->graph != NULL) {
+        const uint32_t *ids, *off;
+        out->graph_degree = vamana_max_degree(ix->graph);
+        out->start_groups = vamana_start_groups(ix->graph, &ids, &out->start_points, &off);
+    }
     if (ix->store != NULL) {
         out->vectors_on_disk = 1;
         out->bytes_vectors_disk = vector_bytes;

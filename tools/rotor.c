@@ -122,7 +122,8 @@ static const struct flag {
     {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
     {"--starts", OPT_SEARCH,
-     "N  quantized vamana: sampled starting points scored first (default 256, at most 4096)"},
+     "N  quantized vamana: about N sampled starting points scored first, from the groups\n"
+     "   nearest the query (default 256, at most 4096)"},
     {"--load", OPT_SEARCH,
      "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,

@@ -179,6 +179,8 @@ static void test_round_trip(void **state) {
             assert_int_equal(after.count, before.count);
             assert_int_equal(after.kind, before.kind);
             assert_string_equal(after.quant, before.quant);
+            assert_int_equal(after.start_points, before.start_points);
+            assert_int_equal(after.start_groups, before.start_groups);
             assert_int_equal(after.mapped, 1);
             assert_int_equal(after.vectors_on_disk, places[m] == ROTOR_VECTORS_DISK);
             if (after.vectors_on_disk) {
@@ -408,6 +410,60 @@ static void test_forged_graph(void **state) {
     free(path);
 }
 
+/* A graph header whose groups of starting points do not split them, with
+ * every checksum right: refused by name, whichever way it is opened. */
+static void test_forged_groups(void **state) {
+    fixture *f = *state;
+    size_t n;
+    uint8_t *good;
+    char *path = saved_graph(f, "groups.rotor", &n, &good);
+    uint8_t *e = NULL;
+    for (uint32_t s = 0; s < le32(good + H_SECTIONS); s++)
+        if (le32(good + H_TABLE + 32 * s) == 6) /* the graph header */
+            e = good + H_TABLE + 32 * s;
+    assert_non_null(e);
+    const uint64_t off = le64(e + 8), size = le64(e + 16);
+    const uint32_t starts = le32(good + off + 36), groups = le32(good + off + 44);
+    /* N = 1500 nodes, all of them sampled, about 16 a group. */
+    assert_int_equal(starts, N);
+    assert_int_equal(groups, N / 16);
+    const uint64_t offsets = off + size - 4 * ((uint64_t)groups + 1);
+    assert_int_equal(le32(good + offsets), 0);
+    assert_int_equal(le32(good + offsets + 4 * groups), starts);
+    struct {
+        uint64_t at;
+        uint32_t value;
+        const char *says;
+    } edits[] = {
+        {off + 44, starts + 1, "groups of"},                     /* more groups than points */
+        {off + 44, groups - 1, "header holds"},                  /* the offsets' size disagrees */
+        {offsets, 1, "do not split"},                            /* not starting at 0 */
+        {offsets + 4 * groups, starts - 1, "do not split"},      /* not ending at P */
+        {offsets + 8, le32(good + offsets + 4), "do not split"}, /* an empty group */
+    };
+    uint8_t *bad = malloc(n);
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        memcpy(bad, good, n);
+        put32(bad + edits[i].at, edits[i].value);
+        uint8_t *be = bad + (e - good);
+        put64(be + 24, XXH3_64bits(bad + off, size));
+        reseal(bad);
+        write_all(path, bad, n);
+        for (int load = 0; load < 2; load++) {
+            rotor_open_params op = rotor_open_params_default();
+            op.load = load;
+            rotor_index *ix = NULL;
+            assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_ERR_FORMAT);
+            assert_null(ix);
+            if (strstr(rotor_last_error(), edits[i].says) == NULL)
+                fail_msg("edit %zu: '%s' does not say '%s'", i, rotor_last_error(), edits[i].says);
+        }
+    }
+    free(bad);
+    free(good);
+    free(path);
+}
+
 static void test_truncated(void **state) {
     fixture *f = *state;
     size_t n;
@@ -562,11 +618,17 @@ static void test_add_after_open(void **state) {
         assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
         rotor_index_close(ix);
         ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
+        rotor_index_stats s0, s;
+        rotor_index_stats_get(ix, &s0);
         rotor_matrix more = {f->base + first * D, N - first, D, ROTOR_ELEM_F32};
         assert_int_equal(rotor_index_add(ix, &more), ROTOR_OK);
-        rotor_index_stats s;
         rotor_index_stats_get(ix, &s);
         assert_int_equal(s.count, N);
+        /* The build's sample of starting points outlives adds. */
+        assert_int_equal(s.start_points, s0.start_points);
+        assert_int_equal(s.start_groups, s0.start_groups);
+        if (configs[c].kind == ROTOR_INDEX_VAMANA && configs[c].quant != NULL)
+            assert_int_equal(s.start_points, first);
         /* Queries at the new vectors find the true nearest neighbour (the
          * vector itself, except by inner product). */
         rotor_search_params sp = rotor_search_params_default();
@@ -734,13 +796,13 @@ static void test_bad_arguments(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),           cmocka_unit_test(test_disk_reads_reported),
-        cmocka_unit_test(test_saved_place),          cmocka_unit_test(test_flipped_bytes),
-        cmocka_unit_test(test_forged_graph),         cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_foreign_and_versions), cmocka_unit_test(test_dimension_at_search),
-        cmocka_unit_test(test_save_atomic),          cmocka_unit_test(test_add_after_open),
-        cmocka_unit_test(test_open_alloc_failures),  cmocka_unit_test(test_build_file),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_disk_reads_reported),
+        cmocka_unit_test(test_saved_place),         cmocka_unit_test(test_flipped_bytes),
+        cmocka_unit_test(test_forged_graph),        cmocka_unit_test(test_forged_groups),
+        cmocka_unit_test(test_truncated),           cmocka_unit_test(test_foreign_and_versions),
+        cmocka_unit_test(test_dimension_at_search), cmocka_unit_test(test_save_atomic),
+        cmocka_unit_test(test_add_after_open),      cmocka_unit_test(test_open_alloc_failures),
+        cmocka_unit_test(test_build_file),          cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
