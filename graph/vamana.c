@@ -35,7 +35,7 @@
  * own node's code: a neighbour scored by id costs one or two lines of its
  * record, gathered with the others into one store and scored by one scan.
  *
- * Search. Of up to 4096 sampled starting points, filed in groups around
+ * Search. Of up to 16384 sampled starting points, filed in groups around
  * leaders, the leaders are scored, then the groups of the nearest until
  * about 256 (by default) points are; then a sorted candidate list of L
  * entries: the nearest unexpanded entry is expanded until none is left; a per-thread visited
@@ -76,7 +76,7 @@ typedef struct vm_scratch {
     size_t pool_size, pool_cap;
     uint32_t *nbrs; /* slots + 1 ids copied out of a node */
     vm_cand *picks; /* the groups of starting points a search scans */
-    float *est;     /* R estimates (rounded up to a block of 32) */
+    float *est;     /* R estimates (rounded up to a block of 32), or MAX_STARTS */
     vm_cand *prune; /* prune candidates, pool_cap + R + 1 */
     uint8_t *gone;  /* occluded flags, same count */
     uint8_t *qmem;  /* quantizer query state and scratch */
@@ -130,7 +130,7 @@ struct vamana {
     vm_pool *pool;
 };
 
-/* Starting points of a quantized search: a uniform sample of up to 4096
+/* Starting points of a quantized search: a uniform sample of up to 16384
  * nodes whose codes are kept together, grouped around leaders (about
  * GROUP_SIZE points a group; group_starts), of which a search scores about
  * vamana_search_params.starts. A fast-scan pass over 32 codes costs about
@@ -138,7 +138,7 @@ struct vamana {
  * query instead of at the medoid of the whole set, and its best estimates
  * also feed a deep rerank. How many pay depends on the data
  * (rotor_search_params.start_points), so the index keeps enough for any. */
-enum { SCORE_BLOCK = 32, MAX_STARTS = 4096, GROUP_SIZE = 16, GROUP_ITERS = 8 };
+enum { SCORE_BLOCK = 32, MAX_STARTS = 16384, GROUP_SIZE = 32, GROUP_ITERS = 8 };
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
 static inline uint32_t *node_of(const vamana *g, size_t u) {
@@ -299,12 +299,13 @@ static rotor_status scratch_get(const vamana *g, const graph_space *s, size_t no
         sc = cm_calloc(a, sizeof *sc, "search scratch");
         if (sc == NULL)
             return ROTOR_ERR_OUT_OF_MEMORY;
-        size_t r = cm_round_up((size_t)g->slots + 1, SCORE_BLOCK);
-        if (r < MAX_STARTS)
-            r = MAX_STARTS;
+        /* Estimates of a node's neighbours, or of up to all starting
+         * points (an ungrouped sample is scored in one scan). */
+        const size_t r = cm_round_up((size_t)g->slots + 1, SCORE_BLOCK);
+        const size_t e = r > MAX_STARTS ? r : MAX_STARTS;
         sc->nbrs = cm_alloc(a, r * sizeof *sc->nbrs, "neighbour ids");
-        sc->est = cm_alloc(a, r * sizeof *sc->est, "neighbour estimates");
-        sc->picks = cm_alloc(a, r * sizeof *sc->picks, "groups of starting points");
+        sc->est = cm_alloc(a, e * sizeof *sc->est, "neighbour estimates");
+        sc->picks = cm_alloc(a, MAX_STARTS * sizeof *sc->picks, "groups of starting points");
         if (sc->nbrs == NULL || sc->est == NULL || sc->picks == NULL) {
             scratch_free(g, sc);
             return ROTOR_ERR_OUT_OF_MEMORY;

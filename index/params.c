@@ -130,8 +130,8 @@ rotor_status ix_search_params_check(const rotor_search_params *p) {
                  (long long)p->rerank);
     CM_RETURN_IF(p->list_size > 100000, ROTOR_ERR_INVALID_ARGUMENT,
                  "search list size must be at most 100000, not %u", p->list_size);
-    CM_RETURN_IF(p->start_points > 4096, ROTOR_ERR_INVALID_ARGUMENT,
-                 "start_points must be at most 4096, not %u", p->start_points);
+    CM_RETURN_IF(p->start_points > 16384, ROTOR_ERR_INVALID_ARGUMENT,
+                 "start_points must be at most 16384, not %u", p->start_points);
     return ROTOR_OK;
 }
 

@@ -123,7 +123,7 @@ static const struct flag {
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
     {"--starts", OPT_SEARCH,
      "N  quantized vamana: about N sampled starting points scored first, from the groups\n"
-     "   nearest the query (default 256, at most 4096)"},
+     "   nearest the query (default 256, at most 16384)"},
     {"--load", OPT_SEARCH,
      "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,

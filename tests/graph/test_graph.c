@@ -346,7 +346,7 @@ static void test_graph_quant(void **state) {
     assert_null(ix);
 }
 
-/* The index keeps up to 4096 sampled starting points (here all 3,000
+/* The index keeps up to 16384 sampled starting points (here all 3,000
  * nodes); a search scores about as many as asked (whole groups, at least
  * one), at most those. Scoring them all makes the rerank pool a full
  * scan's best estimates, so a short list finds what a flat bin1fs scan with
@@ -361,7 +361,7 @@ static void test_start_points(void **state) {
     double r_default = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
     sp.start_points = 1;
     double r_one = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
-    sp.start_points = 4096;
+    sp.start_points = 16384;
     double r_all = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
     rotor_index_close(ix);
     p = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "bin1fs");
@@ -381,7 +381,7 @@ static double l2sq(const float *a, const float *b, size_t d) {
 }
 
 /* The sampled starting points (all 3,000 nodes here) are filed in groups
- * of about 16, each led by one of its points, and every point sits in the
+ * of about 32, each led by one of its points, and every point sits in the
  * group of its nearest leader: what lets a search score the leaders and
  * then only the nearest groups. */
 static void test_start_groups(void **state) {
@@ -391,11 +391,11 @@ static void test_start_groups(void **state) {
     rotor_index_stats st;
     assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
     assert_int_equal(st.start_points, N);
-    assert_int_equal(st.start_groups, N / 16);
+    assert_int_equal(st.start_groups, N / 32);
     const uint32_t *ids, *off;
     size_t nstarts;
     const size_t groups = vamana_start_groups(ix->graph, &ids, &nstarts, &off);
-    assert_int_equal(groups, N / 16);
+    assert_int_equal(groups, N / 32);
     assert_int_equal(nstarts, N);
     assert_int_equal(off[0], 0);
     assert_int_equal(off[groups], N);
@@ -411,12 +411,12 @@ static void test_start_groups(void **state) {
                 assert_true(own <= l2sq(x, f->base + (size_t)ids[off[o]] * D, D) * 1.0001);
         }
     }
-    /* The nearest group alone (16 points) lands the walk where scoring
+    /* The nearest group alone (about 32 points) lands the walk where scoring
      * all 3,000 does: as good as a flat scan with the same rerank. */
     rotor_search_params sp = rotor_search_params_default();
     sp.list_size = 10;
     sp.rerank = 40;
-    sp.start_points = 16;
+    sp.start_points = 32;
     const double r_group = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
     rotor_index_close(ix);
     p = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "bin1fs");
@@ -591,7 +591,7 @@ static void test_bad_params(void **state) {
                      ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "list size"));
     sp = rotor_search_params_default();
-    sp.start_points = 4097;
+    sp.start_points = 16385;
     assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL),
                      ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "start_points"));
