@@ -39,11 +39,11 @@
  * Search. Of up to 16384 sampled starting points, filed in groups around
  * leaders, the leaders are scored, then the groups of the nearest until
  * about 256 (by default) points are; then a sorted candidate list of L
- * entries: the nearest unexpanded entry is expanded until none is left; a per-thread visited
- * bitset (n / 8 bytes: it stays in cache where an array of tags would not)
- * that forgets only the words a search touched, consulted only for
- * estimates good enough to enter the list; the node expanded next is
- * prefetched while the current one is scored. The best candidates are
+ * entries: the nearest unexpanded entry is expanded until none is left; a
+ * per-thread visited bitset (n / 8 bytes: it stays in cache where an array
+ * of tags would not) that forgets only the words a search touched,
+ * consulted only for estimates good enough to enter the list; the node
+ * expanded next is prefetched while the current one is scored. The best candidates are
  * then (with a second quantizer) estimated again, and the best `rerank`
  * scored on the full vectors.
  */
