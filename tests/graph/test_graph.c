@@ -427,6 +427,27 @@ static void test_start_groups(void **state) {
     assert_true(r_group >= r_flat - 0.02);
 }
 
+/* The sample of starting points is n / 8 of the points, at least 4096
+ * (all of a smaller set): of 5,000 points, 4,096 in 128 groups. */
+static void test_start_sample(void **state) {
+    fixture *f = *state;
+    enum { M = 5000 };
+    float *x = malloc(M * D * sizeof *x);
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < D; j++)
+            x[i * D + j] = f->base[(i % N) * D + j] + (i >= N ? 0.01f : 0.0f);
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1fs");
+    rotor_matrix m = {x, M, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index_stats st;
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.start_points, 4096);
+    assert_int_equal(st.start_groups, 4096 / 32);
+    rotor_index_close(ix);
+    free(x);
+}
+
 /* Hundreds of equal points (k-means cannot split them into groups): the
  * build succeeds with at most one group per distinct point, and a search
  * returns k of them at distance 0. */
@@ -710,6 +731,7 @@ int main(void) {
         cmocka_unit_test(test_start_points),
         cmocka_unit_test(test_start_groups),
         cmocka_unit_test(test_equal_points),
+        cmocka_unit_test(test_start_sample),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
