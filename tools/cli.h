@@ -84,6 +84,20 @@ bool cli_index_is_kind(const cli_opts *o);
  * the time the open took. */
 int cli_open_index(const cli_opts *o, bool verify, rotor_index **ix, double *seconds);
 
+/* Usage error "CMD needs FLAG" when value is NULL, else CLI_EXIT_OK. */
+int cli_require(const char *value, const char *flag, const char *cmd);
+/* The progress callback of a build: draws a cli_progress. */
+int cli_build_progress(void *opaque, uint64_t done, uint64_t total);
+/* rotor search and rotor gt: batch search of --queries, ids to --out. */
+int cli_run_search(const cli_opts *o, const char *cmd);
+
+/* True when the file starts with the magic of a rotor index. */
+bool cli_is_index_file(const char *path);
+/* "float32", "uint8", ... */
+const char *cli_elem_type_name(rotor_elem_type t);
+/* The one positional FILE of info and verify (usage error otherwise). */
+int cli_one_path(const cli_opts *o, const char *cmd, const char **path);
+
 typedef struct cli_command {
     const char *name;
     const char *summary;

@@ -1,7 +1,7 @@
 /*
- * rotor gt and rotor search: batch search of a query file, written out as
- * id (and distance) matrices. gt is search with the exact flat index; the
- * queries go to the library in chunks so a progress bar can follow.
+ * rotor search: batch search of a query file, written out as id (and
+ * distance) matrices. The queries go to the library in chunks so a progress
+ * bar can follow. rotor gt (cmd_gt.c) runs the same with the exact index.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +9,6 @@
 #include "cli.h"
 
 enum { CHUNK_ROWS = 1024 };
-
-static int require(const char *value, const char *flag, const char *cmd) {
-    if (value == NULL)
-        return cli_error(CLI_EXIT_USAGE, "%s needs %s; see 'rotor %s --help'", cmd, flag, cmd);
-    return CLI_EXIT_OK;
-}
 
 /* Writes ids (int64 from the library) as an int32 matrix. */
 static int write_ids(const char *path, const int64_t *ids, size_t rows, size_t k) {
@@ -31,11 +25,12 @@ static int write_ids(const char *path, const int64_t *ids, size_t rows, size_t k
     return CLI_EXIT_OK;
 }
 
-static int run_search(const cli_opts *o, const char *cmd) {
+int cli_run_search(const cli_opts *o, const char *cmd) {
     int rc;
     const bool from_file = !cli_index_is_kind(o);
-    if ((!from_file && (rc = require(o->base, "--base", cmd))) ||
-        (rc = require(o->queries, "--queries", cmd)) || (rc = require(o->out, "--out", cmd)))
+    if ((!from_file && (rc = cli_require(o->base, "--base", cmd))) ||
+        (rc = cli_require(o->queries, "--queries", cmd)) ||
+        (rc = cli_require(o->out, "--out", cmd)))
         return rc;
     rotor_params check;
     if (!from_file && (rc = cli_index_params(o, &check)))
@@ -121,57 +116,4 @@ done:
     return rc;
 }
 
-int cmd_gt(const cli_opts *o) {
-    if (!o->k_set)
-        return cli_error(CLI_EXIT_USAGE, "gt needs --k; see 'rotor gt --help'");
-    return run_search(o, "gt");
-}
-
-int cmd_search(const cli_opts *o) { return run_search(o, "search"); }
-
-static int build_progress(void *opaque, uint64_t done, uint64_t total) {
-    cli_progress *p = opaque;
-    p->total = total;
-    cli_progress_update(p, done);
-    return 0;
-}
-
-int cmd_build(const cli_opts *o) {
-    int rc;
-    if ((rc = require(o->base, "--base", "build")) || (rc = require(o->out, "--out", "build")))
-        return rc;
-    if (!cli_index_is_kind(o))
-        return cli_error(CLI_EXIT_USAGE, "build: --index takes flat, vamana or ivf, not '%s'",
-                         o->index);
-    rotor_params p;
-    if ((rc = cli_index_params(o, &p)))
-        return rc;
-    /* The library streams the file: the vectors never sit in memory whole. */
-    cli_progress prog;
-    cli_progress_start(&prog, "build", 1, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
-    p.progress = build_progress;
-    p.progress_opaque = &prog;
-    double t0 = cli_now();
-    rotor_status st = rotor_index_build_file(&p, o->base, o->out);
-    double seconds = cli_now() - t0;
-    cli_progress_finish(&prog);
-    if (st != ROTOR_OK)
-        return cli_lib_error(st, "cannot build '%s'", o->out);
-    if (!o->quiet) {
-        rotor_index *ix = NULL;
-        rotor_open_params op = rotor_open_params_default();
-        op.vectors = ROTOR_VECTORS_RAM;
-        if (rotor_index_open(o->out, &op, &ix) != ROTOR_OK)
-            return cli_lib_error(st, "cannot read back '%s'", o->out);
-        rotor_index_stats s;
-        rotor_index_stats_get(ix, &s);
-        fprintf(stderr,
-                "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "
-                "opened; peak RSS %.0f MiB)\n",
-                rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric), s.quant,
-                seconds, o->out, p.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM",
-                (double)cli_peak_rss() / (1 << 20));
-        rotor_index_close(ix);
-    }
-    return CLI_EXIT_OK;
-}
+int cmd_search(const cli_opts *o) { return cli_run_search(o, "search"); }

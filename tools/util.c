@@ -166,7 +166,7 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
     return CLI_EXIT_OK;
 }
 
-static int build_progress(void *opaque, uint64_t done, uint64_t total) {
+int cli_build_progress(void *opaque, uint64_t done, uint64_t total) {
     cli_progress *p = opaque;
     p->total = total;
     cli_progress_update(p, done);
@@ -181,7 +181,7 @@ int cli_build_index(const cli_opts *o, const rotor_matrix *base, rotor_index **i
         return rc;
     cli_progress prog;
     cli_progress_start(&prog, "build", base->rows, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
-    p.progress = build_progress;
+    p.progress = cli_build_progress;
     p.progress_opaque = &prog;
     double t0 = cli_now();
     rotor_status st = rotor_index_build(&p, base, ix);
@@ -190,5 +190,39 @@ int cli_build_index(const cli_opts *o, const rotor_matrix *base, rotor_index **i
     cli_progress_finish(&prog);
     if (st != ROTOR_OK)
         return cli_lib_error(st, "cannot index '%s'", o->base);
+    return CLI_EXIT_OK;
+}
+
+int cli_require(const char *value, const char *flag, const char *cmd) {
+    if (value == NULL)
+        return cli_error(CLI_EXIT_USAGE, "%s needs %s; see 'rotor %s --help'", cmd, flag, cmd);
+    return CLI_EXIT_OK;
+}
+
+bool cli_is_index_file(const char *path) {
+    char magic[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return got == sizeof magic && memcmp(magic, "ROTORIDX", 8) == 0;
+}
+
+const char *cli_elem_type_name(rotor_elem_type t) {
+    switch (t) {
+    case ROTOR_ELEM_F32: return "float32";
+    case ROTOR_ELEM_U8: return "uint8";
+    case ROTOR_ELEM_I8: return "int8";
+    case ROTOR_ELEM_I32: return "int32";
+    }
+    return "unknown";
+}
+
+int cli_one_path(const cli_opts *o, const char *cmd, const char **path) {
+    if (o->argc_rest != 1)
+        return cli_error(CLI_EXIT_USAGE, "%s takes exactly one FILE; see 'rotor %s --help'", cmd,
+                         cmd);
+    *path = o->argv_rest[0];
     return CLI_EXIT_OK;
 }

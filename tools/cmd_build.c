@@ -1,0 +1,45 @@
+/*
+ * rotor build: an index file from a vector file. The library streams the
+ * file, so the vectors never sit in memory whole.
+ */
+#include "cli.h"
+
+int cmd_build(const cli_opts *o) {
+    int rc;
+    if ((rc = cli_require(o->base, "--base", "build")) ||
+        (rc = cli_require(o->out, "--out", "build")))
+        return rc;
+    if (!cli_index_is_kind(o))
+        return cli_error(CLI_EXIT_USAGE, "build: --index takes flat, vamana or ivf, not '%s'",
+                         o->index);
+    rotor_params p;
+    if ((rc = cli_index_params(o, &p)))
+        return rc;
+    cli_progress prog;
+    cli_progress_start(&prog, "build", 1, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
+    p.progress = cli_build_progress;
+    p.progress_opaque = &prog;
+    double t0 = cli_now();
+    rotor_status st = rotor_index_build_file(&p, o->base, o->out);
+    double seconds = cli_now() - t0;
+    cli_progress_finish(&prog);
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "cannot build '%s'", o->out);
+    if (!o->quiet) {
+        rotor_index *ix = NULL;
+        rotor_open_params op = rotor_open_params_default();
+        op.vectors = ROTOR_VECTORS_RAM;
+        if (rotor_index_open(o->out, &op, &ix) != ROTOR_OK)
+            return cli_lib_error(st, "cannot read back '%s'", o->out);
+        rotor_index_stats s;
+        rotor_index_stats_get(ix, &s);
+        fprintf(stderr,
+                "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "
+                "opened; peak RSS %.0f MiB)\n",
+                rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric), s.quant,
+                seconds, o->out, p.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM",
+                (double)cli_peak_rss() / (1 << 20));
+        rotor_index_close(ix);
+    }
+    return CLI_EXIT_OK;
+}
