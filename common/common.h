@@ -85,6 +85,22 @@ static inline bool cm_add_overflow(size_t a, size_t b, size_t *out) {
 
 static inline size_t cm_round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+/* ---- distances ---------------------------------------------------------- */
+
+/* The library's distance, smaller is better (rotor.h, "Distances"), from an
+ * inner product <q, x> and, for L2, the squared norms |x|^2 and |q|^2:
+ * |x|^2 + |q|^2 - 2 <q, x>, -<q, x>, or 1 - <q, x> for cosine (whose
+ * vectors are unit). Every exact score and every quantizer's estimate that
+ * works from an inner product goes through this one rule. */
+static inline float cm_ip_distance(rotor_metric m, float ip, float xx, float qq) {
+    switch (m) {
+    case ROTOR_METRIC_L2: return xx + qq - 2 * ip;
+    case ROTOR_METRIC_IP: return -ip;
+    case ROTOR_METRIC_COSINE: break;
+    }
+    return 1 - ip;
+}
+
 /* ---- misc --------------------------------------------------------------- */
 
 /* SplitMix64: the seeded stream behind every random choice the library

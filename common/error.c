@@ -54,6 +54,7 @@ const char *rotor_strerror(rotor_status status) {
     case ROTOR_ERR_CORRUPT: return "checksum mismatch";
     case ROTOR_ERR_UNSUPPORTED: return "not supported";
     case ROTOR_ERR_THREAD: return "cannot start thread";
+    case ROTOR_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

@@ -24,7 +24,7 @@
 #include "quant/kmeans.h"
 #include "simd/simd.h"
 
-enum { SAMPLE_PER_LIST = 48, TRAIN_ITERS = 12, SCAN_BLOCK = 512 };
+enum { SAMPLE_PER_LIST = 48, TRAIN_ITERS = 12, DEFAULT_NPROBE = 16 };
 
 typedef struct ivf_list {
     uint32_t *ids;
@@ -33,37 +33,35 @@ typedef struct ivf_list {
     bool borrowed; /* ids and codes live in a mapped index file (ivf_open) */
 } ivf_list;
 
-struct ivf {
-    rotor_allocator alloc;
-    ivf_params p;
+typedef struct ivf {
+    nav base;
+    uint32_t nlist; /* 0 until the first insert trains the partitions */
+    unsigned threads;
+    uint64_t seed;
     size_t dim, count;
     float *centroids; /* nlist x dim */
     ivf_list *lists;
-};
+} ivf;
 
-size_t ivf_count(const ivf *f) { return f->count; }
-uint32_t ivf_nlist(const ivf *f) { return f->p.nlist; }
+static const ivf *ivf_of(const nav *n) { return (const ivf *)n; }
 
-size_t ivf_bytes(const ivf *f) {
-    size_t b = (size_t)f->p.nlist * (f->dim * sizeof(float) + sizeof(ivf_list));
-    for (uint32_t l = 0; l < f->p.nlist; l++)
-        b += f->lists[l].cap * sizeof(uint32_t);
-    return b;
+static void ivf_stats(const nav *n, const graph_space *s, nav_stats *out) {
+    const ivf *f = ivf_of(n);
+    *out = (nav_stats){.partitions = f->nlist};
+    out->bytes_ids = (size_t)f->nlist * (f->dim * sizeof(float) + sizeof(ivf_list));
+    for (uint32_t l = 0; l < f->nlist; l++) {
+        out->bytes_ids += f->lists[l].cap * sizeof(uint32_t);
+        out->bytes_codes += s->q->ops->store_bytes(s->q, f->lists[l].cap);
+    }
 }
 
-size_t ivf_bytes_codes(const ivf *f, const quant *q) {
-    size_t b = 0;
-    for (uint32_t l = 0; l < f->p.nlist; l++)
-        b += q->ops->store_bytes(q, f->lists[l].cap);
-    return b;
-}
-
-void ivf_free(ivf *f) {
+static void ivf_free(nav *n) {
+    ivf *f = (ivf *)n;
     if (f == NULL)
         return;
-    rotor_allocator a = f->alloc;
+    rotor_allocator a = f->base.alloc;
     if (f->lists != NULL) {
-        for (uint32_t l = 0; l < f->p.nlist; l++) {
+        for (uint32_t l = 0; l < f->nlist; l++) {
             if (f->lists[l].borrowed)
                 continue;
             cm_free(&a, f->lists[l].ids);
@@ -75,6 +73,23 @@ void ivf_free(ivf *f) {
     cm_free(&a, f);
 }
 
+static rotor_status ivf_create(const rotor_allocator *a, const nav_params *p, const graph_space *s,
+                               nav **out) {
+    *out = NULL;
+    CM_RETURN_IF(s->q == NULL, ROTOR_ERR_INVALID_ARGUMENT, "an IVF index needs a quantizer");
+    ivf *f = cm_calloc(a, sizeof *f, "IVF index");
+    if (f == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    f->base = (nav){&ivf_nav_ops, *a};
+    f->threads = p->threads ? p->threads : 1;
+    f->seed = p->seed;
+    f->dim = s->dim;
+    /* The partition count asked for; fixed by the first insert. */
+    f->nlist = p->nlist;
+    *out = &f->base;
+    return ROTOR_OK;
+}
+
 /* Grows list `l` to hold `need` codes; on failure it is unchanged. */
 static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t need) {
     if (need <= l->cap)
@@ -82,11 +97,11 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
     size_t cap = l->cap < 32 ? 32 : l->cap;
     while (cap < need)
         cap *= 2;
-    uint32_t *ids = cm_alloc(&f->alloc, cap * sizeof *ids, "IVF list ids");
-    uint8_t *codes = cm_calloc(&f->alloc, q->ops->store_bytes(q, cap), "IVF list codes");
+    uint32_t *ids = cm_alloc(&f->base.alloc, cap * sizeof *ids, "IVF list ids");
+    uint8_t *codes = cm_calloc(&f->base.alloc, q->ops->store_bytes(q, cap), "IVF list codes");
     if (ids == NULL || codes == NULL) {
-        cm_free(&f->alloc, ids);
-        cm_free(&f->alloc, codes);
+        cm_free(&f->base.alloc, ids);
+        cm_free(&f->base.alloc, codes);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (l->size > 0) {
@@ -100,8 +115,8 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
          * list of the index's own, so they are checked on the way in. */
         for (size_t i = 0; i < l->size; i++) {
             if (ids[i] >= f->count) {
-                cm_free(&f->alloc, ids);
-                cm_free(&f->alloc, codes);
+                cm_free(&f->base.alloc, ids);
+                cm_free(&f->base.alloc, codes);
                 return cm_fail(ROTOR_ERR_CORRUPT,
                                "an IVF list holds id %u of an index of %zu vectors; the index "
                                "file is damaged",
@@ -109,8 +124,8 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
             }
         }
     } else {
-        cm_free(&f->alloc, l->ids);
-        cm_free(&f->alloc, l->codes);
+        cm_free(&f->base.alloc, l->ids);
+        cm_free(&f->base.alloc, l->codes);
     }
     l->borrowed = false;
     l->ids = ids;
@@ -119,25 +134,27 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
     return ROTOR_OK;
 }
 
-rotor_status ivf_add(ivf *f, const graph_space *s) {
+/* Files points [f->count, s->count) into their partitions. */
+static rotor_status add_points(ivf *f, const graph_space *s) {
     const size_t first = f->count, n = s->count - first;
     if (n == 0)
         return ROTOR_OK;
     const quant *q = s->q;
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
                  "an IVF index holds at most %u points, not %zu", UINT32_MAX, s->count);
-    uint32_t *assign = cm_alloc(&f->alloc, n * sizeof *assign + q->code_bytes, "IVF assignment");
-    size_t *need = cm_calloc(&f->alloc, f->p.nlist * sizeof *need, "IVF list sizes");
+    uint32_t *assign =
+        cm_alloc(&f->base.alloc, n * sizeof *assign + q->code_bytes, "IVF assignment");
+    size_t *need = cm_calloc(&f->base.alloc, f->nlist * sizeof *need, "IVF list sizes");
     rotor_status st = assign && need ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
     if (st == ROTOR_OK)
-        st = km_assign(&f->alloc, s->vectors + first * s->dim, n, s->dim, s->dim, f->centroids,
-                       f->p.nlist, f->p.threads, assign, NULL);
+        st = km_assign(&f->base.alloc, s->vectors + first * s->dim, n, s->dim, s->dim, f->centroids,
+                       f->nlist, f->threads, assign, NULL);
     if (st == ROTOR_OK) {
         for (size_t i = 0; i < n; i++)
             need[assign[i]]++;
         /* Every list is grown before any row is filed, so a failure leaves
          * the lists as they were (larger capacity is harmless). */
-        for (uint32_t l = 0; l < f->p.nlist && st == ROTOR_OK; l++)
+        for (uint32_t l = 0; l < f->nlist && st == ROTOR_OK; l++)
             st = list_reserve(f, q, &f->lists[l], f->lists[l].size + need[l]);
     }
     if (st == ROTOR_OK) {
@@ -150,39 +167,29 @@ rotor_status ivf_add(ivf *f, const graph_space *s) {
         }
         f->count = s->count;
     }
-    cm_free(&f->alloc, assign);
-    cm_free(&f->alloc, need);
+    cm_free(&f->base.alloc, assign);
+    cm_free(&f->base.alloc, need);
     return st;
 }
 
-rotor_status ivf_build(const rotor_allocator *a, const ivf_params *p, const graph_space *s,
-                       ivf **out) {
-    *out = NULL;
-    CM_RETURN_IF(s->q == NULL, ROTOR_ERR_INVALID_ARGUMENT, "an IVF index needs a quantizer");
-    ivf_params fp = *p;
-    if (fp.threads == 0)
-        fp.threads = 1;
-    if (fp.nlist == 0) {
+/* Trains the partitions on a seeded sample of the first batch. */
+static rotor_status train(ivf *f, const graph_space *s) {
+    const rotor_allocator *a = &f->base.alloc;
+    if (f->nlist == 0) {
         size_t guess = 4;
         while (guess * guess < 16 * s->count)
             guess++;
-        fp.nlist = (uint32_t)(guess < s->count ? guess : s->count);
+        f->nlist = (uint32_t)(guess < s->count ? guess : s->count);
     }
-    CM_RETURN_IF(fp.nlist > s->count, ROTOR_ERR_INVALID_ARGUMENT,
-                 "an IVF index of %u lists needs at least that many vectors, not %zu", fp.nlist,
+    CM_RETURN_IF(f->nlist > s->count, ROTOR_ERR_INVALID_ARGUMENT,
+                 "an IVF index of %u lists needs at least that many vectors, not %zu", f->nlist,
                  s->count);
-    ivf *f = cm_calloc(a, sizeof *f, "IVF index");
-    if (f == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    f->alloc = *a;
-    f->p = fp;
-    f->dim = s->dim;
-    f->centroids = cm_alloc(a, (size_t)fp.nlist * s->dim * sizeof(float), "IVF centroids");
-    f->lists = cm_calloc(a, (size_t)fp.nlist * sizeof *f->lists, "IVF lists");
+    f->centroids = cm_alloc(a, (size_t)f->nlist * s->dim * sizeof(float), "IVF centroids");
+    f->lists = cm_calloc(a, (size_t)f->nlist * sizeof *f->lists, "IVF lists");
     rotor_status st = f->centroids && f->lists ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
 
     /* A seeded sample without replacement (partial Fisher-Yates on ids). */
-    size_t ns = (size_t)fp.nlist * SAMPLE_PER_LIST;
+    size_t ns = (size_t)f->nlist * SAMPLE_PER_LIST;
     if (ns > s->count)
         ns = s->count;
     float *sample = NULL;
@@ -193,7 +200,7 @@ rotor_status ivf_build(const rotor_allocator *a, const ivf_params *p, const grap
         st = sample && perm ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (st == ROTOR_OK) {
-        uint64_t rng = fp.seed ^ 0x1f0e5a2b3c4d6e7fULL;
+        uint64_t rng = f->seed ^ 0x1f0e5a2b3c4d6e7fULL;
         for (size_t i = 0; i < s->count; i++)
             perm[i] = (uint32_t)i;
         for (size_t i = 0; i < ns; i++) {
@@ -204,49 +211,46 @@ rotor_status ivf_build(const rotor_allocator *a, const ivf_params *p, const grap
             memcpy(sample + i * s->dim, s->vectors + (size_t)perm[i] * s->dim,
                    s->dim * sizeof(float));
         }
-        km_params kp = {fp.nlist, TRAIN_ITERS, fp.threads, fp.seed};
+        km_params kp = {f->nlist, TRAIN_ITERS, f->threads, f->seed};
         st = km_train(a, sample, ns, s->dim, s->dim, &kp, f->centroids, NULL, NULL);
     }
     cm_free(a, sample);
     cm_free(a, perm);
-    if (st == ROTOR_OK)
-        st = ivf_add(f, s);
     if (st != ROTOR_OK) {
-        ivf_free(f);
-        return st;
+        /* Untrained again: a failed build leaves the navigator empty. */
+        cm_free(a, f->centroids);
+        cm_free(a, f->lists);
+        f->centroids = NULL;
+        f->lists = NULL;
     }
-    *out = f;
-    return ROTOR_OK;
+    return st;
 }
 
-rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, size_t k,
-                        size_t nprobe, size_t rerank, int64_t *ids, float *dists) {
-    const quant *q = s->q;
+static rotor_status ivf_insert(nav *n, const graph_space *s) {
+    ivf *f = (ivf *)n;
+    if (s->count == f->count)
+        return ROTOR_OK;
+    if (f->lists == NULL)
+        CM_FORWARD(train(f, s));
+    return add_points(f, s);
+}
+
+static rotor_status ivf_search(const nav *n, const graph_space *s, const float *query, size_t k,
+                               const nav_search_params *p, int64_t *ids, float *dists) {
+    const ivf *f = ivf_of(n);
     const simd_ops *ops = simd_ops_get();
-    const size_t nlist = f->p.nlist;
+    const size_t nlist = f->nlist;
+    size_t nprobe = p->nprobe ? p->nprobe : DEFAULT_NPROBE;
     if (nprobe > nlist)
         nprobe = nlist;
-    const size_t keep = rerank > k ? rerank : k;
-    /* [query state][quantizer scratch][centroid distances][probe heap]
-     * [candidate heap][scan block], each part on a cache line. */
-    const size_t qb = cm_round_up(q->query_bytes, CM_ALIGN);
-    const size_t sb = cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN);
+    /* Beside the scan: the centroid distances and the probe heap. */
     const size_t cb = cm_round_up(nlist * sizeof(float), CM_ALIGN);
-    const size_t pb = cm_round_up(nprobe * (sizeof(float) + sizeof(int64_t)), CM_ALIGN);
-    const size_t kb =
-        cm_round_up(keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t)), CM_ALIGN);
-    uint8_t *mem = cm_alloc(&f->alloc, qb + sb + cb + pb + kb + SCAN_BLOCK * sizeof(float),
-                            "IVF search state");
-    if (mem == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    void *qs = mem;
-    float *cdist = (float *)(mem + qb + sb);
-    int64_t *probe_id = (int64_t *)(mem + qb + sb + cb);
+    graph_scan sc;
+    CM_FORWARD(graph_scan_begin(&sc, &f->base.alloc, s->q, query, k, p->rerank,
+                                cb + nprobe * (sizeof(float) + sizeof(int64_t)), ids, dists));
+    float *cdist = sc.extra;
+    int64_t *probe_id = (int64_t *)((uint8_t *)sc.extra + cb);
     float *probe_d = (float *)(probe_id + nprobe);
-    int64_t *cand_id = (int64_t *)(mem + qb + sb + cb + pb);
-    float *cand_d = (float *)(cand_id + keep);
-    uint32_t *cand = (uint32_t *)(cand_d + keep);
-    float *block = (float *)(mem + qb + sb + cb + pb + kb);
 
     ops->l2sq_f32_rows(query, f->centroids, nlist, f->dim, f->dim, cdist);
     cm_topk probes;
@@ -254,41 +258,12 @@ rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, 
     for (size_t l = 0; l < nlist; l++)
         cm_topk_push(&probes, cdist[l], (int64_t)l);
     cm_topk_finish(&probes);
-
-    q->ops->prepare(q, query, qs, (float *)(mem + qb));
-    cm_topk top;
-    const bool exact_after = rerank > 0;
-    cm_topk_init(&top, exact_after ? cand_d : dists, exact_after ? cand_id : ids,
-                 exact_after ? keep : k);
-    for (size_t p = 0; p < nprobe; p++) {
-        const ivf_list *l = &f->lists[probe_id[p]];
-        for (size_t start = 0; start < l->size; start += SCAN_BLOCK) {
-            size_t n = l->size - start < SCAN_BLOCK ? l->size - start : SCAN_BLOCK;
-            q->ops->scan(q, qs, l->codes, start, n, block);
-            size_t i = ops->first_below(block, 0, n, cm_topk_threshold(&top));
-            while (i < n) {
-                /* Ids of a mapped, unverified file are bounded before use. */
-                if (l->ids[start + i] < f->count)
-                    cm_topk_push(&top, block[i], (int64_t)l->ids[start + i]);
-                i = ops->first_below(block, i + 1, n, cm_topk_threshold(&top));
-            }
-        }
+    /* Ids of a mapped, unverified file are bounded before use. */
+    for (size_t i = 0; i < nprobe; i++) {
+        const ivf_list *l = &f->lists[probe_id[i]];
+        graph_scan_store(&sc, l->codes, 0, l->size, l->ids, f->count);
     }
-    rotor_status st = ROTOR_OK;
-    if (exact_after) {
-        /* Best estimates first: a store on disk reads them in that order. */
-        cm_topk_finish(&top);
-        for (size_t i = 0; i < top.size; i++)
-            cand[i] = (uint32_t)cand_id[i];
-        cm_topk exact;
-        cm_topk_init(&exact, dists, ids, k);
-        st = graph_rerank(s, query, cand, top.size, &exact);
-        cm_topk_finish(&exact);
-    } else {
-        cm_topk_finish(&top);
-    }
-    cm_free(&f->alloc, mem);
-    return st;
+    return graph_scan_end(&sc, s, query);
 }
 
 /* ---- persistence ------------------------------------------------------------ */
@@ -299,51 +274,75 @@ rotor_status ivf_search(const ivf *f, const graph_space *s, const float *query, 
  * holds every list's ids end to end; the codes section every list's code
  * store (store_bytes(size)), each padded to 64 bytes.
  */
-size_t ivf_meta_bytes(const ivf *f) {
-    return 8 + (size_t)f->p.nlist * (f->dim * sizeof(float) + sizeof(uint64_t));
+static size_t meta_bytes(const ivf *f) {
+    return 8 + (size_t)f->nlist * (f->dim * sizeof(float) + sizeof(uint64_t));
 }
 
-void ivf_meta_write(const ivf *f, uint8_t *dst) {
-    uint32_t head[2] = {f->p.nlist, 0};
+static void meta_write(const ivf *f, uint8_t *dst) {
+    uint32_t head[2] = {f->nlist, 0};
     memcpy(dst, head, sizeof head);
-    size_t cb = (size_t)f->p.nlist * f->dim * sizeof(float);
+    size_t cb = (size_t)f->nlist * f->dim * sizeof(float);
     memcpy(dst + 8, f->centroids, cb);
-    for (uint32_t l = 0; l < f->p.nlist; l++) {
+    for (uint32_t l = 0; l < f->nlist; l++) {
         uint64_t size = f->lists[l].size;
         memcpy(dst + 8 + cb + 8 * (size_t)l, &size, 8);
     }
 }
 
-void ivf_list_view(const ivf *f, uint32_t l, const uint32_t **ids, const uint8_t **codes,
-                   size_t *size) {
-    *ids = f->lists[l].ids;
-    *codes = f->lists[l].codes;
-    *size = f->lists[l].size;
+static rotor_status ivf_save(const nav *n, const graph_space *s, ixf_writer *w) {
+    const ivf *f = ivf_of(n);
+    const size_t mb = meta_bytes(f);
+    uint8_t *buf = cm_alloc(&f->base.alloc, mb, "an IVF header");
+    if (buf == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    meta_write(f, buf);
+    rotor_status st = ixf_put_section(w, IXF_SEC_IVF_META, buf, mb);
+    cm_free(&f->base.alloc, buf);
+    if (st == ROTOR_OK)
+        st = ixf_section_begin(w, IXF_SEC_IVF_IDS);
+    for (uint32_t l = 0; st == ROTOR_OK && l < f->nlist; l++)
+        st = ixf_append(w, f->lists[l].ids, f->lists[l].size * sizeof(uint32_t));
+    if (st == ROTOR_OK)
+        st = ixf_section_end(w);
+    if (st == ROTOR_OK)
+        st = ixf_section_begin(w, IXF_SEC_IVF_CODES);
+    for (uint32_t l = 0; st == ROTOR_OK && l < f->nlist; l++) {
+        st = ixf_append(w, f->lists[l].codes, s->q->ops->store_bytes(s->q, f->lists[l].size));
+        if (st == ROTOR_OK)
+            st = ixf_pad(w, CM_ALIGN);
+    }
+    if (st == ROTOR_OK)
+        st = ixf_section_end(w);
+    return st;
 }
 
-rotor_status ivf_open(const rotor_allocator *a, const ivf_params *p, const quant *q, size_t dim,
-                      size_t count, const uint8_t *meta, size_t meta_bytes, const uint8_t *ids,
-                      size_t ids_bytes, const uint8_t *codes, size_t codes_bytes, ivf **out) {
+/* Lists over ids and codes borrowed from the mapped file (copied, and
+ * checked, when an insert grows them); search skips any id >= count. */
+static rotor_status ivf_open(const rotor_allocator *a, const nav_params *p, const graph_space *s,
+                             const ixf_file *file, nav **out) {
     *out = NULL;
-    CM_RETURN_IF(meta_bytes < 8, ROTOR_ERR_FORMAT, "the IVF header holds only %zu bytes",
-                 meta_bytes);
+    ixf_section msec = ixf_get(file, IXF_SEC_IVF_META), isec = ixf_get(file, IXF_SEC_IVF_IDS),
+                csec = ixf_get(file, IXF_SEC_IVF_CODES);
+    CM_RETURN_IF(msec.data == NULL || isec.data == NULL || csec.data == NULL, ROTOR_ERR_FORMAT,
+                 "'%s' holds an IVF index without its list sections", ixf_path(file));
+    CM_FORWARD(ixf_check(file, IXF_SEC_IVF_META));
+    const uint8_t *meta = msec.data, *ids = isec.data, *codes = csec.data;
+    const size_t meta_len = (size_t)msec.size, ids_bytes = (size_t)isec.size,
+                 codes_bytes = (size_t)csec.size;
+    const size_t count = s->count, dim = s->dim;
+    CM_RETURN_IF(meta_len < 8, ROTOR_ERR_FORMAT, "the IVF header holds only %zu bytes", meta_len);
     uint32_t nlist;
     memcpy(&nlist, meta, 4);
     CM_RETURN_IF(nlist == 0 || nlist > count || nlist != p->nlist, ROTOR_ERR_FORMAT,
                  "the IVF header declares %u lists for %zu vectors (parameters say %u)", nlist,
                  count, p->nlist);
     const size_t cb = (size_t)nlist * dim * sizeof(float);
-    CM_RETURN_IF(meta_bytes != 8 + cb + 8 * (size_t)nlist, ROTOR_ERR_FORMAT,
-                 "the IVF header holds %zu bytes; %u lists of %zu dimensions need %zu", meta_bytes,
+    CM_RETURN_IF(meta_len != 8 + cb + 8 * (size_t)nlist, ROTOR_ERR_FORMAT,
+                 "the IVF header holds %zu bytes; %u lists of %zu dimensions need %zu", meta_len,
                  nlist, dim, 8 + cb + 8 * (size_t)nlist);
-    ivf *f = cm_calloc(a, sizeof *f, "IVF index");
-    if (f == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    f->alloc = *a;
-    f->p = *p;
-    if (f->p.threads == 0)
-        f->p.threads = 1;
-    f->dim = dim;
+    nav *n;
+    CM_FORWARD(ivf_create(a, p, s, &n));
+    ivf *f = (ivf *)n;
     f->count = count;
     f->centroids = cm_alloc(a, cb, "IVF centroids");
     f->lists = cm_calloc(a, (size_t)nlist * sizeof *f->lists, "IVF lists");
@@ -368,7 +367,7 @@ rotor_status ivf_open(const rotor_allocator *a, const ivf_params *p, const quant
         f->lists[l].size = f->lists[l].cap = (size_t)size;
         f->lists[l].borrowed = true;
         total += (size_t)size;
-        code_total += cm_round_up(q->ops->store_bytes(q, (size_t)size), CM_ALIGN);
+        code_total += cm_round_up(s->q->ops->store_bytes(s->q, (size_t)size), CM_ALIGN);
     }
     if (st == ROTOR_OK && total != count)
         st = cm_fail(ROTOR_ERR_FORMAT, "the IVF lists hold %zu ids, the index %zu vectors", total,
@@ -379,18 +378,43 @@ rotor_status ivf_open(const rotor_allocator *a, const ivf_params *p, const quant
                      "%zu and %zu",
                      ids_bytes, codes_bytes, 4 * count, code_total);
     if (st != ROTOR_OK) {
-        ivf_free(f);
-        return st;
+        ivf_free(n);
+        return cm_fail_prefix(st, ixf_path(file));
     }
-    *out = f;
+    f->nlist = nlist;
+    ixf_advise(file, IXF_SEC_IVF_CODES, false);
+    *out = n;
     return ROTOR_OK;
 }
 
-rotor_status ivf_check(const ivf *f) {
-    for (uint32_t l = 0; l < f->p.nlist; l++)
+static rotor_status ivf_check(const nav *n) {
+    const ivf *f = ivf_of(n);
+    for (uint32_t l = 0; l < f->nlist; l++)
         for (size_t i = 0; i < f->lists[l].size; i++)
             CM_RETURN_IF(f->lists[l].ids[i] >= f->count, ROTOR_ERR_CORRUPT,
                          "IVF list %u holds id %u of an index of %zu vectors", l,
                          f->lists[l].ids[i], f->count);
     return ROTOR_OK;
 }
+
+/* The lists stay in the mapping: searches bound every id they read, and
+ * the first insert copies and checks them (list_reserve). */
+static rotor_status ivf_own(nav *n) {
+    (void)n;
+    return ROTOR_OK;
+}
+
+const nav_ops ivf_nav_ops = {
+    .kind = ROTOR_INDEX_IVF,
+    .name = "ivf",
+    .create = ivf_create,
+    .insert = ivf_insert,
+    .search = ivf_search,
+    .search_batch = NULL,
+    .stats = ivf_stats,
+    .save = ivf_save,
+    .open = ivf_open,
+    .check = ivf_check,
+    .own = ivf_own,
+    .free = ivf_free,
+};

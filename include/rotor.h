@@ -78,6 +78,7 @@ typedef enum rotor_status {
     ROTOR_ERR_CORRUPT = 8,          /* a checksum does not match */
     ROTOR_ERR_UNSUPPORTED = 9,      /* valid request this build or index cannot serve */
     ROTOR_ERR_THREAD = 10,          /* a worker thread could not be started */
+    ROTOR_ERR_CANCELLED = 11,       /* the progress callback asked the work to stop */
 } rotor_status;
 
 /* A short fixed description of a status code ("invalid argument"). Never NULL. */
@@ -200,7 +201,7 @@ typedef struct rotor_allocator {
 } rotor_allocator;
 
 /* Progress of long work: `done` out of `total` units. Returning non-zero asks
- * the operation to stop; it then fails with ROTOR_ERR_INVALID_ARGUMENT after
+ * the operation to stop; it then fails with ROTOR_ERR_CANCELLED after
  * releasing what it allocated. Called from the thread that started the work. */
 typedef int (*rotor_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
@@ -210,6 +211,13 @@ typedef enum rotor_build_space {
     ROTOR_BUILD_CODES = 1, /* the vectors the codes decode to: the graph sees only what the
                               quantizer keeps, as an index built from codes alone would */
 } rotor_build_space;
+
+/* Where full vectors live (rotor_params.full_vectors, rotor_open_params). */
+typedef enum rotor_vectors_place {
+    ROTOR_VECTORS_AS_SAVED = 0, /* open: as the index was built to be opened */
+    ROTOR_VECTORS_RAM = 1,      /* mapped into memory with the rest of the index */
+    ROTOR_VECTORS_DISK = 2,     /* read from the file for each rerank */
+} rotor_vectors_place;
 
 typedef struct rotor_params {
     rotor_index_kind kind; /* default ROTOR_INDEX_FLAT */
@@ -243,13 +251,13 @@ typedef struct rotor_params {
      * quantizer; ignored without one. */
     int neighbor_codes;
     rotor_build_space build_space; /* needs a quantizer for ROTOR_BUILD_CODES */
-    /* Vamana: codes the graph walks on, when they should differ from
-     * `quant` (same spellings). A cheap fast-scan code ("pq192x4") walks
-     * the graph; the best candidates it finds are then estimated again
-     * with `quant` (say "bin2" or "tq4", more accurate) and only the best
-     * of those are reranked on full vectors. NULL (default): walk on
-     * `quant`. Needs `quant`. */
-    const char *graph_quant;
+    /* Vamana: the walking quantizer, the codes the graph walks on when
+     * they should differ from `quant` (same spellings). A cheap fast-scan
+     * code ("bin1fs") walks the graph; the best candidates it finds are
+     * then estimated again with `quant` (say "sq8", more accurate) and only
+     * the best of those are reranked on full vectors. NULL (default): walk
+     * on `quant`. Needs `quant`. */
+    const char *walk_quant;
     /* IVF: partitions; 0 (default) = about 4 sqrt(n). Needs a quantizer. */
     uint32_t nlist;
     /* Where an index saved from this one keeps its full vectors when it is
@@ -257,20 +265,13 @@ typedef struct rotor_params {
      * or ROTOR_VECTORS_DISK, where RAM holds the graph and codes only and
      * the rerank reads the few vectors it scores from disk. Disk needs a
      * quantizer. A built index always holds its vectors in RAM. */
-    int full_vectors;
+    rotor_vectors_place full_vectors;
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
     rotor_progress_fn progress; /* default NULL */
     void *progress_opaque;
 } rotor_params;
 
 ROTOR_API rotor_params rotor_params_default(void);
-
-/* Where full vectors live (rotor_params.full_vectors, rotor_open_params). */
-typedef enum rotor_vectors_place {
-    ROTOR_VECTORS_AS_SAVED = 0, /* open: as the index was built to be opened */
-    ROTOR_VECTORS_RAM = 1,      /* mapped into memory with the rest of the index */
-    ROTOR_VECTORS_DISK = 2,     /* read from the file for each rerank */
-} rotor_vectors_place;
 
 /* What one query cost, filled when rotor_search_params.stats is set. */
 typedef struct rotor_query_stats {
@@ -291,7 +292,7 @@ typedef struct rotor_search_params {
     uint32_t list_size;
     /* IVF: partitions scanned per query; 0 (default) = 16. */
     uint32_t nprobe;
-    /* Vamana with a graph_quant: how many of the walk's best candidates
+    /* Vamana with a walk_quant: how many of the walk's best candidates
      * are estimated again with the index's quantizer before the rerank;
      * 0 (default) = 4 x the rerank depth. */
     uint32_t refine;
@@ -350,8 +351,9 @@ typedef struct rotor_index_stats {
     size_t bytes_graph_codes;  /* copies of codes in the navigator: neighbour codes, IVF lists */
     double train_seconds;      /* time spent training the quantizer at build */
     size_t bytes_total;        /* everything the index holds */
-    char quant[32];            /* the quantizer spec, "none" for full precision;
-                                  "walk+refine" for a graph walking on one code */
+    char quant[32];            /* the quantizer spec, "none" for full precision */
+    char walk_quant[32];       /* vamana: the walking quantizer's spec, "" when it
+                                  walks on `quant` */
     int mapped;                /* 1: opened from a file, its sections mapped */
     int vectors_on_disk;       /* 1: full vectors read from the file for reranks */
     size_t bytes_vectors_disk; /* full vectors left on disk */

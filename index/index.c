@@ -8,10 +8,10 @@
  * for cosine, so cosine search is an inner-product scan).
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "index/index_internal.h"
 
 /* A code store of `cap` codes holding the first `count` of `old`; stores
@@ -34,11 +34,11 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
                  cap, ix->dim);
     float *v = in_ram ? cm_alloc_large(&ix->alloc, bytes, "index vectors") : NULL;
     uint8_t *codes = ix->q ? grow_store(ix, ix->q, ix->codes, cap) : NULL;
-    uint8_t *nav = ix->nav_q ? grow_store(ix, ix->nav_q, ix->nav_codes, cap) : NULL;
-    if ((in_ram && v == NULL) || (ix->q && codes == NULL) || (ix->nav_q && nav == NULL)) {
+    uint8_t *walk = ix->walk_q ? grow_store(ix, ix->walk_q, ix->walk_codes, cap) : NULL;
+    if ((in_ram && v == NULL) || (ix->q && codes == NULL) || (ix->walk_q && walk == NULL)) {
         cm_free(&ix->alloc, v);
         cm_free(&ix->alloc, codes);
-        cm_free(&ix->alloc, nav);
+        cm_free(&ix->alloc, walk);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (in_ram && ix->count > 0)
@@ -46,12 +46,12 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
     if (!ix->borrowed) { /* else they belong to the mapped file */
         cm_free(&ix->alloc, ix->vectors);
         cm_free(&ix->alloc, ix->codes);
-        cm_free(&ix->alloc, ix->nav_codes);
+        cm_free(&ix->alloc, ix->walk_codes);
     }
     ix->borrowed = false;
     ix->vectors = v;
     ix->codes = codes;
-    ix->nav_codes = nav;
+    ix->walk_codes = walk;
     ix->capacity = cap;
     return ROTOR_OK;
 }
@@ -66,8 +66,7 @@ static rotor_status grow(rotor_index *ix, size_t need) {
 }
 
 rotor_status ix_own_arrays(rotor_index *ix) {
-    if (ix->graph != NULL)
-        CM_FORWARD(vamana_own(ix->graph));
+    CM_FORWARD(ix->nav->ops->own(ix->nav));
     return ix->borrowed ? move_arrays(ix, ix->count > 0 ? ix->count : 1) : ROTOR_OK;
 }
 
@@ -84,7 +83,7 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     memset(ix, 0, sizeof *ix);
     ix->params = p;
     ix->params.quant = NULL; /* not kept: the caller owns the strings */
-    ix->params.graph_quant = NULL;
+    ix->params.walk_quant = NULL;
     ix->alloc = p.allocator;
     ix->metric = p.metric;
     ix->dim = dim;
@@ -95,27 +94,19 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
         quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
         st = quant_create(&spec, ix->dim, ix->metric, p.seed, &ix->alloc, &ix->q);
     }
-    if (st == ROTOR_OK && p.graph_quant != NULL && strcmp(p.graph_quant, "none") != 0) {
-        quant_spec nav;
-        st = quant_spec_parse(p.graph_quant, &nav);
+    if (st == ROTOR_OK && p.walk_quant != NULL && strcmp(p.walk_quant, "none") != 0) {
+        quant_spec walk;
+        st = quant_spec_parse(p.walk_quant, &walk);
         if (st == ROTOR_OK) {
-            quant_spec_name(&nav, ix->nav_name, sizeof ix->nav_name);
-            st = quant_create(&nav, ix->dim, ix->metric, p.seed ^ 0x6e6176ULL, &ix->alloc,
-                              &ix->nav_q);
+            quant_spec_name(&walk, ix->walk_name, sizeof ix->walk_name);
+            st = quant_create(&walk, ix->dim, ix->metric, p.seed ^ 0x6e6176ULL, &ix->alloc,
+                              &ix->walk_q);
         }
     }
-    if (st == ROTOR_OK && p.kind == ROTOR_INDEX_VAMANA) {
-        vamana_params vp = {
-            .degree = p.graph_degree,
-            .build_list = p.build_list,
-            .alpha = p.alpha,
-            .neighbor_codes = p.neighbor_codes != 0 && ix->q != NULL,
-            .threads = ix_thread_count(p.threads, rows),
-            .seed = p.seed,
-            .progress = p.progress,
-            .progress_opaque = p.progress_opaque,
-        };
-        st = vamana_create(&ix->alloc, &vp, ix->nav_q ? ix->nav_q : ix->q, &ix->graph);
+    if (st == ROTOR_OK) {
+        const nav_params np = ix_nav_params(&p, ix->q != NULL, rows);
+        const graph_space s = ix_space(ix);
+        st = nav_ops_of(p.kind)->create(&ix->alloc, &np, &s, &ix->nav);
     }
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
@@ -162,91 +153,63 @@ typedef struct encode_job {
     const rotor_index *ix;
     const quant *q;
     uint8_t *codes;
-    size_t begin, end;
-    float *scratch; /* q->scratch_floats, then one code */
+    size_t first, end;
+    uint8_t *scratch; /* per worker: q->scratch_floats, then one code */
+    size_t per_worker;
 } encode_job;
 
-static void *encode_run(void *arg) {
+/* Rows per chunk: a multiple of 32, so no two threads write into one
+ * 32-code fast-scan block. */
+enum { ENCODE_CHUNK = 4096 };
+
+static void encode_chunk(void *arg, size_t chunk, unsigned worker) {
     const encode_job *j = arg;
     const quant *q = j->q;
-    uint8_t *code = (uint8_t *)(j->scratch + q->scratch_floats);
-    for (size_t i = j->begin; i < j->end; i++) {
-        q->ops->encode(q, j->ix->vectors + i * j->ix->dim, code, j->scratch);
+    float *scratch = (float *)(j->scratch + worker * j->per_worker);
+    uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
+    /* Chunks are cut at absolute row numbers, whatever `first` is. */
+    const size_t base = j->first / ENCODE_CHUNK * ENCODE_CHUNK;
+    size_t lo = base + chunk * ENCODE_CHUNK, hi = lo + ENCODE_CHUNK;
+    lo = lo > j->first ? lo : j->first;
+    hi = hi < j->end ? hi : j->end;
+    for (size_t i = lo; i < hi; i++) {
+        q->ops->encode(q, j->ix->vectors + i * j->ix->dim, code, scratch);
         q->ops->store(q, j->codes, i, code);
     }
-    return NULL;
 }
 
-/* Encodes rows [first, first + n) of ix->vectors into q's code store, on
- * the build's threads. Shares are cut at multiples of 32 rows, so no two
- * threads write into one 32-code fast-scan block. */
-static rotor_status encode_rows(rotor_index *ix, const quant *q, uint8_t *codes, size_t first,
-                                size_t n) {
-    enum { MAX_THREADS = 64 };
-    unsigned threads = ix_thread_count(ix->params.threads, n / 4096 + 1);
-    if (threads > MAX_THREADS)
-        threads = MAX_THREADS;
-    const size_t per_thread =
-        cm_round_up(q->scratch_floats * sizeof(float) + q->code_bytes, CM_ALIGN);
-    uint8_t *mem = cm_alloc(&ix->alloc, threads * per_thread, "encoding scratch");
-    if (mem == NULL)
+/* Encodes rows [first, first + n) of ix->vectors into q's code store. */
+static rotor_status encode_rows(rotor_index *ix, cm_pool *pool, const quant *q, uint8_t *codes,
+                                size_t first, size_t n) {
+    const size_t per = cm_round_up(q->scratch_floats * sizeof(float) + q->code_bytes, CM_ALIGN);
+    encode_job job = {ix, q, codes, first, first + n, NULL, per};
+    job.scratch = cm_alloc(&ix->alloc, cm_pool_threads(pool) * per, "encoding scratch");
+    if (job.scratch == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
-    encode_job jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    bool started[MAX_THREADS] = {false};
-    /* Cut points at row numbers that are multiples of 32 (the first and
-     * last excepted), whatever `first` is. */
-    const size_t end = first + n, share = (n + threads - 1) / threads;
-    size_t cut[MAX_THREADS + 1];
-    cut[0] = first;
-    for (unsigned t = 1; t < threads; t++) {
-        size_t c = cm_round_up(first + t * share, 32);
-        cut[t] = c < end ? c : end;
-    }
-    cut[threads] = end;
-    for (unsigned t = 0; t < threads; t++) {
-        size_t hi = cut[t + 1] > cut[t] ? cut[t + 1] : cut[t];
-        jobs[t] = (encode_job){ix, q, codes, cut[t], hi, (float *)(mem + t * per_thread)};
-    }
-    for (unsigned t = 1; t < threads; t++)
-        started[t] = pthread_create(&tid[t], NULL, encode_run, &jobs[t]) == 0;
-    encode_run(&jobs[0]);
-    for (unsigned t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            encode_run(&jobs[t]); /* no thread: do its share here */
-    }
-    cm_free(&ix->alloc, mem);
+    const size_t base = first / ENCODE_CHUNK * ENCODE_CHUNK;
+    cm_pool_run(pool, encode_chunk, &job, (first + n - base + ENCODE_CHUNK - 1) / ENCODE_CHUNK);
+    cm_free(&ix->alloc, job.scratch);
     return ROTOR_OK;
 }
 
-/* Links new rows into the graph as seen through the codes: every row the
- * graph reads is the decoding of its code, so the links are those an index
- * holding codes alone would find. */
-static rotor_status insert_from_codes(rotor_index *ix, const graph_space *s) {
-    const quant *q = ix->q;
-    size_t bytes;
-    CM_RETURN_IF(cm_mul_overflow(s->count, s->dim * sizeof(float), &bytes), ROTOR_ERR_OUT_OF_MEMORY,
-                 "decoded copy of %zu vectors is too large", s->count);
-    float *decoded = cm_alloc(&ix->alloc, bytes, "decoded vectors");
-    float *scratch =
-        cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "decoding scratch");
+/* Trains the quantizers on a first batch and encodes the new rows, on one
+ * pool of the build's threads. */
+static rotor_status encode_new_rows(rotor_index *ix, size_t added) {
+    cm_pool pool;
+    CM_FORWARD(
+        cm_pool_start(&pool, &ix->alloc, cm_thread_count(ix->params.threads, added / 4096 + 1)));
     rotor_status st = ROTOR_OK;
-    if (decoded == NULL || scratch == NULL) {
-        st = ROTOR_ERR_OUT_OF_MEMORY;
-    } else {
-        uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
-        for (size_t i = 0; i < s->count; i++) {
-            q->ops->load(q, ix->codes, i, code);
-            q->ops->decode(q, code, decoded + i * s->dim, scratch);
-        }
-        graph_space d = *s;
-        d.vectors = decoded;
-        st = vamana_insert(ix->graph, &d);
+    if (ix->q != NULL) {
+        st = train(ix, ix->q, added, ix->quant_name);
+        if (st == ROTOR_OK)
+            st = encode_rows(ix, &pool, ix->q, ix->codes, ix->count, added);
     }
-    cm_free(&ix->alloc, scratch);
-    cm_free(&ix->alloc, decoded);
+    if (st == ROTOR_OK && ix->walk_q != NULL) {
+        st = train(ix, ix->walk_q, added, ix->walk_name);
+        if (st == ROTOR_OK)
+            st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, ix->count, added);
+    }
+    cm_pool_stop(&pool);
     return st;
 }
 
@@ -271,166 +234,27 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
 }
 
 rotor_status ix_index_rows(rotor_index *ix, size_t need) {
-    const size_t added = need - ix->count;
-    if (ix->q != NULL) {
-        CM_FORWARD(train(ix, ix->q, added, ix->quant_name));
-        CM_FORWARD(encode_rows(ix, ix->q, ix->codes, ix->count, added));
-    }
-    if (ix->nav_q != NULL) {
-        CM_FORWARD(train(ix, ix->nav_q, added, ix->nav_name));
-        CM_FORWARD(encode_rows(ix, ix->nav_q, ix->nav_codes, ix->count, added));
-    }
-    /* The navigators see the new rows before the index counts them, so a
+    CM_FORWARD(encode_new_rows(ix, need - ix->count));
+    /* The navigator sees the new rows before the index counts them, so a
      * failure here leaves the index as it was. */
     graph_space s = ix_space(ix);
     s.count = need;
-    if (ix->graph != NULL)
-        CM_FORWARD(ix->params.build_space == ROTOR_BUILD_CODES ? insert_from_codes(ix, &s)
-                                                               : vamana_insert(ix->graph, &s));
-    if (ix->params.kind == ROTOR_INDEX_IVF) {
-        if (ix->ivf == NULL) {
-            ivf_params fp = {ix->params.nlist, ix_thread_count(ix->params.threads, need),
-                             ix->params.seed};
-            CM_FORWARD(ivf_build(&ix->alloc, &fp, &s, &ix->ivf));
-        } else {
-            CM_FORWARD(ivf_add(ix->ivf, &s));
-        }
-    }
+    CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
     ix->count = need;
     return ROTOR_OK;
 }
 
 graph_space ix_space(const rotor_index *ix) {
-    return (graph_space){ix->vectors,
-                         ix->count,
-                         ix->dim,
-                         ix->metric,
-                         ix->q,
-                         ix->codes,
-                         ix->nav_q ? ix->nav_q : ix->q,
-                         ix->nav_q ? ix->nav_codes : ix->codes,
-                         NULL,
-                         NULL};
-}
-
-rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
-                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs) {
-    size_t rerank = ix_rerank_depth(ix, sp, k);
-    graph_space s = ix_space(ix);
-    if (qs != NULL)
-        *qs = (rotor_query_stats){0};
-    ix_disk_rerank disk = {ix, qs};
-    if (ix->store != NULL) {
-        s.rerank = ix_rerank_from_disk;
-        s.rerank_ctx = &disk;
-    }
-    switch (ix->params.kind) {
-    case ROTOR_INDEX_VAMANA: {
-        size_t list = sp->list_size ? sp->list_size : 64;
-        size_t refine = sp->refine ? sp->refine : 4 * rerank;
-        vamana_search_params vp = {.list = list < k ? k : list,
-                                   .refine = refine,
-                                   .rerank = rerank,
-                                   .starts = sp->start_points ? sp->start_points : 256};
-        return vamana_search(ix->graph, &s, query, k, &vp, ids, dists);
-    }
-    case ROTOR_INDEX_IVF:
-        return ivf_search(ix->ivf, &s, query, k, sp->nprobe ? sp->nprobe : 16, rerank, ids, dists);
-    case ROTOR_INDEX_FLAT: break;
-    }
-    return ix->q != NULL ? flat_search_quant(ix, &s, query, k, rerank, ids, dists)
-                         : flat_search(ix, query, k, ids, dists);
-}
-
-static rotor_status check_search(const rotor_index *ix, size_t k, const int64_t *ids) {
-    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
-    CM_RETURN_IF(k == 0, ROTOR_ERR_INVALID_ARGUMENT, "k must be at least 1");
-    CM_RETURN_IF(k > ((size_t)1 << 30), ROTOR_ERR_INVALID_ARGUMENT,
-                 "k of %zu is larger than any result list rotor returns", k);
-    CM_RETURN_IF(ids == NULL, ROTOR_ERR_INVALID_ARGUMENT, "ids output must not be NULL");
-    return ROTOR_OK;
-}
-
-rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params *params,
-                                const float *query, size_t dim, size_t k, int64_t *ids,
-                                float *distances) {
-    cm_clear_error();
-    CM_FORWARD(check_search(ix, k, ids));
-    CM_RETURN_IF(query == NULL, ROTOR_ERR_INVALID_ARGUMENT, "query must not be NULL");
-    CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
-                 dim, ix->dim);
-    rotor_search_params sp = params ? *params : rotor_search_params_default();
-    CM_FORWARD(ix_search_params_check(&sp));
-
-    float *dist_out = distances;
-    float *dist_tmp = NULL;
-    if (dist_out == NULL) {
-        dist_tmp = cm_alloc(&ix->alloc, k * sizeof(float), "search distances");
-        if (dist_tmp == NULL)
-            return ROTOR_ERR_OUT_OF_MEMORY;
-        dist_out = dist_tmp;
-    }
-    rotor_status st = ROTOR_OK;
-    const float *q = query;
-    float *qcopy = NULL;
-    for (size_t j = 0; j < dim; j++) {
-        if (!isfinite(query[j])) {
-            st = cm_fail(ROTOR_ERR_NOT_FINITE, "query column %zu is %s", j,
-                         isnan(query[j]) ? "NaN" : "infinite");
-            goto done;
-        }
-    }
-    if (ix->metric == ROTOR_METRIC_COSINE) {
-        qcopy = cm_alloc(&ix->alloc, dim * sizeof(float), "query copy");
-        if (qcopy == NULL) {
-            st = ROTOR_ERR_OUT_OF_MEMORY;
-            goto done;
-        }
-        rotor_matrix m = {(void *)query, 1, dim, ROTOR_ELEM_F32};
-        st = ix_convert_rows(&m, ix->metric, qcopy, "query");
-        if (st != ROTOR_OK)
-            goto done;
-        q = qcopy;
-    }
-    st = ix_search_one(ix, &sp, q, k, ids, dist_out, sp.stats);
-done:
-    cm_free(&ix->alloc, qcopy);
-    cm_free(&ix->alloc, dist_tmp);
-    return st;
-}
-
-rotor_status rotor_index_search_batch(const rotor_index *ix, const rotor_search_params *params,
-                                      const rotor_matrix *queries, size_t k, int64_t *ids,
-                                      float *distances) {
-    cm_clear_error();
-    CM_FORWARD(check_search(ix, k, ids));
-    CM_FORWARD(ix_matrix_check(queries, "queries"));
-    CM_RETURN_IF(queries->cols != ix->dim, ROTOR_ERR_DIMENSION,
-                 "queries have %zu dimensions, index has %zu", queries->cols, ix->dim);
-    rotor_search_params sp = params ? *params : rotor_search_params_default();
-    CM_FORWARD(ix_search_params_check(&sp));
-    size_t nk;
-    CM_RETURN_IF(cm_mul_overflow(queries->rows, k, &nk), ROTOR_ERR_INVALID_ARGUMENT,
-                 "%zu queries x k %zu results overflow", queries->rows, k);
-
-    float *q = cm_alloc(&ix->alloc, queries->rows * queries->cols * sizeof(float), "queries");
-    float *dist_tmp = NULL;
-    if (q == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    rotor_status st = ix_convert_rows(queries, ix->metric, q, "queries");
-    if (st == ROTOR_OK && distances == NULL) {
-        dist_tmp = cm_alloc(&ix->alloc, nk * sizeof(float), "search distances");
-        if (dist_tmp == NULL)
-            st = ROTOR_ERR_OUT_OF_MEMORY;
-    }
-    if (st == ROTOR_OK) {
-        unsigned threads = ix_thread_count(sp.threads, queries->rows);
-        st = ix_search_batch(ix, &sp, q, queries->rows, k, threads, ids,
-                             distances ? distances : dist_tmp);
-    }
-    cm_free(&ix->alloc, dist_tmp);
-    cm_free(&ix->alloc, q);
-    return st;
+    return (graph_space){
+        .vectors = ix->vectors,
+        .count = ix->count,
+        .dim = ix->dim,
+        .metric = ix->metric,
+        .q = ix->q,
+        .codes = ix->codes,
+        .walk_q = ix->walk_q ? ix->walk_q : ix->q,
+        .walk_codes = ix->walk_q ? ix->walk_codes : ix->codes,
+    };
 }
 
 rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out) {
@@ -444,11 +268,12 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     out->dim = ix->dim;
     const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
     out->mapped = ix->file != NULL;
-    if (ix->graph != NULL) {
-        const uint32_t *ids, *off;
-        out->graph_degree = vamana_max_degree(ix->graph);
-        out->start_groups = vamana_start_groups(ix->graph, &ids, &out->start_points, &off);
-    }
+    const graph_space space = ix_space(ix);
+    nav_stats ns;
+    ix->nav->ops->stats(ix->nav, &space, &ns);
+    out->graph_degree = ns.degree;
+    out->start_points = ns.start_points;
+    out->start_groups = ns.start_groups;
     if (ix->store != NULL) {
         out->vectors_on_disk = 1;
         out->bytes_vectors_disk = vector_bytes;
@@ -465,27 +290,16 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->bytes_codes = ix->q->ops->store_bytes(ix->q, ix->count);
         out->bytes_total += ix->q->ops->store_bytes(ix->q, ix->capacity);
     }
-    if (ix->nav_q != NULL) {
-        out->bytes_codes += ix->nav_q->ops->store_bytes(ix->nav_q, ix->count);
-        out->bytes_total += ix->nav_q->ops->store_bytes(ix->nav_q, ix->capacity);
+    if (ix->walk_q != NULL) {
+        out->bytes_codes += ix->walk_q->ops->store_bytes(ix->walk_q, ix->count);
+        out->bytes_total += ix->walk_q->ops->store_bytes(ix->walk_q, ix->capacity);
     }
-    if (ix->graph != NULL) {
-        out->bytes_graph = vamana_bytes_ids(ix->graph);
-        out->bytes_graph_codes = vamana_bytes_codes(ix->graph);
-    }
-    if (ix->ivf != NULL) {
-        out->bytes_graph = ivf_bytes(ix->ivf);
-        out->bytes_graph_codes = ivf_bytes_codes(ix->ivf, ix->q);
-    }
+    out->bytes_graph = ns.bytes_ids;
+    out->bytes_graph_codes = ns.bytes_codes;
     out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
     out->train_seconds = ix->train_seconds;
-    char name[sizeof ix->nav_name + sizeof ix->quant_name + 1] = {0};
-    if (ix->nav_q != NULL)
-        snprintf(name, sizeof name, "%s+%s", ix->nav_name, ix->quant_name);
-    else
-        snprintf(name, sizeof name, "%s", ix->quant_name);
-    memcpy(out->quant, name, sizeof out->quant - 1);
-    out->quant[sizeof out->quant - 1] = '\0';
+    snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
+    snprintf(out->walk_quant, sizeof out->walk_quant, "%s", ix->walk_q ? ix->walk_name : "");
     return ROTOR_OK;
 }
 
@@ -534,7 +348,8 @@ rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, siz
     const simd_ops *ops = simd_ops_get();
     if (st == ROTOR_OK && ix->q == NULL) {
         for (size_t i = 0; i < n; i++)
-            distances[i] = ix_exact_distance(ix, ops, qn, (size_t)ids[i]);
+            distances[i] =
+                graph_distance(ops, ix->metric, qn, ix->vectors + ids[i] * ix->dim, ix->dim);
     } else if (st == ROTOR_OK) {
         const quant *q = ix->q;
         size_t qbytes = cm_round_up(q->query_bytes, CM_ALIGN);
@@ -552,25 +367,16 @@ rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, siz
     return st;
 }
 
-size_t ix_rerank_depth(const rotor_index *ix, const rotor_search_params *sp, size_t k) {
-    if (ix->q == NULL || sp->rerank == 0)
-        return 0;
-    size_t depth = sp->rerank < 0 ? 10 * k : (size_t)sp->rerank;
-    if (depth < k)
-        depth = k;
-    return depth < ix->count ? depth : ix->count;
-}
-
 void rotor_index_close(rotor_index *ix) {
     if (ix == NULL)
         return;
     rotor_allocator a = ix->alloc;
-    vamana_free(ix->graph);
-    ivf_free(ix->ivf);
+    if (ix->nav != NULL)
+        ix->nav->ops->free(ix->nav);
     quant_free(ix->q);
-    quant_free(ix->nav_q);
+    quant_free(ix->walk_q);
     if (!ix->borrowed) {
-        cm_free(&a, ix->nav_codes);
+        cm_free(&a, ix->walk_codes);
         cm_free(&a, ix->codes);
         if (ix->spill == NULL)
             cm_free(&a, ix->vectors);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "index/index_internal.h"
 
 rotor_params rotor_params_default(void) {
@@ -68,18 +69,13 @@ rotor_status rotor_metric_parse(const char *name, rotor_metric *out) {
 }
 
 const char *rotor_index_kind_name(rotor_index_kind kind) {
-    switch (kind) {
-    case ROTOR_INDEX_FLAT: return "flat";
-    case ROTOR_INDEX_VAMANA: return "vamana";
-    case ROTOR_INDEX_IVF: return "ivf";
-    }
-    return "unknown";
+    const nav_ops *ops = nav_ops_of(kind);
+    return ops != NULL ? ops->name : "unknown";
 }
 
 rotor_status ix_params_check(const rotor_params *p) {
-    CM_RETURN_IF(p->kind != ROTOR_INDEX_FLAT && p->kind != ROTOR_INDEX_VAMANA &&
-                     p->kind != ROTOR_INDEX_IVF,
-                 ROTOR_ERR_INVALID_ARGUMENT, "unknown index kind %d", (int)p->kind);
+    CM_RETURN_IF(nav_ops_of(p->kind) == NULL, ROTOR_ERR_INVALID_ARGUMENT, "unknown index kind %d",
+                 (int)p->kind);
     if (p->kind == ROTOR_INDEX_VAMANA) {
         CM_RETURN_IF(p->graph_degree < 2 || p->graph_degree > 1024, ROTOR_ERR_INVALID_ARGUMENT,
                      "graph degree must be between 2 and 1024, not %u", p->graph_degree);
@@ -96,14 +92,14 @@ rotor_status ix_params_check(const rotor_params *p) {
                      ROTOR_ERR_INVALID_ARGUMENT,
                      "building a graph from codes needs a quantizer (--quant)");
     }
-    bool has_graph_quant = p->graph_quant != NULL && strcmp(p->graph_quant, "none") != 0;
-    CM_RETURN_IF(has_graph_quant && p->kind != ROTOR_INDEX_VAMANA, ROTOR_ERR_INVALID_ARGUMENT,
-                 "graph_quant applies to vamana indexes only");
-    CM_RETURN_IF(has_graph_quant && (p->quant == NULL || strcmp(p->quant, "none") == 0),
+    bool has_walk = p->walk_quant != NULL && strcmp(p->walk_quant, "none") != 0;
+    CM_RETURN_IF(has_walk && p->kind != ROTOR_INDEX_VAMANA, ROTOR_ERR_INVALID_ARGUMENT,
+                 "walk_quant applies to vamana indexes only");
+    CM_RETURN_IF(has_walk && (p->quant == NULL || strcmp(p->quant, "none") == 0),
                  ROTOR_ERR_INVALID_ARGUMENT,
-                 "graph_quant '%s' needs quant too: the codes the walk's candidates are "
+                 "walk_quant '%s' needs quant too: the codes the walk's candidates are "
                  "estimated again with",
-                 p->graph_quant);
+                 p->walk_quant);
     CM_RETURN_IF(p->kind == ROTOR_INDEX_IVF && (p->quant == NULL || strcmp(p->quant, "none") == 0),
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "an IVF index scans codes: give a quantizer (for example pq32x4 or tq4)");
@@ -199,9 +195,17 @@ rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *
     return ROTOR_OK;
 }
 
-unsigned ix_thread_count(uint32_t requested, size_t work) {
-    unsigned n = requested == 0 ? cm_cpu_count() : requested;
-    if (work < n)
-        n = work == 0 ? 1u : (unsigned)work;
-    return n;
+nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count) {
+    return (nav_params){
+        .degree = p->graph_degree,
+        .build_list = p->build_list,
+        .alpha = p->alpha,
+        .neighbor_codes = p->neighbor_codes != 0 && quantized,
+        .from_codes = p->build_space == ROTOR_BUILD_CODES,
+        .nlist = p->nlist,
+        .threads = cm_thread_count(p->threads, count),
+        .seed = p->seed,
+        .progress = p->progress,
+        .progress_opaque = p->progress_opaque,
+    };
 }

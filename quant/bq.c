@@ -194,11 +194,7 @@ static void bq_scan(const quant *q, const void *qstate, const uint8_t *store, si
         }
         /* <x - c, q - c> ~ t * <v, q'> / <v, o'_unit>, mult = f[1] */
         float ip = f[1] * vq;
-        switch (q->metric) {
-        case ROTOR_METRIC_L2: out[i] = f[0] * f[0] + qq - 2 * ip; break;
-        case ROTOR_METRIC_IP: out[i] = -ip; break;
-        case ROTOR_METRIC_COSINE: out[i] = 1 - ip; break;
-        }
+        out[i] = cm_ip_distance(q->metric, ip, f[0] * f[0], qq);
     }
 }
 

@@ -156,13 +156,7 @@ static void bqfs_scan(const quant *q, const void *qstate, const uint8_t *store, 
             const size_t v = i - base;
             /* Sums stay below groups * 255 < 2^31: the signed conversion is exact. */
             const float ip = mult[v] * (h->bias + h->delta * (float)(int32_t)acc[v]);
-            float dist;
-            switch (q->metric) {
-            case ROTOR_METRIC_L2: dist = t[v] * t[v] + h->qq - 2 * ip; break;
-            case ROTOR_METRIC_IP: dist = -ip; break;
-            default: dist = 1 - ip; break;
-            }
-            out[i - first] = dist;
+            out[i - first] = cm_ip_distance(q->metric, ip, t[v] * t[v], h->qq);
         }
     }
 }

@@ -37,15 +37,14 @@
  * loops, 11 s with 4-wide vector loops and 3.6-3.8 s with the AVX2 and
  * AVX-512 column kernels.
  *
- * Threads live in a small fork-join pool for the whole run, since k-means++
+ * Threads live in one pool (common/pool.h) for the whole run, since k-means++
  * alone needs k parallel rounds and starting threads per round would cost
  * more than the rounds.
  */
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "quant/kmeans.h"
 #include "simd/simd.h"
 
@@ -59,113 +58,6 @@ enum { CHUNK = 512 };
  * centroid: measured with 256 centroids, 8.7x faster at 8 dimensions, 1.8x
  * at 64, and 1.7x slower at 128, where the row kernel's long FMA runs win. */
 enum { COLS_MAX_DIM = 64 };
-
-/* ---- a fork-join pool --------------------------------------------------- */
-
-typedef void (*job_fn)(void *ctx, size_t chunk);
-
-typedef struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t wake; /* a new job, or quit */
-    pthread_cond_t idle; /* the last worker finished the job */
-    pthread_t *tid;
-    unsigned nworkers; /* threads started, besides the caller */
-    unsigned busy;     /* workers not yet done with the current job */
-    unsigned long gen; /* job number, so a worker runs each job once */
-    bool quit;
-    job_fn fn;
-    void *ctx;
-    size_t nchunks;
-    atomic_size_t next; /* next chunk to take */
-    const rotor_allocator *a;
-} pool;
-
-static void pool_work(pool *p) {
-    size_t c;
-    while ((c = atomic_fetch_add(&p->next, 1)) < p->nchunks)
-        p->fn(p->ctx, c);
-}
-
-static void *pool_main(void *arg) {
-    pool *p = arg;
-    unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->quit && p->gen == seen)
-            pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit)
-            break;
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
-        pool_work(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
-            pthread_cond_signal(&p->idle);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Starts up to `threads` - 1 workers (the caller is the last thread). A
- * worker that cannot be started is simply missing: the results do not
- * depend on how many there are. Fails only when out of memory. */
-static rotor_status pool_start(pool *p, const rotor_allocator *a, unsigned threads) {
-    memset(p, 0, sizeof *p);
-    p->a = a;
-    atomic_init(&p->next, 0);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->idle, NULL);
-    if (threads <= 1)
-        return ROTOR_OK;
-    p->tid = cm_alloc(a, (threads - 1) * sizeof(pthread_t), "k-means threads");
-    if (p->tid == NULL) {
-        pthread_cond_destroy(&p->idle);
-        pthread_cond_destroy(&p->wake);
-        pthread_mutex_destroy(&p->mu);
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    }
-    for (unsigned i = 0; i + 1 < threads; i++) {
-        if (pthread_create(&p->tid[i], NULL, pool_main, p) != 0)
-            break;
-        p->nworkers++;
-    }
-    return ROTOR_OK;
-}
-
-static void pool_run(pool *p, job_fn fn, void *ctx, size_t nchunks) {
-    p->fn = fn;
-    p->ctx = ctx;
-    p->nchunks = nchunks;
-    atomic_store(&p->next, 0);
-    if (p->nworkers == 0) {
-        pool_work(p);
-        return;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->busy = p->nworkers;
-    p->gen++;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    pool_work(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0)
-        pthread_cond_wait(&p->idle, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void pool_stop(pool *p) {
-    pthread_mutex_lock(&p->mu);
-    p->quit = true;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    for (unsigned i = 0; i < p->nworkers; i++)
-        pthread_join(p->tid[i], NULL);
-    cm_free(p->a, p->tid);
-    pthread_cond_destroy(&p->idle);
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->mu);
-}
 
 /* ---- distances ---------------------------------------------------------- */
 
@@ -254,7 +146,8 @@ static void chunk_range(const run *r, size_t chunk, size_t *lo, size_t *hi) {
 
 /* Nearest centroid of every point of the chunk; counts changed assignments
  * and sums the distances (in index order, in double). */
-static void assign_chunk(void *ctx, size_t chunk) {
+static void assign_chunk(void *ctx, size_t chunk, unsigned worker) {
+    (void)worker;
     run *r = ctx;
     size_t lo, hi, changes = 0;
     chunk_range(r, chunk, &lo, &hi);
@@ -274,7 +167,8 @@ static void assign_chunk(void *ctx, size_t chunk) {
 }
 
 /* k-means++: D^2 of every point of the chunk lowered by the new centre. */
-static void seed_chunk(void *ctx, size_t chunk) {
+static void seed_chunk(void *ctx, size_t chunk, unsigned worker) {
+    (void)worker;
     run *r = ctx;
     size_t lo, hi;
     chunk_range(r, chunk, &lo, &hi);
@@ -342,14 +236,14 @@ static void copy_point(const run *r, size_t i, float *dst) {
     memcpy(dst, r->x + i * r->stride, r->dim * sizeof(float));
 }
 
-static void seed_plusplus(run *r, pool *p, size_t nchunks, float *c, uint64_t seed) {
+static void seed_plusplus(run *r, cm_pool *p, size_t nchunks, float *c, uint64_t seed) {
     uint64_t rng = seed;
     copy_point(r, uniform_index(&rng, r->n), c);
     for (size_t i = 0; i < r->n; i++)
         r->dist[i] = INFINITY;
     for (size_t j = 1; j < r->k; j++) {
         r->newc = c + (j - 1) * r->dim;
-        pool_run(p, seed_chunk, r, nchunks);
+        cm_pool_run(p, seed_chunk, r, nchunks);
         double total = 0;
         for (size_t ch = 0; ch < nchunks; ch++)
             total += r->chunk_sum[ch];
@@ -427,12 +321,6 @@ static rotor_status check_shape(const float *x, size_t n, size_t dim, size_t str
     return ROTOR_OK;
 }
 
-static unsigned effective_threads(unsigned threads, size_t nchunks) {
-    if (threads == 0)
-        threads = cm_cpu_count();
-    return nchunks < threads ? (unsigned)nchunks : threads;
-}
-
 rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t dim, size_t stride,
                       const km_params *p, float *centroids, uint32_t *assign, km_stats *stats) {
     CM_FORWARD(check_shape(x, n, dim, stride, p->k));
@@ -455,7 +343,7 @@ rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t
     /* Sizes: k * dim * sizeof(double) was checked; n entries exist as the
      * caller's input, so n * 4 bytes cannot overflow. */
     uint32_t *own_assign = NULL;
-    pool pl;
+    cm_pool pl;
     km_stats s = {0};
     double *sums = NULL;
     size_t *counts = NULL;
@@ -474,7 +362,7 @@ rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t
     if (assign == NULL || r.dist == NULL || r.chunk_changes == NULL || r.chunk_sum == NULL ||
         sums == NULL || counts == NULL || (r.small && ct == NULL))
         goto out;
-    st = pool_start(&pl, a, effective_threads(p->threads, nchunks));
+    st = cm_pool_start(&pl, a, cm_thread_count(p->threads, nchunks));
     if (st != ROTOR_OK)
         goto out;
 
@@ -484,7 +372,7 @@ rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t
     for (;;) {
         if (r.small)
             km_transpose(centroids, k, dim, ct);
-        pool_run(&pl, assign_chunk, &r, nchunks);
+        cm_pool_run(&pl, assign_chunk, &r, nchunks);
         size_t changes = 0;
         for (size_t ch = 0; ch < nchunks; ch++)
             changes += r.chunk_changes[ch];
@@ -499,7 +387,7 @@ rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t
         s.reseeded += update(&r, centroids, sums, counts);
         s.iters++;
     }
-    pool_stop(&pl);
+    cm_pool_stop(&pl);
     for (size_t ch = 0; ch < nchunks; ch++)
         s.objective += r.chunk_sum[ch];
     if (stats != NULL)
@@ -534,7 +422,7 @@ rotor_status km_assign(const rotor_allocator *a, const float *x, size_t n, size_
         .dist = dist,
     };
     float *own_dist = NULL, *ct = NULL;
-    pool pl;
+    cm_pool pl;
     rotor_status st = ROTOR_ERR_OUT_OF_MEMORY;
     if (dist == NULL)
         r.dist = own_dist = cm_alloc(a, (n ? n : 1) * sizeof(float), "k-means distances");
@@ -549,11 +437,11 @@ rotor_status km_assign(const rotor_allocator *a, const float *x, size_t n, size_
     /* assign_chunk counts changes against the old value; give it one. */
     for (size_t i = 0; i < n; i++)
         assign[i] = UINT32_MAX;
-    st = pool_start(&pl, a, effective_threads(threads, nchunks));
+    st = cm_pool_start(&pl, a, cm_thread_count(threads, nchunks));
     if (st != ROTOR_OK)
         goto out;
-    pool_run(&pl, assign_chunk, &r, nchunks);
-    pool_stop(&pl);
+    cm_pool_run(&pl, assign_chunk, &r, nchunks);
+    cm_pool_stop(&pl);
 out:
     cm_free(a, own_dist);
     cm_free(a, r.chunk_changes);

@@ -1,7 +1,7 @@
 /*
  * k-means under squared L2 (kmeans.c), shared by product quantization (one
- * run per subspace) and, later, IVF's coarse partition. Private to quant/
- * and the folders above it that cluster.
+ * run per subspace), IVF's coarse partition and the grouping of a graph's
+ * starting points. Private to quant/ and the folders above it that cluster.
  *
  * The result is a function of (data, k, iterations, seed) only: threads
  * split the assignment of points to centroids, and every sum the result

@@ -114,11 +114,7 @@ static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, si
         const int32_t dot = ops->dot_u8i8(b, (const int8_t *)(code + sizeof f), q->dim);
         /* <x - c, q - c> = t <u, q'> */
         const float ip = f[0] * f[1] * (lo * f[2] + delta * (float)dot);
-        switch (q->metric) {
-        case ROTOR_METRIC_L2: out[i] = f[0] * f[0] + qq - 2 * ip; break;
-        case ROTOR_METRIC_IP: out[i] = -ip; break;
-        case ROTOR_METRIC_COSINE: out[i] = 1 - ip; break;
-        }
+        out[i] = cm_ip_distance(q->metric, ip, f[0] * f[0], qq);
     }
 }
 

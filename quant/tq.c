@@ -288,15 +288,6 @@ static void tqq_prepare(const quant *q, const float *query_in, void *qstate, flo
     }
 }
 
-static float to_distance(rotor_metric m, float ip, float norm, float qq) {
-    switch (m) {
-    case ROTOR_METRIC_L2: return norm * norm + qq - 2 * ip;
-    case ROTOR_METRIC_IP: return -ip;
-    case ROTOR_METRIC_COSINE: return 1 - ip;
-    }
-    return ip;
-}
-
 static void tqq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
                      size_t n, float *out) {
     const tq_state *s = q->impl;
@@ -317,7 +308,7 @@ static void tqq_scan(const quant *q, const void *qstate, const uint8_t *store, s
             memcpy(&ipscale, code + 4, 4);
             ip = tq_mse_estimate(&s->mse, rot, code + 8, ipscale);
         }
-        out[i] = to_distance(q->metric, ip, norm, qq);
+        out[i] = cm_ip_distance(q->metric, ip, norm * norm, qq);
     }
 }
 

@@ -60,7 +60,7 @@ enum {
     H_DIM = 48,
     H_COUNT = 56,
     H_QUANT = 64,
-    H_NAV_QUANT = 96,
+    H_WALK_QUANT = 96,
     H_SEED = 128,
     H_DEGREE = 136,
     H_BUILD_LIST = 140,
@@ -105,8 +105,8 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_VECTORS: return "vectors";
     case IXF_SEC_QUANT: return "quantizer";
     case IXF_SEC_CODES: return "codes";
-    case IXF_SEC_NAV_QUANT: return "walking quantizer";
-    case IXF_SEC_NAV_CODES: return "walking codes";
+    case IXF_SEC_WALK_QUANT: return "walking quantizer";
+    case IXF_SEC_WALK_CODES: return "walking codes";
     case IXF_SEC_GRAPH_META: return "graph header";
     case IXF_SEC_GRAPH: return "graph";
     case IXF_SEC_IVF_META: return "IVF header";
@@ -224,6 +224,12 @@ rotor_status ixf_section_end(ixf_writer *w) {
     return ROTOR_OK;
 }
 
+rotor_status ixf_put_section(ixf_writer *w, ixf_section_id id, const void *data, size_t n) {
+    CM_FORWARD(ixf_section_begin(w, id));
+    CM_FORWARD(ixf_append(w, data, n));
+    return ixf_section_end(w);
+}
+
 static void put_name(uint8_t *p, const char *s) {
     size_t n = strnlen(s, IXF_NAME - 1);
     memcpy(p, s, n);
@@ -242,7 +248,7 @@ static void fill_first_page(const ixf_writer *w, const ixf_meta *m, uint8_t *pag
     put64(page + H_DIM, m->dim);
     put64(page + H_COUNT, m->count);
     put_name(page + H_QUANT, m->quant);
-    put_name(page + H_NAV_QUANT, m->nav_quant);
+    put_name(page + H_WALK_QUANT, m->walk_quant);
     put64(page + H_SEED, m->seed);
     put32(page + H_DEGREE, m->graph_degree);
     put32(page + H_BUILD_LIST, m->build_list);
@@ -399,7 +405,7 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     m->dim = get64(page + H_DIM);
     m->count = get64(page + H_COUNT);
     get_name(m->quant, page + H_QUANT);
-    get_name(m->nav_quant, page + H_NAV_QUANT);
+    get_name(m->walk_quant, page + H_WALK_QUANT);
     m->seed = get64(page + H_SEED);
     m->graph_degree = get32(page + H_DEGREE);
     m->build_list = get32(page + H_BUILD_LIST);

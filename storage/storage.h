@@ -209,8 +209,8 @@ typedef enum ixf_section_id {
     IXF_SEC_VECTORS = 1,    /* count x dim float32 */
     IXF_SEC_QUANT = 2,      /* the quantizer's parameter block (quant_save) */
     IXF_SEC_CODES = 3,      /* its code store of count codes */
-    IXF_SEC_NAV_QUANT = 4,  /* the graph's walking quantizer, when it differs */
-    IXF_SEC_NAV_CODES = 5,  /* its code store */
+    IXF_SEC_WALK_QUANT = 4, /* the graph's walking quantizer, when it differs */
+    IXF_SEC_WALK_CODES = 5, /* its code store */
     IXF_SEC_GRAPH_META = 6, /* Vamana: layout, entry, starting points */
     IXF_SEC_GRAPH = 7,      /* Vamana: count node records */
     IXF_SEC_IVF_META = 8,   /* IVF: centroids and list sizes */
@@ -225,7 +225,7 @@ typedef struct ixf_meta {
     uint32_t metric; /* rotor_metric */
     uint64_t dim, count;
     char quant[IXF_NAME];     /* "none" or a quantizer spec */
-    char nav_quant[IXF_NAME]; /* "" or the graph's walking quantizer */
+    char walk_quant[IXF_NAME]; /* "" or the graph's walking quantizer */
     uint64_t seed;
     uint32_t graph_degree, build_list, neighbor_codes, build_space, nlist;
     float alpha;
@@ -246,6 +246,8 @@ rotor_status ixf_append(ixf_writer *w, const void *data, size_t n);
 /* Zero bytes up to the next multiple of `align` within the section. */
 rotor_status ixf_pad(ixf_writer *w, size_t align);
 rotor_status ixf_section_end(ixf_writer *w);
+/* A whole section in one call: begin, one append, end. */
+rotor_status ixf_put_section(ixf_writer *w, ixf_section_id id, const void *data, size_t n);
 /* Writes the first page, fsyncs the file, renames it over `path` and
  * fsyncs the directory: the target is either untouched or whole. Frees w
  * whatever the outcome. */

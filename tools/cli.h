@@ -32,7 +32,7 @@ typedef struct cli_opts {
     double alpha;
     int neighbor_codes;
     const char *build_space; /* "full" or "codes" */
-    const char *graph_quant;
+    const char *walk_quant;
     unsigned refine;
     unsigned starts;   /* --starts: rotor_search_params.start_points */
     const char *sweep; /* "L=10,20,40" or "nprobe=1,2,4" */
@@ -91,6 +91,9 @@ int cli_build_progress(void *opaque, uint64_t done, uint64_t total);
 /* rotor search and rotor gt: batch search of --queries, ids to --out. */
 int cli_run_search(const cli_opts *o, const char *cmd);
 
+/* The index's codes as a label: "quant", or "walk+quant" for a graph
+ * walking on other codes than it refines with. */
+const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size);
 /* True when the file starts with the magic of a rotor index. */
 bool cli_is_index_file(const char *path);
 /* "float32", "uint8", ... */

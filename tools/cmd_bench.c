@@ -374,10 +374,11 @@ int cmd_bench(const cli_opts *o) {
         const run_result *med = &runs[o->runs / 2];
 
         /* What the search used, resolved as the library resolves it. */
-        char params[128] = "";
+        char params[160] = "", label[72];
         size_t len = 0;
         if (stats.quant[0] != '\0' && strcmp(stats.quant, "none") != 0)
-            len += (size_t)snprintf(params + len, sizeof params - len, "%s,", stats.quant);
+            len += (size_t)snprintf(params + len, sizeof params - len, "%s,",
+                                    cli_quant_label(&stats, label, sizeof label));
         size_t list = c.sp.list_size ? c.sp.list_size : (k > 64 ? k : 64);
         if (stats.kind == ROTOR_INDEX_VAMANA)
             len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
@@ -389,7 +390,7 @@ int cmd_bench(const cli_opts *o) {
                                     c.sp.nprobe ? c.sp.nprobe : 16);
         if (strcmp(stats.quant, "none") != 0) {
             long long rr = c.sp.rerank < 0 ? 10 * (long long)k : c.sp.rerank;
-            if (strchr(stats.quant, '+') != NULL) /* walks on one code, refines on another */
+            if (stats.walk_quant[0] != '\0') /* walks on one code, refines on another */
                 len += (size_t)snprintf(params + len, sizeof params - len, "refine=%lld,",
                                         c.sp.refine ? (long long)c.sp.refine : 4 * rr);
             len += (size_t)snprintf(params + len, sizeof params - len, "rerank=%lld,", rr);

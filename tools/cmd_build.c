@@ -29,15 +29,17 @@ int cmd_build(const cli_opts *o) {
         rotor_index *ix = NULL;
         rotor_open_params op = rotor_open_params_default();
         op.vectors = ROTOR_VECTORS_RAM;
-        if (rotor_index_open(o->out, &op, &ix) != ROTOR_OK)
+        if ((st = rotor_index_open(o->out, &op, &ix)) != ROTOR_OK)
             return cli_lib_error(st, "cannot read back '%s'", o->out);
         rotor_index_stats s;
         rotor_index_stats_get(ix, &s);
+        char label[72];
         fprintf(stderr,
                 "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "
                 "opened; peak RSS %.0f MiB)\n",
-                rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric), s.quant,
-                seconds, o->out, p.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM",
+                rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric),
+                cli_quant_label(&s, label, sizeof label), seconds, o->out,
+                p.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM",
                 (double)cli_peak_rss() / (1 << 20));
         rotor_index_close(ix);
     }

@@ -23,7 +23,9 @@ static int index_info(const cli_opts *o, const char *path) {
     printf("kind:          %s\n", rotor_index_kind_name(s.kind));
     printf("metric:        %s\n", rotor_metric_name(s.metric));
     printf("vectors:       %zu x %zu\n", s.count, s.dim);
-    printf("quantizer:     %s (%zu bytes per code)\n", s.quant, s.code_bytes);
+    char label[72];
+    printf("quantizer:     %s (%zu bytes per code)\n", cli_quant_label(&s, label, sizeof label),
+           s.code_bytes);
     if (s.start_points > 0)
         printf("start points:  %zu in %zu groups\n", s.start_points, s.start_groups);
     printf("full vectors:  %s, %.1f bytes per vector\n", s.vectors_on_disk ? "on disk" : "in RAM",

@@ -111,10 +111,10 @@ static const struct flag {
     {"--alpha", OPT_GRAPH, "A  vamana: pruning factor of the second pass (default 1.2)"},
     {"--neighbor-codes", OPT_GRAPH,
      "0|1  vamana: keep neighbours' codes in each node (default 1 with --quant)"},
-    {"--graph-quant", OPT_GRAPH,
+    {"--walk-quant", OPT_GRAPH,
      "SPEC  vamana: walk the graph on these codes, estimate again with --quant"},
     {"--refine", OPT_SEARCH,
-     "N  vamana with --graph-quant: candidates estimated again (default 4 x rerank)"},
+     "N  vamana with --walk-quant: candidates estimated again (default 4 x rerank)"},
     {"--build-space", OPT_GRAPH,
      "full|codes  vamana: link on the full vectors (default) or on the decoded codes"},
     {"--nlist", OPT_GRAPH, "N  ivf: partitions (default about 4 sqrt(n))"},
@@ -180,8 +180,8 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
         o->alpha = strtod(value, &end);
         if (*value == '\0' || *end != '\0' || errno != 0 || !(o->alpha >= 1 && o->alpha <= 4))
             rc = cli_error(CLI_EXIT_USAGE, "--alpha takes a number from 1 to 4, not '%s'", value);
-    } else if (strcmp(name, "--graph-quant") == 0) {
-        o->graph_quant = value;
+    } else if (strcmp(name, "--walk-quant") == 0) {
+        o->walk_quant = value;
     } else if (strcmp(name, "--refine") == 0) {
         rc = parse_size(name, value, 1, 100000, &n);
         o->refine = (unsigned)n;

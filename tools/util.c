@@ -160,7 +160,7 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
     if (o->build_space != NULL && strcmp(o->build_space, "codes") == 0)
         p->build_space = ROTOR_BUILD_CODES;
     p->nlist = o->nlist;
-    p->graph_quant = o->graph_quant;
+    p->walk_quant = o->walk_quant;
     if (o->full_vectors != 0)
         p->full_vectors = o->full_vectors;
     return CLI_EXIT_OK;
@@ -225,4 +225,12 @@ int cli_one_path(const cli_opts *o, const char *cmd, const char **path) {
                          cmd);
     *path = o->argv_rest[0];
     return CLI_EXIT_OK;
+}
+
+const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size) {
+    if (s->walk_quant[0] != '\0')
+        snprintf(buf, size, "%s+%s", s->walk_quant, s->quant);
+    else
+        snprintf(buf, size, "%s", s->quant);
+    return buf;
 }

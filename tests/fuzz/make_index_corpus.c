@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
         const char *name;
         rotor_index_kind kind;
         rotor_metric metric;
-        const char *quant, *graph_quant;
+        const char *quant, *walk_quant;
         int neighbor_codes, on_disk;
     } kinds[] = {
         {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0},
@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
         p.kind = kinds[i].kind;
         p.metric = kinds[i].metric;
         p.quant = kinds[i].quant;
-        p.graph_quant = kinds[i].graph_quant;
+        p.walk_quant = kinds[i].walk_quant;
         p.neighbor_codes = kinds[i].neighbor_codes;
         p.full_vectors = kinds[i].on_disk ? ROTOR_VECTORS_DISK : ROTOR_VECTORS_RAM;
         p.graph_degree = 8;

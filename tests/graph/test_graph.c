@@ -112,7 +112,7 @@ static double recall(const fixture *f, const rotor_index *ix, size_t n, rotor_me
 /* Degrees within R, ids inside the index, no self loops or repeats, and
  * every node reachable from the entry point. */
 static void check_graph(const rotor_index *ix) {
-    const vamana *g = ix->graph;
+    const nav *g = ix->nav;
     assert_non_null(g);
     size_t n = vamana_count(g);
     assert_int_equal(n, ix->count);
@@ -215,7 +215,7 @@ static void test_ivf_all_lists_equal_flat(void **state) {
 }
 
 static void adjacency(const rotor_index *ix, uint32_t **out, size_t *len) {
-    const vamana *g = ix->graph;
+    const nav *g = ix->nav;
     size_t n = vamana_count(g), R = vamana_max_degree(g);
     uint32_t *a = calloc(n * (R + 1), sizeof *a);
     for (size_t u = 0; u < n; u++) {
@@ -242,7 +242,7 @@ static void test_vamana_deterministic(void **state) {
     adjacency(c, &gc, &lc);
     assert_int_equal(la, lb);
     assert_memory_equal(ga, gb, la * sizeof *ga);
-    assert_int_equal(vamana_entry(a->graph), vamana_entry(b->graph));
+    assert_int_equal(vamana_entry(a->nav), vamana_entry(b->nav));
     /* Another seed inserts in another order: another graph. */
     assert_int_equal(la, lc);
     assert_memory_not_equal(ga, gc, la * sizeof *ga);
@@ -287,23 +287,23 @@ static void test_build_from_codes(void **state) {
 /* Walking on one code and refining with another: recall as good as either,
  * the estimates returned without rerank are the refining quantizer's, and
  * both code stores are counted. */
-static void test_graph_quant(void **state) {
+static void test_walk_quant(void **state) {
     fixture *f = *state;
     const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_COSINE};
     /* tq4 codes: 16 bytes + 8 of factors; pq8x4: 4 bytes in whole blocks of
      * 32. sq8: 32 bytes + 12 of factors; bin1fs: 8 fields of 4 bits and two
      * floats per code, in whole blocks of 32. */
     const struct {
-        const char *quant, *walk, *name;
+        const char *quant, *walk;
         size_t bytes;
     } pairs[] = {
-        {"tq4", "pq8x4", "pq8x4+tq4", (size_t)N * 24 + (N + 31) / 32 * 32 * 4},
-        {"sq8", "bin1fs", "bin1fs+sq8", (size_t)N * 44 + (N + 31) / 32 * (32 * 4 + 256)},
+        {"tq4", "pq8x4", (size_t)N * 24 + (N + 31) / 32 * 32 * 4},
+        {"sq8", "bin1fs", (size_t)N * 44 + (N + 31) / 32 * (32 * 4 + 256)},
     };
     for (size_t c = 0; c < 2 * 2; c++) {
         const size_t mi = c % 2, pi = c / 2;
         rotor_params p = graph_params(ROTOR_INDEX_VAMANA, metrics[mi], pairs[pi].quant);
-        p.graph_quant = pairs[pi].walk;
+        p.walk_quant = pairs[pi].walk;
         rotor_index *ix = build_n(f, &p, N);
         check_graph(ix);
         rotor_search_params sp = rotor_search_params_default();
@@ -311,8 +311,8 @@ static void test_graph_quant(void **state) {
         sp.rerank = 20;
         sp.refine = 80;
         double r = recall(f, ix, N, metrics[mi], &sp);
-        print_message("vamana %s %s: recall@10 %.4f\n", rotor_metric_name(metrics[mi]),
-                      pairs[pi].name, r);
+        print_message("vamana %s %s+%s: recall@10 %.4f\n", rotor_metric_name(metrics[mi]),
+                      pairs[pi].walk, pairs[pi].quant, r);
         assert_true(r >= 0.95);
         /* Without rerank the distances are the refining code's estimates. */
         sp.rerank = 0;
@@ -326,22 +326,23 @@ static void test_graph_quant(void **state) {
         }
         rotor_index_stats st;
         assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
-        assert_string_equal(st.quant, pairs[pi].name);
+        assert_string_equal(st.quant, pairs[pi].quant);
+        assert_string_equal(st.walk_quant, pairs[pi].walk);
         assert_int_equal(st.bytes_codes, pairs[pi].bytes);
         rotor_index_close(ix);
     }
     rotor_matrix m = {f->base, 100, D, ROTOR_ELEM_F32};
     rotor_index *ix = NULL;
     rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL);
-    p.graph_quant = "pq8x4";
+    p.walk_quant = "pq8x4";
     assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "needs quant"));
     p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "tq4");
-    p.graph_quant = "pq8x4";
+    p.walk_quant = "pq8x4";
     assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "vamana indexes only"));
     p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tq4");
-    p.graph_quant = "pq7";
+    p.walk_quant = "pq7";
     assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
     assert_null(ix);
 }
@@ -394,7 +395,7 @@ static void test_start_groups(void **state) {
     assert_int_equal(st.start_groups, N / 32);
     const uint32_t *ids, *off;
     size_t nstarts;
-    const size_t groups = vamana_start_groups(ix->graph, &ids, &nstarts, &off);
+    const size_t groups = vamana_start_groups(ix->nav, &ids, &nstarts, &off);
     assert_int_equal(groups, N / 32);
     assert_int_equal(nstarts, N);
     assert_int_equal(off[0], 0);
@@ -514,7 +515,7 @@ static void test_add(void **state) {
         assert_int_equal(rotor_index_add(ix, &bm), ROTOR_ERR_NOT_FINITE);
         assert_int_equal(ix->count, N);
         if (kinds[ki] == ROTOR_INDEX_VAMANA)
-            assert_int_equal(vamana_count(ix->graph), N);
+            assert_int_equal(vamana_count(ix->nav), N);
         rotor_index_close(ix);
     }
 }
@@ -672,7 +673,7 @@ static void test_cancel(void **state) {
     p.progress_opaque = &calls;
     rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
     rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_CANCELLED);
     assert_non_null(strstr(rotor_last_error(), "cancelled"));
     assert_null(ix);
     assert_true(calls > 1);
@@ -727,7 +728,7 @@ int main(void) {
         cmocka_unit_test(test_vamana_deterministic),
         cmocka_unit_test(test_vamana_threads),
         cmocka_unit_test(test_build_from_codes),
-        cmocka_unit_test(test_graph_quant),
+        cmocka_unit_test(test_walk_quant),
         cmocka_unit_test(test_start_points),
         cmocka_unit_test(test_start_groups),
         cmocka_unit_test(test_equal_points),

@@ -60,7 +60,7 @@ typedef struct config {
     const char *name;
     rotor_index_kind kind;
     rotor_metric metric;
-    const char *quant, *graph_quant;
+    const char *quant, *walk_quant;
     int neighbor_codes;
 } config;
 
@@ -83,7 +83,7 @@ static rotor_index *build(const fixture *f, const config *c, size_t n) {
     p.kind = c->kind;
     p.metric = c->metric;
     p.quant = c->quant;
-    p.graph_quant = c->graph_quant;
+    p.walk_quant = c->walk_quant;
     p.neighbor_codes = c->neighbor_codes;
     p.graph_degree = 16;
     p.build_list = 40;
@@ -731,7 +731,7 @@ static void test_build_file(void **state) {
         p.kind = c->kind;
         p.metric = c->metric;
         p.quant = c->quant;
-        p.graph_quant = c->graph_quant;
+        p.walk_quant = c->walk_quant;
         p.neighbor_codes = c->neighbor_codes;
         p.graph_degree = 16;
         p.build_list = 40;

@@ -1,0 +1,248 @@
+/*
+ * The Vamana graph (Subramanya et al., "DiskANN", NeurIPS 2019), private to
+ * graph/: what its files share. The graph is split by phase:
+ *
+ *   vamana.c         the object: create, free, the scratch pool, stats
+ *   vamana_build.c   insertion: greedy search, RobustPrune, back edges
+ *   vamana_starts.c  the sampled starting points, their groups and how a
+ *                    search enters them
+ *   vamana_search.c  the beam search on quantized distances
+ *   vamana_io.c      the graph's sections of the index file
+ *
+ * Node record, node_bytes each (a multiple of 16, or of 64 with codes):
+ *
+ *   [degree u32][R + slack neighbour ids u32][codes, with a quantizer]
+ *
+ * With neighbour codes the codes are a store of R slots holding copies of
+ * the neighbours' walking codes (SymphonyQG's idea), so expanding a node is
+ * one sequential read and one scan call over all its neighbours: for 4-bit
+ * PQ that is exactly one 32-code fast-scan block. Without them (R times
+ * less memory) each record carries its own node's walking code: a
+ * neighbour scored by id costs one or two lines of its record, gathered
+ * with the others into one store and scored by one scan.
+ */
+#ifndef ROTOR_GRAPH_VAMANA_H
+#define ROTOR_GRAPH_VAMANA_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "graph/graph.h"
+
+typedef struct vm_cand {
+    float dist;
+    uint32_t id;
+} vm_cand;
+
+/* Per-thread working memory, pooled on the graph so searches reuse it. */
+typedef struct vm_scratch {
+    struct vm_scratch *next;
+    uint64_t *visited;              /* one bit per node, visited_words words */
+    uint32_t *touched;              /* the words of `visited` this search set bits in */
+    size_t visited_words, ntouched; /* touched holds visited_words slots */
+    vm_cand *list;                  /* list_cap + 1 sorted candidates */
+    uint8_t *expanded;
+    size_t list_cap;
+    vm_cand *pool; /* nodes a build search expanded */
+    size_t pool_size, pool_cap;
+    uint32_t *nbrs; /* slots + 1 ids copied out of a node */
+    vm_cand *picks; /* the groups of starting points a search scans */
+    float *est;     /* R estimates (rounded up to a block of 32), or MAX_STARTS */
+    vm_cand *prune; /* prune candidates, pool_cap + R + 1 */
+    uint8_t *gone;  /* occluded flags, same count */
+    uint8_t *qmem;  /* quantizer query state and scratch */
+    uint8_t *bqmem; /* build: build_q's query state, then its scratch */
+    size_t qmem_size;
+    float *best_d; /* a search's best estimates for a deep rerank */
+    int64_t *best_id;
+    uint32_t *cand; /* the candidates that go on to refine and rerank */
+    size_t best_cap;
+} vm_scratch;
+
+typedef struct vm_pool {
+    pthread_mutex_t lock;
+    vm_scratch *free;
+} vm_pool;
+
+/* Starting points of a quantized search: a uniform sample of up to
+ * MAX_STARTS nodes whose walking codes are kept together, grouped around
+ * leaders (about GROUP_SIZE points a group), of which a search scores
+ * about nav_search_params.starts (vamana_starts.c). */
+enum { SCORE_BLOCK = 32, MIN_STARTS = 4096, MAX_STARTS = 16384, GROUP_SIZE = 32, GROUP_ITERS = 8 };
+
+typedef struct vamana {
+    nav base;
+    nav_params p;
+    const quant *walk_q; /* the code a search walks on; NULL: the full vectors */
+    /* Records hold copies of their neighbours' walking codes (else, with a
+     * walking quantizer, their own code: own_code). */
+    bool neighbor_codes, own_code;
+    size_t count, capacity;
+    /* Id slots per node: R plus build slack. A full list is pruned back to
+     * R only when it overflows the slack, so a node gaining reverse edges
+     * is pruned once per few edges instead of at every one; a last pass
+     * prunes every list still longer than R. */
+    uint32_t slots;
+    size_t node_bytes, block_off, block_bytes;
+    uint8_t *nodes;
+    /* The records belong to a mapped index file: never freed, copied to
+     * memory of the graph's own by the first insert (vamana_io.c). */
+    bool borrowed;
+    atomic_uchar *locks; /* capacity spin locks */
+    uint8_t *dirty;      /* capacity: list changed since its codes were copied */
+    uint32_t entry;
+    /* The sampled starting points, scored together at the start of a
+     * quantized search (vamana_starts.c); start_codes holds their walking
+     * codes. Group i is starts[group_off[i] .. group_off[i + 1]), its
+     * leader first; leader_codes holds the leaders' codes. ngroups 0: one
+     * flat sample. */
+    uint32_t *starts;
+    uint8_t *start_codes;
+    size_t nstarts;
+    uint32_t *group_off;
+    uint8_t *leader_codes;
+    size_t ngroups;
+    vm_pool *pool;
+    /* During a build: an 8-bit copy of every vector (vamana_build.c), what
+     * the build's searches score; NULL otherwise. */
+    quant *build_q;
+    uint8_t *build_codes;
+} vamana;
+
+static inline const vamana *vamana_of(const nav *n) { return (const vamana *)n; }
+
+static inline uint32_t *node_of(const vamana *g, size_t u) {
+    return (uint32_t *)(g->nodes + u * g->node_bytes);
+}
+
+static inline void prefetch_bytes(const void *p, size_t bytes) {
+    const char *c = p;
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(c + off, 0, 3);
+}
+
+/* ---- vamana.c ------------------------------------------------------------ */
+
+rotor_status vamana_create(const rotor_allocator *a, const nav_params *p, const graph_space *s,
+                           nav **out);
+void vamana_free(nav *n);
+/* A scratch from the pool, or a new one, sized for `nodes` nodes, a list of
+ * `list` entries, (build) a prune over `pool` candidates and (search) a
+ * rerank heap of `best` entries. */
+rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes, size_t list,
+                            size_t pool, size_t best, vm_scratch **out);
+void vm_scratch_put(const vamana *g, vm_scratch *sc);
+/* Query-state bytes of one quantizer (state, then its scratch). */
+size_t vm_qstate_bytes(const quant *q);
+/* Where a search's gather store starts in its query memory: after the
+ * walking quantizer's state and the refining one's. */
+size_t vm_gather_offset(const graph_space *s);
+
+/* Clears what the last search set: a few hundred words, not n / 64. */
+static inline void visited_reset(vm_scratch *sc) {
+    for (size_t i = 0; i < sc->ntouched; i++)
+        sc->visited[sc->touched[i]] = 0;
+    sc->ntouched = 0;
+}
+
+/* Marks id visited; false if it already was. touched has a slot per word,
+ * so it cannot overflow. */
+static inline bool visit(vm_scratch *sc, uint32_t id) {
+    const size_t w = id >> 6;
+    const uint64_t bit = (uint64_t)1 << (id & 63), old = sc->visited[w];
+    if (old & bit)
+        return false;
+    if (old == 0)
+        sc->touched[sc->ntouched++] = (uint32_t)w;
+    sc->visited[w] = old | bit;
+    return true;
+}
+
+/* ---- the candidate list -------------------------------------------------- */
+
+typedef struct vm_list {
+    vm_cand *c;
+    uint8_t *expanded;
+    size_t size, cap;
+    size_t cur; /* no unexpanded entry before this position */
+} vm_list;
+
+/* Inserts (d, id) keeping the list sorted and at most cap long; returns
+ * false if it was not good enough. */
+static inline bool list_insert(vm_list *l, float d, uint32_t id) {
+    if (l->size == l->cap && (l->cap == 0 || d >= l->c[l->size - 1].dist))
+        return false;
+    size_t lo = 0, hi = l->size;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->c[mid].dist <= d)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* Entries from lo move one down; a full list drops its last. */
+    size_t end = l->size < l->cap ? l->size : l->cap - 1;
+    for (size_t j = end; j > lo; j--) {
+        l->c[j] = l->c[j - 1];
+        l->expanded[j] = l->expanded[j - 1];
+    }
+    l->c[lo] = (vm_cand){d, id};
+    l->expanded[lo] = 0;
+    if (l->size < l->cap)
+        l->size++;
+    if (lo < l->cur)
+        l->cur = lo;
+    return true;
+}
+
+/* The position of the nearest unexpanded candidate, or size if none. */
+static inline size_t list_next(vm_list *l) {
+    while (l->cur < l->size && l->expanded[l->cur])
+        l->cur++;
+    return l->cur;
+}
+
+/* ---- vamana_build.c ------------------------------------------------------ */
+
+rotor_status vamana_insert(nav *n, const graph_space *s);
+/* The records (and their locks and flags) moved to fresh memory of cap
+ * nodes, checked on the way when they were borrowed; on failure nothing
+ * changed. */
+rotor_status vm_move_records(vamana *g, size_t cap);
+/* ROTOR_ERR_CORRUPT, naming the fault, when node u's record holds an
+ * impossible list: a degree above R, an id outside the graph, or a loop. */
+rotor_status vm_check_record(const vamana *g, size_t u, const uint32_t *rec);
+
+/* ---- vamana_starts.c ----------------------------------------------------- */
+
+/* How many points a build samples as starting points for n nodes. */
+size_t vm_start_sample_size(size_t n);
+/* Groups the sampled starting points around leaders. */
+rotor_status vm_group_starts(vamana *g, const graph_space *s);
+/* Copies each group's leader code into the leaders' store. */
+rotor_status vm_fill_leader_codes(vamana *g);
+/* Enters the best of about `want` starting points into the list (and the
+ * rerank pool, unless NULL). */
+void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_list *l,
+                     cm_topk *pool);
+
+/* The estimate a candidate must beat to enter the list or, when there is
+ * one, the deeper rerank pool. */
+static inline float entry_gate(const vm_list *l, const cm_topk *pool) {
+    float gate = l->size < l->cap ? INFINITY : l->c[l->size - 1].dist;
+    if (pool != NULL && cm_topk_threshold(pool) > gate)
+        gate = cm_topk_threshold(pool);
+    return gate;
+}
+
+/* ---- vamana_search.c, vamana_io.c ---------------------------------------- */
+
+rotor_status vamana_search(const nav *n, const graph_space *s, const float *query, size_t k,
+                           const nav_search_params *p, int64_t *ids, float *dists);
+rotor_status vamana_save(const nav *n, const graph_space *s, ixf_writer *w);
+rotor_status vamana_open(const rotor_allocator *a, const nav_params *p, const graph_space *s,
+                         const ixf_file *f, nav **out);
+rotor_status vamana_check(const nav *n);
+rotor_status vamana_own(nav *n);
+
+#endif /* ROTOR_GRAPH_VAMANA_H */

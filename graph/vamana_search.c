@@ -1,0 +1,238 @@
+/*
+ * The beam search of a Vamana graph on quantized distances.
+ *
+ * Of the sampled starting points the nearest are scored first
+ * (vamana_starts.c); then a sorted candidate list of L entries: the nearest
+ * unexpanded entry is expanded until none is left. A per-thread visited
+ * bitset (n / 8 bytes: it stays in cache where an array of tags would not)
+ * forgets only the words a search touched and is consulted only for
+ * estimates good enough to enter the list; the node expanded next is
+ * prefetched while the current one is scored. The best candidates are then
+ * (with a walking quantizer other than the index's) estimated again with
+ * the index's codes, and the best `rerank` scored on the full vectors.
+ *
+ * A node's neighbours are scored in one of three ways, one helper each,
+ * chosen by the record layout: a block of neighbour codes in the record,
+ * the neighbours' own codes gathered from their records, or the full
+ * vectors. Every candidate they score enters through offer().
+ */
+#include <math.h>
+#include <string.h>
+
+#include "graph/vamana.h"
+
+enum { DEFAULT_LIST = 64, DEFAULT_STARTS = 256 };
+
+/* One search in progress. */
+typedef struct vm_walk {
+    const vamana *g;
+    const graph_space *s;
+    const float *query;
+    const quant *walk; /* NULL: full vectors */
+    const void *qs;    /* the walking quantizer's prepared query */
+    vm_scratch *sc;
+    vm_list l;
+    cm_topk *pool;   /* best estimates for a rerank deeper than the list; NULL: none */
+    uint8_t *gather; /* own-code layout: the neighbours' codes, gathered */
+} vm_walk;
+
+/* A scored candidate enters the list and, when there is one, the pool. */
+static inline void offer(vm_walk *w, float est, uint32_t id) {
+    list_insert(&w->l, est, id);
+    if (w->pool != NULL && est < cm_topk_threshold(w->pool))
+        cm_topk_push(w->pool, est, id);
+}
+
+/* Neighbour codes in the record: the whole block is scored anyway, so the
+ * visited set is only consulted for the few estimates good enough to
+ * enter; most neighbours fail the gate and cost no random access. */
+static void expand_block(vm_walk *w, const uint32_t *rec, uint32_t deg) {
+    const vamana *g = w->g;
+    const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
+    float *est = w->sc->est;
+    w->walk->ops->scan(w->walk, w->qs, (const uint8_t *)rec + g->block_off, 0, deg, est);
+    float gate = entry_gate(&w->l, w->pool);
+    for (uint32_t j = 0; j < deg; j++) {
+        if (est[j] >= gate || nb[j] >= count || !visit(w->sc, nb[j]))
+            continue;
+        offer(w, est[j], nb[j]);
+        gate = entry_gate(&w->l, w->pool);
+    }
+}
+
+/* Own codes: the unvisited neighbours' codes, gathered from their records
+ * into one store and scored by one scan call (one fast-scan block). */
+static void expand_own_codes(vm_walk *w, const uint32_t *rec, uint32_t deg) {
+    const vamana *g = w->g;
+    const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
+    uint32_t *ids = w->sc->nbrs;
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < deg; j++) {
+        if (nb[j] >= count || !visit(w->sc, nb[j]))
+            continue;
+        ids[m++] = nb[j];
+        prefetch_bytes((const uint8_t *)node_of(g, nb[j]) + g->block_off, g->block_bytes);
+    }
+    for (uint32_t j = 0; j < m; j++)
+        w->walk->ops->store(w->walk, w->gather, j,
+                            (const uint8_t *)node_of(g, ids[j]) + g->block_off);
+    if (m > 0)
+        w->walk->ops->scan(w->walk, w->qs, w->gather, 0, m, w->sc->est);
+    for (uint32_t j = 0; j < m; j++)
+        offer(w, w->sc->est[j], ids[j]);
+}
+
+/* No quantizer: exact distances on the full vectors. */
+static void expand_floats(vm_walk *w, const uint32_t *rec, uint32_t deg) {
+    const graph_space *s = w->s;
+    const uint32_t *nb = rec + 1, count = (uint32_t)w->g->count;
+    const size_t vb = s->dim * sizeof(float);
+    for (uint32_t j = 0; j < deg; j++) {
+        if (nb[j] >= count || !visit(w->sc, nb[j]))
+            continue;
+        if (j + 1 < deg)
+            prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim, vb < 512 ? vb : 512);
+        offer(w, graph_exact_distance(s, w->query, nb[j]), nb[j]);
+    }
+}
+
+static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
+    q->ops->prepare(q, query, mem, (float *)(mem + cm_round_up(q->query_bytes, CM_ALIGN)));
+    return mem;
+}
+
+/* The walk's candidates cand[0..n) estimated again with the index's codes;
+ * the best `keep` are left in `best`, sorted. */
+static void refine(const graph_space *s, const float *query, uint8_t *qmem, const uint32_t *cand,
+                   size_t n, cm_topk *best) {
+    const quant *q = s->q;
+    const void *qs = prepare_query(q, query, qmem);
+    /* The candidates' codes are scattered over the store: a few are kept
+     * loading ahead of the one being scored, or each estimate waits on
+     * memory (98 % of the refine's time, perf). */
+    const bool plain = q->ops->store == quant_plain_store;
+    enum { AHEAD = 16 };
+    for (size_t j = 0; plain && j < AHEAD && j < n; j++)
+        prefetch_bytes(s->codes + (size_t)cand[j] * q->code_bytes, q->code_bytes);
+    for (size_t j = 0; j < n; j++) {
+        if (plain && j + AHEAD < n)
+            prefetch_bytes(s->codes + (size_t)cand[j + AHEAD] * q->code_bytes, q->code_bytes);
+        float e;
+        q->ops->scan(q, qs, s->codes, cand[j], 1, &e);
+        cm_topk_push(best, e, cand[j]);
+    }
+    cm_topk_finish(best);
+}
+
+rotor_status vamana_search(const nav *n, const graph_space *s, const float *query, size_t k,
+                           const nav_search_params *p, int64_t *ids, float *dists) {
+    const vamana *g = vamana_of(n);
+    size_t list = p->list ? p->list : DEFAULT_LIST;
+    const size_t rerank = p->rerank;
+    const size_t refine_depth = p->refine ? p->refine : 4 * rerank;
+    const size_t want_starts = p->starts ? p->starts : DEFAULT_STARTS;
+    const size_t nstarts = want_starts < g->nstarts ? want_starts : g->nstarts;
+    const quant *walk = s->walk_q;
+    const bool refining = walk != NULL && s->q != walk;
+    if (list < k)
+        list = k;
+    /* How many of the walk's best candidates go on: to the refine, or
+     * straight to the exact rerank. */
+    size_t keep = 0;
+    if (refining)
+        keep = refine_depth > rerank ? refine_depth : rerank;
+    else if (walk != NULL)
+        keep = rerank;
+    if (keep > 0 && keep < k)
+        keep = k;
+    /* A depth beyond the list keeps its own heap of the best estimates
+     * seen, so a short list (fast) can still feed a deep rerank. */
+    const bool pooled = keep > list;
+    const size_t second = refining ? (rerank > k ? rerank : k) : 0;
+    vm_scratch *sc;
+    CM_FORWARD(vm_scratch_get(g, s, g->count, list, 0, (pooled ? keep : 0) + second, &sc));
+    cm_topk pool;
+    cm_topk_init(&pool, sc->best_d, sc->best_id, pooled ? keep : 0);
+    vm_walk w = {
+        .g = g,
+        .s = s,
+        .query = query,
+        .walk = walk,
+        .qs = walk ? prepare_query(walk, query, sc->qmem) : NULL,
+        .sc = sc,
+        .l = {sc->list, sc->expanded, 0, list, 0},
+        .pool = pooled ? &pool : NULL,
+        .gather = g->own_code ? sc->qmem + vm_gather_offset(s) : NULL,
+    };
+    void (*expand)(vm_walk *, const uint32_t *, uint32_t) = g->neighbor_codes ? expand_block
+                                                            : g->own_code     ? expand_own_codes
+                                                                              : expand_floats;
+
+    visited_reset(sc);
+    float d0;
+    if (walk != NULL)
+        walk->ops->scan(walk, w.qs, s->walk_codes, g->entry, 1, &d0);
+    else
+        d0 = graph_exact_distance(s, query, g->entry);
+    visit(sc, g->entry);
+    list_insert(&w.l, d0, g->entry);
+    if (pooled)
+        cm_topk_push(&pool, d0, g->entry);
+    if (nstarts > 0)
+        vm_enter_starts(g, w.qs, nstarts, sc, &w.l, w.pool);
+
+    size_t i;
+    while ((i = list_next(&w.l)) < w.l.size) {
+        w.l.expanded[i] = 1;
+        const uint32_t u = w.l.c[i].id;
+        /* Fetch the likely next node while this one is scored. */
+        for (size_t j = i + 1; j < w.l.size; j++) {
+            if (!w.l.expanded[j]) {
+                prefetch_bytes(node_of(g, w.l.c[j].id), g->neighbor_codes ? g->node_bytes : 64);
+                break;
+            }
+        }
+        const uint32_t *rec = node_of(g, u);
+        /* A record from an unverified file may hold anything: the degree is
+         * bounded here and every id in the helpers before it indexes
+         * memory. */
+        expand(&w, rec, rec[0] <= g->p.degree ? rec[0] : 0);
+    }
+
+    /* The candidates that go on, best estimate first (for a rerank that
+     * reads from disk): the pool, or the head of the list. */
+    if (pooled)
+        cm_topk_finish(&pool);
+    size_t nc = pooled ? pool.size : (keep < w.l.size ? keep : w.l.size);
+    uint32_t *cand = sc->cand;
+    for (size_t j = 0; j < nc; j++)
+        cand[j] = pooled ? (uint32_t)pool.id[j] : w.l.c[j].id;
+    if (refining && nc > 0) {
+        cm_topk best;
+        cm_topk_init(&best, sc->best_d + (pooled ? keep : 0), sc->best_id + (pooled ? keep : 0),
+                     rerank > 0 ? second : k);
+        refine(s, query, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
+        if (rerank == 0) {
+            memcpy(dists, best.dist, k * sizeof *dists);
+            memcpy(ids, best.id, k * sizeof *ids);
+            vm_scratch_put(g, sc);
+            return ROTOR_OK;
+        }
+        nc = best.size;
+        for (size_t j = 0; j < nc; j++)
+            cand[j] = (uint32_t)best.id[j];
+    }
+
+    cm_topk top;
+    cm_topk_init(&top, dists, ids, k);
+    rotor_status st = ROTOR_OK;
+    if (walk != NULL && rerank > 0) {
+        st = graph_rerank(s, query, cand, nc, &top);
+    } else {
+        for (size_t j = 0; j < w.l.size && j < k; j++)
+            cm_topk_push(&top, w.l.c[j].dist, w.l.c[j].id);
+    }
+    cm_topk_finish(&top);
+    vm_scratch_put(g, sc);
+    return st;
+}

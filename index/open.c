@@ -1,0 +1,233 @@
+/*
+ * Index files: rotor_index_open and rotor_index_verify.
+ *
+ * Design choices
+ *   - Sections hold the in-memory arrays byte for byte (vectors, code
+ *     stores, graph records, IVF lists), so opening maps the file and points
+ *     the index into the mapping: nothing is parsed or copied, and a large
+ *     index opens in milliseconds. Only the small parts are decoded and
+ *     copied: the quantizers (rebuilt from their parameter blocks) and
+ *     what the navigator decodes of its own sections (graph/nav_ops.open).
+ *   - Open hashes the small sections it decodes, always; the large ones
+ *     only with verify. Reading a whole index to hash it would make opening
+ *     cost a full read of the file, which is what mapping avoids. Instead,
+ *     every array from the file is either checked at open (sizes, counts,
+ *     parameters, against the header) or bounded where it is used (graph
+ *     degrees and ids, IVF ids), so an unverified damaged file yields poor
+ *     results, never an out-of-bounds read.
+ *   - With the vectors on disk the mapping still covers them, but nothing
+ *     touches those pages: reranks read rows through the vector store
+ *     (io_uring, O_DIRECT; search.c), so RAM holds the graph and codes only.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "index/index_internal.h"
+
+/* A quantizer from its block, checked against the header's description. */
+static rotor_status load_quant(rotor_index *ix, ixf_section_id id, const char *name, quant **out) {
+    const ixf_file *f = ix->file;
+    ixf_section sec = ixf_get(f, id);
+    CM_RETURN_IF(sec.data == NULL, ROTOR_ERR_FORMAT,
+                 "'%s' names quantizer %s but holds no %s section", ixf_path(f), name,
+                 ixf_section_name(id));
+    CM_FORWARD(ixf_check(f, id));
+    rotor_status st = quant_load(sec.data, (size_t)sec.size, &ix->alloc, out);
+    if (st != ROTOR_OK)
+        return cm_fail_prefix(st, ixf_path(f));
+    char got[32];
+    quant_spec_name(&(*out)->spec, got, sizeof got);
+    CM_RETURN_IF(strcmp(got, name) != 0 || (*out)->dim != ix->dim || (*out)->metric != ix->metric,
+                 ROTOR_ERR_FORMAT,
+                 "'%s': the %s section holds a %s quantizer of %zu dimensions; the header says "
+                 "%s of %zu",
+                 ixf_path(f), ixf_section_name(id), got, (*out)->dim, name, ix->dim);
+    CM_RETURN_IF(!(*out)->trained, ROTOR_ERR_FORMAT, "'%s': the %s section holds an untrained %s",
+                 ixf_path(f), ixf_section_name(id), name);
+    return ROTOR_OK;
+}
+
+/* The code store section of q, which must hold exactly `count` codes. */
+static rotor_status map_codes(rotor_index *ix, ixf_section_id id, const quant *q, uint8_t **out) {
+    ixf_section sec = ixf_get(ix->file, id);
+    size_t want = q->ops->store_bytes(q, ix->count);
+    CM_RETURN_IF(sec.data == NULL || sec.size != want, ROTOR_ERR_FORMAT,
+                 "'%s': the %s section holds %" PRIu64 " bytes; %zu codes need %zu",
+                 ixf_path(ix->file), ixf_section_name(id), sec.size, ix->count, want);
+    *out = (uint8_t *)sec.data;
+    return ROTOR_OK;
+}
+
+static vstore_backend to_backend(rotor_io_backend io) {
+    switch (io) {
+    case ROTOR_IO_URING: return VSTORE_URING;
+    case ROTOR_IO_PREAD: return VSTORE_PREAD;
+    case ROTOR_IO_AUTO: break;
+    }
+    return VSTORE_AUTO;
+}
+
+static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) {
+    const ixf_file *f = ix->file;
+    ixf_section sec = ixf_get(f, IXF_SEC_VECTORS);
+    size_t row = ix->dim * sizeof(float);
+    CM_RETURN_IF(sec.data == NULL || sec.size / row != ix->count || sec.size % row != 0,
+                 ROTOR_ERR_FORMAT,
+                 "'%s': the vectors section holds %" PRIu64 " bytes; %zu vectors of %zu "
+                 "dimensions need %zu",
+                 ixf_path(f), sec.size, ix->count, ix->dim, ix->count * row);
+    bool disk = op->vectors == ROTOR_VECTORS_AS_SAVED ? ixf_meta_of(f)->vectors_on_disk != 0
+                                                      : op->vectors == ROTOR_VECTORS_DISK;
+    if (!disk) {
+        ix->vectors = (float *)sec.data;
+        return ROTOR_OK;
+    }
+    CM_RETURN_IF(ix->q == NULL, ROTOR_ERR_UNSUPPORTED,
+                 "'%s' has no quantizer, so its searches compute every distance on the full "
+                 "vectors: open it with its vectors in RAM",
+                 ixf_path(f));
+    vstore_params vp = {
+        .path = ixf_path(f),
+        .offset = sec.offset,
+        .row_bytes = row,
+        .rows = ix->count,
+        .backend = to_backend(op->io),
+        .direct = op->direct_io,
+        .depth = 0,
+    };
+    return vstore_open(&ix->alloc, &vp, &ix->store);
+}
+
+static rotor_status check_meta(const ixf_file *f) {
+    const ixf_meta *m = ixf_meta_of(f);
+    const char *path = ixf_path(f);
+    CM_RETURN_IF(nav_ops_of((rotor_index_kind)m->kind) == NULL, ROTOR_ERR_FORMAT,
+                 "'%s' holds an index of kind %u", path, m->kind);
+    CM_RETURN_IF(m->metric > ROTOR_METRIC_COSINE, ROTOR_ERR_FORMAT, "'%s' has metric %u", path,
+                 m->metric);
+    CM_RETURN_IF(m->dim == 0 || m->dim > DS_MAX_DIM, ROTOR_ERR_FORMAT,
+                 "'%s' declares %" PRIu64 " dimensions", path, m->dim);
+    CM_RETURN_IF(m->count == 0 || m->count > UINT32_MAX, ROTOR_ERR_FORMAT,
+                 "'%s' declares %" PRIu64 " vectors", path, m->count);
+    CM_RETURN_IF(m->vectors_on_disk > 1 || m->neighbor_codes > 1, ROTOR_ERR_FORMAT,
+                 "'%s' has a damaged header (flags out of range)", path);
+    return ROTOR_OK;
+}
+
+/* Builds the index around an opened file; on failure the caller closes ix
+ * (which closes the file). */
+static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
+    const ixf_file *f = ix->file;
+    const ixf_meta *m = ixf_meta_of(f);
+    CM_FORWARD(check_meta(f));
+    ix->metric = (rotor_metric)m->metric;
+    ix->dim = (size_t)m->dim;
+    ix->count = ix->capacity = (size_t)m->count;
+    ix->train_seconds = m->train_seconds;
+    snprintf(ix->quant_name, sizeof ix->quant_name, "%s", m->quant);
+    snprintf(ix->walk_name, sizeof ix->walk_name, "%s", m->walk_quant);
+
+    rotor_params *p = &ix->params;
+    *p = rotor_params_default();
+    p->kind = (rotor_index_kind)m->kind;
+    p->metric = ix->metric;
+    p->seed = m->seed;
+    p->graph_degree = m->graph_degree;
+    p->build_list = m->build_list;
+    p->alpha = m->alpha;
+    p->neighbor_codes = (int)m->neighbor_codes;
+    p->build_space = (rotor_build_space)m->build_space;
+    p->nlist = m->nlist;
+    /* The build's choice, kept whatever this open does, so a save of the
+     * opened index remembers it. */
+    p->full_vectors = m->vectors_on_disk ? ROTOR_VECTORS_DISK : ROTOR_VECTORS_RAM;
+    p->allocator = op->allocator;
+    /* The header's parameters pass the checks a build's would. */
+    bool quantized = strcmp(m->quant, "none") != 0;
+    p->quant = quantized ? ix->quant_name : NULL;
+    p->walk_quant = m->walk_quant[0] ? ix->walk_name : NULL;
+    rotor_status st = ix_params_check(p);
+    p->quant = p->walk_quant = NULL;
+    if (st != ROTOR_OK)
+        return cm_fail_prefix(ROTOR_ERR_FORMAT, ixf_path(f));
+    if (op->verify)
+        CM_FORWARD(ixf_check_all(f));
+
+    if (quantized) {
+        CM_FORWARD(load_quant(ix, IXF_SEC_QUANT, ix->quant_name, &ix->q));
+        CM_FORWARD(map_codes(ix, IXF_SEC_CODES, ix->q, &ix->codes));
+    }
+    if (m->walk_quant[0]) {
+        CM_FORWARD(load_quant(ix, IXF_SEC_WALK_QUANT, ix->walk_name, &ix->walk_q));
+        CM_FORWARD(map_codes(ix, IXF_SEC_WALK_CODES, ix->walk_q, &ix->walk_codes));
+    }
+    CM_FORWARD(place_vectors(ix, op));
+
+    const nav_params np = ix_nav_params(p, ix->q != NULL, ix->count);
+    const graph_space space = ix_space(ix);
+    return nav_ops_of(p->kind)->open(&ix->alloc, &np, &space, f, &ix->nav);
+}
+
+static rotor_status check_open_params(const rotor_open_params *op) {
+    CM_RETURN_IF(op->vectors < ROTOR_VECTORS_AS_SAVED || op->vectors > ROTOR_VECTORS_DISK,
+                 ROTOR_ERR_INVALID_ARGUMENT, "unknown vectors place %d", (int)op->vectors);
+    CM_RETURN_IF(op->io < ROTOR_IO_AUTO || op->io > ROTOR_IO_PREAD, ROTOR_ERR_INVALID_ARGUMENT,
+                 "unknown I/O backend %d", (int)op->io);
+    CM_RETURN_IF(op->direct_io < -1 || op->direct_io > 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "direct_io must be -1, 0 or 1, not %d", op->direct_io);
+    CM_RETURN_IF(op->load != 0 && op->load != 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "load must be 0 or 1, not %d", op->load);
+    CM_RETURN_IF(op->allocator.alloc == NULL || op->allocator.free == NULL,
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "the allocator needs both alloc and free (use rotor_open_params_default())");
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
+                              rotor_index **out) {
+    cm_clear_error();
+    CM_RETURN_IF(path == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "path and output must not be NULL");
+    *out = NULL;
+    rotor_open_params op = params ? *params : rotor_open_params_default();
+    CM_FORWARD(check_open_params(&op));
+    ixf_file *f;
+    CM_FORWARD(ixf_open(&op.allocator, path, &f));
+    rotor_index *ix = op.allocator.alloc(op.allocator.opaque, sizeof *ix, CM_ALIGN);
+    if (ix == NULL) {
+        ixf_close(f);
+        return cm_fail(ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
+    }
+    memset(ix, 0, sizeof *ix);
+    ix->alloc = op.allocator;
+    ix->file = f;
+    ix->borrowed = true;
+    rotor_status st = assemble(ix, &op);
+    if (st == ROTOR_OK && op.load)
+        st = ix_own_arrays(ix);
+    if (st != ROTOR_OK) {
+        rotor_index_close(ix);
+        return st;
+    }
+    *out = ix;
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_verify(const char *path) {
+    cm_clear_error();
+    rotor_open_params op = rotor_open_params_default();
+    op.vectors = ROTOR_VECTORS_RAM;
+    op.verify = 1;
+    rotor_index *ix;
+    CM_FORWARD(rotor_index_open(path, &op, &ix));
+    rotor_status st = ix->nav->ops->check(ix->nav);
+    for (size_t i = 0; st == ROTOR_OK && i < ix->count * ix->dim; i++)
+        if (!isfinite(ix->vectors[i]))
+            st = cm_fail(ROTOR_ERR_FORMAT, "vector %zu holds a non-finite value", i / ix->dim);
+    if (st != ROTOR_OK)
+        st = cm_fail_prefix(st, path);
+    rotor_index_close(ix);
+    return st;
+}

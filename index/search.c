@@ -1,0 +1,256 @@
+/*
+ * Searches: one query, a batch of queries on the library's threads, and the
+ * exact rerank of an index whose full vectors stay on disk.
+ *
+ * Entry points check everything a caller could get wrong before touching
+ * the index, and prepare the queries (finite, normalised for cosine); the
+ * navigator does the rest whatever its kind.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/pool.h"
+#include "index/index_internal.h"
+
+/* The rerank of an index whose vectors are on disk, as a graph_rerank_fn:
+ * the candidates are read in one batch from the vector store, best
+ * estimate first, and each row is scored as its read completes. */
+typedef struct disk_rerank {
+    const rotor_index *ix;
+    rotor_query_stats *stats; /* may be NULL */
+} disk_rerank;
+
+typedef struct row_scorer {
+    const rotor_index *ix;
+    const simd_ops *ops;
+    const float *query;
+    const uint32_t *ids;
+    cm_topk *top;
+} row_scorer;
+
+static void score_row(void *ctx, size_t j, const void *row) {
+    const row_scorer *r = ctx;
+    cm_topk_push(r->top, graph_distance(r->ops, r->ix->metric, r->query, row, r->ix->dim),
+                 r->ids[j]);
+}
+
+static rotor_status rerank_from_disk(void *ctx, const float *query, const uint32_t *ids, size_t n,
+                                     cm_topk *top) {
+    const disk_rerank *dr = ctx;
+    const vstore *store = dr->ix->store;
+    vstore_reader *rd;
+    CM_FORWARD(vstore_reader_get(store, &rd));
+    row_scorer rs = {dr->ix, simd_ops_get(), query, ids, top};
+    rotor_status st = vstore_read(rd, ids, n, score_row, &rs);
+    uint64_t reads, wait_ns;
+    vstore_reader_take_stats(rd, &reads, &wait_ns);
+    vstore_reader_put(store, rd);
+    if (dr->stats != NULL) {
+        dr->stats->reads += (uint32_t)reads;
+        dr->stats->io_seconds += (double)wait_ns * 1e-9;
+    }
+    return st;
+}
+
+/* Resolves rotor_search_params.rerank for a search of k neighbours. */
+static size_t rerank_depth(const rotor_index *ix, const rotor_search_params *sp, size_t k) {
+    if (ix->q == NULL || sp->rerank == 0)
+        return 0;
+    size_t depth = sp->rerank < 0 ? 10 * k : (size_t)sp->rerank;
+    if (depth < k)
+        depth = k;
+    return depth < ix->count ? depth : ix->count;
+}
+
+/* The navigator's search parameters; 0 leaves a setting to the kind. */
+static nav_search_params nav_search(const rotor_index *ix, const rotor_search_params *sp,
+                                    size_t k) {
+    return (nav_search_params){
+        .list = sp->list_size,
+        .refine = sp->refine,
+        .rerank = rerank_depth(ix, sp, k),
+        .starts = sp->start_points,
+        .nprobe = sp->nprobe,
+    };
+}
+
+rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
+                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs) {
+    graph_space s = ix_space(ix);
+    if (qs != NULL)
+        *qs = (rotor_query_stats){0};
+    disk_rerank disk = {ix, qs};
+    if (ix->store != NULL) {
+        s.rerank = rerank_from_disk;
+        s.rerank_ctx = &disk;
+    }
+    const nav_search_params np = nav_search(ix, sp, k);
+    return ix->nav->ops->search(ix->nav, &s, query, k, &np, ids, dists);
+}
+typedef struct batch_job {
+    const rotor_index *ix;
+    const rotor_search_params *sp;
+    const float *queries;
+    size_t nq, k, chunk; /* queries per chunk */
+    int64_t *ids;
+    float *dists;
+    atomic_int failed;
+    /* Per worker: the first failure's status and sentence (error text is
+     * per thread). */
+    rotor_status *status;
+    char (*error)[256];
+} batch_job;
+
+/* At most this many queries per chunk: a full-precision flat batch tiles
+ * its scan over them (graph/flat.c). */
+enum { BATCH_CHUNK = 64 };
+
+/* Queries of one chunk: together when the navigator shares work between
+ * them, else one at a time. */
+static void batch_chunk(void *ctx, size_t chunk, unsigned worker) {
+    batch_job *job = ctx;
+    if (atomic_load_explicit(&job->failed, memory_order_relaxed))
+        return;
+    const rotor_index *ix = job->ix;
+    const size_t lo = chunk * job->chunk, k = job->k;
+    const size_t n = job->nq - lo < job->chunk ? job->nq - lo : job->chunk;
+    const float *q = job->queries + lo * ix->dim;
+    rotor_status st = ROTOR_ERR_UNSUPPORTED;
+    if (ix->nav->ops->search_batch != NULL) {
+        const graph_space s = ix_space(ix);
+        const nav_search_params np = nav_search(ix, job->sp, k);
+        st = ix->nav->ops->search_batch(ix->nav, &s, q, n, k, &np, job->ids + lo * k,
+                                        job->dists + lo * k);
+    }
+    if (st == ROTOR_ERR_UNSUPPORTED) {
+        st = ROTOR_OK;
+        for (size_t i = 0; i < n && st == ROTOR_OK; i++)
+            st = ix_search_one(ix, job->sp, q + i * ix->dim, k, job->ids + (lo + i) * k,
+                               job->dists + (lo + i) * k,
+                               job->sp->stats ? job->sp->stats + lo + i : NULL);
+    }
+    if (st != ROTOR_OK && job->status[worker] == ROTOR_OK) {
+        job->status[worker] = st;
+        snprintf(job->error[worker], sizeof job->error[worker], "%s", rotor_last_error());
+        atomic_store(&job->failed, 1);
+    }
+}
+
+/* Queries split over the pool in chunks; each query's results belong to
+ * one thread, so they are identical for any thread count. */
+static rotor_status search_batch(const rotor_index *ix, const rotor_search_params *sp,
+                                 const float *queries, size_t nq, size_t k, int64_t *ids,
+                                 float *dists) {
+    const unsigned want = cm_thread_count(sp->threads, nq);
+    /* Small batches still spread over every thread. */
+    size_t chunk = (nq + want - 1) / want;
+    chunk = chunk < BATCH_CHUNK ? chunk : BATCH_CHUNK;
+    cm_pool pool;
+    CM_FORWARD(cm_pool_start(&pool, &ix->alloc, want));
+    const unsigned threads = cm_pool_threads(&pool);
+    batch_job job = {ix, sp, queries, nq, k, chunk, ids, dists, 0, NULL, NULL};
+    job.status = cm_calloc(&ix->alloc, threads * (sizeof *job.status + sizeof *job.error),
+                           "batch search state");
+    rotor_status st = ROTOR_OK;
+    if (job.status == NULL) {
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    } else {
+        job.error = (char(*)[256])(job.status + threads);
+        cm_pool_run(&pool, batch_chunk, &job, (nq + chunk - 1) / chunk);
+        for (unsigned t = 0; t < threads && st == ROTOR_OK; t++)
+            if (job.status[t] != ROTOR_OK)
+                st = cm_fail(job.status[t], "%s", job.error[t]);
+        cm_free(&ix->alloc, job.status);
+    }
+    cm_pool_stop(&pool);
+    return st;
+}
+
+static rotor_status check_search(const rotor_index *ix, size_t k, const int64_t *ids) {
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    CM_RETURN_IF(k == 0, ROTOR_ERR_INVALID_ARGUMENT, "k must be at least 1");
+    CM_RETURN_IF(k > ((size_t)1 << 30), ROTOR_ERR_INVALID_ARGUMENT,
+                 "k of %zu is larger than any result list rotor returns", k);
+    CM_RETURN_IF(ids == NULL, ROTOR_ERR_INVALID_ARGUMENT, "ids output must not be NULL");
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params *params,
+                                const float *query, size_t dim, size_t k, int64_t *ids,
+                                float *distances) {
+    cm_clear_error();
+    CM_FORWARD(check_search(ix, k, ids));
+    CM_RETURN_IF(query == NULL, ROTOR_ERR_INVALID_ARGUMENT, "query must not be NULL");
+    CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
+                 dim, ix->dim);
+    rotor_search_params sp = params ? *params : rotor_search_params_default();
+    CM_FORWARD(ix_search_params_check(&sp));
+
+    float *dist_out = distances;
+    float *dist_tmp = NULL;
+    if (dist_out == NULL) {
+        dist_tmp = cm_alloc(&ix->alloc, k * sizeof(float), "search distances");
+        if (dist_tmp == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        dist_out = dist_tmp;
+    }
+    rotor_status st = ROTOR_OK;
+    const float *q = query;
+    float *qcopy = NULL;
+    for (size_t j = 0; j < dim; j++) {
+        if (!isfinite(query[j])) {
+            st = cm_fail(ROTOR_ERR_NOT_FINITE, "query column %zu is %s", j,
+                         isnan(query[j]) ? "NaN" : "infinite");
+            goto done;
+        }
+    }
+    if (ix->metric == ROTOR_METRIC_COSINE) {
+        qcopy = cm_alloc(&ix->alloc, dim * sizeof(float), "query copy");
+        if (qcopy == NULL) {
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+            goto done;
+        }
+        rotor_matrix m = {(void *)query, 1, dim, ROTOR_ELEM_F32};
+        st = ix_convert_rows(&m, ix->metric, qcopy, "query");
+        if (st != ROTOR_OK)
+            goto done;
+        q = qcopy;
+    }
+    st = ix_search_one(ix, &sp, q, k, ids, dist_out, sp.stats);
+done:
+    cm_free(&ix->alloc, qcopy);
+    cm_free(&ix->alloc, dist_tmp);
+    return st;
+}
+
+rotor_status rotor_index_search_batch(const rotor_index *ix, const rotor_search_params *params,
+                                      const rotor_matrix *queries, size_t k, int64_t *ids,
+                                      float *distances) {
+    cm_clear_error();
+    CM_FORWARD(check_search(ix, k, ids));
+    CM_FORWARD(ix_matrix_check(queries, "queries"));
+    CM_RETURN_IF(queries->cols != ix->dim, ROTOR_ERR_DIMENSION,
+                 "queries have %zu dimensions, index has %zu", queries->cols, ix->dim);
+    rotor_search_params sp = params ? *params : rotor_search_params_default();
+    CM_FORWARD(ix_search_params_check(&sp));
+    size_t nk;
+    CM_RETURN_IF(cm_mul_overflow(queries->rows, k, &nk), ROTOR_ERR_INVALID_ARGUMENT,
+                 "%zu queries x k %zu results overflow", queries->rows, k);
+
+    float *q = cm_alloc(&ix->alloc, queries->rows * queries->cols * sizeof(float), "queries");
+    float *dist_tmp = NULL;
+    if (q == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ix_convert_rows(queries, ix->metric, q, "queries");
+    if (st == ROTOR_OK && distances == NULL) {
+        dist_tmp = cm_alloc(&ix->alloc, nk * sizeof(float), "search distances");
+        if (dist_tmp == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (st == ROTOR_OK)
+        st = search_batch(ix, &sp, q, queries->rows, k, ids, distances ? distances : dist_tmp);
+    cm_free(&ix->alloc, dist_tmp);
+    cm_free(&ix->alloc, q);
+    return st;
+}
