@@ -495,7 +495,6 @@ void ixf_close(ixf_file *f) {
 
 const ixf_meta *ixf_meta_of(const ixf_file *f) { return &f->meta; }
 const char *ixf_path(const ixf_file *f) { return f->path; }
-uint64_t ixf_file_size(const ixf_file *f) { return f->size; }
 
 static const ixf_entry *find(const ixf_file *f, ixf_section_id id) {
     for (unsigned i = 0; i < f->nsections; i++)

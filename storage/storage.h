@@ -271,7 +271,6 @@ rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out
 void ixf_close(ixf_file *f);
 const ixf_meta *ixf_meta_of(const ixf_file *f);
 const char *ixf_path(const ixf_file *f);
-uint64_t ixf_file_size(const ixf_file *f);
 /* The section `id` (data NULL, size 0 when the file has none). */
 ixf_section ixf_get(const ixf_file *f, ixf_section_id id);
 /* Hashes one section and compares with the table: ROTOR_ERR_CORRUPT naming

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "common/pool.h"
 #include "common/topk.h"
 #include "support/support.h"
 
@@ -36,7 +37,7 @@ static void test_last_error_is_per_thread(void **state) {
 
 static void test_strerror_names_every_status(void **state) {
     (void)state;
-    for (int s = ROTOR_OK; s <= ROTOR_ERR_THREAD; s++)
+    for (int s = ROTOR_OK; s <= ROTOR_ERR_CANCELLED; s++)
         assert_string_not_equal(rotor_strerror((rotor_status)s), "unknown status");
     assert_string_equal(rotor_strerror((rotor_status)999), "unknown status");
 }
@@ -109,11 +110,58 @@ static void test_topk_threshold_is_kth_distance(void **state) {
     assert_true(cm_topk_threshold(&t) == 5.0f);
 }
 
+typedef struct pool_job {
+    _Atomic int *runs; /* per chunk */
+    _Atomic int bad_worker;
+    unsigned threads;
+} pool_job;
+
+static void count_chunk(void *ctx, size_t chunk, unsigned worker) {
+    pool_job *j = ctx;
+    j->runs[chunk]++;
+    if (worker >= j->threads)
+        j->bad_worker = 1;
+}
+
+/* Every chunk runs exactly once per job, on a worker numbered below the
+ * pool's thread count, job after job on the same threads. */
+static void test_pool_runs_every_chunk_once(void **state) {
+    (void)state;
+    rotor_allocator a = cm_allocator_default();
+    const unsigned asked[] = {1, 2, 5};
+    for (size_t t = 0; t < 3; t++) {
+        cm_pool pool;
+        assert_int_equal(cm_pool_start(&pool, &a, asked[t]), ROTOR_OK);
+        assert_true(cm_pool_threads(&pool) >= 1 && cm_pool_threads(&pool) <= asked[t]);
+        for (size_t nchunks = 0; nchunks < 300; nchunks += 37) {
+            _Atomic int runs[300] = {0};
+            pool_job j = {runs, 0, cm_pool_threads(&pool)};
+            cm_pool_run(&pool, count_chunk, &j, nchunks);
+            for (size_t c = 0; c < 300; c++)
+                assert_int_equal(runs[c], c < nchunks ? 1 : 0);
+            assert_int_equal(j.bad_worker, 0);
+        }
+        cm_pool_stop(&pool);
+    }
+}
+
+static void test_thread_count_rule(void **state) {
+    (void)state;
+    assert_int_equal(cm_thread_count(4, 100), 4);
+    assert_int_equal(cm_thread_count(4, 3), 3); /* never more than the work */
+    assert_int_equal(cm_thread_count(4, 0), 1); /* at least one */
+    assert_int_equal(cm_thread_count(0, 1000),
+                     cm_cpu_count() < CM_MAX_THREADS ? cm_cpu_count() : CM_MAX_THREADS);
+    assert_int_equal(cm_thread_count(100000, 1000000), CM_MAX_THREADS);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fail_sets_last_error_with_numbers),
         cmocka_unit_test(test_last_error_is_per_thread),
         cmocka_unit_test(test_strerror_names_every_status),
+        cmocka_unit_test(test_pool_runs_every_chunk_once),
+        cmocka_unit_test(test_thread_count_rule),
         cmocka_unit_test(test_alloc_failure_records_sentence),
         cmocka_unit_test(test_topk_keeps_smallest_sorted_and_pads),
         cmocka_unit_test(test_topk_threshold_is_kth_distance),

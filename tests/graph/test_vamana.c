@@ -1,180 +1,17 @@
 /*
- * The navigators (Vamana graph and IVF) through the public API: recall
- * against a double-precision brute force for every metric and quantizer,
- * the graph's invariants, a seeded single-thread build that repeats exactly,
- * incremental adds, batch = single search, bad parameters refused, every
- * allocation failure reported without a leak, and cancellation.
+ * The Vamana navigator through the public API: recall against a
+ * double-precision brute force for every metric and quantizer, the graph's
+ * invariants, a seeded single-thread build that repeats exactly, a
+ * two-thread build, a graph linked on decoded codes, a walking quantizer,
+ * the starting points and their groups, adds, batch = single search,
+ * padding, bad parameters refused, every allocation failure reported
+ * without a leak, cancellation, and memory accounting.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph/graph.h"
-#include "index/index_internal.h"
-#include "support/support.h"
-
-/* Clustered data, as embeddings are: a graph on uniform noise in 32
- * dimensions has little structure to find, and recall floors there would
- * test the data more than the index. */
-enum { N = 3000, NQ = 60, D = 32, CLUSTERS = 40, K = 10 };
-
-typedef struct fixture {
-    float *base, *queries;
-} fixture;
-
-static void fill_clustered(ts_rng *r, float *x, size_t n, const float *centres) {
-    for (size_t i = 0; i < n; i++) {
-        const float *c = centres + (ts_rng_next(r) % CLUSTERS) * D;
-        for (size_t j = 0; j < D; j++)
-            x[i * D + j] = c[j] + 0.35f * (float)ts_rng_normal(r);
-    }
-}
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    ts_rng r;
-    ts_rng_init(&r, 2024);
-    float centres[CLUSTERS * D];
-    for (size_t i = 0; i < CLUSTERS * D; i++)
-        centres[i] = (float)ts_rng_normal(&r);
-    f->base = malloc(N * D * sizeof(float));
-    f->queries = malloc(NQ * D * sizeof(float));
-    fill_clustered(&r, f->base, N, centres);
-    fill_clustered(&r, f->queries, NQ, centres);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    free(f->base);
-    free(f->queries);
-    free(f);
-    return 0;
-}
-
-static rotor_params graph_params(rotor_index_kind kind, rotor_metric metric, const char *spec) {
-    rotor_params p = rotor_params_default();
-    p.kind = kind;
-    p.metric = metric;
-    p.quant = spec;
-    p.graph_degree = 16;
-    p.build_list = 48;
-    p.nlist = 32;
-    return p;
-}
-
-static rotor_index *build_n(const fixture *f, const rotor_params *p, size_t n) {
-    rotor_matrix m = {f->base, n, D, ROTOR_ELEM_F32};
-    rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(p, &m, &ix), ROTOR_OK);
-    return ix;
-}
-
-/* recall@K: the share of returned ids within the true K-th distance. */
-static double recall(const fixture *f, const rotor_index *ix, size_t n, rotor_metric metric,
-                     const rotor_search_params *sp) {
-    int64_t want[NQ * K], got[NQ * K];
-    double want_d[NQ * K];
-    float got_d[NQ * K];
-    ts_brute_force(f->base, n, f->queries, NQ, D, metric, K, want, want_d);
-    size_t hits = 0;
-    for (size_t q = 0; q < NQ; q++) {
-        assert_int_equal(
-            rotor_index_search(ix, sp, f->queries + q * D, D, K, got + q * K, got_d + q * K),
-            ROTOR_OK);
-        double kth = want_d[q * K + K - 1];
-        for (size_t j = 0; j < K; j++) {
-            int64_t id = got[q * K + j];
-            assert_true(id >= -1 && id < (int64_t)n);
-            if (id < 0)
-                continue;
-            /* The exact distance, recomputed from the data. */
-            double d = 0, qq = 0, xx = 0;
-            const float *qv = f->queries + q * D, *xv = f->base + id * D;
-            for (size_t t = 0; t < D; t++) {
-                if (metric == ROTOR_METRIC_L2)
-                    d += ((double)qv[t] - xv[t]) * ((double)qv[t] - xv[t]);
-                else
-                    d -= (double)qv[t] * xv[t];
-                qq += (double)qv[t] * qv[t];
-                xx += (double)xv[t] * xv[t];
-            }
-            if (metric == ROTOR_METRIC_COSINE)
-                d = 1 + d / sqrt(qq * xx);
-            if (d <= kth + 1e-5 * fmax(1.0, fabs(kth)))
-                hits++;
-        }
-    }
-    return (double)hits / (NQ * K);
-}
-
-/* Degrees within R, ids inside the index, no self loops or repeats, and
- * every node reachable from the entry point. */
-static void check_graph(const rotor_index *ix) {
-    const nav *g = ix->nav;
-    assert_non_null(g);
-    size_t n = vamana_count(g);
-    assert_int_equal(n, ix->count);
-    uint32_t R = vamana_max_degree(g);
-    uint8_t *seen = calloc(n, 1);
-    uint32_t *stack = malloc(n * sizeof *stack);
-    for (size_t u = 0; u < n; u++) {
-        const uint32_t *nb;
-        uint32_t deg = vamana_neighbors(g, u, &nb);
-        assert_true(deg <= R);
-        assert_true(n == 1 || deg >= 1);
-        for (uint32_t j = 0; j < deg; j++) {
-            assert_true(nb[j] < n);
-            assert_true(nb[j] != u);
-            for (uint32_t t = 0; t < j; t++)
-                assert_true(nb[t] != nb[j]);
-        }
-    }
-    size_t top = 0, reached = 1;
-    uint32_t entry = vamana_entry(g);
-    assert_true(entry < n);
-    seen[entry] = 1;
-    stack[top++] = entry;
-    while (top > 0) {
-        uint32_t u = stack[--top];
-        const uint32_t *nb;
-        uint32_t deg = vamana_neighbors(g, u, &nb);
-        for (uint32_t j = 0; j < deg; j++) {
-            if (!seen[nb[j]]) {
-                seen[nb[j]] = 1;
-                reached++;
-                stack[top++] = nb[j];
-            }
-        }
-    }
-    assert_int_equal(reached, n);
-    free(seen);
-    free(stack);
-}
-
-static void check_recall(void **state, rotor_index_kind kind, const char *const *quants,
-                         double floor) {
-    fixture *f = *state;
-    const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP, ROTOR_METRIC_COSINE};
-    for (size_t mi = 0; mi < 3; mi++) {
-        for (size_t qi = 0; quants[qi] != NULL; qi++) {
-            rotor_params p = graph_params(kind, metrics[mi], quants[qi]);
-            rotor_index *ix = build_n(f, &p, N);
-            if (kind == ROTOR_INDEX_VAMANA)
-                check_graph(ix);
-            rotor_search_params sp = rotor_search_params_default();
-            sp.list_size = 64;
-            sp.nprobe = 8;
-            sp.rerank = 64;
-            double r = recall(f, ix, N, metrics[mi], &sp);
-            print_message("%s %s %s: recall@10 %.4f\n", rotor_index_kind_name(kind),
-                          rotor_metric_name(metrics[mi]), quants[qi] ? quants[qi] : "none", r);
-            assert_true(r >= floor);
-            rotor_index_close(ix);
-        }
-    }
-}
+#include "graph/nav_fixture.h"
 
 /* With L = 64 on 3,000 clustered points a Vamana search finds nearly all
  * true neighbours (measured 0.97-1.00 for every pair below); 0.95 leaves
@@ -184,34 +21,6 @@ static void test_vamana_recall(void **state) {
     const char *quants[] = {"none",   "tq4", "bin1",   "bin2", "bin1fs",
                             "bin2fs", "sq8", "pq16x4", "pq16", NULL};
     check_recall(state, ROTOR_INDEX_VAMANA, quants, 0.95);
-}
-
-/* IVF with 8 of 32 lists probed and 64 candidates reranked. */
-static void test_ivf_recall(void **state) {
-    const char *quants[] = {"tq4", "bin1", "bin1fs", "sq8", "pq16x4", NULL};
-    check_recall(state, ROTOR_INDEX_IVF, quants, 0.90);
-}
-
-/* Every list probed: the scan covers every code, as a flat scan does. */
-static void test_ivf_all_lists_equal_flat(void **state) {
-    fixture *f = *state;
-    rotor_params p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8x4");
-    rotor_index *ix = build_n(f, &p, N);
-    rotor_params pf = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "pq8x4");
-    rotor_index *flat = build_n(f, &pf, N);
-    rotor_search_params sp = rotor_search_params_default();
-    sp.nprobe = 32;
-    sp.rerank = 0;
-    for (size_t q = 0; q < NQ; q++) {
-        int64_t a[K], b[K];
-        float ad[K], bd[K];
-        assert_int_equal(rotor_index_search(ix, &sp, f->queries + q * D, D, K, a, ad), ROTOR_OK);
-        assert_int_equal(rotor_index_search(flat, &sp, f->queries + q * D, D, K, b, bd), ROTOR_OK);
-        for (size_t j = 0; j < K; j++)
-            assert_float_equal(ad[j], bd[j], 1e-4f * fmaxf(1.0f, fabsf(bd[j])));
-    }
-    rotor_index_close(ix);
-    rotor_index_close(flat);
 }
 
 static void adjacency(const rotor_index *ix, uint32_t **out, size_t *len) {
@@ -492,80 +301,15 @@ static void test_vamana_threads(void **state) {
     rotor_index_close(ix);
 }
 
-static void test_add(void **state) {
-    fixture *f = *state;
-    const rotor_index_kind kinds[] = {ROTOR_INDEX_VAMANA, ROTOR_INDEX_IVF};
-    for (size_t ki = 0; ki < 2; ki++) {
-        rotor_params p = graph_params(kinds[ki], ROTOR_METRIC_L2, "pq8x4");
-        rotor_index *ix = build_n(f, &p, N / 2);
-        rotor_matrix rest = {f->base + (N / 2) * D, N - N / 2, D, ROTOR_ELEM_F32};
-        assert_int_equal(rotor_index_add(ix, &rest), ROTOR_OK);
-        assert_int_equal(ix->count, N);
-        if (kinds[ki] == ROTOR_INDEX_VAMANA)
-            check_graph(ix);
-        rotor_search_params sp = rotor_search_params_default();
-        sp.list_size = 64;
-        sp.nprobe = 8;
-        sp.rerank = 64;
-        assert_true(recall(f, ix, N, ROTOR_METRIC_L2, &sp) >= 0.90);
-        /* A bad add changes nothing. */
-        float bad[D] = {0};
-        bad[3] = NAN;
-        rotor_matrix bm = {bad, 1, D, ROTOR_ELEM_F32};
-        assert_int_equal(rotor_index_add(ix, &bm), ROTOR_ERR_NOT_FINITE);
-        assert_int_equal(ix->count, N);
-        if (kinds[ki] == ROTOR_INDEX_VAMANA)
-            assert_int_equal(vamana_count(ix->nav), N);
-        rotor_index_close(ix);
-    }
-}
+static void test_add(void **state) { check_add(state, ROTOR_INDEX_VAMANA); }
 
 static void test_batch_equals_single(void **state) {
-    fixture *f = *state;
-    const rotor_index_kind kinds[] = {ROTOR_INDEX_VAMANA, ROTOR_INDEX_IVF};
-    for (size_t ki = 0; ki < 2; ki++) {
-        rotor_params p = graph_params(kinds[ki], ROTOR_METRIC_COSINE, "bin2");
-        rotor_index *ix = build_n(f, &p, N);
-        rotor_search_params sp = rotor_search_params_default();
-        sp.threads = 3;
-        int64_t single[NQ * K], batch[NQ * K];
-        float sd[NQ * K], bd[NQ * K];
-        for (size_t q = 0; q < NQ; q++)
-            assert_int_equal(
-                rotor_index_search(ix, &sp, f->queries + q * D, D, K, single + q * K, sd + q * K),
-                ROTOR_OK);
-        rotor_matrix qm = {f->queries, NQ, D, ROTOR_ELEM_F32};
-        assert_int_equal(rotor_index_search_batch(ix, &sp, &qm, K, batch, bd), ROTOR_OK);
-        assert_memory_equal(single, batch, sizeof single);
-        assert_memory_equal(sd, bd, sizeof sd);
-        rotor_index_close(ix);
-    }
+    check_batch_equals_single(state, ROTOR_INDEX_VAMANA);
 }
 
-/* k beyond the index: the tail is padded, for both navigators. */
-static void test_padding(void **state) {
-    fixture *f = *state;
-    const rotor_index_kind kinds[] = {ROTOR_INDEX_VAMANA, ROTOR_INDEX_IVF};
-    for (size_t ki = 0; ki < 2; ki++) {
-        rotor_params p = graph_params(kinds[ki], ROTOR_METRIC_L2, "tq4");
-        p.nlist = 4;
-        rotor_index *ix = build_n(f, &p, 20);
-        int64_t ids[30];
-        float d[30];
-        rotor_search_params sp = rotor_search_params_default();
-        sp.nprobe = 4;
-        assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, 30, ids, d), ROTOR_OK);
-        for (size_t j = 0; j < 20; j++) {
-            assert_true(ids[j] >= 0 && ids[j] < 20);
-            assert_true(j == 0 || d[j] >= d[j - 1]);
-        }
-        for (size_t j = 20; j < 30; j++) {
-            assert_int_equal(ids[j], -1);
-            assert_true(isinf(d[j]));
-        }
-        rotor_index_close(ix);
-    }
-}
+static void test_padding(void **state) { check_padding(state, ROTOR_INDEX_VAMANA); }
+
+static void test_alloc_failures(void **state) { check_alloc_failures(state, ROTOR_INDEX_VAMANA); }
 
 static void test_bad_params(void **state) {
     fixture *f = *state;
@@ -589,13 +333,6 @@ static void test_bad_params(void **state) {
     p.build_space = ROTOR_BUILD_CODES;
     assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "needs a quantizer"));
-    p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, NULL);
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(rotor_last_error(), "quantizer"));
-    p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "tq4");
-    p.nlist = 101;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(rotor_last_error(), "101 lists"));
     assert_null(ix);
 
     p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tq4");
@@ -618,43 +355,6 @@ static void test_bad_params(void **state) {
                      ROTOR_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(rotor_last_error(), "start_points"));
     rotor_index_close(ix);
-}
-
-/* Every allocation a build and a search make may fail: each failure is
- * reported as out of memory and nothing leaks. */
-static void test_alloc_failures(void **state) {
-    fixture *f = *state;
-    const rotor_index_kind kinds[] = {ROTOR_INDEX_VAMANA, ROTOR_INDEX_IVF};
-    for (size_t ki = 0; ki < 2; ki++) {
-        size_t failures = 0;
-        for (long at = 1;; at++) {
-            ts_counting_alloc ca = {0};
-            ca.fail_at = at;
-            rotor_params p = graph_params(kinds[ki], ROTOR_METRIC_L2, "tq4");
-            p.allocator = ts_counting_allocator(&ca);
-            p.threads = 2;
-            p.nlist = 8;
-            rotor_matrix m = {f->base, 300, D, ROTOR_ELEM_F32};
-            rotor_index *ix = NULL;
-            rotor_status st = rotor_index_build(&p, &m, &ix);
-            if (st == ROTOR_OK) {
-                int64_t ids[K];
-                st = rotor_index_search(ix, NULL, f->queries, D, K, ids, NULL);
-                rotor_index_close(ix);
-                if (st == ROTOR_OK) {
-                    assert_int_equal(ca.live, 0);
-                    break;
-                }
-            }
-            assert_int_equal(st, ROTOR_ERR_OUT_OF_MEMORY);
-            assert_non_null(strstr(rotor_last_error(), "out of memory"));
-            if (ix == NULL)
-                assert_int_equal(ca.live, 0);
-            failures++;
-            assert_true(at < 10000);
-        }
-        assert_true(failures > 5);
-    }
 }
 
 static int cancel_at_half(void *opaque, uint64_t done, uint64_t total) {
@@ -696,16 +396,6 @@ static void test_stats(void **state) {
                 st.bytes_vectors + st.bytes_codes + st.bytes_graph + st.bytes_graph_codes);
     rotor_index_close(ix);
 
-    /* IVF lists hold their own copies of the codes, in whole blocks. */
-    rotor_params pi = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8x4");
-    rotor_index *fx = build_n(f, &pi, N);
-    assert_int_equal(rotor_index_stats_get(fx, &st), ROTOR_OK);
-    assert_true(st.bytes_graph_codes >= (size_t)N * 4);
-    assert_true(st.bytes_graph >= (size_t)N * 4 + 32 * D * sizeof(float));
-    assert_true(st.bytes_total >=
-                st.bytes_vectors + st.bytes_codes + st.bytes_graph + st.bytes_graph_codes);
-    rotor_index_close(fx);
-
     /* Without neighbours' codes each node carries only its own code (8
      * bytes of pq16x4), gathered from the records by id: the same search. */
     p.quant = "pq16x4";
@@ -723,8 +413,6 @@ static void test_stats(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vamana_recall),
-        cmocka_unit_test(test_ivf_recall),
-        cmocka_unit_test(test_ivf_all_lists_equal_flat),
         cmocka_unit_test(test_vamana_deterministic),
         cmocka_unit_test(test_vamana_threads),
         cmocka_unit_test(test_build_from_codes),
@@ -741,5 +429,5 @@ int main(void) {
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_stats),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, nav_setup, nav_teardown);
 }

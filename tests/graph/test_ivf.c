@@ -1,0 +1,92 @@
+/*
+ * The IVF navigator through the public API: recall against a
+ * double-precision brute force for every metric and quantizer, every list
+ * probed equal to a flat scan, adds, batch = single search, padding, bad
+ * parameters refused, every allocation failure reported without a leak,
+ * and memory accounting.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/nav_fixture.h"
+
+/* IVF with 8 of 32 lists probed and 64 candidates reranked. */
+static void test_ivf_recall(void **state) {
+    const char *quants[] = {"tq4", "bin1", "bin1fs", "sq8", "pq16x4", NULL};
+    check_recall(state, ROTOR_INDEX_IVF, quants, 0.90);
+}
+
+/* Every list probed: the scan covers every code, as a flat scan does. */
+static void test_ivf_all_lists_equal_flat(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8x4");
+    rotor_index *ix = build_n(f, &p, N);
+    rotor_params pf = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "pq8x4");
+    rotor_index *flat = build_n(f, &pf, N);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.nprobe = 32;
+    sp.rerank = 0;
+    for (size_t q = 0; q < NQ; q++) {
+        int64_t a[K], b[K];
+        float ad[K], bd[K];
+        assert_int_equal(rotor_index_search(ix, &sp, f->queries + q * D, D, K, a, ad), ROTOR_OK);
+        assert_int_equal(rotor_index_search(flat, &sp, f->queries + q * D, D, K, b, bd), ROTOR_OK);
+        for (size_t j = 0; j < K; j++)
+            assert_float_equal(ad[j], bd[j], 1e-4f * fmaxf(1.0f, fabsf(bd[j])));
+    }
+    rotor_index_close(ix);
+    rotor_index_close(flat);
+}
+
+static void test_add(void **state) { check_add(state, ROTOR_INDEX_IVF); }
+
+static void test_batch_equals_single(void **state) {
+    check_batch_equals_single(state, ROTOR_INDEX_IVF);
+}
+
+static void test_padding(void **state) { check_padding(state, ROTOR_INDEX_IVF); }
+
+static void test_alloc_failures(void **state) { check_alloc_failures(state, ROTOR_INDEX_IVF); }
+
+static void test_bad_params(void **state) {
+    fixture *f = *state;
+    rotor_matrix m = {f->base, 100, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    rotor_params p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, NULL);
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "quantizer"));
+    p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "tq4");
+    p.nlist = 101;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(rotor_last_error(), "101 lists"));
+    assert_null(ix);
+}
+
+/* IVF lists hold their own copies of the codes, in whole blocks. */
+static void test_stats(void **state) {
+    fixture *f = *state;
+    rotor_index_stats st;
+    rotor_params pi = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8x4");
+    rotor_index *fx = build_n(f, &pi, N);
+    assert_int_equal(rotor_index_stats_get(fx, &st), ROTOR_OK);
+    assert_true(st.bytes_graph_codes >= (size_t)N * 4);
+    assert_true(st.bytes_graph >= (size_t)N * 4 + 32 * D * sizeof(float));
+    assert_true(st.bytes_total >=
+                st.bytes_vectors + st.bytes_codes + st.bytes_graph + st.bytes_graph_codes);
+    rotor_index_close(fx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ivf_recall),
+        cmocka_unit_test(test_ivf_all_lists_equal_flat),
+        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_padding),
+        cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_stats),
+    };
+    return cmocka_run_group_tests(tests, nav_setup, nav_teardown);
+}
