@@ -132,6 +132,15 @@ void check_graph(const rotor_index *ix) {
     free(stack);
 }
 
+/* Deep enough for the recall floors: L 64, 8 of the lists, 64 reranked. */
+static rotor_search_params deep_search(void) {
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 64;
+    sp.nprobe = 8;
+    sp.rerank = 64;
+    return sp;
+}
+
 void check_recall(void **state, rotor_index_kind kind, const char *const *quants, double floor) {
     fixture *f = *state;
     const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP, ROTOR_METRIC_COSINE};
@@ -141,10 +150,7 @@ void check_recall(void **state, rotor_index_kind kind, const char *const *quants
             rotor_index *ix = build_n(f, &p, N);
             if (kind == ROTOR_INDEX_VAMANA)
                 check_graph(ix);
-            rotor_search_params sp = rotor_search_params_default();
-            sp.list_size = 64;
-            sp.nprobe = 8;
-            sp.rerank = 64;
+            const rotor_search_params sp = deep_search();
             double r = recall(f, ix, N, metrics[mi], &sp);
             print_message("%s %s %s: recall@10 %.4f\n", rotor_index_kind_name(kind),
                           rotor_metric_name(metrics[mi]), quants[qi] ? quants[qi] : "none", r);
@@ -156,105 +162,94 @@ void check_recall(void **state, rotor_index_kind kind, const char *const *quants
 
 void check_add(void **state, rotor_index_kind kind) {
     fixture *f = *state;
-    {
-        rotor_params p = graph_params(kind, ROTOR_METRIC_L2, "pq8x4");
-        rotor_index *ix = build_n(f, &p, N / 2);
-        rotor_matrix rest = {f->base + (N / 2) * D, N - N / 2, D, ROTOR_ELEM_F32};
-        assert_int_equal(rotor_index_add(ix, &rest), ROTOR_OK);
-        assert_int_equal(ix->count, N);
-        if (kind == ROTOR_INDEX_VAMANA)
-            check_graph(ix);
-        rotor_search_params sp = rotor_search_params_default();
-        sp.list_size = 64;
-        sp.nprobe = 8;
-        sp.rerank = 64;
-        assert_true(recall(f, ix, N, ROTOR_METRIC_L2, &sp) >= 0.90);
-        /* A bad add changes nothing. */
-        float bad[D] = {0};
-        bad[3] = NAN;
-        rotor_matrix bm = {bad, 1, D, ROTOR_ELEM_F32};
-        assert_int_equal(rotor_index_add(ix, &bm), ROTOR_ERR_NOT_FINITE);
-        assert_int_equal(ix->count, N);
-        if (kind == ROTOR_INDEX_VAMANA)
-            assert_int_equal(vamana_count(ix->nav), N);
-        rotor_index_close(ix);
-    }
+    rotor_params p = graph_params(kind, ROTOR_METRIC_L2, "pq8x4");
+    rotor_index *ix = build_n(f, &p, N / 2);
+    rotor_matrix rest = {f->base + (N / 2) * D, N - N / 2, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_add(ix, &rest), ROTOR_OK);
+    assert_int_equal(ix->count, N);
+    if (kind == ROTOR_INDEX_VAMANA)
+        check_graph(ix);
+    const rotor_search_params sp = deep_search();
+    assert_true(recall(f, ix, N, ROTOR_METRIC_L2, &sp) >= 0.90);
+    /* A bad add changes nothing. */
+    float bad[D] = {0};
+    bad[3] = NAN;
+    rotor_matrix bm = {bad, 1, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_add(ix, &bm), ROTOR_ERR_NOT_FINITE);
+    assert_int_equal(ix->count, N);
+    if (kind == ROTOR_INDEX_VAMANA)
+        assert_int_equal(vamana_count(ix->nav), N);
+    rotor_index_close(ix);
 }
 
 void check_batch_equals_single(void **state, rotor_index_kind kind) {
     fixture *f = *state;
-    {
-        rotor_params p = graph_params(kind, ROTOR_METRIC_COSINE, "bin2");
-        rotor_index *ix = build_n(f, &p, N);
-        rotor_search_params sp = rotor_search_params_default();
-        sp.threads = 3;
-        int64_t single[NQ * K], batch[NQ * K];
-        float sd[NQ * K], bd[NQ * K];
-        for (size_t q = 0; q < NQ; q++)
-            assert_int_equal(
-                rotor_index_search(ix, &sp, f->queries + q * D, D, K, single + q * K, sd + q * K),
-                ROTOR_OK);
-        rotor_matrix qm = {f->queries, NQ, D, ROTOR_ELEM_F32};
-        assert_int_equal(rotor_index_search_batch(ix, &sp, &qm, K, batch, bd), ROTOR_OK);
-        assert_memory_equal(single, batch, sizeof single);
-        assert_memory_equal(sd, bd, sizeof sd);
-        rotor_index_close(ix);
-    }
+    rotor_params p = graph_params(kind, ROTOR_METRIC_COSINE, "bin2");
+    rotor_index *ix = build_n(f, &p, N);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.threads = 3;
+    int64_t single[NQ * K], batch[NQ * K];
+    float sd[NQ * K], bd[NQ * K];
+    for (size_t q = 0; q < NQ; q++)
+        assert_int_equal(
+            rotor_index_search(ix, &sp, f->queries + q * D, D, K, single + q * K, sd + q * K),
+            ROTOR_OK);
+    rotor_matrix qm = {f->queries, NQ, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_search_batch(ix, &sp, &qm, K, batch, bd), ROTOR_OK);
+    assert_memory_equal(single, batch, sizeof single);
+    assert_memory_equal(sd, bd, sizeof sd);
+    rotor_index_close(ix);
 }
 
 void check_padding(void **state, rotor_index_kind kind) {
     fixture *f = *state;
-    {
-        rotor_params p = graph_params(kind, ROTOR_METRIC_L2, "tq4");
-        p.nlist = 4;
-        rotor_index *ix = build_n(f, &p, 20);
-        int64_t ids[30];
-        float d[30];
-        rotor_search_params sp = rotor_search_params_default();
-        sp.nprobe = 4;
-        assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, 30, ids, d), ROTOR_OK);
-        for (size_t j = 0; j < 20; j++) {
-            assert_true(ids[j] >= 0 && ids[j] < 20);
-            assert_true(j == 0 || d[j] >= d[j - 1]);
-        }
-        for (size_t j = 20; j < 30; j++) {
-            assert_int_equal(ids[j], -1);
-            assert_true(isinf(d[j]));
-        }
-        rotor_index_close(ix);
+    rotor_params p = graph_params(kind, ROTOR_METRIC_L2, "tq4");
+    p.nlist = 4;
+    rotor_index *ix = build_n(f, &p, 20);
+    int64_t ids[30];
+    float d[30];
+    rotor_search_params sp = rotor_search_params_default();
+    sp.nprobe = 4;
+    assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, 30, ids, d), ROTOR_OK);
+    for (size_t j = 0; j < 20; j++) {
+        assert_true(ids[j] >= 0 && ids[j] < 20);
+        assert_true(j == 0 || d[j] >= d[j - 1]);
     }
+    for (size_t j = 20; j < 30; j++) {
+        assert_int_equal(ids[j], -1);
+        assert_true(isinf(d[j]));
+    }
+    rotor_index_close(ix);
 }
 
 void check_alloc_failures(void **state, rotor_index_kind kind) {
     fixture *f = *state;
-    {
-        size_t failures = 0;
-        for (long at = 1;; at++) {
-            ts_counting_alloc ca = {0};
-            ca.fail_at = at;
-            rotor_params p = graph_params(kind, ROTOR_METRIC_L2, "tq4");
-            p.allocator = ts_counting_allocator(&ca);
-            p.threads = 2;
-            p.nlist = 8;
-            rotor_matrix m = {f->base, 300, D, ROTOR_ELEM_F32};
-            rotor_index *ix = NULL;
-            rotor_status st = rotor_index_build(&p, &m, &ix);
+    size_t failures = 0;
+    for (long at = 1;; at++) {
+        ts_counting_alloc ca = {0};
+        ca.fail_at = at;
+        rotor_params p = graph_params(kind, ROTOR_METRIC_L2, "tq4");
+        p.allocator = ts_counting_allocator(&ca);
+        p.threads = 2;
+        p.nlist = 8;
+        rotor_matrix m = {f->base, 300, D, ROTOR_ELEM_F32};
+        rotor_index *ix = NULL;
+        rotor_status st = rotor_index_build(&p, &m, &ix);
+        if (st == ROTOR_OK) {
+            int64_t ids[K];
+            st = rotor_index_search(ix, NULL, f->queries, D, K, ids, NULL);
+            rotor_index_close(ix);
             if (st == ROTOR_OK) {
-                int64_t ids[K];
-                st = rotor_index_search(ix, NULL, f->queries, D, K, ids, NULL);
-                rotor_index_close(ix);
-                if (st == ROTOR_OK) {
-                    assert_int_equal(ca.live, 0);
-                    break;
-                }
-            }
-            assert_int_equal(st, ROTOR_ERR_OUT_OF_MEMORY);
-            assert_non_null(strstr(rotor_last_error(), "out of memory"));
-            if (ix == NULL)
                 assert_int_equal(ca.live, 0);
-            failures++;
-            assert_true(at < 10000);
+                break;
+            }
         }
-        assert_true(failures > 5);
+        assert_int_equal(st, ROTOR_ERR_OUT_OF_MEMORY);
+        assert_non_null(strstr(rotor_last_error(), "out of memory"));
+        if (ix == NULL)
+            assert_int_equal(ca.live, 0);
+        failures++;
+        assert_true(at < 10000);
     }
+    assert_true(failures > 5);
 }
