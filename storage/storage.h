@@ -224,7 +224,7 @@ typedef struct ixf_meta {
     uint32_t kind;   /* rotor_index_kind */
     uint32_t metric; /* rotor_metric */
     uint64_t dim, count;
-    char quant[IXF_NAME];     /* "none" or a quantizer spec */
+    char quant[IXF_NAME];      /* "none" or a quantizer spec */
     char walk_quant[IXF_NAME]; /* "" or the graph's walking quantizer */
     uint64_t seed;
     uint32_t graph_degree, build_list, neighbor_codes, build_space, nlist;
