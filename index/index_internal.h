@@ -14,6 +14,7 @@
 #ifndef ROTOR_INDEX_INTERNAL_H
 #define ROTOR_INDEX_INTERNAL_H
 
+#include <float.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,9 +80,20 @@ rotor_status ix_matrix_check(const rotor_matrix *m, const char *what);
  * index of `count` vectors (which bounds the threads). */
 nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count);
 
+/* The largest squared norm a float32 row may have under L2 or IP: every
+ * distance term (|x - q|^2 <= 2 |x|^2 + 2 |q|^2, |<x, q>|, a quantizer's
+ * |x - c|^2 around a centre of such rows) then stays finite. Above it
+ * every distance overflows to infinity and a search returns the same ids
+ * for any query, so such rows are refused instead. */
+#define IX_MAX_SQUARED_NORM (FLT_MAX / 4)
+/* ROTOR_ERR_NOT_FINITE, naming row i of `what`, when a row of finite values
+ * is beyond IX_MAX_SQUARED_NORM (cosine rows are normalised in double and
+ * need no bound). */
+rotor_status ix_check_magnitude(const float *row, size_t d, rotor_metric metric, const char *what,
+                                size_t i);
 /* Copies `m` (any accepted element type) into dst as float32 rows, checking
- * every value is finite and normalising rows for cosine; `what` names the
- * rows in error sentences. */
+ * every value is finite and every row's magnitude, and normalising rows for
+ * cosine; `what` names the rows in error sentences. */
 rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *dst,
                              const char *what);
 

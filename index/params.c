@@ -146,6 +146,20 @@ rotor_status ix_matrix_check(const rotor_matrix *m, const char *what) {
     return ROTOR_OK;
 }
 
+rotor_status ix_check_magnitude(const float *row, size_t d, rotor_metric metric, const char *what,
+                                size_t i) {
+    if (metric == ROTOR_METRIC_COSINE)
+        return ROTOR_OK; /* normalised in double: no float32 term grows with it */
+    double s = 0;
+    for (size_t j = 0; j < d; j++)
+        s += (double)row[j] * row[j];
+    CM_RETURN_IF(s > IX_MAX_SQUARED_NORM, ROTOR_ERR_NOT_FINITE,
+                 "%s row %zu has a squared norm of %.3g: its distances would overflow float32 "
+                 "(rows must stay below %.3g)",
+                 what, i, s, (double)IX_MAX_SQUARED_NORM);
+    return ROTOR_OK;
+}
+
 static void normalise(float *x, size_t d) {
     double s = 0;
     for (size_t j = 0; j < d; j++)
@@ -171,6 +185,7 @@ rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *
                                    isnan(src[j]) ? "NaN" : "infinite");
                 row[j] = src[j];
             }
+            CM_FORWARD(ix_check_magnitude(row, d, metric, what, i));
             break;
         }
         case ROTOR_ELEM_U8: {

@@ -205,6 +205,8 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
             goto done;
         }
     }
+    if ((st = ix_check_magnitude(query, dim, ix->metric, "query", 0)) != ROTOR_OK)
+        goto done;
     if (ix->metric == ROTOR_METRIC_COSINE) {
         qcopy = cm_alloc(&ix->alloc, dim * sizeof(float), "query copy");
         if (qcopy == NULL) {

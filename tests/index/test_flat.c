@@ -176,6 +176,54 @@ static void test_nan_and_inf_are_refused_with_position(void **state) {
     free(bad);
 }
 
+/* Finite values whose squares overflow float32 (about 1e19 and up) would
+ * turn every distance into infinity and every answer into the same ids:
+ * refused by build, add, search and batch search, naming the row, for L2
+ * and IP; cosine rows are normalised in double and are fine. */
+static void test_huge_finite_values_are_refused_with_row(void **state) {
+    fixture *f = *state;
+    float *bad = malloc(N * D * sizeof(float));
+    memcpy(bad, f->base, N * D * sizeof(float));
+    bad[7 * D + 2] = 1e19f;
+    const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP};
+    for (size_t mi = 0; mi < 2; mi++) {
+        rotor_params p = rotor_params_default();
+        p.metric = metrics[mi];
+        rotor_matrix m = {bad, N, D, ROTOR_ELEM_F32};
+        rotor_index *ix = NULL;
+        TS_CHECK_ERROR(rotor_index_build(&p, &m, &ix), ROTOR_ERR_NOT_FINITE, NULL, "row 7",
+                       "overflow");
+        assert_null(ix);
+        /* Just under the bound is accepted. */
+        bad[7 * D + 2] = 9e18f;
+        assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+        bad[7 * D + 2] = 1e19f;
+        rotor_matrix add = {bad, 10, D, ROTOR_ELEM_F32};
+        TS_CHECK_ERROR(rotor_index_add(ix, &add), ROTOR_ERR_NOT_FINITE, NULL, "row 7");
+        rotor_index_stats s;
+        assert_int_equal(rotor_index_stats_get(ix, &s), ROTOR_OK);
+        assert_int_equal(s.count, N);
+        int64_t ids[3];
+        TS_CHECK_ERROR(rotor_index_search(ix, NULL, bad + 7 * D, D, 3, ids, NULL),
+                       ROTOR_ERR_NOT_FINITE, NULL, "query", "overflow");
+        rotor_matrix qs = {bad, 8, D, ROTOR_ELEM_F32};
+        int64_t bids[8 * 3];
+        TS_CHECK_ERROR(rotor_index_search_batch(ix, NULL, &qs, 3, bids, NULL), ROTOR_ERR_NOT_FINITE,
+                       NULL, "queries row 7");
+        rotor_index_close(ix);
+    }
+    rotor_params p = rotor_params_default();
+    p.metric = ROTOR_METRIC_COSINE;
+    rotor_matrix m = {bad, N, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    int64_t ids[1];
+    assert_int_equal(rotor_index_search(ix, NULL, bad + 7 * D, D, 1, ids, NULL), ROTOR_OK);
+    assert_int_equal(ids[0], 7);
+    rotor_index_close(ix);
+    free(bad);
+}
+
 static void test_empty_and_zero_dimension_input_refused(void **state) {
     fixture *f = *state;
     rotor_index *ix = NULL;
@@ -348,6 +396,7 @@ int main(void) {
         cmocka_unit_test(test_search_k_larger_than_index_pads_minus_one),
         cmocka_unit_test(test_search_rejects_wrong_dimension_with_both_numbers),
         cmocka_unit_test(test_nan_and_inf_are_refused_with_position),
+        cmocka_unit_test(test_huge_finite_values_are_refused_with_row),
         cmocka_unit_test(test_empty_and_zero_dimension_input_refused),
         cmocka_unit_test(test_add_appends_ids_and_checks_dimension),
         cmocka_unit_test(test_uint8_input_is_converted),
