@@ -392,8 +392,8 @@ static rotor_status ivf_check(const nav *n) {
     for (uint32_t l = 0; l < f->nlist; l++)
         for (size_t i = 0; i < f->lists[l].size; i++)
             CM_RETURN_IF(f->lists[l].ids[i] >= f->count, ROTOR_ERR_CORRUPT,
-                         "IVF list %u holds id %u of an index of %zu vectors", l,
-                         f->lists[l].ids[i], f->count);
+                         "the IVF ids section: list %u holds id %u of an index of %zu vectors",
+                         l, f->lists[l].ids[i], f->count);
     return ROTOR_OK;
 }
 

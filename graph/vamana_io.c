@@ -207,7 +207,9 @@ rotor_status vamana_open(const rotor_allocator *a, const nav_params *p, const gr
 rotor_status vamana_check(const nav *n) {
     const vamana *g = vamana_of(n);
     for (size_t u = 0; u < g->count; u++) {
-        CM_FORWARD(vm_check_record(g, u, node_of(g, u)));
+        rotor_status st = vm_check_record(g, u, node_of(g, u));
+        if (st != ROTOR_OK)
+            return cm_fail_prefix(st, "the graph section");
     }
     return ROTOR_OK;
 }

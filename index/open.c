@@ -9,12 +9,15 @@
  *     copied: the quantizers (rebuilt from their parameter blocks) and
  *     what the navigator decodes of its own sections (graph/nav_ops.open).
  *   - Open hashes the small sections it decodes, always; the large ones
- *     only with verify. Reading a whole index to hash it would make opening
- *     cost a full read of the file, which is what mapping avoids. Instead,
- *     every array from the file is either checked at open (sizes, counts,
- *     parameters, against the header) or bounded where it is used (graph
- *     degrees and ids, IVF ids), so an unverified damaged file yields poor
- *     results, never an out-of-bounds read.
+ *     only with verify. Hashing every byte would make opening cost a full
+ *     read of the file, vectors included, which is what mapping avoids.
+ *     Instead every array from the file is checked at open for what a
+ *     writer other than rotor could get wrong while the checksums still
+ *     match: sizes, counts and parameters against the header, and every
+ *     id and degree the navigator holds (nav_ops.check); codes and vectors
+ *     hold no ids. Searches still bound the ids they follow, so a file
+ *     changed under the mapping yields poor results, never an
+ *     out-of-bounds read.
  *   - With the vectors on disk the mapping still covers them, but nothing
  *     touches those pages: reranks read rows through the vector store
  *     (io_uring, O_DIRECT; search.c), so RAM holds the graph and codes only.
@@ -167,7 +170,11 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
 
     const nav_params np = ix_nav_params(p, ix->q != NULL, ix->count);
     const graph_space space = ix_space(ix);
-    return nav_ops_of(p->kind)->open(&ix->alloc, &np, &space, f, &ix->nav);
+    CM_FORWARD(nav_ops_of(p->kind)->open(&ix->alloc, &np, &space, f, &ix->nav));
+    /* Checksums prove a file is as it was written, not that its writer was
+     * rotor: every id and degree the navigator holds is checked too. */
+    rotor_status cst = ix->nav->ops->check(ix->nav);
+    return cst == ROTOR_OK ? ROTOR_OK : cm_fail_prefix(cst, ixf_path(f));
 }
 
 static rotor_status check_open_params(const rotor_open_params *op) {
@@ -222,7 +229,8 @@ rotor_status rotor_index_verify(const char *path) {
     op.verify = 1;
     rotor_index *ix;
     CM_FORWARD(rotor_index_open(path, &op, &ix));
-    rotor_status st = ix->nav->ops->check(ix->nav);
+    /* The open checked the navigator's ids; the vectors are left. */
+    rotor_status st = ROTOR_OK;
     for (size_t i = 0; st == ROTOR_OK && i < ix->count * ix->dim; i++)
         if (!isfinite(ix->vectors[i]))
             st = cm_fail(ROTOR_ERR_FORMAT, "vector %zu holds a non-finite value", i / ix->dim);
