@@ -321,16 +321,10 @@ static rotor_status check_shape(const float *x, size_t n, size_t dim, size_t str
     return ROTOR_OK;
 }
 
-rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t dim, size_t stride,
-                      const km_params *p, float *centroids, uint32_t *assign, km_stats *stats) {
-    CM_FORWARD(check_shape(x, n, dim, stride, p->k));
-    CM_RETURN_IF(n < p->k, ROTOR_ERR_INVALID_ARGUMENT,
-                 "k-means needs at least as many points as clusters: %zu points for %zu "
-                 "clusters",
-                 n, p->k);
-    const size_t k = p->k, nchunks = (n + CHUNK - 1) / CHUNK;
-    const unsigned iters = p->iters == 0 ? KM_DEFAULT_ITERS : p->iters;
-    run r = {
+/* A run over n points and k centroids; its arrays are set by the caller. */
+static run run_of(const float *x, size_t n, size_t dim, size_t stride, const float *centroids,
+                  size_t k) {
+    return (run){
         .ops = simd_ops_get(),
         .x = x,
         .n = n,
@@ -340,6 +334,18 @@ rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t
         .small = dim <= COLS_MAX_DIM,
         .c = centroids,
     };
+}
+
+rotor_status km_train(const rotor_allocator *a, const float *x, size_t n, size_t dim, size_t stride,
+                      const km_params *p, float *centroids, uint32_t *assign, km_stats *stats) {
+    CM_FORWARD(check_shape(x, n, dim, stride, p->k));
+    CM_RETURN_IF(n < p->k, ROTOR_ERR_INVALID_ARGUMENT,
+                 "k-means needs at least as many points as clusters: %zu points for %zu "
+                 "clusters",
+                 n, p->k);
+    const size_t k = p->k, nchunks = (n + CHUNK - 1) / CHUNK;
+    const unsigned iters = p->iters == 0 ? KM_DEFAULT_ITERS : p->iters;
+    run r = run_of(x, n, dim, stride, centroids, k);
     /* Sizes: k * dim * sizeof(double) was checked; n entries exist as the
      * caller's input, so n * 4 bytes cannot overflow. */
     uint32_t *own_assign = NULL;
@@ -409,18 +415,9 @@ rotor_status km_assign(const rotor_allocator *a, const float *x, size_t n, size_
                        uint32_t *assign, float *dist) {
     CM_FORWARD(check_shape(x, 0, dim, stride, k));
     const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-    run r = {
-        .ops = simd_ops_get(),
-        .x = x,
-        .n = n,
-        .dim = dim,
-        .stride = stride,
-        .k = k,
-        .small = dim <= COLS_MAX_DIM,
-        .c = centroids,
-        .assign = assign,
-        .dist = dist,
-    };
+    run r = run_of(x, n, dim, stride, centroids, k);
+    r.assign = assign;
+    r.dist = dist;
     float *own_dist = NULL, *ct = NULL;
     cm_pool pl;
     rotor_status st = ROTOR_ERR_OUT_OF_MEMORY;
