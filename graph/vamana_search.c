@@ -34,7 +34,12 @@ typedef struct vm_walk {
     vm_list l;
     cm_topk *pool;   /* best estimates for a rerank deeper than the list; NULL: none */
     uint8_t *gather; /* own-code layout: the neighbours' codes, gathered */
+    /* A node whose record is impossible (a degree past R, an id past the
+     * graph), NO_NODE if none: such a file fails the search. */
+    uint32_t bad;
 } vm_walk;
+
+enum { NO_NODE = UINT32_MAX };
 
 /* A scored candidate enters the list and, when there is one, the pool. */
 static inline void offer(vm_walk *w, float est, uint32_t id) {
@@ -46,14 +51,20 @@ static inline void offer(vm_walk *w, float est, uint32_t id) {
 /* Neighbour codes in the record: the whole block is scored anyway, so the
  * visited set is only consulted for the few estimates good enough to
  * enter; most neighbours fail the gate and cost no random access. */
-static void expand_block(vm_walk *w, const uint32_t *rec, uint32_t deg) {
+static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const vamana *g = w->g;
     const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
     float *est = w->sc->est;
     w->walk->ops->scan(w->walk, w->qs, (const uint8_t *)rec + g->block_off, 0, deg, est);
     float gate = entry_gate(&w->l, w->pool);
     for (uint32_t j = 0; j < deg; j++) {
-        if (est[j] >= gate || nb[j] >= count || !visit(w->sc, nb[j]))
+        if (est[j] >= gate)
+            continue;
+        if (CM_UNLIKELY(nb[j] >= count)) {
+            w->bad = u;
+            continue;
+        }
+        if (!visit(w->sc, nb[j]))
             continue;
         offer(w, est[j], nb[j]);
         gate = entry_gate(&w->l, w->pool);
@@ -62,13 +73,17 @@ static void expand_block(vm_walk *w, const uint32_t *rec, uint32_t deg) {
 
 /* Own codes: the unvisited neighbours' codes, gathered from their records
  * into one store and scored by one scan call (one fast-scan block). */
-static void expand_own_codes(vm_walk *w, const uint32_t *rec, uint32_t deg) {
+static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const vamana *g = w->g;
     const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
     uint32_t *ids = w->sc->nbrs;
     uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {
-        if (nb[j] >= count || !visit(w->sc, nb[j]))
+        if (CM_UNLIKELY(nb[j] >= count)) {
+            w->bad = u;
+            continue;
+        }
+        if (!visit(w->sc, nb[j]))
             continue;
         ids[m++] = nb[j];
         prefetch_bytes((const uint8_t *)node_of(g, nb[j]) + g->block_off, g->block_bytes);
@@ -83,12 +98,16 @@ static void expand_own_codes(vm_walk *w, const uint32_t *rec, uint32_t deg) {
 }
 
 /* No quantizer: exact distances on the full vectors. */
-static void expand_floats(vm_walk *w, const uint32_t *rec, uint32_t deg) {
+static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const graph_space *s = w->s;
     const uint32_t *nb = rec + 1, count = (uint32_t)w->g->count;
     const size_t vb = s->dim * sizeof(float);
     for (uint32_t j = 0; j < deg; j++) {
-        if (nb[j] >= count || !visit(w->sc, nb[j]))
+        if (CM_UNLIKELY(nb[j] >= count)) {
+            w->bad = u;
+            continue;
+        }
+        if (!visit(w->sc, nb[j]))
             continue;
         if (j + 1 < deg)
             prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim, vb < 512 ? vb : 512);
@@ -163,10 +182,12 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         .l = {sc->list, sc->expanded, 0, list, 0},
         .pool = pooled ? &pool : NULL,
         .gather = g->own_code ? sc->qmem + vm_gather_offset(s) : NULL,
+        .bad = NO_NODE,
     };
-    void (*expand)(vm_walk *, const uint32_t *, uint32_t) = g->neighbor_codes ? expand_block
-                                                            : g->own_code     ? expand_own_codes
-                                                                              : expand_floats;
+    void (*expand)(vm_walk *, uint32_t, const uint32_t *, uint32_t) =
+        g->neighbor_codes ? expand_block
+        : g->own_code     ? expand_own_codes
+                          : expand_floats;
 
     visited_reset(sc);
     float d0;
@@ -193,10 +214,21 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
             }
         }
         const uint32_t *rec = node_of(g, u);
-        /* A record from an unverified file may hold anything: the degree is
-         * bounded here and every id in the helpers before it indexes
-         * memory. */
-        expand(&w, rec, rec[0] <= g->p.degree ? rec[0] : 0);
+        /* A record of a mapped file is checked where it is used (whole at
+         * verify, load and add): the degree here, every id in the helpers
+         * before it indexes memory. */
+        if (CM_UNLIKELY(rec[0] > g->p.degree)) {
+            w.bad = u;
+            break;
+        }
+        expand(&w, u, rec, rec[0]);
+    }
+    if (CM_UNLIKELY(w.bad != NO_NODE)) {
+        vm_scratch_put(g, sc);
+        if (vm_check_record(g, w.bad, node_of(g, w.bad)) == ROTOR_OK) /* changed meanwhile */
+            return cm_fail(ROTOR_ERR_CORRUPT,
+                           "the graph section: node %u changed while it was read", w.bad);
+        return cm_fail_prefix(ROTOR_ERR_CORRUPT, "the graph section");
     }
 
     /* The candidates that go on, best estimate first (for a rerank that

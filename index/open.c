@@ -11,13 +11,13 @@
  *   - Open hashes the small sections it decodes, always; the large ones
  *     only with verify. Hashing every byte would make opening cost a full
  *     read of the file, vectors included, which is what mapping avoids.
- *     Instead every array from the file is checked at open for what a
- *     writer other than rotor could get wrong while the checksums still
- *     match: sizes, counts and parameters against the header, and every
- *     id and degree the navigator holds (nav_ops.check); codes and vectors
- *     hold no ids. Searches still bound the ids they follow, so a file
- *     changed under the mapping yields poor results, never an
- *     out-of-bounds read.
+ *     Instead every array from the file is checked for what a writer
+ *     other than rotor could get wrong while the checksums still match:
+ *     sizes, counts and parameters against the header at open; the ids a
+ *     navigator holds where its open finds it cheap (IVF's contiguous
+ *     lists), else where they are used (a graph search refuses a record it
+ *     finds impossible) and whole at verify, at a loading open and at the
+ *     first add. Codes and vectors hold no ids.
  *   - With the vectors on disk the mapping still covers them, but nothing
  *     touches those pages: reranks read rows through the vector store
  *     (io_uring, O_DIRECT; search.c), so RAM holds the graph and codes only.
@@ -170,11 +170,7 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
 
     const nav_params np = ix_nav_params(p, ix->q != NULL, ix->count);
     const graph_space space = ix_space(ix);
-    CM_FORWARD(nav_ops_of(p->kind)->open(&ix->alloc, &np, &space, f, &ix->nav));
-    /* Checksums prove a file is as it was written, not that its writer was
-     * rotor: every id and degree the navigator holds is checked too. */
-    rotor_status cst = ix->nav->ops->check(ix->nav);
-    return cst == ROTOR_OK ? ROTOR_OK : cm_fail_prefix(cst, ixf_path(f));
+    return nav_ops_of(p->kind)->open(&ix->alloc, &np, &space, f, &ix->nav);
 }
 
 static rotor_status check_open_params(const rotor_open_params *op) {
@@ -229,8 +225,7 @@ rotor_status rotor_index_verify(const char *path) {
     op.verify = 1;
     rotor_index *ix;
     CM_FORWARD(rotor_index_open(path, &op, &ix));
-    /* The open checked the navigator's ids; the vectors are left. */
-    rotor_status st = ROTOR_OK;
+    rotor_status st = ix->nav->ops->check(ix->nav);
     for (size_t i = 0; st == ROTOR_OK && i < ix->count * ix->dim; i++)
         if (!isfinite(ix->vectors[i]))
             st = cm_fail(ROTOR_ERR_FORMAT, "vector %zu holds a non-finite value", i / ix->dim);

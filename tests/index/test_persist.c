@@ -319,7 +319,8 @@ static char *saved_graph(fixture *f, const char *name, size_t *n, uint8_t **byte
 
 /* A flipped byte in any section: verify and a verifying open say which
  * section; a plain open refuses the small sections it decodes and, for the
- * big ones it only maps, gives an index whose searches stay in bounds. */
+ * big ones it only maps, gives an index whose searches stay in bounds or
+ * refuse a graph record they find impossible. */
 static void test_flipped_bytes(void **state) {
     fixture *f = *state;
     size_t n;
@@ -344,11 +345,18 @@ static void test_flipped_bytes(void **state) {
             assert_true(st == ROTOR_OK || st == ROTOR_ERR_CORRUPT);
             if (st == ROTOR_OK) {
                 rotor_index *ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
-                int64_t ids[NQ * K];
-                float d[NQ * K];
-                search_all(f, ix, ids, d);
-                for (size_t i = 0; i < NQ * K; i++)
-                    assert_true(ids[i] >= -1 && ids[i] < N);
+                int64_t ids[K];
+                float d[K];
+                for (size_t q = 0; q < NQ; q++) {
+                    st = rotor_index_search(ix, NULL, f->queries + q * D, D, K, ids, d);
+                    if (st == ROTOR_ERR_CORRUPT) {
+                        assert_non_null(strstr(rotor_last_error(), "the graph section"));
+                        continue;
+                    }
+                    assert_int_equal(st, ROTOR_OK);
+                    for (size_t i = 0; i < K; i++)
+                        assert_true(ids[i] >= -1 && ids[i] < N);
+                }
                 rotor_index_close(ix);
             }
         }
@@ -369,8 +377,9 @@ static void test_flipped_bytes(void **state) {
 }
 
 /* Damage inside the graph records that keeps the checksum right (a file
- * written by something else): verify, a mapped open and a loading open
- * each refuse it, naming the section. */
+ * written by something else): verify and a loading open refuse it; a
+ * mapped open, which reads records only where searches use them, fails the
+ * first search that meets one, and the first add; each names the section. */
 static void test_forged_graph(void **state) {
     fixture *f = *state;
     size_t n;
@@ -397,11 +406,13 @@ static void test_forged_graph(void **state) {
     assert_int_equal(rotor_index_open(path, &lp, &loaded), ROTOR_ERR_CORRUPT);
     assert_null(loaded);
     assert_non_null(strstr(rotor_last_error(), "graph node"));
-    rotor_open_params mp = rotor_open_params_default();
-    rotor_index *ix = NULL;
-    TS_CHECK_ERROR(rotor_index_open(path, &mp, &ix), ROTOR_ERR_CORRUPT, path, "the graph section",
-                   "graph node");
-    assert_null(ix);
+    rotor_index *ix = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
+    int64_t ids[K];
+    TS_CHECK_ERROR(rotor_index_search(ix, NULL, f->queries, D, K, ids, NULL), ROTOR_ERR_CORRUPT,
+                   NULL, "the graph section", "graph node");
+    rotor_matrix m = {f->queries, 1, D, ROTOR_ELEM_F32};
+    TS_CHECK_ERROR(rotor_index_add(ix, &m), ROTOR_ERR_CORRUPT, NULL, "graph node");
+    rotor_index_close(ix);
     free(bytes);
     free(path);
 }
