@@ -223,7 +223,8 @@ static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) 
     bool disk = op->vectors == ROTOR_VECTORS_AS_SAVED ? ixf_meta_of(f)->vectors_on_disk != 0
                                                       : op->vectors == ROTOR_VECTORS_DISK;
     if (!disk) {
-        ix->vectors = (float *)sec.data;
+        CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
+        ix->vectors = (float *)ixf_get(f, IXF_SEC_VECTORS).data;
         return ROTOR_OK;
     }
     CM_RETURN_IF(ix->q == NULL, ROTOR_ERR_UNSUPPORTED,
@@ -238,6 +239,8 @@ static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) 
         .backend = to_backend(op->io),
         .direct = op->direct_io,
         .depth = 0,
+        .use_fd = true, /* the file checked at open, not whatever the path names now */
+        .fd = ixf_fd(f),
     };
     return vstore_open(&ix->alloc, &vp, &ix->store);
 }
@@ -294,8 +297,10 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
     p->quant = p->graph_quant = NULL;
     if (st != ROTOR_OK)
         return cm_fail_prefix(ROTOR_ERR_FORMAT, ixf_path(f));
-    if (op->verify)
+    if (op->verify) {
+        CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
         CM_FORWARD(ixf_check_all(f));
+    }
 
     if (quantized) {
         CM_FORWARD(load_quant(ix, IXF_SEC_QUANT, ix->quant_name, &ix->q));
@@ -359,16 +364,17 @@ static rotor_status check_open_params(const rotor_open_params *op) {
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
-                              rotor_index **out) {
-    cm_clear_error();
+/* Opens `path`, or a duplicate of fd when fd >= 0. A loaded open and a
+ * verification read the file (IXF_READ) rather than map it. */
+static rotor_status open_index(const char *path, int fd, const rotor_open_params *params, bool read,
+                               rotor_index **out) {
     CM_RETURN_IF(path == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "path and output must not be NULL");
     *out = NULL;
     rotor_open_params op = params ? *params : rotor_open_params_default();
     CM_FORWARD(check_open_params(&op));
     ixf_file *f;
-    CM_FORWARD(ixf_open(&op.allocator, path, &f));
+    CM_FORWARD(ixf_open(&op.allocator, path, fd, read || op.load ? IXF_READ : IXF_MAP, &f));
     rotor_index *ix = op.allocator.alloc(op.allocator.opaque, sizeof *ix, CM_ALIGN);
     if (ix == NULL) {
         ixf_close(f);
@@ -389,13 +395,27 @@ rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_verify(const char *path) {
+rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
+                              rotor_index **out) {
     cm_clear_error();
+    return open_index(path, -1, params, false, out);
+}
+
+rotor_status rotor_index_open_fd(int fd, const char *name, const rotor_open_params *params,
+                                 rotor_index **out) {
+    cm_clear_error();
+    CM_RETURN_IF(fd < 0, ROTOR_ERR_INVALID_ARGUMENT, "descriptor %d is not open", fd);
+    return open_index(name != NULL ? name : "(descriptor)", fd, params, false, out);
+}
+
+/* Never maps: a file changed under a mapping would fail the process, not
+ * the check. */
+static rotor_status verify_index(const char *path, int fd) {
     rotor_open_params op = rotor_open_params_default();
     op.vectors = ROTOR_VECTORS_RAM;
     op.verify = 1;
     rotor_index *ix;
-    CM_FORWARD(rotor_index_open(path, &op, &ix));
+    CM_FORWARD(open_index(path, fd, &op, true, &ix));
     rotor_status st = ROTOR_OK;
     if (ix->graph != NULL)
         st = vamana_check(ix->graph);
@@ -408,6 +428,18 @@ rotor_status rotor_index_verify(const char *path) {
         st = cm_fail_prefix(st, path);
     rotor_index_close(ix);
     return st;
+}
+
+rotor_status rotor_index_verify(const char *path) {
+    cm_clear_error();
+    CM_RETURN_IF(path == NULL, ROTOR_ERR_INVALID_ARGUMENT, "path must not be NULL");
+    return verify_index(path, -1);
+}
+
+rotor_status rotor_index_verify_fd(int fd, const char *name) {
+    cm_clear_error();
+    CM_RETURN_IF(fd < 0, ROTOR_ERR_INVALID_ARGUMENT, "descriptor %d is not open", fd);
+    return verify_index(name != NULL ? name : "(descriptor)", fd);
 }
 
 /* ---- streaming build --------------------------------------------------------- */
@@ -447,13 +479,14 @@ static rotor_status spill_rows(const rotor_allocator *a, rotor_reader *r, rotor_
         }
         const uint8_t *p = (const uint8_t *)out;
         size_t left = got * out_row;
+        unsigned retries = 0;
         while (left > 0 && st == ROTOR_OK) {
             ssize_t w = write(fd, p, left);
-            if (w < 0 && errno == EINTR)
+            if (w < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
                 continue;
             if (w <= 0)
-                st = cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", spill_path,
-                             w < 0 ? strerror(errno) : "no progress");
+                st = cm_fail(ROTOR_ERR_IO, "cannot write the spill file beside '%s': %s",
+                             spill_path, w < 0 ? strerror(errno) : "no progress");
             else {
                 p += w;
                 left -= (size_t)w;
@@ -499,25 +532,17 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
     if (st == ROTOR_OK && (cm_mul_overflow(info.rows, info.cols * sizeof(float), &bytes) ||
                            bytes > (size_t)SSIZE_MAX))
         st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "'%s' is too large to index", input_path);
-    char *spill = NULL;
-    int fd = -1;
-    if (st == ROTOR_OK) {
-        size_t cap = strlen(out_path) + 16;
-        spill = cm_alloc(&p.allocator, cap, "a file name");
-        if (spill == NULL)
-            st = ROTOR_ERR_OUT_OF_MEMORY;
-        else if ((fd = ds_create_temp(out_path, spill, cap)) < 0)
-            st = cm_fail(ROTOR_ERR_IO, "cannot create a spill file beside '%s': %s", out_path,
-                         strerror(errno));
-    }
-    if (fd >= 0) {
-        st = spill_rows(&p.allocator, r, p.metric, fd, spill);
-        close(fd);
-        int rfd = st == ROTOR_OK ? open(spill, O_RDONLY | O_CLOEXEC) : -1;
+    ds_out *spill = NULL; /* never committed: unnamed, gone with its descriptor */
+    if (st == ROTOR_OK)
+        st = ds_out_open(&p.allocator, out_path, &spill);
+    if (spill != NULL) {
+        int fd = ds_out_fd(spill);
+        st = spill_rows(&p.allocator, r, p.metric, fd, out_path);
         if (st == ROTOR_OK) {
-            void *map = rfd < 0 ? MAP_FAILED : mmap(NULL, bytes, PROT_READ, MAP_SHARED, rfd, 0);
+            void *map = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
             if (map == MAP_FAILED) {
-                st = cm_fail(ROTOR_ERR_IO, "cannot map '%s': %s", spill, strerror(errno));
+                st = cm_fail(ROTOR_ERR_IO, "cannot map the spill file beside '%s': %s", out_path,
+                             strerror(errno));
             } else {
                 ix->spill = map;
                 ix->spill_bytes = bytes;
@@ -525,12 +550,9 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
                 ix->capacity = info.rows;
             }
         }
-        if (rfd >= 0)
-            close(rfd);
-        (void)unlink(spill);
+        ds_out_abort(spill);
     }
     rotor_reader_close(r);
-    cm_free(&p.allocator, spill);
     if (st == ROTOR_OK && ix->q != NULL) {
         ix->codes = cm_calloc(&ix->alloc, ix->q->ops->store_bytes(ix->q, info.rows), "index codes");
         if (ix->codes == NULL)
