@@ -270,6 +270,10 @@ typedef struct rotor_params {
 } rotor_params;
 
 ROTOR_API rotor_params rotor_params_default(void);
+/* Checks build parameters as rotor_index_build would (quantizer specs
+ * included) without building anything: for tools that refuse bad options
+ * before starting work. */
+ROTOR_API rotor_status rotor_params_check(const rotor_params *params);
 
 /* Where full vectors live (rotor_params.full_vectors, rotor_open_params). */
 typedef enum rotor_vectors_place {

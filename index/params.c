@@ -205,3 +205,14 @@ unsigned ix_thread_count(uint32_t requested, size_t work) {
         n = work == 0 ? 1u : (unsigned)work;
     return n;
 }
+
+rotor_status rotor_params_check(const rotor_params *params) {
+    cm_clear_error();
+    CM_RETURN_IF(params == NULL, ROTOR_ERR_INVALID_ARGUMENT, "params must not be NULL");
+    quant_spec spec;
+    if (params->quant != NULL && strcmp(params->quant, "none") != 0)
+        CM_FORWARD(quant_spec_parse(params->quant, &spec));
+    if (params->graph_quant != NULL && strcmp(params->graph_quant, "none") != 0)
+        CM_FORWARD(quant_spec_parse(params->graph_quant, &spec));
+    return ix_params_check(params);
+}
