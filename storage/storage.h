@@ -59,9 +59,11 @@ struct rotor_reader {
     size_t next_row;        /* rows handed out so far */
     unsigned char *scratch; /* *vecs records staged before their headers are stripped */
     size_t scratch_rows;
-    bool gz_finished;    /* the end-of-stream check of gzip IDX has run */
-    char shape[96];      /* "1000 x 128 float32", for sentences */
-    rotor_status failed; /* a reader that failed keeps failing the same way */
+    bool gz_finished;         /* the end-of-stream check of gzip IDX has run */
+    uint32_t gz_crc;          /* CRC-32 of the uncompressed bytes read so far (gzip) */
+    unsigned char gz_tail[8]; /* the file's last 8 bytes: the trailer if nothing follows */
+    char shape[96];           /* "1000 x 128 float32", for sentences */
+    rotor_status failed;      /* a reader that failed keeps failing the same way */
     char failed_text[512];
 };
 
