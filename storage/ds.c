@@ -299,13 +299,8 @@ static int check_input_fd(int fd, const char *path) {
         return -1;
     }
     if (!S_ISREG(sb.st_mode)) {
-        const char *what = S_ISDIR(sb.st_mode)    ? "a directory"
-                           : S_ISFIFO(sb.st_mode) ? "a FIFO"
-                           : S_ISSOCK(sb.st_mode) ? "a socket"
-                           : S_ISCHR(sb.st_mode)  ? "a character device"
-                           : S_ISBLK(sb.st_mode)  ? "a block device"
-                                                  : "something else";
-        cm_fail(ROTOR_ERR_IO, "cannot read '%s': it is %s, not a regular file", path, what);
+        cm_fail(ROTOR_ERR_IO, "cannot read '%s': it is %s, not a regular file", path,
+                ds_file_kind(sb.st_mode));
         return -1;
     }
     int flags = fcntl(fd, F_GETFL);
@@ -316,10 +311,28 @@ static int check_input_fd(int fd, const char *path) {
     return fd;
 }
 
+const char *ds_file_kind(unsigned mode) {
+    mode_t m = (mode_t)mode;
+    return S_ISREG(m)    ? "a regular file"
+           : S_ISDIR(m)  ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+                         : "not a regular file";
+}
+
 int ds_open_input(const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
-        cm_fail(ROTOR_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        int e = errno;
+        struct stat sb;
+        /* A socket cannot be opened at all (ENXIO): say what it is. */
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            cm_fail(ROTOR_ERR_IO, "cannot read '%s': it is %s, not a regular file", path,
+                    ds_file_kind(sb.st_mode));
+        else
+            cm_fail(ROTOR_ERR_IO, "cannot open '%s': %s", path, strerror(e));
         return -1;
     }
     if (check_input_fd(fd, path) < 0) {

@@ -56,20 +56,6 @@ struct ds_out {
     char stem[40]; /* OUT_TMP_PREFIX + hash + "-": every temporary of this target */
 };
 
-static const char *kind_of(mode_t m) {
-    if (S_ISDIR(m))
-        return "a directory";
-    if (S_ISFIFO(m))
-        return "a FIFO";
-    if (S_ISSOCK(m))
-        return "a socket";
-    if (S_ISCHR(m))
-        return "a character device";
-    if (S_ISBLK(m))
-        return "a block device";
-    return "not a regular file";
-}
-
 /* Resolves `path` to the file a write would replace, into buf (PATH_MAX):
  * the path itself, or what a symbolic link names. */
 static rotor_status resolve_target(const char *path, char *buf) {
@@ -95,7 +81,7 @@ static rotor_status resolve_target(const char *path, char *buf) {
     }
     CM_RETURN_IF(!S_ISREG(sb.st_mode), ROTOR_ERR_IO,
                  "cannot write '%s': it exists and is %s; rotor replaces only regular files", path,
-                 kind_of(sb.st_mode));
+                 ds_file_kind(sb.st_mode));
     return ROTOR_OK;
 }
 

@@ -95,6 +95,8 @@ static inline uint32_t ds_be32(const unsigned char *p) {
  * with the error set: "cannot open '<path>': <reason>" or "'<path>' is a FIFO,
  * not a regular file". */
 int ds_open_input(const char *path);
+/* "a FIFO", "a directory", ... for a stat mode, in sentences. */
+const char *ds_file_kind(unsigned mode);
 /* The same checks on a duplicate of a descriptor the caller opened. */
 int ds_dup_input(int fd, const char *path);
 

@@ -11,7 +11,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,11 +24,35 @@ typedef struct named_path {
     const char *flag, *path;
 } named_path;
 
-/* Same file when both exist and share device and inode. */
+/* The absolute path `path` resolves to, whether it exists or not (then its
+ * directory is resolved and its name appended); false when even the
+ * directory cannot be resolved. */
+static bool canonical(const char *path, char *out) {
+    if (realpath(path, out) != NULL)
+        return true;
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    char real[PATH_MAX];
+    if (realpath(dir, real) == NULL)
+        return false;
+    return snprintf(out, PATH_MAX, "%s/%s", real, name) < PATH_MAX;
+}
+
+/* Same file: both exist and share device and inode (hard links, symbolic
+ * links), or neither exists yet and both resolve to one name. */
 static bool same_file(const char *a, const char *b) {
     struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ca[PATH_MAX], cb[PATH_MAX];
+    return strcmp(a, b) == 0 || (canonical(a, ca) && canonical(b, cb) && strcmp(ca, cb) == 0);
 }
 
 int cli_check_paths(const cli_command *c, const cli_opts *o) {
@@ -58,12 +84,28 @@ int cli_check_paths(const cli_command *c, const cli_opts *o) {
     return CLI_EXIT_OK;
 }
 
+static int not_regular(const char *path, mode_t m) {
+    return cli_error(CLI_EXIT_FAIL, "cannot read '%s': it is %s, not a regular file", path,
+                     S_ISDIR(m)    ? "a directory"
+                     : S_ISFIFO(m) ? "a FIFO"
+                     : S_ISSOCK(m) ? "a socket"
+                     : S_ISCHR(m)  ? "a character device"
+                     : S_ISBLK(m)  ? "a block device"
+                                   : "something else");
+}
+
 int cli_open_input(const char *path, int *fd, bool *is_index) {
     *fd = -1;
     *is_index = false;
     int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (f < 0)
-        return cli_error(CLI_EXIT_FAIL, "cannot open '%s': %s", path, strerror(errno));
+    if (f < 0) {
+        int e = errno;
+        struct stat sb;
+        /* A socket cannot be opened at all (ENXIO): say what it is. */
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            return not_regular(path, sb.st_mode);
+        return cli_error(CLI_EXIT_FAIL, "cannot open '%s': %s", path, strerror(e));
+    }
     struct stat sb;
     if (fstat(f, &sb) != 0) {
         int e = errno;
@@ -72,13 +114,7 @@ int cli_open_input(const char *path, int *fd, bool *is_index) {
     }
     if (!S_ISREG(sb.st_mode)) {
         close(f);
-        return cli_error(CLI_EXIT_FAIL, "cannot read '%s': it is %s, not a regular file", path,
-                         S_ISDIR(sb.st_mode)    ? "a directory"
-                         : S_ISFIFO(sb.st_mode) ? "a FIFO"
-                         : S_ISSOCK(sb.st_mode) ? "a socket"
-                         : S_ISCHR(sb.st_mode)  ? "a character device"
-                         : S_ISBLK(sb.st_mode)  ? "a block device"
-                                                : "something else");
+        return not_regular(path, sb.st_mode);
     }
     char magic[8] = {0};
     ssize_t got = pread(f, magic, sizeof magic, 0);
