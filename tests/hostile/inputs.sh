@@ -42,16 +42,16 @@ for source in fifo chardev dir sock; do
   kind=$(stat -c %F "$source")
   before=$(listing)
   while read -r -a cmd; do
-    timeout -k 5 "$LIMIT" "$ROTOR" "${cmd[@]}" >out.txt 2>err.txt
+    timeout -k 5 "$LIMIT" "$ROTOR" "${cmd[@]}" >"$OUT" 2>"$ERR"
     got=$?
     if [ "$got" -eq 124 ] || [ "$got" -eq 137 ]; then
       bad "'${cmd[*]}' blocked on the $kind"
     elif [ "$got" -eq 0 ]; then
       bad "'${cmd[*]}' accepted the $kind"
-    elif ! grep -qE "is (a FIFO|a character device|a directory|a socket), not a regular file" err.txt; then
-      bad "'${cmd[*]}' did not say the $kind is not a regular file: $(cat err.txt)"
-    elif [ "$(wc -l <err.txt)" -ne 1 ]; then
-      bad "'${cmd[*]}' printed $(wc -l <err.txt) lines: $(cat err.txt)"
+    elif ! grep -qE "is (a FIFO|a character device|a directory|a socket), not a regular file" "$ERR"; then
+      bad "'${cmd[*]}' did not say the $kind is not a regular file: $(cat "$ERR")"
+    elif [ "$(wc -l <"$ERR")" -ne 1 ]; then
+      bad "'${cmd[*]}' printed $(wc -l <"$ERR") lines: $(cat "$ERR")"
     else
       ok
     fi

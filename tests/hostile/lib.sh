@@ -8,6 +8,10 @@ ROTOR=$(cd "$(dirname "$ROTOR")" && pwd)/$(basename "$ROTOR")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 1
+# What the last expect printed: kept in $WORK whatever directory a test
+# is in (a full file system cannot take them).
+OUT=$WORK/out.txt
+ERR=$WORK/err.txt
 pass=0
 fail=0
 skipped=0
@@ -22,22 +26,22 @@ skip() { skipped=$((skipped + 1)); echo "SKIP: $*" >&2; }
 expect() {
   local want=$1 needle=$2
   shift 3
-  timeout -k 5 "$LIMIT" "$@" >out.txt 2>err.txt
+  timeout -k 5 "$LIMIT" "$@" >"$OUT" 2>"$ERR"
   local got=$?
   if [ "$got" -eq 124 ] || [ "$got" -eq 137 ]; then
     bad "'$*' did not finish within $LIMIT s (blocked?)"
     return
   fi
   if [ "$got" -ne "$want" ]; then
-    bad "'$*' exited $got, expected $want; stderr: $(cat err.txt)"
+    bad "'$*' exited $got, expected $want; stderr: $(cat "$ERR")"
     return
   fi
-  if [ -n "$needle" ] && ! grep -qF -- "$needle" err.txt; then
-    bad "'$*' stderr lacks '$needle': $(cat err.txt)"
+  if [ -n "$needle" ] && ! grep -qF -- "$needle" "$ERR"; then
+    bad "'$*' stderr lacks '$needle': $(cat "$ERR")"
     return
   fi
-  if [ "$want" -ne 0 ] && [ "$(wc -l <err.txt)" -ne 1 ]; then
-    bad "'$*' printed $(wc -l <err.txt) lines on stderr, expected one: $(cat err.txt)"
+  if [ "$want" -ne 0 ] && [ "$(wc -l <"$ERR")" -ne 1 ]; then
+    bad "'$*' printed $(wc -l <"$ERR") lines on stderr, expected one: $(cat "$ERR")"
     return
   fi
   ok
