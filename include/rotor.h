@@ -370,10 +370,10 @@ typedef struct rotor_index_stats {
     uint32_t graph_degree;     /* vamana: R, most neighbours per node; 0 otherwise */
     size_t start_points;       /* quantized vamana: sampled starting points kept */
     size_t start_groups;       /* the groups they are filed in (0: scored as one sample) */
-    int io_fallback;           /* 1: ROTOR_IO_AUTO chose io_uring, but a ring could not be set
-                                  up at some search (ENOMEM, EPERM, io_uring disabled), which
-                                  then read with pread instead; io_backend still names the
-                                  backend chosen at open */
+    int io_fallback;           /* 1: with ROTOR_IO_AUTO, io_uring could not be used for the
+                                  vectors on disk: at open (io_backend is then "pread") or at
+                                  some search whose ring was refused (ENOMEM, EPERM, io_uring
+                                  disabled), which read with pread instead */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);

@@ -198,8 +198,10 @@ void vstore_close(vstore *v);
 /* The backend chosen at open (never VSTORE_AUTO), and its name
  * ("io_uring", "pread"). */
 vstore_backend vstore_backend_used(const vstore *v);
-/* True once a reader fell back to pread because its ring could not be set
- * up (VSTORE_AUTO only; VSTORE_URING fails instead). */
+/* VSTORE_AUTO only: true when io_uring could not be used, at open (the
+ * probe failed, so the store reads with pread) or later (a reader's ring
+ * was refused and that reader reads with pread). VSTORE_URING fails
+ * instead; VSTORE_PREAD never asked for io_uring. */
 bool vstore_fell_back(const vstore *v);
 const char *vstore_backend_name(vstore_backend b);
 /* Whether reads bypass the page cache (O_DIRECT). */

@@ -291,6 +291,8 @@ static rotor_status store_setup(vstore *v, const vstore_params *p, vstore_backen
         int e = probe_uring(v, probe);
         if (e == 0)
             v->backend = VSTORE_URING;
+        else if (want == VSTORE_AUTO)
+            atomic_store(&v->pool->fell_back, true);
         else if (want == VSTORE_URING)
             st = cm_fail(ROTOR_ERR_UNSUPPORTED,
                          "io_uring cannot read '%s' here (%s); use the pread backend "

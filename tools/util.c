@@ -222,7 +222,7 @@ void cli_note_io_fallback(const rotor_index *ix, const char *path, bool quiet) {
     if (quiet || ix == NULL || rotor_index_stats_get(ix, &s) != ROTOR_OK || !s.io_fallback)
         return;
     fprintf(stderr,
-            "rotor: note: io_uring could not set up a ring for '%s' at search time; its vectors "
-            "were read with pread instead\n",
+            "rotor: note: io_uring could not be used for '%s' (refused at open or at a "
+            "search); its vectors were read with pread instead\n",
             path);
 }
