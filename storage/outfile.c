@@ -187,7 +187,7 @@ static char *copy_str(const rotor_allocator *a, const char *s, size_t n) {
     return p;
 }
 
-rotor_status ds_out_open(const rotor_allocator *a, const char *path, ds_out **out) {
+static rotor_status out_open(const rotor_allocator *a, const char *path, bool named, ds_out **out) {
     *out = NULL;
     char target[PATH_MAX];
     CM_FORWARD(resolve_target(path, target));
@@ -220,10 +220,10 @@ rotor_status ds_out_open(const rotor_allocator *a, const char *path, ds_out **ou
         snprintf(o->stem, sizeof o->stem, OUT_TMP_PREFIX "%016llx-",
                  (unsigned long long)name_hash(o->base));
         remove_orphans(o);
-        o->fd = openat(o->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+        o->fd = named ? -1 : openat(o->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
         if (o->fd >= 0)
             (void)flock(o->fd, LOCK_EX | LOCK_NB); /* held once it has a name */
-        if (o->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+        if (named || (o->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)))
             o->fd = create_named(o);
         if (o->fd < 0)
             st = cm_fail(ROTOR_ERR_IO, "cannot create a file in '%s' to write '%s': %s", o->dir,
@@ -236,6 +236,16 @@ rotor_status ds_out_open(const rotor_allocator *a, const char *path, ds_out **ou
     *out = o;
     return ROTOR_OK;
 }
+
+rotor_status ds_out_open(const rotor_allocator *a, const char *path, ds_out **out) {
+    return out_open(a, path, false, out);
+}
+
+rotor_status ds_out_open_named(const rotor_allocator *a, const char *path, ds_out **out) {
+    return out_open(a, path, true, out);
+}
+
+const char *ds_out_temp_name(const ds_out *o) { return o->tmp; }
 
 int ds_out_fd(const ds_out *o) { return o->fd; }
 const char *ds_out_name(const ds_out *o) { return o->shown; }

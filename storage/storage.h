@@ -111,6 +111,11 @@ int ds_dup_input(int fd, const char *path);
 typedef struct ds_out ds_out;
 
 rotor_status ds_out_open(const rotor_allocator *a, const char *path, ds_out **out);
+/* The same with a named, locked temporary even where O_TMPFILE works: the
+ * way taken on file systems without it, reachable by tests. */
+rotor_status ds_out_open_named(const rotor_allocator *a, const char *path, ds_out **out);
+/* The temporary's name in the target's directory, "" while it has none. */
+const char *ds_out_temp_name(const ds_out *o);
 /* The descriptor to write (and read, for a spill file) through. */
 int ds_out_fd(const ds_out *o);
 /* The caller's path, for sentences. */
