@@ -479,11 +479,12 @@ ROTOR_API rotor_status rotor_index_open_fd(int fd, const char *name,
 /* Builds an index over the vectors of a data set file (any format
  * rotor_reader_open reads) and saves it to `out_path`, without ever holding
  * the vectors in memory: the input is streamed once, converted to float32
- * into a temporary file beside `out_path` that the build maps (the kernel
- * keeps only the pages in use, and drops them under memory pressure), and
- * removed before returning. Memory holds the codes, the graph or lists and
- * the build's working sets. The result equals rotor_index_build on the same
- * rows followed by rotor_index_save. */
+ * into an unnamed temporary file beside `out_path` that the build maps (the
+ * kernel keeps only the pages in use, and drops them under memory
+ * pressure), and that disappears with the build, even a killed one. An
+ * `out_path` that is the input file (any name of it) is refused. Memory holds the codes, the graph
+ * or lists and the build's working sets. The result equals rotor_index_build on the same rows
+ * followed by rotor_index_save. */
 ROTOR_API rotor_status rotor_index_build_file(const rotor_params *params, const char *input_path,
                                               const char *out_path);
 

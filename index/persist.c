@@ -511,6 +511,9 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
                  "input and output paths must not be NULL");
     rotor_params p = params ? *params : rotor_params_default();
     CM_FORWARD(ix_params_check(&p));
+    CM_RETURN_IF(ds_same_file(input_path, out_path), ROTOR_ERR_INVALID_ARGUMENT,
+                 "'%s' is the input file '%s': writing it would destroy the vectors", out_path,
+                 input_path);
     rotor_reader *r;
     CM_FORWARD(rotor_reader_open(input_path, &r));
     const rotor_file_info info = *rotor_reader_info(r);

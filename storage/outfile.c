@@ -91,6 +91,12 @@ rotor_status rotor_path_check_output(const char *path) {
     return resolve_target(path, buf);
 }
 
+bool ds_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 static uint64_t name_hash(const char *s) {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
     for (; *s; s++)

@@ -118,6 +118,9 @@ rotor_status ds_out_open_named(const rotor_allocator *a, const char *path, ds_ou
 const char *ds_out_temp_name(const ds_out *o);
 /* The descriptor to write (and read, for a spill file) through. */
 int ds_out_fd(const ds_out *o);
+/* True when both paths exist and are one file (device and inode: hard and
+ * symbolic links included). */
+bool ds_same_file(const char *a, const char *b);
 /* The caller's path, for sentences. */
 const char *ds_out_name(const ds_out *o);
 /* fsync, link, rename over the target, fsync of the directory. Frees o

@@ -262,6 +262,35 @@ static void test_long_names_and_links(void **state) {
     free(target);
 }
 
+/* The library refuses to index a file into itself, under any of its names. */
+static void test_build_file_refuses_its_input_as_output(void **state) {
+    (void)state;
+    float x[40 * 4];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)(i % 13);
+    rotor_matrix m = {x, 40, 4, ROTOR_ELEM_F32};
+    char *base = ts_path(g_dir, "base.fvecs");
+    char *hard = ts_path(g_dir, "hard.fvecs");
+    assert_int_equal(rotor_matrix_write(base, &m), ROTOR_OK);
+    assert_int_equal(link(base, hard), 0);
+    size_t n0;
+    char *before = ts_read_file(base, &n0);
+    rotor_params p = rotor_params_default();
+    const char *outs[] = {base, hard};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(rotor_index_build_file(&p, base, outs[i]), ROTOR_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(rotor_last_error(), "is the input file"));
+    }
+    size_t n1;
+    char *after = ts_read_file(base, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+    free(hard);
+    free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unnamed_file_shows_no_name_until_commit, setup,
@@ -272,6 +301,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_live_or_fresh_temporaries_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_names_and_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_build_file_refuses_its_input_as_output, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
