@@ -355,6 +355,20 @@ int ds_dup_input(int fd, const char *path) {
     return dup;
 }
 
+int ds_reopen_input(int fd, const char *path, bool *shared) {
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int own = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    *shared = own < 0;
+    if (own < 0) /* no /proc: the same description, flags and all */
+        return ds_dup_input(fd, path);
+    if (check_input_fd(own, path) < 0) {
+        close(own);
+        return -1;
+    }
+    return own;
+}
+
 /* Opens a reader on `path`, or on a duplicate of `fd` when fd >= 0 (path
  * then only names it in sentences). */
 static rotor_status reader_open_fd(const char *path, int fd, rotor_reader **out) {

@@ -99,6 +99,10 @@ int ds_open_input(const char *path);
 const char *ds_file_kind(unsigned mode);
 /* The same checks on a duplicate of a descriptor the caller opened. */
 int ds_dup_input(int fd, const char *path);
+/* A descriptor of its own for the file behind fd (through /proc/self/fd),
+ * so that its flags (O_DIRECT) are not shared with fd; where /proc is
+ * missing, a duplicate, and *shared is set. */
+int ds_reopen_input(int fd, const char *path, bool *shared);
 
 /* ---- outfile.c: how a file is replaced ------------------------------------
  *

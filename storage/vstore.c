@@ -29,7 +29,10 @@
  * O_DIRECT. Rerank reads are random and rarely reused, so the page cache
  * mostly evicts things that are reused. O_DIRECT is switched on with fcntl
  * on the descriptor that was checked, so the probe cannot look at another
- * file than the one stat said was long enough. Rows are generally not
+ * file than the one stat said was long enough. Given the caller's
+ * descriptor, the store reopens the same file through /proc/self/fd: the
+ * flag belongs to the open file description, and a duplicate would pass
+ * O_DIRECT on to the caller's reads. Rows are generally not
  * aligned, so a slot holds the aligned span around its row:
  *
  *     file   ...|  align  |  align  |  align  |...
@@ -269,7 +272,8 @@ static rotor_status store_setup(vstore *v, const vstore_params *p, vstore_backen
 
     /* Opened once and checked on the descriptor (ds_open_input); given a
      * descriptor, the store reads the very file its caller checked. */
-    v->fd = p->use_fd ? ds_dup_input(p->fd, v->path) : ds_open_input(v->path);
+    bool shared = false;
+    v->fd = p->use_fd ? ds_reopen_input(p->fd, v->path, &shared) : ds_open_input(v->path);
     if (v->fd < 0)
         return ROTOR_ERR_IO; /* the sentence is set */
     struct stat sb;
@@ -285,7 +289,12 @@ static rotor_status store_setup(vstore *v, const vstore_params *p, vstore_backen
     if (probe == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     rotor_status st = ROTOR_OK;
-    if (p->direct != 0)
+    /* O_DIRECT is a flag of the open file description: on one shared with
+     * the caller it would turn the caller's reads into O_DIRECT reads. */
+    if (p->direct != 0 && shared && p->direct == 1)
+        st = cm_fail(ROTOR_ERR_UNSUPPORTED,
+                     "'%s' cannot be read with O_DIRECT here: no /proc to reopen it with", v->path);
+    else if (p->direct != 0 && !shared)
         st = probe_direct(v, probe, p->direct == 1);
     if (st == ROTOR_OK && want != VSTORE_PREAD) {
         int e = probe_uring(v, probe);

@@ -4,7 +4,8 @@
  * truncated under the open index (what another program must not do to a
  * mapped index, which would end the process with SIGBUS) changes nothing
  * for its searches. Opened without `load`, the same file is mapped: the
- * check below would see it, so the first assertion can fail.
+ * check below would see it, so the first assertion can fail. A loaded index
+ * with its vectors on disk still saves them whole.
  */
 #include "support/support.h"
 
@@ -75,9 +76,53 @@ static void test_loaded_index_is_never_mapped_and_survives_truncation(void **sta
     ts_tmpdir_remove(dir);
 }
 
+/* A loaded index with its vectors on disk holds no copy of them, yet saves
+ * them whole: the save reads them from the file then. */
+static void test_loaded_disk_index_saves_its_vectors(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir_create();
+    char *path = ts_path(dir, "d.rotor");
+    char *copy = ts_path(dir, "copy.rotor");
+    float *x = malloc(sizeof(float) * N * DIM);
+    assert_non_null(x);
+    ts_rng rng;
+    ts_rng_init(&rng, 10);
+    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
+    rotor_params p = rotor_params_default();
+    p.quant = "tq4";
+    p.full_vectors = ROTOR_VECTORS_DISK;
+    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
+    rotor_index *built = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &built), ROTOR_OK);
+    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+    rotor_open_params op = rotor_open_params_default();
+    op.load = 1;
+    op.io = ROTOR_IO_PREAD;
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_OK);
+    rotor_status saved = rotor_index_save(ix, copy);
+    if (saved != ROTOR_OK)
+        fail_msg("save: %s", rotor_last_error());
+    rotor_index_close(ix);
+    assert_int_equal(rotor_index_verify(copy), ROTOR_OK);
+    size_t n0, n1;
+    char *a = ts_read_file(path, &n0), *b = ts_read_file(copy, &n1);
+    assert_int_equal(n0, n1);
+    /* Equal but for the header's creation time and checksum. */
+    assert_memory_equal(a + 4096, b + 4096, n0 - 4096);
+    free(a);
+    free(b);
+    rotor_index_close(built);
+    free(x);
+    free(copy);
+    free(path);
+    ts_tmpdir_remove(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_index_is_never_mapped_and_survives_truncation),
+        cmocka_unit_test(test_loaded_disk_index_saves_its_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
