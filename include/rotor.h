@@ -409,7 +409,9 @@ ROTOR_API void rotor_index_close(rotor_index *index);
  * refused); anything else (directory, FIFO, socket, device) is refused with
  * ROTOR_ERR_IO before anything is written. A full disk (ENOSPC) or a file
  * size limit (EFBIG) fails with a sentence naming the file and the cause;
- * the old file stays whole. */
+ * the old file stays whole. (A process that leaves SIGXFSZ at its default
+ * action is killed by the kernel before it sees EFBIG; the rotor tool
+ * ignores the signal.) */
 ROTOR_API rotor_status rotor_index_save(const rotor_index *index, const char *path);
 
 /* The output-path rule above, checked without writing: ROTOR_OK when `path`

@@ -390,6 +390,12 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
     rotor_status st = assemble(ix, &op);
     if (st == ROTOR_OK && op.load)
         st = ix_own_arrays(ix);
+    if (st == ROTOR_OK && op.load) { /* copied out: the file's copy of them is not needed */
+        static const ixf_section_id owned[] = {IXF_SEC_VECTORS, IXF_SEC_CODES, IXF_SEC_NAV_CODES,
+                                               IXF_SEC_GRAPH};
+        for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+            ixf_release(f, owned[i]);
+    }
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;

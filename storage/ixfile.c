@@ -454,6 +454,19 @@ rotor_status ixf_fill(ixf_file *f, ixf_section_id id) {
     return ROTOR_OK;
 }
 
+void ixf_release(ixf_file *f, ixf_section_id id) {
+    const ixf_entry *e = find(f, id);
+    if (!f->copied || e == NULL || e->size == 0)
+        return;
+    /* Whole pages inside the section only (sections start on pages of a
+     * page-aligned copy): its bytes are dropped, its neighbours keep theirs. */
+    uint64_t from = e->offset, to = (e->offset + e->size) / IXF_PAGE * IXF_PAGE;
+    if (to > from)
+        (void)madvise((void *)(f->map + from), (size_t)(to - from), MADV_DONTNEED);
+    if (id == IXF_SEC_VECTORS)
+        f->vectors_read = false; /* ixf_fill reads them again if asked */
+}
+
 int ixf_fd(const ixf_file *f) { return f->fd; }
 
 rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mode mode,
