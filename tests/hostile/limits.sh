@@ -3,7 +3,8 @@
 # one line naming the file and the cause (EFBIG, "File too large"), not as
 # death by SIGXFSZ; the old file stays whole and no temporary is left. The
 # limit is hit in each place a writer writes: the spill file of a build, the
-# index file at save, a data set written by gt, and the JSON line of bench.
+# index file at save, a data set written by gt, and the JSON lines of bench
+# and eval-quant.
 . "$(dirname "$0")/lib.sh"
 
 make_fvecs base.fvecs 500 16 1   # 34,000 bytes; its spill file 32,000
@@ -43,5 +44,11 @@ expect 1 "cannot append to 'b.jsonl': File too large" -- "${limited[@]}" 4 "$ROT
   --base base.fvecs --queries queries.fvecs --gt old.ivecs --k 5 --json b.jsonl --quiet
 [ "$(stat -c %s b.jsonl)" = 4096 ] && ok || bad "b.jsonl grew to $(stat -c %s b.jsonl) bytes"
 unchanged "bench --json"
+"$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 10 --out gt10.ivecs --quiet
+before=$(listing)
+expect 1 "cannot append to 'b.jsonl': File too large" -- "${limited[@]}" 4 "$ROTOR" eval-quant \
+  --base base.fvecs --queries queries.fvecs --gt gt10.ivecs --quant tq4 --json b.jsonl --quiet
+[ "$(stat -c %s b.jsonl)" = 4096 ] && ok || bad "eval-quant: b.jsonl grew to $(stat -c %s b.jsonl) bytes"
+unchanged "eval-quant --json"
 
 finish
