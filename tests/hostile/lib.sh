@@ -1,4 +1,4 @@
-# Shared by the hostile-input tests: a scratch directory, the expect helper
+# Shared by the hostile-input tests: a scratch directory, the expect function
 # of tests/cli (exit code, a substring of stderr, exactly one line when the
 # command fails), a timeout on every command so that a regression that
 # blocks fails instead of hanging, and small data files written with perl.
