@@ -158,6 +158,12 @@ ROTOR_API rotor_status rotor_file_probe(const char *path, rotor_file_info *info)
 typedef struct rotor_reader rotor_reader;
 
 ROTOR_API rotor_status rotor_reader_open(const char *path, rotor_reader **out);
+/* The same on a descriptor the caller opened (it is duplicated; the caller
+ * still closes its own); `name` only names the file in error sentences and
+ * tells its format by extension. Every input, by path or descriptor, must be
+ * a regular file: a FIFO, socket, device or directory is refused without
+ * blocking (paths are opened with O_NONBLOCK and checked with fstat). */
+ROTOR_API rotor_status rotor_reader_open_fd(int fd, const char *name, rotor_reader **out);
 ROTOR_API const rotor_file_info *rotor_reader_info(const rotor_reader *reader);
 /* Reads up to `max_rows` rows into `dst` (max_rows * cols elements of the
  * file's element type) and stores how many were read in *rows_read (0 at the
@@ -272,6 +278,10 @@ typedef struct rotor_params {
 } rotor_params;
 
 ROTOR_API rotor_params rotor_params_default(void);
+/* Checks build parameters as rotor_index_build would (quantizer specs
+ * included) without building anything: for tools that refuse bad options
+ * before starting work. */
+ROTOR_API rotor_status rotor_params_check(const rotor_params *params);
 
 /* What one query cost, filled when rotor_search_params.stats is set. */
 typedef struct rotor_query_stats {
@@ -362,6 +372,10 @@ typedef struct rotor_index_stats {
     uint32_t graph_degree;     /* vamana: R, most neighbours per node; 0 otherwise */
     size_t start_points;       /* quantized vamana: sampled starting points kept */
     size_t start_groups;       /* the groups they are filed in (0: scored as one sample) */
+    int io_fallback;           /* 1: with ROTOR_IO_AUTO, io_uring could not be used for the
+                                  vectors on disk: at open (io_backend is then "pread") or at
+                                  some search whose ring was refused (ENOMEM, EPERM, io_uring
+                                  disabled), which read with pread instead */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
@@ -383,11 +397,29 @@ ROTOR_API void rotor_index_close(rotor_index *index);
  * Index files (format: storage/FORMAT.md in the source tree).
  * ------------------------------------------------------------------------ */
 
-/* Writes the index to `path`: into a temporary file in the same directory,
- * flushed to disk, then renamed over `path` (and the directory flushed), so
- * `path` holds the old file or the new one whatever happens, never a part.
- * Every section carries an XXH3-64 checksum. */
+/* Writes the index to `path`: into an unnamed file in the same directory
+ * (O_TMPFILE; a named, locked temporary where the file system lacks it),
+ * flushed to disk, then given a name and renamed over `path` (and the
+ * directory flushed), so `path` holds the old file or the new one whatever
+ * happens, never a part, and a killed writer leaves no temporary behind
+ * (a named one left by a kill is removed by the next writer of `path`).
+ * Every section carries an XXH3-64 checksum.
+ *
+ * Output paths, for every writer of the library (index files, data sets):
+ * a missing or regular file is replaced; a symbolic link is followed (the
+ * link stays and the regular file it names is replaced; a link to nothing is
+ * refused); anything else (directory, FIFO, socket, device) is refused with
+ * ROTOR_ERR_IO before anything is written. A full disk (ENOSPC) or a file
+ * size limit (EFBIG) fails with a sentence naming the file and the cause;
+ * the old file stays whole. (A process that leaves SIGXFSZ at its default
+ * action is killed by the kernel before it sees EFBIG; the rotor tool
+ * ignores the signal.) */
 ROTOR_API rotor_status rotor_index_save(const rotor_index *index, const char *path);
+
+/* The output-path rule above, checked without writing: ROTOR_OK when `path`
+ * may be written, else ROTOR_ERR_IO or ROTOR_ERR_INVALID_ARGUMENT with a
+ * sentence. For tools that check every output before starting work. */
+ROTOR_API rotor_status rotor_path_check_output(const char *path);
 
 typedef enum rotor_io_backend {
     ROTOR_IO_AUTO = 0,  /* io_uring where the kernel permits it, else pread */
@@ -408,14 +440,17 @@ typedef struct rotor_open_params {
      * sections only, so a large index opens at once. Searching a damaged
      * unverified file returns poor results, never reads out of bounds. */
     int verify;
-    /* 1: copy the graph, the code stores and (when they stay in RAM) the
-     * vectors out of the file (IVF lists stay mapped) into memory of the
-     * index's own, on huge pages where the system offers them (transparent
-     * huge pages): the open reads all of it, and a search, which touches a
-     * new page at nearly every step, runs about 10 % faster for the TLB
-     * misses it no longer takes. The graph's neighbour lists are checked as
-     * they are copied. 0 (default): map the file; pages load as searches
-     * touch them. */
+    /* 1: read the file with pread instead of mapping it, then copy the
+     * graph, the code stores and (when they stay in RAM) the vectors into
+     * memory of the index's own, on huge pages where the system offers them
+     * (transparent huge pages): the open reads all of it, and a search,
+     * which touches a new page at nearly every step, runs about 10 % faster
+     * for the TLB misses it no longer takes. The graph's neighbour lists are
+     * checked as they are copied. Nothing of the file stays mapped, so this
+     * is the mode for callers who cannot promise the file stays unchanged
+     * while the index is open (see "Mapped files" below). With vectors on
+     * disk the vectors section is not read at open. 0 (default): map the
+     * file; pages load as searches touch them. */
     int load;
     rotor_allocator allocator;
 } rotor_open_params;
@@ -427,24 +462,43 @@ ROTOR_API rotor_open_params rotor_open_params_default(void);
  * Truncated, foreign, damaged and newer-version files are refused, each with its own sentence
  * (ROTOR_ERR_FORMAT, ROTOR_ERR_CORRUPT, ROTOR_ERR_UNSUPPORTED). An opened
  * index may take rotor_index_add (its sections are then copied to memory)
- * unless its vectors are on disk. `params` may be NULL. */
+ * unless its vectors are on disk. `params` may be NULL. The file is opened
+ * once, without blocking, and must be a regular file; vectors left on disk
+ * are read through that same descriptor.
+ *
+ * Mapped files. rotor never modifies an index file in place: a save writes
+ * a new file and renames it over the old one, so an index open on the old
+ * file keeps its pages. Another program must not modify an index file in
+ * place either (truncate it, write into it): the pages of a mapped file
+ * change under the open index, and a truncated mapping ends the process with
+ * SIGBUS on the next search that touches it. Callers that cannot promise
+ * this open with `load` = 1, which reads the file instead of mapping it. */
 ROTOR_API rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
                                         rotor_index **out);
+/* The same on a descriptor the caller opened (duplicated; the caller still
+ * closes its own). `name` names the file in sentences. */
+ROTOR_API rotor_status rotor_index_open_fd(int fd, const char *name,
+                                           const rotor_open_params *params, rotor_index **out);
 
 /* Builds an index over the vectors of a data set file (any format
  * rotor_reader_open reads) and saves it to `out_path`, without ever holding
  * the vectors in memory: the input is streamed once, converted to float32
- * into a temporary file beside `out_path` that the build maps (the kernel
- * keeps only the pages in use, and drops them under memory pressure), and
- * removed before returning. Memory holds the codes, the graph or lists and
- * the build's working sets. The result equals rotor_index_build on the same
- * rows followed by rotor_index_save. */
+ * into an unnamed temporary file beside `out_path` that the build maps (the
+ * kernel keeps only the pages in use, and drops them under memory
+ * pressure), and that disappears with the build, even a killed one. An
+ * `out_path` that is the input file (any name of it) is refused. Memory holds the codes, the graph
+ * or lists and the build's working sets. The result equals rotor_index_build on the same rows
+ * followed by rotor_index_save. */
 ROTOR_API rotor_status rotor_index_build_file(const rotor_params *params, const char *input_path,
                                               const char *out_path);
 
 /* Checks every byte of an index file: the header, every section's
- * checksum and the structure (every graph and list id in range). */
+ * checksum and the structure (every graph and list id in range). The file
+ * is read with pread, never mapped, so a file changed or truncated by
+ * another program fails the check instead of the process. */
 ROTOR_API rotor_status rotor_index_verify(const char *path);
+/* The same on a descriptor the caller opened (see rotor_index_open_fd). */
+ROTOR_API rotor_status rotor_index_verify_fd(int fd, const char *name);
 
 /* ---------------------------------------------------------------------------
  * Names and diagnostics.

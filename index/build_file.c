@@ -49,13 +49,14 @@ static rotor_status spill_rows(const rotor_allocator *a, rotor_reader *r, rotor_
         }
         const uint8_t *p = (const uint8_t *)out;
         size_t left = got * out_row;
+        unsigned retries = 0;
         while (left > 0 && st == ROTOR_OK) {
             ssize_t w = write(fd, p, left);
-            if (w < 0 && errno == EINTR)
+            if (w < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
                 continue;
             if (w <= 0)
-                st = cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", spill_path,
-                             w < 0 ? strerror(errno) : "no progress");
+                st = cm_fail(ROTOR_ERR_IO, "cannot write the spill file beside '%s': %s",
+                             spill_path, w < 0 ? strerror(errno) : "no progress");
             else {
                 p += w;
                 left -= (size_t)w;
@@ -80,6 +81,9 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
                  "input and output paths must not be NULL");
     rotor_params p = params ? *params : rotor_params_default();
     CM_FORWARD(ix_params_check(&p));
+    CM_RETURN_IF(ds_same_file(input_path, out_path), ROTOR_ERR_INVALID_ARGUMENT,
+                 "'%s' is the input file '%s': writing it would destroy the vectors", out_path,
+                 input_path);
     rotor_reader *r;
     CM_FORWARD(rotor_reader_open(input_path, &r));
     const rotor_file_info info = *rotor_reader_info(r);
@@ -101,25 +105,17 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
     if (st == ROTOR_OK && (cm_mul_overflow(info.rows, info.cols * sizeof(float), &bytes) ||
                            bytes > (size_t)SSIZE_MAX))
         st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "'%s' is too large to index", input_path);
-    char *spill = NULL;
-    int fd = -1;
-    if (st == ROTOR_OK) {
-        size_t cap = strlen(out_path) + 16;
-        spill = cm_alloc(&p.allocator, cap, "a file name");
-        if (spill == NULL)
-            st = ROTOR_ERR_OUT_OF_MEMORY;
-        else if ((fd = ds_create_temp(out_path, spill, cap)) < 0)
-            st = cm_fail(ROTOR_ERR_IO, "cannot create a spill file beside '%s': %s", out_path,
-                         strerror(errno));
-    }
-    if (fd >= 0) {
-        st = spill_rows(&p.allocator, r, p.metric, fd, spill);
-        close(fd);
-        int rfd = st == ROTOR_OK ? open(spill, O_RDONLY | O_CLOEXEC) : -1;
+    ds_out *spill = NULL; /* never committed: unnamed, gone with its descriptor */
+    if (st == ROTOR_OK)
+        st = ds_out_open(&p.allocator, out_path, &spill);
+    if (spill != NULL) {
+        int fd = ds_out_fd(spill);
+        st = spill_rows(&p.allocator, r, p.metric, fd, out_path);
         if (st == ROTOR_OK) {
-            void *map = rfd < 0 ? MAP_FAILED : mmap(NULL, bytes, PROT_READ, MAP_SHARED, rfd, 0);
+            void *map = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
             if (map == MAP_FAILED) {
-                st = cm_fail(ROTOR_ERR_IO, "cannot map '%s': %s", spill, strerror(errno));
+                st = cm_fail(ROTOR_ERR_IO, "cannot map the spill file beside '%s': %s", out_path,
+                             strerror(errno));
             } else {
                 ix->spill = map;
                 ix->spill_bytes = bytes;
@@ -127,12 +123,9 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
                 ix->capacity = info.rows;
             }
         }
-        if (rfd >= 0)
-            close(rfd);
-        (void)unlink(spill);
+        ds_out_abort(spill);
     }
     rotor_reader_close(r);
-    cm_free(&p.allocator, spill);
     if (st == ROTOR_OK && ix->q != NULL) {
         ix->codes = cm_calloc(&ix->alloc, ix->q->ops->store_bytes(ix->q, info.rows), "index codes");
         if (ix->codes == NULL)

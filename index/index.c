@@ -280,6 +280,7 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->direct_io = vstore_direct(ix->store);
         snprintf(out->io_backend, sizeof out->io_backend, "%s",
                  vstore_backend_name(vstore_backend_used(ix->store)));
+        out->io_fallback = vstore_fell_back(ix->store);
         out->bytes_total = sizeof *ix;
     } else {
         out->bytes_vectors = vector_bytes;

@@ -84,7 +84,8 @@ static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) 
     bool disk = op->vectors == ROTOR_VECTORS_AS_SAVED ? ixf_meta_of(f)->vectors_on_disk != 0
                                                       : op->vectors == ROTOR_VECTORS_DISK;
     if (!disk) {
-        ix->vectors = (float *)sec.data;
+        CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
+        ix->vectors = (float *)ixf_get(f, IXF_SEC_VECTORS).data;
         return ROTOR_OK;
     }
     CM_RETURN_IF(ix->q == NULL, ROTOR_ERR_UNSUPPORTED,
@@ -99,6 +100,8 @@ static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) 
         .backend = to_backend(op->io),
         .direct = op->direct_io,
         .depth = 0,
+        .use_fd = true, /* the file checked at open, not whatever the path names now */
+        .fd = ixf_fd(f),
     };
     return vstore_open(&ix->alloc, &vp, &ix->store);
 }
@@ -155,8 +158,10 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
     p->quant = p->walk_quant = NULL;
     if (st != ROTOR_OK)
         return cm_fail_prefix(ROTOR_ERR_FORMAT, ixf_path(f));
-    if (op->verify)
+    if (op->verify) {
+        CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
         CM_FORWARD(ixf_check_all(f));
+    }
 
     if (quantized) {
         CM_FORWARD(load_quant(ix, IXF_SEC_QUANT, ix->quant_name, &ix->q));
@@ -188,16 +193,17 @@ static rotor_status check_open_params(const rotor_open_params *op) {
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
-                              rotor_index **out) {
-    cm_clear_error();
+/* Opens `path`, or a duplicate of fd when fd >= 0. A loaded open and a
+ * verification read the file (IXF_READ) rather than map it. */
+static rotor_status open_index(const char *path, int fd, const rotor_open_params *params, bool read,
+                               rotor_index **out) {
     CM_RETURN_IF(path == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "path and output must not be NULL");
     *out = NULL;
     rotor_open_params op = params ? *params : rotor_open_params_default();
     CM_FORWARD(check_open_params(&op));
     ixf_file *f;
-    CM_FORWARD(ixf_open(&op.allocator, path, &f));
+    CM_FORWARD(ixf_open(&op.allocator, path, fd, read || op.load ? IXF_READ : IXF_MAP, &f));
     rotor_index *ix = op.allocator.alloc(op.allocator.opaque, sizeof *ix, CM_ALIGN);
     if (ix == NULL) {
         ixf_close(f);
@@ -210,6 +216,12 @@ rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
     rotor_status st = assemble(ix, &op);
     if (st == ROTOR_OK && op.load)
         st = ix_own_arrays(ix);
+    if (st == ROTOR_OK && op.load) { /* copied out: the file's copy of them is not needed */
+        static const ixf_section_id owned[] = {IXF_SEC_VECTORS, IXF_SEC_CODES, IXF_SEC_WALK_CODES,
+                                               IXF_SEC_GRAPH};
+        for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+            ixf_release(f, owned[i]);
+    }
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;
@@ -218,13 +230,27 @@ rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_verify(const char *path) {
+rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
+                              rotor_index **out) {
     cm_clear_error();
+    return open_index(path, -1, params, false, out);
+}
+
+rotor_status rotor_index_open_fd(int fd, const char *name, const rotor_open_params *params,
+                                 rotor_index **out) {
+    cm_clear_error();
+    CM_RETURN_IF(fd < 0, ROTOR_ERR_INVALID_ARGUMENT, "descriptor %d is not open", fd);
+    return open_index(name != NULL ? name : "(descriptor)", fd, params, false, out);
+}
+
+/* Never maps: a file changed under a mapping would fail the process, not
+ * the check. */
+static rotor_status verify_index(const char *path, int fd) {
     rotor_open_params op = rotor_open_params_default();
     op.vectors = ROTOR_VECTORS_RAM;
     op.verify = 1;
     rotor_index *ix;
-    CM_FORWARD(rotor_index_open(path, &op, &ix));
+    CM_FORWARD(open_index(path, fd, &op, true, &ix));
     rotor_status st = ix->nav->ops->check(ix->nav);
     for (size_t i = 0; st == ROTOR_OK && i < ix->count * ix->dim; i++)
         if (!isfinite(ix->vectors[i]))
@@ -233,4 +259,16 @@ rotor_status rotor_index_verify(const char *path) {
         st = cm_fail_prefix(st, path);
     rotor_index_close(ix);
     return st;
+}
+
+rotor_status rotor_index_verify(const char *path) {
+    cm_clear_error();
+    CM_RETURN_IF(path == NULL, ROTOR_ERR_INVALID_ARGUMENT, "path must not be NULL");
+    return verify_index(path, -1);
+}
+
+rotor_status rotor_index_verify_fd(int fd, const char *name) {
+    cm_clear_error();
+    CM_RETURN_IF(fd < 0, ROTOR_ERR_INVALID_ARGUMENT, "descriptor %d is not open", fd);
+    return verify_index(name != NULL ? name : "(descriptor)", fd);
 }

@@ -224,3 +224,14 @@ nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count) {
         .progress_opaque = p->progress_opaque,
     };
 }
+
+rotor_status rotor_params_check(const rotor_params *params) {
+    cm_clear_error();
+    CM_RETURN_IF(params == NULL, ROTOR_ERR_INVALID_ARGUMENT, "params must not be NULL");
+    quant_spec spec;
+    if (params->quant != NULL && strcmp(params->quant, "none") != 0)
+        CM_FORWARD(quant_spec_parse(params->quant, &spec));
+    if (params->walk_quant != NULL && strcmp(params->walk_quant, "none") != 0)
+        CM_FORWARD(quant_spec_parse(params->walk_quant, &spec));
+    return ix_params_check(params);
+}

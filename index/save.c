@@ -54,8 +54,11 @@ rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
     /* Vectors on disk are copied from the file this index was opened from:
      * it stays mapped and unchanged even if `path` names it. */
     const void *vectors = ix->vectors;
-    if (ix->store != NULL)
+    if (ix->store != NULL) {
+        /* A loaded open reads the vectors section only now (ixf_fill). */
+        CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
         vectors = ixf_get(ix->file, IXF_SEC_VECTORS).data;
+    }
     ixf_writer *w;
     CM_FORWARD(ixf_create(&ix->alloc, path, &w));
     rotor_status st = ROTOR_OK;

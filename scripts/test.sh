@@ -42,13 +42,17 @@ mkdir -p "$OUT/fuzz"
 cmake -S "$ROOT" -B "$OUT/fuzz" -DCMAKE_C_COMPILER=clang -DROTOR_FUZZ=ON -DROTOR_BUILD_TOOLS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$OUT/fuzz.configure.log" 2>&1 ||
   { cat "$OUT/fuzz.configure.log"; exit 1; }
-cmake --build "$OUT/fuzz" -j "$JOBS" --target fuzz_ds_read fuzz_quant_load fuzz_index_open
-for target in ds_read quant_load index_open; do
+cmake --build "$OUT/fuzz" -j "$JOBS" --target fuzz_ds_read fuzz_quant_load fuzz_index_open \
+  fuzz_cli_args
+for target in ds_read quant_load index_open cli_args; do
   # libFuzzer adds what it finds to its corpus directory: give it a copy.
   rm -rf "$OUT/fuzz/corpus_$target"
   cp -r "$ROOT/tests/fuzz/corpus/$target" "$OUT/fuzz/corpus_$target"
+  # -close_fd_mask=2: the CLI parser's usage errors go to stderr.
+  quiet=()
+  [ "$target" = cli_args ] && quiet=(-close_fd_mask=2)
   "$OUT/fuzz/tests/fuzz/fuzz_$target" -runs=2000 -max_len=65536 -artifact_prefix="$OUT/fuzz/" \
-    "$OUT/fuzz/corpus_$target" 2>&1 | tail -n 1
+    "${quiet[@]}" "$OUT/fuzz/corpus_$target" 2>&1 | tail -n 1
 done
 
 step "clang-format"

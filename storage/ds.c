@@ -27,9 +27,11 @@
  *   - Every float32 is checked as it is read; a NaN is reported with its row
  *     and column. Rows, records and columns in sentences count from 0, like
  *     the ids the index hands out.
- *   - Writes go to "<path>.tmp.XXXXXX" opened with O_EXCL and mode 0666 (so
- *     the umask applies, which mkstemp's fixed 0600 would not honour), then
- *     fsync, rename, and a best-effort fsync of the directory. A matrix that
+ *   - Inputs are opened once, without blocking, and checked with fstat on
+ *     that descriptor before anything is read: a FIFO or a device is
+ *     refused at once instead of hanging the reader.
+ *   - Writes go through outfile.c (an unnamed file renamed over the target
+ *     once complete, so a kill leaves the old file or the new one). A matrix that
  *     holds NaN, or whose element type the format cannot store, is refused
  *     before any file is created: everything rotor writes it can read back.
  *   - Headers are decoded byte by byte; payloads are copied raw, which
@@ -139,11 +141,12 @@ static bool is_bin(rotor_file_format f) {
 rotor_status ds_read_at(rotor_reader *r, void *buf, size_t n, uint64_t offset, size_t *got) {
     unsigned char *p = buf;
     size_t done = 0;
+    unsigned retries = 0;
     while (done < n) {
         size_t want = n - done < DS_IO_MAX ? n - done : DS_IO_MAX;
         ssize_t k = pread(r->fd, p + done, want, (off_t)(offset + done));
         if (k < 0) {
-            if (errno == EINTR)
+            if ((errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
                 continue;
             *got = done;
             return cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", r->path, strerror(errno));
@@ -287,7 +290,88 @@ static void reader_free(rotor_reader *r) {
     cm_free(&a, r);
 }
 
-static rotor_status reader_open(const char *path, rotor_reader **out) {
+/* Checks an input descriptor: a regular file, read in blocking mode from
+ * now on. -1 with the error set otherwise (fd left open). */
+static int check_input_fd(int fd, const char *path) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        cm_fail(ROTOR_ERR_IO, "cannot read '%s': it is %s, not a regular file", path,
+                ds_file_kind(sb.st_mode));
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    return fd;
+}
+
+const char *ds_file_kind(unsigned mode) {
+    mode_t m = (mode_t)mode;
+    return S_ISREG(m)    ? "a regular file"
+           : S_ISDIR(m)  ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+                         : "not a regular file";
+}
+
+int ds_open_input(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        struct stat sb;
+        /* A socket cannot be opened at all (ENXIO): say what it is. */
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            cm_fail(ROTOR_ERR_IO, "cannot read '%s': it is %s, not a regular file", path,
+                    ds_file_kind(sb.st_mode));
+        else
+            cm_fail(ROTOR_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+        return -1;
+    }
+    if (check_input_fd(fd, path) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int ds_dup_input(int fd, const char *path) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+        cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (check_input_fd(dup, path) < 0) {
+        close(dup);
+        return -1;
+    }
+    return dup;
+}
+
+int ds_reopen_input(int fd, const char *path, bool *shared) {
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int own = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    *shared = own < 0;
+    if (own < 0) /* no /proc: the same description, flags and all */
+        return ds_dup_input(fd, path);
+    if (check_input_fd(own, path) < 0) {
+        close(own);
+        return -1;
+    }
+    return own;
+}
+
+/* Opens a reader on `path`, or on a duplicate of `fd` when fd >= 0 (path
+ * then only names it in sentences). */
+static rotor_status reader_open_fd(const char *path, int fd, rotor_reader **out) {
     *out = NULL;
     CM_RETURN_IF(path == NULL, ROTOR_ERR_INVALID_ARGUMENT, "path is NULL");
     rotor_allocator a = cm_allocator_default();
@@ -304,16 +388,12 @@ static rotor_status reader_open(const char *path, rotor_reader **out) {
     memcpy(r->path, path, len + 1);
 
     rotor_status st = ROTOR_OK;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    r->fd = fd < 0 ? ds_open_input(path) : ds_dup_input(fd, path);
     struct stat sb;
     if (r->fd < 0) {
-        st = cm_fail(ROTOR_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        st = ROTOR_ERR_IO; /* the sentence is set */
     } else if (fstat(r->fd, &sb) != 0) {
         st = cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-    } else if (S_ISDIR(sb.st_mode)) {
-        st = cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path, strerror(EISDIR));
-    } else if (!S_ISREG(sb.st_mode)) {
-        st = cm_fail(ROTOR_ERR_IO, "cannot read '%s': not a regular file", path);
     } else if (sb.st_size == 0) {
         st = cm_fail(ROTOR_ERR_FORMAT, "'%s' is empty", path);
     }
@@ -327,6 +407,13 @@ static rotor_status reader_open(const char *path, rotor_reader **out) {
         unsigned char head[4];
         size_t got;
         st = ds_read_at(r, head, sizeof head, 0, &got);
+        const char *dot = strrchr(path, '.');
+        bool index_name = dot != NULL && strcasecmp(dot, ".rotor") == 0;
+        if (st == ROTOR_OK && index_name && !idx_sniff(head, got))
+            st = cm_fail(ROTOR_ERR_FORMAT,
+                         "'%s' is not a rotor index (no ROTORIDX magic at its start) nor a data "
+                         "set",
+                         path);
         if (st == ROTOR_OK && !idx_sniff(head, got))
             st = cm_fail(ROTOR_ERR_FORMAT,
                          "cannot tell the format of '%s' from its name; use one of " DS_FORMAT_LIST
@@ -353,10 +440,22 @@ static rotor_status reader_open(const char *path, rotor_reader **out) {
     return ROTOR_OK;
 }
 
+static rotor_status reader_open(const char *path, rotor_reader **out) {
+    return reader_open_fd(path, -1, out);
+}
+
 rotor_status rotor_reader_open(const char *path, rotor_reader **out) {
     cm_clear_error();
     CM_RETURN_IF(out == NULL, ROTOR_ERR_INVALID_ARGUMENT, "reader output pointer is NULL");
     return reader_open(path, out);
+}
+
+rotor_status rotor_reader_open_fd(int fd, const char *name, rotor_reader **out) {
+    cm_clear_error();
+    CM_RETURN_IF(out == NULL, ROTOR_ERR_INVALID_ARGUMENT, "reader output pointer is NULL");
+    *out = NULL;
+    CM_RETURN_IF(fd < 0, ROTOR_ERR_INVALID_ARGUMENT, "descriptor %d is not open", fd);
+    return reader_open_fd(name != NULL ? name : "(descriptor)", fd, out);
 }
 
 const rotor_file_info *rotor_reader_info(const rotor_reader *reader) {
@@ -618,14 +717,15 @@ typedef struct ds_writer {
 
 static rotor_status writer_flush(ds_writer *w) {
     size_t done = 0;
+    unsigned retries = 0;
     while (done < w->len) {
         size_t want = w->len - done < DS_IO_MAX ? w->len - done : DS_IO_MAX;
         ssize_t k = write(w->fd, w->buf + done, want);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", w->path, strerror(errno));
-        }
+        if (k < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
+            continue;
+        if (k <= 0)
+            return cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", w->path,
+                           k < 0 ? strerror(errno) : "no progress");
         done += (size_t)k;
     }
     w->len = 0;
@@ -676,33 +776,6 @@ static rotor_status write_payload(ds_writer *w, rotor_file_format format, const 
     return ROTOR_OK;
 }
 
-/* Creates "<path>.tmp.XXXXXX" exclusively, with mode 0666 less the umask. */
-int ds_create_temp(const char *path, char *tmp, size_t cap) {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    static atomic_ulong counter;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t x = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^
-                     (uint64_t)ts.tv_nsec * 0xbf58476d1ce4e5b9ull ^
-                     (uint64_t)atomic_fetch_add(&counter, 1) * 0x94d049bb133111ebull ^
-                     (uint64_t)(uintptr_t)tmp;
-        char suffix[7];
-        for (int i = 0; i < 6; i++) {
-            x ^= x >> 29;
-            x *= 0xbf58476d1ce4e5b9ull;
-            suffix[i] = alphabet[(x >> 40) % (sizeof alphabet - 1)];
-        }
-        suffix[6] = '\0';
-        snprintf(tmp, cap, "%s.tmp.%s", path, suffix);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    errno = EEXIST;
-    return -1;
-}
-
 void ds_write_behind(int fd, uint64_t from, uint64_t to) {
     if (to <= from)
         return;
@@ -711,24 +784,6 @@ void ds_write_behind(int fd, uint64_t from, uint64_t to) {
                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                               SYNC_FILE_RANGE_WAIT_AFTER);
     (void)posix_fadvise(fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
-}
-
-/* Makes the rename durable. Best effort: some file systems refuse to fsync a
- * directory, and the file is already complete under its final name. */
-void ds_sync_parent(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }
 
 static rotor_status check_writable(const char *path, rotor_file_format format,
@@ -787,38 +842,22 @@ rotor_status rotor_matrix_write(const char *path, const rotor_matrix *m) {
     CM_FORWARD(check_writable(path, format, m));
 
     rotor_allocator a = cm_allocator_default();
-    size_t tmp_cap = strlen(path) + 16;
-    char *tmp = cm_alloc(&a, tmp_cap, "a file name");
-    if (tmp == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
     ds_writer w = {.fd = -1, .path = path, .cap = DS_CHUNK_BYTES};
     w.buf = cm_alloc(&a, w.cap, "a write buffer");
-    if (w.buf == NULL) {
-        cm_free(&a, tmp);
+    if (w.buf == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
-    }
-    rotor_status st = ROTOR_OK;
-    w.fd = ds_create_temp(path, tmp, tmp_cap);
-    if (w.fd < 0) {
-        st = cm_fail(ROTOR_ERR_IO, "cannot create '%s' to write '%s': %s", tmp, path,
-                     strerror(errno));
-    } else {
+    ds_out *o = NULL;
+    rotor_status st = ds_out_open(&a, path, &o);
+    if (st == ROTOR_OK) {
+        w.fd = ds_out_fd(o);
         st = write_payload(&w, format, m);
         if (st == ROTOR_OK)
             st = writer_flush(&w);
-        if (st == ROTOR_OK && fsync(w.fd) != 0)
-            st = cm_fail(ROTOR_ERR_IO, "cannot flush '%s' to disk: %s", path, strerror(errno));
-        if (close(w.fd) != 0 && st == ROTOR_OK)
-            st = cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-        if (st == ROTOR_OK && rename(tmp, path) != 0)
-            st =
-                cm_fail(ROTOR_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        if (st != ROTOR_OK)
-            (void)unlink(tmp);
+        if (st == ROTOR_OK)
+            st = ds_out_commit(o);
         else
-            ds_sync_parent(path);
+            ds_out_abort(o);
     }
     cm_free(&a, w.buf);
-    cm_free(&a, tmp);
     return st;
 }

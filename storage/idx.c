@@ -20,6 +20,10 @@
  *     "truncated", extra bytes are "trailing garbage", and a bad CRC-32 or
  *     length in the gzip trailer is ROTOR_ERR_CORRUPT (a checksum mismatch);
  *     other undecodable data is ROTOR_ERR_FORMAT.
+ *   - zlib's gzread skips bytes after the last gzip member that do not start
+ *     another one. The member must end the file: its trailer (CRC-32 and
+ *     length of what was read, which zlib has checked) must be the file's
+ *     last 8 bytes, else whatever follows it is trailing garbage.
  *   - Types 0x0B-0x0E (int16, int32, float32, float64) exist in the IDX spec
  *     but no ANN data set uses them; they are refused as unsupported with
  *     their name rather than guessed at.
@@ -102,6 +106,7 @@ static rotor_status gz_read_some(rotor_reader *r, void *dst, size_t n, size_t *g
                 return gz_fail(r);
             break;
         }
+        r->gz_crc = (uint32_t)crc32(r->gz_crc, p + *got, (unsigned)k);
         *got += (size_t)k;
         r->gz_pos += (uint64_t)k;
     }
@@ -121,6 +126,11 @@ rotor_status idx_gz_read(rotor_reader *r, void *dst, size_t bytes) {
     return ROTOR_OK;
 }
 
+static rotor_status gz_trailing(const rotor_reader *r) {
+    return cm_fail(ROTOR_ERR_FORMAT,
+                   "'%s' has trailing garbage: bytes follow the end of its gzip stream", r->path);
+}
+
 rotor_status idx_gz_finish(rotor_reader *r) {
     r->gz_finished = true;
     unsigned char extra[64];
@@ -133,6 +143,13 @@ rotor_status idx_gz_finish(rotor_reader *r) {
                        r->path, r->shape,
                        (unsigned long long)r->data_offset +
                            (unsigned long long)r->info.rows * r->row_bytes);
+    unsigned char want[8];
+    for (int i = 0; i < 4; i++) {
+        want[i] = (unsigned char)(r->gz_crc >> (8 * i));
+        want[4 + i] = (unsigned char)(r->gz_pos >> (8 * i));
+    }
+    if (memcmp(want, r->gz_tail, sizeof want) != 0)
+        return gz_trailing(r);
     return ROTOR_OK;
 }
 
@@ -156,6 +173,11 @@ static rotor_status open_gzip(rotor_reader *r) {
     /* Reads go through pread elsewhere, which leaves the offset at 0. */
     if (lseek(r->fd, 0, SEEK_SET) != 0)
         return cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", r->path, strerror(errno));
+    size_t got = 0;
+    if (r->file_size >= sizeof r->gz_tail)
+        CM_FORWARD(
+            ds_read_at(r, r->gz_tail, sizeof r->gz_tail, r->file_size - sizeof r->gz_tail, &got));
+    r->gz_crc = (uint32_t)crc32(0, NULL, 0);
     gzFile gz = gzdopen(r->fd, "rb");
     if (gz == NULL)
         return cm_fail(ROTOR_ERR_OUT_OF_MEMORY, "out of memory opening '%s' with zlib", r->path);

@@ -11,15 +11,18 @@
  *   - The header and the table share one checksum: both are tiny, both are
  *     read at every open, and neither means anything without the other.
  *   - Opening reads the first page only, checks it completely, then maps the
- *     file. Section checksums are computed when asked (ixf_check): hashing
- *     runs at memory speed, but hashing a section means reading it, and an
- *     index bigger than the page cache would open at disk speed instead of
- *     at once. The index layer decides which sections to hash at open.
+ *     file, or (IXF_READ: verify, and opens that must not depend on the file
+ *     staying unchanged) reads it whole into memory with pread. The file is
+ *     opened once, without blocking, and kept open for the vector store. Section checksums are
+ * computed when asked (ixf_check): hashing runs at memory speed, but hashing a section means
+ * reading it, and an index bigger than the page cache would open at disk speed instead of at once.
+ * The index layer decides which sections to hash at open.
  *   - The writer streams: a section is appended in pieces, hashed as it goes,
  *     so a section need never be in memory whole (vectors of a build bigger
  *     than RAM). The first page is written last, after every section is on
- *     disk, then fsync, rename over the target, fsync of the directory: a
- *     crash leaves the old file or the new one, never half of one.
+ *     disk, then fsync, rename over the target, fsync of the directory
+ *     (outfile.c): a crash leaves the old file or the new one, never half of
+ *     one, and no temporary.
  *   - Every field is little-endian and read byte by byte at a fixed offset,
  *     so no check depends on a value not yet checked. The sections' contents
  *     are little-endian too (floats, ids, codes copied as they are in
@@ -126,7 +129,8 @@ typedef struct ixf_entry {
 struct ixf_writer {
     XXH3_state_t hash; /* first: the state wants 64-byte alignment */
     rotor_allocator alloc;
-    char *path, *tmp;
+    char *path;
+    ds_out *out;
     int fd;
     uint64_t pos;     /* next byte of the file */
     uint64_t flushed; /* bytes before this are on disk and out of the cache */
@@ -137,12 +141,13 @@ struct ixf_writer {
 
 static rotor_status write_all(ixf_writer *w, const void *data, size_t n) {
     const uint8_t *p = data;
+    unsigned retries = 0;
     while (n > 0) {
         ssize_t got = pwrite(w->fd, p, n, (off_t)w->pos);
-        if (got < 0 && errno == EINTR)
+        if (got < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
             continue;
         if (got <= 0)
-            return cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", w->tmp,
+            return cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", w->path,
                            got < 0 ? strerror(errno) : "no progress");
         p += got;
         n -= (size_t)got;
@@ -166,20 +171,17 @@ rotor_status ixf_create(const rotor_allocator *a, const char *path, ixf_writer *
     w->fd = -1;
     size_t len = strlen(path);
     w->path = cm_alloc(a, len + 1, "a file name");
-    w->tmp = cm_calloc(a, len + 16, "a file name"); /* empty: nothing to remove yet */
-    if (w->path == NULL || w->tmp == NULL) {
+    if (w->path == NULL) {
         ixf_abort(w);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     memcpy(w->path, path, len + 1);
-    w->fd = ds_create_temp(path, w->tmp, len + 16);
-    if (w->fd < 0) {
-        rotor_status st = cm_fail(ROTOR_ERR_IO, "cannot create a temporary file beside '%s': %s",
-                                  path, strerror(errno));
-        w->tmp[0] = '\0';
+    rotor_status st = ds_out_open(a, path, &w->out);
+    if (st != ROTOR_OK) {
         ixf_abort(w);
         return st;
     }
+    w->fd = ds_out_fd(w->out);
     w->pos = w->flushed = IXF_PAGE; /* the first page is written at commit */
     *out = w;
     return ROTOR_OK;
@@ -291,20 +293,11 @@ rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
         w->pos = end;
     }
     cm_free(&w->alloc, page);
-    if (st == ROTOR_OK && fsync(w->fd) != 0)
-        st = cm_fail(ROTOR_ERR_IO, "cannot flush '%s' to disk: %s", w->tmp, strerror(errno));
     if (st == ROTOR_OK) {
-        int fd = w->fd;
+        ds_out *o = w->out;
+        w->out = NULL;
         w->fd = -1;
-        if (close(fd) != 0)
-            st = cm_fail(ROTOR_ERR_IO, "cannot close '%s': %s", w->tmp, strerror(errno));
-    }
-    if (st == ROTOR_OK && rename(w->tmp, w->path) != 0)
-        st = cm_fail(ROTOR_ERR_IO, "cannot rename '%s' to '%s': %s", w->tmp, w->path,
-                     strerror(errno));
-    if (st == ROTOR_OK) {
-        ds_sync_parent(w->path);
-        w->tmp[0] = '\0'; /* nothing left to remove */
+        st = ds_out_commit(o);
     }
     ixf_abort(w);
     return st;
@@ -313,13 +306,9 @@ rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
 void ixf_abort(ixf_writer *w) {
     if (w == NULL)
         return;
-    if (w->fd >= 0)
-        close(w->fd);
-    if (w->tmp != NULL && w->tmp[0] != '\0')
-        (void)unlink(w->tmp);
+    ds_out_abort(w->out); /* closes w->fd */
     rotor_allocator a = w->alloc;
     cm_free(&a, w->path);
-    cm_free(&a, w->tmp);
     cm_free(&a, w);
 }
 
@@ -328,7 +317,10 @@ void ixf_abort(ixf_writer *w) {
 struct ixf_file {
     rotor_allocator alloc;
     char *path;
-    const uint8_t *map;
+    int fd;             /* kept open: the vector store reads through it */
+    const uint8_t *map; /* the mapping, or the copy read with pread */
+    bool copied;        /* IXF_READ: map is memory of our own */
+    bool vectors_read;  /* IXF_READ: the vectors section is in the copy */
     uint64_t size;
     ixf_meta meta;
     unsigned nsections;
@@ -422,37 +414,100 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     return ROTOR_OK;
 }
 
-rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out) {
+/* Reads [from, to) of the file into the copy. */
+static rotor_status read_range(ixf_file *f, uint64_t from, uint64_t to) {
+    uint8_t *dst = (uint8_t *)f->map;
+    unsigned retries = 0;
+    while (from < to) {
+        size_t want = to - from < ((size_t)1 << 30) ? (size_t)(to - from) : (size_t)1 << 30;
+        ssize_t r = pread(f->fd, dst + from, want, (off_t)from);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
+            continue;
+        if (r <= 0)
+            return cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", f->path,
+                           r < 0 ? strerror(errno) : "the file shrank while being read");
+        from += (uint64_t)r;
+    }
+    return ROTOR_OK;
+}
+
+static const ixf_entry *find(const ixf_file *f, ixf_section_id id);
+
+/* IXF_READ: the whole file but the vectors section, which is read when
+ * asked (ixf_fill), since an index with its vectors on disk never needs it
+ * in memory. */
+static rotor_status read_copy(ixf_file *f) {
+    void *buf = f->alloc.alloc(f->alloc.opaque, (size_t)f->size, IXF_PAGE);
+    CM_RETURN_IF(buf == NULL, ROTOR_ERR_OUT_OF_MEMORY,
+                 "out of memory reading '%s' (%" PRIu64 " bytes) into memory", f->path, f->size);
+    f->map = buf;
+    f->copied = true;
+    const ixf_entry *v = find(f, IXF_SEC_VECTORS);
+    if (v == NULL || v->size == 0) {
+        f->vectors_read = true;
+        return read_range(f, 0, f->size);
+    }
+    CM_FORWARD(read_range(f, 0, v->offset));
+    return read_range(f, v->offset + v->size, f->size);
+}
+
+rotor_status ixf_fill(ixf_file *f, ixf_section_id id) {
+    if (!f->copied || id != IXF_SEC_VECTORS || f->vectors_read)
+        return ROTOR_OK;
+    const ixf_entry *v = find(f, IXF_SEC_VECTORS);
+    CM_FORWARD(read_range(f, v->offset, v->offset + v->size));
+    f->vectors_read = true;
+    return ROTOR_OK;
+}
+
+void ixf_release(ixf_file *f, ixf_section_id id) {
+    const ixf_entry *e = find(f, id);
+    if (!f->copied || e == NULL || e->size == 0)
+        return;
+    /* Whole pages inside the section only (sections start on pages of a
+     * page-aligned copy): its bytes are dropped, its neighbours keep theirs. */
+    uint64_t from = e->offset, to = (e->offset + e->size) / IXF_PAGE * IXF_PAGE;
+    if (to > from)
+        (void)madvise((void *)(f->map + from), (size_t)(to - from), MADV_DONTNEED);
+    if (id == IXF_SEC_VECTORS)
+        f->vectors_read = false; /* ixf_fill reads them again if asked */
+}
+
+int ixf_fd(const ixf_file *f) { return f->fd; }
+
+rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mode mode,
+                      ixf_file **out) {
     *out = NULL;
     CM_RETURN_IF(!host_little_endian(), ROTOR_ERR_UNSUPPORTED,
                  "index files are little-endian and this host is not");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    CM_RETURN_IF(fd < 0, ROTOR_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat sb;
+    ixf_file *f = cm_calloc(a, sizeof *f, "an index file");
+    if (f == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    f->alloc = *a;
+    f->fd = -1;
     rotor_status st = ROTOR_OK;
-    if (fstat(fd, &sb) != 0)
-        st = cm_fail(ROTOR_ERR_IO, "cannot stat '%s': %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode))
-        st = cm_fail(ROTOR_ERR_IO, "'%s' is not a regular file", path);
-    ixf_file *f = st == ROTOR_OK ? cm_calloc(a, sizeof *f, "an index file") : NULL;
-    if (st == ROTOR_OK && f == NULL)
+    size_t len = strlen(path);
+    f->path = cm_alloc(a, len + 1, "a file name");
+    if (f->path == NULL)
         st = ROTOR_ERR_OUT_OF_MEMORY;
+    else
+        memcpy(f->path, path, len + 1);
     if (st == ROTOR_OK) {
-        f->alloc = *a;
-        size_t len = strlen(path);
-        f->path = cm_alloc(a, len + 1, "a file name");
-        if (f->path == NULL)
-            st = ROTOR_ERR_OUT_OF_MEMORY;
-        else
-            memcpy(f->path, path, len + 1);
+        f->fd = fd < 0 ? ds_open_input(path) : ds_dup_input(fd, path);
+        if (f->fd < 0)
+            st = ROTOR_ERR_IO; /* the sentence is set */
     }
+    struct stat sb;
+    if (st == ROTOR_OK && fstat(f->fd, &sb) != 0)
+        st = cm_fail(ROTOR_ERR_IO, "cannot stat '%s': %s", path, strerror(errno));
     uint8_t page[IXF_PAGE] = {0};
     uint64_t size = st == ROTOR_OK ? (uint64_t)sb.st_size : 0;
     if (st == ROTOR_OK) {
         size_t want = size < IXF_PAGE ? (size_t)size : IXF_PAGE, got = 0;
+        unsigned retries = 0;
         while (got < want) {
-            ssize_t r = pread(fd, page + got, want - got, (off_t)got);
-            if (r < 0 && errno == EINTR)
+            ssize_t r = pread(f->fd, page + got, want - got, (off_t)got);
+            if (r < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
                 continue;
             if (r <= 0) {
                 st = cm_fail(ROTOR_ERR_IO, "cannot read '%s': %s", path,
@@ -464,17 +519,18 @@ rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out
     }
     if (st == ROTOR_OK)
         st = parse_first_page(f, page, size);
-    if (st == ROTOR_OK) {
-        void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    if (st == ROTOR_OK)
+        f->size = size;
+    if (st == ROTOR_OK && mode == IXF_READ) {
+        st = read_copy(f);
+    } else if (st == ROTOR_OK) {
+        void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, f->fd, 0);
         if (map == MAP_FAILED)
             st = cm_fail(ROTOR_ERR_IO, "cannot map '%s' (%" PRIu64 " bytes): %s", path, size,
                          strerror(errno));
-        else {
+        else
             f->map = map;
-            f->size = size;
-        }
     }
-    close(fd); /* the mapping keeps the file */
     if (st != ROTOR_OK) {
         ixf_close(f);
         return st;
@@ -486,9 +542,13 @@ rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out
 void ixf_close(ixf_file *f) {
     if (f == NULL)
         return;
-    if (f->map != NULL)
-        munmap((void *)f->map, (size_t)f->size);
     rotor_allocator a = f->alloc;
+    if (f->map != NULL && f->copied)
+        cm_free(&a, (void *)f->map);
+    else if (f->map != NULL)
+        munmap((void *)f->map, (size_t)f->size);
+    if (f->fd >= 0)
+        close(f->fd);
     cm_free(&a, f->path);
     cm_free(&a, f);
 }
@@ -544,7 +604,7 @@ rotor_status ixf_check_all(const ixf_file *f) {
 
 void ixf_advise(const ixf_file *f, ixf_section_id id, bool random) {
     const ixf_entry *e = find(f, id);
-    if (e == NULL || e->size == 0)
+    if (e == NULL || e->size == 0 || f->copied)
         return;
     /* Advice is page-granular; sections start on pages, so no neighbour is
      * affected but the tail page's. A refusal costs only speed. */

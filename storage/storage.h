@@ -59,9 +59,11 @@ struct rotor_reader {
     size_t next_row;        /* rows handed out so far */
     unsigned char *scratch; /* *vecs records staged before their headers are stripped */
     size_t scratch_rows;
-    bool gz_finished;    /* the end-of-stream check of gzip IDX has run */
-    char shape[96];      /* "1000 x 128 float32", for sentences */
-    rotor_status failed; /* a reader that failed keeps failing the same way */
+    bool gz_finished;         /* the end-of-stream check of gzip IDX has run */
+    uint32_t gz_crc;          /* CRC-32 of the uncompressed bytes read so far (gzip) */
+    unsigned char gz_tail[8]; /* the file's last 8 bytes: the trailer if nothing follows */
+    char shape[96];           /* "1000 x 128 float32", for sentences */
+    rotor_status failed;      /* a reader that failed keeps failing the same way */
     char failed_text[512];
 };
 
@@ -82,13 +84,54 @@ static inline uint32_t ds_be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Creates "<path>.tmp." plus six random characters for writing,
- * exclusively, mode 0666 less the umask, and writes its name into tmp (cap
- * bytes, at least strlen(path) + 12). Returns the descriptor, or -1 with
- * errno set. */
-int ds_create_temp(const char *path, char *tmp, size_t cap);
-/* Makes a rename into path's directory durable (best effort). */
-void ds_sync_parent(const char *path);
+/* Bound on the retries of a read or write the kernel interrupted (EINTR) or
+ * asked to repeat (EAGAIN): a signal storm or a stuck device becomes an
+ * error instead of a hang. */
+#define DS_MAX_RETRIES 1000u
+
+/* Opens `path` for reading, once: without blocking (a FIFO or a device
+ * would hold an open or a read forever), checked with fstat to be a regular
+ * file, and switched back to blocking reads. Returns the descriptor, or -1
+ * with the error set: "cannot open '<path>': <reason>" or "'<path>' is a FIFO,
+ * not a regular file". */
+int ds_open_input(const char *path);
+/* "a FIFO", "a directory", ... for a stat mode, in sentences. */
+const char *ds_file_kind(unsigned mode);
+/* The same checks on a duplicate of a descriptor the caller opened. */
+int ds_dup_input(int fd, const char *path);
+/* A descriptor of its own for the file behind fd (through /proc/self/fd),
+ * so that its flags (O_DIRECT) are not shared with fd; where /proc is
+ * missing, a duplicate, and *shared is set. */
+int ds_reopen_input(int fd, const char *path, bool *shared);
+
+/* ---- outfile.c: how a file is replaced ------------------------------------
+ *
+ * Every writer goes through this: the target is checked
+ * (rotor_path_check_output: missing or regular, a symbolic link followed),
+ * the contents go to an unnamed file in its directory (a named, locked one
+ * where the file system has no O_TMPFILE), and commit flushes it, gives it a
+ * name and renames it over the target. A kill leaves the old file or the
+ * new one; a failure leaves the old one and no temporary. */
+typedef struct ds_out ds_out;
+
+rotor_status ds_out_open(const rotor_allocator *a, const char *path, ds_out **out);
+/* The same with a named, locked temporary even where O_TMPFILE works: the
+ * way taken on file systems without it, reachable by tests. */
+rotor_status ds_out_open_named(const rotor_allocator *a, const char *path, ds_out **out);
+/* The temporary's name in the target's directory, "" while it has none. */
+const char *ds_out_temp_name(const ds_out *o);
+/* The descriptor to write (and read, for a spill file) through. */
+int ds_out_fd(const ds_out *o);
+/* True when both paths exist and are one file (device and inode: hard and
+ * symbolic links included). */
+bool ds_same_file(const char *a, const char *b);
+/* The caller's path, for sentences. */
+const char *ds_out_name(const ds_out *o);
+/* fsync, link, rename over the target, fsync of the directory. Frees o
+ * whatever the outcome; on failure the target is untouched. */
+rotor_status ds_out_commit(ds_out *o);
+/* Drops the new contents, leaving the target untouched; accepts NULL. */
+void ds_out_abort(ds_out *o);
 
 /* Writers of large files call this as they go (every DS_WRITE_BEHIND
  * bytes): it writes [from, to) of fd back to disk and drops it from the
@@ -151,13 +194,15 @@ typedef struct vstore_params {
     vstore_backend backend; /* VSTORE_AUTO by default */
     int direct;             /* -1 probe O_DIRECT and fall back; 0 never; 1 require */
     unsigned depth;         /* rows one submission holds, 0 = 64; larger batches loop */
+    bool use_fd;            /* read a duplicate of fd rather than opening path */
+    int fd;
 } vstore_params;
 
 typedef struct vstore vstore;
 typedef struct vstore_reader vstore_reader;
 
-/* Opens the file read-only, checks it holds offset + rows * row_bytes
- * bytes, probes O_DIRECT and io_uring as asked. */
+/* Opens the file read-only (or duplicates p->fd), checks it holds offset +
+ * rows * row_bytes bytes, probes O_DIRECT and io_uring as asked. */
 rotor_status vstore_open(const rotor_allocator *a, const vstore_params *p, vstore **out);
 /* Releases the store and every pooled reader; accepts NULL. No reader may
  * be out. */
@@ -165,6 +210,11 @@ void vstore_close(vstore *v);
 /* The backend chosen at open (never VSTORE_AUTO), and its name
  * ("io_uring", "pread"). */
 vstore_backend vstore_backend_used(const vstore *v);
+/* VSTORE_AUTO only: true when io_uring could not be used, at open (the
+ * probe failed, so the store reads with pread) or later (a reader's ring
+ * was refused and that reader reads with pread). VSTORE_URING fails
+ * instead; VSTORE_PREAD never asked for io_uring. */
+bool vstore_fell_back(const vstore *v);
 const char *vstore_backend_name(vstore_backend b);
 /* Whether reads bypass the page cache (O_DIRECT). */
 bool vstore_direct(const vstore *v);
@@ -264,10 +314,28 @@ typedef struct ixf_section {
     uint64_t checksum; /* as recorded in the table */
 } ixf_section;
 
-/* Checks the first page (magic, version, endianness, header and table
- * checksums, every section inside the file, 4 KiB aligned, none twice) and
- * maps the file. Nothing past the first page is read. */
-rotor_status ixf_open(const rotor_allocator *a, const char *path, ixf_file **out);
+typedef enum ixf_mode {
+    IXF_MAP = 0,  /* map the file: pages load as they are touched */
+    IXF_READ = 1, /* read it into memory of our own with pread, never map */
+} ixf_mode;
+
+/* Opens `path` (or, when fd >= 0, a duplicate of fd, `path` only naming
+ * it), once and without blocking; checks the first page (magic, version,
+ * endianness, header and table checksums, every section inside the file,
+ * 4 KiB aligned, none twice); then maps the file or reads it. IXF_READ
+ * reads every byte but the vectors section, which ixf_fill reads when it is
+ * wanted. The descriptor stays open until ixf_close. */
+rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mode mode,
+                      ixf_file **out);
+/* IXF_READ: reads the section into memory if it is not yet (only the
+ * vectors section can be missing); nothing to do for a mapping. */
+rotor_status ixf_fill(ixf_file *f, ixf_section_id id);
+/* IXF_READ: gives back the memory of a section the caller has copied out
+ * (its bytes read as zeros afterwards; the vectors section is read again by
+ * ixf_fill); nothing to do for a mapping. */
+void ixf_release(ixf_file *f, ixf_section_id id);
+/* The open descriptor, for readers that go around the mapping. */
+int ixf_fd(const ixf_file *f);
 void ixf_close(ixf_file *f);
 const ixf_meta *ixf_meta_of(const ixf_file *f);
 const char *ixf_path(const ixf_file *f);

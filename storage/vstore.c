@@ -29,7 +29,10 @@
  * O_DIRECT. Rerank reads are random and rarely reused, so the page cache
  * mostly evicts things that are reused. O_DIRECT is switched on with fcntl
  * on the descriptor that was checked, so the probe cannot look at another
- * file than the one stat said was long enough. Rows are generally not
+ * file than the one stat said was long enough. Given the caller's
+ * descriptor, the store reopens the same file through /proc/self/fd: the
+ * flag belongs to the open file description, and a duplicate would pass
+ * O_DIRECT on to the caller's reads. Rows are generally not
  * aligned, so a slot holds the aligned span around its row:
  *
  *     file   ...|  align  |  align  |  align  |...
@@ -55,6 +58,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,6 +82,7 @@
 typedef struct vs_pool {
     pthread_mutex_t lock;
     vstore_reader *free;
+    atomic_bool fell_back; /* a reader went to pread: its ring was refused */
 } vs_pool;
 
 struct vstore {
@@ -87,6 +92,7 @@ struct vstore {
     uint64_t offset;
     size_t row_bytes, rows;
     vstore_backend backend;
+    bool asked_auto; /* VSTORE_AUTO: a ring refused later falls back to pread */
     bool direct;
     size_t align;  /* O_DIRECT alignment, 1 when buffered */
     size_t stride; /* bytes between slots of a reader's buffer */
@@ -141,6 +147,7 @@ const char *vstore_backend_name(vstore_backend b) {
 }
 
 vstore_backend vstore_backend_used(const vstore *v) { return v->backend; }
+bool vstore_fell_back(const vstore *v) { return atomic_load(&v->pool->fell_back); }
 bool vstore_direct(const vstore *v) { return v->direct; }
 
 /* ---- open --------------------------------------------------------------- */
@@ -183,9 +190,10 @@ static rotor_status probe_direct(vstore *v, unsigned char *probe, bool required)
         /* probe is 4096-aligned; probe + 512 is aligned to 512 and no more. */
         unsigned char *buf = probe + (al == 512 ? 512 : 0);
         ssize_t k;
+        unsigned retries = 0;
         do
             k = pread(v->fd, buf, al, 0);
-        while (k < 0 && errno == EINTR);
+        while (k < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= VS_MAX_RETRIES);
         if (k >= 0) {
             v->direct = true;
             v->align = al;
@@ -219,15 +227,17 @@ static int probe_uring(const vstore *v, unsigned char *probe) {
             break;
         }
         io_uring_prep_read(sqe, v->fd, probe, v->direct ? (unsigned)v->align : 512u, 0);
+        unsigned retries = 0;
         do
             ret = io_uring_submit_and_wait(&ring, 1);
-        while (ret == -EINTR);
+        while (ret == -EINTR && ++retries <= VS_MAX_RETRIES);
         if (ret < 0)
             break;
         struct io_uring_cqe *cqe;
+        retries = 0;
         do
             ret = io_uring_wait_cqe(&ring, &cqe);
-        while (ret == -EINTR);
+        while (ret == -EINTR && ++retries <= VS_MAX_RETRIES);
         if (ret < 0)
             break;
         ret = cqe->res < 0 ? cqe->res : 0;
@@ -260,13 +270,15 @@ static rotor_status store_setup(vstore *v, const vstore_params *p, vstore_backen
                  "offset",
                  p->rows, p->row_bytes, (unsigned long long)p->offset, v->path);
 
-    v->fd = open(v->path, O_RDONLY | O_CLOEXEC);
-    CM_RETURN_IF(v->fd < 0, ROTOR_ERR_IO, "cannot open '%s': %s", v->path, strerror(errno));
+    /* Opened once and checked on the descriptor (ds_open_input); given a
+     * descriptor, the store reads the very file its caller checked. */
+    bool shared = false;
+    v->fd = p->use_fd ? ds_reopen_input(p->fd, v->path, &shared) : ds_open_input(v->path);
+    if (v->fd < 0)
+        return ROTOR_ERR_IO; /* the sentence is set */
     struct stat sb;
     CM_RETURN_IF(fstat(v->fd, &sb) != 0, ROTOR_ERR_IO, "cannot read '%s': %s", v->path,
                  strerror(errno));
-    CM_RETURN_IF(!S_ISREG(sb.st_mode), ROTOR_ERR_IO, "cannot read '%s': not a regular file",
-                 v->path);
     CM_RETURN_IF((uint64_t)sb.st_size < end, ROTOR_ERR_FORMAT,
                  "'%s' holds %llu bytes, the vector store needs %llu (%zu rows of %zu bytes at "
                  "offset %llu)",
@@ -277,12 +289,19 @@ static rotor_status store_setup(vstore *v, const vstore_params *p, vstore_backen
     if (probe == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     rotor_status st = ROTOR_OK;
-    if (p->direct != 0)
+    /* O_DIRECT is a flag of the open file description: on one shared with
+     * the caller it would turn the caller's reads into O_DIRECT reads. */
+    if (p->direct != 0 && shared && p->direct == 1)
+        st = cm_fail(ROTOR_ERR_UNSUPPORTED,
+                     "'%s' cannot be read with O_DIRECT here: no /proc to reopen it with", v->path);
+    else if (p->direct != 0 && !shared)
         st = probe_direct(v, probe, p->direct == 1);
     if (st == ROTOR_OK && want != VSTORE_PREAD) {
         int e = probe_uring(v, probe);
         if (e == 0)
             v->backend = VSTORE_URING;
+        else if (want == VSTORE_AUTO)
+            atomic_store(&v->pool->fell_back, true);
         else if (want == VSTORE_URING)
             st = cm_fail(ROTOR_ERR_UNSUPPORTED,
                          "io_uring cannot read '%s' here (%s); use the pread backend "
@@ -331,6 +350,7 @@ rotor_status vstore_open(const rotor_allocator *a, const vstore_params *p, vstor
     v->row_bytes = p->row_bytes;
     v->rows = p->rows;
     v->backend = VSTORE_PREAD;
+    v->asked_auto = want == VSTORE_AUTO;
     v->align = 1;
     v->depth = p->depth == 0 ? VS_DEFAULT_DEPTH : p->depth;
     size_t plen = strlen(path) + 1;
@@ -418,6 +438,15 @@ rotor_status vstore_reader_get(const vstore *v, vstore_reader **out) {
             st = ROTOR_ERR_OUT_OF_MEMORY;
         else
             st = reader_ring(r);
+        /* The probe at open succeeded, but a ring can still be refused now
+         * (ENOMEM, EPERM once io_uring is switched off, no descriptor left):
+         * under VSTORE_AUTO this reader reads with pread instead, and the
+         * store remembers it so that the caller can say so. */
+        if (st != ROTOR_OK && r->ops != NULL && r->free_ids != NULL && v->asked_auto) {
+            cm_clear_error();
+            st = ROTOR_OK;
+            atomic_store(&v->pool->fell_back, true);
+        }
     }
     if (st != ROTOR_OK) {
         reader_free(r);
@@ -560,7 +589,7 @@ static rotor_status uring_rows(vstore_reader *r, const uint32_t *ids, size_t n, 
     const vstore *v = r->v;
     rotor_status st = ROTOR_OK;
     size_t next = 0, done = 0;
-    unsigned busy = 0, stalls = 0;
+    unsigned busy = 0, stalls = 0, interrupted = 0;
     uint64_t waited = 0;
     while (busy > 0 || (st == ROTOR_OK && next < n)) {
         while (st == ROTOR_OK && next < n && r->nfree > 0) {
@@ -601,8 +630,9 @@ static rotor_status uring_rows(vstore_reader *r, const uint32_t *ids, size_t n, 
         struct io_uring_cqe *cqe;
         ret = io_uring_wait_cqe(&r->ring, &cqe);
         waited += now_ns() - t0;
-        if (ret == -EINTR)
+        if (ret == -EINTR && ++interrupted <= VS_MAX_RETRIES)
             continue;
+        interrupted = 0;
         if (ret < 0) {
             r->broken = true;
             if (st == ROTOR_OK)
@@ -667,7 +697,7 @@ rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore
     if (r->broken)
         return cm_fail(ROTOR_ERR_IO, "this reader of '%s' failed earlier and must be put back",
                        v->path);
-    if (v->backend == VSTORE_URING)
+    if (r->has_ring)
         return uring_rows(r, ids, n, fn, ctx);
     return pread_rows(r, ids, n, fn, ctx);
 }

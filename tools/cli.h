@@ -16,6 +16,25 @@
 /* Exit codes: 0 success, 1 the work failed (bad data, I/O), 2 bad usage. */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
 
+/* --starts: the most sampled starting points a search may score, as
+ * rotor_search_params.start_points allows; the help text prints it. */
+#define CLI_MAX_STARTS 16384
+#define CLI_MAX_STARTS_TEXT "16384"
+
+/* The values of --sweep: "L=10,20" (or "list="), "nprobe=1,2", "rerank=16,32",
+ * or a navigator list and a rerank list joined by ';', which measures every
+ * pair. */
+typedef struct cli_sweep_list {
+    size_t n;
+    unsigned v[256];
+} cli_sweep_list;
+
+typedef struct cli_sweep {
+    bool nprobe;           /* the navigator list is nprobe, else the candidate list */
+    cli_sweep_list nav;    /* n = 0: the --list / --nprobe value */
+    cli_sweep_list rerank; /* n = 0: the --rerank value */
+} cli_sweep;
+
 /* The flags every subcommand shares; each command accepts a subset. */
 typedef struct cli_opts {
     const char *base, *queries, *gt, *index, *out, *distances, *json, *quant;
@@ -34,8 +53,9 @@ typedef struct cli_opts {
     const char *build_space; /* "full" or "codes" */
     const char *walk_quant;
     unsigned refine;
-    unsigned starts;   /* --starts: rotor_search_params.start_points */
-    const char *sweep; /* "L=10,20,40" or "nprobe=1,2,4" */
+    unsigned starts;        /* --starts: rotor_search_params.start_points */
+    const char *sweep;      /* "L=10,20,40" or "nprobe=1,2,4" */
+    cli_sweep sweep_values; /* --sweep, parsed */
     /* Index files: where the full vectors live (0 = as saved, or the
      * rotor_vectors_place value) and how they are read. */
     int full_vectors;
@@ -94,8 +114,6 @@ int cli_run_search(const cli_opts *o, const char *cmd);
 /* The index's codes as a label: "quant", or "walk+quant" for a graph
  * walking on other codes than it refines with. */
 const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size);
-/* True when the file starts with the magic of a rotor index. */
-bool cli_is_index_file(const char *path);
 /* "float32", "uint8", ... */
 const char *cli_elem_type_name(rotor_elem_type t);
 /* The one positional FILE of info and verify (usage error otherwise). */
@@ -106,8 +124,46 @@ typedef struct cli_command {
     const char *summary;
     const char *usage; /* the synopsis and what the command does */
     unsigned flags;
-    int (*run)(const cli_opts *opts);
 } cli_command;
+
+/* args.c: the commands in the order rotor.c runs them, and the parser. */
+extern const cli_command cli_commands[];
+extern const size_t cli_n_commands;
+
+/* What cli_parse found besides a command to run (CLI_EXIT_OK) or a usage
+ * error (CLI_EXIT_USAGE, already said on stderr). */
+enum { CLI_PARSED_HELP = -1, CLI_PARSED_VERSION = -2 };
+/* Parses the arguments after the program name: the command, then its
+ * flags, every value checked (numbers, lists, enumerations, quantizer
+ * specs, --sweep, each flag once) and the build parameters checked as the
+ * library would. Looks at no file and runs nothing. argv is reordered
+ * (positional arguments move to the front of the flags). *cmd is NULL when
+ * no command was named; with CLI_PARSED_HELP it names the command whose help
+ * was asked for, if any. */
+int cli_parse(int argc, char **argv, const cli_command **cmd, cli_opts *o);
+void cli_usage_all(void);
+void cli_usage_command(const cli_command *c);
+/* Parses a --sweep value into out (usage error on stderr otherwise). */
+int cli_parse_sweep(const char *s, cli_sweep *out);
+/* --sweep L needs a vamana index, nprobe an IVF one: checked against the
+ * kind built or opened. */
+int cli_check_sweep_kind(const cli_opts *o, const char *kind);
+
+/* paths.c: every output may be written (missing or a regular file, a
+ * symbolic link followed), no two outputs are one file, and no output is
+ * one of the command's inputs (same device and inode, so hard links and
+ * symbolic links count). Checked before any work; one line each. */
+int cli_check_paths(const cli_command *c, const cli_opts *o);
+/* Opens an input once, without blocking: refuses anything but a regular
+ * file with one line, and reads its first bytes to tell an index file
+ * (ROTORIDX) from a data set. *fd is for the library's *_fd calls. */
+int cli_open_input(const char *path, int *fd, bool *is_index);
+/* Appends one line to a regular file with one write; a failed write is
+ * taken back and reported with its cause (ENOSPC, EFBIG, ...). */
+int cli_append_line(const char *path, const char *line, size_t len);
+/* After searches of an index file with vectors on disk: one notice on
+ * stderr when io_uring had to give way to pread. */
+void cli_note_io_fallback(const rotor_index *ix, const char *path, bool quiet);
 
 /* Prints "rotor: <message>" on one line to stderr and returns `code`. */
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

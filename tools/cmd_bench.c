@@ -142,74 +142,6 @@ static const char *base_name(const char *path) {
     return s ? s + 1 : path;
 }
 
-/* The values of --sweep: "L=10,20" (or "list="), "nprobe=1,2", "rerank=16,32",
- * or a navigator list and a rerank list joined by ';', which measures every
- * pair. */
-typedef struct sweep_list {
-    size_t n;
-    unsigned v[256];
-} sweep_list;
-
-typedef struct sweep {
-    bool nprobe;       /* the navigator list is nprobe, else the candidate list */
-    sweep_list nav;    /* n = 0: the --list / --nprobe value */
-    sweep_list rerank; /* n = 0: the --rerank value */
-} sweep;
-
-static int parse_values(const char *vals, size_t len, const char *whole, sweep_list *out) {
-    const char *end_all = vals + len;
-    while (vals < end_all) {
-        char *end;
-        unsigned long v = strtoul(vals, &end, 10);
-        if (end == vals || end > end_all || v > 100000 || (end < end_all && *end != ',') ||
-            out->n == sizeof out->v / sizeof out->v[0])
-            return cli_error(CLI_EXIT_USAGE,
-                             "--sweep: '%s' is not a list of up to 256 numbers up to 100000",
-                             whole);
-        out->v[out->n++] = (unsigned)v;
-        vals = end < end_all ? end + 1 : end;
-    }
-    if (out->n == 0)
-        return cli_error(CLI_EXIT_USAGE, "--sweep '%s' lists no values", whole);
-    return CLI_EXIT_OK;
-}
-
-static int parse_sweep(const char *s, const char *index, sweep *out) {
-    memset(out, 0, sizeof *out);
-    for (const char *part = s; *part;) {
-        const char *semi = strchr(part, ';');
-        size_t len = semi ? (size_t)(semi - part) : strlen(part);
-        const char *eq = memchr(part, '=', len);
-        size_t klen = eq ? (size_t)(eq - part) : 0;
-        sweep_list *dst = NULL;
-        int rc = CLI_EXIT_OK;
-        if (eq && ((klen == 1 && part[0] == 'L') || (klen == 4 && !strncmp(part, "list", 4)))) {
-            if (strcmp(index, "vamana") != 0)
-                return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index vamana", s);
-            dst = &out->nav;
-        } else if (eq && klen == 6 && !strncmp(part, "nprobe", 6)) {
-            if (strcmp(index, "ivf") != 0)
-                return cli_error(CLI_EXIT_USAGE, "--sweep %s needs --index ivf", s);
-            dst = &out->nav;
-            out->nprobe = true;
-        } else if (eq && klen == 6 && !strncmp(part, "rerank", 6)) {
-            dst = &out->rerank;
-        }
-        if (dst == NULL || dst->n > 0)
-            return cli_error(CLI_EXIT_USAGE,
-                             "--sweep takes L=A,B,..., nprobe=A,B,... and/or rerank=A,B,... "
-                             "joined by ';', not '%s'",
-                             s);
-        if ((rc = parse_values(eq + 1, len - klen - 1, s, dst)))
-            return rc;
-        for (size_t i = 0; dst != &out->rerank && i < dst->n; i++)
-            if (dst->v[i] == 0)
-                return cli_error(CLI_EXIT_USAGE, "--sweep '%s': L and nprobe start at 1", s);
-        part = semi ? semi + 1 : part + len;
-    }
-    return CLI_EXIT_OK;
-}
-
 typedef struct bench_point {
     const char *params;
     double r1, r10;
@@ -218,9 +150,13 @@ typedef struct bench_point {
 
 static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsigned threads,
                        const rotor_index_stats *stats, double build_s, const bench_point *pt) {
-    FILE *f = fopen(o->json, "a");
+    /* The line is formatted in memory and appended with one write, so a
+     * full disk leaves the file as it was, not with half a line. */
+    char *line = NULL;
+    size_t line_len = 0;
+    FILE *f = open_memstream(&line, &line_len);
     if (f == NULL)
-        return cli_error(CLI_EXIT_FAIL, "cannot open '%s' for appending", o->json);
+        return cli_error(CLI_EXIT_FAIL, "out of memory formatting a JSON line for '%s'", o->json);
     const run_result *med = pt->med;
     fprintf(f, "{\"tool\":\"rotor\",\"version\":\"%s\",\"method\":", rotor_version_string());
     cli_json_string(f, rotor_index_kind_name(stats->kind));
@@ -260,9 +196,13 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
             build_s, stats->bytes_total, stats->bytes_vectors, stats->bytes_codes,
             stats->bytes_graph, stats->bytes_graph_codes, cli_peak_rss(), med->cpu, med->wall,
             (long long)time(NULL));
-    if (fclose(f) != 0)
-        return cli_error(CLI_EXIT_FAIL, "cannot write '%s'", o->json);
-    return CLI_EXIT_OK;
+    if (fclose(f) != 0) {
+        free(line);
+        return cli_error(CLI_EXIT_FAIL, "out of memory formatting a JSON line for '%s'", o->json);
+    }
+    int rc = cli_append_line(o->json, line, line_len);
+    free(line);
+    return rc;
 }
 
 int cmd_bench(const cli_opts *o) {
@@ -302,9 +242,9 @@ int cmd_bench(const cli_opts *o) {
                        o->queries, queries.cols, stats.dim);
         goto done;
     }
-    sweep sw;
-    memset(&sw, 0, sizeof sw);
-    if (o->sweep != NULL && (rc = parse_sweep(o->sweep, kind, &sw)))
+    /* Parsed with the other flags; only an opened file's kind is new here. */
+    const cli_sweep sw = o->sweep_values;
+    if ((rc = cli_check_sweep_kind(o, kind)))
         goto done;
     const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
     const char *dataset = base_name(o->base ? o->base : o->index);
@@ -418,6 +358,8 @@ int cmd_bench(const cli_opts *o) {
         if (o->json != NULL && (rc = append_json(o, dataset, nq, threads, &stats, build_s, &pt)))
             goto done;
     }
+    if (stats.mapped)
+        cli_note_io_fallback(ix, o->index, o->quiet);
     rc = CLI_EXIT_OK;
 done:
     free(c.ids);

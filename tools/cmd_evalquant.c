@@ -210,9 +210,14 @@ int cmd_eval_quant(const cli_opts *o) {
                sqrt(r.ip_var), r.r10, r.r10_rerank, r.qps);
         fflush(stdout);
         if (o->json != NULL) {
-            FILE *f = fopen(o->json, "a");
+            /* Formatted in memory, appended with one write (cli_append_line),
+             * so a full disk says so and leaves no half line. */
+            char *line = NULL;
+            size_t line_len = 0;
+            FILE *f = open_memstream(&line, &line_len);
             if (f == NULL) {
-                rc = cli_error(CLI_EXIT_FAIL, "cannot open '%s' for appending", o->json);
+                rc = cli_error(CLI_EXIT_FAIL, "out of memory formatting a JSON line for '%s'",
+                               o->json);
                 break;
             }
             fprintf(f, "{\"tool\":\"rotor\",\"version\":\"%s\",\"kind\":\"eval-quant\",\"quant\":",
@@ -234,10 +239,14 @@ int cmd_eval_quant(const cli_opts *o) {
             json_number(f, "scan_qps", r.qps);
             json_number(f, "scan_qps_rerank", r.qps_rerank);
             fprintf(f, ",\"timestamp\":%lld}\n", (long long)time(NULL));
-            if (fclose(f) != 0) {
-                rc = cli_error(CLI_EXIT_FAIL, "cannot write '%s'", o->json);
+            if (fclose(f) != 0)
+                rc = cli_error(CLI_EXIT_FAIL, "out of memory formatting a JSON line for '%s'",
+                               o->json);
+            else
+                rc = cli_append_line(o->json, line, line_len);
+            free(line);
+            if (rc != CLI_EXIT_OK)
                 break;
-            }
         }
     }
     free(specs);

@@ -1,21 +1,25 @@
 /*
  * rotor info, on data set files and index files: it reads only headers (an
  * index is opened, which maps it and checks its header). An index file is
- * told by the magic its first bytes carry (storage/FORMAT.md).
+ * told by the magic its first bytes carry (storage/FORMAT.md). The file is
+ * opened once, without blocking, and the library works on that descriptor.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
-static int index_info(const cli_opts *o, const char *path) {
-    cli_opts io = *o;
-    io.index = path;
+static int index_info(const cli_opts *o, const char *path, int fd) {
+    rotor_open_params op = rotor_open_params_default();
+    op.vectors = (rotor_vectors_place)o->full_vectors;
+    op.io = o->io;
     rotor_index *ix = NULL;
-    double open_s;
-    int rc = cli_open_index(&io, false, &ix, &open_s);
-    if (rc)
-        return rc;
+    double t0 = cli_now();
+    rotor_status st = rotor_index_open_fd(fd, path, &op, &ix);
+    double open_s = cli_now() - t0;
+    if (st != ROTOR_OK)
+        return cli_lib_error(st, "info");
     rotor_index_stats s;
     rotor_index_stats_get(ix, &s);
     const double n = (double)s.count;
@@ -45,12 +49,22 @@ int cmd_info(const cli_opts *o) {
     int rc = cli_one_path(o, "info", &path);
     if (rc)
         return rc;
-    if (cli_is_index_file(path))
-        return index_info(o, path);
-    rotor_file_info info;
-    rotor_status st = rotor_file_probe(path, &info);
+    int fd;
+    bool is_index;
+    if ((rc = cli_open_input(path, &fd, &is_index)))
+        return rc;
+    if (is_index) {
+        rc = index_info(o, path, fd);
+        close(fd);
+        return rc;
+    }
+    rotor_reader *r = NULL;
+    rotor_status st = rotor_reader_open_fd(fd, path, &r);
+    close(fd);
     if (st != ROTOR_OK)
         return cli_lib_error(st, "info");
+    rotor_file_info info = *rotor_reader_info(r);
+    rotor_reader_close(r);
     printf("file:       %s\n", path);
     printf("format:     %s%s\n", rotor_file_format_name(info.format),
            info.compressed ? " (gzip)" : "");

@@ -87,6 +87,8 @@ int cli_run_search(const cli_opts *o, const char *cmd) {
         cli_progress_update(&prog, r + n);
     }
     cli_progress_finish(&prog);
+    if (from_file)
+        cli_note_io_fallback(ix, o->index, o->quiet);
 
     if ((rc = write_ids(o->out, ids, nq, k)))
         goto done;

@@ -199,16 +199,6 @@ int cli_require(const char *value, const char *flag, const char *cmd) {
     return CLI_EXIT_OK;
 }
 
-bool cli_is_index_file(const char *path) {
-    char magic[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return false;
-    size_t got = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return got == sizeof magic && memcmp(magic, "ROTORIDX", 8) == 0;
-}
-
 const char *cli_elem_type_name(rotor_elem_type t) {
     switch (t) {
     case ROTOR_ELEM_F32: return "float32";
@@ -233,4 +223,14 @@ const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size) 
     else
         snprintf(buf, size, "%s", s->quant);
     return buf;
+}
+
+void cli_note_io_fallback(const rotor_index *ix, const char *path, bool quiet) {
+    rotor_index_stats s;
+    if (quiet || ix == NULL || rotor_index_stats_get(ix, &s) != ROTOR_OK || !s.io_fallback)
+        return;
+    fprintf(stderr,
+            "rotor: note: io_uring could not be used for '%s' (refused at open or at a "
+            "search); its vectors were read with pread instead\n",
+            path);
 }

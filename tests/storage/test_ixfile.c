@@ -95,7 +95,7 @@ static void test_round_trip(void **state) {
     char *path = write_sample(f, "a.rotor");
     rotor_allocator a = cm_allocator_default();
     ixf_file *file = NULL;
-    assert_int_equal(ixf_open(&a, path, &file), ROTOR_OK);
+    assert_int_equal(ixf_open(&a, path, -1, IXF_MAP, &file), ROTOR_OK);
     assert_string_equal(ixf_path(file), path);
     const ixf_meta *m = ixf_meta_of(file), want = sample_meta();
     assert_int_equal(m->kind, want.kind);
@@ -148,12 +148,12 @@ static void test_section_checksums(void **state) {
     uint8_t *bytes = ts_read_file(path, &n);
     rotor_allocator a = cm_allocator_default();
     ixf_file *file = NULL;
-    assert_int_equal(ixf_open(&a, path, &file), ROTOR_OK);
+    assert_int_equal(ixf_open(&a, path, -1, IXF_MAP, &file), ROTOR_OK);
     const uint64_t at = ixf_get(file, IXF_SEC_CODES).offset + 4321;
     ixf_close(file);
     bytes[at] ^= 0x10;
     ts_write_file(path, bytes, n);
-    assert_int_equal(ixf_open(&a, path, &file), ROTOR_OK);
+    assert_int_equal(ixf_open(&a, path, -1, IXF_MAP, &file), ROTOR_OK);
     assert_int_equal(ixf_check(file, IXF_SEC_QUANT), ROTOR_OK);
     assert_int_equal(ixf_check(file, IXF_SEC_VECTORS), ROTOR_OK);
     const char *words[] = {"codes", "checksum", NULL};
@@ -163,12 +163,12 @@ static void test_section_checksums(void **state) {
 
     /* A byte between sections, which no checksum covers, must stay zero. */
     bytes[at] ^= 0x10;
-    assert_int_equal(ixf_open(&a, path, &file), ROTOR_OK);
+    assert_int_equal(ixf_open(&a, path, -1, IXF_MAP, &file), ROTOR_OK);
     const uint64_t gap = ixf_get(file, IXF_SEC_QUANT).offset + sizeof f->small + 10;
     ixf_close(file);
     bytes[gap] = 1;
     ts_write_file(path, bytes, n);
-    assert_int_equal(ixf_open(&a, path, &file), ROTOR_OK);
+    assert_int_equal(ixf_open(&a, path, -1, IXF_MAP, &file), ROTOR_OK);
     const char *zero[] = {"not zero", NULL};
     ts_check_error(ixf_check_all(file), ROTOR_ERR_CORRUPT, path, zero);
     ixf_close(file);
@@ -214,7 +214,7 @@ static void test_first_page_refusals(void **state) {
             memset(bad + n, 0, len - n);
         ts_write_file(path, bad, len);
         const char *words[] = {cases[c].word, NULL};
-        ts_check_error(ixf_open(&a, path, &file), cases[c].want, path, words);
+        ts_check_error(ixf_open(&a, path, -1, IXF_MAP, &file), cases[c].want, path, words);
         assert_null(file);
     }
     free(bad);
@@ -270,7 +270,7 @@ static void test_replace_and_abort(void **state) {
     m.count = 7;
     assert_int_equal(ixf_commit(w, &m), ROTOR_OK);
     ixf_file *file = NULL;
-    assert_int_equal(ixf_open(&a, path, &file), ROTOR_OK);
+    assert_int_equal(ixf_open(&a, path, -1, IXF_MAP, &file), ROTOR_OK);
     assert_int_equal(ixf_meta_of(file)->count, 7);
     assert_int_equal(ixf_get(file, IXF_SEC_QUANT).size, 50);
     assert_null(ixf_get(file, IXF_SEC_CODES).data);
@@ -289,7 +289,7 @@ static void test_alloc_failures(void **state) {
         ca.fail_at = at;
         rotor_allocator a = ts_counting_allocator(&ca);
         ixf_file *file = NULL;
-        rotor_status st = ixf_open(&a, path, &file);
+        rotor_status st = ixf_open(&a, path, -1, IXF_MAP, &file);
         if (st == ROTOR_OK)
             ixf_close(file);
         else

@@ -89,7 +89,7 @@ static char *write_store(const char *name, uint64_t offset, size_t row_bytes, si
 
 static vstore_params params(const char *path, uint64_t offset, size_t row_bytes, size_t rows,
                             vstore_backend backend, int direct, unsigned depth) {
-    vstore_params p = {path, offset, row_bytes, rows, backend, direct, depth};
+    vstore_params p = {path, offset, row_bytes, rows, backend, direct, depth, false, -1};
     return p;
 }
 

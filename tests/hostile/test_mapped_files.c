@@ -1,0 +1,148 @@
+/*
+ * Mapped files. An index opened with `load` reads its file with pread and
+ * never maps it: no mapping of the file is left in the process, and a file
+ * truncated under the open index (what another program must not do to a
+ * mapped index, which would end the process with SIGBUS) changes nothing
+ * for its searches. Opened without `load`, the same file is mapped: the
+ * check below would see it, so the first assertion can fail. A loaded index
+ * with its vectors on disk still saves them whole.
+ */
+#include "support/support.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rotor.h"
+
+enum { N = 3000, DIM = 24, K = 5 };
+
+/* Whether /proc/self/maps lists `path`. */
+static bool mapped(const char *path) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[4096];
+    bool found = false;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strstr(line, path) != NULL)
+            found = true;
+    fclose(f);
+    return found;
+}
+
+/* One kind of index: built, saved, opened mapped (the check sees the
+ * mapping), then loaded: no mapping, and the same answers after the file is
+ * truncated under it, so nothing of the index still lives in the file or in
+ * the parts of its copy that the load gave back. */
+static void check_kind(const char *dir, const rotor_params *p, const char *name) {
+    char *path = ts_path(dir, name);
+    float *x = malloc(sizeof(float) * N * DIM);
+    assert_non_null(x);
+    ts_rng rng;
+    ts_rng_init(&rng, 9);
+    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
+    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
+    rotor_index *built = NULL;
+    assert_int_equal(rotor_index_build(p, &m, &built), ROTOR_OK);
+    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_open(path, NULL, &ix), ROTOR_OK);
+    assert_true(mapped(path)); /* the default open maps: the check can see it */
+    rotor_index_close(ix);
+    assert_false(mapped(path));
+
+    rotor_open_params op = rotor_open_params_default();
+    op.load = 1;
+    assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_OK);
+    assert_false(mapped(path));
+    assert_int_equal(truncate(path, 0), 0);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.nprobe = 4;
+    int64_t want[K], got[K];
+    float dw[K], dg[K];
+    for (int q = 0; q < 20; q++) {
+        const float *query = x + (size_t)q * 17 % N * DIM;
+        assert_int_equal(rotor_index_search(built, &sp, query, DIM, K, want, dw), ROTOR_OK);
+        assert_int_equal(rotor_index_search(ix, &sp, query, DIM, K, got, dg), ROTOR_OK);
+        assert_memory_equal(got, want, sizeof want);
+        assert_memory_equal(dg, dw, sizeof dw);
+    }
+    rotor_index_close(ix);
+    rotor_index_close(built);
+    free(x);
+    free(path);
+}
+
+static void test_loaded_index_is_never_mapped_and_survives_truncation(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir_create();
+    rotor_params p = rotor_params_default();
+    p.threads = 1;
+    p.quant = "tq4";
+    check_kind(dir, &p, "flat.rotor");
+    p.kind = ROTOR_INDEX_VAMANA;
+    p.quant = "sq8";
+    check_kind(dir, &p, "vamana.rotor");
+    p.walk_quant = "bin1fs";
+    check_kind(dir, &p, "walk.rotor");
+    p.kind = ROTOR_INDEX_IVF;
+    p.quant = "pq8x4";
+    p.walk_quant = NULL;
+    p.nlist = 8;
+    check_kind(dir, &p, "ivf.rotor");
+    ts_tmpdir_remove(dir);
+}
+
+/* A loaded index with its vectors on disk holds no copy of them, yet saves
+ * them whole: the save reads them from the file then. */
+static void test_loaded_disk_index_saves_its_vectors(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir_create();
+    char *path = ts_path(dir, "d.rotor");
+    char *copy = ts_path(dir, "copy.rotor");
+    float *x = malloc(sizeof(float) * N * DIM);
+    assert_non_null(x);
+    ts_rng rng;
+    ts_rng_init(&rng, 10);
+    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
+    rotor_params p = rotor_params_default();
+    p.quant = "tq4";
+    p.full_vectors = ROTOR_VECTORS_DISK;
+    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
+    rotor_index *built = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &built), ROTOR_OK);
+    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+    rotor_open_params op = rotor_open_params_default();
+    op.load = 1;
+    op.io = ROTOR_IO_PREAD;
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_OK);
+    rotor_status saved = rotor_index_save(ix, copy);
+    if (saved != ROTOR_OK)
+        fail_msg("save: %s", rotor_last_error());
+    rotor_index_close(ix);
+    assert_int_equal(rotor_index_verify(copy), ROTOR_OK);
+    size_t n0, n1;
+    char *a = ts_read_file(path, &n0), *b = ts_read_file(copy, &n1);
+    assert_int_equal(n0, n1);
+    /* Equal but for the header's creation time and checksum. */
+    assert_memory_equal(a + 4096, b + 4096, n0 - 4096);
+    free(a);
+    free(b);
+    rotor_index_close(built);
+    free(x);
+    free(copy);
+    free(path);
+    ts_tmpdir_remove(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loaded_index_is_never_mapped_and_survives_truncation),
+        cmocka_unit_test(test_loaded_disk_index_saves_its_vectors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
