@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DROTOR_PYTHON=ON >/dev/null
 cmake --build build/release -j "$(nproc)"
 # The Python module goes where Debian's python3 imports from in any
 # directory (its platform site directory, /usr/local/lib/python3.X/dist-packages).
