@@ -307,6 +307,10 @@ static int progress_cb(void *opaque, uint64_t done, uint64_t total) {
 static int progress_setup(PyObject *progress, progress_state *ps, rotor_params *p) {
     memset(ps, 0, sizeof *ps);
     ps->started = now_seconds();
+    /* Even without a bar or a callable, the callback is how Ctrl-C reaches
+     * a long build: it is always installed. */
+    p->progress = progress_cb;
+    p->progress_opaque = ps;
     if (progress == NULL || progress == Py_None || progress == Py_False)
         return 0;
     if (PyCallable_Check(progress)) {
@@ -327,9 +331,6 @@ static int progress_setup(PyObject *progress, progress_state *ps, rotor_params *
             Py_XDECREF(tty);
         }
     }
-    /* Even without a bar, the callback is how Ctrl-C reaches a long build. */
-    p->progress = progress_cb;
-    p->progress_opaque = ps;
     return 0;
 }
 
@@ -469,6 +470,17 @@ typedef struct {
 
 static PyTypeObject IndexType;
 
+/* Takes the read lock for a short call made with the GIL held. When an add
+ * holds the lock, waiting for it with the GIL would stall every Python
+ * thread for the add's duration, so the wait is made without it. */
+static void read_lock_holding_gil(IndexObject *self) {
+    if (pthread_rwlock_tryrdlock(&self->lock) == 0)
+        return;
+    GIL_RELEASE();
+    pthread_rwlock_rdlock(&self->lock);
+    GIL_ACQUIRE();
+}
+
 static int check_open(IndexObject *self) {
     if (self->ix == NULL) {
         PyErr_SetString(PyExc_ValueError, "the index is closed");
@@ -487,7 +499,13 @@ static PyObject *index_wrap(rotor_index *ix) {
     rotor_index_stats_get(ix, &s);
     self->ix = ix;
     self->dim = s.dim;
-    pthread_rwlock_init(&self->lock, NULL);
+    /* Writers first: an add must not wait forever behind a stream of
+     * searches from many threads. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&self->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     return (PyObject *)self;
 }
 
@@ -828,12 +846,14 @@ static PyObject *index_exit(IndexObject *self, PyObject *args) {
 static int get_stats(IndexObject *self, rotor_index_stats *s) {
     if (check_open(self) < 0)
         return -1;
-    /* Reading stats races only with add, which holds the write lock; the
-     * call is short, so it is made with the GIL held. */
-    pthread_rwlock_rdlock(&self->lock);
-    rotor_status st = rotor_index_stats_get(self->ix, s);
+    /* Reading stats races only with add and close, which hold the write
+     * lock; the call is short, so it is made with the GIL held. */
+    read_lock_holding_gil(self);
+    rotor_status st = self->ix ? rotor_index_stats_get(self->ix, s) : ROTOR_ERR_INVALID_ARGUMENT;
     pthread_rwlock_unlock(&self->lock);
     if (st != ROTOR_OK) {
+        if (check_open(self) < 0)
+            return -1;
         raise_status(st);
         return -1;
     }
@@ -869,12 +889,15 @@ static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
     PyObject *out = PyArray_SimpleNew(1, shape, NPY_FLOAT32);
     if (out == NULL)
         return NULL;
-    pthread_rwlock_rdlock(&self->lock);
-    rotor_status st =
-        rotor_index_reconstruct(self->ix, (int64_t)id, PyArray_DATA((PyArrayObject *)out));
+    read_lock_holding_gil(self);
+    rotor_status st = self->ix ? rotor_index_reconstruct(self->ix, (int64_t)id,
+                                                         PyArray_DATA((PyArrayObject *)out))
+                               : ROTOR_ERR_INVALID_ARGUMENT;
     pthread_rwlock_unlock(&self->lock);
     if (st != ROTOR_OK) {
         Py_DECREF(out);
+        if (check_open(self) < 0)
+            return NULL;
         return raise_status(st);
     }
     return out;
@@ -1229,14 +1252,14 @@ PyDoc_STRVAR(ground_truth_doc,
 static PyObject *mod_ground_truth(PyObject *mod, PyObject *args, PyObject *kw) {
     (void)mod;
     static const char *const kwlist[] = {"base", "queries", "k", "metric", "threads", NULL};
-    PyObject *base = NULL, *queries = NULL, *metric = NULL;
+    PyObject *base = NULL, *queries = NULL, *metric = NULL, *threads_obj = NULL;
     Py_ssize_t k = 100;
-    unsigned int threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|nO$I", (char **)kwlist, &base, &queries, &k,
-                                     &metric, &threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|nO$O", (char **)kwlist, &base, &queries, &k,
+                                     &metric, &threads_obj))
         return NULL;
     rotor_params p = rotor_params_default();
-    if (parse_metric(metric, &p.metric) < 0)
+    uint32_t threads = 0;
+    if (parse_metric(metric, &p.metric) < 0 || opt_u32(threads_obj, "threads", &threads) < 0)
         return NULL;
     if (k < 1) {
         PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT], "k must be at least 1, not %zd", k);
