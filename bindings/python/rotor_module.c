@@ -965,7 +965,7 @@ PyDoc_STRVAR(
     build_doc,
     "build(x, *, metric='l2', kind='flat', quant=None, threads=0, progress=False, seed=42,\n"
     "      degree=None, build_list=None, alpha=None, neighbor_codes=None, build_space=None,\n"
-    "      graph_quant=None, nlist=None, full_vectors=None) -> Index\n"
+    "      graph_quant=None, nlist=None, full_vectors=None)\n"
     "--\n\n"
     "Build an index over the rows of x.\n\n"
     "x        (n, d) array of vectors. float32 C-contiguous arrays are read in place;\n"
@@ -993,7 +993,7 @@ PyDoc_STRVAR(
 
 PyDoc_STRVAR(open_doc,
              "open(path, *, vectors=None, io=None, direct_io=None, verify=False, load=False)"
-             " -> Index\n"
+             "\n"
              "--\n\n"
              "Open an index file written by Index.save.\n\n"
              "vectors    None (as saved), 'ram' (mapped) or 'disk' (the rerank reads the few\n"
@@ -1008,7 +1008,7 @@ PyDoc_STRVAR(open_doc,
 PyDoc_STRVAR(
     search_doc,
     "search(q, k=10, *, list_size=None, rerank=None, refine=None, nprobe=None, starts=None,\n"
-    "       threads=0, recall=None) -> (ids, distances)\n"
+    "       threads=0, recall=None)\n"
     "--\n\n"
     "Find the k nearest neighbours of each query.\n\n"
     "q          one query of shape (d,) or a batch of shape (n, d). A float32 C-contiguous\n"
@@ -1034,28 +1034,28 @@ PyDoc_STRVAR(
     "a vector. The GIL is released during the search; a batch runs on the library's\n"
     "threads, and any number of Python threads may search one index at once.");
 
-PyDoc_STRVAR(add_doc, "add(x) -> None\n--\n\n"
+PyDoc_STRVAR(add_doc, "add(x)\n--\n\n"
                       "Append the rows of x (same dtype rules as build); their ids continue "
                       "from len(index).\nOn failure the index is unchanged. An index opened "
                       "with vectors on disk cannot take adds.\nThe GIL is released; searches "
                       "from other threads wait until the add is done.");
 
-PyDoc_STRVAR(save_doc, "save(path) -> None\n--\n\n"
+PyDoc_STRVAR(save_doc, "save(path)\n--\n\n"
                        "Write the index to path: into a temporary file beside it, flushed and "
                        "renamed, so path\nholds the old file or the new one, never a part. "
                        "Every section is checksummed.\nThe GIL is released while it writes.");
 
-PyDoc_STRVAR(close_doc, "close() -> None\n--\n\n"
+PyDoc_STRVAR(close_doc, "close()\n--\n\n"
                         "Release the index now (also done when it is garbage-collected, or on "
                         "leaving a with block).\nLater calls raise ValueError.");
 
-PyDoc_STRVAR(stats_doc, "stats() -> dict\n--\n\n"
+PyDoc_STRVAR(stats_doc, "stats()\n--\n\n"
                         "What the index holds: kind, metric, count, dim, bytes per part "
                         "(vectors, codes, graph,\ngraph codes, total), the quantizer, whether it "
                         "is mapped from a file, whether its vectors\nare on disk and how they "
                         "are read, the graph degree and the sampled starting points.");
 
-PyDoc_STRVAR(reconstruct_doc, "reconstruct(id) -> ndarray\n--\n\n"
+PyDoc_STRVAR(reconstruct_doc, "reconstruct(id)\n--\n\n"
                               "The index's copy of vector id (float32, shape (d,)): the stored "
                               "vector or, for a quantized\nindex, the decoded code. Cosine "
                               "indexes hold normalised vectors.");
@@ -1154,7 +1154,7 @@ static PyObject *matrix_to_array(rotor_matrix *m) {
 }
 
 PyDoc_STRVAR(read_vectors_doc,
-             "read_vectors(path, *, max_rows=0, dtype=None) -> ndarray\n"
+             "read_vectors(path, *, max_rows=0, dtype=None)\n"
              "--\n\n"
              "Read a data set file, in any format the rotor tool reads: .fvecs .ivecs .bvecs,\n"
              ".fbin .u8bin .i8bin .ibin, .npy, and (Fashion-)MNIST IDX files, gzip-compressed\n"
@@ -1205,7 +1205,7 @@ static PyObject *mod_read_vectors(PyObject *mod, PyObject *args, PyObject *kw) {
 }
 
 PyDoc_STRVAR(write_vectors_doc,
-             "write_vectors(path, x) -> None\n"
+             "write_vectors(path, x)\n"
              "--\n\n"
              "Write a 2-D array in the format named by the extension of path (.fvecs .ivecs\n"
              ".bvecs .fbin .u8bin .i8bin .ibin .npy; not IDX). x may be float32, uint8, int8\n"
@@ -1243,7 +1243,7 @@ static PyObject *mod_write_vectors(PyObject *mod, PyObject *args, PyObject *kw) 
 }
 
 PyDoc_STRVAR(ground_truth_doc,
-             "ground_truth(base, queries, k=100, metric='l2', *, threads=0) -> (ids, distances)\n"
+             "ground_truth(base, queries, k=100, metric='l2', *, threads=0)\n"
              "--\n\n"
              "The exact k nearest rows of base for each query, by a full scan (what\n"
              "`rotor gt` computes): int64 ids and float32 distances of shape (n, k).\n"
@@ -1304,7 +1304,7 @@ static PyObject *mod_ground_truth(PyObject *mod, PyObject *args, PyObject *kw) {
 }
 
 PyDoc_STRVAR(build_file_doc,
-             "build_file(input, output, **build_options) -> None\n"
+             "build_file(input, output, **build_options)\n"
              "--\n\n"
              "Build an index over the vectors of a data set file and save it to output,\n"
              "without holding the vectors in memory (they are streamed into a temporary file\n"
@@ -1356,7 +1356,7 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(verify_doc, "verify(path) -> None\n--\n\n"
+PyDoc_STRVAR(verify_doc, "verify(path)\n--\n\n"
                          "Check every byte of an index file: header, section checksums and "
                          "structure. Raises\nCorruptFile, FormatError or IoError on the first "
                          "fault. The GIL is released.");
@@ -1377,7 +1377,7 @@ static PyObject *mod_verify(PyObject *mod, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(probe_doc, "probe(path) -> dict\n--\n\n"
+PyDoc_STRVAR(probe_doc, "probe(path)\n--\n\n"
                         "What a data set file holds, from its header: format, dtype, rows, "
                         "cols, compressed.");
 
@@ -1420,7 +1420,7 @@ static PyMethodDef module_methods[] = {
     {"verify", (PyCFunction)mod_verify, METH_O, verify_doc},
     {"probe", (PyCFunction)mod_probe, METH_O, probe_doc},
     {"simd_level", (PyCFunction)mod_simd_level, METH_NOARGS,
-     "simd_level() -> str\n--\n\nThe instruction set the distance kernels run on: 'avx512', "
+     "simd_level()\n--\n\nThe instruction set the distance kernels run on: 'avx512', "
      "'avx2' or 'scalar'."},
     {NULL, NULL, 0, NULL},
 };

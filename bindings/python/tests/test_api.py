@@ -362,6 +362,16 @@ def test_help_reads_like_a_manual():
         assert len(getattr(rotor.Index, name).__doc__) > 80, name
     for name in ("read_vectors", "write_vectors", "ground_truth", "build_file", "verify"):
         assert len(getattr(rotor, name).__doc__) > 80, name
+    # every public callable carries a signature help() and inspect can read
+    import inspect
+    funcs = [getattr(rotor, n) for n in dir(rotor) if callable(getattr(rotor, n))
+             and not n.startswith("_") and not isinstance(getattr(rotor, n), type)]
+    funcs += [getattr(rotor.Index, n) for n in dir(rotor.Index) if not n.startswith("_")
+              and callable(getattr(rotor.Index, n))]
+    for f in funcs:
+        assert inspect.signature(f) is not None, f
+    assert "list_size" in inspect.signature(rotor.Index.search).parameters
+    assert "metric" in inspect.signature(rotor.Index.build).parameters
 
 
 def test_stubs_name_everything_the_module_has():
