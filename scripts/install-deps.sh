@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
   liburing-dev libxxhash-dev libjemalloc-dev libcmocka-dev zlib1g-dev
-  perl python3 python3-numpy python3-faiss python3-hnswlib
+  perl python3 python3-dev python3-numpy python3-pytest python3-faiss python3-hnswlib
   dataset-fashion-mnist
 )
 

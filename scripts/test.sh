@@ -2,8 +2,9 @@
 # Every test rotor has, as CI runs them: a -Werror release build with the unit,
 # end-to-end, CLI and fuzz-corpus tests; the same suite under AddressSanitizer
 # + UndefinedBehaviorSanitizer; the concurrency tests under ThreadSanitizer;
-# the format check; the exported-symbol check; and a program compiled against
-# the installed header and rotor.pc, in C and C++.
+# the format check; the exported-symbol check; a program compiled against
+# the installed header and rotor.pc, in C and C++; and the Python module's
+# tests, against the release build and installed into a staging root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,8 +25,25 @@ configure_and_build() { # dir, cmake args...
 mkdir -p "$OUT"
 
 step "release build, all tests"
-configure_and_build "$OUT/release" -DCMAKE_BUILD_TYPE=Release
-(cd "$OUT/release" && ctest --output-on-failure -j "$JOBS")
+# ROTOR_PYTHON=ON: a machine without NumPy's headers fails here instead of
+# quietly leaving the module out.
+configure_and_build "$OUT/release" -DCMAKE_BUILD_TYPE=Release -DROTOR_PYTHON=ON
+(cd "$OUT/release" && ctest --output-on-failure -j "$JOBS" -E '^python_tests$')
+
+step "Python module: tests, then installed and imported from elsewhere"
+PY=/usr/bin/python3
+ROTOR_CLI="$OUT/release/rotor" PYTHONPATH="$OUT/release/bindings/python" \
+  "$PY" -m pytest -q -rs -p no:cacheprovider "$ROOT/bindings/python/tests"
+rm -rf "$OUT/pyroot"
+DESTDIR="$OUT/pyroot" cmake --install "$OUT/release" --component python >/dev/null
+site=$(find "$OUT/pyroot" -name 'rotor*.so' -printf '%h\n' | head -n1)
+[ -f "$site/rotor.pyi" ] || { echo "rotor.pyi not installed beside the module"; exit 1; }
+(cd / && PYTHONPATH="$site" "$PY" -c "import rotor, sys
+assert rotor.__file__.startswith('$site'), rotor.__file__
+import numpy as np
+ix = rotor.Index.build(np.eye(4, dtype=np.float32))
+assert ix.search(np.eye(4)[2], k=1)[0][0, 0] == 2
+print('installed module ok:', rotor.__file__)")
 
 step "ASan + UBSan build, all tests"
 configure_and_build "$OUT/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITIZE=ON

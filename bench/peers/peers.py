@@ -24,6 +24,12 @@ Two modes:
   --eval-quant SPECS: as `rotor eval-quant` (see tools/cmd_evalquant.c), for
   FAISS's nearest equivalents of rotor's quantizers, with the same JSON keys.
 
+Method rotor-py runs rotor itself through its Python module (`import rotor`:
+installed by scripts/demo.sh, or a build's bindings/python directory given by
+--rotor-module), in the same process as the peers, so the three are timed by
+the same loop. It runs once, in the first child (the native one when there is
+one), since rotor picks its SIMD kernels at run time.
+
 Needs only Debian's /usr/bin/python3, python3-numpy, python3-faiss and (for
 the hnsw method) python3-hnswlib. The children run with
 OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
@@ -51,9 +57,12 @@ METHODS = {
                      "as a power of two; M: --pq-m, default dim/4 (dim <= 256) or dim/8)",
     "hnsw": "hnswlib M in --hnsw-m (16,32), ef_construction --ef-construction (200); "
             "ef swept over --ef",
+    "rotor-py": "rotor's Python module: vamana on --rotor-quant codes (default pq<dim/4>x4), "
+                "degree --rotor-degree (32); L swept over --rotor-list, rerank over "
+                "--rotor-rerank",
 }
 METHOD_TOOL = {"faiss-flat": "faiss", "faiss-hnsw": "faiss", "faiss-ivfpqfs": "faiss",
-               "hnsw": "hnswlib"}
+               "hnsw": "hnswlib", "rotor-py": "rotor"}
 
 QUANT_HELP = ("faiss-pq<M> (IndexPQ, M x 8 bits), faiss-pq<M>x4fs (IndexPQFastScan, M x 4 "
               "bits), faiss-sq4, faiss-sq8 (IndexScalarQuantizer QT_4bit / QT_8bit), "
@@ -206,6 +215,14 @@ def load_hnswlib(args):
                      "build": build_label(hnswlib, args.native_hnswlib_dir)}
 
 
+def load_rotor(args):
+    if args.rotor_module:
+        sys.path.insert(0, args.rotor_module)
+    import rotor  # noqa: imported here: --rotor-module chooses the build
+    return rotor, {"tool": "rotor", "version": rotor.__version__, "build": "python",
+                   "simd": rotor.simd_level()}
+
+
 def timed_search(search_one, queries, k, runs):
     """Runs every query alone, `runs` times; returns the median run's
     (qps, wall, cpu seconds of this thread, latencies, ids)."""
@@ -263,6 +280,24 @@ def method_points(c, method, libs):
                 yield (info, f"M={m},efC={a.ef_construction},ef={ef}", build_s, build_cpu,
                        hnswlib_bytes(n, d, m), {"index_bytes_estimated": True}, one)
             del index
+        return
+
+    if method == "rotor-py":
+        rotor, info = libs["rotor"]
+        quant = a.rotor_quant or f"pq{largest_divisor_at_most(d, max(d // 4, 1))}x4"
+        w0, c0 = time.perf_counter(), process_cpu()
+        # The raw vectors: for cosine the index normalises its own copy.
+        index = rotor.Index.build(c.base, metric=a.metric, kind="vamana", quant=quant,
+                                  degree=a.rotor_degree, threads=c.build_threads)
+        build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
+        nbytes = index.stats()["bytes_total"]
+        for rerank in int_list(a.rotor_rerank):
+            for lsize in int_list(a.rotor_list):
+                def one(q, index=index, lsize=max(lsize, k), rerank=rerank):
+                    return index.search(q, k, list_size=lsize, rerank=rerank, threads=1)[0]
+
+                yield (info, f"{quant},R={a.rotor_degree},L={lsize},rerank={rerank}", build_s,
+                       build_cpu, nbytes, {}, one)
         return
 
     faiss, info = libs["faiss"]
@@ -332,7 +367,7 @@ def run_sweeps(c, libs):
         if tool not in libs:
             continue
         info = libs[tool][1]
-        if a.native_run and info["build"] != "native":
+        if a.native_run and tool != "rotor" and info["build"] != "native":
             print(f"peers: skipping {method} in the native run: {tool} did not load from the "
                   f"native directory (give --native-{tool})", file=sys.stderr)
             continue
@@ -573,6 +608,8 @@ def run_child(args):
             libs["faiss"] = load_faiss(args)
         if "hnswlib" in tools:
             libs["hnswlib"] = load_hnswlib(args)
+        if "rotor" in tools and args.run_rotor:
+            libs["rotor"] = load_rotor(args)
     c = Child(args)
     if args.eval_quant:
         run_eval_quant(c, libs)
@@ -618,6 +655,17 @@ def main():
     p.add_argument("--pq-m", type=int, default=0,
                    help="faiss-ivfpqfs sub-quantizers of 4 bits (default: the largest divisor "
                         "of dim not above dim/4 for dim <= 256, dim/8 above)")
+    p.add_argument("--rotor-quant", default="",
+                   help="rotor-py: quantizer spec (default pq<M>x4, M the largest divisor of "
+                        "dim not above dim/4)")
+    p.add_argument("--rotor-degree", type=int, default=32, help="rotor-py: graph degree R")
+    p.add_argument("--rotor-list", default="10,12,16,24,32,48,64,96",
+                   help="rotor-py: search list sizes L (values below k are raised to k)")
+    p.add_argument("--rotor-rerank", default="32",
+                   help="rotor-py: rerank depths (candidates rescored on full vectors)")
+    p.add_argument("--rotor-module", default=os.environ.get("ROTOR_PYTHON_MODULE"),
+                   help="rotor-py: directory holding the rotor module (e.g. a build's "
+                        "bindings/python); default $ROTOR_PYTHON_MODULE, else the installed one")
     p.add_argument("--build-threads", type=int, default=0,
                    help="threads for training / adding / graph building (default: all cores); "
                         "searches always run on one thread")
@@ -634,6 +682,7 @@ def main():
     p.add_argument("--native-dir", help=argparse.SUPPRESS)
     p.add_argument("--native-hnswlib-dir", help=argparse.SUPPRESS)
     p.add_argument("--native-run", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--run-rotor", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     for m in args.methods:
@@ -648,7 +697,7 @@ def main():
                 p.error(f"unknown --eval-quant spec '{s}'; use {QUANT_HELP}")
         if args.k < 10:
             p.error("--eval-quant measures recall@10: --k must be at least 10")
-    for opt in ("ef", "hnsw_m", "nprobe", "k_factor"):
+    for opt in ("ef", "hnsw_m", "nprobe", "k_factor", "rotor_list", "rotor_rerank"):
         try:
             if not int_list(getattr(args, opt)):
                 raise ValueError
@@ -662,6 +711,8 @@ def main():
     tools = {"faiss"} if args.eval_quant else {METHOD_TOOL[m] for m in args.methods}
     native_dirs = {"faiss": args.native_faiss, "hnswlib": args.native_hnswlib}
     forwarded = list(sys.argv[1:])
+    rotor_pending = "rotor" in tools
+    tools.discard("rotor")  # one build of rotor, chosen at run time: no native/debian pair
     for build in [b for b in args.builds.split(",") if b]:
         env = dict(os.environ)
         # OpenMP threads that spin at barriers while the other core is busy
@@ -675,7 +726,7 @@ def main():
             if missing:
                 print(f"peers: native build: no --native-{' / --native-'.join(missing)}: "
                       f"{', '.join(missing)} skipped in the native run", file=sys.stderr)
-            if not have:
+            if not have and not rotor_pending:
                 continue
             env["PYTHONPATH"] = os.pathsep.join(
                 x for x in [args.native_faiss, args.native_hnswlib, env.get("PYTHONPATH")] if x)
@@ -688,6 +739,9 @@ def main():
             env.pop("PYTHONPATH", None)
         else:
             p.error(f"unknown build '{build}'; use native or debian")
+        if rotor_pending:
+            extra.append("--run-rotor")
+            rotor_pending = False
         rc = subprocess.call([sys.executable, os.path.abspath(__file__), "--child", *extra,
                               *forwarded], env=env)
         if rc != 0:

@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     if (rc != CLI_EXIT_OK || cmd == NULL)
         abort();
-    const char *strings[] = {o.base, o.queries, o.gt,          o.index,       o.out,  o.distances,
+    const char *strings[] = {o.base, o.queries, o.gt,         o.index,       o.out,  o.distances,
                              o.json, o.quant,   o.walk_quant, o.build_space, o.sweep};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if (!inside(strings[i], buf, size + 1) || (strings[i] != NULL && strings[i][0] == '\0'))

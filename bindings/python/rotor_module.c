@@ -1,0 +1,1517 @@
+/*
+ * The rotor Python module: a CPython extension over include/rotor.h alone.
+ *
+ * Arrays come in through NumPy. A float32 (or, where the library takes them,
+ * uint8 / int8) array that is C-contiguous, aligned and in native byte order
+ * is handed to the library where it lies; anything else a caller may
+ * reasonably mean (float64, float16, a strided view, a list) is converted to
+ * float32 first, and an element type that cannot be a vector (integers wider
+ * than a byte, complex, objects) is refused with TypeError rather than
+ * guessed at.
+ *
+ * Every call into the library that can take long (build, add, batch search,
+ * save, open, file reads and writes, ground truth) runs with the GIL
+ * released. A single-query search releases it too: the search itself takes
+ * microseconds, releasing costs tens of nanoseconds, and other Python
+ * threads keep running. Because the GIL no longer serialises calls, each
+ * Index carries a readers-writer lock that mirrors the header's contract:
+ * searches, saves and stats read (any number at once); add and close write.
+ * The lock is always taken after the GIL is released, never the other way
+ * round, so a thread waiting for it never blocks one that needs the GIL.
+ *
+ * Errors: every rotor_status maps to one exception class, each a subclass
+ * of rotor.Error and, where Python has a natural base, of that too
+ * (DimensionError is a ValueError, IoError an OSError), so `except
+ * ValueError` catches a wrong dimension. The message is the library's
+ * sentence from rotor_last_error(), read on the thread that made the call.
+ *
+ * Progress and Ctrl-C: a graph build reports progress from the thread that
+ * started it. The callback takes the GIL back (at most every 50 ms, so a
+ * busy interpreter does not slow the build), runs pending signal handlers
+ * and the caller's callback, and asks the library to stop when either
+ * raised; the library then frees what it built and returns, and the
+ * pending exception (KeyboardInterrupt) propagates. Nothing is written to
+ * disk by a build, and a save is atomic, so an interrupted run leaves no
+ * partial file.
+ */
+#define PY_SSIZE_T_CLEAN
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <Python.h>
+#include <numpy/arrayobject.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <rotor.h>
+
+PyMODINIT_FUNC PyInit_rotor(void);
+
+/* Py_BEGIN/END_ALLOW_THREADS as statements, so the GIL-free region reads as
+ * plain code (and formats as such). */
+#define GIL_RELEASE() PyThreadState *gil_state_ = PyEval_SaveThread()
+#define GIL_ACQUIRE() PyEval_RestoreThread(gil_state_)
+
+/* ---- exceptions ---------------------------------------------------------- */
+
+static PyObject *Error;
+/* Indexed by rotor_status; entry 0 unused. */
+static PyObject *status_exc[ROTOR_ERR_CANCELLED + 1];
+
+static PyObject *raise_status(rotor_status st) {
+    const char *why = rotor_last_error();
+    if (why == NULL || why[0] == '\0')
+        why = rotor_strerror(st);
+    PyObject *cls = (st > ROTOR_OK && st <= ROTOR_ERR_CANCELLED) ? status_exc[st] : Error;
+    PyErr_SetString(cls, why);
+    return NULL;
+}
+
+/* ---- arrays in -------------------------------------------------------------- */
+
+/* A matrix view of a Python object, with the array that owns the memory. */
+typedef struct {
+    PyArrayObject *arr; /* owned reference; NULL when empty */
+    rotor_matrix m;
+    int ndim; /* of the caller's object: 1 (one vector) or 2 */
+} matrix_in;
+
+static void matrix_in_release(matrix_in *mi) {
+    Py_CLEAR(mi->arr);
+    mi->m.data = NULL;
+}
+
+enum { ACCEPT_BYTES = 1, ACCEPT_I32 = 2 };
+
+/* Views `obj` as a 1-D or 2-D matrix for the library. float32 and, with
+ * ACCEPT_BYTES, uint8 / int8 are used in place when C-contiguous, aligned
+ * and native; ACCEPT_I32 admits int32 (id files). float64 and float16 (and
+ * anything that is not an ndarray) become float32. Returns 0 or -1 with an
+ * exception set. */
+static int matrix_from(PyObject *obj, const char *what, int accept, matrix_in *mi) {
+    memset(mi, 0, sizeof *mi);
+    int target = NPY_FLOAT32;
+    if (PyArray_Check(obj)) {
+        PyArrayObject *a = (PyArrayObject *)obj;
+        int t = PyArray_TYPE(a);
+        if (t == NPY_FLOAT32 || t == NPY_FLOAT64 || t == NPY_FLOAT16)
+            target = NPY_FLOAT32;
+        else if ((accept & ACCEPT_BYTES) && (t == NPY_UINT8 || t == NPY_INT8))
+            target = t;
+        else if ((accept & ACCEPT_I32) && (t == NPY_INT32 || t == NPY_UINT8 || t == NPY_INT8))
+            target = t;
+        else {
+            PyErr_Format(PyExc_TypeError, "%s must be %s, not %s", what,
+                         (accept & ACCEPT_I32)
+                             ? "float32, float64, uint8, int8 or int32"
+                             : ((accept & ACCEPT_BYTES) ? "float32, float64, uint8 or int8"
+                                                        : "float32 or float64"),
+                         PyArray_DESCR(a)->typeobj->tp_name);
+            return -1;
+        }
+        if (t == target && PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a) &&
+            PyArray_ISNOTSWAPPED(a)) {
+            Py_INCREF(obj);
+            mi->arr = a;
+        }
+    }
+    if (mi->arr == NULL) {
+        mi->arr = (PyArrayObject *)PyArray_FromAny(
+            obj, PyArray_DescrFromType(target), 0, 0,
+            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST, NULL);
+        if (mi->arr == NULL)
+            return -1;
+    }
+    int nd = PyArray_NDIM(mi->arr);
+    if (nd != 1 && nd != 2) {
+        PyErr_Format(PyExc_ValueError, "%s must be a 1-D or 2-D array, not %d-D", what, nd);
+        matrix_in_release(mi);
+        return -1;
+    }
+    npy_intp *shape = PyArray_DIMS(mi->arr);
+    mi->ndim = nd;
+    mi->m.data = PyArray_DATA(mi->arr);
+    mi->m.rows = nd == 1 ? 1 : (size_t)shape[0];
+    mi->m.cols = (size_t)shape[nd - 1];
+    switch (PyArray_TYPE(mi->arr)) {
+    case NPY_UINT8: mi->m.type = ROTOR_ELEM_U8; break;
+    case NPY_INT8: mi->m.type = ROTOR_ELEM_I8; break;
+    case NPY_INT32: mi->m.type = ROTOR_ELEM_I32; break;
+    default: mi->m.type = ROTOR_ELEM_F32; break;
+    }
+    return 0;
+}
+
+/* ---- small argument helpers ----------------------------------------------- */
+
+static int parse_metric(PyObject *obj, rotor_metric *out) {
+    if (obj == NULL || obj == Py_None) {
+        *out = ROTOR_METRIC_L2;
+        return 0;
+    }
+    const char *s = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+    if (s == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "metric must be a string: 'l2', 'ip' or 'cosine'");
+        return -1;
+    }
+    if (rotor_metric_parse(s, out) != ROTOR_OK) {
+        PyErr_Format(PyExc_ValueError, "unknown metric '%s'; use 'l2', 'ip' or 'cosine'", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_kind(PyObject *obj, rotor_index_kind *out) {
+    const char *s = obj == NULL || obj == Py_None ? "flat"
+                    : PyUnicode_Check(obj)        ? PyUnicode_AsUTF8(obj)
+                                                  : NULL;
+    if (s == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "kind must be a string: 'flat', 'vamana' or 'ivf'");
+        return -1;
+    }
+    if (strcmp(s, "flat") == 0)
+        *out = ROTOR_INDEX_FLAT;
+    else if (strcmp(s, "vamana") == 0)
+        *out = ROTOR_INDEX_VAMANA;
+    else if (strcmp(s, "ivf") == 0)
+        *out = ROTOR_INDEX_IVF;
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown index kind '%s'; use 'flat', 'vamana' or 'ivf'", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Where full vectors live: None / "as_saved", "ram", "disk". */
+static int parse_place(PyObject *obj, const char *what, int *out) {
+    const char *s = obj == NULL || obj == Py_None ? "as_saved"
+                    : PyUnicode_Check(obj)        ? PyUnicode_AsUTF8(obj)
+                                                  : NULL;
+    if (s == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s must be 'ram' or 'disk'", what);
+        return -1;
+    }
+    if (strcmp(s, "as_saved") == 0)
+        *out = ROTOR_VECTORS_AS_SAVED;
+    else if (strcmp(s, "ram") == 0)
+        *out = ROTOR_VECTORS_RAM;
+    else if (strcmp(s, "disk") == 0)
+        *out = ROTOR_VECTORS_DISK;
+    else {
+        PyErr_Format(PyExc_ValueError, "%s must be 'ram' or 'disk', not '%s'", what, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* An optional non-negative integer no larger than `max`; None keeps *out. */
+static int opt_uint(PyObject *obj, const char *name, unsigned long long max,
+                    unsigned long long *out) {
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an integer, not %s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow != 0 || v < 0 || (unsigned long long)v > max) {
+        PyErr_Format(PyExc_ValueError, "%s must be between 0 and %llu, not %S", name, max, obj);
+        return -1;
+    }
+    *out = (unsigned long long)v;
+    return 0;
+}
+
+static int opt_u32(PyObject *obj, const char *name, uint32_t *out) {
+    unsigned long long v = *out;
+    if (opt_uint(obj, name, UINT32_MAX, &v) < 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* ---- progress ------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *callback; /* borrowed: a callable, or NULL for the built-in bar */
+    int bar;            /* draw the bar on sys.stderr */
+    int failed;         /* an exception is pending: stop */
+    double started, last;
+    uint64_t total;
+} progress_state;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void draw_bar(progress_state *ps, uint64_t done, uint64_t total) {
+    enum { WIDTH = 30 };
+    double frac = total ? (double)done / (double)total : 1.0;
+    if (frac > 1)
+        frac = 1;
+    int fill = (int)(frac * WIDTH);
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[WIDTH] = '\0';
+    double elapsed = now_seconds() - ps->started;
+    double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+    char line[160];
+    snprintf(line, sizeof line, "\rbuild [%s] %5.1f%%  %6.1fs elapsed, %6.1fs left ", bar,
+             100 * frac, elapsed, eta);
+    PySys_WriteStderr("%s", line);
+}
+
+/* The library's progress callback; runs on the thread that started the
+ * build, without the GIL. */
+static int progress_cb(void *opaque, uint64_t done, uint64_t total) {
+    progress_state *ps = opaque;
+    double t = now_seconds();
+    ps->total = total;
+    if (t - ps->last < 0.05 && done < total)
+        return 0;
+    ps->last = t;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (PyErr_CheckSignals() < 0)
+        ps->failed = 1;
+    if (!ps->failed && ps->callback != NULL) {
+        PyObject *r = PyObject_CallFunction(ps->callback, "KK", (unsigned long long)done,
+                                            (unsigned long long)total);
+        if (r == NULL)
+            ps->failed = 1;
+        else if (PyObject_IsTrue(r) == 1)
+            /* a true return asks to stop, as the C callback's does */
+            ps->failed = -1;
+        Py_XDECREF(r);
+        if (PyErr_Occurred() && ps->failed == 0)
+            ps->failed = 1;
+    }
+    if (!ps->failed && ps->bar)
+        draw_bar(ps, done, total);
+    PyGILState_Release(g);
+    return ps->failed != 0;
+}
+
+/* progress=False: nothing; True: a bar on sys.stderr when it is a
+ * terminal; a callable: called as f(done, total). */
+static int progress_setup(PyObject *progress, progress_state *ps, rotor_params *p) {
+    memset(ps, 0, sizeof *ps);
+    ps->started = now_seconds();
+    /* Even without a bar or a callable, the callback is how Ctrl-C reaches
+     * a long build: it is always installed. */
+    p->progress = progress_cb;
+    p->progress_opaque = ps;
+    if (progress == NULL || progress == Py_None || progress == Py_False)
+        return 0;
+    if (PyCallable_Check(progress)) {
+        ps->callback = progress;
+    } else {
+        int truth = PyObject_IsTrue(progress);
+        if (truth < 0)
+            return -1;
+        if (!truth)
+            return 0;
+        PyObject *err = PySys_GetObject("stderr"); /* borrowed */
+        if (err != NULL && err != Py_None) {
+            PyObject *tty = PyObject_CallMethod(err, "isatty", NULL);
+            if (tty == NULL)
+                PyErr_Clear();
+            else
+                ps->bar = PyObject_IsTrue(tty) == 1;
+            Py_XDECREF(tty);
+        }
+    }
+    return 0;
+}
+
+/* Ends the bar and turns the outcome into an exception when the build
+ * stopped on request. Returns -1 when an exception is set. */
+static int progress_finish(progress_state *ps, rotor_status st) {
+    if (ps->bar && !ps->failed) {
+        if (st == ROTOR_OK)
+            draw_bar(ps, ps->total, ps->total);
+        PySys_WriteStderr("\n");
+    }
+    if (ps->failed > 0 && PyErr_Occurred())
+        return -1;
+    if (ps->failed < 0 && st != ROTOR_OK) {
+        PyErr_SetString(status_exc[ROTOR_ERR_CANCELLED],
+                        "build stopped: the progress callback returned true");
+        return -1;
+    }
+    /* The signal may have landed after the last callback. */
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- build parameters -------------------------------------------------------- */
+
+/* Holds the strings rotor_params points at while a call runs. */
+typedef struct {
+    PyObject *quant, *walk_quant; /* UTF-8 bytes kept alive, or NULL */
+} params_keep;
+
+static void params_keep_release(params_keep *k) {
+    Py_CLEAR(k->quant);
+    Py_CLEAR(k->walk_quant);
+}
+
+static int quant_spec(PyObject *obj, const char *name, PyObject **keep, const char **out) {
+    *out = NULL;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a quantizer spec string or None, not %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PyUnicode_CompareWithASCIIString(obj, "auto") == 0) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "%s='auto' needs configuration on a sample of the data, which this "
+                     "version of rotor does not have; name a quantizer (e.g. 'pq64x4', "
+                     "'bin1fs', 'sq8') or None for full precision",
+                     name);
+        return -1;
+    }
+    *keep = PyUnicode_AsUTF8String(obj);
+    if (*keep == NULL)
+        return -1;
+    *out = PyBytes_AS_STRING(*keep);
+    return 0;
+}
+
+static const char *const build_kwlist[] = {
+    "x",          "metric", "kind",         "quant", "threads",        "progress",
+    "seed",       "degree", "build_list",   "alpha", "neighbor_codes", "build_space",
+    "walk_quant", "nlist",  "full_vectors", NULL};
+
+/* Fills rotor_params from build()'s keywords (all but x, parsed by the
+ * caller into `o`). */
+typedef struct {
+    PyObject *metric, *kind, *quant, *threads, *progress, *seed, *degree, *build_list, *alpha,
+        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors;
+} build_args;
+
+static int build_params(const build_args *a, rotor_params *p, params_keep *keep) {
+    *p = rotor_params_default();
+    memset(keep, 0, sizeof *keep);
+    if (parse_metric(a->metric, &p->metric) < 0 || parse_kind(a->kind, &p->kind) < 0 ||
+        quant_spec(a->quant, "quant", &keep->quant, &p->quant) < 0 ||
+        quant_spec(a->walk_quant, "walk_quant", &keep->walk_quant, &p->walk_quant) < 0 ||
+        opt_u32(a->threads, "threads", &p->threads) < 0 ||
+        opt_u32(a->degree, "degree", &p->graph_degree) < 0 ||
+        opt_u32(a->build_list, "build_list", &p->build_list) < 0 ||
+        opt_u32(a->nlist, "nlist", &p->nlist) < 0)
+        goto fail;
+    unsigned long long seed = p->seed;
+    if (opt_uint(a->seed, "seed", UINT64_MAX, &seed) < 0)
+        goto fail;
+    p->seed = seed;
+    /* As the CLI does: a build list below the degree follows the degree. */
+    if ((a->build_list == NULL || a->build_list == Py_None) && p->build_list < p->graph_degree)
+        p->build_list = p->graph_degree;
+    if (a->alpha != NULL && a->alpha != Py_None) {
+        double v = PyFloat_AsDouble(a->alpha);
+        if (v == -1.0 && PyErr_Occurred())
+            goto fail;
+        p->alpha = (float)v;
+    }
+    if (a->neighbor_codes != NULL && a->neighbor_codes != Py_None) {
+        int v = PyObject_IsTrue(a->neighbor_codes);
+        if (v < 0)
+            goto fail;
+        p->neighbor_codes = v;
+    }
+    if (a->build_space != NULL && a->build_space != Py_None) {
+        const char *s = PyUnicode_Check(a->build_space) ? PyUnicode_AsUTF8(a->build_space) : NULL;
+        if (s == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "build_space must be 'full' or 'codes'");
+            goto fail;
+        }
+        if (strcmp(s, "full") == 0)
+            p->build_space = ROTOR_BUILD_FULL;
+        else if (strcmp(s, "codes") == 0)
+            p->build_space = ROTOR_BUILD_CODES;
+        else {
+            PyErr_Format(PyExc_ValueError, "build_space must be 'full' or 'codes', not '%s'", s);
+            goto fail;
+        }
+    }
+    int place = ROTOR_VECTORS_AS_SAVED;
+    if (parse_place(a->full_vectors, "full_vectors", &place) < 0)
+        goto fail;
+    if (place != ROTOR_VECTORS_AS_SAVED)
+        p->full_vectors = place;
+    return 0;
+fail:
+    params_keep_release(keep);
+    return -1;
+}
+
+/* ---- the Index type ---------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD rotor_index *ix;
+    size_t dim;
+    pthread_rwlock_t lock;
+} IndexObject;
+
+static PyTypeObject IndexType;
+
+/* Takes the read lock for a short call made with the GIL held. When an add
+ * holds the lock, waiting for it with the GIL would stall every Python
+ * thread for the add's duration, so the wait is made without it. */
+static void read_lock_holding_gil(IndexObject *self) {
+    if (pthread_rwlock_tryrdlock(&self->lock) == 0)
+        return;
+    GIL_RELEASE();
+    pthread_rwlock_rdlock(&self->lock);
+    GIL_ACQUIRE();
+}
+
+static int check_open(IndexObject *self) {
+    if (self->ix == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the index is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *index_wrap(rotor_index *ix) {
+    IndexObject *self = PyObject_New(IndexObject, &IndexType);
+    if (self == NULL) {
+        rotor_index_close(ix);
+        return NULL;
+    }
+    rotor_index_stats s;
+    rotor_index_stats_get(ix, &s);
+    self->ix = ix;
+    self->dim = s.dim;
+    /* Writers first: an add must not wait forever behind a stream of
+     * searches from many threads. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&self->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return (PyObject *)self;
+}
+
+static void index_dealloc(IndexObject *self) {
+    /* No other thread can hold a reference, so nobody holds the lock. */
+    rotor_index_close(self->ix);
+    self->ix = NULL;
+    pthread_rwlock_destroy(&self->lock);
+    PyObject_Free(self);
+}
+
+static PyObject *index_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    (void)type;
+    (void)args;
+    (void)kwds;
+    PyErr_SetString(PyExc_TypeError,
+                    "rotor.Index is made by Index.build(vectors, ...) or Index.open(path)");
+    return NULL;
+}
+
+static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
+    (void)cls;
+    PyObject *x = NULL;
+    build_args a = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOO", (char **)build_kwlist, &x,
+                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
+                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
+                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors))
+        return NULL;
+    rotor_params p;
+    params_keep keep;
+    if (build_params(&a, &p, &keep) < 0)
+        return NULL;
+    matrix_in mi;
+    if (matrix_from(x, "vectors", ACCEPT_BYTES, &mi) < 0) {
+        params_keep_release(&keep);
+        return NULL;
+    }
+    progress_state ps;
+    if (progress_setup(a.progress, &ps, &p) < 0) {
+        matrix_in_release(&mi);
+        params_keep_release(&keep);
+        return NULL;
+    }
+    rotor_index *ix = NULL;
+    rotor_status st;
+    GIL_RELEASE();
+    st = rotor_index_build(&p, &mi.m, &ix);
+    GIL_ACQUIRE();
+    int stop = progress_finish(&ps, st);
+    matrix_in_release(&mi);
+    params_keep_release(&keep);
+    if (stop < 0) {
+        rotor_index_close(ix);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    return index_wrap(ix);
+}
+
+static PyObject *index_open(PyObject *cls, PyObject *args, PyObject *kw) {
+    (void)cls;
+    static const char *const kwlist[] = {"path",   "vectors", "io", "direct_io",
+                                         "verify", "load",    NULL};
+    PyObject *path = NULL, *vectors = NULL, *io = NULL, *direct = NULL;
+    int verify = 0, load = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$OOOpp", (char **)kwlist, PyUnicode_FSConverter,
+                                     &path, &vectors, &io, &direct, &verify, &load))
+        return NULL;
+    rotor_open_params op = rotor_open_params_default();
+    int place;
+    if (parse_place(vectors, "vectors", &place) < 0)
+        goto fail;
+    op.vectors = (rotor_vectors_place)place;
+    if (io != NULL && io != Py_None) {
+        const char *s = PyUnicode_Check(io) ? PyUnicode_AsUTF8(io) : NULL;
+        if (s != NULL && strcmp(s, "auto") == 0)
+            op.io = ROTOR_IO_AUTO;
+        else if (s != NULL && strcmp(s, "uring") == 0)
+            op.io = ROTOR_IO_URING;
+        else if (s != NULL && strcmp(s, "pread") == 0)
+            op.io = ROTOR_IO_PREAD;
+        else {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "io must be 'auto', 'uring' or 'pread'");
+            goto fail;
+        }
+    }
+    if (direct != NULL && direct != Py_None) {
+        int v = PyObject_IsTrue(direct);
+        if (v < 0)
+            goto fail;
+        op.direct_io = v;
+    }
+    op.verify = verify;
+    op.load = load;
+    rotor_index *ix = NULL;
+    rotor_status st;
+    const char *cpath = PyBytes_AS_STRING(path);
+    GIL_RELEASE();
+    st = rotor_index_open(cpath, &op, &ix);
+    GIL_ACQUIRE();
+    Py_DECREF(path);
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    return index_wrap(ix);
+fail:
+    Py_DECREF(path);
+    return NULL;
+}
+
+/* Fast keyword parsing for search(): it runs once per query, and the
+ * generic parser costs about as much as a small search. */
+enum {
+    SA_Q,
+    SA_K,
+    SA_LIST,
+    SA_RERANK,
+    SA_REFINE,
+    SA_NPROBE,
+    SA_STARTS,
+    SA_THREADS,
+    SA_RECALL,
+    SA_COUNT
+};
+static const char *const search_names[SA_COUNT] = {
+    "q", "k", "list_size", "rerank", "refine", "nprobe", "starts", "threads", "recall"};
+static PyObject *search_names_obj[SA_COUNT];
+
+static int search_parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                        PyObject **slot) {
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "search() takes the query and k as positional arguments (%zd given)", nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        slot[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        int found = -1;
+        for (int s = 0; s < SA_COUNT && found < 0; s++)
+            if (name == search_names_obj[s])
+                found = s;
+        for (int s = 0; s < SA_COUNT && found < 0; s++)
+            if (PyUnicode_Compare(name, search_names_obj[s]) == 0)
+                found = s;
+        if (found < 0) {
+            PyErr_Format(PyExc_TypeError, "search() got an unexpected keyword argument '%U'", name);
+            return -1;
+        }
+        if (slot[found] != NULL) {
+            PyErr_Format(PyExc_TypeError, "search() got multiple values for argument '%s'",
+                         search_names[found]);
+            return -1;
+        }
+        slot[found] = args[nargs + j];
+    }
+    if (slot[SA_Q] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "search() missing the query argument 'q'");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    PyObject *slot[SA_COUNT] = {0};
+    if (search_parse(args, nargs, kwnames, slot) < 0 || check_open(self) < 0)
+        return NULL;
+    if (slot[SA_RECALL] != NULL && slot[SA_RECALL] != Py_None) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "recall= needs a calibration table stored in the index, which this "
+                        "version of rotor does not build; set list_size= (graph), nprobe= "
+                        "(IVF) and rerank= instead");
+        return NULL;
+    }
+    long long k = 10;
+    if (slot[SA_K] != NULL) {
+        if (!PyLong_Check(slot[SA_K])) {
+            PyErr_Format(PyExc_TypeError, "k must be an integer, not %s",
+                         Py_TYPE(slot[SA_K])->tp_name);
+            return NULL;
+        }
+        k = PyLong_AsLongLong(slot[SA_K]);
+        if (k == -1 && PyErr_Occurred())
+            return NULL;
+        if (k < 1) {
+            PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT], "k must be at least 1, not %lld",
+                         k);
+            return NULL;
+        }
+    }
+    rotor_search_params sp = rotor_search_params_default();
+    if (opt_u32(slot[SA_LIST], "list_size", &sp.list_size) < 0 ||
+        opt_u32(slot[SA_REFINE], "refine", &sp.refine) < 0 ||
+        opt_u32(slot[SA_NPROBE], "nprobe", &sp.nprobe) < 0 ||
+        opt_u32(slot[SA_STARTS], "starts", &sp.start_points) < 0 ||
+        opt_u32(slot[SA_THREADS], "threads", &sp.threads) < 0)
+        return NULL;
+    if (slot[SA_RERANK] != NULL && slot[SA_RERANK] != Py_None) {
+        unsigned long long r = 0;
+        if (opt_uint(slot[SA_RERANK], "rerank", INT64_MAX, &r) < 0)
+            return NULL;
+        sp.rerank = (int64_t)r;
+    }
+
+    matrix_in mi;
+    if (matrix_from(slot[SA_Q], "queries", ACCEPT_BYTES, &mi) < 0)
+        return NULL;
+    npy_intp shape[2] = {(npy_intp)mi.m.rows, (npy_intp)k};
+    PyObject *ids = PyArray_SimpleNew(2, shape, NPY_INT64);
+    PyObject *dist = ids ? PyArray_SimpleNew(2, shape, NPY_FLOAT32) : NULL;
+    if (dist == NULL) {
+        Py_XDECREF(ids);
+        matrix_in_release(&mi);
+        return NULL;
+    }
+    int64_t *idp = PyArray_DATA((PyArrayObject *)ids);
+    float *dp = PyArray_DATA((PyArrayObject *)dist);
+    rotor_status st = ROTOR_OK;
+    if (mi.m.rows == 1 && mi.m.type == ROTOR_ELEM_F32) {
+        /* One float32 query: the single search, no batch machinery. */
+        GIL_RELEASE();
+        pthread_rwlock_rdlock(&self->lock);
+        st = self->ix ? rotor_index_search(self->ix, &sp, mi.m.data, mi.m.cols, (size_t)k, idp, dp)
+                      : ROTOR_ERR_INVALID_ARGUMENT;
+        pthread_rwlock_unlock(&self->lock);
+        GIL_ACQUIRE();
+
+    } else {
+        GIL_RELEASE();
+        pthread_rwlock_rdlock(&self->lock);
+        st = self->ix ? rotor_index_search_batch(self->ix, &sp, &mi.m, (size_t)k, idp, dp)
+                      : ROTOR_ERR_INVALID_ARGUMENT;
+        pthread_rwlock_unlock(&self->lock);
+        GIL_ACQUIRE();
+    }
+    matrix_in_release(&mi);
+    if (st != ROTOR_OK) {
+        Py_DECREF(ids);
+        Py_DECREF(dist);
+        if (self->ix == NULL) {
+            (void)check_open(self);
+            return NULL;
+        }
+        return raise_status(st);
+    }
+    PyObject *out = PyTuple_New(2);
+    if (out == NULL) {
+        Py_DECREF(ids);
+        Py_DECREF(dist);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, ids);
+    PyTuple_SET_ITEM(out, 1, dist);
+    return out;
+}
+
+static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
+    static const char *const kwlist[] = {"x", NULL};
+    PyObject *x;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", (char **)kwlist, &x) || check_open(self) < 0)
+        return NULL;
+    matrix_in mi;
+    if (matrix_from(x, "vectors", ACCEPT_BYTES, &mi) < 0)
+        return NULL;
+    rotor_status st;
+    GIL_RELEASE();
+    pthread_rwlock_wrlock(&self->lock);
+    st = self->ix ? rotor_index_add(self->ix, &mi.m) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    matrix_in_release(&mi);
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_save(IndexObject *self, PyObject *args, PyObject *kw) {
+    static const char *const kwlist[] = {"path", NULL};
+    PyObject *path = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&", (char **)kwlist, PyUnicode_FSConverter, &path))
+        return NULL;
+    if (check_open(self) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    const char *cpath = PyBytes_AS_STRING(path);
+    rotor_status st;
+    GIL_RELEASE();
+    pthread_rwlock_rdlock(&self->lock);
+    st = self->ix ? rotor_index_save(self->ix, cpath) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    Py_DECREF(path);
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_close(IndexObject *self, PyObject *unused) {
+    (void)unused;
+    rotor_index *ix;
+    GIL_RELEASE();
+    pthread_rwlock_wrlock(&self->lock);
+    ix = self->ix;
+    self->ix = NULL;
+    pthread_rwlock_unlock(&self->lock);
+    rotor_index_close(ix);
+    GIL_ACQUIRE();
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_enter(IndexObject *self, PyObject *unused) {
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *index_exit(IndexObject *self, PyObject *args) {
+    (void)args;
+    return index_close(self, NULL);
+}
+
+static int get_stats(IndexObject *self, rotor_index_stats *s) {
+    if (check_open(self) < 0)
+        return -1;
+    /* Reading stats races only with add and close, which hold the write
+     * lock; the call is short, so it is made with the GIL held. */
+    read_lock_holding_gil(self);
+    rotor_status st = self->ix ? rotor_index_stats_get(self->ix, s) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    if (st != ROTOR_OK) {
+        if (check_open(self) < 0)
+            return -1;
+        raise_status(st);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *index_stats(IndexObject *self, PyObject *unused) {
+    (void)unused;
+    rotor_index_stats s;
+    if (get_stats(self, &s) < 0)
+        return NULL;
+    return Py_BuildValue(
+        "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n}",
+        "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
+        (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
+        "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
+        "bytes_graph", (Py_ssize_t)s.bytes_graph, "bytes_graph_codes",
+        (Py_ssize_t)s.bytes_graph_codes, "train_seconds", s.train_seconds, "bytes_total",
+        (Py_ssize_t)s.bytes_total, "quant", s.quant, "walk_quant", s.walk_quant, "mapped",
+        s.mapped ? Py_True : Py_False, "vectors_on_disk", s.vectors_on_disk ? Py_True : Py_False,
+        "bytes_vectors_disk", (Py_ssize_t)s.bytes_vectors_disk, "io_backend", s.io_backend,
+        "direct_io", s.direct_io ? Py_True : Py_False, "io_fallback",
+        s.io_fallback ? Py_True : Py_False, "graph_degree", (unsigned)s.graph_degree,
+        "start_points", (Py_ssize_t)s.start_points, "start_groups", (Py_ssize_t)s.start_groups);
+}
+
+static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
+    long long id = PyLong_AsLongLong(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    if (check_open(self) < 0)
+        return NULL;
+    npy_intp shape[1] = {(npy_intp)self->dim};
+    PyObject *out = PyArray_SimpleNew(1, shape, NPY_FLOAT32);
+    if (out == NULL)
+        return NULL;
+    read_lock_holding_gil(self);
+    rotor_status st = self->ix ? rotor_index_reconstruct(self->ix, (int64_t)id,
+                                                         PyArray_DATA((PyArrayObject *)out))
+                               : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    if (st != ROTOR_OK) {
+        Py_DECREF(out);
+        if (check_open(self) < 0)
+            return NULL;
+        return raise_status(st);
+    }
+    return out;
+}
+
+static Py_ssize_t index_len(IndexObject *self) {
+    rotor_index_stats s;
+    if (get_stats(self, &s) < 0)
+        return -1;
+    return (Py_ssize_t)s.count;
+}
+
+static PyObject *index_get_dim(IndexObject *self, void *closure) {
+    (void)closure;
+    if (check_open(self) < 0)
+        return NULL;
+    return PyLong_FromSize_t(self->dim);
+}
+
+static PyObject *index_get_metric(IndexObject *self, void *closure) {
+    (void)closure;
+    rotor_index_stats s;
+    if (get_stats(self, &s) < 0)
+        return NULL;
+    return PyUnicode_FromString(rotor_metric_name(s.metric));
+}
+
+static PyObject *index_get_kind(IndexObject *self, void *closure) {
+    (void)closure;
+    rotor_index_stats s;
+    if (get_stats(self, &s) < 0)
+        return NULL;
+    return PyUnicode_FromString(rotor_index_kind_name(s.kind));
+}
+
+static PyObject *index_get_quant(IndexObject *self, void *closure) {
+    (void)closure;
+    rotor_index_stats s;
+    if (get_stats(self, &s) < 0)
+        return NULL;
+    if (strcmp(s.quant, "none") == 0)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(s.quant);
+}
+
+static PyObject *index_get_closed(IndexObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->ix == NULL);
+}
+
+static PyObject *index_repr(IndexObject *self) {
+    if (self->ix == NULL)
+        return PyUnicode_FromString("<rotor.Index (closed)>");
+    rotor_index_stats s;
+    if (get_stats(self, &s) < 0)
+        return NULL;
+    return PyUnicode_FromFormat("<rotor.Index %s, %zu x %zu, metric %s, quant %s%s%s>",
+                                rotor_index_kind_name(s.kind), s.count, s.dim,
+                                rotor_metric_name(s.metric), s.quant,
+                                s.walk_quant[0] ? ", walking " : "", s.walk_quant);
+}
+
+/* ---- docstrings ---------------------------------------------------------------- */
+
+PyDoc_STRVAR(
+    build_doc,
+    "build(x, *, metric='l2', kind='flat', quant=None, threads=0, progress=False, seed=42,\n"
+    "      degree=None, build_list=None, alpha=None, neighbor_codes=None, build_space=None,\n"
+    "      walk_quant=None, nlist=None, full_vectors=None)\n"
+    "--\n\n"
+    "Build an index over the rows of x.\n\n"
+    "x        (n, d) array of vectors. float32 C-contiguous arrays are read in place;\n"
+    "         uint8 and int8 go to the library as they are (it converts them);\n"
+    "         float64, float16, strided views and lists are copied to float32 first.\n"
+    "         Other integer types raise TypeError. NaN or infinity raises NotFiniteError.\n"
+    "metric   'l2' (squared Euclidean), 'ip' (negated inner product) or 'cosine'\n"
+    "         (1 - cos; the index keeps normalised copies).\n"
+    "kind     'flat' (every vector scanned), 'vamana' (proximity graph) or 'ivf'\n"
+    "         (k-means partitions; needs quant).\n"
+    "quant    None for full precision, or a quantizer spec: 'tq1'..'tq8', 'tqip2'..'tqip8',\n"
+    "         'bin1', 'bin2', 'bin1fs', 'bin2fs', 'sq8', 'pq<M>', 'pq<M>x4'. 'auto' raises\n"
+    "         NotImplementedError: this version cannot choose one from the data.\n"
+    "threads  build threads; 0 = one per core. A vamana build is bit-for-bit repeatable\n"
+    "         with threads=1 and the same seed.\n"
+    "progress False, True (a bar on stderr when it is a terminal) or a callable\n"
+    "         f(done, total); a callable returning True stops the build (InvalidArgument).\n"
+    "         Graph builds report progress; Ctrl-C stops them cleanly with\n"
+    "         KeyboardInterrupt whatever this is.\n"
+    "degree, build_list, alpha, neighbor_codes, build_space ('full'|'codes'), walk_quant:\n"
+    "         vamana build settings (R, L, alpha; see rotor.h). nlist: IVF partitions.\n"
+    "full_vectors  'ram' or 'disk': where an index saved from this one keeps its full\n"
+    "         vectors when opened (disk needs quant).\n\n"
+    "The GIL is released while the index is built.");
+
+PyDoc_STRVAR(open_doc,
+             "open(path, *, vectors=None, io=None, direct_io=None, verify=False, load=False)"
+             "\n"
+             "--\n\n"
+             "Open an index file written by Index.save.\n\n"
+             "vectors    None (as saved), 'ram' (mapped) or 'disk' (the rerank reads the few\n"
+             "           full vectors it scores from the file; needs a quantized index).\n"
+             "io         'auto', 'uring' or 'pread': how vectors on disk are read.\n"
+             "direct_io  None (O_DIRECT where allowed), False, or True (fail without it).\n"
+             "verify     hash every section before returning.\n"
+             "load       copy the index into memory instead of mapping it.\n\n"
+             "Raises FormatError, CorruptFile, Unsupported or IoError for a file it cannot "
+             "use.\nThe GIL is released while the file is opened.");
+
+PyDoc_STRVAR(
+    search_doc,
+    "search(q, k=10, *, list_size=None, rerank=None, refine=None, nprobe=None, starts=None,\n"
+    "       threads=0, recall=None)\n"
+    "--\n\n"
+    "Find the k nearest neighbours of each query.\n\n"
+    "q          one query of shape (d,) or a batch of shape (n, d). A float32 C-contiguous\n"
+    "           array is read in place; uint8 and int8 batches go to the library as they\n"
+    "           are; float64, float16, strided views and lists are copied to float32.\n"
+    "k          neighbours per query, at least 1. Rows are padded with id -1 and\n"
+    "           distance +inf when k exceeds the index size.\n"
+    "list_size  vamana: the beam search's candidate list L (default max(k, 64)).\n"
+    "rerank     quantized indexes: candidates scored again on full vectors (default\n"
+    "           10 * k; 0 returns the code estimates).\n"
+    "refine     vamana with walk_quant: walk candidates estimated again (default 4 x\n"
+    "           rerank).\n"
+    "nprobe     ivf: partitions scanned per query (default 16).\n"
+    "starts     quantized vamana: sampled starting points scored first (default 256).\n"
+    "threads    batch searches: worker threads, 0 = one per core.\n"
+    "recall     a target recall instead of the settings above: raises\n"
+    "           NotImplementedError in this version (no calibration table yet).\n\n"
+    "Returns (ids, distances): int64 and float32 arrays of shape (n, k), n = 1 for a\n"
+    "single query, each row sorted by increasing distance (squared L2, negated inner\n"
+    "product, or 1 - cosine).\n\n"
+    "Raises DimensionError (a ValueError) when d differs from the index's, NotFiniteError\n"
+    "for NaN or infinity, InvalidArgument for k < 1, TypeError for a dtype that is not\n"
+    "a vector. The GIL is released during the search; a batch runs on the library's\n"
+    "threads, and any number of Python threads may search one index at once.");
+
+PyDoc_STRVAR(add_doc, "add(x)\n--\n\n"
+                      "Append the rows of x (same dtype rules as build); their ids continue "
+                      "from len(index).\nOn failure the index is unchanged. An index opened "
+                      "with vectors on disk cannot take adds.\nThe GIL is released; searches "
+                      "from other threads wait until the add is done.");
+
+PyDoc_STRVAR(save_doc, "save(path)\n--\n\n"
+                       "Write the index to path: into a temporary file beside it, flushed and "
+                       "renamed, so path\nholds the old file or the new one, never a part. "
+                       "Every section is checksummed.\nThe GIL is released while it writes.");
+
+PyDoc_STRVAR(close_doc, "close()\n--\n\n"
+                        "Release the index now (also done when it is garbage-collected, or on "
+                        "leaving a with block).\nLater calls raise ValueError.");
+
+PyDoc_STRVAR(stats_doc, "stats()\n--\n\n"
+                        "What the index holds: kind, metric, count, dim, bytes per part "
+                        "(vectors, codes, graph,\ngraph codes, total), the quantizer, whether it "
+                        "is mapped from a file, whether its vectors\nare on disk and how they "
+                        "are read, the graph degree and the sampled starting points.");
+
+PyDoc_STRVAR(reconstruct_doc, "reconstruct(id)\n--\n\n"
+                              "The index's copy of vector id (float32, shape (d,)): the stored "
+                              "vector or, for a quantized\nindex, the decoded code. Cosine "
+                              "indexes hold normalised vectors.");
+
+static PyMethodDef index_methods[] = {
+    {"build", (PyCFunction)(void (*)(void))index_build, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     build_doc},
+    {"open", (PyCFunction)(void (*)(void))index_open, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     open_doc},
+    {"search", (PyCFunction)(void (*)(void))index_search, METH_FASTCALL | METH_KEYWORDS,
+     search_doc},
+    {"add", (PyCFunction)(void (*)(void))index_add, METH_VARARGS | METH_KEYWORDS, add_doc},
+    {"save", (PyCFunction)(void (*)(void))index_save, METH_VARARGS | METH_KEYWORDS, save_doc},
+    {"close", (PyCFunction)index_close, METH_NOARGS, close_doc},
+    {"stats", (PyCFunction)index_stats, METH_NOARGS, stats_doc},
+    {"reconstruct", (PyCFunction)index_reconstruct, METH_O, reconstruct_doc},
+    {"__enter__", (PyCFunction)index_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)index_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef index_getset[] = {
+    {"dim", (getter)index_get_dim, NULL, "dimensions of a vector", NULL},
+    {"metric", (getter)index_get_metric, NULL, "'l2', 'ip' or 'cosine'", NULL},
+    {"kind", (getter)index_get_kind, NULL, "'flat', 'vamana' or 'ivf'", NULL},
+    {"quant", (getter)index_get_quant, NULL, "the quantizer spec, or None for full precision",
+     NULL},
+    {"closed", (getter)index_get_closed, NULL, "True after close()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods index_as_sequence = {
+    .sq_length = (lenfunc)index_len,
+};
+
+PyDoc_STRVAR(index_doc,
+             "A nearest-neighbour index: flat, vamana (graph) or ivf, over L2, inner product\n"
+             "or cosine, optionally searched on compressed codes and reranked on full vectors.\n\n"
+             "Made by Index.build(x, ...) or Index.open(path). len(index) is the number of\n"
+             "vectors; ids are row numbers in the order vectors were built and added.\n"
+             "Any number of threads may search one index at once; add() waits for them.");
+
+static PyTypeObject IndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rotor.Index",
+    .tp_basicsize = sizeof(IndexObject),
+    .tp_dealloc = (destructor)index_dealloc,
+    .tp_repr = (reprfunc)index_repr,
+    .tp_as_sequence = &index_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = index_doc,
+    .tp_methods = index_methods,
+    .tp_getset = index_getset,
+    .tp_new = index_new,
+};
+
+/* ---- module functions -------------------------------------------------------- */
+
+static void matrix_capsule_free(PyObject *cap) {
+    rotor_matrix *m = PyCapsule_GetPointer(cap, "rotor.matrix");
+    if (m != NULL) {
+        rotor_matrix_free(m);
+        PyMem_Free(m);
+    }
+}
+
+/* Hands a matrix filled by rotor to NumPy without a copy: the array's base
+ * is a capsule that frees it. Takes ownership of *m. */
+static PyObject *matrix_to_array(rotor_matrix *m) {
+    int type;
+    switch (m->type) {
+    case ROTOR_ELEM_U8: type = NPY_UINT8; break;
+    case ROTOR_ELEM_I8: type = NPY_INT8; break;
+    case ROTOR_ELEM_I32: type = NPY_INT32; break;
+    default: type = NPY_FLOAT32; break;
+    }
+    rotor_matrix *own = PyMem_Malloc(sizeof *own);
+    if (own == NULL) {
+        rotor_matrix_free(m);
+        return PyErr_NoMemory();
+    }
+    *own = *m;
+    PyObject *cap = PyCapsule_New(own, "rotor.matrix", matrix_capsule_free);
+    if (cap == NULL) {
+        rotor_matrix_free(own);
+        PyMem_Free(own);
+        return NULL;
+    }
+    npy_intp shape[2] = {(npy_intp)own->rows, (npy_intp)own->cols};
+    PyObject *arr = PyArray_SimpleNewFromData(2, shape, type, own->data);
+    if (arr == NULL || PyArray_SetBaseObject((PyArrayObject *)arr, cap) < 0) {
+        Py_XDECREF(arr);
+        Py_DECREF(cap);
+        return NULL;
+    }
+    return arr;
+}
+
+PyDoc_STRVAR(read_vectors_doc,
+             "read_vectors(path, *, max_rows=0, dtype=None)\n"
+             "--\n\n"
+             "Read a data set file, in any format the rotor tool reads: .fvecs .ivecs .bvecs,\n"
+             ".fbin .u8bin .i8bin .ibin, .npy, and (Fashion-)MNIST IDX files, gzip-compressed\n"
+             "or not. Returns a 2-D array in the file's element type (float32, uint8, int8\n"
+             "or int32), or float32 with dtype=numpy.float32. max_rows > 0 reads at most that\n"
+             "many rows. Malformed files raise FormatError naming the file and the fault.");
+
+static PyObject *mod_read_vectors(PyObject *mod, PyObject *args, PyObject *kw) {
+    (void)mod;
+    static const char *const kwlist[] = {"path", "max_rows", "dtype", NULL};
+    PyObject *path = NULL, *dtype = NULL;
+    Py_ssize_t max_rows = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$nO", (char **)kwlist, PyUnicode_FSConverter,
+                                     &path, &max_rows, &dtype))
+        return NULL;
+    int as = -1;
+    if (dtype != NULL && dtype != Py_None) {
+        PyArray_Descr *d = NULL;
+        if (!PyArray_DescrConverter(dtype, &d)) {
+            Py_DECREF(path);
+            return NULL;
+        }
+        int t = d->type_num;
+        Py_DECREF(d);
+        if (t != NPY_FLOAT32) {
+            Py_DECREF(path);
+            PyErr_SetString(PyExc_TypeError,
+                            "read_vectors converts only to float32 (dtype=numpy.float32)");
+            return NULL;
+        }
+        as = ROTOR_ELEM_F32;
+    }
+    if (max_rows < 0) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_ValueError, "max_rows must be 0 (every row) or positive");
+        return NULL;
+    }
+    rotor_matrix m = {0};
+    rotor_status st;
+    const char *cpath = PyBytes_AS_STRING(path);
+    GIL_RELEASE();
+    st = rotor_matrix_read(cpath, as, (size_t)max_rows, &m);
+    GIL_ACQUIRE();
+    Py_DECREF(path);
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    return matrix_to_array(&m);
+}
+
+PyDoc_STRVAR(write_vectors_doc,
+             "write_vectors(path, x)\n"
+             "--\n\n"
+             "Write a 2-D array in the format named by the extension of path (.fvecs .ivecs\n"
+             ".bvecs .fbin .u8bin .i8bin .ibin .npy; not IDX). x may be float32, uint8, int8\n"
+             "or int32 (as the format holds); float64 is written as float32. The file is\n"
+             "written under a temporary name and renamed, so it appears whole or not at all.");
+
+static PyObject *mod_write_vectors(PyObject *mod, PyObject *args, PyObject *kw) {
+    (void)mod;
+    static const char *const kwlist[] = {"path", "x", NULL};
+    PyObject *path = NULL, *x = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O", (char **)kwlist, PyUnicode_FSConverter, &path,
+                                     &x))
+        return NULL;
+    matrix_in mi;
+    if (matrix_from(x, "x", ACCEPT_BYTES | ACCEPT_I32, &mi) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    if (mi.ndim != 2) {
+        matrix_in_release(&mi);
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_ValueError, "x must be a 2-D array (rows, columns)");
+        return NULL;
+    }
+    rotor_status st;
+    const char *cpath = PyBytes_AS_STRING(path);
+    GIL_RELEASE();
+    st = rotor_matrix_write(cpath, &mi.m);
+    GIL_ACQUIRE();
+    matrix_in_release(&mi);
+    Py_DECREF(path);
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(ground_truth_doc,
+             "ground_truth(base, queries, k=100, metric='l2', *, threads=0)\n"
+             "--\n\n"
+             "The exact k nearest rows of base for each query, by a full scan (what\n"
+             "`rotor gt` computes): int64 ids and float32 distances of shape (n, k).\n"
+             "Same dtype rules as Index.build. The GIL is released.");
+
+static PyObject *mod_ground_truth(PyObject *mod, PyObject *args, PyObject *kw) {
+    (void)mod;
+    static const char *const kwlist[] = {"base", "queries", "k", "metric", "threads", NULL};
+    PyObject *base = NULL, *queries = NULL, *metric = NULL, *threads_obj = NULL;
+    Py_ssize_t k = 100;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|nO$O", (char **)kwlist, &base, &queries, &k,
+                                     &metric, &threads_obj))
+        return NULL;
+    rotor_params p = rotor_params_default();
+    uint32_t threads = 0;
+    if (parse_metric(metric, &p.metric) < 0 || opt_u32(threads_obj, "threads", &threads) < 0)
+        return NULL;
+    if (k < 1) {
+        PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT], "k must be at least 1, not %zd", k);
+        return NULL;
+    }
+    p.threads = threads;
+    matrix_in mb, mq;
+    if (matrix_from(base, "base", ACCEPT_BYTES, &mb) < 0)
+        return NULL;
+    if (matrix_from(queries, "queries", ACCEPT_BYTES, &mq) < 0) {
+        matrix_in_release(&mb);
+        return NULL;
+    }
+    npy_intp shape[2] = {(npy_intp)mq.m.rows, (npy_intp)k};
+    PyObject *ids = PyArray_SimpleNew(2, shape, NPY_INT64);
+    PyObject *dist = ids ? PyArray_SimpleNew(2, shape, NPY_FLOAT32) : NULL;
+    if (dist == NULL) {
+        Py_XDECREF(ids);
+        matrix_in_release(&mb);
+        matrix_in_release(&mq);
+        return NULL;
+    }
+    rotor_search_params sp = rotor_search_params_default();
+    sp.threads = threads;
+    rotor_index *ix = NULL;
+    rotor_status st;
+    GIL_RELEASE();
+    st = rotor_index_build(&p, &mb.m, &ix);
+    if (st == ROTOR_OK)
+        st = rotor_index_search_batch(ix, &sp, &mq.m, (size_t)k, PyArray_DATA((PyArrayObject *)ids),
+                                      PyArray_DATA((PyArrayObject *)dist));
+    rotor_index_close(ix);
+    GIL_ACQUIRE();
+    matrix_in_release(&mb);
+    matrix_in_release(&mq);
+    if (st != ROTOR_OK) {
+        Py_DECREF(ids);
+        Py_DECREF(dist);
+        return raise_status(st);
+    }
+    return Py_BuildValue("(NN)", ids, dist);
+}
+
+PyDoc_STRVAR(build_file_doc,
+             "build_file(input, output, **build_options)\n"
+             "--\n\n"
+             "Build an index over the vectors of a data set file and save it to output,\n"
+             "without holding the vectors in memory (they are streamed into a temporary file\n"
+             "the build maps). Takes Index.build's keyword options. The GIL is released.");
+
+static PyObject *mod_build_file(PyObject *mod, PyObject *args, PyObject *kw) {
+    (void)mod;
+    static const char *const kwlist[] = {
+        "input",       "output",     "metric", "kind",         "quant", "threads",
+        "progress",    "seed",       "degree", "build_list",   "alpha", "neighbor_codes",
+        "build_space", "walk_quant", "nlist",  "full_vectors", NULL};
+    PyObject *in = NULL, *out = NULL;
+    build_args a = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|$OOOOOOOOOOOOOO", (char **)kwlist,
+                                     PyUnicode_FSConverter, &in, PyUnicode_FSConverter, &out,
+                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
+                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
+                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors)) {
+        Py_XDECREF(in);
+        return NULL;
+    }
+    rotor_params p;
+    params_keep keep;
+    progress_state ps;
+    PyObject *result = NULL;
+    if (build_params(&a, &p, &keep) < 0)
+        goto done;
+    if (progress_setup(a.progress, &ps, &p) < 0) {
+        params_keep_release(&keep);
+        goto done;
+    }
+    rotor_status st;
+    const char *cin = PyBytes_AS_STRING(in), *cout = PyBytes_AS_STRING(out);
+    GIL_RELEASE();
+    st = rotor_index_build_file(&p, cin, cout);
+    GIL_ACQUIRE();
+    params_keep_release(&keep);
+    if (progress_finish(&ps, st) < 0)
+        goto done;
+    if (st != ROTOR_OK) {
+        raise_status(st);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_DECREF(in);
+    Py_DECREF(out);
+    return result;
+}
+
+PyDoc_STRVAR(verify_doc, "verify(path)\n--\n\n"
+                         "Check every byte of an index file: header, section checksums and "
+                         "structure. Raises\nCorruptFile, FormatError or IoError on the first "
+                         "fault. The GIL is released.");
+
+static PyObject *mod_verify(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(arg, &path))
+        return NULL;
+    rotor_status st;
+    const char *cpath = PyBytes_AS_STRING(path);
+    GIL_RELEASE();
+    st = rotor_index_verify(cpath);
+    GIL_ACQUIRE();
+    Py_DECREF(path);
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(probe_doc, "probe(path)\n--\n\n"
+                        "What a data set file holds, from its header: format, dtype, rows, "
+                        "cols, compressed.");
+
+static PyObject *mod_probe(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(arg, &path))
+        return NULL;
+    rotor_file_info info;
+    rotor_status st;
+    const char *cpath = PyBytes_AS_STRING(path);
+    GIL_RELEASE();
+    st = rotor_file_probe(cpath, &info);
+    GIL_ACQUIRE();
+    Py_DECREF(path);
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    static const char *const types[] = {"float32", "uint8", "int8", "int32"};
+    return Py_BuildValue("{s:s,s:s,s:n,s:n,s:O}", "format", rotor_file_format_name(info.format),
+                         "dtype", (unsigned)info.type < 4 ? types[info.type] : "unknown", "rows",
+                         (Py_ssize_t)info.rows, "cols", (Py_ssize_t)info.cols, "compressed",
+                         info.compressed ? Py_True : Py_False);
+}
+
+static PyObject *mod_simd_level(PyObject *mod, PyObject *unused) {
+    (void)mod;
+    (void)unused;
+    return PyUnicode_FromString(rotor_simd_level());
+}
+
+static PyMethodDef module_methods[] = {
+    {"read_vectors", (PyCFunction)(void (*)(void))mod_read_vectors, METH_VARARGS | METH_KEYWORDS,
+     read_vectors_doc},
+    {"write_vectors", (PyCFunction)(void (*)(void))mod_write_vectors, METH_VARARGS | METH_KEYWORDS,
+     write_vectors_doc},
+    {"ground_truth", (PyCFunction)(void (*)(void))mod_ground_truth, METH_VARARGS | METH_KEYWORDS,
+     ground_truth_doc},
+    {"build_file", (PyCFunction)(void (*)(void))mod_build_file, METH_VARARGS | METH_KEYWORDS,
+     build_file_doc},
+    {"verify", (PyCFunction)mod_verify, METH_O, verify_doc},
+    {"probe", (PyCFunction)mod_probe, METH_O, probe_doc},
+    {"simd_level", (PyCFunction)mod_simd_level, METH_NOARGS,
+     "simd_level()\n--\n\nThe instruction set the distance kernels run on: 'avx512', "
+     "'avx2' or 'scalar'."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(module_doc,
+             "rotor: approximate nearest-neighbour search over dense vectors.\n\n"
+             "    import numpy as np, rotor\n"
+             "    ix = rotor.Index.build(x, metric='cosine', kind='vamana', quant='pq64x4')\n"
+             "    ids, dist = ix.search(q, k=10)     # (n, k) int64 / float32\n"
+             "    ix.save('ix.rotor'); ix2 = rotor.Index.open('ix.rotor', vectors='disk')\n\n"
+             "Errors are rotor.Error subclasses, one per library status; those about the\n"
+             "caller's input are also ValueError (DimensionError, NotFiniteError, EmptyError,\n"
+             "InvalidArgument), file problems FormatError, CorruptFile, Unsupported and\n"
+             "IoError (an OSError).");
+
+static struct PyModuleDef rotor_module = {
+    PyModuleDef_HEAD_INIT, "rotor", module_doc, -1, module_methods, NULL, NULL, NULL, NULL,
+};
+
+/* Creates one exception class; `extra` is a second base or NULL. */
+static PyObject *add_exception(PyObject *m, const char *name, PyObject *extra, const char *doc) {
+    char qual[64];
+    snprintf(qual, sizeof qual, "rotor.%s", name);
+    PyObject *bases = extra ? PyTuple_Pack(2, Error, extra) : PyTuple_Pack(1, Error);
+    if (bases == NULL)
+        return NULL;
+    PyObject *cls = PyErr_NewExceptionWithDoc(qual, doc, bases, NULL);
+    Py_DECREF(bases);
+    if (cls == NULL || PyModule_AddObjectRef(m, name, cls) < 0) {
+        Py_XDECREF(cls);
+        return NULL;
+    }
+    return cls; /* the module and status_exc share it: one reference kept here */
+}
+
+PyMODINIT_FUNC PyInit_rotor(void) {
+    import_array();
+    for (int i = 0; i < SA_COUNT; i++) {
+        search_names_obj[i] = PyUnicode_InternFromString(search_names[i]);
+        if (search_names_obj[i] == NULL)
+            return NULL;
+    }
+    if (PyType_Ready(&IndexType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&rotor_module);
+    if (m == NULL)
+        return NULL;
+    Error = PyErr_NewExceptionWithDoc(
+        "rotor.Error", "Base class of every error the rotor library reports.", NULL, NULL);
+    if (Error == NULL || PyModule_AddObjectRef(m, "Error", Error) < 0)
+        goto fail;
+    struct {
+        rotor_status st;
+        const char *name;
+        PyObject *extra;
+        const char *doc;
+    } map[] = {
+        {ROTOR_ERR_INVALID_ARGUMENT, "InvalidArgument", PyExc_ValueError,
+         "A parameter is out of range."},
+        {ROTOR_ERR_DIMENSION, "DimensionError", PyExc_ValueError,
+         "A vector's dimension does not match the index's."},
+        {ROTOR_ERR_NOT_FINITE, "NotFiniteError", PyExc_ValueError,
+         "The input holds NaN or infinity."},
+        {ROTOR_ERR_EMPTY, "EmptyError", PyExc_ValueError, "No vectors where some are required."},
+        {ROTOR_ERR_OUT_OF_MEMORY, "OutOfMemory", PyExc_MemoryError,
+         "An allocation failed; nothing was changed."},
+        {ROTOR_ERR_IO, "IoError", PyExc_OSError, "The operating system refused a read or write."},
+        {ROTOR_ERR_FORMAT, "FormatError", NULL, "A file is malformed, truncated or foreign."},
+        {ROTOR_ERR_CORRUPT, "CorruptFile", NULL, "A checksum does not match."},
+        {ROTOR_ERR_UNSUPPORTED, "Unsupported", NULL,
+         "A valid request this build or index cannot serve (e.g. a newer file version)."},
+        {ROTOR_ERR_THREAD, "ThreadError", PyExc_RuntimeError,
+         "A worker thread could not be started."},
+        {ROTOR_ERR_CANCELLED, "Cancelled", NULL, "The progress callback asked the work to stop."},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        status_exc[map[i].st] = add_exception(m, map[i].name, map[i].extra, map[i].doc);
+        if (status_exc[map[i].st] == NULL)
+            goto fail;
+    }
+    Py_INCREF(&IndexType);
+    if (PyModule_AddObject(m, "Index", (PyObject *)&IndexType) < 0) {
+        Py_DECREF(&IndexType);
+        goto fail;
+    }
+    if (PyModule_AddStringConstant(m, "__version__", rotor_version_string()) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
