@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Make GloVe-like word-vector benchmark sets from text that Debian ships.
 
-    bench/make_wordvec.py [OUT_DIR] [--dims 25,100,200] [--epoch 5]
+    bench/make_wordvec.py [OUT_DIR] [--dims 25,100,200] [--epoch 5 | 5,3,2]
         [--min-count 5] [--threads 2] [--nq 1000] [--seed 2024]
         [--rotor build/release/rotor] [--max-tokens N]
 
@@ -201,9 +201,9 @@ def make_corpus(path, max_tokens):
         f"({man_tok:,} from man pages; {n_dup:,} duplicate paragraphs dropped)")
 
 
-def train(corpus, out_prefix, dim, a):
+def train(corpus, out_prefix, dim, epoch, a):
     cmd = ["nice", "-n", "10", "fasttext", "skipgram", "-input", corpus, "-output", out_prefix,
-           "-dim", str(dim), "-epoch", str(a.epoch), "-minCount", str(a.min_count),
+           "-dim", str(dim), "-epoch", str(epoch), "-minCount", str(a.min_count),
            "-minn", "0", "-maxn", "0", "-thread", str(a.threads), "-seed", str(a.seed),
            "-verbose", "1"]
     log("train: " + " ".join(cmd))
@@ -223,6 +223,9 @@ def read_vec(path):
                 continue                     # '</s>', the end-of-line token
             words.append(parts[0])
             rows.append(np.array(parts[1:], dtype=np.float32))
+    if len(words) < n - 1:
+        sys.exit(f"make_wordvec: {path} has {len(words)} of {n} rows (cut short?): "
+                 "remove it and train again")
     return words, np.vstack(rows)
 
 
@@ -284,7 +287,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", nargs="?", default=os.path.join(".", "data", "wordvec"))
     ap.add_argument("--dims", default="25,100,200")
-    ap.add_argument("--epoch", type=int, default=5)
+    ap.add_argument("--epoch", default="5",
+                    help="epochs: one number, or one per dimension (e.g. 5,3,2)")
     ap.add_argument("--min-count", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--nq", type=int, default=1000)
@@ -312,11 +316,16 @@ def main():
         log(f"corpus: reusing {corpus}")
 
     dims = [int(d) for d in a.dims.split(",")]
+    epochs = [int(e) for e in a.epoch.split(",")]
+    if len(epochs) == 1:
+        epochs *= len(dims)
+    if len(epochs) != len(dims):
+        sys.exit("make_wordvec: --epoch needs one value or one per dimension")
     qset = None
-    for dim in dims:
+    for dim, epoch in zip(dims, epochs):
         prefix = os.path.join(out, f"model-{dim}")
         if not os.path.exists(prefix + ".vec"):
-            train(corpus, prefix, dim, a)
+            train(corpus, prefix, dim, epoch, a)
         words, x = read_vec(prefix + ".vec")
         if qset is None:
             # held out once, by word, so every dimension has the same queries
