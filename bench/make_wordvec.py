@@ -3,19 +3,20 @@
 
     bench/make_wordvec.py [OUT_DIR] [--dims 25,100,200] [--epoch 5 | 5,3,2]
         [--min-count 5] [--threads 2] [--nq 1000] [--seed 2024]
-        [--rotor build/release/rotor] [--max-tokens N]
+        [--rotor build/release/rotor] [--max-tokens N] [--packages a,b,..]
 
 OUT_DIR defaults to ./data/wordvec. It must not be inside the repository:
 the corpus and the models are large and are made again on each machine.
 
 What it does:
-  1. corpus.txt: English man pages (man1..man8, rendered with groff to plain
-     text), text files under the documentation tree (READMEs, NEWS,
-     changelogs, copyright files, .txt/.md/.rst) and the common licences;
-     lower-cased, split on anything that is not a-z, one paragraph a line.
-     Exact duplicate paragraphs are dropped so that boilerplate (the GPL
-     copied into hundreds of copyright files, a page installed under two
-     names) does not dominate the statistics.
+  1. corpus.txt from the files of the packages in TEXT_PACKAGES (listed
+     with dpkg-query -L): English man pages (man1..man8, rendered with
+     groff to plain text), documentation text (READMEs, NEWS, changelogs,
+     .txt/.md/.rst, the English HTML of the Debian handbook), fortunes,
+     dictd dictionaries, the common licences; lower-cased, split on
+     anything that is not a-z, one paragraph a line. Exact duplicate
+     paragraphs are dropped so that boilerplate (licence texts, a page
+     installed under two names) does not dominate the statistics.
   2. fastText skip-gram without sub-words (-minn 0 -maxn 0) for each
      dimension, run under nice.
   3. A seeded choice of NQ words is held out as queries; the rest is the
@@ -33,9 +34,11 @@ deterministic. fastText is deterministic only with one thread
 (--threads 1, about twice as slow); with 2 threads the vectors differ from
 run to run (the sets' statistics do not, to the precision quoted).
 
-Debian packages needed: fasttext, groff-base, man-db (for the English man
-pages to be installed at all), python3-numpy, gzip; more text with
-manpages, manpages-dev. Nothing is installed by this script.
+Debian packages needed: fasttext, groff-base, python3-numpy, gzip and the
+text packages of TEXT_PACKAGES; the script names what is missing and
+installs nothing. On an image whose dpkg configuration excludes
+/usr/share/man or /usr/share/doc (path-exclude), those files are absent and
+the corpus is smaller.
 """
 import argparse
 import gzip
@@ -54,13 +57,15 @@ except ImportError:
     sys.exit("make_wordvec: numpy is missing: run with Debian's /usr/bin/python3 "
              "(package python3-numpy)")
 
-NEEDED = {"fasttext": "fasttext", "groff": "groff-base", "zcat": "gzip"}
-MAN_ROOT = "/usr/share/man"          # English pages sit in man1..man8 directly
-DOC_ROOT = "/usr/share/doc"
-LICENSES = "/usr/share/common-licenses"
-FORTUNES = "/usr/share/games/fortunes"                       # package fortunes
-REFERENCE = "/usr/share/debian-reference"                    # debian-reference-en
-HANDBOOK = "/usr/share/doc/debian-handbook/html/en-US"       # debian-handbook
+NEEDED = {"fasttext": "fasttext", "groff": "groff-base", "zcat": "gzip",
+          "dpkg-query": "dpkg"}
+# The text comes only from these Debian packages (Debian 12 names), listed
+# with dpkg: the same packages give the same corpus on any machine, whatever
+# else is installed (a machine's own extra packages, e.g. a cloud vendor's
+# CLI with thousands of near-identical man pages, would otherwise dominate).
+TEXT_PACKAGES = ["manpages", "manpages-dev", "perl-doc", "libssl-doc", "git-doc",
+                 "linux-doc-6.1", "python3.11-doc", "debian-handbook", "debian-reference-en",
+                 "fortunes", "dict-gcide", "dict-wn", "dict-foldoc", "dict-jargon", "base-files"]
 DOC_NAME = re.compile(r"^(readme|news|changelog|changes|copyright|authors|todo|faq|"
                       r"history|thanks|bugs|install)", re.I)
 DOC_EXT = (".txt", ".md", ".rst", ".text")
@@ -71,13 +76,16 @@ def log(*a):
     print(*a, flush=True)
 
 
-def check_tools():
+def check_tools(packages):
     missing = [pkg for cmd, pkg in NEEDED.items() if shutil.which(cmd) is None]
+    for pkg in packages:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if not r.stdout.endswith(" installed"):
+            missing.append(pkg)
     if missing:
-        sys.exit("make_wordvec: missing commands; install the Debian packages: "
-                 "apt-get install " + " ".join(sorted(set(missing))))
-    if not os.path.isdir(os.path.join(MAN_ROOT, "man1")):
-        sys.exit("make_wordvec: no English man pages; apt-get install man-db manpages")
+        sys.exit("make_wordvec: missing Debian packages; install them with:\n"
+                 "  apt-get install --no-install-recommends " + " ".join(sorted(set(missing))))
 
 
 def paragraphs(text):
@@ -88,23 +96,37 @@ def paragraphs(text):
             yield " ".join(words)
 
 
-def man_pages():
-    files = []
-    for sec in sorted(os.listdir(MAN_ROOT)):
-        if not re.fullmatch(r"man[1-8]", sec):
-            continue
-        d = os.path.join(MAN_ROOT, sec)
-        for name in sorted(os.listdir(d)):
-            p = os.path.join(d, name)
-            if os.path.isfile(p) and not os.path.islink(p):
-                files.append(p)
-    return files
+def package_files(packages):
+    """The text files of the packages, split into man pages and the rest."""
+    man, text = [], []
+    for pkg in packages:
+        r = subprocess.run(["dpkg-query", "-L", pkg], stdout=subprocess.PIPE, text=True, check=True)
+        for p in sorted(r.stdout.split("\n")):
+            if not p or os.path.islink(p) or not os.path.isfile(p):
+                continue
+            name = os.path.basename(p)
+            base = name[:-3] if name.endswith(".gz") else name
+            if re.search(r"/share/man/man[1-8]/", p):     # English pages only
+                man.append(p)
+            elif "/debian-handbook/html/" in p:
+                if "/en-US/" in p and name.endswith(".html"):
+                    text.append(p)
+            elif "/games/fortunes/" in p:
+                if "." not in name and "/off/" not in p:  # .dat/.u8: indexes; off: rot13
+                    text.append(p)
+            elif "/share/common-licenses/" in p or name.endswith(".dict.dz"):
+                text.append(p)
+            elif re.search(r"\.(pdf|html?|pod)$", base):
+                continue                          # pod: the same text as perl-doc's pages
+            elif DOC_NAME.match(base) or base.lower().endswith(DOC_EXT):
+                text.append(p)
+    return man, text
 
 
 def read_maybe_gz(path):
     with open(path, "rb") as f:
         raw = f.read()
-    if path.endswith(".gz"):
+    if path.endswith((".gz", ".dz")):             # dictd's .dz is gzip with an index
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError):
@@ -131,30 +153,6 @@ def render_man_batch(paths):
     return r.stdout.decode("ascii", "replace")
 
 
-def doc_files():
-    out = []
-    for root, dirs, files in os.walk(DOC_ROOT):
-        dirs.sort()
-        for name in sorted(files):
-            p = os.path.join(root, name)
-            if os.path.islink(p):
-                continue
-            base = name[:-3] if name.endswith(".gz") else name
-            if DOC_NAME.match(base) or base.lower().endswith(DOC_EXT):
-                out.append(p)
-    def listed(d, keep):
-        if not os.path.isdir(d):
-            return []
-        return [os.path.join(d, n) for n in sorted(os.listdir(d))
-                if os.path.isfile(os.path.join(d, n)) and keep(n)]
-    out += listed(LICENSES, lambda n: True)
-    # fortune files are '%'-separated plain text; .dat/.u8 are their indexes
-    out += listed(FORTUNES, lambda n: "." not in n)
-    out += listed(REFERENCE, lambda n: n.endswith(".en.txt.gz"))
-    out += listed(HANDBOOK, lambda n: n.endswith(".html"))
-    return out
-
-
 def html_text(t):
     """Plain text of an HTML page: enough for word counts, not a parser.
     Block-level tags become paragraph breaks so that paragraphs stay apart."""
@@ -164,7 +162,7 @@ def html_text(t):
     return html.unescape(t)
 
 
-def make_corpus(path, max_tokens):
+def make_corpus(path, max_tokens, packages):
     seen = set()
     n_par = n_tok = n_dup = 0
     tmp = path + ".part"
@@ -183,13 +181,12 @@ def make_corpus(path, max_tokens):
                 n_tok += par.count(" ") + 1
             return max_tokens and n_tok >= max_tokens
 
-        pages = man_pages()
+        pages, docs = package_files(packages)
         log(f"corpus: {len(pages)} man pages")
         for i in range(0, len(pages), 200):
             if emit(render_man_batch(pages[i:i + 200])):
                 break
         man_tok = n_tok
-        docs = doc_files()
         log(f"corpus: {len(docs)} documentation files")
         for p in docs:
             if max_tokens and n_tok >= max_tokens:
@@ -296,10 +293,13 @@ def main():
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--max-tokens", type=int, default=0,
                     help="stop gathering text after this many tokens (0: all)")
+    ap.add_argument("--packages", default=",".join(TEXT_PACKAGES),
+                    help="Debian packages whose text makes the corpus")
     ap.add_argument("--rotor", default=os.path.join("build", "release", "rotor"))
     ap.add_argument("--redo-corpus", action="store_true")
     a = ap.parse_args()
-    check_tools()
+    packages = a.packages.split(",")
+    check_tools(packages)
     if not os.access(a.rotor, os.X_OK):
         sys.exit(f"make_wordvec: no rotor binary at {a.rotor}: build it first "
                  "(cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release && "
@@ -311,7 +311,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     corpus = os.path.join(out, "corpus.txt")
     if a.redo_corpus or not os.path.exists(corpus):
-        make_corpus(corpus, a.max_tokens)
+        make_corpus(corpus, a.max_tokens, packages)
     else:
         log(f"corpus: reusing {corpus}")
 
