@@ -12,13 +12,6 @@
 
 #include "graph/graph.h"
 
-float graph_distance(const simd_ops *ops, rotor_metric m, const float *q, const float *x,
-                     size_t dim) {
-    if (m == ROTOR_METRIC_L2)
-        return ops->l2sq_f32(q, x, dim);
-    return cm_ip_distance(m, ops->dot_f32(q, x, dim), 0, 0);
-}
-
 float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
     return graph_distance(simd_ops_get(), s->metric, q, s->vectors + id * s->dim, s->dim);
 }
@@ -39,8 +32,12 @@ rotor_status graph_rerank(const graph_space *s, const float *query, const uint32
      * whole vectors in flight instead measured slower.) */
     for (size_t j = 0; j < n; j++)
         prefetch_bytes(s->vectors + (size_t)ids[j] * s->dim, vb < 256 ? vb : 256);
+    const simd_ops *ops = simd_ops_get();
     for (size_t j = 0; j < n; j++)
-        cm_topk_push(top, graph_exact_distance(s, query, ids[j]), ids[j]);
+        cm_topk_push(
+            top,
+            graph_distance(ops, s->metric, query, s->vectors + (size_t)ids[j] * s->dim, s->dim),
+            ids[j]);
     return ROTOR_OK;
 }
 

@@ -29,7 +29,8 @@ typedef struct vm_walk {
     const graph_space *s;
     const float *query;
     const quant *walk; /* NULL: full vectors */
-    const void *qs;    /* the walking quantizer's prepared query */
+    const simd_ops *ops;
+    const void *qs; /* the walking quantizer's prepared query */
     vm_scratch *sc;
     vm_list l;
     cm_topk *pool;   /* best estimates for a rerank deeper than the list; NULL: none */
@@ -111,7 +112,10 @@ static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t 
             continue;
         if (j + 1 < deg)
             prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim, vb < 512 ? vb : 512);
-        offer(w, graph_exact_distance(s, w->query, nb[j]), nb[j]);
+        offer(w,
+              graph_distance(w->ops, s->metric, w->query, s->vectors + (size_t)nb[j] * s->dim,
+                             s->dim),
+              nb[j]);
     }
 }
 
@@ -177,6 +181,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         .s = s,
         .query = query,
         .walk = walk,
+        .ops = simd_ops_get(),
         .qs = walk ? prepare_query(walk, query, sc->qmem) : NULL,
         .sc = sc,
         .l = {sc->list, sc->expanded, 0, list, 0},
