@@ -26,6 +26,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "graph/graph.h"
 
@@ -181,11 +182,9 @@ static inline bool list_insert(vm_list *l, float d, uint32_t id) {
             hi = mid;
     }
     /* Entries from lo move one down; a full list drops its last. */
-    size_t end = l->size < l->cap ? l->size : l->cap - 1;
-    for (size_t j = end; j > lo; j--) {
-        l->c[j] = l->c[j - 1];
-        l->expanded[j] = l->expanded[j - 1];
-    }
+    const size_t end = l->size < l->cap ? l->size : l->cap - 1;
+    memmove(l->c + lo + 1, l->c + lo, (end - lo) * sizeof *l->c);
+    memmove(l->expanded + lo + 1, l->expanded + lo, end - lo);
     l->c[lo] = (vm_cand){d, id};
     l->expanded[lo] = 0;
     if (l->size < l->cap)
