@@ -49,6 +49,16 @@ static inline void offer(vm_walk *w, float est, uint32_t id) {
         cm_topk_push(w->pool, est, id);
 }
 
+/* True for a neighbour of u not visited yet, now marked; an id past the
+ * graph marks u's record impossible instead. */
+static inline bool enters(vm_walk *w, uint32_t u, uint32_t id, uint32_t count) {
+    if (CM_UNLIKELY(id >= count)) {
+        w->bad = u;
+        return false;
+    }
+    return visit(w->sc, id);
+}
+
 /* Neighbour codes in the record: the whole block is scored anyway, so the
  * visited set is only consulted for the few estimates good enough to
  * enter; most neighbours fail the gate and cost no random access. */
@@ -59,13 +69,7 @@ static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t d
     w->walk->ops->scan(w->walk, w->qs, (const uint8_t *)rec + g->block_off, 0, deg, est);
     float gate = entry_gate(&w->l, w->pool);
     for (uint32_t j = 0; j < deg; j++) {
-        if (est[j] >= gate)
-            continue;
-        if (CM_UNLIKELY(nb[j] >= count)) {
-            w->bad = u;
-            continue;
-        }
-        if (!visit(w->sc, nb[j]))
+        if (est[j] >= gate || !enters(w, u, nb[j], count))
             continue;
         offer(w, est[j], nb[j]);
         gate = entry_gate(&w->l, w->pool);
@@ -80,11 +84,7 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
     uint32_t *ids = w->sc->nbrs;
     uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {
-        if (CM_UNLIKELY(nb[j] >= count)) {
-            w->bad = u;
-            continue;
-        }
-        if (!visit(w->sc, nb[j]))
+        if (!enters(w, u, nb[j], count))
             continue;
         ids[m++] = nb[j];
         prefetch_bytes((const uint8_t *)node_of(g, nb[j]) + g->block_off, g->block_bytes);
@@ -104,11 +104,7 @@ static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t 
     const uint32_t *nb = rec + 1, count = (uint32_t)w->g->count;
     const size_t vb = s->dim * sizeof(float);
     for (uint32_t j = 0; j < deg; j++) {
-        if (CM_UNLIKELY(nb[j] >= count)) {
-            w->bad = u;
-            continue;
-        }
-        if (!visit(w->sc, nb[j]))
+        if (!enters(w, u, nb[j], count))
             continue;
         if (j + 1 < deg)
             prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim, vb < 512 ? vb : 512);

@@ -116,8 +116,10 @@ int cli_run_search(const cli_opts *o, const char *cmd);
 const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size);
 /* "float32", "uint8", ... */
 const char *cli_elem_type_name(rotor_elem_type t);
-/* The one positional FILE of info and verify (usage error otherwise). */
-int cli_one_path(const cli_opts *o, const char *cmd, const char **path);
+/* Opens the one positional FILE of info and verify (usage error otherwise)
+ * as cli_open_input does. */
+int cli_open_file_arg(const cli_opts *o, const char *cmd, const char **path, int *fd,
+                      bool *is_index);
 
 typedef struct cli_command {
     const char *name;

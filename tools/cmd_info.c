@@ -46,12 +46,10 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
 
 int cmd_info(const cli_opts *o) {
     const char *path = NULL;
-    int rc = cli_one_path(o, "info", &path);
-    if (rc)
-        return rc;
     int fd;
     bool is_index;
-    if ((rc = cli_open_input(path, &fd, &is_index)))
+    int rc = cli_open_file_arg(o, "info", &path, &fd, &is_index);
+    if (rc)
         return rc;
     if (is_index) {
         rc = index_info(o, path, fd);

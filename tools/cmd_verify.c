@@ -10,12 +10,10 @@
 
 int cmd_verify(const cli_opts *o) {
     const char *path = NULL;
-    int rc = cli_one_path(o, "verify", &path);
-    if (rc)
-        return rc;
     int fd;
     bool is_index;
-    if ((rc = cli_open_input(path, &fd, &is_index)))
+    int rc = cli_open_file_arg(o, "verify", &path, &fd, &is_index);
+    if (rc)
         return rc;
     if (is_index) {
         rotor_status st = rotor_index_verify_fd(fd, path);

@@ -158,3 +158,12 @@ int cli_append_line(const char *path, const char *line, size_t len) {
         rc = cli_error(CLI_EXIT_FAIL, "cannot append to '%s': %s", path, strerror(errno));
     return rc;
 }
+
+int cli_open_file_arg(const cli_opts *o, const char *cmd, const char **path, int *fd,
+                      bool *is_index) {
+    if (o->argc_rest != 1)
+        return cli_error(CLI_EXIT_USAGE, "%s takes exactly one FILE; see 'rotor %s --help'", cmd,
+                         cmd);
+    *path = o->argv_rest[0];
+    return cli_open_input(*path, fd, is_index);
+}

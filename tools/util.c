@@ -209,14 +209,6 @@ const char *cli_elem_type_name(rotor_elem_type t) {
     return "unknown";
 }
 
-int cli_one_path(const cli_opts *o, const char *cmd, const char **path) {
-    if (o->argc_rest != 1)
-        return cli_error(CLI_EXIT_USAGE, "%s takes exactly one FILE; see 'rotor %s --help'", cmd,
-                         cmd);
-    *path = o->argv_rest[0];
-    return CLI_EXIT_OK;
-}
-
 const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size) {
     if (s->walk_quant[0] != '\0')
         snprintf(buf, size, "%s+%s", s->walk_quant, s->quant);
