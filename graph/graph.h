@@ -166,6 +166,13 @@ uint32_t vamana_neighbors(const nav *g, size_t node, const uint32_t **nbrs);
 
 /* ---- scan, top-k and rerank (rerank.c): every kind's last steps ---------- */
 
+/* Starts loading the cache lines of [p, p + bytes) for reading. */
+static inline void prefetch_bytes(const void *p, size_t bytes) {
+    const char *c = p;
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(c + off, 0, 3);
+}
+
 /* Exact distance of a prepared query to the vector at x. Inline, with the
  * kernel table fetched once by the caller: at 100 dimensions a distance
  * costs about 80 instructions, and a call plus a table lookup per distance

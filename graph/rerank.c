@@ -16,12 +16,6 @@ float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
     return graph_distance(simd_ops_get(), s->metric, q, s->vectors + id * s->dim, s->dim);
 }
 
-static inline void prefetch_bytes(const void *p, size_t bytes) {
-    const char *c = p;
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(c + off, 0, 3);
-}
-
 rotor_status graph_rerank(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
                           cm_topk *top) {
     if (s->rerank != NULL)

@@ -116,12 +116,6 @@ static inline uint32_t *node_of(const vamana *g, size_t u) {
     return (uint32_t *)(g->nodes + u * g->node_bytes);
 }
 
-static inline void prefetch_bytes(const void *p, size_t bytes) {
-    const char *c = p;
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(c + off, 0, 3);
-}
-
 /* ---- vamana.c ------------------------------------------------------------ */
 
 rotor_status vamana_create(const rotor_allocator *a, const nav_params *p, const graph_space *s,

@@ -195,6 +195,8 @@ static rotor_status encode_rows(rotor_index *ix, cm_pool *pool, const quant *q, 
 /* Trains the quantizers on a first batch and encodes the new rows, on one
  * pool of the build's threads. */
 static rotor_status encode_new_rows(rotor_index *ix, size_t added) {
+    if (ix->q == NULL && ix->walk_q == NULL)
+        return ROTOR_OK; /* full precision: no threads to start */
     cm_pool pool;
     CM_FORWARD(
         cm_pool_start(&pool, &ix->alloc, cm_thread_count(ix->params.threads, added / 4096 + 1)));
