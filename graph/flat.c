@@ -120,7 +120,7 @@ static rotor_status flat_search(const nav *n, const graph_space *s, const float 
     if (s->q == NULL)
         return scan_floats(s, query, k, ids, dists);
     graph_scan sc;
-    CM_FORWARD(graph_scan_begin(&sc, &n->alloc, s->q, query, k, p->rerank, 0, ids, dists));
+    CM_FORWARD(graph_scan_begin(&sc, &n->alloc, s->q, query, k, p, 0, ids, dists));
     graph_scan_store(&sc, s->codes, 0, s->count, NULL, SIZE_MAX);
     return graph_scan_end(&sc, s, query);
 }

@@ -78,6 +78,19 @@ typedef struct nav_params {
     void *progress_opaque;
 } nav_params;
 
+/* What one search read, counted when nav_search_params.work is set: the
+ * measure of cost by which index/tune.c compares configurations (counts
+ * repeat exactly where times on a shared machine do not). Added to, not
+ * overwritten. */
+typedef struct nav_work {
+    uint64_t hops;     /* graph records expanded */
+    uint64_t scored;   /* codes (or, walking full vectors, vectors) estimated */
+    uint64_t gathered; /* of those, read one by one from scattered memory */
+    uint64_t refined;  /* candidates estimated again with the index's codes */
+    uint64_t reranked; /* candidates scored on their full vectors */
+    uint64_t probed;   /* IVF: centroids compared */
+} nav_work;
+
 /* Search parameters; 0 asks for the kind's default, except rerank. */
 typedef struct nav_search_params {
     size_t list;   /* vamana: candidate list, >= k */
@@ -85,6 +98,11 @@ typedef struct nav_search_params {
     size_t rerank; /* candidates scored exactly; 0: return the estimates */
     size_t starts; /* vamana: sampled starting points scored first */
     size_t nprobe; /* IVF: partitions scanned */
+    /* NULL, or a point the search treats as absent: a query taken from the
+     * index is searched as if it had been held out of it, which is how a
+     * calibration measures recall on the index's own rows. */
+    const uint32_t *skip;
+    nav_work *work; /* NULL, or counts added to */
 } nav_search_params;
 
 /* What a navigator holds, for rotor_index_stats. */
@@ -136,6 +154,12 @@ typedef struct nav_ops {
      * checking it as an insert would (rotor_open_params.load). */
     rotor_status (*own)(nav *n);
     void (*free)(nav *n);
+    /* A navigator over the same points and links as `src`, laid out for the
+     * codes of `s` (another walking quantizer, neighbour codes or not),
+     * without linking anything again: how the automatic configuration
+     * tries several codes on one sample graph. NULL: not offered. */
+    rotor_status (*derive)(const nav *src, const rotor_allocator *a, const nav_params *p,
+                           const graph_space *s, nav **out);
 } nav_ops;
 
 /* The head of every navigator: each kind's struct starts with it. */
@@ -205,16 +229,19 @@ typedef struct graph_scan {
     cm_topk top;      /* the best estimates */
     uint32_t *cand;   /* their ids, best first, for the rerank */
     size_t k, rerank; /* rerank 0: `top` writes the caller's results directly */
+    size_t skip;      /* nav_search_params.skip, SIZE_MAX for none */
+    nav_work *work;   /* NULL, or counts added to */
     int64_t *ids;
     float *dists;
     uint8_t *mem;
 } graph_scan;
 
-/* Prepares the query for q and sets up the top-k into ids/dists (k each);
- * `extra_bytes` (aligned to CM_ALIGN) come with it for the caller. */
+/* Prepares the query for q and sets up the top-k into ids/dists (k each),
+ * keeping p->rerank estimates for the rerank; `extra_bytes` (aligned to CM_ALIGN) come with it for
+ * the caller. */
 rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const quant *q,
-                              const float *query, size_t k, size_t rerank, size_t extra_bytes,
-                              int64_t *ids, float *dists);
+                              const float *query, size_t k, const nav_search_params *p,
+                              size_t extra_bytes, int64_t *ids, float *dists);
 /* Scores codes [first, first + n) of `store`; their ids are ids[i] (ids
  * NULL: first + i); an id at or past `bound` (an unverified file) is
  * skipped. */

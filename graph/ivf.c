@@ -246,13 +246,15 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
     /* Beside the scan: the centroid distances and the probe heap. */
     const size_t cb = cm_round_up(nlist * sizeof(float), CM_ALIGN);
     graph_scan sc;
-    CM_FORWARD(graph_scan_begin(&sc, &f->base.alloc, s->q, query, k, p->rerank,
+    CM_FORWARD(graph_scan_begin(&sc, &f->base.alloc, s->q, query, k, p,
                                 cb + nprobe * (sizeof(float) + sizeof(int64_t)), ids, dists));
     float *cdist = sc.extra;
     int64_t *probe_id = (int64_t *)((uint8_t *)sc.extra + cb);
     float *probe_d = (float *)(probe_id + nprobe);
 
     ops->l2sq_f32_rows(query, f->centroids, nlist, f->dim, f->dim, cdist);
+    if (p->work != NULL)
+        p->work->probed += nlist;
     cm_topk probes;
     cm_topk_init(&probes, probe_d, probe_id, nprobe);
     for (size_t l = 0; l < nlist; l++)

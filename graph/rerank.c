@@ -36,8 +36,9 @@ rotor_status graph_rerank(const graph_space *s, const float *query, const uint32
 }
 
 rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const quant *q,
-                              const float *query, size_t k, size_t rerank, size_t extra_bytes,
-                              int64_t *ids, float *dists) {
+                              const float *query, size_t k, const nav_search_params *p,
+                              size_t extra_bytes, int64_t *ids, float *dists) {
+    const size_t rerank = p->rerank;
     const size_t keep = rerank > k ? rerank : k;
     /* One block: [query state][scratch][estimates][extra][candidate heap
      * and ids], each part on a cache line. */
@@ -56,6 +57,8 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
                        .extra = mem + qb + sb + bb,
                        .k = k,
                        .rerank = rerank,
+                       .skip = p->skip != NULL ? *p->skip : SIZE_MAX,
+                       .work = p->work,
                        .ids = ids,
                        .dists = dists,
                        .mem = mem};
@@ -77,10 +80,12 @@ void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t
     for (size_t start = 0; start < n; start += GRAPH_SCAN_BLOCK) {
         const size_t m = n - start < GRAPH_SCAN_BLOCK ? n - start : GRAPH_SCAN_BLOCK;
         sc->q->ops->scan(sc->q, sc->qstate, store, first + start, m, sc->block);
+        if (sc->work != NULL)
+            sc->work->scored += m;
         size_t i = ops->first_below(sc->block, 0, m, cm_topk_threshold(&sc->top));
         while (i < m) {
             const size_t id = ids != NULL ? ids[start + i] : first + start + i;
-            if (id < bound)
+            if (id < bound && id != sc->skip)
                 cm_topk_push(&sc->top, sc->block[i], (int64_t)id);
             i = ops->first_below(sc->block, i + 1, m, cm_topk_threshold(&sc->top));
         }
@@ -93,6 +98,8 @@ rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *q
     if (sc->rerank > 0) {
         for (size_t i = 0; i < sc->top.size; i++)
             sc->cand[i] = (uint32_t)sc->top.id[i];
+        if (sc->work != NULL)
+            sc->work->reranked += sc->top.size;
         cm_topk exact;
         cm_topk_init(&exact, sc->dists, sc->ids, sc->k);
         st = graph_rerank(s, query, sc->cand, sc->top.size, &exact);

@@ -248,4 +248,5 @@ const nav_ops vamana_nav_ops = {
     .check = vamana_check,
     .own = vamana_own,
     .free = vamana_free,
+    .derive = vamana_derive,
 };

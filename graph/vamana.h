@@ -198,6 +198,8 @@ static inline size_t list_next(vm_list *l) {
 /* ---- vamana_build.c ------------------------------------------------------ */
 
 rotor_status vamana_insert(nav *n, const graph_space *s);
+rotor_status vamana_derive(const nav *src, const rotor_allocator *a, const nav_params *p,
+                           const graph_space *s, nav **out);
 /* The records (and their locks and flags) moved to fresh memory of cap
  * nodes, checked on the way when they were borrowed; on failure nothing
  * changed. */

@@ -483,6 +483,36 @@ rotor_status vm_move_records(vamana *g, size_t cap) {
     return ROTOR_OK;
 }
 
+/* Points [first, first + n) in the seeded random order of their insertion. */
+static void insertion_order(uint64_t seed, size_t first, size_t n, uint32_t *order) {
+    uint64_t rng = seed ^ (0x5bd1e995ULL * (first + 1));
+    for (size_t i = 0; i < n; i++)
+        order[i] = (uint32_t)(first + i);
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(cm_splitmix64(&rng) % i);
+        uint32_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+}
+
+/* The first points of the build's random order are a uniform sample, the
+ * starting points (g->starts and start_codes allocated for nstarts);
+ * later adds keep it. `code`: scratch for one walking code. */
+static rotor_status sample_starts(vamana *g, const graph_space *s, const uint32_t *order,
+                                  size_t nstarts, uint8_t *code) {
+    for (size_t i = 0; i < nstarts; i++) {
+        g->starts[i] = order[i];
+        s->walk_q->ops->load(s->walk_q, s->walk_codes, order[i], code);
+        g->walk_q->ops->store(g->walk_q, g->start_codes, i, code);
+    }
+    g->nstarts = nstarts;
+    rotor_status st = vm_group_starts(g, s);
+    if (st != ROTOR_OK)
+        g->nstarts = 0;
+    return st;
+}
+
 /* Makes room for `n` nodes; on failure nothing changed. */
 static rotor_status reserve(vamana *g, size_t n) {
     if (n <= g->capacity)
@@ -565,28 +595,9 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (st == ROTOR_OK) {
-        uint64_t rng = g->p.seed ^ (0x5bd1e995ULL * (first + 1));
-        for (size_t i = 0; i < n; i++)
-            order[i] = (uint32_t)(first + i);
-        for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)(cm_splitmix64(&rng) % i);
-            uint32_t t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
-        /* The first points of the build's random order are a uniform
-         * sample; later adds keep it. */
-        if (nstarts > 0) {
-            for (size_t i = 0; i < nstarts; i++) {
-                g->starts[i] = order[i];
-                s->walk_q->ops->load(s->walk_q, s->walk_codes, order[i], w[0].code);
-                g->walk_q->ops->store(g->walk_q, g->start_codes, i, w[0].code);
-            }
-            g->nstarts = nstarts;
-            st = vm_group_starts(g, s);
-            if (st != ROTOR_OK)
-                g->nstarts = 0;
-        }
+        insertion_order(g->p.seed, first, n, order);
+        if (nstarts > 0)
+            st = sample_starts(g, s, order, nstarts, w[0].code);
     }
     if (st == ROTOR_OK) {
         g->count = s->count;
@@ -672,4 +683,53 @@ rotor_status vamana_insert(nav *n, const graph_space *s) {
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph holds at most %u points, not %zu", UINT32_MAX, s->count);
     return g->p.from_codes ? insert_from_codes(g, s) : insert_points(g, s);
+}
+
+rotor_status vamana_derive(const nav *src_nav, const rotor_allocator *a, const nav_params *p,
+                           const graph_space *s, nav **out) {
+    *out = NULL;
+    const vamana *src = vamana_of(src_nav);
+    CM_RETURN_IF(s->count != src->count || p->degree != src->p.degree, ROTOR_ERR_INVALID_ARGUMENT,
+                 "a derived graph keeps the points and degree of its source");
+    nav *n;
+    CM_FORWARD(vamana_create(a, p, s, &n));
+    vamana *g = (vamana *)n;
+    const size_t count = s->count;
+    const quant *walk = g->walk_q;
+    const size_t nstarts = walk != NULL ? vm_start_sample_size(count) : 0;
+    uint32_t *order =
+        cm_alloc(a, count * sizeof *order + (walk ? walk->code_bytes : 0) + 1, "insertion order");
+    rotor_status st = order != NULL ? reserve(g, count) : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK && nstarts > 0) {
+        g->starts = cm_alloc(a, nstarts * sizeof *g->starts, "graph starting points");
+        g->start_codes =
+            cm_calloc(a, walk->ops->store_bytes(walk, nstarts), "graph starting points");
+        if (g->starts == NULL || g->start_codes == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (st == ROTOR_OK) {
+        uint8_t *code = (uint8_t *)(order + count);
+        for (size_t u = 0; u < count; u++) {
+            const uint32_t *rec = node_of(src, u);
+            uint32_t *dst = node_of(g, u);
+            memcpy(dst, rec, (1 + (size_t)rec[0]) * sizeof *rec);
+            if (g->own_code)
+                walk->ops->load(walk, s->walk_codes, u, (uint8_t *)dst + g->block_off);
+        }
+        g->count = count;
+        g->entry = src->entry;
+        for (size_t u = 0; g->neighbor_codes && u < count; u++)
+            refresh_codes(g, s, u, code);
+        if (nstarts > 0) {
+            insertion_order(g->p.seed, 0, count, order);
+            st = sample_starts(g, s, order, nstarts, code);
+        }
+    }
+    cm_free(a, order);
+    if (st != ROTOR_OK) {
+        vamana_free(n);
+        return st;
+    }
+    *out = n;
+    return ROTOR_OK;
 }

@@ -38,6 +38,7 @@ typedef struct vm_walk {
     /* A node whose record is impossible (a degree past R, an id past the
      * graph), NO_NODE if none: such a file fails the search. */
     uint32_t bad;
+    nav_work work; /* always counted: a few adds per node */
 } vm_walk;
 
 enum { NO_NODE = UINT32_MAX };
@@ -67,6 +68,7 @@ static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t d
     const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
     float *est = w->sc->est;
     w->walk->ops->scan(w->walk, w->qs, (const uint8_t *)rec + g->block_off, 0, deg, est);
+    w->work.scored += deg;
     float gate = entry_gate(&w->l, w->pool);
     for (uint32_t j = 0; j < deg; j++) {
         if (est[j] >= gate || !enters(w, u, nb[j], count))
@@ -94,6 +96,8 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
                             (const uint8_t *)node_of(g, ids[j]) + g->block_off);
     if (m > 0)
         w->walk->ops->scan(w->walk, w->qs, w->gather, 0, m, w->sc->est);
+    w->work.scored += m;
+    w->work.gathered += m;
     for (uint32_t j = 0; j < m; j++)
         offer(w, w->sc->est[j], ids[j]);
 }
@@ -106,6 +110,8 @@ static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t 
     for (uint32_t j = 0; j < deg; j++) {
         if (!enters(w, u, nb[j], count))
             continue;
+        w->work.scored++;
+        w->work.gathered++;
         if (j + 1 < deg)
             prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim, vb < 512 ? vb : 512);
         offer(w,
@@ -113,6 +119,16 @@ static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t 
                              s->dim),
               nb[j]);
     }
+}
+
+static void add_work(const nav_search_params *p, const nav_work *w) {
+    if (p->work == NULL)
+        return;
+    p->work->hops += w->hops;
+    p->work->scored += w->scored;
+    p->work->gathered += w->gathered;
+    p->work->refined += w->refined;
+    p->work->reranked += w->reranked;
 }
 
 static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
@@ -191,6 +207,10 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
                           : expand_floats;
 
     visited_reset(sc);
+    /* A point held out is marked seen before anything is scored, so no
+     * list, start or pool ever takes it (unless it is the entry itself). */
+    if (p->skip != NULL && *p->skip < g->count)
+        visit(sc, *p->skip);
     float d0;
     if (walk != NULL)
         walk->ops->scan(walk, w.qs, s->walk_codes, g->entry, 1, &d0);
@@ -200,6 +220,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     list_insert(&w.l, d0, g->entry);
     if (pooled)
         cm_topk_push(&pool, d0, g->entry);
+    w.work.scored += 1 + nstarts;
     if (nstarts > 0)
         vm_enter_starts(g, w.qs, nstarts, sc, &w.l, w.pool);
 
@@ -223,6 +244,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
             break;
         }
         expand(&w, u, rec, rec[0]);
+        w.work.hops++;
     }
     if (CM_UNLIKELY(w.bad != NO_NODE)) {
         vm_scratch_put(g, sc);
@@ -240,6 +262,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     uint32_t *cand = sc->cand;
     for (size_t j = 0; j < nc; j++)
         cand[j] = pooled ? (uint32_t)pool.id[j] : w.l.c[j].id;
+    w.work.refined += refining ? nc : 0;
     if (refining && nc > 0) {
         cm_topk best;
         cm_topk_init(&best, sc->best_d + (pooled ? keep : 0), sc->best_id + (pooled ? keep : 0),
@@ -249,6 +272,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
             memcpy(dists, best.dist, k * sizeof *dists);
             memcpy(ids, best.id, k * sizeof *ids);
             vm_scratch_put(g, sc);
+            add_work(p, &w.work);
             return ROTOR_OK;
         }
         nc = best.size;
@@ -260,6 +284,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     cm_topk_init(&top, dists, ids, k);
     rotor_status st = ROTOR_OK;
     if (walk != NULL && rerank > 0) {
+        w.work.reranked += nc;
         st = graph_rerank(s, query, cand, nc, &top);
     } else {
         for (size_t j = 0; j < w.l.size && j < k; j++)
@@ -267,5 +292,6 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     }
     cm_topk_finish(&top);
     vm_scratch_put(g, sc);
+    add_work(p, &w.work);
     return st;
 }

@@ -228,8 +228,14 @@ typedef enum rotor_vectors_place {
 typedef struct rotor_params {
     rotor_index_kind kind; /* default ROTOR_INDEX_FLAT */
     rotor_metric metric;   /* default ROTOR_METRIC_L2 */
-    /* How vectors are compressed for the scan; NULL (default) or "none" keeps
-     * full float32 precision. Otherwise one of:
+    /* How vectors are compressed for the scan. "auto" (default) measures:
+     * the build tries a few codes and layouts on a sample of the input
+     * (vamana: full precision, sq8, 4-bit PQ at two sizes, binary fast-scan
+     * walks refined by sq8; IVF: the codes alone) with held-out rows as
+     * queries and exact neighbours, and keeps the cheapest that reaches
+     * target_recall; rotor_index_tuning tells what it measured. A flat
+     * index stays exact under "auto". NULL or "none" keeps full float32
+     * precision. Otherwise one of:
      *   "tq1".."tq8"      TurboQuant, b bits per dimension, no training
      *   "tqip2".."tqip8"  TurboQuant for inner products: b-1 bits + 1-bit QJL
      *   "bin1", "bin2"    1-bit sign / 2-bit sign-magnitude codes with
@@ -272,6 +278,14 @@ typedef struct rotor_params {
      * the rerank reads the few vectors it scores from disk. Disk needs a
      * quantizer. A built index always holds its vectors in RAM. */
     rotor_vectors_place full_vectors;
+    /* quant "auto": the recall@10 the chosen configuration must reach on
+     * the sample, 0.5..1; default 0.95. */
+    float target_recall;
+    /* 1 (default): a vamana, IVF or quantized flat build ends by measuring
+     * its calibration table (recall and cost of its search settings on
+     * rows of the index searched as if held out), which a search by
+     * recall (rotor_search_params.target_recall) reads. 0: skipped. */
+    int calibrate;
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
     rotor_progress_fn progress; /* default NULL */
     void *progress_opaque;
@@ -316,6 +330,15 @@ typedef struct rotor_search_params {
      * (default) = 256. More land the walk nearer the query and feed a deep
      * rerank; on 1M 128-d SIFT-like vectors they only cost time. */
     uint32_t start_points;
+    /* 0 (default): off. Otherwise the recall@k the search should reach:
+     * the cheapest setting of the index's calibration table whose measured
+     * recall (less one standard error) reaches it sets list_size, rerank,
+     * refine and nprobe, each unless given above (for k > 10 the list and
+     * rerank depths scale with k). An index without a table, or a recall
+     * above what its table reached, fails with ROTOR_ERR_UNSUPPORTED and a
+     * sentence giving the highest recall it can promise: never a silent
+     * answer below the target. */
+    float target_recall;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);
@@ -379,6 +402,73 @@ typedef struct rotor_index_stats {
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
+
+/* ---------------------------------------------------------------------------
+ * What an index measured about itself: the calibration table a search by
+ * recall reads, and what an automatic configuration tried.
+ * ------------------------------------------------------------------------ */
+
+/* One search setting and what it reached. Settings a kind does not use are
+ * 0. Costs are modelled from the work each search counted (records
+ * expanded, codes scored, vectors reranked or read from disk), weighted by
+ * what each costs on a typical machine: they repeat exactly from run to
+ * run, where times on a shared machine would not. */
+typedef struct rotor_calibration_row {
+    uint32_t list_size, rerank, refine, nprobe;
+    float recall;     /* mean recall@k over the calibration queries */
+    float recall_low; /* less one standard error: what a search by recall relies on */
+    float cost_ns;    /* modelled nanoseconds per query */
+} rotor_calibration_row;
+
+/* A configuration the automatic choice measured on its sample. */
+typedef struct rotor_auto_candidate {
+    char quant[32];      /* "none" for full precision */
+    char walk_quant[32]; /* "" when the walk uses quant */
+    int32_t neighbor_codes;
+    /* Its cheapest setting reaching the target on the sample (list_size 0:
+     * none did), the recall there (or the best it reached), the modelled
+     * cost there (0: target not reached). */
+    uint32_t list_size, rerank;
+    float recall;
+    float cost_ns;
+    int32_t chosen;
+} rotor_auto_candidate;
+
+typedef struct rotor_tuning {
+    /* The calibration table: `rows` settings measured at recall@k over
+     * `queries` queries (0 rows: the index has none). */
+    uint32_t k, queries;
+    size_t rows;
+    const rotor_calibration_row *row;
+    double calibration_seconds;
+    /* The automatic configuration (0 candidates: the build was told its
+     * configuration): the sample it measured, its held-out queries, the
+     * target and the time it took. */
+    float target_recall;
+    size_t sample, sample_queries;
+    double auto_seconds;
+    size_t candidates;
+    const rotor_auto_candidate *candidate;
+} rotor_tuning;
+
+/* The index's tuning record; the pointers stay valid until the index is
+ * closed or tuned again. */
+ROTOR_API rotor_status rotor_index_tuning(const rotor_index *index, rotor_tuning *out);
+
+/* Measures the calibration table again (and keeps it: saved with the
+ * index), with `queries` (float32, exact neighbours computed over the
+ * index's full vectors) or, when NULL, with rows of the index searched as if
+ * held out. threads 0 = one per core. */
+ROTOR_API rotor_status rotor_index_tune(rotor_index *index, const rotor_matrix *queries,
+                                        uint32_t threads);
+
+/* What a search by recall would use: fills the settings of *params still
+ * at their defaults (list_size, rerank, refine, nprobe) from the
+ * calibration table for `recall` at k, and clears params->target_recall.
+ * For a tool that reports the settings it searched with. Fails as such a
+ * search would. */
+ROTOR_API rotor_status rotor_search_params_for_recall(const rotor_index *index, float recall,
+                                                      size_t k, rotor_search_params *params);
 
 /* The index's version of vector `id` (dim floats): the stored vector, or for
  * a quantized index the decoded code. Cosine indexes hold normalised vectors. */

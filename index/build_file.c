@@ -143,6 +143,8 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
     if (st == ROTOR_OK)
         st = ix_index_rows(ix, info.rows);
     if (st == ROTOR_OK)
+        st = ix_build_calibrate(ix);
+    if (st == ROTOR_OK)
         st = rotor_index_save(ix, out_path);
     rotor_index_close(ix);
     return st;

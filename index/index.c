@@ -56,7 +56,7 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
     return ROTOR_OK;
 }
 
-static rotor_status grow(rotor_index *ix, size_t need) {
+rotor_status ix_reserve(rotor_index *ix, size_t need) {
     if (need <= ix->capacity)
         return ROTOR_OK;
     size_t cap = ix->capacity < 1024 ? 1024 : ix->capacity;
@@ -70,14 +70,68 @@ rotor_status ix_own_arrays(rotor_index *ix) {
     return ix->borrowed ? move_arrays(ix, ix->count > 0 ? ix->count : 1) : ROTOR_OK;
 }
 
+/* Creates the quantizers named (quant NULL: full precision; walk NULL:
+ * walk on quant), their code stores for the index's capacity, and an empty
+ * navigator laid out for them, in place of none of them. */
+static rotor_status configure(rotor_index *ix, const char *quant_name, const char *walk_quant,
+                              size_t rows) {
+    const rotor_params *p = &ix->params;
+    snprintf(ix->quant_name, sizeof ix->quant_name, "none");
+    rotor_status st = ROTOR_OK;
+    if (quant_name != NULL) {
+        quant_spec spec;
+        st = quant_spec_parse(quant_name, &spec);
+        if (st == ROTOR_OK) {
+            quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
+            st = quant_create(&spec, ix->dim, ix->metric, p->seed, &ix->alloc, &ix->q);
+        }
+    }
+    if (st == ROTOR_OK && walk_quant != NULL) {
+        quant_spec walk;
+        st = quant_spec_parse(walk_quant, &walk);
+        if (st == ROTOR_OK) {
+            quant_spec_name(&walk, ix->walk_name, sizeof ix->walk_name);
+            st = quant_create(&walk, ix->dim, ix->metric, p->seed ^ 0x6e6176ULL, &ix->alloc,
+                              &ix->walk_q);
+        }
+    }
+    if (st == ROTOR_OK && ix->capacity > 0 && ix->q != NULL) {
+        ix->codes = cm_calloc_large(&ix->alloc, ix->q->ops->store_bytes(ix->q, ix->capacity),
+                                    "index codes");
+        if (ix->codes == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (st == ROTOR_OK && ix->capacity > 0 && ix->walk_q != NULL) {
+        ix->walk_codes = cm_calloc_large(
+            &ix->alloc, ix->walk_q->ops->store_bytes(ix->walk_q, ix->capacity), "index codes");
+        if (ix->walk_codes == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (st == ROTOR_OK) {
+        const nav_params np = ix_nav_params(p, ix->q != NULL, rows);
+        const graph_space s = ix_space(ix);
+        st = nav_ops_of(p->kind)->create(&ix->alloc, &np, &s, &ix->nav);
+    }
+    return st;
+}
+
+/* Back to no quantizer and no navigator (a failed configure). */
+static void unconfigure(rotor_index *ix) {
+    if (ix->nav != NULL)
+        ix->nav->ops->free(ix->nav);
+    quant_free(ix->q);
+    quant_free(ix->walk_q);
+    cm_free(&ix->alloc, ix->codes);
+    cm_free(&ix->alloc, ix->walk_codes);
+    ix->nav = NULL;
+    ix->q = ix->walk_q = NULL;
+    ix->codes = ix->walk_codes = NULL;
+    ix->walk_name[0] = '\0';
+}
+
 rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, rotor_index **out) {
     *out = NULL;
     rotor_params p = *params;
-    quant_spec spec = {0};
-    bool quantized = p.quant != NULL && strcmp(p.quant, "none") != 0;
-    if (quantized)
-        CM_FORWARD(quant_spec_parse(p.quant, &spec));
-
     rotor_index *ix = p.allocator.alloc(p.allocator.opaque, sizeof *ix, CM_ALIGN);
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
     memset(ix, 0, sizeof *ix);
@@ -87,27 +141,11 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     ix->alloc = p.allocator;
     ix->metric = p.metric;
     ix->dim = dim;
-    snprintf(ix->quant_name, sizeof ix->quant_name, "none");
-
-    rotor_status st = ROTOR_OK;
-    if (quantized) {
-        quant_spec_name(&spec, ix->quant_name, sizeof ix->quant_name);
-        st = quant_create(&spec, ix->dim, ix->metric, p.seed, &ix->alloc, &ix->q);
-    }
-    if (st == ROTOR_OK && p.walk_quant != NULL && strcmp(p.walk_quant, "none") != 0) {
-        quant_spec walk;
-        st = quant_spec_parse(p.walk_quant, &walk);
-        if (st == ROTOR_OK) {
-            quant_spec_name(&walk, ix->walk_name, sizeof ix->walk_name);
-            st = quant_create(&walk, ix->dim, ix->metric, p.seed ^ 0x6e6176ULL, &ix->alloc,
-                              &ix->walk_q);
-        }
-    }
-    if (st == ROTOR_OK) {
-        const nav_params np = ix_nav_params(&p, ix->q != NULL, rows);
-        const graph_space s = ix_space(ix);
-        st = nav_ops_of(p.kind)->create(&ix->alloc, &np, &s, &ix->nav);
-    }
+    /* "auto" starts as full precision; the first batch chooses. */
+    ix->auto_quant = ix_quant_auto(p.quant);
+    const bool named_walk = p.walk_quant != NULL && strcmp(p.walk_quant, "none") != 0;
+    rotor_status st = configure(ix, ix_quant_named(p.quant) ? p.quant : NULL,
+                                named_walk ? p.walk_quant : NULL, rows);
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;
@@ -127,6 +165,8 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
     rotor_status st = rotor_index_add(ix, vectors);
+    if (st == ROTOR_OK)
+        st = ix_build_calibrate(ix);
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;
@@ -229,13 +269,42 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
                  "adding %zu vectors overflows the index size", vectors->rows);
     /* Growing first is safe: the old rows are copied and the count is only
      * raised once every new row converted cleanly. */
-    CM_FORWARD(grow(ix, need));
+    CM_FORWARD(ix_reserve(ix, need));
     CM_FORWARD(ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
                                ix->count == 0 ? "base data" : "added data"));
     return ix_index_rows(ix, need);
 }
 
+rotor_status ix_encode_rows(rotor_index *ix, size_t need) {
+    return encode_new_rows(ix, need - ix->count);
+}
+
+/* The automatic choice, on the first batch, and the index configured for
+ * it; on failure the index is as it was. */
+static rotor_status choose_codes(rotor_index *ix, size_t n) {
+    char name[32], walk[32];
+    bool neighbor_codes;
+    CM_FORWARD(ix_auto_configure(ix, n, name, sizeof name, walk, sizeof walk, &neighbor_codes));
+    nav *empty = ix->nav;
+    ix->nav = NULL;
+    const int saved_nbr = ix->params.neighbor_codes;
+    ix->params.neighbor_codes = neighbor_codes;
+    rotor_status st =
+        configure(ix, strcmp(name, "none") != 0 ? name : NULL, walk[0] ? walk : NULL, n);
+    if (st != ROTOR_OK) {
+        unconfigure(ix);
+        ix->nav = empty;
+        ix->params.neighbor_codes = saved_nbr;
+        return st;
+    }
+    empty->ops->free(empty);
+    ix->auto_quant = false;
+    return ROTOR_OK;
+}
+
 rotor_status ix_index_rows(rotor_index *ix, size_t need) {
+    if (ix->count == 0 && ix->auto_quant)
+        CM_FORWARD(choose_codes(ix, need));
     CM_FORWARD(encode_new_rows(ix, need - ix->count));
     /* The navigator sees the new rows before the index counts them, so a
      * failure here leaves the index as it was. */
@@ -244,6 +313,12 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) {
     CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
     ix->count = need;
     return ROTOR_OK;
+}
+
+rotor_status ix_build_calibrate(rotor_index *ix) {
+    if (!ix->params.calibrate || (ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT))
+        return ROTOR_OK; /* exact searches need no table */
+    return ix_calibrate(ix, NULL, 0, ix->params.threads);
 }
 
 graph_space ix_space(const rotor_index *ix) {
@@ -385,6 +460,7 @@ void rotor_index_close(rotor_index *ix) {
             cm_free(&a, ix->vectors);
     }
     ix_spill_release(ix);
+    ix_tuning_free(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);

@@ -25,6 +25,21 @@
 #include "simd/simd.h"
 #include "storage/storage.h"
 
+/* What the index measured about itself (tune.c): the calibration table
+ * and the automatic configuration's candidates, saved in the tuning
+ * section. */
+typedef struct ix_tuning {
+    uint32_t k, queries;
+    rotor_calibration_row *row;
+    size_t rows;
+    double calibration_seconds;
+    float target_recall;
+    size_t sample, sample_queries;
+    double auto_seconds;
+    rotor_auto_candidate *candidate;
+    size_t candidates;
+} ix_tuning;
+
 struct rotor_index {
     rotor_params params;
     rotor_allocator alloc;
@@ -58,14 +73,26 @@ struct rotor_index {
      * deleted spill file, not memory of the index's own. */
     void *spill;
     size_t spill_bytes;
+    /* quant "auto": the first batch chooses the codes (tune.c) before it
+     * is encoded. */
+    bool auto_quant;
+    ix_tuning tuning;
 };
 
 /* index.c: an empty index of `dim` dimensions for checked params, sized
  * for a first batch of `rows` (graph threads); nothing is encoded yet. */
 rotor_status ix_create(const rotor_params *p, size_t dim, size_t rows, rotor_index **out);
 /* Encodes rows [count, need) already in `vectors` and links them into the
- * navigator (training the quantizers on a first batch), then counts them. */
+ * navigator (training the quantizers on a first batch), then counts them.
+ * A first batch of an "auto" index first chooses its codes. */
 rotor_status ix_index_rows(rotor_index *ix, size_t need);
+/* The end of a build: the calibration table, unless params.calibrate is 0
+ * or the searches are exact. */
+rotor_status ix_build_calibrate(rotor_index *ix);
+/* Room for `need` rows in the vectors and code stores. */
+rotor_status ix_reserve(rotor_index *ix, size_t need);
+/* Trains (first batch) and encodes rows [count, need) without linking. */
+rotor_status ix_encode_rows(rotor_index *ix, size_t need);
 /* Copies the navigator, codes and in-RAM vectors an opened index borrows
  * from its mapped file into memory of its own (rotor_open_params.load). */
 rotor_status ix_own_arrays(rotor_index *ix);
@@ -74,6 +101,10 @@ void ix_spill_release(rotor_index *ix);
 
 /* params.c: validation with a sentence for every rejection. */
 rotor_status ix_params_check(const rotor_params *p);
+/* rotor_params.quant: full precision (NULL, "none"), "auto", or a name. */
+bool ix_quant_none(const char *name);
+bool ix_quant_auto(const char *name);
+bool ix_quant_named(const char *name);
 rotor_status ix_search_params_check(const rotor_search_params *p);
 rotor_status ix_matrix_check(const rotor_matrix *m, const char *what);
 /* The navigator's build parameters from checked index parameters, for an
@@ -100,9 +131,24 @@ rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *
 /* The index's vectors and codes as the navigators see them. */
 graph_space ix_space(const rotor_index *ix);
 
-/* search.c: one prepared query (checked, normalised for cosine) on any
- * kind; `qs` (may be NULL) receives what it cost. */
-rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
-                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs);
+/* tune.c: the calibration table, measured with `queries` (nq of them,
+ * converted) or, when NULL, with rows of the index searched as held out. */
+rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads);
+/* The automatic choice over the first n rows of ix->vectors: the quantizer
+ * ("none" for full precision), the walking one ("" for the same) and the
+ * layout; the candidates go to ix->tuning. */
+rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_t quant_size,
+                               char *walk, size_t walk_size, bool *neighbor_codes);
+/* Fills the settings a search by recall picks into np (only those left at
+ * their defaults: list 0, rerank SIZE_MAX, refine 0, nprobe 0). */
+rotor_status ix_recall_settings(const rotor_index *ix, float target, size_t k,
+                                nav_search_params *np);
+void ix_tuning_free(rotor_index *ix);
+/* storage of the tuning section (save.c, open.c) */
+rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w);
+rotor_status ix_tuning_load(rotor_index *ix);
 
+/* search.c: one query through the navigator with its settings resolved. */
+rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,
+                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs);
 #endif /* ROTOR_INDEX_INTERNAL_H */

@@ -22,6 +22,9 @@ rotor_params rotor_params_default(void) {
     p.neighbor_codes = 1;
     p.nlist = 0;
     p.full_vectors = ROTOR_VECTORS_RAM;
+    p.quant = "auto";
+    p.target_recall = 0.95f;
+    p.calibrate = 1;
     p.allocator = cm_allocator_default();
     return p;
 }
@@ -87,30 +90,29 @@ rotor_status ix_params_check(const rotor_params *p) {
                      "alpha must be between 1 and 4, not %g", (double)p->alpha);
         CM_RETURN_IF(p->build_space != ROTOR_BUILD_FULL && p->build_space != ROTOR_BUILD_CODES,
                      ROTOR_ERR_INVALID_ARGUMENT, "unknown build space %d", (int)p->build_space);
-        CM_RETURN_IF(p->build_space == ROTOR_BUILD_CODES &&
-                         (p->quant == NULL || strcmp(p->quant, "none") == 0),
+        CM_RETURN_IF(p->build_space == ROTOR_BUILD_CODES && !ix_quant_named(p->quant),
                      ROTOR_ERR_INVALID_ARGUMENT,
-                     "building a graph from codes needs a quantizer (--quant)");
+                     "building a graph from codes needs a quantizer named (--quant)");
     }
     bool has_walk = p->walk_quant != NULL && strcmp(p->walk_quant, "none") != 0;
     CM_RETURN_IF(has_walk && p->kind != ROTOR_INDEX_VAMANA, ROTOR_ERR_INVALID_ARGUMENT,
                  "walk_quant applies to vamana indexes only");
-    CM_RETURN_IF(has_walk && (p->quant == NULL || strcmp(p->quant, "none") == 0),
-                 ROTOR_ERR_INVALID_ARGUMENT,
-                 "walk_quant '%s' needs quant too: the codes the walk's candidates are "
-                 "estimated again with",
+    CM_RETURN_IF(has_walk && !ix_quant_named(p->quant), ROTOR_ERR_INVALID_ARGUMENT,
+                 "walk_quant '%s' needs quant named too: the codes the walk's candidates are "
+                 "estimated again with (\"auto\" chooses both)",
                  p->walk_quant);
-    CM_RETURN_IF(p->kind == ROTOR_INDEX_IVF && (p->quant == NULL || strcmp(p->quant, "none") == 0),
-                 ROTOR_ERR_INVALID_ARGUMENT,
-                 "an IVF index scans codes: give a quantizer (for example pq32x4 or tq4)");
+    CM_RETURN_IF(p->kind == ROTOR_INDEX_IVF && ix_quant_none(p->quant), ROTOR_ERR_INVALID_ARGUMENT,
+                 "an IVF index scans codes: give a quantizer (auto, or for example pq32x4)");
+    CM_RETURN_IF(!(p->target_recall >= 0.5f && p->target_recall <= 1.0f),
+                 ROTOR_ERR_INVALID_ARGUMENT, "target recall must be between 0.5 and 1, not %g",
+                 (double)p->target_recall);
     CM_RETURN_IF(p->metric != ROTOR_METRIC_L2 && p->metric != ROTOR_METRIC_IP &&
                      p->metric != ROTOR_METRIC_COSINE,
                  ROTOR_ERR_INVALID_ARGUMENT, "unknown metric %d", (int)p->metric);
     CM_RETURN_IF(p->full_vectors != ROTOR_VECTORS_AS_SAVED &&
                      p->full_vectors != ROTOR_VECTORS_RAM && p->full_vectors != ROTOR_VECTORS_DISK,
                  ROTOR_ERR_INVALID_ARGUMENT, "unknown full_vectors place %d", p->full_vectors);
-    CM_RETURN_IF(p->full_vectors == ROTOR_VECTORS_DISK &&
-                     (p->quant == NULL || strcmp(p->quant, "none") == 0),
+    CM_RETURN_IF(p->full_vectors == ROTOR_VECTORS_DISK && ix_quant_none(p->quant),
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "full vectors on disk need a quantizer: without codes every distance is "
                  "computed on the full vectors");
@@ -120,6 +122,10 @@ rotor_status ix_params_check(const rotor_params *p) {
     return ROTOR_OK;
 }
 
+bool ix_quant_none(const char *name) { return name == NULL || strcmp(name, "none") == 0; }
+bool ix_quant_auto(const char *name) { return name != NULL && strcmp(name, "auto") == 0; }
+bool ix_quant_named(const char *name) { return !ix_quant_none(name) && !ix_quant_auto(name); }
+
 rotor_status ix_search_params_check(const rotor_search_params *p) {
     CM_RETURN_IF(p->rerank < -1, ROTOR_ERR_INVALID_ARGUMENT,
                  "rerank must be -1 (automatic), 0 (none) or a count, not %lld",
@@ -128,6 +134,9 @@ rotor_status ix_search_params_check(const rotor_search_params *p) {
                  "search list size must be at most 100000, not %u", p->list_size);
     CM_RETURN_IF(p->start_points > 16384, ROTOR_ERR_INVALID_ARGUMENT,
                  "start_points must be at most 16384, not %u", p->start_points);
+    CM_RETURN_IF(!(p->target_recall >= 0.0f && p->target_recall <= 1.0f),
+                 ROTOR_ERR_INVALID_ARGUMENT, "target recall must be between 0 and 1, not %g",
+                 (double)p->target_recall);
     return ROTOR_OK;
 }
 
@@ -229,7 +238,7 @@ rotor_status rotor_params_check(const rotor_params *params) {
     cm_clear_error();
     CM_RETURN_IF(params == NULL, ROTOR_ERR_INVALID_ARGUMENT, "params must not be NULL");
     quant_spec spec;
-    if (params->quant != NULL && strcmp(params->quant, "none") != 0)
+    if (ix_quant_named(params->quant))
         CM_FORWARD(quant_spec_parse(params->quant, &spec));
     if (params->walk_quant != NULL && strcmp(params->walk_quant, "none") != 0)
         CM_FORWARD(quant_spec_parse(params->walk_quant, &spec));

@@ -74,6 +74,8 @@ rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
             st = ixf_put_section(w, IXF_SEC_WALK_CODES, ix->walk_codes,
                                  ix->walk_q->ops->store_bytes(ix->walk_q, ix->count));
     }
+    if (st == ROTOR_OK)
+        st = ix_tuning_save(ix, w);
     const graph_space space = ix_space(ix);
     if (st == ROTOR_OK && ix->nav->ops->save != NULL)
         st = ix->nav->ops->save(ix->nav, &space, w);

@@ -53,29 +53,32 @@ static rotor_status rerank_from_disk(void *ctx, const float *query, const uint32
     return st;
 }
 
-/* Resolves rotor_search_params.rerank for a search of k neighbours. */
-static size_t rerank_depth(const rotor_index *ix, const rotor_search_params *sp, size_t k) {
-    if (ix->q == NULL || sp->rerank == 0)
-        return 0;
-    size_t depth = sp->rerank < 0 ? 10 * k : (size_t)sp->rerank;
-    if (depth < k)
-        depth = k;
-    return depth < ix->count ? depth : ix->count;
-}
-
-/* The navigator's search parameters; 0 leaves a setting to the kind. */
-static nav_search_params nav_search(const rotor_index *ix, const rotor_search_params *sp,
-                                    size_t k) {
-    return (nav_search_params){
+/* The navigator's settings for a search of k neighbours: the caller's,
+ * those a search by recall picks from the calibration table for what the
+ * caller left at its default, and the kind's defaults (0) for the rest. */
+static rotor_status resolve(const rotor_index *ix, const rotor_search_params *sp, size_t k,
+                            nav_search_params *np) {
+    *np = (nav_search_params){
         .list = sp->list_size,
         .refine = sp->refine,
-        .rerank = rerank_depth(ix, sp, k),
+        .rerank = sp->rerank < 0 ? SIZE_MAX : (size_t)sp->rerank,
         .starts = sp->start_points,
         .nprobe = sp->nprobe,
     };
+    const bool exact = ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT;
+    if (sp->target_recall > 0 && !exact)
+        CM_FORWARD(ix_recall_settings(ix, sp->target_recall, k, np));
+    if (ix->q == NULL) {
+        np->rerank = 0;
+    } else if (np->rerank != 0) {
+        size_t depth = np->rerank == SIZE_MAX ? 10 * k : np->rerank;
+        depth = depth < k ? k : depth;
+        np->rerank = depth < ix->count ? depth : ix->count;
+    }
+    return ROTOR_OK;
 }
 
-rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp, const float *query,
+rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,
                            size_t k, int64_t *ids, float *dists, rotor_query_stats *qs) {
     graph_space s = ix_space(ix);
     if (qs != NULL)
@@ -85,12 +88,12 @@ rotor_status ix_search_one(const rotor_index *ix, const rotor_search_params *sp,
         s.rerank = rerank_from_disk;
         s.rerank_ctx = &disk;
     }
-    const nav_search_params np = nav_search(ix, sp, k);
-    return ix->nav->ops->search(ix->nav, &s, query, k, &np, ids, dists);
+    return ix->nav->ops->search(ix->nav, &s, query, k, np, ids, dists);
 }
 typedef struct batch_job {
     const rotor_index *ix;
     const rotor_search_params *sp;
+    nav_search_params np;
     const float *queries;
     size_t nq, k, chunk; /* queries per chunk */
     int64_t *ids;
@@ -119,14 +122,13 @@ static void batch_chunk(void *ctx, size_t chunk, unsigned worker) {
     rotor_status st = ROTOR_ERR_UNSUPPORTED;
     if (ix->nav->ops->search_batch != NULL) {
         const graph_space s = ix_space(ix);
-        const nav_search_params np = nav_search(ix, job->sp, k);
-        st = ix->nav->ops->search_batch(ix->nav, &s, q, n, k, &np, job->ids + lo * k,
+        st = ix->nav->ops->search_batch(ix->nav, &s, q, n, k, &job->np, job->ids + lo * k,
                                         job->dists + lo * k);
     }
     if (st == ROTOR_ERR_UNSUPPORTED) {
         st = ROTOR_OK;
         for (size_t i = 0; i < n && st == ROTOR_OK; i++)
-            st = ix_search_one(ix, job->sp, q + i * ix->dim, k, job->ids + (lo + i) * k,
+            st = ix_search_nav(ix, &job->np, q + i * ix->dim, k, job->ids + (lo + i) * k,
                                job->dists + (lo + i) * k,
                                job->sp->stats ? job->sp->stats + lo + i : NULL);
     }
@@ -146,10 +148,11 @@ static rotor_status search_batch(const rotor_index *ix, const rotor_search_param
     /* Small batches still spread over every thread. */
     size_t chunk = (nq + want - 1) / want;
     chunk = chunk < BATCH_CHUNK ? chunk : BATCH_CHUNK;
+    batch_job job = {ix, sp, {0}, queries, nq, k, chunk, ids, dists, 0, NULL, NULL};
+    CM_FORWARD(resolve(ix, sp, k, &job.np));
     cm_pool pool;
     CM_FORWARD(cm_pool_start(&pool, &ix->alloc, want));
     const unsigned threads = cm_pool_threads(&pool);
-    batch_job job = {ix, sp, queries, nq, k, chunk, ids, dists, 0, NULL, NULL};
     job.status = cm_calloc(&ix->alloc, threads * (sizeof *job.status + sizeof *job.error),
                            "batch search state");
     rotor_status st = ROTOR_OK;
@@ -186,6 +189,8 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
                  dim, ix->dim);
     rotor_search_params sp = params ? *params : rotor_search_params_default();
     CM_FORWARD(ix_search_params_check(&sp));
+    nav_search_params np;
+    CM_FORWARD(resolve(ix, &sp, k, &np));
 
     float *dist_out = distances;
     float *dist_tmp = NULL;
@@ -219,7 +224,7 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
             goto done;
         q = qcopy;
     }
-    st = ix_search_one(ix, &sp, q, k, ids, dist_out, sp.stats);
+    st = ix_search_nav(ix, &np, q, k, ids, dist_out, sp.stats);
 done:
     cm_free(&ix->alloc, qcopy);
     cm_free(&ix->alloc, dist_tmp);

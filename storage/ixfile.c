@@ -115,6 +115,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_IVF_META: return "IVF header";
     case IXF_SEC_IVF_IDS: return "IVF ids";
     case IXF_SEC_IVF_CODES: return "IVF codes";
+    case IXF_SEC_TUNING: return "tuning";
     }
     return "unknown";
 }

@@ -266,6 +266,7 @@ typedef enum ixf_section_id {
     IXF_SEC_IVF_META = 8,   /* IVF: centroids and list sizes */
     IXF_SEC_IVF_IDS = 9,    /* IVF: every list's ids, end to end */
     IXF_SEC_IVF_CODES = 10, /* IVF: every list's code store, 64-byte aligned */
+    IXF_SEC_TUNING = 11,    /* the calibration table and the automatic choice */
 } ixf_section_id;
 
 /* The fixed header's description of the index (everything but the

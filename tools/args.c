@@ -67,6 +67,13 @@ const cli_command cli_commands[] = {
      "for an index file, every section's checksum and every graph and list id.\n"
      "Exit 0 when the file is sound, 1 with one line naming the first fault.",
      OPT_FILE_ARG},
+    {"tune", "measure an index file's calibration table again",
+     "rotor tune FILE [--queries FILE] [--max-queries N] [--threads N]\n"
+     "Measures recall@10 and the modelled cost of the index's search settings,\n"
+     "with --queries (exact neighbours computed over the index's vectors) or with\n"
+     "400 of its own rows searched as if held out, and saves the table in the\n"
+     "file (atomically), where 'rotor search|bench --recall R' reads it.",
+     OPT_FILE_ARG | OPT_QUERIES | OPT_MAX_QUERIES | OPT_THREADS},
     {"eval-quant", "compression, distortion and scan recall of quantizers",
      "rotor eval-quant --base FILE --queries FILE --gt FILE --quant SPEC[,SPEC...]\n"
      "                 [--metric l2] [--k 10] [--max-queries N] [--threads N] [--json FILE]\n"
@@ -101,8 +108,8 @@ static const struct flag {
     {"--json", OPT_JSON, "FILE  append results as JSON lines"},
     {"--quiet", OPT_QUIET, "no progress bar"},
     {"--quant", OPT_QUANT,
-     "SPEC  compress vectors: tq1..tq8, tqip2..tqip8, bin1, bin2, bin1fs, bin2fs, pq<M>, "
-     "pq<M>x4"},
+     "SPEC  compress vectors: auto (default: measured on a sample), none, tq1..tq8,\n"
+     "   tqip2..tqip8, bin1, bin2, bin1fs, bin2fs, sq8, pq<M>, pq<M>x4"},
     {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10 x k; 0 = none)"},
     {"--degree", OPT_GRAPH, "N  vamana: most neighbours per node (default 32)"},
     {"--build-list", OPT_GRAPH, "N  vamana: candidate list while building (default 100)"},
@@ -116,9 +123,16 @@ static const struct flag {
     {"--build-space", OPT_GRAPH,
      "full|codes  vamana: link on the full vectors (default) or on the decoded codes"},
     {"--nlist", OPT_GRAPH, "N  ivf: partitions (default about 4 sqrt(n))"},
+    {"--target-recall", OPT_GRAPH,
+     "R  --quant auto: the recall@10 the chosen codes must reach (default 0.95)"},
+    {"--calibrate", OPT_GRAPH,
+     "0|1  measure the calibration table --recall reads at the end of the build (default 1)"},
     {"--build-threads", OPT_GRAPH, "N  threads building the index (default all cores)"},
     {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
+    {"--recall", OPT_SEARCH,
+     "R  search with the cheapest calibrated settings reaching recall R (flags given\n"
+     "   above still win); refused when the index cannot promise it"},
     {"--starts", OPT_SEARCH,
      "N  quantized vamana: about N sampled starting points scored first, from the groups\n"
      "   nearest the query (default 256, at most " CLI_MAX_STARTS_TEXT ")"},
@@ -212,10 +226,31 @@ static int check_quant_list(const cli_command *c, const char *value) {
     }
 }
 
+/* A plain decimal in [lo, hi]. */
+static int parse_fraction(const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    /* strtod would also take " 2", "+2", "0x1p1", "inf". */
+    bool plain = s[0] >= '0' && s[0] <= '9' && strspn(s, "0123456789.") == strlen(s);
+    if (!plain || *end != '\0' || errno != 0 || !(v >= lo && v <= hi))
+        return cli_error(CLI_EXIT_USAGE, "%s takes a number from %g to %g, not '%s'", flag, lo, hi,
+                         s);
+    *out = v;
+    return CLI_EXIT_OK;
+}
+
 static int parse_navigator_flag(const char *name, const char *value, cli_opts *o) {
     size_t n = 0;
     int rc = CLI_EXIT_OK;
-    if (strcmp(name, "--alpha") == 0) {
+    if (strcmp(name, "--target-recall") == 0) {
+        rc = parse_fraction(name, value, 0.5, 1, &o->target_recall);
+    } else if (strcmp(name, "--recall") == 0) {
+        rc = parse_fraction(name, value, 0.01, 1, &o->recall);
+    } else if (strcmp(name, "--calibrate") == 0) {
+        rc = parse_size(name, value, 0, 1, &n);
+        o->calibrate = (int)n;
+    } else if (strcmp(name, "--alpha") == 0) {
         char *end;
         errno = 0;
         o->alpha = strtod(value, &end);
@@ -343,6 +378,7 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
     o->runs = 1;
     o->rerank = -1;
     o->neighbor_codes = -1;
+    o->calibrate = -1;
     bool seen[N_FLAGS] = {false};
     int npos = 0;
     for (int i = 0; i < argc; i++) {

@@ -54,6 +54,9 @@ typedef struct cli_opts {
     const char *walk_quant;
     unsigned refine;
     unsigned starts;        /* --starts: rotor_search_params.start_points */
+    double target_recall;   /* --target-recall, 0 = the library default */
+    double recall;          /* --recall: rotor_search_params.target_recall, 0 = off */
+    int calibrate;          /* --calibrate, -1 = the library default */
     const char *sweep;      /* "L=10,20,40" or "nprobe=1,2,4" */
     cli_sweep sweep_values; /* --sweep, parsed */
     /* Index files: where the full vectors live (0 = as saved, or the
@@ -114,6 +117,10 @@ int cli_run_search(const cli_opts *o, const char *cmd);
 /* The index's codes as a label: "quant", or "walk+quant" for a graph
  * walking on other codes than it refines with. */
 const char *cli_quant_label(const rotor_index_stats *s, char *buf, size_t size);
+/* What the index measured about itself (rotor_index_tuning): the
+ * automatic configuration's candidates and the calibration's summary, and
+ * with `table` every calibrated setting. */
+void cli_print_tuning(FILE *f, const rotor_index *ix, bool table);
 /* "float32", "uint8", ... */
 const char *cli_elem_type_name(rotor_elem_type t);
 /* Opens the one positional FILE of info and verify (usage error otherwise)
@@ -217,6 +224,7 @@ int cmd_bench(const cli_opts *o);
 int cmd_search(const cli_opts *o);
 int cmd_info(const cli_opts *o);
 int cmd_verify(const cli_opts *o);
+int cmd_tune(const cli_opts *o);
 int cmd_build(const cli_opts *o);
 int cmd_eval_quant(const cli_opts *o);
 

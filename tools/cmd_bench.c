@@ -258,6 +258,14 @@ int cmd_bench(const cli_opts *o) {
     c.sp.nprobe = o->nprobe;
     c.sp.refine = o->refine;
     c.sp.start_points = o->starts;
+    /* Resolved here, so the line printed names the settings searched. */
+    if (o->recall > 0) {
+        rotor_status st = rotor_search_params_for_recall(ix, (float)o->recall, k, &c.sp);
+        if (st != ROTOR_OK) {
+            rc = cli_lib_error(st, "bench --recall %g", o->recall);
+            goto done;
+        }
+    }
     c.k = k;
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);

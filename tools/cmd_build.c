@@ -33,6 +33,22 @@ int cmd_build(const cli_opts *o) {
             return cli_lib_error(st, "cannot read back '%s'", o->out);
         rotor_index_stats s;
         rotor_index_stats_get(ix, &s);
+        rotor_tuning t;
+        rotor_index_tuning(ix, &t);
+        cli_print_tuning(stderr, ix, false);
+        if (t.candidates > 0)
+            fprintf(stderr, "build: the automatic configuration took %.0f %% of the build\n",
+                    100.0 * t.auto_seconds / seconds);
+        const double ram = (double)(s.bytes_codes + s.bytes_graph + s.bytes_graph_codes);
+        fprintf(stderr,
+                "build: RAM to search: graph %.1f MiB + codes %.1f MiB%s (%.0f bytes per "
+                "vector)\n",
+                (double)(s.bytes_graph + s.bytes_graph_codes) / (1 << 20),
+                (double)s.bytes_codes / (1 << 20),
+                p.full_vectors == ROTOR_VECTORS_DISK ? "; full vectors stay on disk"
+                                                     : " + full vectors",
+                (ram + (p.full_vectors == ROTOR_VECTORS_DISK ? 0 : (double)s.bytes_vectors)) /
+                    (double)s.count);
         char label[72];
         fprintf(stderr,
                 "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "

@@ -39,6 +39,11 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
     printf("RAM per vector: codes %.1f, graph %.1f, graph codes %.1f, full vectors %.1f bytes\n",
            (double)s.bytes_codes / n, (double)s.bytes_graph / n, (double)s.bytes_graph_codes / n,
            (double)s.bytes_vectors / n);
+    printf("RAM searched:  %.1f MiB (graph and codes%s)\n",
+           (double)(s.bytes_codes + s.bytes_graph + s.bytes_graph_codes + s.bytes_vectors) /
+               (1 << 20),
+           s.vectors_on_disk ? "; full vectors read from disk" : " and full vectors");
+    cli_print_tuning(stdout, ix, true);
     printf("opened in:     %.3f s (mapped, header and small sections checked)\n", open_s);
     rotor_index_close(ix);
     return CLI_EXIT_OK;

@@ -72,6 +72,7 @@ int cli_run_search(const cli_opts *o, const char *cmd) {
     sp.nprobe = o->nprobe;
     sp.refine = o->refine;
     sp.start_points = o->starts;
+    sp.target_recall = (float)o->recall;
     cli_progress prog;
     cli_progress_start(&prog, cmd, nq, o->quiet);
     for (size_t r = 0; r < nq; r += CHUNK_ROWS) {

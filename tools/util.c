@@ -145,7 +145,12 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
     else
         return cli_error(CLI_EXIT_USAGE, "unknown index kind '%s'; use flat, vamana or ivf", kind);
     p->metric = o->metric;
-    p->quant = o->quant;
+    if (o->quant != NULL)
+        p->quant = o->quant;
+    if (o->target_recall > 0)
+        p->target_recall = (float)o->target_recall;
+    if (o->calibrate >= 0)
+        p->calibrate = o->calibrate;
     p->threads = o->build_threads;
     if (o->degree)
         p->graph_degree = o->degree;
@@ -225,4 +230,53 @@ void cli_note_io_fallback(const rotor_index *ix, const char *path, bool quiet) {
             "rotor: note: io_uring could not be used for '%s' (refused at open or at a "
             "search); its vectors were read with pread instead\n",
             path);
+}
+
+void cli_print_tuning(FILE *f, const rotor_index *ix, bool table) {
+    rotor_tuning t;
+    if (rotor_index_tuning(ix, &t) != ROTOR_OK)
+        return;
+    if (t.candidates > 0) {
+        fprintf(f,
+                "auto config:   %zu candidates measured on %zu sampled vectors with %zu held-out "
+                "queries in %.1f s; target recall@10 %.3f\n",
+                t.candidates, t.sample, t.sample_queries, t.auto_seconds, (double)t.target_recall);
+        for (size_t i = 0; i < t.candidates; i++) {
+            const rotor_auto_candidate *c = &t.candidate[i];
+            char name[72];
+            if (c->walk_quant[0])
+                snprintf(name, sizeof name, "%s+%s", c->walk_quant, c->quant);
+            else
+                snprintf(name, sizeof name, "%s", c->quant);
+            fprintf(f, "  %s %-14s %-16s ", c->chosen ? "*" : " ", name,
+                    strcmp(c->quant, "none") == 0 ? "full precision"
+                    : c->neighbor_codes           ? "neighbour codes"
+                                                  : "own codes");
+            if (c->list_size > 0)
+                fprintf(f, "reaches %.3f at L/nprobe=%u rerank=%u: %.1f us per query (model)\n",
+                        (double)c->recall, c->list_size, c->rerank, (double)c->cost_ns / 1000);
+            else
+                fprintf(f, "best recall %.3f: below the target\n", (double)c->recall);
+        }
+    }
+    if (t.rows == 0) {
+        fprintf(f, "calibration:   none (searches by recall are refused)\n");
+        return;
+    }
+    float top = 0;
+    for (size_t i = 0; i < t.rows; i++)
+        top = t.row[i].recall_low > top ? t.row[i].recall_low : top;
+    fprintf(f,
+            "calibration:   %zu settings measured at recall@%u on %u held-out queries in %.1f s; "
+            "--recall up to %.3f\n",
+            t.rows, t.k, t.queries, t.calibration_seconds, (double)top);
+    if (!table)
+        return;
+    fprintf(f, "  %8s %8s %8s %8s %8s %8s %10s\n", "L", "nprobe", "rerank", "refine", "recall",
+            "low", "us(model)");
+    for (size_t i = 0; i < t.rows; i++) {
+        const rotor_calibration_row *r = &t.row[i];
+        fprintf(f, "  %8u %8u %8u %8u %8.4f %8.4f %10.1f\n", r->list_size, r->nprobe, r->rerank,
+                r->refine, (double)r->recall, (double)r->recall_low, (double)r->cost_ns / 1000);
+    }
 }

@@ -1,0 +1,766 @@
+/*
+ * What an index measures about itself: exact neighbours of held-out
+ * queries, the calibration table (recall and cost of search settings) a
+ * search by recall reads, and the automatic choice of codes and layout at
+ * build (rotor_params.quant "auto").
+ *
+ * Recall is measured: on the index's own rows searched as if held out
+ * (nav_search_params.skip), or on queries the caller gives, against exact
+ * neighbours. Cost is modelled from the work every search counts
+ * (nav_work): records expanded, codes scored in sequence or gathered one
+ * by one, candidates refined, vectors reranked or read from disk, each
+ * weighted by what it takes on a typical machine (model_ns). Counts repeat
+ * exactly from run to run, so a build with a seed chooses the same
+ * configuration every time, which timings on a shared machine would not;
+ * and a small sample sits in cache where the full index will not, so its
+ * timings would favour layouts that read memory at random.
+ *
+ * The automatic choice builds one graph on a sample (one thread: the same
+ * graph every time), lays it out again for each candidate's codes without
+ * linking anything anew (nav_ops.derive; the links do not depend on the
+ * codes), and keeps the candidate whose cheapest setting reaching the
+ * target recall costs least.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/pool.h"
+#include "index/index_internal.h"
+
+enum {
+    TUNE_K = 10,          /* recall@10, what users ask for */
+    CALIB_QUERIES = 400,  /* rows searched as held out when calibrating */
+    SAMPLE_QUERIES = 200, /* held-out rows of the automatic choice */
+    SAMPLE_MIN = 2000,    /* the smallest sample worth a graph */
+    SAMPLE_MAX = 20000,   /* enough to rank codes; more only costs time */
+    SAMPLE_DIVISOR = 20,  /* a sample of n / 20 keeps the choice near a tenth of the build */
+    AUTO_MIN_ROWS = 1000, /* below it every configuration is fast: full precision */
+    EVAL_CHUNK = 16,      /* queries per pool chunk */
+    MAX_CANDIDATES = 8,
+};
+
+/* ---- the cost model -------------------------------------------------------
+ *
+ * Nanoseconds per unit of counted work, fitted to single-thread searches
+ * of this library on an AVX-512 server (Fashion-MNIST, word vectors,
+ * SIFT-like sets; bench/RESULTS.md): a fast-scan code costs about 15 ps per
+ * 4-bit table lookup, an 8-bit scalar code 30 ps per dimension, a float
+ * distance 70 ps per dimension; a read from a scattered address about 40
+ * ns (partly hidden by prefetching), a record expanded 40 ns of list
+ * bookkeeping, a vector read from an SSD a few microseconds. */
+#define NS_HOP 40.0
+#define NS_LINE 1.5
+#define NS_MISS 40.0
+#define NS_DISK_READ 4000.0
+
+/* One estimate of a code already in cache. */
+static double code_ns(const quant *q, size_t dim) {
+    if (q == NULL)
+        return 8.0 + 0.07 * (double)dim;
+    switch (q->spec.kind) {
+    case QUANT_PQ4: return 0.5 + 0.015 * (double)q->spec.m;
+    case QUANT_BINFS: return 0.5 + 0.015 * (double)(q->spec.bits * dim) / 4.0;
+    case QUANT_SQ: return 6.0 + 0.03 * (double)dim;
+    case QUANT_PQ: return 2.0 + 0.4 * (double)q->spec.m;
+    default: return 4.0 + 0.1 * (double)q->code_bytes;
+    }
+}
+
+static double lines(size_t bytes) { return (double)((bytes + 63) / 64); }
+
+/* Modelled nanoseconds per query of work w summed over nq queries.
+ * scan_scale: how many of the codes a sequential scan scored would be
+ * scored in the index modelled (IVF sampled as a flat scan); 1 otherwise. */
+static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale) {
+    const size_t d = ix->dim;
+    const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
+    nav_stats ns;
+    const graph_space space = ix_space(ix);
+    ix->nav->ops->stats(ix->nav, &space, &ns);
+    const double node_bytes =
+        ix->count > 0 ? (double)(ns.bytes_ids + ns.bytes_codes) / ix->count : 0;
+    const double vec_ns = NS_MISS + NS_LINE * lines(d * sizeof(float)) + code_ns(NULL, d);
+    double t = (double)w->hops * (NS_HOP + NS_LINE * lines((size_t)node_bytes));
+    const double sequential = (double)(w->scored - w->gathered) * scan_scale;
+    if (walk == NULL) {
+        t += (double)w->scored * vec_ns;
+    } else {
+        t += sequential * code_ns(walk, d);
+        t += (double)w->gathered *
+             (NS_MISS + NS_LINE * (lines(walk->code_bytes) - 1) + code_ns(walk, d));
+    }
+    if (ix->q != NULL)
+        t += (double)w->refined *
+             (NS_MISS + NS_LINE * (lines(ix->q->code_bytes) - 1) + code_ns(ix->q, d));
+    t += (double)w->reranked * (ix->store != NULL ? NS_DISK_READ + code_ns(NULL, d) : vec_ns);
+    t += (double)w->probed * code_ns(NULL, d) * 0.25; /* centroids in one sequential pass */
+    return t / (double)(nq ? nq : 1);
+}
+
+/* ---- exact neighbours -------------------------------------------------- */
+
+typedef struct exact_job {
+    const nav *flat;
+    const graph_space *s;
+    const float *queries;
+    size_t nq, k; /* k answers per query */
+    int64_t *ids;
+    float *dists;
+} exact_job;
+
+enum { EXACT_CHUNK = 32 };
+
+static void exact_chunk(void *ctx, size_t chunk, unsigned worker) {
+    (void)worker;
+    const exact_job *j = ctx;
+    const size_t lo = chunk * EXACT_CHUNK, n = j->nq - lo < EXACT_CHUNK ? j->nq - lo : EXACT_CHUNK;
+    const nav_search_params np = {0};
+    (void)j->flat->ops->search_batch(j->flat, j->s, j->queries + lo * j->s->dim, n, j->k, &np,
+                                     j->ids + lo * j->k, j->dists + lo * j->k);
+}
+
+/* The exact TUNE_K nearest of each query among `count` rows of `base`
+ * into gt (nq x TUNE_K). self[i] (when self is not NULL) is the row query i
+ * was taken from: left out of its answers, as if held out. */
+static rotor_status exact_neighbours(const rotor_allocator *a, const float *base, size_t count,
+                                     size_t dim, rotor_metric metric, const float *queries,
+                                     const uint32_t *self, size_t nq, unsigned threads,
+                                     int64_t *gt) {
+    const size_t k = TUNE_K + (self != NULL), want = k < count ? k : count;
+    graph_space s = {.vectors = base, .count = count, .dim = dim, .metric = metric};
+    nav_params np = {.threads = 1};
+    nav *flat;
+    CM_FORWARD(flat_nav_ops.create(a, &np, &s, &flat));
+    rotor_status st = flat_nav_ops.insert(flat, &s);
+    int64_t *ids = cm_alloc(a, nq * want * (sizeof(int64_t) + sizeof(float)), "exact neighbours");
+    cm_pool pool;
+    if (st == ROTOR_OK && ids == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK)
+        st = cm_pool_start(&pool, a, cm_thread_count(threads, nq / EXACT_CHUNK + 1));
+    if (st == ROTOR_OK) {
+        exact_job job = {flat, &s, queries, nq, want, ids, (float *)(ids + nq * want)};
+        cm_pool_run(&pool, exact_chunk, &job, (nq + EXACT_CHUNK - 1) / EXACT_CHUNK);
+        cm_pool_stop(&pool);
+        for (size_t i = 0; i < nq; i++) {
+            size_t m = 0;
+            for (size_t j = 0; j < want && m < TUNE_K; j++)
+                if (self == NULL || ids[i * want + j] != (int64_t)self[i])
+                    gt[i * TUNE_K + m++] = ids[i * want + j];
+            for (; m < TUNE_K; m++)
+                gt[i * TUNE_K + m] = -1;
+        }
+    }
+    cm_free(a, ids);
+    flat->ops->free(flat);
+    return st;
+}
+
+/* ---- one search setting over the queries --------------------------------- */
+
+typedef struct eval_slot {
+    nav_work work;
+    double sum, sum2; /* per-query recall and its square */
+    rotor_status st;
+    char error[256];
+} eval_slot;
+
+typedef struct eval_job {
+    const rotor_index *ix;
+    nav_search_params np;
+    const float *queries;
+    const uint32_t *self; /* NULL: external queries */
+    const int64_t *gt;    /* nq x TUNE_K */
+    size_t nq;
+    eval_slot *slot; /* one per worker */
+    int64_t *ids;    /* per worker: TUNE_K ids, then TUNE_K distances */
+} eval_job;
+
+static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
+    eval_job *j = ctx;
+    eval_slot *out = &j->slot[worker];
+    if (out->st != ROTOR_OK)
+        return;
+    int64_t *ids = j->ids + worker * 2 * TUNE_K;
+    float *dists = (float *)(ids + TUNE_K);
+    nav_search_params np = j->np;
+    np.work = &out->work;
+    const size_t lo = chunk * EVAL_CHUNK, hi = lo + EVAL_CHUNK < j->nq ? lo + EVAL_CHUNK : j->nq;
+    for (size_t i = lo; i < hi; i++) {
+        np.skip = j->self ? &j->self[i] : NULL;
+        rotor_status st =
+            ix_search_nav(j->ix, &np, j->queries + i * j->ix->dim, TUNE_K, ids, dists, NULL);
+        if (st != ROTOR_OK) {
+            out->st = st;
+            snprintf(out->error, sizeof out->error, "%s", rotor_last_error());
+            return;
+        }
+        const int64_t *g = j->gt + i * TUNE_K;
+        size_t truth = 0, hit = 0;
+        for (size_t a = 0; a < TUNE_K; a++) {
+            if (g[a] < 0)
+                continue;
+            truth++;
+            for (size_t b = 0; b < TUNE_K; b++)
+                hit += ids[b] == g[a];
+        }
+        const double r = truth ? (double)hit / (double)truth : 1.0;
+        out->sum += r;
+        out->sum2 += r * r;
+    }
+}
+
+/* A set of queries with their exact neighbours, and the pool that runs
+ * them. */
+typedef struct tune_set {
+    const float *queries;
+    const uint32_t *self;
+    const int64_t *gt;
+    size_t nq;
+    cm_pool *pool;
+    eval_slot *slot;
+    int64_t *ids;
+    double scan_scale;
+} tune_set;
+
+/* Searches every query of `set` with np into a row of the table. */
+static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
+                             const nav_search_params *np, rotor_calibration_row *row) {
+    const unsigned workers = cm_pool_threads(set->pool);
+    memset(set->slot, 0, workers * sizeof *set->slot);
+    eval_job job = {ix, *np, set->queries, set->self, set->gt, set->nq, set->slot, set->ids};
+    cm_pool_run(set->pool, eval_chunk, &job, (set->nq + EVAL_CHUNK - 1) / EVAL_CHUNK);
+    nav_work w = {0};
+    double sum = 0, sum2 = 0;
+    for (unsigned t = 0; t < workers; t++) {
+        if (set->slot[t].st != ROTOR_OK)
+            return cm_fail(set->slot[t].st, "%s", set->slot[t].error);
+        w.hops += set->slot[t].work.hops;
+        w.scored += set->slot[t].work.scored;
+        w.gathered += set->slot[t].work.gathered;
+        w.refined += set->slot[t].work.refined;
+        w.reranked += set->slot[t].work.reranked;
+        w.probed += set->slot[t].work.probed;
+        sum += set->slot[t].sum;
+        sum2 += set->slot[t].sum2;
+    }
+    const double n = (double)set->nq, mean = sum / n;
+    const double var = n > 1 ? (sum2 - n * mean * mean) / (n - 1) : 0;
+    *row = (rotor_calibration_row){
+        .list_size = (uint32_t)np->list,
+        .rerank = (uint32_t)np->rerank,
+        .refine = (uint32_t)np->refine,
+        .nprobe = (uint32_t)np->nprobe,
+        .recall = (float)mean,
+        .recall_low = (float)(mean - sqrt(var > 0 ? var / n : 0)),
+        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale),
+    };
+    return ROTOR_OK;
+}
+
+/* ---- the settings grid --------------------------------------------------- */
+
+static const uint32_t LISTS[] = {10, 12, 16,  20,  24,  32,  40,  48, 64,
+                                 80, 96, 128, 160, 192, 256, 384, 512};
+static const uint32_t PROBES[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+static const uint32_t RERANKS[] = {10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000};
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Rows kept: only those no other row beats in both cost and recall. */
+static size_t keep_frontier(rotor_calibration_row *r, size_t n) {
+    /* Insertion sort by cost (tables are a few hundred rows). */
+    for (size_t i = 1; i < n; i++) {
+        rotor_calibration_row x = r[i];
+        size_t j = i;
+        for (; j > 0 && r[j - 1].cost_ns > x.cost_ns; j--)
+            r[j] = r[j - 1];
+        r[j] = x;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || r[i].recall_low > r[m - 1].recall_low)
+            r[m++] = r[i];
+    return m;
+}
+
+/* Measures the grid of the index's kind. With `stop_at` > 0 (the automatic
+ * choice), a depth's sweep stops at the first setting reaching it; else at
+ * 0.999 or the grid's end. Rows go to *out (allocated). */
+static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop_at,
+                          rotor_calibration_row **out, size_t *nout) {
+    const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
+    const bool ivf = ix->params.kind == ROTOR_INDEX_IVF;
+    const uint32_t *outer = vamana ? LISTS : ivf ? PROBES : NULL;
+    const size_t nouter = vamana ? COUNT_OF(LISTS) : ivf ? COUNT_OF(PROBES) : 1;
+    const size_t nrerank = ix->q != NULL ? COUNT_OF(RERANKS) : 1;
+    rotor_calibration_row *rows =
+        cm_alloc(&ix->alloc, nouter * nrerank * sizeof *rows, "calibration table");
+    if (rows == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    const float stop = stop_at > 0 ? stop_at : 0.999f;
+    size_t n = 0;
+    rotor_status st = ROTOR_OK;
+    for (size_t r = 0; r < nrerank && st == ROTOR_OK; r++) {
+        const size_t rerank = ix->q != NULL ? RERANKS[r] : 0;
+        if (rerank > ix->count)
+            break;
+        for (size_t o = 0; o < nouter && st == ROTOR_OK; o++) {
+            nav_search_params np = {.rerank = rerank};
+            if (vamana)
+                np.list = outer[o];
+            if (ivf) {
+                nav_stats ns;
+                const graph_space space = ix_space(ix);
+                ix->nav->ops->stats(ix->nav, &space, &ns);
+                if (outer[o] > ns.partitions)
+                    break;
+                np.nprobe = outer[o];
+            }
+            st = evaluate(ix, set, &np, &rows[n]);
+            if (st == ROTOR_OK && rows[n++].recall >= stop)
+                break;
+        }
+        /* A deeper rerank that already reached the goal at the smallest
+         * list only costs more. */
+        if (n > 0 && rows[n - 1].recall >= stop &&
+            (rows[n - 1].list_size == LISTS[0] || rows[n - 1].nprobe == PROBES[0] || !outer))
+            break;
+    }
+    if (st != ROTOR_OK) {
+        cm_free(&ix->alloc, rows);
+        return st;
+    }
+    *out = rows;
+    *nout = n;
+    return ROTOR_OK;
+}
+
+/* ---- the calibration table ------------------------------------------------ */
+
+void ix_tuning_free(rotor_index *ix) {
+    cm_free(&ix->alloc, ix->tuning.row);
+    cm_free(&ix->alloc, ix->tuning.candidate);
+    memset(&ix->tuning, 0, sizeof ix->tuning);
+}
+
+/* Rows [0, count) sampled without repeats, seeded: the first `n` of a
+ * partial shuffle. */
+static rotor_status sample_rows(const rotor_allocator *a, size_t count, size_t n, uint64_t seed,
+                                uint32_t **out) {
+    uint32_t *all = cm_alloc(a, count * sizeof *all, "sampled rows");
+    if (all == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < count; i++)
+        all[i] = (uint32_t)i;
+    uint64_t rng = seed ^ 0x7475e3ULL;
+    for (size_t i = 0; i < n && i + 1 < count; i++) {
+        size_t j = i + (size_t)(cm_splitmix64(&rng) % (count - i));
+        uint32_t t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+    }
+    *out = all;
+    return ROTOR_OK;
+}
+
+/* The full vectors of an index: in memory, or the file's mapped section. */
+static rotor_status full_vectors(rotor_index *ix, const float **out) {
+    if (ix->vectors != NULL) {
+        *out = ix->vectors;
+        return ROTOR_OK;
+    }
+    CM_RETURN_IF(ix->file == NULL, ROTOR_ERR_UNSUPPORTED, "the index holds no full vectors");
+    CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
+    *out = (const float *)ixf_get(ix->file, IXF_SEC_VECTORS).data;
+    return ROTOR_OK;
+}
+
+static rotor_status tune_set_open(const rotor_index *ix, tune_set *set, unsigned threads) {
+    cm_pool *pool = cm_alloc(&ix->alloc, sizeof *pool, "calibration pool");
+    if (pool == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st =
+        cm_pool_start(pool, &ix->alloc, cm_thread_count(threads, set->nq / EVAL_CHUNK + 1));
+    if (st != ROTOR_OK) {
+        cm_free(&ix->alloc, pool);
+        return st;
+    }
+    const unsigned w = cm_pool_threads(pool);
+    set->pool = pool;
+    set->slot = cm_calloc(&ix->alloc, w * sizeof *set->slot, "calibration workers");
+    set->ids = cm_alloc(&ix->alloc, w * 2 * TUNE_K * sizeof *set->ids, "calibration answers");
+    if (set->slot == NULL || set->ids == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    return ROTOR_OK;
+}
+
+static void tune_set_close(const rotor_index *ix, tune_set *set) {
+    if (set->pool != NULL) {
+        cm_pool_stop(set->pool);
+        cm_free(&ix->alloc, set->pool);
+    }
+    cm_free(&ix->alloc, set->slot);
+    cm_free(&ix->alloc, set->ids);
+    set->pool = NULL;
+}
+
+rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads) {
+    const double t0 = cm_now();
+    const rotor_allocator *a = &ix->alloc;
+    const float *base = NULL;
+    CM_FORWARD(full_vectors(ix, &base));
+    uint32_t *rows = NULL;
+    float *own = NULL;
+    rotor_status st = ROTOR_OK;
+    if (queries == NULL) {
+        nq = ix->count < CALIB_QUERIES ? ix->count : CALIB_QUERIES;
+        st = sample_rows(a, ix->count, nq, ix->params.seed, &rows);
+        own =
+            st == ROTOR_OK ? cm_alloc(a, nq * ix->dim * sizeof *own, "calibration queries") : NULL;
+        if (st == ROTOR_OK && own == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+        for (size_t i = 0; st == ROTOR_OK && i < nq; i++)
+            memcpy(own + i * ix->dim, base + (size_t)rows[i] * ix->dim, ix->dim * sizeof *own);
+        queries = own;
+    }
+    int64_t *gt = st == ROTOR_OK ? cm_alloc(a, nq * TUNE_K * sizeof *gt, "exact neighbours") : NULL;
+    if (st == ROTOR_OK && gt == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK)
+        st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows, nq, threads,
+                              gt);
+    tune_set set = {queries, rows, gt, nq, NULL, NULL, NULL, 1.0};
+    if (st == ROTOR_OK)
+        st = tune_set_open(ix, &set, threads);
+    rotor_calibration_row *table = NULL;
+    size_t n = 0;
+    if (st == ROTOR_OK)
+        st = sweep(ix, &set, 0, &table, &n);
+    tune_set_close(ix, &set);
+    cm_free(a, gt);
+    cm_free(a, own);
+    cm_free(a, rows);
+    if (st != ROTOR_OK)
+        return st;
+    cm_free(a, ix->tuning.row);
+    ix->tuning.row = table;
+    ix->tuning.rows = keep_frontier(table, n);
+    ix->tuning.k = TUNE_K;
+    ix->tuning.queries = (uint32_t)nq;
+    ix->tuning.calibration_seconds = cm_now() - t0;
+    return ROTOR_OK;
+}
+
+rotor_status ix_recall_settings(const rotor_index *ix, float target, size_t k,
+                                nav_search_params *np) {
+    const ix_tuning *t = &ix->tuning;
+    CM_RETURN_IF(t->rows == 0, ROTOR_ERR_UNSUPPORTED,
+                 "this index has no calibration table, so it cannot search by recall: "
+                 "calibrate it (rotor tune, rotor_index_tune) or give the search settings");
+    const rotor_calibration_row *best = NULL, *top = &t->row[0];
+    for (size_t i = 0; i < t->rows; i++) {
+        const rotor_calibration_row *r = &t->row[i];
+        if (r->recall_low >= target && (best == NULL || r->cost_ns < best->cost_ns))
+            best = r;
+        if (r->recall_low > top->recall_low)
+            top = r;
+    }
+    CM_RETURN_IF(best == NULL, ROTOR_ERR_UNSUPPORTED,
+                 "recall %.3f cannot be promised: the calibration reached at most %.3f "
+                 "(recall@%u on %u held-out queries)",
+                 (double)target, (double)top->recall_low, t->k, t->queries);
+    /* Deeper answers need proportionally deeper lists and reranks. */
+    const size_t scale_num = k > t->k ? k : t->k, scale_den = t->k;
+    if (np->list == 0 && best->list_size)
+        np->list = (best->list_size * scale_num + scale_den - 1) / scale_den;
+    if (np->rerank == SIZE_MAX)
+        np->rerank = (best->rerank * scale_num + scale_den - 1) / scale_den;
+    if (np->refine == 0)
+        np->refine = best->refine;
+    if (np->nprobe == 0)
+        np->nprobe = best->nprobe;
+    return ROTOR_OK;
+}
+
+/* ---- the automatic configuration ------------------------------------------ */
+
+typedef struct candidate {
+    const char *quant, *walk; /* walk NULL: walk on quant */
+    bool neighbor_codes;
+    char qname[32], wname[32];
+} candidate;
+
+/* The configurations worth measuring for this index. Neighbour codes only
+ * for codes of a few bytes a dimension or less (fast-scan): an 8-bit code
+ * copied R times into every node would cost R times the vectors' memory. */
+static size_t candidates_for(const rotor_index *ix, candidate *c) {
+    const size_t d = ix->dim;
+    const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
+    const bool disk = ix->params.full_vectors == ROTOR_VECTORS_DISK;
+    const bool nbr = !disk; /* disk mode keeps RAM at graph + codes */
+    size_t n = 0;
+    if (vamana && !disk)
+        c[n++] = (candidate){.quant = "none"};
+    c[n++] = (candidate){.quant = "sq8"};
+    /* 4-bit PQ at a half and a quarter byte per dimension. */
+    for (size_t per = 2; per <= 4; per += 2) {
+        if (d < 2 * per)
+            continue;
+        c[n] = (candidate){.neighbor_codes = nbr};
+        snprintf(c[n].qname, sizeof c[n].qname, "pq%zux4", d / per);
+        c[n].quant = c[n].qname;
+        n++;
+    }
+    if (vamana) {
+        c[n++] = (candidate){.quant = "sq8", .walk = "bin2fs", .neighbor_codes = nbr};
+        c[n++] = (candidate){.quant = "sq8", .walk = "bin1fs", .neighbor_codes = nbr};
+    } else {
+        c[n++] = (candidate){.quant = "bin2fs"};
+    }
+    return n;
+}
+
+/* An index over rows `rows` of `sample` (already converted) with params p;
+ * its navigator derived from `links` (vamana) or built (other kinds). */
+static rotor_status sample_index(const rotor_params *p, const float *rows, size_t n, size_t dim,
+                                 const rotor_index *links, rotor_index **out) {
+    rotor_index *s;
+    CM_FORWARD(ix_create(p, dim, n, &s));
+    rotor_status st = ix_reserve(s, n);
+    if (st == ROTOR_OK) {
+        memcpy(s->vectors, rows, n * dim * sizeof(float));
+        if (links == NULL) {
+            st = ix_index_rows(s, n);
+        } else {
+            st = ix_encode_rows(s, n);
+            nav *derived = NULL;
+            if (st == ROTOR_OK) {
+                graph_space space = ix_space(s);
+                space.count = n;
+                const nav_params np = ix_nav_params(p, s->q != NULL, n);
+                st = links->nav->ops->derive(links->nav, &s->alloc, &np, &space, &derived);
+            }
+            if (st == ROTOR_OK) {
+                s->nav->ops->free(s->nav);
+                s->nav = derived;
+                s->count = n;
+            }
+        }
+    }
+    if (st != ROTOR_OK) {
+        rotor_index_close(s);
+        return st;
+    }
+    *out = s;
+    return ROTOR_OK;
+}
+
+/* The cheapest row reaching `target`, or NULL. */
+static const rotor_calibration_row *cheapest(const rotor_calibration_row *r, size_t n,
+                                             float target) {
+    const rotor_calibration_row *best = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].recall >= target && (best == NULL || r[i].cost_ns < best->cost_ns))
+            best = &r[i];
+    return best;
+}
+
+rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_t quant_size,
+                               char *walk, size_t walk_size, bool *neighbor_codes) {
+    const double t0 = cm_now();
+    const rotor_allocator *a = &ix->alloc;
+    ix_tuning *t = &ix->tuning;
+    candidate cand[MAX_CANDIDATES];
+    const size_t ncand = candidates_for(ix, cand);
+    const bool disk = ix->params.full_vectors == ROTOR_VECTORS_DISK;
+    t->target_recall = ix->params.target_recall;
+    snprintf(quant_out, quant_size, "%s", disk ? "sq8" : "none");
+    walk[0] = '\0';
+    *neighbor_codes = false;
+    if (ix->params.kind == ROTOR_INDEX_FLAT)
+        return ROTOR_OK; /* exact by definition */
+    if (ix->params.kind == ROTOR_INDEX_IVF)
+        snprintf(quant_out, quant_size, "sq8");
+    if (n < AUTO_MIN_ROWS)
+        return ROTOR_OK;
+
+    size_t sn = n / SAMPLE_DIVISOR;
+    sn = sn < SAMPLE_MIN ? SAMPLE_MIN : sn > SAMPLE_MAX ? SAMPLE_MAX : sn;
+    size_t nq = SAMPLE_QUERIES;
+    if (sn + nq > n)
+        sn = n - nq;
+    uint32_t *pick;
+    CM_FORWARD(sample_rows(a, n, sn + nq, ix->params.seed ^ 0xa070ULL, &pick));
+    float *rows = cm_alloc(a, (sn + nq) * ix->dim * sizeof *rows, "configuration sample");
+    int64_t *gt = cm_alloc(a, nq * TUNE_K * sizeof *gt, "exact neighbours");
+    t->candidate = cm_calloc(a, ncand * sizeof *t->candidate, "configuration candidates");
+    rotor_status st = rows && gt && t->candidate ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; st == ROTOR_OK && i < sn + nq; i++)
+        memcpy(rows + i * ix->dim, ix->vectors + (size_t)pick[i] * ix->dim, ix->dim * sizeof *rows);
+    const float *queries = rows + sn * ix->dim;
+    if (st == ROTOR_OK)
+        st = exact_neighbours(a, rows, sn, ix->dim, ix->metric, queries, NULL, nq,
+                              ix->params.threads, gt);
+
+    /* One graph on the sample, on one thread so it is the same every time. */
+    rotor_params sp = ix->params;
+    sp.quant = "none";
+    sp.walk_quant = NULL;
+    sp.threads = 1;
+    sp.calibrate = 0;
+    sp.progress = NULL;
+    sp.full_vectors = ROTOR_VECTORS_RAM;
+    const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
+    if (!vamana)
+        sp.kind = ROTOR_INDEX_FLAT; /* IVF: the codes compared on a flat scan */
+    rotor_index *links = NULL;
+    if (st == ROTOR_OK && vamana)
+        st = sample_index(&sp, rows, sn, ix->dim, NULL, &links);
+
+    double best_cost = INFINITY;
+    size_t chosen = ncand;
+    for (size_t c = 0; st == ROTOR_OK && c < ncand; c++) {
+        rotor_auto_candidate *rc = &t->candidate[c];
+        snprintf(rc->quant, sizeof rc->quant, "%s", cand[c].quant);
+        snprintf(rc->walk_quant, sizeof rc->walk_quant, "%s", cand[c].walk ? cand[c].walk : "");
+        rc->neighbor_codes = cand[c].neighbor_codes;
+        rotor_params cp = sp;
+        cp.quant = cand[c].quant;
+        cp.walk_quant = cand[c].walk;
+        cp.neighbor_codes = cand[c].neighbor_codes;
+        cp.threads = ix->params.threads; /* encoding and training repeat on any count */
+        rotor_index *s = NULL;
+        st = sample_index(&cp, rows, sn, ix->dim, links, &s);
+        if (st != ROTOR_OK)
+            break;
+        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0};
+        if (!vamana) /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
+            set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
+        rotor_calibration_row *r = NULL;
+        size_t nr = 0;
+        st = tune_set_open(s, &set, ix->params.threads);
+        if (st == ROTOR_OK)
+            st = sweep(s, &set, ix->params.target_recall, &r, &nr);
+        tune_set_close(s, &set);
+        if (st == ROTOR_OK) {
+            /* The sample's reranks read memory; in disk mode each is a
+             * read from the disk. */
+            if (disk)
+                for (size_t i = 0; i < nr; i++)
+                    r[i].cost_ns += (float)(r[i].rerank * (NS_DISK_READ - NS_MISS));
+            const rotor_calibration_row *b = cheapest(r, nr, ix->params.target_recall);
+            if (b != NULL) {
+                rc->list_size = b->list_size ? b->list_size : b->nprobe;
+                rc->rerank = b->rerank;
+                rc->recall = b->recall;
+                rc->cost_ns = b->cost_ns;
+                if (b->cost_ns < best_cost) {
+                    best_cost = b->cost_ns;
+                    chosen = c;
+                }
+            } else {
+                for (size_t i = 0; i < nr; i++)
+                    rc->recall = r[i].recall > rc->recall ? r[i].recall : rc->recall;
+            }
+        }
+        cm_free(a, r);
+        rotor_index_close(s);
+    }
+    /* None reached the target: the most accurate. */
+    if (st == ROTOR_OK && chosen == ncand) {
+        float top = -1;
+        for (size_t c = 0; c < ncand; c++)
+            if (t->candidate[c].recall > top) {
+                top = t->candidate[c].recall;
+                chosen = c;
+            }
+    }
+    rotor_index_close(links);
+    cm_free(a, rows);
+    cm_free(a, gt);
+    cm_free(a, pick);
+    if (st != ROTOR_OK) {
+        cm_free(a, t->candidate);
+        t->candidate = NULL;
+        return st;
+    }
+    t->candidate[chosen].chosen = 1;
+    t->candidates = ncand;
+    t->sample = sn;
+    t->sample_queries = nq;
+    snprintf(quant_out, quant_size, "%s", cand[chosen].quant);
+    snprintf(walk, walk_size, "%s", cand[chosen].walk ? cand[chosen].walk : "");
+    *neighbor_codes = cand[chosen].neighbor_codes;
+    t->auto_seconds = cm_now() - t0;
+    return ROTOR_OK;
+}
+
+/* ---- public entry points --------------------------------------------------- */
+
+rotor_status rotor_index_tuning(const rotor_index *ix, rotor_tuning *out) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and output must not be NULL");
+    const ix_tuning *t = &ix->tuning;
+    *out = (rotor_tuning){
+        .k = t->k,
+        .queries = t->queries,
+        .rows = t->rows,
+        .row = t->row,
+        .calibration_seconds = t->calibration_seconds,
+        .target_recall = t->target_recall,
+        .sample = t->sample,
+        .sample_queries = t->sample_queries,
+        .auto_seconds = t->auto_seconds,
+        .candidates = t->candidates,
+        .candidate = t->candidate,
+    };
+    return ROTOR_OK;
+}
+
+rotor_status rotor_index_tune(rotor_index *ix, const rotor_matrix *queries, uint32_t threads) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    CM_RETURN_IF(ix->count == 0, ROTOR_ERR_EMPTY, "an empty index has nothing to calibrate");
+    if (queries == NULL)
+        return ix_calibrate(ix, NULL, 0, threads);
+    CM_FORWARD(ix_matrix_check(queries, "calibration queries"));
+    CM_RETURN_IF(queries->cols != ix->dim, ROTOR_ERR_DIMENSION,
+                 "calibration queries have %zu dimensions, index has %zu", queries->cols, ix->dim);
+    float *q = cm_alloc(&ix->alloc, queries->rows * ix->dim * sizeof *q, "calibration queries");
+    if (q == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ix_convert_rows(queries, ix->metric, q, "calibration queries");
+    if (st == ROTOR_OK)
+        st = ix_calibrate(ix, q, queries->rows, threads);
+    cm_free(&ix->alloc, q);
+    return st;
+}
+
+rotor_status rotor_search_params_for_recall(const rotor_index *ix, float recall, size_t k,
+                                            rotor_search_params *sp) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || sp == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and params must not be NULL");
+    CM_RETURN_IF(!(recall > 0 && recall <= 1), ROTOR_ERR_INVALID_ARGUMENT,
+                 "recall must be above 0 and at most 1, not %g", (double)recall);
+    CM_RETURN_IF(k == 0, ROTOR_ERR_INVALID_ARGUMENT, "k must be at least 1");
+    sp->target_recall = 0;
+    if (ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT)
+        return ROTOR_OK; /* exact */
+    nav_search_params np = {
+        .list = sp->list_size,
+        .rerank = sp->rerank < 0 ? SIZE_MAX : (size_t)sp->rerank,
+        .refine = sp->refine,
+        .nprobe = sp->nprobe,
+    };
+    CM_FORWARD(ix_recall_settings(ix, recall, k, &np));
+    sp->list_size = (uint32_t)np.list;
+    if (sp->rerank < 0 && np.rerank != SIZE_MAX)
+        sp->rerank = (int64_t)np.rerank;
+    sp->refine = (uint32_t)np.refine;
+    sp->nprobe = (uint32_t)np.nprobe;
+    return ROTOR_OK;
+}
