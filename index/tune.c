@@ -285,6 +285,13 @@ static size_t keep_frontier(rotor_calibration_row *r, size_t n) {
     return m;
 }
 
+static float best_recall(const rotor_calibration_row *r, size_t n) {
+    float best = 0;
+    for (size_t i = 0; i < n; i++)
+        best = r[i].recall > best ? r[i].recall : best;
+    return best;
+}
+
 /* Measures the grid of the index's kind. With `stop_at` > 0 (the automatic
  * choice), a depth's sweep stops at the first setting reaching it; else at
  * 0.999 or the grid's end. Rows go to *out (allocated). */
@@ -301,6 +308,7 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
         return ROTOR_ERR_OUT_OF_MEMORY;
     const float stop = stop_at > 0 ? stop_at : 0.999f;
     size_t n = 0;
+    float prev_best = -1;
     rotor_status st = ROTOR_OK;
     for (size_t r = 0; r < nrerank && st == ROTOR_OK; r++) {
         const size_t rerank = ix->q != NULL ? RERANKS[r] : 0;
@@ -319,9 +327,21 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
                 np.nprobe = outer[o];
             }
             st = evaluate(ix, set, &np, &rows[n]);
-            if (st == ROTOR_OK && rows[n++].recall >= stop)
+            if (st != ROTOR_OK)
+                break;
+            const float got = rows[n++].recall;
+            if (got >= stop)
+                break;
+            /* A longer list that found nothing more for three steps has
+             * reached what this rerank depth allows. */
+            if (o >= 3 && got <= rows[n - 4].recall + 0.0005f)
                 break;
         }
+        /* A deeper rerank that adds nothing over the last one: the codes
+         * are not what limits recall, deeper ones will not help either. */
+        if (st == ROTOR_OK && r > 0 && n > 0 && best_recall(rows, n) <= prev_best + 0.0005f)
+            break;
+        prev_best = best_recall(rows, n);
         /* A deeper rerank that already reached the goal at the smallest
          * list only costs more. */
         if (n > 0 && rows[n - 1].recall >= stop &&

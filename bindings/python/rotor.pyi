@@ -42,7 +42,7 @@ class Index:
         *,
         metric: _Metric = "l2",
         kind: _Kind = "flat",
-        quant: Optional[str] = None,
+        quant: Optional[str] = "auto",
         threads: int = 0,
         progress: _Progress = False,
         seed: int = 42,
@@ -54,6 +54,7 @@ class Index:
         walk_quant: Optional[str] = None,
         nlist: Optional[int] = None,
         full_vectors: Optional[_Place] = None,
+        target_recall: Optional[float] = None,
     ) -> "Index": ...
     @classmethod
     def open(
@@ -77,7 +78,7 @@ class Index:
         nprobe: Optional[int] = None,
         starts: Optional[int] = None,
         threads: int = 0,
-        recall: None = None,
+        recall: Optional[float] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def add(self, x: _Vectors) -> None: ...
     def save(self, path: _Path) -> None: ...
@@ -111,7 +112,7 @@ def build_file(
     *,
     metric: _Metric = "l2",
     kind: _Kind = "flat",
-    quant: Optional[str] = None,
+    quant: Optional[str] = "auto",
     threads: int = 0,
     progress: _Progress = False,
     seed: int = 42,
@@ -123,6 +124,7 @@ def build_file(
     walk_quant: Optional[str] = None,
     nlist: Optional[int] = None,
     full_vectors: Optional[_Place] = None,
+    target_recall: Optional[float] = None,
 ) -> None: ...
 def verify(path: _Path) -> None: ...
 def probe(path: _Path) -> Dict[str, Any]: ...

@@ -367,21 +367,17 @@ static void params_keep_release(params_keep *k) {
     Py_CLEAR(k->walk_quant);
 }
 
+/* Not given: *out keeps its default ("auto" for quant); None: full
+ * precision (NULL); else the spec string, kept alive by *keep. */
 static int quant_spec(PyObject *obj, const char *name, PyObject **keep, const char **out) {
+    if (obj == NULL)
+        return 0;
     *out = NULL;
-    if (obj == NULL || obj == Py_None)
+    if (obj == Py_None)
         return 0;
     if (!PyUnicode_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be a quantizer spec string or None, not %s", name,
                      Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    if (PyUnicode_CompareWithASCIIString(obj, "auto") == 0) {
-        PyErr_Format(PyExc_NotImplementedError,
-                     "%s='auto' needs configuration on a sample of the data, which this "
-                     "version of rotor does not have; name a quantizer (e.g. 'pq64x4', "
-                     "'bin1fs', 'sq8') or None for full precision",
-                     name);
         return -1;
     }
     *keep = PyUnicode_AsUTF8String(obj);
@@ -392,15 +388,17 @@ static int quant_spec(PyObject *obj, const char *name, PyObject **keep, const ch
 }
 
 static const char *const build_kwlist[] = {
-    "x",          "metric", "kind",         "quant", "threads",        "progress",
-    "seed",       "degree", "build_list",   "alpha", "neighbor_codes", "build_space",
-    "walk_quant", "nlist",  "full_vectors", NULL};
+    "x",          "metric",   "kind",           "quant",
+    "threads",    "progress", "seed",           "degree",
+    "build_list", "alpha",    "neighbor_codes", "build_space",
+    "walk_quant", "nlist",    "full_vectors",   "target_recall",
+    NULL};
 
 /* Fills rotor_params from build()'s keywords (all but x, parsed by the
  * caller into `o`). */
 typedef struct {
     PyObject *metric, *kind, *quant, *threads, *progress, *seed, *degree, *build_list, *alpha,
-        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors;
+        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors, *target_recall;
 } build_args;
 
 static int build_params(const build_args *a, rotor_params *p, params_keep *keep) {
@@ -426,6 +424,12 @@ static int build_params(const build_args *a, rotor_params *p, params_keep *keep)
         if (v == -1.0 && PyErr_Occurred())
             goto fail;
         p->alpha = (float)v;
+    }
+    if (a->target_recall != NULL && a->target_recall != Py_None) {
+        double v = PyFloat_AsDouble(a->target_recall);
+        if (v == -1.0 && PyErr_Occurred())
+            goto fail;
+        p->target_recall = (float)v;
     }
     if (a->neighbor_codes != NULL && a->neighbor_codes != Py_None) {
         int v = PyObject_IsTrue(a->neighbor_codes);
@@ -530,10 +534,10 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
     PyObject *x = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOO", (char **)build_kwlist, &x,
-                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
-                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
-                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "O|$OOOOOOOOOOOOOOO", (char **)build_kwlist, &x, &a.metric, &a.kind, &a.quant,
+            &a.threads, &a.progress, &a.seed, &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
+            &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors, &a.target_recall))
         return NULL;
     rotor_params p;
     params_keep keep;
@@ -678,13 +682,6 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
     PyObject *slot[SA_COUNT] = {0};
     if (search_parse(args, nargs, kwnames, slot) < 0 || check_open(self) < 0)
         return NULL;
-    if (slot[SA_RECALL] != NULL && slot[SA_RECALL] != Py_None) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "recall= needs a calibration table stored in the index, which this "
-                        "version of rotor does not build; set list_size= (graph), nprobe= "
-                        "(IVF) and rerank= instead");
-        return NULL;
-    }
     long long k = 10;
     if (slot[SA_K] != NULL) {
         if (!PyLong_Check(slot[SA_K])) {
@@ -713,6 +710,17 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
         if (opt_uint(slot[SA_RERANK], "rerank", INT64_MAX, &r) < 0)
             return NULL;
         sp.rerank = (int64_t)r;
+    }
+    if (slot[SA_RECALL] != NULL && slot[SA_RECALL] != Py_None) {
+        double v = PyFloat_AsDouble(slot[SA_RECALL]);
+        if (v == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (!(v > 0 && v <= 1)) {
+            PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT],
+                         "recall must be above 0 and at most 1, not %g", v);
+            return NULL;
+        }
+        sp.target_recall = (float)v;
     }
 
     matrix_in mi;
@@ -979,8 +987,10 @@ PyDoc_STRVAR(
     "kind     'flat' (every vector scanned), 'vamana' (proximity graph) or 'ivf'\n"
     "         (k-means partitions; needs quant).\n"
     "quant    None for full precision, or a quantizer spec: 'tq1'..'tq8', 'tqip2'..'tqip8',\n"
-    "         'bin1', 'bin2', 'bin1fs', 'bin2fs', 'sq8', 'pq<M>', 'pq<M>x4'. 'auto' raises\n"
-    "         NotImplementedError: this version cannot choose one from the data.\n"
+    "         'bin1', 'bin2', 'bin1fs', 'bin2fs', 'sq8', 'pq<M>', 'pq<M>x4'. 'auto' (the\n"
+    "         default) measures a few on a sample of x and keeps the cheapest that\n"
+    "         reaches target_recall (a flat index stays exact); None: full precision.\n"
+    "target_recall  quant='auto': the recall@10 the chosen codes must reach (0.95).\n"
     "threads  build threads; 0 = one per core. A vamana build is bit-for-bit repeatable\n"
     "         with threads=1 and the same seed.\n"
     "progress False, True (a bar on stderr when it is a terminal) or a callable\n"
@@ -1026,8 +1036,10 @@ PyDoc_STRVAR(
     "nprobe     ivf: partitions scanned per query (default 16).\n"
     "starts     quantized vamana: sampled starting points scored first (default 256).\n"
     "threads    batch searches: worker threads, 0 = one per core.\n"
-    "recall     a target recall instead of the settings above: raises\n"
-    "           NotImplementedError in this version (no calibration table yet).\n\n"
+    "recall     a target recall instead of the settings above: the cheapest\n"
+    "           setting of the index's calibration table (measured at build or by\n"
+    "           rotor tune) that reaches it; settings given explicitly still win.\n"
+    "           rotor.Unsupported when the index cannot promise it.\n\n"
     "Returns (ids, distances): int64 and float32 arrays of shape (n, k), n = 1 for a\n"
     "single query, each row sorted by increasing distance (squared L2, negated inner\n"
     "product, or 1 - cosine).\n\n"
@@ -1315,16 +1327,16 @@ PyDoc_STRVAR(build_file_doc,
 static PyObject *mod_build_file(PyObject *mod, PyObject *args, PyObject *kw) {
     (void)mod;
     static const char *const kwlist[] = {
-        "input",       "output",     "metric", "kind",         "quant", "threads",
-        "progress",    "seed",       "degree", "build_list",   "alpha", "neighbor_codes",
-        "build_space", "walk_quant", "nlist",  "full_vectors", NULL};
+        "input",       "output",     "metric", "kind",         "quant",         "threads",
+        "progress",    "seed",       "degree", "build_list",   "alpha",         "neighbor_codes",
+        "build_space", "walk_quant", "nlist",  "full_vectors", "target_recall", NULL};
     PyObject *in = NULL, *out = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|$OOOOOOOOOOOOOO", (char **)kwlist,
-                                     PyUnicode_FSConverter, &in, PyUnicode_FSConverter, &out,
-                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
-                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
-                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors)) {
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "O&O&|$OOOOOOOOOOOOOOO", (char **)kwlist, PyUnicode_FSConverter, &in,
+            PyUnicode_FSConverter, &out, &a.metric, &a.kind, &a.quant, &a.threads, &a.progress,
+            &a.seed, &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes, &a.build_space,
+            &a.walk_quant, &a.nlist, &a.full_vectors, &a.target_recall)) {
         Py_XDECREF(in);
         return NULL;
     }

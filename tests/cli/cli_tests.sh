@@ -120,7 +120,7 @@ cmp -s sv.ivecs gt.ivecs && ok || bad "vamana search with a list of 200 on 500 p
 # index files: build, info, verify, search and bench from the file
 expect 2 "build needs --out" -- "$ROTOR" build --index vamana --base base.fvecs
 expect 2 "--full-vectors takes ram or disk" -- "$ROTOR" build --index vamana --base base.fvecs --out v.rotor --full-vectors ssd
-expect 2 "full vectors on disk need a quantizer" -- "$ROTOR" build --index vamana --base base.fvecs --out v.rotor --full-vectors disk --quiet
+expect 2 "full vectors on disk need a quantizer" -- "$ROTOR" build --index vamana --quant none --base base.fvecs --out v.rotor --full-vectors disk --quiet
 [ -e v.rotor ] && bad "a refused build left an index file" || ok
 expect 0 "" -- "$ROTOR" build --index vamana --quant tq4 --degree 16 --build-list 40 --base base.fvecs --out v.rotor --full-vectors disk
 grep -q "vamana index of 500 x 16" err.txt && ok || bad "build summary: $(cat err.txt)"
@@ -134,6 +134,24 @@ expect 0 "" -- "$ROTOR" info v.rotor --full-vectors ram
 grep -q "full vectors:  in RAM" out.txt && ok || bad "info --full-vectors ram: $(cat out.txt)"
 expect 0 "" -- "$ROTOR" verify v.rotor
 grep -q "is a sound rotor index" out.txt && ok || bad "verify v.rotor: $(cat out.txt)"
+
+# no flags: codes chosen by the build, a calibration table, searches by recall
+expect 0 "" -- "$ROTOR" build --index vamana --base base.fvecs --out d.rotor
+grep -q "RAM to search" err.txt && grep -q "calibration:" err.txt && ok ||
+  bad "default build summary: $(cat err.txt)"
+expect 0 "" -- "$ROTOR" info d.rotor
+grep -q "calibration:   .* settings measured at recall@10" out.txt && ok || bad "info calibration: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" bench --index d.rotor --queries queries.fvecs --gt gt.ivecs --recall 0.9 --quiet
+grep -q "L=" out.txt && ok || bad "bench --recall: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" build --index vamana --quant sq8 --calibrate 0 --base base.fvecs --out n.rotor --quiet
+expect 1 "no calibration table" -- "$ROTOR" search --index n.rotor --queries queries.fvecs --k 10 --out r.ivecs --recall 0.9
+[ -e r.ivecs ] && bad "a refused search by recall left its output" || ok
+[ "$(wc -l <err.txt)" -eq 1 ] && ok || bad "the refusal is not one line: $(cat err.txt)"
+expect 0 "" -- "$ROTOR" tune n.rotor --queries queries.fvecs
+grep -q "calibrated in" out.txt && ok || bad "tune: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" search --index n.rotor --queries queries.fvecs --k 10 --out r.ivecs --recall 0.9 --quiet
+expect 2 "is not a rotor index" -- "$ROTOR" tune base.fvecs
+
 expect 0 "" -- "$ROTOR" search --index v.rotor --queries queries.fvecs --k 20 --list 200 --rerank 100 --out sf.ivecs --quiet
 cmp -s sf.ivecs gt.ivecs && ok || bad "search from the file differs from gt"
 for io in pread uring; do

@@ -40,6 +40,7 @@ rotor_params graph_params(rotor_index_kind kind, rotor_metric metric, const char
     p.kind = kind;
     p.metric = metric;
     p.quant = spec;
+    p.calibrate = 0; /* measured in test_tune */
     p.graph_degree = 16;
     p.build_list = 48;
     p.nlist = 32;

@@ -52,9 +52,11 @@ refused "--degree is given twice" "${build[@]}" --degree 8 --degree 16
 refused "--out is given twice" "${build[@]}" --out p.rotor
 refused "--quiet is given twice" "${build[@]}" --quiet
 refused "--quiet takes no value" build --index flat --base missing.fvecs --out o.rotor --quiet=1
-refused "full vectors on disk need a quantizer" build --index flat --base missing.fvecs --out o.rotor \
-  --full-vectors disk
-refused "an IVF index scans codes" build --index ivf --base missing.fvecs --out o.rotor
+refused "full vectors on disk need a quantizer" build --index flat --quant none --base missing.fvecs \
+  --out o.rotor --full-vectors disk
+refused "--target-recall takes a number from 0.5 to 1" "${build[@]}" --target-recall 1.2
+refused "--recall takes a number" search --index x.rotor --queries q.fvecs --out o.ivecs --recall 0
+refused "an IVF index scans codes" build --index ivf --quant none --base missing.fvecs --out o.rotor
 refused "unexpected argument 'stray'" "${build[@]}" stray
 
 # --sweep: checked with the other flags, before the base is read.

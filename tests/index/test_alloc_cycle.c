@@ -49,6 +49,9 @@ static rotor_params params_of(const config *c) {
     p.kind = c->kind;
     p.quant = c->quant;
     p.walk_quant = c->walk_quant;
+    /* A calibration searches hundreds of times; its allocation failures
+     * are cycled in test_tune on a smaller build. */
+    p.calibrate = 0;
     p.graph_degree = 8;
     p.build_list = 16;
     p.nlist = 8;

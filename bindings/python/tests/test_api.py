@@ -136,13 +136,23 @@ def test_input_errors_carry_the_librarys_sentence(flat, data):
     assert len(flat) == 3000
 
 
-def test_unimplemented_automatic_choices_say_so(data):
+def test_automatic_codes_and_search_by_recall(data):
     base, queries = data
-    with pytest.raises(NotImplementedError, match="quant='auto'"):
-        rotor.Index.build(base, quant="auto")
-    ix = rotor.Index.build(base[:100])
-    with pytest.raises(NotImplementedError, match="recall="):
-        ix.search(queries, recall=0.95)
+    ix = rotor.Index.build(base, kind="vamana", threads=2)
+    stats = ix.stats()
+    assert stats["quant"] in ("none", "sq8") or stats["quant"].startswith("pq")
+    exact = rotor.Index.build(base)  # flat: exact under "auto"
+    assert exact.stats()["quant"] == "none"
+    truth, _ = exact.search(queries, k=10)
+    for target in (0.9, 0.95):
+        ids, _ = ix.search(queries, k=10, recall=target)
+        hit = sum(len(set(a) & set(b)) for a, b in zip(ids.tolist(), truth.tolist()))
+        assert hit / truth.size >= target - 0.03
+    with pytest.raises(rotor.InvalidArgument, match="recall"):
+        ix.search(queries, recall=1.5)
+    # quant=None is full precision, as before.
+    full = rotor.Index.build(base[:500], kind="vamana", quant=None)
+    assert full.stats()["quant"] == "none"
 
 
 def test_k_beyond_the_index_pads(data):
@@ -355,7 +365,7 @@ def test_build_file_equals_build_then_save(tmp_path, data):
 def test_help_reads_like_a_manual():
     doc = rotor.Index.search.__doc__
     for word in ("list_size", "rerank", "nprobe", "DimensionError", "GIL", "(n, k)",
-                 "float64", "NotImplementedError"):
+                 "float64", "recall", "calibration"):
         assert word in doc, word
     assert rotor.Index.search.__text_signature__ is None or "k" in rotor.Index.search.__doc__
     for name in ("build", "open", "add", "save", "stats"):

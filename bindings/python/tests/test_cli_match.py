@@ -21,8 +21,7 @@ def test_ids_equal_the_tools(tmp_path, cli, data, kind, quant, metric):
     cmd = [cli, "search", "--index", kind, "--base", str(tmp_path / "base.fvecs"), "--queries",
            str(tmp_path / "q.fvecs"), "--k", "10", "--metric", metric, "--build-threads", "1",
            "--threads", "1", "--quiet", "--out", str(tmp_path / "ids.ivecs")]
-    if quant:
-        cmd += ["--quant", quant]
+    cmd += ["--quant", quant or "none"]  # None: full precision, as the module's quant=None
     subprocess.run(cmd, check=True, capture_output=True)
     want = rotor.read_vectors(tmp_path / "ids.ivecs")
     assert want.dtype == np.int32 and want.shape == (len(queries), 10)

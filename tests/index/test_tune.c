@@ -1,0 +1,293 @@
+/*
+ * What an index measures about itself: the automatic choice of codes
+ * (quant "auto") is made by measurement and repeats under a seed; the
+ * calibration table comes back from the file unchanged; a search by recall
+ * reaches the recall it was asked for on queries the calibration never saw;
+ * a request the index cannot promise is refused with a sentence; every
+ * allocation failure of a calibrating build is reported and leak-free.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/support.h"
+
+enum { N = 6000, NQ = 100, D = 32, K = 10, CLUSTERS = 40 };
+
+typedef struct fixture {
+    float *base, *queries;
+    int64_t *gt;
+    char *dir;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    ts_rng r;
+    ts_rng_init(&r, 2024);
+    float centres[CLUSTERS * D];
+    for (size_t i = 0; i < CLUSTERS * D; i++)
+        centres[i] = (float)ts_rng_normal(&r);
+    f->base = malloc((N + NQ) * D * sizeof(float));
+    f->queries = f->base + N * D;
+    for (size_t i = 0; i < N + NQ; i++) {
+        const float *c = centres + (ts_rng_next(&r) % CLUSTERS) * D;
+        for (size_t j = 0; j < D; j++)
+            f->base[i * D + j] = c[j] + 0.5f * (float)ts_rng_normal(&r);
+    }
+    f->gt = malloc(NQ * K * sizeof *f->gt);
+    double *dist = malloc(NQ * K * sizeof *dist);
+    ts_brute_force(f->base, N, f->queries, NQ, D, ROTOR_METRIC_L2, K, f->gt, dist);
+    free(dist);
+    f->dir = ts_tmpdir_create();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    free(f->base);
+    free(f->gt);
+    ts_tmpdir_remove(f->dir);
+    free(f);
+    return 0;
+}
+
+static rotor_index *build(const fixture *f, rotor_params p) {
+    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    return ix;
+}
+
+static double recall_of(const fixture *f, const rotor_index *ix, const rotor_search_params *sp) {
+    int64_t ids[NQ * K];
+    rotor_matrix q = {f->queries, NQ, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_search_batch(ix, sp, &q, K, ids, NULL), ROTOR_OK);
+    size_t hit = 0;
+    for (size_t i = 0; i < NQ; i++)
+        for (size_t a = 0; a < K; a++)
+            for (size_t b = 0; b < K; b++)
+                hit += ids[i * K + a] == f->gt[i * K + b];
+    return (double)hit / (NQ * K);
+}
+
+static rotor_params vamana_params(void) {
+    rotor_params p = rotor_params_default();
+    p.kind = ROTOR_INDEX_VAMANA;
+    p.graph_degree = 16;
+    p.build_list = 48;
+    p.threads = 2;
+    return p;
+}
+
+/* The default build measures candidates and says which it kept and why. */
+static void test_auto_measures_and_repeats(void **state) {
+    const fixture *f = *state;
+    rotor_index *a = build(f, vamana_params());
+    rotor_index *b = build(f, vamana_params());
+    rotor_tuning ta, tb;
+    assert_int_equal(rotor_index_tuning(a, &ta), ROTOR_OK);
+    assert_int_equal(rotor_index_tuning(b, &tb), ROTOR_OK);
+    assert_true(ta.candidates >= 4);
+    assert_int_equal(ta.candidates, tb.candidates);
+    assert_true(ta.sample >= 2000 && ta.sample < N);
+    assert_int_equal(ta.sample_queries, 200);
+    size_t chosen = 0;
+    for (size_t i = 0; i < ta.candidates; i++) {
+        const rotor_auto_candidate *x = &ta.candidate[i], *y = &tb.candidate[i];
+        /* Same seed, same measurements, bit for bit. */
+        assert_string_equal(x->quant, y->quant);
+        assert_int_equal(x->list_size, y->list_size);
+        assert_int_equal(x->rerank, y->rerank);
+        assert_true(x->recall == y->recall && x->cost_ns == y->cost_ns);
+        assert_int_equal(x->chosen, y->chosen);
+        chosen += (size_t)x->chosen;
+        if (x->chosen) {
+            /* The kept one reached the target, and none that reached it
+             * was cheaper. */
+            assert_true(x->list_size > 0 && x->recall >= ta.target_recall);
+            for (size_t j = 0; j < ta.candidates; j++)
+                if (ta.candidate[j].list_size > 0)
+                    assert_true(ta.candidate[j].cost_ns >= x->cost_ns);
+            rotor_index_stats s;
+            assert_int_equal(rotor_index_stats_get(a, &s), ROTOR_OK);
+            assert_string_equal(s.quant, x->quant);
+        }
+    }
+    assert_int_equal(chosen, 1);
+    rotor_index_close(a);
+    rotor_index_close(b);
+}
+
+/* Asked for a recall, a search reaches it on queries never calibrated on. */
+static void test_search_by_recall(void **state) {
+    const fixture *f = *state;
+    rotor_index *ix = build(f, vamana_params());
+    rotor_tuning t;
+    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    assert_true(t.rows > 0 && t.k == K && t.queries == 400);
+    const float targets[] = {0.85f, 0.9f, 0.95f};
+    for (size_t i = 0; i < 3; i++) {
+        rotor_search_params sp = rotor_search_params_default();
+        sp.target_recall = targets[i];
+        const double got = recall_of(f, ix, &sp);
+        /* 100 queries: allow two standard errors of sampling noise. */
+        assert_true(got >= targets[i] - 0.02);
+        /* What the search used is what the tool reports. */
+        rotor_search_params shown = rotor_search_params_default();
+        assert_int_equal(rotor_search_params_for_recall(ix, targets[i], K, &shown), ROTOR_OK);
+        assert_true(recall_of(f, ix, &shown) == got);
+    }
+    /* Explicit settings still win over the table. */
+    rotor_search_params sp = rotor_search_params_default();
+    sp.target_recall = 0.95f;
+    sp.list_size = 77;
+    assert_int_equal(rotor_search_params_for_recall(ix, 0.95f, K, &sp), ROTOR_OK);
+    assert_int_equal(sp.list_size, 77);
+    rotor_index_close(ix);
+}
+
+/* The table, the candidates and the choice come back from the file. */
+static void test_tuning_round_trips(void **state) {
+    const fixture *f = *state;
+    rotor_index *ix = build(f, vamana_params());
+    char *path = ts_path(f->dir, "tuned.rotor");
+    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+    rotor_index *back = NULL;
+    rotor_open_params op = rotor_open_params_default();
+    assert_int_equal(rotor_index_open(path, &op, &back), ROTOR_OK);
+    rotor_tuning a, b;
+    rotor_index_tuning(ix, &a);
+    rotor_index_tuning(back, &b);
+    assert_int_equal(a.rows, b.rows);
+    assert_int_equal(a.candidates, b.candidates);
+    assert_memory_equal(a.row, b.row, a.rows * sizeof *a.row);
+    assert_memory_equal(a.candidate, b.candidate, a.candidates * sizeof *a.candidate);
+    assert_true(a.target_recall == b.target_recall && a.sample == b.sample);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.target_recall = 0.9f;
+    assert_true(recall_of(f, ix, &sp) == recall_of(f, back, &sp));
+    /* Tuned again with the caller's queries: a new table, saved too. */
+    rotor_matrix q = {f->queries, NQ, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_tune(back, &q, 1), ROTOR_OK);
+    rotor_index_tuning(back, &b);
+    assert_int_equal(b.queries, NQ);
+    assert_int_equal(rotor_index_save(back, path), ROTOR_OK);
+    rotor_index_close(back);
+    assert_int_equal(rotor_index_open(path, &op, &back), ROTOR_OK);
+    rotor_index_tuning(back, &a);
+    assert_int_equal(a.queries, NQ);
+    rotor_index_close(back);
+    rotor_index_close(ix);
+    free(path);
+}
+
+/* Nothing is returned below a target the index cannot promise. */
+static void test_unmet_recall_is_refused(void **state) {
+    const fixture *f = *state;
+    rotor_params p = vamana_params();
+    p.quant = "pq8x4";
+    p.calibrate = 0;
+    rotor_index *ix = build(f, p);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.target_recall = 0.9f;
+    int64_t ids[K];
+    TS_CHECK_ERROR(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL), ROTOR_ERR_UNSUPPORTED,
+                   NULL, "no calibration table", "rotor tune");
+    /* Calibrated, a target above the best it measured is refused and the
+     * sentence says the best. */
+    assert_int_equal(rotor_index_tune(ix, NULL, 1), ROTOR_OK);
+    rotor_tuning t;
+    rotor_index_tuning(ix, &t);
+    float top = 0;
+    for (size_t i = 0; i < t.rows; i++)
+        top = t.row[i].recall_low > top ? t.row[i].recall_low : top;
+    if (top < 1.0f) {
+        sp.target_recall = (top + 1.0f) / 2;
+        TS_CHECK_ERROR(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL),
+                       ROTOR_ERR_UNSUPPORTED, NULL, "cannot be promised", "at most");
+    } else {
+        /* Every query found every neighbour at some setting: any target is
+         * met, and is. */
+        sp.target_recall = 1.0f;
+        assert_true(recall_of(f, ix, &sp) >= 0.98);
+    }
+    sp.target_recall = 1.5f;
+    TS_CHECK_ERROR(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL),
+                   ROTOR_ERR_INVALID_ARGUMENT, NULL, "target recall", "1.5");
+    rotor_index_close(ix);
+}
+
+/* A flat index is exact: "auto" keeps it so, and any recall is met. */
+static void test_flat_stays_exact(void **state) {
+    const fixture *f = *state;
+    rotor_index *ix = build(f, rotor_params_default());
+    rotor_index_stats s;
+    rotor_index_stats_get(ix, &s);
+    assert_string_equal(s.quant, "none");
+    rotor_search_params sp = rotor_search_params_default();
+    sp.target_recall = 1.0f;
+    assert_true(recall_of(f, ix, &sp) == 1.0);
+    rotor_index_close(ix);
+}
+
+/* Disk mode: the choice keeps RAM at graph + codes (no neighbour codes, no
+ * full precision). */
+static void test_disk_mode_defaults(void **state) {
+    const fixture *f = *state;
+    rotor_params p = vamana_params();
+    p.full_vectors = ROTOR_VECTORS_DISK;
+    rotor_index *ix = build(f, p);
+    rotor_index_stats s;
+    rotor_index_stats_get(ix, &s);
+    assert_string_not_equal(s.quant, "none");
+    /* At most one code per node (its own), never R copies. */
+    assert_true(s.bytes_graph_codes <= s.bytes_codes);
+    rotor_tuning t;
+    rotor_index_tuning(ix, &t);
+    for (size_t i = 0; i < t.candidates; i++) {
+        assert_string_not_equal(t.candidate[i].quant, "none");
+        assert_int_equal(t.candidate[i].neighbor_codes, 0);
+    }
+    rotor_index_close(ix);
+}
+
+/* Every allocation of a small calibrating build fails in turn. */
+static void test_allocation_failures(void **state) {
+    const fixture *f = *state;
+    rotor_params p = vamana_params();
+    p.quant = "sq8";
+    p.threads = 1;
+    rotor_matrix m = {f->base, 1200, D, ROTOR_ELEM_F32};
+    ts_counting_alloc probe = {0};
+    p.allocator = ts_counting_allocator(&probe);
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index_close(ix);
+    const long calls = probe.calls;
+    /* Every allocation up to the first few hundred, then a spread. */
+    for (long at = 1; at <= calls; at += at < 300 ? 1 : calls / 200 + 1) {
+        ts_counting_alloc ca = {0};
+        ca.fail_at = at;
+        p.allocator = ts_counting_allocator(&ca);
+        ix = NULL;
+        rotor_status st = rotor_index_build(&p, &m, &ix);
+        assert_int_equal(st, ROTOR_ERR_OUT_OF_MEMORY);
+        assert_null(ix);
+        assert_int_equal(ca.live, 0);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auto_measures_and_repeats),
+        cmocka_unit_test(test_search_by_recall),
+        cmocka_unit_test(test_tuning_round_trips),
+        cmocka_unit_test(test_unmet_recall_is_refused),
+        cmocka_unit_test(test_flat_stays_exact),
+        cmocka_unit_test(test_disk_mode_defaults),
+        cmocka_unit_test(test_allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
