@@ -286,6 +286,7 @@ static void test_every_allocation_failure_is_clean(void **state) {
             rotor_params p = rotor_params_default();
             p.metric = ROTOR_METRIC_COSINE;
             p.quant = quants[qi];
+            p.calibrate = 0; /* its allocations are cycled in test_tune */
             p.allocator = ts_counting_allocator(&c);
             rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
             rotor_matrix qm = {f->queries, NQ, D, ROTOR_ELEM_F32};
