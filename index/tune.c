@@ -42,59 +42,58 @@ enum {
 
 /* ---- the cost model -------------------------------------------------------
  *
- * Nanoseconds per unit of counted work, fitted to single-thread searches
- * of this library on an AVX-512 server (Fashion-MNIST, word vectors,
- * SIFT-like sets; bench/RESULTS.md): a fast-scan code costs about 15 ps per
- * 4-bit table lookup, an 8-bit scalar code 30 ps per dimension, a float
- * distance 70 ps per dimension; a read from a scattered address about 40
- * ns (partly hidden by prefetching), a record expanded 40 ns of list
- * bookkeeping, a vector read from an SSD a few microseconds. */
-#define NS_HOP 40.0
-#define NS_LINE 1.5
-#define NS_MISS 40.0
+ * Nanoseconds per unit of counted work, fitted by bench/costfit (least
+ * squares on the relative error) to 216 single-thread settings of eight
+ * indexes (Fashion-MNIST: full precision, sq8, pq196x4, pq392x4, bin1fs
+ * walk + sq8; 100-d word vectors: full precision, sq8, pq50x4) on an
+ * AVX-512 server: median error 8 %. A query costs its preparation (the
+ * rotation and lookup tables of quantized searches: 8.7 ns a dimension), a
+ * record expanded 317 ns of list and visited-set bookkeeping (444 more when
+ * a rerank deeper than the list keeps its own heap), a fast-scan code 0.09
+ * ns per 4-bit lookup, an 8-bit scalar code 0.1 ns and a float 0.23 ns per
+ * dimension, a read from a scattered address 24 ns. Codes the fit did not
+ * see (8-bit PQ, TurboQuant, popcount binary) are priced by their bytes; a
+ * vector read from an SSD is priced at a typical NVMe read. */
+#define NS_QUERY 1460.0
+#define NS_QUERY_DIM 8.7
+#define NS_HOP 317.0
+#define NS_POOL_HOP 444.0
+#define NS_MISS 24.0
 #define NS_DISK_READ 4000.0
 
 /* One estimate of a code already in cache. */
 static double code_ns(const quant *q, size_t dim) {
     if (q == NULL)
-        return 8.0 + 0.07 * (double)dim;
+        return 0.235 * (double)dim;
     switch (q->spec.kind) {
-    case QUANT_PQ4: return 0.5 + 0.015 * (double)q->spec.m;
-    case QUANT_BINFS: return 0.5 + 0.015 * (double)(q->spec.bits * dim) / 4.0;
-    case QUANT_SQ: return 6.0 + 0.03 * (double)dim;
-    case QUANT_PQ: return 2.0 + 0.4 * (double)q->spec.m;
-    default: return 4.0 + 0.1 * (double)q->code_bytes;
+    case QUANT_PQ4: return 0.09 * (double)q->spec.m;
+    case QUANT_BINFS: return 0.09 * (double)(q->spec.bits * dim) / 4.0;
+    case QUANT_SQ: return 0.098 * (double)dim;
+    case QUANT_PQ: return 0.4 * (double)q->spec.m;
+    default: return 0.3 * (double)q->code_bytes;
     }
 }
 
-static double lines(size_t bytes) { return (double)((bytes + 63) / 64); }
-
-/* Modelled nanoseconds per query of work w summed over nq queries.
- * scan_scale: how many of the codes a sequential scan scored would be
- * scored in the index modelled (IVF sampled as a flat scan); 1 otherwise. */
-static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale) {
+/* Modelled nanoseconds per query of work w summed over nq queries searched
+ * with np. scan_scale: how many of the codes a sequential scan scored would
+ * be scored in the index modelled (IVF sampled as a flat scan); 1
+ * otherwise. */
+static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq,
+                       const nav_search_params *np, double scan_scale) {
     const size_t d = ix->dim;
     const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
-    nav_stats ns;
-    const graph_space space = ix_space(ix);
-    ix->nav->ops->stats(ix->nav, &space, &ns);
-    const double node_bytes =
-        ix->count > 0 ? (double)(ns.bytes_ids + ns.bytes_codes) / ix->count : 0;
-    const double vec_ns = NS_MISS + NS_LINE * lines(d * sizeof(float)) + code_ns(NULL, d);
-    double t = (double)w->hops * (NS_HOP + NS_LINE * lines((size_t)node_bytes));
+    double t = (double)nq * (NS_QUERY + (ix->q != NULL ? NS_QUERY_DIM * (double)d : 0));
+    t += (double)w->hops * (NS_HOP + (np->list > 0 && np->rerank > np->list ? NS_POOL_HOP : 0));
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
-        t += (double)w->scored * vec_ns;
+        t += (double)w->scored * code_ns(NULL, d) + (double)w->gathered * NS_MISS;
     } else {
-        t += sequential * code_ns(walk, d);
-        t += (double)w->gathered *
-             (NS_MISS + NS_LINE * (lines(walk->code_bytes) - 1) + code_ns(walk, d));
+        t += (sequential + (double)w->gathered) * code_ns(walk, d) + (double)w->gathered * NS_MISS;
     }
     if (ix->q != NULL)
-        t += (double)w->refined *
-             (NS_MISS + NS_LINE * (lines(ix->q->code_bytes) - 1) + code_ns(ix->q, d));
-    t += (double)w->reranked * (ix->store != NULL ? NS_DISK_READ + code_ns(NULL, d) : vec_ns);
-    t += (double)w->probed * code_ns(NULL, d) * 0.25; /* centroids in one sequential pass */
+        t += (double)w->refined * (NS_MISS + code_ns(ix->q, d));
+    t += (double)w->reranked * ((ix->store != NULL ? NS_DISK_READ : NS_MISS) + code_ns(NULL, d));
+    t += (double)w->probed * code_ns(NULL, d);
     return t / (double)(nq ? nq : 1);
 }
 
@@ -254,7 +253,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
         .nprobe = (uint32_t)np->nprobe,
         .recall = (float)mean,
         .recall_low = (float)(mean - sqrt(var > 0 ? var / n : 0)),
-        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale),
+        .cost_ns = (float)model_ns(ix, &w, set->nq, np, set->scan_scale),
     };
     return ROTOR_OK;
 }

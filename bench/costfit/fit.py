@@ -19,7 +19,8 @@ import numpy as np
 COLS = ["quant", "walk", "nbr", "dim", "code_bytes", "walk_bytes", "node_bytes", "disk", "list",
         "rerank", "hops", "scored", "gathered", "refined", "reranked", "probed", "ns"]
 
-NAMES = ["query", "query_dim", "hop", "hop_line", "fs_nibble", "sq_dim", "float_dim", "miss"]
+NAMES = ["query", "query_dim", "hop", "hop_line", "fs_nibble", "sq_dim", "float_dim", "miss",
+         "row_line", "pool_hop"]
 
 
 def nibbles(spec, d):
@@ -45,6 +46,12 @@ def features(r):
     f[5] = (r["scored"] if sq_walk else 0) * d + (r["refined"] * d if quant == "sq8" else 0)
     f[6] = (r["scored"] if full else 0) * d + r["reranked"] * d
     f[7] = r["gathered"] + r["refined"] + r["reranked"]
+    # A row read at random: its lines beyond the first.
+    f[8] = r["reranked"] * (np.ceil(4 * d / 64) - 1) + \
+        (r["gathered"] * (np.ceil(4 * d / 64) - 1) if full else 0)
+    # A rerank deeper than the list keeps a heap beside the list: every
+    # estimate good enough for either pays for it.
+    f[9] = r["hops"] if r["rerank"] > r["list"] else 0
     return f, seq
 
 

@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "work_timing: %s\n", rotor_last_error());
         return 1;
     }
-    const rotor_file_info *info = rotor_reader_info(r);
+    const rotor_file_info fi = *rotor_reader_info(r), *info = &fi;
     size_t nq = info->rows, d = info->cols;
     if (argc > 3 && (size_t)atol(argv[3]) < nq)
         nq = (size_t)atol(argv[3]);
@@ -84,16 +84,16 @@ int main(int argc, char **argv) {
                     ix_search_nav(ix, &np, q + i * d, 10, ids, dist, NULL);
                 const double t = (cpu_ns() - t0) / (double)nq;
                 if (pass == 1)
-                    printf("%s,%s,%d,%zu,%zu,%zu,%.0f,%d,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.0f\n",
-                           ix->quant_name, ix->walk_q ? ix->walk_name : ix->quant_name,
-                           ix->params.neighbor_codes, d, ix->q ? ix->q->code_bytes : 0,
-                           ix->walk_q   ? ix->walk_q->code_bytes
-                           : ix->q ? ix->q->code_bytes
+                    printf(
+                        "%s,%s,%d,%zu,%zu,%zu,%.0f,%d,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.0f\n",
+                        ix->quant_name, ix->walk_q ? ix->walk_name : ix->quant_name,
+                        ix->params.neighbor_codes, d, ix->q ? ix->q->code_bytes : 0,
+                        ix->walk_q ? ix->walk_q->code_bytes
+                        : ix->q    ? ix->q->code_bytes
                                    : 0,
-                           node_bytes, ix->store != NULL, ivf ? np.nprobe : np.list, np.rerank,
-                           (double)w.hops / nq, (double)w.scored / nq, (double)w.gathered / nq,
-                           (double)w.refined / nq, (double)w.reranked / nq,
-                           (double)w.probed / nq, t);
+                        node_bytes, ix->store != NULL, ivf ? np.nprobe : np.list, np.rerank,
+                        (double)w.hops / nq, (double)w.scored / nq, (double)w.gathered / nq,
+                        (double)w.refined / nq, (double)w.reranked / nq, (double)w.probed / nq, t);
             }
         }
     }
