@@ -511,9 +511,10 @@ typedef struct candidate {
     char qname[32], wname[32];
 } candidate;
 
-/* The configurations worth measuring for this index. Neighbour codes only
- * for codes of a few bytes a dimension or less (fast-scan): an 8-bit code
- * copied R times into every node would cost R times the vectors' memory. */
+/* The configurations worth measuring for this index. Neighbour codes for
+ * the fast-scan codes (a few bits a dimension), and for 8-bit codes only
+ * while R of them fit a page: copied R times into every node they cost R/4
+ * times the vectors' memory. */
 static size_t candidates_for(const rotor_index *ix, candidate *c) {
     const size_t d = ix->dim;
     const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
@@ -523,6 +524,10 @@ static size_t candidates_for(const rotor_index *ix, candidate *c) {
     if (vamana && !disk)
         c[n++] = (candidate){.quant = "none"};
     c[n++] = (candidate){.quant = "sq8"};
+    /* 8-bit codes beside the neighbours' ids while a record stays within a
+     * 4 KiB page (up to about 120 dimensions at R = 32). */
+    if (vamana && nbr && (size_t)ix->params.graph_degree * (d + 8) <= 4096)
+        c[n++] = (candidate){.quant = "sq8", .neighbor_codes = true};
     /* 4-bit PQ at a half and a quarter byte per dimension. */
     for (size_t per = 2; per <= 4; per += 2) {
         if (d < 2 * per)
