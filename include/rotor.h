@@ -441,6 +441,12 @@ typedef struct rotor_tuning {
     size_t rows;
     const rotor_calibration_row *row;
     double calibration_seconds;
+    /* 1: the queries were rows of the index searched as if held out (the
+     * build's calibration), 0: queries given to rotor_index_tune. Rows
+     * stand for queries like them; queries of another kind (questions
+     * against documents, images not in the set) may need more work for the
+     * same recall: tune with a random sample of them. */
+    int32_t rows_as_queries;
     /* The automatic configuration (0 candidates: the build was told its
      * configuration): the sample it measured, its held-out queries, the
      * target and the time it took. */

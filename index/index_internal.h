@@ -33,6 +33,7 @@ typedef struct ix_tuning {
     rotor_calibration_row *row;
     size_t rows;
     double calibration_seconds;
+    bool rows_as_queries;
     float target_recall;
     size_t sample, sample_queries;
     double auto_seconds;

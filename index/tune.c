@@ -433,7 +433,8 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     uint32_t *rows = NULL;
     float *own = NULL;
     rotor_status st = ROTOR_OK;
-    if (queries == NULL) {
+    const bool own_rows = queries == NULL;
+    if (own_rows) {
         nq = ix->count < CALIB_QUERIES ? ix->count : CALIB_QUERIES;
         st = sample_rows(a, ix->count, nq, ix->params.seed, &rows);
         own =
@@ -469,6 +470,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     ix->tuning.k = TUNE_K;
     ix->tuning.queries = (uint32_t)nq;
     ix->tuning.calibration_seconds = cm_now() - t0;
+    ix->tuning.rows_as_queries = own_rows;
     return ROTOR_OK;
 }
 
@@ -734,6 +736,7 @@ rotor_status rotor_index_tuning(const rotor_index *ix, rotor_tuning *out) {
         .rows = t->rows,
         .row = t->row,
         .calibration_seconds = t->calibration_seconds,
+        .rows_as_queries = t->rows_as_queries,
         .target_recall = t->target_recall,
         .sample = t->sample,
         .sample_queries = t->sample_queries,

@@ -79,6 +79,7 @@ rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w) {
     put64(b + 32, t->sample_queries);
     putd(b + 40, t->calibration_seconds);
     putd(b + 48, t->auto_seconds);
+    put32(b + 56, t->rows_as_queries);
     uint8_t *p = b + TUNING_HEADER;
     for (size_t i = 0; i < t->rows; i++, p += TUNING_ROW) {
         const rotor_calibration_row *r = &t->row[i];
@@ -136,6 +137,7 @@ rotor_status ix_tuning_load(rotor_index *ix) {
         .sample_queries = get64(b + 32),
         .calibration_seconds = getd(b + 40),
         .auto_seconds = getd(b + 48),
+        .rows_as_queries = get32(b + 56) == 1,
     };
     CM_RETURN_IF(t.rows > TUNING_MAX_ROWS || t.candidates > TUNING_MAX_CANDIDATES ||
                      sec.size !=
@@ -145,7 +147,8 @@ rotor_status ix_tuning_load(rotor_index *ix) {
                  "bytes",
                  path, t.rows, t.candidates, (unsigned long long)sec.size);
     CM_RETURN_IF((t.rows > 0 && (t.k == 0 || t.queries == 0)) || !fraction(t.target_recall) ||
-                     !(t.calibration_seconds >= 0) || !(t.auto_seconds >= 0),
+                     !(t.calibration_seconds >= 0) || !(t.auto_seconds >= 0) || get32(b + 56) > 1 ||
+                     get32(b + 60) != 0,
                  ROTOR_ERR_FORMAT, "'%s': the tuning section has a damaged header", path);
     const rotor_allocator *a = &ix->alloc;
     t.row = t.rows ? cm_alloc(a, t.rows * sizeof *t.row, "calibration table") : NULL;

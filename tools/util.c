@@ -270,6 +270,10 @@ void cli_print_tuning(FILE *f, const rotor_index *ix, bool table) {
             "calibration:   %zu settings measured at recall@%u on %u held-out queries in %.1f s; "
             "--recall up to %.3f\n",
             t.rows, t.k, t.queries, t.calibration_seconds, (double)top);
+    if (t.rows_as_queries)
+        fprintf(f,
+                "               (queries were rows of the index; when yours come from elsewhere, "
+                "'rotor tune FILE --queries Q' with a random sample of them)\n");
     if (!table)
         return;
     fprintf(f, "  %8s %8s %8s %8s %8s %8s %10s\n", "L", "nprobe", "rerank", "refine", "recall",

@@ -126,7 +126,7 @@ static void test_search_by_recall(void **state) {
     rotor_index *ix = build(f, vamana_params());
     rotor_tuning t;
     assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
-    assert_true(t.rows > 0 && t.k == K && t.queries == 400);
+    assert_true(t.rows > 0 && t.k == K && t.queries == 400 && t.rows_as_queries == 1);
     const float targets[] = {0.85f, 0.9f, 0.95f};
     for (size_t i = 0; i < 3; i++) {
         rotor_search_params sp = rotor_search_params_default();
@@ -173,6 +173,7 @@ static void test_tuning_round_trips(void **state) {
     assert_int_equal(rotor_index_tune(back, &q, 1), ROTOR_OK);
     rotor_index_tuning(back, &b);
     assert_int_equal(b.queries, NQ);
+    assert_int_equal(b.rows_as_queries, 0);
     assert_int_equal(rotor_index_save(back, path), ROTOR_OK);
     rotor_index_close(back);
     assert_int_equal(rotor_index_open(path, &op, &back), ROTOR_OK);
