@@ -31,11 +31,41 @@
 #include "simd/simd.h"
 #include "storage/storage.h"
 
-/* Scores candidates ids[0..n) exactly against a prepared query and pushes
- * (distance, id) into `top`. The ids come best estimate first, so a store
- * that reads vectors from disk can read the likeliest first. */
-typedef rotor_status (*graph_rerank_fn)(void *ctx, const float *query, const uint32_t *ids,
-                                        size_t n, cm_topk *top);
+/* A rerank's candidates, handed out one at a time by graph_order_next to
+ * be scored exactly into `top`. With lower bounds of their exact distances
+ * (lb), in increasing bound, ending at the first whose bound exceeds the
+ * k-th exact distance `top` holds by then: it and every later one are at
+ * least that far, so none could enter, and the top k equal those of
+ * scoring them all. (Strictly exceeds: one at exactly the k-th distance
+ * could still win its tie by id.) Without bounds, every candidate in the
+ * order given, best estimate first. */
+typedef struct graph_order {
+    uint32_t *ids;
+    float *lb; /* NULL: no bounds */
+    size_t n;
+    /* With bounds: the candidates not handed out yet form a min-heap on lb
+     * in [0, heap); the j-th handed out sits at n - 1 - j. */
+    size_t heap;
+    size_t handed; /* how many were handed out */
+    bool ended;
+    const cm_topk *top;
+} graph_order;
+
+/* The next candidate to score, or false when none is left that could enter
+ * the top k (then false for good: the k-th distance only falls). */
+bool graph_order_next(graph_order *o, uint32_t *id);
+/* The j-th candidate graph_order_next handed out. */
+static inline uint32_t graph_order_id(const graph_order *o, size_t j) {
+    return o->lb != NULL ? o->ids[o->n - 1 - j] : o->ids[j];
+}
+
+/* Scores the candidates `order` hands out exactly against a prepared query
+ * and pushes (distance, id) into `top`, asking for the next one only once
+ * the previous ones are in `top` (the order stops on what they showed),
+ * except that the first order->top->k, certain to be scored, may go out at
+ * once. */
+typedef rotor_status (*graph_rerank_fn)(void *ctx, const float *query, graph_order *order,
+                                        cm_topk *top);
 
 /* The vectors a navigator is built over and searched in. Borrowed for the
  * duration of a call; the caller keeps them alive and unchanged. */
@@ -57,6 +87,13 @@ typedef struct graph_space {
      * the index reads them from its store. NULL: read `vectors`. */
     graph_rerank_fn rerank;
     void *rerank_ctx;
+    /* count residuals |x - x~| of q's codes (quant_ops.residual), which
+     * bound its estimates' errors so a rerank can stop early. NULL: no
+     * bound (a quantizer without one, an index file written before them,
+     * or a search that asked to score every candidate). */
+    const float *resid;
+    /* NULL, or a counter the rerank adds the vectors it scored to. */
+    uint32_t *reranked;
 } graph_space;
 
 /* ---- the navigator interface -------------------------------------------- */
@@ -103,6 +140,11 @@ typedef struct nav_search_params {
      * calibration measures recall on the index's own rows. */
     const uint32_t *skip;
     nav_work *work; /* NULL, or counts added to */
+    /* For the index's rerank (index/search.c): score every candidate,
+     * ignoring the residuals' bound (rotor_search_params.rerank_all); and
+     * reads in flight after the first, with vectors on disk (0: default). */
+    bool rerank_all;
+    unsigned rerank_window;
 } nav_search_params;
 
 /* What a navigator holds, for rotor_index_stats. */
@@ -209,10 +251,21 @@ static inline float graph_distance(const simd_ops *ops, rotor_metric m, const fl
 }
 /* The same to vector `id` of s. */
 float graph_exact_distance(const graph_space *s, const float *q, size_t id);
-/* The exact rerank of candidates (best estimate first) into `top`: from
- * s->vectors, or through s->rerank. */
-rotor_status graph_rerank(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
-                          cm_topk *top);
+/* The candidates of an exact rerank: ids best estimate first, and their
+ * estimates by s->q with the prepared query qs. The rerank reorders ids and
+ * overwrites est (with lower bounds). qs NULL: no estimates to bound. */
+typedef struct graph_cands {
+    uint32_t *ids;
+    float *est;
+    size_t n;
+    const void *qs;
+    size_t scored; /* set by the rerank: how many it scored */
+} graph_cands;
+
+/* The exact rerank of candidates into `top`, from s->vectors or through
+ * s->rerank: in increasing lower bound, stopping once no other can enter,
+ * when q bounds its estimates and s->resid is set; else all of them. */
+rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands *c, cm_topk *top);
 
 enum { GRAPH_SCAN_BLOCK = 512 };
 

@@ -4,9 +4,14 @@
  *
  * Selection touches only the estimates that beat the current k-th: after a
  * block is scored, first_below() skips to the next estimate under the
- * threshold with vector compares instead of a branch per code. Candidates
- * go to the rerank best estimate first, so a store on disk reads the
- * likeliest first.
+ * threshold with vector compares instead of a branch per code.
+ *
+ * The rerank scores its candidates in increasing lower bound of their exact
+ * distance when the quantizer bounds its estimates' errors (quant.h, "error
+ * bounds of estimates"), and stops at the first bound past the k-th exact
+ * distance found: the rerank depth is then a maximum, the results the same
+ * as scoring every candidate. Without a bound it scores them all, best
+ * estimate first, so a store on disk reads the likeliest first.
  */
 #include <string.h>
 
@@ -16,23 +21,103 @@ float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
     return graph_distance(simd_ops_get(), s->metric, q, s->vectors + id * s->dim, s->dim);
 }
 
-rotor_status graph_rerank(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
-                          cm_topk *top) {
-    if (s->rerank != NULL)
-        return s->rerank(s->rerank_ctx, query, ids, n, top);
-    const size_t vb = s->dim * sizeof(float);
-    /* Start every candidate's first lines loading at once; the kernel's
-     * sequential reads then find the rest streaming in. (Keeping a few
-     * whole vectors in flight instead measured slower.) */
-    for (size_t j = 0; j < n; j++)
-        prefetch_bytes(s->vectors + (size_t)ids[j] * s->dim, vb < 256 ? vb : 256);
-    const simd_ops *ops = simd_ops_get();
-    for (size_t j = 0; j < n; j++)
-        cm_topk_push(
-            top,
-            graph_distance(ops, s->metric, query, s->vectors + (size_t)ids[j] * s->dim, s->dim),
-            ids[j]);
-    return ROTOR_OK;
+/* ---- candidates in increasing lower bound ---------------------------------
+ *
+ * A min-heap on the bounds, built in place over the candidates' two arrays
+ * (O(n)) and popped only as far as the rerank goes: it usually stops after
+ * k and a few, so sorting all n would be wasted. A popped candidate is
+ * swapped to the end of the heap, so the handed-out ones collect at the
+ * end of the arrays, the first at the very end. */
+
+static void heap_swap(graph_order *o, size_t a, size_t b) {
+    const float l = o->lb[a];
+    const uint32_t id = o->ids[a];
+    o->lb[a] = o->lb[b];
+    o->ids[a] = o->ids[b];
+    o->lb[b] = l;
+    o->ids[b] = id;
+}
+
+static void heap_down(graph_order *o, size_t i) {
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= o->heap)
+            return;
+        if (c + 1 < o->heap && o->lb[c + 1] < o->lb[c])
+            c++;
+        if (!(o->lb[c] < o->lb[i]))
+            return;
+        heap_swap(o, i, c);
+        i = c;
+    }
+}
+
+bool graph_order_next(graph_order *o, uint32_t *id) {
+    if (o->ended)
+        return false;
+    if (o->lb == NULL) {
+        if (o->handed == o->n) {
+            o->ended = true;
+            return false;
+        }
+        *id = o->ids[o->handed++];
+        return true;
+    }
+    if (o->heap == 0 || o->lb[0] > cm_topk_threshold(o->top)) {
+        o->ended = true;
+        return false;
+    }
+    o->heap--;
+    heap_swap(o, 0, o->heap);
+    heap_down(o, 0);
+    o->handed++;
+    *id = o->ids[o->heap];
+    return true;
+}
+
+rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands *c, cm_topk *top) {
+    graph_order o = {.ids = c->ids, .n = c->n, .top = top};
+    const quant *q = s->q;
+    /* Start the first lines of the likeliest candidates loading at once;
+     * the kernel's sequential reads then find the rest streaming in.
+     * (Keeping a few whole vectors in flight instead measured slower.)
+     * With a bound only the first few by estimate are likely to be scored. */
+    const bool bounded = s->resid != NULL && c->qs != NULL && q != NULL &&
+                         q->ops->lower_bounds != NULL && c->n > top->k;
+    if (s->rerank == NULL) {
+        const size_t vb = s->dim * sizeof(float);
+        const size_t ahead = bounded && 2 * top->k < c->n ? 2 * top->k : c->n;
+        for (size_t j = 0; j < ahead; j++)
+            prefetch_bytes(s->vectors + (size_t)c->ids[j] * s->dim, vb < 256 ? vb : 256);
+    }
+    if (bounded) {
+        q->ops->lower_bounds(q, c->qs, s->codes, s->resid, c->ids, c->n, c->est);
+        /* A NaN bound (from a damaged, unverified file) would break the
+         * heap's order: it bounds nothing. */
+        for (size_t j = 0; j < c->n; j++)
+            if (!(c->est[j] >= -INFINITY))
+                c->est[j] = -INFINITY;
+        o.lb = c->est;
+        o.heap = c->n;
+        for (size_t i = c->n / 2; i-- > 0;)
+            heap_down(&o, i);
+    }
+    rotor_status st = ROTOR_OK;
+    if (s->rerank != NULL) {
+        st = s->rerank(s->rerank_ctx, query, &o, top);
+    } else {
+        const simd_ops *ops = simd_ops_get();
+        uint32_t id;
+        while (graph_order_next(&o, &id))
+            cm_topk_push(
+                top,
+                graph_distance(ops, s->metric, query, s->vectors + (size_t)id * s->dim, s->dim),
+                id);
+    }
+    c->scored = o.handed;
+    if (s->reranked != NULL)
+        *s->reranked += (uint32_t)o.handed;
+    return st;
 }
 
 rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const quant *q,
@@ -98,11 +183,12 @@ rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *q
     if (sc->rerank > 0) {
         for (size_t i = 0; i < sc->top.size; i++)
             sc->cand[i] = (uint32_t)sc->top.id[i];
-        if (sc->work != NULL)
-            sc->work->reranked += sc->top.size;
         cm_topk exact;
         cm_topk_init(&exact, sc->dists, sc->ids, sc->k);
-        st = graph_rerank(s, query, sc->cand, sc->top.size, &exact);
+        graph_cands c = {.ids = sc->cand, .est = sc->top.dist, .n = sc->top.size, .qs = sc->qstate};
+        st = graph_rerank(s, query, &c, &exact);
+        if (sc->work != NULL) /* what was scored, not what the bound skipped */
+            sc->work->reranked += c.scored;
         cm_topk_finish(&exact);
     }
     cm_free(sc->a, sc->mem);

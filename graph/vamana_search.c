@@ -137,9 +137,10 @@ static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
 }
 
 /* The walk's candidates cand[0..n) estimated again with the index's codes;
- * the best `keep` are left in `best`, sorted. */
-static void refine(const graph_space *s, const float *query, uint8_t *qmem, const uint32_t *cand,
-                   size_t n, cm_topk *best) {
+ * the best `keep` are left in `best`, sorted. Returns the index quantizer's
+ * prepared query, which the rerank's bounds need. */
+static const void *refine(const graph_space *s, const float *query, uint8_t *qmem,
+                          const uint32_t *cand, size_t n, cm_topk *best) {
     const quant *q = s->q;
     const void *qs = prepare_query(q, query, qmem);
     /* The candidates' codes are scattered over the store: a few are kept
@@ -157,6 +158,7 @@ static void refine(const graph_space *s, const float *query, uint8_t *qmem, cons
         cm_topk_push(best, e, cand[j]);
     }
     cm_topk_finish(best);
+    return qs;
 }
 
 rotor_status vamana_search(const nav *n, const graph_space *s, const float *query, size_t k,
@@ -260,14 +262,22 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         cm_topk_finish(&pool);
     size_t nc = pooled ? pool.size : (keep < w.l.size ? keep : w.l.size);
     uint32_t *cand = sc->cand;
-    for (size_t j = 0; j < nc; j++)
+    /* Their estimates by the walking codes: the pool's own, or copied from
+     * the list into the pool's unused room (at least list + 1 entries). */
+    float *est = sc->best_d;
+    const void *est_qs = w.qs;
+    for (size_t j = 0; j < nc; j++) {
         cand[j] = pooled ? (uint32_t)pool.id[j] : w.l.c[j].id;
+        if (!pooled)
+            est[j] = w.l.c[j].dist;
+    }
     w.work.refined += refining ? nc : 0;
     if (refining && nc > 0) {
         cm_topk best;
         cm_topk_init(&best, sc->best_d + (pooled ? keep : 0), sc->best_id + (pooled ? keep : 0),
                      rerank > 0 ? second : k);
-        refine(s, query, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
+        est_qs = refine(s, query, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
+        est = best.dist;
         if (rerank == 0) {
             memcpy(dists, best.dist, k * sizeof *dists);
             memcpy(ids, best.id, k * sizeof *ids);
@@ -284,8 +294,11 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     cm_topk_init(&top, dists, ids, k);
     rotor_status st = ROTOR_OK;
     if (walk != NULL && rerank > 0) {
-        w.work.reranked += nc;
-        st = graph_rerank(s, query, cand, nc, &top);
+        /* The estimates are the index quantizer's: the walk's own when it
+         * walks on them, else the refine's. */
+        graph_cands c = {.ids = cand, .est = est, .n = nc, .qs = est_qs};
+        st = graph_rerank(s, query, &c, &top);
+        w.work.reranked += c.scored; /* what was scored, not what the bound skipped */
     } else {
         for (size_t j = 0; j < w.l.size && j < k; j++)
             cm_topk_push(&top, w.l.c[j].dist, w.l.c[j].id);

@@ -301,14 +301,16 @@ ROTOR_API rotor_status rotor_params_check(const rotor_params *params);
 typedef struct rotor_query_stats {
     uint32_t reads;    /* full vectors read from disk for the rerank */
     double io_seconds; /* time spent waiting for those reads */
+    uint32_t reranked; /* candidates scored on full vectors, in RAM or from disk */
 } rotor_query_stats;
 
 typedef struct rotor_search_params {
     uint32_t threads; /* batch search threads; 0 = one per core (default) */
     /* Quantized indexes: how many candidates, by estimated distance, are
-     * scored again on full vectors before the best k are returned.
-     * -1 (default): 10 * k; 0: none, the estimates are returned; N: N
-     * (at least k). Ignored by full-precision indexes. */
+     * scored again on full vectors before the best k are returned, at
+     * most (see rerank_all). -1 (default): 10 * k; 0: none, the estimates
+     * are returned; N: N (at least k). Ignored by full-precision
+     * indexes. */
     int64_t rerank;
     /* Vamana: the beam search's candidate list (L), at least k; larger is
      * slower and finds more. 0 (default) = max(k, 64). A rerank deeper than
@@ -339,6 +341,21 @@ typedef struct rotor_search_params {
      * sentence giving the highest recall it can promise: never a silent
      * answer below the target. */
     float target_recall;
+    /* 0 (default): where the quantizer bounds the error of its estimates
+     * (sq8, pq<M>, pq<M>x4, tq, tqip; not the binary codes) and the index
+     * keeps the residuals that bound needs (built by this version; older
+     * files have none), the `rerank` candidates are scored in increasing
+     * lower bound of their exact distance, and the rerank stops once the
+     * next bound exceeds the k-th exact distance found: the results are
+     * those of scoring all of them, with fewer vectors scored (and read,
+     * with vectors on disk). 1: score every candidate, as without a bound
+     * (for comparisons). */
+    int rerank_all;
+    /* Vectors on disk, reranks that stop on the bound: after the first k
+     * candidates, which are read at once, at most this many reads are in
+     * flight, so the stop costs at most this many - 1 reads beyond what
+     * the bound needs; larger waits less for the disk. 0 (default) = 4. */
+    uint32_t rerank_window;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);
@@ -378,7 +395,8 @@ typedef struct rotor_index_stats {
     size_t count;              /* vectors in the index */
     size_t dim;                /* dimensions of a vector */
     size_t bytes_vectors;      /* full-precision vectors kept in RAM */
-    size_t bytes_codes;        /* compressed codes (0 without a quantizer) */
+    size_t bytes_codes;        /* compressed codes, with the float per vector that bounds
+                                  their error where kept (0 without a quantizer) */
     size_t code_bytes;         /* bytes of one vector's code, factors included */
     size_t bytes_graph;        /* navigation structure: graph ids or IVF lists and centroids */
     size_t bytes_graph_codes;  /* copies of codes in the navigator: neighbour codes, IVF lists */

@@ -131,6 +131,11 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
         if (ix->codes == NULL)
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
+    if (st == ROTOR_OK && ix->q != NULL && ix->q->ops->residual != NULL) {
+        ix->resid = cm_alloc(&ix->alloc, info.rows * sizeof(float), "residuals");
+        if (ix->resid == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
     if (st == ROTOR_OK && ix->walk_q != NULL) {
         ix->walk_codes = cm_calloc(&ix->alloc, ix->walk_q->ops->store_bytes(ix->walk_q, info.rows),
                                    "index codes");

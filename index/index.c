@@ -35,23 +35,35 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
     float *v = in_ram ? cm_alloc_large(&ix->alloc, bytes, "index vectors") : NULL;
     uint8_t *codes = ix->q ? grow_store(ix, ix->q, ix->codes, cap) : NULL;
     uint8_t *walk = ix->walk_q ? grow_store(ix, ix->walk_q, ix->walk_codes, cap) : NULL;
-    if ((in_ram && v == NULL) || (ix->q && codes == NULL) || (ix->walk_q && walk == NULL)) {
+    /* Residuals start with the index; one opened from a file without them
+     * stays without (its old rows have none), and its reranks score every
+     * candidate. */
+    const bool with_resid =
+        ix->q != NULL && ix->q->ops->residual != NULL && (ix->count == 0 || ix->resid != NULL);
+    float *resid = with_resid ? cm_alloc_large(&ix->alloc, cap * sizeof(float), "residuals") : NULL;
+    if ((in_ram && v == NULL) || (ix->q && codes == NULL) || (ix->walk_q && walk == NULL) ||
+        (with_resid && resid == NULL)) {
         cm_free(&ix->alloc, v);
         cm_free(&ix->alloc, codes);
         cm_free(&ix->alloc, walk);
+        cm_free(&ix->alloc, resid);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (in_ram && ix->count > 0)
         memcpy(v, ix->vectors, ix->count * ix->dim * sizeof(float));
+    if (with_resid && ix->count > 0)
+        memcpy(resid, ix->resid, ix->count * sizeof(float));
     if (!ix->borrowed) { /* else they belong to the mapped file */
         cm_free(&ix->alloc, ix->vectors);
         cm_free(&ix->alloc, ix->codes);
         cm_free(&ix->alloc, ix->walk_codes);
+        cm_free(&ix->alloc, ix->resid);
     }
     ix->borrowed = false;
     ix->vectors = v;
     ix->codes = codes;
     ix->walk_codes = walk;
+    ix->resid = resid;
     ix->capacity = cap;
     return ROTOR_OK;
 }
@@ -193,6 +205,7 @@ typedef struct encode_job {
     const rotor_index *ix;
     const quant *q;
     uint8_t *codes;
+    float *resid; /* NULL: no residuals to compute */
     size_t first, end;
     uint8_t *scratch; /* per worker: q->scratch_floats, then one code */
     size_t per_worker;
@@ -213,16 +226,20 @@ static void encode_chunk(void *arg, size_t chunk, unsigned worker) {
     lo = lo > j->first ? lo : j->first;
     hi = hi < j->end ? hi : j->end;
     for (size_t i = lo; i < hi; i++) {
-        q->ops->encode(q, j->ix->vectors + i * j->ix->dim, code, scratch);
+        const float *x = j->ix->vectors + i * j->ix->dim;
+        q->ops->encode(q, x, code, scratch);
         q->ops->store(q, j->codes, i, code);
+        if (j->resid != NULL)
+            j->resid[i] = q->ops->residual(q, x, code, scratch);
     }
 }
 
-/* Encodes rows [first, first + n) of ix->vectors into q's code store. */
+/* Encodes rows [first, first + n) of ix->vectors into q's code store (and
+ * their residuals into resid, unless NULL). */
 static rotor_status encode_rows(rotor_index *ix, cm_pool *pool, const quant *q, uint8_t *codes,
-                                size_t first, size_t n) {
+                                float *resid, size_t first, size_t n) {
     const size_t per = cm_round_up(q->scratch_floats * sizeof(float) + q->code_bytes, CM_ALIGN);
-    encode_job job = {ix, q, codes, first, first + n, NULL, per};
+    encode_job job = {ix, q, codes, resid, first, first + n, NULL, per};
     job.scratch = cm_alloc(&ix->alloc, cm_pool_threads(pool) * per, "encoding scratch");
     if (job.scratch == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -244,12 +261,12 @@ static rotor_status encode_new_rows(rotor_index *ix, size_t added) {
     if (ix->q != NULL) {
         st = train(ix, ix->q, added, ix->quant_name);
         if (st == ROTOR_OK)
-            st = encode_rows(ix, &pool, ix->q, ix->codes, ix->count, added);
+            st = encode_rows(ix, &pool, ix->q, ix->codes, ix->resid, ix->count, added);
     }
     if (st == ROTOR_OK && ix->walk_q != NULL) {
         st = train(ix, ix->walk_q, added, ix->walk_name);
         if (st == ROTOR_OK)
-            st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, ix->count, added);
+            st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, NULL, ix->count, added);
     }
     cm_pool_stop(&pool);
     return st;
@@ -331,6 +348,7 @@ graph_space ix_space(const rotor_index *ix) {
         .codes = ix->codes,
         .walk_q = ix->walk_q ? ix->walk_q : ix->q,
         .walk_codes = ix->walk_q ? ix->walk_codes : ix->codes,
+        .resid = ix->resid,
     };
 }
 
@@ -367,6 +385,10 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->code_bytes = ix->q->code_bytes;
         out->bytes_codes = ix->q->ops->store_bytes(ix->q, ix->count);
         out->bytes_total += ix->q->ops->store_bytes(ix->q, ix->capacity);
+    }
+    if (ix->resid != NULL) { /* a float per code: part of what the codes cost */
+        out->bytes_codes += ix->count * sizeof(float);
+        out->bytes_total += ix->capacity * sizeof(float);
     }
     if (ix->walk_q != NULL) {
         out->bytes_codes += ix->walk_q->ops->store_bytes(ix->walk_q, ix->count);
@@ -456,6 +478,7 @@ void rotor_index_close(rotor_index *ix) {
     if (!ix->borrowed) {
         cm_free(&a, ix->walk_codes);
         cm_free(&a, ix->codes);
+        cm_free(&a, ix->resid);
         if (ix->spill == NULL)
             cm_free(&a, ix->vectors);
     }

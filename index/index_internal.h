@@ -58,6 +58,11 @@ struct rotor_index {
      * quantizer (NULL otherwise: the graph walks on q). */
     quant *walk_q;
     uint8_t *walk_codes;
+    /* Per vector, |x - x~| of q's code (quant_ops.residual): what bounds
+     * the error of q's estimates, so a rerank can stop early. Room for
+     * `capacity`; NULL when q has no bound, or for an index opened from a
+     * file written before residuals were kept (and every add to it). */
+    float *resid;
     char quant_name[32];
     char walk_name[32];
     double train_seconds;
@@ -107,6 +112,9 @@ bool ix_quant_none(const char *name);
 bool ix_quant_auto(const char *name);
 bool ix_quant_named(const char *name);
 rotor_status ix_search_params_check(const rotor_search_params *p);
+/* rotor_search_params.rerank_window: the default, and the most a reader's
+ * ring holds at once (a vector store's default depth). */
+enum { IX_DEFAULT_RERANK_WINDOW = 4, IX_MAX_RERANK_WINDOW = 64 };
 rotor_status ix_matrix_check(const rotor_matrix *m, const char *what);
 /* The navigator's build parameters from checked index parameters, for an
  * index of `count` vectors (which bounds the threads). */

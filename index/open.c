@@ -63,6 +63,25 @@ static rotor_status map_codes(rotor_index *ix, ixf_section_id id, const quant *q
     return ROTOR_OK;
 }
 
+/* The residuals that bound the estimates of q, when the file has them (a
+ * file written before they were kept has none: its reranks score every
+ * candidate). Like the codes they are checked where used: a value that is
+ * not a finite distance bounds nothing. */
+static rotor_status map_residuals(rotor_index *ix) {
+    ixf_section sec = ixf_get(ix->file, IXF_SEC_RESIDUALS);
+    if (sec.data == NULL)
+        return ROTOR_OK;
+    const char *path = ixf_path(ix->file);
+    CM_RETURN_IF(ix->q == NULL || ix->q->ops->residual == NULL, ROTOR_ERR_FORMAT,
+                 "'%s' holds a residuals section, but its quantizer %s has no error bound", path,
+                 ix->quant_name);
+    CM_RETURN_IF(sec.size != (uint64_t)ix->count * sizeof(float), ROTOR_ERR_FORMAT,
+                 "'%s': the residuals section holds %" PRIu64 " bytes; %zu vectors need %zu", path,
+                 sec.size, ix->count, ix->count * sizeof(float));
+    ix->resid = (float *)sec.data;
+    return ROTOR_OK;
+}
+
 static vstore_backend to_backend(rotor_io_backend io) {
     switch (io) {
     case ROTOR_IO_URING: return VSTORE_URING;
@@ -167,6 +186,7 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
         CM_FORWARD(load_quant(ix, IXF_SEC_QUANT, ix->quant_name, &ix->q));
         CM_FORWARD(map_codes(ix, IXF_SEC_CODES, ix->q, &ix->codes));
     }
+    CM_FORWARD(map_residuals(ix));
     if (m->walk_quant[0]) {
         CM_FORWARD(load_quant(ix, IXF_SEC_WALK_QUANT, ix->walk_name, &ix->walk_q));
         CM_FORWARD(map_codes(ix, IXF_SEC_WALK_CODES, ix->walk_q, &ix->walk_codes));
@@ -219,7 +239,7 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
         st = ix_own_arrays(ix);
     if (st == ROTOR_OK && op.load) { /* copied out: the file's copy of them is not needed */
         static const ixf_section_id owned[] = {IXF_SEC_VECTORS, IXF_SEC_CODES, IXF_SEC_WALK_CODES,
-                                               IXF_SEC_GRAPH};
+                                               IXF_SEC_GRAPH, IXF_SEC_RESIDUALS};
         for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
             ixf_release(f, owned[i]);
     }
@@ -256,6 +276,10 @@ static rotor_status verify_index(const char *path, int fd) {
     for (size_t i = 0; st == ROTOR_OK && i < ix->count * ix->dim; i++)
         if (!isfinite(ix->vectors[i]))
             st = cm_fail(ROTOR_ERR_FORMAT, "vector %zu holds a non-finite value", i / ix->dim);
+    for (size_t i = 0; st == ROTOR_OK && ix->resid != NULL && i < ix->count; i++)
+        if (!(ix->resid[i] >= 0.0f && ix->resid[i] < INFINITY))
+            st = cm_fail(ROTOR_ERR_FORMAT, "the residual of vector %zu is %g, not a distance", i,
+                         (double)ix->resid[i]);
     if (st != ROTOR_OK)
         st = cm_fail_prefix(st, path);
     rotor_index_close(ix);

@@ -137,6 +137,11 @@ rotor_status ix_search_params_check(const rotor_search_params *p) {
     CM_RETURN_IF(!(p->target_recall >= 0.0f && p->target_recall <= 1.0f),
                  ROTOR_ERR_INVALID_ARGUMENT, "target recall must be between 0 and 1, not %g",
                  (double)p->target_recall);
+    CM_RETURN_IF(p->rerank_all != 0 && p->rerank_all != 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "rerank_all must be 0 or 1, not %d", p->rerank_all);
+    CM_RETURN_IF(p->rerank_window > IX_MAX_RERANK_WINDOW, ROTOR_ERR_INVALID_ARGUMENT,
+                 "rerank_window must be at most %d, not %u", IX_MAX_RERANK_WINDOW,
+                 p->rerank_window);
     return ROTOR_OK;
 }
 

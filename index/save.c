@@ -1,8 +1,9 @@
 /*
  * rotor_index_save: the index's arrays written byte for byte into the
  * sections of one file (storage/FORMAT.md), so that opening can map them
- * instead of parsing: the quantizers' parameter blocks, their code stores,
- * the navigator's own sections, and the full vectors last, so the
+ * instead of parsing: the quantizers' parameter blocks, their code stores
+ * (and the residuals that bound the first one's estimates), the
+ * navigator's own sections, and the full vectors last, so the
  * in-memory sections sit together at the front.
  */
 #include <stdio.h>
@@ -68,6 +69,8 @@ rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
             st = ixf_put_section(w, IXF_SEC_CODES, ix->codes,
                                  ix->q->ops->store_bytes(ix->q, ix->count));
     }
+    if (st == ROTOR_OK && ix->resid != NULL)
+        st = ixf_put_section(w, IXF_SEC_RESIDUALS, ix->resid, ix->count * sizeof(float));
     if (st == ROTOR_OK && ix->walk_q != NULL) {
         st = put_quant(ix, w, IXF_SEC_WALK_QUANT, ix->walk_q);
         if (st == ROTOR_OK)

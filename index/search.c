@@ -14,35 +14,48 @@
 #include "index/index_internal.h"
 
 /* The rerank of an index whose vectors are on disk, as a graph_rerank_fn:
- * the candidates are read in one batch from the vector store, best
- * estimate first, and each row is scored as its read completes. */
+ * the candidates are read from the vector store in the order the rerank
+ * hands them out, and each row is scored as its read completes. Without a
+ * bound every candidate is read, as many at once as the reader holds. With
+ * one, the first k go out at once (they are read whatever the bound says:
+ * there is no k-th distance before them), then at most `window` reads are
+ * in flight, and the next candidate is asked for only when a read
+ * completes, so the rerank stops on the distances already scored and reads
+ * at most window - 1 rows that the bound would have spared. */
 typedef struct disk_rerank {
     const rotor_index *ix;
     rotor_query_stats *stats; /* may be NULL */
+    unsigned window;
 } disk_rerank;
 
 typedef struct row_scorer {
     const rotor_index *ix;
     const simd_ops *ops;
     const float *query;
-    const uint32_t *ids;
+    graph_order *order;
     cm_topk *top;
 } row_scorer;
+
+static bool next_row(void *ctx, uint32_t *id) {
+    const row_scorer *r = ctx;
+    return graph_order_next(r->order, id);
+}
 
 static void score_row(void *ctx, size_t j, const void *row) {
     const row_scorer *r = ctx;
     cm_topk_push(r->top, graph_distance(r->ops, r->ix->metric, r->query, row, r->ix->dim),
-                 r->ids[j]);
+                 graph_order_id(r->order, j));
 }
 
-static rotor_status rerank_from_disk(void *ctx, const float *query, const uint32_t *ids, size_t n,
+static rotor_status rerank_from_disk(void *ctx, const float *query, graph_order *order,
                                      cm_topk *top) {
     const disk_rerank *dr = ctx;
     const vstore *store = dr->ix->store;
     vstore_reader *rd;
     CM_FORWARD(vstore_reader_get(store, &rd));
-    row_scorer rs = {dr->ix, simd_ops_get(), query, ids, top};
-    rotor_status st = vstore_read(rd, ids, n, score_row, &rs);
+    row_scorer rs = {dr->ix, simd_ops_get(), query, order, top};
+    const size_t burst = order->lb != NULL ? top->k : SIZE_MAX;
+    rotor_status st = vstore_read_stream(rd, burst, dr->window, next_row, score_row, &rs);
     uint64_t reads, wait_ns;
     vstore_reader_take_stats(rd, &reads, &wait_ns);
     vstore_reader_put(store, rd);
@@ -64,6 +77,8 @@ static rotor_status resolve(const rotor_index *ix, const rotor_search_params *sp
         .rerank = sp->rerank < 0 ? SIZE_MAX : (size_t)sp->rerank,
         .starts = sp->start_points,
         .nprobe = sp->nprobe,
+        .rerank_all = sp->rerank_all != 0,
+        .rerank_window = sp->rerank_window,
     };
     const bool exact = ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT;
     if (sp->target_recall > 0 && !exact)
@@ -83,7 +98,10 @@ rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, c
     graph_space s = ix_space(ix);
     if (qs != NULL)
         *qs = (rotor_query_stats){0};
-    disk_rerank disk = {ix, qs};
+    if (np->rerank_all)
+        s.resid = NULL;
+    s.reranked = qs != NULL ? &qs->reranked : NULL;
+    disk_rerank disk = {ix, qs, np->rerank_window ? np->rerank_window : IX_DEFAULT_RERANK_WINDOW};
     if (ix->store != NULL) {
         s.rerank = rerank_from_disk;
         s.rerank_ctx = &disk;

@@ -235,6 +235,11 @@ static const quant_ops bq_ops = {
     .payload_bytes = bq_payload_bytes,
     .save_payload = bq_save_payload,
     .load_payload = bq_load_payload,
+    /* No error bound: the deterministic one is too wide to stop a rerank
+     * and RaBitQ's is probabilistic (quant.h, "error bounds of
+     * estimates"), so these codes keep the fixed rerank depth. */
+    .residual = NULL,
+    .lower_bounds = NULL,
 };
 
 rotor_status quant_bin_setup(quant *q, uint64_t seed) {

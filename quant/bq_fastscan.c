@@ -174,4 +174,9 @@ const quant_ops bqfs_ops = {
     .payload_bytes = bq_payload_bytes,
     .save_payload = bq_save_payload,
     .load_payload = bq_load_payload,
+    /* No error bound: the deterministic one is too wide to stop a rerank
+     * and RaBitQ's is probabilistic (quant.h, "error bounds of
+     * estimates"), so these codes keep the fixed rerank depth. */
+    .residual = NULL,
+    .lower_bounds = NULL,
 };

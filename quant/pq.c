@@ -49,8 +49,19 @@ static size_t sample_row(size_t i, size_t n, size_t ns) { return i * (n / ns) + 
 
 void pq_build_ct(pq_state *s) {
     const size_t kp = km_pad(s->ksub);
-    for (size_t m = 0; m < s->m; m++)
+    double xx = 0;
+    for (size_t m = 0; m < s->m; m++) {
         km_transpose(centroid(s, m, 0), s->ksub, s->dsub, s->ct + m * s->dsub * kp);
+        double top = 0;
+        for (size_t j = 0; j < s->ksub; j++) {
+            double cc = 0;
+            for (size_t t = 0; t < s->dsub; t++)
+                cc += (double)centroid(s, m, j)[t] * centroid(s, m, j)[t];
+            top = cc > top ? cc : top;
+        }
+        xx += top;
+    }
+    s->xmax = (float)(sqrt(xx) * (1.0 + 0x1p-20)); /* rounded up */
 }
 
 rotor_status pq_train(quant *q, const float *x, size_t n, unsigned threads) {
@@ -142,6 +153,64 @@ void pq_tables(const quant *q, const float *query, float *tab) {
     }
 }
 
+/* ---- the error bound (quant.h, "error bounds of estimates") --------------
+ *
+ * An estimate is the distance from q to the decoded vector x~ (a sum of
+ * table entries), so the bound is the distance form with r = |x - x~|, and
+ * for 4-bit codes each of the m uint8 table entries adds at most half a
+ * step. */
+
+float pq_query_norm(const quant *q, const float *query) {
+    double qq = 0;
+    for (size_t j = 0; j < q->dim; j++)
+        qq += (double)query[j] * query[j];
+    return (float)sqrt(qq);
+}
+
+float pq_residual(const quant *q, const float *x, const uint8_t *code, float *scratch) {
+    (void)scratch;
+    const pq_state *s = q->impl;
+    const bool four = q->spec.kind == QUANT_PQ4;
+    double rr = 0;
+    for (size_t m = 0; m < s->m; m++) {
+        const unsigned j = four ? (code[m / 2] >> (4 * (m & 1))) & 15u : code[m];
+        const float *c = centroid(s, m, j), *xs = x + m * s->dsub;
+        for (size_t t = 0; t < s->dsub; t++) {
+            const double e = (double)xs[t] - c[t];
+            rr += e * e;
+        }
+    }
+    return (float)sqrt(rr);
+}
+
+float pq_lower_bound(const quant *q, float est, float lut_err, float qnorm, float r) {
+    const pq_state *s = q->impl;
+    const float eps = quant_round_slack(q);
+    if (!(r >= 0.0f && r < INFINITY))
+        return -INFINITY;
+    if (q->metric == ROTOR_METRIC_L2) {
+        /* |q - x~|^2 >= est - lut_err, then |q - x| >= |q - x~| - r. Every
+         * term is a sum of squares, so the rounding is relative to est. */
+        const float a = est - lut_err;
+        const float b = (a > 0.0f ? sqrtf(a) : 0.0f) - r;
+        return (b > 0.0f ? b * b : 0.0f) - eps * (2.0f * fabsf(est) + lut_err + r * r);
+    }
+    /* -<q, x> >= -<q, x~> - |q| r; est is -<q, x~> (1 - <q, x~> for
+     * cosine) within lut_err, and |x| <= xmax + r. */
+    const float one = q->metric == ROTOR_METRIC_COSINE ? 1.0f : 0.0f;
+    return est - lut_err - qnorm * r -
+           eps * (fabsf(est) + lut_err + one + 2.0f * qnorm * (s->xmax + r));
+}
+
+static void pq8_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                             const float *resid, const uint32_t *ids, size_t n, float *est) {
+    (void)store;
+    const pq_state *s = q->impl;
+    const float qnorm = ((const float *)qstate)[s->m * 256];
+    for (size_t i = 0; i < n; i++)
+        est[i] = pq_lower_bound(q, est[i], 0.0f, qnorm, resid[ids[i]]);
+}
+
 /* ---- serialization ------------------------------------------------------
  *
  * The payload is the codebooks as training left them, m x ksub x dsub
@@ -200,10 +269,12 @@ static void pq8_decode(const quant *q, const uint8_t *code, float *out, float *s
         pq_decode_sub(s, m, code[m], out);
 }
 
-/* Query state: the float tables, m x 256. */
+/* Query state: the float tables, m x 256, then |q| (for the bound). */
 static void pq8_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
     (void)scratch;
+    const pq_state *s = q->impl;
     pq_tables(q, query, qstate);
+    ((float *)qstate)[s->m * 256] = pq_query_norm(q, query);
 }
 
 static void pq8_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
@@ -237,6 +308,8 @@ static const quant_ops pq8_ops = {
     .payload_bytes = pq_payload_bytes,
     .save_payload = pq_save_payload,
     .load_payload = pq_load_payload,
+    .residual = pq_residual,
+    .lower_bounds = pq8_lower_bounds,
 };
 
 rotor_status quant_pq_setup(quant *q, uint64_t seed) {
@@ -284,7 +357,7 @@ rotor_status quant_pq_setup(quant *q, uint64_t seed) {
     } else {
         q->ops = &pq8_ops;
         q->code_bytes = m;
-        q->query_bytes = m * 256 * sizeof(float);
+        q->query_bytes = m * 256 * sizeof(float) + CM_ALIGN; /* the tables, then |q| */
     }
     return ROTOR_OK;
 }

@@ -82,6 +82,20 @@ static void pq4_prepare(const quant *q, const float *query, void *qstate, float 
     uint8_t *lut = (uint8_t *)qstate + PQ4_QHEAD_BYTES + s->m * 16 * sizeof(float);
     pq_tables(q, query, tab);
     quant_fastscan_tables(tab, s->m, s->lut_bytes, lut, &h->delta, &h->bias);
+    h->qnorm = pq_query_norm(q, query);
+}
+
+/* The estimate is the float-table sum within m half steps (each entry is
+ * rounded to nearest; the 2^-10 covers the float arithmetic of that
+ * rounding). */
+static void pq4_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                             const float *resid, const uint32_t *ids, size_t n, float *est) {
+    (void)store;
+    const pq_state *s = q->impl;
+    const pq4_qhead *h = qstate;
+    const float lut_err = (float)s->m * h->delta * 0.5f * (1.0f + 0x1p-10f);
+    for (size_t i = 0; i < n; i++)
+        est[i] = pq_lower_bound(q, est[i], lut_err, h->qnorm, resid[ids[i]]);
 }
 
 /* Vectors of fastscan sums per kernel call: 4 KiB of stack. */
@@ -164,4 +178,6 @@ const quant_ops pq4_ops = {
     .payload_bytes = pq_payload_bytes,
     .save_payload = pq_save_payload,
     .load_payload = pq_load_payload,
+    .residual = pq_residual,
+    .lower_bounds = pq4_lower_bounds,
 };

@@ -27,6 +27,10 @@ typedef struct pq_state {
     uint64_t seed;    /* k-means++ seed; subspace s uses a mix of seed and s */
     float *centroids; /* m x ksub x dsub: subspace s, centroid j at (s * ksub + j) * dsub */
     float *ct;        /* m x (dsub x km_pad(ksub)): the same, transposed per subspace */
+    /* The largest |x~| any code decodes to, sqrt(sum_s max_j |c_sj|^2):
+     * bounds |x| <= xmax + r for the rounding allowance of inner-product
+     * bounds, which have no norm of x at hand. */
+    float xmax;
     /* 4-bit only */
     size_t npairs;      /* subspace pairs, ceil(m / 2): bytes of a code, rows of a block */
     size_t block_bytes; /* npairs * 32 */
@@ -44,6 +48,7 @@ typedef struct pq_state {
 typedef struct pq4_qhead {
     float delta; /* the quantization step, max_s (max_j T - min_j T) / 255 */
     float bias;  /* sum_s min_j T[s][j] */
+    float qnorm; /* |q|, for the error bound */
 } pq4_qhead;
 
 #define PQ4_QHEAD_BYTES 64
@@ -82,6 +87,16 @@ static inline float pq_finish(rotor_metric metric, float sum) {
     }
     return sum;
 }
+
+/* |q| of a query (in double), which prepare records for the bound. */
+float pq_query_norm(const quant *q, const float *query);
+/* quant_ops.residual of both widths: |x - x~| of the code's centroids,
+ * given each subspace's centroid index by code_of. */
+float pq_residual(const quant *q, const float *x, const uint8_t *code, float *scratch);
+/* The lower bound of one estimate (both widths): est is |q - x~|^2 for L2
+ * (-<q, x~>, 1 - <q, x~> otherwise) known to within `lut_err` (4-bit
+ * codes' uint8 tables; 0 for float tables). */
+float pq_lower_bound(const quant *q, float est, float lut_err, float qnorm, float r);
 
 /* 4-bit scan from the float tables instead of the uint8 ones: exact up to
  * float rounding, for checks and for re-ranking fast-scan candidates. Same

@@ -8,6 +8,7 @@
 #ifndef ROTOR_QUANT_H
 #define ROTOR_QUANT_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -214,6 +215,17 @@ typedef struct quant_ops {
      * spec and dimension, then installs them; q is left as quant_create
      * made it when a check fails. quant_load sets q->trained after. */
     rotor_status (*load_payload)(quant *q, const uint8_t *src, size_t n);
+    /* The error bound of the estimates (see "error bounds" below); both
+     * NULL for kinds that have none. residual: |x - x~| for a vector x and
+     * its own code, computed once when x is encoded and kept per vector by
+     * the index (scratch: scratch_floats). */
+    float (*residual)(const quant *q, const float *x, const uint8_t *code, float *scratch);
+    /* est[i], the estimate scan() gave vector ids[i] with this qstate,
+     * becomes a lower bound of its exact distance to the query, given
+     * resid[ids[i]] (a value that is not a finite residual gives -inf).
+     * `store` holds the codes, for kinds whose bound reads a factor back. */
+    void (*lower_bounds)(const quant *q, const void *qstate, const uint8_t *store,
+                         const float *resid, const uint32_t *ids, size_t n, float *est);
 } quant_ops;
 
 struct quant {
@@ -249,6 +261,47 @@ void quant_range(const float *v, size_t n, float *lo, float *hi);
 /* The mean of n rows of q->dim floats into out: the centre that TurboQuant
  * and binary codes subtract for L2 (one pass, in double). */
 rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out);
+
+/* ---- error bounds of estimates -----------------------------------------
+ *
+ * A rerank can stop early, with the same results as scoring every
+ * candidate, if each estimate comes with a proven bound on its error: the
+ * candidates are scored in increasing lower bound, and once the next lower
+ * bound exceeds the k-th exact distance found, no later candidate can enter
+ * the top k. Every kind with a bound has an estimate that is exact for some
+ * vector x~ the code stands for (and, where the query is quantized too, a
+ * query q~ near q), so the bound is the triangle inequality with
+ * r = |x - x~|, computed at encode time and kept per vector:
+ *
+ *   distance form (PQ: est = |q - x~|^2)
+ *       |q - x| >= |q - x~| - r
+ *   inner-product form (sq8, tq, tqip: est from <q~, x~>, with |x| exact)
+ *       |<q, x> - <q~, x~>| <= |q| r + |q - q~| |x~|,   |x~| <= |x| + r
+ *
+ * Per query, prepare() records |q| and the query's own error (sq8's 8-bit
+ * query, 4-bit PQ's uint8 tables). Binary RaBitQ-style codes have no such
+ * bound worth having: their estimate <q, o~> / <o~, o> is exact for
+ * x~ = o~ / <o~, o>, whose distance to o is sqrt(1 - a^2) / a with a =
+ * <o~, o> ~ 0.8 at one bit, so the bound would span most of the distance
+ * range and stop nothing; RaBitQ's own bound is probabilistic (it holds
+ * with high probability, not always). They keep the fixed rerank depth.
+ *
+ * Every bound also gives up quant_round_slack(q) times the magnitudes it
+ * combines: the estimate, the exact distance and the bound itself are float
+ * sums of at most dim + a few terms, each off by at most that much
+ * (Higham's gamma_n = n u / (1 - n u) with u = 2^-24, doubled). */
+static inline float quant_round_slack(const quant *q) {
+    return (float)((double)(q->dim + 64) * 0x1p-23);
+}
+/* The lower bound of the inner-product form: the distance estimate est of
+ * `metric` whose inner product is off by at most err; `mag` bounds the
+ * absolute values of the terms behind est and the exact distance, for the
+ * rounding allowance `eps`. */
+static inline float quant_ip_lower_bound(rotor_metric metric, float est, float err, float mag,
+                                         float eps) {
+    const float lb = metric == ROTOR_METRIC_L2 ? est - 2.0f * err : est - err;
+    return lb - eps * (fabsf(est) + mag);
+}
 
 /* Helpers for kinds whose store is codes side by side. */
 size_t quant_plain_store_bytes(const quant *q, size_t n);

@@ -36,7 +36,9 @@ typedef struct sq_state {
     float *centroid; /* dim floats; zero unless trained (L2) */
 } sq_state;
 
-/* Query state: [lo][delta][|q - c|^2] padded to SQ_QHEAD, then d bytes b_j. */
+/* Query state: [lo][delta][|q - c|^2][|q' - q|] padded to SQ_QHEAD, then d
+ * bytes b_j. The last float is the query's own quantization error, for the
+ * bound. */
 
 static rotor_status sq_train(quant *q, const float *x, size_t n, unsigned threads) {
     (void)threads;
@@ -91,14 +93,18 @@ static void sq_prepare(const quant *q, const float *query, void *qstate, float *
     quant_range(rot, d, &lo, &hi);
     const float delta = hi > lo ? (hi - lo) / 255.0f : 1.0f;
     const float inv = 1.0f / delta;
+    double ee = 0;
     for (size_t j = 0; j < d; j++) {
         /* >= 0 by construction; the clamp catches rounding past 255 and NaN. */
         const float v = (rot[j] - lo) * inv + 0.5f;
         b[j] = (uint8_t)(v < 255.0f ? (int)v : 255);
+        const double e = (double)rot[j] - ((double)lo + (double)delta * b[j]);
+        ee += e * e;
     }
     head[0] = lo;
     head[1] = delta;
     head[2] = (float)qq;
+    head[3] = (float)(sqrt(ee) * (1.0 + 0x1p-20)); /* rounded up */
 }
 
 static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
@@ -115,6 +121,48 @@ static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, si
         /* <x - c, q - c> = t <u, q'> */
         const float ip = f[0] * f[1] * (lo * f[2] + delta * (float)dot);
         out[i] = cm_ip_distance(q->metric, ip, f[0] * f[0], qq);
+    }
+}
+
+/* The bound (quant.h, "error bounds of estimates"): the scan's inner
+ * product is exactly <q', x~> in the rotated space, x~_j = t s c_j and q'
+ * the 8-bit query, while the true one is <q, x>; with |x| = t exact,
+ *
+ *   |<q, x> - <q', x~>| <= |q| |x - x~| + |q - q'| |x~|,   |x~| <= t + r. */
+static float sq_residual(const quant *q, const float *x, const uint8_t *code, float *scratch) {
+    const sq_state *s = q->impl;
+    const size_t d = q->dim;
+    float *u = scratch + d;
+    rht_forward_centred(&s->rot, x, s->centroid, scratch, u);
+    float f[SQ_FLOATS];
+    memcpy(f, code, sizeof f);
+    const int8_t *c = (const int8_t *)(code + sizeof f);
+    const double scale = (double)f[0] * f[1];
+    double rr = 0;
+    for (size_t j = 0; j < d; j++) {
+        const double e = (double)u[j] - scale * c[j];
+        rr += e * e;
+    }
+    return (float)sqrt(rr);
+}
+
+static void sq_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                            const float *resid, const uint32_t *ids, size_t n, float *est) {
+    const float *head = qstate;
+    const float qq = head[2], qerr = head[3], qnorm = sqrtf(qq);
+    const float eps = quant_round_slack(q);
+    const bool l2 = q->metric == ROTOR_METRIC_L2;
+    for (size_t i = 0; i < n; i++) {
+        const float r = resid[ids[i]];
+        float t;
+        memcpy(&t, store + (size_t)ids[i] * q->code_bytes, sizeof t);
+        if (!(r >= 0.0f && r < INFINITY) || !(t >= 0.0f && t < INFINITY)) {
+            est[i] = -INFINITY;
+            continue;
+        }
+        const float err = qnorm * r + qerr * (t + r);
+        const float mag = 2.0f * (qnorm + qerr) * (t + r) + (l2 ? t * t + qq : 0.0f);
+        est[i] = quant_ip_lower_bound(q->metric, est[i], err, mag, eps);
     }
 }
 
@@ -153,6 +201,8 @@ static const quant_ops sq_ops = {
     .payload_bytes = sq_payload_bytes,
     .save_payload = sq_save_payload,
     .load_payload = sq_load_payload,
+    .residual = sq_residual,
+    .lower_bounds = sq_lower_bounds,
 };
 
 rotor_status quant_sq_setup(quant *q, uint64_t seed) {

@@ -312,6 +312,63 @@ static void tqq_scan(const quant *q, const void *qstate, const uint8_t *store, s
     }
 }
 
+/* The bound (quant.h, "error bounds of estimates"). Both variants estimate
+ * <q, x> as an exact inner product <R q, x~> in the rotated space: the MSE
+ * variant with x~_j = (|x| / <u, u^>) c_j / sqrt(n) (the scaled codebook
+ * levels it scores with), the inner-product one with the decoded vector
+ * |x| (c_j / sqrt(n) + gamma sqrt(pi/2) / d (S^T signs)_j). With the query
+ * exact and |x| stored, the error is at most |q| |x - x~|. */
+static float tqq_residual(const quant *q, const float *x_in, const uint8_t *code, float *scratch) {
+    const tq_state *s = q->impl;
+    const tq *m = tq_mse_of(q);
+    const size_t d = q->dim;
+    float *rot = scratch, *approx = scratch + d, *x = scratch + 2 * d;
+    for (size_t j = 0; j < d; j++)
+        x[j] = x_in[j] - s->center[j];
+    rht_forward(&m->rot, x, rot);
+    float f[2];
+    memcpy(f, code, sizeof f);
+    const uint8_t *codes = code + 8;
+    /* f[1] is the MSE variant's |x| / <u, u^>, the inner-product one's gamma */
+    const double level = (double)(s->is_ip ? f[0] : f[1]) / sqrt((double)d);
+    for (size_t j = 0; j < d; j++)
+        approx[j] = (float)(level * m->cb.centroid[tq_get_bits(codes, j, m->cb.bits)]);
+    if (s->is_ip) {
+        const uint8_t *signs = codes + m->code_bytes;
+        const double k = (double)f[0] * f[1] * sqrt(3.14159265358979323846 / 2) / (double)d;
+        for (size_t i = 0; i < d; i++) {
+            const float sgn = (signs[i >> 3] >> (i & 7)) & 1 ? (float)k : (float)-k;
+            const float *row = s->ip.S + i * d;
+            for (size_t j = 0; j < d; j++)
+                approx[j] += sgn * row[j];
+        }
+    }
+    double rr = 0;
+    for (size_t j = 0; j < d; j++) {
+        const double e = (double)rot[j] - approx[j];
+        rr += e * e;
+    }
+    return (float)sqrt(rr);
+}
+
+static void tqq_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                             const float *resid, const uint32_t *ids, size_t n, float *est) {
+    const float qq = ((const float *)qstate)[0], qnorm = sqrtf(qq);
+    const float eps = quant_round_slack(q);
+    const bool l2 = q->metric == ROTOR_METRIC_L2;
+    for (size_t i = 0; i < n; i++) {
+        const float r = resid[ids[i]];
+        float norm;
+        memcpy(&norm, store + (size_t)ids[i] * q->code_bytes, sizeof norm);
+        if (!(r >= 0.0f && r < INFINITY) || !(norm >= 0.0f && norm < INFINITY)) {
+            est[i] = -INFINITY;
+            continue;
+        }
+        const float mag = 2.0f * qnorm * (norm + r) + (l2 ? norm * norm + qq : 0.0f);
+        est[i] = quant_ip_lower_bound(q->metric, est[i], qnorm * r, mag, eps);
+    }
+}
+
 static void tqq_release(quant *q) {
     tq_state *s = q->impl;
     if (s == NULL)
@@ -352,6 +409,8 @@ static const quant_ops tq_ops = {
     .payload_bytes = tqq_payload_bytes,
     .save_payload = tqq_save_payload,
     .load_payload = tqq_load_payload,
+    .residual = tqq_residual,
+    .lower_bounds = tqq_lower_bounds,
 };
 
 rotor_status quant_tq_setup(quant *q, uint64_t seed) {

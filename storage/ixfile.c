@@ -116,6 +116,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_IVF_IDS: return "IVF ids";
     case IXF_SEC_IVF_CODES: return "IVF codes";
     case IXF_SEC_TUNING: return "tuning";
+    case IXF_SEC_RESIDUALS: return "residuals";
     }
     return "unknown";
 }

@@ -236,6 +236,24 @@ typedef void (*vstore_row_fn)(void *ctx, size_t j, const void *row);
 rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,
                          void *ctx);
 
+/* Names the next row to read; false when there is none (it is not asked
+ * again). */
+typedef bool (*vstore_next_fn)(void *ctx, uint32_t *id);
+
+/* Reads rows as `next` names them, until it returns false, handing each to
+ * fn (ctx for both) with j its position in that sequence; rows arrive in
+ * any order. The first `burst` go out as fast as the reader's slots allow;
+ * after them at most `window` (>= 1) reads are in flight, and next is asked
+ * for a row only when one can go out, after every completion that arrived
+ * was handed to fn. So a caller that decides from the rows already scored
+ * whether to read more (a rerank that stops on a bound) reads at most
+ * window - 1 rows past that point, and waits about one read per `window`
+ * rows after the burst. An id >= rows ends the reads with
+ * ROTOR_ERR_INVALID_ARGUMENT (the reads in flight are waited for); a failed
+ * or short read, ROTOR_ERR_IO, as vstore_read. */
+rotor_status vstore_read_stream(vstore_reader *r, size_t burst, unsigned window,
+                                vstore_next_fn next, vstore_row_fn fn, void *ctx);
+
 /* Rows read and nanoseconds spent waiting for them since the last call;
  * both counters restart at zero. */
 void vstore_reader_take_stats(vstore_reader *r, uint64_t *reads, uint64_t *wait_ns);
@@ -267,6 +285,7 @@ typedef enum ixf_section_id {
     IXF_SEC_IVF_IDS = 9,    /* IVF: every list's ids, end to end */
     IXF_SEC_IVF_CODES = 10, /* IVF: every list's code store, 64-byte aligned */
     IXF_SEC_TUNING = 11,    /* the calibration table and the automatic choice */
+    IXF_SEC_RESIDUALS = 12, /* count float32 |x - x~| of the codes: their error bound */
 } ixf_section_id;
 
 /* The fixed header's description of the index (everything but the

@@ -100,10 +100,12 @@ struct vstore {
     vs_pool *pool;
 };
 
-/* One read in flight: row ids[j], whose span [start, start + len) is read
- * into a slot; the row begins `skip` bytes into it. */
+/* One read in flight: row `id`, the j-th its source named, whose span
+ * [start, start + len) is read into a slot; the row begins `skip` bytes
+ * into it. */
 typedef struct vs_op {
     size_t j;
+    uint32_t id;
     uint64_t start;
     size_t len, got, skip;
     unsigned retries;
@@ -526,15 +528,39 @@ static rotor_status read_failed(const vstore *v, uint32_t id, const vs_op *op, i
                    strerror(err));
 }
 
-static rotor_status pread_rows(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,
+/* Where the rows to read come from, and how many may be in flight. */
+typedef struct vs_source {
+    vstore_next_fn next;
+    void *ctx;
+    size_t burst;    /* the first rows go out as fast as slots free up */
+    unsigned window; /* then at most this many reads in flight, >= 1 */
+} vs_source;
+
+/* The next row id of the source, checked against the store: false at its
+ * end, or with *st set when it names a row the file does not hold. */
+static bool source_next(const vstore *v, const vs_source *src, size_t j, uint32_t *id,
+                        rotor_status *st) {
+    if (!src->next(src->ctx, id))
+        return false;
+    if (*id >= v->rows) {
+        *st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT,
+                      "row %u asked of '%s' (at position %zu), which holds %zu rows", *id, v->path,
+                      j, v->rows);
+        return false;
+    }
+    return true;
+}
+
+static rotor_status pread_rows(vstore_reader *r, const vs_source *src, vstore_row_fn fn,
                                void *ctx) {
     const vstore *v = r->v;
     uint64_t waited = 0;
     rotor_status st = ROTOR_OK;
-    size_t j;
-    for (j = 0; j < n && st == ROTOR_OK; j++) {
+    size_t j = 0, done = 0;
+    uint32_t id;
+    while (st == ROTOR_OK && source_next(v, src, j, &id, &st)) {
         vs_op op;
-        row_span(v, ids[j], &op);
+        row_span(v, id, &op);
         while (op.got < op.skip + v->row_bytes) {
             uint64_t t0 = now_ns();
             ssize_t k = pread(v->fd, r->buf + op.got, op.len - op.got, (off_t)(op.start + op.got));
@@ -542,21 +568,23 @@ static rotor_status pread_rows(vstore_reader *r, const uint32_t *ids, size_t n, 
             waited += now_ns() - t0;
             if (k < 0) {
                 if ((e != EINTR && e != EAGAIN) || ++op.retries > VS_MAX_RETRIES) {
-                    st = read_failed(v, ids[j], &op, e);
+                    st = read_failed(v, id, &op, e);
                     break;
                 }
                 continue;
             }
             op.got += (size_t)k;
             if (k == 0 || (op.got < op.skip + v->row_bytes && at_end(v, &op))) {
-                st = short_read(v, ids[j], &op);
+                st = short_read(v, id, &op);
                 break;
             }
         }
-        if (st == ROTOR_OK)
-            fn(ctx, j, r->buf + op.skip);
+        if (st == ROTOR_OK) {
+            fn(ctx, j++, r->buf + op.skip);
+            done++;
+        }
     }
-    r->reads += st == ROTOR_OK ? j : j - 1;
+    r->reads += done;
     r->wait_ns += waited;
     return st;
 }
@@ -580,26 +608,39 @@ static void queue_read(vstore_reader *r, unsigned slot) {
     io_uring_sqe_set_data64(sqe, slot);
 }
 
-/* Reads every id with up to r->slots reads in flight. After a failure no
- * new reads start, but the ones in flight are waited for, since they
- * write into the reader's buffer; only a ring that cannot even be waited on
- * leaves the reader broken. */
-static rotor_status uring_rows(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,
+/* Reads the source's rows with up to r->slots reads in flight (the
+ * source's window once its burst is out). The source is asked for a row
+ * only when one can go out, after the completions that arrived were handed
+ * to fn, so what those rows showed decides whether it has more. After a
+ * failure no new reads start, but the ones in flight are waited for, since
+ * they write into the reader's buffer; only a ring that cannot even be
+ * waited on leaves the reader broken. */
+static rotor_status uring_rows(vstore_reader *r, const vs_source *src, vstore_row_fn fn,
                                void *ctx) {
     const vstore *v = r->v;
     rotor_status st = ROTOR_OK;
     size_t next = 0, done = 0;
+    bool more = true;
     unsigned busy = 0, stalls = 0, interrupted = 0;
     uint64_t waited = 0;
-    while (busy > 0 || (st == ROTOR_OK && next < n)) {
-        while (st == ROTOR_OK && next < n && r->nfree > 0) {
+    while (busy > 0 || (st == ROTOR_OK && more)) {
+        while (st == ROTOR_OK && more && r->nfree > 0 &&
+               (next < src->burst || busy < src->window)) {
+            uint32_t id;
+            if (!source_next(v, src, next, &id, &st)) {
+                more = false;
+                break;
+            }
             unsigned slot = r->free_ids[--r->nfree];
             vs_op *op = &r->ops[slot];
-            row_span(v, ids[next], op);
+            row_span(v, id, op);
             op->j = next++;
+            op->id = id;
             queue_read(r, slot);
             busy++;
         }
+        if (busy == 0)
+            break; /* the source ended (or failed) with nothing in flight */
         uint64_t t0 = now_ns();
         int ret = 0;
         if (io_uring_sq_ready(&r->ring) > 0)
@@ -645,7 +686,7 @@ static rotor_status uring_rows(vstore_reader *r, const uint32_t *ids, size_t n, 
             int res = cqe->res;
             io_uring_cqe_seen(&r->ring, cqe);
             vs_op *op = &r->ops[slot];
-            uint32_t id = ids[op->j];
+            uint32_t id = op->id;
             bool again = false;
             if (res > 0) {
                 op->got += (size_t)res;
@@ -681,6 +722,30 @@ static rotor_status uring_rows(vstore_reader *r, const uint32_t *ids, size_t n, 
     return st;
 }
 
+static rotor_status read_source(vstore_reader *r, const vs_source *src, vstore_row_fn fn,
+                                void *ctx) {
+    if (r->broken)
+        return cm_fail(ROTOR_ERR_IO, "this reader of '%s' failed earlier and must be put back",
+                       r->v->path);
+    if (r->has_ring)
+        return uring_rows(r, src, fn, ctx);
+    return pread_rows(r, src, fn, ctx);
+}
+
+/* vstore_read's source: the ids of an array, in order. */
+typedef struct id_list {
+    const uint32_t *ids;
+    size_t n, next;
+} id_list;
+
+static bool next_listed(void *ctx, uint32_t *id) {
+    id_list *l = ctx;
+    if (l->next == l->n)
+        return false;
+    *id = l->ids[l->next++];
+    return true;
+}
+
 rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,
                          void *ctx) {
     if (n == 0)
@@ -694,10 +759,17 @@ rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore
         CM_RETURN_IF(ids[j] >= v->rows, ROTOR_ERR_INVALID_ARGUMENT,
                      "row %u asked of '%s' (at position %zu), which holds %zu rows", ids[j],
                      v->path, j, v->rows);
-    if (r->broken)
-        return cm_fail(ROTOR_ERR_IO, "this reader of '%s' failed earlier and must be put back",
-                       v->path);
-    if (r->has_ring)
-        return uring_rows(r, ids, n, fn, ctx);
-    return pread_rows(r, ids, n, fn, ctx);
+    id_list list = {ids, n, 0};
+    const vs_source src = {next_listed, &list, SIZE_MAX, r->slots};
+    return read_source(r, &src, fn, ctx);
+}
+
+rotor_status vstore_read_stream(vstore_reader *r, size_t burst, unsigned window,
+                                vstore_next_fn next, vstore_row_fn fn, void *ctx) {
+    CM_RETURN_IF(next == NULL || fn == NULL || window == 0, ROTOR_ERR_INVALID_ARGUMENT,
+                 "reading rows of '%s' needs a source, a function to hand them to and a window "
+                 "of at least one read",
+                 r->v->path);
+    const vs_source src = {next, ctx, burst, window};
+    return read_source(r, &src, fn, ctx);
 }

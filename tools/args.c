@@ -136,6 +136,12 @@ static const struct flag {
     {"--starts", OPT_SEARCH,
      "N  quantized vamana: about N sampled starting points scored first, from the groups\n"
      "   nearest the query (default 256, at most " CLI_MAX_STARTS_TEXT ")"},
+    {"--rerank-bound", OPT_SEARCH,
+     "on|off  stop the rerank once the codes' error bound proves no other candidate can\n"
+     "   enter the top k (default on; same results, fewer vectors scored: sq8, pq, tq)"},
+    {"--rerank-window", OPT_SEARCH,
+     "N  vectors on disk, rerank stopping on the bound: reads in flight after the\n"
+     "   first k (default 4, at most " CLI_MAX_RERANK_WINDOW_TEXT ")"},
     {"--load", OPT_SEARCH,
      "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,
@@ -290,6 +296,13 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
     } else if (strcmp(name, "--nprobe") == 0) {
         rc = parse_size(name, value, 1, 1u << 24, &n);
         o->nprobe = (unsigned)n;
+    } else if (strcmp(name, "--rerank-bound") == 0) {
+        if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+            rc = cli_error(CLI_EXIT_USAGE, "--rerank-bound takes on or off, not '%s'", value);
+        o->rerank_all = strcmp(value, "off") == 0;
+    } else if (strcmp(name, "--rerank-window") == 0) {
+        rc = parse_size(name, value, 1, CLI_MAX_RERANK_WINDOW, &n);
+        o->rerank_window = (unsigned)n;
     } else if (strcmp(name, "--starts") == 0) {
         rc = parse_size(name, value, 1, CLI_MAX_STARTS, &n);
         o->starts = (unsigned)n;

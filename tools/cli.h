@@ -20,6 +20,9 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
  * rotor_search_params.start_points allows; the help text prints it. */
 #define CLI_MAX_STARTS 16384
 #define CLI_MAX_STARTS_TEXT "16384"
+/* --rerank-window: at most rotor_search_params.rerank_window allows. */
+#define CLI_MAX_RERANK_WINDOW 64
+#define CLI_MAX_RERANK_WINDOW_TEXT "64"
 
 /* The values of --sweep: "L=10,20" (or "list="), "nprobe=1,2", "rerank=16,32",
  * or a navigator list and a rerank list joined by ';', which measures every
@@ -57,6 +60,8 @@ typedef struct cli_opts {
     double target_recall;   /* --target-recall, 0 = the library default */
     double recall;          /* --recall: rotor_search_params.target_recall, 0 = off */
     int calibrate;          /* --calibrate, -1 = the library default */
+    int rerank_all;         /* --rerank-bound off: rotor_search_params.rerank_all */
+    unsigned rerank_window; /* --rerank-window: rotor_search_params.rerank_window */
     const char *sweep;      /* "L=10,20,40" or "nprobe=1,2,4" */
     cli_sweep sweep_values; /* --sweep, parsed */
     /* Index files: where the full vectors live (0 = as saved, or the

@@ -76,6 +76,7 @@ static void *bench_worker(void *arg) {
 typedef struct run_result {
     double wall, cpu, qps, mean_us, p99_us;
     double reads_mean, reads_p99, io_us_mean; /* vectors on disk */
+    double scored_mean;                       /* quantized: vectors the rerank scored */
 } run_result;
 
 static int cmp_double(const void *a, const void *b) {
@@ -119,15 +120,17 @@ static int run_once(bench_ctx *c, unsigned threads, run_result *out) {
     out->mean_us = 1e6 * sum / (double)nq;
     size_t p99 = (size_t)ceil(0.99 * (double)nq);
     out->p99_us = 1e6 * sorted[p99 == 0 ? 0 : p99 - 1];
-    out->reads_mean = out->reads_p99 = out->io_us_mean = 0;
+    out->reads_mean = out->reads_p99 = out->io_us_mean = out->scored_mean = 0;
     if (c->qstats != NULL) {
-        double io = 0;
+        double io = 0, scored = 0;
         sum = 0;
         for (size_t i = 0; i < nq; i++) {
             sorted[i] = c->qstats[i].reads;
             sum += sorted[i];
             io += c->qstats[i].io_seconds;
+            scored += c->qstats[i].reranked;
         }
+        out->scored_mean = scored / (double)nq;
         qsort(sorted, nq, sizeof *sorted, cmp_double);
         out->reads_mean = sum / (double)nq;
         out->reads_p99 = sorted[p99 == 0 ? 0 : p99 - 1];
@@ -186,6 +189,9 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
                 "\"io_us_mean\":%.3f,",
                 stats->io_backend, stats->direct_io ? "true" : "false", stats->bytes_vectors_disk,
                 med->reads_mean, med->reads_p99, med->io_us_mean);
+    if (strcmp(stats->quant, "none") != 0)
+        fprintf(f, "\"rerank_bound\":%s,\"scored_mean\":%.3f,", o->rerank_all ? "false" : "true",
+                med->scored_mean);
     fprintf(f,
             "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
             "\"%s\":%.6f,\"index_bytes\":%zu,\"bytes_vectors\":%zu,"
@@ -258,6 +264,8 @@ int cmd_bench(const cli_opts *o) {
     c.sp.nprobe = o->nprobe;
     c.sp.refine = o->refine;
     c.sp.start_points = o->starts;
+    c.sp.rerank_all = o->rerank_all;
+    c.sp.rerank_window = o->rerank_window;
     /* Resolved here, so the line printed names the settings searched. */
     if (o->recall > 0) {
         rotor_status st = rotor_search_params_for_recall(ix, (float)o->recall, k, &c.sp);
@@ -270,9 +278,10 @@ int cmd_bench(const cli_opts *o) {
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);
     c.latency = malloc(nq * sizeof *c.latency);
-    c.qstats = stats.vectors_on_disk ? malloc(nq * sizeof *c.qstats) : NULL;
-    if (c.ids == NULL || c.dists == NULL || c.latency == NULL ||
-        (stats.vectors_on_disk && c.qstats == NULL)) {
+    /* Quantized: what each query's rerank scored (and read, on disk). */
+    const bool quantized = strcmp(stats.quant, "none") != 0;
+    c.qstats = quantized ? malloc(nq * sizeof *c.qstats) : NULL;
+    if (c.ids == NULL || c.dists == NULL || c.latency == NULL || (quantized && c.qstats == NULL)) {
         rc = cli_error(CLI_EXIT_FAIL, "out of memory for %zu x %zu results", nq, k);
         goto done;
     }
@@ -294,6 +303,8 @@ int cmd_bench(const cli_opts *o) {
            "index_MiB", "QPS/cpu_s");
     if (stats.vectors_on_disk)
         printf(" %7s %9s %8s", "reads", "reads_p99", "io_us");
+    if (quantized)
+        printf(" %7s", "scored");
     printf("\n");
     for (size_t si = 0; si < n_nav * n_rerank; si++) {
         if (sw.nav.n > 0) {
@@ -342,6 +353,11 @@ int cmd_bench(const cli_opts *o) {
                 len += (size_t)snprintf(params + len, sizeof params - len, "refine=%lld,",
                                         c.sp.refine ? (long long)c.sp.refine : 4 * rr);
             len += (size_t)snprintf(params + len, sizeof params - len, "rerank=%lld,", rr);
+            if (o->rerank_all) /* the fixed depth, for comparisons */
+                len += (size_t)snprintf(params + len, sizeof params - len, "bound=off,");
+            if (o->rerank_window && stats.vectors_on_disk)
+                len += (size_t)snprintf(params + len, sizeof params - len, "window=%u,",
+                                        o->rerank_window);
         }
         if (len > 0)
             params[len - 1] = '\0';
@@ -360,6 +376,8 @@ int cmd_bench(const cli_opts *o) {
                (double)stats.bytes_total / (1 << 20), med->cpu > 0 ? (double)nq / med->cpu : 0.0);
         if (stats.vectors_on_disk)
             printf(" %7.1f %9.0f %8.1f", med->reads_mean, med->reads_p99, med->io_us_mean);
+        if (quantized)
+            printf(" %7.1f", med->scored_mean);
         printf("\n");
         fflush(stdout);
         bench_point pt = {params, r1, r10, med};

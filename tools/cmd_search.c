@@ -73,6 +73,8 @@ int cli_run_search(const cli_opts *o, const char *cmd) {
     sp.refine = o->refine;
     sp.start_points = o->starts;
     sp.target_recall = (float)o->recall;
+    sp.rerank_all = o->rerank_all;
+    sp.rerank_window = o->rerank_window;
     cli_progress prog;
     cli_progress_start(&prog, cmd, nq, o->quiet);
     for (size_t r = 0; r < nq; r += CHUNK_ROWS) {

@@ -155,12 +155,22 @@ expect 2 "is not a rotor index" -- "$ROTOR" tune base.fvecs
 expect 0 "" -- "$ROTOR" search --index v.rotor --queries queries.fvecs --k 20 --list 200 --rerank 100 --out sf.ivecs --quiet
 cmp -s sf.ivecs gt.ivecs && ok || bad "search from the file differs from gt"
 for io in pread uring; do
-  expect 0 "" -- "$ROTOR" bench --index v.rotor --io $io --queries queries.fvecs --gt gt.ivecs --sweep "L=64;rerank=20" --json f.jsonl --quiet
-  grep -qE '^vamana +tq4,R=16,L=64,rerank=20 +1 +[0-9.]+ +(0\.9[5-9][0-9]*|1\.0000) .* 20\.0 +20 ' out.txt && ok ||
+  # the fixed depth reads every candidate
+  expect 0 "" -- "$ROTOR" bench --index v.rotor --io $io --queries queries.fvecs --gt gt.ivecs --sweep "L=64;rerank=20" --rerank-bound off --json f.jsonl --quiet
+  grep -qE '^vamana +tq4,R=16,L=64,rerank=20,bound=off +1 +[0-9.]+ +(0\.9[5-9][0-9]*|1\.0000) .* 20\.0 +20 +[0-9.]+ +20\.0$' out.txt && ok ||
     bad "bench from the file ($io): $(cat out.txt)"
+  off=$(awk '/^vamana/ { print $4, $5 }' out.txt)
+  # the bound (the default, here with one read in flight): the same results, so the same
+  # recall, with at most as many reads, every one scored
+  expect 0 "" -- "$ROTOR" bench --index v.rotor --io $io --queries queries.fvecs --gt gt.ivecs --sweep "L=64;rerank=20" --rerank-window 1 --json f.jsonl --quiet
+  awk -v off="$off" '/^vamana/ { exit !($4 " " $5 == off && $(NF-3) <= 20 && $(NF-3) == $NF) }' out.txt && ok ||
+    bad "bench from the file with the bound ($io, recall $off without): $(cat out.txt)"
 done
+expect 2 "--rerank-bound takes on or off" -- "$ROTOR" bench --index v.rotor --queries queries.fvecs --gt gt.ivecs --rerank-bound no
+expect 2 "--rerank-window takes a whole number from 1 to 64" -- "$ROTOR" bench --index v.rotor --queries queries.fvecs --gt gt.ivecs --rerank-window 65
 grep -q '"io_backend":"pread"' f.jsonl && grep -q '"io_backend":"io_uring"' f.jsonl && ok || bad "bench JSON backends: $(cat f.jsonl)"
-for key in index_file vectors_on_disk reads_mean reads_p99 io_us_mean open_seconds; do
+grep -q '"rerank_bound":false' f.jsonl && grep -q '"rerank_bound":true' f.jsonl && ok || bad "bench JSON rerank_bound: $(cat f.jsonl)"
+for key in index_file vectors_on_disk reads_mean reads_p99 io_us_mean open_seconds scored_mean; do
   grep -q "\"$key\":" f.jsonl && ok || bad "disk bench JSON lacks key $key"
 done
 expect 1 "8 dimensions, the index has 16" -- "$ROTOR" search --index v.rotor --queries q8.fvecs --k 5 --out x.ivecs

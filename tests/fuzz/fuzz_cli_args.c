@@ -66,6 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     if (o.neighbor_codes < -1 || o.neighbor_codes > 1 || o.load < 0 || o.load > 1)
         abort();
+    if (o.rerank_all < 0 || o.rerank_all > 1 || o.rerank_window > CLI_MAX_RERANK_WINDOW)
+        abort();
     if (!(cmd->flags & OPT_FILE_ARG) && o.argc_rest != 0)
         abort();
     if (o.sweep != NULL) {

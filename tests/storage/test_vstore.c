@@ -4,7 +4,9 @@
  * chosen so that O_DIRECT spans are unaligned at both ends and the last
  * row's span runs past the end of the file. Batches are larger than the
  * submission depth, hold duplicates and the last row, and fn must see each
- * position exactly once. Then the errors (each with its sentence), the
+ * position exactly once. Streamed reads stop where their source says,
+ * within the window of reads in flight. Then the errors (each with its
+ * sentence), the
  * allocation failure points, ROTOR_IO, and two threads sharing a store.
  *
  * An io_uring case on a machine that does not permit io_uring is skipped
@@ -502,6 +504,102 @@ static void test_uring_id_out_of_range_is_invalid_argument(void **state) {
     id_out_of_range_for(VSTORE_URING);
 }
 
+/* ---- streamed reads: a source that stops on what it has seen ------------- */
+
+typedef struct stream {
+    seen s;
+    size_t issued, stop_after; /* the source ends once this many rows were handed over */
+    size_t burst;
+    unsigned window;
+    size_t over_window; /* times a row was asked for with the window full */
+    size_t bad_at;      /* position whose id is past the file (SIZE_MAX: none) */
+} stream;
+
+static bool stream_next(void *ctx, uint32_t *id) {
+    stream *t = ctx;
+    if (t->s.calls >= t->stop_after || t->issued == t->s.n)
+        return false;
+    if (t->issued >= t->burst && t->issued - t->s.calls >= t->window)
+        t->over_window++;
+    *id = t->issued == t->bad_at ? 1000000u : t->s.ids[t->issued];
+    t->issued++;
+    return true;
+}
+
+/* Rows come as the source names them; it is asked only when a read can go
+ * out, after the completions that arrived were handed over, so with one
+ * read in flight it stops exactly where it wants, and with w at most w - 1
+ * rows later; the burst goes out first whatever the window. */
+static void stream_for(vstore_backend backend, int direct) {
+    char *path = write_store("stream.bin", 4096, 3072, 120);
+    vstore_params p = params(path, 4096, 3072, 120, backend, direct, 16);
+    vstore *v = open_or_skip(&p);
+    vstore_reader *r;
+    assert_int_equal(vstore_reader_get(v, &r), ROTOR_OK);
+    uint32_t ids[100];
+    for (size_t j = 0; j < 100; j++)
+        ids[j] = (uint32_t)((j * 37) % 120);
+    const unsigned windows[] = {1, 2, 5, 16};
+    const size_t bursts[] = {0, 10, 40};
+    for (size_t w = 0; w < 4; w++)
+        for (size_t b = 0; b < 3; b++) {
+            stream t = {
+                .stop_after = 30, .burst = bursts[b], .window = windows[w], .bad_at = SIZE_MAX};
+            seen_init(&t.s, ids, 100, 3072);
+            rotor_status st = vstore_read_stream(r, t.burst, t.window, stream_next, on_row, &t);
+            if (st != ROTOR_OK)
+                fail_msg("vstore_read_stream: %s", rotor_last_error());
+            assert_int_equal(t.s.wrong_bytes, 0);
+            assert_int_equal(t.s.bad_j, 0);
+            assert_int_equal(t.s.calls, t.issued); /* every row asked for was handed over */
+            for (size_t j = 0; j < t.issued; j++)
+                assert_int_equal(t.s.count[j], 1);
+            assert_int_equal(t.over_window, 0);
+            /* pread reads one row at a time: it stops exactly; io_uring
+             * sends the burst before any completion */
+            size_t most = 30;
+            if (backend != VSTORE_PREAD) {
+                most = 30 + windows[w] - 1;
+                most = most > bursts[b] ? most : bursts[b];
+            }
+            assert_true(t.issued >= 30);
+            assert_true(t.issued <= most);
+            uint64_t reads;
+            vstore_reader_take_stats(r, &reads, NULL);
+            assert_int_equal(reads, t.issued);
+            seen_free(&t.s);
+        }
+    /* A row past the file ends the reads with a sentence; those in flight
+     * are waited for (the rows before the bad one that had landed were
+     * handed over), and the reader keeps working. */
+    stream t = {.stop_after = 100, .burst = 0, .window = 4, .bad_at = 20};
+    seen_init(&t.s, ids, 100, 3072);
+    TS_CHECK_ERROR(vstore_read_stream(r, 0, 4, stream_next, on_row, &t), ROTOR_ERR_INVALID_ARGUMENT,
+                   path, "row 1000000", "position 20", "120 rows");
+    assert_true(t.s.calls <= 20 && t.s.calls + 3 >= 20);
+    if (backend == VSTORE_PREAD)
+        assert_int_equal(t.s.calls, 20);
+    assert_int_equal(t.s.wrong_bytes, 0);
+    seen_free(&t.s);
+    TS_CHECK_ERROR(vstore_read_stream(r, 0, 0, stream_next, on_row, &t), ROTOR_ERR_INVALID_ARGUMENT,
+                   path, "window");
+    read_and_check(r, ids, 50, 3072);
+    vstore_reader_put(v, r);
+    vstore_close(v);
+    free(path);
+}
+
+static void test_pread_stream_stops_where_the_source_says(void **state) {
+    (void)state;
+    stream_for(VSTORE_PREAD, -1);
+}
+
+static void test_uring_stream_stops_where_the_source_says(void **state) {
+    (void)state;
+    stream_for(VSTORE_URING, 0);
+    stream_for(VSTORE_URING, -1);
+}
+
 /* A file truncated under an open store: the read of a row past the new end
  * fails with a sentence naming the file and row, and the reader keeps
  * working for rows that are still there. */
@@ -733,6 +831,8 @@ int main(void) {
         cmocka_unit_test(test_uring_id_out_of_range_is_invalid_argument),
         cmocka_unit_test(test_pread_truncated_file_is_io_error),
         cmocka_unit_test(test_uring_truncated_file_is_io_error),
+        cmocka_unit_test(test_pread_stream_stops_where_the_source_says),
+        cmocka_unit_test(test_uring_stream_stops_where_the_source_says),
         cmocka_unit_test(test_rotor_io_overrides_and_rejects_unknown_values),
         cmocka_unit_test(test_pread_allocation_failures_leak_nothing),
         cmocka_unit_test(test_uring_allocation_failures_leak_nothing),
