@@ -31,6 +31,8 @@
 #include "simd/simd.h"
 #include "storage/storage.h"
 
+typedef struct graph_space graph_space;
+
 /* A rerank's candidates, handed out one at a time by graph_order_next to
  * be scored exactly into `top`. With lower bounds of their exact distances
  * (lb), in increasing bound, ending at the first whose bound exceeds the
@@ -42,6 +44,16 @@
 typedef struct graph_order {
     uint32_t *ids;
     float *lb; /* NULL: no bounds */
+    /* With bounds whose quantizer refines them (quant_ops.refine_bounds):
+     * which ones are refined. The heap holds cheap bounds until a
+     * candidate reaches its top, where its bound is refined and it sinks
+     * back; only a refined top is handed out. Every key being a lower
+     * bound, candidates still come out in increasing refined bound, but
+     * only those near the top pay for the refinement. NULL: every bound is
+     * final. */
+    uint8_t *fine;
+    const graph_space *s;
+    const void *qs;
     size_t n;
     /* With bounds: the candidates not handed out yet form a min-heap on lb
      * in [0, heap); the j-th handed out sits at n - 1 - j. */
@@ -49,6 +61,11 @@ typedef struct graph_order {
     size_t handed; /* how many were handed out */
     bool ended;
     const cm_topk *top;
+    /* With bounds: how many have a bound below the k-th best estimate, the
+     * likely k-th distance. Those are probably all scored, so a store on
+     * disk reads them at once, not a few at a time: this changes what is
+     * read and when, never the results. */
+    size_t likely;
 } graph_order;
 
 /* The next candidate to score, or false when none is left that could enter
@@ -62,14 +79,13 @@ static inline uint32_t graph_order_id(const graph_order *o, size_t j) {
 /* Scores the candidates `order` hands out exactly against a prepared query
  * and pushes (distance, id) into `top`, asking for the next one only once
  * the previous ones are in `top` (the order stops on what they showed),
- * except that the first order->top->k, certain to be scored, may go out at
- * once. */
+ * except that the first max(top->k, order->likely) may go out at once. */
 typedef rotor_status (*graph_rerank_fn)(void *ctx, const float *query, graph_order *order,
                                         cm_topk *top);
 
 /* The vectors a navigator is built over and searched in. Borrowed for the
  * duration of a call; the caller keeps them alive and unchanged. */
-typedef struct graph_space {
+struct graph_space {
     const float *vectors; /* count x dim float32, row-major; normalised for cosine */
     size_t count;
     size_t dim;
@@ -94,7 +110,7 @@ typedef struct graph_space {
     const float *resid;
     /* NULL, or a counter the rerank adds the vectors it scored to. */
     uint32_t *reranked;
-} graph_space;
+};
 
 /* ---- the navigator interface -------------------------------------------- */
 
@@ -253,10 +269,12 @@ static inline float graph_distance(const simd_ops *ops, rotor_metric m, const fl
 float graph_exact_distance(const graph_space *s, const float *q, size_t id);
 /* The candidates of an exact rerank: ids best estimate first, and their
  * estimates by s->q with the prepared query qs. The rerank reorders ids and
- * overwrites est (with lower bounds). qs NULL: no estimates to bound. */
+ * overwrites est (with lower bounds) and fine. qs NULL: no estimates to
+ * bound. */
 typedef struct graph_cands {
     uint32_t *ids;
     float *est;
+    uint8_t *fine; /* n bytes of scratch */
     size_t n;
     const void *qs;
     size_t scored; /* set by the rerank: how many it scored */
@@ -281,6 +299,7 @@ typedef struct graph_scan {
     void *extra;      /* the caller's bytes, asked for at begin */
     cm_topk top;      /* the best estimates */
     uint32_t *cand;   /* their ids, best first, for the rerank */
+    uint8_t *fine;    /* the rerank's scratch flags */
     size_t k, rerank; /* rerank 0: `top` writes the caller's results directly */
     size_t skip;      /* nav_search_params.skip, SIZE_MAX for none */
     nav_work *work;   /* NULL, or counts added to */

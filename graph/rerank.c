@@ -36,6 +36,23 @@ static void heap_swap(graph_order *o, size_t a, size_t b) {
     o->ids[a] = o->ids[b];
     o->lb[b] = l;
     o->ids[b] = id;
+    if (o->fine != NULL) {
+        const uint8_t f = o->fine[a];
+        o->fine[a] = o->fine[b];
+        o->fine[b] = f;
+    }
+}
+
+/* A bound as the heap can order it: a NaN (from a damaged, unverified
+ * file) bounds nothing. */
+static float sane(float lb) { return lb >= -INFINITY ? lb : -INFINITY; }
+
+/* Refines the bound of the candidate at position i in place. */
+static void refine_at(const graph_order *o, size_t i) {
+    const quant *q = o->s->q;
+    q->ops->refine_bounds(q, o->qs, o->s->codes, o->s->resid, o->ids + i, 1, o->lb + i);
+    o->lb[i] = sane(o->lb[i]);
+    o->fine[i] = 1;
 }
 
 static void heap_down(graph_order *o, size_t i) {
@@ -63,9 +80,15 @@ bool graph_order_next(graph_order *o, uint32_t *id) {
         *id = o->ids[o->handed++];
         return true;
     }
-    if (o->heap == 0 || o->lb[0] > cm_topk_threshold(o->top)) {
-        o->ended = true;
-        return false;
+    for (;;) {
+        if (o->heap == 0 || o->lb[0] > cm_topk_threshold(o->top)) {
+            o->ended = true;
+            return false;
+        }
+        if (o->fine == NULL || o->fine[0])
+            break;
+        refine_at(o, 0); /* only a refined bound is handed out */
+        heap_down(o, 0);
     }
     o->heap--;
     heap_swap(o, 0, o->heap);
@@ -75,15 +98,34 @@ bool graph_order_next(graph_order *o, uint32_t *id) {
     return true;
 }
 
-rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands *c, cm_topk *top) {
-    graph_order o = {.ids = c->ids, .n = c->n, .top = top};
+/* Whether bounds could stop this rerank: the last candidate (the worst
+ * estimate) is bounded alone first, as tightly as the code allows, and
+ * when even its bound is not past the k-th best estimate, where the k-th
+ * exact distance probably ends up, the bounds would stop next to nothing
+ * and all are scored without them. That spares computing them where a code
+ * is too coarse for its bound to stop anything (4-bit PQ on SIFT or
+ * Fashion-MNIST: a residual near a third of the neighbours' distance); it
+ * changes the work, never the results. */
+static bool bound_worth_it(const graph_space *s, const graph_cands *c, size_t k) {
     const quant *q = s->q;
+    if (s->resid == NULL || c->qs == NULL || q == NULL || q->ops->lower_bounds == NULL || c->n <= k)
+        return false;
+    float last = c->est[c->n - 1];
+    const uint32_t *id = c->ids + c->n - 1;
+    q->ops->lower_bounds(q, c->qs, s->codes, s->resid, id, 1, &last);
+    if (q->ops->refine_bounds != NULL)
+        q->ops->refine_bounds(q, c->qs, s->codes, s->resid, id, 1, &last);
+    return last > c->est[k - 1];
+}
+
+rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands *c, cm_topk *top) {
+    graph_order o = {.ids = c->ids, .n = c->n, .top = top, .s = s, .qs = c->qs};
+    const quant *q = s->q;
+    const bool bounded = bound_worth_it(s, c, top->k);
     /* Start the first lines of the likeliest candidates loading at once;
      * the kernel's sequential reads then find the rest streaming in.
      * (Keeping a few whole vectors in flight instead measured slower.)
      * With a bound only the first few by estimate are likely to be scored. */
-    const bool bounded = s->resid != NULL && c->qs != NULL && q != NULL &&
-                         q->ops->lower_bounds != NULL && c->n > top->k;
     if (s->rerank == NULL) {
         const size_t vb = s->dim * sizeof(float);
         const size_t ahead = bounded && 2 * top->k < c->n ? 2 * top->k : c->n;
@@ -91,13 +133,29 @@ rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands 
             prefetch_bytes(s->vectors + (size_t)c->ids[j] * s->dim, vb < 256 ? vb : 256);
     }
     if (bounded) {
+        /* The cheap bounds read each candidate's factors, at the start of
+         * its code: scattered over the store, so they start loading
+         * together. */
+        if (q->ops->store == quant_plain_store)
+            for (size_t j = 0; j < c->n; j++)
+                __builtin_prefetch(s->codes + (size_t)c->ids[j] * q->code_bytes, 0, 3);
+        /* The estimates come sorted: the k-th is where the k-th exact
+         * distance probably ends up. */
+        const float likely_kth = c->est[top->k - 1];
         q->ops->lower_bounds(q, c->qs, s->codes, s->resid, c->ids, c->n, c->est);
-        /* A NaN bound (from a damaged, unverified file) would break the
-         * heap's order: it bounds nothing. */
-        for (size_t j = 0; j < c->n; j++)
-            if (!(c->est[j] >= -INFINITY))
-                c->est[j] = -INFINITY;
         o.lb = c->est;
+        if (q->ops->refine_bounds != NULL) {
+            o.fine = c->fine;
+            memset(o.fine, 0, c->n);
+        }
+        for (size_t j = 0; j < c->n; j++) {
+            o.lb[j] = sane(o.lb[j]);
+            /* For a store on disk, those likely scored are refined now, to
+             * count them: it reads them at once (graph_order.likely). */
+            if (o.fine != NULL && s->rerank != NULL && o.lb[j] <= likely_kth)
+                refine_at(&o, j);
+            o.likely += o.lb[j] <= likely_kth;
+        }
         o.heap = c->n;
         for (size_t i = c->n / 2; i-- > 0;)
             heap_down(&o, i);
@@ -131,7 +189,8 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     const size_t sb = cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN);
     const size_t bb = GRAPH_SCAN_BLOCK * sizeof(float);
     const size_t xb = cm_round_up(extra_bytes, CM_ALIGN);
-    const size_t kb = rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t)) : 0;
+    const size_t kb =
+        rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t) + 1) : 0;
     uint8_t *mem = cm_alloc(a, qb + sb + bb + xb + kb, "search state");
     if (mem == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -151,6 +210,7 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
         int64_t *cand_id = (int64_t *)(mem + qb + sb + bb + xb);
         float *cand_d = (float *)(cand_id + keep);
         sc->cand = (uint32_t *)(cand_d + keep);
+        sc->fine = (uint8_t *)(sc->cand + keep);
         cm_topk_init(&sc->top, cand_d, cand_id, keep);
     } else {
         cm_topk_init(&sc->top, dists, ids, k);
@@ -185,7 +245,11 @@ rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *q
             sc->cand[i] = (uint32_t)sc->top.id[i];
         cm_topk exact;
         cm_topk_init(&exact, sc->dists, sc->ids, sc->k);
-        graph_cands c = {.ids = sc->cand, .est = sc->top.dist, .n = sc->top.size, .qs = sc->qstate};
+        graph_cands c = {.ids = sc->cand,
+                         .est = sc->top.dist,
+                         .fine = sc->fine,
+                         .n = sc->top.size,
+                         .qs = sc->qstate};
         st = graph_rerank(s, query, &c, &exact);
         if (sc->work != NULL) /* what was scored, not what the bound skipped */
             sc->work->reranked += c.scored;

@@ -94,6 +94,7 @@ static void scratch_free(const vamana *g, vm_scratch *sc) {
     cm_free(a, sc->best_d);
     cm_free(a, sc->best_id);
     cm_free(a, sc->cand);
+    cm_free(a, sc->fine);
     cm_free(a, sc);
 }
 
@@ -204,7 +205,7 @@ rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes,
     if (best < list + 1)
         best = list + 1; /* the candidates can be the whole list */
     if (st == ROTOR_OK && best > sc->best_cap) {
-        size_t dc = sc->best_cap, ic = sc->best_cap, cc = sc->best_cap;
+        size_t dc = sc->best_cap, ic = sc->best_cap, cc = sc->best_cap, fc = sc->best_cap;
         st = grow_array(a, (void **)&sc->best_d, &dc, best, sizeof(float), false, "rerank heap");
         if (st == ROTOR_OK)
             st = grow_array(a, (void **)&sc->best_id, &ic, best, sizeof(int64_t), false,
@@ -212,6 +213,8 @@ rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes,
         if (st == ROTOR_OK)
             st = grow_array(a, (void **)&sc->cand, &cc, best, sizeof(uint32_t), false,
                             "rerank candidates");
+        if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->fine, &fc, best, 1, false, "rerank candidates");
         if (st == ROTOR_OK)
             sc->best_cap = best;
     }

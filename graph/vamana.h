@@ -57,6 +57,7 @@ typedef struct vm_scratch {
     float *best_d; /* a search's best estimates for a deep rerank */
     int64_t *best_id;
     uint32_t *cand; /* the candidates that go on to refine and rerank */
+    uint8_t *fine;  /* the rerank's flags: a candidate's bound is refined */
     size_t best_cap;
 } vm_scratch;
 

@@ -296,7 +296,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     if (walk != NULL && rerank > 0) {
         /* The estimates are the index quantizer's: the walk's own when it
          * walks on them, else the refine's. */
-        graph_cands c = {.ids = cand, .est = est, .n = nc, .qs = est_qs};
+        graph_cands c = {.ids = cand, .est = est, .fine = sc->fine, .n = nc, .qs = est_qs};
         st = graph_rerank(s, query, &c, &top);
         w.work.reranked += c.scored; /* what was scored, not what the bound skipped */
     } else {

@@ -351,10 +351,11 @@ typedef struct rotor_search_params {
      * with vectors on disk). 1: score every candidate, as without a bound
      * (for comparisons). */
     int rerank_all;
-    /* Vectors on disk, reranks that stop on the bound: after the first k
-     * candidates, which are read at once, at most this many reads are in
-     * flight, so the stop costs at most this many - 1 reads beyond what
-     * the bound needs; larger waits less for the disk. 0 (default) = 4. */
+    /* Vectors on disk, reranks that stop on the bound: the candidates the
+     * bound will likely need (at least k: those whose bound is under the
+     * k-th best estimate) are read at once, then at most this many reads
+     * are in flight, so the stop costs at most this many - 1 reads beyond
+     * those; larger waits less for the disk. 0 (default) = 4. */
     uint32_t rerank_window;
 } rotor_search_params;
 

@@ -17,11 +17,13 @@
  * the candidates are read from the vector store in the order the rerank
  * hands them out, and each row is scored as its read completes. Without a
  * bound every candidate is read, as many at once as the reader holds. With
- * one, the first k go out at once (they are read whatever the bound says:
- * there is no k-th distance before them), then at most `window` reads are
- * in flight, and the next candidate is asked for only when a read
- * completes, so the rerank stops on the distances already scored and reads
- * at most window - 1 rows that the bound would have spared. */
+ * one, those the bound is likely to need go out at once (at least the
+ * first k, read whatever the bound says: there is no k-th distance before
+ * them; and every one whose bound is under the k-th best estimate, which
+ * for a code whose bound stops little is all of them, in one wait), then
+ * at most `window` reads are in flight, and the next candidate is asked
+ * for only when a read completes, so the rerank stops on the distances
+ * already scored and reads at most window - 1 rows past the stop. */
 typedef struct disk_rerank {
     const rotor_index *ix;
     rotor_query_stats *stats; /* may be NULL */
@@ -54,7 +56,9 @@ static rotor_status rerank_from_disk(void *ctx, const float *query, graph_order 
     vstore_reader *rd;
     CM_FORWARD(vstore_reader_get(store, &rd));
     row_scorer rs = {dr->ix, simd_ops_get(), query, order, top};
-    const size_t burst = order->lb != NULL ? top->k : SIZE_MAX;
+    size_t burst = SIZE_MAX;
+    if (order->lb != NULL)
+        burst = order->likely > top->k ? order->likely : top->k;
     rotor_status st = vstore_read_stream(rd, burst, dr->window, next_row, score_row, &rs);
     uint64_t reads, wait_ns;
     vstore_reader_take_stats(rd, &reads, &wait_ns);

@@ -155,10 +155,10 @@ void pq_tables(const quant *q, const float *query, float *tab) {
 
 /* ---- the error bound (quant.h, "error bounds of estimates") --------------
  *
- * An estimate is the distance from q to the decoded vector x~ (a sum of
- * table entries), so the bound is the distance form with r = |x - x~|, and
- * for 4-bit codes each of the m uint8 table entries adds at most half a
- * step. */
+ * A float-table estimate is the distance from q to the decoded vector x~ (a
+ * sum of table entries), so the bound is the distance form with
+ * r = |x - x~|. (4-bit codes' uint8 tables add their rounding: see
+ * pq_fastscan.c.) */
 
 float pq_query_norm(const quant *q, const float *query) {
     double qq = 0;
@@ -183,23 +183,22 @@ float pq_residual(const quant *q, const float *x, const uint8_t *code, float *sc
     return (float)sqrt(rr);
 }
 
-float pq_lower_bound(const quant *q, float est, float lut_err, float qnorm, float r) {
+float pq_lower_bound(const quant *q, float est, float err, float qnorm, float r) {
     const pq_state *s = q->impl;
     const float eps = quant_round_slack(q);
     if (!(r >= 0.0f && r < INFINITY))
         return -INFINITY;
     if (q->metric == ROTOR_METRIC_L2) {
-        /* |q - x~|^2 >= est - lut_err, then |q - x| >= |q - x~| - r. Every
+        /* |q - x~|^2 >= est - err, then |q - x| >= |q - x~| - r. Every
          * term is a sum of squares, so the rounding is relative to est. */
-        const float a = est - lut_err;
+        const float a = est - err;
         const float b = (a > 0.0f ? sqrtf(a) : 0.0f) - r;
-        return (b > 0.0f ? b * b : 0.0f) - eps * (2.0f * fabsf(est) + lut_err + r * r);
+        return (b > 0.0f ? b * b : 0.0f) - eps * (2.0f * fabsf(est) + err + r * r);
     }
     /* -<q, x> >= -<q, x~> - |q| r; est is -<q, x~> (1 - <q, x~> for
-     * cosine) within lut_err, and |x| <= xmax + r. */
+     * cosine) within err, and |x| <= xmax + r. */
     const float one = q->metric == ROTOR_METRIC_COSINE ? 1.0f : 0.0f;
-    return est - lut_err - qnorm * r -
-           eps * (fabsf(est) + lut_err + one + 2.0f * qnorm * (s->xmax + r));
+    return est - err - qnorm * r - eps * (fabsf(est) + err + one + 2.0f * qnorm * (s->xmax + r));
 }
 
 static void pq8_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,

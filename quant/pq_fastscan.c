@@ -85,17 +85,32 @@ static void pq4_prepare(const quant *q, const float *query, void *qstate, float 
     h->qnorm = pq_query_norm(q, query);
 }
 
-/* The estimate is the float-table sum within m half steps (each entry is
- * rounded to nearest; the 2^-10 covers the float arithmetic of that
- * rounding). */
+/* The scan's estimate is the float-table sum to within m half steps of its
+ * uint8 tables (each entry is rounded to nearest; the 2^-10 covers the
+ * float arithmetic of that rounding): the cheap bound. On SIFT with 64
+ * subspaces that is as much as the residual term itself, so the refined
+ * bound scores the candidate again from the float tables: m lookups, and
+ * the estimate is exactly |q - x~|^2 (or the inner product) up to float
+ * rounding. */
 static void pq4_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,
                              const float *resid, const uint32_t *ids, size_t n, float *est) {
     (void)store;
     const pq_state *s = q->impl;
     const pq4_qhead *h = qstate;
-    const float lut_err = (float)s->m * h->delta * 0.5f * (1.0f + 0x1p-10f);
+    const float err = (float)s->m * h->delta * 0.5f * (1.0f + 0x1p-10f);
     for (size_t i = 0; i < n; i++)
-        est[i] = pq_lower_bound(q, est[i], lut_err, h->qnorm, resid[ids[i]]);
+        est[i] = pq_lower_bound(q, est[i], err, h->qnorm, resid[ids[i]]);
+}
+
+static void pq4_refine_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                              const float *resid, const uint32_t *ids, size_t n, float *lb) {
+    const pq4_qhead *h = qstate;
+    for (size_t i = 0; i < n; i++) {
+        float exact;
+        pq4_scan_float(q, qstate, store, ids[i], 1, &exact);
+        const float fine = pq_lower_bound(q, exact, 0.0f, h->qnorm, resid[ids[i]]);
+        lb[i] = fine > lb[i] ? fine : lb[i]; /* both hold */
+    }
 }
 
 /* Vectors of fastscan sums per kernel call: 4 KiB of stack. */
@@ -180,4 +195,5 @@ const quant_ops pq4_ops = {
     .load_payload = pq_load_payload,
     .residual = pq_residual,
     .lower_bounds = pq4_lower_bounds,
+    .refine_bounds = pq4_refine_bounds,
 };

@@ -90,13 +90,12 @@ static inline float pq_finish(rotor_metric metric, float sum) {
 
 /* |q| of a query (in double), which prepare records for the bound. */
 float pq_query_norm(const quant *q, const float *query);
-/* quant_ops.residual of both widths: |x - x~| of the code's centroids,
- * given each subspace's centroid index by code_of. */
+/* quant_ops.residual of both widths: |x - x~|, x~ the code's centroids. */
 float pq_residual(const quant *q, const float *x, const uint8_t *code, float *scratch);
-/* The lower bound of one estimate (both widths): est is |q - x~|^2 for L2
- * (-<q, x~>, 1 - <q, x~> otherwise) known to within `lut_err` (4-bit
- * codes' uint8 tables; 0 for float tables). */
-float pq_lower_bound(const quant *q, float est, float lut_err, float qnorm, float r);
+/* The lower bound of one estimate (both widths): est is |q - x~|^2 for L2,
+ * -<q, x~> for IP, 1 - <q, x~> for cosine, to within err (4-bit codes'
+ * uint8 tables; 0 for float tables). */
+float pq_lower_bound(const quant *q, float est, float err, float qnorm, float r);
 
 /* 4-bit scan from the float tables instead of the uint8 ones: exact up to
  * float rounding, for checks and for re-ranking fast-scan candidates. Same

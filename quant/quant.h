@@ -226,6 +226,11 @@ typedef struct quant_ops {
      * `store` holds the codes, for kinds whose bound reads a factor back. */
     void (*lower_bounds)(const quant *q, const void *qstate, const uint8_t *store,
                          const float *resid, const uint32_t *ids, size_t n, float *est);
+    /* A tighter bound, at more cost, for the candidates the cheap one
+     * (lower_bounds) did not settle: lb[i], lower_bounds' value for ids[i],
+     * is raised to it. NULL: lower_bounds is as tight as the kind gets. */
+    void (*refine_bounds)(const quant *q, const void *qstate, const uint8_t *store,
+                          const float *resid, const uint32_t *ids, size_t n, float *lb);
 } quant_ops;
 
 struct quant {
@@ -279,8 +284,13 @@ rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out);
  *       |<q, x> - <q~, x~>| <= |q| r + |q - q~| |x~|,   |x~| <= |x| + r
  *
  * Per query, prepare() records |q| and the query's own error (sq8's 8-bit
- * query, 4-bit PQ's uint8 tables). Binary RaBitQ-style codes have no such
- * bound worth having: their estimate <q, o~> / <o~, o> is exact for
+ * query, 4-bit PQ's uint8 tables). Where that error dominates, a kind also
+ * refines the bound of the few candidates a rerank actually reaches
+ * (refine_bounds: sq8 scores them again with a 16-bit query and uses the
+ * distance form, 4-bit PQ with its float tables), so the cheap bound of
+ * every candidate only has to order them (and which are refined never
+ * changes the results). Binary RaBitQ-style codes have no such bound
+ * worth having: their estimate <q, o~> / <o~, o> is exact for
  * x~ = o~ / <o~, o>, whose distance to o is sqrt(1 - a^2) / a with a =
  * <o~, o> ~ 0.8 at one bit, so the bound would span most of the distance
  * range and stop nothing; RaBitQ's own bound is probabilistic (it holds

@@ -36,9 +36,23 @@ typedef struct sq_state {
     float *centroid; /* dim floats; zero unless trained (L2) */
 } sq_state;
 
-/* Query state: [lo][delta][|q - c|^2][|q' - q|] padded to SQ_QHEAD, then d
- * bytes b_j. The last float is the query's own quantization error, for the
- * bound. */
+/* Query state: [lo][delta][|q - c|^2][eq][lo2][delta2][eq1] padded to
+ * SQ_QHEAD, then d bytes b_j, then d bytes b2_j. The second bytes quantize
+ * what the first left, e_j = q_j - (lo + delta b_j) ~ lo2 + delta2 b2_j;
+ * eq1 is |e|, eq what remains after both. Only the error bound reads them
+ * (a candidate's inner product with the query to 16 bits, at the cost of a
+ * second 8-bit dot product). */
+enum { SQ_LO, SQ_DELTA, SQ_QQ, SQ_EQ, SQ_LO2, SQ_DELTA2, SQ_EQ1 };
+
+/* Rounds v[j] - lo to the grid of `delta` into b[j] (delta > 0). */
+static void to_grid(const float *v, size_t d, float lo, float delta, uint8_t *b) {
+    const float inv = 1.0f / delta;
+    for (size_t j = 0; j < d; j++) {
+        /* >= 0 by construction; the clamp catches rounding past 255 and NaN. */
+        const float t = (v[j] - lo) * inv + 0.5f;
+        b[j] = (uint8_t)(t < 255.0f ? (int)t : 255);
+    }
+}
 
 static rotor_status sq_train(quant *q, const float *x, size_t n, unsigned threads) {
     (void)threads;
@@ -86,32 +100,42 @@ static void sq_prepare(const quant *q, const float *query, void *qstate, float *
     const sq_state *s = q->impl;
     const size_t d = q->dim;
     float *head = qstate;
-    uint8_t *b = (uint8_t *)qstate + SQ_QHEAD;
+    uint8_t *b = (uint8_t *)qstate + SQ_QHEAD, *b2 = b + d;
     float *rot = scratch + d;
     const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
     float lo, hi;
     quant_range(rot, d, &lo, &hi);
     const float delta = hi > lo ? (hi - lo) / 255.0f : 1.0f;
-    const float inv = 1.0f / delta;
-    double ee = 0;
+    to_grid(rot, d, lo, delta, b);
+    /* What the grid left, quantized again (scratch is free now). */
+    float *e = scratch;
+    for (size_t j = 0; j < d; j++)
+        e[j] = (float)((double)rot[j] - ((double)lo + (double)delta * b[j]));
+    float lo2, hi2;
+    quant_range(e, d, &lo2, &hi2);
+    const float delta2 = hi2 > lo2 ? (hi2 - lo2) / 255.0f : 1.0f;
+    to_grid(e, d, lo2, delta2, b2);
+    double ee = 0, ee1 = 0;
     for (size_t j = 0; j < d; j++) {
-        /* >= 0 by construction; the clamp catches rounding past 255 and NaN. */
-        const float v = (rot[j] - lo) * inv + 0.5f;
-        b[j] = (uint8_t)(v < 255.0f ? (int)v : 255);
-        const double e = (double)rot[j] - ((double)lo + (double)delta * b[j]);
-        ee += e * e;
+        const double e1 = (double)rot[j] - ((double)lo + (double)delta * b[j]);
+        const double r = e1 - ((double)lo2 + (double)delta2 * b2[j]);
+        ee1 += e1 * e1;
+        ee += r * r;
     }
-    head[0] = lo;
-    head[1] = delta;
-    head[2] = (float)qq;
-    head[3] = (float)(sqrt(ee) * (1.0 + 0x1p-20)); /* rounded up */
+    head[SQ_LO] = lo;
+    head[SQ_DELTA] = delta;
+    head[SQ_QQ] = (float)qq;
+    head[SQ_EQ] = (float)(sqrt(ee) * (1.0 + 0x1p-20)); /* rounded up */
+    head[SQ_LO2] = lo2;
+    head[SQ_DELTA2] = delta2;
+    head[SQ_EQ1] = (float)(sqrt(ee1) * (1.0 + 0x1p-20));
 }
 
 static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
                     size_t n, float *out) {
     const simd_ops *ops = simd_ops_get();
     const float *head = qstate;
-    const float lo = head[0], delta = head[1], qq = head[2];
+    const float lo = head[SQ_LO], delta = head[SQ_DELTA], qq = head[SQ_QQ];
     const uint8_t *b = (const uint8_t *)qstate + SQ_QHEAD;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *code = store + (first + i) * q->code_bytes;
@@ -124,11 +148,26 @@ static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, si
     }
 }
 
-/* The bound (quant.h, "error bounds of estimates"): the scan's inner
- * product is exactly <q', x~> in the rotated space, x~_j = t s c_j and q'
- * the 8-bit query, while the true one is <q, x>; with |x| = t exact,
+/* The bound (quant.h, "error bounds of estimates"). In the rotated, centred
+ * space the code stands for x~_j = t s c_j, r = |x - x~|, and the scan's
+ * inner product is exactly <q', x~>, q' the 8-bit query.
  *
- *   |<q, x> - <q', x~>| <= |q| |x - x~| + |q - q'| |x~|,   |x~| <= t + r. */
+ * The cheap bound, from the estimate and the code's t alone: with |x| = t
+ * exact, <q, x> is within |q| r + |q - q'| |x~| of it, |x~| <= t + r.
+ *
+ * The refined one, for the candidates the cheap one does not settle: the
+ * 8-bit query's error times |x~| was most of the cheap bound on SIFT, so
+ * the candidate is scored again with the query to 16 bits, q'' = q' + e',
+ * whose error eq is about 1/255 of the first: <q, x~> is within eq |x~| of
+ * <q'', x~> = t s ((lo + lo2) sum c + delta <b, c> + delta2 <b2, c>). For
+ * L2, with |x~|^2 = (t s)^2 <c, c> read from the code too,
+ *
+ *   |q - x~|^2 = |q|^2 + |x~|^2 - 2 <q, x~>,   |q - x| >= |q - x~| - r,
+ *
+ * the distance form, which on SIFT needs about two thirds of the reads of
+ * the inner-product form; IP and cosine keep that form (<q, x> within
+ * |q| r of <q, x~>), with the 16-bit query. Three 8-bit dot products per
+ * candidate: too many to spend on all of a deep rerank's candidates. */
 static float sq_residual(const quant *q, const float *x, const uint8_t *code, float *scratch) {
     const sq_state *s = q->impl;
     const size_t d = q->dim;
@@ -146,23 +185,66 @@ static float sq_residual(const quant *q, const float *x, const uint8_t *code, fl
     return (float)sqrt(rr);
 }
 
+/* The code's t (|x - c|) with its residual, or false when either is not a
+ * finite distance (a damaged, unverified file): then nothing is bounded. */
+static bool sq_factors(const quant *q, const uint8_t *store, const float *resid, uint32_t id,
+                       float f[SQ_FLOATS], float *r) {
+    memcpy(f, store + (size_t)id * q->code_bytes, SQ_FLOATS * sizeof(float));
+    *r = resid[id];
+    return *r >= 0.0f && *r < INFINITY && f[0] >= 0.0f && f[0] < INFINITY;
+}
+
 static void sq_lower_bounds(const quant *q, const void *qstate, const uint8_t *store,
                             const float *resid, const uint32_t *ids, size_t n, float *est) {
     const float *head = qstate;
-    const float qq = head[2], qerr = head[3], qnorm = sqrtf(qq);
+    const float qq = head[SQ_QQ], eq1 = head[SQ_EQ1], qnorm = sqrtf(qq);
     const float eps = quant_round_slack(q);
     const bool l2 = q->metric == ROTOR_METRIC_L2;
     for (size_t i = 0; i < n; i++) {
-        const float r = resid[ids[i]];
-        float t;
-        memcpy(&t, store + (size_t)ids[i] * q->code_bytes, sizeof t);
-        if (!(r >= 0.0f && r < INFINITY) || !(t >= 0.0f && t < INFINITY)) {
+        float f[SQ_FLOATS], r;
+        if (!sq_factors(q, store, resid, ids[i], f, &r)) {
             est[i] = -INFINITY;
             continue;
         }
-        const float err = qnorm * r + qerr * (t + r);
-        const float mag = 2.0f * (qnorm + qerr) * (t + r) + (l2 ? t * t + qq : 0.0f);
+        const float t = f[0];
+        const float err = qnorm * r + eq1 * (t + r);
+        const float mag = 2.0f * (qnorm + eq1) * (t + r) + (l2 ? t * t + qq : 0.0f);
         est[i] = quant_ip_lower_bound(q->metric, est[i], err, mag, eps);
+    }
+}
+
+static void sq_refine_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                             const float *resid, const uint32_t *ids, size_t n, float *lb) {
+    const simd_ops *ops = simd_ops_get();
+    const size_t d = q->dim;
+    const float *head = qstate;
+    const uint8_t *b = (const uint8_t *)qstate + SQ_QHEAD, *b2 = b + d;
+    const float qq = head[SQ_QQ], eq = head[SQ_EQ], qnorm = sqrtf(qq);
+    const float lo = head[SQ_LO] + head[SQ_LO2], delta = head[SQ_DELTA], delta2 = head[SQ_DELTA2];
+    const float eps = quant_round_slack(q);
+    for (size_t i = 0; i < n; i++) {
+        float f[SQ_FLOATS], r;
+        if (!sq_factors(q, store, resid, ids[i], f, &r))
+            continue; /* the cheap bound already gave up on it */
+        const int8_t *c =
+            (const int8_t *)(store + (size_t)ids[i] * q->code_bytes + SQ_FLOATS * sizeof(float));
+        const float ts = f[0] * f[1];
+        const float ip = ts * (lo * f[2] + delta * (float)ops->dot_u8i8(b, c, d) +
+                               delta2 * (float)ops->dot_u8i8(b2, c, d));
+        const float xn = ts * sqrtf((float)ops->dot_i8(c, c, d)); /* |x~| */
+        const float err = eq * xn;                                /* |<q, x~> - ip| */
+        float fine;
+        if (q->metric == ROTOR_METRIC_L2) {
+            const float a = qq + xn * xn - 2.0f * ip - 2.0f * err;
+            const float gap = (a > 0.0f ? sqrtf(a) : 0.0f) - r;
+            const float sq = gap > 0.0f ? gap * gap : 0.0f;
+            fine = sq - eps * (qq + xn * xn + 2.0f * fabsf(ip) + f[0] * f[0] + sq);
+        } else {
+            const float one = q->metric == ROTOR_METRIC_COSINE ? 1.0f : 0.0f;
+            fine = quant_ip_lower_bound(q->metric, one - ip, err + qnorm * r,
+                                        one + 2.0f * (qnorm + eq) * (xn + r), eps);
+        }
+        lb[i] = fine > lb[i] ? fine : lb[i]; /* both hold */
     }
 }
 
@@ -203,6 +285,7 @@ static const quant_ops sq_ops = {
     .load_payload = sq_load_payload,
     .residual = sq_residual,
     .lower_bounds = sq_lower_bounds,
+    .refine_bounds = sq_refine_bounds,
 };
 
 rotor_status quant_sq_setup(quant *q, uint64_t seed) {
@@ -224,7 +307,7 @@ rotor_status quant_sq_setup(quant *q, uint64_t seed) {
         return st;
     }
     q->code_bytes = SQ_FLOATS * sizeof(float) + q->dim;
-    q->query_bytes = SQ_QHEAD + q->dim;
+    q->query_bytes = SQ_QHEAD + 2 * q->dim;
     q->scratch_floats = 2 * q->dim;
     q->needs_training = false;
     return ROTOR_OK;

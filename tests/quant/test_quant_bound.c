@@ -3,7 +3,8 @@
  * estimates"): for every kind that has one, under every metric, the lower
  * bound derived from an estimate and the vector's residual never exceeds
  * the exact distance, as the rerank computes it in float and as double
- * precision gives it. A bound that is too loose would still be correct, so
+ * precision gives it, and a refined bound (where a kind has one) is no
+ * lower than the cheap one and still a bound. A bound that is too loose would still be correct, so
  * the bound of the finest codes must also be tight enough to stop a rerank.
  * A residual that is not a finite non-negative number gives no bound.
  */
@@ -74,6 +75,7 @@ static bound_stats check_bounds(ts_rng *r, const char *spec, rotor_metric metric
     }
     void *qs = aligned_alloc(64, cm_round_up(q->query_bytes, 64));
     float *est = malloc(N * sizeof(float)), *lb = malloc(N * sizeof(float));
+    float *cheap = malloc(N * sizeof(float));
     const simd_ops *ops = simd_ops_get();
     bound_stats out = {0, 0};
     for (size_t t = 0; t < NQ; t++) {
@@ -83,6 +85,12 @@ static bound_stats check_bounds(ts_rng *r, const char *spec, rotor_metric metric
             q->ops->scan(q, qs, store, ids[i], 1, &est[i]);
         memcpy(lb, est, N * sizeof(float));
         q->ops->lower_bounds(q, qs, store, resid, ids, N, lb);
+        if (q->ops->refine_bounds != NULL) { /* tighter, and still a bound */
+            memcpy(cheap, lb, N * sizeof(float));
+            q->ops->refine_bounds(q, qs, store, resid, ids, N, lb);
+            for (size_t i = 0; i < N; i++)
+                assert_true(lb[i] >= cheap[i]);
+        }
         double lo = INFINITY, hi = -INFINITY, gap = 0;
         for (size_t i = 0; i < N; i++) {
             const float *xv = x + (size_t)ids[i] * D;
@@ -119,10 +127,15 @@ static bound_stats check_bounds(ts_rng *r, const char *spec, rotor_metric metric
         q->ops->scan(q, qs, store, 0, 1, e);
         q->ops->lower_bounds(q, qs, store, rr, id0, 1, e);
         assert_true(e[0] == -INFINITY);
+        if (q->ops->refine_bounds != NULL) {
+            q->ops->refine_bounds(q, qs, store, rr, id0, 1, e);
+            assert_true(e[0] == -INFINITY);
+        }
     }
     free(qs);
     free(est);
     free(lb);
+    free(cheap);
     free(ids);
     free(resid);
     free(scratch);
