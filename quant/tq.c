@@ -192,6 +192,9 @@ typedef struct tq_state {
     tq_ip ip; /* QUANT_TQIP (its .mse is the MSE stage) */
     bool is_ip;
     float *center; /* dim floats, zero until trained (L2 only) */
+    /* The MSE variant's refined bound: the codebook levels squared, and
+     * dim ones, so that tq_dot sums a code's squared levels. */
+    float *level_sq, *ones;
 } tq_state;
 
 enum { TQ_QHEAD = 16 }; /* bytes before the rotated query, keeps it aligned */
@@ -369,6 +372,42 @@ static void tqq_lower_bounds(const quant *q, const void *qstate, const uint8_t *
     }
 }
 
+/* The MSE variant's refined bound for L2: the distance form, with |x~|^2 =
+ * (|x| / <u, u^>)^2 / n sum_j c_j^2 summed from the code (tq_dot with a
+ * table of squared levels) and <q, x~> exact (the query is not quantized):
+ *
+ *   |q - x~|^2 = |q|^2 + |x~|^2 - 2 <q, x~>,   |q - x| >= |q - x~| - r.
+ *
+ * Under IP and cosine the cheap bound is already all there is; the
+ * inner-product variant's x~ (a QJL term of d^2 work) has no cheap norm. */
+static void tqq_refine_bounds(const quant *q, const void *qstate, const uint8_t *store,
+                              const float *resid, const uint32_t *ids, size_t n, float *lb) {
+    const tq_state *s = q->impl;
+    if (s->is_ip || q->metric != ROTOR_METRIC_L2)
+        return;
+    const simd_ops *ops = simd_ops_get();
+    const float qq = ((const float *)qstate)[0];
+    const float *rot = (const float *)((const uint8_t *)qstate + TQ_QHEAD);
+    const float eps = quant_round_slack(q);
+    const size_t d = q->dim;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *code = store + (size_t)ids[i] * q->code_bytes;
+        float f[2];
+        memcpy(f, code, sizeof f);
+        const float r = resid[ids[i]];
+        if (!(r >= 0.0f && r < INFINITY) || !(f[1] >= 0.0f && f[1] < INFINITY))
+            continue; /* the cheap bound already gave up on it */
+        const float ip = tq_mse_estimate(&s->mse, rot, code + 8, f[1]);
+        const float xx =
+            f[1] * f[1] / (float)d * ops->tq_dot(s->ones, s->level_sq, code + 8, d, s->mse.cb.bits);
+        const float a = qq + xx - 2.0f * ip;
+        const float gap = (a > 0.0f ? sqrtf(a) : 0.0f) - r;
+        const float sq = gap > 0.0f ? gap * gap : 0.0f;
+        const float fine = sq - eps * (qq + xx + 2.0f * fabsf(ip) + sq);
+        lb[i] = fine > lb[i] ? fine : lb[i]; /* both hold */
+    }
+}
+
 static void tqq_release(quant *q) {
     tq_state *s = q->impl;
     if (s == NULL)
@@ -378,6 +417,8 @@ static void tqq_release(quant *q) {
     else
         tq_release(&s->mse, &q->alloc);
     cm_free(&q->alloc, s->center);
+    cm_free(&q->alloc, s->level_sq);
+    cm_free(&q->alloc, s->ones);
     cm_free(&q->alloc, s);
     q->impl = NULL;
 }
@@ -411,6 +452,7 @@ static const quant_ops tq_ops = {
     .load_payload = tqq_load_payload,
     .residual = tqq_residual,
     .lower_bounds = tqq_lower_bounds,
+    .refine_bounds = tqq_refine_bounds,
 };
 
 rotor_status quant_tq_setup(quant *q, uint64_t seed) {
@@ -427,10 +469,20 @@ rotor_status quant_tq_setup(quant *q, uint64_t seed) {
     q->impl = s;
     q->ops = &tq_ops;
     s->center = cm_calloc(&q->alloc, q->dim * sizeof(float), "TurboQuant centre");
-    if (s->center == NULL) {
+    if (!s->is_ip) {
+        s->level_sq = cm_alloc(&q->alloc, 256 * sizeof(float), "TurboQuant levels");
+        s->ones = cm_alloc(&q->alloc, q->dim * sizeof(float), "TurboQuant levels");
+    }
+    if (s->center == NULL || (!s->is_ip && (s->level_sq == NULL || s->ones == NULL))) {
         tqq_release(q);
         q->impl = NULL;
         return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (!s->is_ip) {
+        for (unsigned j = 0; j < 256; j++)
+            s->level_sq[j] = s->mse.cb.centroid[j] * s->mse.cb.centroid[j];
+        for (size_t j = 0; j < q->dim; j++)
+            s->ones[j] = 1.0f;
     }
     const tq *m = tq_mse_of(q);
     q->code_bytes = 8 + m->code_bytes + (s->is_ip ? s->ip.sign_bytes : 0);
