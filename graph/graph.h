@@ -34,52 +34,43 @@
 typedef struct graph_space graph_space;
 
 /* A rerank's candidates, handed out one at a time by graph_order_next to
- * be scored exactly into `top`. With lower bounds of their exact distances
- * (lb), in increasing bound, ending at the first whose bound exceeds the
- * k-th exact distance `top` holds by then: it and every later one are at
- * least that far, so none could enter, and the top k equal those of
- * scoring them all. (Strictly exceeds: one at exactly the k-th distance
- * could still win its tie by id.) Without bounds, every candidate in the
- * order given, best estimate first. */
+ * be scored exactly into `top`, best estimate first. With lower bounds of
+ * their exact distances (lb), a candidate whose bound exceeds the k-th
+ * exact distance `top` holds by then is skipped: that distance only falls,
+ * so it could never enter, and the top k equal those of scoring them all.
+ * (Strictly exceeds: one at exactly the k-th distance could still win its
+ * tie by id.) */
 typedef struct graph_order {
-    uint32_t *ids;
-    float *lb; /* NULL: no bounds */
+    uint32_t *ids; /* the ones handed out gather at the front */
+    float *lb;     /* NULL: no bounds, every candidate is handed out */
     /* With bounds whose quantizer refines them (quant_ops.refine_bounds):
-     * which ones are refined. The heap holds cheap bounds until a
-     * candidate reaches its top, where its bound is refined and it sinks
-     * back; only a refined top is handed out. Every key being a lower
-     * bound, candidates still come out in increasing refined bound, but
-     * only those near the top pay for the refinement. NULL: every bound is
-     * final. */
+     * which are refined. lb starts as cheap bounds; one that does not
+     * settle its candidate is refined before the candidate is handed out,
+     * so only those near the threshold pay for it. NULL: lb is final. */
     uint8_t *fine;
     const graph_space *s;
     const void *qs;
     size_t n;
-    /* With bounds: the candidates not handed out yet form a min-heap on lb
-     * in [0, heap); the j-th handed out sits at n - 1 - j. */
-    size_t heap;
-    size_t handed; /* how many were handed out */
-    bool ended;
+    size_t next;   /* candidates looked at */
+    size_t handed; /* and handed out */
     const cm_topk *top;
     /* With bounds: how many have a bound below the k-th best estimate, the
      * likely k-th distance. Those are probably all scored, so a store on
-     * disk reads them at once, not a few at a time: this changes what is
-     * read and when, never the results. */
+     * disk reads the first that many at once, not a few at a time: this
+     * changes what is read and when, never the results. */
     size_t likely;
 } graph_order;
 
 /* The next candidate to score, or false when none is left that could enter
- * the top k (then false for good: the k-th distance only falls). */
+ * the top k. */
 bool graph_order_next(graph_order *o, uint32_t *id);
 /* The j-th candidate graph_order_next handed out. */
-static inline uint32_t graph_order_id(const graph_order *o, size_t j) {
-    return o->lb != NULL ? o->ids[o->n - 1 - j] : o->ids[j];
-}
+static inline uint32_t graph_order_id(const graph_order *o, size_t j) { return o->ids[j]; }
 
 /* Scores the candidates `order` hands out exactly against a prepared query
  * and pushes (distance, id) into `top`, asking for the next one only once
- * the previous ones are in `top` (the order stops on what they showed),
- * except that the first max(top->k, order->likely) may go out at once. */
+ * the previous ones are in `top` (it skips on what they showed), except
+ * that the first max(top->k, order->likely) may go out at once. */
 typedef rotor_status (*graph_rerank_fn)(void *ctx, const float *query, graph_order *order,
                                         cm_topk *top);
 
@@ -281,8 +272,8 @@ typedef struct graph_cands {
 } graph_cands;
 
 /* The exact rerank of candidates into `top`, from s->vectors or through
- * s->rerank: in increasing lower bound, stopping once no other can enter,
- * when q bounds its estimates and s->resid is set; else all of them. */
+ * s->rerank: best estimate first, skipping those that provably cannot
+ * enter when q bounds its estimates and s->resid is set; else all. */
 rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands *c, cm_topk *top);
 
 enum { GRAPH_SCAN_BLOCK = 512 };

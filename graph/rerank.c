@@ -6,12 +6,11 @@
  * block is scored, first_below() skips to the next estimate under the
  * threshold with vector compares instead of a branch per code.
  *
- * The rerank scores its candidates in increasing lower bound of their exact
- * distance when the quantizer bounds its estimates' errors (quant.h, "error
- * bounds of estimates"), and stops at the first bound past the k-th exact
- * distance found: the rerank depth is then a maximum, the results the same
- * as scoring every candidate. Without a bound it scores them all, best
- * estimate first, so a store on disk reads the likeliest first.
+ * Candidates go to the rerank best estimate first, so a store on disk reads
+ * the likeliest first. When the quantizer bounds its estimates' errors
+ * (quant.h, "error bounds of estimates") the rerank skips every candidate
+ * whose lower bound exceeds the k-th exact distance found: the rerank depth
+ * is then a maximum, the results the same as scoring every candidate.
  */
 #include <string.h>
 
@@ -21,33 +20,24 @@ float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
     return graph_distance(simd_ops_get(), s->metric, q, s->vectors + id * s->dim, s->dim);
 }
 
-/* ---- candidates in increasing lower bound ---------------------------------
+/* ---- candidates, and which of them to skip ------------------------------
  *
- * A min-heap on the bounds, built in place over the candidates' two arrays
- * (O(n)) and popped only as far as the rerank goes: it usually stops after
- * k and a few, so sorting all n would be wasted. A popped candidate is
- * swapped to the end of the heap, so the handed-out ones collect at the
- * end of the arrays, the first at the very end. */
+ * Candidates are scored best estimate first, and one whose lower bound
+ * exceeds the k-th exact distance found so far is skipped: that distance
+ * only falls, so such a candidate can never enter. Every candidate is
+ * looked at (its bound against the threshold: a comparison), but only
+ * those that pass are scored. The order changes the work, never the
+ * results; the estimate's order, nearly the exact one, scored as few as an
+ * order by bound (SIFT and Fashion-MNIST, sq8: 12.7 to 13.1 per query at
+ * depths 16 to 100, the same to a tenth) and needs no heap. A cheap bound that passes
+ * is refined before the candidate is scored (quant_ops.refine_bounds), so
+ * only the few near the threshold pay for the refinement. */
 
-static void heap_swap(graph_order *o, size_t a, size_t b) {
-    const float l = o->lb[a];
-    const uint32_t id = o->ids[a];
-    o->lb[a] = o->lb[b];
-    o->ids[a] = o->ids[b];
-    o->lb[b] = l;
-    o->ids[b] = id;
-    if (o->fine != NULL) {
-        const uint8_t f = o->fine[a];
-        o->fine[a] = o->fine[b];
-        o->fine[b] = f;
-    }
-}
-
-/* A bound as the heap can order it: a NaN (from a damaged, unverified
+/* A bound as a comparison can use it: a NaN (from a damaged, unverified
  * file) bounds nothing. */
 static float sane(float lb) { return lb >= -INFINITY ? lb : -INFINITY; }
 
-/* Refines the bound of the candidate at position i in place. */
+/* Refines the bound of candidate i in place. */
 static void refine_at(const graph_order *o, size_t i) {
     const quant *q = o->s->q;
     q->ops->refine_bounds(q, o->qs, o->s->codes, o->s->resid, o->ids + i, 1, o->lb + i);
@@ -55,47 +45,26 @@ static void refine_at(const graph_order *o, size_t i) {
     o->fine[i] = 1;
 }
 
-static void heap_down(graph_order *o, size_t i) {
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= o->heap)
-            return;
-        if (c + 1 < o->heap && o->lb[c + 1] < o->lb[c])
-            c++;
-        if (!(o->lb[c] < o->lb[i]))
-            return;
-        heap_swap(o, i, c);
-        i = c;
-    }
-}
-
 bool graph_order_next(graph_order *o, uint32_t *id) {
-    if (o->ended)
-        return false;
-    if (o->lb == NULL) {
-        if (o->handed == o->n) {
-            o->ended = true;
-            return false;
+    while (o->next < o->n) {
+        const size_t i = o->next++;
+        if (o->lb != NULL) {
+            const float thr = cm_topk_threshold(o->top);
+            if (o->lb[i] > thr)
+                continue;
+            if (o->fine != NULL && !o->fine[i]) {
+                refine_at(o, i);
+                if (o->lb[i] > thr)
+                    continue;
+            }
         }
+        /* Handed-out ids gather at the front (i >= handed: nothing still
+         * to be looked at is overwritten). */
+        o->ids[o->handed] = o->ids[i];
         *id = o->ids[o->handed++];
         return true;
     }
-    for (;;) {
-        if (o->heap == 0 || o->lb[0] > cm_topk_threshold(o->top)) {
-            o->ended = true;
-            return false;
-        }
-        if (o->fine == NULL || o->fine[0])
-            break;
-        refine_at(o, 0); /* only a refined bound is handed out */
-        heap_down(o, 0);
-    }
-    o->heap--;
-    heap_swap(o, 0, o->heap);
-    heap_down(o, 0);
-    o->handed++;
-    *id = o->ids[o->heap];
-    return true;
+    return false;
 }
 
 /* Whether bounds could stop this rerank: the last candidate (the worst
@@ -125,7 +94,7 @@ rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands 
     /* Start the first lines of the likeliest candidates loading at once;
      * the kernel's sequential reads then find the rest streaming in.
      * (Keeping a few whole vectors in flight instead measured slower.)
-     * With a bound only the first few by estimate are likely to be scored. */
+     * With a bound only the first few are likely to be scored. */
     if (s->rerank == NULL) {
         const size_t vb = s->dim * sizeof(float);
         const size_t ahead = bounded && 2 * top->k < c->n ? 2 * top->k : c->n;
@@ -156,9 +125,6 @@ rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands 
                 refine_at(&o, j);
             o.likely += o.lb[j] <= likely_kth;
         }
-        o.heap = c->n;
-        for (size_t i = c->n / 2; i-- > 0;)
-            heap_down(&o, i);
     }
     rotor_status st = ROTOR_OK;
     if (s->rerank != NULL) {

@@ -344,18 +344,19 @@ typedef struct rotor_search_params {
     /* 0 (default): where the quantizer bounds the error of its estimates
      * (sq8, pq<M>, pq<M>x4, tq, tqip; not the binary codes) and the index
      * keeps the residuals that bound needs (built by this version; older
-     * files have none), the `rerank` candidates are scored in increasing
-     * lower bound of their exact distance, and the rerank stops once the
-     * next bound exceeds the k-th exact distance found: the results are
-     * those of scoring all of them, with fewer vectors scored (and read,
-     * with vectors on disk). 1: score every candidate, as without a bound
+     * files have none), a `rerank` candidate whose lower bound of the
+     * exact distance exceeds the k-th exact distance found so far is
+     * skipped: the results are those of scoring all of them, with fewer
+     * vectors scored (and read, with vectors on disk). 1: score every candidate, as without a bound
      * (for comparisons). */
     int rerank_all;
-    /* Vectors on disk, reranks that stop on the bound: the candidates the
+    /* Vectors on disk, reranks that skip on the bound: the candidates the
      * bound will likely need (at least k: those whose bound is under the
      * k-th best estimate) are read at once, then at most this many reads
-     * are in flight, so the stop costs at most this many - 1 reads beyond
-     * those; larger waits less for the disk. 0 (default) = 4. */
+     * are in flight, each decided on the k-th distance of the rows already
+     * scored: the more in flight, the less the disk is waited for and the
+     * more rows are read that a bound decided later would have skipped
+     * (at most this many - 1 at the end). 0 (default) = 4. */
     uint32_t rerank_window;
 } rotor_search_params;
 

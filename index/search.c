@@ -22,8 +22,8 @@
  * them; and every one whose bound is under the k-th best estimate, which
  * for a code whose bound stops little is all of them, in one wait), then
  * at most `window` reads are in flight, and the next candidate is asked
- * for only when a read completes, so the rerank stops on the distances
- * already scored and reads at most window - 1 rows past the stop. */
+ * for only when a read completes, so the rerank skips on the distances
+ * already scored. */
 typedef struct disk_rerank {
     const rotor_index *ix;
     rotor_query_stats *stats; /* may be NULL */

@@ -269,11 +269,10 @@ rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out);
 
 /* ---- error bounds of estimates -----------------------------------------
  *
- * A rerank can stop early, with the same results as scoring every
- * candidate, if each estimate comes with a proven bound on its error: the
- * candidates are scored in increasing lower bound, and once the next lower
- * bound exceeds the k-th exact distance found, no later candidate can enter
- * the top k. Every kind with a bound has an estimate that is exact for some
+ * A rerank can skip candidates, with the same results as scoring every
+ * one, if each estimate comes with a proven bound on its error: a
+ * candidate whose lower bound exceeds the k-th exact distance found so far
+ * cannot enter the top k. Every kind with a bound has an estimate that is exact for some
  * vector x~ the code stands for (and, where the query is quantized too, a
  * query q~ near q), so the bound is the triangle inequality with
  * r = |x - x~|, computed at encode time and kept per vector:

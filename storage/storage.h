@@ -246,9 +246,9 @@ typedef bool (*vstore_next_fn)(void *ctx, uint32_t *id);
  * after them at most `window` (>= 1) reads are in flight, and next is asked
  * for a row only when one can go out, after every completion that arrived
  * was handed to fn. So a caller that decides from the rows already scored
- * whether to read more (a rerank that stops on a bound) reads at most
- * window - 1 rows past that point, and waits about one read per `window`
- * rows after the burst. An id >= rows ends the reads with
+ * what to read next (a rerank that skips on a bound) decides on all but
+ * at most window - 1 of the rows before, and waits about one read per
+ * `window` rows after the burst. An id >= rows ends the reads with
  * ROTOR_ERR_INVALID_ARGUMENT (the reads in flight are waited for); a failed
  * or short read, ROTOR_ERR_IO, as vstore_read. */
 rotor_status vstore_read_stream(vstore_reader *r, size_t burst, unsigned window,
