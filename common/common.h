@@ -106,6 +106,29 @@ static inline float cm_ip_distance(rotor_metric m, float ip, float xx, float qq)
 /* SplitMix64: the seeded stream behind every random choice the library
  * makes (rotation signs, sketch matrices, k-means seeding), so an index is
  * reproducible from its seed. */
+/* Little-endian fields of the file formats, assembled byte by byte so
+ * they read the same on any host and at any alignment. */
+static inline void cm_put_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void cm_put_le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t cm_get_le32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static inline uint64_t cm_get_le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
 static inline uint64_t cm_splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -18,44 +18,24 @@ enum {
     TUNING_MAX_CANDIDATES = 16,
 };
 
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 static void putf(uint8_t *p, float f) {
     uint32_t v;
     memcpy(&v, &f, 4);
-    put32(p, v);
+    cm_put_le32(p, v);
 }
 static void putd(uint8_t *p, double f) {
     uint64_t v;
     memcpy(&v, &f, 8);
-    put64(p, v);
-}
-static uint32_t get32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
+    cm_put_le64(p, v);
 }
 static float getf(const uint8_t *p) {
-    uint32_t v = get32(p);
+    uint32_t v = cm_get_le32(p);
     float f;
     memcpy(&f, &v, 4);
     return f;
 }
 static double getd(const uint8_t *p) {
-    uint64_t v = get64(p);
+    uint64_t v = cm_get_le64(p);
     double f;
     memcpy(&f, &v, 8);
     return f;
@@ -69,24 +49,24 @@ rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w) {
     uint8_t *b = cm_calloc(&ix->alloc, bytes, "tuning section");
     if (b == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
-    put32(b, TUNING_VERSION);
-    put32(b + 4, t->k);
-    put32(b + 8, t->queries);
-    put32(b + 12, (uint32_t)t->rows);
-    put32(b + 16, (uint32_t)t->candidates);
+    cm_put_le32(b, TUNING_VERSION);
+    cm_put_le32(b + 4, t->k);
+    cm_put_le32(b + 8, t->queries);
+    cm_put_le32(b + 12, (uint32_t)t->rows);
+    cm_put_le32(b + 16, (uint32_t)t->candidates);
     putf(b + 20, t->target_recall);
-    put64(b + 24, t->sample);
-    put64(b + 32, t->sample_queries);
+    cm_put_le64(b + 24, t->sample);
+    cm_put_le64(b + 32, t->sample_queries);
     putd(b + 40, t->calibration_seconds);
     putd(b + 48, t->auto_seconds);
-    put32(b + 56, t->rows_as_queries);
+    cm_put_le32(b + 56, t->rows_as_queries);
     uint8_t *p = b + TUNING_HEADER;
     for (size_t i = 0; i < t->rows; i++, p += TUNING_ROW) {
         const rotor_calibration_row *r = &t->row[i];
-        put32(p, r->list_size);
-        put32(p + 4, r->rerank);
-        put32(p + 8, r->refine);
-        put32(p + 12, r->nprobe);
+        cm_put_le32(p, r->list_size);
+        cm_put_le32(p + 4, r->rerank);
+        cm_put_le32(p + 8, r->refine);
+        cm_put_le32(p + 12, r->nprobe);
         putf(p + 16, r->recall);
         putf(p + 20, r->recall_low);
         putf(p + 24, r->cost_ns);
@@ -95,12 +75,12 @@ rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w) {
         const rotor_auto_candidate *c = &t->candidate[i];
         memcpy(p, c->quant, 32);
         memcpy(p + 32, c->walk_quant, 32);
-        put32(p + 64, (uint32_t)c->neighbor_codes);
-        put32(p + 68, c->list_size);
-        put32(p + 72, c->rerank);
+        cm_put_le32(p + 64, (uint32_t)c->neighbor_codes);
+        cm_put_le32(p + 68, c->list_size);
+        cm_put_le32(p + 72, c->rerank);
         putf(p + 76, c->recall);
         putf(p + 80, c->cost_ns);
-        put32(p + 84, (uint32_t)c->chosen);
+        cm_put_le32(p + 84, (uint32_t)c->chosen);
     }
     rotor_status st = ixf_put_section(w, IXF_SEC_TUNING, b, bytes);
     cm_free(&ix->alloc, b);
@@ -124,20 +104,20 @@ rotor_status ix_tuning_load(rotor_index *ix) {
     CM_RETURN_IF(sec.size < TUNING_HEADER, ROTOR_ERR_FORMAT,
                  "'%s': the tuning section holds %llu bytes, less than its header", path,
                  (unsigned long long)sec.size);
-    CM_RETURN_IF(get32(b) != TUNING_VERSION, ROTOR_ERR_FORMAT,
-                 "'%s': the tuning section has version %u; this library reads %u", path, get32(b),
-                 TUNING_VERSION);
+    CM_RETURN_IF(cm_get_le32(b) != TUNING_VERSION, ROTOR_ERR_FORMAT,
+                 "'%s': the tuning section has version %u; this library reads %u", path,
+                 cm_get_le32(b), TUNING_VERSION);
     ix_tuning t = {
-        .k = get32(b + 4),
-        .queries = get32(b + 8),
-        .rows = get32(b + 12),
-        .candidates = get32(b + 16),
+        .k = cm_get_le32(b + 4),
+        .queries = cm_get_le32(b + 8),
+        .rows = cm_get_le32(b + 12),
+        .candidates = cm_get_le32(b + 16),
         .target_recall = getf(b + 20),
-        .sample = get64(b + 24),
-        .sample_queries = get64(b + 32),
+        .sample = cm_get_le64(b + 24),
+        .sample_queries = cm_get_le64(b + 32),
         .calibration_seconds = getd(b + 40),
         .auto_seconds = getd(b + 48),
-        .rows_as_queries = get32(b + 56) == 1,
+        .rows_as_queries = cm_get_le32(b + 56) == 1,
     };
     CM_RETURN_IF(t.rows > TUNING_MAX_ROWS || t.candidates > TUNING_MAX_CANDIDATES ||
                      sec.size !=
@@ -147,8 +127,8 @@ rotor_status ix_tuning_load(rotor_index *ix) {
                  "bytes",
                  path, t.rows, t.candidates, (unsigned long long)sec.size);
     CM_RETURN_IF((t.rows > 0 && (t.k == 0 || t.queries == 0)) || !fraction(t.target_recall) ||
-                     !(t.calibration_seconds >= 0) || !(t.auto_seconds >= 0) || get32(b + 56) > 1 ||
-                     get32(b + 60) != 0,
+                     !(t.calibration_seconds >= 0) || !(t.auto_seconds >= 0) ||
+                     cm_get_le32(b + 56) > 1 || cm_get_le32(b + 60) != 0,
                  ROTOR_ERR_FORMAT, "'%s': the tuning section has a damaged header", path);
     const rotor_allocator *a = &ix->alloc;
     t.row = t.rows ? cm_alloc(a, t.rows * sizeof *t.row, "calibration table") : NULL;
@@ -163,8 +143,9 @@ rotor_status ix_tuning_load(rotor_index *ix) {
     bool ok = true;
     for (size_t i = 0; i < t.rows; i++, p += TUNING_ROW) {
         rotor_calibration_row *r = &t.row[i];
-        *r = (rotor_calibration_row){get32(p),     get32(p + 4), get32(p + 8), get32(p + 12),
-                                     getf(p + 16), getf(p + 20), getf(p + 24)};
+        *r = (rotor_calibration_row){cm_get_le32(p),      cm_get_le32(p + 4), cm_get_le32(p + 8),
+                                     cm_get_le32(p + 12), getf(p + 16),       getf(p + 20),
+                                     getf(p + 24)};
         ok = ok && fraction(r->recall) && fraction(r->recall_low) && cost(r->cost_ns);
     }
     for (size_t i = 0; i < t.candidates; i++, p += TUNING_CANDIDATE) {
@@ -173,12 +154,12 @@ rotor_status ix_tuning_load(rotor_index *ix) {
         memcpy(c->quant, p, 32);
         memcpy(c->walk_quant, p + 32, 32);
         c->quant[31] = c->walk_quant[31] = '\0';
-        c->neighbor_codes = (int32_t)get32(p + 64);
-        c->list_size = get32(p + 68);
-        c->rerank = get32(p + 72);
+        c->neighbor_codes = (int32_t)cm_get_le32(p + 64);
+        c->list_size = cm_get_le32(p + 68);
+        c->rerank = cm_get_le32(p + 72);
         c->recall = getf(p + 76);
         c->cost_ns = getf(p + 80);
-        c->chosen = (int32_t)get32(p + 84);
+        c->chosen = (int32_t)cm_get_le32(p + 84);
         ok = ok && fraction(c->recall) && cost(c->cost_ns) && c->neighbor_codes >= 0 &&
              c->neighbor_codes <= 1 && c->chosen >= 0 && c->chosen <= 1;
     }

@@ -98,30 +98,6 @@ typedef struct qio_header {
     uint64_t dim, seed, payload;
 } qio_header;
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static rotor_status check_host(void) {
     const uint32_t probe = 0x01020304u;
     uint8_t first;
@@ -187,16 +163,16 @@ rotor_status quant_save(const quant *q, uint8_t *buf, size_t size) {
     CM_RETURN_IF(size < need, ROTOR_ERR_INVALID_ARGUMENT,
                  "quantizer block needs %zu bytes, the buffer has %zu", need, size);
     memcpy(buf + OFF_MAGIC, QIO_MAGIC, 4);
-    put_u32(buf + OFF_VERSION, QIO_VERSION);
-    put_u32(buf + OFF_HEADER, QIO_HEADER);
-    put_u32(buf + OFF_KIND, (uint32_t)q->spec.kind);
-    put_u32(buf + OFF_BITS, q->spec.bits);
-    put_u32(buf + OFF_M, q->spec.m);
-    put_u64(buf + OFF_DIM, (uint64_t)q->dim);
-    put_u32(buf + OFF_METRIC, (uint32_t)q->metric);
-    put_u64(buf + OFF_SEED, q->seed);
-    put_u32(buf + OFF_TRAINED, q->trained ? 1u : 0u);
-    put_u64(buf + OFF_PAYLOAD, (uint64_t)payload);
+    cm_put_le32(buf + OFF_VERSION, QIO_VERSION);
+    cm_put_le32(buf + OFF_HEADER, QIO_HEADER);
+    cm_put_le32(buf + OFF_KIND, (uint32_t)q->spec.kind);
+    cm_put_le32(buf + OFF_BITS, q->spec.bits);
+    cm_put_le32(buf + OFF_M, q->spec.m);
+    cm_put_le64(buf + OFF_DIM, (uint64_t)q->dim);
+    cm_put_le32(buf + OFF_METRIC, (uint32_t)q->metric);
+    cm_put_le64(buf + OFF_SEED, q->seed);
+    cm_put_le32(buf + OFF_TRAINED, q->trained ? 1u : 0u);
+    cm_put_le64(buf + OFF_PAYLOAD, (uint64_t)payload);
     if (payload > 0)
         q->ops->save_payload(q, buf + QIO_HEADER);
     return ROTOR_OK;
@@ -264,16 +240,16 @@ rotor_status quant_load(const uint8_t *buf, size_t size, const rotor_allocator *
                  "quantizer block of %zu bytes is shorter than its %u-byte header", size,
                  QIO_HEADER);
     const qio_header h = {
-        .version = get_u32(buf + OFF_VERSION),
-        .header_bytes = get_u32(buf + OFF_HEADER),
-        .kind = get_u32(buf + OFF_KIND),
-        .bits = get_u32(buf + OFF_BITS),
-        .m = get_u32(buf + OFF_M),
-        .dim = get_u64(buf + OFF_DIM),
-        .metric = get_u32(buf + OFF_METRIC),
-        .seed = get_u64(buf + OFF_SEED),
-        .trained = get_u32(buf + OFF_TRAINED),
-        .payload = get_u64(buf + OFF_PAYLOAD),
+        .version = cm_get_le32(buf + OFF_VERSION),
+        .header_bytes = cm_get_le32(buf + OFF_HEADER),
+        .kind = cm_get_le32(buf + OFF_KIND),
+        .bits = cm_get_le32(buf + OFF_BITS),
+        .m = cm_get_le32(buf + OFF_M),
+        .dim = cm_get_le64(buf + OFF_DIM),
+        .metric = cm_get_le32(buf + OFF_METRIC),
+        .seed = cm_get_le64(buf + OFF_SEED),
+        .trained = cm_get_le32(buf + OFF_TRAINED),
+        .payload = cm_get_le64(buf + OFF_PAYLOAD),
     };
     CM_RETURN_IF(h.version > QIO_VERSION, ROTOR_ERR_UNSUPPORTED,
                  "quantizer block version %" PRIu32 " is newer than this library's %u", h.version,

@@ -77,27 +77,6 @@ enum {
     H_CREATED = 208,
 };
 
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-static uint64_t get64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static bool host_little_endian(void) {
     const uint16_t one = 1;
     return *(const uint8_t *)&one == 1;
@@ -242,41 +221,41 @@ static void put_name(uint8_t *p, const char *s) {
 static void fill_first_page(const ixf_writer *w, const ixf_meta *m, uint8_t *page) {
     memset(page, 0, IXF_PAGE);
     memcpy(page + H_MAGIC, IXF_MAGIC, 8);
-    put32(page + H_VERSION, IXF_VERSION);
-    put32(page + H_ENDIAN, IXF_ENDIAN);
-    put32(page + H_HEADER_BYTES, IXF_HEADER);
-    put32(page + H_SECTIONS, w->nsections);
-    put64(page + H_FILE_SIZE, w->pos);
-    put32(page + H_KIND, m->kind);
-    put32(page + H_METRIC, m->metric);
-    put64(page + H_DIM, m->dim);
-    put64(page + H_COUNT, m->count);
+    cm_put_le32(page + H_VERSION, IXF_VERSION);
+    cm_put_le32(page + H_ENDIAN, IXF_ENDIAN);
+    cm_put_le32(page + H_HEADER_BYTES, IXF_HEADER);
+    cm_put_le32(page + H_SECTIONS, w->nsections);
+    cm_put_le64(page + H_FILE_SIZE, w->pos);
+    cm_put_le32(page + H_KIND, m->kind);
+    cm_put_le32(page + H_METRIC, m->metric);
+    cm_put_le64(page + H_DIM, m->dim);
+    cm_put_le64(page + H_COUNT, m->count);
     put_name(page + H_QUANT, m->quant);
     put_name(page + H_WALK_QUANT, m->walk_quant);
-    put64(page + H_SEED, m->seed);
-    put32(page + H_DEGREE, m->graph_degree);
-    put32(page + H_BUILD_LIST, m->build_list);
-    put32(page + H_NEIGHBOR_CODES, m->neighbor_codes);
-    put32(page + H_BUILD_SPACE, m->build_space);
-    put32(page + H_NLIST, m->nlist);
+    cm_put_le64(page + H_SEED, m->seed);
+    cm_put_le32(page + H_DEGREE, m->graph_degree);
+    cm_put_le32(page + H_BUILD_LIST, m->build_list);
+    cm_put_le32(page + H_NEIGHBOR_CODES, m->neighbor_codes);
+    cm_put_le32(page + H_BUILD_SPACE, m->build_space);
+    cm_put_le32(page + H_NLIST, m->nlist);
     uint32_t alpha_bits;
     memcpy(&alpha_bits, &m->alpha, 4);
-    put32(page + H_ALPHA, alpha_bits);
-    put32(page + H_ON_DISK, m->vectors_on_disk);
+    cm_put_le32(page + H_ALPHA, alpha_bits);
+    cm_put_le32(page + H_ON_DISK, m->vectors_on_disk);
     uint64_t train_bits;
     memcpy(&train_bits, &m->train_seconds, 8);
-    put64(page + H_TRAIN_SECONDS, train_bits);
+    cm_put_le64(page + H_TRAIN_SECONDS, train_bits);
     put_name(page + H_TOOL, m->tool);
-    put64(page + H_CREATED, m->created);
+    cm_put_le64(page + H_CREATED, m->created);
     for (unsigned i = 0; i < w->nsections; i++) {
         uint8_t *e = page + IXF_HEADER + i * IXF_ENTRY;
-        put32(e, w->sections[i].id);
-        put64(e + 8, w->sections[i].offset);
-        put64(e + 16, w->sections[i].size);
-        put64(e + 24, w->sections[i].checksum);
+        cm_put_le32(e, w->sections[i].id);
+        cm_put_le64(e + 8, w->sections[i].offset);
+        cm_put_le64(e + 16, w->sections[i].size);
+        cm_put_le64(e + 24, w->sections[i].checksum);
     }
     size_t used = IXF_HEADER + w->nsections * IXF_ENTRY;
-    put64(page + H_CHECKSUM, XXH3_64bits(page, used));
+    cm_put_le64(page + H_CHECKSUM, XXH3_64bits(page, used));
 }
 
 rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
@@ -342,15 +321,15 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     CM_RETURN_IF(size < IXF_PAGE, ROTOR_ERR_FORMAT,
                  "'%s' is truncated: %" PRIu64 " bytes, shorter than its %u-byte header", path,
                  size, IXF_PAGE);
-    uint32_t version = get32(page + H_VERSION);
+    uint32_t version = cm_get_le32(page + H_VERSION);
     CM_RETURN_IF(version > IXF_VERSION, ROTOR_ERR_UNSUPPORTED,
                  "'%s' has index format version %u; this build of rotor reads version %u", path,
                  version, IXF_VERSION);
     CM_RETURN_IF(version != IXF_VERSION, ROTOR_ERR_FORMAT,
                  "'%s' has index format version %u, which never existed", path, version);
-    CM_RETURN_IF(get32(page + H_ENDIAN) != IXF_ENDIAN, ROTOR_ERR_FORMAT,
+    CM_RETURN_IF(cm_get_le32(page + H_ENDIAN) != IXF_ENDIAN, ROTOR_ERR_FORMAT,
                  "'%s' has a damaged byte-order mark", path);
-    uint32_t header = get32(page + H_HEADER_BYTES), nsec = get32(page + H_SECTIONS);
+    uint32_t header = cm_get_le32(page + H_HEADER_BYTES), nsec = cm_get_le32(page + H_SECTIONS);
     CM_RETURN_IF(header != IXF_HEADER, ROTOR_ERR_FORMAT,
                  "'%s' declares a %u-byte header; version %u headers are %u bytes", path, header,
                  IXF_VERSION, IXF_HEADER);
@@ -361,9 +340,9 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     uint8_t copy[IXF_HEADER + IXF_MAX_SECTIONS * IXF_ENTRY];
     memcpy(copy, page, used);
     memset(copy + H_CHECKSUM, 0, 8);
-    CM_RETURN_IF(XXH3_64bits(copy, used) != get64(page + H_CHECKSUM), ROTOR_ERR_CORRUPT,
+    CM_RETURN_IF(XXH3_64bits(copy, used) != cm_get_le64(page + H_CHECKSUM), ROTOR_ERR_CORRUPT,
                  "'%s' is corrupt: the header checksum does not match", path);
-    uint64_t recorded = get64(page + H_FILE_SIZE);
+    uint64_t recorded = cm_get_le64(page + H_FILE_SIZE);
     CM_RETURN_IF(size < recorded, ROTOR_ERR_FORMAT,
                  "'%s' is truncated: %" PRIu64 " bytes of the %" PRIu64 " it was written with",
                  path, size, recorded);
@@ -373,9 +352,10 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     uint64_t prev_end = IXF_PAGE;
     for (unsigned i = 0; i < nsec; i++) {
         const uint8_t *e = page + IXF_HEADER + i * IXF_ENTRY;
-        ixf_entry s = {get32(e), get64(e + 8), get64(e + 16), get64(e + 24)};
+        ixf_entry s = {cm_get_le32(e), cm_get_le64(e + 8), cm_get_le64(e + 16),
+                       cm_get_le64(e + 24)};
         const char *name = ixf_section_name(s.id);
-        CM_RETURN_IF(strcmp(name, "unknown") == 0 || get32(e + 4) != 0, ROTOR_ERR_FORMAT,
+        CM_RETURN_IF(strcmp(name, "unknown") == 0 || cm_get_le32(e + 4) != 0, ROTOR_ERR_FORMAT,
                      "'%s' has a section of unknown kind %u", path, s.id);
         for (unsigned j = 0; j < i; j++)
             CM_RETURN_IF(f->sections[j].id == s.id, ROTOR_ERR_FORMAT,
@@ -394,25 +374,25 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     f->nsections = nsec;
 
     ixf_meta *m = &f->meta;
-    m->kind = get32(page + H_KIND);
-    m->metric = get32(page + H_METRIC);
-    m->dim = get64(page + H_DIM);
-    m->count = get64(page + H_COUNT);
+    m->kind = cm_get_le32(page + H_KIND);
+    m->metric = cm_get_le32(page + H_METRIC);
+    m->dim = cm_get_le64(page + H_DIM);
+    m->count = cm_get_le64(page + H_COUNT);
     get_name(m->quant, page + H_QUANT);
     get_name(m->walk_quant, page + H_WALK_QUANT);
-    m->seed = get64(page + H_SEED);
-    m->graph_degree = get32(page + H_DEGREE);
-    m->build_list = get32(page + H_BUILD_LIST);
-    m->neighbor_codes = get32(page + H_NEIGHBOR_CODES);
-    m->build_space = get32(page + H_BUILD_SPACE);
-    m->nlist = get32(page + H_NLIST);
-    uint32_t alpha_bits = get32(page + H_ALPHA);
+    m->seed = cm_get_le64(page + H_SEED);
+    m->graph_degree = cm_get_le32(page + H_DEGREE);
+    m->build_list = cm_get_le32(page + H_BUILD_LIST);
+    m->neighbor_codes = cm_get_le32(page + H_NEIGHBOR_CODES);
+    m->build_space = cm_get_le32(page + H_BUILD_SPACE);
+    m->nlist = cm_get_le32(page + H_NLIST);
+    uint32_t alpha_bits = cm_get_le32(page + H_ALPHA);
     memcpy(&m->alpha, &alpha_bits, 4);
-    m->vectors_on_disk = get32(page + H_ON_DISK);
-    uint64_t train_bits = get64(page + H_TRAIN_SECONDS);
+    m->vectors_on_disk = cm_get_le32(page + H_ON_DISK);
+    uint64_t train_bits = cm_get_le64(page + H_TRAIN_SECONDS);
     memcpy(&m->train_seconds, &train_bits, 8);
     get_name(m->tool, page + H_TOOL);
-    m->created = get64(page + H_CREATED);
+    m->created = cm_get_le64(page + H_CREATED);
     return ROTOR_OK;
 }
 
