@@ -86,8 +86,8 @@ static void flat_stats(const nav *n, const graph_space *s, nav_stats *out) {
     *out = (nav_stats){0};
 }
 
-static rotor_status scan_floats(const graph_space *s, const float *q, size_t k, int64_t *ids,
-                                float *dists) {
+static rotor_status scan_floats(const graph_space *s, const float *q, size_t k,
+                                const nav_filter *filter, int64_t *ids, float *dists) {
     const simd_ops *ops = simd_ops_get();
     const size_t d = s->dim;
     const rotor_metric metric = s->metric;
@@ -107,7 +107,8 @@ static rotor_status scan_floats(const graph_space *s, const float *q, size_t k, 
         }
         size_t i = ops->first_below(block, 0, n, cm_topk_threshold(&top));
         while (i < n) {
-            cm_topk_push(&top, block[i], (int64_t)(start + i));
+            if (filter == NULL || nav_filter_allows(filter, (uint32_t)(start + i)))
+                cm_topk_push(&top, block[i], (int64_t)(start + i));
             i = ops->first_below(block, i + 1, n, cm_topk_threshold(&top));
         }
     }
@@ -118,7 +119,7 @@ static rotor_status scan_floats(const graph_space *s, const float *q, size_t k, 
 static rotor_status flat_search(const nav *n, const graph_space *s, const float *query, size_t k,
                                 const nav_search_params *p, int64_t *ids, float *dists) {
     if (s->q == NULL)
-        return scan_floats(s, query, k, ids, dists);
+        return scan_floats(s, query, k, p->filter, ids, dists);
     graph_scan sc;
     CM_FORWARD(graph_scan_begin(&sc, &n->alloc, s->q, query, k, p, 0, ids, dists));
     graph_scan_store(&sc, s->codes, 0, s->count, NULL, SIZE_MAX);
@@ -163,13 +164,12 @@ static void scan_chunk(const graph_space *s, const float *queries, size_t nq, cm
 }
 
 /* A full-precision batch is tiled (see the top of this file); a quantized
- * one has nothing to share and is declined. */
+ * or filtered one has nothing to share and is declined. */
 static rotor_status flat_search_batch(const nav *n, const graph_space *s, const float *queries,
                                       size_t nq, size_t k, const nav_search_params *p, int64_t *ids,
                                       float *dists) {
     (void)n;
-    (void)p;
-    if (s->q != NULL)
+    if (s->q != NULL || p->filter != NULL)
         return ROTOR_ERR_UNSUPPORTED;
     cm_topk tops[QUERY_CHUNK];
     for (size_t q0 = 0; q0 < nq; q0 += QUERY_CHUNK) {

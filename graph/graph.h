@@ -135,6 +135,28 @@ typedef struct nav_work {
     uint64_t probed;   /* IVF: centroids compared */
 } nav_work;
 
+/* A search's filter as the navigators see it (index/filter.c compiles a
+ * rotor_filter into one): which points may be results. The others are
+ * still walked through, so a graph is crossed as it was built. */
+typedef struct nav_filter nav_filter;
+struct nav_filter {
+    /* True for a point that may be a result; called from any number of
+     * searching threads, only for points good enough to enter a result. */
+    bool (*allows)(const nav_filter *f, uint32_t id);
+    /* About how many points pass, of the navigator's count: how far a
+     * walk or a probe must go to meet as many of them as without a
+     * filter. */
+    size_t passing;
+    /* Points that pass, spread over them, to start a graph walk from (a
+     * label's own members, as Filtered-DiskANN's per-label starting
+     * points): a walk then begins among them even where they are few and
+     * far from the graph's entry. */
+    const uint32_t *starts;
+    size_t nstarts;
+};
+
+static inline bool nav_filter_allows(const nav_filter *f, uint32_t id) { return f->allows(f, id); }
+
 /* Search parameters; 0 asks for the kind's default, except rerank. */
 typedef struct nav_search_params {
     size_t list;   /* vamana: candidate list, >= k */
@@ -146,7 +168,8 @@ typedef struct nav_search_params {
      * index is searched as if it had been held out of it, which is how a
      * calibration measures recall on the index's own rows. */
     const uint32_t *skip;
-    nav_work *work; /* NULL, or counts added to */
+    const nav_filter *filter; /* NULL: every point may be a result */
+    nav_work *work;           /* NULL, or counts added to */
     /* For the index's rerank (index/search.c): score every candidate,
      * ignoring the residuals' bound (rotor_search_params.rerank_all); and
      * reads in flight after the first, with vectors on disk (0: default). */
@@ -286,14 +309,15 @@ typedef struct graph_scan {
     const rotor_allocator *a;
     const quant *q;
     void *qstate;
-    float *block;     /* GRAPH_SCAN_BLOCK estimates */
-    void *extra;      /* the caller's bytes, asked for at begin */
-    cm_topk top;      /* the best estimates */
-    uint32_t *cand;   /* their ids, best first, for the rerank */
-    uint8_t *fine;    /* the rerank's scratch flags */
-    size_t k, rerank; /* rerank 0: `top` writes the caller's results directly */
-    size_t skip;      /* nav_search_params.skip, SIZE_MAX for none */
-    nav_work *work;   /* NULL, or counts added to */
+    float *block;             /* GRAPH_SCAN_BLOCK estimates */
+    void *extra;              /* the caller's bytes, asked for at begin */
+    cm_topk top;              /* the best estimates */
+    uint32_t *cand;           /* their ids, best first, for the rerank */
+    uint8_t *fine;            /* the rerank's scratch flags */
+    size_t k, rerank;         /* rerank 0: `top` writes the caller's results directly */
+    size_t skip;              /* nav_search_params.skip, SIZE_MAX for none */
+    const nav_filter *filter; /* nav_search_params.filter */
+    nav_work *work;           /* NULL, or counts added to */
     int64_t *ids;
     float *dists;
     uint8_t *mem;
@@ -310,6 +334,13 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
  * skipped. */
 void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t n,
                       const uint32_t *ids, size_t bound);
+/* Scores the codes of points ids[0..n) of `store` (the index's store of
+ * every point, in any layout): the scan of a list of points, such as those
+ * a filter allows, which the caller has already filtered. */
+void graph_scan_ids(graph_scan *sc, const uint8_t *store, const uint32_t *ids, size_t n);
+/* The exact distances of points ids[0..n) of s->vectors into top. */
+void graph_exact_ids(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
+                     cm_topk *top);
 /* Reranks the kept estimates on the full vectors (when asked to), writes
  * the results and releases the scan. */
 rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *query);

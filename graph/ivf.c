@@ -235,6 +235,12 @@ static rotor_status ivf_insert(nav *n, const graph_space *s) {
     return add_points(f, s);
 }
 
+/* With a filter, how many times nprobe a search may probe: it goes on
+ * past nprobe lists until it has scanned as many codes that pass as an
+ * unfiltered search scans codes (estimated from the filter's share of
+ * points), or this many times the lists. */
+enum { FILTER_PROBE_GROWTH = 16 };
+
 static rotor_status ivf_search(const nav *n, const graph_space *s, const float *query, size_t k,
                                const nav_search_params *p, int64_t *ids, float *dists) {
     const ivf *f = ivf_of(n);
@@ -243,27 +249,38 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
     size_t nprobe = p->nprobe ? p->nprobe : DEFAULT_NPROBE;
     if (nprobe > nlist)
         nprobe = nlist;
+    size_t most = nprobe;
+    if (p->filter != NULL)
+        most = nprobe * FILTER_PROBE_GROWTH < nlist ? nprobe * FILTER_PROBE_GROWTH : nlist;
     /* Beside the scan: the centroid distances and the probe heap. */
     const size_t cb = cm_round_up(nlist * sizeof(float), CM_ALIGN);
     graph_scan sc;
     CM_FORWARD(graph_scan_begin(&sc, &f->base.alloc, s->q, query, k, p,
-                                cb + nprobe * (sizeof(float) + sizeof(int64_t)), ids, dists));
+                                cb + most * (sizeof(float) + sizeof(int64_t)), ids, dists));
     float *cdist = sc.extra;
     int64_t *probe_id = (int64_t *)((uint8_t *)sc.extra + cb);
-    float *probe_d = (float *)(probe_id + nprobe);
+    float *probe_d = (float *)(probe_id + most);
 
     ops->l2sq_f32_rows(query, f->centroids, nlist, f->dim, f->dim, cdist);
     if (p->work != NULL)
         p->work->probed += nlist;
     cm_topk probes;
-    cm_topk_init(&probes, probe_d, probe_id, nprobe);
+    cm_topk_init(&probes, probe_d, probe_id, most);
     for (size_t l = 0; l < nlist; l++)
         cm_topk_push(&probes, cdist[l], (int64_t)l);
     cm_topk_finish(&probes);
+    /* Filtered: codes scanned, and what an unfiltered search would scan in
+     * passing ones (the first nprobe lists' codes). */
+    double scanned = 0, want = 0;
+    for (size_t i = 0; i < nprobe; i++)
+        want += (double)f->lists[probe_id[i]].size;
+    const double share =
+        p->filter != NULL && f->count > 0 ? (double)p->filter->passing / (double)f->count : 1;
     /* Ids of a mapped, unverified file are bounded before use. */
-    for (size_t i = 0; i < nprobe; i++) {
+    for (size_t i = 0; i < most && (i < nprobe || scanned * share < want); i++) {
         const ivf_list *l = &f->lists[probe_id[i]];
         graph_scan_store(&sc, l->codes, 0, l->size, l->ids, f->count);
+        scanned += (double)l->size;
     }
     return graph_scan_end(&sc, s, query);
 }

@@ -168,6 +168,7 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
                        .k = k,
                        .rerank = rerank,
                        .skip = p->skip != NULL ? *p->skip : SIZE_MAX,
+                       .filter = p->filter,
                        .work = p->work,
                        .ids = ids,
                        .dists = dists,
@@ -196,10 +197,46 @@ void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t
         size_t i = ops->first_below(sc->block, 0, m, cm_topk_threshold(&sc->top));
         while (i < m) {
             const size_t id = ids != NULL ? ids[start + i] : first + start + i;
-            if (id < bound && id != sc->skip)
+            if (id < bound && id != sc->skip &&
+                (sc->filter == NULL || nav_filter_allows(sc->filter, (uint32_t)id)))
                 cm_topk_push(&sc->top, sc->block[i], (int64_t)id);
             i = ops->first_below(sc->block, i + 1, m, cm_topk_threshold(&sc->top));
         }
+    }
+}
+
+void graph_scan_ids(graph_scan *sc, const uint8_t *store, const uint32_t *ids, size_t n) {
+    const quant *q = sc->q;
+    /* Scattered codes: a few load ahead of the one scored (as the refine). */
+    const bool plain = q->ops->store == quant_plain_store;
+    enum { AHEAD = 16 };
+    for (size_t j = 0; plain && j < AHEAD && j < n; j++)
+        prefetch_bytes(store + (size_t)ids[j] * q->code_bytes, q->code_bytes);
+    for (size_t j = 0; j < n; j++) {
+        if (plain && j + AHEAD < n)
+            prefetch_bytes(store + (size_t)ids[j + AHEAD] * q->code_bytes, q->code_bytes);
+        float e;
+        q->ops->scan(q, sc->qstate, store, ids[j], 1, &e);
+        if (e < cm_topk_threshold(&sc->top) && ids[j] != sc->skip)
+            cm_topk_push(&sc->top, e, ids[j]);
+    }
+    if (sc->work != NULL) {
+        sc->work->scored += n;
+        sc->work->gathered += n;
+    }
+}
+
+void graph_exact_ids(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
+                     cm_topk *top) {
+    const simd_ops *ops = simd_ops_get();
+    const size_t vb = s->dim * sizeof(float);
+    for (size_t j = 0; j < n; j++) {
+        if (j + 2 < n)
+            prefetch_bytes(s->vectors + (size_t)ids[j + 2] * s->dim, vb < 1024 ? vb : 1024);
+        cm_topk_push(
+            top,
+            graph_distance(ops, s->metric, query, s->vectors + (size_t)ids[j] * s->dim, s->dim),
+            ids[j]);
     }
 }
 

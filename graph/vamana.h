@@ -217,19 +217,56 @@ size_t vm_start_sample_size(size_t n);
 rotor_status vm_group_starts(vamana *g, const graph_space *s);
 /* Copies each group's leader code into the leaders' store. */
 rotor_status vm_fill_leader_codes(vamana *g);
-/* Enters the best of about `want` starting points into the list (and the
- * rerank pool, unless NULL). */
-void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_list *l,
-                     cm_topk *pool);
+/* Where a search's scored candidates go: the list it walks (L entries)
+ * and, when there is one, a deeper pool of the best estimates for a
+ * rerank. With a filter, only points it allows enter the pool, which is
+ * then always there (it holds the results), and `near` (the pool itself
+ * when as deep as the list) keeps the L best of them: the walk routes
+ * through any point, but only through those nearer than the L-th best
+ * allowed one, and ends when the next to expand is no nearer (hnswlib's
+ * filtered stop). Without a filter this is the plain beam search; with a
+ * filter that allows everything it expands the same nodes. */
+typedef struct vm_sink {
+    vm_list l;
+    cm_topk *pool;
+    const nav_filter *filter;
+    cm_topk *near;
+} vm_sink;
 
-/* The estimate a candidate must beat to enter the list or, when there is
- * one, the deeper rerank pool. */
-static inline float entry_gate(const vm_list *l, const cm_topk *pool) {
+/* The estimate a candidate must beat to be worth scoring further: to
+ * enter the list or the pool. */
+static inline float entry_gate(const vm_sink *k) {
+    const vm_list *l = &k->l;
     float gate = l->size < l->cap ? INFINITY : l->c[l->size - 1].dist;
-    if (pool != NULL && cm_topk_threshold(pool) > gate)
-        gate = cm_topk_threshold(pool);
+    if (k->near != NULL && cm_topk_threshold(k->near) < gate)
+        gate = cm_topk_threshold(k->near);
+    if (k->pool != NULL && cm_topk_threshold(k->pool) > gate)
+        gate = cm_topk_threshold(k->pool);
     return gate;
 }
+
+/* A scored candidate enters the list, and the pool if it is good enough
+ * (and, with a filter, allowed). */
+static inline void sink_offer(vm_sink *k, float est, uint32_t id) {
+    if (k->filter == NULL) {
+        list_insert(&k->l, est, id);
+        if (k->pool != NULL && est < cm_topk_threshold(k->pool))
+            cm_topk_push(k->pool, est, id);
+        return;
+    }
+    const float nt = cm_topk_threshold(k->near), pt = cm_topk_threshold(k->pool);
+    if (est < nt)
+        list_insert(&k->l, est, id);
+    if ((est < pt || est < nt) && nav_filter_allows(k->filter, id)) {
+        if (est < pt)
+            cm_topk_push(k->pool, est, id);
+        if (k->near != k->pool && est < nt)
+            cm_topk_push(k->near, est, id);
+    }
+}
+
+/* Enters the best of about `want` starting points into the sink. */
+void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_sink *k);
 
 /* ---- vamana_search.c, vamana_io.c ---------------------------------------- */
 

@@ -32,8 +32,7 @@ typedef struct vm_walk {
     const simd_ops *ops;
     const void *qs; /* the walking quantizer's prepared query */
     vm_scratch *sc;
-    vm_list l;
-    cm_topk *pool;   /* best estimates for a rerank deeper than the list; NULL: none */
+    vm_sink k;       /* the list, and the pool of a deep rerank or a filter */
     uint8_t *gather; /* own-code layout: the neighbours' codes, gathered */
     /* A node whose record is impossible (a degree past R, an id past the
      * graph), NO_NODE if none: such a file fails the search. */
@@ -43,12 +42,7 @@ typedef struct vm_walk {
 
 enum { NO_NODE = UINT32_MAX };
 
-/* A scored candidate enters the list and, when there is one, the pool. */
-static inline void offer(vm_walk *w, float est, uint32_t id) {
-    list_insert(&w->l, est, id);
-    if (w->pool != NULL && est < cm_topk_threshold(w->pool))
-        cm_topk_push(w->pool, est, id);
-}
+static inline void offer(vm_walk *w, float est, uint32_t id) { sink_offer(&w->k, est, id); }
 
 /* True for a neighbour of u not visited yet, now marked; an id past the
  * graph marks u's record impossible instead. */
@@ -69,12 +63,12 @@ static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t d
     float *est = w->sc->est;
     w->walk->ops->scan(w->walk, w->qs, (const uint8_t *)rec + g->block_off, 0, deg, est);
     w->work.scored += deg;
-    float gate = entry_gate(&w->l, w->pool);
+    float gate = entry_gate(&w->k);
     for (uint32_t j = 0; j < deg; j++) {
         if (est[j] >= gate || !enters(w, u, nb[j], count))
             continue;
         offer(w, est[j], nb[j]);
-        gate = entry_gate(&w->l, w->pool);
+        gate = entry_gate(&w->k);
     }
 }
 
@@ -161,9 +155,34 @@ static const void *refine(const graph_space *s, const float *query, uint8_t *qme
     return qs;
 }
 
+/* With a filter, how many times the caller's L the list may grow: the
+ * walk ends on the L best allowed estimates (vm_sink), and the list bounds
+ * how many other points it may route through meanwhile. Where fewer pass
+ * than this allows for, the index scans them instead (index/filter.c). */
+enum { FILTER_LIST_GROWTH = 16 };
+
+/* The filter's own starting points, entered beside the graph's. */
+static void enter_filter_starts(vm_walk *w, const nav_filter *f) {
+    const uint32_t count = (uint32_t)w->g->count;
+    for (size_t j = 0; j < f->nstarts; j++) {
+        const uint32_t id = f->starts[j];
+        if (id >= count || !visit(w->sc, id))
+            continue;
+        float e;
+        if (w->walk != NULL)
+            w->walk->ops->scan(w->walk, w->qs, w->s->walk_codes, id, 1, &e);
+        else
+            e = graph_exact_distance(w->s, w->query, id);
+        w->work.scored++;
+        w->work.gathered++;
+        offer(w, e, id);
+    }
+}
+
 rotor_status vamana_search(const nav *n, const graph_space *s, const float *query, size_t k,
                            const nav_search_params *p, int64_t *ids, float *dists) {
     const vamana *g = vamana_of(n);
+    const nav_filter *filter = p->filter;
     size_t list = p->list ? p->list : DEFAULT_LIST;
     const size_t rerank = p->rerank;
     const size_t refine_depth = p->refine ? p->refine : 4 * rerank;
@@ -183,13 +202,23 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     if (keep > 0 && keep < k)
         keep = k;
     /* A depth beyond the list keeps its own heap of the best estimates
-     * seen, so a short list (fast) can still feed a deep rerank. */
-    const bool pooled = keep > list;
+     * seen, so a short list (fast) can still feed a deep rerank; a filter
+     * keeps one of the allowed points, where the results come from. */
+    const bool pooled = keep > list || filter != NULL;
+    const size_t pool_cap = !pooled ? 0 : keep > k ? keep : k;
+    const size_t near_cap = filter != NULL && pool_cap != list ? list : 0;
+    size_t route = list;
+    if (filter != NULL) {
+        const size_t passing = filter->passing > 0 ? filter->passing : 1;
+        const size_t grow = (g->count + passing - 1) / passing;
+        route = list * (grow < FILTER_LIST_GROWTH ? grow : FILTER_LIST_GROWTH);
+    }
     const size_t second = refining ? (rerank > k ? rerank : k) : 0;
     vm_scratch *sc;
-    CM_FORWARD(vm_scratch_get(g, s, g->count, list, 0, (pooled ? keep : 0) + second, &sc));
-    cm_topk pool;
-    cm_topk_init(&pool, sc->best_d, sc->best_id, pooled ? keep : 0);
+    CM_FORWARD(vm_scratch_get(g, s, g->count, route, 0, pool_cap + near_cap + second, &sc));
+    cm_topk pool, near;
+    cm_topk_init(&pool, sc->best_d, sc->best_id, pool_cap);
+    cm_topk_init(&near, sc->best_d + pool_cap, sc->best_id + pool_cap, near_cap);
     vm_walk w = {
         .g = g,
         .s = s,
@@ -198,8 +227,12 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         .ops = simd_ops_get(),
         .qs = walk ? prepare_query(walk, query, sc->qmem) : NULL,
         .sc = sc,
-        .l = {sc->list, sc->expanded, 0, list, 0},
-        .pool = pooled ? &pool : NULL,
+        .k = {.l = {sc->list, sc->expanded, 0, route, 0},
+              .pool = pooled ? &pool : NULL,
+              .filter = filter,
+              .near = filter == NULL ? NULL
+                      : near_cap > 0 ? &near
+                                     : &pool},
         .gather = g->own_code ? sc->qmem + vm_gather_offset(s) : NULL,
         .bad = NO_NODE,
     };
@@ -219,21 +252,25 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     else
         d0 = graph_exact_distance(s, query, g->entry);
     visit(sc, g->entry);
-    list_insert(&w.l, d0, g->entry);
-    if (pooled)
-        cm_topk_push(&pool, d0, g->entry);
+    offer(&w, d0, g->entry);
     w.work.scored += 1 + nstarts;
     if (nstarts > 0)
-        vm_enter_starts(g, w.qs, nstarts, sc, &w.l, w.pool);
+        vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
+    if (filter != NULL)
+        enter_filter_starts(&w, filter);
 
+    vm_list *l = &w.k.l;
     size_t i;
-    while ((i = list_next(&w.l)) < w.l.size) {
-        w.l.expanded[i] = 1;
-        const uint32_t u = w.l.c[i].id;
+    while ((i = list_next(l)) < l->size) {
+        /* Filtered: nothing nearer than the L best allowed points is left. */
+        if (filter != NULL && l->c[i].dist >= cm_topk_threshold(w.k.near))
+            break;
+        l->expanded[i] = 1;
+        const uint32_t u = l->c[i].id;
         /* Fetch the likely next node while this one is scored. */
-        for (size_t j = i + 1; j < w.l.size; j++) {
-            if (!w.l.expanded[j]) {
-                prefetch_bytes(node_of(g, w.l.c[j].id), g->neighbor_codes ? g->node_bytes : 64);
+        for (size_t j = i + 1; j < l->size; j++) {
+            if (!l->expanded[j]) {
+                prefetch_bytes(node_of(g, l->c[j].id), g->neighbor_codes ? g->node_bytes : 64);
                 break;
             }
         }
@@ -260,21 +297,21 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
      * reads from disk): the pool, or the head of the list. */
     if (pooled)
         cm_topk_finish(&pool);
-    size_t nc = pooled ? pool.size : (keep < w.l.size ? keep : w.l.size);
+    size_t nc = pooled ? pool.size : (keep < l->size ? keep : l->size);
     uint32_t *cand = sc->cand;
     /* Their estimates by the walking codes: the pool's own, or copied from
      * the list into the pool's unused room (at least list + 1 entries). */
     float *est = sc->best_d;
     const void *est_qs = w.qs;
     for (size_t j = 0; j < nc; j++) {
-        cand[j] = pooled ? (uint32_t)pool.id[j] : w.l.c[j].id;
+        cand[j] = pooled ? (uint32_t)pool.id[j] : l->c[j].id;
         if (!pooled)
-            est[j] = w.l.c[j].dist;
+            est[j] = l->c[j].dist;
     }
     w.work.refined += refining ? nc : 0;
     if (refining && nc > 0) {
         cm_topk best;
-        cm_topk_init(&best, sc->best_d + (pooled ? keep : 0), sc->best_id + (pooled ? keep : 0),
+        cm_topk_init(&best, sc->best_d + pool_cap + near_cap, sc->best_id + pool_cap + near_cap,
                      rerank > 0 ? second : k);
         est_qs = refine(s, query, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
         est = best.dist;
@@ -299,9 +336,12 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         graph_cands c = {.ids = cand, .est = est, .fine = sc->fine, .n = nc, .qs = est_qs};
         st = graph_rerank(s, query, &c, &top);
         w.work.reranked += c.scored; /* what was scored, not what the bound skipped */
+    } else if (pooled) {
+        for (size_t j = 0; j < pool.size && j < k; j++)
+            cm_topk_push(&top, pool.dist[j], pool.id[j]);
     } else {
-        for (size_t j = 0; j < w.l.size && j < k; j++)
-            cm_topk_push(&top, w.l.c[j].dist, w.l.c[j].id);
+        for (size_t j = 0; j < l->size && j < k; j++)
+            cm_topk_push(&top, l->c[j].dist, l->c[j].id);
     }
     cm_topk_finish(&top);
     vm_scratch_put(g, sc);

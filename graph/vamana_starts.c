@@ -156,38 +156,35 @@ size_t vm_start_sample_size(size_t n) {
  * many words of the visited set), and the others are skipped a vector at a
  * time. */
 static void enter_start_range(const vamana *g, const void *qs, size_t first, size_t n,
-                              vm_scratch *sc, vm_list *l, cm_topk *pool) {
+                              vm_scratch *sc, vm_sink *k) {
     const simd_ops *ops = simd_ops_get();
     const uint32_t *ids = g->starts + first;
     g->walk_q->ops->scan(g->walk_q, qs, g->start_codes, first, n, sc->est);
-    float gate = entry_gate(l, pool);
+    float gate = entry_gate(k);
     for (size_t j = ops->first_below(sc->est, 0, n, gate); j < n;
          j = ops->first_below(sc->est, j + 1, n, gate)) {
         if (!visit(sc, ids[j]))
             continue;
-        list_insert(l, sc->est[j], ids[j]);
-        if (pool != NULL && sc->est[j] < cm_topk_threshold(pool))
-            cm_topk_push(pool, sc->est[j], ids[j]);
-        gate = entry_gate(l, pool);
+        sink_offer(k, sc->est[j], ids[j]);
+        gate = entry_gate(k);
     }
 }
 
 /* All of them when ungrouped or when as many are wanted, else the groups
  * of the leaders nearest the query, nearest first, until they hold `want`
  * points. */
-void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_list *l,
-                     cm_topk *pool) {
+void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_sink *k) {
     if (g->ngroups == 0 || want >= g->nstarts) {
-        enter_start_range(g, qs, 0, want < g->nstarts ? want : g->nstarts, sc, l, pool);
+        enter_start_range(g, qs, 0, want < g->nstarts ? want : g->nstarts, sc, k);
         return;
     }
-    const size_t k = g->ngroups;
-    const size_t picks = (want * k + g->nstarts - 1) / g->nstarts;
-    g->walk_q->ops->scan(g->walk_q, qs, g->leader_codes, 0, k, sc->est);
+    const size_t ng = g->ngroups;
+    const size_t picks = (want * ng + g->nstarts - 1) / g->nstarts;
+    g->walk_q->ops->scan(g->walk_q, qs, g->leader_codes, 0, ng, sc->est);
     /* The `picks` best leaders, sorted, by insertion: most fail the first
      * comparison. */
     size_t m = 0;
-    for (size_t c = 0; c < k; c++) {
+    for (size_t c = 0; c < ng; c++) {
         const float d = sc->est[c];
         if (m == picks && d >= sc->picks[m - 1].dist)
             continue;
@@ -198,7 +195,6 @@ void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *s
     }
     for (size_t j = 0; j < m; j++) {
         const uint32_t c = sc->picks[j].id;
-        enter_start_range(g, qs, g->group_off[c], g->group_off[c + 1] - g->group_off[c], sc, l,
-                          pool);
+        enter_start_range(g, qs, g->group_off[c], g->group_off[c + 1] - g->group_off[c], sc, k);
     }
 }

@@ -286,6 +286,9 @@ typedef struct rotor_params {
      * rows of the index searched as if held out), which a search by
      * recall (rotor_search_params.target_recall) reads. 0: skipped. */
     int calibrate;
+    /* NULL (default), or the labels of the rows built, in order (as
+     * rotor_index_set_labels after the build; rows must match). */
+    const struct rotor_labels *labels;
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
     rotor_progress_fn progress; /* default NULL */
     void *progress_opaque;
@@ -297,11 +300,48 @@ ROTOR_API rotor_params rotor_params_default(void);
  * before starting work. */
 ROTOR_API rotor_status rotor_params_check(const rotor_params *params);
 
+/* ---------------------------------------------------------------------------
+ * Labels and filters. A vector may carry a set of labels (non-negative
+ * integers: a category, an owner, a tenant), kept in the index file; a
+ * search may take a filter, and then returns only vectors it allows,
+ * checked inside the search (a graph routes through the others, not
+ * around them), or, when few pass, by an exact scan of those that do.
+ * ------------------------------------------------------------------------ */
+
+/* Labels of `rows` vectors, compressed rows: vector i carries
+ * values[offsets[i] .. offsets[i + 1]) (any order, repeats ignored);
+ * offsets has rows + 1 entries, offsets[0] = 0, never decreasing. */
+typedef struct rotor_labels {
+    const uint64_t *offsets;
+    const uint32_t *values;
+    size_t rows;
+} rotor_labels;
+
+/* A search's condition. A vector passes when it meets every part that is
+ * set: labels (any of them, or all of them with all = 1; nlabels 0: no
+ * label condition), an allow-list (bit i of allow, for ids i <
+ * allow_bits: set = allowed; ids at or past allow_bits are not; NULL:
+ * none), and a predicate (nonzero = allowed; NULL: none), which is called
+ * from the searching threads, any number at once, and must not change the
+ * index. A filter that allows nothing returns no result (ids -1). */
+typedef struct rotor_filter {
+    const uint32_t *labels;
+    size_t nlabels;
+    int all;
+    const uint64_t *allow;
+    size_t allow_bits;
+    int (*predicate)(void *opaque, int64_t id);
+    void *opaque;
+} rotor_filter;
+
 /* What one query cost, filled when rotor_search_params.stats is set. */
 typedef struct rotor_query_stats {
     uint32_t reads;    /* full vectors read from disk for the rerank */
     double io_seconds; /* time spent waiting for those reads */
     uint32_t reranked; /* candidates scored on full vectors, in RAM or from disk */
+    /* With a filter: 1 when so few vectors pass that they were all scored
+     * (an exact scan of them) instead of searched for. */
+    uint32_t filter_scan;
 } rotor_query_stats;
 
 typedef struct rotor_search_params {
@@ -358,6 +398,13 @@ typedef struct rotor_search_params {
      * more rows are read that a bound decided later would have skipped
      * (at most this many - 1 at the end). 0 (default) = 4. */
     uint32_t rerank_window;
+    /* NULL (default), or the condition a result must meet (rotor_filter):
+     * every query of the call is searched among the vectors it allows. */
+    const struct rotor_filter *filter;
+    /* With a filter: 0 (default) scans the vectors it allows instead of
+     * searching among all when that is estimated cheaper (few pass); 1:
+     * always scan them; -1: always search (for comparisons). */
+    int32_t filter_scan;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);
@@ -419,6 +466,9 @@ typedef struct rotor_index_stats {
                                   vectors on disk: at open (io_backend is then "pread") or at
                                   some search whose ring was refused (ENOMEM, EPERM, io_uring
                                   disabled), which read with pread instead */
+    size_t labelled;           /* vectors carrying at least one label */
+    size_t labels;             /* distinct labels */
+    size_t bytes_labels;       /* the labels and their posting lists (counted in bytes_total) */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
@@ -505,6 +555,19 @@ ROTOR_API rotor_status rotor_index_reconstruct(const rotor_index *index, int64_t
 ROTOR_API rotor_status rotor_index_estimate(const rotor_index *index, const float *query,
                                             size_t dim, const int64_t *ids, size_t n,
                                             float *distances);
+
+/* Gives vectors their labels, replacing what they carried: `ids` are the
+ * ids searches return for them (NULL: ids 0 .. labels->rows - 1, every vector
+ * of an index just built, in order). On failure nothing changed. Not
+ * beside searches of the same index (as rotor_index_add). */
+ROTOR_API rotor_status rotor_index_set_labels(rotor_index *index, const int64_t *ids,
+                                              const rotor_labels *labels);
+
+/* The labels of vector `id`: up to `cap` of them into out (ascending,
+ * each once; out may be NULL when cap is 0); *count is how many it
+ * carries. */
+ROTOR_API rotor_status rotor_index_get_labels(const rotor_index *index, int64_t id, uint32_t *out,
+                                              size_t cap, size_t *count);
 
 /* Releases the index; NULL is accepted. */
 ROTOR_API void rotor_index_close(rotor_index *index);

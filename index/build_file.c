@@ -93,6 +93,8 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
                      "int32");
     else if (info.rows == 0)
         st = cm_fail(ROTOR_ERR_EMPTY, "'%s' has no rows", input_path);
+    if (st == ROTOR_OK)
+        st = ix_labels_fit(p.labels, info.rows);
     rotor_index *ix = NULL;
     if (st == ROTOR_OK)
         st = ix_create(&p, info.cols, info.rows, &ix);
@@ -149,6 +151,8 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
         st = ix_index_rows(ix, info.rows);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
+    if (st == ROTOR_OK && p.labels != NULL)
+        st = rotor_index_set_labels(ix, NULL, p.labels);
     if (st == ROTOR_OK)
         st = rotor_index_save(ix, out_path);
     rotor_index_close(ix);

@@ -150,14 +150,19 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     ix->params = p;
     ix->params.quant = NULL; /* not kept: the caller owns the strings */
     ix->params.walk_quant = NULL;
+    ix->params.labels = NULL; /* set by the build, not kept */
     ix->alloc = p.allocator;
     ix->metric = p.metric;
     ix->dim = dim;
-    /* "auto" starts as full precision; the first batch chooses. */
+    /* "auto": the first batch chooses the codes and creates the navigator
+     * for them (an IVF navigator cannot exist without codes). */
     ix->auto_quant = ix_quant_auto(p.quant);
+    snprintf(ix->quant_name, sizeof ix->quant_name, "none");
     const bool named_walk = p.walk_quant != NULL && strcmp(p.walk_quant, "none") != 0;
-    rotor_status st = configure(ix, ix_quant_named(p.quant) ? p.quant : NULL,
-                                named_walk ? p.walk_quant : NULL, rows);
+    rotor_status st = ROTOR_OK;
+    if (!ix->auto_quant)
+        st = configure(ix, ix_quant_named(p.quant) ? p.quant : NULL,
+                       named_walk ? p.walk_quant : NULL, rows);
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;
@@ -174,11 +179,14 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     rotor_params p = params ? *params : rotor_params_default();
     CM_FORWARD(ix_params_check(&p));
     CM_FORWARD(ix_matrix_check(vectors, "base data"));
+    CM_FORWARD(ix_labels_fit(p.labels, vectors->rows));
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
     rotor_status st = rotor_index_add(ix, vectors);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
+    if (st == ROTOR_OK && p.labels != NULL)
+        st = rotor_index_set_labels(ix, NULL, p.labels);
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;
@@ -302,19 +310,15 @@ static rotor_status choose_codes(rotor_index *ix, size_t n) {
     char name[32], walk[32];
     bool neighbor_codes;
     CM_FORWARD(ix_auto_configure(ix, n, name, sizeof name, walk, sizeof walk, &neighbor_codes));
-    nav *empty = ix->nav;
-    ix->nav = NULL;
     const int saved_nbr = ix->params.neighbor_codes;
     ix->params.neighbor_codes = neighbor_codes;
     rotor_status st =
         configure(ix, strcmp(name, "none") != 0 ? name : NULL, walk[0] ? walk : NULL, n);
     if (st != ROTOR_OK) {
         unconfigure(ix);
-        ix->nav = empty;
         ix->params.neighbor_codes = saved_nbr;
         return st;
     }
-    empty->ops->free(empty);
     ix->auto_quant = false;
     return ROTOR_OK;
 }
@@ -394,6 +398,10 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
         out->bytes_codes += ix->walk_q->ops->store_bytes(ix->walk_q, ix->count);
         out->bytes_total += ix->walk_q->ops->store_bytes(ix->walk_q, ix->capacity);
     }
+    out->labelled = ix->labels.labelled;
+    out->labels = ix->labels.nlabels;
+    out->bytes_labels = ix_labels_bytes(ix);
+    out->bytes_total += out->bytes_labels;
     out->bytes_graph = ns.bytes_ids;
     out->bytes_graph_codes = ns.bytes_codes;
     out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
@@ -484,6 +492,7 @@ void rotor_index_close(rotor_index *ix) {
     }
     ix_spill_release(ix);
     ix_tuning_free(ix);
+    ix_labels_free(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);

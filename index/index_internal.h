@@ -41,6 +41,21 @@ typedef struct ix_tuning {
     size_t candidates;
 } ix_tuning;
 
+/* Labels (labels.c): each point's set, compressed rows over points
+ * [0, rows) (later points carry none), and the inverted lists a filter
+ * starts from and a filtered scan enumerates. Memory of the index's own,
+ * also for a mapped file (read and checked at open). */
+typedef struct ix_labels {
+    size_t rows;
+    uint64_t *off;      /* rows + 1 */
+    uint32_t *val;      /* off[rows]: each row's labels ascending, each once */
+    size_t nlabels;     /* distinct labels */
+    uint32_t *label;    /* nlabels, ascending */
+    uint64_t *post_off; /* nlabels + 1 */
+    uint32_t *post;     /* off[rows]: each label's points ascending */
+    size_t labelled;    /* points with at least one label */
+} ix_labels;
+
 struct rotor_index {
     rotor_params params;
     rotor_allocator alloc;
@@ -83,6 +98,7 @@ struct rotor_index {
      * is encoded. */
     bool auto_quant;
     ix_tuning tuning;
+    ix_labels labels;
 };
 
 /* index.c: an empty index of `dim` dimensions for checked params, sized
@@ -156,6 +172,56 @@ void ix_tuning_free(rotor_index *ix);
 /* storage of the tuning section (save.c, open.c) */
 rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_tuning_load(rotor_index *ix);
+
+/* labels.c: the labels section (storage/FORMAT.md), its memory, and the
+ * point a public id names. */
+/* Labels given to a build of `rows` rows (NULL passes), checked before
+ * the build starts. */
+rotor_status ix_labels_fit(const rotor_labels *labels, size_t rows);
+rotor_status ix_labels_save(const rotor_index *ix, ixf_writer *w);
+rotor_status ix_labels_load(rotor_index *ix);
+void ix_labels_free(rotor_index *ix);
+size_t ix_labels_bytes(const rotor_index *ix);
+/* The point of public id `id`, or ROTOR_ERR_INVALID_ARGUMENT naming it. */
+rotor_status ix_point_of(const rotor_index *ix, int64_t id, uint32_t *point);
+/* The public id of a point (what a search returns for it). */
+static inline int64_t ix_id_of(const rotor_index *ix, uint32_t point) {
+    (void)ix;
+    return (int64_t)point;
+}
+/* The labels of point u: *n of them at the returned address, ascending. */
+static inline const uint32_t *ix_labels_of(const ix_labels *l, size_t u, size_t *n) {
+    if (u >= l->rows) {
+        *n = 0;
+        return NULL;
+    }
+    *n = (size_t)(l->off[u + 1] - l->off[u]);
+    return l->val + l->off[u];
+}
+
+/* filter.c: a rotor_filter compiled for one search call: the navigators'
+ * nav_filter (first, so one points at the other), and whether its points
+ * are few enough to be scanned rather than searched for. */
+typedef struct ix_filter {
+    nav_filter nav;
+    const rotor_index *ix;
+    rotor_filter f;
+    uint32_t *labels; /* f's labels, ascending, each once */
+    size_t nlabels;
+    bool none;        /* provably nothing passes */
+    bool scan;        /* search by scanning the points that pass */
+    uint32_t *starts; /* nav.starts */
+} ix_filter;
+/* Compiles `f` for searches with settings np (resolved) on ix; mode as
+ * rotor_search_params.filter_scan. Sets np->filter, or leaves it NULL when
+ * the filter provably allows every point. */
+rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int mode,
+                               nav_search_params *np, ix_filter *out);
+void ix_filter_free(ix_filter *xf);
+/* The exact search among the points a compiled filter allows. */
+rotor_status ix_filter_scan(const rotor_index *ix, const ix_filter *xf, const graph_space *s,
+                            const nav_search_params *np, const float *query, size_t k, int64_t *ids,
+                            float *dists);
 
 /* search.c: one query through the navigator with its settings resolved. */
 rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,

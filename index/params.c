@@ -139,6 +139,8 @@ rotor_status ix_search_params_check(const rotor_search_params *p) {
                  (double)p->target_recall);
     CM_RETURN_IF(p->rerank_all != 0 && p->rerank_all != 1, ROTOR_ERR_INVALID_ARGUMENT,
                  "rerank_all must be 0 or 1, not %d", p->rerank_all);
+    CM_RETURN_IF(p->filter_scan < -1 || p->filter_scan > 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "filter_scan must be -1, 0 or 1, not %d", (int)p->filter_scan);
     CM_RETURN_IF(p->rerank_window > IX_MAX_RERANK_WINDOW, ROTOR_ERR_INVALID_ARGUMENT,
                  "rerank_window must be at most %d, not %u", IX_MAX_RERANK_WINDOW,
                  p->rerank_window);

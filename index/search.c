@@ -110,6 +110,19 @@ rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, c
         s.rerank = rerank_from_disk;
         s.rerank_ctx = &disk;
     }
+    const ix_filter *xf = (const ix_filter *)np->filter;
+    if (xf != NULL && xf->none) {
+        for (size_t i = 0; i < k; i++) {
+            ids[i] = -1;
+            dists[i] = INFINITY;
+        }
+        return ROTOR_OK;
+    }
+    if (xf != NULL && xf->scan) {
+        if (qs != NULL)
+            qs->filter_scan = 1;
+        return ix_filter_scan(ix, xf, &s, np, query, k, ids, dists);
+    }
     return ix->nav->ops->search(ix->nav, &s, query, k, np, ids, dists);
 }
 typedef struct batch_job {
@@ -172,8 +185,14 @@ static rotor_status search_batch(const rotor_index *ix, const rotor_search_param
     chunk = chunk < BATCH_CHUNK ? chunk : BATCH_CHUNK;
     batch_job job = {ix, sp, {0}, queries, nq, k, chunk, ids, dists, 0, NULL, NULL};
     CM_FORWARD(resolve(ix, sp, k, &job.np));
+    ix_filter xf;
+    CM_FORWARD(ix_filter_compile(ix, sp->filter, sp->filter_scan, &job.np, &xf));
     cm_pool pool;
-    CM_FORWARD(cm_pool_start(&pool, &ix->alloc, want));
+    rotor_status pst = cm_pool_start(&pool, &ix->alloc, want);
+    if (pst != ROTOR_OK) {
+        ix_filter_free(&xf);
+        return pst;
+    }
     const unsigned threads = cm_pool_threads(&pool);
     job.status = cm_calloc(&ix->alloc, threads * (sizeof *job.status + sizeof *job.error),
                            "batch search state");
@@ -189,6 +208,7 @@ static rotor_status search_batch(const rotor_index *ix, const rotor_search_param
         cm_free(&ix->alloc, job.status);
     }
     cm_pool_stop(&pool);
+    ix_filter_free(&xf);
     return st;
 }
 
@@ -213,18 +233,22 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
     CM_FORWARD(ix_search_params_check(&sp));
     nav_search_params np;
     CM_FORWARD(resolve(ix, &sp, k, &np));
+    ix_filter xf;
+    CM_FORWARD(ix_filter_compile(ix, sp.filter, sp.filter_scan, &np, &xf));
 
     float *dist_out = distances;
     float *dist_tmp = NULL;
-    if (dist_out == NULL) {
-        dist_tmp = cm_alloc(&ix->alloc, k * sizeof(float), "search distances");
-        if (dist_tmp == NULL)
-            return ROTOR_ERR_OUT_OF_MEMORY;
-        dist_out = dist_tmp;
-    }
     rotor_status st = ROTOR_OK;
     const float *q = query;
     float *qcopy = NULL;
+    if (dist_out == NULL) {
+        dist_tmp = cm_alloc(&ix->alloc, k * sizeof(float), "search distances");
+        if (dist_tmp == NULL) {
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+            goto done;
+        }
+        dist_out = dist_tmp;
+    }
     for (size_t j = 0; j < dim; j++) {
         if (!isfinite(query[j])) {
             st = cm_fail(ROTOR_ERR_NOT_FINITE, "query column %zu is %s", j,
@@ -248,6 +272,7 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
     }
     st = ix_search_nav(ix, &np, q, k, ids, dist_out, sp.stats);
 done:
+    ix_filter_free(&xf);
     cm_free(&ix->alloc, qcopy);
     cm_free(&ix->alloc, dist_tmp);
     return st;

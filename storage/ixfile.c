@@ -96,6 +96,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_IVF_CODES: return "IVF codes";
     case IXF_SEC_TUNING: return "tuning";
     case IXF_SEC_RESIDUALS: return "residuals";
+    case IXF_SEC_LABELS: return "labels";
     }
     return "unknown";
 }

@@ -286,6 +286,7 @@ typedef enum ixf_section_id {
     IXF_SEC_IVF_CODES = 10, /* IVF: every list's code store, 64-byte aligned */
     IXF_SEC_TUNING = 11,    /* the calibration table and the automatic choice */
     IXF_SEC_RESIDUALS = 12, /* count float32 |x - x~| of the codes: their error bound */
+    IXF_SEC_LABELS = 14,    /* each vector's labels, compressed rows */
 } ixf_section_id;
 
 /* The fixed header's description of the index (everything but the

@@ -1,0 +1,380 @@
+/*
+ * Filtered search: a rotor_filter compiled once per search call into the
+ * test the navigators call inside their loops (nav_filter), an estimate of
+ * how many points pass, starting points among them, and the choice between
+ * searching for them (a graph walk that routes through every point but
+ * keeps only allowed ones; IVF probing further) and scanning them all.
+ *
+ * The scan enumerates the points from the smallest source the filter has
+ * (a label's inverted list, the allow-list's set bits, else every point),
+ * tests each, and scores the codes of those that pass (then reranks) or,
+ * in a full-precision index, their vectors: exact over the allowed points
+ * up to the codes' error, so recall cannot fall below what the codes give,
+ * however few pass.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/index_internal.h"
+
+/* ---- the test ---------------------------------------------------------------- */
+
+/* Sorted a and b share an element. */
+static bool meets_any(const uint32_t *a, size_t na, const uint32_t *b, size_t nb) {
+    size_t i = 0, j = 0;
+    while (i < na && j < nb) {
+        if (a[i] == b[j])
+            return true;
+        if (a[i] < b[j])
+            i++;
+        else
+            j++;
+    }
+    return false;
+}
+
+/* Sorted `want` is within sorted `have`. */
+static bool meets_all(const uint32_t *have, size_t nh, const uint32_t *want, size_t nw) {
+    size_t i = 0;
+    for (size_t j = 0; j < nw; j++) {
+        while (i < nh && have[i] < want[j])
+            i++;
+        if (i == nh || have[i] != want[j])
+            return false;
+        i++;
+    }
+    return true;
+}
+
+static bool filter_allows(const nav_filter *nf, uint32_t u) {
+    const ix_filter *x = (const ix_filter *)nf;
+    if (x->f.nlabels > 0) {
+        size_t n;
+        const uint32_t *v = ix_labels_of(&x->ix->labels, u, &n);
+        if (x->f.all ? !meets_all(v, n, x->labels, x->nlabels)
+                     : !meets_any(v, n, x->labels, x->nlabels))
+            return false;
+    }
+    const int64_t id = ix_id_of(x->ix, u);
+    if (x->f.allow != NULL &&
+        ((uint64_t)id >= x->f.allow_bits || !((x->f.allow[id >> 6] >> (id & 63)) & 1)))
+        return false;
+    return x->f.predicate == NULL || x->f.predicate(x->f.opaque, id) != 0;
+}
+
+/* ---- what passes --------------------------------------------------------------- */
+
+static int cmp_u32(const void *a, const void *b) {
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The inverted list of label `lab`; NULL (n 0) when no point carries it. */
+static const uint32_t *posting(const ix_labels *l, uint32_t lab, size_t *n) {
+    *n = 0;
+    if (l->nlabels == 0)
+        return NULL;
+    const uint32_t *at = bsearch(&lab, l->label, l->nlabels, sizeof lab, cmp_u32);
+    if (at == NULL)
+        return NULL;
+    const size_t i = (size_t)(at - l->label);
+    *n = (size_t)(l->post_off[i + 1] - l->post_off[i]);
+    return l->post + l->post_off[i];
+}
+
+static size_t popcount_below(const uint64_t *bits, size_t nbits) {
+    size_t c = 0;
+    for (size_t w = 0; w < nbits / 64; w++)
+        c += (size_t)__builtin_popcountll(bits[w]);
+    if (nbits % 64)
+        c += (size_t)__builtin_popcountll(bits[nbits / 64] & ((UINT64_C(1) << (nbits % 64)) - 1));
+    return c;
+}
+
+/* Points a predicate is tried on to estimate its share. */
+enum { PREDICATE_SAMPLE = 256 };
+/* Starting points per filter label: spread over its list. */
+enum { STARTS_PER_LABEL = 8, MAX_FILTER_STARTS = 64 };
+
+/* An upper estimate of the points that pass (exact for one label, or an
+ * allow-list alone), and whether nothing provably does. */
+static size_t estimate_passing(ix_filter *x) {
+    const rotor_index *ix = x->ix;
+    size_t est = ix->count;
+    if (x->f.nlabels > 0) {
+        size_t sum = 0, least = SIZE_MAX;
+        for (size_t i = 0; i < x->nlabels; i++) {
+            size_t n;
+            (void)posting(&ix->labels, x->labels[i], &n);
+            sum += n;
+            least = n < least ? n : least;
+        }
+        const size_t lab = x->f.all ? least : sum;
+        est = lab < est ? lab : est;
+    }
+    if (x->f.allow != NULL) {
+        /* Ids are points here: the bits past the index count for none. */
+        const size_t nb = x->f.allow_bits < ix->count ? x->f.allow_bits : ix->count;
+        const size_t c = popcount_below(x->f.allow, nb);
+        est = c < est ? c : est;
+    }
+    if (est > 0 && x->f.predicate != NULL) {
+        size_t hits = 0;
+        const size_t step = ix->count > PREDICATE_SAMPLE ? ix->count / PREDICATE_SAMPLE : 1;
+        size_t tried = 0;
+        for (size_t u = 0; u < ix->count && tried < PREDICATE_SAMPLE; u += step, tried++)
+            hits += x->f.predicate(x->f.opaque, ix_id_of(ix, (uint32_t)u)) != 0;
+        /* None in the sample: rare, not absent; half a hit is the guess. */
+        const double share = hits > 0 ? (double)hits / (double)tried : 0.5 / (double)tried;
+        const size_t c = (size_t)(share * (double)ix->count) + 1;
+        est = c < est ? c : est;
+    }
+    return est;
+}
+
+/* Starting points among the filter labels' own points, spread over each
+ * label's list; each must pass the whole filter. */
+static rotor_status pick_starts(ix_filter *x) {
+    if (x->f.nlabels == 0)
+        return ROTOR_OK;
+    x->starts = cm_alloc(&x->ix->alloc, MAX_FILTER_STARTS * sizeof *x->starts, "filter starts");
+    if (x->starts == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    size_t m = 0;
+    for (size_t i = 0; i < x->nlabels && m < MAX_FILTER_STARTS; i++) {
+        size_t n;
+        const uint32_t *p = posting(&x->ix->labels, x->labels[i], &n);
+        const size_t want = n < STARTS_PER_LABEL ? n : STARTS_PER_LABEL;
+        for (size_t j = 0; j < want && m < MAX_FILTER_STARTS; j++) {
+            const uint32_t u = p[j * n / want];
+            if (filter_allows(&x->nav, u))
+                x->starts[m++] = u;
+        }
+    }
+    x->nav.starts = x->starts;
+    x->nav.nstarts = m;
+    return ROTOR_OK;
+}
+
+/* ---- search or scan ---------------------------------------------------------------
+ *
+ * Scanning costs one code (or vector) per point the enumeration visits;
+ * searching costs about what an unfiltered search does, times how much
+ * further it must go to meet as many allowed points: the graph's list
+ * grows by count / passing (at most 16x, graph/vamana_search.c), IVF
+ * probes as many more lists. A graph search of list L expands about L
+ * records of R neighbours; an IVF search scans nprobe lists of count /
+ * nlist codes. SCAN_PER_CODE is what a scanned (gathered) code costs against
+ * one scored in a search's own loop, measured (bench/RESULTS.md, "filtered
+ * search"): below the crossing the scan wins. */
+enum { SCAN_PER_CODE = 2, DEFAULT_LIST = 64, DEFAULT_NPROBE = 16, FILTER_GROWTH = 16 };
+
+static bool scan_is_cheaper(const rotor_index *ix, const nav_search_params *np, size_t visits,
+                            size_t passing) {
+    const double grow_raw = (double)ix->count / (double)(passing ? passing : 1);
+    const double grow = grow_raw < FILTER_GROWTH ? grow_raw : FILTER_GROWTH;
+    nav_stats ns;
+    const graph_space s = ix_space(ix);
+    ix->nav->ops->stats(ix->nav, &s, &ns);
+    double search;
+    switch (ix->params.kind) {
+    case ROTOR_INDEX_VAMANA: {
+        const double list = (double)(np->list ? np->list : DEFAULT_LIST);
+        search = list * grow * (double)(ns.degree ? ns.degree : 32);
+        break;
+    }
+    case ROTOR_INDEX_IVF: {
+        const double parts = ns.partitions ? ns.partitions : 1;
+        double probe = (double)(np->nprobe ? np->nprobe : DEFAULT_NPROBE) * grow;
+        probe = probe < parts ? probe : parts;
+        search = probe * (double)ix->count / parts;
+        break;
+    }
+    default: /* flat: the search scans every code anyway */ search = (double)ix->count; break;
+    }
+    return (double)visits * SCAN_PER_CODE < search;
+}
+
+/* How many points the scan's enumeration visits (each tested). */
+static size_t scan_visits(const ix_filter *x) {
+    const rotor_index *ix = x->ix;
+    size_t best = ix->count;
+    if (x->f.nlabels > 0) {
+        size_t sum = 0, least = SIZE_MAX;
+        for (size_t i = 0; i < x->nlabels; i++) {
+            size_t n;
+            (void)posting(&ix->labels, x->labels[i], &n);
+            sum += n;
+            least = n < least ? n : least;
+        }
+        best = x->f.all ? least : sum;
+    }
+    return best;
+}
+
+rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int mode,
+                               nav_search_params *np, ix_filter *out) {
+    *out = (ix_filter){.ix = ix};
+    np->filter = NULL;
+    if (f == NULL)
+        return ROTOR_OK;
+    CM_RETURN_IF(f->nlabels > 0 && f->labels == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "filter: labels must not be NULL");
+    CM_RETURN_IF(f->allow_bits > 0 && f->allow == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "filter: allow must not be NULL");
+    out->f = *f;
+    out->nav.allows = filter_allows;
+    if (f->nlabels > 0) {
+        out->labels = cm_alloc(&ix->alloc, f->nlabels * sizeof *out->labels, "filter labels");
+        if (out->labels == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        memcpy(out->labels, f->labels, f->nlabels * sizeof *out->labels);
+        qsort(out->labels, f->nlabels, sizeof *out->labels, cmp_u32);
+        size_t m = 1;
+        for (size_t i = 1; i < f->nlabels; i++)
+            if (out->labels[i] != out->labels[m - 1])
+                out->labels[m++] = out->labels[i];
+        out->nlabels = m;
+    }
+    if (f->allow == NULL)
+        out->f.allow_bits = 0;
+    const size_t passing = estimate_passing(out);
+    out->nav.passing = passing;
+    /* Provably none: a label no point carries, or an empty allow-list. */
+    const bool exact_parts = f->predicate == NULL;
+    out->none = passing == 0 && (exact_parts || f->nlabels > 0);
+    if (out->none) {
+        np->filter = &out->nav;
+        return ROTOR_OK;
+    }
+    /* Provably all: one label every point carries, or an allow-list of
+     * every point, and nothing else. The search then runs unfiltered. */
+    const int parts = (f->nlabels > 0) + (f->allow != NULL) + (f->predicate != NULL);
+    if (parts == 1 && exact_parts && passing == ix->count &&
+        (f->allow != NULL || out->nlabels == 1 || f->all))
+        return ROTOR_OK;
+    CM_FORWARD(pick_starts(out));
+    out->scan = mode > 0 || (mode == 0 && scan_is_cheaper(ix, np, scan_visits(out), passing));
+    np->filter = &out->nav;
+    return ROTOR_OK;
+}
+
+void ix_filter_free(ix_filter *x) {
+    if (x->ix == NULL)
+        return;
+    cm_free(&x->ix->alloc, x->labels);
+    cm_free(&x->ix->alloc, x->starts);
+    x->labels = NULL;
+    x->starts = NULL;
+}
+
+/* ---- the scan ------------------------------------------------------------------- */
+
+enum { SCAN_CHUNK = 512 };
+
+typedef struct scan_sink {
+    const graph_space *s;
+    const float *query;
+    graph_scan *sc; /* codes; NULL: exact distances into top */
+    cm_topk *top;
+    uint32_t buf[SCAN_CHUNK];
+    size_t n;
+} scan_sink;
+
+static void flush(scan_sink *k) {
+    if (k->n == 0)
+        return;
+    if (k->sc != NULL)
+        graph_scan_ids(k->sc, k->s->codes, k->buf, k->n);
+    else
+        graph_exact_ids(k->s, k->query, k->buf, k->n, k->top);
+    k->n = 0;
+}
+
+static inline void take(scan_sink *k, const ix_filter *x, uint32_t u) {
+    if (!filter_allows(&x->nav, u))
+        return;
+    k->buf[k->n++] = u;
+    if (k->n == SCAN_CHUNK)
+        flush(k);
+}
+
+/* Every point that passes, once each, into the sink: from the smallest
+ * inverted list (all of), from each list skipping points an earlier list
+ * gave (any of), from the allow-list's bits, or from every point. */
+static void enumerate(const ix_filter *x, scan_sink *k) {
+    const rotor_index *ix = x->ix;
+    const ix_labels *l = &ix->labels;
+    if (x->f.nlabels > 0 && x->f.all) {
+        size_t best = 0, least = SIZE_MAX;
+        for (size_t i = 0; i < x->nlabels; i++) {
+            size_t n;
+            (void)posting(l, x->labels[i], &n);
+            if (n < least) {
+                least = n;
+                best = i;
+            }
+        }
+        size_t n;
+        const uint32_t *p = posting(l, x->labels[best], &n);
+        for (size_t j = 0; j < n; j++)
+            take(k, x, p[j]);
+    } else if (x->f.nlabels > 0) {
+        for (size_t i = 0; i < x->nlabels; i++) {
+            size_t n;
+            const uint32_t *p = posting(l, x->labels[i], &n);
+            for (size_t j = 0; j < n; j++) {
+                size_t nv;
+                const uint32_t *v = ix_labels_of(l, p[j], &nv);
+                /* Given already by an earlier label's list. */
+                if (i > 0 && meets_any(v, nv, x->labels, i))
+                    continue;
+                take(k, x, p[j]);
+            }
+        }
+    } else if (x->f.allow != NULL) {
+        const size_t nb = x->f.allow_bits < ix->count ? x->f.allow_bits : ix->count;
+        for (size_t w = 0; w * 64 < nb; w++) {
+            uint64_t bits = x->f.allow[w];
+            while (bits) {
+                const size_t u = w * 64 + (size_t)__builtin_ctzll(bits);
+                bits &= bits - 1;
+                if (u < nb)
+                    take(k, x, (uint32_t)u);
+            }
+        }
+    } else {
+        for (size_t u = 0; u < ix->count; u++)
+            take(k, x, (uint32_t)u);
+    }
+    flush(k);
+}
+
+rotor_status ix_filter_scan(const rotor_index *ix, const ix_filter *x, const graph_space *s,
+                            const nav_search_params *np, const float *query, size_t k, int64_t *ids,
+                            float *dists) {
+    scan_sink *sink = cm_alloc(&ix->alloc, sizeof *sink, "filtered scan");
+    if (sink == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    *sink = (scan_sink){.s = s, .query = query};
+    rotor_status st = ROTOR_OK;
+    if (ix->q != NULL) {
+        graph_scan sc;
+        nav_search_params p = *np;
+        p.filter = NULL; /* tested while enumerating */
+        st = graph_scan_begin(&sc, &ix->alloc, ix->q, query, k, &p, 0, ids, dists);
+        if (st == ROTOR_OK) {
+            sink->sc = &sc;
+            enumerate(x, sink);
+            st = graph_scan_end(&sc, s, query);
+        }
+    } else {
+        cm_topk top;
+        cm_topk_init(&top, dists, ids, k);
+        sink->top = &top;
+        enumerate(x, sink);
+        cm_topk_finish(&top);
+    }
+    cm_free(&ix->alloc, sink);
+    return st;
+}
