@@ -219,18 +219,21 @@ rotor_status vm_group_starts(vamana *g, const graph_space *s);
 rotor_status vm_fill_leader_codes(vamana *g);
 /* Where a search's scored candidates go: the list it walks (L entries)
  * and, when there is one, a deeper pool of the best estimates for a
- * rerank. With a filter, only points it allows enter the pool, which is
- * then always there (it holds the results), and `near` (the pool itself
- * when as deep as the list) keeps the L best of them: the walk routes
- * through any point, but only through those nearer than the L-th best
- * allowed one, and ends when the next to expand is no nearer (hnswlib's
- * filtered stop). Without a filter this is the plain beam search; with a
- * filter that allows everything it expands the same nodes. */
+ * rerank. With a filter, the list takes only points it allows, the pool
+ * (then always there: it holds the results) too, and the others go to a
+ * second list, `route`, while they are nearer than the list's last: the
+ * walk expands the two in turn, so it crosses points the filter refuses
+ * (a graph is connected through them, not around them) yet always
+ * advances among allowed ones, even when every point near the query is
+ * refused (Fashion-MNIST's sneakers seen from a shirt). It ends when
+ * neither has anything left worth expanding. Without a filter this is the
+ * plain beam search; a filter that allows everything expands the same
+ * nodes. */
 typedef struct vm_sink {
     vm_list l;
     cm_topk *pool;
     const nav_filter *filter;
-    cm_topk *near;
+    vm_list route;
 } vm_sink;
 
 /* The estimate a candidate must beat to be worth scoring further: to
@@ -238,30 +241,20 @@ typedef struct vm_sink {
 static inline float entry_gate(const vm_sink *k) {
     const vm_list *l = &k->l;
     float gate = l->size < l->cap ? INFINITY : l->c[l->size - 1].dist;
-    if (k->near != NULL && cm_topk_threshold(k->near) < gate)
-        gate = cm_topk_threshold(k->near);
     if (k->pool != NULL && cm_topk_threshold(k->pool) > gate)
         gate = cm_topk_threshold(k->pool);
     return gate;
 }
 
-/* A scored candidate enters the list, and the pool if it is good enough
- * (and, with a filter, allowed). */
+/* A scored candidate enters the list, and the pool if it is good enough;
+ * with a filter, one it refuses enters the route list instead. */
 static inline void sink_offer(vm_sink *k, float est, uint32_t id) {
-    if (k->filter == NULL) {
+    if (k->filter == NULL || nav_filter_allows(k->filter, id)) {
         list_insert(&k->l, est, id);
         if (k->pool != NULL && est < cm_topk_threshold(k->pool))
             cm_topk_push(k->pool, est, id);
-        return;
-    }
-    const float nt = cm_topk_threshold(k->near), pt = cm_topk_threshold(k->pool);
-    if (est < nt)
-        list_insert(&k->l, est, id);
-    if ((est < pt || est < nt) && nav_filter_allows(k->filter, id)) {
-        if (est < pt)
-            cm_topk_push(k->pool, est, id);
-        if (k->near != k->pool && est < nt)
-            cm_topk_push(k->near, est, id);
+    } else if (k->l.size < k->l.cap || est < k->l.c[k->l.size - 1].dist) {
+        list_insert(&k->route, est, id);
     }
 }
 

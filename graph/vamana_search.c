@@ -155,11 +155,12 @@ static const void *refine(const graph_space *s, const float *query, uint8_t *qme
     return qs;
 }
 
-/* With a filter, how many times the caller's L the list may grow: the
- * walk ends on the L best allowed estimates (vm_sink), and the list bounds
- * how many other points it may route through meanwhile. Where fewer pass
- * than this allows for, the index scans them instead (index/filter.c). */
-enum { FILTER_LIST_GROWTH = 16 };
+/* With a filter, the route list (vm_sink) holds up to L x count / passing
+ * points the filter refuses, at most this many times L: what the walk may
+ * cross to meet as many allowed points as an unfiltered walk meets points.
+ * Where fewer pass than this allows for, the index scans them instead
+ * (index/filter.c). */
+enum { FILTER_ROUTE_GROWTH = 16 };
 
 /* The filter's own starting points, entered beside the graph's. */
 static void enter_filter_starts(vm_walk *w, const nav_filter *f) {
@@ -206,19 +207,19 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
      * keeps one of the allowed points, where the results come from. */
     const bool pooled = keep > list || filter != NULL;
     const size_t pool_cap = !pooled ? 0 : keep > k ? keep : k;
-    const size_t near_cap = filter != NULL && pool_cap != list ? list : 0;
-    size_t route = list;
+    size_t route = 0;
     if (filter != NULL) {
         const size_t passing = filter->passing > 0 ? filter->passing : 1;
         const size_t grow = (g->count + passing - 1) / passing;
-        route = list * (grow < FILTER_LIST_GROWTH ? grow : FILTER_LIST_GROWTH);
+        route = list * (grow < FILTER_ROUTE_GROWTH ? grow : FILTER_ROUTE_GROWTH);
     }
     const size_t second = refining ? (rerank > k ? rerank : k) : 0;
     vm_scratch *sc;
-    CM_FORWARD(vm_scratch_get(g, s, g->count, route, 0, pool_cap + near_cap + second, &sc));
-    cm_topk pool, near;
+    /* The route list lies in the list's memory, after it. */
+    CM_FORWARD(vm_scratch_get(g, s, g->count, list + (route > 0 ? route + 1 : 0), 0,
+                              pool_cap + second, &sc));
+    cm_topk pool;
     cm_topk_init(&pool, sc->best_d, sc->best_id, pool_cap);
-    cm_topk_init(&near, sc->best_d + pool_cap, sc->best_id + pool_cap, near_cap);
     vm_walk w = {
         .g = g,
         .s = s,
@@ -227,12 +228,10 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         .ops = simd_ops_get(),
         .qs = walk ? prepare_query(walk, query, sc->qmem) : NULL,
         .sc = sc,
-        .k = {.l = {sc->list, sc->expanded, 0, route, 0},
+        .k = {.l = {sc->list, sc->expanded, 0, list, 0},
               .pool = pooled ? &pool : NULL,
               .filter = filter,
-              .near = filter == NULL ? NULL
-                      : near_cap > 0 ? &near
-                                     : &pool},
+              .route = {sc->list + list + 1, sc->expanded + list + 1, 0, route, 0}},
         .gather = g->own_code ? sc->qmem + vm_gather_offset(s) : NULL,
         .bad = NO_NODE,
     };
@@ -259,18 +258,32 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     if (filter != NULL)
         enter_filter_starts(&w, filter);
 
-    vm_list *l = &w.k.l;
-    size_t i;
-    while ((i = list_next(l)) < l->size) {
-        /* Filtered: nothing nearer than the L best allowed points is left. */
-        if (filter != NULL && l->c[i].dist >= cm_topk_threshold(w.k.near))
+    vm_list *l = &w.k.l, *r = &w.k.route;
+    bool route_turn = false;
+    for (;;) {
+        /* The nearest unexpanded of the list; filtered, in turn with the
+         * nearest of the route list while it is nearer than the list's
+         * last. */
+        vm_list *from = l;
+        size_t i = list_next(l);
+        if (filter != NULL) {
+            const size_t j = list_next(r);
+            const bool can_route =
+                j < r->size && (l->size < l->cap || r->c[j].dist < l->c[l->size - 1].dist);
+            if (can_route && (route_turn || i == l->size)) {
+                from = r;
+                i = j;
+            }
+            route_turn = !route_turn;
+        }
+        if (i == from->size)
             break;
-        l->expanded[i] = 1;
-        const uint32_t u = l->c[i].id;
+        from->expanded[i] = 1;
+        const uint32_t u = from->c[i].id;
         /* Fetch the likely next node while this one is scored. */
-        for (size_t j = i + 1; j < l->size; j++) {
-            if (!l->expanded[j]) {
-                prefetch_bytes(node_of(g, l->c[j].id), g->neighbor_codes ? g->node_bytes : 64);
+        for (size_t j = i + 1; j < from->size; j++) {
+            if (!from->expanded[j]) {
+                prefetch_bytes(node_of(g, from->c[j].id), g->neighbor_codes ? g->node_bytes : 64);
                 break;
             }
         }
@@ -311,8 +324,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     w.work.refined += refining ? nc : 0;
     if (refining && nc > 0) {
         cm_topk best;
-        cm_topk_init(&best, sc->best_d + pool_cap + near_cap, sc->best_id + pool_cap + near_cap,
-                     rerank > 0 ? second : k);
+        cm_topk_init(&best, sc->best_d + pool_cap, sc->best_id + pool_cap, rerank > 0 ? second : k);
         est_qs = refine(s, query, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
         est = best.dist;
         if (rerank == 0) {

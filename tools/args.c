@@ -16,12 +16,13 @@
 const cli_command cli_commands[] = {
     {"gt", "exact ground truth (ids and distances) by brute force",
      "rotor gt --base FILE --queries FILE --k N --metric l2|ip|cosine --out FILE\n"
-     "         [--distances FILE] [--threads N]\n"
+     "         [--distances FILE] [--threads N] [--labels FILE --filter EXPR]\n"
      "Computes the exact k nearest neighbours of every query among the base\n"
      "vectors and writes their ids (.ivecs, .ibin or .npy) and, with --distances,\n"
-     "their distances (.fvecs, .fbin or .npy).",
+     "their distances (.fvecs, .fbin or .npy). With --filter, among the base\n"
+     "vectors the filter allows (id -1 past the last when fewer than k do).",
      OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES | OPT_THREADS |
-         OPT_QUIET},
+         OPT_QUIET | OPT_LABELS | OPT_FILTER},
     {"bench", "recall@1/@10, QPS and latency of an index over a data set",
      "rotor bench --index flat|vamana|ivf|FILE [--base FILE] --queries FILE --gt FILE\n"
      "            [--k 10] [--metric l2] [--quant SPEC] [--sweep \"L=10,20,40;rerank=16,32\"]\n"
@@ -36,7 +37,7 @@ const cli_command cli_commands[] = {
      "mean and p99 reads per query and the I/O wait per query are reported too.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_GT | OPT_K | OPT_METRIC | OPT_THREADS | OPT_RUNS |
          OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SWEEP |
-         OPT_SEARCH | OPT_STORE},
+         OPT_SEARCH | OPT_STORE | OPT_LABELS | OPT_FILTER},
     {"search", "k nearest neighbours of every query",
      "rotor search --index flat|vamana|ivf|FILE [--base FILE] --queries FILE --k N\n"
      "             --out FILE [--metric l2] [--quant SPEC] [--distances FILE] [--threads N]\n"
@@ -44,7 +45,8 @@ const cli_command cli_commands[] = {
      "every section's checksum first), searches every query and writes the ids\n"
      "(and with --distances the distances).",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES |
-         OPT_THREADS | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SEARCH | OPT_STORE},
+         OPT_THREADS | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SEARCH | OPT_STORE |
+         OPT_LABELS | OPT_FILTER},
     {"build", "build an index and save it to a file",
      "rotor build --index flat|vamana|ivf --base FILE --out FILE [--metric l2]\n"
      "            [--quant SPEC] [--full-vectors ram|disk] [graph options]\n"
@@ -53,8 +55,11 @@ const cli_command cli_commands[] = {
      "is). The base file is streamed into a temporary file beside --out that\n"
      "the build maps, so the vectors need not fit in memory (the codes and\n"
      "graph do). --full-vectors disk marks the index to be opened with only\n"
-     "the graph and codes in RAM, reading the vectors each rerank needs.",
-     OPT_INDEX | OPT_BASE | OPT_METRIC | OPT_OUT | OPT_QUIET | OPT_QUANT | OPT_GRAPH | OPT_STORE},
+     "the graph and codes in RAM, reading the vectors each rerank needs.\n"
+     "--labels gives every vector its labels, which 'rotor search|bench --filter'\n"
+     "then filters on.",
+     OPT_INDEX | OPT_BASE | OPT_METRIC | OPT_OUT | OPT_QUIET | OPT_QUANT | OPT_GRAPH | OPT_STORE |
+         OPT_LABELS},
     {"info", "what a data set or index file holds",
      "rotor info FILE\n"
      "For a data set: the format, element type, rows and dimensions from its header.\n"
@@ -149,6 +154,15 @@ static const struct flag {
     {"--full-vectors", OPT_STORE,
      "ram|disk  where full vectors live once the index is opened (default: as built)"},
     {"--io", OPT_STORE, "auto|uring|pread  how vectors on disk are read (default auto)"},
+    {"--labels", OPT_LABELS,
+     "FILE  the base vectors' labels: a text line per vector of space-separated whole\n"
+     "   numbers (an empty line: none)"},
+    {"--filter", OPT_FILTER,
+     "EXPR  return only vectors carrying label 3 (\"3\"), any of 3 and 7 (\"3|7\") or\n"
+     "   all of them (\"3&7\")"},
+    {"--filter-scan", OPT_FILTER,
+     "auto|always|never  with --filter: scan the vectors it allows rather than search\n"
+     "   for them when that is cheaper (auto, default), always, or never"},
 };
 enum { N_FLAGS = sizeof flags / sizeof flags[0] };
 
@@ -313,6 +327,37 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
     return rc;
 }
 
+/* --filter "3", "3|7|9" or "3&7": labels joined by one kind of operator. */
+static int parse_filter(const char *value, cli_opts *o) {
+    const bool any = strchr(value, '|') != NULL, all = strchr(value, '&') != NULL;
+    if (any && all)
+        return cli_error(CLI_EXIT_USAGE,
+                         "--filter '%s' mixes | and &; give labels joined by one of them", value);
+    const char sep = all ? '&' : '|';
+    size_t n = 0;
+    for (const char *p = value;;) {
+        const size_t digits = strspn(p, "0123456789");
+        errno = 0;
+        const unsigned long long v = digits > 0 ? strtoull(p, NULL, 10) : 0;
+        if (digits == 0 || digits > 10 || v > UINT32_MAX || (p[digits] != '\0' && p[digits] != sep))
+            return cli_error(CLI_EXIT_USAGE,
+                             "--filter takes labels (whole numbers from 0 to 4294967295) joined "
+                             "by | or &, not '%s'",
+                             value);
+        if (n == CLI_MAX_FILTER_LABELS)
+            return cli_error(CLI_EXIT_USAGE, "--filter names more than %d labels",
+                             CLI_MAX_FILTER_LABELS);
+        o->filter_labels[n++] = (uint32_t)v;
+        if (p[digits] == '\0')
+            break;
+        p += digits + 1;
+    }
+    o->filter_text = value;
+    o->filtered = true;
+    o->filter = (rotor_filter){.labels = o->filter_labels, .nlabels = n, .all = all};
+    return CLI_EXIT_OK;
+}
+
 /* ---- --sweep ------------------------------------------------------------ */
 
 /* "A,B,C": whole numbers up to 100000, no empty item, no stray comma. */
@@ -475,6 +520,18 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
             break;
         case OPT_GRAPH:
         case OPT_SEARCH: rc = parse_navigator_flag(name, value, o); break;
+        case OPT_LABELS: o->labels = value; break;
+        case OPT_FILTER:
+            if (strcmp(name, "--filter") == 0) {
+                rc = parse_filter(value, o);
+            } else if (strcmp(value, "auto") == 0 || strcmp(value, "always") == 0 ||
+                       strcmp(value, "never") == 0) {
+                o->filter_scan = value[0] == 'a' ? (value[1] == 'l' ? 1 : 0) : -1;
+            } else {
+                rc = cli_error(CLI_EXIT_USAGE,
+                               "--filter-scan takes auto, always or never, not '%s'", value);
+            }
+            break;
         case OPT_RERANK:
             rc = parse_size(name, value, 0, (size_t)1 << 30, &n);
             o->rerank = (int64_t)n;
@@ -511,6 +568,12 @@ static int check_combination(const cli_command *c, const cli_opts *o) {
     if (!(c->flags & OPT_FILE_ARG) && o->argc_rest > 0)
         return cli_error(CLI_EXIT_USAGE, "unexpected argument '%s'; see 'rotor %s --help'",
                          o->argv_rest[0], c->name);
+    const bool builds = !(c->flags & OPT_INDEX) || cli_index_is_kind(o);
+    if (o->labels != NULL && !builds)
+        return cli_error(CLI_EXIT_USAGE,
+                         "--labels labels the vectors of a build; an index file keeps its own");
+    if (o->filtered && builds && o->labels == NULL)
+        return cli_error(CLI_EXIT_USAGE, "--filter needs --labels to know the vectors' labels");
     if (!(c->flags & OPT_INDEX) || !cli_index_is_kind(o))
         return CLI_EXIT_OK;
     const char *kind = o->index ? o->index : "flat";

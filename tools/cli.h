@@ -24,6 +24,9 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
 #define CLI_MAX_RERANK_WINDOW 64
 #define CLI_MAX_RERANK_WINDOW_TEXT "64"
 
+/* --filter "3|7|9": the most labels one filter names. */
+#define CLI_MAX_FILTER_LABELS 64
+
 /* The values of --sweep: "L=10,20" (or "list="), "nprobe=1,2", "rerank=16,32",
  * or a navigator list and a rerank list joined by ';', which measures every
  * pair. */
@@ -69,6 +72,14 @@ typedef struct cli_opts {
     int full_vectors;
     int load; /* --load: rotor_open_params.load */
     rotor_io_backend io;
+    /* --labels FILE (text, a line per base row) and --filter EXPR, parsed
+     * into `filter` (its labels in filter_labels); --filter-scan. */
+    const char *labels;
+    const char *filter_text;
+    bool filtered;
+    rotor_filter filter;
+    uint32_t filter_labels[CLI_MAX_FILTER_LABELS];
+    int filter_scan;
     int argc_rest; /* positional arguments left after the flags */
     char **argv_rest;
 } cli_opts;
@@ -96,6 +107,8 @@ enum {
     OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --starts --load */
     OPT_STORE = 1 << 18,    /* --full-vectors --io */
     OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
+    OPT_LABELS = 1 << 20,   /* --labels */
+    OPT_FILTER = 1 << 21,   /* --filter --filter-scan */
 };
 
 /* Fills build parameters from --index and the navigator flags; returns a
@@ -183,6 +196,15 @@ void cli_note_io_fallback(const rotor_index *ix, const char *path, bool quiet);
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same, with rotor_last_error() (or the status text) after the prefix. */
 int cli_lib_error(rotor_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* labels.c: a --labels file for `rows` base rows: one line per row of
+ * space-separated non-negative integers (an empty line: no label), refused
+ * with one line naming the line at fault. *off and *val are malloc'd and
+ * back out; the caller frees both whatever the outcome. */
+int cli_read_labels(const char *path, size_t rows, rotor_labels *out, uint64_t **off,
+                    uint32_t **val);
+/* The search parameters every searching command shares, from the flags. */
+rotor_search_params cli_search_params(const cli_opts *o);
 
 /* Reads a vector file as float32 (converting uint8/int8), limited to max_rows
  * rows (0 = all), with a one-line error on failure. */

@@ -258,14 +258,9 @@ int cmd_bench(const cli_opts *o) {
     size_t nq = queries.rows, k = o->k;
     c.ix = ix;
     c.queries = &queries;
-    c.sp = rotor_search_params_default();
-    c.sp.rerank = o->rerank;
-    c.sp.list_size = o->list_size;
-    c.sp.nprobe = o->nprobe;
-    c.sp.refine = o->refine;
-    c.sp.start_points = o->starts;
-    c.sp.rerank_all = o->rerank_all;
-    c.sp.rerank_window = o->rerank_window;
+    c.sp = cli_search_params(o);
+    c.sp.threads = 0;        /* bench runs queries one at a time on its own threads */
+    c.sp.target_recall = 0; /* resolved below into settings it can report */
     /* Resolved here, so the line printed names the settings searched. */
     if (o->recall > 0) {
         rotor_status st = rotor_search_params_for_recall(ix, (float)o->recall, k, &c.sp);

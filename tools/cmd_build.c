@@ -2,6 +2,8 @@
  * rotor build: an index file from a vector file. The library streams the
  * file, so the vectors never sit in memory whole.
  */
+#include <stdlib.h>
+
 #include "cli.h"
 
 int cmd_build(const cli_opts *o) {
@@ -15,12 +17,29 @@ int cmd_build(const cli_opts *o) {
     rotor_params p;
     if ((rc = cli_index_params(o, &p)))
         return rc;
+    rotor_labels labels;
+    uint64_t *off = NULL;
+    uint32_t *val = NULL;
+    if (o->labels != NULL) {
+        rotor_file_info info;
+        rotor_status pst = rotor_file_probe(o->base, &info);
+        if (pst != ROTOR_OK)
+            return cli_lib_error(pst, "cannot read '%s'", o->base);
+        if ((rc = cli_read_labels(o->labels, info.rows, &labels, &off, &val))) {
+            free(off);
+            free(val);
+            return rc;
+        }
+        p.labels = &labels;
+    }
     cli_progress prog;
     cli_progress_start(&prog, "build", 1, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
     p.progress = cli_build_progress;
     p.progress_opaque = &prog;
     double t0 = cli_now();
     rotor_status st = rotor_index_build_file(&p, o->base, o->out);
+    free(off);
+    free(val);
     double seconds = cli_now() - t0;
     cli_progress_finish(&prog);
     if (st != ROTOR_OK)

@@ -65,16 +65,7 @@ int cli_run_search(const cli_opts *o, const char *cmd) {
         rc = cli_error(CLI_EXIT_FAIL, "out of memory for %zu x %zu results", nq, k);
         goto done;
     }
-    rotor_search_params sp = rotor_search_params_default();
-    sp.threads = o->threads;
-    sp.rerank = o->rerank;
-    sp.list_size = o->list_size;
-    sp.nprobe = o->nprobe;
-    sp.refine = o->refine;
-    sp.start_points = o->starts;
-    sp.target_recall = (float)o->recall;
-    sp.rerank_all = o->rerank_all;
-    sp.rerank_window = o->rerank_window;
+    rotor_search_params sp = cli_search_params(o);
     cli_progress prog;
     cli_progress_start(&prog, cmd, nq, o->quiet);
     for (size_t r = 0; r < nq; r += CHUNK_ROWS) {

@@ -24,17 +24,32 @@ double cli_exact_distance(rotor_metric m, const float *q, const float *x, size_t
     return acc;
 }
 
+/* How many of the first `at` true neighbours of a query exist: a filtered
+ * ground truth ends in -1 where fewer vectors pass than asked for. */
+static size_t true_count(const int32_t *row, size_t at) {
+    size_t n = 0;
+    while (n < at && row[n] >= 0)
+        n++;
+    return n;
+}
+
 /* Mean over queries of |{returned among the first `at`} within the true
- * at-th distance| / at. */
+ * at-th distance| / at (over the true neighbours there are, for a filtered
+ * ground truth; a query with none is left out). */
 double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
                      const int64_t *ids, size_t k, size_t at, rotor_metric metric) {
     const size_t d = base->cols;
     const float *b = base->data;
     const int32_t *g = gt->data;
     double total = 0;
+    size_t counted = 0;
     for (size_t qi = 0; qi < queries->rows; qi++) {
         const float *q = (const float *)queries->data + qi * d;
-        double limit = cli_exact_distance(metric, q, b + (size_t)g[qi * gt->cols + at - 1] * d, d);
+        const size_t want = true_count(g + qi * gt->cols, at);
+        if (want == 0)
+            continue;
+        double limit =
+            cli_exact_distance(metric, q, b + (size_t)g[qi * gt->cols + want - 1] * d, d);
         limit += 1e-6 * fmax(1.0, fabs(limit));
         size_t hits = 0;
         for (size_t j = 0; j < at; j++) {
@@ -43,25 +58,31 @@ double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, cons
                 cli_exact_distance(metric, q, b + (size_t)id * d, d) <= limit)
                 hits++;
         }
-        total += (double)hits / (double)at;
+        total += (double)(hits < want ? hits : want) / (double)want;
+        counted++;
     }
-    return total / (double)queries->rows;
+    return counted > 0 ? total / (double)counted : 1.0;
 }
 
 double cli_recall_ids(const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at, size_t nq) {
     const int32_t *g = gt->data;
     double total = 0;
+    size_t counted = 0;
     for (size_t qi = 0; qi < nq; qi++) {
+        const size_t want = true_count(g + qi * gt->cols, at);
+        if (want == 0)
+            continue;
         size_t hits = 0;
         for (size_t j = 0; j < at; j++)
-            for (size_t t = 0; t < at; t++)
+            for (size_t t = 0; t < want; t++)
                 if (ids[qi * k + j] == g[qi * gt->cols + t]) {
                     hits++;
                     break;
                 }
-        total += (double)hits / (double)at;
+        total += (double)hits / (double)want;
+        counted++;
     }
-    return total / (double)nq;
+    return counted > 0 ? total / (double)counted : 1.0;
 }
 
 int cli_load_eval_data(const cli_opts *o, size_t index_rows, rotor_matrix *base,
@@ -95,10 +116,13 @@ int cli_check_gt(const cli_opts *o, const rotor_matrix *gt, size_t base_rows, si
         return cli_error(CLI_EXIT_FAIL, "ground truth '%s' has %zu neighbours per query, need %zu",
                          o->gt, gt->cols, need);
     const int32_t *g = gt->data;
-    for (size_t i = 0; i < nq * gt->cols; i++)
-        if (g[i] < 0 || (size_t)g[i] >= base_rows)
+    for (size_t i = 0; i < nq * gt->cols; i++) {
+        /* Filtered: -1 past the last vector the filter allows. */
+        const bool end = o->filtered && g[i] == -1 && (i % gt->cols == 0 || g[i - 1] < 0);
+        if (!end && (g[i] < 0 || (size_t)g[i] >= base_rows))
             return cli_error(CLI_EXIT_FAIL,
                              "ground truth '%s' row %zu names id %d, the base has %zu rows", o->gt,
                              i / gt->cols, (int)g[i], base_rows);
+    }
     return CLI_EXIT_OK;
 }

@@ -1,4 +1,5 @@
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -184,12 +185,23 @@ int cli_build_index(const cli_opts *o, const rotor_matrix *base, rotor_index **i
     int rc = cli_index_params(o, &p);
     if (rc != CLI_EXIT_OK)
         return rc;
+    rotor_labels labels;
+    uint64_t *off = NULL;
+    uint32_t *val = NULL;
+    if (o->labels != NULL && (rc = cli_read_labels(o->labels, base->rows, &labels, &off, &val))) {
+        free(off);
+        free(val);
+        return rc;
+    }
+    p.labels = o->labels != NULL ? &labels : NULL;
     cli_progress prog;
     cli_progress_start(&prog, "build", base->rows, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
     p.progress = cli_build_progress;
     p.progress_opaque = &prog;
     double t0 = cli_now();
     rotor_status st = rotor_index_build(&p, base, ix);
+    free(off);
+    free(val);
     if (seconds != NULL)
         *seconds = cli_now() - t0;
     cli_progress_finish(&prog);
