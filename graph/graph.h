@@ -169,7 +169,12 @@ typedef struct nav_search_params {
      * calibration measures recall on the index's own rows. */
     const uint32_t *skip;
     const nav_filter *filter; /* NULL: every point may be a result */
-    nav_work *work;           /* NULL, or counts added to */
+    /* NULL, or set true when a filtered search ran out of its budget of
+     * refused points before meeting allowed ones (the query's neighbourhood
+     * is refused): its answer may miss allowed points, and the caller
+     * should scan them instead. */
+    bool *filter_gave_up;
+    nav_work *work; /* NULL, or counts added to */
     /* For the index's rerank (index/search.c): score every candidate,
      * ignoring the residuals' bound (rotor_search_params.rerank_all); and
      * reads in flight after the first, with vectors on disk (0: default). */

@@ -277,11 +277,15 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
     const double share =
         p->filter != NULL && f->count > 0 ? (double)p->filter->passing / (double)f->count : 1;
     /* Ids of a mapped, unverified file are bounded before use. */
-    for (size_t i = 0; i < most && (i < nprobe || scanned * share < want); i++) {
+    size_t i = 0;
+    for (; i < most && (i < nprobe || scanned * share < want); i++) {
         const ivf_list *l = &f->lists[probe_id[i]];
         graph_scan_store(&sc, l->codes, 0, l->size, l->ids, f->count);
         scanned += (double)l->size;
     }
+    if (p->filter != NULL && p->filter_gave_up != NULL && i == most && most < nlist &&
+        scanned * share < want)
+        *p->filter_gave_up = true;
     return graph_scan_end(&sc, s, query);
 }
 

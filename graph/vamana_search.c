@@ -155,10 +155,13 @@ static const void *refine(const graph_space *s, const float *query, uint8_t *qme
     return qs;
 }
 
-/* With a filter, the route list (vm_sink) holds up to L x count / passing
- * points the filter refuses, at most this many times L: what the walk may
- * cross to meet as many allowed points as an unfiltered walk meets points.
- * Where fewer pass than this allows for, the index scans them instead
+/* With a filter, the route list (vm_sink) holds up to 2 L x count /
+ * passing points the filter refuses, at most this many times L: twice what
+ * the walk crosses, where allowed points are spread evenly, to meet L of
+ * them. A full route list still nearer than the L-th allowed point says
+ * they are not (the query's neighbourhood is refused): the search then
+ * reports that it gave up, and the index scans the allowed points. Where
+ * fewer pass than this allows for, the index scans them from the start
  * (index/filter.c). */
 enum { FILTER_ROUTE_GROWTH = 16 };
 
@@ -210,7 +213,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     size_t route = 0;
     if (filter != NULL) {
         const size_t passing = filter->passing > 0 ? filter->passing : 1;
-        const size_t grow = (g->count + passing - 1) / passing;
+        const size_t grow = 2 * ((g->count + passing - 1) / passing);
         route = list * (grow < FILTER_ROUTE_GROWTH ? grow : FILTER_ROUTE_GROWTH);
     }
     const size_t second = refining ? (rerank > k ? rerank : k) : 0;
@@ -298,6 +301,9 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         expand(&w, u, rec, rec[0]);
         w.work.hops++;
     }
+    if (filter != NULL && p->filter_gave_up != NULL && r->cap > 0 && r->size == r->cap &&
+        (l->size < l->cap || r->c[r->size - 1].dist < l->c[l->size - 1].dist))
+        *p->filter_gave_up = true;
     if (CM_UNLIKELY(w.bad != NO_NODE)) {
         vm_scratch_put(g, sc);
         if (vm_check_record(g, w.bad, node_of(g, w.bad)) == ROTOR_OK) /* changed meanwhile */

@@ -223,6 +223,7 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
     CM_RETURN_IF(f->allow_bits > 0 && f->allow == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "filter: allow must not be NULL");
     out->f = *f;
+    out->mode = mode;
     out->nav.allows = filter_allows;
     if (f->nlabels > 0) {
         out->labels = cm_alloc(&ix->alloc, f->nlabels * sizeof *out->labels, "filter labels");

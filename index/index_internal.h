@@ -210,6 +210,7 @@ typedef struct ix_filter {
     size_t nlabels;
     bool none;        /* provably nothing passes */
     bool scan;        /* search by scanning the points that pass */
+    int mode;         /* rotor_search_params.filter_scan */
     uint32_t *starts; /* nav.starts */
 } ix_filter;
 /* Compiles `f` for searches with settings np (resolved) on ix; mode as

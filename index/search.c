@@ -123,7 +123,17 @@ rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, c
             qs->filter_scan = 1;
         return ix_filter_scan(ix, xf, &s, np, query, k, ids, dists);
     }
-    return ix->nav->ops->search(ix->nav, &s, query, k, np, ids, dists);
+    if (xf == NULL)
+        return ix->nav->ops->search(ix->nav, &s, query, k, np, ids, dists);
+    bool gave_up = false;
+    nav_search_params p = *np;
+    p.filter_gave_up = xf->mode == 0 ? &gave_up : NULL;
+    CM_FORWARD(ix->nav->ops->search(ix->nav, &s, query, k, &p, ids, dists));
+    if (!gave_up)
+        return ROTOR_OK;
+    if (qs != NULL)
+        qs->filter_scan = 1;
+    return ix_filter_scan(ix, xf, &s, np, query, k, ids, dists);
 }
 typedef struct batch_job {
     const rotor_index *ix;
