@@ -259,7 +259,7 @@ int cmd_bench(const cli_opts *o) {
     c.ix = ix;
     c.queries = &queries;
     c.sp = cli_search_params(o);
-    c.sp.threads = 0;        /* bench runs queries one at a time on its own threads */
+    c.sp.threads = 0;       /* bench runs queries one at a time on its own threads */
     c.sp.target_recall = 0; /* resolved below into settings it can report */
     /* Resolved here, so the line printed names the settings searched. */
     if (o->recall > 0) {

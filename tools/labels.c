@@ -62,8 +62,8 @@ int cli_read_labels(const char *path, size_t rows, rotor_labels *out, uint64_t *
     while (rc == CLI_EXIT_OK && (len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (lineno > rows) {
-            rc = cli_error(CLI_EXIT_FAIL, "labels '%s' has more lines than the %zu base rows",
-                           path, rows);
+            rc = cli_error(CLI_EXIT_FAIL, "labels '%s' has more lines than the %zu base rows", path,
+                           rows);
             break;
         }
         if ((size_t)len != strlen(line)) {

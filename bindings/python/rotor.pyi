@@ -1,6 +1,6 @@
 """Type stubs for rotor, a CPython extension over the C library's rotor.h."""
 import os
-from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,16 @@ _Kind = Literal["flat", "vamana", "ivf"]
 _Place = Literal["ram", "disk"]
 # (done, total) -> a true value stops the build
 _Progress = Union[bool, Callable[[int, int], Any]]
+# a vector's labels: one, several, or none
+_Labels = Sequence[Union[int, Sequence[int], None]]
+
+class AllOf(Tuple[Tuple[int, ...]]):
+    """A search filter: vectors carrying every label in `labels` (rotor.all_of)."""
+
+    labels: Tuple[int, ...]
+
+# filter=: one label, any of several, or all of several
+_Filter = Union[int, Sequence[int], AllOf]
 
 class Error(Exception):
     """Base class of every error the rotor library reports."""
@@ -55,6 +65,7 @@ class Index:
         nlist: Optional[int] = None,
         full_vectors: Optional[_Place] = None,
         target_recall: Optional[float] = None,
+        labels: Optional[_Labels] = None,
     ) -> "Index": ...
     @classmethod
     def open(
@@ -79,8 +90,12 @@ class Index:
         starts: Optional[int] = None,
         threads: int = 0,
         recall: Optional[float] = None,
+        filter: Optional[_Filter] = None,
+        allow: Optional[npt.ArrayLike] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
-    def add(self, x: _Vectors) -> None: ...
+    def add(self, x: _Vectors, *, labels: Optional[_Labels] = None) -> None: ...
+    def set_labels(self, ids: npt.ArrayLike, labels: _Labels) -> None: ...
+    def labels(self, id: int) -> List[int]: ...
     def save(self, path: _Path) -> None: ...
     def close(self) -> None: ...
     def stats(self) -> Dict[str, Any]: ...
@@ -99,6 +114,7 @@ class Index:
     @property
     def closed(self) -> bool: ...
 
+def all_of(*labels: int) -> AllOf: ...
 def read_vectors(
     path: _Path, *, max_rows: int = 0, dtype: Optional[npt.DTypeLike] = None
 ) -> npt.NDArray[Any]: ...

@@ -42,6 +42,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -388,17 +389,15 @@ static int quant_spec(PyObject *obj, const char *name, PyObject **keep, const ch
 }
 
 static const char *const build_kwlist[] = {
-    "x",          "metric",   "kind",           "quant",
-    "threads",    "progress", "seed",           "degree",
-    "build_list", "alpha",    "neighbor_codes", "build_space",
-    "walk_quant", "nlist",    "full_vectors",   "target_recall",
-    NULL};
+    "x",          "metric", "kind",         "quant",         "threads",        "progress",
+    "seed",       "degree", "build_list",   "alpha",         "neighbor_codes", "build_space",
+    "walk_quant", "nlist",  "full_vectors", "target_recall", "labels",         NULL};
 
 /* Fills rotor_params from build()'s keywords (all but x, parsed by the
  * caller into `o`). */
 typedef struct {
     PyObject *metric, *kind, *quant, *threads, *progress, *seed, *degree, *build_list, *alpha,
-        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors, *target_recall;
+        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors, *target_recall, *labels;
 } build_args;
 
 static int build_params(const build_args *a, rotor_params *p, params_keep *keep) {
@@ -462,6 +461,217 @@ static int build_params(const build_args *a, rotor_params *p, params_keep *keep)
 fail:
     params_keep_release(keep);
     return -1;
+}
+
+/* ---- labels and filters --------------------------------------------------------- */
+
+/* Labels of `rows` vectors from a sequence with an item per vector: an
+ * int, a sequence of ints, or None (no label). */
+typedef struct {
+    rotor_labels l;
+    uint64_t *off;
+    uint32_t *val;
+} labels_in;
+
+static void labels_in_release(labels_in *li) {
+    PyMem_Free(li->off);
+    PyMem_Free(li->val);
+    li->off = NULL;
+    li->val = NULL;
+}
+
+static int label_value(PyObject *o, uint32_t *out) {
+    unsigned long long v = 0;
+    if (opt_uint(o, "a label", UINT32_MAX, &v) < 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int labels_from(PyObject *obj, size_t rows, labels_in *li) {
+    memset(li, 0, sizeof *li);
+    PyObject *seq = PySequence_Fast(obj, "labels must be a sequence with an item per vector");
+    if (seq == NULL)
+        return -1;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if ((size_t)n != rows) {
+        PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT],
+                     "labels has %zd items, there are %zu vectors", n, rows);
+        Py_DECREF(seq);
+        return -1;
+    }
+    size_t cap = rows + 16, used = 0;
+    li->off = PyMem_Malloc((rows + 1) * sizeof *li->off);
+    li->val = PyMem_Malloc(cap * sizeof *li->val);
+    if (li->off == NULL || li->val == NULL)
+        goto nomem;
+    li->off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *inner = NULL;
+        Py_ssize_t m = 0;
+        if (item != Py_None && !PyLong_Check(item) && !PyIndex_Check(item)) {
+            inner = PySequence_Fast(item, "each vector's labels must be an int, a sequence of "
+                                          "ints or None");
+            if (inner == NULL)
+                goto fail;
+            m = PySequence_Fast_GET_SIZE(inner);
+        } else if (item != Py_None) {
+            m = 1;
+        }
+        if (used + (size_t)m > cap) {
+            cap = 2 * (used + (size_t)m);
+            uint32_t *v = PyMem_Realloc(li->val, cap * sizeof *v);
+            if (v == NULL) {
+                Py_XDECREF(inner);
+                goto nomem;
+            }
+            li->val = v;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            if (label_value(inner ? PySequence_Fast_GET_ITEM(inner, j) : item, &li->val[used]) <
+                0) {
+                Py_XDECREF(inner);
+                goto fail;
+            }
+            used++;
+        }
+        Py_XDECREF(inner);
+        li->off[i + 1] = used;
+    }
+    Py_DECREF(seq);
+    li->l = (rotor_labels){li->off, li->val, rows};
+    return 0;
+nomem:
+    PyErr_NoMemory();
+fail:
+    Py_DECREF(seq);
+    labels_in_release(li);
+    return -1;
+}
+
+/* rotor.all_of(3, 7): a filter that wants every label named. */
+static PyStructSequence_Field all_of_fields[] = {{"labels", "the labels a vector must all carry"},
+                                                 {NULL, NULL}};
+static PyStructSequence_Desc all_of_desc = {
+    "rotor.AllOf", "A search filter: vectors carrying all of these labels (rotor.all_of).",
+    all_of_fields, 1};
+static PyTypeObject *AllOfType;
+
+/* A search's filter from filter= (an int: has that label; a sequence:
+ * any of them; rotor.all_of(...): all of them) and allow= (a boolean mask
+ * over ids, or an array of allowed ids). */
+typedef struct {
+    rotor_filter f;
+    uint32_t *labels;
+    uint64_t *bits;
+    bool set;
+} filter_in;
+
+static void filter_in_release(filter_in *fi) {
+    PyMem_Free(fi->labels);
+    PyMem_Free(fi->bits);
+    fi->labels = NULL;
+    fi->bits = NULL;
+}
+
+static int filter_from(PyObject *flt, PyObject *allow, filter_in *fi) {
+    memset(fi, 0, sizeof *fi);
+    if (flt != NULL && flt != Py_None) {
+        PyObject *labs = flt;
+        if (Py_IS_TYPE(flt, AllOfType)) {
+            labs = PyStructSequence_GetItem(flt, 0);
+            fi->f.all = 1;
+        }
+        PyObject *seq = NULL;
+        Py_ssize_t n = 1;
+        if (!PyLong_Check(labs)) {
+            seq = PySequence_Fast(labs, "filter must be a label, a sequence of labels (any of "
+                                        "them) or rotor.all_of(...)");
+            if (seq == NULL)
+                return -1;
+            n = PySequence_Fast_GET_SIZE(seq);
+        }
+        fi->labels = PyMem_Malloc((n ? (size_t)n : 1) * sizeof *fi->labels);
+        if (fi->labels == NULL) {
+            Py_XDECREF(seq);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (label_value(seq ? PySequence_Fast_GET_ITEM(seq, i) : labs, &fi->labels[i]) < 0) {
+                Py_XDECREF(seq);
+                filter_in_release(fi);
+                return -1;
+            }
+        Py_XDECREF(seq);
+        if (n == 0) { /* any of no label: nothing passes */
+            fi->f.allow = fi->bits = PyMem_Calloc(1, sizeof *fi->bits);
+            fi->f.allow_bits = 0;
+        }
+        fi->f.labels = fi->labels;
+        fi->f.nlabels = (size_t)n;
+        fi->set = true;
+    }
+    if (allow != NULL && allow != Py_None) {
+        PyArrayObject *a =
+            (PyArrayObject *)PyArray_FROMANY(allow, NPY_NOTYPE, 1, 1, NPY_ARRAY_CARRAY_RO);
+        if (a == NULL) {
+            filter_in_release(fi);
+            return -1;
+        }
+        const npy_intp n = PyArray_DIM(a, 0);
+        const bool mask = PyArray_TYPE(a) == NPY_BOOL;
+        if (!mask && !PyArray_ISINTEGER(a)) {
+            Py_DECREF(a);
+            filter_in_release(fi);
+            PyErr_SetString(PyExc_TypeError,
+                            "allow must be a boolean mask over ids or an array of ids");
+            return -1;
+        }
+        PyArrayObject *ids = mask ? NULL
+                                  : (PyArrayObject *)PyArray_FROMANY((PyObject *)a, NPY_INT64, 1, 1,
+                                                                     NPY_ARRAY_CARRAY_RO);
+        if (!mask && ids == NULL) {
+            Py_DECREF(a);
+            filter_in_release(fi);
+            return -1;
+        }
+        size_t nbits = mask ? (size_t)n : 0;
+        const int64_t *iv = ids ? PyArray_DATA(ids) : NULL;
+        for (npy_intp i = 0; iv && i < n; i++) {
+            if (iv[i] < 0) {
+                Py_DECREF(a);
+                Py_DECREF(ids);
+                filter_in_release(fi);
+                PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT],
+                             "allow names id %lld; ids are not negative", (long long)iv[i]);
+                return -1;
+            }
+            nbits = (size_t)iv[i] + 1 > nbits ? (size_t)iv[i] + 1 : nbits;
+        }
+        PyMem_Free(fi->bits);
+        fi->bits = PyMem_Calloc((nbits + 63) / 64 + 1, sizeof *fi->bits);
+        if (fi->bits == NULL) {
+            Py_DECREF(a);
+            Py_XDECREF(ids);
+            filter_in_release(fi);
+            PyErr_NoMemory();
+            return -1;
+        }
+        const npy_bool *mv = mask ? PyArray_DATA(a) : NULL;
+        for (npy_intp i = 0; i < n; i++) {
+            const size_t id = mask ? (size_t)i : (size_t)iv[i];
+            if (!mask || mv[i])
+                fi->bits[id / 64] |= (uint64_t)1 << (id % 64);
+        }
+        Py_DECREF(a);
+        Py_XDECREF(ids);
+        fi->f.allow = fi->bits;
+        fi->f.allow_bits = nbits;
+        fi->set = true;
+    }
+    return 0;
 }
 
 /* ---- the Index type ---------------------------------------------------------- */
@@ -534,10 +744,11 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
     PyObject *x = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$OOOOOOOOOOOOOOO", (char **)build_kwlist, &x, &a.metric, &a.kind, &a.quant,
-            &a.threads, &a.progress, &a.seed, &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
-            &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors, &a.target_recall))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOOOO", (char **)build_kwlist, &x,
+                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
+                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
+                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors,
+                                     &a.target_recall, &a.labels))
         return NULL;
     rotor_params p;
     params_keep keep;
@@ -548,8 +759,18 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
         params_keep_release(&keep);
         return NULL;
     }
+    labels_in li = {0};
+    if (a.labels != NULL && a.labels != Py_None) {
+        if (labels_from(a.labels, mi.m.rows, &li) < 0) {
+            matrix_in_release(&mi);
+            params_keep_release(&keep);
+            return NULL;
+        }
+        p.labels = &li.l;
+    }
     progress_state ps;
     if (progress_setup(a.progress, &ps, &p) < 0) {
+        labels_in_release(&li);
         matrix_in_release(&mi);
         params_keep_release(&keep);
         return NULL;
@@ -560,6 +781,7 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     st = rotor_index_build(&p, &mi.m, &ix);
     GIL_ACQUIRE();
     int stop = progress_finish(&ps, st);
+    labels_in_release(&li);
     matrix_in_release(&mi);
     params_keep_release(&keep);
     if (stop < 0) {
@@ -634,10 +856,13 @@ enum {
     SA_STARTS,
     SA_THREADS,
     SA_RECALL,
+    SA_FILTER,
+    SA_ALLOW,
     SA_COUNT
 };
-static const char *const search_names[SA_COUNT] = {
-    "q", "k", "list_size", "rerank", "refine", "nprobe", "starts", "threads", "recall"};
+static const char *const search_names[SA_COUNT] = {"q",      "k",      "list_size", "rerank",
+                                                   "refine", "nprobe", "starts",    "threads",
+                                                   "recall", "filter", "allow"};
 static PyObject *search_names_obj[SA_COUNT];
 
 static int search_parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
@@ -723,15 +948,23 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
         sp.target_recall = (float)v;
     }
 
-    matrix_in mi;
-    if (matrix_from(slot[SA_Q], "queries", ACCEPT_BYTES, &mi) < 0)
+    filter_in fi;
+    if (filter_from(slot[SA_FILTER], slot[SA_ALLOW], &fi) < 0)
         return NULL;
+    if (fi.set)
+        sp.filter = &fi.f;
+    matrix_in mi;
+    if (matrix_from(slot[SA_Q], "queries", ACCEPT_BYTES, &mi) < 0) {
+        filter_in_release(&fi);
+        return NULL;
+    }
     npy_intp shape[2] = {(npy_intp)mi.m.rows, (npy_intp)k};
     PyObject *ids = PyArray_SimpleNew(2, shape, NPY_INT64);
     PyObject *dist = ids ? PyArray_SimpleNew(2, shape, NPY_FLOAT32) : NULL;
     if (dist == NULL) {
         Py_XDECREF(ids);
         matrix_in_release(&mi);
+        filter_in_release(&fi);
         return NULL;
     }
     int64_t *idp = PyArray_DATA((PyArrayObject *)ids);
@@ -755,6 +988,7 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
         GIL_ACQUIRE();
     }
     matrix_in_release(&mi);
+    filter_in_release(&fi);
     if (st != ROTOR_OK) {
         Py_DECREF(ids);
         Py_DECREF(dist);
@@ -776,20 +1010,44 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
 }
 
 static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
-    static const char *const kwlist[] = {"x", NULL};
-    PyObject *x;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", (char **)kwlist, &x) || check_open(self) < 0)
+    static const char *const kwlist[] = {"x", "labels", NULL};
+    PyObject *x, *labels = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O", (char **)kwlist, &x, &labels) ||
+        check_open(self) < 0)
         return NULL;
     matrix_in mi;
     if (matrix_from(x, "vectors", ACCEPT_BYTES, &mi) < 0)
         return NULL;
+    labels_in li = {0};
+    int64_t *lids = NULL;
+    if (labels != NULL && labels != Py_None) {
+        if (labels_from(labels, mi.m.rows, &li) < 0 ||
+            (lids = PyMem_Malloc((mi.m.rows ? mi.m.rows : 1) * sizeof *lids)) == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_NoMemory();
+            labels_in_release(&li);
+            matrix_in_release(&mi);
+            return NULL;
+        }
+    }
     rotor_status st;
     GIL_RELEASE();
     pthread_rwlock_wrlock(&self->lock);
+    rotor_index_stats before = {0};
+    if (self->ix != NULL)
+        rotor_index_stats_get(self->ix, &before);
     st = self->ix ? rotor_index_add(self->ix, &mi.m) : ROTOR_ERR_INVALID_ARGUMENT;
+    /* The new vectors' labels: their ids continue from the count. */
+    if (st == ROTOR_OK && lids != NULL) {
+        for (size_t i = 0; i < mi.m.rows; i++)
+            lids[i] = (int64_t)(before.count + i);
+        st = rotor_index_set_labels(self->ix, lids, &li.l);
+    }
     pthread_rwlock_unlock(&self->lock);
     GIL_ACQUIRE();
     matrix_in_release(&mi);
+    labels_in_release(&li);
+    PyMem_Free(lids);
     if (self->ix == NULL) {
         (void)check_open(self);
         return NULL;
@@ -797,6 +1055,84 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
     if (st != ROTOR_OK)
         return raise_status(st);
     Py_RETURN_NONE;
+}
+
+static PyObject *index_set_labels(IndexObject *self, PyObject *args, PyObject *kw) {
+    static const char *const kwlist[] = {"ids", "labels", NULL};
+    PyObject *ids_obj, *labels;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", (char **)kwlist, &ids_obj, &labels) ||
+        check_open(self) < 0)
+        return NULL;
+    PyArrayObject *ids =
+        (PyArrayObject *)PyArray_FROMANY(ids_obj, NPY_INT64, 1, 1, NPY_ARRAY_CARRAY_RO);
+    if (ids == NULL)
+        return NULL;
+    labels_in li;
+    if (labels_from(labels, (size_t)PyArray_DIM(ids, 0), &li) < 0) {
+        Py_DECREF(ids);
+        return NULL;
+    }
+    rotor_status st;
+    GIL_RELEASE();
+    pthread_rwlock_wrlock(&self->lock);
+    st = self->ix ? rotor_index_set_labels(self->ix, PyArray_DATA(ids), &li.l)
+                  : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    labels_in_release(&li);
+    Py_DECREF(ids);
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_labels(IndexObject *self, PyObject *id_obj) {
+    if (check_open(self) < 0)
+        return NULL;
+    long long id = PyLong_AsLongLong(id_obj);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    size_t n = 0;
+    uint32_t buf[256];
+    read_lock_holding_gil(self);
+    rotor_status st = rotor_index_get_labels(self->ix, id, buf, 256, &n);
+    uint32_t *all = buf;
+    if (st == ROTOR_OK && n > 256) {
+        all = PyMem_Malloc(n * sizeof *all);
+        st = all ? rotor_index_get_labels(self->ix, id, all, n, &n) : ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    pthread_rwlock_unlock(&self->lock);
+    PyObject *out = NULL;
+    if (st == ROTOR_OK) {
+        out = PyList_New((Py_ssize_t)n);
+        for (size_t i = 0; out != NULL && i < n; i++) {
+            PyObject *v = PyLong_FromUnsignedLong(all[i]);
+            if (v == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            PyList_SET_ITEM(out, (Py_ssize_t)i, v);
+        }
+    }
+    if (all != buf)
+        PyMem_Free(all);
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    return out;
+}
+
+static PyObject *mod_all_of(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *o = PyStructSequence_New(AllOfType);
+    if (o == NULL)
+        return NULL;
+    Py_INCREF(args);
+    PyStructSequence_SetItem(o, 0, args);
+    return o;
 }
 
 static PyObject *index_save(IndexObject *self, PyObject *args, PyObject *kw) {
@@ -874,7 +1210,8 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
     if (get_stats(self, &s) < 0)
         return NULL;
     return Py_BuildValue(
-        "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n}",
+        "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
+        "s:n,s:n,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -885,7 +1222,9 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         "bytes_vectors_disk", (Py_ssize_t)s.bytes_vectors_disk, "io_backend", s.io_backend,
         "direct_io", s.direct_io ? Py_True : Py_False, "io_fallback",
         s.io_fallback ? Py_True : Py_False, "graph_degree", (unsigned)s.graph_degree,
-        "start_points", (Py_ssize_t)s.start_points, "start_groups", (Py_ssize_t)s.start_groups);
+        "start_points", (Py_ssize_t)s.start_points, "start_groups", (Py_ssize_t)s.start_groups,
+        "labelled", (Py_ssize_t)s.labelled, "labels", (Py_ssize_t)s.labels, "bytes_labels",
+        (Py_ssize_t)s.bytes_labels);
 }
 
 static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
@@ -975,7 +1314,7 @@ PyDoc_STRVAR(
     build_doc,
     "build(x, *, metric='l2', kind='flat', quant=None, threads=0, progress=False, seed=42,\n"
     "      degree=None, build_list=None, alpha=None, neighbor_codes=None, build_space=None,\n"
-    "      walk_quant=None, nlist=None, full_vectors=None)\n"
+    "      walk_quant=None, nlist=None, full_vectors=None, target_recall=None, labels=None)\n"
     "--\n\n"
     "Build an index over the rows of x.\n\n"
     "x        (n, d) array of vectors. float32 C-contiguous arrays are read in place;\n"
@@ -1000,7 +1339,9 @@ PyDoc_STRVAR(
     "degree, build_list, alpha, neighbor_codes, build_space ('full'|'codes'), walk_quant:\n"
     "         vamana build settings (R, L, alpha; see rotor.h). nlist: IVF partitions.\n"
     "full_vectors  'ram' or 'disk': where an index saved from this one keeps its full\n"
-    "         vectors when opened (disk needs quant).\n\n"
+    "         vectors when opened (disk needs quant).\n"
+    "labels   an item per row: an int, a sequence of ints (non-negative) or None: the\n"
+    "         labels search(filter=...) selects on; kept in saved files.\n\n"
     "The GIL is released while the index is built.");
 
 PyDoc_STRVAR(open_doc,
@@ -1020,7 +1361,7 @@ PyDoc_STRVAR(open_doc,
 PyDoc_STRVAR(
     search_doc,
     "search(q, k=10, *, list_size=None, rerank=None, refine=None, nprobe=None, starts=None,\n"
-    "       threads=0, recall=None)\n"
+    "       threads=0, recall=None, filter=None, allow=None)\n"
     "--\n\n"
     "Find the k nearest neighbours of each query.\n\n"
     "q          one query of shape (d,) or a batch of shape (n, d). A float32 C-contiguous\n"
@@ -1039,7 +1380,12 @@ PyDoc_STRVAR(
     "recall     a target recall instead of the settings above: the cheapest\n"
     "           setting of the index's calibration table (measured at build or by\n"
     "           rotor tune) that reaches it; settings given explicitly still win.\n"
-    "           rotor.Unsupported when the index cannot promise it.\n\n"
+    "           rotor.Unsupported when the index cannot promise it.\n"
+    "filter     only vectors carrying a label: 3, any of [3, 7], or all of\n"
+    "           rotor.all_of(3, 7). Checked inside the search (a graph walks through\n"
+    "           the others); when few pass, they are scanned instead.\n"
+    "allow      only these ids: a boolean mask over ids or an array of ids (with\n"
+    "           filter, both must hold). A filter nothing passes returns ids -1.\n\n"
     "Returns (ids, distances): int64 and float32 arrays of shape (n, k), n = 1 for a\n"
     "single query, each row sorted by increasing distance (squared L2, negated inner\n"
     "product, or 1 - cosine).\n\n"
@@ -1048,11 +1394,13 @@ PyDoc_STRVAR(
     "a vector. The GIL is released during the search; a batch runs on the library's\n"
     "threads, and any number of Python threads may search one index at once.");
 
-PyDoc_STRVAR(add_doc, "add(x)\n--\n\n"
-                      "Append the rows of x (same dtype rules as build); their ids continue "
-                      "from len(index).\nOn failure the index is unchanged. An index opened "
-                      "with vectors on disk cannot take adds.\nThe GIL is released; searches "
-                      "from other threads wait until the add is done.");
+PyDoc_STRVAR(
+    add_doc,
+    "add(x, *, labels=None)\n--\n\n"
+    "Append the rows of x (same dtype rules as build); their ids continue "
+    "from len(index); labels as in build.\nOn failure the index is unchanged. An index opened "
+    "with vectors on disk cannot take adds.\nThe GIL is released; searches "
+    "from other threads wait until the add is done.");
 
 PyDoc_STRVAR(save_doc, "save(path)\n--\n\n"
                        "Write the index to path: into a temporary file beside it, flushed and "
@@ -1082,6 +1430,12 @@ static PyMethodDef index_methods[] = {
     {"search", (PyCFunction)(void (*)(void))index_search, METH_FASTCALL | METH_KEYWORDS,
      search_doc},
     {"add", (PyCFunction)(void (*)(void))index_add, METH_VARARGS | METH_KEYWORDS, add_doc},
+    {"set_labels", (PyCFunction)(void (*)(void))index_set_labels, METH_VARARGS | METH_KEYWORDS,
+     "set_labels(ids, labels)\n--\n\nGives the vectors `ids` their labels (an item per id: an "
+     "int, a sequence of ints or None), replacing what they carried; nothing changes on an "
+     "error."},
+    {"labels", (PyCFunction)index_labels, METH_O,
+     "labels(id)\n--\n\nThe labels vector `id` carries, ascending."},
     {"save", (PyCFunction)(void (*)(void))index_save, METH_VARARGS | METH_KEYWORDS, save_doc},
     {"close", (PyCFunction)index_close, METH_NOARGS, close_doc},
     {"stats", (PyCFunction)index_stats, METH_NOARGS, stats_doc},
@@ -1433,6 +1787,9 @@ static PyMethodDef module_methods[] = {
      build_file_doc},
     {"verify", (PyCFunction)mod_verify, METH_O, verify_doc},
     {"probe", (PyCFunction)mod_probe, METH_O, probe_doc},
+    {"all_of", (PyCFunction)mod_all_of, METH_VARARGS,
+     "all_of(*labels)\n--\n\nA search filter: only vectors carrying every one of these "
+     "labels (search(q, filter=rotor.all_of(3, 7))); a list filter=[3, 7] wants any of them."},
     {"simd_level", (PyCFunction)mod_simd_level, METH_NOARGS,
      "simd_level()\n--\n\nThe instruction set the distance kernels run on: 'avx512', "
      "'avx2' or 'scalar'."},
@@ -1477,6 +1834,9 @@ PyMODINIT_FUNC PyInit_rotor(void) {
         if (search_names_obj[i] == NULL)
             return NULL;
     }
+    AllOfType = PyStructSequence_NewType(&all_of_desc);
+    if (AllOfType == NULL)
+        return NULL;
     if (PyType_Ready(&IndexType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&rotor_module);

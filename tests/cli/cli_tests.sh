@@ -210,5 +210,32 @@ cp base.fvecs f.rotor
 expect 1 "not a rotor index" -- "$ROTOR" search --index f.rotor --queries queries.fvecs --k 5 --out x.ivecs
 [ -e x.ivecs ] && bad "a failed search left an output file" || ok
 
+# labels and filters: row i carries label i % 5 (and 9 on rows 0, 10, 20, ...)
+perl -e 'for $i (0..499) { print $i % 5, ($i % 10 ? "" : " 9"), "\n" }' >labels.txt
+expect 0 "" -- "$ROTOR" build --index vamana --base base.fvecs --labels labels.txt --out lab.rotor --quiet
+expect 0 "" -- "$ROTOR" search --index lab.rotor --queries queries.fvecs --k 5 --filter "2|3" --out fs.ivecs
+allowed=$(perl -e 'open F, "<", "fs.ivecs"; binmode F; local $/; $b = <F>; $ok = 1;
+  for $q (0..39) { for $j (0..4) { $id = unpack("l<", substr($b, $q*24 + 4 + 4*$j, 4));
+    $ok = 0 if $id < 0 || ($id % 5 != 2 && $id % 5 != 3) } } print $ok')
+[ "$allowed" = 1 ] && ok || bad "search --filter '2|3' returned a vector without label 2 or 3"
+expect 0 "" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 10 --labels labels.txt --filter "0&9" --out fgt.ivecs
+allowed=$(perl -e 'open F, "<", "fgt.ivecs"; binmode F; local $/; $b = <F>; $ok = 1;
+  for $q (0..39) { for $j (0..9) { $id = unpack("l<", substr($b, $q*44 + 4 + 4*$j, 4));
+    $ok = 0 if $id % 10 != 0 } } print $ok')
+[ "$allowed" = 1 ] && ok || bad "gt --filter '0&9' named a row without both labels"
+expect 0 "" -- "$ROTOR" bench --index lab.rotor --base base.fvecs --queries queries.fvecs --gt fgt.ivecs --filter "0&9" --json fb.jsonl --quiet
+recall=$(perl -ne 'print $1 if /"recall_at_10":([0-9.]+)/' fb.jsonl)
+perl -e "exit !(('$recall' || 0) >= 0.9)" && ok || bad "filtered bench recall@10 '$recall' below 0.9"
+expect 0 "" -- "$ROTOR" search --index lab.rotor --queries queries.fvecs --k 5 --filter 77 --out none.ivecs
+[ "$(perl -e 'open F, "<", "none.ivecs"; binmode F; local $/; $b = <F>; print unpack("x4 l<", $b)')" = -1 ] && ok || bad "a filter nothing passes should return -1"
+printf '1\n2\nx3\n' >badlab.txt
+expect 1 "line 3" -- "$ROTOR" build --index flat --base base.fvecs --labels badlab.txt --out bl.rotor
+printf '1\n2\n' >shortlab.txt
+expect 1 "has 2 lines, the base has 500 rows" -- "$ROTOR" build --index flat --base base.fvecs --labels shortlab.txt --out bl.rotor
+[ -e bl.rotor ] && bad "a refused labels file left an index file" || ok
+expect 2 "mixes | and &" -- "$ROTOR" search --index lab.rotor --queries queries.fvecs --k 5 --filter "1|2&3" --out x.ivecs
+expect 2 "--filter needs --labels" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 5 --filter 1 --out x.ivecs
+expect 2 "an index file keeps its own" -- "$ROTOR" search --index lab.rotor --labels labels.txt --queries queries.fvecs --k 5 --out x.ivecs
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
