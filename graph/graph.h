@@ -304,7 +304,9 @@ typedef struct graph_cands {
  * enter when q bounds its estimates and s->resid is set; else all. */
 rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands *c, cm_topk *top);
 
-enum { GRAPH_SCAN_BLOCK = 512 };
+/* GRAPH_SCAN_GATHER: the window graph_scan_ids scores at once in a blocked
+ * layout, a multiple of every fast-scan block (32 codes). */
+enum { GRAPH_SCAN_BLOCK = 512, GRAPH_SCAN_GATHER = 32 };
 
 /* A scan of code stores by one quantizer: the query prepared once, codes
  * scored a block at a time, the best estimates kept (`rerank` of them, or k
@@ -340,9 +342,11 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
 void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t n,
                       const uint32_t *ids, size_t bound);
 /* Scores the codes of points ids[0..n) of `store` (the index's store of
- * every point, in any layout): the scan of a list of points, such as those
- * a filter allows, which the caller has already filtered. */
-void graph_scan_ids(graph_scan *sc, const uint8_t *store, const uint32_t *ids, size_t n);
+ * all `count` points, in any layout): the scan of a list of points, such
+ * as those a filter allows, which the caller has already filtered. In a
+ * blocked layout, ascending ids cost one block scan per block touched. */
+void graph_scan_ids(graph_scan *sc, const uint8_t *store, size_t count, const uint32_t *ids,
+                    size_t n);
 /* The exact distances of points ids[0..n) of s->vectors into top. */
 void graph_exact_ids(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
                      cm_topk *top);

@@ -205,8 +205,28 @@ void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t
     }
 }
 
-void graph_scan_ids(graph_scan *sc, const uint8_t *store, const uint32_t *ids, size_t n) {
+void graph_scan_ids(graph_scan *sc, const uint8_t *store, size_t count, const uint32_t *ids,
+                    size_t n) {
     const quant *q = sc->q;
+    if (q->ops->store != quant_plain_store) {
+        /* A blocked layout scores a whole block to estimate one code: the
+         * ids are taken a block at a time, each block scored once for all
+         * the listed ids it holds (ascending ids share blocks). */
+        size_t j = 0;
+        while (j < n) {
+            const size_t b0 = ids[j] / GRAPH_SCAN_GATHER * GRAPH_SCAN_GATHER;
+            const size_t m = count - b0 < GRAPH_SCAN_GATHER ? count - b0 : GRAPH_SCAN_GATHER;
+            q->ops->scan(q, sc->qstate, store, b0, m, sc->block);
+            if (sc->work != NULL)
+                sc->work->scored += m;
+            for (; j < n && ids[j] >= b0 && ids[j] < b0 + m; j++) {
+                const float e = sc->block[ids[j] - b0];
+                if (e < cm_topk_threshold(&sc->top) && ids[j] != sc->skip)
+                    cm_topk_push(&sc->top, e, ids[j]);
+            }
+        }
+        return;
+    }
     /* Scattered codes: a few load ahead of the one scored (as the refine). */
     const bool plain = q->ops->store == quant_plain_store;
     enum { AHEAD = 16 };

@@ -54,6 +54,11 @@ typedef struct ix_labels {
     uint64_t *post_off; /* nlabels + 1 */
     uint32_t *post;     /* off[rows]: each label's points ascending */
     size_t labelled;    /* points with at least one label */
+    /* Per point, bit (label % 64) of each label it carries: a filter's
+     * test reads one word instead of the rows, and when every label is
+     * below 64 (exact) the word is the whole answer. */
+    uint64_t *sig; /* rows */
+    bool exact_sig;
 } ix_labels;
 
 struct rotor_index {
@@ -208,6 +213,7 @@ typedef struct ix_filter {
     rotor_filter f;
     uint32_t *labels; /* f's labels, ascending, each once */
     size_t nlabels;
+    uint64_t mask;    /* their bits in ix_labels.sig */
     bool none;        /* provably nothing passes */
     bool scan;        /* search by scanning the points that pass */
     int mode;         /* rotor_search_params.filter_scan */

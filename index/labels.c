@@ -29,6 +29,7 @@ static void labels_release(const rotor_allocator *a, ix_labels *l) {
     cm_free(a, l->label);
     cm_free(a, l->post_off);
     cm_free(a, l->post);
+    cm_free(a, l->sig);
     *l = (ix_labels){0};
 }
 
@@ -39,8 +40,9 @@ size_t ix_labels_bytes(const rotor_index *ix) {
     if (l->off == NULL)
         return 0;
     const size_t total = (size_t)l->off[l->rows];
-    return (l->rows + 1) * sizeof *l->off + 2 * total * sizeof(uint32_t) +
-           l->nlabels * (sizeof *l->label + sizeof *l->post_off) + sizeof *l->post_off;
+    return (l->rows + 1) * sizeof *l->off + l->rows * sizeof *l->sig +
+           2 * total * sizeof(uint32_t) + l->nlabels * (sizeof *l->label + sizeof *l->post_off) +
+           sizeof *l->post_off;
 }
 
 static int cmp_u32(const void *a, const void *b) {
@@ -79,6 +81,13 @@ static rotor_status build_postings(const rotor_allocator *a, ix_labels *l) {
     }
     memcpy(l->label, all, n * sizeof *all);
     cm_free(a, all);
+    l->sig = cm_calloc(a, (l->rows ? l->rows : 1) * sizeof *l->sig, "label signatures");
+    if (l->sig == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    l->exact_sig = n == 0 || l->label[n - 1] < 64;
+    for (size_t r = 0; r < l->rows; r++)
+        for (uint64_t j = l->off[r]; j < l->off[r + 1]; j++)
+            l->sig[r] |= (uint64_t)1 << (l->val[j] & 63);
     l->labelled = 0;
     /* Each row's labels are ascending, so a row's slots are found by a
      * binary search each. */

@@ -204,6 +204,50 @@ static void filters_hold_in_every_kind(void **state) {
     }
 }
 
+/* Labels past 63 share signature bits (label % 64): the test must then
+ * read the rows, and 3 and 67 must not be mistaken for each other. */
+static void large_labels_are_told_apart(void **state) {
+    const fixture *f = *state;
+    uint32_t *big = malloc(f->off[N] * sizeof *big);
+    for (uint64_t j = 0; j < f->off[N]; j++)
+        big[j] = f->val[j] == 3 ? 67 : f->val[j] + 64 * (f->val[j] % 2);
+    rotor_params p = rotor_params_default();
+    p.kind = ROTOR_INDEX_VAMANA;
+    p.calibrate = 0;
+    rotor_labels labels = {f->off, big, N};
+    p.labels = &labels;
+    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    const uint32_t l3 = 3, l67 = 67, l65 = 65, pair[] = {0, 65};
+    const rotor_filter none = {.labels = &l3, .nlabels = 1};
+    rotor_search_params sp = rotor_search_params_default();
+    sp.filter = &none;
+    int64_t ids[K];
+    assert_int_equal(rotor_index_search(ix, &sp, f->queries, D, K, ids, NULL), ROTOR_OK);
+    for (size_t j = 0; j < K; j++)
+        assert_int_equal(ids[j], -1);
+    /* 67 stands for the fixture's 3, 65 for 1: the fixture's verdicts hold. */
+    const uint32_t f3 = 3, f1 = 1, fpair[] = {0, 1};
+    const rotor_filter mapped[][2] = {
+        {{.labels = &l67, .nlabels = 1}, {.labels = &f3, .nlabels = 1}},
+        {{.labels = &l65, .nlabels = 1}, {.labels = &f1, .nlabels = 1}},
+        {{.labels = pair, .nlabels = 2, .all = 1}, {.labels = fpair, .nlabels = 2, .all = 1}},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        sp.filter = &mapped[i][0];
+        for (size_t qi = 0; qi < NQ; qi++) {
+            assert_int_equal(rotor_index_search(ix, &sp, f->queries + qi * D, D, K, ids, NULL),
+                             ROTOR_OK);
+            for (size_t j = 0; j < K; j++)
+                if (ids[j] >= 0)
+                    assert_true(passes(f, &mapped[i][1], (size_t)ids[j]));
+        }
+    }
+    rotor_index_close(ix);
+    free(big);
+}
+
 static void nothing_allowed_returns_nothing(void **state) {
     const fixture *f = *state;
     rotor_index *ix = build(f, ROTOR_INDEX_VAMANA);
@@ -326,6 +370,7 @@ static void bad_labels_change_nothing(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(filters_hold_in_every_kind),
+        cmocka_unit_test(large_labels_are_told_apart),
         cmocka_unit_test(nothing_allowed_returns_nothing),
         cmocka_unit_test(batch_matches_single),
         cmocka_unit_test(labels_survive_save_and_open),
