@@ -24,7 +24,7 @@
 #include "quant/kmeans.h"
 #include "simd/simd.h"
 
-enum { SAMPLE_PER_LIST = 48, TRAIN_ITERS = 12, DEFAULT_NPROBE = 16 };
+enum { SAMPLE_PER_LIST = 48, TRAIN_ITERS = 12 };
 
 typedef struct ivf_list {
     uint32_t *ids;
@@ -246,7 +246,7 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
     const ivf *f = ivf_of(n);
     const simd_ops *ops = simd_ops_get();
     const size_t nlist = f->nlist;
-    size_t nprobe = p->nprobe ? p->nprobe : DEFAULT_NPROBE;
+    size_t nprobe = p->nprobe ? p->nprobe : NAV_DEFAULT_NPROBE;
     if (nprobe > nlist)
         nprobe = nlist;
     size_t most = nprobe;

@@ -21,7 +21,7 @@
 
 #include "graph/vamana.h"
 
-enum { DEFAULT_LIST = 64, DEFAULT_STARTS = 256 };
+enum { DEFAULT_STARTS = 256 };
 
 /* One search in progress. */
 typedef struct vm_walk {
@@ -187,7 +187,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
                            const nav_search_params *p, int64_t *ids, float *dists) {
     const vamana *g = vamana_of(n);
     const nav_filter *filter = p->filter;
-    size_t list = p->list ? p->list : DEFAULT_LIST;
+    size_t list = p->list ? p->list : NAV_DEFAULT_LIST;
     const size_t rerank = p->rerank;
     const size_t refine_depth = p->refine ? p->refine : 4 * rerank;
     const size_t want_starts = p->starts ? p->starts : DEFAULT_STARTS;
