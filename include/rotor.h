@@ -107,12 +107,14 @@ typedef enum rotor_metric {
 } rotor_metric;
 
 /* Element types of a matrix. Indexes take float32, uint8 and int8 and convert
- * to float32; int32 appears only in ground-truth files. */
+ * to float32; int32 appears only in ground-truth files, int64 only in .npy
+ * files of keys and of search results that hold keys. */
 typedef enum rotor_elem_type {
     ROTOR_ELEM_F32 = 0,
     ROTOR_ELEM_U8 = 1,
     ROTOR_ELEM_I8 = 2,
     ROTOR_ELEM_I32 = 3,
+    ROTOR_ELEM_I64 = 4,
 } rotor_elem_type;
 
 /* A dense row-major matrix: rows * cols elements of `type`, contiguous. */
@@ -123,7 +125,7 @@ typedef struct rotor_matrix {
     rotor_elem_type type;
 } rotor_matrix;
 
-/* Bytes of one element of `type` (4, 1, 1, 4); 0 for an unknown type. */
+/* Bytes of one element of `type` (4, 1, 1, 4, 8); 0 for an unknown type. */
 ROTOR_API size_t rotor_elem_size(rotor_elem_type type);
 
 /* ---------------------------------------------------------------------------
@@ -131,7 +133,7 @@ ROTOR_API size_t rotor_elem_size(rotor_elem_type type);
  *
  * Formats are recognised by extension: .fvecs .ivecs .bvecs (TEXMEX),
  * .fbin .u8bin .i8bin .ibin (big-ann-benchmarks), .npy (float32, uint8, int8,
- * int32; C order), and the IDX format of (Fashion-)MNIST by its magic number,
+ * int32, int64; C order), and the IDX format of (Fashion-)MNIST by its magic number,
  * optionally gzip-compressed. Every malformed file is refused with a sentence
  * naming the file and the fault.
  * ------------------------------------------------------------------------ */
