@@ -55,6 +55,7 @@ const char *rotor_strerror(rotor_status status) {
     case ROTOR_ERR_UNSUPPORTED: return "not supported";
     case ROTOR_ERR_THREAD: return "cannot start thread";
     case ROTOR_ERR_CANCELLED: return "cancelled";
+    case ROTOR_ERR_NOT_FOUND: return "key not found";
     }
     return "unknown status";
 }

@@ -29,6 +29,7 @@ size_t rotor_elem_size(rotor_elem_type type) {
     case ROTOR_ELEM_U8: return 1;
     case ROTOR_ELEM_I8: return 1;
     case ROTOR_ELEM_I32: return 4;
+    case ROTOR_ELEM_I64: return 8;
     }
     return 0;
 }

@@ -10,6 +10,15 @@
  *   - Output arrays are allocated by the caller. Search results are written as
  *     n * k ids and n * k distances; slots without a result hold id -1 and
  *     distance +inf.
+ *
+ * Keys
+ *   Every vector carries a key, a non-negative int64 chosen by the caller
+ *   (rotor_index_build_with_keys, rotor_index_add_with_keys) or, by
+ *   default, its row number: 0, 1, 2, ... in the order vectors were added.
+ *   Every `id` of this API is such a key: searches return keys, and
+ *   rotor_index_get, rotor_index_reconstruct and rotor_index_estimate take
+ *   them. Keys are unique within an index. An index whose keys are all row
+ *   numbers keeps no key table at all.
  *   - Every object returned by a *_build / *_open / *_read call is released by
  *     exactly one matching *_close / *_free call, which accepts NULL.
  *   - Strings returned by rotor are owned by rotor. The text behind
@@ -79,6 +88,7 @@ typedef enum rotor_status {
     ROTOR_ERR_UNSUPPORTED = 9,      /* valid request this build or index cannot serve */
     ROTOR_ERR_THREAD = 10,          /* a worker thread could not be started */
     ROTOR_ERR_CANCELLED = 11,       /* the progress callback asked the work to stop */
+    ROTOR_ERR_NOT_FOUND = 12,       /* no vector of the index has the key asked for */
 } rotor_status;
 
 /* A short fixed description of a status code ("invalid argument"). Never NULL. */
@@ -97,12 +107,14 @@ typedef enum rotor_metric {
 } rotor_metric;
 
 /* Element types of a matrix. Indexes take float32, uint8 and int8 and convert
- * to float32; int32 appears only in ground-truth files. */
+ * to float32; int32 appears only in ground-truth files, int64 only in .npy
+ * files of keys and of search results that hold keys. */
 typedef enum rotor_elem_type {
     ROTOR_ELEM_F32 = 0,
     ROTOR_ELEM_U8 = 1,
     ROTOR_ELEM_I8 = 2,
     ROTOR_ELEM_I32 = 3,
+    ROTOR_ELEM_I64 = 4,
 } rotor_elem_type;
 
 /* A dense row-major matrix: rows * cols elements of `type`, contiguous. */
@@ -113,7 +125,7 @@ typedef struct rotor_matrix {
     rotor_elem_type type;
 } rotor_matrix;
 
-/* Bytes of one element of `type` (4, 1, 1, 4); 0 for an unknown type. */
+/* Bytes of one element of `type` (4, 1, 1, 4, 8); 0 for an unknown type. */
 ROTOR_API size_t rotor_elem_size(rotor_elem_type type);
 
 /* ---------------------------------------------------------------------------
@@ -121,7 +133,7 @@ ROTOR_API size_t rotor_elem_size(rotor_elem_type type);
  *
  * Formats are recognised by extension: .fvecs .ivecs .bvecs (TEXMEX),
  * .fbin .u8bin .i8bin .ibin (big-ann-benchmarks), .npy (float32, uint8, int8,
- * int32; C order), and the IDX format of (Fashion-)MNIST by its magic number,
+ * int32, int64; C order), and the IDX format of (Fashion-)MNIST by its magic number,
  * optionally gzip-compressed. Every malformed file is refused with a sentence
  * naming the file and the fault.
  * ------------------------------------------------------------------------ */
@@ -416,17 +428,45 @@ typedef struct rotor_index rotor_index;
 
 /* Builds an index over `vectors` (F32, U8 or I8; converted to float32).
  * `params` may be NULL for the defaults. Rejects empty input, zero
- * dimensions and NaN/infinity. */
+ * dimensions and NaN/infinity. Row i gets key i. */
 ROTOR_API rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
                                          rotor_index **out);
 
-/* Appends vectors; their ids continue from the current count. On failure the
- * index is unchanged. */
+/* The same, with `keys` (vectors->rows of them, copied) as the keys of
+ * the rows; NULL gives row numbers, as rotor_index_build. A negative key
+ * or a key given twice is refused (ROTOR_ERR_INVALID_ARGUMENT, naming
+ * the key and the rows). */
+ROTOR_API rotor_status rotor_index_build_with_keys(const rotor_params *params,
+                                                   const rotor_matrix *vectors, const int64_t *keys,
+                                                   rotor_index **out);
+
+/* Appends vectors; their keys continue the row numbers: count, count + 1,
+ * ... A key taken already (an index with keys of the caller's) refuses
+ * the call. On failure the index is unchanged. */
 ROTOR_API rotor_status rotor_index_add(rotor_index *index, const rotor_matrix *vectors);
 
-/* The k nearest neighbours of one float32 query of `dim` elements. `ids` and
- * `distances` hold k entries each; `distances` may be NULL. k may exceed the
- * index size: the tail is padded with -1 / +inf. `params` may be NULL. */
+/* Appends vectors with the given keys (vectors->rows of them, copied;
+ * NULL: as rotor_index_add). A negative key, a key given twice, or a key
+ * already in the index is refused with ROTOR_ERR_INVALID_ARGUMENT, and
+ * the index is unchanged, as after any failure. The first key that is
+ * not a row number builds the key table (memory: about 8 bytes per
+ * vector for the keys, 5 to 11 for the hash table that finds them). */
+ROTOR_API rotor_status rotor_index_add_with_keys(rotor_index *index, const rotor_matrix *vectors,
+                                                 const int64_t *keys);
+
+/* Whether a vector has `key`: *found is 1 or 0 (0 for any negative key). */
+ROTOR_API rotor_status rotor_index_contains(const rotor_index *index, int64_t key, int *found);
+
+/* The full vector stored under `key` (dim floats; normalised for cosine
+ * indexes), read from the file when the vectors stay on disk. A key no
+ * vector has is ROTOR_ERR_NOT_FOUND; a negative one,
+ * ROTOR_ERR_INVALID_ARGUMENT. */
+ROTOR_API rotor_status rotor_index_get(const rotor_index *index, int64_t key, float *out);
+
+/* The k nearest neighbours of one float32 query of `dim` elements: their
+ * keys in `ids`. `ids` and `distances` hold k entries each; `distances`
+ * may be NULL. k may exceed the index size: the tail is padded with -1 /
+ * +inf. `params` may be NULL. */
 ROTOR_API rotor_status rotor_index_search(const rotor_index *index,
                                           const rotor_search_params *params, const float *query,
                                           size_t dim, size_t k, int64_t *ids, float *distances);
@@ -469,6 +509,9 @@ typedef struct rotor_index_stats {
     size_t labelled;           /* vectors carrying at least one label */
     size_t labels;             /* distinct labels */
     size_t bytes_labels;       /* the labels and their posting lists (counted in bytes_total) */
+    int user_keys;             /* 1: some key is not its row number (the index keeps a key
+                                  table); 0: every key is the row number */
+    size_t bytes_keys;         /* the keys and their hash table (0 without user keys) */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
@@ -546,19 +589,23 @@ ROTOR_API rotor_status rotor_index_tune(rotor_index *index, const rotor_matrix *
 ROTOR_API rotor_status rotor_search_params_for_recall(const rotor_index *index, float recall,
                                                       size_t k, rotor_search_params *params);
 
-/* The index's version of vector `id` (dim floats): the stored vector, or for
- * a quantized index the decoded code. Cosine indexes hold normalised vectors. */
+/* The index's version of the vector with key `id` (dim floats): the stored
+ * vector, or for a quantized index the decoded code (rotor_index_get gives
+ * the stored one). Cosine indexes hold normalised vectors. A key no vector
+ * has is ROTOR_ERR_NOT_FOUND. */
 ROTOR_API rotor_status rotor_index_reconstruct(const rotor_index *index, int64_t id, float *out);
 
 /* The distances the index's scan would assign (estimates, for a quantized
- * index; exact otherwise) between one query and the vectors `ids[0..n)`. */
+ * index; exact otherwise) between one query and the vectors with keys
+ * `ids[0..n)` (ROTOR_ERR_NOT_FOUND for a key no vector has). */
 ROTOR_API rotor_status rotor_index_estimate(const rotor_index *index, const float *query,
                                             size_t dim, const int64_t *ids, size_t n,
                                             float *distances);
 
 /* Gives vectors their labels, replacing what they carried: `ids` are the
- * ids searches return for them (NULL: ids 0 .. labels->rows - 1, every vector
- * of an index just built, in order). On failure nothing changed. Not
+ * ids searches return for them, their keys (NULL: the first labels->rows
+ * vectors in the order they were added, every vector of an index just
+ * built). A key no vector has is ROTOR_ERR_NOT_FOUND. On failure nothing changed. Not
  * beside searches of the same index (as rotor_index_add). */
 ROTOR_API rotor_status rotor_index_set_labels(rotor_index *index, const int64_t *ids,
                                               const rotor_labels *labels);
@@ -670,6 +717,11 @@ ROTOR_API rotor_status rotor_index_open_fd(int fd, const char *name,
  * followed by rotor_index_save. */
 ROTOR_API rotor_status rotor_index_build_file(const rotor_params *params, const char *input_path,
                                               const char *out_path);
+/* The same with keys for the rows (as rotor_index_build_with_keys):
+ * `nkeys` must be the file's row count. */
+ROTOR_API rotor_status rotor_index_build_file_with_keys(const rotor_params *params,
+                                                        const char *input_path, const int64_t *keys,
+                                                        size_t nkeys, const char *out_path);
 
 /* Checks every byte of an index file: the header, every section's
  * checksum and the structure (every graph and list id in range). The file

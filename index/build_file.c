@@ -76,6 +76,12 @@ static rotor_status spill_rows(const rotor_allocator *a, rotor_reader *r, rotor_
 
 rotor_status rotor_index_build_file(const rotor_params *params, const char *input_path,
                                     const char *out_path) {
+    return rotor_index_build_file_with_keys(params, input_path, NULL, 0, out_path);
+}
+
+rotor_status rotor_index_build_file_with_keys(const rotor_params *params, const char *input_path,
+                                              const int64_t *keys, size_t nkeys,
+                                              const char *out_path) {
     cm_clear_error();
     CM_RETURN_IF(input_path == NULL || out_path == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "input and output paths must not be NULL");
@@ -93,11 +99,17 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
                      "int32");
     else if (info.rows == 0)
         st = cm_fail(ROTOR_ERR_EMPTY, "'%s' has no rows", input_path);
+    else if (keys != NULL && nkeys != info.rows)
+        st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "%zu keys were given for the %zu rows of '%s'",
+                     nkeys, info.rows, input_path);
     if (st == ROTOR_OK)
         st = ix_labels_fit(p.labels, info.rows);
     rotor_index *ix = NULL;
     if (st == ROTOR_OK)
         st = ix_create(&p, info.cols, info.rows, &ix);
+    /* Before the input is read: a bad key is refused before any work. */
+    if (st == ROTOR_OK)
+        st = ix_keys_stage(ix, keys, info.rows);
 
     /* The converted rows go to a spill file beside the output, which the
      * build maps: the kernel keeps the pages the build is using and may
@@ -149,6 +161,8 @@ rotor_status rotor_index_build_file(const rotor_params *params, const char *inpu
         (void)madvise(ix->spill, bytes, MADV_RANDOM);
     if (st == ROTOR_OK)
         st = ix_index_rows(ix, info.rows);
+    if (st == ROTOR_OK)
+        ix_keys_commit(ix);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
     if (st == ROTOR_OK && p.labels != NULL)

@@ -171,8 +171,15 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     return ROTOR_OK;
 }
 
+static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys);
+
 rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
                                rotor_index **out) {
+    return rotor_index_build_with_keys(params, vectors, NULL, out);
+}
+
+rotor_status rotor_index_build_with_keys(const rotor_params *params, const rotor_matrix *vectors,
+                                         const int64_t *keys, rotor_index **out) {
     cm_clear_error();
     CM_RETURN_IF(out == NULL, ROTOR_ERR_INVALID_ARGUMENT, "output index pointer must not be NULL");
     *out = NULL;
@@ -182,7 +189,7 @@ rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *v
     CM_FORWARD(ix_labels_fit(p.labels, vectors->rows));
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
-    rotor_status st = rotor_index_add(ix, vectors);
+    rotor_status st = add_rows(ix, vectors, keys);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
     if (st == ROTOR_OK && p.labels != NULL)
@@ -283,6 +290,19 @@ static rotor_status encode_new_rows(rotor_index *ix, size_t added) {
 rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    return add_rows(ix, vectors, NULL);
+}
+
+rotor_status rotor_index_add_with_keys(rotor_index *ix, const rotor_matrix *vectors,
+                                       const int64_t *keys) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    return add_rows(ix, vectors, keys);
+}
+
+/* The keys are staged first, so a taken key is refused before any work;
+ * they stay staged (invisible to lookups) until the rows are counted. */
+static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
     CM_FORWARD(ix_matrix_check(vectors, "added data"));
     CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
                  "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
@@ -292,12 +312,21 @@ rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     size_t need;
     CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows, &need), ROTOR_ERR_INVALID_ARGUMENT,
                  "adding %zu vectors overflows the index size", vectors->rows);
+    CM_FORWARD(ix_keys_stage(ix, keys, vectors->rows));
     /* Growing first is safe: the old rows are copied and the count is only
      * raised once every new row converted cleanly. */
-    CM_FORWARD(ix_reserve(ix, need));
-    CM_FORWARD(ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
-                               ix->count == 0 ? "base data" : "added data"));
-    return ix_index_rows(ix, need);
+    rotor_status st = ix_reserve(ix, need);
+    if (st == ROTOR_OK)
+        st = ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
+                             ix->count == 0 ? "base data" : "added data");
+    if (st == ROTOR_OK)
+        st = ix_index_rows(ix, need);
+    if (st != ROTOR_OK) {
+        ix_keys_rollback(ix);
+        return st;
+    }
+    ix_keys_commit(ix);
+    return ROTOR_OK;
 }
 
 rotor_status ix_encode_rows(rotor_index *ix, size_t need) {
@@ -402,6 +431,9 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     out->labels = ix->labels.nlabels;
     out->bytes_labels = ix_labels_bytes(ix);
     out->bytes_total += out->bytes_labels;
+    out->user_keys = ix->keys.key != NULL;
+    out->bytes_keys = ix_keys_bytes(ix);
+    out->bytes_total += out->bytes_keys;
     out->bytes_graph = ns.bytes_ids;
     out->bytes_graph_codes = ns.bytes_codes;
     out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
@@ -411,20 +443,14 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     return ROTOR_OK;
 }
 
-static rotor_status check_id(const rotor_index *ix, int64_t id) {
-    CM_RETURN_IF(id < 0 || (uint64_t)id >= ix->count, ROTOR_ERR_INVALID_ARGUMENT,
-                 "id %lld is outside the index (0 to %zu)", (long long)id,
-                 ix->count == 0 ? 0 : ix->count - 1);
-    return ROTOR_OK;
-}
-
 rotor_status rotor_index_reconstruct(const rotor_index *ix, int64_t id, float *out) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "index and output must not be NULL");
-    CM_FORWARD(check_id(ix, id));
+    size_t slot;
+    CM_FORWARD(ix_slot_of(ix, id, &slot));
     if (ix->q == NULL) {
-        memcpy(out, ix->vectors + (size_t)id * ix->dim, ix->dim * sizeof(float));
+        memcpy(out, ix->vectors + slot * ix->dim, ix->dim * sizeof(float));
         return ROTOR_OK;
     }
     const quant *q = ix->q;
@@ -433,7 +459,7 @@ rotor_status rotor_index_reconstruct(const rotor_index *ix, int64_t id, float *o
     if (scratch == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     uint8_t *code = (uint8_t *)(scratch + q->scratch_floats);
-    q->ops->load(q, ix->codes, (size_t)id, code);
+    q->ops->load(q, ix->codes, slot, code);
     q->ops->decode(q, code, out, scratch);
     cm_free(&ix->alloc, scratch);
     return ROTOR_OK;
@@ -446,18 +472,24 @@ rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, siz
                  ROTOR_ERR_INVALID_ARGUMENT, "index, query, ids and distances must not be NULL");
     CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
                  dim, ix->dim);
-    for (size_t i = 0; i < n; i++)
-        CM_FORWARD(check_id(ix, ids[i]));
-    float *qn = cm_alloc(&ix->alloc, dim * sizeof(float), "query copy");
-    if (qn == NULL)
+    size_t *slot = cm_alloc(&ix->alloc, (n > 0 ? n : 1) * sizeof *slot, "slots of the keys");
+    if (slot == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ROTOR_OK;
+    for (size_t i = 0; i < n && st == ROTOR_OK; i++)
+        st = ix_slot_of(ix, ids[i], &slot[i]);
+    float *qn = st == ROTOR_OK ? cm_alloc(&ix->alloc, dim * sizeof(float), "query copy") : NULL;
+    if (st != ROTOR_OK || qn == NULL) {
+        cm_free(&ix->alloc, slot);
+        return st != ROTOR_OK ? st : ROTOR_ERR_OUT_OF_MEMORY;
+    }
     rotor_matrix m = {(void *)query, 1, dim, ROTOR_ELEM_F32};
-    rotor_status st = ix_convert_rows(&m, ix->metric, qn, "query");
+    st = ix_convert_rows(&m, ix->metric, qn, "query");
     const simd_ops *ops = simd_ops_get();
     if (st == ROTOR_OK && ix->q == NULL) {
         for (size_t i = 0; i < n; i++)
             distances[i] =
-                graph_distance(ops, ix->metric, qn, ix->vectors + ids[i] * ix->dim, ix->dim);
+                graph_distance(ops, ix->metric, qn, ix->vectors + slot[i] * ix->dim, ix->dim);
     } else if (st == ROTOR_OK) {
         const quant *q = ix->q;
         size_t qbytes = cm_round_up(q->query_bytes, CM_ALIGN);
@@ -467,11 +499,12 @@ rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, siz
         } else {
             q->ops->prepare(q, qn, qs, (float *)((uint8_t *)qs + qbytes));
             for (size_t i = 0; i < n; i++)
-                q->ops->scan(q, qs, ix->codes, (size_t)ids[i], 1, &distances[i]);
+                q->ops->scan(q, qs, ix->codes, slot[i], 1, &distances[i]);
             cm_free(&ix->alloc, qs);
         }
     }
     cm_free(&ix->alloc, qn);
+    cm_free(&ix->alloc, slot);
     return st;
 }
 
@@ -493,6 +526,7 @@ void rotor_index_close(rotor_index *ix) {
     ix_spill_release(ix);
     ix_tuning_free(ix);
     ix_labels_free(ix);
+    ix_keys_free(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);

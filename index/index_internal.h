@@ -10,6 +10,7 @@
  *   save.c        rotor_index_save
  *   open.c        rotor_index_open and rotor_index_verify
  *   build_file.c  the streaming build of a file into an index file
+ *   keys.c        user keys: the slot of a key, the key of a slot, the keys section
  */
 #ifndef ROTOR_INDEX_INTERNAL_H
 #define ROTOR_INDEX_INTERNAL_H
@@ -60,6 +61,24 @@ typedef struct ix_labels {
     uint64_t *sig; /* rows */
     bool exact_sig;
 } ix_labels;
+/* User keys (keys.c). Navigators, codes and vectors know a vector by its
+ * slot, its row number; the public API knows it by its key. While every
+ * key is its slot nothing is kept (`key` NULL): the identity costs no
+ * memory and no lookup. The first other key materialises `key` (slot ->
+ * key) and the hash table (key -> slot): open addressing with linear
+ * probing over a power-of-two number of buckets, each holding a slot or
+ * IX_NO_SLOT, the key compared through `key`, so a bucket is 4 bytes. */
+typedef struct ix_keys {
+    int64_t *key; /* room for `cap` slots; NULL: every key is its slot */
+    size_t cap;
+    uint32_t *table; /* `buckets` entries, at most 3/4 of them used */
+    size_t buckets;
+    /* An add in progress: keys of slots [count, count + staged) are in
+     * the table already, and `fresh` says the add materialised the table
+     * (a rollback returns to the identity). */
+    size_t staged;
+    bool fresh;
+} ix_keys;
 
 struct rotor_index {
     rotor_params params;
@@ -104,6 +123,7 @@ struct rotor_index {
     bool auto_quant;
     ix_tuning tuning;
     ix_labels labels;
+    ix_keys keys;
 };
 
 /* index.c: an empty index of `dim` dimensions for checked params, sized
@@ -178,6 +198,28 @@ void ix_tuning_free(rotor_index *ix);
 rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_tuning_load(rotor_index *ix);
 
+/* keys.c. Staging puts the keys of n new rows (NULL: row numbers) into
+ * the table beside the committed ones, refusing a negative key or one
+ * that is taken (by the index or earlier in the batch); on failure
+ * nothing changed. The add then commits them (after raising the count) or
+ * rolls them back, which cannot fail. */
+rotor_status ix_keys_stage(rotor_index *ix, const int64_t *keys, size_t n);
+void ix_keys_commit(rotor_index *ix);
+void ix_keys_rollback(rotor_index *ix);
+/* The slot of `key`: ROTOR_ERR_NOT_FOUND (or ROTOR_ERR_INVALID_ARGUMENT
+ * for a negative key) with a sentence when no vector has it. */
+rotor_status ix_slot_of(const rotor_index *ix, int64_t key, size_t *slot);
+static inline int64_t ix_key_of(const rotor_index *ix, size_t slot) {
+    return ix->keys.key != NULL ? ix->keys.key[slot] : (int64_t)slot;
+}
+/* Search results from slots to keys, in place (-1 stays -1). */
+void ix_keys_publish(const rotor_index *ix, int64_t *ids, size_t n);
+size_t ix_keys_bytes(const rotor_index *ix);
+void ix_keys_free(rotor_index *ix);
+/* The keys section (save.c, open.c); nothing for the identity. */
+rotor_status ix_keys_save(const rotor_index *ix, ixf_writer *w);
+rotor_status ix_keys_load(rotor_index *ix);
+
 /* labels.c: the labels section (storage/FORMAT.md), its memory, and the
  * point a public id names. */
 /* Labels given to a build of `rows` rows (NULL passes), checked before
@@ -187,12 +229,12 @@ rotor_status ix_labels_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_labels_load(rotor_index *ix);
 void ix_labels_free(rotor_index *ix);
 size_t ix_labels_bytes(const rotor_index *ix);
-/* The point of public id `id`, or ROTOR_ERR_INVALID_ARGUMENT naming it. */
+/* The point of public id `id` (its key: ix_slot_of), or
+ * ROTOR_ERR_NOT_FOUND / ROTOR_ERR_INVALID_ARGUMENT naming it. */
 rotor_status ix_point_of(const rotor_index *ix, int64_t id, uint32_t *point);
-/* The public id of a point (what a search returns for it). */
+/* The public id of a point (what a search returns for it): its key. */
 static inline int64_t ix_id_of(const rotor_index *ix, uint32_t point) {
-    (void)ix;
-    return (int64_t)point;
+    return ix_key_of(ix, point);
 }
 /* The labels of point u: *n of them at the returned address, ascending. */
 static inline const uint32_t *ix_labels_of(const ix_labels *l, size_t u, size_t *n) {

@@ -17,9 +17,9 @@
 enum { LABELS_VERSION = 1, LABELS_HEADER = 24 };
 
 rotor_status ix_point_of(const rotor_index *ix, int64_t id, uint32_t *point) {
-    CM_RETURN_IF(id < 0 || (uint64_t)id >= ix->count, ROTOR_ERR_INVALID_ARGUMENT,
-                 "id %lld is not in the index (%zu vectors)", (long long)id, ix->count);
-    *point = (uint32_t)id;
+    size_t slot;
+    CM_FORWARD(ix_slot_of(ix, id, &slot));
+    *point = (uint32_t)slot;
     return ROTOR_OK;
 }
 

@@ -281,6 +281,8 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
         q = qcopy;
     }
     st = ix_search_nav(ix, &np, q, k, ids, dist_out, sp.stats);
+    if (st == ROTOR_OK)
+        ix_keys_publish(ix, ids, k);
 done:
     ix_filter_free(&xf);
     cm_free(&ix->alloc, qcopy);
@@ -314,6 +316,8 @@ rotor_status rotor_index_search_batch(const rotor_index *ix, const rotor_search_
     }
     if (st == ROTOR_OK)
         st = search_batch(ix, &sp, q, queries->rows, k, ids, distances ? distances : dist_tmp);
+    if (st == ROTOR_OK)
+        ix_keys_publish(ix, ids, nk);
     cm_free(&ix->alloc, dist_tmp);
     cm_free(&ix->alloc, q);
     return st;

@@ -84,6 +84,7 @@ const char *ds_elem_name(rotor_elem_type type) {
     case ROTOR_ELEM_U8: return "uint8";
     case ROTOR_ELEM_I8: return "int8";
     case ROTOR_ELEM_I32: return "int32";
+    case ROTOR_ELEM_I64: return "int64";
     }
     return "unknown";
 }
@@ -604,6 +605,12 @@ static void convert_to_f32(float *dst, const void *src, rotor_elem_type type, si
     }
     case ROTOR_ELEM_I32: {
         const int32_t *s = src;
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)s[i];
+        break;
+    }
+    case ROTOR_ELEM_I64: {
+        const int64_t *s = src;
         for (size_t i = 0; i < n; i++)
             dst[i] = (float)s[i];
         break;

@@ -97,6 +97,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_TUNING: return "tuning";
     case IXF_SEC_RESIDUALS: return "residuals";
     case IXF_SEC_LABELS: return "labels";
+    case IXF_SEC_KEYS: return "keys";
     }
     return "unknown";
 }

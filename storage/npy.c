@@ -16,7 +16,7 @@
  *     ROTOR_ERR_FORMAT; a well-formed file rotor cannot use (another dtype,
  *     big-endian, Fortran order, 0-D or 3-D shapes) is ROTOR_ERR_UNSUPPORTED,
  *     so a caller can tell a broken download from a conversion to do.
- *   - Accepted dtypes: '<f4', '<i4', and for one-byte types any byte-order
+ *   - Accepted dtypes: '<f4', '<i4', '<i8', and for one-byte types any byte-order
  *     mark ('|u1', '<u1', '|i1', ...), since byte order means nothing there.
  *     A 1-D shape (n,) is read as n x 1.
  *   - The header length is capped (1 MiB) and checked against the file size
@@ -203,9 +203,10 @@ static rotor_status parse_dict(npy_parser *p, npy_dict *d) {
 
 static rotor_status npy_dtype(const rotor_reader *r, const npy_dict *d, rotor_elem_type *type) {
     if (d->descr_structured)
-        return cm_fail(ROTOR_ERR_UNSUPPORTED,
-                       "'%s' has a structured dtype; supported are '<f4', '|u1', '|i1' and '<i4'",
-                       r->path);
+        return cm_fail(
+            ROTOR_ERR_UNSUPPORTED,
+            "'%s' has a structured dtype; supported are '<f4', '|u1', '|i1', '<i4' and '<i8'",
+            r->path);
     const char *s = d->descr;
     if (!d->descr_long && strlen(s) == 3) {
         char order = s[0];
@@ -220,21 +221,23 @@ static rotor_status npy_dtype(const rotor_reader *r, const npy_dict *d, rotor_el
                 return ROTOR_OK;
             }
         }
-        if (s[2] == '4' && (s[1] == 'f' || s[1] == 'i')) {
+        if ((s[2] == '4' && (s[1] == 'f' || s[1] == 'i')) || (s[2] == '8' && s[1] == 'i')) {
             if (order == '>')
                 return cm_fail(ROTOR_ERR_UNSUPPORTED,
                                "'%s' is big-endian (dtype '%s'); only little-endian data is "
                                "supported",
                                r->path, s);
             if (order == '<' || order == '=') {
-                *type = s[1] == 'f' ? ROTOR_ELEM_F32 : ROTOR_ELEM_I32;
+                *type = s[1] == 'f'   ? ROTOR_ELEM_F32
+                        : s[2] == '8' ? ROTOR_ELEM_I64
+                                      : ROTOR_ELEM_I32;
                 return ROTOR_OK;
             }
         }
     }
     return cm_fail(ROTOR_ERR_UNSUPPORTED,
-                   "'%s' has dtype '%s%s'; supported are '<f4', '|u1', '|i1' and '<i4'", r->path, s,
-                   d->descr_long ? "..." : "");
+                   "'%s' has dtype '%s%s'; supported are '<f4', '|u1', '|i1', '<i4' and '<i8'",
+                   r->path, s, d->descr_long ? "..." : "");
 }
 
 rotor_status npy_read_header(rotor_reader *r) {
@@ -317,10 +320,11 @@ rotor_status npy_read_header(rotor_reader *r) {
 
 size_t npy_format_header(unsigned char *buf, size_t cap, rotor_elem_type type, size_t rows,
                          size_t cols) {
-    const char *descr = type == ROTOR_ELEM_F32  ? "<f4"
-                        : type == ROTOR_ELEM_U8 ? "|u1"
-                        : type == ROTOR_ELEM_I8 ? "|i1"
-                                                : "<i4";
+    const char *descr = type == ROTOR_ELEM_F32   ? "<f4"
+                        : type == ROTOR_ELEM_U8  ? "|u1"
+                        : type == ROTOR_ELEM_I8  ? "|i1"
+                        : type == ROTOR_ELEM_I64 ? "<i8"
+                                                 : "<i4";
     char dict[160];
     int len = snprintf(dict, sizeof dict,
                        "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }", descr,

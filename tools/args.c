@@ -43,7 +43,9 @@ const cli_command cli_commands[] = {
      "             --out FILE [--metric l2] [--quant SPEC] [--distances FILE] [--threads N]\n"
      "Builds the index in memory from --base (or opens an index file, checking\n"
      "every section's checksum first), searches every query and writes the ids\n"
-     "(and with --distances the distances).",
+     "(and with --distances the distances). The ids are the vectors' keys: row\n"
+     "numbers, or the keys of an index built with --keys, written as int64 to\n"
+     ".npy and refused by the int32 formats when they do not fit.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_K | OPT_METRIC | OPT_OUT | OPT_DISTANCES |
          OPT_THREADS | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SEARCH | OPT_STORE |
          OPT_LABELS | OPT_FILTER},
@@ -57,9 +59,10 @@ const cli_command cli_commands[] = {
      "graph do). --full-vectors disk marks the index to be opened with only\n"
      "the graph and codes in RAM, reading the vectors each rerank needs.\n"
      "--labels gives every vector its labels, which 'rotor search|bench --filter'\n"
-     "then filters on.",
+     "then filters on. --keys gives every vector a key of its own, which searches\n"
+     "return instead of its row number.",
      OPT_INDEX | OPT_BASE | OPT_METRIC | OPT_OUT | OPT_QUIET | OPT_QUANT | OPT_GRAPH | OPT_STORE |
-         OPT_LABELS},
+         OPT_LABELS | OPT_KEYS},
     {"info", "what a data set or index file holds",
      "rotor info FILE\n"
      "For a data set: the format, element type, rows and dimensions from its header.\n"
@@ -157,6 +160,10 @@ static const struct flag {
     {"--labels", OPT_LABELS,
      "FILE  the base vectors' labels: a text line per vector of space-separated whole\n"
      "   numbers (an empty line: none)"},
+    {"--keys", OPT_KEYS,
+     "FILE  the base vectors' keys, returned by searches instead of row numbers: a text\n"
+     "   line per vector holding a whole number from 0 to 2^63 - 1, or a .npy of int64\n"
+     "   (or int32) with one column; no key twice"},
     {"--filter", OPT_FILTER,
      "EXPR  return only vectors carrying label 3 (\"3\"), any of 3 and 7 (\"3|7\") or\n"
      "   all of them (\"3&7\")"},
@@ -521,6 +528,7 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
         case OPT_GRAPH:
         case OPT_SEARCH: rc = parse_navigator_flag(name, value, o); break;
         case OPT_LABELS: o->labels = value; break;
+        case OPT_KEYS: o->keys = value; break;
         case OPT_FILTER:
             if (strcmp(name, "--filter") == 0) {
                 rc = parse_filter(value, o);

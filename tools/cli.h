@@ -80,7 +80,8 @@ typedef struct cli_opts {
     rotor_filter filter;
     uint32_t filter_labels[CLI_MAX_FILTER_LABELS];
     int filter_scan;
-    int argc_rest; /* positional arguments left after the flags */
+    const char *keys; /* --keys FILE: the base rows' keys (tools/keys.c) */
+    int argc_rest;    /* positional arguments left after the flags */
     char **argv_rest;
 } cli_opts;
 
@@ -109,6 +110,7 @@ enum {
     OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
     OPT_LABELS = 1 << 20,   /* --labels */
     OPT_FILTER = 1 << 21,   /* --filter --filter-scan */
+    OPT_KEYS = 1 << 22,     /* --keys */
 };
 
 /* Fills build parameters from --index and the navigator flags; returns a
@@ -196,6 +198,12 @@ void cli_note_io_fallback(const rotor_index *ix, const char *path, bool quiet);
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same, with rotor_last_error() (or the status text) after the prefix. */
 int cli_lib_error(rotor_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* keys.c: a --keys file of exactly `rows` keys (text, one integer per line,
+ * or a .npy of int64 or int32 with one column), into *out (malloc'd). A
+ * count, a number or a key repeated is refused with one line naming the
+ * line or row at fault. */
+int cli_read_keys(const char *path, size_t rows, int64_t **out);
 
 /* labels.c: a --labels file for `rows` base rows: one line per row of
  * space-separated non-negative integers (an empty line: no label), refused

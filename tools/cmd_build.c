@@ -32,14 +32,30 @@ int cmd_build(const cli_opts *o) {
         }
         p.labels = &labels;
     }
+    int64_t *keys = NULL;
+    size_t nkeys = 0;
+    if (o->keys != NULL) {
+        rotor_file_info info;
+        rotor_status pst = rotor_file_probe(o->base, &info);
+        if (pst != ROTOR_OK)
+            rc = cli_lib_error(pst, "cannot read '%s'", o->base);
+        else
+            rc = cli_read_keys(o->keys, nkeys = info.rows, &keys);
+        if (rc) {
+            free(off);
+            free(val);
+            return rc;
+        }
+    }
     cli_progress prog;
     cli_progress_start(&prog, "build", 1, o->quiet || p.kind != ROTOR_INDEX_VAMANA);
     p.progress = cli_build_progress;
     p.progress_opaque = &prog;
     double t0 = cli_now();
-    rotor_status st = rotor_index_build_file(&p, o->base, o->out);
+    rotor_status st = rotor_index_build_file_with_keys(&p, o->base, keys, nkeys, o->out);
     free(off);
     free(val);
+    free(keys);
     double seconds = cli_now() - t0;
     cli_progress_finish(&prog);
     if (st != ROTOR_OK)

@@ -30,6 +30,11 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
     char label[72];
     printf("quantizer:     %s (%zu bytes per code)\n", cli_quant_label(&s, label, sizeof label),
            s.code_bytes);
+    if (s.user_keys)
+        printf("keys:          user keys (%.1f bytes per vector with their table)\n",
+               (double)s.bytes_keys / n);
+    else
+        printf("keys:          row numbers\n");
     if (s.start_points > 0)
         printf("start points:  %zu in %zu groups\n", s.start_points, s.start_groups);
     printf("full vectors:  %s, %.1f bytes per vector\n", s.vectors_on_disk ? "on disk" : "in RAM",

@@ -5,13 +5,32 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
 enum { CHUNK_ROWS = 1024 };
 
-/* Writes ids (int64 from the library) as an int32 matrix. */
-static int write_ids(const char *path, const int64_t *ids, size_t rows, size_t k) {
+static bool is_npy(const char *path) {
+    const size_t n = strlen(path);
+    return n >= 4 && strcasecmp(path + n - 4, ".npy") == 0;
+}
+
+/* Writes ids (int64 from the library) as an int32 matrix, as every tool
+ * reading ground truth expects; the keys of an index built with keys go to
+ * .npy as int64, and to the int32 formats only if they fit. */
+static int write_ids(const char *path, const int64_t *ids, size_t rows, size_t k, bool keys) {
+    if (keys && is_npy(path)) {
+        rotor_matrix m = {(void *)ids, rows, k, ROTOR_ELEM_I64};
+        rotor_status st = rotor_matrix_write(path, &m);
+        return st != ROTOR_OK ? cli_lib_error(st, "cannot write ids") : CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < rows * k; i++)
+        if (ids[i] > INT32_MAX)
+            return cli_error(CLI_EXIT_FAIL,
+                             "key %lld does not fit the int32 ids of '%s'; write the ids to a "
+                             ".npy file, which holds int64",
+                             (long long)ids[i], path);
     int32_t *ids32 = malloc(rows * k * sizeof *ids32);
     if (ids32 == NULL)
         return cli_error(CLI_EXIT_FAIL, "out of memory for %zu result ids", rows * k);
@@ -84,7 +103,7 @@ int cli_run_search(const cli_opts *o, const char *cmd) {
     if (from_file)
         cli_note_io_fallback(ix, o->index, o->quiet);
 
-    if ((rc = write_ids(o->out, ids, nq, k)))
+    if ((rc = write_ids(o->out, ids, nq, k, stats.user_keys != 0)))
         goto done;
     if (o->distances != NULL) {
         rotor_matrix dm = {dists, nq, k, ROTOR_ELEM_F32};

@@ -222,6 +222,7 @@ const char *cli_elem_type_name(rotor_elem_type t) {
     case ROTOR_ELEM_U8: return "uint8";
     case ROTOR_ELEM_I8: return "int8";
     case ROTOR_ELEM_I32: return "int32";
+    case ROTOR_ELEM_I64: return "int64";
     }
     return "unknown";
 }

@@ -59,13 +59,13 @@ PyMODINIT_FUNC PyInit_rotor(void);
 
 static PyObject *Error;
 /* Indexed by rotor_status; entry 0 unused. */
-static PyObject *status_exc[ROTOR_ERR_CANCELLED + 1];
+static PyObject *status_exc[ROTOR_ERR_NOT_FOUND + 1];
 
 static PyObject *raise_status(rotor_status st) {
     const char *why = rotor_last_error();
     if (why == NULL || why[0] == '\0')
         why = rotor_strerror(st);
-    PyObject *cls = (st > ROTOR_OK && st <= ROTOR_ERR_CANCELLED) ? status_exc[st] : Error;
+    PyObject *cls = (st > ROTOR_OK && st <= ROTOR_ERR_NOT_FOUND) ? status_exc[st] : Error;
     PyErr_SetString(cls, why);
     return NULL;
 }
@@ -391,7 +391,8 @@ static int quant_spec(PyObject *obj, const char *name, PyObject **keep, const ch
 static const char *const build_kwlist[] = {
     "x",          "metric", "kind",         "quant",         "threads",        "progress",
     "seed",       "degree", "build_list",   "alpha",         "neighbor_codes", "build_space",
-    "walk_quant", "nlist",  "full_vectors", "target_recall", "labels",         NULL};
+    "walk_quant", "nlist",  "full_vectors", "target_recall", "labels",         "keys",
+    NULL};
 
 /* Fills rotor_params from build()'s keywords (all but x, parsed by the
  * caller into `o`). */
@@ -674,6 +675,40 @@ static int filter_from(PyObject *flt, PyObject *allow, filter_in *fi) {
     return 0;
 }
 
+/* Keys for `rows` vectors: None gives NULL (row numbers); otherwise a
+ * sequence or array of integers (a single int for one vector) converted
+ * to int64 without losing anything (floats are refused), held by *arr. */
+static int keys_from(PyObject *obj, size_t rows, PyArrayObject **arr, const int64_t **out) {
+    *arr = NULL;
+    *out = NULL;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    PyObject *raw = PyArray_FromAny(obj, NULL, 0, 1, 0, NULL);
+    if (raw == NULL)
+        return -1;
+    if (!PyArray_ISINTEGER((PyArrayObject *)raw)) {
+        PyErr_Format(PyExc_TypeError, "keys must be integers (int64), not %s",
+                     PyArray_DESCR((PyArrayObject *)raw)->typeobj->tp_name);
+        Py_DECREF(raw);
+        return -1;
+    }
+    /* uint64 past 2^63 wraps to a negative key, which the library refuses. */
+    PyObject *a = PyArray_FromArray((PyArrayObject *)raw, PyArray_DescrFromType(NPY_INT64),
+                                    NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(raw);
+    if (a == NULL)
+        return -1;
+    if ((size_t)PyArray_SIZE((PyArrayObject *)a) != rows) {
+        PyErr_Format(PyExc_ValueError, "%zd keys were given for %zu vectors",
+                     (Py_ssize_t)PyArray_SIZE((PyArrayObject *)a), rows);
+        Py_DECREF(a);
+        return -1;
+    }
+    *arr = (PyArrayObject *)a;
+    *out = PyArray_DATA(*arr);
+    return 0;
+}
+
 /* ---- the Index type ---------------------------------------------------------- */
 
 typedef struct {
@@ -742,13 +777,13 @@ static PyObject *index_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 
 static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
-    PyObject *x = NULL;
+    PyObject *x = NULL, *keys_obj = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOOOO", (char **)build_kwlist, &x,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOOOOO", (char **)build_kwlist, &x,
                                      &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
                                      &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
                                      &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors,
-                                     &a.target_recall, &a.labels))
+                                     &a.target_recall, &a.labels, &keys_obj))
         return NULL;
     rotor_params p;
     params_keep keep;
@@ -768,8 +803,12 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
         }
         p.labels = &li.l;
     }
+    PyArrayObject *keys_arr;
+    const int64_t *keys;
     progress_state ps;
-    if (progress_setup(a.progress, &ps, &p) < 0) {
+    if (keys_from(keys_obj, mi.m.rows, &keys_arr, &keys) < 0 ||
+        progress_setup(a.progress, &ps, &p) < 0) {
+        Py_XDECREF(keys_arr);
         labels_in_release(&li);
         matrix_in_release(&mi);
         params_keep_release(&keep);
@@ -778,10 +817,11 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     rotor_index *ix = NULL;
     rotor_status st;
     GIL_RELEASE();
-    st = rotor_index_build(&p, &mi.m, &ix);
+    st = rotor_index_build_with_keys(&p, &mi.m, keys, &ix);
     GIL_ACQUIRE();
     int stop = progress_finish(&ps, st);
     labels_in_release(&li);
+    Py_XDECREF(keys_arr);
     matrix_in_release(&mi);
     params_keep_release(&keep);
     if (stop < 0) {
@@ -1010,9 +1050,9 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
 }
 
 static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
-    static const char *const kwlist[] = {"x", "labels", NULL};
-    PyObject *x, *labels = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O", (char **)kwlist, &x, &labels) ||
+    static const char *const kwlist[] = {"x", "labels", "keys", NULL};
+    PyObject *x, *labels = NULL, *keys_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OO", (char **)kwlist, &x, &labels, &keys_obj) ||
         check_open(self) < 0)
         return NULL;
     matrix_in mi;
@@ -1030,21 +1070,31 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
             return NULL;
         }
     }
+    PyArrayObject *keys_arr;
+    const int64_t *keys;
+    if (keys_from(keys_obj, mi.m.rows, &keys_arr, &keys) < 0) {
+        labels_in_release(&li);
+        PyMem_Free(lids);
+        matrix_in_release(&mi);
+        return NULL;
+    }
     rotor_status st;
     GIL_RELEASE();
     pthread_rwlock_wrlock(&self->lock);
     rotor_index_stats before = {0};
     if (self->ix != NULL)
         rotor_index_stats_get(self->ix, &before);
-    st = self->ix ? rotor_index_add(self->ix, &mi.m) : ROTOR_ERR_INVALID_ARGUMENT;
-    /* The new vectors' labels: their ids continue from the count. */
+    st = self->ix ? rotor_index_add_with_keys(self->ix, &mi.m, keys) : ROTOR_ERR_INVALID_ARGUMENT;
+    /* The new vectors' labels, by their keys: those given, or the row
+     * numbers continuing from the count. */
     if (st == ROTOR_OK && lids != NULL) {
         for (size_t i = 0; i < mi.m.rows; i++)
-            lids[i] = (int64_t)(before.count + i);
+            lids[i] = keys != NULL ? keys[i] : (int64_t)(before.count + i);
         st = rotor_index_set_labels(self->ix, lids, &li.l);
     }
     pthread_rwlock_unlock(&self->lock);
     GIL_ACQUIRE();
+    Py_XDECREF(keys_arr);
     matrix_in_release(&mi);
     labels_in_release(&li);
     PyMem_Free(lids);
@@ -1211,7 +1261,7 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         return NULL;
     return Py_BuildValue(
         "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
-        "s:n,s:n,s:n}",
+        "s:n,s:n,s:n,s:O,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -1224,7 +1274,8 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         s.io_fallback ? Py_True : Py_False, "graph_degree", (unsigned)s.graph_degree,
         "start_points", (Py_ssize_t)s.start_points, "start_groups", (Py_ssize_t)s.start_groups,
         "labelled", (Py_ssize_t)s.labelled, "labels", (Py_ssize_t)s.labels, "bytes_labels",
-        (Py_ssize_t)s.bytes_labels);
+        (Py_ssize_t)s.bytes_labels, "user_keys", s.user_keys ? Py_True : Py_False, "bytes_keys",
+        (Py_ssize_t)s.bytes_keys);
 }
 
 static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
@@ -1246,6 +1297,88 @@ static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
         Py_DECREF(out);
         if (check_open(self) < 0)
             return NULL;
+        return raise_status(st);
+    }
+    return out;
+}
+
+/* A key as Python gives it: an int (a numpy integer included). */
+static int key_arg(PyObject *arg, int64_t *key) {
+    PyObject *i = PyNumber_Index(arg);
+    if (i == NULL)
+        return -1;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(i, &overflow);
+    Py_DECREF(i);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    /* Past int64 no vector has the key: the smallest negative stands for it. */
+    *key = overflow != 0 ? INT64_MIN : (int64_t)v;
+    return 0;
+}
+
+static int index_contains_key(IndexObject *self, PyObject *arg) {
+    int64_t key;
+    if (key_arg(arg, &key) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError))
+            return -1;
+        PyErr_Clear(); /* `"a" in index` is False, as for any container */
+        return 0;
+    }
+    if (check_open(self) < 0)
+        return -1;
+    read_lock_holding_gil(self);
+    int found = 0;
+    rotor_status st =
+        self->ix ? rotor_index_contains(self->ix, key, &found) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    if (st != ROTOR_OK) {
+        if (check_open(self) < 0)
+            return -1;
+        raise_status(st);
+        return -1;
+    }
+    return found;
+}
+
+static PyObject *index_contains(IndexObject *self, PyObject *arg) {
+    int64_t key;
+    if (key_arg(arg, &key) < 0)
+        return NULL;
+    int found = index_contains_key(self, arg);
+    if (found < 0)
+        return NULL;
+    return PyBool_FromLong(found);
+}
+
+static PyObject *index_get(IndexObject *self, PyObject *arg) {
+    int64_t key;
+    if (key_arg(arg, &key) < 0 || check_open(self) < 0)
+        return NULL;
+    npy_intp shape[1] = {(npy_intp)self->dim};
+    PyObject *out = PyArray_SimpleNew(1, shape, NPY_FLOAT32);
+    if (out == NULL)
+        return NULL;
+    rotor_status st;
+    /* Vectors on disk are read from the file: without the GIL. */
+    GIL_RELEASE();
+    pthread_rwlock_rdlock(&self->lock);
+    st = self->ix ? rotor_index_get(self->ix, key, PyArray_DATA((PyArrayObject *)out))
+                  : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    if (st != ROTOR_OK) {
+        Py_DECREF(out);
+        if (check_open(self) < 0)
+            return NULL;
+        if (st == ROTOR_ERR_NOT_FOUND || st == ROTOR_ERR_INVALID_ARGUMENT) {
+            /* A mapping's KeyError carries the key, not a sentence. */
+            PyObject *k = PyLong_FromLongLong((long long)key);
+            if (k != NULL)
+                PyErr_SetObject(status_exc[ROTOR_ERR_NOT_FOUND], k);
+            Py_XDECREF(k);
+            return NULL;
+        }
         return raise_status(st);
     }
     return out;
@@ -1314,7 +1447,8 @@ PyDoc_STRVAR(
     build_doc,
     "build(x, *, metric='l2', kind='flat', quant=None, threads=0, progress=False, seed=42,\n"
     "      degree=None, build_list=None, alpha=None, neighbor_codes=None, build_space=None,\n"
-    "      walk_quant=None, nlist=None, full_vectors=None, target_recall=None, labels=None)\n"
+    "      walk_quant=None, nlist=None, full_vectors=None, target_recall=None, labels=None,\n"
+    "      keys=None)\n"
     "--\n\n"
     "Build an index over the rows of x.\n\n"
     "x        (n, d) array of vectors. float32 C-contiguous arrays are read in place;\n"
@@ -1341,7 +1475,9 @@ PyDoc_STRVAR(
     "full_vectors  'ram' or 'disk': where an index saved from this one keeps its full\n"
     "         vectors when opened (disk needs quant).\n"
     "labels   an item per row: an int, a sequence of ints (non-negative) or None: the\n"
-    "         labels search(filter=...) selects on; kept in saved files.\n\n"
+    "         labels search(filter=...) selects on; kept in saved files.\n"
+    "keys     None (the row numbers) or one int64 key per row, which searches return:\n"
+    "         non-negative, no key twice (InvalidArgument otherwise).\n\n"
     "The GIL is released while the index is built.");
 
 PyDoc_STRVAR(open_doc,
@@ -1387,7 +1523,8 @@ PyDoc_STRVAR(
     "allow      only these ids: a boolean mask over ids or an array of ids (with\n"
     "           filter, both must hold). A filter nothing passes returns ids -1.\n\n"
     "Returns (ids, distances): int64 and float32 arrays of shape (n, k), n = 1 for a\n"
-    "single query, each row sorted by increasing distance (squared L2, negated inner\n"
+    "single query, ids the vectors' keys (row numbers unless keys were given),\n"
+    "each row sorted by increasing distance (squared L2, negated inner\n"
     "product, or 1 - cosine).\n\n"
     "Raises DimensionError (a ValueError) when d differs from the index's, NotFiniteError\n"
     "for NaN or infinity, InvalidArgument for k < 1, TypeError for a dtype that is not\n"
@@ -1396,11 +1533,12 @@ PyDoc_STRVAR(
 
 PyDoc_STRVAR(
     add_doc,
-    "add(x, *, labels=None)\n--\n\n"
-    "Append the rows of x (same dtype rules as build); their ids continue "
-    "from len(index); labels as in build.\nOn failure the index is unchanged. An index opened "
-    "with vectors on disk cannot take adds.\nThe GIL is released; searches "
-    "from other threads wait until the add is done.");
+    "add(x, *, labels=None, keys=None)\n--\n\n"
+    "Append the rows of x (same dtype rules as build); labels as in build; keys one int64 "
+    "per row,\nor None for row numbers continuing from len(index). A negative key, a key given "
+    "twice or\none the index holds raises InvalidArgument. On failure the index is unchanged. "
+    "An index opened\nwith vectors on disk cannot take adds. The GIL is released; searches "
+    "from other threads wait\nuntil the add is done.");
 
 PyDoc_STRVAR(save_doc, "save(path)\n--\n\n"
                        "Write the index to path: into a temporary file beside it, flushed and "
@@ -1418,9 +1556,18 @@ PyDoc_STRVAR(stats_doc, "stats()\n--\n\n"
                         "are read, the graph degree and the sampled starting points.");
 
 PyDoc_STRVAR(reconstruct_doc, "reconstruct(id)\n--\n\n"
-                              "The index's copy of vector id (float32, shape (d,)): the stored "
-                              "vector or, for a quantized\nindex, the decoded code. Cosine "
-                              "indexes hold normalised vectors.");
+                              "The index's copy of the vector with key id (float32, shape (d,)): "
+                              "the stored vector or,\nfor a quantized index, the decoded code. "
+                              "Cosine indexes hold normalised vectors.\nKeyNotFound (a "
+                              "KeyError) when no vector has the key.");
+
+PyDoc_STRVAR(contains_doc, "contains(key)\n--\n\n"
+                           "True when a vector has this key; the same as `key in index`.");
+
+PyDoc_STRVAR(get_doc, "get(key)\n--\n\n"
+                      "The full vector stored under key (float32, shape (d,); normalised for "
+                      "cosine), read from\nthe file when the vectors stay on disk. KeyNotFound "
+                      "(a KeyError) when no vector has it.");
 
 static PyMethodDef index_methods[] = {
     {"build", (PyCFunction)(void (*)(void))index_build, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
@@ -1440,6 +1587,8 @@ static PyMethodDef index_methods[] = {
     {"close", (PyCFunction)index_close, METH_NOARGS, close_doc},
     {"stats", (PyCFunction)index_stats, METH_NOARGS, stats_doc},
     {"reconstruct", (PyCFunction)index_reconstruct, METH_O, reconstruct_doc},
+    {"contains", (PyCFunction)index_contains, METH_O, contains_doc},
+    {"get", (PyCFunction)index_get, METH_O, get_doc},
     {"__enter__", (PyCFunction)index_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)index_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -1457,13 +1606,16 @@ static PyGetSetDef index_getset[] = {
 
 static PySequenceMethods index_as_sequence = {
     .sq_length = (lenfunc)index_len,
+    .sq_contains = (objobjproc)index_contains_key,
 };
 
 PyDoc_STRVAR(index_doc,
              "A nearest-neighbour index: flat, vamana (graph) or ivf, over L2, inner product\n"
              "or cosine, optionally searched on compressed codes and reranked on full vectors.\n\n"
              "Made by Index.build(x, ...) or Index.open(path). len(index) is the number of\n"
-             "vectors; ids are row numbers in the order vectors were built and added.\n"
+             "vectors. Every vector has a key, a non-negative int64: build(x, keys=...) and\n"
+             "add(x, keys=...) give them, by default row numbers in the order vectors were\n"
+             "built and added. Searches return keys; `key in index`, get(key).\n"
              "Any number of threads may search one index at once; add() waits for them.");
 
 static PyTypeObject IndexType = {
@@ -1869,6 +2021,8 @@ PyMODINIT_FUNC PyInit_rotor(void) {
         {ROTOR_ERR_THREAD, "ThreadError", PyExc_RuntimeError,
          "A worker thread could not be started."},
         {ROTOR_ERR_CANCELLED, "Cancelled", NULL, "The progress callback asked the work to stop."},
+        {ROTOR_ERR_NOT_FOUND, "KeyNotFound", PyExc_KeyError,
+         "No vector of the index has the key asked for."},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         status_exc[map[i].st] = add_exception(m, map[i].name, map[i].extra, map[i].doc);

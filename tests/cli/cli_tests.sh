@@ -237,5 +237,43 @@ expect 2 "mixes | and &" -- "$ROTOR" search --index lab.rotor --queries queries.
 expect 2 "--filter needs --labels" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 5 --filter 1 --out x.ivecs
 expect 2 "an index file keeps its own" -- "$ROTOR" search --index lab.rotor --labels labels.txt --queries queries.fvecs --k 5 --out x.ivecs
 
+# keys: every base row's key from a text file (a line each) or a .npy of
+# int64; searches return them; int32 outputs refuse keys past 2^31.
+perl -e 'for $i (0..499) { print 5000000000 + 3 * $i, "\n" }' >keys.txt
+expect 0 "" -- "$ROTOR" build --index vamana --quant sq8 --base base.fvecs --keys keys.txt --out k.rotor --quiet
+"$ROTOR" info k.rotor >out.txt 2>&1
+grep -q "^keys: *user keys" out.txt && ok || bad "info of a keyed index: $(cat out.txt)"
+# query i's nearest neighbour is base row 7i, whose key is 5e9 + 21 i
+first_keys() {
+  perl -e 'open F, "<", $ARGV[0]; binmode F; local $/; $b = <F>;
+    $h = 10 + unpack("v", substr($b, 8, 2)); $ok = 1;
+    for $i (0..39) { $ok = 0 if unpack("q<", substr($b, $h + 3 * 8 * $i, 8)) != 5000000000 + 21 * $i }
+    print $ok' "$1"
+}
+expect 0 "" -- "$ROTOR" search --index k.rotor --queries queries.fvecs --k 3 --out k.npy --quiet
+[ "$(first_keys k.npy)" = 1 ] && ok || bad "search of a keyed index: first key of query i is not 5e9 + 21i"
+expect 1 "key 5000000" -- "$ROTOR" search --index k.rotor --queries queries.fvecs --k 3 --out k.ivecs --quiet
+perl -e '$d = "{'"'"'descr'"'"': '"'"'<i8'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (500,), }";
+  $d .= " " x (63 - (10 + length($d)) % 64) . "\n"; print "\x93NUMPY\x01\x00", pack("v", length($d)), $d;
+  print pack("q<", 5000000000 + 3 * $_) for 0..499' >keys.npy
+expect 0 "" -- "$ROTOR" build --index flat --base base.fvecs --keys keys.npy --out kn.rotor --quiet
+expect 0 "" -- "$ROTOR" search --index kn.rotor --queries queries.fvecs --k 3 --out kn.npy --quiet
+[ "$(first_keys kn.npy)" = 1 ] && ok || bad "keys from .npy: first key of query i is not 5e9 + 21i"
+seq 0 499 >rows.txt
+expect 0 "" -- "$ROTOR" build --index flat --base base.fvecs --keys rows.txt --out kr.rotor --quiet
+"$ROTOR" info kr.rotor >out.txt 2>&1
+grep -q "^keys: *row numbers" out.txt && ok || bad "keys that are row numbers: $(cat out.txt)"
+head -n 499 keys.txt >short.txt
+expect 1 "has 499 lines, the base has 500 rows" -- "$ROTOR" build --index flat --base base.fvecs --keys short.txt --out x.rotor
+sed '10s/.*/5000000000/' keys.txt >dup.txt
+expect 1 "key 5000000000 is given twice, for rows 0 and 9" -- "$ROTOR" build --index flat --base base.fvecs --keys dup.txt --out x.rotor
+sed '7s/.*/12x/' keys.txt >bad.txt
+expect 1 "line 7: '12x' is not a key" -- "$ROTOR" build --index flat --base base.fvecs --keys bad.txt --out x.rotor
+sed '8s/.*/-3/' keys.txt >neg.txt
+expect 1 "line 8: '-3' is not a key" -- "$ROTOR" build --index flat --base base.fvecs --keys neg.txt --out x.rotor
+expect 1 "line 1 holds a NUL byte" -- "$ROTOR" build --index flat --base base.fvecs --keys gt.ivecs --out x.rotor
+expect 2 "search does not take '--keys'" -- "$ROTOR" search --index k.rotor --keys keys.txt --queries queries.fvecs --k 3 --out x.npy
+[ -e x.rotor ] && bad "a refused build left an output file" || ok
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

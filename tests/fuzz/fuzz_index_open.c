@@ -11,7 +11,8 @@
  *   - a refusal is FORMAT, CORRUPT, UNSUPPORTED, OUT_OF_MEMORY or, for vectors
  *     that a disk open cannot read, IO; it leaves a sentence and no index;
  *   - a verifying open never accepts what a plain open refuses;
- *   - searches of an accepted index succeed and return ids inside it;
+ *   - searches of an accepted index succeed and return keys it holds, whose
+ *     vectors it gives back;
  *   - nothing stays allocated afterwards.
  *
  * Checksums would stop almost every mutation at the door, so each input is
@@ -57,8 +58,16 @@ static void search(const rotor_index *ix) {
      * record a mapped open left unread that the search finds impossible. */
     require(st == ROTOR_OK || st == ROTOR_ERR_OUT_OF_MEMORY || st == ROTOR_ERR_CORRUPT,
             "a search of an open index failed");
-    for (int i = 0; st == ROTOR_OK && i < K; i++)
-        require(ids[i] >= -1 && ids[i] < (int64_t)s.count, "a search returned a foreign id");
+    for (int i = 0; st == ROTOR_OK && i < K; i++) {
+        int found = 0;
+        require(ids[i] == -1 || (rotor_index_contains(ix, ids[i], &found) == ROTOR_OK && found),
+                "a search returned a key the index does not hold");
+    }
+    if (st == ROTOR_OK && ids[0] >= 0) {
+        st = rotor_index_get(ix, ids[0], q);
+        require(st == ROTOR_OK || st == ROTOR_ERR_OUT_OF_MEMORY || st == ROTOR_ERR_IO,
+                "the vector of a key a search returned could not be read");
+    }
     free(q);
 }
 

@@ -28,17 +28,22 @@ int main(int argc, char **argv) {
         rotor_index_kind kind;
         rotor_metric metric;
         const char *quant, *walk_quant;
-        int neighbor_codes, on_disk;
+        int neighbor_codes, on_disk, keyed;
     } kinds[] = {
-        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0},
-        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1},
-        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0},
-        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1},
-        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0},
-        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0},
-        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1},
-        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0},
+        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0},
+        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0},
+        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0},
+        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1, 0},
+        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0},
+        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0},
+        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0},
+        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0},
+        /* keys of the caller's, past 2^32: the keys section */
+        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1},
     };
+    static int64_t keys[N];
+    for (size_t i = 0; i < N; i++)
+        keys[i] = 1000000000000LL + 37 * (int64_t)((i * 13) % N);
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         rotor_params p = rotor_params_default();
         p.kind = kinds[i].kind;
@@ -55,7 +60,8 @@ int main(int argc, char **argv) {
         rotor_index *ix = NULL;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.rotor", argv[1], kinds[i].name);
-        if (rotor_index_build(&p, &m, &ix) != ROTOR_OK || rotor_index_save(ix, path) != ROTOR_OK) {
+        if (rotor_index_build_with_keys(&p, &m, kinds[i].keyed ? keys : NULL, &ix) != ROTOR_OK ||
+            rotor_index_save(ix, path) != ROTOR_OK) {
             fprintf(stderr, "%s: %s\n", kinds[i].name, rotor_last_error());
             rotor_index_close(ix);
             return 1;

@@ -162,6 +162,9 @@ static rotor_matrix random_matrix(ts_rng *rng, rotor_elem_type type, size_t rows
         case ROTOR_ELEM_U8: ((uint8_t *)m.data)[i] = (uint8_t)x; break;
         case ROTOR_ELEM_I8: ((int8_t *)m.data)[i] = (int8_t)(uint8_t)x; break;
         case ROTOR_ELEM_I32: ((int32_t *)m.data)[i] = (int32_t)(uint32_t)x; break;
+        case ROTOR_ELEM_I64:
+            ((int64_t *)m.data)[i] = (int64_t)(x >> 11);
+            break; /* exact in double */
         }
     }
     return m;
@@ -173,6 +176,7 @@ static double elem_as_double(const rotor_matrix *m, size_t i) {
     case ROTOR_ELEM_U8: return ((const uint8_t *)m->data)[i];
     case ROTOR_ELEM_I8: return ((const int8_t *)m->data)[i];
     case ROTOR_ELEM_I32: return ((const int32_t *)m->data)[i];
+    case ROTOR_ELEM_I64: return (double)((const int64_t *)m->data)[i];
     }
     return 0;
 }
@@ -257,6 +261,7 @@ static void test_npy_round_trip_every_type(void **state) {
     round_trip("rt_u8.npy", ROTOR_ELEM_U8, ROTOR_FORMAT_NPY);
     round_trip("rt_i8.npy", ROTOR_ELEM_I8, ROTOR_FORMAT_NPY);
     round_trip("rt_i32.npy", ROTOR_ELEM_I32, ROTOR_FORMAT_NPY);
+    round_trip("rt_i64.npy", ROTOR_ELEM_I64, ROTOR_FORMAT_NPY);
 }
 
 /* The bytes on disk are the published layouts, not just self-consistent. */
