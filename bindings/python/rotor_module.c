@@ -2029,6 +2029,8 @@ PyMODINIT_FUNC PyInit_rotor(void) {
         if (status_exc[map[i].st] == NULL)
             goto fail;
     }
+    if (PyModule_AddObjectRef(m, "AllOf", (PyObject *)AllOfType) < 0)
+        goto fail;
     Py_INCREF(&IndexType);
     if (PyModule_AddObject(m, "Index", (PyObject *)&IndexType) < 0) {
         Py_DECREF(&IndexType);
