@@ -366,7 +366,7 @@ def method_points(c, method, libs):
             if allowed is not None and not hnswlib_has_filter(hnswlib):
                 sys.exit(f"peers: hnswlib {info['version']} has no filter argument in "
                          "knn_query (needs 0.7.0 or later)")
-            for ef in int_list(a.ef):
+            for ef in int_list(a.hnsw_ef or a.ef):
                 index.set_ef(max(ef, k))
 
                 def one(q, index=index):
@@ -788,6 +788,9 @@ def main():
                    help="search ef / efSearch sweep for hnsw and faiss-hnsw (values below k "
                         "are raised to k)")
     p.add_argument("--hnsw-m", default="16,32", help="hnswlib M values (default 16,32)")
+    p.add_argument("--hnsw-ef", default="",
+                   help="ef sweep for hnsw alone (default: --ef); a filtered hnswlib search "
+                        "from Python pays a callback per candidate, so a shorter sweep helps")
     p.add_argument("--faiss-hnsw-m", type=int, default=32,
                    help="IndexHNSWFlat M (default 32)")
     p.add_argument("--ef-construction", type=int, default=200,
@@ -852,6 +855,12 @@ def main():
                 p.error(f"unknown --eval-quant spec '{s}'; use {QUANT_HELP}")
         if args.k < 10:
             p.error("--eval-quant measures recall@10: --k must be at least 10")
+    if args.hnsw_ef:
+        try:
+            if not int_list(args.hnsw_ef):
+                raise ValueError
+        except ValueError:
+            p.error("--hnsw-ef needs a comma list of integers")
     for opt in ("ef", "hnsw_m", "nprobe", "k_factor", "rotor_list", "rotor_rerank"):
         try:
             if not int_list(getattr(args, opt)):
