@@ -9,6 +9,10 @@ recall@10 floors, and its ratio to rotor's best.
 wall time, which keeps a comparison readable when the machine is shared.
 --svg draws every method's recall/QPS curve into one plot per data set
 (curves.svg, or curves-<data set>.svg when there are several).
+
+Rows of filtered searches (with "filter", from `peers.py --labels/--filter`)
+are compared only with rows of the same labels file and filter; each such
+group is printed with its selectivity.
 """
 import argparse
 import html
@@ -119,16 +123,25 @@ def main():
         if "index_file" in r and shape(r) in named:
             r["dataset"] = named[shape(r)]
     by_set = defaultdict(lambda: defaultdict(list))
+    selectivity = {}
     for r in rows:
         if r.get("kind") == "eval-quant" or r.get("threads", 1) != a.threads \
                 or r.get("recall_at_10") is None:
             continue
         qps = r["n_queries"] / r["cpu_seconds"] if a.cpu else r["qps"]
-        by_set[(r["dataset"], r["metric"])][label(r)].append((r["recall_at_10"], qps))
+        key = (r["dataset"], r["metric"], r.get("labels") or "", r.get("filter") or "")
+        by_set[key][label(r)].append((r["recall_at_10"], qps))
+        if r.get("filter") is not None:
+            selectivity.setdefault(key, r.get("selectivity"))
     if not by_set:
         sys.exit("compare: no rows with recall@10")
-    for (dataset, metric), methods in sorted(by_set.items()):
-        print(f"\n{dataset} ({metric}), {'QPS per CPU-second' if a.cpu else 'QPS'}, "
+    for (dataset, metric, labels, filt), methods in sorted(by_set.items()):
+        where = ""
+        if filt:
+            sel = selectivity.get((dataset, metric, labels, filt))
+            where = f", filter '{filt}' on {labels}" + \
+                (f" (selectivity {sel:.4g})" if sel is not None else "")
+        print(f"\n{dataset} ({metric}){where}, {'QPS per CPU-second' if a.cpu else 'QPS'}, "
               f"{a.threads} thread(s)")
         best = {m: [max([q for r, q in pts if r >= fl], default=None) for fl in floors]
                 for m, pts in methods.items()}
@@ -157,8 +170,12 @@ def main():
             path = a.svg
             if len(by_set) > 1:
                 root, ext = os.path.splitext(a.svg)
-                path = f"{root}-{dataset.split('.')[0]}{ext or '.svg'}"
-            write_svg(path, f"{dataset} ({metric}), {a.threads} thread(s)", methods,
+                tag = dataset.split('.')[0]
+                if filt:
+                    tag += "-" + labels.split(".")[0] + "-" + \
+                        "".join(ch if ch.isalnum() else "_" for ch in filt)
+                path = f"{root}-{tag}{ext or '.svg'}"
+            write_svg(path, f"{dataset} ({metric}){where}, {a.threads} thread(s)", methods,
                       "queries per CPU-second" if a.cpu else "QPS")
             print(f"curves: {path}")
 

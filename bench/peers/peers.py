@@ -136,6 +136,74 @@ def int_list(text):
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+# ---- labels and filters ------------------------------------------------------
+
+def read_labels(path, n=None):
+    """A labels file: one line per base vector, space-separated non-negative
+    integers, an empty line for no label. Returns a list of int arrays."""
+    out = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            try:
+                vals = [int(v) for v in fields]
+            except ValueError:
+                sys.exit(f"peers: {path}:{lineno}: not an integer list: {line.strip()!r}")
+            if any(v < 0 for v in vals):
+                sys.exit(f"peers: {path}:{lineno}: negative label")
+            out.append(np.array(vals, dtype=np.int64))
+    if n is not None and len(out) != n:
+        sys.exit(f"peers: '{path}' has {len(out)} lines, there are {n} base vectors")
+    return out
+
+
+def parse_filter(expr):
+    """'3' -> ("any", [3]); '3|7' -> ("any", [3, 7]); '3&7' -> ("all", [3, 7])."""
+    text = expr.replace(" ", "")
+    if "|" in text and "&" in text:
+        sys.exit(f"peers: filter '{expr}' mixes '|' and '&'")
+    op = "all" if "&" in text else "any"
+    try:
+        labels = [int(v) for v in re.split(r"[|&]", text)]
+    except ValueError:
+        sys.exit(f"peers: filter '{expr}': use L, L1|L2|..., or L1&L2&...")
+    if not labels or any(v < 0 for v in labels):
+        sys.exit(f"peers: filter '{expr}': labels are non-negative integers")
+    return op, labels
+
+
+def filter_mask(labels, expr):
+    """Boolean array: which vectors pass the filter."""
+    op, want = parse_filter(expr)
+    want = set(want)
+    if op == "any":
+        return np.array([bool(want.intersection(v.tolist())) for v in labels], dtype=bool)
+    return np.array([want.issubset(v.tolist()) for v in labels], dtype=bool)
+
+
+def recall_filtered(base, queries, gt, ids, at, metric, mask):
+    """recall@at against a filtered ground truth (rows padded with -1 where
+    fewer than k vectors pass): a query with c < at passing vectors counts
+    c hits as full recall; a returned id counts when it passes the filter
+    and its exact distance is within the true c-th. Queries with no passing
+    vector are left out; returns (recall, queries counted)."""
+    total, counted = 0.0, 0
+    for i in range(len(queries)):
+        valid = gt[i][gt[i] >= 0][:at]
+        cnt = len(valid)
+        if cnt == 0:
+            continue
+        counted += 1
+        limit = exact_distances(metric, queries[i], base[valid[-1]][None, :])[0]
+        limit += 1e-6 * max(1.0, abs(limit))
+        got = ids[i, :at]
+        got = got[(got >= 0) & (got < len(base))]
+        got = got[mask[got]]
+        d = exact_distances(metric, queries[i], base[got]) if len(got) else np.array([])
+        total += min(float((d <= limit).sum()), cnt) / cnt
+    return (total / counted if counted else None), counted
+
+
 def pow2_near(v):
     """The power of two nearest to v on a log scale."""
     return 1 << max(0, int(round(math.log2(max(v, 1.0)))))
@@ -177,6 +245,13 @@ class Child:
         self.n, self.d = self.base.shape
         self.build_threads = args.build_threads or os.cpu_count() or 1
         self.dataset = os.path.basename(args.base)
+        self.mask = None
+        if args.labels:
+            self.mask = filter_mask(read_labels(args.labels, self.n), args.filter)
+            self.selectivity = float(self.mask.mean())
+            # Allowed ids: as a Python list (hnswlib's filter callable) and as
+            # the array FAISS's IDSelectorBitmap / IDSelectorBatch is made from.
+            self.allowed_ids = np.nonzero(self.mask)[0].astype(np.int64)
 
     def emit(self, row, message):
         print(message, file=sys.stderr, flush=True)
@@ -209,10 +284,26 @@ def load_faiss(args):
 
 def load_hnswlib(args):
     import hnswlib  # noqa: as above
-    # hnswlib 0.6.2 has no __version__ (and its egg-info says 0.6.1): leave it null
-    # unless the module tells.
-    return hnswlib, {"tool": "hnswlib", "version": getattr(hnswlib, "__version__", None),
+    # hnswlib (0.6.2, 0.8.0) has no __version__, and Debian's egg-info for 0.6.2
+    # says 0.6.1: take a version only from the module itself or from package
+    # metadata in the very directory the module was loaded from; else null.
+    version = getattr(hnswlib, "__version__", None)
+    if version is None:
+        try:
+            from importlib import metadata
+            dist = metadata.distribution("hnswlib")
+            if os.path.realpath(str(dist.locate_file(""))) == \
+                    os.path.realpath(os.path.dirname(hnswlib.__file__)):
+                version = dist.version
+        except Exception:  # noqa: no metadata is fine
+            pass
+    return hnswlib, {"tool": "hnswlib", "version": version,
                      "build": build_label(hnswlib, args.native_hnswlib_dir)}
+
+
+def hnswlib_has_filter(hnswlib):
+    """knn_query(..., filter=callable) exists from hnswlib 0.7.0."""
+    return "filter" in (hnswlib.Index.knn_query.__doc__ or "")
 
 
 def load_rotor(args):
@@ -271,11 +362,28 @@ def method_points(c, method, libs):
             index.add_items(base, np.arange(n), num_threads=c.build_threads)
             build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
             index.set_num_threads(1)
-            for ef in int_list(a.ef):
+            allowed = c.mask.tolist() if c.mask is not None else None
+            if allowed is not None and not hnswlib_has_filter(hnswlib):
+                sys.exit(f"peers: hnswlib {info['version']} has no filter argument in "
+                         "knn_query (needs 0.7.0 or later)")
+            for ef in int_list(a.hnsw_ef or a.ef):
                 index.set_ef(max(ef, k))
 
                 def one(q, index=index):
                     return index.knn_query(q, k=k, num_threads=1)[0].astype(np.int64)
+
+                if allowed is not None:
+                    # hnswlib calls the filter once per candidate, through
+                    # pybind11; a bound list.__getitem__ is the cheapest callable.
+                    def one(q, index=index, fn=allowed.__getitem__):
+                        try:
+                            return index.knn_query(q, k=k, num_threads=1,
+                                                   filter=fn)[0].astype(np.int64)
+                        except RuntimeError:
+                            # fewer than k passing vectors found: hnswlib refuses to
+                            # return a ragged result; count the query as empty.
+                            c.short_queries += 1
+                            return np.full(k, -1, dtype=np.int64)
 
                 yield (info, f"M={m},efC={a.ef_construction},ef={ef}", build_s, build_cpu,
                        hnswlib_bytes(n, d, m), {"index_bytes_estimated": True}, one)
@@ -302,14 +410,27 @@ def method_points(c, method, libs):
 
     faiss, info = libs["faiss"]
     mt = faiss.METRIC_L2 if a.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    sel = None
+    if c.mask is not None:
+        if a.faiss_selector == "bitmap":
+            # bit i of byte i >> 3, least significant first: IDSelectorBitmap's layout
+            c.bitmap = np.packbits(c.mask, bitorder="little")
+            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(c.bitmap))
+        else:
+            sel = faiss.IDSelectorBatch(len(c.allowed_ids), faiss.swig_ptr(c.allowed_ids))
+        c.selector = sel
     faiss.omp_set_num_threads(c.build_threads)
     w0, c0 = time.perf_counter(), process_cpu()
     if method == "faiss-flat":
         index = faiss.IndexFlatL2(d) if a.metric == "l2" else faiss.IndexFlatIP(d)
         index.add(base)
         faiss.omp_set_num_threads(1)
+        one = lambda q: index.search(q, k)[1]
+        if sel is not None:
+            params = faiss.SearchParameters(sel=sel)
+            one = lambda q: index.search(q, k, params=params)[1]
         yield (info, "", time.perf_counter() - w0, process_cpu() - c0, int(base.nbytes), {},
-               lambda q: index.search(q, k)[1])
+               one)
     elif method == "faiss-hnsw":
         m = a.faiss_hnsw_m
         index = faiss.IndexHNSWFlat(d, m, mt)
@@ -322,8 +443,12 @@ def method_points(c, method, libs):
                      h.offsets.size() * 8)
         for ef in int_list(a.ef):
             index.hnsw.efSearch = max(ef, k)
+            one = lambda q: index.search(q, k)[1]
+            if sel is not None:
+                params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef, k))
+                one = lambda q, params=params: index.search(q, k, params=params)[1]
             yield (info, f"M={m},efC={a.ef_construction},ef={ef}", build_s, build_cpu, nbytes,
-                   {}, lambda q: index.search(q, k)[1])
+                   {}, one)
     elif method == "faiss-ivfpqfs":
         nlist = a.nlist or pow2_near(4 * math.sqrt(n))
         pq_m = a.pq_m or largest_divisor_at_most(d, d // 4 if d <= 256 else d // 8)
@@ -352,9 +477,16 @@ def method_points(c, method, libs):
                     continue
                 ivf.nprobe = nprobe
                 index.k_factor = kf
+                one = lambda q: index.search(q, k)[1]
+                if sel is not None:
+                    # The selector goes to the IVF stage; the refine stage only
+                    # rescores what that returned.
+                    params = faiss.IndexRefineSearchParameters(
+                        k_factor=kf, base_index_params=faiss.SearchParametersIVF(
+                            sel=sel, nprobe=nprobe))
+                    one = lambda q, params=params: index.search(q, k, params=params)[1]
                 yield (info, f"nlist={nlist},M={pq_m}x4fs,nprobe={nprobe},k_factor={kf}",
-                       build_s, build_cpu, nbytes, extra,
-                       lambda q: index.search(q, k)[1])
+                       build_s, build_cpu, nbytes, extra, one)
         del quantizer
     else:
         sys.exit(f"peers: unknown method '{method}'")
@@ -373,9 +505,23 @@ def run_sweeps(c, libs):
             continue
         for info, params, build_s, build_cpu, nbytes, extra, one in method_points(c, method,
                                                                                    libs):
+            c.short_queries = 0
             qps, wall, cpu, lat, ids = timed_search(one, c.queries, a.k, a.runs)
-            r1 = recall_at(c.base, c.queries, c.gt, ids, 1, a.metric)
-            r10 = recall_at(c.base, c.queries, c.gt, ids, 10, a.metric) if a.k >= 10 else None
+            if c.mask is None:
+                r1 = recall_at(c.base, c.queries, c.gt, ids, 1, a.metric)
+                r10 = recall_at(c.base, c.queries, c.gt, ids, 10, a.metric) if a.k >= 10 \
+                    else None
+            else:
+                r1, counted = recall_filtered(c.base, c.queries, c.gt, ids, 1, a.metric,
+                                              c.mask)
+                r10 = recall_filtered(c.base, c.queries, c.gt, ids, 10, a.metric,
+                                      c.mask)[0] if a.k >= 10 else None
+                extra = {**extra, "filter": a.filter, "selectivity": c.selectivity,
+                         "labels": os.path.basename(a.labels), "n_queries_scored": counted}
+                if method != "hnsw":
+                    extra["faiss_selector"] = a.faiss_selector
+                if c.short_queries:
+                    extra["queries_short"] = c.short_queries // a.runs
             row = {
                 **{key: info[key] for key in ("tool", "version", "build")},
                 "method": method, "params": params, "dataset": c.dataset, "metric": a.metric,
@@ -389,7 +535,8 @@ def run_sweeps(c, libs):
                 "cpu_seconds": cpu, "wall_seconds": wall, "timestamp": int(time.time()),
             }
             msg = (f"{info['build']:7s} {info['tool']}:{method:13s} {params:42s} recall@1 "
-                   f"{r1:.4f} recall@10 {(r10 if r10 is not None else float('nan')):.4f} "
+                   f"{(r1 if r1 is not None else float('nan')):.4f} recall@10 "
+                   f"{(r10 if r10 is not None else float('nan')):.4f} "
                    f"QPS {qps:9.1f} QPS/cpu_s {len(c.queries) / cpu:9.1f}")
             c.emit(row, msg)
 
@@ -641,6 +788,9 @@ def main():
                    help="search ef / efSearch sweep for hnsw and faiss-hnsw (values below k "
                         "are raised to k)")
     p.add_argument("--hnsw-m", default="16,32", help="hnswlib M values (default 16,32)")
+    p.add_argument("--hnsw-ef", default="",
+                   help="ef sweep for hnsw alone (default: --ef); a filtered hnswlib search "
+                        "from Python pays a callback per candidate, so a shorter sweep helps")
     p.add_argument("--faiss-hnsw-m", type=int, default=32,
                    help="IndexHNSWFlat M (default 32)")
     p.add_argument("--ef-construction", type=int, default=200,
@@ -677,6 +827,14 @@ def main():
     p.add_argument("--native-hnswlib", default=os.environ.get("ROTOR_NATIVE_HNSWLIB"),
                    help="directory holding the -march=native hnswlib module; default "
                         "$ROTOR_NATIVE_HNSWLIB")
+    p.add_argument("--labels", help="filtered search: labels of the base vectors, a text file "
+                   "with one line per vector of space-separated non-negative integers (an "
+                   "empty line: no label); needs --filter, and --gt must be the filtered "
+                   "ground truth (bench/filtered_gt.py)")
+    p.add_argument("--filter", help="filtered search: 'L' (has label L), 'L1|L2|...' (any "
+                   "of), 'L1&L2&...' (all of)")
+    p.add_argument("--faiss-selector", default="bitmap", choices=["bitmap", "batch"],
+                   help="filtered search: FAISS IDSelectorBitmap (default) or IDSelectorBatch")
     p.add_argument("--json", help="append JSON lines here (default: stdout)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--native-dir", help=argparse.SUPPRESS)
@@ -697,12 +855,27 @@ def main():
                 p.error(f"unknown --eval-quant spec '{s}'; use {QUANT_HELP}")
         if args.k < 10:
             p.error("--eval-quant measures recall@10: --k must be at least 10")
+    if args.hnsw_ef:
+        try:
+            if not int_list(args.hnsw_ef):
+                raise ValueError
+        except ValueError:
+            p.error("--hnsw-ef needs a comma list of integers")
     for opt in ("ef", "hnsw_m", "nprobe", "k_factor", "rotor_list", "rotor_rerank"):
         try:
             if not int_list(getattr(args, opt)):
                 raise ValueError
         except ValueError:
             p.error(f"--{opt.replace('_', '-')} needs a comma list of integers")
+
+    if bool(args.labels) != bool(args.filter):
+        p.error("--labels and --filter go together")
+    if args.labels:
+        if args.eval_quant is not None:
+            p.error("--labels/--filter apply to search sweeps, not --eval-quant")
+        if "rotor-py" in args.methods:
+            p.error("--labels/--filter: rotor-py has no filtered search here yet")
+        parse_filter(args.filter)
 
     if args.child:
         run_child(args)
