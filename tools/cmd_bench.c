@@ -192,6 +192,12 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
     if (strcmp(stats->quant, "none") != 0)
         fprintf(f, "\"rerank_bound\":%s,\"scored_mean\":%.3f,", o->rerank_all ? "false" : "true",
                 med->scored_mean);
+    if (o->filtered) {
+        fprintf(f, "\"filter\":");
+        cli_json_string(f, o->filter_text);
+        fprintf(f, ",\"filter_scan\":\"%s\",",
+                o->filter_scan > 0 ? "always" : o->filter_scan < 0 ? "never" : "auto");
+    }
     fprintf(f,
             "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
             "\"%s\":%.6f,\"index_bytes\":%zu,\"bytes_vectors\":%zu,"
