@@ -63,6 +63,25 @@ static void search(const rotor_index *ix) {
         require(ids[i] == -1 || (rotor_index_contains(ix, ids[i], &found) == ROTOR_OK && found),
                 "a search returned a key the index does not hold");
     }
+    /* A filtered search returns only vectors carrying the label (a file
+     * without labels: none). */
+    const uint32_t label = 1;
+    const rotor_filter flt = {.labels = &label, .nlabels = 1};
+    rotor_search_params sp = rotor_search_params_default();
+    sp.filter = &flt;
+    int64_t fids[K];
+    rotor_status fst = rotor_index_search(ix, &sp, q, s.dim, K, fids, d);
+    require(fst == ROTOR_OK || fst == ROTOR_ERR_OUT_OF_MEMORY || fst == ROTOR_ERR_CORRUPT,
+            "a filtered search of an open index failed");
+    for (int i = 0; fst == ROTOR_OK && i < K && fids[i] >= 0; i++) {
+        uint32_t labs[64];
+        size_t n = 0, hit = 0;
+        require(rotor_index_get_labels(ix, fids[i], labs, 64, &n) == ROTOR_OK,
+                "the labels of a key a filtered search returned could not be read");
+        for (size_t j = 0; j < n && j < 64; j++)
+            hit += labs[j] == label;
+        require(hit == 1, "a filtered search returned a vector without the label");
+    }
     if (st == ROTOR_OK && ids[0] >= 0) {
         st = rotor_index_get(ix, ids[0], q);
         require(st == ROTOR_OK || st == ROTOR_ERR_OUT_OF_MEMORY || st == ROTOR_ERR_IO,

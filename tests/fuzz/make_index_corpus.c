@@ -29,18 +29,31 @@ int main(int argc, char **argv) {
         rotor_metric metric;
         const char *quant, *walk_quant;
         int neighbor_codes, on_disk, keyed;
+        int labelled;
     } kinds[] = {
-        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0},
-        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0},
-        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0},
-        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1, 0},
-        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0},
-        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0},
-        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0},
-        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0},
+        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0},
+        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0, 0},
+        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0},
+        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1, 0, 0},
+        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0},
+        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0, 0},
+        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0, 0},
+        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0, 0},
         /* keys of the caller's, past 2^32: the keys section */
-        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1},
+        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1, 0},
+        /* labels (row i: i % 3, and 70 on every fifth): the labels section */
+        {"vamana_labels", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 0, 1},
     };
+    static uint64_t label_off[N + 1];
+    static uint32_t label_val[2 * N];
+    for (size_t i = 0, at = 0; i < N; i++) {
+        label_off[i] = at;
+        label_val[at++] = (uint32_t)(i % 3);
+        if (i % 5 == 0)
+            label_val[at++] = 70;
+        label_off[i + 1] = at;
+    }
+    const rotor_labels labels = {label_off, label_val, N};
     static int64_t keys[N];
     for (size_t i = 0; i < N; i++)
         keys[i] = 1000000000000LL + 37 * (int64_t)((i * 13) % N);
@@ -56,6 +69,7 @@ int main(int argc, char **argv) {
         p.build_list = 16;
         p.nlist = 4;
         p.threads = 1;
+        p.labels = kinds[i].labelled ? &labels : NULL;
         rotor_matrix m = {base, N, D, ROTOR_ELEM_F32};
         rotor_index *ix = NULL;
         char path[4096];
