@@ -35,6 +35,11 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
                (double)s.bytes_keys / n);
     else
         printf("keys:          row numbers\n");
+    if (s.labels > 0)
+        printf("labels:        %zu distinct, on %zu vectors (%.1f bytes per vector)\n", s.labels,
+               s.labelled, (double)s.bytes_labels / n);
+    else
+        printf("labels:        none\n");
     if (s.start_points > 0)
         printf("start points:  %zu in %zu groups\n", s.start_points, s.start_groups);
     printf("full vectors:  %s, %.1f bytes per vector\n", s.vectors_on_disk ? "on disk" : "in RAM",

@@ -233,6 +233,8 @@ expect 1 "line 3" -- "$ROTOR" build --index flat --base base.fvecs --labels badl
 printf '1\n2\n' >shortlab.txt
 expect 1 "has 2 lines, the base has 500 rows" -- "$ROTOR" build --index flat --base base.fvecs --labels shortlab.txt --out bl.rotor
 [ -e bl.rotor ] && bad "a refused labels file left an index file" || ok
+expect 0 "" -- "$ROTOR" info lab.rotor
+grep -q "labels:        6 distinct, on 500 vectors" out.txt && ok || bad "info should count the labels: $(grep labels out.txt)"
 expect 2 "mixes | and &" -- "$ROTOR" search --index lab.rotor --queries queries.fvecs --k 5 --filter "1|2&3" --out x.ivecs
 expect 2 "--filter needs --labels" -- "$ROTOR" gt --base base.fvecs --queries queries.fvecs --k 5 --filter 1 --out x.ivecs
 expect 2 "an index file keeps its own" -- "$ROTOR" search --index lab.rotor --labels labels.txt --queries queries.fvecs --k 5 --out x.ivecs
