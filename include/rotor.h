@@ -331,9 +331,12 @@ typedef struct rotor_labels {
 
 /* A search's condition. A vector passes when it meets every part that is
  * set: labels (any of them, or all of them with all = 1; nlabels 0: no
- * label condition), an allow-list (bit i of allow, for ids i <
- * allow_bits: set = allowed; ids at or past allow_bits are not; NULL:
- * none), and a predicate (nonzero = allowed; NULL: none), which is called
+ * label condition), an allow-list of ids as a bitset (bit i of allow, for
+ * ids i < allow_bits: set = allowed; ids at or past allow_bits are not;
+ * NULL: none) and/or as a list (allow_ids[0..n_allow_ids), any order; ids
+ * no vector has are ignored; NULL: none; for large keys, where a bitset
+ * over them would not do), and a predicate (nonzero = allowed; NULL:
+ * none), which is called
  * from the searching threads, any number at once, and must not change the
  * index. A filter that allows nothing returns no result (ids -1). */
 typedef struct rotor_filter {
@@ -342,6 +345,8 @@ typedef struct rotor_filter {
     int all;
     const uint64_t *allow;
     size_t allow_bits;
+    const int64_t *allow_ids;
+    size_t n_allow_ids;
     int (*predicate)(void *opaque, int64_t id);
     void *opaque;
 } rotor_filter;

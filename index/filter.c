@@ -61,11 +61,14 @@ static bool filter_allows(const nav_filter *nf, uint32_t u) {
                 return false;
         }
     }
-    const int64_t id = ix_id_of(x->ix, u);
-    if (x->f.allow != NULL &&
-        ((uint64_t)id >= x->f.allow_bits || !((x->f.allow[id >> 6] >> (id & 63)) & 1)))
-        return false;
-    return x->f.predicate == NULL || x->f.predicate(x->f.opaque, id) != 0;
+    if (x->points != NULL) {
+        if (!((x->points[u >> 6] >> (u & 63)) & 1))
+            return false;
+    } else if (x->f.allow != NULL &&
+               (u >= x->f.allow_bits || !((x->f.allow[u >> 6] >> (u & 63)) & 1))) {
+        return false; /* ids are points: the index has no keys of its own */
+    }
+    return x->f.predicate == NULL || x->f.predicate(x->f.opaque, ix_id_of(x->ix, u)) != 0;
 }
 
 /* ---- what passes --------------------------------------------------------------- */
@@ -118,10 +121,12 @@ static size_t estimate_passing(ix_filter *x) {
         const size_t lab = x->f.all ? least : sum;
         est = lab < est ? lab : est;
     }
-    if (x->f.allow != NULL) {
-        /* Ids are points here: the bits past the index count for none. */
-        const size_t nb = x->f.allow_bits < ix->count ? x->f.allow_bits : ix->count;
-        const size_t c = popcount_below(x->f.allow, nb);
+    if (x->points != NULL || x->f.allow != NULL) {
+        const uint64_t *bits = x->points != NULL ? x->points : x->f.allow;
+        const size_t nb = x->points != NULL             ? ix->count
+                          : x->f.allow_bits < ix->count ? x->f.allow_bits
+                                                        : ix->count;
+        const size_t c = popcount_below(bits, nb);
         est = c < est ? c : est;
     }
     if (est > 0 && x->f.predicate != NULL) {
@@ -229,16 +234,70 @@ static size_t scan_visits(const ix_filter *x) {
     return best;
 }
 
+/* The allow-lists as one bitset over points: the ids listed, and/or the
+ * set bits of a bitset over keys, each looked up; both given: a point
+ * must be in both. */
+static rotor_status allow_points(ix_filter *x) {
+    const rotor_index *ix = x->ix;
+    const size_t words = (ix->count + 63) / 64;
+    x->points = cm_calloc(&ix->alloc, (words ? words : 1) * sizeof *x->points, "allow-list");
+    if (x->points == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    uint32_t u;
+    for (size_t i = 0; i < x->f.n_allow_ids; i++)
+        if (ix_find_point(ix, x->f.allow_ids[i], &u))
+            x->points[u >> 6] |= (uint64_t)1 << (u & 63);
+    if (x->f.allow == NULL)
+        return ROTOR_OK;
+    uint64_t *into = x->points, *other = NULL;
+    if (x->f.allow_ids != NULL) {
+        other = cm_calloc(&ix->alloc, (words ? words : 1) * sizeof *other, "allow-list");
+        if (other == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        into = other;
+    }
+    for (size_t w = 0; w * 64 < x->f.allow_bits; w++) {
+        uint64_t bits = x->f.allow[w];
+        while (bits) {
+            const size_t id = w * 64 + (size_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (id < x->f.allow_bits && ix_find_point(ix, (int64_t)id, &u))
+                into[u >> 6] |= (uint64_t)1 << (u & 63);
+        }
+    }
+    if (other != NULL) {
+        for (size_t w = 0; w < words; w++)
+            x->points[w] &= other[w];
+        cm_free(&ix->alloc, other);
+    }
+    return ROTOR_OK;
+}
+
+static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mode,
+                            nav_search_params *np, ix_filter *out);
+
 rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int mode,
                                nav_search_params *np, ix_filter *out) {
     *out = (ix_filter){.ix = ix};
     np->filter = NULL;
     if (f == NULL)
         return ROTOR_OK;
+    const rotor_status st = compile(ix, f, mode, np, out);
+    if (st != ROTOR_OK) {
+        ix_filter_free(out);
+        np->filter = NULL;
+    }
+    return st;
+}
+
+static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mode,
+                            nav_search_params *np, ix_filter *out) {
     CM_RETURN_IF(f->nlabels > 0 && f->labels == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "filter: labels must not be NULL");
     CM_RETURN_IF(f->allow_bits > 0 && f->allow == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "filter: allow must not be NULL");
+    CM_RETURN_IF(f->n_allow_ids > 0 && f->allow_ids == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "filter: allow_ids must not be NULL");
     out->f = *f;
     out->mode = mode;
     out->nav.allows = filter_allows;
@@ -258,6 +317,8 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
     }
     if (f->allow == NULL)
         out->f.allow_bits = 0;
+    if (f->allow_ids != NULL || (f->allow != NULL && ix_has_keys(ix)))
+        CM_FORWARD(allow_points(out));
     const size_t passing = estimate_passing(out);
     out->nav.passing = passing;
     /* Provably none: a label no point carries, or an empty allow-list. */
@@ -269,9 +330,9 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
     }
     /* Provably all: one label every point carries, or an allow-list of
      * every point, and nothing else. The search then runs unfiltered. */
-    const int parts = (f->nlabels > 0) + (f->allow != NULL) + (f->predicate != NULL);
-    if (parts == 1 && exact_parts && passing == ix->count &&
-        (f->allow != NULL || out->nlabels == 1 || f->all))
+    const bool allow = f->allow != NULL || f->allow_ids != NULL;
+    const int parts = (f->nlabels > 0) + allow + (f->predicate != NULL);
+    if (parts == 1 && exact_parts && passing == ix->count && (allow || out->nlabels == 1 || f->all))
         return ROTOR_OK;
     CM_FORWARD(pick_starts(out));
     out->scan = mode > 0 || (mode == 0 && scan_is_cheaper(ix, np, scan_visits(out), passing));
@@ -282,6 +343,8 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
 void ix_filter_free(ix_filter *x) {
     if (x->ix == NULL)
         return;
+    cm_free(&x->ix->alloc, x->points);
+    x->points = NULL;
     cm_free(&x->ix->alloc, x->labels);
     cm_free(&x->ix->alloc, x->starts);
     x->labels = NULL;
@@ -352,10 +415,13 @@ static void enumerate(const ix_filter *x, scan_sink *k) {
                 take(k, x, p[j]);
             }
         }
-    } else if (x->f.allow != NULL) {
-        const size_t nb = x->f.allow_bits < ix->count ? x->f.allow_bits : ix->count;
+    } else if (x->points != NULL || x->f.allow != NULL) {
+        const uint64_t *allow = x->points != NULL ? x->points : x->f.allow;
+        const size_t nb = x->points != NULL             ? ix->count
+                          : x->f.allow_bits < ix->count ? x->f.allow_bits
+                                                        : ix->count;
         for (size_t w = 0; w * 64 < nb; w++) {
-            uint64_t bits = x->f.allow[w];
+            uint64_t bits = allow[w];
             while (bits) {
                 const size_t u = w * 64 + (size_t)__builtin_ctzll(bits);
                 bits &= bits - 1;

@@ -229,6 +229,10 @@ rotor_status ix_labels_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_labels_load(rotor_index *ix);
 void ix_labels_free(rotor_index *ix);
 size_t ix_labels_bytes(const rotor_index *ix);
+/* The point of id `id`, quietly: false when no vector has it. */
+bool ix_find_point(const rotor_index *ix, int64_t id, uint32_t *point);
+/* Whether some key is not its point (the index keeps a key table). */
+static inline bool ix_has_keys(const rotor_index *ix) { return ix->keys.key != NULL; }
 /* The point of public id `id` (its key: ix_slot_of), or
  * ROTOR_ERR_NOT_FOUND / ROTOR_ERR_INVALID_ARGUMENT naming it. */
 rotor_status ix_point_of(const rotor_index *ix, int64_t id, uint32_t *point);
@@ -255,7 +259,11 @@ typedef struct ix_filter {
     rotor_filter f;
     uint32_t *labels; /* f's labels, ascending, each once */
     size_t nlabels;
-    uint64_t mask;    /* their bits in ix_labels.sig */
+    uint64_t mask; /* their bits in ix_labels.sig */
+    /* The allow-lists as a bitset over points (count bits), when they
+     * are not one already: given as ids, or as a bitset over keys that
+     * are not points. NULL: f.allow is read directly. */
+    uint64_t *points;
     bool none;        /* provably nothing passes */
     bool scan;        /* search by scanning the points that pass */
     int mode;         /* rotor_search_params.filter_scan */

@@ -566,14 +566,17 @@ typedef struct {
     rotor_filter f;
     uint32_t *labels;
     uint64_t *bits;
+    int64_t *ids;
     bool set;
 } filter_in;
 
 static void filter_in_release(filter_in *fi) {
     PyMem_Free(fi->labels);
     PyMem_Free(fi->bits);
+    PyMem_Free(fi->ids);
     fi->labels = NULL;
     fi->bits = NULL;
+    fi->ids = NULL;
 }
 
 static int filter_from(PyObject *flt, PyObject *allow, filter_in *fi) {
@@ -622,54 +625,45 @@ static int filter_from(PyObject *flt, PyObject *allow, filter_in *fi) {
             return -1;
         }
         const npy_intp n = PyArray_DIM(a, 0);
-        const bool mask = PyArray_TYPE(a) == NPY_BOOL;
-        if (!mask && !PyArray_ISINTEGER(a)) {
+        if (PyArray_TYPE(a) == NPY_BOOL) { /* a mask over ids */
+            PyMem_Free(fi->bits);
+            fi->bits = PyMem_Calloc((size_t)n / 64 + 1, sizeof *fi->bits);
+            if (fi->bits == NULL) {
+                Py_DECREF(a);
+                filter_in_release(fi);
+                PyErr_NoMemory();
+                return -1;
+            }
+            const npy_bool *mv = PyArray_DATA(a);
+            for (npy_intp i = 0; i < n; i++)
+                if (mv[i])
+                    fi->bits[i / 64] |= (uint64_t)1 << (i % 64);
+            fi->f.allow = fi->bits;
+            fi->f.allow_bits = (size_t)n;
+        } else if (PyArray_ISINTEGER(a)) { /* ids, looked up by the library */
+            PyArrayObject *ids = (PyArrayObject *)PyArray_FROMANY((PyObject *)a, NPY_INT64, 1, 1,
+                                                                  NPY_ARRAY_CARRAY_RO);
+            fi->ids = ids ? PyMem_Malloc(((size_t)n ? (size_t)n : 1) * sizeof *fi->ids) : NULL;
+            if (fi->ids == NULL) {
+                Py_DECREF(a);
+                Py_XDECREF(ids);
+                filter_in_release(fi);
+                if (!PyErr_Occurred())
+                    PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(fi->ids, PyArray_DATA(ids), (size_t)n * sizeof *fi->ids);
+            Py_DECREF(ids);
+            fi->f.allow_ids = fi->ids;
+            fi->f.n_allow_ids = (size_t)n;
+        } else {
             Py_DECREF(a);
             filter_in_release(fi);
             PyErr_SetString(PyExc_TypeError,
                             "allow must be a boolean mask over ids or an array of ids");
             return -1;
         }
-        PyArrayObject *ids = mask ? NULL
-                                  : (PyArrayObject *)PyArray_FROMANY((PyObject *)a, NPY_INT64, 1, 1,
-                                                                     NPY_ARRAY_CARRAY_RO);
-        if (!mask && ids == NULL) {
-            Py_DECREF(a);
-            filter_in_release(fi);
-            return -1;
-        }
-        size_t nbits = mask ? (size_t)n : 0;
-        const int64_t *iv = ids ? PyArray_DATA(ids) : NULL;
-        for (npy_intp i = 0; iv && i < n; i++) {
-            if (iv[i] < 0) {
-                Py_DECREF(a);
-                Py_DECREF(ids);
-                filter_in_release(fi);
-                PyErr_Format(status_exc[ROTOR_ERR_INVALID_ARGUMENT],
-                             "allow names id %lld; ids are not negative", (long long)iv[i]);
-                return -1;
-            }
-            nbits = (size_t)iv[i] + 1 > nbits ? (size_t)iv[i] + 1 : nbits;
-        }
-        PyMem_Free(fi->bits);
-        fi->bits = PyMem_Calloc((nbits + 63) / 64 + 1, sizeof *fi->bits);
-        if (fi->bits == NULL) {
-            Py_DECREF(a);
-            Py_XDECREF(ids);
-            filter_in_release(fi);
-            PyErr_NoMemory();
-            return -1;
-        }
-        const npy_bool *mv = mask ? PyArray_DATA(a) : NULL;
-        for (npy_intp i = 0; i < n; i++) {
-            const size_t id = mask ? (size_t)i : (size_t)iv[i];
-            if (!mask || mv[i])
-                fi->bits[id / 64] |= (uint64_t)1 << (id % 64);
-        }
         Py_DECREF(a);
-        Py_XDECREF(ids);
-        fi->f.allow = fi->bits;
-        fi->f.allow_bits = nbits;
         fi->set = true;
     }
     return 0;

@@ -99,3 +99,18 @@ def test_bad_labels_and_filters_refused():
     assert ix.labels(1) == [1]
     with pytest.raises(TypeError):
         ix.search(QUERIES[0], allow=np.ones(N, np.float32))
+
+
+def test_allow_ids_with_user_keys():
+    keys = np.arange(N, dtype=np.int64) * 1_000_003 + 10**12
+    ix = rotor.Index.build(BASE, kind="vamana", keys=keys, labels=LABELS)
+    want = keys[[11, 22, 33]]
+    ids, _ = ix.search(QUERIES[0], k=5, allow=np.concatenate([want, [7]]))  # 7: no such key
+    assert sorted(ids[0][:3].tolist()) == sorted(want.tolist())
+    assert (ids[0][3:] == -1).all()
+    # with a label: only 33 carries label 3
+    ids, _ = ix.search(QUERIES[0], k=5, filter=3, allow=want)
+    assert ids[0][0] == keys[33] and (ids[0][1:] == -1).all()
+    ids, _ = ix.search(QUERIES, k=10, filter=5)
+    got = ids[ids >= 0]
+    assert len(got) > 0 and all(((k - 10**12) // 1_000_003) % 10 == 5 for k in got.tolist())
