@@ -64,6 +64,19 @@ static rotor_status cycle(const fixture *f, const config *c, const char *path, r
                           bool *saved) {
     rotor_params p = params_of(c);
     p.allocator = a;
+    /* Labels (i % 3, and 7 on every 50th) go through the build, the file
+     * and the filtered searches below: walked (1) and scanned (7). */
+    static uint64_t off[N + 1];
+    static uint32_t val[2 * N];
+    for (size_t i = 0, at = 0; i < N; i++) {
+        off[i] = at;
+        val[at++] = (uint32_t)(i % 3);
+        if (i % 50 == 0)
+            val[at++] = 7;
+        off[i + 1] = at;
+    }
+    const rotor_labels labels = {off, val, N};
+    p.labels = &labels;
     rotor_matrix base = {f->base, N, D, ROTOR_ELEM_F32};
     rotor_matrix more = {f->base + N * D, N / 4, D, ROTOR_ELEM_F32};
     rotor_index *ix = NULL, *opened = NULL;
@@ -81,8 +94,21 @@ static rotor_status cycle(const fixture *f, const config *c, const char *path, r
     }
     if (st == ROTOR_OK)
         st = rotor_index_search(opened, NULL, f->base, D, K, ids, NULL);
+    const uint32_t walked = 1, scanned = 7;
+    const rotor_filter filters[] = {{.labels = &walked, .nlabels = 1},
+                                    {.labels = &scanned, .nlabels = 1}};
+    for (size_t i = 0; i < 2 && st == ROTOR_OK; i++) {
+        rotor_search_params sp = rotor_search_params_default();
+        sp.filter = &filters[i];
+        st = rotor_index_search(opened, &sp, f->base, D, K, ids, NULL);
+    }
     if (st == ROTOR_OK)
         st = rotor_index_add(opened, &more);
+    if (st == ROTOR_OK) {
+        const int64_t added[] = {N, N + 1};
+        const rotor_labels two = {off, val, 2};
+        st = rotor_index_set_labels(opened, added, &two);
+    }
     if (st == ROTOR_OK) {
         rotor_search_params sp = rotor_search_params_default();
         sp.threads = 2;
