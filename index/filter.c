@@ -105,8 +105,9 @@ enum { PREDICATE_SAMPLE = 256 };
 /* Starting points per filter label: spread over its list. */
 enum { STARTS_PER_LABEL = 8, MAX_FILTER_STARTS = 32 };
 
-/* An upper estimate of the points that pass (exact for one label, or an
- * allow-list alone), and whether nothing provably does. */
+/* An upper estimate of the points that pass: exact for one label or an
+ * allow-list alone, the smaller of the parts' counts for several, a
+ * sample's share for a predicate. */
 static size_t estimate_passing(ix_filter *x) {
     const rotor_index *ix = x->ix;
     size_t est = ix->count;
