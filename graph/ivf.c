@@ -90,6 +90,8 @@ static rotor_status ivf_create(const rotor_allocator *a, const nav_params *p, co
     return ROTOR_OK;
 }
 
+static rotor_status list_move(ivf *f, const quant *q, ivf_list *l, size_t cap);
+
 /* Grows list `l` to hold `need` codes; on failure it is unchanged. */
 static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t need) {
     if (need <= l->cap)
@@ -97,6 +99,11 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
     size_t cap = l->cap < 32 ? 32 : l->cap;
     while (cap < need)
         cap *= 2;
+    return list_move(f, q, l, cap);
+}
+
+/* List `l` moved to memory of its own with room for `cap` codes. */
+static rotor_status list_move(ivf *f, const quant *q, ivf_list *l, size_t cap) {
     uint32_t *ids = cm_alloc(&f->base.alloc, cap * sizeof *ids, "IVF list ids");
     uint8_t *codes = cm_calloc(&f->base.alloc, q->ops->store_bytes(q, cap), "IVF list codes");
     if (ids == NULL || codes == NULL) {
@@ -233,6 +240,53 @@ static rotor_status ivf_insert(nav *n, const graph_space *s) {
     if (f->lists == NULL)
         CM_FORWARD(train(f, s));
     return add_points(f, s);
+}
+
+static inline bool removed(const uint64_t *deleted, size_t bits, uint32_t u) {
+    return u < bits && ((deleted[u >> 6] >> (u & 63)) & 1);
+}
+
+/* Removed points leave their lists: the ids and codes after each move up,
+ * in order, within the list's store (for a fast-scan layout, a code is
+ * loaded from its block and stored into the earlier position). Lists of a
+ * mapped file are copied first; a failure there leaves every list holding
+ * what it held. The lists' capacity stays. */
+static rotor_status ivf_consolidate(nav *n, const graph_space *s, const uint64_t *deleted,
+                                    size_t bits, unsigned threads) {
+    (void)threads; /* a pass over 4 bytes an id: one thread is enough */
+    ivf *f = (ivf *)n;
+    const quant *q = s->q;
+    uint8_t *code = cm_alloc(&f->base.alloc, q->code_bytes, "IVF code copy");
+    if (code == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ROTOR_OK;
+    for (uint32_t li = 0; li < f->nlist && st == ROTOR_OK; li++) {
+        ivf_list *l = &f->lists[li];
+        bool any = false;
+        for (size_t i = 0; i < l->size && !any; i++)
+            any = removed(deleted, bits, l->ids[i]);
+        if (any && l->borrowed)
+            st = list_move(f, q, l, l->size > 0 ? l->size : 1);
+    }
+    for (uint32_t li = 0; li < f->nlist && st == ROTOR_OK; li++) {
+        ivf_list *l = &f->lists[li];
+        if (l->borrowed)
+            continue; /* nothing removed from it */
+        size_t m = 0;
+        for (size_t i = 0; i < l->size; i++) {
+            if (removed(deleted, bits, l->ids[i]))
+                continue;
+            if (m != i) {
+                q->ops->load(q, l->codes, i, code);
+                q->ops->store(q, l->codes, m, code);
+                l->ids[m] = l->ids[i];
+            }
+            m++;
+        }
+        l->size = m;
+    }
+    cm_free(&f->base.alloc, code);
+    return st;
 }
 
 /* With a filter, how many times nprobe a search may probe: it goes on
@@ -402,14 +456,13 @@ static rotor_status ivf_open(const rotor_allocator *a, const nav_params *p, cons
         total += (size_t)size;
         code_total += cm_round_up(s->q->ops->store_bytes(s->q, (size_t)size), CM_ALIGN);
     }
-    if (st == ROTOR_OK && total != count)
-        st = cm_fail(ROTOR_ERR_FORMAT, "the IVF lists hold %zu ids, the index %zu vectors", total,
-                     count);
-    if (st == ROTOR_OK && (ids_bytes != 4 * count || codes_bytes != code_total))
+    /* Fewer ids than vectors: removed vectors consolidated out of their
+     * lists (the index's deleted section says which). */
+    if (st == ROTOR_OK && (ids_bytes != 4 * total || codes_bytes != code_total))
         st = cm_fail(ROTOR_ERR_FORMAT,
                      "the IVF sections hold %zu id bytes and %zu code bytes; the lists need "
                      "%zu and %zu",
-                     ids_bytes, codes_bytes, 4 * count, code_total);
+                     ids_bytes, codes_bytes, 4 * total, code_total);
     if (st != ROTOR_OK) {
         ivf_free(n);
         return cm_fail_prefix(st, ixf_path(file));
@@ -447,4 +500,5 @@ const nav_ops ivf_nav_ops = {
     .check = ivf_check,
     .own = ivf_own,
     .free = ivf_free,
+    .consolidate = ivf_consolidate,
 };
