@@ -250,6 +250,10 @@ typedef struct nav_ops {
      * as nav_params.threads. NULL: nothing to repair (flat). */
     rotor_status (*consolidate)(nav *n, const graph_space *s, const uint64_t *deleted,
                                 size_t deleted_bits, unsigned threads);
+    /* True when, once consolidated, a search meets no removed point at all
+     * (IVF: they are in no list), so it needs no filter for them. A graph
+     * still enters at sampled starting points that may be removed. */
+    bool consolidated_drops_removed;
 } nav_ops;
 
 /* The head of every navigator: each kind's struct starts with it. */

@@ -39,6 +39,7 @@ typedef struct ivf {
     unsigned threads;
     uint64_t seed;
     size_t dim, count;
+    size_t listed;    /* ids in the lists: count less the points consolidated out */
     float *centroids; /* nlist x dim */
     ivf_list *lists;
 } ivf;
@@ -173,6 +174,7 @@ static rotor_status add_points(ivf *f, const graph_space *s) {
             l->ids[l->size++] = (uint32_t)(first + i);
         }
         f->count = s->count;
+        f->listed += n;
     }
     cm_free(&f->base.alloc, assign);
     cm_free(&f->base.alloc, need);
@@ -283,6 +285,7 @@ static rotor_status ivf_consolidate(nav *n, const graph_space *s, const uint64_t
             }
             m++;
         }
+        f->listed -= l->size - m;
         l->size = m;
     }
     cm_free(&f->base.alloc, code);
@@ -324,12 +327,14 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
         cm_topk_push(&probes, cdist[l], (int64_t)l);
     cm_topk_finish(&probes);
     /* Filtered: codes scanned, and what an unfiltered search would scan in
-     * passing ones (the first nprobe lists' codes). */
+     * passing ones (the first nprobe lists' codes). The share that pass is
+     * of the ids in the lists: removed points consolidated out of them are
+     * not there to be refused. */
     double scanned = 0, want = 0;
     for (size_t i = 0; i < nprobe; i++)
         want += (double)f->lists[probe_id[i]].size;
     const double share =
-        p->filter != NULL && f->count > 0 ? (double)p->filter->passing / (double)f->count : 1;
+        p->filter != NULL && f->listed > 0 ? (double)p->filter->passing / (double)f->listed : 1;
     /* Ids of a mapped, unverified file are bounded before use. */
     size_t i = 0;
     for (; i < most && (i < nprobe || scanned * share < want); i++) {
@@ -431,6 +436,7 @@ static rotor_status ivf_open(const rotor_allocator *a, const nav_params *p, cons
     CM_FORWARD(ivf_create(a, p, s, &n));
     ivf *f = (ivf *)n;
     f->count = count;
+    f->listed = 0;
     f->centroids = cm_alloc(a, cb, "IVF centroids");
     f->lists = cm_calloc(a, (size_t)nlist * sizeof *f->lists, "IVF lists");
     rotor_status st = f->centroids && f->lists ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
@@ -454,6 +460,7 @@ static rotor_status ivf_open(const rotor_allocator *a, const nav_params *p, cons
         f->lists[l].size = f->lists[l].cap = (size_t)size;
         f->lists[l].borrowed = true;
         total += (size_t)size;
+        f->listed = total;
         code_total += cm_round_up(s->q->ops->store_bytes(s->q, (size_t)size), CM_ALIGN);
     }
     /* Fewer ids than vectors: removed vectors consolidated out of their
@@ -501,4 +508,5 @@ const nav_ops ivf_nav_ops = {
     .own = ivf_own,
     .free = ivf_free,
     .consolidate = ivf_consolidate,
+    .consolidated_drops_removed = true,
 };

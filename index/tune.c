@@ -449,6 +449,15 @@ static void tune_set_close(const rotor_index *ix, tune_set *set) {
     set->pool = NULL;
 }
 
+typedef struct live_test {
+    nav_filter nav; /* first: the filter points at the whole */
+    const rotor_index *ix;
+} live_test;
+
+static bool is_live(const nav_filter *f, uint32_t u) {
+    return !ix_is_deleted(((const live_test *)f)->ix, u);
+}
+
 rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads) {
     const double t0 = cm_now();
     const rotor_allocator *a = &ix->alloc;
@@ -458,10 +467,13 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     float *own = NULL;
     rotor_status st = ROTOR_OK;
     const bool own_rows = queries == NULL;
-    /* Removed points are neither queries, nor answers, nor results. */
+    /* Removed points are neither queries, nor answers, nor results (the
+     * searches filter them as any search does; the exact answers, over
+     * every slot, by the test below). */
     ix_filter live;
     nav_search_params lp = {0};
     CM_FORWARD(ix_filter_compile(ix, NULL, 0, &lp, &live));
+    const live_test lt = {{.allows = is_live}, ix};
     if (own_rows) {
         nq = ix_live(ix) < CALIB_QUERIES ? ix_live(ix) : CALIB_QUERIES;
         st = ix->ndeleted > 0 ? sample_live_rows(ix, nq, &rows)
@@ -479,7 +491,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = ROTOR_ERR_OUT_OF_MEMORY;
     if (st == ROTOR_OK)
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows, nq, threads,
-                              lp.filter, gt);
+                              ix->ndeleted > 0 ? &lt.nav : NULL, gt);
     tune_set set = {queries, rows, gt, nq, NULL, NULL, NULL, 1.0, lp.filter};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
