@@ -240,6 +240,20 @@ typedef struct nav_ops {
      * tries several codes on one sample graph. NULL: not offered. */
     rotor_status (*derive)(const nav *src, const rotor_allocator *a, const nav_params *p,
                            const graph_space *s, nav **out);
+    /* Repairs the navigator around removed points: bit u of deleted (for
+     * u < deleted_bits) set means point u is gone. Afterwards no structure
+     * leads to a removed point (a graph's live nodes are re-linked around
+     * them, an IVF list drops them), so searches no longer spend work on
+     * them; searches still refuse them by their filter either way. Reads
+     * s->vectors (which must be set). Everything is allocated before
+     * anything changes: on failure the navigator is as it was. `threads`
+     * as nav_params.threads. NULL: nothing to repair (flat). */
+    rotor_status (*consolidate)(nav *n, const graph_space *s, const uint64_t *deleted,
+                                size_t deleted_bits, unsigned threads);
+    /* True when, once consolidated, a search meets no removed point at all
+     * (IVF: they are in no list), so it needs no filter for them. A graph
+     * still enters at sampled starting points that may be removed. */
+    bool consolidated_drops_removed;
 } nav_ops;
 
 /* The head of every navigator: each kind's struct starts with it. */

@@ -39,6 +39,7 @@ typedef struct ivf {
     unsigned threads;
     uint64_t seed;
     size_t dim, count;
+    size_t listed;    /* ids in the lists: count less the points consolidated out */
     float *centroids; /* nlist x dim */
     ivf_list *lists;
 } ivf;
@@ -90,6 +91,8 @@ static rotor_status ivf_create(const rotor_allocator *a, const nav_params *p, co
     return ROTOR_OK;
 }
 
+static rotor_status list_move(ivf *f, const quant *q, ivf_list *l, size_t cap);
+
 /* Grows list `l` to hold `need` codes; on failure it is unchanged. */
 static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t need) {
     if (need <= l->cap)
@@ -97,6 +100,11 @@ static rotor_status list_reserve(ivf *f, const quant *q, ivf_list *l, size_t nee
     size_t cap = l->cap < 32 ? 32 : l->cap;
     while (cap < need)
         cap *= 2;
+    return list_move(f, q, l, cap);
+}
+
+/* List `l` moved to memory of its own with room for `cap` codes. */
+static rotor_status list_move(ivf *f, const quant *q, ivf_list *l, size_t cap) {
     uint32_t *ids = cm_alloc(&f->base.alloc, cap * sizeof *ids, "IVF list ids");
     uint8_t *codes = cm_calloc(&f->base.alloc, q->ops->store_bytes(q, cap), "IVF list codes");
     if (ids == NULL || codes == NULL) {
@@ -166,6 +174,7 @@ static rotor_status add_points(ivf *f, const graph_space *s) {
             l->ids[l->size++] = (uint32_t)(first + i);
         }
         f->count = s->count;
+        f->listed += n;
     }
     cm_free(&f->base.alloc, assign);
     cm_free(&f->base.alloc, need);
@@ -235,6 +244,54 @@ static rotor_status ivf_insert(nav *n, const graph_space *s) {
     return add_points(f, s);
 }
 
+static inline bool removed(const uint64_t *deleted, size_t bits, uint32_t u) {
+    return u < bits && ((deleted[u >> 6] >> (u & 63)) & 1);
+}
+
+/* Removed points leave their lists: the ids and codes after each move up,
+ * in order, within the list's store (for a fast-scan layout, a code is
+ * loaded from its block and stored into the earlier position). Lists of a
+ * mapped file are copied first; a failure there leaves every list holding
+ * what it held. The lists' capacity stays. */
+static rotor_status ivf_consolidate(nav *n, const graph_space *s, const uint64_t *deleted,
+                                    size_t bits, unsigned threads) {
+    (void)threads; /* a pass over 4 bytes an id: one thread is enough */
+    ivf *f = (ivf *)n;
+    const quant *q = s->q;
+    uint8_t *code = cm_alloc(&f->base.alloc, q->code_bytes, "IVF code copy");
+    if (code == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ROTOR_OK;
+    for (uint32_t li = 0; li < f->nlist && st == ROTOR_OK; li++) {
+        ivf_list *l = &f->lists[li];
+        bool any = false;
+        for (size_t i = 0; i < l->size && !any; i++)
+            any = removed(deleted, bits, l->ids[i]);
+        if (any && l->borrowed)
+            st = list_move(f, q, l, l->size > 0 ? l->size : 1);
+    }
+    for (uint32_t li = 0; li < f->nlist && st == ROTOR_OK; li++) {
+        ivf_list *l = &f->lists[li];
+        if (l->borrowed)
+            continue; /* nothing removed from it */
+        size_t m = 0;
+        for (size_t i = 0; i < l->size; i++) {
+            if (removed(deleted, bits, l->ids[i]))
+                continue;
+            if (m != i) {
+                q->ops->load(q, l->codes, i, code);
+                q->ops->store(q, l->codes, m, code);
+                l->ids[m] = l->ids[i];
+            }
+            m++;
+        }
+        f->listed -= l->size - m;
+        l->size = m;
+    }
+    cm_free(&f->base.alloc, code);
+    return st;
+}
+
 /* With a filter, how many times nprobe a search may probe: it goes on
  * past nprobe lists until it has scanned as many codes that pass as an
  * unfiltered search scans codes (estimated from the filter's share of
@@ -270,12 +327,14 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
         cm_topk_push(&probes, cdist[l], (int64_t)l);
     cm_topk_finish(&probes);
     /* Filtered: codes scanned, and what an unfiltered search would scan in
-     * passing ones (the first nprobe lists' codes). */
+     * passing ones (the first nprobe lists' codes). The share that pass is
+     * of the ids in the lists: removed points consolidated out of them are
+     * not there to be refused. */
     double scanned = 0, want = 0;
     for (size_t i = 0; i < nprobe; i++)
         want += (double)f->lists[probe_id[i]].size;
     const double share =
-        p->filter != NULL && f->count > 0 ? (double)p->filter->passing / (double)f->count : 1;
+        p->filter != NULL && f->listed > 0 ? (double)p->filter->passing / (double)f->listed : 1;
     /* Ids of a mapped, unverified file are bounded before use. */
     size_t i = 0;
     for (; i < most && (i < nprobe || scanned * share < want); i++) {
@@ -377,6 +436,7 @@ static rotor_status ivf_open(const rotor_allocator *a, const nav_params *p, cons
     CM_FORWARD(ivf_create(a, p, s, &n));
     ivf *f = (ivf *)n;
     f->count = count;
+    f->listed = 0;
     f->centroids = cm_alloc(a, cb, "IVF centroids");
     f->lists = cm_calloc(a, (size_t)nlist * sizeof *f->lists, "IVF lists");
     rotor_status st = f->centroids && f->lists ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
@@ -400,16 +460,16 @@ static rotor_status ivf_open(const rotor_allocator *a, const nav_params *p, cons
         f->lists[l].size = f->lists[l].cap = (size_t)size;
         f->lists[l].borrowed = true;
         total += (size_t)size;
+        f->listed = total;
         code_total += cm_round_up(s->q->ops->store_bytes(s->q, (size_t)size), CM_ALIGN);
     }
-    if (st == ROTOR_OK && total != count)
-        st = cm_fail(ROTOR_ERR_FORMAT, "the IVF lists hold %zu ids, the index %zu vectors", total,
-                     count);
-    if (st == ROTOR_OK && (ids_bytes != 4 * count || codes_bytes != code_total))
+    /* Fewer ids than vectors: removed vectors consolidated out of their
+     * lists (the index's deleted section says which). */
+    if (st == ROTOR_OK && (ids_bytes != 4 * total || codes_bytes != code_total))
         st = cm_fail(ROTOR_ERR_FORMAT,
                      "the IVF sections hold %zu id bytes and %zu code bytes; the lists need "
                      "%zu and %zu",
-                     ids_bytes, codes_bytes, 4 * count, code_total);
+                     ids_bytes, codes_bytes, 4 * total, code_total);
     if (st != ROTOR_OK) {
         ivf_free(n);
         return cm_fail_prefix(st, ixf_path(file));
@@ -447,4 +507,6 @@ const nav_ops ivf_nav_ops = {
     .check = ivf_check,
     .own = ivf_own,
     .free = ivf_free,
+    .consolidate = ivf_consolidate,
+    .consolidated_drops_removed = true,
 };

@@ -252,4 +252,5 @@ const nav_ops vamana_nav_ops = {
     .own = vamana_own,
     .free = vamana_free,
     .derive = vamana_derive,
+    .consolidate = vamana_consolidate,
 };

@@ -205,6 +205,20 @@ rotor_status vamana_derive(const nav *src, const rotor_allocator *a, const nav_p
  * nodes, checked on the way when they were borrowed; on failure nothing
  * changed. */
 rotor_status vm_move_records(vamana *g, size_t cap);
+/* RobustPrune of point p over sc->prune[0..n) (distances to p filled in):
+ * writes at most R ids to out and returns how many. */
+uint32_t vm_robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                         uint32_t p, size_t n, float alpha, uint32_t *out);
+/* out[j] = (squared L2 from x to ids[j], ids[j]): prune candidates. */
+void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, const uint32_t *ids,
+                  size_t n, vm_cand *out);
+/* Copies the walking codes of node u's neighbours into its record (code:
+ * scratch for one code) and clears its dirty flag. */
+void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code);
+/* ---- vamana_consolidate.c ------------------------------------------------ */
+/* FreshDiskANN's delete consolidation (nav_ops.consolidate). */
+rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *deleted,
+                                size_t deleted_bits, unsigned threads);
 /* ROTOR_ERR_CORRUPT, naming the fault, when node u's record holds an
  * impossible list: a degree above R, an id outside the graph, or a loop. */
 rotor_status vm_check_record(const vamana *g, size_t u, const uint32_t *rec);

@@ -144,8 +144,8 @@ static void sort_cands(vm_cand *c, size_t n) {
 
 /* RobustPrune of point p over sc->prune[0..n) (distances to p filled in):
  * writes at most R ids to out and returns how many. */
-static uint32_t robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops,
-                             vm_scratch *sc, uint32_t p, size_t n, float alpha, uint32_t *out) {
+uint32_t vm_robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                         uint32_t p, size_t n, float alpha, uint32_t *out) {
     const size_t d = s->dim;
     vm_cand *c = sc->prune;
     sort_cands(c, n);
@@ -176,8 +176,8 @@ static uint32_t robust_prune(const vamana *g, const graph_space *s, const simd_o
 }
 
 /* out[j] = (squared L2 from x to ids[j], ids[j]): prune candidates. */
-static void score_ids(const graph_space *s, const simd_ops *ops, const float *x,
-                      const uint32_t *ids, size_t n, vm_cand *out) {
+void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, const uint32_t *ids,
+                  size_t n, vm_cand *out) {
     for (size_t j = 0; j < n; j++)
         out[j] = (vm_cand){ops->l2sq_f32(x, s->vectors + (size_t)ids[j] * s->dim, s->dim), ids[j]};
 }
@@ -199,9 +199,9 @@ static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, 
         rec[0] = deg + 1;
     } else {
         const float *xu = s->vectors + (size_t)u * s->dim;
-        score_ids(s, ops, xu, rec + 1, deg, sc->prune);
-        score_ids(s, ops, xu, &p, 1, sc->prune + deg);
-        rec[0] = robust_prune(g, s, ops, sc, u, (size_t)deg + 1, alpha, rec + 1);
+        vm_score_ids(s, ops, xu, rec + 1, deg, sc->prune);
+        vm_score_ids(s, ops, xu, &p, 1, sc->prune + deg);
+        rec[0] = vm_robust_prune(g, s, ops, sc, u, (size_t)deg + 1, alpha, rec + 1);
     }
     g->dirty[u] = 1;
     node_unlock(g, u);
@@ -220,9 +220,9 @@ static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, v
     uint32_t deg = rec[0];
     memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
     node_unlock(g, p);
-    score_ids(s, ops, x, sc->nbrs, deg, sc->prune + n);
+    vm_score_ids(s, ops, x, sc->nbrs, deg, sc->prune + n);
     uint32_t *chosen = sc->nbrs;
-    uint32_t kept = robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
+    uint32_t kept = vm_robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
     node_lock(g, p);
     memcpy(rec + 1, chosen, kept * sizeof(uint32_t));
     rec[0] = kept;
@@ -291,7 +291,7 @@ static void connect_unreached(vamana *g, const graph_space *s, vm_scratch *sc, u
 }
 
 /* Copies the codes of a node's neighbours into its record. */
-static void refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code) {
+void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code) {
     const quant *walk = g->walk_q;
     uint32_t *rec = node_of(g, u);
     uint8_t *block = (uint8_t *)rec + g->block_off;
@@ -310,8 +310,8 @@ static void trim_node(vamana *g, const graph_space *s, const simd_ops *ops, vm_s
     uint32_t *rec = node_of(g, u);
     if (rec[0] <= g->p.degree)
         return;
-    score_ids(s, ops, s->vectors + (size_t)u * s->dim, rec + 1, rec[0], sc->prune);
-    rec[0] = robust_prune(g, s, ops, sc, u, rec[0], alpha, rec + 1);
+    vm_score_ids(s, ops, s->vectors + (size_t)u * s->dim, rec + 1, rec[0], sc->prune);
+    rec[0] = vm_robust_prune(g, s, ops, sc, u, rec[0], alpha, rec + 1);
     g->dirty[u] = 1;
 }
 
@@ -357,7 +357,7 @@ static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
         else if (job->phase == PHASE_TRIM)
             trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
         else if (g->dirty[i])
-            refresh_codes(g, job->s, i, w->code);
+            vm_refresh_codes(g, job->s, i, w->code);
     }
     size_t done = atomic_fetch_add(&job->done, e - b) + (e - b);
     if (worker == 0 && job->reports && g->p.progress != NULL &&
@@ -719,7 +719,7 @@ rotor_status vamana_derive(const nav *src_nav, const rotor_allocator *a, const n
         g->count = count;
         g->entry = src->entry;
         for (size_t u = 0; g->neighbor_codes && u < count; u++)
-            refresh_codes(g, s, u, code);
+            vm_refresh_codes(g, s, u, code);
         if (nstarts > 0) {
             insertion_order(g->p.seed, 0, count, order);
             st = sample_starts(g, s, order, nstarts, code);

@@ -29,7 +29,10 @@
  *   - Functions taking `const rotor_index *` only read the index: any number of
  *     threads may call them on one index at once.
  *   - Functions taking `rotor_index *` modify it and must not run concurrently
- *     with any other call on that index.
+ *     with any other call on that index: rotor_index_remove, _update and
+ *     _consolidate are writers like rotor_index_add, never beside a search
+ *     of the same index. A search that starts after a remove returned
+ *     never returns a removed key.
  *   - The last-error text is kept per thread.
  *
  * Errors
@@ -459,6 +462,53 @@ ROTOR_API rotor_status rotor_index_add(rotor_index *index, const rotor_matrix *v
 ROTOR_API rotor_status rotor_index_add_with_keys(rotor_index *index, const rotor_matrix *vectors,
                                                  const int64_t *keys);
 
+/* Removes the vectors with keys `keys[0..n)`: from the next search on, no
+ * search returns them, and rotor_index_contains, _get, _reconstruct,
+ * _estimate and the labels calls no longer find their keys, which may be
+ * added again. All or nothing: a key no vector has (ROTOR_ERR_NOT_FOUND),
+ * a negative key or a key given twice in the call
+ * (ROTOR_ERR_INVALID_ARGUMENT), each named in the error sentence, leave
+ * the index unchanged.
+ *
+ * A removed vector stays in the index's structure until a consolidation:
+ * a graph still walks through it (it joins its neighbourhood), and every
+ * search refuses it as a result (an index with removed vectors filters
+ * every search, as a rotor_filter would). Once the removed vectors not yet
+ * consolidated exceed 5 % of the slots, remove (and update) consolidate
+ * before returning, unless the full vectors are on disk (then only
+ * rotor_index_consolidate does); if that consolidation runs out of
+ * memory, the call still succeeds and the next one tries again.
+ *
+ * Slots are not reused: a removed vector keeps its slot, with its full
+ * vector, codes and (emptied) graph record, until the index is built
+ * again: memory and file size do not shrink (rotor_index_stats: slots,
+ * deleted). */
+ROTOR_API rotor_status rotor_index_remove(rotor_index *index, const int64_t *keys, size_t n);
+
+/* Replaces the vectors with keys `keys[0..vectors->rows)` by the rows of
+ * `vectors`, under the same keys: a remove of those keys and an add of
+ * the rows with them. Every key must be in the index and given once
+ * (errors as rotor_index_remove); the rows are checked as rotor_index_add
+ * checks them (dimensions, NaN or infinity, magnitude). On any failure the
+ * index is unchanged: the old vectors are still found under their keys.
+ * The new vectors carry no labels (rotor_index_set_labels). Not with the
+ * full vectors on disk (ROTOR_ERR_UNSUPPORTED, as rotor_index_add). */
+ROTOR_API rotor_status rotor_index_update(rotor_index *index, const rotor_matrix *vectors,
+                                          const int64_t *keys);
+
+/* Repairs the index around the vectors removed since the last
+ * consolidation (FreshDiskANN's delete consolidation): a graph re-links
+ * every node that pointed at a removed one over the removed one's
+ * neighbours (RobustPrune, the build's alpha and degree) and empties the
+ * removed nodes' lists, moving its entry point off a removed node; an IVF
+ * index takes them out of its lists; a flat index has nothing to repair.
+ * Searches are exact about removals with or without it; it makes them
+ * stop spending work on removed vectors. Cost: a pass over every node and
+ * a prune of each live node that pointed at a removed one. With the full
+ * vectors on disk, it reads all of them from the file. On failure the
+ * index is as it was. Nothing to do: ROTOR_OK at once. */
+ROTOR_API rotor_status rotor_index_consolidate(rotor_index *index);
+
 /* Whether a vector has `key`: *found is 1 or 0 (0 for any negative key). */
 ROTOR_API rotor_status rotor_index_contains(const rotor_index *index, int64_t key, int *found);
 
@@ -486,7 +536,7 @@ ROTOR_API rotor_status rotor_index_search_batch(const rotor_index *index,
 typedef struct rotor_index_stats {
     rotor_index_kind kind;
     rotor_metric metric;
-    size_t count;              /* vectors in the index */
+    size_t count;              /* vectors in the index: added and not removed */
     size_t dim;                /* dimensions of a vector */
     size_t bytes_vectors;      /* full-precision vectors kept in RAM */
     size_t bytes_codes;        /* compressed codes, with the float per vector that bounds
@@ -517,6 +567,9 @@ typedef struct rotor_index_stats {
     int user_keys;             /* 1: some key is not its row number (the index keeps a key
                                   table); 0: every key is the row number */
     size_t bytes_keys;         /* the keys and their hash table (0 without user keys) */
+    size_t slots;              /* vectors stored: count + deleted (slots are not reused) */
+    size_t deleted;            /* removed vectors still holding their slot */
+    size_t unconsolidated;     /* of those, removed since the last consolidation */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);

@@ -48,6 +48,8 @@ static bool meets_all(const uint32_t *have, size_t nh, const uint32_t *want, siz
 
 static bool filter_allows(const nav_filter *nf, uint32_t u) {
     const ix_filter *x = (const ix_filter *)nf;
+    if (ix_is_deleted(x->ix, u))
+        return false;
     if (x->f.nlabels > 0) {
         const ix_labels *l = &x->ix->labels;
         const uint64_t sig = u < l->rows ? l->sig[u] : 0;
@@ -110,7 +112,9 @@ enum { STARTS_PER_LABEL = 8, MAX_FILTER_STARTS = 32 };
  * sample's share for a predicate. */
 static size_t estimate_passing(ix_filter *x) {
     const rotor_index *ix = x->ix;
-    size_t est = ix->count;
+    /* Removed points are in the label lists and bitsets still: every part
+     * is capped by the live count, an upper estimate however they fall. */
+    size_t est = ix_live(ix);
     if (x->f.nlabels > 0) {
         size_t sum = 0, least = SIZE_MAX;
         for (size_t i = 0; i < x->nlabels; i++) {
@@ -134,12 +138,17 @@ static size_t estimate_passing(ix_filter *x) {
         size_t hits = 0;
         const size_t step = ix->count > PREDICATE_SAMPLE ? ix->count / PREDICATE_SAMPLE : 1;
         size_t tried = 0;
-        for (size_t u = 0; u < ix->count && tried < PREDICATE_SAMPLE; u += step, tried++)
+        for (size_t u = 0; u < ix->count && tried < PREDICATE_SAMPLE; u += step) {
+            if (ix_is_deleted(ix, u))
+                continue; /* its key is gone: the predicate never sees it */
             hits += x->f.predicate(x->f.opaque, ix_id_of(ix, (uint32_t)u)) != 0;
+            tried++;
+        }
         /* None in the sample: rare, not absent; half a hit is the guess. */
         const double share = hits > 0 ? (double)hits / (double)tried : 0.5 / (double)tried;
-        const size_t c = (size_t)(share * (double)ix->count) + 1;
-        est = c < est ? c : est;
+        const size_t c = (size_t)(share * (double)ix_live(ix)) + 1;
+        if (tried > 0)
+            est = c < est ? c : est;
     }
     return est;
 }
@@ -281,9 +290,13 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
                                nav_search_params *np, ix_filter *out) {
     *out = (ix_filter){.ix = ix};
     np->filter = NULL;
-    if (f == NULL)
-        return ROTOR_OK;
-    const rotor_status st = compile(ix, f, mode, np, out);
+    /* Removed points are refused by every search, by the filter's test:
+     * an index with removals compiles one even when the caller gave none. */
+    static const rotor_filter no_condition = {0};
+    if (f == NULL &&
+        (ix->ndeleted == 0 || (ix->pending == 0 && ix->nav->ops->consolidated_drops_removed)))
+        return ROTOR_OK; /* nothing removed that a search could meet */
+    const rotor_status st = compile(ix, f != NULL ? f : &no_condition, mode, np, out);
     if (st != ROTOR_OK) {
         ix_filter_free(out);
         np->filter = NULL;
@@ -330,10 +343,12 @@ static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mo
         return ROTOR_OK;
     }
     /* Provably all: one label every point carries, or an allow-list of
-     * every point, and nothing else. The search then runs unfiltered. */
+     * every point, and nothing else, in an index without removals. The
+     * search then runs unfiltered. */
     const bool allow = f->allow != NULL || f->allow_ids != NULL;
     const int parts = (f->nlabels > 0) + allow + (f->predicate != NULL);
-    if (parts == 1 && exact_parts && passing == ix->count && (allow || out->nlabels == 1 || f->all))
+    if (parts == 1 && exact_parts && ix->ndeleted == 0 && passing == ix->count &&
+        (allow || out->nlabels == 1 || f->all))
         return ROTOR_OK;
     CM_FORWARD(pick_starts(out));
     out->scan = mode > 0 || (mode == 0 && scan_is_cheaper(ix, np, scan_visits(out), passing));

@@ -392,7 +392,10 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     memset(out, 0, sizeof *out);
     out->kind = ix->params.kind;
     out->metric = ix->metric;
-    out->count = ix->count;
+    out->count = ix_live(ix);
+    out->slots = ix->count;
+    out->deleted = ix->ndeleted;
+    out->unconsolidated = ix->pending;
     out->dim = ix->dim;
     const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
     out->mapped = ix->file != NULL;
@@ -527,6 +530,7 @@ void rotor_index_close(rotor_index *ix) {
     ix_tuning_free(ix);
     ix_labels_free(ix);
     ix_keys_free(ix);
+    ix_deleted_free(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);

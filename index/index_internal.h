@@ -11,6 +11,7 @@
  *   open.c        rotor_index_open and rotor_index_verify
  *   build_file.c  the streaming build of a file into an index file
  *   keys.c        user keys: the slot of a key, the key of a slot, the keys section
+ *   remove.c      remove, update, consolidate; the deleted section
  */
 #ifndef ROTOR_INDEX_INTERNAL_H
 #define ROTOR_INDEX_INTERNAL_H
@@ -124,7 +125,24 @@ struct rotor_index {
     ix_tuning tuning;
     ix_labels labels;
     ix_keys keys;
+    /* Removed slots (remove.c): bit u of `deleted` is set once slot u's
+     * vector is removed; slots at or past deleted_bits are live (the
+     * bitset grows at removes, not at adds). A removed slot keeps its
+     * vector, codes and record (slots are not reused) but no key, and
+     * every search tests it out (filter.c). `ndeleted` counts the set
+     * bits; `pending` those not yet consolidated: the navigator may still
+     * route through them. */
+    uint64_t *deleted;
+    size_t deleted_bits;
+    size_t ndeleted, pending;
 };
+
+/* Whether slot u's vector was removed. */
+static inline bool ix_is_deleted(const rotor_index *ix, size_t u) {
+    return u < ix->deleted_bits && ((ix->deleted[u >> 6] >> (u & 63)) & 1);
+}
+/* Vectors a search can return: the slots in use less the removed. */
+static inline size_t ix_live(const rotor_index *ix) { return ix->count - ix->ndeleted; }
 
 /* index.c: an empty index of `dim` dimensions for checked params, sized
  * for a first batch of `rows` (graph threads); nothing is encoded yet. */
@@ -212,6 +230,12 @@ rotor_status ix_slot_of(const rotor_index *ix, int64_t key, size_t *slot);
 static inline int64_t ix_key_of(const rotor_index *ix, size_t slot) {
     return ix->keys.key != NULL ? ix->keys.key[slot] : (int64_t)slot;
 }
+/* Takes the key of live slot `slot` out of the lookup (the table's entry
+ * by backward-shift deletion, so every other key's probe still ends at
+ * it); cannot fail. Restored by ix_keys_restore, which cannot fail either
+ * (the table only lost entries since). */
+void ix_keys_drop(rotor_index *ix, size_t slot);
+void ix_keys_restore(rotor_index *ix, size_t slot);
 /* Search results from slots to keys, in place (-1 stays -1). */
 void ix_keys_publish(const rotor_index *ix, int64_t *ids, size_t n);
 size_t ix_keys_bytes(const rotor_index *ix);
@@ -279,6 +303,12 @@ void ix_filter_free(ix_filter *xf);
 rotor_status ix_filter_scan(const rotor_index *ix, const ix_filter *xf, const graph_space *s,
                             const nav_search_params *np, const float *query, size_t k, int64_t *ids,
                             float *dists);
+
+/* remove.c: the deleted section (storage/FORMAT.md), read after the
+ * header's count is known and before the keys (which skip removed slots). */
+rotor_status ix_deleted_save(const rotor_index *ix, ixf_writer *w);
+rotor_status ix_deleted_load(rotor_index *ix);
+void ix_deleted_free(rotor_index *ix);
 
 /* search.c: one query through the navigator with its settings resolved. */
 rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,

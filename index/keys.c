@@ -72,14 +72,17 @@ size_t ix_keys_bytes(const rotor_index *ix) {
     return ix->keys.cap * sizeof(int64_t) + ix->keys.buckets * sizeof(uint32_t);
 }
 
-/* A table of `buckets` holding slots [0, n) of `keys` (unique). */
+/* A table of `buckets` holding the live slots of [0, n) of `keys` (unique
+ * among them: a removed slot keeps its old key, which a later add may
+ * have taken again). */
 static uint32_t *table_of(const rotor_index *ix, const int64_t *keys, size_t n, size_t buckets) {
     uint32_t *t = cm_alloc_large(&ix->alloc, buckets * sizeof *t, "the key table");
     if (t == NULL)
         return NULL;
     memset(t, 0xff, buckets * sizeof *t);
     for (size_t i = 0; i < n; i++)
-        t[probe(keys, t, buckets, keys[i])] = (uint32_t)i;
+        if (!ix_is_deleted(ix, i))
+            t[probe(keys, t, buckets, keys[i])] = (uint32_t)i;
     return t;
 }
 
@@ -201,7 +204,7 @@ static bool find(const rotor_index *ix, int64_t key, size_t *slot) {
         return false;
     if (k->key == NULL) {
         *slot = (size_t)key;
-        return (uint64_t)key < ix->count;
+        return (uint64_t)key < ix->count && !ix_is_deleted(ix, (size_t)key);
     }
     const uint32_t s = k->table[probe(k->key, k->table, k->buckets, key)];
     *slot = s;
@@ -214,6 +217,37 @@ rotor_status ix_slot_of(const rotor_index *ix, int64_t key, size_t *slot) {
                  "key %" PRId64 " is negative; keys are 0 or more", key);
     CM_RETURN_IF(!find(ix, key, slot), ROTOR_ERR_NOT_FOUND, "no vector has key %" PRId64, key);
     return ROTOR_OK;
+}
+
+/* Backward-shift deletion (Knuth 6.4, Algorithm R): the hole left at b is
+ * filled by the next entry of the run that may sit there (its home bucket
+ * is not in (b, j], cyclically), and so on to the end of the run, so no
+ * probe for a key still in the table meets an empty bucket before it. A
+ * tombstone bucket would do with less work, but would make every later
+ * probe longer until the table is rebuilt. */
+void ix_keys_drop(rotor_index *ix, size_t slot) {
+    ix_keys *k = &ix->keys;
+    if (k->key == NULL)
+        return; /* the identity: the deleted bit alone hides the slot */
+    const size_t mask = k->buckets - 1;
+    size_t b = probe(k->key, k->table, k->buckets, k->key[slot]);
+    if (k->table[b] != (uint32_t)slot)
+        return;
+    for (size_t j = (b + 1) & mask; k->table[j] != IX_NO_SLOT; j = (j + 1) & mask) {
+        const size_t home = bucket_of(k->key[k->table[j]], mask);
+        if (((j - home) & mask) >= ((j - b) & mask)) {
+            k->table[b] = k->table[j];
+            b = j;
+        }
+    }
+    k->table[b] = IX_NO_SLOT;
+}
+
+void ix_keys_restore(rotor_index *ix, size_t slot) {
+    ix_keys *k = &ix->keys;
+    if (k->key == NULL)
+        return;
+    k->table[probe(k->key, k->table, k->buckets, k->key[slot])] = (uint32_t)slot;
 }
 
 void ix_keys_publish(const rotor_index *ix, int64_t *ids, size_t n) {
@@ -314,7 +348,9 @@ rotor_status ix_keys_load(rotor_index *ix) {
     for (size_t i = 0; i < n; i++) {
         const uint64_t v = cm_get_le64(sec.data + 8 * i);
         rotor_status st = ROTOR_OK;
-        if (v > (uint64_t)INT64_MAX) {
+        if (ix_is_deleted(ix, i) && v <= (uint64_t)INT64_MAX) {
+            k->key[i] = (int64_t)v; /* kept, not looked up: a later add may reuse it */
+        } else if (v > (uint64_t)INT64_MAX) {
             st = cm_fail(ROTOR_ERR_FORMAT,
                          "'%s': in the keys section, vector %zu has a negative key (%" PRId64 ")",
                          path, i, (int64_t)v);

@@ -194,6 +194,7 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
     CM_FORWARD(place_vectors(ix, op));
     CM_FORWARD(ix_tuning_load(ix));
     CM_FORWARD(ix_labels_load(ix));
+    CM_FORWARD(ix_deleted_load(ix)); /* first: the key table leaves removed slots out */
     CM_FORWARD(ix_keys_load(ix));
 
     const nav_params np = ix_nav_params(p, ix->q != NULL, ix->count);

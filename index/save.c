@@ -83,6 +83,8 @@ rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
         st = ix_labels_save(ix, w);
     if (st == ROTOR_OK)
         st = ix_keys_save(ix, w);
+    if (st == ROTOR_OK)
+        st = ix_deleted_save(ix, w);
     const graph_space space = ix_space(ix);
     if (st == ROTOR_OK && ix->nav->ops->save != NULL)
         st = ix->nav->ops->save(ix->nav, &space, w);

@@ -106,6 +106,7 @@ typedef struct exact_job {
     size_t nq, k; /* k answers per query */
     int64_t *ids;
     float *dists;
+    const nav_filter *live; /* NULL, or the removed points' refusal */
 } exact_job;
 
 enum { EXACT_CHUNK = 32 };
@@ -114,9 +115,17 @@ static void exact_chunk(void *ctx, size_t chunk, unsigned worker) {
     (void)worker;
     const exact_job *j = ctx;
     const size_t lo = chunk * EXACT_CHUNK, n = j->nq - lo < EXACT_CHUNK ? j->nq - lo : EXACT_CHUNK;
-    const nav_search_params np = {0};
-    (void)j->flat->ops->search_batch(j->flat, j->s, j->queries + lo * j->s->dim, n, j->k, &np,
-                                     j->ids + lo * j->k, j->dists + lo * j->k);
+    const nav_search_params np = {.filter = j->live};
+    if (j->live == NULL) {
+        (void)j->flat->ops->search_batch(j->flat, j->s, j->queries + lo * j->s->dim, n, j->k, &np,
+                                         j->ids + lo * j->k, j->dists + lo * j->k);
+        return;
+    }
+    /* The tiled batch takes no filter: a query at a time (a full-precision
+     * scan cannot fail). */
+    for (size_t i = lo; i < lo + n; i++)
+        (void)j->flat->ops->search(j->flat, j->s, j->queries + i * j->s->dim, j->k, &np,
+                                   j->ids + i * j->k, j->dists + i * j->k);
 }
 
 /* The exact TUNE_K nearest of each query among `count` rows of `base`
@@ -125,7 +134,7 @@ static void exact_chunk(void *ctx, size_t chunk, unsigned worker) {
 static rotor_status exact_neighbours(const rotor_allocator *a, const float *base, size_t count,
                                      size_t dim, rotor_metric metric, const float *queries,
                                      const uint32_t *self, size_t nq, unsigned threads,
-                                     int64_t *gt) {
+                                     const nav_filter *live, int64_t *gt) {
     const size_t k = TUNE_K + (self != NULL), want = k < count ? k : count;
     graph_space s = {.vectors = base, .count = count, .dim = dim, .metric = metric};
     nav_params np = {.threads = 1};
@@ -139,7 +148,7 @@ static rotor_status exact_neighbours(const rotor_allocator *a, const float *base
     if (st == ROTOR_OK)
         st = cm_pool_start(&pool, a, cm_thread_count(threads, nq / EXACT_CHUNK + 1));
     if (st == ROTOR_OK) {
-        exact_job job = {flat, &s, queries, nq, want, ids, (float *)(ids + nq * want)};
+        exact_job job = {flat, &s, queries, nq, want, ids, (float *)(ids + nq * want), live};
         cm_pool_run(&pool, exact_chunk, &job, (nq + EXACT_CHUNK - 1) / EXACT_CHUNK);
         cm_pool_stop(&pool);
         for (size_t i = 0; i < nq; i++) {
@@ -221,6 +230,7 @@ typedef struct tune_set {
     eval_slot *slot;
     int64_t *ids;
     double scan_scale;
+    const nav_filter *live; /* NULL, or the removed points' refusal */
 } tune_set;
 
 /* Searches every query of `set` with np into a row of the table. */
@@ -229,6 +239,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
     const unsigned workers = cm_pool_threads(set->pool);
     memset(set->slot, 0, workers * sizeof *set->slot);
     eval_job job = {ix, *np, set->queries, set->self, set->gt, set->nq, set->slot, set->ids};
+    job.np.filter = set->live;
     cm_pool_run(set->pool, eval_chunk, &job, (set->nq + EVAL_CHUNK - 1) / EVAL_CHUNK);
     nav_work w = {0};
     double sum = 0, sum2 = 0;
@@ -384,6 +395,19 @@ static rotor_status sample_rows(const rotor_allocator *a, size_t count, size_t n
     return ROTOR_OK;
 }
 
+/* The first `n` live rows of a sample drawn as above, over every slot:
+ * removed ones are skipped (the sample is a prefix of a shuffle, so the
+ * live ones among it are a uniform sample of the live). */
+static rotor_status sample_live_rows(const rotor_index *ix, size_t n, uint32_t **out) {
+    CM_FORWARD(sample_rows(&ix->alloc, ix->count, ix->count, ix->params.seed, out));
+    uint32_t *all = *out;
+    size_t m = 0;
+    for (size_t i = 0; i < ix->count && m < n; i++)
+        if (!ix_is_deleted(ix, all[i]))
+            all[m++] = all[i];
+    return ROTOR_OK;
+}
+
 /* The full vectors of an index: in memory, or the file's mapped section. */
 static rotor_status full_vectors(rotor_index *ix, const float **out) {
     if (ix->vectors != NULL) {
@@ -425,6 +449,15 @@ static void tune_set_close(const rotor_index *ix, tune_set *set) {
     set->pool = NULL;
 }
 
+typedef struct live_test {
+    nav_filter nav; /* first: the filter points at the whole */
+    const rotor_index *ix;
+} live_test;
+
+static bool is_live(const nav_filter *f, uint32_t u) {
+    return !ix_is_deleted(((const live_test *)f)->ix, u);
+}
+
 rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads) {
     const double t0 = cm_now();
     const rotor_allocator *a = &ix->alloc;
@@ -434,9 +467,17 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     float *own = NULL;
     rotor_status st = ROTOR_OK;
     const bool own_rows = queries == NULL;
+    /* Removed points are neither queries, nor answers, nor results (the
+     * searches filter them as any search does; the exact answers, over
+     * every slot, by the test below). */
+    ix_filter live;
+    nav_search_params lp = {0};
+    CM_FORWARD(ix_filter_compile(ix, NULL, 0, &lp, &live));
+    const live_test lt = {{.allows = is_live}, ix};
     if (own_rows) {
-        nq = ix->count < CALIB_QUERIES ? ix->count : CALIB_QUERIES;
-        st = sample_rows(a, ix->count, nq, ix->params.seed, &rows);
+        nq = ix_live(ix) < CALIB_QUERIES ? ix_live(ix) : CALIB_QUERIES;
+        st = ix->ndeleted > 0 ? sample_live_rows(ix, nq, &rows)
+                              : sample_rows(a, ix->count, nq, ix->params.seed, &rows);
         own =
             st == ROTOR_OK ? cm_alloc(a, nq * ix->dim * sizeof *own, "calibration queries") : NULL;
         if (st == ROTOR_OK && own == NULL)
@@ -450,8 +491,8 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = ROTOR_ERR_OUT_OF_MEMORY;
     if (st == ROTOR_OK)
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows, nq, threads,
-                              gt);
-    tune_set set = {queries, rows, gt, nq, NULL, NULL, NULL, 1.0};
+                              ix->ndeleted > 0 ? &lt.nav : NULL, gt);
+    tune_set set = {queries, rows, gt, nq, NULL, NULL, NULL, 1.0, lp.filter};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
     rotor_calibration_row *table = NULL;
@@ -459,6 +500,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     if (st == ROTOR_OK)
         st = sweep(ix, &set, 0, &table, &n);
     tune_set_close(ix, &set);
+    ix_filter_free(&live);
     cm_free(a, gt);
     cm_free(a, own);
     cm_free(a, rows);
@@ -628,7 +670,7 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
     const float *queries = rows + sn * ix->dim;
     if (st == ROTOR_OK)
         st = exact_neighbours(a, rows, sn, ix->dim, ix->metric, queries, NULL, nq,
-                              ix->params.threads, gt);
+                              ix->params.threads, NULL, gt);
 
     /* One graph on the sample, on one thread so it is the same every time. */
     rotor_params sp = ix->params;
@@ -661,7 +703,7 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         st = sample_index(&cp, rows, sn, ix->dim, links, &s);
         if (st != ROTOR_OK)
             break;
-        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0};
+        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, NULL};
         if (!vamana) /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
             set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
         rotor_calibration_row *r = NULL;
@@ -750,7 +792,7 @@ rotor_status rotor_index_tuning(const rotor_index *ix, rotor_tuning *out) {
 rotor_status rotor_index_tune(rotor_index *ix, const rotor_matrix *queries, uint32_t threads) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
-    CM_RETURN_IF(ix->count == 0, ROTOR_ERR_EMPTY, "an empty index has nothing to calibrate");
+    CM_RETURN_IF(ix_live(ix) == 0, ROTOR_ERR_EMPTY, "an empty index has nothing to calibrate");
     if (queries == NULL)
         return ix_calibrate(ix, NULL, 0, threads);
     CM_FORWARD(ix_matrix_check(queries, "calibration queries"));

@@ -98,6 +98,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_RESIDUALS: return "residuals";
     case IXF_SEC_LABELS: return "labels";
     case IXF_SEC_KEYS: return "keys";
+    case IXF_SEC_DELETED: return "deleted";
     }
     return "unknown";
 }

@@ -288,6 +288,7 @@ typedef enum ixf_section_id {
     IXF_SEC_RESIDUALS = 12, /* count float32 |x - x~| of the codes: their error bound */
     IXF_SEC_LABELS = 14,    /* each vector's labels, compressed rows */
     IXF_SEC_KEYS = 13,      /* count int64 keys, when some key is not its row number */
+    IXF_SEC_DELETED = 15,   /* the removed vectors: a bitset over count, when some are */
 } ixf_section_id;
 
 /* The fixed header's description of the index (everything but the

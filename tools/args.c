@@ -82,6 +82,16 @@ const cli_command cli_commands[] = {
      "400 of its own rows searched as if held out, and saves the table in the\n"
      "file (atomically), where 'rotor search|bench --recall R' reads it.",
      OPT_FILE_ARG | OPT_QUERIES | OPT_MAX_QUERIES | OPT_THREADS},
+    {"update", "remove vectors from an index file and add others",
+     "rotor update FILE [--add VECTORS [--keys FILE]] [--remove KEYS]\n"
+     "Opens the index file, removes the vectors whose keys --remove lists (text, one\n"
+     "key per line, or .npy), then adds the vectors of --add (with the keys of\n"
+     "--keys, else the next row numbers; a removed key may be given again, which\n"
+     "replaces its vector), and saves the file in place, atomically: the file\n"
+     "changes only if every step succeeded. A removed vector is never returned by\n"
+     "a search again; the graph is repaired around removed vectors once they\n"
+     "pass 5 % of the index (slots are not reused: the file does not shrink).",
+     OPT_FILE_ARG | OPT_UPDATE | OPT_KEYS | OPT_QUIET},
     {"eval-quant", "compression, distortion and scan recall of quantizers",
      "rotor eval-quant --base FILE --queries FILE --gt FILE --quant SPEC[,SPEC...]\n"
      "                 [--metric l2] [--k 10] [--max-queries N] [--threads N] [--json FILE]\n"
@@ -160,6 +170,8 @@ static const struct flag {
     {"--labels", OPT_LABELS,
      "FILE  the base vectors' labels: a text line per vector of space-separated whole\n"
      "   numbers (an empty line: none)"},
+    {"--add", OPT_UPDATE, "FILE  update: vectors to add to the index"},
+    {"--remove", OPT_UPDATE, "FILE  update: keys of the vectors to remove, one per line (or .npy)"},
     {"--keys", OPT_KEYS,
      "FILE  the base vectors' keys, returned by searches instead of row numbers: a text\n"
      "   line per vector holding a whole number from 0 to 2^63 - 1, or a .npy of int64\n"
@@ -529,6 +541,12 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
         case OPT_SEARCH: rc = parse_navigator_flag(name, value, o); break;
         case OPT_LABELS: o->labels = value; break;
         case OPT_KEYS: o->keys = value; break;
+        case OPT_UPDATE:
+            if (strcmp(name, "--add") == 0)
+                o->add = value;
+            else
+                o->remove = value;
+            break;
         case OPT_FILTER:
             if (strcmp(name, "--filter") == 0) {
                 rc = parse_filter(value, o);
@@ -576,6 +594,13 @@ static int check_combination(const cli_command *c, const cli_opts *o) {
     if (!(c->flags & OPT_FILE_ARG) && o->argc_rest > 0)
         return cli_error(CLI_EXIT_USAGE, "unexpected argument '%s'; see 'rotor %s --help'",
                          o->argv_rest[0], c->name);
+    if (c->flags & OPT_UPDATE) {
+        if (o->keys != NULL && o->add == NULL)
+            return cli_error(CLI_EXIT_USAGE, "--keys gives the keys of --add's vectors");
+        if (o->add == NULL && o->remove == NULL)
+            return cli_error(CLI_EXIT_USAGE, "update needs --add or --remove");
+        return CLI_EXIT_OK;
+    }
     const bool builds = !(c->flags & OPT_INDEX) || cli_index_is_kind(o);
     if (o->labels != NULL && !builds)
         return cli_error(CLI_EXIT_USAGE,

@@ -80,8 +80,10 @@ typedef struct cli_opts {
     rotor_filter filter;
     uint32_t filter_labels[CLI_MAX_FILTER_LABELS];
     int filter_scan;
-    const char *keys; /* --keys FILE: the base rows' keys (tools/keys.c) */
-    int argc_rest;    /* positional arguments left after the flags */
+    const char *keys;   /* --keys FILE: the base rows' keys (tools/keys.c) */
+    const char *add;    /* update --add FILE: vectors to add */
+    const char *remove; /* update --remove FILE: keys to remove (as --keys reads them) */
+    int argc_rest;      /* positional arguments left after the flags */
     char **argv_rest;
 } cli_opts;
 
@@ -111,6 +113,7 @@ enum {
     OPT_LABELS = 1 << 20,   /* --labels */
     OPT_FILTER = 1 << 21,   /* --filter --filter-scan */
     OPT_KEYS = 1 << 22,     /* --keys */
+    OPT_UPDATE = 1 << 23,   /* --add --remove */
 };
 
 /* Fills build parameters from --index and the navigator flags; returns a
@@ -204,6 +207,8 @@ int cli_lib_error(rotor_status st, const char *fmt, ...) __attribute__((format(p
  * count, a number or a key repeated is refused with one line naming the
  * line or row at fault. */
 int cli_read_keys(const char *path, size_t rows, int64_t **out);
+/* The same for a file of any number of keys: *rows gets how many. */
+int cli_read_key_list(const char *path, int64_t **out, size_t *rows);
 
 /* labels.c: a --labels file for `rows` base rows: one line per row of
  * space-separated non-negative integers (an empty line: no label), refused
@@ -258,6 +263,7 @@ int cmd_gt(const cli_opts *o);
 int cmd_bench(const cli_opts *o);
 int cmd_search(const cli_opts *o);
 int cmd_info(const cli_opts *o);
+int cmd_update(const cli_opts *o);
 int cmd_verify(const cli_opts *o);
 int cmd_tune(const cli_opts *o);
 int cmd_build(const cli_opts *o);

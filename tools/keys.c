@@ -129,3 +129,34 @@ int cli_read_keys(const char *path, size_t rows, int64_t **out) {
     }
     return rc;
 }
+
+int cli_read_key_list(const char *path, int64_t **out, size_t *rows) {
+    *out = NULL;
+    *rows = 0;
+    const size_t n = strlen(path);
+    if (n >= 4 && strcasecmp(path + n - 4, ".npy") == 0) {
+        rotor_file_info info;
+        rotor_status st = rotor_file_probe(path, &info);
+        if (st != ROTOR_OK)
+            return cli_lib_error(st, "cannot read keys");
+        *rows = info.rows;
+        return cli_read_keys(path, *rows, out);
+    }
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return cli_error(CLI_EXIT_FAIL, "cannot open keys '%s': %s", path, strerror(errno));
+    /* Lines counted first: the reader then checks each against the count. */
+    size_t lines = 0, len = 0;
+    int ch, last = '\n';
+    while ((ch = getc(f)) != EOF) {
+        lines += ch == '\n';
+        last = ch;
+        len++;
+    }
+    const bool failed = ferror(f) != 0;
+    fclose(f);
+    if (failed)
+        return cli_error(CLI_EXIT_FAIL, "cannot read keys '%s': %s", path, strerror(errno));
+    *rows = lines + (len > 0 && last != '\n');
+    return cli_read_keys(path, *rows, out);
+}

@@ -11,7 +11,8 @@
 
 /* In the order of cli_commands. */
 static int (*const runners[])(const cli_opts *) = {
-    cmd_gt, cmd_bench, cmd_search, cmd_build, cmd_info, cmd_verify, cmd_tune, cmd_eval_quant,
+    cmd_gt,     cmd_bench, cmd_search, cmd_build,      cmd_info,
+    cmd_verify, cmd_tune,  cmd_update, cmd_eval_quant,
 };
 
 int main(int argc, char **argv) {

@@ -1080,10 +1080,10 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
         rotor_index_stats_get(self->ix, &before);
     st = self->ix ? rotor_index_add_with_keys(self->ix, &mi.m, keys) : ROTOR_ERR_INVALID_ARGUMENT;
     /* The new vectors' labels, by their keys: those given, or the row
-     * numbers continuing from the count. */
+     * numbers continuing from the slots in use (removed ones included). */
     if (st == ROTOR_OK && lids != NULL) {
         for (size_t i = 0; i < mi.m.rows; i++)
-            lids[i] = keys != NULL ? keys[i] : (int64_t)(before.count + i);
+            lids[i] = keys != NULL ? keys[i] : (int64_t)(before.slots + i);
         st = rotor_index_set_labels(self->ix, lids, &li.l);
     }
     pthread_rwlock_unlock(&self->lock);
@@ -1255,7 +1255,7 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         return NULL;
     return Py_BuildValue(
         "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
-        "s:n,s:n,s:n,s:O,s:n}",
+        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -1269,7 +1269,102 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         "start_points", (Py_ssize_t)s.start_points, "start_groups", (Py_ssize_t)s.start_groups,
         "labelled", (Py_ssize_t)s.labelled, "labels", (Py_ssize_t)s.labels, "bytes_labels",
         (Py_ssize_t)s.bytes_labels, "user_keys", s.user_keys ? Py_True : Py_False, "bytes_keys",
-        (Py_ssize_t)s.bytes_keys);
+        (Py_ssize_t)s.bytes_keys, "slots", (Py_ssize_t)s.slots, "deleted", (Py_ssize_t)s.deleted,
+        "unconsolidated", (Py_ssize_t)s.unconsolidated);
+}
+
+/* Keys of any number (one int, a sequence, an array). */
+static int any_keys_from(PyObject *obj, PyArrayObject **arr, const int64_t **out, size_t *n) {
+    PyObject *raw = PyArray_FromAny(obj, NULL, 0, 1, 0, NULL);
+    if (raw == NULL)
+        return -1;
+    *n = (size_t)PyArray_SIZE((PyArrayObject *)raw);
+    Py_DECREF(raw);
+    return keys_from(obj, *n, arr, out);
+}
+
+static PyObject *index_remove(IndexObject *self, PyObject *keys_obj) {
+    if (check_open(self) < 0)
+        return NULL;
+    PyArrayObject *arr;
+    const int64_t *keys;
+    size_t n;
+    if (keys_obj == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "keys must be integers, not None");
+        return NULL;
+    }
+    if (any_keys_from(keys_obj, &arr, &keys, &n) < 0)
+        return NULL;
+    rotor_status st;
+    GIL_RELEASE();
+    pthread_rwlock_wrlock(&self->lock);
+    st = self->ix ? rotor_index_remove(self->ix, keys, n) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    Py_XDECREF(arr);
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_update(IndexObject *self, PyObject *args, PyObject *kw) {
+    static const char *const kwlist[] = {"keys", "x", NULL};
+    PyObject *keys_obj, *x;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", (char **)kwlist, &keys_obj, &x) ||
+        check_open(self) < 0)
+        return NULL;
+    matrix_in mi;
+    if (matrix_from(x, "vectors", ACCEPT_BYTES, &mi) < 0)
+        return NULL;
+    PyArrayObject *arr;
+    const int64_t *keys;
+    if (keys_obj == Py_None) {
+        matrix_in_release(&mi);
+        PyErr_SetString(PyExc_TypeError, "keys must be integers, not None");
+        return NULL;
+    }
+    if (keys_from(keys_obj, mi.m.rows, &arr, &keys) < 0) {
+        matrix_in_release(&mi);
+        return NULL;
+    }
+    rotor_status st;
+    GIL_RELEASE();
+    pthread_rwlock_wrlock(&self->lock);
+    st = self->ix ? rotor_index_update(self->ix, &mi.m, keys) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    Py_XDECREF(arr);
+    matrix_in_release(&mi);
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_consolidate(IndexObject *self, PyObject *unused) {
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    rotor_status st;
+    GIL_RELEASE();
+    pthread_rwlock_wrlock(&self->lock);
+    st = self->ix ? rotor_index_consolidate(self->ix) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
 }
 
 static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
@@ -1534,6 +1629,31 @@ PyDoc_STRVAR(
     "An index opened\nwith vectors on disk cannot take adds. The GIL is released; searches "
     "from other threads wait\nuntil the add is done.");
 
+PyDoc_STRVAR(remove_doc,
+             "remove(keys)\n--\n\n"
+             "Remove the vectors with these keys (an int, or a sequence or array of ints): no "
+             "search\nreturns them from now on, `key in index` is False, and the keys may be "
+             "added again.\nAll or nothing: a key no vector has raises KeyNotFound (a KeyError), "
+             "a key given twice\nor a negative one InvalidArgument, and the index is unchanged. "
+             "The graph is repaired\naround removed vectors once they pass 5 % of the index "
+             "(see consolidate); their slots\nare not reused, so memory does not shrink. The GIL "
+             "is released; searches from other\nthreads wait until it is done.");
+
+PyDoc_STRVAR(update_doc,
+             "update(keys, x)\n--\n\n"
+             "Replace the vectors with these keys by the rows of x (one key per row, each in the "
+             "index\nand given once): a remove and an add under the same keys. On any failure "
+             "(KeyNotFound,\nInvalidArgument, DimensionError, NotFiniteError) the index is "
+             "unchanged. The new vectors\ncarry no labels. The GIL is released.");
+
+PyDoc_STRVAR(consolidate_doc,
+             "consolidate()\n--\n\n"
+             "Repair the index around the vectors removed since the last consolidation "
+             "(FreshDiskANN):\na graph re-links the nodes that pointed at them, an IVF index "
+             "takes them out of its lists.\nSearches never return removed vectors either way; "
+             "this stops them spending work on\nthem. remove and update run it once removed "
+             "vectors pass 5 % of the index. The GIL is\nreleased.");
+
 PyDoc_STRVAR(save_doc, "save(path)\n--\n\n"
                        "Write the index to path: into a temporary file beside it, flushed and "
                        "renamed, so path\nholds the old file or the new one, never a part. "
@@ -1544,7 +1664,9 @@ PyDoc_STRVAR(close_doc, "close()\n--\n\n"
                         "leaving a with block).\nLater calls raise ValueError.");
 
 PyDoc_STRVAR(stats_doc, "stats()\n--\n\n"
-                        "What the index holds: kind, metric, count, dim, bytes per part "
+                        "What the index holds: kind, metric, count (live vectors, len(index)), "
+                        "slots (vectors\nstored, removed ones included), deleted, "
+                        "unconsolidated, dim, bytes per part "
                         "(vectors, codes, graph,\ngraph codes, total), the quantizer, whether it "
                         "is mapped from a file, whether its vectors\nare on disk and how they "
                         "are read, the graph degree and the sampled starting points.");
@@ -1571,6 +1693,9 @@ static PyMethodDef index_methods[] = {
     {"search", (PyCFunction)(void (*)(void))index_search, METH_FASTCALL | METH_KEYWORDS,
      search_doc},
     {"add", (PyCFunction)(void (*)(void))index_add, METH_VARARGS | METH_KEYWORDS, add_doc},
+    {"remove", (PyCFunction)index_remove, METH_O, remove_doc},
+    {"update", (PyCFunction)(void (*)(void))index_update, METH_VARARGS | METH_KEYWORDS, update_doc},
+    {"consolidate", (PyCFunction)index_consolidate, METH_NOARGS, consolidate_doc},
     {"set_labels", (PyCFunction)(void (*)(void))index_set_labels, METH_VARARGS | METH_KEYWORDS,
      "set_labels(ids, labels)\n--\n\nGives the vectors `ids` their labels (an item per id: an "
      "int, a sequence of ints or None), replacing what they carried; nothing changes on an "

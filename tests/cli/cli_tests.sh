@@ -277,5 +277,41 @@ expect 1 "line 1 holds a NUL byte" -- "$ROTOR" build --index flat --base base.fv
 expect 2 "search does not take '--keys'" -- "$ROTOR" search --index k.rotor --keys keys.txt --queries queries.fvecs --k 3 --out x.npy
 [ -e x.rotor ] && bad "a refused build left an output file" || ok
 
+# update: remove keys from an index file and add vectors, saved in place;
+# removed keys are never returned again; a refused update leaves the file
+# as it was.
+cp k.rotor u.rotor
+head -n 3 keys.txt >rm.txt # base rows 0, 1, 2
+expect 0 "" -- "$ROTOR" update u.rotor --remove rm.txt
+"$ROTOR" info u.rotor >out.txt 2>&1
+grep -q "^vectors: *497 x 16" out.txt && grep -q "^removed: *3 " out.txt && ok ||
+  bad "info after a remove: $(cat out.txt)"
+# 500 neighbours of each of the 40 queries: every live key once each, no
+# removed one.
+has_key() {
+  perl -e 'open F, "<", $ARGV[0]; binmode F; local $/; $b = <F>; $h = 10 + unpack("v", substr($b, 8, 2));
+    $n = 0; for ($i = $h; $i < length($b); $i += 8) { $n++ if unpack("q<", substr($b, $i, 8)) == $ARGV[1] }
+    print $n' "$1" "$2"
+}
+expect 0 "" -- "$ROTOR" search --index u.rotor --queries queries.fvecs --k 500 --out u.npy --quiet
+[ "$(has_key u.npy 5000000000) $(has_key u.npy 5000000006) $(has_key u.npy 5000000009)" = "0 0 40" ] && ok ||
+  bad "search after update --remove returned a removed key, or lost a live one"
+cp u.rotor u_before.rotor
+echo 5000000000 >gone.txt
+expect 1 "no vector has key 5000000000" -- "$ROTOR" update u.rotor --remove gone.txt
+printf '5000000300\n5000000300\n' >twice.txt
+expect 1 "key 5000000300 is given twice" -- "$ROTOR" update u.rotor --remove twice.txt
+cmp -s u.rotor u_before.rotor && ok || bad "a refused update changed the index file"
+expect 2 "update needs --add or --remove" -- "$ROTOR" update u.rotor
+expect 2 "--keys gives the keys of --add's vectors" -- "$ROTOR" update u.rotor --keys rm.txt
+expect 2 "update does not take '--out'" -- "$ROTOR" update u.rotor --remove rm.txt --out x.rotor
+# The removed keys come back with the vectors of base rows 0..2.
+head -c 204 base.fvecs >add.fvecs
+expect 0 "" -- "$ROTOR" update u.rotor --add add.fvecs --keys rm.txt --quiet
+expect 0 "" -- "$ROTOR" search --index u.rotor --queries queries.fvecs --k 3 --out u1.npy --quiet
+[ "$(first_keys u1.npy)" = 1 ] && ok || bad "search after update --add: keys of base rows not back"
+expect 1 "key 5000000000 of row 0 is already in the index" -- "$ROTOR" update u.rotor --add add.fvecs --keys rm.txt
+expect 0 "" -- "$ROTOR" verify u.rotor
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -30,20 +30,26 @@ int main(int argc, char **argv) {
         const char *quant, *walk_quant;
         int neighbor_codes, on_disk, keyed;
         int labelled;
+        int removed; /* vectors removed: 10 consolidated, 2 more pending */
     } kinds[] = {
-        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0},
-        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0, 0},
-        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0},
-        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1, 0, 0},
-        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0},
-        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0, 0},
-        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0, 0},
-        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0, 0},
+        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0, 0},
+        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0, 0, 0},
+        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0, 0},
+        {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1, 0, 0, 0},
+        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0, 0},
+        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0, 0, 0},
+        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0, 0, 0},
+        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0, 0,
+         0},
         /* keys of the caller's, past 2^32: the keys section */
-        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1, 0},
+        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1, 0, 0},
         /* labels (row i: i % 3, and 70 on every fifth): the labels section */
-        {"vamana_labels", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 0, 1},
+        {"vamana_labels", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 0, 1, 0},
+        /* removed vectors: the deleted section, emptied records, shorter lists */
+        {"vamana_removed", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", "bin1fs", 1, 0, 1, 0, 1},
+        {"ivf_removed", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 0, 0, 0, 1},
     };
+    static const int64_t plain_gone[12] = {3, 5, 8, 13, 21, 34, 55, 1, 2, 40, 41, 42};
     static uint64_t label_off[N + 1];
     static uint32_t label_val[2 * N];
     for (size_t i = 0, at = 0; i < N; i++) {
@@ -74,7 +80,12 @@ int main(int argc, char **argv) {
         rotor_index *ix = NULL;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.rotor", argv[1], kinds[i].name);
+        int64_t gone[12];
+        for (size_t j = 0; j < 12; j++)
+            gone[j] = kinds[i].keyed ? keys[plain_gone[j]] : plain_gone[j];
         if (rotor_index_build_with_keys(&p, &m, kinds[i].keyed ? keys : NULL, &ix) != ROTOR_OK ||
+            (kinds[i].removed && (rotor_index_remove(ix, gone, 10) != ROTOR_OK ||
+                                  rotor_index_remove(ix, gone + 10, 2) != ROTOR_OK)) ||
             rotor_index_save(ix, path) != ROTOR_OK) {
             fprintf(stderr, "%s: %s\n", kinds[i].name, rotor_last_error());
             rotor_index_close(ix);

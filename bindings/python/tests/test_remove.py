@@ -1,0 +1,90 @@
+"""remove(keys), update(keys, x), consolidate() and len(index): removed keys
+never come back from a search, the errors leave the index unchanged, and
+removals survive save and open."""
+import numpy as np
+import pytest
+
+import rotor
+
+
+@pytest.mark.parametrize("kind", ["flat", "vamana", "ivf"])
+def test_removed_keys_are_never_returned(data, kind):
+    x, q = data
+    ix = rotor.Index.build(x, kind=kind)
+    rng = np.random.default_rng(3)
+    gone = rng.choice(len(x), 600, replace=False)
+    ix.remove(gone[:30])  # 1 %: not consolidated yet
+    ix.remove(gone[30:])  # 20 % in all: consolidated on the way
+    assert len(ix) == len(x) - 600
+    s = ix.stats()
+    assert s["count"] == len(ix) and s["slots"] == len(x) and s["deleted"] == 600
+    assert s["unconsolidated"] < 600
+    ids, _ = ix.search(q, k=50)
+    assert not np.isin(ids, gone).any()
+    ids, _ = ix.search(x[gone[:20]], k=10)  # at the removed vectors themselves
+    assert not np.isin(ids, gone).any()
+    assert int(gone[0]) not in ix
+    with pytest.raises(KeyError):
+        ix.get(int(gone[0]))
+    ix.consolidate()
+    assert ix.stats()["unconsolidated"] == 0
+    ids, _ = ix.search(q, k=50)
+    assert not np.isin(ids, gone).any() and (ids >= 0).all()
+
+
+def test_update_replaces_vectors_under_their_keys(data):
+    x, _ = data
+    ix = rotor.Index.build(x, kind="vamana")
+    new = x[[2000, 2001]] + np.float32(0.01)
+    ix.update([5, 900], new)
+    assert len(ix) == len(x)
+    np.testing.assert_array_equal(ix.get(5), new[0])
+    ids, _ = ix.search(new, k=2)
+    assert 5 in ids[0] and 900 in ids[1]
+    ids, _ = ix.search(x[[5, 900]], k=1)
+    assert ids[0, 0] != 5 and ids[1, 0] != 900
+
+
+def test_bad_keys_change_nothing(data):
+    x, q = data
+    ix = rotor.Index.build(x[:1000], kind="vamana")
+    before = ix.search(q, k=10)[0]
+    with pytest.raises(rotor.KeyNotFound):
+        ix.remove([1, 2, 5000])
+    with pytest.raises(rotor.InvalidArgument, match="given twice"):
+        ix.remove([1, 2, 1])
+    with pytest.raises(rotor.InvalidArgument, match="negative"):
+        ix.remove([-4])
+    with pytest.raises(rotor.KeyNotFound):
+        ix.update([3, 5000], x[:2])
+    with pytest.raises(rotor.NotFiniteError):
+        ix.update([3, 4], np.full((2, 32), np.nan, np.float32))
+    with pytest.raises(rotor.DimensionError):
+        ix.update([3], x[:1, :16])
+    with pytest.raises(ValueError, match="2 keys were given for 1 vectors"):
+        ix.update([3, 4], x[:1])
+    with pytest.raises(TypeError):
+        ix.remove(None)
+    assert len(ix) == 1000 and ix.stats()["deleted"] == 0
+    np.testing.assert_array_equal(ix.search(q, k=10)[0], before)
+    ix.remove(7)  # a single key
+    assert 7 not in ix and len(ix) == 999
+    ix.add(x[:1], keys=[7])  # and back
+    assert 7 in ix and len(ix) == 1000
+
+
+def test_removals_survive_save_and_open(data, tmp_path):
+    x, q = data
+    ix = rotor.Index.build(x, kind="vamana", quant="sq8")
+    gone = np.arange(0, 3000, 50)
+    ix.remove(gone)
+    path = str(tmp_path / "r.rotor")
+    ix.save(path)
+    rotor.verify(path)
+    o = rotor.Index.open(path)
+    assert len(o) == len(x) - len(gone) and o.stats()["deleted"] == len(gone)
+    ids, _ = o.search(q, k=20)
+    assert not np.isin(ids, gone).any()
+    o.consolidate()
+    o.remove([1, 2])
+    assert len(o) == len(x) - len(gone) - 2

@@ -1,0 +1,180 @@
+/*
+ * Delete consolidation of a Vamana graph (Singh et al., "FreshDiskANN",
+ * 2021, Algorithm 4).
+ *
+ * A removed node stays in the graph until consolidation: searches walk
+ * through it (it still joins its neighbourhoods) and the index's filter
+ * keeps it out of every result. Consolidation then re-links every live
+ * node p that has a removed out-neighbour: its candidates are its live
+ * out-neighbours and the live out-neighbours of each removed one, and
+ * RobustPrune (alpha, R: the build's) picks p's new list among them, so
+ * the paths that ran through the removed nodes now run around them. The
+ * removed nodes' own lists are emptied afterwards: no live node points at
+ * them any more, and an empty list makes one reached anyway (the entry
+ * of an old search, a sampled starting point) a dead end rather than a
+ * path into other removed nodes.
+ *
+ * Work: a pass over every record, and a prune of each live node with a
+ * removed neighbour over up to R + R^2 candidates (R distances per kept
+ * neighbour, against the candidates not yet occluded); with a fraction f
+ * of nodes removed, about 1 - (1 - f)^R of the live nodes are pruned.
+ *
+ * Threads: live nodes are split over the pool. A thread writes only the
+ * record of the live node it prunes and reads only that record and those
+ * of removed nodes, which nobody writes until every prune is done: no
+ * lock is needed. Neighbour-code layouts then copy the codes of every
+ * re-linked record (the dirty flags, as after a build).
+ *
+ * Departures from the paper: slots are not reused (a removed node keeps
+ * its record, emptied, and its vector), and the sampled starting points
+ * are kept as sampled (removed ones are refused by the filter like any
+ * other, and lead nowhere once emptied). The graph of a build on decoded
+ * codes (build_space codes) is re-pruned on the full vectors.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "common/pool.h"
+#include "graph/vamana.h"
+
+enum { CONS_CHUNK = 64 };
+
+typedef struct cons_worker {
+    vm_scratch *sc;
+    uint32_t *cand; /* candidate ids, slots + slots^2 */
+    uint32_t *out;  /* a new list, R */
+    uint8_t *code;  /* one walking code */
+} cons_worker;
+
+typedef struct cons_job {
+    vamana *g;
+    const graph_space *s;
+    const uint64_t *deleted;
+    size_t deleted_bits;
+    cons_worker *w;
+    int phase; /* 0: prune live nodes, 1: empty removed ones, 2: codes */
+} cons_job;
+
+static inline bool gone(const cons_job *j, size_t u) {
+    return u < j->deleted_bits && ((j->deleted[u >> 6] >> (u & 63)) & 1);
+}
+
+static void relink(const cons_job *j, cons_worker *w, uint32_t u) {
+    vamana *g = j->g;
+    uint32_t *rec = node_of(g, u);
+    const uint32_t deg = rec[0];
+    bool touched = false;
+    for (uint32_t i = 0; i < deg && !touched; i++)
+        touched = gone(j, rec[1 + i]);
+    if (!touched)
+        return;
+    size_t m = 0;
+    for (uint32_t i = 0; i < deg; i++) {
+        const uint32_t v = rec[1 + i];
+        if (!gone(j, v)) {
+            w->cand[m++] = v;
+            continue;
+        }
+        const uint32_t *vrec = node_of(g, v);
+        for (uint32_t t = 0; t < vrec[0]; t++)
+            if (vrec[1 + t] != u && !gone(j, vrec[1 + t]))
+                w->cand[m++] = vrec[1 + t];
+    }
+    const simd_ops *ops = simd_ops_get();
+    const graph_space *s = j->s;
+    vm_score_ids(s, ops, s->vectors + (size_t)u * s->dim, w->cand, m, w->sc->prune);
+    const uint32_t kept = vm_robust_prune(g, s, ops, w->sc, u, m, g->p.alpha, w->out);
+    memcpy(rec + 1, w->out, kept * sizeof *w->out);
+    rec[0] = kept;
+    g->dirty[u] = 1;
+}
+
+static void cons_chunk(void *ctx, size_t chunk, unsigned worker) {
+    const cons_job *j = ctx;
+    vamana *g = j->g;
+    const size_t b = chunk * CONS_CHUNK, e = b + CONS_CHUNK < g->count ? b + CONS_CHUNK : g->count;
+    for (size_t u = b; u < e; u++) {
+        if (j->phase == 0 && !gone(j, u))
+            relink(j, &j->w[worker], (uint32_t)u);
+        else if (j->phase == 1 && gone(j, u) && node_of(g, u)[0] > 0)
+            node_of(g, u)[0] = 0; /* nothing to copy for an empty list */
+        else if (j->phase == 2 && g->dirty[u])
+            vm_refresh_codes(g, j->s, u, j->w[worker].code);
+    }
+}
+
+/* The live node nearest to the removed entry: the entry was the medoid,
+ * so this stays near the centre; UINT32_MAX when none is live. */
+static uint32_t live_entry(const cons_job *j) {
+    const vamana *g = j->g;
+    const graph_space *s = j->s;
+    const simd_ops *ops = simd_ops_get();
+    const float *x = s->vectors + (size_t)g->entry * s->dim;
+    uint32_t best = UINT32_MAX;
+    float best_d = INFINITY;
+    for (size_t u = 0; u < g->count; u++) {
+        if (gone(j, u))
+            continue;
+        const float d = ops->l2sq_f32(x, s->vectors + u * s->dim, s->dim);
+        if (best == UINT32_MAX || d < best_d) {
+            best = (uint32_t)u;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *deleted,
+                                size_t deleted_bits, unsigned threads) {
+    vamana *g = (vamana *)n;
+    CM_RETURN_IF(s->vectors == NULL, ROTOR_ERR_UNSUPPORTED,
+                 "consolidating a graph needs its full vectors");
+    if (g->count == 0)
+        return ROTOR_OK;
+    /* Records of a mapped file are copied (and checked) first: the
+     * mapping is read-only. */
+    if (g->borrowed)
+        CM_FORWARD(vm_move_records(g, g->count));
+    const rotor_allocator *a = &g->base.alloc;
+    cm_pool pool;
+    CM_FORWARD(cm_pool_start(&pool, a, cm_thread_count(threads, g->count / CONS_CHUNK + 1)));
+    const unsigned nt = cm_pool_threads(&pool);
+    cons_job job = {.g = g, .s = s, .deleted = deleted, .deleted_bits = deleted_bits};
+    job.w = cm_calloc(a, nt * sizeof *job.w, "consolidation workers");
+    rotor_status st = job.w != NULL ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    const size_t most = (size_t)g->slots + (size_t)g->slots * g->slots;
+    const size_t code_bytes = g->neighbor_codes ? g->walk_q->code_bytes : 0;
+    for (unsigned t = 0; t < nt && st == ROTOR_OK; t++) {
+        cons_worker *w = &job.w[t];
+        st = vm_scratch_get(g, s, 1, 0, most, 0, &w->sc);
+        w->cand = cm_alloc(a, most * sizeof *w->cand, "consolidation candidates");
+        w->out = cm_alloc(a, g->p.degree * sizeof *w->out, "consolidation list");
+        w->code = code_bytes ? cm_alloc(a, code_bytes, "code copy") : NULL;
+        if (st == ROTOR_OK && (w->cand == NULL || w->out == NULL || (code_bytes && !w->code)))
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (st == ROTOR_OK) {
+        const size_t chunks = (g->count + CONS_CHUNK - 1) / CONS_CHUNK;
+        cm_pool_run(&pool, cons_chunk, &job, chunks);
+        if (gone(&job, g->entry)) {
+            const uint32_t e = live_entry(&job);
+            g->entry = e != UINT32_MAX ? e : g->entry;
+        }
+        job.phase = 1;
+        cm_pool_run(&pool, cons_chunk, &job, chunks);
+        if (g->neighbor_codes) {
+            job.phase = 2;
+            cm_pool_run(&pool, cons_chunk, &job, chunks);
+        }
+    }
+    for (unsigned t = 0; job.w != NULL && t < nt; t++) {
+        if (job.w[t].sc != NULL)
+            vm_scratch_put(g, job.w[t].sc);
+        cm_free(a, job.w[t].cand);
+        cm_free(a, job.w[t].out);
+        cm_free(a, job.w[t].code);
+    }
+    cm_free(a, job.w);
+    cm_pool_stop(&pool);
+    return st;
+}
