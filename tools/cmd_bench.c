@@ -196,7 +196,9 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
         fprintf(f, "\"filter\":");
         cli_json_string(f, o->filter_text);
         fprintf(f, ",\"filter_scan\":\"%s\",",
-                o->filter_scan > 0 ? "always" : o->filter_scan < 0 ? "never" : "auto");
+                o->filter_scan > 0   ? "always"
+                : o->filter_scan < 0 ? "never"
+                                     : "auto");
     }
     fprintf(f,
             "\"qps\":%.3f,\"mean_latency_us\":%.3f,\"p99_latency_us\":%.3f,"
