@@ -732,6 +732,18 @@ static int check_open(IndexObject *self) {
     return 0;
 }
 
+/* The end of a call that changes or writes the index and returns None:
+ * a close from another thread meanwhile, a failure, or None. */
+static PyObject *done_or_raise(IndexObject *self, rotor_status st) {
+    if (self->ix == NULL) {
+        (void)check_open(self);
+        return NULL;
+    }
+    if (st != ROTOR_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *index_wrap(rotor_index *ix) {
     IndexObject *self = PyObject_New(IndexObject, &IndexType);
     if (self == NULL) {
@@ -1092,13 +1104,7 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
     matrix_in_release(&mi);
     labels_in_release(&li);
     PyMem_Free(lids);
-    if (self->ix == NULL) {
-        (void)check_open(self);
-        return NULL;
-    }
-    if (st != ROTOR_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return done_or_raise(self, st);
 }
 
 static PyObject *index_set_labels(IndexObject *self, PyObject *args, PyObject *kw) {
@@ -1125,13 +1131,7 @@ static PyObject *index_set_labels(IndexObject *self, PyObject *args, PyObject *k
     GIL_ACQUIRE();
     labels_in_release(&li);
     Py_DECREF(ids);
-    if (self->ix == NULL) {
-        (void)check_open(self);
-        return NULL;
-    }
-    if (st != ROTOR_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return done_or_raise(self, st);
 }
 
 static PyObject *index_labels(IndexObject *self, PyObject *id_obj) {
@@ -1196,13 +1196,7 @@ static PyObject *index_save(IndexObject *self, PyObject *args, PyObject *kw) {
     pthread_rwlock_unlock(&self->lock);
     GIL_ACQUIRE();
     Py_DECREF(path);
-    if (self->ix == NULL) {
-        (void)check_open(self);
-        return NULL;
-    }
-    if (st != ROTOR_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return done_or_raise(self, st);
 }
 
 static PyObject *index_close(IndexObject *self, PyObject *unused) {
@@ -1302,13 +1296,7 @@ static PyObject *index_remove(IndexObject *self, PyObject *keys_obj) {
     pthread_rwlock_unlock(&self->lock);
     GIL_ACQUIRE();
     Py_XDECREF(arr);
-    if (self->ix == NULL) {
-        (void)check_open(self);
-        return NULL;
-    }
-    if (st != ROTOR_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return done_or_raise(self, st);
 }
 
 static PyObject *index_update(IndexObject *self, PyObject *args, PyObject *kw) {
@@ -1339,13 +1327,7 @@ static PyObject *index_update(IndexObject *self, PyObject *args, PyObject *kw) {
     GIL_ACQUIRE();
     Py_XDECREF(arr);
     matrix_in_release(&mi);
-    if (self->ix == NULL) {
-        (void)check_open(self);
-        return NULL;
-    }
-    if (st != ROTOR_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return done_or_raise(self, st);
 }
 
 static PyObject *index_consolidate(IndexObject *self, PyObject *unused) {
@@ -1358,13 +1340,7 @@ static PyObject *index_consolidate(IndexObject *self, PyObject *unused) {
     st = self->ix ? rotor_index_consolidate(self->ix) : ROTOR_ERR_INVALID_ARGUMENT;
     pthread_rwlock_unlock(&self->lock);
     GIL_ACQUIRE();
-    if (self->ix == NULL) {
-        (void)check_open(self);
-        return NULL;
-    }
-    if (st != ROTOR_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return done_or_raise(self, st);
 }
 
 static PyObject *index_reconstruct(IndexObject *self, PyObject *arg) {
