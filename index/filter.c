@@ -205,18 +205,17 @@ static bool scan_is_cheaper(const rotor_index *ix, const nav_search_params *np, 
                             size_t passing) {
     const double grow_raw = (double)ix->count / (double)(passing ? passing : 1);
     const double grow = grow_raw < FILTER_GROWTH ? grow_raw : FILTER_GROWTH;
-    nav_stats ns;
-    const graph_space s = ix_space(ix);
-    ix->nav->ops->stats(ix->nav, &s, &ns);
+    /* From the parameters, not the navigator's statistics: an IVF index
+     * would add up every list's size for each search. */
     double search;
     switch (ix->params.kind) {
     case ROTOR_INDEX_VAMANA: {
         const double list = (double)(np->list ? np->list : NAV_DEFAULT_LIST);
-        search = list * grow * (double)(ns.degree ? ns.degree : 32);
+        search = list * grow * (double)ix->params.graph_degree;
         break;
     }
     case ROTOR_INDEX_IVF: {
-        const double parts = ns.partitions ? ns.partitions : 1;
+        const double parts = ix->params.nlist ? ix->params.nlist : 1;
         double probe = (double)(np->nprobe ? np->nprobe : NAV_DEFAULT_NPROBE) * grow;
         probe = probe < parts ? probe : parts;
         search = probe * (double)ix->count / parts;

@@ -361,6 +361,13 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) {
     graph_space s = ix_space(ix);
     s.count = need;
     CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
+    if (ix->params.kind == ROTOR_INDEX_IVF && ix->params.nlist == 0) {
+        /* The partitions a first batch chose, kept as an opened file keeps
+         * them: what a filtered search weighs without asking the lists. */
+        nav_stats ns;
+        ix->nav->ops->stats(ix->nav, &s, &ns);
+        ix->params.nlist = ns.partitions;
+    }
     ix->count = need;
     return ROTOR_OK;
 }
