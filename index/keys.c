@@ -211,6 +211,14 @@ static bool find(const rotor_index *ix, int64_t key, size_t *slot) {
     return s < ix->count;
 }
 
+bool ix_find_point(const rotor_index *ix, int64_t id, uint32_t *point) {
+    size_t slot;
+    if (!find(ix, id, &slot))
+        return false;
+    *point = (uint32_t)slot;
+    return true;
+}
+
 rotor_status ix_slot_of(const rotor_index *ix, int64_t key, size_t *slot) {
     *slot = 0;
     CM_RETURN_IF(key < 0, ROTOR_ERR_INVALID_ARGUMENT,

@@ -16,16 +16,6 @@
 
 enum { LABELS_VERSION = 1, LABELS_HEADER = 24 };
 
-bool ix_find_point(const rotor_index *ix, int64_t id, uint32_t *point) {
-    int found = 0;
-    size_t slot = 0;
-    if (rotor_index_contains(ix, id, &found) != ROTOR_OK || !found ||
-        ix_slot_of(ix, id, &slot) != ROTOR_OK)
-        return false;
-    *point = (uint32_t)slot;
-    return true;
-}
-
 rotor_status ix_point_of(const rotor_index *ix, int64_t id, uint32_t *point) {
     size_t slot;
     CM_FORWARD(ix_slot_of(ix, id, &slot));
