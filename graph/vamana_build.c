@@ -33,7 +33,6 @@
 
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
-
 void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                      const float *x, size_t list) {
     const size_t d = s->dim;
@@ -302,7 +301,7 @@ static void trim_node(vamana *g, const graph_space *s, const simd_ops *ops, vm_s
 typedef struct build_job {
     vamana *g;
     const graph_space *s;
-    vm_worker *w;       /* one per pool thread */
+    vm_worker *w;          /* one per pool thread */
     const uint32_t *order; /* points to insert */
     size_t n;
     float alpha;
@@ -341,8 +340,7 @@ static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
         else if (job->phase == PHASE_TRIM && job->live) {
             if (g->dirty[i])
                 vm_trim_live(g, job->s, ops, w, (uint32_t)i, job->alpha);
-        }
-        else if (job->phase == PHASE_TRIM)
+        } else if (job->phase == PHASE_TRIM)
             trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
         else if (g->dirty[i])
             vm_refresh_codes(g, job->s, i, w->code);

@@ -172,8 +172,8 @@ rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *de
         w->img = cm_alloc(a, CONS_CHUNK * g->node_bytes, "record images");
         w->target = cm_alloc(a, CONS_CHUNK * sizeof *w->target, "record images");
         w->code = code_bytes ? cm_alloc(a, code_bytes, "code copy") : NULL;
-        if (st == ROTOR_OK && (w->cand == NULL || w->img == NULL || w->target == NULL ||
-                               (code_bytes && !w->code)))
+        if (st == ROTOR_OK &&
+            (w->cand == NULL || w->img == NULL || w->target == NULL || (code_bytes && !w->code)))
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (st == ROTOR_OK) {
