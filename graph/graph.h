@@ -108,7 +108,15 @@ struct graph_space {
      * every id by `count` (an insert links new points before the index
      * counts them) and reads at most R ids of a record. */
     pthread_rwlock_t *publish;
+    /* Points the index removed (bit u of `deleted`, u < deleted_bits): an
+     * insert links nothing new to them. NULL: none. */
+    const uint64_t *deleted;
+    size_t deleted_bits;
 };
+
+static inline bool graph_removed(const graph_space *s, size_t u) {
+    return u < s->deleted_bits && ((s->deleted[u >> 6] >> (u & 63)) & 1);
+}
 
 static inline void graph_publish_begin(const graph_space *s) {
     if (s->publish != NULL)

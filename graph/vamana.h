@@ -218,12 +218,16 @@ static inline void vm_node_unlock(const vamana *g, size_t u) {
 void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                      const float *x, size_t list);
 
+/* Nodes a build's or an add's thread takes at a time. */
+enum { VM_CHUNK = 32 };
+
 /* An inserting thread's working memory. */
 typedef struct vm_worker {
     vm_scratch *sc;
     uint8_t *code; /* one walking code */
     /* Insertion beside searches (vamana_insert.c): new images of up to
-     * R + 1 records, the nodes they belong to, and the nodes locked. */
+     * max(R + 1, VM_CHUNK) records, the nodes they belong to, and the
+     * nodes locked. */
     uint8_t *img;
     uint32_t *target, *held;
 } vm_worker;
@@ -254,9 +258,10 @@ void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code);
  * flagged dirty for vm_trim_live. */
 void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w, uint32_t p,
                     float alpha, size_t list);
-/* Prunes node u's list back to R when an insertion grew it past. */
-void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w, uint32_t u,
-                  float alpha);
+/* Prunes the lists of nodes [first, end) that an insertion grew past R
+ * back to R, in one publication; at most VM_CHUNK nodes. */
+void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w,
+                  uint32_t first, uint32_t end, float alpha);
 /* Adds the edge v -> u (replacing v's last neighbour when v is full):
  * how an unreached node is linked in. `img`: room for one record. */
 void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code);

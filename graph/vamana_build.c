@@ -220,10 +220,10 @@ static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, v
         add_back_edge(g, s, ops, sc, chosen[j], p, alpha);
 }
 
-/* Marks in `seen` every node reachable from the entry; returns how many. */
-static size_t mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
+/* Marks in `seen` every node reachable from the entry. */
+static void mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
     memset(seen, 0, g->count);
-    size_t top = 0, reached = 1;
+    size_t top = 0;
     seen[g->entry] = 1;
     stack[top++] = g->entry;
     while (top > 0) {
@@ -232,44 +232,48 @@ static size_t mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
             uint32_t v = rec[1 + j];
             if (!seen[v]) {
                 seen[v] = 1;
-                reached++;
                 stack[top++] = v;
             }
         }
     }
-    return reached;
 }
 
 /* Pruning can leave a node with no in-edge from the rest of the graph,
  * which no search would ever reach. Each such node is linked from the
- * nearest node a search for it expands (all reachable), preferring one
- * with a free slot; a full one gives up its farthest edge, and the check
- * repeats until every node is reached. */
+ * nearest live node a search for it expands (all reachable), preferring
+ * one with a free slot; a full one gives up its farthest edge, and the
+ * check repeats until every live node is reached. Removed nodes are
+ * left alone: a consolidation emptied or will empty them, and nothing
+ * should lead to them. */
 static void connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t *seen,
                               uint32_t *stack) {
     const simd_ops *ops = simd_ops_get();
     vm_scratch *sc = w->sc;
     for (unsigned round = 0; round < 8; round++) {
-        if (mark_reachable(g, seen, stack) == g->count)
-            break;
+        mark_reachable(g, seen, stack);
+        bool all = true;
         for (size_t u = 0; u < g->count; u++) {
-            if (seen[u])
+            if (seen[u] || graph_removed(s, u))
                 continue;
+            all = false;
             vm_build_search(g, s, ops, sc, s->vectors + u * s->dim, g->p.build_list);
             sort_cands(sc->pool, sc->pool_size);
             size_t pick = 0;
             for (size_t j = 0; j < sc->pool_size; j++) {
-                if (sc->pool[j].id != u && node_of(g, sc->pool[j].id)[0] < g->p.degree) {
+                const uint32_t v = sc->pool[j].id;
+                if (v != u && !graph_removed(s, v) && node_of(g, v)[0] < g->p.degree) {
                     pick = j;
                     break;
                 }
             }
             uint32_t v = sc->pool[pick].id;
-            if (v == u)
+            if (v == u || graph_removed(s, v))
                 continue;
             vm_link(g, s, v, (uint32_t)u, w->img, w->code);
             seen[u] = 1;
         }
+        if (all)
+            break;
     }
 }
 
@@ -317,7 +321,7 @@ typedef struct build_job {
     atomic_int stop; /* the progress callback asked to cancel */
 } build_job;
 
-enum { CHUNK = 32, BUILD_CODES_MIN_DIM = 32 };
+enum { CHUNK = VM_CHUNK, BUILD_CODES_MIN_DIM = 32 };
 
 static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
     build_job *job = ctx;
@@ -338,8 +342,9 @@ static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
         else if (job->phase == PHASE_INSERT)
             insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha, job->list);
         else if (job->phase == PHASE_TRIM && job->live) {
-            if (g->dirty[i])
-                vm_trim_live(g, job->s, ops, w, (uint32_t)i, job->alpha);
+            /* The whole chunk, in one publication. */
+            vm_trim_live(g, job->s, ops, w, (uint32_t)b, (uint32_t)e, job->alpha);
+            break;
         } else if (job->phase == PHASE_TRIM)
             trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
         else if (g->dirty[i])
@@ -575,7 +580,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         /* Record images: every worker's for an add, one for the links of
          * unreached nodes of a build. */
         if (st == ROTOR_OK && (job.live || t == 0)) {
-            const size_t most = (size_t)g->p.degree + 1;
+            const size_t most = (size_t)g->p.degree + 1 > VM_CHUNK ? g->p.degree + 1 : VM_CHUNK;
             w[t].img = cm_alloc(a, most * g->node_bytes, "record images");
             w[t].target = cm_alloc(a, 2 * most * sizeof(uint32_t), "record images");
             if (w[t].img == NULL || w[t].target == NULL)

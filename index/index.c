@@ -445,6 +445,8 @@ graph_space ix_space(const rotor_index *ix) {
         .walk_q = ix->walk_q ? ix->walk_q : ix->q,
         .walk_codes = ix->walk_q ? ix->walk_codes : ix->codes,
         .resid = ix->resid,
+        .deleted = ix->deleted,
+        .deleted_bits = ix->deleted_bits,
     };
 }
 

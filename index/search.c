@@ -153,28 +153,26 @@ typedef struct batch_job {
  * its scan over them (graph/flat.c). */
 enum { BATCH_CHUNK = 64 };
 
-/* The queries of one chunk with the settings and filter of the index as
- * it is now (a writer may have changed it since the last chunk): together
- * when the navigator shares work between them, else one at a time. */
-static rotor_status chunk_locked(const batch_job *job, const float *q, size_t lo, size_t n) {
+/* Queries [lo, lo + n) with the settings and filter of the index as it
+ * is now (a writer may have changed it since the last call): together
+ * when the navigator shares work between them (n is the chunk), else
+ * n = 1. */
+static rotor_status queries_locked(const batch_job *job, size_t lo, size_t n, bool shared) {
     const rotor_index *ix = job->ix;
     const size_t k = job->k;
+    const float *q = job->queries + lo * ix->dim;
     nav_search_params np;
     CM_FORWARD(resolve(ix, job->sp, k, &np));
     ix_filter xf;
     CM_FORWARD(ix_filter_compile(ix, job->sp->filter, job->sp->filter_scan, &np, &xf));
-    rotor_status st = ROTOR_ERR_UNSUPPORTED;
-    if (ix->nav->ops->search_batch != NULL) {
+    rotor_status st;
+    if (shared) {
         const graph_space s = ix_space(ix);
         st = ix->nav->ops->search_batch(ix->nav, &s, q, n, k, &np, job->ids + lo * k,
                                         job->dists + lo * k);
-    }
-    if (st == ROTOR_ERR_UNSUPPORTED) {
-        st = ROTOR_OK;
-        for (size_t i = 0; i < n && st == ROTOR_OK; i++)
-            st = ix_search_nav(ix, &np, q + i * ix->dim, k, job->ids + (lo + i) * k,
-                               job->dists + (lo + i) * k,
-                               job->sp->stats ? job->sp->stats + lo + i : NULL);
+    } else {
+        st = ix_search_nav(ix, &np, q, k, job->ids + lo * k, job->dists + lo * k,
+                           job->sp->stats ? job->sp->stats + lo : NULL);
     }
     if (st == ROTOR_OK)
         ix_keys_publish(ix, job->ids + lo * k, n * k);
@@ -182,8 +180,9 @@ static rotor_status chunk_locked(const batch_job *job, const float *q, size_t lo
     return st;
 }
 
-/* A chunk holds the index for its queries only, so a writer waits for
- * one chunk, not for the batch. */
+/* The index is held for one query at a time, so a writer waits for one
+ * query, not for a chunk or the batch; a navigator that shares work
+ * between the queries of a chunk (a flat scan) holds it for the chunk. */
 static void batch_chunk(void *ctx, size_t chunk, unsigned worker) {
     batch_job *job = ctx;
     if (atomic_load_explicit(&job->failed, memory_order_relaxed))
@@ -191,9 +190,20 @@ static void batch_chunk(void *ctx, size_t chunk, unsigned worker) {
     const rotor_index *ix = job->ix;
     const size_t lo = chunk * job->chunk;
     const size_t n = job->nq - lo < job->chunk ? job->nq - lo : job->chunk;
-    ix_read_begin(ix);
-    const rotor_status st = chunk_locked(job, job->queries + lo * ix->dim, lo, n);
-    ix_read_end(ix);
+    rotor_status st = ROTOR_ERR_UNSUPPORTED;
+    if (ix->nav->ops->search_batch != NULL) {
+        ix_read_begin(ix);
+        st = queries_locked(job, lo, n, true);
+        ix_read_end(ix);
+    }
+    if (st == ROTOR_ERR_UNSUPPORTED) {
+        st = ROTOR_OK;
+        for (size_t i = 0; i < n && st == ROTOR_OK; i++) {
+            ix_read_begin(ix);
+            st = queries_locked(job, lo + i, 1, false);
+            ix_read_end(ix);
+        }
+    }
     if (st != ROTOR_OK && job->status[worker] == ROTOR_OK) {
         job->status[worker] = st;
         snprintf(job->error[worker], sizeof job->error[worker], "%s", rotor_last_error());
