@@ -9,6 +9,7 @@
  * there even when the results happen to be right.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -198,15 +199,25 @@ static rotor_labels live_labels(size_t n, uint64_t *off, uint32_t *val) {
     return (rotor_labels){off, val, n};
 }
 
+/* Until the searchers made `more` more calls: on a busy machine they
+ * might otherwise start after the writer is done. */
+static void live_wait_for_searches(live *l, int more) {
+    const int target = atomic_load(&l->searches) + more;
+    while (atomic_load(&l->searches) < target)
+        sched_yield();
+}
+
 /* The writer: each round adds LIVE_BATCH rows (with labels on some
  * rounds), removes LIVE_BATCH random live keys, updates a few in place,
- * and every other round consolidates. */
+ * and every other round consolidates; the searchers run in between and
+ * throughout. */
 static void live_write(live *l, ts_rng *r) {
     int next = LIVE_FIRST;
     bool *gone = calloc(LIVE_ROWS, 1);
     uint64_t off[LIVE_BATCH + 1];
     uint32_t val[LIVE_BATCH];
     for (int round = 0; round < LIVE_ROUNDS; round++) {
+        live_wait_for_searches(l, LIVE_SEARCHERS);
         int64_t keys[LIVE_BATCH];
         for (int i = 0; i < LIVE_BATCH; i++)
             keys[i] = next + i;
