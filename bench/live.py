@@ -5,6 +5,8 @@ Builds an index (default parameters, one thread) over the first --first
 rows of --base, then measures, one search thread throughout:
 
   idle    queries per second with nothing else running;
+  pair    queries per second of one of two search threads (the control:
+          what any second busy thread costs on the machine);
   beside  queries per second while a second thread adds the remaining rows
           as fast as it can, in batches of --batch (the index's one thread);
 
@@ -50,6 +52,24 @@ def measure_idle(ix, queries, args):
     stop.set()
     t.join()
     return out["queries"] / out["seconds"]
+
+
+def measure_two_searchers(ix, queries, args):
+    """The control: one search thread's QPS beside another search thread,
+    no writes. What a second busy thread costs on this machine (shared
+    cores, caches, memory) whatever it does."""
+    stop, a, b = threading.Event(), {}, {}
+    ts = [
+        threading.Thread(target=search_loop, args=(ix, queries, args, stop, out))
+        for out in (a, b)
+    ]
+    for t in ts:
+        t.start()
+    time.sleep(args.seconds)
+    stop.set()
+    for t in ts:
+        t.join()
+    return a["queries"] / a["seconds"]
 
 
 def insert_rows(ix, rows, keys, args, stop, out):
@@ -119,6 +139,7 @@ def main():
         keys = np.arange(next_key, next_key + len(rows), dtype=np.int64)
         next_key += len(rows)
         idle = measure_idle(ix, queries, args)
+        pair = measure_two_searchers(ix, queries, args)
         alone, n_alone = measure_writer_alone(ix, rows, keys, args)
         take_back(ix, keys, n_alone)
         keys = np.arange(next_key, next_key + len(rows), dtype=np.int64)
@@ -130,6 +151,8 @@ def main():
             "idle_qps": round(idle, 1),
             "beside_qps": round(beside, 1),
             "ratio": round(beside / idle, 3),
+            "beside_another_searcher_qps": round(pair, 1),
+            "ratio_to_two_searchers": round(beside / pair, 3),
             "inserts_per_s_alone": round(alone, 1),
             "inserts_per_s_beside": round(writer, 1),
             "inserted_beside": n_beside,
@@ -146,6 +169,9 @@ def main():
         "median_idle_qps": statistics.median(r["idle_qps"] for r in runs),
         "median_beside_qps": statistics.median(r["beside_qps"] for r in runs),
         "median_ratio": statistics.median(r["ratio"] for r in runs),
+        "median_ratio_to_two_searchers": statistics.median(
+            r["ratio_to_two_searchers"] for r in runs
+        ),
         "median_inserts_per_s_alone": statistics.median(r["inserts_per_s_alone"] for r in runs),
         "median_inserts_per_s_beside": statistics.median(r["inserts_per_s_beside"] for r in runs),
     }
