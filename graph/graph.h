@@ -21,6 +21,7 @@
 #ifndef ROTOR_GRAPH_H
 #define ROTOR_GRAPH_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,7 +102,30 @@ struct graph_space {
     const float *resid;
     /* NULL, or a counter the rerank adds the vectors it scored to. */
     uint32_t *reranked;
+    /* An insert or consolidation beside searches: the lock the navigator
+     * holds exclusively while it changes anything a search reads (records,
+     * lists, the entry). NULL: nobody searches meanwhile. A search bounds
+     * every id by `count` (an insert links new points before the index
+     * counts them) and reads at most R ids of a record. */
+    pthread_rwlock_t *publish;
+    /* Points the index removed (bit u of `deleted`, u < deleted_bits): an
+     * insert links nothing new to them. NULL: none. */
+    const uint64_t *deleted;
+    size_t deleted_bits;
 };
+
+static inline bool graph_removed(const graph_space *s, size_t u) {
+    return u < s->deleted_bits && ((s->deleted[u >> 6] >> (u & 63)) & 1);
+}
+
+static inline void graph_publish_begin(const graph_space *s) {
+    if (s->publish != NULL)
+        pthread_rwlock_wrlock(s->publish);
+}
+static inline void graph_publish_end(const graph_space *s) {
+    if (s->publish != NULL)
+        pthread_rwlock_unlock(s->publish);
+}
 
 /* ---- the navigator interface -------------------------------------------- */
 

@@ -157,6 +157,11 @@ static rotor_status add_points(ivf *f, const graph_space *s) {
     if (st == ROTOR_OK)
         st = km_assign(&f->base.alloc, s->vectors + first * s->dim, n, s->dim, s->dim, f->centroids,
                        f->nlist, f->threads, assign, NULL);
+    /* The assignment is computed beside searches; the lists change while
+     * they are held (a list grows by moving, and its last fast-scan block
+     * holds codes searches read). Searches pass over the new ids until the
+     * index counts them. */
+    graph_publish_begin(s);
     if (st == ROTOR_OK) {
         for (size_t i = 0; i < n; i++)
             need[assign[i]]++;
@@ -176,6 +181,7 @@ static rotor_status add_points(ivf *f, const graph_space *s) {
         f->count = s->count;
         f->listed += n;
     }
+    graph_publish_end(s);
     cm_free(&f->base.alloc, assign);
     cm_free(&f->base.alloc, need);
     return st;
@@ -261,6 +267,9 @@ static rotor_status ivf_consolidate(nav *n, const graph_space *s, const uint64_t
     uint8_t *code = cm_alloc(&f->base.alloc, q->code_bytes, "IVF code copy");
     if (code == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
+    /* Lists are compacted in place, searches held: a pass of memory moves,
+     * far shorter than a graph's prunes. */
+    graph_publish_begin(s);
     rotor_status st = ROTOR_OK;
     for (uint32_t li = 0; li < f->nlist && st == ROTOR_OK; li++) {
         ivf_list *l = &f->lists[li];
@@ -288,6 +297,7 @@ static rotor_status ivf_consolidate(nav *n, const graph_space *s, const uint64_t
         f->listed -= l->size - m;
         l->size = m;
     }
+    graph_publish_end(s);
     cm_free(&f->base.alloc, code);
     return st;
 }
@@ -339,7 +349,7 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
     size_t i = 0;
     for (; i < most && (i < nprobe || scanned * share < want); i++) {
         const ivf_list *l = &f->lists[probe_id[i]];
-        graph_scan_store(&sc, l->codes, 0, l->size, l->ids, f->count);
+        graph_scan_store(&sc, l->codes, 0, l->size, l->ids, s->count);
         scanned += (double)l->size;
     }
     if (p->filter != NULL && p->filter_gave_up != NULL && i == most && most < nlist &&

@@ -199,6 +199,38 @@ static inline size_t list_next(vm_list *l) {
 /* ---- vamana_build.c ------------------------------------------------------ */
 
 rotor_status vamana_insert(nav *n, const graph_space *s);
+
+/* A node's record is read or written by an inserting thread only under
+ * its spin lock (one byte per node). */
+static inline void vm_node_lock(const vamana *g, size_t u) {
+    while (atomic_exchange_explicit(&g->locks[u], 1, memory_order_acquire))
+        while (atomic_load_explicit(&g->locks[u], memory_order_relaxed))
+            __builtin_ia32_pause();
+}
+
+static inline void vm_node_unlock(const vamana *g, size_t u) {
+    atomic_store_explicit(&g->locks[u], 0, memory_order_release);
+}
+
+/* Greedy search for vector `x` on squared L2 (estimated on the build's
+ * 8-bit copy when there is one, else exact), reading node records under
+ * their locks; the expanded nodes are left in sc->pool. */
+void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                     const float *x, size_t list);
+
+/* Nodes a build's or an add's thread takes at a time. */
+enum { VM_CHUNK = 32 };
+
+/* An inserting thread's working memory. */
+typedef struct vm_worker {
+    vm_scratch *sc;
+    uint8_t *code; /* one walking code */
+    /* Insertion beside searches (vamana_insert.c): new images of up to
+     * max(R + 1, VM_CHUNK) records, the nodes they belong to, and the
+     * nodes locked. */
+    uint8_t *img;
+    uint32_t *target, *held;
+} vm_worker;
 rotor_status vamana_derive(const nav *src, const rotor_allocator *a, const nav_params *p,
                            const graph_space *s, nav **out);
 /* The records (and their locks and flags) moved to fresh memory of cap
@@ -215,6 +247,30 @@ void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, con
 /* Copies the walking codes of node u's neighbours into its record (code:
  * scratch for one code) and clears its dirty flag. */
 void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code);
+/* ---- vamana_insert.c ----------------------------------------------------- */
+
+/* Inserting points into a graph that searches are reading (s->publish):
+ * what changes is computed into record images beside the searches, and
+ * the images are copied over the records while they are held. */
+/* Links point p (a greedy search, RobustPrune, the back edges; a list
+ * that outgrows the slack is pruned). p's new neighbours get back edges
+ * at positions searches read only up to R: a list longer than R is
+ * flagged dirty for vm_trim_live. */
+void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w, uint32_t p,
+                    float alpha, size_t list);
+/* Prunes the lists of nodes [first, end) that an insertion grew past R
+ * back to R, in one publication; at most VM_CHUNK nodes. */
+void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w,
+                  uint32_t first, uint32_t end, float alpha);
+/* Adds the edge v -> u (replacing v's last neighbour when v is full):
+ * how an unreached node is linked in. `img`: room for one record. */
+void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code);
+/* Copies the walking codes of the neighbours at positions [from,
+ * min(degree, R)) of record image `rec` into its code block (neighbour-
+ * code layouts; nothing otherwise). */
+void vm_image_codes(const vamana *g, const graph_space *s, uint32_t *rec, uint32_t from,
+                    uint8_t *code);
+
 /* ---- vamana_consolidate.c ------------------------------------------------ */
 /* FreshDiskANN's delete consolidation (nav_ops.consolidate). */
 rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *deleted,

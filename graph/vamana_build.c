@@ -33,21 +33,8 @@
 
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
-static inline void node_lock(const vamana *g, size_t u) {
-    while (atomic_exchange_explicit(&g->locks[u], 1, memory_order_acquire))
-        while (atomic_load_explicit(&g->locks[u], memory_order_relaxed))
-            __builtin_ia32_pause();
-}
-
-static inline void node_unlock(const vamana *g, size_t u) {
-    atomic_store_explicit(&g->locks[u], 0, memory_order_release);
-}
-
-/* Greedy search for vector `x` on squared L2 (estimated on the build's
- * 8-bit copy when there is one, else exact), reading node records under
- * their locks; the expanded nodes are left in sc->pool. */
-static void build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
-                         const float *x, size_t list) {
+void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                     const float *x, size_t list) {
     const size_t d = s->dim;
     vm_list l = {sc->list, sc->expanded, 0, list, 0};
     visited_reset(sc);
@@ -70,11 +57,11 @@ static void build_search(const vamana *g, const graph_space *s, const simd_ops *
         vm_cand u = l.c[i];
         if (sc->pool_size < sc->pool_cap - g->slots - 1)
             sc->pool[sc->pool_size++] = u;
-        node_lock(g, u.id);
+        vm_node_lock(g, u.id);
         const uint32_t *rec = node_of(g, u.id);
         uint32_t deg = rec[0];
         memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
-        node_unlock(g, u.id);
+        vm_node_unlock(g, u.id);
         size_t m = 0;
         for (uint32_t j = 0; j < deg; j++)
             if (visit(sc, sc->nbrs[j]))
@@ -185,12 +172,12 @@ void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, con
 /* Adds the edge u -> p, pruning u's list when it is full. */
 static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                           uint32_t u, uint32_t p, float alpha) {
-    node_lock(g, u);
+    vm_node_lock(g, u);
     uint32_t *rec = node_of(g, u);
     uint32_t deg = rec[0];
     for (uint32_t j = 0; j < deg; j++) {
         if (rec[1 + j] == p) {
-            node_unlock(g, u);
+            vm_node_unlock(g, u);
             return;
         }
     }
@@ -204,39 +191,39 @@ static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, 
         rec[0] = vm_robust_prune(g, s, ops, sc, u, (size_t)deg + 1, alpha, rec + 1);
     }
     g->dirty[u] = 1;
-    node_unlock(g, u);
+    vm_node_unlock(g, u);
 }
 
 static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                          uint32_t p, float alpha, size_t list) {
     const size_t d = s->dim;
     const float *x = s->vectors + (size_t)p * d;
-    build_search(g, s, ops, sc, x, list);
+    vm_build_search(g, s, ops, sc, x, list);
     const size_t n = sc->pool_size;
     memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
     /* The second pass also reconsiders p's current neighbours. */
-    node_lock(g, p);
+    vm_node_lock(g, p);
     uint32_t *rec = node_of(g, p);
     uint32_t deg = rec[0];
     memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
-    node_unlock(g, p);
+    vm_node_unlock(g, p);
     vm_score_ids(s, ops, x, sc->nbrs, deg, sc->prune + n);
     uint32_t *chosen = sc->nbrs;
     uint32_t kept = vm_robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
-    node_lock(g, p);
+    vm_node_lock(g, p);
     memcpy(rec + 1, chosen, kept * sizeof(uint32_t));
     rec[0] = kept;
     g->dirty[p] = 1;
-    node_unlock(g, p);
+    vm_node_unlock(g, p);
     /* chosen lives in sc->nbrs, which the back edges do not touch. */
     for (uint32_t j = 0; j < kept; j++)
         add_back_edge(g, s, ops, sc, chosen[j], p, alpha);
 }
 
-/* Marks in `seen` every node reachable from the entry; returns how many. */
-static size_t mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
+/* Marks in `seen` every node reachable from the entry. */
+static void mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
     memset(seen, 0, g->count);
-    size_t top = 0, reached = 1;
+    size_t top = 0;
     seen[g->entry] = 1;
     stack[top++] = g->entry;
     while (top > 0) {
@@ -245,48 +232,48 @@ static size_t mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
             uint32_t v = rec[1 + j];
             if (!seen[v]) {
                 seen[v] = 1;
-                reached++;
                 stack[top++] = v;
             }
         }
     }
-    return reached;
 }
 
 /* Pruning can leave a node with no in-edge from the rest of the graph,
  * which no search would ever reach. Each such node is linked from the
- * nearest node a search for it expands (all reachable), preferring one
- * with a free slot; a full one gives up its farthest edge, and the check
- * repeats until every node is reached. */
-static void connect_unreached(vamana *g, const graph_space *s, vm_scratch *sc, uint8_t *seen,
+ * nearest live node a search for it expands (all reachable), preferring
+ * one with a free slot; a full one gives up its farthest edge, and the
+ * check repeats until every live node is reached. Removed nodes are
+ * left alone: a consolidation emptied or will empty them, and nothing
+ * should lead to them. */
+static void connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t *seen,
                               uint32_t *stack) {
     const simd_ops *ops = simd_ops_get();
+    vm_scratch *sc = w->sc;
     for (unsigned round = 0; round < 8; round++) {
-        if (mark_reachable(g, seen, stack) == g->count)
-            break;
+        mark_reachable(g, seen, stack);
+        bool all = true;
         for (size_t u = 0; u < g->count; u++) {
-            if (seen[u])
+            if (seen[u] || graph_removed(s, u))
                 continue;
-            build_search(g, s, ops, sc, s->vectors + u * s->dim, g->p.build_list);
+            all = false;
+            vm_build_search(g, s, ops, sc, s->vectors + u * s->dim, g->p.build_list);
             sort_cands(sc->pool, sc->pool_size);
             size_t pick = 0;
             for (size_t j = 0; j < sc->pool_size; j++) {
-                if (sc->pool[j].id != u && node_of(g, sc->pool[j].id)[0] < g->p.degree) {
+                const uint32_t v = sc->pool[j].id;
+                if (v != u && !graph_removed(s, v) && node_of(g, v)[0] < g->p.degree) {
                     pick = j;
                     break;
                 }
             }
             uint32_t v = sc->pool[pick].id;
-            if (v == u)
+            if (v == u || graph_removed(s, v))
                 continue;
-            uint32_t *rec = node_of(g, v);
-            if (rec[0] < g->p.degree)
-                rec[1 + rec[0]++] = (uint32_t)u;
-            else
-                rec[g->p.degree] = (uint32_t)u;
-            g->dirty[v] = 1;
+            vm_link(g, s, v, (uint32_t)u, w->img, w->code);
             seen[u] = 1;
         }
+        if (all)
+            break;
     }
 }
 
@@ -315,20 +302,18 @@ static void trim_node(vamana *g, const graph_space *s, const simd_ops *ops, vm_s
     g->dirty[u] = 1;
 }
 
-typedef struct build_worker {
-    vm_scratch *sc;
-    uint8_t *code;
-} build_worker;
-
 typedef struct build_job {
     vamana *g;
     const graph_space *s;
-    build_worker *w;       /* one per pool thread */
+    vm_worker *w;          /* one per pool thread */
     const uint32_t *order; /* points to insert */
     size_t n;
     float alpha;
     size_t list; /* the build searches' candidate list this pass */
     int phase;   /* PHASE_* */
+    /* Adds to a built graph (vamana_insert.c): records change by images,
+     * searches may be reading them. */
+    bool live;
     /* Progress of an insertion pass, reported by the calling thread. */
     bool reports;
     uint64_t progress_base, progress_total;
@@ -336,14 +321,14 @@ typedef struct build_job {
     atomic_int stop; /* the progress callback asked to cancel */
 } build_job;
 
-enum { CHUNK = 32, BUILD_CODES_MIN_DIM = 32 };
+enum { CHUNK = VM_CHUNK, BUILD_CODES_MIN_DIM = 32 };
 
 static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
     build_job *job = ctx;
     if (atomic_load_explicit(&job->stop, memory_order_relaxed))
         return;
     vamana *g = job->g;
-    build_worker *w = &job->w[worker];
+    vm_worker *w = &job->w[worker];
     const simd_ops *ops = simd_ops_get();
     const size_t b = chunk * CHUNK, e = b + CHUNK < job->n ? b + CHUNK : job->n;
     for (size_t i = b; i < e; i++) {
@@ -352,9 +337,15 @@ static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
                 g->build_q, job->s->vectors + i * job->s->dim,
                 g->build_codes + i * g->build_q->code_bytes,
                 (float *)(w->sc->bqmem + cm_round_up(g->build_q->query_bytes, CM_ALIGN)));
+        else if (job->phase == PHASE_INSERT && job->live)
+            vm_insert_live(g, job->s, ops, w, job->order[i], job->alpha, job->list);
         else if (job->phase == PHASE_INSERT)
             insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha, job->list);
-        else if (job->phase == PHASE_TRIM)
+        else if (job->phase == PHASE_TRIM && job->live) {
+            /* The whole chunk, in one publication. */
+            vm_trim_live(g, job->s, ops, w, (uint32_t)b, (uint32_t)e, job->alpha);
+            break;
+        } else if (job->phase == PHASE_TRIM)
             trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
         else if (g->dirty[i])
             vm_refresh_codes(g, job->s, i, w->code);
@@ -373,7 +364,7 @@ static bool run_phase(cm_pool *pool, build_job *job, size_t n) {
     return !atomic_load(&job->stop);
 }
 
-static void build_codes_drop(vamana *g, build_worker *w, unsigned threads) {
+static void build_codes_drop(vamana *g, vm_worker *w, unsigned threads) {
     for (unsigned t = 0; w != NULL && t < threads; t++) {
         if (w[t].sc != NULL) {
             cm_free(&g->base.alloc, w[t].sc->bqmem);
@@ -397,7 +388,7 @@ static void build_codes_drop(vamana *g, build_worker *w, unsigned threads) {
  * Below 32 dimensions the rows are small and the copy is not made. */
 static rotor_status build_codes_make(vamana *g, const graph_space *s, cm_pool *pool,
                                      build_job *job) {
-    build_worker *w = job->w;
+    vm_worker *w = job->w;
     const unsigned threads = cm_pool_threads(pool);
     if (s->dim < BUILD_CODES_MIN_DIM)
         return ROTOR_OK;
@@ -555,7 +546,12 @@ static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out)
 static rotor_status insert_points(vamana *g, const graph_space *s) {
     const size_t first = g->count, n = s->count - first;
     const rotor_allocator *a = &g->base.alloc;
-    CM_FORWARD(reserve(g, s->count));
+    /* Searches may read the graph during an add (not a build): moving the
+     * records is published, new records are not read until linked. */
+    graph_publish_begin(s);
+    rotor_status rst = reserve(g, s->count);
+    graph_publish_end(s);
+    CM_FORWARD(rst);
     if (g->own_code)
         for (size_t i = first; i < s->count; i++)
             s->walk_q->ops->load(s->walk_q, s->walk_codes, i,
@@ -565,13 +561,13 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     cm_pool pool;
     CM_FORWARD(cm_pool_start(&pool, a, cm_thread_count(g->p.threads, n)));
     const unsigned threads = cm_pool_threads(&pool);
-    build_job job = {.g = g, .s = s};
+    build_job job = {.g = g, .s = s, .live = first > 0};
     job.w = cm_calloc(a, threads * sizeof *job.w, "build workers");
     /* `order` doubles as the reachability check's stack, hence its size. */
     uint32_t *order = cm_alloc(a, s->count * sizeof *order, "insertion order");
     uint8_t *seen = cm_alloc(a, s->count, "reachability marks");
     rotor_status st = job.w && order && seen ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-    build_worker *w = job.w;
+    vm_worker *w = job.w;
     const size_t code_bytes = s->walk_q ? s->walk_q->code_bytes : 0;
     for (unsigned t = 0; t < threads && st == ROTOR_OK; t++) {
         st = vm_scratch_get(g, s, s->count, g->p.build_list, 2 * (size_t)g->p.build_list + 64, 0,
@@ -580,6 +576,17 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             w[t].code = cm_alloc(a, code_bytes, "code copy");
             if (w[t].code == NULL)
                 st = ROTOR_ERR_OUT_OF_MEMORY;
+        }
+        /* Record images: every worker's for an add, one for the links of
+         * unreached nodes of a build. */
+        if (st == ROTOR_OK && (job.live || t == 0)) {
+            const size_t most = (size_t)g->p.degree + 1 > VM_CHUNK ? g->p.degree + 1 : VM_CHUNK;
+            w[t].img = cm_alloc(a, most * g->node_bytes, "record images");
+            w[t].target = cm_alloc(a, 2 * most * sizeof(uint32_t), "record images");
+            if (w[t].img == NULL || w[t].target == NULL)
+                st = ROTOR_ERR_OUT_OF_MEMORY;
+            else
+                w[t].held = w[t].target + most;
         }
     }
     if (st == ROTOR_OK && first == 0)
@@ -600,7 +607,9 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             st = sample_starts(g, s, order, nstarts, w[0].code);
     }
     if (st == ROTOR_OK) {
+        graph_publish_begin(s);
         g->count = s->count;
+        graph_publish_end(s);
 
         const bool build = first == 0;
         const unsigned passes = build ? 2 : 1;
@@ -625,8 +634,9 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             run_phase(&pool, &job, g->count);
         }
         if (st == ROTOR_OK)
-            connect_unreached(g, s, w[0].sc, seen, order);
-        if (st == ROTOR_OK && g->neighbor_codes) {
+            connect_unreached(g, s, &w[0], seen, order);
+        /* An add's images carried their codes. */
+        if (st == ROTOR_OK && g->neighbor_codes && !job.live) {
             job.phase = PHASE_CODES;
             run_phase(&pool, &job, g->count);
         }
@@ -636,6 +646,8 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         if (w[t].sc != NULL)
             vm_scratch_put(g, w[t].sc);
         cm_free(a, w[t].code);
+        cm_free(a, w[t].img);
+        cm_free(a, w[t].target);
     }
     cm_free(a, w);
     cm_free(a, order);

@@ -20,10 +20,12 @@
  * of nodes removed, about 1 - (1 - f)^R of the live nodes are pruned.
  *
  * Threads: live nodes are split over the pool. A thread writes only the
- * record of the live node it prunes and reads only that record and those
- * of removed nodes, which nobody writes until every prune is done: no
- * lock is needed. Neighbour-code layouts then copy the codes of every
- * re-linked record (the dirty flags, as after a build).
+ * records of the live nodes it prunes and reads only those records and
+ * the removed nodes', which nobody writes until every prune is done: no
+ * lock is needed between them. Searches may be reading meanwhile
+ * (graph_space.publish): each chunk of nodes is re-linked into record
+ * images (neighbour codes included), and the images are copied over the
+ * records in one publication per chunk.
  *
  * Departures from the paper: slots are not reused (a removed node keeps
  * its record, emptied, and its vector), and the sampled starting points
@@ -42,8 +44,9 @@ enum { CONS_CHUNK = 64 };
 typedef struct cons_worker {
     vm_scratch *sc;
     uint32_t *cand; /* candidate ids, slots + slots^2 */
-    uint32_t *out;  /* a new list, R */
     uint8_t *code;  /* one walking code */
+    uint8_t *img;   /* CONS_CHUNK record images */
+    uint32_t *target;
 } cons_worker;
 
 typedef struct cons_job {
@@ -52,22 +55,24 @@ typedef struct cons_job {
     const uint64_t *deleted;
     size_t deleted_bits;
     cons_worker *w;
-    int phase; /* 0: prune live nodes, 1: empty removed ones, 2: codes */
+    int phase; /* 0: prune live nodes, 1: empty removed ones */
 } cons_job;
 
 static inline bool gone(const cons_job *j, size_t u) {
     return u < j->deleted_bits && ((j->deleted[u >> 6] >> (u & 63)) & 1);
 }
 
-static void relink(const cons_job *j, cons_worker *w, uint32_t u) {
+/* The image of live node u's record re-linked around its removed
+ * neighbours; false (no image) when it has none. */
+static bool relink(const cons_job *j, cons_worker *w, uint32_t u, uint32_t *img) {
     vamana *g = j->g;
-    uint32_t *rec = node_of(g, u);
+    const uint32_t *rec = node_of(g, u);
     const uint32_t deg = rec[0];
     bool touched = false;
     for (uint32_t i = 0; i < deg && !touched; i++)
         touched = gone(j, rec[1 + i]);
     if (!touched)
-        return;
+        return false;
     size_t m = 0;
     for (uint32_t i = 0; i < deg; i++) {
         const uint32_t v = rec[1 + i];
@@ -83,24 +88,36 @@ static void relink(const cons_job *j, cons_worker *w, uint32_t u) {
     const simd_ops *ops = simd_ops_get();
     const graph_space *s = j->s;
     vm_score_ids(s, ops, s->vectors + (size_t)u * s->dim, w->cand, m, w->sc->prune);
-    const uint32_t kept = vm_robust_prune(g, s, ops, w->sc, u, m, g->p.alpha, w->out);
-    memcpy(rec + 1, w->out, kept * sizeof *w->out);
-    rec[0] = kept;
-    g->dirty[u] = 1;
+    memcpy(img, rec, g->node_bytes);
+    img[0] = vm_robust_prune(g, s, ops, w->sc, u, m, g->p.alpha, img + 1);
+    vm_image_codes(g, s, img, 0, w->code);
+    return true;
 }
 
 static void cons_chunk(void *ctx, size_t chunk, unsigned worker) {
     const cons_job *j = ctx;
     vamana *g = j->g;
+    cons_worker *w = &j->w[worker];
     const size_t b = chunk * CONS_CHUNK, e = b + CONS_CHUNK < g->count ? b + CONS_CHUNK : g->count;
+    size_t n = 0;
     for (size_t u = b; u < e; u++) {
-        if (j->phase == 0 && !gone(j, u))
-            relink(j, &j->w[worker], (uint32_t)u);
-        else if (j->phase == 1 && gone(j, u) && node_of(g, u)[0] > 0)
-            node_of(g, u)[0] = 0; /* nothing to copy for an empty list */
-        else if (j->phase == 2 && g->dirty[u])
-            vm_refresh_codes(g, j->s, u, j->w[worker].code);
+        if (j->phase == 0 && !gone(j, u)) {
+            if (relink(j, w, (uint32_t)u, (uint32_t *)(w->img + n * g->node_bytes)))
+                w->target[n++] = (uint32_t)u;
+        } else if (j->phase == 1 && gone(j, u) && node_of(g, u)[0] > 0) {
+            w->target[n++] = (uint32_t)u;
+        }
     }
+    if (n == 0)
+        return;
+    graph_publish_begin(j->s);
+    for (size_t i = 0; i < n; i++) {
+        if (j->phase == 0)
+            memcpy(node_of(g, w->target[i]), w->img + i * g->node_bytes, g->node_bytes);
+        else
+            node_of(g, w->target[i])[0] = 0; /* nothing to copy for an empty list */
+    }
+    graph_publish_end(j->s);
 }
 
 /* The live node nearest to the removed entry: the entry was the medoid,
@@ -133,8 +150,12 @@ rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *de
         return ROTOR_OK;
     /* Records of a mapped file are copied (and checked) first: the
      * mapping is read-only. */
-    if (g->borrowed)
-        CM_FORWARD(vm_move_records(g, g->count));
+    if (g->borrowed) {
+        graph_publish_begin(s);
+        rotor_status mst = vm_move_records(g, g->count);
+        graph_publish_end(s);
+        CM_FORWARD(mst);
+    }
     const rotor_allocator *a = &g->base.alloc;
     cm_pool pool;
     CM_FORWARD(cm_pool_start(&pool, a, cm_thread_count(threads, g->count / CONS_CHUNK + 1)));
@@ -148,9 +169,11 @@ rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *de
         cons_worker *w = &job.w[t];
         st = vm_scratch_get(g, s, 1, 0, most, 0, &w->sc);
         w->cand = cm_alloc(a, most * sizeof *w->cand, "consolidation candidates");
-        w->out = cm_alloc(a, g->p.degree * sizeof *w->out, "consolidation list");
+        w->img = cm_alloc(a, CONS_CHUNK * g->node_bytes, "record images");
+        w->target = cm_alloc(a, CONS_CHUNK * sizeof *w->target, "record images");
         w->code = code_bytes ? cm_alloc(a, code_bytes, "code copy") : NULL;
-        if (st == ROTOR_OK && (w->cand == NULL || w->out == NULL || (code_bytes && !w->code)))
+        if (st == ROTOR_OK &&
+            (w->cand == NULL || w->img == NULL || w->target == NULL || (code_bytes && !w->code)))
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (st == ROTOR_OK) {
@@ -158,20 +181,19 @@ rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *de
         cm_pool_run(&pool, cons_chunk, &job, chunks);
         if (gone(&job, g->entry)) {
             const uint32_t e = live_entry(&job);
+            graph_publish_begin(s);
             g->entry = e != UINT32_MAX ? e : g->entry;
+            graph_publish_end(s);
         }
         job.phase = 1;
         cm_pool_run(&pool, cons_chunk, &job, chunks);
-        if (g->neighbor_codes) {
-            job.phase = 2;
-            cm_pool_run(&pool, cons_chunk, &job, chunks);
-        }
     }
     for (unsigned t = 0; job.w != NULL && t < nt; t++) {
         if (job.w[t].sc != NULL)
             vm_scratch_put(g, job.w[t].sc);
         cm_free(a, job.w[t].cand);
-        cm_free(a, job.w[t].out);
+        cm_free(a, job.w[t].img);
+        cm_free(a, job.w[t].target);
         cm_free(a, job.w[t].code);
     }
     cm_free(a, job.w);

@@ -44,11 +44,13 @@ enum { NO_NODE = UINT32_MAX };
 
 static inline void offer(vm_walk *w, float est, uint32_t id) { sink_offer(&w->k, est, id); }
 
-/* True for a neighbour of u not visited yet, now marked; an id past the
- * graph marks u's record impossible instead. */
+/* True for a neighbour of u not visited yet, now marked. An id at or past
+ * the search's count is a point an add is linking (passed over), or, past
+ * every record, marks u's record impossible. */
 static inline bool enters(vm_walk *w, uint32_t u, uint32_t id, uint32_t count) {
     if (CM_UNLIKELY(id >= count)) {
-        w->bad = u;
+        if (id >= w->g->capacity)
+            w->bad = u;
         return false;
     }
     return visit(w->sc, id);
@@ -59,7 +61,7 @@ static inline bool enters(vm_walk *w, uint32_t u, uint32_t id, uint32_t count) {
  * enter; most neighbours fail the gate and cost no random access. */
 static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const vamana *g = w->g;
-    const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
+    const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
     float *est = w->sc->est;
     w->walk->ops->scan(w->walk, w->qs, (const uint8_t *)rec + g->block_off, 0, deg, est);
     w->work.scored += deg;
@@ -76,7 +78,7 @@ static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t d
  * into one store and scored by one scan call (one fast-scan block). */
 static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const vamana *g = w->g;
-    const uint32_t *nb = rec + 1, count = (uint32_t)g->count;
+    const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
     uint32_t *ids = w->sc->nbrs;
     uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {
@@ -99,7 +101,7 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
 /* No quantizer: exact distances on the full vectors. */
 static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const graph_space *s = w->s;
-    const uint32_t *nb = rec + 1, count = (uint32_t)w->g->count;
+    const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
     const size_t vb = s->dim * sizeof(float);
     for (uint32_t j = 0; j < deg; j++) {
         if (!enters(w, u, nb[j], count))
@@ -167,7 +169,7 @@ enum { FILTER_ROUTE_GROWTH = 16 };
 
 /* The filter's own starting points, entered beside the graph's. */
 static void enter_filter_starts(vm_walk *w, const nav_filter *f) {
-    const uint32_t count = (uint32_t)w->g->count;
+    const uint32_t count = (uint32_t)w->s->count;
     for (size_t j = 0; j < f->nstarts; j++) {
         const uint32_t id = f->starts[j];
         if (id >= count || !visit(w->sc, id))
@@ -213,13 +215,13 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     size_t route = 0;
     if (filter != NULL) {
         const size_t passing = filter->passing > 0 ? filter->passing : 1;
-        const size_t grow = 2 * ((g->count + passing - 1) / passing);
+        const size_t grow = 2 * ((s->count + passing - 1) / passing);
         route = list * (grow < FILTER_ROUTE_GROWTH ? grow : FILTER_ROUTE_GROWTH);
     }
     const size_t second = refining ? (rerank > k ? rerank : k) : 0;
     vm_scratch *sc;
     /* The route list lies in the list's memory, after it. */
-    CM_FORWARD(vm_scratch_get(g, s, g->count, list + (route > 0 ? route + 1 : 0), 0,
+    CM_FORWARD(vm_scratch_get(g, s, s->count, list + (route > 0 ? route + 1 : 0), 0,
                               pool_cap + second, &sc));
     cm_topk pool;
     cm_topk_init(&pool, sc->best_d, sc->best_id, pool_cap);
@@ -246,7 +248,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     visited_reset(sc);
     /* A point held out is marked seen before anything is scored, so no
      * list, start or pool ever takes it (unless it is the entry itself). */
-    if (p->skip != NULL && *p->skip < g->count)
+    if (p->skip != NULL && *p->skip < s->count)
         visit(sc, *p->skip);
     float d0;
     if (walk != NULL)
@@ -293,12 +295,17 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         const uint32_t *rec = node_of(g, u);
         /* A record of a mapped file is checked where it is used (whole at
          * verify, load and add): the degree here, every id in the helpers
-         * before it indexes memory. */
-        if (CM_UNLIKELY(rec[0] > g->p.degree)) {
-            w.bad = u;
-            break;
+         * before it indexes memory. An add may leave ids past R in the
+         * slack until it prunes the list: they are not read. */
+        uint32_t deg = rec[0];
+        if (CM_UNLIKELY(deg > g->p.degree)) {
+            if (deg > g->slots) {
+                w.bad = u;
+                break;
+            }
+            deg = g->p.degree;
         }
-        expand(&w, u, rec, rec[0]);
+        expand(&w, u, rec, deg);
         w.work.hops++;
     }
     if (filter != NULL && p->filter_gave_up != NULL && r->cap > 0 && r->size == r->cap &&

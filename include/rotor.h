@@ -26,13 +26,30 @@
  *     thread.
  *
  * Threads
- *   - Functions taking `const rotor_index *` only read the index: any number of
- *     threads may call them on one index at once.
- *   - Functions taking `rotor_index *` modify it and must not run concurrently
- *     with any other call on that index: rotor_index_remove, _update and
- *     _consolidate are writers like rotor_index_add, never beside a search
- *     of the same index. A search that starts after a remove returned
- *     never returns a removed key.
+ *   - Any number of threads may call any function on one index at once,
+ *     except rotor_index_close, which no other call may overlap.
+ *   - Functions taking `const rotor_index *` read the index (searches,
+ *     stats, get, contains, labels, save). Functions taking `rotor_index *`
+ *     change it (add, remove, update, consolidate, set_labels, tune): they
+ *     run one at a time.
+ *   - Searches run beside a writer. A writer does its work (converting,
+ *     encoding, finding a new vector's links, re-linking around removed
+ *     ones) while searches go on, and holds the index exclusively only to
+ *     publish what it computed: a few records, a code store's new codes, a
+ *     bitset, a count. A search waits at most for one such publication,
+ *     never for a whole add or consolidation, and a publication waits for
+ *     the queries already running; a batch search lets writers in between
+ *     its queries (a flat index's, between chunks of 64). An index's first
+ *     batch (its build) is the exception: searches of an empty index wait
+ *     for it.
+ *   - Every search sees the index between two publications, never within
+ *     one: an add's vectors all appear at once (none before the add's
+ *     last publication),
+ *     a search that starts after rotor_index_remove returned never returns
+ *     a removed key, and a search beside rotor_index_update finds a key's
+ *     old vector, or neither, or its new one, never both.
+ *   - A save takes the writers' turn: no writer changes the index while
+ *     it is written, and searches go on.
  *   - The last-error text is kept per thread.
  *
  * Errors

@@ -148,10 +148,14 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
     memset(ix, 0, sizeof *ix);
     ix->params = p;
+    ix->alloc = p.allocator;
+    if (ix_sync_create(ix) != ROTOR_OK) {
+        p.allocator.free(p.allocator.opaque, ix);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
     ix->params.quant = NULL; /* not kept: the caller owns the strings */
     ix->params.walk_quant = NULL;
     ix->params.labels = NULL; /* set by the build, not kept */
-    ix->alloc = p.allocator;
     ix->metric = p.metric;
     ix->dim = dim;
     /* "auto": the first batch chooses the codes and creates the navigator
@@ -220,6 +224,11 @@ typedef struct encode_job {
     const rotor_index *ix;
     const quant *q;
     uint8_t *codes;
+    /* Codes of a live index go here, row after row (code_bytes each), to
+     * be stored while searches are held (publish_codes): a fast-scan
+     * block's bytes hold nibbles or bits of 32 codes, some of which
+     * searches read. NULL: straight into `codes`. */
+    uint8_t *staged;
     float *resid; /* NULL: no residuals to compute */
     size_t first, end;
     uint8_t *scratch; /* per worker: q->scratch_floats, then one code */
@@ -243,23 +252,39 @@ static void encode_chunk(void *arg, size_t chunk, unsigned worker) {
     for (size_t i = lo; i < hi; i++) {
         const float *x = j->ix->vectors + i * j->ix->dim;
         q->ops->encode(q, x, code, scratch);
-        q->ops->store(q, j->codes, i, code);
+        if (j->staged != NULL)
+            memcpy(j->staged + (i - j->first) * q->code_bytes, code, q->code_bytes);
+        else
+            q->ops->store(q, j->codes, i, code);
         if (j->resid != NULL)
             j->resid[i] = q->ops->residual(q, x, code, scratch);
     }
 }
 
 /* Encodes rows [first, first + n) of ix->vectors into q's code store (and
- * their residuals into resid, unless NULL). */
+ * their residuals into resid, unless NULL). In a live index (first > 0)
+ * the codes are encoded beside searches and stored while they are held;
+ * the residuals of rows no search reaches yet are written at once. */
 static rotor_status encode_rows(rotor_index *ix, cm_pool *pool, const quant *q, uint8_t *codes,
                                 float *resid, size_t first, size_t n) {
     const size_t per = cm_round_up(q->scratch_floats * sizeof(float) + q->code_bytes, CM_ALIGN);
-    encode_job job = {ix, q, codes, resid, first, first + n, NULL, per};
+    encode_job job = {ix, q, codes, NULL, resid, first, first + n, NULL, per};
     job.scratch = cm_alloc(&ix->alloc, cm_pool_threads(pool) * per, "encoding scratch");
-    if (job.scratch == NULL)
+    if (first > 0 && job.scratch != NULL)
+        job.staged = cm_alloc_large(&ix->alloc, n * q->code_bytes, "new codes");
+    if (job.scratch == NULL || (first > 0 && job.staged == NULL)) {
+        cm_free(&ix->alloc, job.scratch);
         return ROTOR_ERR_OUT_OF_MEMORY;
+    }
     const size_t base = first / ENCODE_CHUNK * ENCODE_CHUNK;
     cm_pool_run(pool, encode_chunk, &job, (first + n - base + ENCODE_CHUNK - 1) / ENCODE_CHUNK);
+    if (job.staged != NULL) {
+        ix_publish_begin(ix);
+        for (size_t i = 0; i < n; i++)
+            q->ops->store(q, codes, first + i, job.staged + i * q->code_bytes);
+        ix_publish_end(ix);
+    }
+    cm_free(&ix->alloc, job.staged);
     cm_free(&ix->alloc, job.scratch);
     return ROTOR_OK;
 }
@@ -301,32 +326,59 @@ rotor_status rotor_index_add_with_keys(rotor_index *ix, const rotor_matrix *vect
 }
 
 /* The keys are staged first, so a taken key is refused before any work;
- * they stay staged (invisible to lookups) until the rows are counted. */
-static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+ * they stay staged (invisible to lookups) until the rows are counted.
+ * Searches go on meanwhile (sync.c): they are held while the keys are
+ * staged and the arrays grown, while the codes are stored, while the
+ * navigator publishes its links, and for the count; the rows are
+ * converted, encoded and linked beside them, in slots no search reads. */
+static rotor_status add_locked(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+    size_t need;
+    CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows, &need), ROTOR_ERR_INVALID_ARGUMENT,
+                 "adding %zu vectors overflows the index size", vectors->rows);
+    /* Nothing to search yet: the first batch is a build, held whole. */
+    if (ix->count == 0)
+        ix_write_hold(ix);
+    ix_publish_begin(ix);
+    rotor_status st = ix_keys_stage(ix, keys, vectors->rows);
+    /* Growing first is safe: the old rows are copied and the count is only
+     * raised once every new row converted cleanly. */
+    if (st == ROTOR_OK) {
+        st = ix_reserve(ix, need);
+        if (st != ROTOR_OK)
+            ix_keys_rollback(ix);
+    }
+    ix_publish_end(ix);
+    if (st != ROTOR_OK)
+        return st;
+    st = ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
+                         ix->count == 0 ? "base data" : "added data");
+    if (st == ROTOR_OK)
+        st = ix_index_rows(ix, need);
+    if (st != ROTOR_OK) {
+        ix_publish_begin(ix);
+        ix_keys_rollback(ix);
+        ix_publish_end(ix);
+        return st;
+    }
+    ix_keys_commit(ix);
+    return ROTOR_OK;
+}
+
+rotor_status ix_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
     CM_FORWARD(ix_matrix_check(vectors, "added data"));
     CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
                  "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
     CM_RETURN_IF(ix->store != NULL, ROTOR_ERR_UNSUPPORTED,
                  "an index whose full vectors are on disk takes no new vectors; open it with "
                  "its vectors in RAM to add");
-    size_t need;
-    CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows, &need), ROTOR_ERR_INVALID_ARGUMENT,
-                 "adding %zu vectors overflows the index size", vectors->rows);
-    CM_FORWARD(ix_keys_stage(ix, keys, vectors->rows));
-    /* Growing first is safe: the old rows are copied and the count is only
-     * raised once every new row converted cleanly. */
-    rotor_status st = ix_reserve(ix, need);
-    if (st == ROTOR_OK)
-        st = ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
-                             ix->count == 0 ? "base data" : "added data");
-    if (st == ROTOR_OK)
-        st = ix_index_rows(ix, need);
-    if (st != ROTOR_OK) {
-        ix_keys_rollback(ix);
-        return st;
-    }
-    ix_keys_commit(ix);
-    return ROTOR_OK;
+    return add_locked(ix, vectors, keys);
+}
+
+static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+    ix_write_begin(ix);
+    const rotor_status st = ix_add(ix, vectors, keys);
+    ix_write_end(ix);
+    return st;
 }
 
 rotor_status ix_encode_rows(rotor_index *ix, size_t need) {
@@ -357,10 +409,13 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) {
         CM_FORWARD(choose_codes(ix, need));
     CM_FORWARD(encode_new_rows(ix, need - ix->count));
     /* The navigator sees the new rows before the index counts them, so a
-     * failure here leaves the index as it was. */
+     * failure here leaves the index as it was, and searches meanwhile
+     * pass over them. */
     graph_space s = ix_space(ix);
     s.count = need;
+    s.publish = ix->count > 0 ? ix_publish_lock(ix) : NULL;
     CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
+    ix_publish_begin(ix);
     if (ix->params.kind == ROTOR_INDEX_IVF && ix->params.nlist == 0) {
         /* The partitions a first batch chose, kept as an opened file keeps
          * them: what a filtered search weighs without asking the lists. */
@@ -369,6 +424,7 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) {
         ix->params.nlist = ns.partitions;
     }
     ix->count = need;
+    ix_publish_end(ix);
     return ROTOR_OK;
 }
 
@@ -389,13 +445,12 @@ graph_space ix_space(const rotor_index *ix) {
         .walk_q = ix->walk_q ? ix->walk_q : ix->q,
         .walk_codes = ix->walk_q ? ix->walk_codes : ix->codes,
         .resid = ix->resid,
+        .deleted = ix->deleted,
+        .deleted_bits = ix->deleted_bits,
     };
 }
 
-rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out) {
-    cm_clear_error();
-    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
-                 "index and output must not be NULL");
+static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     memset(out, 0, sizeof *out);
     out->kind = ix->params.kind;
     out->metric = ix->metric;
@@ -450,13 +505,19 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     out->train_seconds = ix->train_seconds;
     snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
     snprintf(out->walk_quant, sizeof out->walk_quant, "%s", ix->walk_q ? ix->walk_name : "");
-    return ROTOR_OK;
 }
 
-rotor_status rotor_index_reconstruct(const rotor_index *ix, int64_t id, float *out) {
+rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "index and output must not be NULL");
+    ix_read_begin(ix);
+    stats_locked(ix, out);
+    ix_read_end(ix);
+    return ROTOR_OK;
+}
+
+static rotor_status reconstruct_locked(const rotor_index *ix, int64_t id, float *out) {
     size_t slot;
     CM_FORWARD(ix_slot_of(ix, id, &slot));
     if (ix->q == NULL) {
@@ -475,13 +536,18 @@ rotor_status rotor_index_reconstruct(const rotor_index *ix, int64_t id, float *o
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, size_t dim,
-                                  const int64_t *ids, size_t n, float *distances) {
+rotor_status rotor_index_reconstruct(const rotor_index *ix, int64_t id, float *out) {
     cm_clear_error();
-    CM_RETURN_IF(ix == NULL || query == NULL || (n > 0 && (ids == NULL || distances == NULL)),
-                 ROTOR_ERR_INVALID_ARGUMENT, "index, query, ids and distances must not be NULL");
-    CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
-                 dim, ix->dim);
+    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and output must not be NULL");
+    ix_read_begin(ix);
+    const rotor_status st = reconstruct_locked(ix, id, out);
+    ix_read_end(ix);
+    return st;
+}
+
+static rotor_status estimate_locked(const rotor_index *ix, const float *query, size_t dim,
+                                    const int64_t *ids, size_t n, float *distances) {
     size_t *slot = cm_alloc(&ix->alloc, (n > 0 ? n : 1) * sizeof *slot, "slots of the keys");
     if (slot == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -518,6 +584,19 @@ rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, siz
     return st;
 }
 
+rotor_status rotor_index_estimate(const rotor_index *ix, const float *query, size_t dim,
+                                  const int64_t *ids, size_t n, float *distances) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || query == NULL || (n > 0 && (ids == NULL || distances == NULL)),
+                 ROTOR_ERR_INVALID_ARGUMENT, "index, query, ids and distances must not be NULL");
+    CM_RETURN_IF(dim != ix->dim, ROTOR_ERR_DIMENSION, "query has %zu dimensions, index has %zu",
+                 dim, ix->dim);
+    ix_read_begin(ix);
+    const rotor_status st = estimate_locked(ix, query, dim, ids, n, distances);
+    ix_read_end(ix);
+    return st;
+}
+
 void rotor_index_close(rotor_index *ix) {
     if (ix == NULL)
         return;
@@ -538,6 +617,7 @@ void rotor_index_close(rotor_index *ix) {
     ix_labels_free(ix);
     ix_keys_free(ix);
     ix_deleted_free(ix);
+    ix_sync_free(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */
     a.free(a.opaque, ix);

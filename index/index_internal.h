@@ -12,11 +12,13 @@
  *   build_file.c  the streaming build of a file into an index file
  *   keys.c        user keys: the slot of a key, the key of a slot, the keys section
  *   remove.c      remove, update, consolidate; the deleted section
+ *   sync.c        searches beside writers: the index's two locks
  */
 #ifndef ROTOR_INDEX_INTERNAL_H
 #define ROTOR_INDEX_INTERNAL_H
 
 #include <float.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +83,9 @@ typedef struct ix_keys {
     bool fresh;
 } ix_keys;
 
+/* sync.c: the locks of searches beside writers. */
+typedef struct ix_sync ix_sync;
+
 struct rotor_index {
     rotor_params params;
     rotor_allocator alloc;
@@ -135,7 +140,28 @@ struct rotor_index {
     uint64_t *deleted;
     size_t deleted_bits;
     size_t ndeleted, pending;
+    /* Searches beside writers (sync.c); the pointer is set once, at
+     * creation, so a const index still locks. */
+    ix_sync *sync;
 };
+
+/* sync.c. Every reading call holds the index shared (ix_read_*) while
+ * it reads; every writer holds the writer's turn (ix_write_*) for its
+ * whole call, and the index exclusively (ix_publish_*) only while it
+ * changes what searches read. ix_write_hold: the writer holds the index
+ * exclusively for the rest of its call (then ix_publish_* do nothing and
+ * ix_publish_lock is NULL). */
+rotor_status ix_sync_create(rotor_index *ix);
+void ix_sync_free(rotor_index *ix);
+void ix_read_begin(const rotor_index *ix);
+void ix_read_end(const rotor_index *ix);
+void ix_write_begin(const rotor_index *ix);
+void ix_write_hold(const rotor_index *ix);
+void ix_write_end(const rotor_index *ix);
+void ix_publish_begin(const rotor_index *ix);
+void ix_publish_end(const rotor_index *ix);
+/* What a navigator takes exclusively to publish its changes. */
+pthread_rwlock_t *ix_publish_lock(const rotor_index *ix);
 
 /* Whether slot u's vector was removed. */
 static inline bool ix_is_deleted(const rotor_index *ix, size_t u) {
@@ -147,6 +173,9 @@ static inline size_t ix_live(const rotor_index *ix) { return ix->count - ix->nde
 /* index.c: an empty index of `dim` dimensions for checked params, sized
  * for a first batch of `rows` (graph threads); nothing is encoded yet. */
 rotor_status ix_create(const rotor_params *p, size_t dim, size_t rows, rotor_index **out);
+/* rotor_index_add_with_keys for a writer that holds its turn already
+ * (ix_write_begin): an update's add. */
+rotor_status ix_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys);
 /* Encodes rows [count, need) already in `vectors` and links them into the
  * navigator (training the quantizers on a first batch), then counts them.
  * A first batch of an "auto" index first chooses its codes. */

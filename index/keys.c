@@ -274,7 +274,9 @@ rotor_status rotor_index_contains(const rotor_index *ix, int64_t key, int *found
     CM_RETURN_IF(ix == NULL || found == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "index and found must not be NULL");
     size_t slot;
+    ix_read_begin(ix);
     *found = find(ix, key, &slot);
+    ix_read_end(ix);
     return ROTOR_OK;
 }
 
@@ -289,10 +291,7 @@ static void copy_row(void *ctx, size_t j, const void *row) {
     memcpy(c->out, row, c->bytes);
 }
 
-rotor_status rotor_index_get(const rotor_index *ix, int64_t key, float *out) {
-    cm_clear_error();
-    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
-                 "index and output must not be NULL");
+static rotor_status get_locked(const rotor_index *ix, int64_t key, float *out) {
     size_t slot;
     CM_FORWARD(ix_slot_of(ix, key, &slot));
     if (ix->store == NULL) {
@@ -308,6 +307,16 @@ rotor_status rotor_index_get(const rotor_index *ix, int64_t key, float *out) {
     uint64_t reads, wait_ns;
     vstore_reader_take_stats(rd, &reads, &wait_ns);
     vstore_reader_put(ix->store, rd);
+    return st;
+}
+
+rotor_status rotor_index_get(const rotor_index *ix, int64_t key, float *out) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and output must not be NULL");
+    ix_read_begin(ix);
+    const rotor_status st = get_locked(ix, key, out);
+    ix_read_end(ix);
     return st;
 }
 

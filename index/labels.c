@@ -141,10 +141,9 @@ rotor_status ix_labels_fit(const rotor_labels *labels, size_t rows) {
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_set_labels(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
-    cm_clear_error();
-    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
-    CM_FORWARD(check_labels_arg(in));
+/* The new labels are made beside searches and swapped in while they are
+ * held. */
+static rotor_status set_labels_locked(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
     CM_RETURN_IF(ids == NULL && in->rows > ix->count, ROTOR_ERR_INVALID_ARGUMENT,
                  "labels for %zu vectors, the index holds %zu", in->rows, ix->count);
     const rotor_allocator *a = &ix->alloc;
@@ -208,12 +207,25 @@ rotor_status rotor_index_set_labels(rotor_index *ix, const int64_t *ids, const r
         labels_release(a, &l);
         return st;
     }
-    labels_release(a, &ix->labels);
     /* An index whose points carry no label keeps none. */
     if (l.off[rows] == 0)
         labels_release(a, &l);
+    ix_labels gone = ix->labels;
+    ix_publish_begin(ix);
     ix->labels = l;
+    ix_publish_end(ix);
+    labels_release(a, &gone);
     return ROTOR_OK;
+}
+
+rotor_status rotor_index_set_labels(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    CM_FORWARD(check_labels_arg(in));
+    ix_write_begin(ix);
+    const rotor_status st = set_labels_locked(ix, ids, in);
+    ix_write_end(ix);
+    return st;
 }
 
 rotor_status rotor_index_get_labels(const rotor_index *ix, int64_t id, uint32_t *out, size_t cap,
@@ -224,13 +236,17 @@ rotor_status rotor_index_get_labels(const rotor_index *ix, int64_t id, uint32_t 
     CM_RETURN_IF(cap > 0 && out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "labels output must not be NULL");
     uint32_t u = 0;
-    CM_FORWARD(ix_point_of(ix, id, &u));
-    size_t n;
-    const uint32_t *v = ix_labels_of(&ix->labels, u, &n);
-    if (n > 0 && cap > 0)
-        memcpy(out, v, (n < cap ? n : cap) * sizeof *out);
-    *count = n;
-    return ROTOR_OK;
+    ix_read_begin(ix);
+    const rotor_status st = ix_point_of(ix, id, &u);
+    if (st == ROTOR_OK) {
+        size_t n;
+        const uint32_t *v = ix_labels_of(&ix->labels, u, &n);
+        if (n > 0 && cap > 0)
+            memcpy(out, v, (n < cap ? n : cap) * sizeof *out);
+        *count = n;
+    }
+    ix_read_end(ix);
+    return st;
 }
 
 /* ---- the section -----------------------------------------------------------

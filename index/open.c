@@ -237,7 +237,9 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
     ix->alloc = op.allocator;
     ix->file = f;
     ix->borrowed = true;
-    rotor_status st = assemble(ix, &op);
+    rotor_status st = ix_sync_create(ix);
+    if (st == ROTOR_OK)
+        st = assemble(ix, &op);
     if (st == ROTOR_OK && op.load)
         st = ix_own_arrays(ix);
     if (st == ROTOR_OK && op.load) { /* copied out: the file's copy of them is not needed */

@@ -141,17 +141,21 @@ static rotor_status full_vectors(rotor_index *ix, const float **out) {
     return ROTOR_OK;
 }
 
+/* Beside searches: the navigator publishes its repairs itself. */
 static rotor_status consolidate(rotor_index *ix) {
     if (ix->pending == 0)
         return ROTOR_OK;
     const nav_ops *ops = ix->nav->ops;
     if (ops->consolidate != NULL) {
         graph_space s = ix_space(ix);
+        s.publish = ix_publish_lock(ix);
         CM_FORWARD(full_vectors(ix, &s.vectors));
         CM_FORWARD(ops->consolidate(ix->nav, &s, ix->deleted, ix->deleted_bits,
                                     cm_thread_count(ix->params.threads, ix->count)));
     }
+    ix_publish_begin(ix);
     ix->pending = 0;
+    ix_publish_end(ix);
     return ROTOR_OK;
 }
 
@@ -165,15 +169,49 @@ static void maybe_consolidate(rotor_index *ix) {
         cm_clear_error();
 }
 
+/* The removal is published at once (the bitset and the keys, searches
+ * held); the old bitset is freed after, when no search can hold it. */
+static rotor_status remove_locked(rotor_index *ix, const int64_t *keys, size_t n) {
+    staged s;
+    CM_FORWARD(look_up(ix, keys, n, &s));
+    ix_publish_begin(ix);
+    apply(ix, &s);
+    ix_publish_end(ix);
+    finish(ix, &s);
+    maybe_consolidate(ix);
+    return ROTOR_OK;
+}
+
 rotor_status rotor_index_remove(rotor_index *ix, const int64_t *keys, size_t n) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
     CM_RETURN_IF(n > 0 && keys == NULL, ROTOR_ERR_INVALID_ARGUMENT, "keys must not be NULL");
     if (n == 0)
         return ROTOR_OK;
+    ix_write_begin(ix);
+    const rotor_status st = remove_locked(ix, keys, n);
+    ix_write_end(ix);
+    return st;
+}
+
+/* A search beside an update finds the old vector, or neither, or the new
+ * one: the removal is published before the add, never after. */
+static rotor_status update_locked(rotor_index *ix, const rotor_matrix *vectors,
+                                  const int64_t *keys) {
     staged s;
-    CM_FORWARD(look_up(ix, keys, n, &s));
+    CM_FORWARD(look_up(ix, keys, vectors->rows, &s));
+    ix_publish_begin(ix);
     apply(ix, &s);
+    ix_publish_end(ix);
+    /* The add checks the rows (finite, magnitude) and stages the keys,
+     * free again now, before it changes anything. */
+    const rotor_status st = ix_add(ix, vectors, keys);
+    if (st != ROTOR_OK) {
+        ix_publish_begin(ix);
+        undo(ix, &s);
+        ix_publish_end(ix);
+        return st;
+    }
     finish(ix, &s);
     maybe_consolidate(ix);
     return ROTOR_OK;
@@ -186,25 +224,19 @@ rotor_status rotor_index_update(rotor_index *ix, const rotor_matrix *vectors, co
     CM_RETURN_IF(keys == NULL, ROTOR_ERR_INVALID_ARGUMENT, "keys must not be NULL");
     CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
                  "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
-    staged s;
-    CM_FORWARD(look_up(ix, keys, vectors->rows, &s));
-    apply(ix, &s);
-    /* The add checks the rows (finite, magnitude) and stages the keys,
-     * free again now, before it changes anything. */
-    const rotor_status st = rotor_index_add_with_keys(ix, vectors, keys);
-    if (st != ROTOR_OK) {
-        undo(ix, &s);
-        return st;
-    }
-    finish(ix, &s);
-    maybe_consolidate(ix);
-    return ROTOR_OK;
+    ix_write_begin(ix);
+    const rotor_status st = update_locked(ix, vectors, keys);
+    ix_write_end(ix);
+    return st;
 }
 
 rotor_status rotor_index_consolidate(rotor_index *ix) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
-    return consolidate(ix);
+    ix_write_begin(ix);
+    const rotor_status st = consolidate(ix);
+    ix_write_end(ix);
+    return st;
 }
 
 /* ---- the section -----------------------------------------------------------

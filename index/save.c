@@ -47,10 +47,7 @@ static void fill_meta(const rotor_index *ix, const nav_stats *ns, ixf_meta *m) {
     m->created = (uint64_t)time(NULL);
 }
 
-rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
-    cm_clear_error();
-    CM_RETURN_IF(ix == NULL || path == NULL, ROTOR_ERR_INVALID_ARGUMENT,
-                 "index and path must not be NULL");
+static rotor_status save_locked(const rotor_index *ix, const char *path) {
     CM_RETURN_IF(ix->count == 0, ROTOR_ERR_EMPTY, "an empty index cannot be saved");
     /* Vectors on disk are copied from the file this index was opened from:
      * it stays mapped and unchanged even if `path` names it. */
@@ -100,4 +97,16 @@ rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
     ixf_meta m;
     fill_meta(ix, &ns, &m);
     return ixf_commit(w, &m);
+}
+
+/* A save reads the whole index but changes nothing: it takes the
+ * writers' turn, so no writer runs meanwhile, and searches go on. */
+rotor_status rotor_index_save(const rotor_index *ix, const char *path) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL || path == NULL, ROTOR_ERR_INVALID_ARGUMENT,
+                 "index and path must not be NULL");
+    ix_write_begin(ix);
+    const rotor_status st = save_locked(ix, path);
+    ix_write_end(ix);
+    return st;
 }

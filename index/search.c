@@ -138,7 +138,6 @@ rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, c
 typedef struct batch_job {
     const rotor_index *ix;
     const rotor_search_params *sp;
-    nav_search_params np;
     const float *queries;
     size_t nq, k, chunk; /* queries per chunk */
     int64_t *ids;
@@ -154,28 +153,56 @@ typedef struct batch_job {
  * its scan over them (graph/flat.c). */
 enum { BATCH_CHUNK = 64 };
 
-/* Queries of one chunk: together when the navigator shares work between
- * them, else one at a time. */
+/* Queries [lo, lo + n) with the settings and filter of the index as it
+ * is now (a writer may have changed it since the last call): together
+ * when the navigator shares work between them (n is the chunk), else
+ * n = 1. */
+static rotor_status queries_locked(const batch_job *job, size_t lo, size_t n, bool shared) {
+    const rotor_index *ix = job->ix;
+    const size_t k = job->k;
+    const float *q = job->queries + lo * ix->dim;
+    nav_search_params np;
+    CM_FORWARD(resolve(ix, job->sp, k, &np));
+    ix_filter xf;
+    CM_FORWARD(ix_filter_compile(ix, job->sp->filter, job->sp->filter_scan, &np, &xf));
+    rotor_status st;
+    if (shared) {
+        const graph_space s = ix_space(ix);
+        st = ix->nav->ops->search_batch(ix->nav, &s, q, n, k, &np, job->ids + lo * k,
+                                        job->dists + lo * k);
+    } else {
+        st = ix_search_nav(ix, &np, q, k, job->ids + lo * k, job->dists + lo * k,
+                           job->sp->stats ? job->sp->stats + lo : NULL);
+    }
+    if (st == ROTOR_OK)
+        ix_keys_publish(ix, job->ids + lo * k, n * k);
+    ix_filter_free(&xf);
+    return st;
+}
+
+/* The index is held for one query at a time, so a writer waits for one
+ * query, not for a chunk or the batch; a navigator that shares work
+ * between the queries of a chunk (a flat scan) holds it for the chunk. */
 static void batch_chunk(void *ctx, size_t chunk, unsigned worker) {
     batch_job *job = ctx;
     if (atomic_load_explicit(&job->failed, memory_order_relaxed))
         return;
     const rotor_index *ix = job->ix;
-    const size_t lo = chunk * job->chunk, k = job->k;
+    const size_t lo = chunk * job->chunk;
     const size_t n = job->nq - lo < job->chunk ? job->nq - lo : job->chunk;
-    const float *q = job->queries + lo * ix->dim;
     rotor_status st = ROTOR_ERR_UNSUPPORTED;
     if (ix->nav->ops->search_batch != NULL) {
-        const graph_space s = ix_space(ix);
-        st = ix->nav->ops->search_batch(ix->nav, &s, q, n, k, &job->np, job->ids + lo * k,
-                                        job->dists + lo * k);
+        ix_read_begin(ix);
+        st = queries_locked(job, lo, n, true);
+        ix_read_end(ix);
     }
     if (st == ROTOR_ERR_UNSUPPORTED) {
         st = ROTOR_OK;
-        for (size_t i = 0; i < n && st == ROTOR_OK; i++)
-            st = ix_search_nav(ix, &job->np, q + i * ix->dim, k, job->ids + (lo + i) * k,
-                               job->dists + (lo + i) * k,
-                               job->sp->stats ? job->sp->stats + lo + i : NULL);
+        for (size_t i = 0; i < n && st == ROTOR_OK; i++) {
+            ix_read_begin(ix);
+            st = queries_locked(job, lo + i, 1, false);
+            ix_read_end(ix);
+        }
     }
     if (st != ROTOR_OK && job->status[worker] == ROTOR_OK) {
         job->status[worker] = st;
@@ -193,16 +220,9 @@ static rotor_status search_batch(const rotor_index *ix, const rotor_search_param
     /* Small batches still spread over every thread. */
     size_t chunk = (nq + want - 1) / want;
     chunk = chunk < BATCH_CHUNK ? chunk : BATCH_CHUNK;
-    batch_job job = {ix, sp, {0}, queries, nq, k, chunk, ids, dists, 0, NULL, NULL};
-    CM_FORWARD(resolve(ix, sp, k, &job.np));
-    ix_filter xf;
-    CM_FORWARD(ix_filter_compile(ix, sp->filter, sp->filter_scan, &job.np, &xf));
+    batch_job job = {ix, sp, queries, nq, k, chunk, ids, dists, 0, NULL, NULL};
     cm_pool pool;
-    rotor_status pst = cm_pool_start(&pool, &ix->alloc, want);
-    if (pst != ROTOR_OK) {
-        ix_filter_free(&xf);
-        return pst;
-    }
+    CM_FORWARD(cm_pool_start(&pool, &ix->alloc, want));
     const unsigned threads = cm_pool_threads(&pool);
     job.status = cm_calloc(&ix->alloc, threads * (sizeof *job.status + sizeof *job.error),
                            "batch search state");
@@ -218,7 +238,6 @@ static rotor_status search_batch(const rotor_index *ix, const rotor_search_param
         cm_free(&ix->alloc, job.status);
     }
     cm_pool_stop(&pool);
-    ix_filter_free(&xf);
     return st;
 }
 
@@ -231,6 +250,10 @@ static rotor_status check_search(const rotor_index *ix, size_t k, const int64_t 
     return ROTOR_OK;
 }
 
+static rotor_status search_locked(const rotor_index *ix, const rotor_search_params *psp,
+                                  const float *query, size_t dim, size_t k, int64_t *ids,
+                                  float *distances);
+
 rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params *params,
                                 const float *query, size_t dim, size_t k, int64_t *ids,
                                 float *distances) {
@@ -241,6 +264,16 @@ rotor_status rotor_index_search(const rotor_index *ix, const rotor_search_params
                  dim, ix->dim);
     rotor_search_params sp = params ? *params : rotor_search_params_default();
     CM_FORWARD(ix_search_params_check(&sp));
+    ix_read_begin(ix);
+    const rotor_status st = search_locked(ix, &sp, query, dim, k, ids, distances);
+    ix_read_end(ix);
+    return st;
+}
+
+static rotor_status search_locked(const rotor_index *ix, const rotor_search_params *psp,
+                                  const float *query, size_t dim, size_t k, int64_t *ids,
+                                  float *distances) {
+    const rotor_search_params sp = *psp;
     nav_search_params np;
     CM_FORWARD(resolve(ix, &sp, k, &np));
     ix_filter xf;
@@ -316,8 +349,6 @@ rotor_status rotor_index_search_batch(const rotor_index *ix, const rotor_search_
     }
     if (st == ROTOR_OK)
         st = search_batch(ix, &sp, q, queries->rows, k, ids, distances ? distances : dist_tmp);
-    if (st == ROTOR_OK)
-        ix_keys_publish(ix, ids, nk);
     cm_free(&ix->alloc, dist_tmp);
     cm_free(&ix->alloc, q);
     return st;

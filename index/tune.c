@@ -506,13 +506,18 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     cm_free(a, rows);
     if (st != ROTOR_OK)
         return st;
-    cm_free(a, ix->tuning.row);
+    /* Measured beside searches; swapped in while they are held. */
+    rotor_calibration_row *old = ix->tuning.row;
+    const size_t rows_kept = keep_frontier(table, n);
+    ix_publish_begin(ix);
     ix->tuning.row = table;
-    ix->tuning.rows = keep_frontier(table, n);
+    ix->tuning.rows = rows_kept;
     ix->tuning.k = TUNE_K;
     ix->tuning.queries = (uint32_t)nq;
     ix->tuning.calibration_seconds = cm_now() - t0;
     ix->tuning.rows_as_queries = own_rows;
+    ix_publish_end(ix);
+    cm_free(a, old);
     return ROTOR_OK;
 }
 
@@ -771,6 +776,7 @@ rotor_status rotor_index_tuning(const rotor_index *ix, rotor_tuning *out) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "index and output must not be NULL");
+    ix_read_begin(ix);
     const ix_tuning *t = &ix->tuning;
     *out = (rotor_tuning){
         .k = t->k,
@@ -786,18 +792,14 @@ rotor_status rotor_index_tuning(const rotor_index *ix, rotor_tuning *out) {
         .candidates = t->candidates,
         .candidate = t->candidate,
     };
+    ix_read_end(ix);
     return ROTOR_OK;
 }
 
-rotor_status rotor_index_tune(rotor_index *ix, const rotor_matrix *queries, uint32_t threads) {
-    cm_clear_error();
-    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+static rotor_status tune_locked(rotor_index *ix, const rotor_matrix *queries, uint32_t threads) {
     CM_RETURN_IF(ix_live(ix) == 0, ROTOR_ERR_EMPTY, "an empty index has nothing to calibrate");
     if (queries == NULL)
         return ix_calibrate(ix, NULL, 0, threads);
-    CM_FORWARD(ix_matrix_check(queries, "calibration queries"));
-    CM_RETURN_IF(queries->cols != ix->dim, ROTOR_ERR_DIMENSION,
-                 "calibration queries have %zu dimensions, index has %zu", queries->cols, ix->dim);
     float *q = cm_alloc(&ix->alloc, queries->rows * ix->dim * sizeof *q, "calibration queries");
     if (q == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -805,6 +807,23 @@ rotor_status rotor_index_tune(rotor_index *ix, const rotor_matrix *queries, uint
     if (st == ROTOR_OK)
         st = ix_calibrate(ix, q, queries->rows, threads);
     cm_free(&ix->alloc, q);
+    return st;
+}
+
+/* A writer: its searches run beside other searches, the table is
+ * swapped in at the end. */
+rotor_status rotor_index_tune(rotor_index *ix, const rotor_matrix *queries, uint32_t threads) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    if (queries != NULL) {
+        CM_FORWARD(ix_matrix_check(queries, "calibration queries"));
+        CM_RETURN_IF(queries->cols != ix->dim, ROTOR_ERR_DIMENSION,
+                     "calibration queries have %zu dimensions, index has %zu", queries->cols,
+                     ix->dim);
+    }
+    ix_write_begin(ix);
+    const rotor_status st = tune_locked(ix, queries, threads);
+    ix_write_end(ix);
     return st;
 }
 
@@ -825,7 +844,10 @@ rotor_status rotor_search_params_for_recall(const rotor_index *ix, float recall,
         .refine = sp->refine,
         .nprobe = sp->nprobe,
     };
-    CM_FORWARD(ix_recall_settings(ix, recall, k, &np));
+    ix_read_begin(ix);
+    const rotor_status st = ix_recall_settings(ix, recall, k, &np);
+    ix_read_end(ix);
+    CM_FORWARD(st);
     sp->list_size = (uint32_t)np.list;
     if (sp->rerank < 0 && np.rerank != SIZE_MAX)
         sp->rerank = (int64_t)np.rerank;

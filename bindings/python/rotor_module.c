@@ -13,11 +13,13 @@
  * save, open, file reads and writes, ground truth) runs with the GIL
  * released. A single-query search releases it too: the search itself takes
  * microseconds, releasing costs tens of nanoseconds, and other Python
- * threads keep running. Because the GIL no longer serialises calls, each
- * Index carries a readers-writer lock that mirrors the header's contract:
- * searches, saves and stats read (any number at once); add and close write.
- * The lock is always taken after the GIL is released, never the other way
- * round, so a thread waiting for it never blocks one that needs the GIL.
+ * threads keep running. Searches run beside a writer in the library
+ * itself (rotor.h, "Threads"); each Index carries a readers-writer lock
+ * only so that close never frees an index a call is using (every call
+ * reads it, close writes it), and a writers' mutex, so that an add and
+ * the labels it sets are one change to other Python writers. The locks
+ * are always taken after the GIL is released, never the other way round,
+ * so a thread waiting for them never blocks one that needs the GIL.
  *
  * Errors: every rotor_status maps to one exception class, each a subclass
  * of rotor.Error and, where Python has a natural base, of that too
@@ -709,9 +711,21 @@ typedef struct {
     PyObject_HEAD rotor_index *ix;
     size_t dim;
     pthread_rwlock_t lock;
+    pthread_mutex_t writer;
 } IndexObject;
 
 static PyTypeObject IndexType;
+
+/* A call that changes the index: beside searches, after other writers. */
+static void write_begin(IndexObject *self) {
+    pthread_rwlock_rdlock(&self->lock);
+    pthread_mutex_lock(&self->writer);
+}
+
+static void write_end(IndexObject *self) {
+    pthread_mutex_unlock(&self->writer);
+    pthread_rwlock_unlock(&self->lock);
+}
 
 /* Takes the read lock for a short call made with the GIL held. When an add
  * holds the lock, waiting for it with the GIL would stall every Python
@@ -754,13 +768,14 @@ static PyObject *index_wrap(rotor_index *ix) {
     rotor_index_stats_get(ix, &s);
     self->ix = ix;
     self->dim = s.dim;
-    /* Writers first: an add must not wait forever behind a stream of
-     * searches from many threads. */
+    /* Writers first: a close must not wait forever behind a stream of
+     * calls from many threads. */
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&self->lock, &attr);
     pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&self->writer, NULL);
     return (PyObject *)self;
 }
 
@@ -769,6 +784,7 @@ static void index_dealloc(IndexObject *self) {
     rotor_index_close(self->ix);
     self->ix = NULL;
     pthread_rwlock_destroy(&self->lock);
+    pthread_mutex_destroy(&self->writer);
     PyObject_Free(self);
 }
 
@@ -1086,7 +1102,7 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
     }
     rotor_status st;
     GIL_RELEASE();
-    pthread_rwlock_wrlock(&self->lock);
+    write_begin(self);
     rotor_index_stats before = {0};
     if (self->ix != NULL)
         rotor_index_stats_get(self->ix, &before);
@@ -1098,7 +1114,7 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
             lids[i] = keys != NULL ? keys[i] : (int64_t)(before.slots + i);
         st = rotor_index_set_labels(self->ix, lids, &li.l);
     }
-    pthread_rwlock_unlock(&self->lock);
+    write_end(self);
     GIL_ACQUIRE();
     Py_XDECREF(keys_arr);
     matrix_in_release(&mi);
@@ -1124,10 +1140,10 @@ static PyObject *index_set_labels(IndexObject *self, PyObject *args, PyObject *k
     }
     rotor_status st;
     GIL_RELEASE();
-    pthread_rwlock_wrlock(&self->lock);
+    write_begin(self);
     st = self->ix ? rotor_index_set_labels(self->ix, PyArray_DATA(ids), &li.l)
                   : ROTOR_ERR_INVALID_ARGUMENT;
-    pthread_rwlock_unlock(&self->lock);
+    write_end(self);
     GIL_ACQUIRE();
     labels_in_release(&li);
     Py_DECREF(ids);
@@ -1291,9 +1307,9 @@ static PyObject *index_remove(IndexObject *self, PyObject *keys_obj) {
         return NULL;
     rotor_status st;
     GIL_RELEASE();
-    pthread_rwlock_wrlock(&self->lock);
+    write_begin(self);
     st = self->ix ? rotor_index_remove(self->ix, keys, n) : ROTOR_ERR_INVALID_ARGUMENT;
-    pthread_rwlock_unlock(&self->lock);
+    write_end(self);
     GIL_ACQUIRE();
     Py_XDECREF(arr);
     return done_or_raise(self, st);
@@ -1321,9 +1337,9 @@ static PyObject *index_update(IndexObject *self, PyObject *args, PyObject *kw) {
     }
     rotor_status st;
     GIL_RELEASE();
-    pthread_rwlock_wrlock(&self->lock);
+    write_begin(self);
     st = self->ix ? rotor_index_update(self->ix, &mi.m, keys) : ROTOR_ERR_INVALID_ARGUMENT;
-    pthread_rwlock_unlock(&self->lock);
+    write_end(self);
     GIL_ACQUIRE();
     Py_XDECREF(arr);
     matrix_in_release(&mi);
@@ -1336,9 +1352,9 @@ static PyObject *index_consolidate(IndexObject *self, PyObject *unused) {
         return NULL;
     rotor_status st;
     GIL_RELEASE();
-    pthread_rwlock_wrlock(&self->lock);
+    write_begin(self);
     st = self->ix ? rotor_index_consolidate(self->ix) : ROTOR_ERR_INVALID_ARGUMENT;
-    pthread_rwlock_unlock(&self->lock);
+    write_end(self);
     GIL_ACQUIRE();
     return done_or_raise(self, st);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "index/index_internal.h"
 #include "support/support.h"
 
 static double now_seconds(void) {
@@ -275,6 +276,55 @@ static void recall_holds_after_consolidation(void **state) {
 /* An update moves a key to its new vector: a search for the new vector
  * finds the key, one at the old vector no longer does, get returns the new
  * vector; the old one's slot is a removed one. */
+/* After a consolidation no live record links to a removed node, and an
+ * add keeps it so: its links and the repair of unreached nodes leave the
+ * removed ones out (they once were linked back in, one graph search
+ * each), while every live node stays reachable from the entry. */
+static void adds_leave_removed_nodes_out(void **state) {
+    fixture *f = *state;
+    rotor_params p = params_of(ROTOR_INDEX_VAMANA);
+    const size_t first = N / 2;
+    rotor_index *ix = build(f->base, first, NULL, p);
+    int64_t *gone = malloc(first * sizeof *gone);
+    size_t ngone = 0;
+    for (size_t i = 0; i < first; i += 3)
+        gone[ngone++] = (int64_t)i;
+    assert_int_equal(rotor_index_remove(ix, gone, ngone), ROTOR_OK);
+    assert_int_equal(rotor_index_consolidate(ix), ROTOR_OK);
+    rotor_matrix m = {f->base + first * D, N - first, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_add(ix, &m), ROTOR_OK);
+
+    const nav *g = ix->nav;
+    const size_t n = vamana_count(g);
+    assert_int_equal(n, N);
+    uint8_t *seen = calloc(n, 1);
+    uint32_t *stack = malloc(n * sizeof *stack);
+    size_t top = 0, reached = 0;
+    const uint32_t entry = vamana_entry(g);
+    assert_false(ix_is_deleted(ix, entry));
+    seen[entry] = 1;
+    stack[top++] = entry;
+    while (top > 0) {
+        const uint32_t u = stack[--top];
+        reached++;
+        const uint32_t *nb;
+        const uint32_t deg = vamana_neighbors(g, u, &nb);
+        for (uint32_t j = 0; j < deg; j++) {
+            if (ix_is_deleted(ix, nb[j]))
+                fail_msg("live node %u links to removed node %u", u, nb[j]);
+            if (!seen[nb[j]]) {
+                seen[nb[j]] = 1;
+                stack[top++] = nb[j];
+            }
+        }
+    }
+    assert_int_equal(reached, n - ngone);
+    free(seen);
+    free(stack);
+    free(gone);
+    rotor_index_close(ix);
+}
+
 static void update_replaces_a_vector(void **state) {
     fixture *f = *state;
     for (size_t c = 0; c < KINDS_N; c++) {
@@ -550,6 +600,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(removed_keys_are_never_returned),
         cmocka_unit_test(recall_holds_after_consolidation),
+        cmocka_unit_test(adds_leave_removed_nodes_out),
         cmocka_unit_test(update_replaces_a_vector),
         cmocka_unit_test(bad_calls_change_nothing),
         cmocka_unit_test(removed_keys_can_come_back),

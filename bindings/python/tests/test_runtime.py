@@ -96,25 +96,53 @@ def test_threads_searching_one_index_agree(big):
         np.testing.assert_array_equal(r[0], want[0])
 
 
-def test_add_waits_for_searches_and_both_finish(data):
+def test_searches_run_beside_adds_and_removes(data):
+    """Two threads search while the main thread adds, removes and
+    consolidates: searches keep going during the writes, no search
+    returns a key removed before it started or one not yet added."""
     base, queries = data
-    ix = rotor.Index.build(base[:1000], kind="vamana", quant="pq8x4", threads=1)
-    done = []
+    ix = rotor.Index.build(base[:1000], kind="vamana", threads=1)
+    removed_at = {}  # key -> how many removes had returned
+    removes = [0]
+    given = [1000]
+    stop = threading.Event()
+    seen = []
+    errors = []
 
     def searcher():
-        for _ in range(50):
-            ids, _ = ix.search(queries, k=5, threads=1)
-            assert ((ids >= 0) & (ids < 3000)).all()
-        done.append(1)
+        n = 0
+        try:
+            while not stop.is_set():
+                before = removes[0]
+                ids, _ = ix.search(queries[:20], k=5, threads=1)
+                for key in ids[ids >= 0].tolist():
+                    assert key < given[0], key
+                    assert removed_at.get(key, before + 1) > before, key
+                n += 1
+        except Exception as e:  # reported below
+            errors.append(e)
+        seen.append(n)
 
     ts = [threading.Thread(target=searcher) for _ in range(2)]
     for t in ts:
         t.start()
-    ix.add(base[1000:2000])
-    ix.add(base[2000:])
+    rng = np.random.default_rng(3)
+    for start in range(1000, len(base), 250):
+        rows = base[start : start + 250]
+        given[0] = start + len(rows)  # raised first: a search may see them from now on
+        ix.add(rows, keys=np.arange(start, start + len(rows)))
+        gone = [int(k) for k in rng.choice(start, 50, replace=False) if int(k) not in removed_at]
+        ix.remove(gone)
+        for k in gone:
+            removed_at[k] = removes[0] + 1
+        removes[0] += 1
+    ix.consolidate()
+    stop.set()
     for t in ts:
         t.join()
-    assert len(done) == 2 and len(ix) == 3000
+    assert not errors, errors[0]
+    assert len(seen) == 2 and min(seen) > 0
+    assert len(ix) == len(base) - len(removed_at)
 
 
 def test_no_reference_or_memory_leak_over_10000_calls(data):
