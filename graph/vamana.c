@@ -95,7 +95,28 @@ static void scratch_free(const vamana *g, vm_scratch *sc) {
     cm_free(a, sc->best_id);
     cm_free(a, sc->cand);
     cm_free(a, sc->fine);
+    cm_free(a, sc->img);
+    cm_free(a, sc->img_ids);
     cm_free(a, sc);
+}
+
+rotor_status vm_scratch_images(const vamana *g, vm_scratch *sc, size_t n) {
+    if (n <= sc->img_cap)
+        return ROTOR_OK;
+    const rotor_allocator *a = &g->base.alloc;
+    uint8_t *img = cm_alloc(a, n * g->node_bytes, "record images");
+    uint32_t *ids = cm_alloc(a, 2 * n * sizeof *ids, "record images");
+    if (img == NULL || ids == NULL) {
+        cm_free(a, img);
+        cm_free(a, ids);
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    cm_free(a, sc->img);
+    cm_free(a, sc->img_ids);
+    sc->img = img;
+    sc->img_ids = ids;
+    sc->img_cap = n;
+    return ROTOR_OK;
 }
 
 void vamana_free(nav *n) {

@@ -59,6 +59,12 @@ typedef struct vm_scratch {
     uint32_t *cand; /* the candidates that go on to refine and rerank */
     uint8_t *fine;  /* the rerank's flags: a candidate's bound is refined */
     size_t best_cap;
+    /* Record images of an insertion beside searches (vamana_insert.c),
+     * kept with the scratch so a stream of small adds allocates them once:
+     * img_cap images, and twice as many node ids. */
+    uint8_t *img;
+    uint32_t *img_ids;
+    size_t img_cap;
 } vm_scratch;
 
 typedef struct vm_pool {
@@ -80,6 +86,10 @@ typedef struct vamana {
      * walking quantizer, their own code: own_code). */
     bool neighbor_codes, own_code;
     size_t count, capacity;
+    /* Points added since the last repair of unreached nodes: an add runs
+     * it (a pass over the whole graph) once they reach 1/16 of the graph,
+     * so a stream of small adds pays it a little at a time. */
+    size_t unrepaired;
     /* Id slots per node: R plus build slack. A full list is pruned back to
      * R only when it overflows the slack, so a node gaining reverse edges
      * is pruned once per few edges instead of at every one; a last pass
@@ -128,6 +138,8 @@ void vamana_free(nav *n);
 rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes, size_t list,
                             size_t pool, size_t best, vm_scratch **out);
 void vm_scratch_put(const vamana *g, vm_scratch *sc);
+/* Room in sc for n record images and 2n node ids. */
+rotor_status vm_scratch_images(const vamana *g, vm_scratch *sc, size_t n);
 /* Query-state bytes of one quantizer (state, then its scratch). */
 size_t vm_qstate_bytes(const quant *q);
 /* Where a search's gather store starts in its query memory: after the
@@ -262,8 +274,14 @@ void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_wor
  * back to R, in one publication; at most VM_CHUNK nodes. */
 void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w,
                   uint32_t first, uint32_t end, float alpha);
-/* Adds the edge v -> u (replacing v's last neighbour when v is full):
- * how an unreached node is linked in. `img`: room for one record. */
+/* After an add that left the repair of unreached nodes for later: every
+ * new point [first, end) that none of its out-neighbours links back to
+ * (their prunes, at insertion or at the trim, all dropped it) is linked
+ * from its nearest one, so a search can reach it. */
+void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, size_t first, size_t end);
+/* Adds the edge v -> u (replacing v's last neighbour when v is full;
+ * nothing when v links to u already): how an unreached node is linked
+ * in. `img`: room for one record. */
 void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code);
 /* Copies the walking codes of the neighbours at positions [from,
  * min(degree, R)) of record image `rec` into its code block (neighbour-

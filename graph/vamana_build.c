@@ -563,10 +563,14 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     const unsigned threads = cm_pool_threads(&pool);
     build_job job = {.g = g, .s = s, .live = first > 0};
     job.w = cm_calloc(a, threads * sizeof *job.w, "build workers");
-    /* `order` doubles as the reachability check's stack, hence its size. */
-    uint32_t *order = cm_alloc(a, s->count * sizeof *order, "insertion order");
-    uint8_t *seen = cm_alloc(a, s->count, "reachability marks");
-    rotor_status st = job.w && order && seen ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    /* A build repairs unreached nodes; an add once the points added since
+     * the last repair reach 1/16 of the graph (vm_link_new_points links
+     * every new point from somewhere meanwhile). `order` doubles as the
+     * repair's stack, hence its size then. */
+    const bool repair = !job.live || (g->unrepaired + n) * 16 >= s->count;
+    uint32_t *order = cm_alloc(a, (repair ? s->count : n) * sizeof *order, "insertion order");
+    uint8_t *seen = repair ? cm_alloc(a, s->count, "reachability marks") : NULL;
+    rotor_status st = job.w && order && (seen || !repair) ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
     vm_worker *w = job.w;
     const size_t code_bytes = s->walk_q ? s->walk_q->code_bytes : 0;
     for (unsigned t = 0; t < threads && st == ROTOR_OK; t++) {
@@ -581,12 +585,12 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
          * unreached nodes of a build. */
         if (st == ROTOR_OK && (job.live || t == 0)) {
             const size_t most = (size_t)g->p.degree + 1 > VM_CHUNK ? g->p.degree + 1 : VM_CHUNK;
-            w[t].img = cm_alloc(a, most * g->node_bytes, "record images");
-            w[t].target = cm_alloc(a, 2 * most * sizeof(uint32_t), "record images");
-            if (w[t].img == NULL || w[t].target == NULL)
-                st = ROTOR_ERR_OUT_OF_MEMORY;
-            else
+            st = vm_scratch_images(g, w[t].sc, most);
+            if (st == ROTOR_OK) {
+                w[t].img = w[t].sc->img;
+                w[t].target = w[t].sc->img_ids;
                 w[t].held = w[t].target + most;
+            }
         }
     }
     if (st == ROTOR_OK && first == 0)
@@ -633,8 +637,13 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             job.phase = PHASE_TRIM;
             run_phase(&pool, &job, g->count);
         }
-        if (st == ROTOR_OK)
+        if (st == ROTOR_OK && repair) {
             connect_unreached(g, s, &w[0], seen, order);
+            g->unrepaired = 0;
+        } else if (st == ROTOR_OK) {
+            vm_link_new_points(g, s, &w[0], first, s->count);
+            g->unrepaired += n;
+        }
         /* An add's images carried their codes. */
         if (st == ROTOR_OK && g->neighbor_codes && !job.live) {
             job.phase = PHASE_CODES;
@@ -646,8 +655,6 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         if (w[t].sc != NULL)
             vm_scratch_put(g, w[t].sc);
         cm_free(a, w[t].code);
-        cm_free(a, w[t].img);
-        cm_free(a, w[t].target);
     }
     cm_free(a, w);
     cm_free(a, order);

@@ -24,6 +24,7 @@
  * index counts them, and a search passes over ids at or past its count,
  * so the whole add appears at once.
  */
+#include <stdbool.h>
 #include <string.h>
 
 #include "graph/vamana.h"
@@ -150,8 +151,12 @@ void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worke
 }
 
 void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code) {
+    const uint32_t *old = node_of(g, v);
+    for (uint32_t j = 0; j < old[0]; j++)
+        if (old[1 + j] == u)
+            return; /* v, itself linked in since, led to u already */
     uint32_t *rec = (uint32_t *)img;
-    memcpy(rec, node_of(g, v), g->node_bytes);
+    memcpy(rec, old, g->node_bytes);
     uint32_t pos;
     if (rec[0] < g->p.degree)
         pos = rec[0]++;
@@ -160,4 +165,26 @@ void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *i
     rec[1 + pos] = u;
     vm_image_codes(g, s, rec, pos, code);
     publish(g, s, img, &v, 1);
+}
+
+/* Whether one of u's out-neighbours links back to u (a cheap stand-in
+ * for "u is reached": the edges into a new point come from the
+ * neighbours it chose, unless a prune dropped them). */
+static bool linked_back(const vamana *g, uint32_t u) {
+    const uint32_t *rec = node_of(g, u);
+    for (uint32_t j = 0; j < rec[0]; j++) {
+        const uint32_t *v = node_of(g, rec[1 + j]);
+        for (uint32_t t = 0; t < v[0]; t++)
+            if (v[1 + t] == u)
+                return true;
+    }
+    return false;
+}
+
+void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, size_t first, size_t end) {
+    for (size_t u = first; u < end; u++) {
+        const uint32_t *rec = node_of(g, u);
+        if (rec[0] > 0 && !linked_back(g, (uint32_t)u))
+            vm_link(g, s, rec[1], (uint32_t)u, w->img, w->code);
+    }
 }

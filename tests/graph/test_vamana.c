@@ -8,6 +8,7 @@
  * without a leak, cancellation, and memory accounting.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -305,6 +306,58 @@ static void test_vamana_threads(void **state) {
 
 static void test_add(void **state) { check_add(state, ROTOR_INDEX_VAMANA); }
 
+/* Adds of one point at a time do not repair unreached nodes each time
+ * (a pass over the graph): each new point is linked from a neighbour as
+ * it is inserted, and the repair runs once a sixteenth of the graph is
+ * new. After each single add the new point has an edge into it (a small
+ * degree makes prunes drop new points often); a batch of a sixteenth
+ * repairs the graph whole; and at the default degree single adds search
+ * as well as one batch add of the same points. */
+static rotor_index *add_singly(const fixture *f, const rotor_params *p, size_t last) {
+    rotor_index *ix = build_n(f, p, N / 2);
+    for (size_t u = N / 2; u < last; u++) {
+        rotor_matrix one = {f->base + u * D, 1, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_add(ix, &one), ROTOR_OK);
+        bool linked = false;
+        for (size_t v = 0; v < u && !linked; v++) {
+            const uint32_t *nb;
+            const uint32_t deg = vamana_neighbors(ix->nav, v, &nb);
+            for (uint32_t j = 0; j < deg && !linked; j++)
+                linked = nb[j] == u;
+        }
+        if (!linked)
+            fail_msg("point %zu has no edge into it after its add", u);
+    }
+    rotor_matrix rest = {f->base + last * D, N - last, D, ROTOR_ELEM_F32};
+    if (last < N)
+        assert_int_equal(rotor_index_add(ix, &rest), ROTOR_OK);
+    return ix;
+}
+
+static void test_add_one_at_a_time(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "pq8x4");
+    p.threads = 1; /* the same graph every run */
+    rotor_params thin = p;
+    thin.graph_degree = 6;
+    thin.build_list = 24;
+    rotor_index *ix = add_singly(f, &thin, N - N / 8);
+    check_graph(ix);
+    rotor_index_close(ix);
+
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 32;
+    sp.rerank = 32;
+    ix = add_singly(f, &p, N);
+    rotor_index *batch = add_singly(f, &p, N / 2);
+    const double single = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    const double once = recall(f, batch, N, ROTOR_METRIC_L2, &sp);
+    if (single < once - 0.02)
+        fail_msg("recall@10 %.3f after single adds, %.3f after one batch add", single, once);
+    rotor_index_close(batch);
+    rotor_index_close(ix);
+}
+
 static void test_batch_equals_single(void **state) {
     check_batch_equals_single(state, ROTOR_INDEX_VAMANA);
 }
@@ -424,6 +477,7 @@ int main(void) {
         cmocka_unit_test(test_equal_points),
         cmocka_unit_test(test_start_sample),
         cmocka_unit_test(test_add),
+        cmocka_unit_test(test_add_one_at_a_time),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
         cmocka_unit_test(test_bad_params),
