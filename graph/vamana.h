@@ -270,10 +270,10 @@ void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code);
  * flagged dirty for vm_trim_live. */
 void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w, uint32_t p,
                     float alpha, size_t list);
-/* Prunes the lists of nodes [first, end) that an insertion grew past R
- * back to R, in one publication; at most VM_CHUNK nodes. */
+/* Prunes the lists of nodes ids[0..n) that an add grew past R back to
+ * R, in one publication; at most VM_CHUNK nodes. */
 void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w,
-                  uint32_t first, uint32_t end, float alpha);
+                  const uint32_t *ids, size_t n, float alpha);
 /* After an add that left the repair of unreached nodes for later: every
  * new point [first, end) that none of its out-neighbours links back to
  * (their prunes, at insertion or at the trim, all dropped it) is linked

@@ -342,8 +342,8 @@ static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
         else if (job->phase == PHASE_INSERT)
             insert_point(g, job->s, ops, w->sc, job->order[i], job->alpha, job->list);
         else if (job->phase == PHASE_TRIM && job->live) {
-            /* The whole chunk, in one publication. */
-            vm_trim_live(g, job->s, ops, w, (uint32_t)b, (uint32_t)e, job->alpha);
+            /* The chunk's nodes (of the grown ones), in one publication. */
+            vm_trim_live(g, job->s, ops, w, job->order + b, e - b, job->alpha);
             break;
         } else if (job->phase == PHASE_TRIM)
             trim_node(g, job->s, ops, w->sc, (uint32_t)i, job->alpha);
@@ -570,7 +570,11 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     const bool repair = !job.live || (g->unrepaired + n) * 16 >= s->count;
     uint32_t *order = cm_alloc(a, (repair ? s->count : n) * sizeof *order, "insertion order");
     uint8_t *seen = repair ? cm_alloc(a, s->count, "reachability marks") : NULL;
-    rotor_status st = job.w && order && (seen || !repair) ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    /* An add's trim visits only the lists it grew past R, listed here. */
+    uint32_t *grown = job.live ? cm_alloc(a, s->count * sizeof *grown, "grown lists") : NULL;
+    rotor_status st = job.w && order && (seen || !repair) && (grown || !job.live)
+                          ? ROTOR_OK
+                          : ROTOR_ERR_OUT_OF_MEMORY;
     vm_worker *w = job.w;
     const size_t code_bytes = s->walk_q ? s->walk_q->code_bytes : 0;
     for (unsigned t = 0; t < threads && st == ROTOR_OK; t++) {
@@ -633,7 +637,17 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
                 st = cm_fail(ROTOR_ERR_CANCELLED, "graph build cancelled by the caller");
         }
         job.reports = false;
-        if (st == ROTOR_OK) {
+        if (st == ROTOR_OK && job.live) {
+            size_t ngrown = 0;
+            for (size_t u = 0; u < g->count; u++) {
+                if (g->dirty[u] && node_of(g, u)[0] > g->p.degree)
+                    grown[ngrown++] = (uint32_t)u;
+                g->dirty[u] = 0;
+            }
+            job.order = grown;
+            job.phase = PHASE_TRIM;
+            run_phase(&pool, &job, ngrown);
+        } else if (st == ROTOR_OK) {
             job.phase = PHASE_TRIM;
             run_phase(&pool, &job, g->count);
         }
@@ -657,6 +671,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         cm_free(a, w[t].code);
     }
     cm_free(a, w);
+    cm_free(a, grown);
     cm_free(a, order);
     cm_free(a, seen);
     cm_pool_stop(&pool);

@@ -132,22 +132,18 @@ void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_wor
 /* No insertion runs during the trim, and each node is one worker's: the
  * records are read without their locks. */
 void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w,
-                  uint32_t first, uint32_t end, float alpha) {
-    size_t n = 0;
-    for (uint32_t u = first; u < end; u++) {
+                  const uint32_t *ids, size_t n, float alpha) {
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = ids[i];
         const uint32_t *rec = node_of(g, u);
-        if (!g->dirty[u] || rec[0] <= g->p.degree)
-            continue;
-        g->dirty[u] = 0;
-        uint32_t *img = (uint32_t *)(w->img + n * g->node_bytes);
+        uint32_t *img = (uint32_t *)(w->img + i * g->node_bytes);
         memcpy(img, rec, g->node_bytes);
         vm_score_ids(s, ops, s->vectors + (size_t)u * s->dim, rec + 1, rec[0], w->sc->prune);
         img[0] = vm_robust_prune(g, s, ops, w->sc, u, rec[0], alpha, img + 1);
         vm_image_codes(g, s, img, 0, w->code);
-        w->target[n++] = u;
     }
     if (n > 0)
-        publish(g, s, w->img, w->target, n);
+        publish(g, s, w->img, ids, n);
 }
 
 void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code) {
