@@ -283,6 +283,11 @@ void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, size_t fi
  * nothing when v links to u already): how an unreached node is linked
  * in. `img`: room for one record. */
 void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code);
+/* Links every live node the entry does not reach (a build's repair; w:
+ * a build search's scratch with one record image and a code; seen: a byte
+ * per node; stack: a uint32_t per node). */
+void vm_connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t *seen,
+                          uint32_t *stack);
 /* Copies the walking codes of the neighbours at positions [from,
  * min(degree, R)) of record image `rec` into its code block (neighbour-
  * code layouts; nothing otherwise). */

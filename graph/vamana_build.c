@@ -245,8 +245,8 @@ static void mark_reachable(const vamana *g, uint8_t *seen, uint32_t *stack) {
  * check repeats until every live node is reached. Removed nodes are
  * left alone: a consolidation emptied or will empty them, and nothing
  * should lead to them. */
-static void connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t *seen,
-                              uint32_t *stack) {
+void vm_connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t *seen,
+                          uint32_t *stack) {
     const simd_ops *ops = simd_ops_get();
     vm_scratch *sc = w->sc;
     for (unsigned round = 0; round < 8; round++) {
@@ -652,7 +652,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             run_phase(&pool, &job, g->count);
         }
         if (st == ROTOR_OK && repair) {
-            connect_unreached(g, s, &w[0], seen, order);
+            vm_connect_unreached(g, s, &w[0], seen, order);
             g->unrepaired = 0;
         } else if (st == ROTOR_OK) {
             vm_link_new_points(g, s, &w[0], first, s->count);

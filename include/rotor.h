@@ -240,7 +240,10 @@ typedef struct rotor_allocator {
 
 /* Progress of long work: `done` out of `total` units. Returning non-zero asks
  * the operation to stop; it then fails with ROTOR_ERR_CANCELLED after
- * releasing what it allocated. Called from the thread that started the work. */
+ * releasing what it allocated. Called from the thread that started the work.
+ * A build also calls it while it measures itself, so a stop is honoured
+ * there too: while choosing its codes (quant "auto") with done 0 of the
+ * rows, and while calibrating, after the graph, with done equal to total. */
 typedef int (*rotor_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
 /* What a graph is built from. */

@@ -431,7 +431,7 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) {
 rotor_status ix_build_calibrate(rotor_index *ix) {
     if (!ix->params.calibrate || (ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT))
         return ROTOR_OK; /* exact searches need no table */
-    return ix_calibrate(ix, NULL, 0, ix->params.threads);
+    return ix_calibrate(ix, NULL, 0, ix->params.threads, true);
 }
 
 graph_space ix_space(const rotor_index *ix) {

@@ -229,8 +229,11 @@ rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *
 graph_space ix_space(const rotor_index *ix);
 
 /* tune.c: the calibration table, measured with `queries` (nq of them,
- * converted) or, when NULL, with rows of the index searched as held out. */
-rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads);
+ * converted) or, when NULL, with rows of the index searched as held out.
+ * in_build: part of a build, whose progress callback (ix->params) may stop
+ * it; elsewhere that callback is not called (its owner may be gone). */
+rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads,
+                          bool in_build);
 /* The automatic choice over the first n rows of ix->vectors: the quantizer
  * ("none" for full precision), the walking one ("" for the same) and the
  * layout; the candidates go to ix->tuning. */

@@ -20,8 +20,15 @@
  * linking anything anew (nav_ops.derive; the links do not depend on the
  * codes), and keeps the candidate whose cheapest setting reaching the
  * target recall costs least.
+ *
+ * Both run inside a build, the automatic choice before the graph and the
+ * calibration after it, and together they can take as long as the graph:
+ * they poll the build's progress callback (between chunks of queries and
+ * settings, and through the sample graph's own build) so a request to stop
+ * is honoured within a fraction of a second rather than at the next phase.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,6 +104,45 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq,
     return t / (double)(nq ? nq : 1);
 }
 
+/* ---- stop requests --------------------------------------------------------
+ *
+ * The build's progress callback, asked whether to stop. It is called only
+ * on the thread that started the build (worker 0 of a pool, the sample
+ * graph's reporting thread), as rotor.h promises; the other workers read
+ * the answer. Once it has asked to stop it is not called again. */
+
+typedef struct build_poll {
+    rotor_progress_fn fn; /* NULL: never stops */
+    void *opaque;
+    uint64_t done, total; /* what it is told: nothing done yet, or all of it */
+    atomic_int stop;
+} build_poll;
+
+static bool stopped(build_poll *p) {
+    return p != NULL && atomic_load_explicit(&p->stop, memory_order_relaxed);
+}
+
+/* Called on the build's own thread only. */
+static bool poll_stop(build_poll *p) {
+    if (p == NULL || p->fn == NULL)
+        return false;
+    if (!stopped(p) && p->fn(p->opaque, p->done, p->total))
+        atomic_store(&p->stop, 1);
+    return stopped(p);
+}
+
+static rotor_status cancelled(void) {
+    return cm_fail(ROTOR_ERR_CANCELLED, "build cancelled by the caller");
+}
+
+/* The sample graph's build reports its own progress; the caller hears only
+ * that the configuration is under way. */
+static int sample_progress(void *opaque, uint64_t done, uint64_t total) {
+    (void)done;
+    (void)total;
+    return poll_stop(opaque);
+}
+
 /* ---- exact neighbours -------------------------------------------------- */
 
 typedef struct exact_job {
@@ -107,13 +153,15 @@ typedef struct exact_job {
     int64_t *ids;
     float *dists;
     const nav_filter *live; /* NULL, or the removed points' refusal */
+    build_poll *poll;
 } exact_job;
 
 enum { EXACT_CHUNK = 32 };
 
 static void exact_chunk(void *ctx, size_t chunk, unsigned worker) {
-    (void)worker;
     const exact_job *j = ctx;
+    if (worker == 0 ? poll_stop(j->poll) : stopped(j->poll))
+        return;
     const size_t lo = chunk * EXACT_CHUNK, n = j->nq - lo < EXACT_CHUNK ? j->nq - lo : EXACT_CHUNK;
     const nav_search_params np = {.filter = j->live};
     if (j->live == NULL) {
@@ -134,7 +182,7 @@ static void exact_chunk(void *ctx, size_t chunk, unsigned worker) {
 static rotor_status exact_neighbours(const rotor_allocator *a, const float *base, size_t count,
                                      size_t dim, rotor_metric metric, const float *queries,
                                      const uint32_t *self, size_t nq, unsigned threads,
-                                     const nav_filter *live, int64_t *gt) {
+                                     const nav_filter *live, build_poll *poll, int64_t *gt) {
     const size_t k = TUNE_K + (self != NULL), want = k < count ? k : count;
     graph_space s = {.vectors = base, .count = count, .dim = dim, .metric = metric};
     nav_params np = {.threads = 1};
@@ -148,10 +196,12 @@ static rotor_status exact_neighbours(const rotor_allocator *a, const float *base
     if (st == ROTOR_OK)
         st = cm_pool_start(&pool, a, cm_thread_count(threads, nq / EXACT_CHUNK + 1));
     if (st == ROTOR_OK) {
-        exact_job job = {flat, &s, queries, nq, want, ids, (float *)(ids + nq * want), live};
+        exact_job job = {flat, &s, queries, nq, want, ids, (float *)(ids + nq * want), live, poll};
         cm_pool_run(&pool, exact_chunk, &job, (nq + EXACT_CHUNK - 1) / EXACT_CHUNK);
         cm_pool_stop(&pool);
-        for (size_t i = 0; i < nq; i++) {
+        if (stopped(poll))
+            st = cancelled();
+        for (size_t i = 0; st == ROTOR_OK && i < nq; i++) {
             size_t m = 0;
             for (size_t j = 0; j < want && m < TUNE_K; j++)
                 if (self == NULL || ids[i * want + j] != (int64_t)self[i])
@@ -183,12 +233,13 @@ typedef struct eval_job {
     size_t nq;
     eval_slot *slot; /* one per worker */
     int64_t *ids;    /* per worker: TUNE_K ids, then TUNE_K distances */
+    build_poll *poll;
 } eval_job;
 
 static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
     eval_job *j = ctx;
     eval_slot *out = &j->slot[worker];
-    if (out->st != ROTOR_OK)
+    if (out->st != ROTOR_OK || (worker == 0 ? poll_stop(j->poll) : stopped(j->poll)))
         return;
     int64_t *ids = j->ids + worker * 2 * TUNE_K;
     float *dists = (float *)(ids + TUNE_K);
@@ -231,6 +282,7 @@ typedef struct tune_set {
     int64_t *ids;
     double scan_scale;
     const nav_filter *live; /* NULL, or the removed points' refusal */
+    build_poll *poll;       /* NULL outside a build */
 } tune_set;
 
 /* Searches every query of `set` with np into a row of the table. */
@@ -238,9 +290,14 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
                              const nav_search_params *np, rotor_calibration_row *row) {
     const unsigned workers = cm_pool_threads(set->pool);
     memset(set->slot, 0, workers * sizeof *set->slot);
-    eval_job job = {ix, *np, set->queries, set->self, set->gt, set->nq, set->slot, set->ids};
+    eval_job job = {ix,      *np,       set->queries, set->self, set->gt,
+                    set->nq, set->slot, set->ids,     set->poll};
     job.np.filter = set->live;
+    if (poll_stop(set->poll))
+        return cancelled();
     cm_pool_run(set->pool, eval_chunk, &job, (set->nq + EVAL_CHUNK - 1) / EVAL_CHUNK);
+    if (stopped(set->poll))
+        return cancelled();
     nav_work w = {0};
     double sum = 0, sum2 = 0;
     for (unsigned t = 0; t < workers; t++) {
@@ -458,8 +515,15 @@ static bool is_live(const nav_filter *f, uint32_t u) {
     return !ix_is_deleted(((const live_test *)f)->ix, u);
 }
 
-rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads) {
+rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads,
+                          bool in_build) {
     const double t0 = cm_now();
+    /* After the graph: everything is done but this. */
+    build_poll poll = {.done = ix->count, .total = ix->count};
+    if (in_build) {
+        poll.fn = ix->params.progress;
+        poll.opaque = ix->params.progress_opaque;
+    }
     const rotor_allocator *a = &ix->alloc;
     const float *base = NULL;
     CM_FORWARD(full_vectors(ix, &base));
@@ -491,8 +555,8 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = ROTOR_ERR_OUT_OF_MEMORY;
     if (st == ROTOR_OK)
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows, nq, threads,
-                              ix->ndeleted > 0 ? &lt.nav : NULL, gt);
-    tune_set set = {queries, rows, gt, nq, NULL, NULL, NULL, 1.0, lp.filter};
+                              ix->ndeleted > 0 ? &lt.nav : NULL, &poll, gt);
+    tune_set set = {queries, rows, gt, nq, NULL, NULL, NULL, 1.0, lp.filter, &poll};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
     rotor_calibration_row *table = NULL;
@@ -673,9 +737,11 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
     for (size_t i = 0; st == ROTOR_OK && i < sn + nq; i++)
         memcpy(rows + i * ix->dim, ix->vectors + (size_t)pick[i] * ix->dim, ix->dim * sizeof *rows);
     const float *queries = rows + sn * ix->dim;
+    /* Before the graph: nothing of the n rows is indexed yet. */
+    build_poll poll = {ix->params.progress, ix->params.progress_opaque, 0, n, 0};
     if (st == ROTOR_OK)
         st = exact_neighbours(a, rows, sn, ix->dim, ix->metric, queries, NULL, nq,
-                              ix->params.threads, NULL, gt);
+                              ix->params.threads, NULL, &poll, gt);
 
     /* One graph on the sample, on one thread so it is the same every time. */
     rotor_params sp = ix->params;
@@ -683,7 +749,8 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
     sp.walk_quant = NULL;
     sp.threads = 1;
     sp.calibrate = 0;
-    sp.progress = NULL;
+    sp.progress = poll.fn != NULL ? sample_progress : NULL;
+    sp.progress_opaque = &poll;
     sp.full_vectors = ROTOR_VECTORS_RAM;
     const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
     if (!vamana)
@@ -705,10 +772,10 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         cp.neighbor_codes = cand[c].neighbor_codes;
         cp.threads = ix->params.threads; /* encoding and training repeat on any count */
         rotor_index *s = NULL;
-        st = sample_index(&cp, rows, sn, ix->dim, links, &s);
+        st = poll_stop(&poll) ? cancelled() : sample_index(&cp, rows, sn, ix->dim, links, &s);
         if (st != ROTOR_OK)
             break;
-        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, NULL};
+        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, NULL, &poll};
         if (!vamana) /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
             set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
         rotor_calibration_row *r = NULL;
@@ -799,13 +866,13 @@ rotor_status rotor_index_tuning(const rotor_index *ix, rotor_tuning *out) {
 static rotor_status tune_locked(rotor_index *ix, const rotor_matrix *queries, uint32_t threads) {
     CM_RETURN_IF(ix_live(ix) == 0, ROTOR_ERR_EMPTY, "an empty index has nothing to calibrate");
     if (queries == NULL)
-        return ix_calibrate(ix, NULL, 0, threads);
+        return ix_calibrate(ix, NULL, 0, threads, false);
     float *q = cm_alloc(&ix->alloc, queries->rows * ix->dim * sizeof *q, "calibration queries");
     if (q == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     rotor_status st = ix_convert_rows(queries, ix->metric, q, "calibration queries");
     if (st == ROTOR_OK)
-        st = ix_calibrate(ix, q, queries->rows, threads);
+        st = ix_calibrate(ix, q, queries->rows, threads, false);
     cm_free(&ix->alloc, q);
     return st;
 }

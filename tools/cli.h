@@ -226,7 +226,7 @@ int cli_read_f32(const char *path, const char *role, size_t max_rows, rotor_matr
 /* Progress on stderr: drawn only when stderr is a terminal and not --quiet. */
 typedef struct cli_progress {
     const char *label;
-    uint64_t total;
+    uint64_t total, last_done;
     double started, last_draw;
     bool enabled;
 } cli_progress;

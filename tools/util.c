@@ -42,6 +42,7 @@ void cli_progress_start(cli_progress *p, const char *label, uint64_t total, bool
     p->total = total;
     p->started = cli_now();
     p->last_draw = 0;
+    p->last_done = UINT64_MAX;
     p->enabled = !quiet && isatty(STDERR_FILENO);
 }
 
@@ -64,9 +65,12 @@ void cli_progress_update(cli_progress *p, uint64_t done) {
     if (!p->enabled)
         return;
     double now = cli_now();
-    if (now - p->last_draw < 0.1 && done < p->total)
+    /* The end is drawn at once, but only once: a build calibrating after
+     * its graph keeps reporting everything done. */
+    if (now - p->last_draw < 0.1 && (done < p->total || done == p->last_done))
         return;
     p->last_draw = now;
+    p->last_done = done;
     draw(p, done);
 }
 

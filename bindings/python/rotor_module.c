@@ -248,7 +248,7 @@ typedef struct {
     int bar;            /* draw the bar on sys.stderr */
     int failed;         /* an exception is pending: stop */
     double started, last;
-    uint64_t total;
+    uint64_t total, done;
 } progress_state;
 
 static double now_seconds(void) {
@@ -280,8 +280,12 @@ static void draw_bar(progress_state *ps, uint64_t done, uint64_t total) {
 static int progress_cb(void *opaque, uint64_t done, uint64_t total) {
     progress_state *ps = opaque;
     double t = now_seconds();
+    /* The end is shown at once, but only once: a build calibrating after
+     * its graph keeps reporting everything done. */
+    const bool new_end = done >= total && (done != ps->done || ps->last == 0);
     ps->total = total;
-    if (t - ps->last < 0.05 && done < total)
+    ps->done = done;
+    if (t - ps->last < 0.05 && !new_end)
         return 0;
     ps->last = t;
     PyGILState_STATE g = PyGILState_Ensure();

@@ -358,6 +358,81 @@ static void test_add_one_at_a_time(void **state) {
     rotor_index_close(ix);
 }
 
+/* Links into removed nodes, and live nodes the entry does not reach. */
+static void links_to_removed(const rotor_index *ix, size_t *links, size_t *unreached) {
+    const nav *g = ix->nav;
+    const size_t n = vamana_count(g);
+    uint8_t *seen = calloc(n, 1);
+    uint32_t *stack = malloc(n * sizeof *stack);
+    *links = 0;
+    for (size_t u = 0; u < n; u++) {
+        const uint32_t *nb;
+        const uint32_t deg = vamana_neighbors(g, u, &nb);
+        for (uint32_t j = 0; j < deg; j++)
+            *links += !ix_is_deleted(ix, u) && ix_is_deleted(ix, nb[j]);
+    }
+    size_t top = 0;
+    seen[vamana_entry(g)] = 1;
+    stack[top++] = vamana_entry(g);
+    while (top > 0) {
+        const uint32_t *nb;
+        const uint32_t deg = vamana_neighbors(g, stack[--top], &nb);
+        for (uint32_t j = 0; j < deg; j++)
+            if (!seen[nb[j]]) {
+                seen[nb[j]] = 1;
+                stack[top++] = nb[j];
+            }
+    }
+    *unreached = 0;
+    for (size_t u = 0; u < n; u++)
+        *unreached += !seen[u] && !ix_is_deleted(ix, u);
+    free(seen);
+    free(stack);
+}
+
+/* Consolidation re-prunes the lists that pointed at removed nodes, which
+ * can drop the last edge into a live node; it repairs that as a build
+ * does, so every live node stays reachable. Unclustered 48-d data, where
+ * the first consolidation cut off 38 of 1,667 live nodes without it. */
+static void test_consolidation_keeps_live_reachable(void **state) {
+    (void)state;
+    enum { ROWS = 2000, DIM = 48, ROUNDS = 4 };
+    float *x = malloc(ROWS * DIM * sizeof *x);
+    int64_t *keys = malloc(ROWS * sizeof *keys);
+    ts_rng r;
+    ts_rng_init(&r, 7);
+    for (size_t i = 0; i < ROWS * DIM; i++)
+        x[i] = (float)ts_rng_normal(&r);
+    for (size_t i = 0; i < ROWS; i++)
+        keys[i] = (int64_t)i;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8");
+    p.walk_quant = "bin1fs";
+    rotor_matrix m = {x, ROWS, DIM, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    size_t live = ROWS;
+    for (size_t round = 0; round < ROUNDS; round++) {
+        const size_t gone = live / 6;
+        for (size_t i = 0; i < gone; i++) {
+            const size_t j = i + ts_rng_next(&r) % (live - i);
+            const int64_t t = keys[i];
+            keys[i] = keys[j];
+            keys[j] = t;
+        }
+        assert_int_equal(rotor_index_remove(ix, keys, gone), ROTOR_OK);
+        assert_int_equal(rotor_index_consolidate(ix), ROTOR_OK);
+        memmove(keys, keys + gone, (live - gone) * sizeof *keys);
+        live -= gone;
+        size_t links, unreached;
+        links_to_removed(ix, &links, &unreached);
+        assert_int_equal(links, 0);
+        assert_int_equal(unreached, 0);
+    }
+    rotor_index_close(ix);
+    free(keys);
+    free(x);
+}
+
 static void test_batch_equals_single(void **state) {
     check_batch_equals_single(state, ROTOR_INDEX_VAMANA);
 }
@@ -478,6 +553,7 @@ int main(void) {
         cmocka_unit_test(test_start_sample),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_add_one_at_a_time),
+        cmocka_unit_test(test_consolidation_keeps_live_reachable),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
         cmocka_unit_test(test_bad_params),

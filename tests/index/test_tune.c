@@ -4,9 +4,11 @@
  * calibration table comes back from the file unchanged; a search by recall
  * reaches the recall it was asked for on queries the calibration never saw;
  * a request the index cannot promise is refused with a sentence; every
- * allocation failure of a calibrating build is reported and leak-free.
+ * allocation failure of a calibrating build is reported and leak-free, and
+ * so is a stop asked for while a build measures itself.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +256,89 @@ static void test_disk_mode_defaults(void **state) {
     rotor_index_close(ix);
 }
 
+typedef struct stopper {
+    long calls, stop_at; /* asks to stop on call stop_at */
+    long after_stop;     /* calls once it asked: must stay 0 */
+    uint64_t last_done, last_total;
+    const ts_counting_alloc *alloc;
+    long allocs_at_stop; /* the work done until then, in allocations */
+    bool in_calibration; /* stop on the first call of the calibration instead */
+} stopper;
+
+static int stop_on_call(void *opaque, uint64_t done, uint64_t total) {
+    stopper *s = opaque;
+    if (s->stop_at > 0 && s->calls >= s->stop_at)
+        s->after_stop++;
+    s->calls++;
+    s->last_done = done;
+    s->last_total = total;
+    if (s->in_calibration && s->stop_at < 0 && done == N && total == N)
+        s->stop_at = s->calls;
+    if (s->calls == s->stop_at && s->alloc != NULL)
+        s->allocs_at_stop = s->alloc->calls;
+    return s->calls == s->stop_at;
+}
+
+/* Builds with a stop asked for on call `at`; checks what every cancelled
+ * build must: the status, nothing left allocated, no call once it asked,
+ * and no work started after it (no allocation but the freeing ones). */
+static stopper build_stopped_at(const rotor_params *base, const rotor_matrix *m, long at) {
+    ts_counting_alloc ca = {0};
+    stopper s = {.stop_at = at, .alloc = &ca, .in_calibration = at < 0};
+    rotor_params p = *base;
+    p.allocator = ts_counting_allocator(&ca);
+    p.progress = stop_on_call;
+    p.progress_opaque = &s;
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, m, &ix), ROTOR_ERR_CANCELLED);
+    assert_non_null(strstr(rotor_last_error(), "cancelled"));
+    assert_null(ix);
+    assert_int_equal(ca.live, 0);
+    assert_int_equal(s.calls, s.stop_at);
+    assert_int_equal(s.after_stop, 0);
+    assert_int_equal(ca.calls, s.allocs_at_stop);
+    return s;
+}
+
+/* A stop asked for while the build measures itself (the automatic choice
+ * before the graph, the calibration after it) is honoured at once. One
+ * thread, so the calls come in the same order every time and a stop can
+ * be asked for at each phase by its call's number. */
+static void test_cancel_while_measuring(void **state) {
+    const fixture *f = *state;
+    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
+    rotor_params p = vamana_params();
+    p.threads = 1;
+    stopper whole = {.stop_at = -1};
+    p.progress = stop_on_call;
+    p.progress_opaque = &whole;
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index_close(ix);
+    /* The calibration is the last to report, with everything done. */
+    assert_true(whole.calls > 10);
+    assert_true(whole.last_done == N && whole.last_total == N);
+
+    size_t in_auto = 0, in_graph = 0;
+    for (long at = 1; at < whole.calls; at = at < 8 ? at + 1 : at * 2) {
+        const stopper s = build_stopped_at(&p, &m, at);
+        if (s.last_done == 0) /* choosing the codes: nothing indexed yet */
+            in_auto += s.last_total == N;
+        else
+            in_graph++;
+    }
+    assert_true(in_auto >= 8);
+    assert_true(in_graph >= 1);
+    /* The last call of a whole build comes from its calibration. */
+    const stopper s = build_stopped_at(&p, &m, whole.calls);
+    assert_true(s.last_done == N && s.last_total == N);
+    /* Two threads: the other worker stops too, in either phase. */
+    p.threads = 2;
+    const stopper first = build_stopped_at(&p, &m, 1);
+    assert_true(first.last_done == 0 && first.last_total == N);
+    (void)build_stopped_at(&p, &m, -1);
+}
+
 /* Every allocation of a small calibrating build fails in turn. */
 static void test_allocation_failures(void **state) {
     const fixture *f = *state;
@@ -289,6 +374,7 @@ int main(void) {
         cmocka_unit_test(test_flat_stays_exact),
         cmocka_unit_test(test_disk_mode_defaults),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_cancel_while_measuring),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
