@@ -62,6 +62,11 @@ static uint64_t pad8(uint64_t n) { return (8 - n % 8) % 8; }
 static uint64_t record_checksum(XXH3_state_t *h, uint64_t seed, const uint8_t *header,
                                 const ixf_part *parts, size_t n) {
     static const uint8_t zeros[8];
+    /* A reset with a seed skips deriving its secret when the state's
+     * seed field already holds that seed: a state on the stack holds
+     * whatever a previous one left there, so it is cleared first (else a
+     * long record's checksum depends on stale stack bytes). */
+    XXH3_INITSTATE(h);
     XXH3_64bits_reset_withSeed(h, seed);
     XXH3_64bits_update(h, header, L_CHECKSUM);
     for (size_t i = 0; i < n; i++) {

@@ -156,6 +156,7 @@ static void reseal(uint8_t *buf, size_t size) {
         if (memcmp(r, "RLG1", 4) != 0 || len % 8 != 0 || len > size - at - REC)
             break;
         XXH3_state_t h;
+        XXH3_INITSTATE(&h); /* else a stale seed field skips deriving the secret */
         XXH3_64bits_reset_withSeed(&h, seed);
         XXH3_64bits_update(&h, r, REC_SUM);
         XXH3_64bits_update(&h, r + REC, (size_t)len);

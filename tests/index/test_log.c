@@ -430,6 +430,7 @@ static void forge(const char *path, uint32_t type, uint64_t seq, const void *pay
     }
     memcpy(rec + 32, payload, size);
     XXH3_state_t h;
+    XXH3_INITSTATE(&h); /* else a stale seed field skips deriving the secret */
     XXH3_64bits_reset_withSeed(&h, seed);
     XXH3_64bits_update(&h, rec, 24);
     XXH3_64bits_update(&h, rec + 32, padded);
