@@ -823,10 +823,11 @@ ROTOR_API rotor_status rotor_index_open_fd(int fd, const char *name,
  *   - A change is all or nothing in the file too: a crash while it is
  *     written leaves it whole or absent, and the next open applies every
  *     whole record and ignores an unfinished one at the end. A change
- *     that fails leaves the file as it was (its record is cut off again;
- *     only a crash in that instant can leave the record of a change that
- *     failed for its arguments, which the next open skips, or, with
- *     sync_each_change, one that failed for memory, which it applies).
+ *     that fails leaves the file as it was: its record, written first, is
+ *     cut off again. Only a crash in that instant keeps such a record;
+ *     the next open then skips it if the change failed for its arguments
+ *     (a missing or taken key, NaN), and makes the change if it failed
+ *     for lack of memory.
  *   - Not recorded: rotor_index_consolidate (the next open consolidates
  *     as the replayed removes call for), rotor_index_tune's table; both
  *     reach the file with rotor_index_save.
