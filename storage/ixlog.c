@@ -295,8 +295,10 @@ rotor_status ixf_log_writer_open(const ixf_file *f, const rotor_allocator *a, ui
         st = cm_fail(ROTOR_ERR_IO,
                      "cannot write '%s': an index opened writable elsewhere is appending to it",
                      path);
-    if (st == ROTOR_OK && (uint64_t)mine.st_size > end)
-        st = cut_back(w); /* the tail a crash left */
+    /* The tail a crash left goes before anything is appended. */
+    if (st == ROTOR_OK && (uint64_t)mine.st_size > end && ftruncate(w->fd, (off_t)end) != 0)
+        st = cm_fail(ROTOR_ERR_IO, "cannot cut the unfinished record off the end of '%s': %s", path,
+                     strerror(errno));
     if (st != ROTOR_OK) {
         ixf_log_writer_close(w);
         return st;
