@@ -42,8 +42,10 @@ static int check_keys(const rotor_index *ix, const char *path, const int64_t *go
     if (g == NULL)
         return cli_error(CLI_EXIT_FAIL, "update: out of memory checking the keys");
     int64_t *k = g + ngone;
-    memcpy(g, gone, ngone * sizeof *g);
-    memcpy(k, keys, nkeys * sizeof *k);
+    if (ngone > 0) /* gone and keys are NULL when not given */
+        memcpy(g, gone, ngone * sizeof *g);
+    if (nkeys > 0)
+        memcpy(k, keys, nkeys * sizeof *k);
     qsort(g, ngone, sizeof *g, cmp_key);
     qsort(k, nkeys, sizeof *k, cmp_key);
     int rc = CLI_EXIT_OK;
