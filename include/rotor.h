@@ -48,8 +48,8 @@
  *     a search that starts after rotor_index_remove returned never returns
  *     a removed key, and a search beside rotor_index_update finds a key's
  *     old vector, or neither, or its new one, never both.
- *   - A save takes the writers' turn: no writer changes the index while
- *     it is written, and searches go on.
+ *   - A save (and rotor_index_sync) takes the writers' turn: no writer
+ *     changes the index while it is written, and searches go on.
  *   - The last-error text is kept per thread.
  *
  * Errors
@@ -470,7 +470,8 @@ ROTOR_API rotor_status rotor_index_build_with_keys(const rotor_params *params,
 
 /* Appends vectors; their keys continue the row numbers: count, count + 1,
  * ... A key taken already (an index with keys of the caller's) refuses
- * the call. On failure the index is unchanged. */
+ * the call. On failure the index is unchanged. An index opened writable
+ * records the change in its file (rotor_index_sync). */
 ROTOR_API rotor_status rotor_index_add(rotor_index *index, const rotor_matrix *vectors);
 
 /* Appends vectors with the given keys (vectors->rows of them, copied;
@@ -590,6 +591,15 @@ typedef struct rotor_index_stats {
     size_t slots;              /* vectors stored: count + deleted (slots are not reused) */
     size_t deleted;            /* removed vectors still holding their slot */
     size_t unconsolidated;     /* of those, removed since the last consolidation */
+    int writable;              /* 1: opened writable, changes are appended to the file */
+    size_t log_records;        /* records in the file's update log: those replayed at open and
+                                  those appended since (0 after a save over the file) */
+    size_t log_bytes;          /* the bytes of those records */
+    size_t log_skipped;        /* of those records, changes that had failed when they were
+                                  made (a crash came before their record was cut off) */
+    size_t log_tail_bytes;     /* bytes after the log's last whole record when opened: an
+                                  append a crash cut short, ignored (a writable open cuts
+                                  them off) */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
@@ -756,6 +766,19 @@ typedef struct rotor_open_params {
      * disk the vectors section is not read at open. 0 (default): map the
      * file; pages load as searches touch them. */
     int load;
+    /* 1: changes go to the file. The index keeps the file open for
+     * writing (an exclusive lock on it: a second writable open of the
+     * file, here or in another process, is refused with ROTOR_ERR_IO, and
+     * so is a save by another index over it), and every add, update,
+     * remove and set_labels that succeeds has been appended to the file's
+     * update log before it returns; see "Durable changes" below. 0
+     * (default): the file is only read; changes stay in memory until
+     * rotor_index_save. */
+    int writable;
+    /* With writable: 1 flushes each change to disk (fdatasync) before its
+     * call returns, as if rotor_index_sync followed it; 0 (default): only
+     * rotor_index_sync does. */
+    int sync_each_change;
     rotor_allocator allocator;
 } rotor_open_params;
 
@@ -770,9 +793,11 @@ ROTOR_API rotor_open_params rotor_open_params_default(void);
  * once, without blocking, and must be a regular file; vectors left on disk
  * are read through that same descriptor.
  *
- * Mapped files. rotor never modifies an index file in place: a save writes
- * a new file and renames it over the old one, so an index open on the old
- * file keeps its pages. Another program must not modify an index file in
+ * Mapped files. rotor never modifies the sections of an index file in
+ * place: a save writes a new file and renames it over the old one, so an
+ * index open on the old file keeps its pages, and a writable index (see
+ * "Durable changes" below) only appends after them, where no mapping
+ * reaches. Another program must not modify an index file in
  * place either (truncate it, write into it): the pages of a mapped file
  * change under the open index, and a truncated mapping ends the process with
  * SIGBUS on the next search that touches it. Callers that cannot promise
@@ -780,9 +805,53 @@ ROTOR_API rotor_open_params rotor_open_params_default(void);
 ROTOR_API rotor_status rotor_index_open(const char *path, const rotor_open_params *params,
                                         rotor_index **out);
 /* The same on a descriptor the caller opened (duplicated; the caller still
- * closes its own). `name` names the file in sentences. */
+ * closes its own). `name` names the file in sentences. A writable open
+ * opens the same file again for writing (through /proc/self/fd), so fd
+ * may be read-only. */
 ROTOR_API rotor_status rotor_index_open_fd(int fd, const char *name,
                                            const rotor_open_params *params, rotor_index **out);
+
+/* Durable changes. An index opened with rotor_open_params.writable = 1
+ * records each change in its file, in an update log after the sections
+ * (storage/FORMAT.md), which every open of the file replays, so the
+ * opened index holds the changes:
+ *   - A change that returned ROTOR_OK (rotor_index_add, _add_with_keys,
+ *     _update, _remove, _set_labels) has been written to the file: it
+ *     survives the end of the process, by a crash or kill -9 included,
+ *     but, until synced, not a power loss or a crash of the operating
+ *     system.
+ *   - rotor_index_sync flushes the file to disk: every change that
+ *     returned before it was called then survives a power loss too. With
+ *     sync_each_change, each change is flushed before it returns.
+ *   - A change is all or nothing in the file too: a crash while it is
+ *     written leaves it whole or absent, and the next open applies every
+ *     whole record and ignores an unfinished one at the end. A change
+ *     that fails leaves the file as it was: its record, written first, is
+ *     cut off again. Only a crash in that instant keeps such a record;
+ *     the next open then skips it if the change failed for its arguments
+ *     (a missing or taken key, NaN), and makes the change if it failed
+ *     for lack of memory.
+ *   - Not recorded: rotor_index_consolidate (the next open consolidates
+ *     as the replayed removes call for), rotor_index_tune's table; both
+ *     reach the file with rotor_index_save.
+ *   - rotor_index_save over the index's own file writes it whole with
+ *     the log folded into its sections; the index then appends to the new
+ *     file. Saved elsewhere, the index goes on appending to its file.
+ *   - After a failed sync (the disk refused the data) the index takes no
+ *     more changes (ROTOR_ERR_IO): the kernel may have dropped what it
+ *     could not write, so the file's state is unknown. A save over the
+ *     file writes it whole and lifts this.
+ *   - With its full vectors on disk an index takes no new vectors (adds
+ *     and updates are refused, as without writable); removes and labels
+ *     are recorded. A file whose log adds vectors opens with its vectors
+ *     in RAM only (ROTOR_ERR_UNSUPPORTED otherwise) until it is saved.
+ *   - The file must not be rewritten by anything else while the index is
+ *     open ("Mapped files" above); rotor's own saves over it are refused.
+ * rotor_index_close does not sync. Not for an index that was not opened
+ * writable (ROTOR_ERR_UNSUPPORTED). A sync takes the writers' turn: it
+ * waits for a change in progress (which it then covers), and searches go
+ * on meanwhile. */
+ROTOR_API rotor_status rotor_index_sync(const rotor_index *index);
 
 /* Builds an index over the vectors of a data set file (any format
  * rotor_reader_open reads) and saves it to `out_path`, without ever holding

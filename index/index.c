@@ -376,7 +376,8 @@ rotor_status ix_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t 
 
 static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
     ix_write_begin(ix);
-    const rotor_status st = ix_add(ix, vectors, keys);
+    /* log.c: recorded in the file first when the index was opened writable. */
+    const rotor_status st = ix_log_add(ix, vectors, keys, ix_add);
     ix_write_end(ix);
     return st;
 }
@@ -505,6 +506,7 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     out->train_seconds = ix->train_seconds;
     snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
     snprintf(out->walk_quant, sizeof out->walk_quant, "%s", ix->walk_q ? ix->walk_name : "");
+    ix_log_stats(ix, out);
 }
 
 rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out) {
@@ -617,6 +619,7 @@ void rotor_index_close(rotor_index *ix) {
     ix_labels_free(ix);
     ix_keys_free(ix);
     ix_deleted_free(ix);
+    ix_log_close(ix);
     ix_sync_free(ix);
     vstore_close(ix->store);
     ixf_close(ix->file); /* last: the navigators may borrow from it too */

@@ -13,6 +13,8 @@
  *   keys.c        user keys: the slot of a key, the key of a slot, the keys section
  *   remove.c      remove, update, consolidate; the deleted section
  *   sync.c        searches beside writers: the index's two locks
+ *   log.c         the update log: changes of an index opened writable
+ *                 appended to its file, replayed at open
  */
 #ifndef ROTOR_INDEX_INTERNAL_H
 #define ROTOR_INDEX_INTERNAL_H
@@ -85,6 +87,7 @@ typedef struct ix_keys {
 
 /* sync.c: the locks of searches beside writers. */
 typedef struct ix_sync ix_sync;
+typedef struct ix_log ix_log; /* log.c */
 
 struct rotor_index {
     rotor_params params;
@@ -143,6 +146,10 @@ struct rotor_index {
     /* Searches beside writers (sync.c); the pointer is set once, at
      * creation, so a const index still locks. */
     ix_sync *sync;
+    /* An index opened from a file: what the file's update log held and,
+     * opened writable, where each change goes (log.c). NULL for a built
+     * index. */
+    ix_log *log;
 };
 
 /* sync.c. Every reading call holds the index shared (ix_read_*) while
@@ -341,6 +348,40 @@ rotor_status ix_filter_scan(const rotor_index *ix, const ix_filter *xf, const gr
 rotor_status ix_deleted_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_deleted_load(rotor_index *ix);
 void ix_deleted_free(rotor_index *ix);
+
+/* log.c: the update log (storage/FORMAT.md). Each public call that
+ * changes an index hands its arguments and the function that makes the
+ * change to one of these, in the writer's turn: for an index opened
+ * writable the record is written, the change made, and the record cut off
+ * again if it failed; otherwise the change is just made. */
+typedef rotor_status (*ix_add_fn)(rotor_index *ix, const rotor_matrix *vectors,
+                                  const int64_t *keys);
+typedef rotor_status (*ix_remove_fn)(rotor_index *ix, const int64_t *keys, size_t n);
+typedef rotor_status (*ix_labels_fn)(rotor_index *ix, const int64_t *ids,
+                                     const rotor_labels *labels);
+rotor_status ix_log_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                        ix_add_fn apply);
+rotor_status ix_log_update(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                           ix_add_fn apply);
+rotor_status ix_log_remove(rotor_index *ix, const int64_t *keys, size_t n, ix_remove_fn apply);
+rotor_status ix_log_set_labels(rotor_index *ix, const int64_t *ids, const rotor_labels *labels,
+                               ix_labels_fn apply);
+/* At the end of an open: replays the file's log into the index and, for
+ * a writable open, starts appending to it; with op->verify a log broken
+ * in its middle is refused. */
+rotor_status ix_log_open(rotor_index *ix, const rotor_open_params *op);
+void ix_log_close(rotor_index *ix);
+void ix_log_stats(const rotor_index *ix, rotor_index_stats *out);
+/* Whether `path` names the file a writable index appends to; a save over
+ * it goes through ix_log_save_over, which goes on appending to the new
+ * file. Both in the writer's turn. */
+bool ix_log_writes_to(const rotor_index *ix, const char *path);
+rotor_status ix_log_save_over(const rotor_index *ix, const char *path);
+
+/* save.c: writes the index to `path`, in the writer's turn; with `kept`,
+ * for a writable index saved over its own file, the new file's descriptor
+ * comes back locked. */
+rotor_status ix_save(const rotor_index *ix, const char *path, ixf_kept *kept);
 
 /* search.c: one query through the navigator with its settings resolved. */
 rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,

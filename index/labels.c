@@ -223,7 +223,8 @@ rotor_status rotor_index_set_labels(rotor_index *ix, const int64_t *ids, const r
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
     CM_FORWARD(check_labels_arg(in));
     ix_write_begin(ix);
-    const rotor_status st = set_labels_locked(ix, ids, in);
+    /* log.c: recorded in the file first when the index was opened writable. */
+    const rotor_status st = ix_log_set_labels(ix, ids, in, set_labels_locked);
     ix_write_end(ix);
     return st;
 }

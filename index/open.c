@@ -211,6 +211,13 @@ static rotor_status check_open_params(const rotor_open_params *op) {
                  "direct_io must be -1, 0 or 1, not %d", op->direct_io);
     CM_RETURN_IF(op->load != 0 && op->load != 1, ROTOR_ERR_INVALID_ARGUMENT,
                  "load must be 0 or 1, not %d", op->load);
+    CM_RETURN_IF(op->writable != 0 && op->writable != 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "writable must be 0 or 1, not %d", op->writable);
+    CM_RETURN_IF(op->sync_each_change != 0 && op->sync_each_change != 1, ROTOR_ERR_INVALID_ARGUMENT,
+                 "sync_each_change must be 0 or 1, not %d", op->sync_each_change);
+    CM_RETURN_IF(op->sync_each_change && !op->writable, ROTOR_ERR_INVALID_ARGUMENT,
+                 "sync_each_change needs writable: an index not opened writable keeps its "
+                 "changes in memory");
     CM_RETURN_IF(op->allocator.alloc == NULL || op->allocator.free == NULL,
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "the allocator needs both alloc and free (use rotor_open_params_default())");
@@ -248,6 +255,8 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
         for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
             ixf_release(f, owned[i]);
     }
+    if (st == ROTOR_OK)
+        st = ix_log_open(ix, &op); /* the changes made since the file was saved */
     if (st != ROTOR_OK) {
         rotor_index_close(ix);
         return st;

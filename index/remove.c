@@ -189,7 +189,8 @@ rotor_status rotor_index_remove(rotor_index *ix, const int64_t *keys, size_t n) 
     if (n == 0)
         return ROTOR_OK;
     ix_write_begin(ix);
-    const rotor_status st = remove_locked(ix, keys, n);
+    /* log.c: recorded in the file first when the index was opened writable. */
+    const rotor_status st = ix_log_remove(ix, keys, n, remove_locked);
     ix_write_end(ix);
     return st;
 }
@@ -225,7 +226,7 @@ rotor_status rotor_index_update(rotor_index *ix, const rotor_matrix *vectors, co
     CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
                  "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
     ix_write_begin(ix);
-    const rotor_status st = update_locked(ix, vectors, keys);
+    const rotor_status st = ix_log_update(ix, vectors, keys, update_locked);
     ix_write_end(ix);
     return st;
 }

@@ -49,6 +49,14 @@ static void fill_meta(const rotor_index *ix, const nav_stats *ns, ixf_meta *m) {
 
 static rotor_status save_locked(const rotor_index *ix, const char *path) {
     CM_RETURN_IF(ix->count == 0, ROTOR_ERR_EMPTY, "an empty index cannot be saved");
+    /* Over the file a writable index appends to: its log goes on in the
+     * new file (log.c). */
+    if (ix_log_writes_to(ix, path))
+        return ix_log_save_over(ix, path);
+    return ix_save(ix, path, NULL);
+}
+
+rotor_status ix_save(const rotor_index *ix, const char *path, ixf_kept *kept) {
     /* Vectors on disk are copied from the file this index was opened from:
      * it stays mapped and unchanged even if `path` names it. */
     const void *vectors = ix->vectors;
@@ -96,7 +104,7 @@ static rotor_status save_locked(const rotor_index *ix, const char *path) {
     ix->nav->ops->stats(ix->nav, &space, &ns);
     ixf_meta m;
     fill_meta(ix, &ns, &m);
-    return ixf_commit(w, &m);
+    return kept != NULL ? ixf_commit_keep(w, &m, kept) : ixf_commit(w, &m);
 }
 
 /* A save reads the whole index but changes nothing: it takes the

@@ -261,7 +261,7 @@ static void fill_first_page(const ixf_writer *w, const ixf_meta *m, uint8_t *pag
     cm_put_le64(page + H_CHECKSUM, XXH3_64bits(page, used));
 }
 
-rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
+static rotor_status commit(ixf_writer *w, const ixf_meta *meta, ixf_kept *kept) {
     rotor_status st = ROTOR_OK;
     if (w->open_section)
         st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "index file writer misused: a section is open");
@@ -270,6 +270,10 @@ rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
         st = ROTOR_ERR_OUT_OF_MEMORY;
     if (st == ROTOR_OK) {
         fill_first_page(w, meta, page);
+        if (kept != NULL) {
+            kept->checksum = cm_get_le64(page + H_CHECKSUM);
+            kept->size = w->pos;
+        }
         uint64_t end = w->pos;
         w->pos = 0;
         w->flushed = 0;
@@ -281,10 +285,17 @@ rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) {
         ds_out *o = w->out;
         w->out = NULL;
         w->fd = -1;
-        st = ds_out_commit(o);
+        st = kept != NULL ? ds_out_commit_keep(o, &kept->fd) : ds_out_commit(o);
     }
     ixf_abort(w);
     return st;
+}
+
+rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta) { return commit(w, meta, NULL); }
+
+rotor_status ixf_commit_keep(ixf_writer *w, const ixf_meta *meta, ixf_kept *kept) {
+    kept->fd = -1;
+    return commit(w, meta, kept);
 }
 
 void ixf_abort(ixf_writer *w) {
@@ -305,7 +316,11 @@ struct ixf_file {
     const uint8_t *map; /* the mapping, or the copy read with pread */
     bool copied;        /* IXF_READ: map is memory of our own */
     bool vectors_read;  /* IXF_READ: the vectors section is in the copy */
+    /* The size the first page records: what is mapped or copied. The
+     * update log (ixlog.c) follows it and is read with pread, so the
+     * mapping never covers bytes a writer appends or cuts off. */
     uint64_t size;
+    uint64_t checksum; /* the first page's, which seeds every log record's */
     ixf_meta meta;
     unsigned nsections;
     ixf_entry sections[IXF_MAX_SECTIONS];
@@ -349,8 +364,12 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
     CM_RETURN_IF(size < recorded, ROTOR_ERR_FORMAT,
                  "'%s' is truncated: %" PRIu64 " bytes of the %" PRIu64 " it was written with",
                  path, size, recorded);
-    CM_RETURN_IF(size > recorded, ROTOR_ERR_FORMAT,
-                 "'%s' has %" PRIu64 " bytes after the end of the index", path, size - recorded);
+    CM_RETURN_IF(recorded < IXF_PAGE, ROTOR_ERR_FORMAT,
+                 "'%s' records a size of %" PRIu64 " bytes, less than its first page", path,
+                 recorded);
+    /* Bytes past `recorded` are the update log's (ixlog.c), not refused. */
+    size = recorded;
+    f->checksum = cm_get_le64(page + H_CHECKSUM);
 
     uint64_t prev_end = IXF_PAGE;
     for (unsigned i = 0; i < nsec; i++) {
@@ -369,7 +388,7 @@ static rotor_status parse_first_page(ixf_file *f, const uint8_t *page, uint64_t 
                      path, name, s.offset);
         CM_RETURN_IF(s.size > size || s.offset > size - s.size, ROTOR_ERR_FORMAT,
                      "'%s': the %s section (%" PRIu64 " bytes at %" PRIu64
-                     ") runs past the end of the file (%" PRIu64 " bytes)",
+                     ") runs past the end of the index (%" PRIu64 " bytes)",
                      path, name, s.size, s.offset, size);
         prev_end = s.offset + s.size;
         f->sections[i] = s;
@@ -505,7 +524,7 @@ rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mo
     if (st == ROTOR_OK)
         st = parse_first_page(f, page, size);
     if (st == ROTOR_OK)
-        f->size = size;
+        size = f->size = cm_get_le64(page + H_FILE_SIZE);
     if (st == ROTOR_OK && mode == IXF_READ) {
         st = read_copy(f);
     } else if (st == ROTOR_OK) {
@@ -539,6 +558,8 @@ void ixf_close(ixf_file *f) {
 }
 
 const ixf_meta *ixf_meta_of(const ixf_file *f) { return &f->meta; }
+uint64_t ixf_log_start(const ixf_file *f) { return f->size; }
+uint64_t ixf_log_seed(const ixf_file *f) { return f->checksum; }
 const char *ixf_path(const ixf_file *f) { return f->path; }
 
 static const ixf_entry *find(const ixf_file *f, ixf_section_id id) {

@@ -276,15 +276,51 @@ static rotor_status link_unnamed(ds_out *o) {
     return cm_fail(ROTOR_ERR_IO, "cannot write '%s': no free temporary name", o->shown);
 }
 
-rotor_status ds_out_commit(ds_out *o) {
+/* An index opened writable (rotor_open_params.writable) holds an
+ * exclusive flock on its file while it appends to it (storage/ixlog.c).
+ * Renaming a new file over it then would send the writer's later changes,
+ * synced or not, into a file no name reaches: the replacement is refused
+ * instead. The shared lock taken here is held across the rename, so no
+ * writer starts on the old file meanwhile. A file that cannot be opened
+ * or locked at all (no read permission, no flock on the file system) is
+ * replaced as before: nothing of rotor's can hold it. */
+static rotor_status hold_target(const ds_out *o, int *held) {
+    *held = -1;
+    int fd = openat(o->dirfd, o->base, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return ROTOR_OK;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ROTOR_OK;
+    }
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        const int e = errno;
+        close(fd);
+        CM_RETURN_IF(e == EWOULDBLOCK, ROTOR_ERR_IO,
+                     "cannot replace '%s': an index opened writable is appending to it (close "
+                     "that index, or save it from that index)",
+                     o->shown);
+        return ROTOR_OK;
+    }
+    *held = fd;
+    return ROTOR_OK;
+}
+
+static rotor_status commit(ds_out *o, bool check_target) {
     rotor_status st = ROTOR_OK;
+    int held = -1;
     if (fsync(o->fd) != 0)
         st = cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", o->shown, strerror(errno));
+    if (st == ROTOR_OK && check_target)
+        st = hold_target(o, &held);
     if (st == ROTOR_OK && o->tmp[0] == '\0')
         st = link_unnamed(o);
     if (st == ROTOR_OK && renameat(o->dirfd, o->tmp, o->dirfd, o->base) != 0)
         st = cm_fail(ROTOR_ERR_IO, "cannot write '%s': cannot rename the new file over it: %s",
                      o->shown, strerror(errno));
+    if (held >= 0)
+        close(held);
     if (st == ROTOR_OK) {
         o->tmp[0] = '\0'; /* renamed: nothing to remove */
         /* Best effort: the file is whole under its name already. */
@@ -292,6 +328,23 @@ rotor_status ds_out_commit(ds_out *o) {
     }
     /* The descriptor (and the lock a later writer tests) goes last. */
     out_free(o);
+    return st;
+}
+
+rotor_status ds_out_commit(ds_out *o) { return commit(o, true); }
+
+rotor_status ds_out_commit_keep(ds_out *o, int *fd) {
+    *fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+    if (*fd < 0) {
+        rotor_status st = cm_fail(ROTOR_ERR_IO, "cannot write '%s': %s", o->shown, strerror(errno));
+        out_free(o);
+        return st;
+    }
+    rotor_status st = commit(o, false);
+    if (st != ROTOR_OK) {
+        close(*fd);
+        *fd = -1;
+    }
     return st;
 }
 

@@ -128,8 +128,14 @@ bool ds_same_file(const char *a, const char *b);
 /* The caller's path, for sentences. */
 const char *ds_out_name(const ds_out *o);
 /* fsync, link, rename over the target, fsync of the directory. Frees o
- * whatever the outcome; on failure the target is untouched. */
+ * whatever the outcome; on failure the target is untouched. A target an
+ * index opened writable holds (its update log's lock) is refused. */
 rotor_status ds_out_commit(ds_out *o);
+/* The same for a caller that holds the target's lock itself (a writable
+ * index saved over its own file), handing back a descriptor of the new
+ * file, open for reading and writing and holding its exclusive lock from
+ * before it had the target's name; -1 on failure. */
+rotor_status ds_out_commit_keep(ds_out *o, int *fd);
 /* Drops the new contents, leaving the target untouched; accepts NULL. */
 void ds_out_abort(ds_out *o);
 
@@ -325,6 +331,16 @@ rotor_status ixf_put_section(ixf_writer *w, ixf_section_id id, const void *data,
  * fsyncs the directory: the target is either untouched or whole. Frees w
  * whatever the outcome. */
 rotor_status ixf_commit(ixf_writer *w, const ixf_meta *meta);
+/* What ixf_commit_keep hands back: a descriptor of the new file (see
+ * ds_out_commit_keep), its first page's checksum and its size. */
+typedef struct ixf_kept {
+    int fd;
+    uint64_t checksum, size;
+} ixf_kept;
+/* ixf_commit for a writable index saved over its own file, whose lock it
+ * holds: the target is not tested for a writer's lock, and the new file
+ * comes back locked, for its update log to go on in. */
+rotor_status ixf_commit_keep(ixf_writer *w, const ixf_meta *meta, ixf_kept *kept);
 /* Drops the temporary file; accepts NULL. */
 void ixf_abort(ixf_writer *w);
 
@@ -344,10 +360,12 @@ typedef enum ixf_mode {
 
 /* Opens `path` (or, when fd >= 0, a duplicate of fd, `path` only naming
  * it), once and without blocking; checks the first page (magic, version,
- * endianness, header and table checksums, every section inside the file,
- * 4 KiB aligned, none twice); then maps the file or reads it. IXF_READ
- * reads every byte but the vectors section, which ixf_fill reads when it is
- * wanted. The descriptor stays open until ixf_close. */
+ * endianness, header and table checksums, every section inside the size
+ * it records, 4 KiB aligned, none twice); then maps that size of the file
+ * or reads it. IXF_READ reads every byte but the vectors section, which
+ * ixf_fill reads when it is wanted. Bytes past the recorded size are the
+ * update log's (ixf_log_*), left to its reader. The descriptor stays open
+ * until ixf_close. */
 rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mode mode,
                       ixf_file **out);
 /* IXF_READ: reads the section into memory if it is not yet (only the
@@ -362,6 +380,10 @@ int ixf_fd(const ixf_file *f);
 void ixf_close(ixf_file *f);
 const ixf_meta *ixf_meta_of(const ixf_file *f);
 const char *ixf_path(const ixf_file *f);
+/* Where the update log starts (the size the first page records), and
+ * the seed of its records' checksums (the first page's checksum). */
+uint64_t ixf_log_start(const ixf_file *f);
+uint64_t ixf_log_seed(const ixf_file *f);
 /* The section `id` (data NULL, size 0 when the file has none). */
 ixf_section ixf_get(const ixf_file *f, ixf_section_id id);
 /* Hashes one section and compares with the table: ROTOR_ERR_CORRUPT naming
@@ -374,5 +396,81 @@ const char *ixf_section_name(uint32_t id);
 /* Advises the kernel to read a section ahead (it will be used soon), or
  * that it will be read at random (no readahead). */
 void ixf_advise(const ixf_file *f, ixf_section_id id, bool random);
+
+/* ---- ixlog.c: the update log after the sections ---------------------------
+ *
+ * Records appended after the size the first page records (storage/
+ * FORMAT.md, "The update log"): a 32-byte header (magic, type, sequence
+ * number, payload bytes, XXH3-64 seeded with the first page's checksum)
+ * and a payload of 8-byte aligned parts. This layer frames, checks,
+ * appends, cuts back and syncs records; what a payload means is the index
+ * layer's (index/log.c). */
+enum { IXF_LOG_HEADER = 32 };
+
+typedef enum ixf_log_type {
+    IXF_LOG_ADD = 1,    /* vectors added, with their keys or none */
+    IXF_LOG_REMOVE = 2, /* keys removed */
+    IXF_LOG_UPDATE = 3, /* vectors replaced under their keys */
+    IXF_LOG_LABELS = 4, /* labels set */
+} ixf_log_type;
+
+typedef struct ixf_log_record {
+    uint32_t type;
+    uint64_t seq;
+    uint64_t offset;  /* of its header in the file */
+    uint64_t size;    /* payload bytes, a multiple of 8 */
+    uint8_t *payload; /* memory of the caller's allocator (ixf_log_record_free) */
+} ixf_log_record;
+
+/* The size of the file behind f now (the log grows past ixf_log_start). */
+rotor_status ixf_file_size(const ixf_file *f, uint64_t *size);
+/* Reads the record at byte `at` of f, whose file ends at `end`, as record
+ * `seq` of the log. *whole is false, with nothing allocated, when no whole
+ * record with a matching checksum starts there: the end of the log (an
+ * append a crash cut short, or nothing). A whole record of an unknown
+ * type or another sequence number is ROTOR_ERR_FORMAT: it was written
+ * whole, and not by this layer. */
+rotor_status ixf_log_read(const ixf_file *f, const rotor_allocator *a, uint64_t at, uint64_t end,
+                          uint64_t seq, ixf_log_record *rec, bool *whole);
+void ixf_log_record_free(const rotor_allocator *a, ixf_log_record *rec);
+/* Looks for a whole record (any sequence number) at the 8-byte boundaries
+ * of [from, end): after the end of a log, one means records were lost. */
+rotor_status ixf_log_find_whole(const ixf_file *f, const rotor_allocator *a, uint64_t from,
+                                uint64_t end, bool *found, uint64_t *at);
+
+/* A piece of a payload; each starts on an 8-byte boundary (zeros pad the
+ * one before). */
+typedef struct ixf_part {
+    const void *data;
+    size_t size;
+} ixf_part;
+
+typedef struct ixf_log_writer ixf_log_writer;
+
+/* Opens the file behind f for writing (a descriptor of its own, through
+ * /proc or by path, checked to be the same file), takes its exclusive
+ * lock (refused while another writer holds it), and cuts the file back
+ * to `end`, the end of its last whole record; records continue from
+ * sequence number `seq`. */
+rotor_status ixf_log_writer_open(const ixf_file *f, const rotor_allocator *a, uint64_t end,
+                                 uint64_t seq, ixf_log_writer **out);
+void ixf_log_writer_close(ixf_log_writer *w);
+/* Writes a record of `type` whose payload is the parts, after the last
+ * one. It counts once ixf_log_commit says so; ixf_log_cancel takes it
+ * back (its change failed). A failed write is cut back at once. */
+rotor_status ixf_log_append(ixf_log_writer *w, uint32_t type, const ixf_part *parts, size_t n);
+void ixf_log_commit(ixf_log_writer *w);
+rotor_status ixf_log_cancel(ixf_log_writer *w);
+/* fdatasync: every committed record is on disk. */
+rotor_status ixf_log_sync(ixf_log_writer *w);
+/* The end of the last committed record, and the next sequence number. */
+uint64_t ixf_log_end(const ixf_log_writer *w);
+uint64_t ixf_log_next_seq(const ixf_log_writer *w);
+/* Whether the descriptor is the file `path` names now. */
+bool ixf_log_is_file(const ixf_log_writer *w, const char *path);
+/* After the index was saved over its file: appends go to the new file
+ * (kept, from ixf_commit_keep, whose lock it holds), whose log is empty.
+ * Clears a failure: the new file is whole. */
+void ixf_log_rebase(ixf_log_writer *w, const ixf_kept *kept);
 
 #endif /* ROTOR_STORAGE_H */

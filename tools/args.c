@@ -83,12 +83,17 @@ const cli_command cli_commands[] = {
      "file (atomically), where 'rotor search|bench --recall R' reads it.",
      OPT_FILE_ARG | OPT_QUERIES | OPT_MAX_QUERIES | OPT_THREADS},
     {"update", "remove vectors from an index file and add others",
-     "rotor update FILE [--add VECTORS [--keys FILE]] [--remove KEYS]\n"
+     "rotor update FILE [--add VECTORS [--keys FILE]] [--remove KEYS] [--compact]\n"
      "Opens the index file, removes the vectors whose keys --remove lists (text, one\n"
      "key per line, or .npy), then adds the vectors of --add (with the keys of\n"
      "--keys, else the next row numbers; a removed key may be given again, which\n"
-     "replaces its vector), and saves the file in place, atomically: the file\n"
-     "changes only if every step succeeded. A removed vector is never returned by\n"
+     "replaces its vector). Every key is checked first: bad input changes nothing.\n"
+     "Each change is appended to the file's update log, which is synced before\n"
+     "the command exits 0: the changes are then on disk, and every open of the\n"
+     "file replays them. --compact (alone, or with changes) rewrites the file\n"
+     "instead, atomically, with its update log folded into its sections, so\n"
+     "opens no longer replay it; adds to a file that keeps its full vectors on\n"
+     "disk are always written that way. A removed vector is never returned by\n"
      "a search again; the graph is repaired around removed vectors once they\n"
      "pass 5 % of the index (slots are not reused: the file does not shrink).",
      OPT_FILE_ARG | OPT_UPDATE | OPT_KEYS | OPT_QUIET},
@@ -172,6 +177,7 @@ static const struct flag {
      "   numbers (an empty line: none)"},
     {"--add", OPT_UPDATE, "FILE  update: vectors to add to the index"},
     {"--remove", OPT_UPDATE, "FILE  update: keys of the vectors to remove, one per line (or .npy)"},
+    {"--compact", OPT_UPDATE, "update: rewrite the file with its update log folded in"},
     {"--keys", OPT_KEYS,
      "FILE  the base vectors' keys, returned by searches instead of row numbers: a text\n"
      "   line per vector holding a whole number from 0 to 2^63 - 1, or a .npy of int64\n"
@@ -491,6 +497,12 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
             o->quiet = true;
             continue;
         }
+        if (strcmp(name, "--compact") == 0) {
+            if (eq)
+                return cli_error(CLI_EXIT_USAGE, "--compact takes no value");
+            o->compact = true;
+            continue;
+        }
         if (eq)
             value = eq + 1;
         else if (i + 1 < argc)
@@ -597,8 +609,8 @@ static int check_combination(const cli_command *c, const cli_opts *o) {
     if (c->flags & OPT_UPDATE) {
         if (o->keys != NULL && o->add == NULL)
             return cli_error(CLI_EXIT_USAGE, "--keys gives the keys of --add's vectors");
-        if (o->add == NULL && o->remove == NULL)
-            return cli_error(CLI_EXIT_USAGE, "update needs --add or --remove");
+        if (o->add == NULL && o->remove == NULL && !o->compact)
+            return cli_error(CLI_EXIT_USAGE, "update needs --add, --remove or --compact");
         return CLI_EXIT_OK;
     }
     const bool builds = !(c->flags & OPT_INDEX) || cli_index_is_kind(o);

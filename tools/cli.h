@@ -83,6 +83,7 @@ typedef struct cli_opts {
     const char *keys;   /* --keys FILE: the base rows' keys (tools/keys.c) */
     const char *add;    /* update --add FILE: vectors to add */
     const char *remove; /* update --remove FILE: keys to remove (as --keys reads them) */
+    bool compact;       /* update --compact: rewrite the file, its update log folded in */
     int argc_rest;      /* positional arguments left after the flags */
     char **argv_rest;
 } cli_opts;

@@ -42,6 +42,19 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
                s.labelled, (double)s.bytes_labels / n);
     else
         printf("labels:        none\n");
+    if (s.log_records > 0 || s.log_tail_bytes > 0) {
+        printf("update log:    %zu record%s, %zu bytes (changes since the file was written, "
+               "replayed at open; 'rotor update FILE --compact' folds them in)\n",
+               s.log_records, s.log_records == 1 ? "" : "s", s.log_bytes);
+        if (s.log_skipped > 0)
+            printf("               %zu of them changes that had failed, skipped\n", s.log_skipped);
+        if (s.log_tail_bytes > 0)
+            printf("               then %zu bytes of an unfinished record, ignored (an append "
+                   "a crash cut short)\n",
+                   s.log_tail_bytes);
+    } else {
+        printf("update log:    none\n");
+    }
     if (s.start_points > 0)
         printf("start points:  %zu in %zu groups\n", s.start_points, s.start_groups);
     printf("full vectors:  %s, %.1f bytes per vector\n", s.vectors_on_disk ? "on disk" : "in RAM",

@@ -20,7 +20,9 @@ int cmd_verify(const cli_opts *o) {
         close(fd);
         if (st != ROTOR_OK)
             return cli_error(CLI_EXIT_FAIL, "verify: %s", rotor_last_error());
-        printf("ok: %s is a sound rotor index (every section's checksum and id checked)\n", path);
+        printf("ok: %s is a sound rotor index (every section's checksum and id, every record "
+               "of its update log checked)\n",
+               path);
         return CLI_EXIT_OK;
     }
     rotor_reader *r = NULL;

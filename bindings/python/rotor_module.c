@@ -861,12 +861,14 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
 
 static PyObject *index_open(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
-    static const char *const kwlist[] = {"path",   "vectors", "io", "direct_io",
-                                         "verify", "load",    NULL};
+    static const char *const kwlist[] = {"path",      "vectors",          "io",
+                                         "direct_io", "verify",           "load",
+                                         "writable",  "sync_each_change", NULL};
     PyObject *path = NULL, *vectors = NULL, *io = NULL, *direct = NULL;
-    int verify = 0, load = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$OOOpp", (char **)kwlist, PyUnicode_FSConverter,
-                                     &path, &vectors, &io, &direct, &verify, &load))
+    int verify = 0, load = 0, writable = 0, sync_each = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$OOOpppp", (char **)kwlist,
+                                     PyUnicode_FSConverter, &path, &vectors, &io, &direct, &verify,
+                                     &load, &writable, &sync_each))
         return NULL;
     rotor_open_params op = rotor_open_params_default();
     int place;
@@ -895,6 +897,8 @@ static PyObject *index_open(PyObject *cls, PyObject *args, PyObject *kw) {
     }
     op.verify = verify;
     op.load = load;
+    op.writable = writable;
+    op.sync_each_change = sync_each;
     rotor_index *ix = NULL;
     rotor_status st;
     const char *cpath = PyBytes_AS_STRING(path);
@@ -1219,6 +1223,20 @@ static PyObject *index_save(IndexObject *self, PyObject *args, PyObject *kw) {
     return done_or_raise(self, st);
 }
 
+static PyObject *index_sync(IndexObject *self, PyObject *unused) {
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    rotor_status st;
+    /* A reader's lock: searches go on while the disk flushes. */
+    GIL_RELEASE();
+    pthread_rwlock_rdlock(&self->lock);
+    st = self->ix ? rotor_index_sync(self->ix) : ROTOR_ERR_INVALID_ARGUMENT;
+    pthread_rwlock_unlock(&self->lock);
+    GIL_ACQUIRE();
+    return done_or_raise(self, st);
+}
+
 static PyObject *index_close(IndexObject *self, PyObject *unused) {
     (void)unused;
     rotor_index *ix;
@@ -1269,7 +1287,7 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         return NULL;
     return Py_BuildValue(
         "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
-        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n}",
+        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -1284,7 +1302,9 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         "labelled", (Py_ssize_t)s.labelled, "labels", (Py_ssize_t)s.labels, "bytes_labels",
         (Py_ssize_t)s.bytes_labels, "user_keys", s.user_keys ? Py_True : Py_False, "bytes_keys",
         (Py_ssize_t)s.bytes_keys, "slots", (Py_ssize_t)s.slots, "deleted", (Py_ssize_t)s.deleted,
-        "unconsolidated", (Py_ssize_t)s.unconsolidated);
+        "unconsolidated", (Py_ssize_t)s.unconsolidated, "writable", s.writable ? Py_True : Py_False,
+        "log_records", (Py_ssize_t)s.log_records, "log_bytes", (Py_ssize_t)s.log_bytes,
+        "log_skipped", (Py_ssize_t)s.log_skipped, "log_tail_bytes", (Py_ssize_t)s.log_tail_bytes);
 }
 
 /* Keys of any number (one int, a sequence, an array). */
@@ -1566,8 +1586,8 @@ PyDoc_STRVAR(
     "The GIL is released while the index is built.");
 
 PyDoc_STRVAR(open_doc,
-             "open(path, *, vectors=None, io=None, direct_io=None, verify=False, load=False)"
-             "\n"
+             "open(path, *, vectors=None, io=None, direct_io=None, verify=False, load=False,\n"
+             "     writable=False, sync_each_change=False)\n"
              "--\n\n"
              "Open an index file written by Index.save.\n\n"
              "vectors    None (as saved), 'ram' (mapped) or 'disk' (the rerank reads the few\n"
@@ -1575,9 +1595,24 @@ PyDoc_STRVAR(open_doc,
              "io         'auto', 'uring' or 'pread': how vectors on disk are read.\n"
              "direct_io  None (O_DIRECT where allowed), False, or True (fail without it).\n"
              "verify     hash every section before returning.\n"
-             "load       copy the index into memory instead of mapping it.\n\n"
+             "load       copy the index into memory instead of mapping it.\n"
+             "writable   changes go to the file: each add, update, remove and set_labels is\n"
+             "           appended to its update log before it returns (surviving the\n"
+             "           process), and sync() makes them survive a power loss; every open\n"
+             "           replays the log. One writable open per file at a time (IoError).\n"
+             "sync_each_change  with writable: sync each change before it returns.\n\n"
              "Raises FormatError, CorruptFile, Unsupported or IoError for a file it cannot "
              "use.\nThe GIL is released while the file is opened.");
+
+PyDoc_STRVAR(sync_doc,
+             "sync()\n--\n\n"
+             "Flush the changes made so far to disk (fdatasync), for an index opened with\n"
+             "writable=True: every change that returned before the call then survives a\n"
+             "power loss. Changes survive the process's end (a crash, kill -9) as soon as\n"
+             "their call returns, sync or not. Unsupported for an index not opened writable\n"
+             "(its changes stay in memory until save). After an IoError here the index takes\n"
+             "no more changes until it is saved over its file. save(path) over the file\n"
+             "folds the log into it. The GIL is released; searches go on meanwhile.");
 
 PyDoc_STRVAR(
     search_doc,
@@ -1653,7 +1688,10 @@ PyDoc_STRVAR(consolidate_doc,
 PyDoc_STRVAR(save_doc, "save(path)\n--\n\n"
                        "Write the index to path: into a temporary file beside it, flushed and "
                        "renamed, so path\nholds the old file or the new one, never a part. "
-                       "Every section is checksummed.\nThe GIL is released while it writes.");
+                       "Every section is checksummed.\nAn index opened writable saved over its "
+                       "own file folds its update log in and goes on\nwriting to the new file; "
+                       "a file another writable index holds is refused (IoError).\n"
+                       "The GIL is released while it writes.");
 
 PyDoc_STRVAR(close_doc, "close()\n--\n\n"
                         "Release the index now (also done when it is garbage-collected, or on "
@@ -1665,7 +1703,9 @@ PyDoc_STRVAR(stats_doc, "stats()\n--\n\n"
                         "unconsolidated, dim, bytes per part "
                         "(vectors, codes, graph,\ngraph codes, total), the quantizer, whether it "
                         "is mapped from a file, whether its vectors\nare on disk and how they "
-                        "are read, the graph degree and the sampled starting points.");
+                        "are read, the graph degree and the sampled starting points; for an "
+                        "index opened\nfrom a file, its update log: writable, log_records, "
+                        "log_bytes, log_skipped, log_tail_bytes.");
 
 PyDoc_STRVAR(reconstruct_doc, "reconstruct(id)\n--\n\n"
                               "The index's copy of the vector with key id (float32, shape (d,)): "
@@ -1699,6 +1739,7 @@ static PyMethodDef index_methods[] = {
     {"labels", (PyCFunction)index_labels, METH_O,
      "labels(id)\n--\n\nThe labels vector `id` carries, ascending."},
     {"save", (PyCFunction)(void (*)(void))index_save, METH_VARARGS | METH_KEYWORDS, save_doc},
+    {"sync", (PyCFunction)index_sync, METH_NOARGS, sync_doc},
     {"close", (PyCFunction)index_close, METH_NOARGS, close_doc},
     {"stats", (PyCFunction)index_stats, METH_NOARGS, stats_doc},
     {"reconstruct", (PyCFunction)index_reconstruct, METH_O, reconstruct_doc},

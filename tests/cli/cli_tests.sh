@@ -277,9 +277,9 @@ expect 1 "line 1 holds a NUL byte" -- "$ROTOR" build --index flat --base base.fv
 expect 2 "search does not take '--keys'" -- "$ROTOR" search --index k.rotor --keys keys.txt --queries queries.fvecs --k 3 --out x.npy
 [ -e x.rotor ] && bad "a refused build left an output file" || ok
 
-# update: remove keys from an index file and add vectors, saved in place;
-# removed keys are never returned again; a refused update leaves the file
-# as it was.
+# update: remove keys from an index file and add vectors, recorded in its
+# update log; removed keys are never returned again; a refused update
+# leaves the file as it was.
 cp k.rotor u.rotor
 head -n 3 keys.txt >rm.txt # base rows 0, 1, 2
 expect 0 "" -- "$ROTOR" update u.rotor --remove rm.txt
@@ -302,7 +302,8 @@ expect 1 "no vector has key 5000000000" -- "$ROTOR" update u.rotor --remove gone
 printf '5000000300\n5000000300\n' >twice.txt
 expect 1 "key 5000000300 is given twice" -- "$ROTOR" update u.rotor --remove twice.txt
 cmp -s u.rotor u_before.rotor && ok || bad "a refused update changed the index file"
-expect 2 "update needs --add or --remove" -- "$ROTOR" update u.rotor
+expect 2 "update needs --add, --remove or --compact" -- "$ROTOR" update u.rotor
+expect 2 "--compact takes no value" -- "$ROTOR" update u.rotor --compact=1
 expect 2 "--keys gives the keys of --add's vectors" -- "$ROTOR" update u.rotor --keys rm.txt
 expect 2 "update does not take '--out'" -- "$ROTOR" update u.rotor --remove rm.txt --out x.rotor
 # The removed keys come back with the vectors of base rows 0..2.
@@ -312,6 +313,28 @@ expect 0 "" -- "$ROTOR" search --index u.rotor --queries queries.fvecs --k 3 --o
 [ "$(first_keys u1.npy)" = 1 ] && ok || bad "search after update --add: keys of base rows not back"
 expect 1 "key 5000000000 of row 0 is already in the index" -- "$ROTOR" update u.rotor --add add.fvecs --keys rm.txt
 expect 0 "" -- "$ROTOR" verify u.rotor
+
+# update appends to the file's update log (info shows it), which every
+# open replays; --compact folds it into the sections, the answers unchanged.
+"$ROTOR" info u.rotor >out.txt 2>&1
+grep -q "^update log: *2 records, [0-9]* bytes" out.txt && ok || bad "info shows no update log: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" update u.rotor --compact --quiet
+"$ROTOR" info u.rotor >out.txt 2>&1
+grep -q "^update log: *none" out.txt && grep -q "^vectors: *500 x 16" out.txt && ok ||
+  bad "info after --compact: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" search --index u.rotor --queries queries.fvecs --k 3 --out u2.npy --quiet
+cmp -s u1.npy u2.npy && ok || bad "a compacted file answers otherwise than its log did"
+# Bytes of an unfinished record at the end (a crash): ignored, reported, and
+# cut off by the next update.
+cp u.rotor torn.rotor
+printf 'RLG1\001\000\000\000' >>torn.rotor
+expect 0 "" -- "$ROTOR" verify torn.rotor
+"$ROTOR" info torn.rotor >out.txt 2>&1
+grep -q "8 bytes of an unfinished record" out.txt && ok || bad "info shows no unfinished record: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" update torn.rotor --remove rm.txt --quiet
+"$ROTOR" info torn.rotor >out.txt 2>&1
+grep -q "^update log: *1 record, " out.txt && ! grep -q "unfinished" out.txt && ok ||
+  bad "an update did not cut the unfinished record off: $(cat out.txt)"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -16,13 +16,14 @@
  *   - nothing stays allocated afterwards.
  *
  * Checksums would stop almost every mutation at the door, so each input is
- * also opened "resealed": its header checksum and the checksum of every
- * section the table places inside the file recomputed, as a writer that
- * produced damaged contents would have. That copy reaches the decoders of
- * the header, the table and every section.
+ * also opened "resealed": its header checksum, the checksum of every
+ * section the table places inside the file and that of every record of
+ * the update log after them recomputed, as a writer that produced damaged
+ * contents would have. That copy reaches the decoders of the header, the
+ * table, every section and every record (and their replay).
  *
  * The seed corpus (corpus/index_open) holds small indexes of every kind,
- * written by make_index_corpus.c.
+ * and files with update logs, written by make_index_corpus.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t by value */
 #include <xxhash.h>
 
 #include "fuzz_support.h"
@@ -143,7 +145,24 @@ static void reseal(uint8_t *buf, size_t size) {
             wr64(e + 24, XXH3_64bits(buf + off, (size_t)len));
     }
     memset(buf + CHECKSUM, 0, 8);
-    wr64(buf + CHECKSUM, XXH3_64bits(buf, TABLE + ENTRY * n));
+    const uint64_t seed = XXH3_64bits(buf, TABLE + ENTRY * n);
+    wr64(buf + CHECKSUM, seed);
+    /* The update log's records, each with the header's new checksum as
+     * its seed, as far as their sizes chain inside the input. */
+    enum { FILE_SIZE = 24, REC = 32, REC_SIZE = 16, REC_SUM = 24 };
+    for (uint64_t at = rd64(buf + FILE_SIZE); at <= size && size - at >= REC;) {
+        uint8_t *r = buf + at;
+        const uint64_t len = rd64(r + REC_SIZE);
+        if (memcmp(r, "RLG1", 4) != 0 || len % 8 != 0 || len > size - at - REC)
+            break;
+        XXH3_state_t h;
+        XXH3_INITSTATE(&h); /* else a stale seed field skips deriving the secret */
+        XXH3_64bits_reset_withSeed(&h, seed);
+        XXH3_64bits_update(&h, r, REC_SUM);
+        XXH3_64bits_update(&h, r + REC, (size_t)len);
+        wr64(r + REC_SUM, XXH3_64bits_digest(&h));
+        at += REC + len;
+    }
 }
 
 static void open_all_ways(const uint8_t *data, size_t size) {

@@ -12,6 +12,74 @@
 
 enum { N = 64, D = 8 };
 
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    int rc = in != NULL && out != NULL ? 0 : 1;
+    char buf[4096];
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        rc = fwrite(buf, 1, n, out) == n ? 0 : 1;
+    if (in != NULL)
+        fclose(in);
+    if (out != NULL && fclose(out) != 0)
+        rc = 1;
+    return rc;
+}
+
+/* Files with an update log (storage/FORMAT.md): a record of every type,
+ * rows of every element type, labels by key and by row; and one whose last
+ * record a crash cut short. */
+static int write_logs(const char *dir, const float *base) {
+    static const char *const from[] = {"flat", "vamana_labels"};
+    for (size_t i = 0; i < 2; i++) {
+        char src[4096], dst[4096];
+        snprintf(src, sizeof src, "%s/%s.rotor", dir, from[i]);
+        snprintf(dst, sizeof dst, "%s/%s_log.rotor", dir, from[i]);
+        if (copy_file(src, dst) != 0) {
+            fprintf(stderr, "cannot copy %s\n", src);
+            return 1;
+        }
+        rotor_open_params op = rotor_open_params_default();
+        op.writable = 1;
+        rotor_index *ix = NULL;
+        const int64_t keys[3] = {900, 901, 902}, gone[2] = {5, 901}, upd[1] = {7};
+        uint8_t bytes[2 * D];
+        for (size_t j = 0; j < sizeof bytes; j++)
+            bytes[j] = (uint8_t)(j * 29);
+        const rotor_matrix add = {(void *)base, 3, D, ROTOR_ELEM_F32};
+        const rotor_matrix small = {bytes, 2, D, ROTOR_ELEM_U8};
+        const rotor_matrix repl = {(void *)(base + 3 * D), 1, D, ROTOR_ELEM_F32};
+        const uint64_t off[3] = {0, 2, 3};
+        const uint32_t val[3] = {1, 70, 2};
+        const rotor_labels by_key = {off, val, 2}, by_row = {off, val, 1};
+        const int64_t ids[2] = {900, 4};
+        if (rotor_index_open(dst, &op, &ix) != ROTOR_OK ||
+            rotor_index_add_with_keys(ix, &add, keys) != ROTOR_OK ||
+            rotor_index_add(ix, &small) != ROTOR_OK ||
+            rotor_index_remove(ix, gone, 2) != ROTOR_OK ||
+            rotor_index_update(ix, &repl, upd) != ROTOR_OK ||
+            rotor_index_set_labels(ix, ids, &by_key) != ROTOR_OK ||
+            rotor_index_set_labels(ix, NULL, &by_row) != ROTOR_OK ||
+            rotor_index_sync(ix) != ROTOR_OK) {
+            fprintf(stderr, "%s: %s\n", dst, rotor_last_error());
+            rotor_index_close(ix);
+            return 1;
+        }
+        rotor_index_close(ix);
+    }
+    char src[4096], dst[4096];
+    snprintf(src, sizeof src, "%s/flat_log.rotor", dir);
+    snprintf(dst, sizeof dst, "%s/flat_log_torn.rotor", dir);
+    FILE *f = copy_file(src, dst) == 0 ? fopen(dst, "ab") : NULL;
+    /* The start of a remove record, cut after its type. */
+    static const unsigned char cut[] = {'R', 'L', 'G', '1', 2, 0, 0, 0, 6, 0, 0, 0, 0};
+    if (f == NULL || fwrite(cut, 1, sizeof cut, f) != sizeof cut || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", dst);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_index_corpus DIR\n");
@@ -93,5 +161,5 @@ int main(int argc, char **argv) {
         }
         rotor_index_close(ix);
     }
-    return 0;
+    return write_logs(argv[1], base);
 }

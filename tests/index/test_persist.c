@@ -485,12 +485,20 @@ static void test_truncated(void **state) {
         else if (cuts[i] < 8)
             assert_non_null(strstr(rotor_last_error(), "not a rotor index"));
     }
-    /* Bytes appended after the end. */
+    /* Bytes appended after the end are the update log's place: bytes
+     * that are no whole record there are an append a crash cut short,
+     * ignored (test_log covers the log itself). */
     uint8_t *longer = calloc(n + 10, 1);
     memcpy(longer, good, n);
     write_all(path, longer, n + 10);
-    assert_int_equal(try_open(path, 0), ROTOR_ERR_FORMAT);
-    assert_non_null(strstr(rotor_last_error(), "after the end"));
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_open(path, NULL, &ix), ROTOR_OK);
+    rotor_index_stats s;
+    assert_int_equal(rotor_index_stats_get(ix, &s), ROTOR_OK);
+    assert_int_equal(s.log_records, 0);
+    assert_int_equal(s.log_tail_bytes, 10);
+    rotor_index_close(ix);
+    assert_int_equal(rotor_index_verify(path), ROTOR_OK);
     free(longer);
     free(good);
     free(path);
