@@ -12,9 +12,11 @@
  * log in and the index goes on appending to the new file. An index with
  * its vectors on disk records removals and labels and refuses adds. Every
  * allocation failure of a writable open and of a recorded change is
- * reported, leak-free, with the file unchanged.
+ * reported, leak-free, with the file unchanged. Searches, stats and syncs
+ * run beside a writable index's writer.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -772,6 +774,59 @@ static void test_allocation_failures(void **state) {
     free(path);
 }
 
+/* Searches, stats and syncs from other threads beside a writer of a
+ * writable index (TSan checks it in CI): every call succeeds, and the log
+ * counts every change. */
+typedef struct beside {
+    rotor_index *ix;
+    _Atomic int stop;
+    int syncer;
+    long calls;
+} beside;
+
+static void *beside_writer(void *arg) {
+    beside *b = arg;
+    float q[D] = {0};
+    int64_t ids[5];
+    while (!b->stop) {
+        rotor_index_stats s;
+        if (b->syncer)
+            assert_int_equal(rotor_index_sync(b->ix), ROTOR_OK);
+        assert_int_equal(rotor_index_search(b->ix, NULL, q, D, 5, ids, NULL), ROTOR_OK);
+        assert_int_equal(rotor_index_stats_get(b->ix, &s), ROTOR_OK);
+        assert_true(s.log_records <= 60);
+        b->calls++;
+    }
+    return NULL;
+}
+
+static void test_beside_a_writer(void **state) {
+    fixture *f = *state;
+    char *path = saved(f, "beside.rotor", ROTOR_INDEX_VAMANA, "sq8", ROTOR_VECTORS_RAM);
+    rotor_index *w = open_as(path, 1, ROTOR_VECTORS_AS_SAVED);
+    beside b[2] = {{w, 0, 0, 0}, {w, 0, 1, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, beside_writer, &b[i]), 0);
+    for (int i = 0; i < 30; i++) {
+        const int64_t k = 40000 + i;
+        rotor_matrix one = {f->rows + (N + i) * D, 1, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_add_with_keys(w, &one, &k), ROTOR_OK);
+        assert_int_equal(rotor_index_remove(w, &k, 1), ROTOR_OK);
+    }
+    for (int i = 0; i < 2; i++) {
+        b[i].stop = 1;
+        pthread_join(t[i], NULL);
+    }
+    assert_int_equal(stats_of(w).log_records, 60);
+    rotor_index_close(w);
+    rotor_index *back = open_as(path, 0, ROTOR_VECTORS_AS_SAVED);
+    assert_int_equal(stats_of(back).log_records, 60);
+    assert_int_equal(stats_of(back).count, N);
+    rotor_index_close(back);
+    free(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_every_kind),
@@ -782,6 +837,7 @@ int main(void) {
         cmocka_unit_test(test_writer_rules),
         cmocka_unit_test(test_vectors_on_disk),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_beside_a_writer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
