@@ -112,6 +112,14 @@ struct graph_space {
      * insert links nothing new to them. NULL: none. */
     const uint64_t *deleted;
     size_t deleted_bits;
+    /* An insert's points below the navigator's count: removed slots that a
+     * consolidation left with nothing leading to them (no edge, no list),
+     * now holding new vectors and codes, taken in again beside the new
+     * points [count, s->count). Their bits in `deleted` are still set (the
+     * index clears them when it counts the add); the insert treats them as
+     * the new points they are. */
+    const uint32_t *reused;
+    size_t nreused;
 };
 
 static inline bool graph_removed(const graph_space *s, size_t u) {
@@ -227,8 +235,8 @@ typedef struct nav_ops {
      * quantizers; no points yet). */
     rotor_status (*create)(const rotor_allocator *a, const nav_params *p, const graph_space *s,
                            nav **out);
-    /* Takes in points [count, s->count) of `s`: on an empty navigator this
-     * is the build. Memory is reserved before any structure changes, so a
+    /* Takes in points [count, s->count) of `s` and s->reused: on an empty
+     * navigator this is the build. Memory is reserved before any structure changes, so a
      * failure leaves the navigator as it was; a cancellation through the
      * progress callback (build only) leaves it unusable. */
     rotor_status (*insert)(nav *n, const graph_space *s);

@@ -142,21 +142,37 @@ static rotor_status list_move(ivf *f, const quant *q, ivf_list *l, size_t cap) {
     return ROTOR_OK;
 }
 
-/* Files points [f->count, s->count) into their partitions. */
+/* The i-th point an insert files: the reused slots, then the new ones. */
+static inline uint32_t added_point(const graph_space *s, size_t first, size_t i) {
+    return i < s->nreused ? s->reused[i] : (uint32_t)(first + i - s->nreused);
+}
+
+/* Files points s->reused and [f->count, s->count) into their partitions. */
 static rotor_status add_points(ivf *f, const graph_space *s) {
-    const size_t first = f->count, n = s->count - first;
+    const size_t first = f->count, fresh = s->count - first, n = fresh + s->nreused;
     if (n == 0)
         return ROTOR_OK;
     const quant *q = s->q;
+    const rotor_allocator *a = &f->base.alloc;
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
                  "an IVF index holds at most %u points, not %zu", UINT32_MAX, s->count);
-    uint32_t *assign =
-        cm_alloc(&f->base.alloc, n * sizeof *assign + q->code_bytes, "IVF assignment");
-    size_t *need = cm_calloc(&f->base.alloc, f->nlist * sizeof *need, "IVF list sizes");
-    rotor_status st = assign && need ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-    if (st == ROTOR_OK)
-        st = km_assign(&f->base.alloc, s->vectors + first * s->dim, n, s->dim, s->dim, f->centroids,
-                       f->nlist, f->threads, assign, NULL);
+    uint32_t *assign = cm_alloc(a, n * sizeof *assign + q->code_bytes, "IVF assignment");
+    size_t *need = cm_calloc(a, f->nlist * sizeof *need, "IVF list sizes");
+    /* Reused slots are scattered: their rows are gathered to be assigned. */
+    float *rows =
+        s->nreused > 0 ? cm_alloc(a, s->nreused * s->dim * sizeof *rows, "IVF rows") : NULL;
+    rotor_status st =
+        assign && need && (rows || s->nreused == 0) ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; st == ROTOR_OK && i < s->nreused; i++)
+        memcpy(rows + i * s->dim, s->vectors + (size_t)s->reused[i] * s->dim,
+               s->dim * sizeof *rows);
+    if (st == ROTOR_OK && s->nreused > 0)
+        st = km_assign(a, rows, s->nreused, s->dim, s->dim, f->centroids, f->nlist, f->threads,
+                       assign, NULL);
+    if (st == ROTOR_OK && fresh > 0)
+        st = km_assign(a, s->vectors + first * s->dim, fresh, s->dim, s->dim, f->centroids,
+                       f->nlist, f->threads, assign + s->nreused, NULL);
+    cm_free(a, rows);
     /* The assignment is computed beside searches; the lists change while
      * they are held (a list grows by moving, and its last fast-scan block
      * holds codes searches read). Searches pass over the new ids until the
@@ -174,16 +190,17 @@ static rotor_status add_points(ivf *f, const graph_space *s) {
         uint8_t *code = (uint8_t *)(assign + n);
         for (size_t i = 0; i < n; i++) {
             ivf_list *l = &f->lists[assign[i]];
-            q->ops->load(q, s->codes, first + i, code);
+            const uint32_t u = added_point(s, first, i);
+            q->ops->load(q, s->codes, u, code);
             q->ops->store(q, l->codes, l->size, code);
-            l->ids[l->size++] = (uint32_t)(first + i);
+            l->ids[l->size++] = u;
         }
         f->count = s->count;
         f->listed += n;
     }
     graph_publish_end(s);
-    cm_free(&f->base.alloc, assign);
-    cm_free(&f->base.alloc, need);
+    cm_free(a, assign);
+    cm_free(a, need);
     return st;
 }
 
@@ -243,7 +260,7 @@ static rotor_status train(ivf *f, const graph_space *s) {
 
 static rotor_status ivf_insert(nav *n, const graph_space *s) {
     ivf *f = (ivf *)n;
-    if (s->count == f->count)
+    if (s->count == f->count && s->nreused == 0)
         return ROTOR_OK;
     if (f->lists == NULL)
         CM_FORWARD(train(f, s));

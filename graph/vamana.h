@@ -275,10 +275,11 @@ void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_wor
 void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w,
                   const uint32_t *ids, size_t n, float alpha);
 /* After an add that left the repair of unreached nodes for later: every
- * new point [first, end) that none of its out-neighbours links back to
+ * one of the n new `points` that none of its out-neighbours links back to
  * (their prunes, at insertion or at the trim, all dropped it) is linked
  * from its nearest one, so a search can reach it. */
-void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, size_t first, size_t end);
+void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, const uint32_t *points,
+                        size_t n);
 /* Adds the edge v -> u (replacing v's last neighbour when v is full;
  * nothing when v links to u already): how an unreached node is linked
  * in. `img`: room for one record. */

@@ -474,11 +474,15 @@ rotor_status vm_move_records(vamana *g, size_t cap) {
     return ROTOR_OK;
 }
 
-/* Points [first, first + n) in the seeded random order of their insertion. */
-static void insertion_order(uint64_t seed, size_t first, size_t n, uint32_t *order) {
+/* The points of an insertion in their seeded random order: the nreused
+ * slots `reused`, then [first, first + n - nreused). */
+static void insertion_order(uint64_t seed, size_t first, const uint32_t *reused, size_t nreused,
+                            size_t n, uint32_t *order) {
     uint64_t rng = seed ^ (0x5bd1e995ULL * (first + 1));
-    for (size_t i = 0; i < n; i++)
-        order[i] = (uint32_t)(first + i);
+    for (size_t i = 0; i < nreused; i++)
+        order[i] = reused[i];
+    for (size_t i = nreused; i < n; i++)
+        order[i] = (uint32_t)(first + i - nreused);
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(cm_splitmix64(&rng) % i);
         uint32_t t = order[i - 1];
@@ -506,8 +510,10 @@ static rotor_status sample_starts(vamana *g, const graph_space *s, const uint32_
 
 /* Makes room for `n` nodes; on failure nothing changed. */
 static rotor_status reserve(vamana *g, size_t n) {
-    if (n <= g->capacity)
+    if (n <= g->capacity && !g->borrowed)
         return ROTOR_OK;
+    if (g->borrowed && n <= g->capacity) /* reused slots are written in place */
+        return vm_move_records(g, g->capacity);
     size_t cap = g->capacity ? g->capacity : 1024;
     while (cap < n)
         cap = cap > SIZE_MAX / 2 ? n : cap * 2;
@@ -543,8 +549,51 @@ static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out)
     return ROTOR_OK;
 }
 
+/* A reused slot's own code, and its starting point's code if it is one
+ * (the sample keeps its points; one whose slot now holds another vector
+ * starts from that vector). A search may read a removed starting point's
+ * record, so this is published. */
+static void reused_codes(vamana *g, const graph_space *s, uint8_t *code) {
+    if (s->nreused == 0 || (!g->own_code && g->nstarts == 0))
+        return;
+    graph_publish_begin(s);
+    for (size_t i = 0; i < s->nreused; i++) {
+        const uint32_t u = s->reused[i];
+        if (g->own_code)
+            s->walk_q->ops->load(s->walk_q, s->walk_codes, u,
+                                 (uint8_t *)node_of(g, u) + g->block_off);
+        for (size_t j = 0; j < g->nstarts; j++) {
+            if (g->starts[j] == u) {
+                s->walk_q->ops->load(s->walk_q, s->walk_codes, u, code);
+                g->walk_q->ops->store(g->walk_q, g->start_codes, j, code);
+            }
+        }
+    }
+    graph_publish_end(s);
+}
+
+/* The repair of an insertion that reused slots sees them live: their bits
+ * in `deleted` are cleared in a copy (*bits, NULL when there is nothing
+ * to clear). */
+static rotor_status repair_space(const vamana *g, const graph_space *s, graph_space *out,
+                                 uint64_t **bits) {
+    *out = *s;
+    *bits = NULL;
+    if (s->nreused == 0 || s->deleted == NULL)
+        return ROTOR_OK;
+    const size_t words = (s->deleted_bits + 63) / 64;
+    *bits = cm_alloc(&g->base.alloc, words * sizeof **bits, "the removed points");
+    if (*bits == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    memcpy(*bits, s->deleted, words * sizeof **bits);
+    for (size_t i = 0; i < s->nreused; i++)
+        (*bits)[s->reused[i] >> 6] &= ~((uint64_t)1 << (s->reused[i] & 63));
+    out->deleted = *bits;
+    return ROTOR_OK;
+}
+
 static rotor_status insert_points(vamana *g, const graph_space *s) {
-    const size_t first = g->count, n = s->count - first;
+    const size_t first = g->count, n = s->count - first + s->nreused;
     const rotor_allocator *a = &g->base.alloc;
     /* Searches may read the graph during an add (not a build): moving the
      * records is published, new records are not read until linked. */
@@ -572,9 +621,13 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     uint8_t *seen = repair ? cm_alloc(a, s->count, "reachability marks") : NULL;
     /* An add's trim visits only the lists it grew past R, listed here. */
     uint32_t *grown = job.live ? cm_alloc(a, s->count * sizeof *grown, "grown lists") : NULL;
+    graph_space rs;
+    uint64_t *rs_bits = NULL;
     rotor_status st = job.w && order && (seen || !repair) && (grown || !job.live)
                           ? ROTOR_OK
                           : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK && repair)
+        st = repair_space(g, s, &rs, &rs_bits);
     vm_worker *w = job.w;
     const size_t code_bytes = s->walk_q ? s->walk_q->code_bytes : 0;
     for (unsigned t = 0; t < threads && st == ROTOR_OK; t++) {
@@ -610,9 +663,11 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (st == ROTOR_OK) {
-        insertion_order(g->p.seed, first, n, order);
+        insertion_order(g->p.seed, first, s->reused, s->nreused, n, order);
         if (nstarts > 0)
             st = sample_starts(g, s, order, nstarts, w[0].code);
+        else if (code_bytes > 0)
+            reused_codes(g, s, w[0].code);
     }
     if (st == ROTOR_OK) {
         graph_publish_begin(s);
@@ -652,10 +707,10 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             run_phase(&pool, &job, g->count);
         }
         if (st == ROTOR_OK && repair) {
-            vm_connect_unreached(g, s, &w[0], seen, order);
+            vm_connect_unreached(g, &rs, &w[0], seen, order);
             g->unrepaired = 0;
         } else if (st == ROTOR_OK) {
-            vm_link_new_points(g, s, &w[0], first, s->count);
+            vm_link_new_points(g, s, &w[0], order, n);
             g->unrepaired += n;
         }
         /* An add's images carried their codes. */
@@ -671,6 +726,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         cm_free(a, w[t].code);
     }
     cm_free(a, w);
+    cm_free(a, rs_bits);
     cm_free(a, grown);
     cm_free(a, order);
     cm_free(a, seen);
@@ -710,7 +766,7 @@ static rotor_status insert_from_codes(vamana *g, const graph_space *s) {
 
 rotor_status vamana_insert(nav *n, const graph_space *s) {
     vamana *g = (vamana *)n;
-    if (s->count == g->count)
+    if (s->count == g->count && s->nreused == 0)
         return ROTOR_OK;
     CM_RETURN_IF(g->walk_q != NULL && s->walk_codes == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph walking on codes needs its quantizer's codes");
@@ -755,7 +811,7 @@ rotor_status vamana_derive(const nav *src_nav, const rotor_allocator *a, const n
         for (size_t u = 0; g->neighbor_codes && u < count; u++)
             vm_refresh_codes(g, s, u, code);
         if (nstarts > 0) {
-            insertion_order(g->p.seed, 0, count, order);
+            insertion_order(g->p.seed, 0, NULL, 0, count, order);
             st = sample_starts(g, s, order, nstarts, code);
         }
     }

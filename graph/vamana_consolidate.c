@@ -36,11 +36,13 @@
  * are all full the repair gives up an edge of one, which can cut off
  * another (179 of those 2,500 stay unreached).
  *
- * Departures from the paper: slots are not reused (a removed node keeps
- * its record, emptied, and its vector), and the sampled starting points
- * are kept as sampled (removed ones are refused by the filter like any
- * other, and lead nowhere once emptied). The graph of a build on decoded
- * codes (build_space codes) is re-pruned on the full vectors.
+ * Afterwards a removed node's slot is free: the index puts a later add's
+ * vector there (graph_space.reused), and the insert links it like a new
+ * node. Departures from the paper: the sampled starting points are kept
+ * as sampled (removed ones are refused by the filter like any other, lead
+ * nowhere once emptied, and start from the vector an add puts in their
+ * slot). The graph of a build on decoded codes (build_space codes) is
+ * re-pruned on the full vectors.
  */
 #include <math.h>
 #include <string.h>

@@ -177,10 +177,12 @@ static bool linked_back(const vamana *g, uint32_t u) {
     return false;
 }
 
-void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, size_t first, size_t end) {
-    for (size_t u = first; u < end; u++) {
+void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, const uint32_t *points,
+                        size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = points[i];
         const uint32_t *rec = node_of(g, u);
-        if (rec[0] > 0 && !linked_back(g, (uint32_t)u))
-            vm_link(g, s, rec[1], (uint32_t)u, w->img, w->code);
+        if (rec[0] > 0 && !linked_back(g, u))
+            vm_link(g, s, rec[1], u, w->img, w->code);
     }
 }

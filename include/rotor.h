@@ -468,13 +468,18 @@ ROTOR_API rotor_status rotor_index_build_with_keys(const rotor_params *params,
                                                    const rotor_matrix *vectors, const int64_t *keys,
                                                    rotor_index **out);
 
-/* Appends vectors; their keys continue the row numbers: count, count + 1,
- * ... A key taken already (an index with keys of the caller's) refuses
- * the call. On failure the index is unchanged. An index opened writable
- * records the change in its file (rotor_index_sync). */
+/* Adds vectors; each takes the number of the slot it lands in as its
+ * key. Adds fill the slots consolidation freed (rotor_index_remove) first,
+ * lowest first, then append: without removals the keys continue the row
+ * numbers (count, count + 1, ...), after removals a key of a removed
+ * vector may be given again, so an application that removes should give
+ * keys of its own (rotor_index_add_with_keys). A key taken already (an
+ * index with keys of the caller's) refuses the call. On failure the index
+ * is unchanged. An index opened writable records the change in its file
+ * (rotor_index_sync). */
 ROTOR_API rotor_status rotor_index_add(rotor_index *index, const rotor_matrix *vectors);
 
-/* Appends vectors with the given keys (vectors->rows of them, copied;
+/* Adds vectors with the given keys (vectors->rows of them, copied;
  * NULL: as rotor_index_add). A negative key, a key given twice, or a key
  * already in the index is refused with ROTOR_ERR_INVALID_ARGUMENT, and
  * the index is unchanged, as after any failure. The first key that is
@@ -500,10 +505,14 @@ ROTOR_API rotor_status rotor_index_add_with_keys(rotor_index *index, const rotor
  * rotor_index_consolidate does); if that consolidation runs out of
  * memory, the call still succeeds and the next one tries again.
  *
- * Slots are not reused: a removed vector keeps its slot, with its full
- * vector, codes and (emptied) graph record, until the index is built
- * again: memory and file size do not shrink (rotor_index_stats: slots,
- * deleted). */
+ * Slots are reused: a removed vector keeps its slot (its full vector,
+ * codes and graph record) until a consolidation leaves nothing leading to
+ * it; the slot is then free, and later adds put new vectors into free
+ * slots before they grow the index. So under a steady stream of removes
+ * and adds memory and file size stay put, within the slots awaiting
+ * consolidation (rotor_index_stats: slots, deleted, free_slots). An index
+ * saved with removals not yet consolidated reuses their slots after its
+ * next consolidation. */
 ROTOR_API rotor_status rotor_index_remove(rotor_index *index, const int64_t *keys, size_t n);
 
 /* Replaces the vectors with keys `keys[0..vectors->rows)` by the rows of
@@ -588,9 +597,10 @@ typedef struct rotor_index_stats {
     int user_keys;             /* 1: some key is not its row number (the index keeps a key
                                   table); 0: every key is the row number */
     size_t bytes_keys;         /* the keys and their hash table (0 without user keys) */
-    size_t slots;              /* vectors stored: count + deleted (slots are not reused) */
+    size_t slots;              /* slots in use: count + deleted */
     size_t deleted;            /* removed vectors still holding their slot */
     size_t unconsolidated;     /* of those, removed since the last consolidation */
+    size_t free_slots;         /* of those, slots the next adds take (consolidated) */
     int writable;              /* 1: opened writable, changes are appended to the file */
     size_t log_records;        /* records in the file's update log: those replayed at open and
                                   those appended since (0 after a save over the file) */
@@ -693,8 +703,8 @@ ROTOR_API rotor_status rotor_index_estimate(const rotor_index *index, const floa
 /* Gives vectors their labels, replacing what they carried: `ids` are the
  * ids searches return for them, their keys (NULL: the first labels->rows
  * vectors in the order they were added, every vector of an index just
- * built). A key no vector has is ROTOR_ERR_NOT_FOUND. On failure nothing changed. Not
- * beside searches of the same index (as rotor_index_add). */
+ * built). A key no vector has is ROTOR_ERR_NOT_FOUND. On failure nothing changed. A
+ * writer, as rotor_index_add ("Threads"). */
 ROTOR_API rotor_status rotor_index_set_labels(rotor_index *index, const int64_t *ids,
                                               const rotor_labels *labels);
 

@@ -109,7 +109,7 @@ rotor_status rotor_index_build_file_with_keys(const rotor_params *params, const 
         st = ix_create(&p, info.cols, info.rows, &ix);
     /* Before the input is read: a bad key is refused before any work. */
     if (st == ROTOR_OK)
-        st = ix_keys_stage(ix, keys, info.rows);
+        st = ix_keys_stage(ix, keys, info.rows, NULL, 0);
 
     /* The converted rows go to a spill file beside the output, which the
      * build maps: the kernel keeps the pages the build is using and may

@@ -292,8 +292,8 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
     /* Removed points are refused by every search, by the filter's test:
      * an index with removals compiles one even when the caller gave none. */
     static const rotor_filter no_condition = {0};
-    if (f == NULL &&
-        (ix->ndeleted == 0 || (ix->pending == 0 && ix->nav->ops->consolidated_drops_removed)))
+    if (f == NULL && (ix->ndeleted == 0 || (ix->pending == 0 && !ix->reusing &&
+                                            ix->nav->ops->consolidated_drops_removed)))
         return ROTOR_OK; /* nothing removed that a search could meet */
     const rotor_status st = compile(ix, f != NULL ? f : &no_condition, mode, np, out);
     if (st != ROTOR_OK) {

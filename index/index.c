@@ -69,8 +69,10 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
 }
 
 rotor_status ix_reserve(rotor_index *ix, size_t need) {
-    if (need <= ix->capacity)
+    if (need <= ix->capacity && !ix->borrowed)
         return ROTOR_OK;
+    if (ix->borrowed && need <= ix->capacity) /* reused slots are written in place */
+        return move_arrays(ix, ix->capacity);
     size_t cap = ix->capacity < 1024 ? 1024 : ix->capacity;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
@@ -176,6 +178,8 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
 }
 
 static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys);
+static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reused,
+                               size_t nreused);
 
 rotor_status rotor_index_build(const rotor_params *params, const rotor_matrix *vectors,
                                rotor_index **out) {
@@ -230,6 +234,11 @@ typedef struct encode_job {
      * searches read. NULL: straight into `codes`. */
     uint8_t *staged;
     float *resid; /* NULL: no residuals to compute */
+    /* Reused slots (job rows [0, n) are slots[i]): their residuals are
+     * staged too, after the codes, a search may read a slot's residual
+     * once it is linked. NULL: rows [first, end). */
+    const uint32_t *slots;
+    float *staged_resid;
     size_t first, end;
     uint8_t *scratch; /* per worker: q->scratch_floats, then one code */
     size_t per_worker;
@@ -250,29 +259,48 @@ static void encode_chunk(void *arg, size_t chunk, unsigned worker) {
     lo = lo > j->first ? lo : j->first;
     hi = hi < j->end ? hi : j->end;
     for (size_t i = lo; i < hi; i++) {
-        const float *x = j->ix->vectors + i * j->ix->dim;
+        const size_t row = j->slots != NULL ? j->slots[i] : i;
+        const float *x = j->ix->vectors + row * j->ix->dim;
         q->ops->encode(q, x, code, scratch);
         if (j->staged != NULL)
             memcpy(j->staged + (i - j->first) * q->code_bytes, code, q->code_bytes);
         else
             q->ops->store(q, j->codes, i, code);
-        if (j->resid != NULL)
+        if (j->resid != NULL && j->staged_resid != NULL)
+            j->staged_resid[i] = q->ops->residual(q, x, code, scratch);
+        else if (j->resid != NULL)
             j->resid[i] = q->ops->residual(q, x, code, scratch);
     }
 }
 
-/* Encodes rows [first, first + n) of ix->vectors into q's code store (and
- * their residuals into resid, unless NULL). In a live index (first > 0)
- * the codes are encoded beside searches and stored while they are held;
- * the residuals of rows no search reaches yet are written at once. */
+/* Encodes rows [first, first + n) of ix->vectors, or (slots not NULL)
+ * the n rows slots[0..n), into q's code store (and their residuals into
+ * resid, unless NULL). In a live index (first > 0, or reused slots) the
+ * codes are encoded beside searches and stored while they are held; the
+ * residuals of rows past the count, which no search reaches yet, are
+ * written at once. */
 static rotor_status encode_rows(rotor_index *ix, cm_pool *pool, const quant *q, uint8_t *codes,
-                                float *resid, size_t first, size_t n) {
+                                float *resid, size_t first, const uint32_t *slots, size_t n) {
+    if (n == 0)
+        return ROTOR_OK;
     const size_t per = cm_round_up(q->scratch_floats * sizeof(float) + q->code_bytes, CM_ALIGN);
-    encode_job job = {ix, q, codes, NULL, resid, first, first + n, NULL, per};
+    const bool live = first > 0 || slots != NULL;
+    encode_job job = {.ix = ix,
+                      .q = q,
+                      .codes = codes,
+                      .resid = resid,
+                      .slots = slots,
+                      .first = first,
+                      .end = first + n,
+                      .per_worker = per};
     job.scratch = cm_alloc(&ix->alloc, cm_pool_threads(pool) * per, "encoding scratch");
-    if (first > 0 && job.scratch != NULL)
+    if (live && job.scratch != NULL)
         job.staged = cm_alloc_large(&ix->alloc, n * q->code_bytes, "new codes");
-    if (job.scratch == NULL || (first > 0 && job.staged == NULL)) {
+    if (slots != NULL && resid != NULL && job.staged != NULL)
+        job.staged_resid = cm_alloc(&ix->alloc, n * sizeof(float), "new residuals");
+    if (job.scratch == NULL || (live && job.staged == NULL) ||
+        (slots != NULL && resid != NULL && job.staged_resid == NULL)) {
+        cm_free(&ix->alloc, job.staged);
         cm_free(&ix->alloc, job.scratch);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
@@ -280,33 +308,44 @@ static rotor_status encode_rows(rotor_index *ix, cm_pool *pool, const quant *q, 
     cm_pool_run(pool, encode_chunk, &job, (first + n - base + ENCODE_CHUNK - 1) / ENCODE_CHUNK);
     if (job.staged != NULL) {
         ix_publish_begin(ix);
-        for (size_t i = 0; i < n; i++)
-            q->ops->store(q, codes, first + i, job.staged + i * q->code_bytes);
+        for (size_t i = 0; i < n; i++) {
+            const size_t row = slots != NULL ? slots[i] : first + i;
+            q->ops->store(q, codes, row, job.staged + i * q->code_bytes);
+            if (job.staged_resid != NULL)
+                resid[row] = job.staged_resid[i];
+        }
         ix_publish_end(ix);
     }
+    cm_free(&ix->alloc, job.staged_resid);
     cm_free(&ix->alloc, job.staged);
     cm_free(&ix->alloc, job.scratch);
     return ROTOR_OK;
 }
 
-/* Trains the quantizers on a first batch and encodes the new rows, on one
- * pool of the build's threads. */
-static rotor_status encode_new_rows(rotor_index *ix, size_t added) {
+/* Trains the quantizers on a first batch and encodes the new rows (the
+ * nreused slots `reused`, then `added` rows past the count), on one pool
+ * of the build's threads. */
+static rotor_status encode_new_rows(rotor_index *ix, const uint32_t *reused, size_t nreused,
+                                    size_t added) {
     if (ix->q == NULL && ix->walk_q == NULL)
         return ROTOR_OK; /* full precision: no threads to start */
     cm_pool pool;
-    CM_FORWARD(
-        cm_pool_start(&pool, &ix->alloc, cm_thread_count(ix->params.threads, added / 4096 + 1)));
+    CM_FORWARD(cm_pool_start(&pool, &ix->alloc,
+                             cm_thread_count(ix->params.threads, (added + nreused) / 4096 + 1)));
     rotor_status st = ROTOR_OK;
     if (ix->q != NULL) {
         st = train(ix, ix->q, added, ix->quant_name);
         if (st == ROTOR_OK)
-            st = encode_rows(ix, &pool, ix->q, ix->codes, ix->resid, ix->count, added);
+            st = encode_rows(ix, &pool, ix->q, ix->codes, ix->resid, 0, reused, nreused);
+        if (st == ROTOR_OK)
+            st = encode_rows(ix, &pool, ix->q, ix->codes, ix->resid, ix->count, NULL, added);
     }
     if (st == ROTOR_OK && ix->walk_q != NULL) {
         st = train(ix, ix->walk_q, added, ix->walk_name);
         if (st == ROTOR_OK)
-            st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, NULL, ix->count, added);
+            st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, NULL, 0, reused, nreused);
+        if (st == ROTOR_OK)
+            st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, NULL, ix->count, NULL, added);
     }
     cm_pool_stop(&pool);
     return st;
@@ -331,15 +370,41 @@ rotor_status rotor_index_add_with_keys(rotor_index *ix, const rotor_matrix *vect
  * staged and the arrays grown, while the codes are stored, while the
  * navigator publishes its links, and for the count; the rows are
  * converted, encoded and linked beside them, in slots no search reads. */
+/* Rows [0, r) of `vectors` converted into the free slots `reused`: into
+ * a buffer beside searches, then copied while they are held (a flat scan
+ * reads every row, removed or not), with rows [r, n) past the count. */
+static rotor_status convert_reusing(rotor_index *ix, const rotor_matrix *vectors,
+                                    const uint32_t *reused, size_t r) {
+    const size_t d = ix->dim, n = vectors->rows;
+    float *buf = cm_alloc_large(&ix->alloc, n * d * sizeof *buf, "added vectors");
+    if (buf == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    rotor_status st = ix_convert_rows(vectors, ix->metric, buf, "added data");
+    if (st == ROTOR_OK) {
+        memcpy(ix->vectors + ix->count * d, buf + r * d, (n - r) * d * sizeof *buf);
+        ix_publish_begin(ix);
+        for (size_t i = 0; i < r; i++)
+            memcpy(ix->vectors + (size_t)reused[i] * d, buf + i * d, d * sizeof *buf);
+        ix_publish_end(ix);
+    }
+    cm_free(&ix->alloc, buf);
+    return st;
+}
+
 static rotor_status add_locked(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+    /* Free slots first (remove.c), lowest first; the rest past the count. */
+    if (ix->free_stale && ix->pending == 0 && ix_free_rebuild(ix) != ROTOR_OK)
+        cm_clear_error(); /* listed by a later add; this one appends */
+    const size_t r = vectors->rows < ix_free(ix) ? vectors->rows : ix_free(ix);
+    const uint32_t *reused = r > 0 ? ix->free_slot + ix->free_at : NULL;
     size_t need;
-    CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows, &need), ROTOR_ERR_INVALID_ARGUMENT,
+    CM_RETURN_IF(cm_add_overflow(ix->count, vectors->rows - r, &need), ROTOR_ERR_INVALID_ARGUMENT,
                  "adding %zu vectors overflows the index size", vectors->rows);
     /* Nothing to search yet: the first batch is a build, held whole. */
     if (ix->count == 0)
         ix_write_hold(ix);
     ix_publish_begin(ix);
-    rotor_status st = ix_keys_stage(ix, keys, vectors->rows);
+    rotor_status st = ix_keys_stage(ix, keys, vectors->rows, reused, r);
     /* Growing first is safe: the old rows are copied and the count is only
      * raised once every new row converted cleanly. */
     if (st == ROTOR_OK) {
@@ -347,16 +412,23 @@ static rotor_status add_locked(rotor_index *ix, const rotor_matrix *vectors, con
         if (st != ROTOR_OK)
             ix_keys_rollback(ix);
     }
+    ix->reusing = st == ROTOR_OK && r > 0;
     ix_publish_end(ix);
     if (st != ROTOR_OK)
         return st;
-    st = ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
-                         ix->count == 0 ? "base data" : "added data");
+    if (r > 0)
+        st = convert_reusing(ix, vectors, reused, r);
+    else
+        st = ix_convert_rows(vectors, ix->metric, ix->vectors + ix->count * ix->dim,
+                             ix->count == 0 ? "base data" : "added data");
     if (st == ROTOR_OK)
-        st = ix_index_rows(ix, need);
+        st = index_rows(ix, need, reused, r);
     if (st != ROTOR_OK) {
+        /* A reused slot keeps the new row and codes: it is still removed
+         * and free, and nothing leads to it. */
         ix_publish_begin(ix);
         ix_keys_rollback(ix);
+        ix->reusing = false;
         ix_publish_end(ix);
         return st;
     }
@@ -383,7 +455,7 @@ static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const
 }
 
 rotor_status ix_encode_rows(rotor_index *ix, size_t need) {
-    return encode_new_rows(ix, need - ix->count);
+    return encode_new_rows(ix, NULL, 0, need - ix->count);
 }
 
 /* The automatic choice, on the first batch, and the index configured for
@@ -405,18 +477,28 @@ static rotor_status choose_codes(rotor_index *ix, size_t n) {
     return ROTOR_OK;
 }
 
-rotor_status ix_index_rows(rotor_index *ix, size_t need) {
+/* ix_index_rows, with the first nreused rows in the free slots `reused`
+ * (ix->free_slot + free_at). */
+static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reused,
+                               size_t nreused) {
     if (ix->count == 0 && ix->auto_quant)
         CM_FORWARD(choose_codes(ix, need));
-    CM_FORWARD(encode_new_rows(ix, need - ix->count));
+    CM_FORWARD(encode_new_rows(ix, reused, nreused, need - ix->count));
     /* The navigator sees the new rows before the index counts them, so a
      * failure here leaves the index as it was, and searches meanwhile
-     * pass over them. */
+     * pass over them (reused slots are still marked removed). */
     graph_space s = ix_space(ix);
     s.count = need;
     s.publish = ix->count > 0 ? ix_publish_lock(ix) : NULL;
+    s.reused = reused;
+    s.nreused = nreused;
     CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
     ix_publish_begin(ix);
+    for (size_t i = 0; i < nreused; i++)
+        ix->deleted[reused[i] >> 6] &= ~((uint64_t)1 << (reused[i] & 63));
+    ix->ndeleted -= nreused;
+    ix->free_at += nreused;
+    ix->reusing = false;
     if (ix->params.kind == ROTOR_INDEX_IVF && ix->params.nlist == 0) {
         /* The partitions a first batch chose, kept as an opened file keeps
          * them: what a filtered search weighs without asking the lists. */
@@ -428,6 +510,8 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) {
     ix_publish_end(ix);
     return ROTOR_OK;
 }
+
+rotor_status ix_index_rows(rotor_index *ix, size_t need) { return index_rows(ix, need, NULL, 0); }
 
 rotor_status ix_build_calibrate(rotor_index *ix) {
     if (!ix->params.calibrate || (ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT))
@@ -459,6 +543,7 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     out->slots = ix->count;
     out->deleted = ix->ndeleted;
     out->unconsolidated = ix->pending;
+    out->free_slots = ix_free(ix);
     out->dim = ix->dim;
     const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
     out->mapped = ix->file != NULL;

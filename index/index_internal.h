@@ -78,11 +78,14 @@ typedef struct ix_keys {
     size_t cap;
     uint32_t *table; /* `buckets` entries, at most 3/4 of them used */
     size_t buckets;
-    /* An add in progress: keys of slots [count, count + staged) are in
-     * the table already, and `fresh` says the add materialised the table
-     * (a rollback returns to the identity). */
+    /* An add in progress: the keys of its first `staged` rows are in the
+     * table already, and `fresh` says the add materialised the table (a
+     * rollback returns to the identity). Row i lands in slot reused[i]
+     * for i < nreused, in count + i - nreused after that. */
     size_t staged;
     bool fresh;
+    const uint32_t *reused;
+    size_t nreused;
 } ix_keys;
 
 /* sync.c: the locks of searches beside writers. */
@@ -136,13 +139,25 @@ struct rotor_index {
     /* Removed slots (remove.c): bit u of `deleted` is set once slot u's
      * vector is removed; slots at or past deleted_bits are live (the
      * bitset grows at removes, not at adds). A removed slot keeps its
-     * vector, codes and record (slots are not reused) but no key, and
+     * vector, codes and record, but no key, until an add reuses it, and
      * every search tests it out (filter.c). `ndeleted` counts the set
      * bits; `pending` those not yet consolidated: the navigator may still
      * route through them. */
     uint64_t *deleted;
     size_t deleted_bits;
     size_t ndeleted, pending;
+    /* Free slots (remove.c): the removed slots a consolidation left with
+     * nothing leading to them and no labels, ascending; adds take
+     * free_slot[free_at ..] before appending. Read and changed by writers
+     * only; free_at changes while searches are held (stats read it).
+     * free_stale: a consolidation could not list them (out of memory), the
+     * next one tries again. `reusing`: an add is filling free slots, so
+     * every search filters removed slots out, even those of a navigator
+     * that needs no filter once consolidated (IVF files them before the
+     * add is counted). */
+    uint32_t *free_slot;
+    size_t nfree_slots, free_at;
+    bool free_stale, reusing;
     /* Searches beside writers (sync.c); the pointer is set once, at
      * creation, so a const index still locks. */
     ix_sync *sync;
@@ -176,6 +191,14 @@ static inline bool ix_is_deleted(const rotor_index *ix, size_t u) {
 }
 /* Vectors a search can return: the slots in use less the removed. */
 static inline size_t ix_live(const rotor_index *ix) { return ix->count - ix->ndeleted; }
+/* Free slots the next adds take. */
+static inline size_t ix_free(const rotor_index *ix) { return ix->nfree_slots - ix->free_at; }
+/* The slot row i of an add of n rows will land in: free slots first
+ * (lowest first), then past the count. */
+static inline size_t ix_slot_for_row(const rotor_index *ix, size_t n, size_t i) {
+    const size_t r = n < ix_free(ix) ? n : ix_free(ix);
+    return i < r ? ix->free_slot[ix->free_at + i] : ix->count + i - r;
+}
 
 /* index.c: an empty index of `dim` dimensions for checked params, sized
  * for a first batch of `rows` (graph threads); nothing is encoded yet. */
@@ -255,12 +278,16 @@ void ix_tuning_free(rotor_index *ix);
 rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_tuning_load(rotor_index *ix);
 
-/* keys.c. Staging puts the keys of n new rows (NULL: row numbers) into
- * the table beside the committed ones, refusing a negative key or one
- * that is taken (by the index or earlier in the batch); on failure
- * nothing changed. The add then commits them (after raising the count) or
- * rolls them back, which cannot fail. */
-rotor_status ix_keys_stage(rotor_index *ix, const int64_t *keys, size_t n);
+/* keys.c. Staging puts the keys of n new rows (NULL: the numbers of
+ * their slots) into the table beside the committed ones, refusing a
+ * negative key or one that is taken (by the index or earlier in the
+ * batch); on failure nothing changed. The first nreused rows land in the
+ * free slots `reused` (kept until the commit or rollback), the rest past
+ * the count. The add then commits them (after raising the count and
+ * clearing the reused slots' removed bits) or rolls them back, which
+ * cannot fail. */
+rotor_status ix_keys_stage(rotor_index *ix, const int64_t *keys, size_t n, const uint32_t *reused,
+                           size_t nreused);
 void ix_keys_commit(rotor_index *ix);
 void ix_keys_rollback(rotor_index *ix);
 /* The slot of `key`: ROTOR_ERR_NOT_FOUND (or ROTOR_ERR_INVALID_ARGUMENT
@@ -348,6 +375,12 @@ rotor_status ix_filter_scan(const rotor_index *ix, const ix_filter *xf, const gr
 rotor_status ix_deleted_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_deleted_load(rotor_index *ix);
 void ix_deleted_free(rotor_index *ix);
+/* Lists every removed slot as free (ix->free_slot), once none is pending
+ * consolidation, dropping their labels first; on failure (memory) none is
+ * free and free_stale says so. In the writer's turn. */
+rotor_status ix_free_rebuild(rotor_index *ix);
+/* labels.c: removed slots lose their labels (before they are reused). */
+rotor_status ix_labels_drop_removed(rotor_index *ix);
 
 /* log.c: the update log (storage/FORMAT.md). Each public call that
  * changes an index hands its arguments and the function that makes the

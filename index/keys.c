@@ -127,52 +127,77 @@ static rotor_status make_room(rotor_index *ix, size_t need) {
     return ROTOR_OK;
 }
 
-rotor_status ix_keys_stage(rotor_index *ix, const int64_t *keys, size_t n) {
+/* The slot row i of a staged add lands in: the reused slots, then the
+ * ones past the count. */
+static size_t staged_slot(const rotor_index *ix, size_t i) {
+    const ix_keys *k = &ix->keys;
+    return i < k->nreused ? k->reused[i] : ix->count + i - k->nreused;
+}
+
+/* The row of a staged add that slot u holds (u is one of its slots). */
+static size_t staged_row(const rotor_index *ix, size_t u) {
+    const ix_keys *k = &ix->keys;
+    if (u >= ix->count)
+        return k->nreused + u - ix->count;
+    size_t i = 0;
+    while (i < k->nreused && k->reused[i] != u)
+        i++;
+    return i;
+}
+
+rotor_status ix_keys_stage(rotor_index *ix, const int64_t *keys, size_t n, const uint32_t *reused,
+                           size_t nreused) {
     ix_keys *k = &ix->keys;
     const size_t count = ix->count;
     k->staged = 0;
     k->fresh = false;
+    k->reused = reused;
+    k->nreused = nreused;
     bool identity = true;
     for (size_t i = 0; keys != NULL && i < n; i++) {
         CM_RETURN_IF(keys[i] < 0, ROTOR_ERR_INVALID_ARGUMENT,
                      "key %" PRId64 " of row %zu is negative; keys are 0 or more", keys[i], i);
-        identity = identity && keys[i] == (int64_t)(count + i);
+        identity = identity && keys[i] == (int64_t)staged_slot(ix, i);
     }
     if (k->key == NULL && identity)
-        return ROTOR_OK; /* row numbers: nothing to keep */
+        return ROTOR_OK; /* slot numbers: nothing to keep */
     /* Slots are uint32 in the table, IX_NO_SLOT marking an empty bucket. */
-    CM_RETURN_IF(count >= IX_NO_SLOT || n >= IX_NO_SLOT - count, ROTOR_ERR_INVALID_ARGUMENT,
+    const size_t fresh = n - nreused;
+    CM_RETURN_IF(count >= IX_NO_SLOT || fresh >= IX_NO_SLOT - count, ROTOR_ERR_INVALID_ARGUMENT,
                  "an index with keys holds fewer than %" PRIu32 " vectors; it has %zu, %zu more "
                  "were given",
                  IX_NO_SLOT, count, n);
     k->fresh = k->key == NULL;
-    rotor_status st = make_room(ix, count + n);
+    rotor_status st = make_room(ix, count + fresh);
     if (st != ROTOR_OK) {
         k->fresh = false;
         return st;
     }
     for (size_t i = 0; i < n; i++) {
-        const int64_t want = keys != NULL ? keys[i] : (int64_t)(count + i);
+        const size_t slot = staged_slot(ix, i);
+        const int64_t want = keys != NULL ? keys[i] : (int64_t)slot;
         const size_t b = probe(k->key, k->table, k->buckets, want);
         const uint32_t other = k->table[b];
         if (other == IX_NO_SLOT) {
-            k->key[count + i] = want;
-            k->table[b] = (uint32_t)(count + i);
+            k->key[slot] = want;
+            k->table[b] = (uint32_t)slot;
             k->staged = i + 1;
             continue;
         }
-        if (other >= count)
+        /* The table holds live slots and this add's: a removed slot's key
+         * left it, so one marked removed is a reused slot of this add. */
+        if (other >= count || ix_is_deleted(ix, other))
             st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT,
                          "key %" PRId64 " is given twice, for rows %zu "
                          "and %zu",
-                         want, (size_t)other - count, i);
+                         want, staged_row(ix, other), i);
         else if (keys != NULL)
             st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT,
                          "key %" PRId64 " of row %zu is already in the index", want, i);
         else
             st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT,
-                         "row %zu would take key %" PRId64 ", its row number, which the index "
-                         "holds already; give the rows keys of their own",
+                         "row %zu would take key %" PRId64 ", the number of its slot, which the "
+                         "index holds already; give the rows keys of their own",
                          i, want);
         ix_keys_rollback(ix);
         return st;
@@ -183,6 +208,8 @@ rotor_status ix_keys_stage(rotor_index *ix, const int64_t *keys, size_t n) {
 void ix_keys_commit(rotor_index *ix) {
     ix->keys.staged = 0;
     ix->keys.fresh = false;
+    ix->keys.reused = NULL;
+    ix->keys.nreused = 0;
 }
 
 void ix_keys_rollback(rotor_index *ix) {
@@ -192,8 +219,10 @@ void ix_keys_rollback(rotor_index *ix) {
         return;
     }
     for (size_t i = k->staged; i-- > 0;)
-        k->table[probe(k->key, k->table, k->buckets, k->key[ix->count + i])] = IX_NO_SLOT;
+        k->table[probe(k->key, k->table, k->buckets, k->key[staged_slot(ix, i)])] = IX_NO_SLOT;
     k->staged = 0;
+    k->reused = NULL;
+    k->nreused = 0;
 }
 
 /* The slot of `key` among the committed ones. */
@@ -208,7 +237,9 @@ static bool find(const rotor_index *ix, int64_t key, size_t *slot) {
     }
     const uint32_t s = k->table[probe(k->key, k->table, k->buckets, key)];
     *slot = s;
-    return s < ix->count;
+    /* A reused slot's key is in the table while its add is staged; the
+     * slot is still marked removed until the add is counted. */
+    return s < ix->count && !ix_is_deleted(ix, s);
 }
 
 bool ix_find_point(const rotor_index *ix, int64_t id, uint32_t *point) {

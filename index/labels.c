@@ -218,6 +218,54 @@ static rotor_status set_labels_locked(rotor_index *ix, const int64_t *ids, const
     return ROTOR_OK;
 }
 
+rotor_status ix_labels_drop_removed(rotor_index *ix) {
+    const ix_labels *old = &ix->labels;
+    const rotor_allocator *a = &ix->alloc;
+    if (old->off == NULL || ix->ndeleted == 0)
+        return ROTOR_OK;
+    size_t total = 0, dropped = 0;
+    for (size_t u = 0; u < old->rows; u++) {
+        size_t n;
+        (void)ix_labels_of(old, u, &n);
+        if (ix_is_deleted(ix, u))
+            dropped += n;
+        else
+            total += n;
+    }
+    if (dropped == 0)
+        return ROTOR_OK;
+    ix_labels l = {.rows = old->rows};
+    l.off = cm_alloc(a, (l.rows + 1) * sizeof *l.off, "labels");
+    l.val = cm_alloc(a, (total ? total : 1) * sizeof *l.val, "labels");
+    rotor_status st = l.off && l.val ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK) {
+        size_t at = 0;
+        l.off[0] = 0;
+        for (size_t u = 0; u < l.rows; u++) {
+            size_t n;
+            const uint32_t *v = ix_labels_of(old, u, &n);
+            if (n > 0 && !ix_is_deleted(ix, u)) {
+                memcpy(l.val + at, v, n * sizeof *v);
+                at += n;
+            }
+            l.off[u + 1] = at;
+        }
+        st = build_postings(a, &l);
+    }
+    if (st != ROTOR_OK) {
+        labels_release(a, &l);
+        return st;
+    }
+    if (l.off[l.rows] == 0)
+        labels_release(a, &l);
+    ix_labels gone = ix->labels;
+    ix_publish_begin(ix);
+    ix->labels = l;
+    ix_publish_end(ix);
+    labels_release(a, &gone);
+    return ROTOR_OK;
+}
+
 rotor_status rotor_index_set_labels(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");

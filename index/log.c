@@ -7,8 +7,7 @@
  * A record holds the call, not its effect: the rows and keys an add was
  * given, the keys a remove named, the labels set. Replaying the calls in
  * order from the sections' state reproduces every fact the API shows
- * (which keys are live, their vectors, their labels, the removed slots:
- * slots are handed out in order, so they come out the same), while what is
+ * (which keys are live, their vectors, their labels), while what is
  * derived from them (codes, graph links, consolidation) is derived again.
  * Recording effects instead (node records, code blocks) would tie the log
  * to each navigator's layout and make a record as large as the parts of
@@ -130,11 +129,26 @@ static rotor_status record_rows(rotor_index *ix, uint32_t type, const rotor_matr
     return end(ix, apply(ix, m, keys));
 }
 
+/* Rows without keys take the numbers of the slots they land in, which
+ * depend on which slots were free, so on when consolidations ran (an
+ * explicit one is not recorded, and one triggered by a remove depends on
+ * the slot count): the record holds the keys the add gives, whatever
+ * slots the replay puts the rows in. */
 rotor_status ix_log_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
                         ix_add_fn apply) {
     if (!recording(ix) || !recordable_rows(ix, vectors))
         return apply(ix, vectors, keys);
-    return record_rows(ix, IXF_LOG_ADD, vectors, keys, apply);
+    if (keys != NULL)
+        return record_rows(ix, IXF_LOG_ADD, vectors, keys, apply);
+    const size_t n = vectors->rows;
+    int64_t *given = cm_alloc(&ix->alloc, (n ? n : 1) * sizeof *given, "the added keys");
+    if (given == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < n; i++)
+        given[i] = (int64_t)ix_slot_for_row(ix, n, i);
+    const rotor_status st = record_rows(ix, IXF_LOG_ADD, vectors, given, apply);
+    cm_free(&ix->alloc, given);
+    return st;
 }
 
 rotor_status ix_log_update(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,

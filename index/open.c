@@ -255,6 +255,8 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
         for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
             ixf_release(f, owned[i]);
     }
+    if (st == ROTOR_OK && ix->free_stale)
+        st = ix_free_rebuild(ix); /* removals all consolidated: their slots are free */
     if (st == ROTOR_OK)
         st = ix_log_open(ix, &op); /* the changes made since the file was saved */
     if (st != ROTOR_OK) {

@@ -25,8 +25,18 @@
  * dead points (each refused point still costs its score, and widens the
  * filtered walk's route list).
  *
- * Slots are not reused: a removed vector keeps its row of vectors, codes
- * and record (emptied by consolidation); adds append after the last slot.
+ * Slots are reused. A removed vector keeps its row of vectors, codes and
+ * record until a consolidation leaves nothing leading to it (no edge into
+ * it, no IVF list holding it; the graph's entry moved off it); it is then
+ * free: its labels are dropped, and the next adds put new vectors into
+ * free slots, lowest first, before they append past the last slot
+ * (index.c). So an index under churn keeps its size: a slot is used by
+ * one live vector, or is removed and waits for the consolidation that
+ * frees it (at most CONSOLIDATE_PERCENT of the slots), or is free. A
+ * removal not yet consolidated is never reused: searches may still route
+ * through it. The free slots are the removed ones once none is pending,
+ * so they need no section of the file: an index opened with removals
+ * pending reuses nothing until its next consolidation.
  *
  * All or nothing: every key is looked up, and repeats found, into a new
  * bitset before anything changes; the keys then leave the table, which
@@ -48,8 +58,36 @@ enum { DELETED_VERSION = 1, DELETED_HEADER = 24 };
 
 void ix_deleted_free(rotor_index *ix) {
     cm_free(&ix->alloc, ix->deleted);
+    cm_free(&ix->alloc, ix->free_slot);
     ix->deleted = NULL;
-    ix->deleted_bits = ix->ndeleted = ix->pending = 0;
+    ix->free_slot = NULL;
+    ix->deleted_bits = ix->ndeleted = ix->pending = ix->nfree_slots = ix->free_at = 0;
+}
+
+rotor_status ix_free_rebuild(rotor_index *ix) {
+    if (ix->pending > 0)
+        return ROTOR_OK;
+    ix->free_stale = true;
+    uint32_t *list = NULL;
+    if (ix->ndeleted > 0) {
+        CM_FORWARD(ix_labels_drop_removed(ix));
+        list = cm_alloc(&ix->alloc, ix->ndeleted * sizeof *list, "the free slots");
+        if (list == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        size_t n = 0;
+        for (size_t u = 0; u < ix->deleted_bits; u++)
+            if (ix_is_deleted(ix, u))
+                list[n++] = (uint32_t)u;
+    }
+    uint32_t *old = ix->free_slot;
+    ix_publish_begin(ix);
+    ix->free_slot = list;
+    ix->nfree_slots = ix->ndeleted;
+    ix->free_at = 0;
+    ix_publish_end(ix);
+    cm_free(&ix->alloc, old);
+    ix->free_stale = false;
+    return ROTOR_OK;
 }
 
 /* A removal looked up but not yet made: the new bitset, the slots, and
@@ -144,7 +182,7 @@ static rotor_status full_vectors(rotor_index *ix, const float **out) {
 /* Beside searches: the navigator publishes its repairs itself. */
 static rotor_status consolidate(rotor_index *ix) {
     if (ix->pending == 0)
-        return ROTOR_OK;
+        return ix->free_stale ? ix_free_rebuild(ix) : ROTOR_OK;
     const nav_ops *ops = ix->nav->ops;
     if (ops->consolidate != NULL) {
         graph_space s = ix_space(ix);
@@ -156,6 +194,10 @@ static rotor_status consolidate(rotor_index *ix) {
     ix_publish_begin(ix);
     ix->pending = 0;
     ix_publish_end(ix);
+    /* The consolidation is made: a failure to list its free slots only
+     * leaves them unused until the next add or consolidation lists them. */
+    if (ix_free_rebuild(ix) != ROTOR_OK)
+        cm_clear_error();
     return ROTOR_OK;
 }
 
@@ -312,6 +354,9 @@ rotor_status ix_deleted_load(rotor_index *ix) {
     ix->deleted_bits = ix->count;
     ix->ndeleted = n;
     ix->pending = (size_t)pending;
+    /* The free slots are listed at the end of the open (open.c), once the
+     * labels they must not carry are read. */
+    ix->free_stale = pending == 0;
     ixf_release(f, IXF_SEC_DELETED);
     return ROTOR_OK;
 }

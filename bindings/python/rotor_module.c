@@ -1287,7 +1287,7 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         return NULL;
     return Py_BuildValue(
         "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
-        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n}",
+        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -1302,9 +1302,10 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         "labelled", (Py_ssize_t)s.labelled, "labels", (Py_ssize_t)s.labels, "bytes_labels",
         (Py_ssize_t)s.bytes_labels, "user_keys", s.user_keys ? Py_True : Py_False, "bytes_keys",
         (Py_ssize_t)s.bytes_keys, "slots", (Py_ssize_t)s.slots, "deleted", (Py_ssize_t)s.deleted,
-        "unconsolidated", (Py_ssize_t)s.unconsolidated, "writable", s.writable ? Py_True : Py_False,
-        "log_records", (Py_ssize_t)s.log_records, "log_bytes", (Py_ssize_t)s.log_bytes,
-        "log_skipped", (Py_ssize_t)s.log_skipped, "log_tail_bytes", (Py_ssize_t)s.log_tail_bytes);
+        "unconsolidated", (Py_ssize_t)s.unconsolidated, "free_slots", (Py_ssize_t)s.free_slots,
+        "writable", s.writable ? Py_True : Py_False, "log_records", (Py_ssize_t)s.log_records,
+        "log_bytes", (Py_ssize_t)s.log_bytes, "log_skipped", (Py_ssize_t)s.log_skipped,
+        "log_tail_bytes", (Py_ssize_t)s.log_tail_bytes);
 }
 
 /* Keys of any number (one int, a sequence, an array). */
@@ -1654,11 +1655,13 @@ PyDoc_STRVAR(
 PyDoc_STRVAR(
     add_doc,
     "add(x, *, labels=None, keys=None)\n--\n\n"
-    "Append the rows of x (same dtype rules as build); labels as in build; keys one int64 "
-    "per row,\nor None for row numbers continuing from len(index). A negative key, a key given "
-    "twice or\none the index holds raises InvalidArgument. On failure the index is unchanged. "
-    "An index opened\nwith vectors on disk cannot take adds. The GIL is released; searches "
-    "from other threads wait\nuntil the add is done.");
+    "Add the rows of x (same dtype rules as build); labels as in build; keys one int64 "
+    "per row,\nor None: each row takes the number of the slot it lands in (the row numbers "
+    "continued,\nbut after removals the slots consolidation freed come first, so an index "
+    "that removes\nshould be given keys). A negative key, a key given twice or one the index "
+    "holds raises\nInvalidArgument. On failure the index is unchanged. An index opened with "
+    "vectors on disk\ncannot take adds. The GIL is released; searches from other threads go "
+    "on beside it.");
 
 PyDoc_STRVAR(remove_doc,
              "remove(keys)\n--\n\n"
@@ -1667,8 +1670,9 @@ PyDoc_STRVAR(remove_doc,
              "added again.\nAll or nothing: a key no vector has raises KeyNotFound (a KeyError), "
              "a key given twice\nor a negative one InvalidArgument, and the index is unchanged. "
              "The graph is repaired\naround removed vectors once they pass 5 % of the index "
-             "(see consolidate); their slots\nare not reused, so memory does not shrink. The GIL "
-             "is released; searches from other\nthreads wait until it is done.");
+             "(see consolidate), and\nthe slots it frees take the next adds, so the index does not "
+             "grow under churn. The GIL\nis released; searches from other threads go on "
+             "beside it.");
 
 PyDoc_STRVAR(update_doc,
              "update(keys, x)\n--\n\n"

@@ -234,7 +234,7 @@ static void test_bad_keys_refused(void **state) {
     ix = build(f, p, 100, low);
     before = snap(f, ix);
     TS_CHECK_ERROR(rotor_index_add(ix, &two), ROTOR_ERR_INVALID_ARGUMENT, NULL, "row 0", "key 100",
-                   "row number");
+                   "number of its slot");
     assert_unchanged(f, ix, &before);
     rotor_index_close(ix);
 

@@ -6,6 +6,7 @@
  * same live vectors; update replaces a vector under its key; unknown,
  * negative and repeated keys are refused with the index unchanged;
  * removals survive a save and an open; a removed key can be added again;
+ * freed slots take later adds;
  * and every allocation failure of a remove, update or consolidate leaves
  * the index as it was (or, for the consolidation a remove starts, the
  * remove made and the consolidation left for later).
@@ -277,8 +278,8 @@ static void recall_holds_after_consolidation(void **state) {
  * finds the key, one at the old vector no longer does, get returns the new
  * vector; the old one's slot is a removed one. */
 /* After a consolidation no live record links to a removed node, and an
- * add keeps it so: its links and the repair of unreached nodes leave the
- * removed ones out (they once were linked back in, one graph search
+ * add that reuses half the freed slots keeps it so for the other half: its links and the repair of
+ * unreached nodes leave the removed ones out (they once were linked back in, one graph search
  * each), while every live node stays reachable from the entry. */
 static void adds_leave_removed_nodes_out(void **state) {
     fixture *f = *state;
@@ -291,12 +292,15 @@ static void adds_leave_removed_nodes_out(void **state) {
         gone[ngone++] = (int64_t)i;
     assert_int_equal(rotor_index_remove(ix, gone, ngone), ROTOR_OK);
     assert_int_equal(rotor_index_consolidate(ix), ROTOR_OK);
-    rotor_matrix m = {f->base + first * D, N - first, D, ROTOR_ELEM_F32};
+    assert_int_equal(stats_of(ix).free_slots, ngone);
+    /* Half the freed slots are reused, the rest stay removed. */
+    rotor_matrix m = {f->base + first * D, ngone / 2, D, ROTOR_ELEM_F32};
     assert_int_equal(rotor_index_add(ix, &m), ROTOR_OK);
+    assert_int_equal(stats_of(ix).free_slots, ngone - ngone / 2);
 
     const nav *g = ix->nav;
     const size_t n = vamana_count(g);
-    assert_int_equal(n, N);
+    assert_int_equal(n, first);
     uint8_t *seen = calloc(n, 1);
     uint32_t *stack = malloc(n * sizeof *stack);
     size_t top = 0, reached = 0;
@@ -318,7 +322,7 @@ static void adds_leave_removed_nodes_out(void **state) {
             }
         }
     }
-    assert_int_equal(reached, n - ngone);
+    assert_int_equal(reached, n - (ngone - ngone / 2));
     free(seen);
     free(stack);
     free(gone);
@@ -376,6 +380,7 @@ static void assert_unchanged(const fixture *f, const rotor_index *ix, const snap
     assert_int_equal(now.s.slots, before->s.slots);
     assert_int_equal(now.s.deleted, before->s.deleted);
     assert_int_equal(now.s.unconsolidated, before->s.unconsolidated);
+    assert_int_equal(now.s.free_slots, before->s.free_slots);
     assert_int_equal(now.s.user_keys, before->s.user_keys);
     assert_memory_equal(now.ids, before->ids, sizeof now.ids);
 }
@@ -541,9 +546,10 @@ static void removals_survive_save_and_open(void **state) {
 }
 
 /* Every allocation of a remove (with the consolidation it starts), of an
- * update and of a consolidation fails in turn: each failure is reported
- * with the index unchanged, or (the remove's own consolidation) the
- * remove made and the consolidation left pending; nothing leaks. */
+ * update, of a consolidation and of adds into freed slots (without and
+ * with keys) fails in turn: each failure is reported with the index
+ * unchanged, or (the remove's own consolidation) the remove made and the
+ * consolidation left pending; nothing leaks. */
 static void allocation_failures_change_nothing(void **state) {
     fixture *f = *state;
     for (size_t c = 0; c < KINDS_N; c++) {
@@ -555,12 +561,18 @@ static void allocation_failures_change_nothing(void **state) {
         for (size_t i = 0; i < 100; i++)
             keys[i] = (int64_t)(i * 7 % M);
         long failures = 0;
-        for (int op = 0; op < 3; op++) {
+        const int64_t new_keys[10] = {5000, 5001, 5002, 5003, 5004, 5005, 5006, 5007, 5008, 5009};
+        for (int op = 0; op < 5; op++) {
             for (long at = 1;; at++) {
                 ca.fail_at = 0;
                 rotor_index *ix = build(f->base, M, NULL, p);
                 if (op == 2)
                     assert_int_equal(rotor_index_remove(ix, keys, 20), ROTOR_OK); /* pending */
+                if (op >= 3) { /* 100 free slots */
+                    assert_int_equal(rotor_index_remove(ix, keys, 100), ROTOR_OK);
+                    assert_int_equal(rotor_index_consolidate(ix), ROTOR_OK);
+                    assert_int_equal(stats_of(ix).free_slots, 100);
+                }
                 snapshot before = snap(f, ix);
                 ca.fail_at = ca.calls + at;
                 rotor_status st;
@@ -569,13 +581,16 @@ static void allocation_failures_change_nothing(void **state) {
                     st = rotor_index_remove(ix, keys, 100); /* 10 %: consolidates */
                 else if (op == 1)
                     st = rotor_index_update(ix, &m, keys);
-                else
+                else if (op == 2)
                     st = rotor_index_consolidate(ix);
+                else
+                    st = rotor_index_add_with_keys(ix, &m, op == 4 ? new_keys : NULL);
                 const bool hit = ca.calls >= ca.fail_at;
                 ca.fail_at = 0;
                 if (st == ROTOR_OK && op == 0 && hit) {
                     /* The consolidation failed, not the remove. */
-                    assert_true(stats_of(ix).unconsolidated > 0);
+                    const rotor_index_stats s = stats_of(ix);
+                    assert_true(s.unconsolidated > 0 || s.free_slots < s.deleted);
                     assert_false(has(ix, keys[0]));
                     failures++;
                 } else if (st != ROTOR_OK) {
@@ -590,10 +605,128 @@ static void allocation_failures_change_nothing(void **state) {
                 assert_true(at < 1000);
             }
         }
-        print_message("%s: %ld allocation failures of remove, update, consolidate\n",
+        print_message("%s: %ld allocation failures of remove, update, consolidate, add\n",
                       rotor_index_kind_name(KINDS[c]), failures);
         assert_true(failures >= 3);
     }
+}
+
+/* A consolidation frees the removed slots and adds fill them before they
+ * grow the index, for every kind, with keys of the caller's and with the
+ * slot numbers: the slot count stays put, each new vector is found under
+ * its key (get, search), carries none of the labels its slot's old
+ * vector had, the keys removed and not given again stay gone, and a
+ * saved and reopened index reuses its free slots too. */
+static void freed_slots_take_new_vectors(void **state) {
+    fixture *f = *state;
+    enum { GONE = N / 4, FIRST = 600, SECOND = GONE - FIRST + 200 };
+    uint64_t *off = malloc((N + 1) * sizeof *off);
+    uint32_t *val = malloc(N * sizeof *val);
+    for (size_t i = 0; i <= N; i++)
+        off[i] = i;
+    for (size_t i = 0; i < N; i++)
+        val[i] = (uint32_t)(i % 5);
+    const rotor_labels labels = {off, val, N};
+    int64_t *keys = malloc(N * sizeof *keys), *gone = malloc(GONE * sizeof *gone);
+    int64_t *added = malloc((FIRST + SECOND) * sizeof *added);
+    float *rows = malloc((FIRST + SECOND) * D * sizeof *rows);
+    for (size_t j = 0; j < FIRST + SECOND; j++)
+        for (size_t t = 0; t < D; t++)
+            rows[j * D + t] = f->base[(j * 7 % N) * D + t] + 0.5f;
+    for (size_t c = 0; c < 2 * KINDS_N; c++) {
+        const bool keyed = c % 2 == 1;
+        rotor_params p = params_at(c / 2);
+        p.labels = &labels;
+        for (size_t i = 0; i < N; i++)
+            keys[i] = keyed ? 1000000 + (int64_t)i : (int64_t)i;
+        rotor_index *ix = build(f->base, N, keyed ? keys : NULL, p);
+        for (size_t i = 0; i < GONE; i++)
+            gone[i] = keys[4 * i];
+        assert_int_equal(rotor_index_remove(ix, gone, GONE), ROTOR_OK);
+        assert_int_equal(rotor_index_consolidate(ix), ROTOR_OK);
+        rotor_index_stats s = stats_of(ix);
+        assert_int_equal(s.free_slots, GONE);
+        assert_int_equal(s.slots, N);
+
+        /* Saved and opened, the removed slots are free again. */
+        char *path = ts_path(f->dir, "freed.rotor");
+        assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+        rotor_index *o = open_with(path, 0, ROTOR_VECTORS_RAM);
+        assert_int_equal(stats_of(o).free_slots, GONE);
+        rotor_matrix all = {rows, GONE, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_add(o, &all), ROTOR_OK);
+        assert_int_equal(stats_of(o).slots, N);
+        assert_int_equal(stats_of(o).free_slots, 0);
+        rotor_index_close(o);
+        free(path);
+
+        /* The first adds take free slots, lowest first: without keys of
+         * their own, the rows take those slots' numbers. */
+        for (size_t j = 0; j < FIRST + SECOND; j++)
+            added[j] = keyed ? 2000000 + (int64_t)j
+                             : (j < GONE ? 4 * (int64_t)j : N + (int64_t)(j - GONE));
+        rotor_matrix m1 = {rows, FIRST, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_add_with_keys(ix, &m1, keyed ? added : NULL), ROTOR_OK);
+        s = stats_of(ix);
+        assert_int_equal(s.slots, N);
+        assert_int_equal(s.free_slots, GONE - FIRST);
+        assert_int_equal(s.deleted, GONE - FIRST);
+        assert_int_equal(s.count, N - GONE + FIRST);
+        rotor_matrix m2 = {rows + FIRST * D, SECOND, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_add_with_keys(ix, &m2, keyed ? added + FIRST : NULL),
+                         ROTOR_OK);
+        s = stats_of(ix);
+        assert_int_equal(s.slots, N + 200);
+        assert_int_equal(s.free_slots, 0);
+        assert_int_equal(s.deleted, 0);
+
+        size_t hits = 0;
+        for (size_t j = 0; j < FIRST + SECOND; j++) {
+            assert_true(has(ix, added[j]));
+            float v[D];
+            assert_int_equal(rotor_index_get(ix, added[j], v), ROTOR_OK);
+            assert_memory_equal(v, rows + j * D, sizeof v);
+            size_t nl = 9;
+            assert_int_equal(rotor_index_get_labels(ix, added[j], NULL, 0, &nl), ROTOR_OK);
+            assert_int_equal(nl, 0);
+            int64_t id[1];
+            assert_int_equal(rotor_index_search(ix, NULL, rows + j * D, D, 1, id, NULL), ROTOR_OK);
+            hits += id[0] == added[j];
+        }
+        print_message("%s %s: %zu of %zu added vectors are their own nearest\n",
+                      rotor_index_kind_name(p.kind), keyed ? "keyed" : "slot numbers", hits,
+                      (size_t)(FIRST + SECOND));
+        assert_true(hits >= (FIRST + SECOND) * 95 / 100);
+        if (keyed)
+            for (size_t i = 0; i < GONE; i++)
+                assert_false(has(ix, gone[i]));
+        /* A label filter passes no new vector: they carry none. */
+        rotor_filter flt = {0};
+        const uint32_t label = 0;
+        flt.labels = &label;
+        flt.nlabels = 1;
+        rotor_search_params sp = rotor_search_params_default();
+        sp.filter = &flt;
+        for (size_t j = 0; j < 50; j++) {
+            int64_t id[K];
+            assert_int_equal(rotor_index_search(ix, &sp, rows + j * D, D, K, id, NULL), ROTOR_OK);
+            for (size_t t = 0; t < K; t++) {
+                if (id[t] < 0)
+                    continue;
+                uint32_t got[4];
+                size_t nl = 0;
+                assert_int_equal(rotor_index_get_labels(ix, id[t], got, 4, &nl), ROTOR_OK);
+                assert_true(nl == 1 && got[0] == 0);
+            }
+        }
+        rotor_index_close(ix);
+    }
+    free(off);
+    free(val);
+    free(keys);
+    free(gone);
+    free(added);
+    free(rows);
 }
 
 int main(void) {
@@ -605,6 +738,7 @@ int main(void) {
         cmocka_unit_test(bad_calls_change_nothing),
         cmocka_unit_test(removed_keys_can_come_back),
         cmocka_unit_test(removals_survive_save_and_open),
+        cmocka_unit_test(freed_slots_take_new_vectors),
         cmocka_unit_test(allocation_failures_change_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
