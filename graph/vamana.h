@@ -253,6 +253,12 @@ rotor_status vm_move_records(vamana *g, size_t cap);
  * writes at most R ids to out and returns how many. */
 uint32_t vm_robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                          uint32_t p, size_t n, float alpha, uint32_t *out);
+/* The same, then filled up to `fill` ids (at most R) with the nearest
+ * candidates the prune occluded (a consolidation's re-link:
+ * vamana_consolidate.c says why). */
+uint32_t vm_robust_prune_filled(const vamana *g, const graph_space *s, const simd_ops *ops,
+                                vm_scratch *sc, uint32_t p, size_t n, float alpha, uint32_t fill,
+                                uint32_t *out);
 /* out[j] = (squared L2 from x to ids[j], ids[j]): prune candidates. */
 void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, const uint32_t *ids,
                   size_t n, vm_cand *out);

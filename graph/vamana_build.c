@@ -129,10 +129,10 @@ static void sort_cands(vm_cand *c, size_t n) {
     }
 }
 
-/* RobustPrune of point p over sc->prune[0..n) (distances to p filled in):
- * writes at most R ids to out and returns how many. */
-uint32_t vm_robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
-                         uint32_t p, size_t n, float alpha, uint32_t *out) {
+/* RobustPrune, then the occluded candidates nearest p after the kept ones
+ * up to `fill` ids. */
+static uint32_t prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                      uint32_t p, size_t n, float alpha, uint32_t fill, uint32_t *out) {
     const size_t d = s->dim;
     vm_cand *c = sc->prune;
     sort_cands(c, n);
@@ -159,7 +159,25 @@ uint32_t vm_robust_prune(const vamana *g, const graph_space *s, const simd_ops *
                 sc->gone[j] = 1;
         }
     }
+    /* Below R, the loop above saw every candidate: the occluded ones are
+     * exactly those marked, nearest first. */
+    if (fill > g->p.degree)
+        fill = g->p.degree;
+    for (size_t i = 0; i < m && kept < fill; i++)
+        if (sc->gone[i])
+            out[kept++] = c[i].id;
     return kept;
+}
+
+uint32_t vm_robust_prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                         uint32_t p, size_t n, float alpha, uint32_t *out) {
+    return prune(g, s, ops, sc, p, n, alpha, 0, out);
+}
+
+uint32_t vm_robust_prune_filled(const vamana *g, const graph_space *s, const simd_ops *ops,
+                                vm_scratch *sc, uint32_t p, size_t n, float alpha, uint32_t fill,
+                                uint32_t *out) {
+    return prune(g, s, ops, sc, p, n, alpha, fill, out);
 }
 
 /* out[j] = (squared L2 from x to ids[j], ids[j]): prune candidates. */
