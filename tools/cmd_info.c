@@ -27,8 +27,8 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
     printf("kind:          %s\n", rotor_index_kind_name(s.kind));
     printf("metric:        %s\n", rotor_metric_name(s.metric));
     printf("vectors:       %zu x %zu\n", s.count, s.dim);
-    printf("removed:       %zu (%zu not yet consolidated, %zu slots free for adds); %zu slots "
-           "in use\n",
+    printf("removed:       %zu (%zu not yet consolidated; %zu slots free for the next adds); "
+           "%zu slots\n",
            s.deleted, s.unconsolidated, s.free_slots, s.slots);
     char label[72];
     printf("quantizer:     %s (%zu bytes per code)\n", cli_quant_label(&s, label, sizeof label),

@@ -1108,20 +1108,23 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
         matrix_in_release(&mi);
         return NULL;
     }
-    rotor_status st;
+    rotor_status st = ROTOR_OK;
     GIL_RELEASE();
     write_begin(self);
-    rotor_index_stats before = {0};
-    if (self->ix != NULL)
-        rotor_index_stats_get(self->ix, &before);
-    st = self->ix ? rotor_index_add_with_keys(self->ix, &mi.m, keys) : ROTOR_ERR_INVALID_ARGUMENT;
-    /* The new vectors' labels, by their keys: those given, or the row
-     * numbers continuing from the slots in use (removed ones included). */
-    if (st == ROTOR_OK && lids != NULL) {
-        for (size_t i = 0; i < mi.m.rows; i++)
-            lids[i] = keys != NULL ? keys[i] : (int64_t)(before.slots + i);
-        st = rotor_index_set_labels(self->ix, lids, &li.l);
+    /* The new vectors' labels go by their keys: those given, or the ones
+     * the add would give, asked for first and passed to it, so that they
+     * are the keys it gives (this object's writers take turns). */
+    if (self->ix != NULL && lids != NULL) {
+        if (keys != NULL)
+            memcpy(lids, keys, mi.m.rows * sizeof *lids);
+        else
+            st = rotor_index_next_keys(self->ix, mi.m.rows, lids);
     }
+    if (st == ROTOR_OK)
+        st = self->ix ? rotor_index_add_with_keys(self->ix, &mi.m, lids != NULL ? lids : keys)
+                      : ROTOR_ERR_INVALID_ARGUMENT;
+    if (st == ROTOR_OK && lids != NULL)
+        st = rotor_index_set_labels(self->ix, lids, &li.l);
     write_end(self);
     GIL_ACQUIRE();
     Py_XDECREF(keys_arr);

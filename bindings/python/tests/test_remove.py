@@ -118,3 +118,20 @@ def test_freed_slots_take_later_adds(data, kind, tmp_path):
     assert 1200 not in o and len(o) == 2500
     ids, _ = o.search(fresh[:300], k=1)
     assert (ids[:, 0] == np.arange(0, 1200, 4)).mean() >= 0.95
+
+
+def test_labels_added_into_freed_slots(data):
+    """add(x, labels=...) without keys labels the vectors it added, also
+    when they went into freed slots."""
+    x, _ = data
+    ix = rotor.Index.build(x[:1000], kind="vamana")
+    ix.remove(np.arange(0, 1000, 10))
+    ix.consolidate()
+    assert ix.stats()["free_slots"] == 100
+    ix.add(x[1000:1150], labels=[[7]] * 150)  # 100 into freed slots, 50 appended
+    assert ix.stats()["free_slots"] == 0 and ix.stats()["slots"] == 1050
+    for key in (0, 10, 990, 1000, 1049):
+        assert list(ix.labels(key)) == [7]
+    assert list(ix.labels(1)) == []
+    ids, _ = ix.search(x[1000:1010], k=5, filter=7)
+    assert ((ids % 10 == 0) | (ids >= 1000)).all()
