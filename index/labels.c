@@ -141,6 +141,22 @@ rotor_status ix_labels_fit(const rotor_labels *labels, size_t rows) {
     return ROTOR_OK;
 }
 
+/* Labels built beside searches (st: how the building went) replace the
+ * index's while searches are held; on failure they are released and the
+ * index keeps its own. An index whose points carry no label keeps none. */
+static rotor_status swap_in(rotor_index *ix, ix_labels *l, rotor_status st) {
+    if (st != ROTOR_OK || l->off[l->rows] == 0)
+        labels_release(&ix->alloc, l);
+    if (st != ROTOR_OK)
+        return st;
+    ix_labels gone = ix->labels;
+    ix_publish_begin(ix);
+    ix->labels = *l;
+    ix_publish_end(ix);
+    labels_release(&ix->alloc, &gone);
+    return ROTOR_OK;
+}
+
 /* The new labels are made beside searches and swapped in while they are
  * held. */
 static rotor_status set_labels_locked(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
@@ -203,19 +219,7 @@ static rotor_status set_labels_locked(rotor_index *ix, const int64_t *ids, const
         st = build_postings(a, &l);
     }
     cm_free(a, from);
-    if (st != ROTOR_OK) {
-        labels_release(a, &l);
-        return st;
-    }
-    /* An index whose points carry no label keeps none. */
-    if (l.off[rows] == 0)
-        labels_release(a, &l);
-    ix_labels gone = ix->labels;
-    ix_publish_begin(ix);
-    ix->labels = l;
-    ix_publish_end(ix);
-    labels_release(a, &gone);
-    return ROTOR_OK;
+    return swap_in(ix, &l, st);
 }
 
 rotor_status ix_labels_drop_removed(rotor_index *ix) {
@@ -252,18 +256,7 @@ rotor_status ix_labels_drop_removed(rotor_index *ix) {
         }
         st = build_postings(a, &l);
     }
-    if (st != ROTOR_OK) {
-        labels_release(a, &l);
-        return st;
-    }
-    if (l.off[l.rows] == 0)
-        labels_release(a, &l);
-    ix_labels gone = ix->labels;
-    ix_publish_begin(ix);
-    ix->labels = l;
-    ix_publish_end(ix);
-    labels_release(a, &gone);
-    return ROTOR_OK;
+    return swap_in(ix, &l, st);
 }
 
 rotor_status rotor_index_set_labels(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
