@@ -185,6 +185,12 @@ struct nav_filter {
      * far from the graph's entry. */
     const uint32_t *starts;
     size_t nstarts;
+    /* Few points are refused and they lie anywhere (removed points waiting
+     * for a consolidation): a graph walk keeps them in its list like any
+     * other, as FreshDiskANN walks its deleted nodes, and only its results
+     * skip them. Costs what an unfiltered walk costs; a route list beside
+     * the list would expand each refused point on top of L allowed ones. */
+    bool route_in_list;
 };
 
 static inline bool nav_filter_allows(const nav_filter *f, uint32_t id) { return f->allows(f, id); }
@@ -283,8 +289,9 @@ typedef struct nav_ops {
     rotor_status (*consolidate)(nav *n, const graph_space *s, const uint64_t *deleted,
                                 size_t deleted_bits, unsigned threads);
     /* True when, once consolidated, a search meets no removed point at all
-     * (IVF: they are in no list), so it needs no filter for them. A graph
-     * still enters at sampled starting points that may be removed. */
+     * while one point is live (IVF: they are in no list; a graph: no edge,
+     * entry or starting point leads to them), so it needs no filter for
+     * them. */
     bool consolidated_drops_removed;
 } nav_ops;
 

@@ -274,4 +274,5 @@ const nav_ops vamana_nav_ops = {
     .free = vamana_free,
     .derive = vamana_derive,
     .consolidate = vamana_consolidate,
+    .consolidated_drops_removed = true,
 };

@@ -315,6 +315,11 @@ rotor_status vm_check_record(const vamana *g, size_t u, const uint32_t *rec);
 size_t vm_start_sample_size(size_t n);
 /* Groups the sampled starting points around leaders. */
 rotor_status vm_group_starts(vamana *g, const graph_space *s);
+/* Starting point j starts from node `to` from now on: its id and walking
+ * code (`code`: scratch for one). Its group keeps its leader's code, which
+ * only tells where the group lies. Searches may be reading: the caller
+ * publishes. */
+void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8_t *code);
 /* Copies each group's leader code into the leaders' store. */
 rotor_status vm_fill_leader_codes(vamana *g);
 /* Where a search's scored candidates go: the list it walks (L entries)
@@ -347,14 +352,16 @@ static inline float entry_gate(const vm_sink *k) {
 }
 
 /* A scored candidate enters the list, and the pool if it is good enough;
- * with a filter, one it refuses enters the route list instead. */
+ * with a filter, one it refuses enters the route list instead, or the list
+ * itself when the filter says so (it then only keeps it out of the pool,
+ * where results come from). */
 static inline void sink_offer(vm_sink *k, float est, uint32_t id) {
     if (k->filter == NULL || nav_filter_allows(k->filter, id)) {
         list_insert(&k->l, est, id);
         if (k->pool != NULL && est < cm_topk_threshold(k->pool))
             cm_topk_push(k->pool, est, id);
     } else if (k->l.size < k->l.cap || est < k->l.c[k->l.size - 1].dist) {
-        list_insert(&k->route, est, id);
+        list_insert(k->filter->route_in_list ? &k->l : &k->route, est, id);
     }
 }
 

@@ -567,25 +567,16 @@ static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out)
     return ROTOR_OK;
 }
 
-/* A reused slot's own code, and its starting point's code if it is one
- * (the sample keeps its points; one whose slot now holds another vector
- * starts from that vector). A search may read a removed starting point's
- * record, so this is published. */
-static void reused_codes(vamana *g, const graph_space *s, uint8_t *code) {
-    if (s->nreused == 0 || (!g->own_code && g->nstarts == 0))
+/* A reused slot's own code. Nothing leads a search to a free slot (no
+ * edge, no starting point: vamana_consolidate.c), but the publication
+ * keeps this ordered before the edges that will. */
+static void reused_codes(vamana *g, const graph_space *s) {
+    if (s->nreused == 0 || !g->own_code)
         return;
     graph_publish_begin(s);
     for (size_t i = 0; i < s->nreused; i++) {
         const uint32_t u = s->reused[i];
-        if (g->own_code)
-            s->walk_q->ops->load(s->walk_q, s->walk_codes, u,
-                                 (uint8_t *)node_of(g, u) + g->block_off);
-        for (size_t j = 0; j < g->nstarts; j++) {
-            if (g->starts[j] == u) {
-                s->walk_q->ops->load(s->walk_q, s->walk_codes, u, code);
-                g->walk_q->ops->store(g->walk_q, g->start_codes, j, code);
-            }
-        }
+        s->walk_q->ops->load(s->walk_q, s->walk_codes, u, (uint8_t *)node_of(g, u) + g->block_off);
     }
     graph_publish_end(s);
 }
@@ -684,8 +675,8 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         insertion_order(g->p.seed, first, s->reused, s->nreused, n, order);
         if (nstarts > 0)
             st = sample_starts(g, s, order, nstarts, w[0].code);
-        else if (code_bytes > 0)
-            reused_codes(g, s, w[0].code);
+        else
+            reused_codes(g, s);
     }
     if (st == ROTOR_OK) {
         graph_publish_begin(s);

@@ -55,11 +55,10 @@
  *
  * Afterwards a removed node's slot is free: the index puts a later add's
  * vector there (graph_space.reused), and the insert links it like a new
- * node. Departures from the paper: the sampled starting points are kept
- * as sampled (removed ones are refused by the filter like any other, lead
- * nowhere once emptied, and start from the vector an add puts in their
- * slot). The graph of a build on decoded codes (build_space codes) is
- * re-pruned on the full vectors.
+ * node. Departures from the paper: the sampled starting points on removed
+ * nodes move to live neighbours of theirs (DiskANN starts from one
+ * medoid only). The graph of a build on decoded codes (build_space codes)
+ * is re-pruned on the full vectors.
  */
 #include <math.h>
 #include <string.h>
@@ -149,6 +148,35 @@ static void cons_chunk(void *ctx, size_t chunk, unsigned worker) {
     graph_publish_end(j->s);
 }
 
+/* Starting points on removed nodes move to the first live node of their
+ * lists (the nearest the prune kept), else to the entry, before the lists
+ * are emptied: then nothing in the graph leads a search to a removed
+ * node, and searches of a consolidated index run without a filter. The
+ * sample keeps its size under churn, and a freed slot is never a start. */
+static void move_removed_starts(const cons_job *j, uint8_t *code) {
+    vamana *g = j->g;
+    size_t first = 0;
+    while (first < g->nstarts && !gone(j, g->starts[first]))
+        first++;
+    if (first == g->nstarts)
+        return;
+    graph_publish_begin(j->s);
+    for (size_t i = first; i < g->nstarts; i++) {
+        const uint32_t *rec = node_of(g, g->starts[i]);
+        if (!gone(j, g->starts[i]))
+            continue;
+        uint32_t to = g->entry;
+        for (uint32_t t = 0; t < rec[0]; t++) {
+            if (!gone(j, rec[1 + t])) {
+                to = rec[1 + t];
+                break;
+            }
+        }
+        vm_move_start(g, j->s, i, to, code);
+    }
+    graph_publish_end(j->s);
+}
+
 /* The live node nearest to the removed entry: the entry was the medoid,
  * so this stays near the centre; UINT32_MAX when none is live. */
 static uint32_t live_entry(const cons_job *j) {
@@ -228,6 +256,7 @@ rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *de
             g->entry = e != UINT32_MAX ? e : g->entry;
             graph_publish_end(s);
         }
+        move_removed_starts(&job, repair.code);
         job.phase = 1;
         cm_pool_run(&pool, cons_chunk, &job, chunks);
         vm_connect_unreached(g, s, &repair, seen, stack);

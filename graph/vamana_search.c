@@ -213,7 +213,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     const bool pooled = keep > list || filter != NULL;
     const size_t pool_cap = !pooled ? 0 : keep > k ? keep : k;
     size_t route = 0;
-    if (filter != NULL) {
+    if (filter != NULL && !filter->route_in_list) {
         const size_t passing = filter->passing > 0 ? filter->passing : 1;
         const size_t grow = 2 * ((s->count + passing - 1) / passing);
         route = list * (grow < FILTER_ROUTE_GROWTH ? grow : FILTER_ROUTE_GROWTH);
@@ -271,7 +271,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
          * last. */
         vm_list *from = l;
         size_t i = list_next(l);
-        if (filter != NULL) {
+        if (r->cap > 0) {
             const size_t j = list_next(r);
             const bool can_route =
                 j < r->size && (l->size < l->cap || r->c[j].dist < l->c[l->size - 1].dist);

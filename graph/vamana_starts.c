@@ -34,6 +34,12 @@ rotor_status vm_fill_leader_codes(vamana *g) {
     return st;
 }
 
+void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8_t *code) {
+    g->starts[j] = to;
+    s->walk_q->ops->load(s->walk_q, s->walk_codes, to, code);
+    g->walk_q->ops->store(g->walk_q, g->start_codes, j, code);
+}
+
 /* Groups the starting points around leaders, so a search scores the
  * leaders and then only the groups nearest the query: the points it scores
  * are then near the query instead of a uniform sample, and a few hundred

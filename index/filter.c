@@ -292,7 +292,7 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
     /* Removed points are refused by every search, by the filter's test:
      * an index with removals compiles one even when the caller gave none. */
     static const rotor_filter no_condition = {0};
-    if (f == NULL && (ix->ndeleted == 0 || (ix->pending == 0 && !ix->reusing &&
+    if (f == NULL && (ix->ndeleted == 0 || (ix->pending == 0 && !ix->reusing && ix_live(ix) > 0 &&
                                             ix->nav->ops->consolidated_drops_removed)))
         return ROTOR_OK; /* nothing removed that a search could meet */
     const rotor_status st = compile(ix, f != NULL ? f : &no_condition, mode, np, out);
@@ -349,6 +349,9 @@ static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mo
     if (parts == 1 && exact_parts && ix->ndeleted == 0 && passing == ix->count &&
         (allow || out->nlabels == 1 || f->all))
         return ROTOR_OK;
+    /* Removals alone, no more of them pending than FreshDiskANN leaves
+     * unconsolidated: they walk in the list (graph.h). */
+    out->nav.route_in_list = parts == 0 && ix->pending * 10 <= ix_live(ix);
     CM_FORWARD(pick_starts(out));
     out->scan = mode > 0 || (mode == 0 && scan_is_cheaper(ix, np, scan_visits(out), passing));
     np->filter = &out->nav;

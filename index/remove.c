@@ -6,10 +6,14 @@
  * of the lookup (keys.c), so the key is free to be added again. Nothing
  * else changes at once: the navigator still holds the point, and a graph
  * walk still routes through it (it joins its neighbourhood as before),
- * while every search refuses it as a result: an index with removals
- * compiles a filter for every search (filter.c), whose test rejects a
- * removed slot before anything else. So a remove costs a key lookup per
- * key, and is seen by every search that starts after it returns.
+ * while every search refuses it as a result: an index with removals not
+ * yet consolidated compiles a filter for every search (filter.c), whose
+ * test rejects a removed slot before anything else; a graph walk keeps
+ * removed points in its list as FreshDiskANN does (nav_filter
+ * route_in_list). So a remove costs a key lookup per key, and is seen by
+ * every search that starts after it returns. Once consolidated, nothing
+ * leads a search to a removed point and searches run unfiltered again
+ * (a flat index, which scans every slot, keeps the filter).
  *
  * Consolidation repairs the navigator around the removed points
  * (nav_ops.consolidate: a graph re-links their in-neighbours, IVF drops
@@ -22,8 +26,9 @@
  * amortised cost: at 5 %, a pass per 5 % of the index removed, 20 record
  * visits per removed point plus the prunes; lower would repeat the pass
  * more often for little, higher would leave searches routing through more
- * dead points (each refused point still costs its score, and widens the
- * filtered walk's route list).
+ * dead points (each takes a place in a walk's list, and every search
+ * runs filtered meanwhile: about 2 % more instructions with 4 % of the
+ * points pending on Fashion-MNIST).
  *
  * Slots are reused. A removed vector keeps its row of vectors, codes and
  * record until a consolidation leaves nothing leading to it (no edge into
