@@ -498,11 +498,12 @@ ROTOR_API rotor_status rotor_index_add_with_keys(rotor_index *index, const rotor
  *
  * A removed vector stays in the index's structure until a consolidation:
  * a graph still walks through it (it joins its neighbourhood), and every
- * search refuses it as a result (an index with removed vectors filters
- * every search, as a rotor_filter would). Once the removed vectors not yet
- * consolidated exceed 5 % of the slots, remove (and update) consolidate
- * before returning, unless the full vectors are on disk (then only
- * rotor_index_consolidate does); if that consolidation runs out of
+ * search refuses it as a result (an index with removed vectors not yet
+ * consolidated filters every search, as a rotor_filter would; a flat
+ * index, which scans every slot, always does). Once the removed vectors
+ * not yet consolidated exceed 5 % of the slots, remove (and update)
+ * consolidate before returning, unless the full vectors are on disk (then
+ * only rotor_index_consolidate does); if that consolidation runs out of
  * memory, the call still succeeds and the next one tries again.
  *
  * Slots are reused: a removed vector keeps its slot (its full vector,
@@ -530,8 +531,9 @@ ROTOR_API rotor_status rotor_index_update(rotor_index *index, const rotor_matrix
  * consolidation (FreshDiskANN's delete consolidation): a graph re-links
  * every node that pointed at a removed one over the removed one's
  * neighbours (RobustPrune, the build's alpha and degree) and empties the
- * removed nodes' lists, moving its entry point off a removed node; an IVF
- * index takes them out of its lists; a flat index has nothing to repair.
+ * removed nodes' lists, moving its entry and starting points off removed
+ * nodes; an IVF index takes them out of its lists; a flat index has
+ * nothing to repair.
  * Searches are exact about removals with or without it; it makes them
  * stop spending work on removed vectors. Cost: a pass over every node and
  * a prune of each live node that pointed at a removed one. With the full
