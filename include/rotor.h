@@ -488,6 +488,16 @@ ROTOR_API rotor_status rotor_index_add(rotor_index *index, const rotor_matrix *v
 ROTOR_API rotor_status rotor_index_add_with_keys(rotor_index *index, const rotor_matrix *vectors,
                                                  const int64_t *keys);
 
+/* Adds vectors with keys (NULL: as rotor_index_add) and labels for them
+ * (labels->rows == vectors->rows, as rotor_index_set_labels takes them;
+ * NULL: none) as one change: the vectors are in the index with their
+ * labels, or not at all, for searches and for an index opened writable,
+ * whose file records the two together (a crash never keeps the vectors
+ * without their labels). Errors as rotor_index_add_with_keys and
+ * rotor_index_set_labels. */
+ROTOR_API rotor_status rotor_index_add_with_labels(rotor_index *index, const rotor_matrix *vectors,
+                                                   const int64_t *keys, const rotor_labels *labels);
+
 /* Removes the vectors with keys `keys[0..n)`: from the next search on, no
  * search returns them, and rotor_index_contains, _get, _reconstruct,
  * _estimate and the labels calls no longer find their keys, which may be

@@ -177,7 +177,8 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     return ROTOR_OK;
 }
 
-static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys);
+static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                             const rotor_labels *labels);
 static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reused,
                                size_t nreused);
 
@@ -197,7 +198,7 @@ rotor_status rotor_index_build_with_keys(const rotor_params *params, const rotor
     CM_FORWARD(ix_labels_fit(p.labels, vectors->rows));
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
-    rotor_status st = add_rows(ix, vectors, keys);
+    rotor_status st = add_rows(ix, vectors, keys, NULL);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
     if (st == ROTOR_OK && p.labels != NULL)
@@ -354,14 +355,21 @@ static rotor_status encode_new_rows(rotor_index *ix, const uint32_t *reused, siz
 rotor_status rotor_index_add(rotor_index *ix, const rotor_matrix *vectors) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
-    return add_rows(ix, vectors, NULL);
+    return add_rows(ix, vectors, NULL, NULL);
 }
 
 rotor_status rotor_index_add_with_keys(rotor_index *ix, const rotor_matrix *vectors,
                                        const int64_t *keys) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
-    return add_rows(ix, vectors, keys);
+    return add_rows(ix, vectors, keys, NULL);
+}
+
+rotor_status rotor_index_add_with_labels(rotor_index *ix, const rotor_matrix *vectors,
+                                         const int64_t *keys, const rotor_labels *labels) {
+    cm_clear_error();
+    CM_RETURN_IF(ix == NULL, ROTOR_ERR_INVALID_ARGUMENT, "index must not be NULL");
+    return add_rows(ix, vectors, keys, labels);
 }
 
 /* The keys are staged first, so a taken key is refused before any work;
@@ -436,20 +444,46 @@ static rotor_status add_locked(rotor_index *ix, const rotor_matrix *vectors, con
     return ROTOR_OK;
 }
 
-rotor_status ix_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+static rotor_status check_added(const rotor_index *ix, const rotor_matrix *vectors) {
     CM_FORWARD(ix_matrix_check(vectors, "added data"));
     CM_RETURN_IF(vectors->cols != ix->dim, ROTOR_ERR_DIMENSION,
                  "vectors have %zu dimensions, index has %zu", vectors->cols, ix->dim);
     CM_RETURN_IF(ix->store != NULL, ROTOR_ERR_UNSUPPORTED,
                  "an index whose full vectors are on disk takes no new vectors; open it with "
                  "its vectors in RAM to add");
+    return ROTOR_OK;
+}
+
+rotor_status ix_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+    CM_FORWARD(check_added(ix, vectors));
     return add_locked(ix, vectors, keys);
 }
 
-static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys) {
+/* An add whose rows carry labels (NULL: none) is one change: the labels
+ * are made first, for the slots the rows will take, so that nothing can
+ * fail once the rows are in; they are swapped in right after. */
+static rotor_status add_labelled(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                                 const rotor_labels *labels) {
+    CM_FORWARD(check_added(ix, vectors));
+    if (labels == NULL)
+        return add_locked(ix, vectors, keys);
+    CM_FORWARD(ix_labels_fit(labels, vectors->rows));
+    ix_labels staged;
+    CM_FORWARD(ix_labels_stage_add(ix, vectors->rows, labels, &staged));
+    const rotor_status st = add_locked(ix, vectors, keys);
+    if (st != ROTOR_OK) {
+        ix_labels_drop_staged(ix, &staged);
+        return st;
+    }
+    ix_labels_take_staged(ix, &staged);
+    return ROTOR_OK;
+}
+
+static rotor_status add_rows(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                             const rotor_labels *labels) {
     ix_write_begin(ix);
     /* log.c: recorded in the file first when the index was opened writable. */
-    const rotor_status st = ix_log_add(ix, vectors, keys, ix_add);
+    const rotor_status st = ix_log_add(ix, vectors, keys, labels, add_labelled);
     ix_write_end(ix);
     return st;
 }

@@ -381,19 +381,27 @@ void ix_deleted_free(rotor_index *ix);
 rotor_status ix_free_rebuild(rotor_index *ix);
 /* labels.c: removed slots lose their labels (before they are reused). */
 rotor_status ix_labels_drop_removed(rotor_index *ix);
+/* labels.c: the labels the index will have once an add of n rows has put
+ * row i into slot ix_slot_for_row(ix, n, i) with labels `in` (checked by
+ * ix_labels_fit): made before the add, so that it cannot fail after it.
+ * Then exactly one of take (swapped in while searches are held) or drop. */
+rotor_status ix_labels_stage_add(const rotor_index *ix, size_t n, const rotor_labels *in,
+                                 ix_labels *out);
+void ix_labels_take_staged(rotor_index *ix, ix_labels *staged);
+void ix_labels_drop_staged(rotor_index *ix, ix_labels *staged);
 
 /* log.c: the update log (storage/FORMAT.md). Each public call that
  * changes an index hands its arguments and the function that makes the
  * change to one of these, in the writer's turn: for an index opened
  * writable the record is written, the change made, and the record cut off
  * again if it failed; otherwise the change is just made. */
-typedef rotor_status (*ix_add_fn)(rotor_index *ix, const rotor_matrix *vectors,
-                                  const int64_t *keys);
+typedef rotor_status (*ix_add_fn)(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                                  const rotor_labels *labels);
 typedef rotor_status (*ix_remove_fn)(rotor_index *ix, const int64_t *keys, size_t n);
 typedef rotor_status (*ix_labels_fn)(rotor_index *ix, const int64_t *ids,
                                      const rotor_labels *labels);
 rotor_status ix_log_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
-                        ix_add_fn apply);
+                        const rotor_labels *labels, ix_add_fn apply);
 rotor_status ix_log_update(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
                            ix_add_fn apply);
 rotor_status ix_log_remove(rotor_index *ix, const int64_t *keys, size_t n, ix_remove_fn apply);

@@ -137,7 +137,7 @@ rotor_status ix_labels_fit(const rotor_labels *labels, size_t rows) {
         return ROTOR_OK;
     CM_FORWARD(check_labels_arg(labels));
     CM_RETURN_IF(labels->rows != rows, ROTOR_ERR_INVALID_ARGUMENT,
-                 "labels are given for %zu vectors, the build has %zu", labels->rows, rows);
+                 "labels are given for %zu vectors, not %zu", labels->rows, rows);
     return ROTOR_OK;
 }
 
@@ -157,13 +157,56 @@ static rotor_status swap_in(rotor_index *ix, ix_labels *l, rotor_status st) {
     return ROTOR_OK;
 }
 
+/* New labels over `rows` points into *l: point u takes input row from[u]'s
+ * labels, or keeps its own (UINT32_MAX). On failure *l holds nothing. */
+static rotor_status build_from(const rotor_index *ix, const uint32_t *from, size_t rows,
+                               const rotor_labels *in, ix_labels *l) {
+    const rotor_allocator *a = &ix->alloc;
+    const ix_labels *old = &ix->labels;
+    *l = (ix_labels){.rows = rows};
+    size_t total = 0;
+    for (size_t u = 0; u < rows; u++) {
+        size_t n = 0;
+        if (from[u] != UINT32_MAX)
+            n = (size_t)(in->offsets[from[u] + 1] - in->offsets[from[u]]);
+        else
+            (void)ix_labels_of(old, u, &n);
+        total += n;
+    }
+    l->off = cm_alloc(a, (rows + 1) * sizeof *l->off, "labels");
+    l->val = cm_alloc(a, (total ? total : 1) * sizeof *l->val, "labels");
+    rotor_status st = l->off && l->val ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK) {
+        size_t at = 0;
+        l->off[0] = 0;
+        for (size_t u = 0; u < rows; u++) {
+            size_t n;
+            if (from[u] != UINT32_MAX) {
+                const uint64_t lo = in->offsets[from[u]];
+                n = (size_t)(in->offsets[from[u] + 1] - lo);
+                memcpy(l->val + at, in->values + lo, n * sizeof *l->val);
+                n = sort_unique(l->val + at, n);
+            } else {
+                const uint32_t *v = ix_labels_of(old, u, &n);
+                if (n > 0)
+                    memcpy(l->val + at, v, n * sizeof *l->val);
+            }
+            at += n;
+            l->off[u + 1] = at;
+        }
+        st = build_postings(a, l);
+    }
+    if (st != ROTOR_OK)
+        labels_release(a, l);
+    return st;
+}
+
 /* The new labels are made beside searches and swapped in while they are
  * held. */
 static rotor_status set_labels_locked(rotor_index *ix, const int64_t *ids, const rotor_labels *in) {
     CM_RETURN_IF(ids == NULL && in->rows > ix->count, ROTOR_ERR_INVALID_ARGUMENT,
                  "labels for %zu vectors, the index holds %zu", in->rows, ix->count);
     const rotor_allocator *a = &ix->alloc;
-    const ix_labels *old = &ix->labels;
     const size_t rows = ix->count;
     /* Which input row each point takes its labels from (UINT32_MAX: it
      * keeps its own). */
@@ -182,44 +225,37 @@ static rotor_status set_labels_locked(rotor_index *ix, const int64_t *ids, const
         if (st == ROTOR_OK)
             from[u] = (uint32_t)i;
     }
-    ix_labels l = {.rows = rows};
-    size_t total = 0;
-    for (size_t u = 0; u < rows && st == ROTOR_OK; u++) {
-        size_t n = 0;
-        if (from[u] != UINT32_MAX)
-            n = (size_t)(in->offsets[from[u] + 1] - in->offsets[from[u]]);
-        else
-            (void)ix_labels_of(old, u, &n);
-        total += n;
-    }
-    if (st == ROTOR_OK) {
-        l.off = cm_alloc(a, (rows + 1) * sizeof *l.off, "labels");
-        l.val = cm_alloc(a, (total ? total : 1) * sizeof *l.val, "labels");
-        if (l.off == NULL || l.val == NULL)
-            st = ROTOR_ERR_OUT_OF_MEMORY;
-    }
-    if (st == ROTOR_OK) {
-        size_t at = 0;
-        l.off[0] = 0;
-        for (size_t u = 0; u < rows; u++) {
-            size_t n;
-            if (from[u] != UINT32_MAX) {
-                const uint64_t lo = in->offsets[from[u]];
-                n = (size_t)(in->offsets[from[u] + 1] - lo);
-                memcpy(l.val + at, in->values + lo, n * sizeof *l.val);
-                n = sort_unique(l.val + at, n);
-            } else {
-                const uint32_t *v = ix_labels_of(old, u, &n);
-                if (n > 0)
-                    memcpy(l.val + at, v, n * sizeof *l.val);
-            }
-            at += n;
-            l.off[u + 1] = at;
-        }
-        st = build_postings(a, &l);
-    }
+    ix_labels l = {0};
+    if (st == ROTOR_OK)
+        st = build_from(ix, from, rows, in, &l);
     cm_free(a, from);
-    return swap_in(ix, &l, st);
+    if (st != ROTOR_OK)
+        return st;
+    return swap_in(ix, &l, ROTOR_OK);
+}
+
+rotor_status ix_labels_stage_add(const rotor_index *ix, size_t n, const rotor_labels *in,
+                                 ix_labels *out) {
+    const rotor_allocator *a = &ix->alloc;
+    const size_t reused = n < ix_free(ix) ? n : ix_free(ix);
+    const size_t rows = ix->count + n - reused;
+    uint32_t *from = cm_alloc(a, (rows ? rows : 1) * sizeof *from, "labels");
+    if (from == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    memset(from, 0xff, rows * sizeof *from);
+    for (size_t i = 0; i < n; i++)
+        from[ix_slot_for_row(ix, n, i)] = (uint32_t)i;
+    const rotor_status st = build_from(ix, from, rows, in, out);
+    cm_free(a, from);
+    return st;
+}
+
+void ix_labels_take_staged(rotor_index *ix, ix_labels *staged) {
+    (void)swap_in(ix, staged, ROTOR_OK);
+}
+
+void ix_labels_drop_staged(rotor_index *ix, ix_labels *staged) {
+    labels_release(&ix->alloc, staged);
 }
 
 rotor_status ix_labels_drop_removed(rotor_index *ix) {

@@ -56,7 +56,7 @@ struct ix_log {
 };
 
 enum { ADD_HEAD = 24, REMOVE_HEAD = 8, LABELS_HEAD = 16 };
-enum { FLAG_KEYS = 1 };
+enum { FLAG_KEYS = 1, FLAG_LABELS = 2 };
 
 static bool recording(const rotor_index *ix) { return ix->log != NULL && ix->log->w != NULL; }
 
@@ -97,8 +97,9 @@ static rotor_status end(rotor_index *ix, rotor_status st) {
     return cm_fail(st, "%s", why);
 }
 
-static void put_add_head(uint8_t *h, const rotor_matrix *m, const int64_t *keys) {
-    cm_put_le32(h, keys != NULL ? FLAG_KEYS : 0);
+static void put_add_head(uint8_t *h, const rotor_matrix *m, const int64_t *keys,
+                         const rotor_labels *labels) {
+    cm_put_le32(h, (keys != NULL ? FLAG_KEYS : 0) | (labels != NULL ? FLAG_LABELS : 0));
     cm_put_le32(h + 4, (uint32_t)m->type);
     cm_put_le64(h + 8, m->rows);
     cm_put_le64(h + 16, m->cols);
@@ -116,17 +117,22 @@ static bool recordable_rows(const rotor_index *ix, const rotor_matrix *m) {
     return true;
 }
 
+/* Labels go with keys only (an add records the keys it gives). */
 static rotor_status record_rows(rotor_index *ix, uint32_t type, const rotor_matrix *m,
-                                const int64_t *keys, ix_add_fn apply) {
+                                const int64_t *keys, const rotor_labels *labels, ix_add_fn apply) {
     uint8_t head[ADD_HEAD];
-    put_add_head(head, m, keys);
-    const ixf_part parts[3] = {
+    put_add_head(head, m, keys, labels);
+    const size_t rows = m->rows;
+    const ixf_part parts[5] = {
         {head, sizeof head},
-        {m->data, m->rows * m->cols * rotor_elem_size(m->type)},
-        {keys, keys != NULL ? m->rows * sizeof *keys : 0},
+        {m->data, rows * m->cols * rotor_elem_size(m->type)},
+        {keys, keys != NULL ? rows * sizeof *keys : 0},
+        {labels ? labels->offsets : NULL, labels ? (rows + 1) * sizeof *labels->offsets : 0},
+        {labels ? labels->values : NULL,
+         labels ? (size_t)labels->offsets[rows] * sizeof *labels->values : 0},
     };
-    CM_FORWARD(begin(ix, type, parts, keys != NULL ? 3 : 2));
-    return end(ix, apply(ix, m, keys));
+    CM_FORWARD(begin(ix, type, parts, labels != NULL ? 5 : keys != NULL ? 3 : 2));
+    return end(ix, apply(ix, m, keys, labels));
 }
 
 /* Rows without keys take the numbers of the slots they land in, which
@@ -135,18 +141,23 @@ static rotor_status record_rows(rotor_index *ix, uint32_t type, const rotor_matr
  * the slot count): the record holds the keys the add gives, whatever
  * slots the replay puts the rows in. */
 rotor_status ix_log_add(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
-                        ix_add_fn apply) {
+                        const rotor_labels *labels, ix_add_fn apply) {
     if (!recording(ix) || !recordable_rows(ix, vectors))
-        return apply(ix, vectors, keys);
+        return apply(ix, vectors, keys, labels);
+    /* Labels the add refuses whatever the index holds are not recorded. */
+    if (labels != NULL && ix_labels_fit(labels, vectors->rows) != ROTOR_OK) {
+        cm_clear_error();
+        return apply(ix, vectors, keys, labels);
+    }
     if (keys != NULL)
-        return record_rows(ix, IXF_LOG_ADD, vectors, keys, apply);
+        return record_rows(ix, IXF_LOG_ADD, vectors, keys, labels, apply);
     const size_t n = vectors->rows;
     int64_t *given = cm_alloc(&ix->alloc, (n ? n : 1) * sizeof *given, "the added keys");
     if (given == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < n; i++)
         given[i] = (int64_t)ix_slot_for_row(ix, n, i);
-    const rotor_status st = record_rows(ix, IXF_LOG_ADD, vectors, given, apply);
+    const rotor_status st = record_rows(ix, IXF_LOG_ADD, vectors, given, labels, apply);
     cm_free(&ix->alloc, given);
     return st;
 }
@@ -154,8 +165,8 @@ rotor_status ix_log_add(rotor_index *ix, const rotor_matrix *vectors, const int6
 rotor_status ix_log_update(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
                            ix_add_fn apply) {
     if (!recording(ix) || keys == NULL || !recordable_rows(ix, vectors))
-        return apply(ix, vectors, keys);
-    return record_rows(ix, IXF_LOG_UPDATE, vectors, keys, apply);
+        return apply(ix, vectors, keys, NULL);
+    return record_rows(ix, IXF_LOG_UPDATE, vectors, keys, NULL, apply);
 }
 
 rotor_status ix_log_remove(rotor_index *ix, const int64_t *keys, size_t n, ix_remove_fn apply) {
@@ -210,8 +221,9 @@ static rotor_status replay_rows(rotor_index *ix, const ixf_log_record *rec) {
         return malformed(ix, rec, "is too short for an add");
     const uint32_t flags = cm_get_le32(p), type = cm_get_le32(p + 4);
     const uint64_t rows = cm_get_le64(p + 8), cols = cm_get_le64(p + 16);
-    const bool keyed = flags == FLAG_KEYS;
-    if (flags > FLAG_KEYS || (rec->type == IXF_LOG_UPDATE && !keyed))
+    const bool keyed = (flags & FLAG_KEYS) != 0, labelled = (flags & FLAG_LABELS) != 0;
+    if (flags > (FLAG_KEYS | FLAG_LABELS) || (labelled && !keyed) ||
+        (rec->type == IXF_LOG_UPDATE && (!keyed || labelled)))
         return malformed(ix, rec, "has impossible flags");
     if (type != ROTOR_ELEM_F32 && type != ROTOR_ELEM_U8 && type != ROTOR_ELEM_I8)
         return malformed(ix, rec, "holds rows of an unknown element type");
@@ -224,8 +236,21 @@ static rotor_status replay_rows(rotor_index *ix, const ixf_log_record *rec) {
         return malformed(ix, rec, "holds no rows, or more than it has room for");
     const uint64_t data = rows * cols * esize;
     const uint64_t want = pad8(data) + (keyed ? 8 * rows : 0);
-    if (room != want)
+    rotor_labels l = {0};
+    if (labelled) {
+        /* Then rows + 1 offsets and the values they span. */
+        if (room < want || (room - want) / 8 < rows + 1)
+            return malformed(ix, rec, "does not hold the labels it announces");
+        const uint64_t *off = (const uint64_t *)(p + ADD_HEAD + want);
+        const uint64_t left = room - want - 8 * (rows + 1), values = off[rows];
+        if (values > left / 4 || pad8(4 * values) != left)
+            return malformed(ix, rec, "does not hold the labels it announces");
+        l = (rotor_labels){off, (const uint32_t *)(off + rows + 1), (size_t)rows};
+        if (ix_labels_fit(&l, l.rows) != ROTOR_OK)
+            return malformed(ix, rec, "holds label offsets out of order");
+    } else if (room != want) {
         return malformed(ix, rec, "does not hold the rows and keys it announces");
+    }
     if (ix->store != NULL)
         return cm_fail(ROTOR_ERR_UNSUPPORTED,
                        "'%s': its update log adds vectors (record %" PRIu64
@@ -235,8 +260,9 @@ static rotor_status replay_rows(rotor_index *ix, const ixf_log_record *rec) {
     const rotor_matrix m = {(void *)(p + ADD_HEAD), (size_t)rows, (size_t)cols,
                             (rotor_elem_type)type};
     const int64_t *keys = keyed ? (const int64_t *)(p + ADD_HEAD + pad8(data)) : NULL;
-    return rec->type == IXF_LOG_UPDATE ? rotor_index_update(ix, &m, keys)
-                                       : rotor_index_add_with_keys(ix, &m, keys);
+    return rec->type == IXF_LOG_UPDATE
+               ? rotor_index_update(ix, &m, keys)
+               : rotor_index_add_with_labels(ix, &m, keys, labelled ? &l : NULL);
 }
 
 static rotor_status replay_remove(rotor_index *ix, const ixf_log_record *rec) {

@@ -244,8 +244,9 @@ rotor_status rotor_index_remove(rotor_index *ix, const int64_t *keys, size_t n) 
 
 /* A search beside an update finds the old vector, or neither, or the new
  * one: the removal is published before the add, never after. */
-static rotor_status update_locked(rotor_index *ix, const rotor_matrix *vectors,
-                                  const int64_t *keys) {
+static rotor_status update_locked(rotor_index *ix, const rotor_matrix *vectors, const int64_t *keys,
+                                  const rotor_labels *labels) {
+    (void)labels; /* the new vectors carry none */
     staged s;
     CM_FORWARD(look_up(ix, keys, vectors->rows, &s));
     ix_publish_begin(ix);

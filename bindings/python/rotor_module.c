@@ -1089,48 +1089,30 @@ static PyObject *index_add(IndexObject *self, PyObject *args, PyObject *kw) {
     if (matrix_from(x, "vectors", ACCEPT_BYTES, &mi) < 0)
         return NULL;
     labels_in li = {0};
-    int64_t *lids = NULL;
-    if (labels != NULL && labels != Py_None) {
-        if (labels_from(labels, mi.m.rows, &li) < 0 ||
-            (lids = PyMem_Malloc((mi.m.rows ? mi.m.rows : 1) * sizeof *lids)) == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_NoMemory();
-            labels_in_release(&li);
-            matrix_in_release(&mi);
-            return NULL;
-        }
+    const bool labelled = labels != NULL && labels != Py_None;
+    if (labelled && labels_from(labels, mi.m.rows, &li) < 0) {
+        labels_in_release(&li);
+        matrix_in_release(&mi);
+        return NULL;
     }
     PyArrayObject *keys_arr;
     const int64_t *keys;
     if (keys_from(keys_obj, mi.m.rows, &keys_arr, &keys) < 0) {
         labels_in_release(&li);
-        PyMem_Free(lids);
         matrix_in_release(&mi);
         return NULL;
     }
-    rotor_status st = ROTOR_OK;
+    rotor_status st;
     GIL_RELEASE();
     write_begin(self);
-    /* The new vectors' labels go by their keys: those given, or the ones
-     * the add would give, asked for first and passed to it, so that they
-     * are the keys it gives (this object's writers take turns). */
-    if (self->ix != NULL && lids != NULL) {
-        if (keys != NULL)
-            memcpy(lids, keys, mi.m.rows * sizeof *lids);
-        else
-            st = rotor_index_next_keys(self->ix, mi.m.rows, lids);
-    }
-    if (st == ROTOR_OK)
-        st = self->ix ? rotor_index_add_with_keys(self->ix, &mi.m, lids != NULL ? lids : keys)
-                      : ROTOR_ERR_INVALID_ARGUMENT;
-    if (st == ROTOR_OK && lids != NULL)
-        st = rotor_index_set_labels(self->ix, lids, &li.l);
+    /* One change: the vectors with their labels, or nothing. */
+    st = self->ix ? rotor_index_add_with_labels(self->ix, &mi.m, keys, labelled ? &li.l : NULL)
+                  : ROTOR_ERR_INVALID_ARGUMENT;
     write_end(self);
     GIL_ACQUIRE();
     Py_XDECREF(keys_arr);
     matrix_in_release(&mi);
     labels_in_release(&li);
-    PyMem_Free(lids);
     return done_or_raise(self, st);
 }
 
@@ -1662,7 +1644,8 @@ PyDoc_STRVAR(
     "per row,\nor None: each row takes the number of the slot it lands in (the row numbers "
     "continued,\nbut after removals the slots consolidation freed come first, so an index "
     "that removes\nshould be given keys). A negative key, a key given twice or one the index "
-    "holds raises\nInvalidArgument. On failure the index is unchanged. An index opened with "
+    "holds raises\nInvalidArgument. The rows and their labels are one change (one record of a "
+    "writable\nindex's file). On failure the index is unchanged. An index opened with "
     "vectors on disk\ncannot take adds. The GIL is released; searches from other threads go "
     "on beside it.");
 

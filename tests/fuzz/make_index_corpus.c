@@ -27,8 +27,8 @@ static int copy_file(const char *from, const char *to) {
 }
 
 /* Files with an update log (storage/FORMAT.md): a record of every type,
- * rows of every element type, labels by key and by row; and one whose last
- * record a crash cut short. */
+ * rows of every element type, labels by key and by row and with added
+ * rows; and one whose last record a crash cut short. */
 static int write_logs(const char *dir, const float *base) {
     static const char *const from[] = {"flat", "vamana_labels"};
     for (size_t i = 0; i < 2; i++) {
@@ -52,7 +52,8 @@ static int write_logs(const char *dir, const float *base) {
         const uint64_t off[3] = {0, 2, 3};
         const uint32_t val[3] = {1, 70, 2};
         const rotor_labels by_key = {off, val, 2}, by_row = {off, val, 1};
-        const int64_t ids[2] = {900, 4};
+        const int64_t ids[2] = {900, 4}, lkeys[2] = {903, 904};
+        const rotor_matrix labelled = {(void *)(base + 4 * D), 2, D, ROTOR_ELEM_F32};
         if (rotor_index_open(dst, &op, &ix) != ROTOR_OK ||
             rotor_index_add_with_keys(ix, &add, keys) != ROTOR_OK ||
             rotor_index_add(ix, &small) != ROTOR_OK ||
@@ -60,6 +61,7 @@ static int write_logs(const char *dir, const float *base) {
             rotor_index_update(ix, &repl, upd) != ROTOR_OK ||
             rotor_index_set_labels(ix, ids, &by_key) != ROTOR_OK ||
             rotor_index_set_labels(ix, NULL, &by_row) != ROTOR_OK ||
+            rotor_index_add_with_labels(ix, &labelled, lkeys, &by_key) != ROTOR_OK ||
             rotor_index_sync(ix) != ROTOR_OK) {
             fprintf(stderr, "%s: %s\n", dst, rotor_last_error());
             rotor_index_close(ix);

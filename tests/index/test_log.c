@@ -130,7 +130,23 @@ static size_t changes(const fixture *f, rotor_index *ix) {
     assert_int_equal(rotor_index_set_labels(ix, NULL, &l2), ROTOR_OK);
     rotor_matrix plain = {f->rows + (N + 30) * D, 3, D, ROTOR_ELEM_F32};
     assert_int_equal(rotor_index_add(ix, &plain), ROTOR_OK);
-    return 7;
+    /* Vectors with their labels, one record each: with keys, and without
+     * (the keys the add gives label them). */
+    const int64_t lkeys[2] = {15000, 15001};
+    const uint64_t off3[3] = {0, 1, 3};
+    const uint32_t val3[3] = {6, 8, 7};
+    rotor_labels l3 = {off3, val3, 2};
+    rotor_matrix two = {f->rows + (N + 33) * D, 2, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_add_with_labels(ix, &two, lkeys, &l3), ROTOR_OK);
+    rotor_matrix other = {f->rows + (N + 35) * D, 2, D, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_add_with_labels(ix, &other, NULL, &l3), ROTOR_OK);
+    uint32_t got[4];
+    size_t ngot = 0;
+    assert_int_equal(rotor_index_get_labels(ix, 15001, got, 4, &ngot), ROTOR_OK);
+    assert_int_equal(ngot, 2);
+    assert_int_equal(got[0], 7);
+    assert_int_equal(got[1], 8);
+    return 9;
 }
 
 /* Asserts a and b hold the same keys, vectors and labels. */
@@ -250,6 +266,21 @@ static void test_failed_change_leaves_file(void **state) {
     const uint64_t back_off[2] = {1, 0};
     rotor_labels bad_l = {back_off, val, 1};
     assert_int_equal(rotor_index_set_labels(w, &k0, &bad_l), ROTOR_ERR_INVALID_ARGUMENT);
+    /* Vectors with labels: a taken key, labels for other rows, bad labels,
+     * NaN: the labels come to nothing either. */
+    TS_CHECK_ERROR(rotor_index_add_with_labels(w, &one, &taken, &l), ROTOR_ERR_INVALID_ARGUMENT,
+                   NULL, "4");
+    rotor_matrix pair = {f->rows + N * D, 2, D, ROTOR_ELEM_F32};
+    const int64_t k23[2] = {23, 24};
+    TS_CHECK_ERROR(rotor_index_add_with_labels(w, &pair, k23, &l), ROTOR_ERR_INVALID_ARGUMENT, NULL,
+                   "labels");
+    assert_int_equal(rotor_index_add_with_labels(w, &one, &k1, &bad_l), ROTOR_ERR_INVALID_ARGUMENT);
+    TS_CHECK_ERROR(rotor_index_add_with_labels(w, &nan, &k1, &l), ROTOR_ERR_NOT_FINITE, NULL,
+                   "added");
+    int found = 1;
+    assert_int_equal(rotor_index_contains(w, k1, &found), ROTOR_OK);
+    assert_false(found);
+    assert_int_equal(stats_of(w).labelled, 0);
 
     size_t m;
     uint8_t *after = ts_read_file(path, &m);
@@ -734,7 +765,8 @@ static void test_allocation_failures(void **state) {
     const uint64_t off[3] = {0, 1, 2};
     const uint32_t val[2] = {3, 4};
     rotor_labels l = {off, val, 2};
-    for (int op_kind = 0; op_kind < 4; op_kind++) {
+    rotor_matrix add_two = {f->rows + (N + 40) * D, 2, D, ROTOR_ELEM_F32};
+    for (int op_kind = 0; op_kind < 5; op_kind++) {
         for (long k = 1;; k++) {
             ts_counting_alloc ca = {0};
             rotor_open_params op = rotor_open_params_default();
@@ -742,19 +774,21 @@ static void test_allocation_failures(void **state) {
             op.writable = 1;
             rotor_index *ix = NULL;
             assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_OK);
-            const size_t count = stats_of(ix).count;
+            const size_t count = stats_of(ix).count, labelled = stats_of(ix).labelled;
             ca.fail_at = ca.calls + k;
             rotor_status st = ROTOR_OK;
             switch (op_kind) {
             case 0: st = rotor_index_add_with_keys(ix, &add, keys); break;
             case 1: st = rotor_index_remove(ix, gone, 2); break;
             case 2: st = rotor_index_update(ix, &add, (const int64_t[]){0, 1, 2, 4}); break;
-            default: st = rotor_index_set_labels(ix, gone, &l); break;
+            case 3: st = rotor_index_set_labels(ix, gone, &l); break;
+            default: st = rotor_index_add_with_labels(ix, &add_two, keys, &l); break;
             }
             const bool done = st == ROTOR_OK;
             if (!done) {
                 assert_int_equal(st, ROTOR_ERR_OUT_OF_MEMORY);
                 assert_int_equal(stats_of(ix).count, count);
+                assert_int_equal(stats_of(ix).labelled, labelled);
                 assert_int_equal(stats_of(ix).log_records, records);
                 after = ts_read_file(path, &m);
                 assert_int_equal(m, n);

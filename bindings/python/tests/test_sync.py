@@ -44,6 +44,25 @@ def test_changes_reach_the_file(saved):
     rotor.verify(path)
 
 
+def test_add_with_labels_is_one_change(saved):
+    """add(labels=) writes one record: the vectors never reach the file
+    without their labels; a refused add leaves neither."""
+    path, x = saved
+    with rotor.Index.open(path, writable=True) as ix:
+        ix.add(x[1000:1003], keys=[6000, 6001, 6002], labels=[[5], [], [2, 9]])
+        ix.add(x[1003:1005], labels=[7, 7])  # keys the add gives
+        assert ix.stats()["log_records"] == 2
+        with pytest.raises(ValueError):
+            ix.add(x[1005:1006], keys=[6000], labels=[[4]])
+        assert ix.stats()["log_records"] == 2 and ix.stats()["labelled"] == 4
+    back = rotor.Index.open(path)
+    assert back.stats()["log_records"] == 2
+    assert back.labels(6000) == [5] and back.labels(6001) == [] and back.labels(6002) == [2, 9]
+    assert back.labels(1003) == [7] and back.labels(1004) == [7]  # their slots
+    ids, _ = back.search(x[1004], k=1, filter=7)
+    assert ids[0, 0] == 1004
+
+
 def test_changes_survive_a_killed_process(saved):
     """Not synced: still in the file once the call returned (kill -9)."""
     path, x = saved
