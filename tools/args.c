@@ -83,11 +83,14 @@ const cli_command cli_commands[] = {
      "file (atomically), where 'rotor search|bench --recall R' reads it.",
      OPT_FILE_ARG | OPT_QUERIES | OPT_MAX_QUERIES | OPT_THREADS},
     {"update", "remove vectors from an index file and add others",
-     "rotor update FILE [--add VECTORS [--keys FILE]] [--remove KEYS] [--compact]\n"
+     "rotor update FILE [--add VECTORS [--keys FILE] [--labels FILE]] [--remove KEYS]\n"
+     "             [--compact]\n"
      "Opens the index file, removes the vectors whose keys --remove lists (text, one\n"
      "key per line, or .npy), then adds the vectors of --add (with the keys of\n"
-     "--keys, else the next row numbers; a removed key may be given again, which\n"
-     "replaces its vector). Every key is checked first: bad input changes nothing.\n"
+     "--keys, else the numbers of the slots they take; a removed key may be given\n"
+     "again, which replaces its vector), labelled by --labels (as build's, a line\n"
+     "per added vector) in the same change. Every key and label is checked first:\n"
+     "bad input changes nothing.\n"
      "Each change is appended to the file's update log, which is synced before\n"
      "the command exits 0: the changes are then on disk, and every open of the\n"
      "file replays them. --compact (alone, or with changes) rewrites the file\n"
@@ -95,8 +98,8 @@ const cli_command cli_commands[] = {
      "opens no longer replay it; adds to a file that keeps its full vectors on\n"
      "disk are always written that way. A removed vector is never returned by\n"
      "a search again; the graph is repaired around removed vectors once they\n"
-     "pass 5 % of the index (slots are not reused: the file does not shrink).",
-     OPT_FILE_ARG | OPT_UPDATE | OPT_KEYS | OPT_QUIET},
+     "pass 5 % of the index, and later adds take their slots.",
+     OPT_FILE_ARG | OPT_UPDATE | OPT_KEYS | OPT_LABELS | OPT_QUIET},
     {"eval-quant", "compression, distortion and scan recall of quantizers",
      "rotor eval-quant --base FILE --queries FILE --gt FILE --quant SPEC[,SPEC...]\n"
      "                 [--metric l2] [--k 10] [--max-queries N] [--threads N] [--json FILE]\n"
@@ -609,6 +612,8 @@ static int check_combination(const cli_command *c, const cli_opts *o) {
     if (c->flags & OPT_UPDATE) {
         if (o->keys != NULL && o->add == NULL)
             return cli_error(CLI_EXIT_USAGE, "--keys gives the keys of --add's vectors");
+        if (o->labels != NULL && o->add == NULL)
+            return cli_error(CLI_EXIT_USAGE, "--labels gives the labels of --add's vectors");
         if (o->add == NULL && o->remove == NULL && !o->compact)
             return cli_error(CLI_EXIT_USAGE, "update needs --add, --remove or --compact");
         return CLI_EXIT_OK;

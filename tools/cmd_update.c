@@ -97,6 +97,11 @@ int cmd_update(const cli_opts *o) {
         rc = cli_read_f32(o->add, "vectors to add", 0, &add);
     if (rc == CLI_EXIT_OK && o->keys != NULL)
         rc = cli_read_keys(o->keys, add.rows, &keys);
+    rotor_labels labels;
+    uint64_t *label_off = NULL;
+    uint32_t *label_val = NULL;
+    if (rc == CLI_EXIT_OK && o->labels != NULL)
+        rc = cli_read_labels(o->labels, add.rows, &labels, &label_off, &label_val);
     rotor_index *ix = NULL;
     rotor_status st = ROTOR_OK;
     bool compact = o->compact;
@@ -128,7 +133,7 @@ int cmd_update(const cli_opts *o) {
         recorded = st == ROTOR_OK && !compact;
     }
     if (rc == CLI_EXIT_OK && st == ROTOR_OK && add.rows > 0)
-        st = rotor_index_add_with_keys(ix, &add, keys);
+        st = rotor_index_add_with_labels(ix, &add, keys, o->labels != NULL ? &labels : NULL);
     if (rc == CLI_EXIT_OK && st == ROTOR_OK)
         st = compact ? rotor_index_save(ix, path) : rotor_index_sync(ix);
     if (rc == CLI_EXIT_OK && st != ROTOR_OK) {
@@ -142,8 +147,8 @@ int cmd_update(const cli_opts *o) {
     }
     if (rc == CLI_EXIT_OK && rotor_index_stats_get(ix, &s) == ROTOR_OK && !o->quiet) {
         printf("update: %s: %zu removed, %zu added; %zu vectors, %zu removed not yet "
-               "reclaimed\n",
-               path, ngone, add.rows, s.count, s.deleted);
+               "consolidated, %zu slots free\n",
+               path, ngone, add.rows, s.count, s.unconsolidated, s.free_slots);
         if (compact)
             printf("update: %s rewritten with its update log folded in\n", path);
         else
@@ -154,6 +159,8 @@ int cmd_update(const cli_opts *o) {
     rotor_index_close(ix);
     free(gone);
     free(keys);
+    free(label_off);
+    free(label_val);
     free(add.data);
     return rc;
 }

@@ -62,7 +62,7 @@ int cli_read_labels(const char *path, size_t rows, rotor_labels *out, uint64_t *
     while (rc == CLI_EXIT_OK && (len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (lineno > rows) {
-            rc = cli_error(CLI_EXIT_FAIL, "labels '%s' has more lines than the %zu base rows", path,
+            rc = cli_error(CLI_EXIT_FAIL, "labels '%s' has more lines than the %zu vectors", path,
                            rows);
             break;
         }
@@ -99,8 +99,8 @@ int cli_read_labels(const char *path, size_t rows, rotor_labels *out, uint64_t *
     if (rc == CLI_EXIT_OK && ferror(f))
         rc = cli_error(CLI_EXIT_FAIL, "cannot read labels '%s': %s", path, strerror(errno));
     if (rc == CLI_EXIT_OK && lineno != rows)
-        rc = cli_error(CLI_EXIT_FAIL, "labels '%s' has %zu lines, the base has %zu rows", path,
-                       lineno, rows);
+        rc = cli_error(CLI_EXIT_FAIL, "labels '%s' has %zu lines for %zu vectors", path, lineno,
+                       rows);
     free(line);
     fclose(f);
     *off = o.p;

@@ -231,7 +231,7 @@ expect 0 "" -- "$ROTOR" search --index lab.rotor --queries queries.fvecs --k 5 -
 printf '1\n2\nx3\n' >badlab.txt
 expect 1 "line 3" -- "$ROTOR" build --index flat --base base.fvecs --labels badlab.txt --out bl.rotor
 printf '1\n2\n' >shortlab.txt
-expect 1 "has 2 lines, the base has 500 rows" -- "$ROTOR" build --index flat --base base.fvecs --labels shortlab.txt --out bl.rotor
+expect 1 "has 2 lines for 500 vectors" -- "$ROTOR" build --index flat --base base.fvecs --labels shortlab.txt --out bl.rotor
 [ -e bl.rotor ] && bad "a refused labels file left an index file" || ok
 expect 0 "" -- "$ROTOR" info lab.rotor
 grep -q "labels:        6 distinct, on 500 vectors" out.txt && ok || bad "info should count the labels: $(grep labels out.txt)"
@@ -324,6 +324,22 @@ grep -q "^update log: *none" out.txt && grep -q "^vectors: *500 x 16" out.txt &&
   bad "info after --compact: $(cat out.txt)"
 expect 0 "" -- "$ROTOR" search --index u.rotor --queries queries.fvecs --k 3 --out u2.npy --quiet
 cmp -s u1.npy u2.npy && ok || bad "a compacted file answers otherwise than its log did"
+# --labels labels --add's vectors in the same change (one record); a
+# filtered search finds them; labels for other rows change nothing.
+printf '6000000000\n6000000001\n6000000002\n' >newk.txt
+printf '7\n7 9\n\n' >addlab.txt
+printf '7\n' >addlab_short.txt
+cp u.rotor u_before.rotor
+expect 1 "has 1 lines for 3 vectors" -- "$ROTOR" update u.rotor --add add.fvecs --keys newk.txt --labels addlab_short.txt
+cmp -s u.rotor u_before.rotor && ok || bad "a refused labelled update changed the index file"
+expect 2 "--labels gives the labels of --add's vectors" -- "$ROTOR" update u.rotor --remove rm.txt --labels addlab.txt
+expect 0 "" -- "$ROTOR" update u.rotor --add add.fvecs --keys newk.txt --labels addlab.txt --quiet
+"$ROTOR" info u.rotor >out.txt 2>&1
+grep -q "^update log: *1 record, " out.txt && grep -q "^labels: *2 distinct, on 2 vectors" out.txt && ok ||
+  bad "info after update --labels: $(cat out.txt)"
+expect 0 "" -- "$ROTOR" search --index u.rotor --queries queries.fvecs --k 1 --filter 9 --out u3.npy --quiet
+[ "$(has_key u3.npy 6000000001)" = 40 ] && ok || bad "a filtered search misses the vector update --labels labelled"
+expect 0 "" -- "$ROTOR" update u.rotor --compact --quiet
 # Bytes of an unfinished record at the end (a crash): ignored, reported, and
 # cut off by the next update.
 cp u.rotor torn.rotor
