@@ -55,7 +55,7 @@ static bool filter_allows(const nav_filter *nf, uint32_t u) {
         const uint64_t sig = u < l->rows ? l->sig[u] : 0;
         if (x->f.all ? (sig & x->mask) != x->mask : (sig & x->mask) == 0)
             return false;
-        if (!l->exact_sig) {
+        if (!x->sig_decides) {
             size_t n;
             const uint32_t *v = ix_labels_of(l, u, &n);
             if (x->f.all ? !meets_all(v, n, x->labels, x->nlabels)
@@ -327,6 +327,10 @@ static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mo
         out->nlabels = m;
         for (size_t i = 0; i < m; i++)
             out->mask |= (uint64_t)1 << (out->labels[i] & 63);
+        /* A label absent from the index sets no bit, so it is refused
+         * right; two of the filter's on one bit are shared when both are
+         * carried, and an absent one makes "all of" pass nothing anyway. */
+        out->sig_decides = ix->labels.exact_sig || (out->mask & ix->labels.shared_bits) == 0;
     }
     if (f->allow == NULL)
         out->f.allow_bits = 0;

@@ -65,6 +65,9 @@ typedef struct ix_labels {
      * below 64 (exact) the word is the whole answer. */
     uint64_t *sig; /* rows */
     bool exact_sig;
+    /* The bits of sig that more than one label sets: a filter whose labels
+     * all have bits of their own is answered by the word alone. */
+    uint64_t shared_bits;
 } ix_labels;
 /* User keys (keys.c). Navigators, codes and vectors know a vector by its
  * slot, its row number; the public API knows it by its key. While every
@@ -349,7 +352,8 @@ typedef struct ix_filter {
     rotor_filter f;
     uint32_t *labels; /* f's labels, ascending, each once */
     size_t nlabels;
-    uint64_t mask; /* their bits in ix_labels.sig */
+    uint64_t mask;    /* their bits in ix_labels.sig */
+    bool sig_decides; /* no other label shares those bits: mask tells all */
     /* The allow-lists as a bitset over points (count bits), when they
      * are not one already: given as ids, or as a bitset over keys that
      * are not points. NULL: f.allow is read directly. */

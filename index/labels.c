@@ -85,6 +85,13 @@ static rotor_status build_postings(const rotor_allocator *a, ix_labels *l) {
     if (l->sig == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     l->exact_sig = n == 0 || l->label[n - 1] < 64;
+    uint64_t seen = 0;
+    l->shared_bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t bit = (uint64_t)1 << (l->label[i] & 63);
+        l->shared_bits |= seen & bit;
+        seen |= bit;
+    }
     for (size_t r = 0; r < l->rows; r++)
         for (uint64_t j = l->off[r]; j < l->off[r + 1]; j++)
             l->sig[r] |= (uint64_t)1 << (l->val[j] & 63);
