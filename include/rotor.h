@@ -490,11 +490,12 @@ ROTOR_API rotor_status rotor_index_add_with_keys(rotor_index *index, const rotor
 
 /* Adds vectors with keys (NULL: as rotor_index_add) and labels for them
  * (labels->rows == vectors->rows, as rotor_index_set_labels takes them;
- * NULL: none) as one change: the vectors are in the index with their
- * labels, or not at all, for searches and for an index opened writable,
- * whose file records the two together (a crash never keeps the vectors
- * without their labels). Errors as rotor_index_add_with_keys and
- * rotor_index_set_labels. */
+ * NULL: none) as one change: when the call returns, the vectors are in
+ * the index with their labels, or neither is (a search running beside
+ * the call may meet the vectors a moment before their labels), and an
+ * index opened writable records the two together (a crash never keeps
+ * the vectors without their labels). Errors as rotor_index_add_with_keys
+ * and rotor_index_set_labels. */
 ROTOR_API rotor_status rotor_index_add_with_labels(rotor_index *index, const rotor_matrix *vectors,
                                                    const int64_t *keys, const rotor_labels *labels);
 
