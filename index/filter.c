@@ -303,6 +303,29 @@ rotor_status ix_filter_compile(const rotor_index *ix, const rotor_filter *f, int
     return st;
 }
 
+/* Whether every point carries one of an "any of" filter's labels, when
+ * their signature bits decide it: the words are read once per mask and
+ * set of labels (a set of labels is replaced whole, with nothing known),
+ * since a search that asks may be one of thousands with the same filter. */
+static bool every_point_carries(const ix_filter *x) {
+    const rotor_index *ix = x->ix;
+    ix_labels *l = (ix_labels *)&ix->labels; /* its two remembered masks only */
+    if (!x->sig_decides || l->rows < ix->count)
+        return false;
+    if (atomic_load_explicit(&l->covered_by, memory_order_relaxed) == x->mask)
+        return true;
+    if (atomic_load_explicit(&l->not_covered_by, memory_order_relaxed) == x->mask)
+        return false;
+    for (size_t u = 0; u < ix->count; u++) {
+        if ((l->sig[u] & x->mask) == 0) {
+            atomic_store_explicit(&l->not_covered_by, x->mask, memory_order_relaxed);
+            return false;
+        }
+    }
+    atomic_store_explicit(&l->covered_by, x->mask, memory_order_relaxed);
+    return true;
+}
+
 static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mode,
                             nav_search_params *np, ix_filter *out) {
     CM_RETURN_IF(f->nlabels > 0 && f->labels == NULL, ROTOR_ERR_INVALID_ARGUMENT,
@@ -351,7 +374,7 @@ static rotor_status compile(const rotor_index *ix, const rotor_filter *f, int mo
     const bool allow = f->allow != NULL || f->allow_ids != NULL;
     const int parts = (f->nlabels > 0) + allow + (f->predicate != NULL);
     if (parts == 1 && exact_parts && ix->ndeleted == 0 && passing == ix->count &&
-        (allow || out->nlabels == 1 || f->all))
+        (allow || out->nlabels == 1 || f->all || every_point_carries(out)))
         return ROTOR_OK;
     /* Removals alone, no more of them pending than FreshDiskANN leaves
      * unconsolidated: they walk in the list (graph.h). */

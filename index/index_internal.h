@@ -21,6 +21,7 @@
 
 #include <float.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,11 @@ typedef struct ix_labels {
     /* The bits of sig that more than one label sets: a filter whose labels
      * all have bits of their own is answered by the word alone. */
     uint64_t shared_bits;
+    /* A mask of signature bits every point was found to carry one of, and
+     * one some point lacks: what the last "any of" filters whose counts
+     * allowed everything learnt (filter.c), kept so that the points are
+     * read once per mask and set of labels. Zero: none known. */
+    _Atomic uint64_t covered_by, not_covered_by;
 } ix_labels;
 /* User keys (keys.c). Navigators, codes and vectors know a vector by its
  * slot, its row number; the public API knows it by its key. While every

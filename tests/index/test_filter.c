@@ -334,6 +334,54 @@ static void allow_lists_name_keys(void **state) {
     free(keys);
 }
 
+/* Labels 100, 101 and 102 in turn on every point: "any of" all three
+ * passes every point, so it is dropped before anything else is chosen (a
+ * scan asked for too) and the search runs as without it, with the same
+ * answers; two of them still scan. */
+static void a_filter_everything_passes_is_no_filter(void **state) {
+    const fixture *f = *state;
+    uint64_t off[N + 1];
+    uint32_t val[N];
+    for (size_t i = 0; i <= N; i++)
+        off[i] = i;
+    for (size_t i = 0; i < N; i++)
+        val[i] = 100 + (uint32_t)(i % 3);
+    rotor_params p = rotor_params_default();
+    p.kind = ROTOR_INDEX_VAMANA;
+    p.calibrate = 0;
+    rotor_labels labels = {off, val, N};
+    p.labels = &labels;
+    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    const uint32_t three[] = {102, 100, 101};
+    const rotor_filter all = {.labels = three, .nlabels = 3}, two = {.labels = three, .nlabels = 2};
+    rotor_search_params sp = rotor_search_params_default();
+    int64_t plain[K], ids[K];
+    rotor_query_stats st;
+    for (int round = 0; round < 2; round++) { /* the second asks what the first learnt */
+        for (size_t qi = 0; qi < NQ; qi++) {
+            const float *q = f->queries + qi * D;
+            sp.filter = NULL;
+            sp.stats = NULL;
+            sp.filter_scan = 0;
+            assert_int_equal(rotor_index_search(ix, &sp, q, D, K, plain, NULL), ROTOR_OK);
+            sp.filter = &all;
+            sp.filter_scan = 1;
+            sp.stats = &st;
+            assert_int_equal(rotor_index_search(ix, &sp, q, D, K, ids, NULL), ROTOR_OK);
+            assert_int_equal(st.filter_scan, 0);
+            assert_memory_equal(ids, plain, sizeof ids);
+            sp.filter = &two;
+            assert_int_equal(rotor_index_search(ix, &sp, q, D, K, ids, NULL), ROTOR_OK);
+            assert_int_equal(st.filter_scan, 1);
+            for (size_t j = 0; j < K; j++)
+                assert_true(ids[j] >= 0 && ids[j] % 3 != 1); /* 102 or 100 */
+        }
+    }
+    rotor_index_close(ix);
+}
+
 static void nothing_allowed_returns_nothing(void **state) {
     const fixture *f = *state;
     rotor_index *ix = build(f, ROTOR_INDEX_VAMANA);
@@ -458,6 +506,7 @@ int main(void) {
         cmocka_unit_test(filters_hold_in_every_kind),
         cmocka_unit_test(large_labels_are_told_apart),
         cmocka_unit_test(allow_lists_name_keys),
+        cmocka_unit_test(a_filter_everything_passes_is_no_filter),
         cmocka_unit_test(nothing_allowed_returns_nothing),
         cmocka_unit_test(batch_matches_single),
         cmocka_unit_test(labels_survive_save_and_open),
