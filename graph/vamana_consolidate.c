@@ -162,9 +162,9 @@ static void move_removed_starts(const cons_job *j, uint8_t *code) {
         return;
     graph_publish_begin(j->s);
     for (size_t i = first; i < g->nstarts; i++) {
-        const uint32_t *rec = node_of(g, g->starts[i]);
         if (!gone(j, g->starts[i]))
             continue;
+        const uint32_t *rec = node_of(g, g->starts[i]);
         uint32_t to = g->entry;
         for (uint32_t t = 0; t < rec[0]; t++) {
             if (!gone(j, rec[1 + t])) {

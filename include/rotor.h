@@ -552,12 +552,6 @@ ROTOR_API rotor_status rotor_index_update(rotor_index *index, const rotor_matrix
  * index is as it was. Nothing to do: ROTOR_OK at once. */
 ROTOR_API rotor_status rotor_index_consolidate(rotor_index *index);
 
-/* The keys an add of n rows without keys would give them now (the numbers
- * of the slots they would land in), into out[0..n): what a caller that
- * sets the new vectors' labels next, or records the keys, passes to
- * rotor_index_add_with_keys so that the keys are exactly these. */
-ROTOR_API rotor_status rotor_index_next_keys(const rotor_index *index, size_t n, int64_t *out);
-
 /* Whether a vector has `key`: *found is 1 or 0 (0 for any negative key). */
 ROTOR_API rotor_status rotor_index_contains(const rotor_index *index, int64_t key, int *found);
 

@@ -300,17 +300,6 @@ void ix_keys_publish(const rotor_index *ix, int64_t *ids, size_t n) {
             ids[i] = (uint64_t)ids[i] < ix->count ? key[ids[i]] : -1;
 }
 
-rotor_status rotor_index_next_keys(const rotor_index *ix, size_t n, int64_t *out) {
-    cm_clear_error();
-    CM_RETURN_IF(ix == NULL || (n > 0 && out == NULL), ROTOR_ERR_INVALID_ARGUMENT,
-                 "index and out must not be NULL");
-    ix_read_begin(ix);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (int64_t)ix_slot_for_row(ix, n, i);
-    ix_read_end(ix);
-    return ROTOR_OK;
-}
-
 rotor_status rotor_index_contains(const rotor_index *ix, int64_t key, int *found) {
     cm_clear_error();
     CM_RETURN_IF(ix == NULL || found == NULL, ROTOR_ERR_INVALID_ARGUMENT,
