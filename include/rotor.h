@@ -392,9 +392,11 @@ typedef struct rotor_search_params {
      * are returned; N: N (at least k). Ignored by full-precision
      * indexes. */
     int64_t rerank;
-    /* Vamana: the beam search's candidate list (L), at least k; larger is
-     * slower and finds more. 0 (default) = max(k, 64). A rerank deeper than
-     * the list draws on every candidate the search scored. */
+    /* Vamana: the beam search's candidate list (L); larger is slower and
+     * finds more. 0 (default) = max(k, 64). A quantized search may walk
+     * with a list shorter than k: its results come from a heap of the
+     * best estimates it scored, as does a rerank deeper than the list. A
+     * full-precision search keeps at least k. */
     uint32_t list_size;
     /* IVF: partitions scanned per query; 0 (default) = 16. */
     uint32_t nprobe;
@@ -639,9 +641,10 @@ ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_ind
  * run, where times on a shared machine would not. */
 typedef struct rotor_calibration_row {
     uint32_t list_size, rerank, refine, nprobe;
-    float recall;     /* mean recall@k over the calibration queries */
-    float recall_low; /* less one standard error: what a search by recall relies on */
-    float cost_ns;    /* modelled nanoseconds per query */
+    uint32_t start_points; /* vamana, quantized: as rotor_search_params' (0: its default) */
+    float recall;          /* mean recall@k over the calibration queries */
+    float recall_low;      /* less one standard error: what a search by recall relies on */
+    float cost_ns;         /* modelled nanoseconds per query */
 } rotor_calibration_row;
 
 /* A configuration the automatic choice measured on its sample. */

@@ -70,6 +70,7 @@ rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w) {
         putf(p + 16, r->recall);
         putf(p + 20, r->recall_low);
         putf(p + 24, r->cost_ns);
+        cm_put_le32(p + 28, r->start_points);
     }
     for (size_t i = 0; i < t->candidates; i++, p += TUNING_CANDIDATE) {
         const rotor_auto_candidate *c = &t->candidate[i];
@@ -143,9 +144,14 @@ rotor_status ix_tuning_load(rotor_index *ix) {
     bool ok = true;
     for (size_t i = 0; i < t.rows; i++, p += TUNING_ROW) {
         rotor_calibration_row *r = &t.row[i];
-        *r = (rotor_calibration_row){cm_get_le32(p),      cm_get_le32(p + 4), cm_get_le32(p + 8),
-                                     cm_get_le32(p + 12), getf(p + 16),       getf(p + 20),
-                                     getf(p + 24)};
+        *r = (rotor_calibration_row){.list_size = cm_get_le32(p),
+                                     .rerank = cm_get_le32(p + 4),
+                                     .refine = cm_get_le32(p + 8),
+                                     .nprobe = cm_get_le32(p + 12),
+                                     .start_points = cm_get_le32(p + 28),
+                                     .recall = getf(p + 16),
+                                     .recall_low = getf(p + 20),
+                                     .cost_ns = getf(p + 24)};
         ok = ok && fraction(r->recall) && fraction(r->recall_low) && cost(r->cost_ns);
     }
     for (size_t i = 0; i < t.candidates; i++, p += TUNING_CANDIDATE) {

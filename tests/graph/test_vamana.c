@@ -3,7 +3,7 @@
  * double-precision brute force for every metric and quantizer, the graph's
  * invariants, a seeded single-thread build that repeats exactly, a
  * two-thread build, a graph linked on decoded codes, a walking quantizer,
- * the starting points and their groups, adds, batch = single search,
+ * the starting points and their groups, a list shorter than k, adds, batch = single search,
  * padding, bad parameters refused, every allocation failure reported
  * without a leak, cancellation, and memory accounting.
  */
@@ -184,6 +184,68 @@ static void test_start_points(void **state) {
     print_message("start points 1: %.4f, 256: %.4f, all: %.4f, flat scan: %.4f\n", r_one, r_default,
                   r_all, r_flat);
     assert_true(r_all >= r_flat - 0.005);
+}
+
+/* A quantized walk may keep a list shorter than k: its results come from
+ * the heap of the best estimates it scored, so every query still gets k
+ * distinct points, and scoring every starting point makes a list of 2 find
+ * what a flat scan with the same rerank finds. A full-precision walk keeps
+ * k in its list whatever is asked: the same answers as a list of k. */
+static void test_short_list(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1fs");
+    rotor_index *ix = build_n(f, &p, N);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 2;
+    sp.rerank = 40;
+    for (size_t q = 0; q < NQ; q++) {
+        int64_t ids[K];
+        assert_int_equal(rotor_index_search(ix, &sp, f->queries + q * D, D, K, ids, NULL),
+                         ROTOR_OK);
+        for (size_t j = 0; j < K; j++) {
+            assert_true(ids[j] >= 0 && ids[j] < N);
+            for (size_t i = 0; i < j; i++)
+                assert_true(ids[i] != ids[j]);
+        }
+    }
+    /* Not a list of k in disguise: from one starting point, with no
+     * deeper rerank to hide it, some query's answer differs. */
+    rotor_search_params narrow = sp, ten = sp;
+    narrow.rerank = ten.rerank = K;
+    narrow.start_points = ten.start_points = 1;
+    ten.list_size = K;
+    bool differs = false;
+    for (size_t q = 0; q < NQ && !differs; q++) {
+        int64_t a[K], b[K];
+        assert_int_equal(rotor_index_search(ix, &narrow, f->queries + q * D, D, K, a, NULL),
+                         ROTOR_OK);
+        assert_int_equal(rotor_index_search(ix, &ten, f->queries + q * D, D, K, b, NULL), ROTOR_OK);
+        differs = memcmp(a, b, sizeof a) != 0;
+    }
+    assert_true(differs);
+    sp.start_points = 16384;
+    const double r_short = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    rotor_index_close(ix);
+    p = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "bin1fs");
+    ix = build_n(f, &p, N);
+    const double r_flat = recall(f, ix, N, ROTOR_METRIC_L2, &sp);
+    rotor_index_close(ix);
+    print_message("list 2, all starts: %.4f, flat scan: %.4f\n", r_short, r_flat);
+    assert_true(r_short >= r_flat - 0.005);
+
+    p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "none");
+    ix = build_n(f, &p, N);
+    rotor_search_params two = rotor_search_params_default();
+    two.list_size = 2;
+    ten = two;
+    ten.list_size = K;
+    for (size_t q = 0; q < NQ; q++) {
+        int64_t a[K], b[K];
+        assert_int_equal(rotor_index_search(ix, &two, f->queries + q * D, D, K, a, NULL), ROTOR_OK);
+        assert_int_equal(rotor_index_search(ix, &ten, f->queries + q * D, D, K, b, NULL), ROTOR_OK);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    rotor_index_close(ix);
 }
 
 static double l2sq(const float *a, const float *b, size_t d) {
@@ -548,6 +610,7 @@ int main(void) {
         cmocka_unit_test(test_build_from_codes),
         cmocka_unit_test(test_walk_quant),
         cmocka_unit_test(test_start_points),
+        cmocka_unit_test(test_short_list),
         cmocka_unit_test(test_start_groups),
         cmocka_unit_test(test_equal_points),
         cmocka_unit_test(test_start_sample),
