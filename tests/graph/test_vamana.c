@@ -3,9 +3,9 @@
  * double-precision brute force for every metric and quantizer, the graph's
  * invariants, a seeded single-thread build that repeats exactly, a
  * two-thread build, a graph linked on decoded codes, a walking quantizer,
- * the starting points and their groups, a list shorter than k, adds, batch = single search,
- * padding, bad parameters refused, every allocation failure reported
- * without a leak, cancellation, and memory accounting.
+ * the starting points and their groups, a list shorter than k, adds,
+ * batch = single search, padding, bad parameters refused, every allocation
+ * failure reported without a leak, cancellation, and memory accounting.
  */
 #include <math.h>
 #include <stdbool.h>

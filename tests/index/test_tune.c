@@ -3,10 +3,10 @@
  * (quant "auto") is made by measurement and repeats under a seed; the
  * calibration table, starting points included, comes back from the file
  * unchanged; a search by recall reaches the recall it was asked for on
- * queries the calibration never saw;
- * a request the index cannot promise is refused with a sentence; every
- * allocation failure of a calibrating build is reported and leak-free, and
- * so is a stop asked for while a build measures itself.
+ * queries the calibration never saw; a request the index cannot promise is
+ * refused with a sentence; every allocation failure of a calibrating build
+ * is reported and leak-free, and so is a stop asked for while a build
+ * measures itself.
  */
 #include <math.h>
 #include <stdbool.h>
