@@ -91,6 +91,9 @@ struct graph_space {
      * quantizer's (rotor_params.walk_quant). NULL: walk the full vectors. */
     const quant *walk_q;
     const uint8_t *walk_codes;
+    /* walk_q (another than q) and q rotate alike (quant_same_rotation): a
+     * search rotates its query once for both. */
+    bool shared_rotation;
     /* The exact rerank when the vectors are not in memory (vectors NULL):
      * the index reads them from its store. NULL: read `vectors`. */
     graph_rerank_fn rerank;

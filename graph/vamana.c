@@ -148,8 +148,13 @@ size_t vm_qstate_bytes(const quant *q) {
              : 0;
 }
 
-size_t vm_gather_offset(const graph_space *s) {
+size_t vm_rotation_offset(const graph_space *s) {
     return vm_qstate_bytes(s->walk_q) + (s->q != s->walk_q ? vm_qstate_bytes(s->q) : 0);
+}
+
+size_t vm_gather_offset(const graph_space *s) {
+    return vm_rotation_offset(s) +
+           (s->shared_rotation ? cm_round_up(s->dim * sizeof(float), CM_ALIGN) : 0);
 }
 
 /* Grows one scratch array to hold `n` elements of `size` bytes. */

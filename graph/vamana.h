@@ -142,8 +142,11 @@ void vm_scratch_put(const vamana *g, vm_scratch *sc);
 rotor_status vm_scratch_images(const vamana *g, vm_scratch *sc, size_t n);
 /* Query-state bytes of one quantizer (state, then its scratch). */
 size_t vm_qstate_bytes(const quant *q);
-/* Where a search's gather store starts in its query memory: after the
- * walking quantizer's state and the refining one's. */
+/* Where the query rotated for both quantizers (s->shared_rotation) lies in
+ * a search's query memory: after the walking quantizer's state and the
+ * refining one's. */
+size_t vm_rotation_offset(const graph_space *s);
+/* Where its gather store starts: after that. */
 size_t vm_gather_offset(const graph_space *s);
 
 /* Clears what the last search set: a few hundred words, not n / 64. */

@@ -127,18 +127,29 @@ static void add_work(const nav_search_params *p, const nav_work *w) {
     p->work->reranked += w->reranked;
 }
 
-static void *prepare_query(const quant *q, const float *query, uint8_t *mem) {
-    q->ops->prepare(q, query, mem, (float *)(mem + cm_round_up(q->query_bytes, CM_ALIGN)));
+/* The query rotated once for both quantizers (graph_space.shared_rotation);
+ * rot NULL: each rotates its own. */
+typedef struct vm_rotated {
+    float *rot;
+    double qq;
+} vm_rotated;
+
+static void *prepare_query(const quant *q, const float *query, const vm_rotated *r, uint8_t *mem) {
+    float *scratch = (float *)(mem + cm_round_up(q->query_bytes, CM_ALIGN));
+    if (r->rot != NULL)
+        q->ops->prepare_rotated(q, r->rot, r->qq, mem, scratch);
+    else
+        q->ops->prepare(q, query, mem, scratch);
     return mem;
 }
 
 /* The walk's candidates cand[0..n) estimated again with the index's codes;
  * the best `keep` are left in `best`, sorted. Returns the index quantizer's
  * prepared query, which the rerank's bounds need. */
-static const void *refine(const graph_space *s, const float *query, uint8_t *qmem,
-                          const uint32_t *cand, size_t n, cm_topk *best) {
+static const void *refine(const graph_space *s, const float *query, const vm_rotated *r,
+                          uint8_t *qmem, const uint32_t *cand, size_t n, cm_topk *best) {
     const quant *q = s->q;
-    const void *qs = prepare_query(q, query, qmem);
+    const void *qs = prepare_query(q, query, r, qmem);
     /* The candidates' codes are scattered over the store: a few are kept
      * loading ahead of the one being scored, or each estimate waits on
      * memory (98 % of the refine's time, perf). */
@@ -227,13 +238,21 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
                               pool_cap + second, &sc));
     cm_topk pool;
     cm_topk_init(&pool, sc->best_d, sc->best_id, pool_cap);
+    vm_rotated rotated = {NULL, 0};
+    if (refining && s->shared_rotation) {
+        rotated.rot = (float *)(sc->qmem + vm_rotation_offset(s));
+        /* The walk's scratch is free until it prepares. */
+        rotated.qq = quant_rotate_query(
+            walk, query, (float *)(sc->qmem + cm_round_up(walk->query_bytes, CM_ALIGN)),
+            rotated.rot);
+    }
     vm_walk w = {
         .g = g,
         .s = s,
         .query = query,
         .walk = walk,
         .ops = simd_ops_get(),
-        .qs = walk ? prepare_query(walk, query, sc->qmem) : NULL,
+        .qs = walk ? prepare_query(walk, query, &rotated, sc->qmem) : NULL,
         .sc = sc,
         .k = {.l = {sc->list, sc->expanded, 0, list, 0},
               .pool = pooled ? &pool : NULL,
@@ -340,7 +359,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     if (refining && nc > 0) {
         cm_topk best;
         cm_topk_init(&best, sc->best_d + pool_cap, sc->best_id + pool_cap, rerank > 0 ? second : k);
-        est_qs = refine(s, query, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
+        est_qs = refine(s, query, &rotated, sc->qmem + vm_qstate_bytes(walk), cand, nc, &best);
         est = best.dist;
         if (rerank == 0) {
             memcpy(dists, best.dist, k * sizeof *dists);

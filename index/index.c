@@ -105,8 +105,9 @@ static rotor_status configure(rotor_index *ix, const char *quant_name, const cha
         st = quant_spec_parse(walk_quant, &walk);
         if (st == ROTOR_OK) {
             quant_spec_name(&walk, ix->walk_name, sizeof ix->walk_name);
-            st = quant_create(&walk, ix->dim, ix->metric, p->seed ^ 0x6e6176ULL, &ix->alloc,
-                              &ix->walk_q);
+            /* The index codes' seed: with the same centre, the two
+             * rotate alike and a search rotates its query once. */
+            st = quant_create(&walk, ix->dim, ix->metric, p->seed, &ix->alloc, &ix->walk_q);
         }
     }
     if (st == ROTOR_OK && ix->capacity > 0 && ix->q != NULL) {
@@ -141,6 +142,7 @@ static void unconfigure(rotor_index *ix) {
     ix->q = ix->walk_q = NULL;
     ix->codes = ix->walk_codes = NULL;
     ix->walk_name[0] = '\0';
+    ix->shared_rotation = false;
 }
 
 rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, rotor_index **out) {
@@ -347,6 +349,8 @@ static rotor_status encode_new_rows(rotor_index *ix, const uint32_t *reused, siz
             st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, NULL, 0, reused, nreused);
         if (st == ROTOR_OK)
             st = encode_rows(ix, &pool, ix->walk_q, ix->walk_codes, NULL, ix->count, NULL, added);
+        if (st == ROTOR_OK && !ix->shared_rotation)
+            ix->shared_rotation = quant_same_rotation(ix->q, ix->walk_q);
     }
     cm_pool_stop(&pool);
     return st;
@@ -563,6 +567,7 @@ graph_space ix_space(const rotor_index *ix) {
         .codes = ix->codes,
         .walk_q = ix->walk_q ? ix->walk_q : ix->q,
         .walk_codes = ix->walk_q ? ix->walk_codes : ix->codes,
+        .shared_rotation = ix->shared_rotation,
         .resid = ix->resid,
         .deleted = ix->deleted,
         .deleted_bits = ix->deleted_bits,

@@ -118,6 +118,9 @@ struct rotor_index {
      * quantizer (NULL otherwise: the graph walks on q). */
     quant *walk_q;
     uint8_t *walk_codes;
+    /* walk_q and q rotate alike (same seed and centre): a search rotates
+     * its query once for both. Set once both are trained or loaded. */
+    bool shared_rotation;
     /* Per vector, |x - x~| of q's code (quant_ops.residual): what bounds
      * the error of q's estimates, so a rerank can stop early. Room for
      * `capacity`; NULL when q has no bound, or for an index opened from a

@@ -190,6 +190,7 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
     if (m->walk_quant[0]) {
         CM_FORWARD(load_quant(ix, IXF_SEC_WALK_QUANT, ix->walk_name, &ix->walk_q));
         CM_FORWARD(map_codes(ix, IXF_SEC_WALK_CODES, ix->walk_q, &ix->walk_codes));
+        ix->shared_rotation = quant_same_rotation(ix->q, ix->walk_q);
     }
     CM_FORWARD(place_vectors(ix, op));
     CM_FORWARD(ix_tuning_load(ix));

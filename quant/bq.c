@@ -122,13 +122,19 @@ void bq_decode(const quant *q, const uint8_t *code, float *out, float *scratch) 
     rht_inverse_centred(&s->rot, scratch, s->centroid, out);
 }
 
-static void bq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+const rht *bq_rotation(const quant *q, const float **centre) {
+    const bq_state *s = q->impl;
+    *centre = s->centroid;
+    return &s->rot;
+}
+
+static void bq_prepare_rotated(const quant *q, const float *rot, double qq, void *qstate,
+                               float *scratch) {
+    (void)scratch;
     const bq_state *s = q->impl;
     const size_t d = q->dim;
     float *head = qstate;
     uint8_t *planes = (uint8_t *)qstate + BQ_QHEAD;
-    float *rot = scratch + d;
-    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
     float lo, hi;
     quant_range(rot, d, &lo, &hi);
     float delta = hi > lo ? (hi - lo) / (float)((1 << QBITS) - 1) : 1.0f;
@@ -147,6 +153,13 @@ static void bq_prepare(const quant *q, const float *query, void *qstate, float *
     head[1] = delta;
     head[2] = (float)sum;
     head[3] = (float)qq;
+}
+
+static void bq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+    const bq_state *s = q->impl;
+    float *rot = scratch + q->dim;
+    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
+    bq_prepare_rotated(q, rot, qq, qstate, scratch);
 }
 
 /* sum of q^ over the set bits of `mask`, given popcount(mask). */
@@ -240,6 +253,8 @@ static const quant_ops bq_ops = {
      * estimates"), so these codes keep the fixed rerank depth. */
     .residual = NULL,
     .lower_bounds = NULL,
+    .rotation = bq_rotation,
+    .prepare_rotated = bq_prepare_rotated,
 };
 
 rotor_status quant_bin_setup(quant *q, uint64_t seed) {

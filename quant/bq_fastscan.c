@@ -96,13 +96,13 @@ static size_t bqfs_store_bytes(const quant *q, size_t n) {
     return (n + BQFS_BLOCK - 1) / BQFS_BLOCK * s->block_bytes;
 }
 
-static void bqfs_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+static void bqfs_prepare_rotated(const quant *q, const float *rot, double qq, void *qstate,
+                                 float *scratch) {
     const bq_state *s = q->impl;
     const size_t d = q->dim;
     bqfs_qhead *h = qstate;
     uint8_t *lut = (uint8_t *)qstate + BQFS_QHEAD_BYTES;
-    float *rot = scratch + d, *tab = scratch + 2 * d;
-    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
+    float *tab = scratch + 2 * d;
     /* T[g][f] = sum over the field's dimensions k of v_k(f) y_k: a few
      * multiply-adds by constant rows of levels, which vectorize. */
     static const float sign_of[4][16] = {
@@ -133,6 +133,13 @@ static void bqfs_prepare(const quant *q, const float *query, void *qstate, float
     }
     quant_fastscan_tables(tab, s->groups, s->lut_bytes, lut, &h->delta, &h->bias);
     h->qq = (float)qq;
+}
+
+static void bqfs_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+    const bq_state *s = q->impl;
+    float *rot = scratch + q->dim;
+    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
+    bqfs_prepare_rotated(q, rot, qq, qstate, scratch);
 }
 
 static void bqfs_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
@@ -179,4 +186,6 @@ const quant_ops bqfs_ops = {
      * estimates"), so these codes keep the fixed rerank depth. */
     .residual = NULL,
     .lower_bounds = NULL,
+    .rotation = bq_rotation,
+    .prepare_rotated = bqfs_prepare_rotated,
 };

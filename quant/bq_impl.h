@@ -42,6 +42,7 @@ void bq_release(quant *q);
 size_t bq_payload_bytes(const quant *q);
 void bq_save_payload(const quant *q, uint8_t *dst);
 rotor_status bq_load_payload(quant *q, const uint8_t *src, size_t n);
+const rht *bq_rotation(const quant *q, const float **centre);
 
 /* Writes the counts a code keeps after t and mult (set bits of the sign
  * plane; for bin2 also of the magnitude plane and of both), from its planes. */

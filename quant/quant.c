@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quant/quant.h"
+#include "simd/simd.h"
 
 static bool parse_uint(const char *s, unsigned *out, const char **end) {
     unsigned long v = 0;
@@ -136,14 +137,24 @@ rotor_status quant_mean(const quant *q, const float *x, size_t n, float *out) {
     return ROTOR_OK;
 }
 
+bool quant_same_rotation(const quant *a, const quant *b) {
+    if (a == NULL || b == NULL || a->ops->rotation == NULL || b->ops->rotation == NULL ||
+        a->dim != b->dim)
+        return false;
+    const float *ca, *cb;
+    const rht *ra = a->ops->rotation(a, &ca), *rb = b->ops->rotation(b, &cb);
+    return ra->rounds == rb->rounds && ra->seed == rb->seed &&
+           memcmp(ca, cb, a->dim * sizeof(float)) == 0;
+}
+
+double quant_rotate_query(const quant *q, const float *query, float *scratch, float *rot) {
+    const float *centre;
+    const rht *r = q->ops->rotation(q, &centre);
+    return rht_forward_centred(r, query, centre, scratch, rot);
+}
+
 void quant_range(const float *v, size_t n, float *lo_out, float *hi_out) {
-    float lo = v[0], hi = v[0];
-    for (size_t j = 1; j < n; j++) {
-        lo = v[j] < lo ? v[j] : lo;
-        hi = v[j] > hi ? v[j] : hi;
-    }
-    *lo_out = lo;
-    *hi_out = hi;
+    simd_ops_get()->range_f32(v, n, lo_out, hi_out);
 }
 
 size_t quant_plain_store_bytes(const quant *q, size_t n) { return n * q->code_bytes; }

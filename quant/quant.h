@@ -29,7 +29,7 @@ typedef struct rht {
     size_t h;        /* window size, a power of two, dim/2 < h <= dim */
     unsigned rounds; /* sign-flip + transform rounds */
     uint64_t seed;
-    float *signs; /* rounds x 2 x dim entries of +-1 */
+    float *signs; /* rounds x 2 x dim entries of +-1, times 1/sqrt(h) in the window they precede */
 } rht;
 
 #define RHT_MAX_ROUNDS 8
@@ -231,6 +231,17 @@ typedef struct quant_ops {
      * is raised to it. NULL: lower_bounds is as tight as the kind gets. */
     void (*refine_bounds)(const quant *q, const void *qstate, const uint8_t *store,
                           const float *resid, const uint32_t *ids, size_t n, float *lb);
+    /* The centred rotation the kind's codes start from, and the centre it
+     * subtracts (*centre, dim floats): quantizers with equal ones can share
+     * one rotation of a query (quant_same_rotation), the costliest part of
+     * preparing it. Both NULL for kinds that rotate no centred vector. */
+    const rht *(*rotation)(const quant *q, const float **centre);
+    /* prepare() of a query already rotated (quant_rotate_query): rot, the
+     * rotation of query - centre; qq, |query - centre|^2. scratch as
+     * prepare's, whose floats [dim, 2 dim) it leaves alone, so rot may lie
+     * there. */
+    void (*prepare_rotated)(const quant *q, const float *rot, double qq, void *qstate,
+                            float *scratch);
 } quant_ops;
 
 struct quant {
@@ -258,6 +269,13 @@ rotor_status quant_tq_setup(quant *q, uint64_t seed);
 rotor_status quant_bin_setup(quant *q, uint64_t seed);
 rotor_status quant_pq_setup(quant *q, uint64_t seed);
 rotor_status quant_sq_setup(quant *q, uint64_t seed);
+
+/* True when a and b rotate alike (quant_ops.rotation: same dimensions,
+ * rounds, seed and centre), so one rotated query serves both. */
+bool quant_same_rotation(const quant *a, const quant *b);
+/* rot = q's rotation of query - centre (scratch: dim floats); returns
+ * |query - centre|^2, for prepare_rotated. q must have a rotation. */
+double quant_rotate_query(const quant *q, const float *query, float *scratch, float *rot);
 
 /* The smallest and largest of n >= 1 floats (a query's range before it is
  * quantized to a grid). */

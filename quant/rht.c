@@ -22,8 +22,15 @@
  * backwards (H / sqrt(h) is its own inverse). The same alternation of
  * overlapping windows is how RaBitQ's library rotates non-power-of-two
  * dimensions.
+ *
+ * The scale 1 / sqrt(h) is folded into the signs of the window it follows
+ * (s1 on [0, h), s2 on [d - h, d)), so a step is one signed transform and
+ * no scaling pass: x[w] = H (s' x)[w]. The inverse of that step is
+ * y -> s' H y, the same stored signs, since 1 / (h s c) = s c for
+ * c = 1 / sqrt(h) and s = +-1.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "quant/quant.h"
@@ -51,6 +58,13 @@ rotor_status rht_init(rht *r, const rotor_allocator *a, size_t dim, unsigned rou
         for (size_t j = 0; j < 64 && i + j < count; j++)
             signs[i + j] = (bits >> j) & 1 ? -1.0f : 1.0f;
     }
+    const float scale = (float)(1.0 / sqrt((double)h));
+    for (size_t i = 0; i < count; i++) {
+        const size_t j = i % dim;
+        const bool second = (i / dim) % 2 == 1;
+        if (second ? h < dim && j >= dim - h : j < h)
+            signs[i] *= scale;
+    }
     r->dim = dim;
     r->n = dim;
     r->h = h;
@@ -65,16 +79,9 @@ void rht_release(rht *r, const rotor_allocator *a) {
     memset(r, 0, sizeof *r);
 }
 
-static void flip(float *x, const float *s, size_t n) {
+static void flip(float *restrict x, const float *restrict s, size_t n) {
     for (size_t j = 0; j < n; j++)
         x[j] *= s[j];
-}
-
-static void window(const simd_ops *ops, float *x, size_t h) {
-    ops->fwht_f32(x, h);
-    const float scale = (float)(1.0 / sqrt((double)h));
-    for (size_t j = 0; j < h; j++)
-        x[j] *= scale;
 }
 
 void rht_forward(const rht *r, const float *x, float *out) {
@@ -82,12 +89,12 @@ void rht_forward(const rht *r, const float *x, float *out) {
     const simd_ops *ops = simd_ops_get();
     memcpy(out, x, d * sizeof(float));
     for (unsigned k = 0; k < r->rounds; k++) {
-        const float *s = r->signs + (size_t)k * 2 * d;
-        flip(out, s, d);
-        window(ops, out, h);
+        const float *s1 = r->signs + (size_t)k * 2 * d, *s2 = s1 + d;
+        flip(out + h, s1 + h, d - h);
+        ops->fwht_f32(out, s1, h);
         if (h < d) {
-            flip(out, s + d, d);
-            window(ops, out + d - h, h);
+            flip(out, s2, d - h);
+            ops->fwht_f32(out + d - h, s2 + d - h, h);
         }
     }
 }
@@ -113,13 +120,13 @@ void rht_inverse(const rht *r, float *y, float *out) {
     const size_t d = r->dim, h = r->h;
     const simd_ops *ops = simd_ops_get();
     for (unsigned k = r->rounds; k-- > 0;) {
-        const float *s = r->signs + (size_t)k * 2 * d;
+        const float *s1 = r->signs + (size_t)k * 2 * d, *s2 = s1 + d;
         if (h < d) {
-            window(ops, y + d - h, h);
-            flip(y, s + d, d);
+            ops->fwht_f32(y + d - h, NULL, h);
+            flip(y, s2, d);
         }
-        window(ops, y, h);
-        flip(y, s, d);
+        ops->fwht_f32(y, NULL, h);
+        flip(y, s1, d);
     }
     memcpy(out, y, d * sizeof(float));
 }

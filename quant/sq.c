@@ -96,13 +96,17 @@ static void sq_decode(const quant *q, const uint8_t *code, float *out, float *sc
     rht_inverse_centred(&s->rot, scratch, s->centroid, out);
 }
 
-static void sq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+static const rht *sq_rotation(const quant *q, const float **centre) {
     const sq_state *s = q->impl;
+    *centre = s->centroid;
+    return &s->rot;
+}
+
+static void sq_prepare_rotated(const quant *q, const float *rot, double qq, void *qstate,
+                               float *scratch) {
     const size_t d = q->dim;
     float *head = qstate;
     uint8_t *b = (uint8_t *)qstate + SQ_QHEAD, *b2 = b + d;
-    float *rot = scratch + d;
-    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
     float lo, hi;
     quant_range(rot, d, &lo, &hi);
     const float delta = hi > lo ? (hi - lo) / 255.0f : 1.0f;
@@ -129,6 +133,13 @@ static void sq_prepare(const quant *q, const float *query, void *qstate, float *
     head[SQ_LO2] = lo2;
     head[SQ_DELTA2] = delta2;
     head[SQ_EQ1] = (float)(sqrt(ee1) * (1.0 + 0x1p-20));
+}
+
+static void sq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
+    const sq_state *s = q->impl;
+    float *rot = scratch + q->dim;
+    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
+    sq_prepare_rotated(q, rot, qq, qstate, scratch);
 }
 
 static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
@@ -286,6 +297,8 @@ static const quant_ops sq_ops = {
     .residual = sq_residual,
     .lower_bounds = sq_lower_bounds,
     .refine_bounds = sq_refine_bounds,
+    .rotation = sq_rotation,
+    .prepare_rotated = sq_prepare_rotated,
 };
 
 rotor_status quant_sq_setup(quant *q, uint64_t seed) {

@@ -404,7 +404,8 @@ static float tq_dot_avx2(const float *y, const float *table, const uint8_t *code
 static float masked_sum_f32_avx2(const float *v, const uint8_t *bits, size_t d);
 static void pq8_adc_avx2(const float *tables, const uint8_t *codes, size_t m, size_t n, float *out);
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
-static void fwht_f32(float *x, size_t n);
+static void fwht_f32(float *x, const float *signs, size_t n);
+static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out);
 
 const simd_ops simd_ops_avx2 = {
     .level = SIMD_AVX2,
@@ -429,6 +430,7 @@ const simd_ops simd_ops_avx2 = {
     .pq8_adc = pq8_adc_avx2,
     .fastscan_quantize = fastscan_quantize,
     .fwht_f32 = fwht_f32,
+    .range_f32 = range_f32,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- *
@@ -755,8 +757,10 @@ static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *d
 /* Stages h = 1, 2, 4 inside each register (partner lane j ^ h by a
  * permute; self * (+-1) + partner, exact in one FMA since the product is),
  * stages h >= 8 between registers. */
-static void fwht_f32(float *x, size_t n) {
+static void fwht_f32(float *x, const float *signs, size_t n) {
     if (n < 8) {
+        for (size_t j = 0; signs != NULL && j < n; j++)
+            x[j] *= signs[j];
         for (size_t h = 1; h < n; h *= 2)
             for (size_t i = 0; i < n; i += 2 * h)
                 for (size_t j = i; j < i + h; j++) {
@@ -771,16 +775,54 @@ static void fwht_f32(float *x, size_t n) {
     const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
     for (size_t i = 0; i < n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
+        if (signs != NULL)
+            v = _mm256_mul_ps(v, _mm256_loadu_ps(signs + i));
         v = _mm256_fmadd_ps(v, s1, _mm256_permute_ps(v, 0xB1));
         v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));
         v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 0x01));
         _mm256_storeu_ps(x + i, v);
     }
-    for (size_t h = 8; h < n; h *= 2)
-        for (size_t i = 0; i < n; i += 2 * h)
+    size_t h = 8;
+    for (; 4 * h <= n; h *= 4)
+        for (size_t i = 0; i < n; i += 4 * h)
             for (size_t j = i; j < i + h; j += 8) {
                 const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
-                _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
-                _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+                const __m256 c = _mm256_loadu_ps(x + j + 2 * h), d = _mm256_loadu_ps(x + j + 3 * h);
+                const __m256 ab = _mm256_add_ps(a, b), a_b = _mm256_sub_ps(a, b);
+                const __m256 cd = _mm256_add_ps(c, d), c_d = _mm256_sub_ps(c, d);
+                _mm256_storeu_ps(x + j, _mm256_add_ps(ab, cd));
+                _mm256_storeu_ps(x + j + h, _mm256_add_ps(a_b, c_d));
+                _mm256_storeu_ps(x + j + 2 * h, _mm256_sub_ps(ab, cd));
+                _mm256_storeu_ps(x + j + 3 * h, _mm256_sub_ps(a_b, c_d));
             }
+    if (h < n)
+        for (size_t j = 0; j < h; j += 8) {
+            const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+            _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
+            _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+        }
+}
+
+static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out) {
+    __m256 lo = _mm256_set1_ps(v[0]), hi = lo;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 x = _mm256_loadu_ps(v + j);
+        lo = _mm256_min_ps(lo, x);
+        hi = _mm256_max_ps(hi, x);
+    }
+    float l[8], h[8];
+    _mm256_storeu_ps(l, lo);
+    _mm256_storeu_ps(h, hi);
+    float a = l[0], b = h[0];
+    for (int i = 1; i < 8; i++) {
+        a = l[i] < a ? l[i] : a;
+        b = h[i] > b ? h[i] : b;
+    }
+    for (; j < n; j++) {
+        a = v[j] < a ? v[j] : a;
+        b = v[j] > b ? v[j] : b;
+    }
+    *lo_out = a;
+    *hi_out = b;
 }

@@ -472,7 +472,8 @@ static float masked_sum_f32_avx512(const float *v, const uint8_t *bits, size_t d
 static void pq8_adc_avx512(const float *tables, const uint8_t *codes, size_t m, size_t n,
                            float *out);
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
-static void fwht_f32(float *x, size_t n);
+static void fwht_f32(float *x, const float *signs, size_t n);
+static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out);
 
 const simd_ops simd_ops_avx512 = {
     .level = SIMD_AVX512,
@@ -497,6 +498,7 @@ const simd_ops simd_ops_avx512 = {
     .pq8_adc = pq8_adc_avx512,
     .fastscan_quantize = fastscan_quantize,
     .fwht_f32 = fwht_f32,
+    .range_f32 = range_f32,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- *
@@ -845,8 +847,10 @@ static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *d
  * lane j ^ h (a permute), and lanes with bit h set take partner - self, the
  * others self + partner: self * (+-1) + partner, exact in one FMA since the
  * product is. Stages h >= 16 pair whole registers. */
-static void fwht_f32(float *x, size_t n) {
+static void fwht_f32(float *x, const float *signs, size_t n) {
     if (n < 16) {
+        for (size_t j = 0; signs != NULL && j < n; j++)
+            x[j] *= signs[j];
         for (size_t h = 1; h < n; h *= 2)
             for (size_t i = 0; i < n; i += 2 * h)
                 for (size_t j = i; j < i + h; j++) {
@@ -864,17 +868,51 @@ static void fwht_f32(float *x, size_t n) {
     const __m512 s8 = _mm512_mask_blend_ps(0xFF00, one, minus);
     for (size_t i = 0; i < n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
+        if (signs != NULL)
+            v = _mm512_mul_ps(v, _mm512_loadu_ps(signs + i));
         v = _mm512_fmadd_ps(v, s1, _mm512_permute_ps(v, 0xB1));
         v = _mm512_fmadd_ps(v, s2, _mm512_permute_ps(v, 0x4E));
         v = _mm512_fmadd_ps(v, s4, _mm512_shuffle_f32x4(v, v, 0xB1));
         v = _mm512_fmadd_ps(v, s8, _mm512_shuffle_f32x4(v, v, 0x4E));
         _mm512_storeu_ps(x + i, v);
     }
-    for (size_t h = 16; h < n; h *= 2)
-        for (size_t i = 0; i < n; i += 2 * h)
+    /* Two stages a pass (h and 2h on four registers): the same butterflies,
+     * half the loads and stores. */
+    size_t h = 16;
+    for (; 4 * h <= n; h *= 4)
+        for (size_t i = 0; i < n; i += 4 * h)
             for (size_t j = i; j < i + h; j += 16) {
                 const __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
-                _mm512_storeu_ps(x + j, _mm512_add_ps(a, b));
-                _mm512_storeu_ps(x + j + h, _mm512_sub_ps(a, b));
+                const __m512 c = _mm512_loadu_ps(x + j + 2 * h), d = _mm512_loadu_ps(x + j + 3 * h);
+                const __m512 ab = _mm512_add_ps(a, b), a_b = _mm512_sub_ps(a, b);
+                const __m512 cd = _mm512_add_ps(c, d), c_d = _mm512_sub_ps(c, d);
+                _mm512_storeu_ps(x + j, _mm512_add_ps(ab, cd));
+                _mm512_storeu_ps(x + j + h, _mm512_add_ps(a_b, c_d));
+                _mm512_storeu_ps(x + j + 2 * h, _mm512_sub_ps(ab, cd));
+                _mm512_storeu_ps(x + j + 3 * h, _mm512_sub_ps(a_b, c_d));
             }
+    if (h < n)
+        for (size_t j = 0; j < h; j += 16) {
+            const __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
+            _mm512_storeu_ps(x + j, _mm512_add_ps(a, b));
+            _mm512_storeu_ps(x + j + h, _mm512_sub_ps(a, b));
+        }
+}
+
+static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out) {
+    __m512 lo = _mm512_set1_ps(v[0]), hi = lo;
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512 x = _mm512_loadu_ps(v + j);
+        lo = _mm512_min_ps(lo, x);
+        hi = _mm512_max_ps(hi, x);
+    }
+    if (j < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, v + j);
+        lo = _mm512_mask_min_ps(lo, m, lo, x);
+        hi = _mm512_mask_max_ps(hi, m, hi, x);
+    }
+    *lo_out = _mm512_reduce_min_ps(lo);
+    *hi_out = _mm512_reduce_max_ps(hi);
 }

@@ -160,7 +160,8 @@ static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d
 static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, size_t n,
                            float *out);
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
-static void fwht_f32(float *x, size_t n);
+static void fwht_f32(float *x, const float *signs, size_t n);
+static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out);
 
 const simd_ops simd_ops_scalar = {
     .level = SIMD_SCALAR,
@@ -185,6 +186,7 @@ const simd_ops simd_ops_scalar = {
     .pq8_adc = pq8_adc_scalar,
     .fastscan_quantize = fastscan_quantize,
     .fwht_f32 = fwht_f32,
+    .range_f32 = range_f32,
 };
 
 /* ---- 4-bit PQ fast-scan ------------------------------------------------- */
@@ -323,7 +325,9 @@ static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *d
     *bias_out = bias;
 }
 
-static void fwht_f32(float *x, size_t n) {
+static void fwht_f32(float *x, const float *signs, size_t n) {
+    for (size_t j = 0; signs != NULL && j < n; j++)
+        x[j] *= signs[j];
     for (size_t h = 1; h < n; h *= 2)
         for (size_t i = 0; i < n; i += 2 * h)
             for (size_t j = i; j < i + h; j++) {
@@ -331,4 +335,14 @@ static void fwht_f32(float *x, size_t n) {
                 x[j] = a + b;
                 x[j + h] = a - b;
             }
+}
+
+static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out) {
+    float lo = v[0], hi = v[0];
+    for (size_t j = 1; j < n; j++) {
+        lo = v[j] < lo ? v[j] : lo;
+        hi = v[j] > hi ? v[j] : hi;
+    }
+    *lo_out = lo;
+    *hi_out = hi;
 }

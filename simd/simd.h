@@ -96,10 +96,16 @@ typedef struct simd_ops {
     void (*fastscan_quantize)(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
 
     /* In-place unnormalised Walsh-Hadamard transform of n floats, n a power
-     * of two: stages h = 1, 2, 4, ... of butterflies (x[j], x[j + h]) <-
-     * (x[j] + x[j + h], x[j] - x[j + h]). Every level computes each
-     * butterfly alike, so results are bit-identical. */
-    void (*fwht_f32)(float *x, size_t n);
+     * of two, after x[j] *= signs[j] (each product rounded once; none when
+     * signs is NULL): stages h = 1, 2, 4, ... of butterflies (x[j], x[j + h])
+     * <- (x[j] + x[j + h], x[j] - x[j + h]). Every level computes each
+     * butterfly alike, so results are bit-identical. The multiply rides on
+     * the first stage's pass: a rotation round is one pass fewer. */
+    void (*fwht_f32)(float *x, const float *signs, size_t n);
+
+    /* The smallest and largest of n >= 1 finite floats (a query's range
+     * before it is quantized to a grid). Exact, so equal on every level. */
+    void (*range_f32)(const float *v, size_t n, float *lo, float *hi);
 
     /* Nearest of k points stored by columns, under squared L2: `cols` has
      * `dim` rows of `stride` floats, row t holding coordinate t of points

@@ -368,6 +368,65 @@ static void test_sq8_refuses_dimensions_its_integer_sum_cannot_hold(void **state
     quant_free(q);
 }
 
+/* One rotation serves quantizers that rotate alike: prepare_rotated on
+ * quant_rotate_query's output writes the very bytes prepare does, for every
+ * kind with a rotation; equal seeds and centres rotate alike, another seed
+ * or another centre (training on other rows) does not, and kinds without a
+ * rotation (PQ) never do. */
+static void test_one_rotation_prepares_every_kind_alike(void **state) {
+    (void)state;
+    rotor_allocator a = cm_allocator_default();
+    ts_rng r;
+    ts_rng_init(&r, 29);
+    const size_t d = 100, n = 64;
+    float *x = malloc(n * d * sizeof(float));
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)ts_rng_normal(&r) + 0.5f;
+    const char *specs[] = {"bin1", "bin2", "bin1fs", "bin2fs", "sq8"};
+    quant *qs[5];
+    for (size_t t = 0; t < 5; t++) {
+        quant_spec sp;
+        assert_int_equal(quant_spec_parse(specs[t], &sp), ROTOR_OK);
+        assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_L2, 7, &a, &qs[t]), ROTOR_OK);
+        assert_int_equal(qs[t]->ops->train(qs[t], x, n, 1), ROTOR_OK);
+        assert_non_null(qs[t]->ops->rotation);
+        assert_non_null(qs[t]->ops->prepare_rotated);
+        float *scratch = malloc(qs[t]->scratch_floats * sizeof(float));
+        float *rot = malloc(d * sizeof(float));
+        uint8_t *want = calloc(1, qs[t]->query_bytes), *got = calloc(1, qs[t]->query_bytes);
+        const float *query = x + 5 * d;
+        qs[t]->ops->prepare(qs[t], query, want, scratch);
+        const double qq = quant_rotate_query(qs[t], query, scratch, rot);
+        qs[t]->ops->prepare_rotated(qs[t], rot, qq, got, scratch);
+        assert_memory_equal(got, want, qs[t]->query_bytes);
+        free(scratch);
+        free(rot);
+        free(want);
+        free(got);
+    }
+    for (size_t t = 1; t < 5; t++)
+        assert_true(quant_same_rotation(qs[0], qs[t]));
+    quant_spec sp;
+    quant *other_seed = NULL, *other_centre = NULL, *pq = NULL;
+    assert_int_equal(quant_spec_parse("sq8", &sp), ROTOR_OK);
+    assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_L2, 8, &a, &other_seed), ROTOR_OK);
+    assert_int_equal(other_seed->ops->train(other_seed, x, n, 1), ROTOR_OK);
+    assert_false(quant_same_rotation(qs[0], other_seed));
+    assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_L2, 7, &a, &other_centre), ROTOR_OK);
+    assert_int_equal(other_centre->ops->train(other_centre, x, n / 2, 1), ROTOR_OK);
+    assert_false(quant_same_rotation(qs[0], other_centre));
+    assert_int_equal(quant_spec_parse("pq25x4", &sp), ROTOR_OK);
+    assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_L2, 7, &a, &pq), ROTOR_OK);
+    assert_false(quant_same_rotation(qs[0], pq));
+    assert_false(quant_same_rotation(pq, pq));
+    quant_free(other_seed);
+    quant_free(other_centre);
+    quant_free(pq);
+    for (size_t t = 0; t < 5; t++)
+        quant_free(qs[t]);
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_parse_accepts_and_refuses),
@@ -376,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_decode_error_matches_distortion),
         cmocka_unit_test(test_binary_fastscan_within_table_rounding_of_exact_sum),
         cmocka_unit_test(test_sq8_refuses_dimensions_its_integer_sum_cannot_hold),
+        cmocka_unit_test(test_one_rotation_prepares_every_kind_alike),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

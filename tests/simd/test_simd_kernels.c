@@ -550,8 +550,10 @@ static void test_pq8_adc_matches_double(void **state) {
 }
 
 /* fwht_f32 bit for bit against the scalar level, for every power of two up
- * to 2048 and unaligned buffers; and the scalar level against the
- * Hadamard matrix itself (entry (i, j) = (-1)^popcount(i & j)) in double. */
+ * to 2048 and unaligned buffers, with and without signs; and the scalar
+ * level against the Hadamard matrix itself (entry (i, j) =
+ * (-1)^popcount(i & j)) in double, its signed form against multiplying
+ * first. */
 static void test_fwht_matches_scalar_bitwise_and_the_matrix(void **state) {
     (void)state;
     const simd_ops *ops = ops_or_skip();
@@ -563,8 +565,21 @@ static void test_fwht_matches_scalar_bitwise_and_the_matrix(void **state) {
         float *got = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
         memcpy(got, x.p, n * sizeof(float));
         memcpy(want, x.p, n * sizeof(float));
-        ops->fwht_f32(got, n);
-        ref->fwht_f32(want, n);
+        tbuf signs = floats_random(&rng, (n + 1) % 5, n);
+        float *sgot = malloc(n * sizeof(float)), *swant = malloc(n * sizeof(float));
+        const float *xs = x.p, *sg = signs.p;
+        memcpy(sgot, xs, n * sizeof(float));
+        for (size_t j = 0; j < n; j++)
+            swant[j] = xs[j] * sg[j];
+        ops->fwht_f32(sgot, signs.p, n);
+        ref->fwht_f32(swant, NULL, n);
+        CHECK(memcmp(sgot, swant, n * sizeof(float)) == 0,
+              "signed fwht %s n=%zu differs from multiplying first\n", simd_level_name(g_level), n);
+        free(sgot);
+        free(swant);
+        tbuf_free(&signs);
+        ops->fwht_f32(got, NULL, n);
+        ref->fwht_f32(want, NULL, n);
         CHECK(memcmp(got, want, n * sizeof(float)) == 0, "fwht %s n=%zu differs from scalar\n",
               simd_level_name(g_level), n);
         if (n <= 256) {
@@ -581,6 +596,31 @@ static void test_fwht_matches_scalar_bitwise_and_the_matrix(void **state) {
         }
         free(got);
         free(want);
+        tbuf_free(&x);
+    }
+}
+
+/* range_f32 against a plain loop on every level, for lengths around the
+ * vector widths and unaligned buffers, extremes anywhere. */
+static void test_range_matches_a_plain_loop(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    ts_rng rng;
+    ts_rng_init(&rng, 47);
+    for (size_t n = 1; n <= 70; n++) {
+        tbuf x = floats_random(&rng, n % 3, n);
+        float *v = x.p;
+        v[ts_rng_next(&rng) % n] = -7.5f;
+        v[ts_rng_next(&rng) % n] = 9.25f;
+        float want_lo = v[0], want_hi = v[0];
+        for (size_t j = 1; j < n; j++) {
+            want_lo = v[j] < want_lo ? v[j] : want_lo;
+            want_hi = v[j] > want_hi ? v[j] : want_hi;
+        }
+        float lo, hi;
+        ops->range_f32(v, n, &lo, &hi);
+        CHECK(lo == want_lo && hi == want_hi, "range %s n=%zu: got [%g, %g] want [%g, %g]\n",
+              simd_level_name(g_level), n, lo, hi, want_lo, want_hi);
         tbuf_free(&x);
     }
 }
@@ -834,7 +874,8 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->l2sq_u8);
         assert_true(o->first_below != NULL);
         assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot &&
-                    o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize && o->fwht_f32);
+                    o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize && o->fwht_f32 &&
+                    o->range_f32);
     }
 }
 
@@ -877,6 +918,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_masked_sum_matches_double),
         cmocka_unit_test(test_pq8_adc_matches_double),
         cmocka_unit_test(test_fwht_matches_scalar_bitwise_and_the_matrix),
+        cmocka_unit_test(test_range_matches_a_plain_loop),
         cmocka_unit_test(test_fastscan_quantize_matches_scalar_bitwise),
     };
 
