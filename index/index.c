@@ -116,6 +116,15 @@ static rotor_status configure(rotor_index *ix, const char *quant_name, const cha
         if (ix->codes == NULL)
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
+    /* The residuals that bound q's estimates start with the index (as in
+     * move_arrays): an index configured by the automatic choice has them
+     * as one given its codes by name does. */
+    if (st == ROTOR_OK && ix->capacity > 0 && ix->q != NULL && ix->q->ops->residual != NULL &&
+        ix->count == 0) {
+        ix->resid = cm_alloc_large(&ix->alloc, ix->capacity * sizeof(float), "residuals");
+        if (ix->resid == NULL)
+            st = ROTOR_ERR_OUT_OF_MEMORY;
+    }
     if (st == ROTOR_OK && ix->capacity > 0 && ix->walk_q != NULL) {
         ix->walk_codes = cm_calloc_large(
             &ix->alloc, ix->walk_q->ops->store_bytes(ix->walk_q, ix->capacity), "index codes");
@@ -138,9 +147,11 @@ static void unconfigure(rotor_index *ix) {
     quant_free(ix->walk_q);
     cm_free(&ix->alloc, ix->codes);
     cm_free(&ix->alloc, ix->walk_codes);
+    cm_free(&ix->alloc, ix->resid);
     ix->nav = NULL;
     ix->q = ix->walk_q = NULL;
     ix->codes = ix->walk_codes = NULL;
+    ix->resid = NULL;
     ix->walk_name[0] = '\0';
     ix->shared_rotation = false;
 }

@@ -243,7 +243,7 @@ static void test_flat_stays_exact(void **state) {
 }
 
 /* Disk mode: the choice keeps RAM at graph + codes (no neighbour codes, no
- * full precision). */
+ * full precision), and its reranks stop on the codes' proven bound. */
 static void test_disk_mode_defaults(void **state) {
     const fixture *f = *state;
     rotor_params p = vamana_params();
@@ -260,6 +260,29 @@ static void test_disk_mode_defaults(void **state) {
         assert_string_not_equal(t.candidate[i].quant, "none");
         assert_int_equal(t.candidate[i].neighbor_codes, 0);
     }
+    /* The rerank stops on its proven bound with the codes chosen for it
+     * too: the same answers as scoring every candidate, fewer scored
+     * (each a read from the disk). */
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 32;
+    sp.rerank = 100;
+    sp.threads = 1;
+    rotor_query_stats bound[NQ], every[NQ];
+    int64_t ids_bound[NQ * K], ids_every[NQ * K];
+    rotor_matrix q = {f->queries, NQ, D, ROTOR_ELEM_F32};
+    sp.stats = bound;
+    assert_int_equal(rotor_index_search_batch(ix, &sp, &q, K, ids_bound, NULL), ROTOR_OK);
+    sp.stats = every;
+    sp.rerank_all = 1;
+    assert_int_equal(rotor_index_search_batch(ix, &sp, &q, K, ids_every, NULL), ROTOR_OK);
+    assert_memory_equal(ids_bound, ids_every, sizeof ids_bound);
+    size_t scored_bound = 0, scored_every = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        scored_bound += bound[i].reranked;
+        scored_every += every[i].reranked;
+    }
+    assert_int_equal(scored_every, NQ * 100);
+    assert_true(scored_bound * 2 < scored_every);
     rotor_index_close(ix);
 }
 
