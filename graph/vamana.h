@@ -337,9 +337,92 @@ rotor_status vm_fill_leader_codes(vamana *g);
  * neither has anything left worth expanding. Without a filter this is the
  * plain beam search; a filter that allows everything expands the same
  * nodes. */
+/* The pool: the best `cap` estimates a walk scored, ordered by (estimate,
+ * id) as cm_topk orders them. It is offered most of what a deep walk
+ * scores, so it is a max-heap of one integer per entry, the estimate's
+ * bits made order-preserving above the id: a comparison is one integer
+ * compare, not two of a float and an id (a quarter of a walk's
+ * instructions at L = 40 with 120 kept went to the heap of pairs). The
+ * keys lie in the memory of the ids it leaves (vm_heap_finish). */
+typedef struct vm_heap {
+    uint64_t *key;
+    size_t cap, size;
+    float thr; /* +inf until full, then the root's estimate */
+} vm_heap;
+
+static inline uint64_t vm_heap_key(float d, uint32_t id) {
+    d += 0.0f; /* -0 is +0, as a float compare has them */
+    uint32_t b;
+    memcpy(&b, &d, sizeof b);
+    b = b & 0x80000000u ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | id;
+}
+
+static inline float vm_heap_dist(uint64_t key) {
+    uint32_t b = (uint32_t)(key >> 32);
+    b = b & 0x80000000u ? b & 0x7fffffffu : ~b;
+    float d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+static inline void vm_heap_init(vm_heap *h, int64_t *mem, size_t cap) {
+    h->key = (uint64_t *)mem;
+    h->cap = cap;
+    h->size = 0;
+    h->thr = INFINITY;
+}
+
+static inline void vm_heap_sift_down(uint64_t *key, size_t n, size_t i, uint64_t v) {
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        c += c + 1 < n && key[c + 1] > key[c];
+        if (key[c] <= v)
+            break;
+        key[i] = key[c];
+        i = c;
+    }
+    key[i] = v;
+}
+
+static inline void vm_heap_push(vm_heap *h, float d, uint32_t id) {
+    const uint64_t v = vm_heap_key(d, id);
+    if (h->size < h->cap) {
+        size_t i = h->size++;
+        while (i > 0 && h->key[(i - 1) / 2] < v) {
+            h->key[i] = h->key[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h->key[i] = v;
+    } else if (h->cap > 0 && v < h->key[0]) {
+        vm_heap_sift_down(h->key, h->size, 0, v);
+    } else {
+        return;
+    }
+    if (h->size == h->cap)
+        h->thr = vm_heap_dist(h->key[0]);
+}
+
+/* Sorts the kept entries ascending and unpacks them: dist[j] and id[j],
+ * j < size (id is the memory the keys were in). */
+static inline void vm_heap_finish(vm_heap *h, float *dist, int64_t *id) {
+    for (size_t n = h->size; n > 1; n--) {
+        const uint64_t top = h->key[0];
+        vm_heap_sift_down(h->key, n - 1, 0, h->key[n - 1]);
+        h->key[n - 1] = top;
+    }
+    for (size_t j = 0; j < h->size; j++) {
+        const uint64_t v = h->key[j];
+        dist[j] = vm_heap_dist(v);
+        id[j] = (int64_t)(uint32_t)v;
+    }
+}
+
 typedef struct vm_sink {
     vm_list l;
-    cm_topk *pool;
+    vm_heap *pool;
     const nav_filter *filter;
     vm_list route;
 } vm_sink;
@@ -349,8 +432,8 @@ typedef struct vm_sink {
 static inline float entry_gate(const vm_sink *k) {
     const vm_list *l = &k->l;
     float gate = l->size < l->cap ? INFINITY : l->c[l->size - 1].dist;
-    if (k->pool != NULL && cm_topk_threshold(k->pool) > gate)
-        gate = cm_topk_threshold(k->pool);
+    if (k->pool != NULL && k->pool->thr > gate)
+        gate = k->pool->thr;
     return gate;
 }
 
@@ -361,8 +444,8 @@ static inline float entry_gate(const vm_sink *k) {
 static inline void sink_offer(vm_sink *k, float est, uint32_t id) {
     if (k->filter == NULL || nav_filter_allows(k->filter, id)) {
         list_insert(&k->l, est, id);
-        if (k->pool != NULL && est < cm_topk_threshold(k->pool))
-            cm_topk_push(k->pool, est, id);
+        if (k->pool != NULL && est < k->pool->thr)
+            vm_heap_push(k->pool, est, id);
     } else if (k->l.size < k->l.cap || est < k->l.c[k->l.size - 1].dist) {
         list_insert(k->filter->route_in_list ? &k->l : &k->route, est, id);
     }

@@ -236,8 +236,8 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     /* The route list lies in the list's memory, after it. */
     CM_FORWARD(vm_scratch_get(g, s, s->count, list + (route > 0 ? route + 1 : 0), 0,
                               pool_cap + second, &sc));
-    cm_topk pool;
-    cm_topk_init(&pool, sc->best_d, sc->best_id, pool_cap);
+    vm_heap pool;
+    vm_heap_init(&pool, sc->best_id, pool_cap);
     vm_rotated rotated = {NULL, 0};
     if (refining && s->shared_rotation) {
         rotated.rot = (float *)(sc->qmem + vm_rotation_offset(s));
@@ -343,7 +343,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     /* The candidates that go on, best estimate first (for a rerank that
      * reads from disk): the pool, or the head of the list. */
     if (pooled)
-        cm_topk_finish(&pool);
+        vm_heap_finish(&pool, sc->best_d, sc->best_id);
     size_t nc = pooled ? pool.size : (keep < l->size ? keep : l->size);
     uint32_t *cand = sc->cand;
     /* Their estimates by the walking codes: the pool's own, or copied from
@@ -351,7 +351,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     float *est = sc->best_d;
     const void *est_qs = w.qs;
     for (size_t j = 0; j < nc; j++) {
-        cand[j] = pooled ? (uint32_t)pool.id[j] : l->c[j].id;
+        cand[j] = pooled ? (uint32_t)sc->best_id[j] : l->c[j].id;
         if (!pooled)
             est[j] = l->c[j].dist;
     }
@@ -384,7 +384,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         w.work.reranked += c.scored; /* what was scored, not what the bound skipped */
     } else if (pooled) {
         for (size_t j = 0; j < pool.size && j < k; j++)
-            cm_topk_push(&top, pool.dist[j], pool.id[j]);
+            cm_topk_push(&top, sc->best_d[j], sc->best_id[j]);
     } else {
         for (size_t j = 0; j < l->size && j < k; j++)
             cm_topk_push(&top, l->c[j].dist, l->c[j].id);

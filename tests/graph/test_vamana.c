@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "graph/nav_fixture.h"
+#include "graph/vamana.h"
 
 /* With L = 64 on 3,000 clustered points a Vamana search finds nearly all
  * true neighbours (measured 0.97-1.00 for every pair below); 0.95 leaves
@@ -602,6 +603,50 @@ static void test_stats(void **state) {
     rotor_index_close(ix);
 }
 
+/* The walk's pool keeps what cm_topk keeps, in the same order: the `cap`
+ * smallest (estimate, id) pairs of everything offered below its
+ * threshold, negative estimates (inner product) and ties among them, and
+ * -0 equal to +0, for caps from 1 to past the number offered. */
+static void test_pool_keeps_what_topk_keeps(void **state) {
+    (void)state;
+    ts_rng r;
+    ts_rng_init(&r, 61);
+    enum { OFFERED = 500 };
+    float d[OFFERED];
+    for (size_t cap = 1; cap <= 600; cap = cap * 3 + 1) {
+        for (size_t i = 0; i < OFFERED; i++) {
+            /* few distinct values, both signs: many ties */
+            d[i] = (float)((int)(ts_rng_next(&r) % 41) - 20) * 0.25f;
+            if (d[i] == 0 && i % 2)
+                d[i] = -0.0f;
+        }
+        int64_t *mem = malloc(cap * sizeof *mem), *want_id = malloc(cap * sizeof *want_id);
+        float *got_d = malloc(cap * sizeof *got_d), *want_d = malloc(cap * sizeof *want_d);
+        vm_heap h;
+        vm_heap_init(&h, mem, cap);
+        cm_topk t;
+        cm_topk_init(&t, want_d, want_id, cap);
+        for (size_t i = 0; i < OFFERED; i++) {
+            const uint32_t id = (uint32_t)(ts_rng_next(&r) % 100000);
+            if (d[i] < h.thr)
+                vm_heap_push(&h, d[i], id);
+            if (d[i] < cm_topk_threshold(&t))
+                cm_topk_push(&t, d[i], id);
+        }
+        assert_int_equal(h.size, t.size);
+        vm_heap_finish(&h, got_d, mem);
+        cm_topk_finish(&t);
+        for (size_t j = 0; j < t.size; j++) {
+            assert_true(got_d[j] == want_d[j]);
+            assert_int_equal(mem[j], want_id[j]);
+        }
+        free(mem);
+        free(want_id);
+        free(got_d);
+        free(want_d);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vamana_recall),
@@ -623,6 +668,7 @@ int main(void) {
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_pool_keeps_what_topk_keeps),
     };
     return cmocka_run_group_tests(tests, nav_setup, nav_teardown);
 }
