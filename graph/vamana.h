@@ -325,18 +325,6 @@ rotor_status vm_group_starts(vamana *g, const graph_space *s);
 void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8_t *code);
 /* Copies each group's leader code into the leaders' store. */
 rotor_status vm_fill_leader_codes(vamana *g);
-/* Where a search's scored candidates go: the list it walks (L entries)
- * and, when there is one, a deeper pool of the best estimates for a
- * rerank. With a filter, the list takes only points it allows, the pool
- * (then always there: it holds the results) too, and the others go to a
- * second list, `route`, while they are nearer than the list's last: the
- * walk expands the two in turn, so it crosses points the filter refuses
- * (a graph is connected through them, not around them) yet always
- * advances among allowed ones, even when every point near the query is
- * refused (Fashion-MNIST's sneakers seen from a shirt). It ends when
- * neither has anything left worth expanding. Without a filter this is the
- * plain beam search; a filter that allows everything expands the same
- * nodes. */
 /* The pool: the best `cap` estimates a walk scored, ordered by (estimate,
  * id) as cm_topk orders them. It is offered most of what a deep walk
  * scores, so it is a max-heap of one integer per entry, the estimate's
@@ -420,6 +408,18 @@ static inline void vm_heap_finish(vm_heap *h, float *dist, int64_t *id) {
     }
 }
 
+/* Where a search's scored candidates go: the list it walks (L entries)
+ * and, when there is one, a deeper pool of the best estimates for a
+ * rerank. With a filter, the list takes only points it allows, the pool
+ * (then always there: it holds the results) too, and the others go to a
+ * second list, `route`, while they are nearer than the list's last: the
+ * walk expands the two in turn, so it crosses points the filter refuses
+ * (a graph is connected through them, not around them) yet always
+ * advances among allowed ones, even when every point near the query is
+ * refused (Fashion-MNIST's sneakers seen from a shirt). It ends when
+ * neither has anything left worth expanding. Without a filter this is the
+ * plain beam search; a filter that allows everything expands the same
+ * nodes. */
 typedef struct vm_sink {
     vm_list l;
     vm_heap *pool;

@@ -155,13 +155,6 @@ static void bq_prepare_rotated(const quant *q, const float *rot, double qq, void
     head[3] = (float)qq;
 }
 
-static void bq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
-    const bq_state *s = q->impl;
-    float *rot = scratch + q->dim;
-    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
-    bq_prepare_rotated(q, rot, qq, qstate, scratch);
-}
-
 /* sum of q^ over the set bits of `mask`, given popcount(mask). */
 static inline float masked_sum(const simd_ops *ops, const uint8_t *mask, float pop,
                                const uint8_t *planes, size_t pb, float lo, float delta) {
@@ -239,7 +232,7 @@ static const quant_ops bq_ops = {
     .train = bq_train,
     .encode = bq_encode,
     .decode = bq_decode,
-    .prepare = bq_prepare,
+    .prepare = quant_prepare_rotating,
     .scan = bq_scan,
     .store_bytes = quant_plain_store_bytes,
     .store = quant_plain_store,

@@ -135,13 +135,6 @@ static void bqfs_prepare_rotated(const quant *q, const float *rot, double qq, vo
     h->qq = (float)qq;
 }
 
-static void bqfs_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
-    const bq_state *s = q->impl;
-    float *rot = scratch + q->dim;
-    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
-    bqfs_prepare_rotated(q, rot, qq, qstate, scratch);
-}
-
 static void bqfs_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
                       size_t n, float *out) {
     const bq_state *s = q->impl;
@@ -172,7 +165,7 @@ const quant_ops bqfs_ops = {
     .train = bq_train,
     .encode = bq_encode,
     .decode = bq_decode,
-    .prepare = bqfs_prepare,
+    .prepare = quant_prepare_rotating,
     .scan = bqfs_scan,
     .store_bytes = bqfs_store_bytes,
     .store = bqfs_store,

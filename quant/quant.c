@@ -153,6 +153,12 @@ double quant_rotate_query(const quant *q, const float *query, float *scratch, fl
     return rht_forward_centred(r, query, centre, scratch, rot);
 }
 
+void quant_prepare_rotating(const quant *q, const float *query, void *qstate, float *scratch) {
+    float *rot = scratch + q->dim;
+    const double qq = quant_rotate_query(q, query, scratch, rot);
+    q->ops->prepare_rotated(q, rot, qq, qstate, scratch);
+}
+
 void quant_range(const float *v, size_t n, float *lo_out, float *hi_out) {
     simd_ops_get()->range_f32(v, n, lo_out, hi_out);
 }

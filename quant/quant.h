@@ -276,6 +276,9 @@ bool quant_same_rotation(const quant *a, const quant *b);
 /* rot = q's rotation of query - centre (scratch: dim floats); returns
  * |query - centre|^2, for prepare_rotated. q must have a rotation. */
 double quant_rotate_query(const quant *q, const float *query, float *scratch, float *rot);
+/* prepare() of every kind with a rotation: the query rotated into
+ * scratch[dim, 2 dim), then prepare_rotated. */
+void quant_prepare_rotating(const quant *q, const float *query, void *qstate, float *scratch);
 
 /* The smallest and largest of n >= 1 floats (a query's range before it is
  * quantized to a grid). */

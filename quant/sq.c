@@ -135,13 +135,6 @@ static void sq_prepare_rotated(const quant *q, const float *rot, double qq, void
     head[SQ_EQ1] = (float)(sqrt(ee1) * (1.0 + 0x1p-20));
 }
 
-static void sq_prepare(const quant *q, const float *query, void *qstate, float *scratch) {
-    const sq_state *s = q->impl;
-    float *rot = scratch + q->dim;
-    const double qq = rht_forward_centred(&s->rot, query, s->centroid, scratch, rot);
-    sq_prepare_rotated(q, rot, qq, qstate, scratch);
-}
-
 static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
                     size_t n, float *out) {
     const simd_ops *ops = simd_ops_get();
@@ -285,7 +278,7 @@ static const quant_ops sq_ops = {
     .train = sq_train,
     .encode = sq_encode,
     .decode = sq_decode,
-    .prepare = sq_prepare,
+    .prepare = quant_prepare_rotating,
     .scan = sq_scan,
     .store_bytes = quant_plain_store_bytes,
     .store = quant_plain_store,
