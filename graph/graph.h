@@ -112,7 +112,9 @@ struct graph_space {
      * counts them) and reads at most R ids of a record. */
     pthread_rwlock_t *publish;
     /* Points the index removed (bit u of `deleted`, u < deleted_bits): an
-     * insert links nothing new to them. NULL: none. */
+     * insert links nothing new to them; a build leaves them out of the
+     * graph altogether (rows held out, added later as reused slots are).
+     * NULL: none. */
     const uint64_t *deleted;
     size_t deleted_bits;
     /* An insert's points below the navigator's count: removed slots that a

@@ -556,6 +556,8 @@ static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out)
     uint32_t best = 0;
     float best_d = INFINITY;
     for (size_t i = 0; i < s->count; i++) {
+        if (graph_removed(s, i))
+            continue;
         float dist = ops->l2sq_f32(mean, s->vectors + i * d, d);
         if (dist < best_d) {
             best_d = dist;
@@ -601,8 +603,20 @@ static rotor_status repair_space(const vamana *g, const graph_space *s, graph_sp
     return ROTOR_OK;
 }
 
+/* A build's order without the points its space marks removed (the rows
+ * an index holds out until it has calibrated, then adds); returns how
+ * many remain. */
+static size_t drop_removed(const graph_space *s, uint32_t *order, size_t n) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!graph_removed(s, order[i]))
+            order[m++] = order[i];
+    return m;
+}
+
 static rotor_status insert_points(vamana *g, const graph_space *s) {
-    const size_t first = g->count, n = s->count - first + s->nreused;
+    const size_t first = g->count;
+    size_t n = s->count - first + s->nreused;
     const rotor_allocator *a = &g->base.alloc;
     /* Searches may read the graph during an add (not a build): moving the
      * records is published, new records are not read until linked. */
@@ -663,6 +677,11 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         st = build_codes_make(g, s, &pool, &job);
     if (st == ROTOR_OK && first == 0)
         st = medoid(g, s, &g->entry);
+    if (st == ROTOR_OK) {
+        insertion_order(g->p.seed, first, s->reused, s->nreused, n, order);
+        if (first == 0 && s->deleted != NULL)
+            n = drop_removed(s, order, n);
+    }
     size_t nstarts = g->walk_q != NULL && first == 0 ? vm_start_sample_size(n) : 0;
     if (st == ROTOR_OK && nstarts > 0) {
         g->starts = cm_alloc(a, nstarts * sizeof *g->starts, "graph starting points");
@@ -672,7 +691,6 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
     if (st == ROTOR_OK) {
-        insertion_order(g->p.seed, first, s->reused, s->nreused, n, order);
         if (nstarts > 0)
             st = sample_starts(g, s, order, nstarts, w[0].code);
         else

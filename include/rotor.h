@@ -416,7 +416,7 @@ typedef struct rotor_search_params {
     uint32_t start_points;
     /* 0 (default): off. Otherwise the recall@k the search should reach:
      * the cheapest setting of the index's calibration table whose measured
-     * recall (less one standard error) reaches it sets list_size, rerank,
+     * recall (less two standard errors) reaches it sets list_size, rerank,
      * refine and nprobe, each unless given above (for k > 10 the list and
      * rerank depths scale with k). An index without a table, or a recall
      * above what its table reached, fails with ROTOR_ERR_UNSUPPORTED and a
@@ -643,7 +643,7 @@ typedef struct rotor_calibration_row {
     uint32_t list_size, rerank, refine, nprobe;
     uint32_t start_points; /* vamana, quantized: as rotor_search_params' (0: its default) */
     float recall;          /* mean recall@k over the calibration queries */
-    float recall_low;      /* less one standard error: what a search by recall relies on */
+    float recall_low;      /* less two standard errors: what a search by recall relies on */
     float cost_ns;         /* modelled nanoseconds per query */
 } rotor_calibration_row;
 

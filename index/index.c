@@ -211,6 +211,7 @@ rotor_status rotor_index_build_with_keys(const rotor_params *params, const rotor
     CM_FORWARD(ix_labels_fit(p.labels, vectors->rows));
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
+    ix->hold_out = true;
     rotor_status st = add_rows(ix, vectors, keys, NULL);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
@@ -533,11 +534,17 @@ static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reu
     if (ix->count == 0 && ix->auto_quant)
         CM_FORWARD(choose_codes(ix, need));
     CM_FORWARD(encode_new_rows(ix, reused, nreused, need - ix->count));
+    if (ix->count == 0 && ix->hold_out)
+        CM_FORWARD(ix_hold_out(ix, need));
     /* The navigator sees the new rows before the index counts them, so a
      * failure here leaves the index as it was, and searches meanwhile
      * pass over them (reused slots are still marked removed). */
     graph_space s = ix_space(ix);
     s.count = need;
+    if (ix->count == 0 && ix->held_bits != NULL) { /* the graph leaves them out */
+        s.deleted = ix->held_bits;
+        s.deleted_bits = need;
+    }
     s.publish = ix->count > 0 ? ix_publish_lock(ix) : NULL;
     s.reused = reused;
     s.nreused = nreused;
@@ -563,9 +570,31 @@ static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reu
 rotor_status ix_index_rows(rotor_index *ix, size_t need) { return index_rows(ix, need, NULL, 0); }
 
 rotor_status ix_build_calibrate(rotor_index *ix) {
-    if (!ix->params.calibrate || (ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT))
-        return ROTOR_OK; /* exact searches need no table */
-    return ix_calibrate(ix, NULL, 0, ix->params.threads, true);
+    rotor_status st = ROTOR_OK;
+    /* Exact searches need no table. */
+    if (ix->params.calibrate && (ix->q != NULL || ix->params.kind != ROTOR_INDEX_FLAT))
+        st = ix_calibrate(ix, NULL, 0, ix->params.threads, true);
+    /* The held-out rows join the graph once measured; a failed (or
+     * cancelled) calibration fails the build, which links nothing more. */
+    return st == ROTOR_OK ? ix_link_held(ix) : st;
+}
+
+rotor_status ix_link_held(rotor_index *ix) {
+    if (ix->held == NULL)
+        return ROTOR_OK;
+    /* Inserted as an add fills free slots: rows that are in the index
+     * already, which no edge or starting point leads to. */
+    graph_space s = ix_space(ix);
+    s.reused = ix->held;
+    s.nreused = ix->nheld;
+    s.publish = ix_publish_lock(ix);
+    const rotor_status st = ix->nav->ops->insert(ix->nav, &s);
+    cm_free(&ix->alloc, ix->held);
+    cm_free(&ix->alloc, ix->held_bits);
+    ix->held = NULL;
+    ix->held_bits = NULL;
+    ix->nheld = 0;
+    return st;
 }
 
 graph_space ix_space(const rotor_index *ix) {
@@ -751,6 +780,8 @@ void rotor_index_close(rotor_index *ix) {
     }
     ix_spill_release(ix);
     ix_tuning_free(ix);
+    cm_free(&a, ix->held);
+    cm_free(&a, ix->held_bits);
     ix_labels_free(ix);
     ix_keys_free(ix);
     ix_deleted_free(ix);

@@ -145,6 +145,14 @@ struct rotor_index {
     /* quant "auto": the first batch chooses the codes (tune.c) before it
      * is encoded. */
     bool auto_quant;
+    /* A build calibrates on rows it holds out of the graph (held, nheld;
+     * bit u of held_bits for row u) until the table is measured: queries
+     * the graph was not pruned around, as the user's are (tune.c). Set by
+     * the build entry points (hold_out) before the first batch. */
+    bool hold_out;
+    uint32_t *held;
+    size_t nheld;
+    uint64_t *held_bits;
     ix_tuning tuning;
     ix_labels labels;
     ix_keys keys;
@@ -286,6 +294,12 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
 rotor_status ix_recall_settings(const rotor_index *ix, float target, size_t k,
                                 nav_search_params *np);
 void ix_tuning_free(rotor_index *ix);
+/* A build's calibration queries, chosen among its n rows and held out of
+ * the graph (ix->held); none where there is no graph to hold them out of,
+ * no calibration, or too few rows to spare them. */
+rotor_status ix_hold_out(rotor_index *ix, size_t n);
+/* Links the held-out rows into the graph and forgets them. */
+rotor_status ix_link_held(rotor_index *ix);
 /* storage of the tuning section (save.c, open.c) */
 rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w);
 rotor_status ix_tuning_load(rotor_index *ix);

@@ -79,8 +79,9 @@ const cli_command cli_commands[] = {
      "rotor tune FILE [--queries FILE] [--max-queries N] [--threads N]\n"
      "Measures recall@10 and the modelled cost of the index's search settings,\n"
      "with --queries (exact neighbours computed over the index's vectors) or with\n"
-     "400 of its own rows searched as if held out, and saves the table in the\n"
-     "file (atomically), where 'rotor search|bench --recall R' reads it.",
+     "1,000 of its own rows searched as if held out (their own nodes skipped), and\n"
+     "saves the table in the file (atomically), where 'rotor search|bench --recall R'\n"
+     "reads it. A build's own table searches rows the graph left out until then.",
      OPT_FILE_ARG | OPT_QUERIES | OPT_MAX_QUERIES | OPT_THREADS},
     {"update", "remove vectors from an index file and add others",
      "rotor update FILE [--add VECTORS [--keys FILE] [--labels FILE]] [--remove KEYS]\n"

@@ -2,8 +2,9 @@
  * What an index measures about itself: the automatic choice of codes
  * (quant "auto") is made by measurement and repeats under a seed; the
  * calibration table, starting points included, comes back from the file
- * unchanged; a search by recall reaches the recall it was asked for on
- * queries the calibration never saw; a request the index cannot promise is
+ * unchanged; the rows a build calibrates on are held out of its graph and
+ * linked in afterwards; a search by recall reaches the recall it was asked
+ * for on queries the calibration never saw; a request the index cannot promise is
  * refused with a sentence; every allocation failure of a calibrating build
  * is reported and leak-free, and so is a stop asked for while a build
  * measures itself.
@@ -129,7 +130,8 @@ static void test_search_by_recall(void **state) {
     rotor_index *ix = build(f, vamana_params());
     rotor_tuning t;
     assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
-    assert_true(t.rows > 0 && t.k == K && t.queries == 400 && t.rows_as_queries == 1);
+    /* A twentieth of the rows, held out of the graph while measured. */
+    assert_true(t.rows > 0 && t.k == K && t.queries == N / 20 && t.rows_as_queries == 1);
     /* Starting points are measured too: on 6,000 points fewer than the
      * default 256 cost less for the same recall, so the table keeps some. */
     size_t with_starts = 0;
@@ -154,6 +156,30 @@ static void test_search_by_recall(void **state) {
     sp.list_size = 77;
     assert_int_equal(rotor_search_params_for_recall(ix, 0.95f, K, &sp), ROTOR_OK);
     assert_int_equal(sp.list_size, 77);
+    rotor_index_close(ix);
+}
+
+/* The rows a build held out of its graph to calibrate on are linked in
+ * once measured: every row is found by a search for itself. */
+static void test_held_out_rows_are_linked(void **state) {
+    const fixture *f = *state;
+    rotor_params p = vamana_params();
+    p.quant = "none";
+    rotor_index *ix = build(f, p);
+    rotor_tuning t;
+    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    assert_int_equal(t.queries, N / 20);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.list_size = 64;
+    size_t found = 0;
+    for (size_t i = 0; i < N; i++) {
+        int64_t id;
+        rotor_matrix q = {f->base + i * D, 1, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_search_batch(ix, &sp, &q, 1, &id, NULL), ROTOR_OK);
+        found += id == (int64_t)i;
+    }
+    /* Unlinked, the 300 held-out rows would be missed (0.95 at most). */
+    assert_true(found >= N - N / 1000);
     rotor_index_close(ix);
 }
 
@@ -399,6 +425,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auto_measures_and_repeats),
         cmocka_unit_test(test_search_by_recall),
+        cmocka_unit_test(test_held_out_rows_are_linked),
         cmocka_unit_test(test_tuning_round_trips),
         cmocka_unit_test(test_unmet_recall_is_refused),
         cmocka_unit_test(test_flat_stays_exact),
