@@ -178,8 +178,12 @@ static void test_held_out_rows_are_linked(void **state) {
         assert_int_equal(rotor_index_search_batch(ix, &sp, &q, 1, &id, NULL), ROTOR_OK);
         found += id == (int64_t)i;
     }
-    /* Unlinked, the 300 held-out rows would be missed (0.95 at most). */
-    assert_true(found >= N - N / 1000);
+    /* Unlinked, the 300 held-out rows would be missed (0.95 at most);
+     * linked, a two-thread build finds 0.993-0.999 of the rows across
+     * seeds, so the floor sits below that spread and far above 0.95. */
+    if (found < N - N / 100)
+        print_message("%zu of %d rows found themselves\n", found, N);
+    assert_true(found >= N - N / 100);
     rotor_index_close(ix);
 }
 
