@@ -48,6 +48,10 @@ enum {
      * at least this many, or it skips the queries' own nodes instead. */
     HOLD_OUT_DIVISOR = 20,
     HOLD_OUT_MIN = 200,
+    /* An index too small to hold rows out searches a tenth of its rows as
+     * queries, at least HOLD_OUT_MIN: with as many as CALIB_QUERIES, a
+     * 2,000-row graph's table took 30 times its graph to measure. */
+    SELF_QUERY_DIVISOR = 10,
     SAMPLE_QUERIES = 200, /* held-out rows of the automatic choice */
     SAMPLE_MIN = 2000,    /* the smallest sample worth a graph */
     SAMPLE_MAX = 20000,   /* enough to rank codes; more only costs time */
@@ -623,6 +627,14 @@ static bool is_live(const nav_filter *f, uint32_t u) {
     return !ix_is_deleted(((const live_test *)f)->ix, u);
 }
 
+/* How many of `live` rows a calibration without held-out rows searches. */
+static size_t self_queries(size_t live) {
+    const size_t nq = live / SELF_QUERY_DIVISOR;
+    if (nq < HOLD_OUT_MIN)
+        return live < HOLD_OUT_MIN ? live : HOLD_OUT_MIN;
+    return nq < CALIB_QUERIES ? nq : CALIB_QUERIES;
+}
+
 rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsigned threads,
                           bool in_build) {
     const double t0 = cm_now();
@@ -650,7 +662,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     CM_FORWARD(ix_filter_compile(ix, NULL, 0, &lp, &live));
     const live_test lt = {{.allows = is_live}, ix};
     if (own_rows) {
-        nq = held ? ix->nheld : ix_live(ix) < CALIB_QUERIES ? ix_live(ix) : CALIB_QUERIES;
+        nq = held ? ix->nheld : self_queries(ix_live(ix));
         if (held) {
             rows = cm_alloc(a, nq * sizeof *rows, "calibration queries");
             st = rows != NULL ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
