@@ -12,6 +12,13 @@
 # file or pass 'rotor verify'.
 . "$(dirname "$0")/lib.sh"
 
+if ldd "$ROTOR" | grep -qE 'lib(a|t)san'; then
+  # What is checked is the files a killed writer leaves; a sanitizer sees
+  # nothing of a process killed by SIGKILL, and triples the test's time.
+  echo "SKIP: the kill points are checked by the release build's run of this test" >&2
+  exit 77
+fi
+
 KILLS=${HOSTILE_KILLS:-8} # per writer; three writers
 make_fvecs big.fvecs 100000 32 1 # a flat build is mostly writing: spill, then save
 make_fvecs base.fvecs 4000 32 2
@@ -87,8 +94,10 @@ kill_points() {
 cp old-index.rotor index.rotor
 cp old-gt.ivecs gt.ivecs
 kill_points "flat build" index.rotor build --index flat --base big.fvecs --out index.rotor --quiet
+# Without the calibration: it writes nothing, and on these uniform vectors
+# the 2-bit codes need deep settings that make it 40 times the graph.
 kill_points "vamana build" index.rotor build --index vamana --quant bin2 --degree 16 --build-list 32 \
-  --build-threads 1 --base base.fvecs --out index.rotor --quiet
+  --build-threads 1 --calibrate 0 --base base.fvecs --out index.rotor --quiet
 kill_points gt gt.ivecs gt --base base.fvecs --queries queries.fvecs --k 100 --threads 1 \
   --out gt.ivecs --quiet
 
