@@ -85,6 +85,16 @@ static inline bool cm_add_overflow(size_t a, size_t b, size_t *out) {
 
 static inline size_t cm_round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+/* Bit u of a set kept as 64-bit words (removed points, held-out rows,
+ * allow-lists). */
+static inline bool cm_bit_get(const uint64_t *bits, size_t u) {
+    return (bits[u >> 6] >> (u & 63)) & 1;
+}
+static inline void cm_bit_set(uint64_t *bits, size_t u) { bits[u >> 6] |= (uint64_t)1 << (u & 63); }
+static inline void cm_bit_clear(uint64_t *bits, size_t u) {
+    bits[u >> 6] &= ~((uint64_t)1 << (u & 63));
+}
+
 /* ---- distances ---------------------------------------------------------- */
 
 /* The library's distance, smaller is better (rotor.h, "Distances"), from an

@@ -128,7 +128,7 @@ struct graph_space {
 };
 
 static inline bool graph_removed(const graph_space *s, size_t u) {
-    return u < s->deleted_bits && ((s->deleted[u >> 6] >> (u & 63)) & 1);
+    return u < s->deleted_bits && cm_bit_get(s->deleted, u);
 }
 
 static inline void graph_publish_begin(const graph_space *s) {

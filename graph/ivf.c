@@ -268,7 +268,7 @@ static rotor_status ivf_insert(nav *n, const graph_space *s) {
 }
 
 static inline bool removed(const uint64_t *deleted, size_t bits, uint32_t u) {
-    return u < bits && ((deleted[u >> 6] >> (u & 63)) & 1);
+    return u < bits && cm_bit_get(deleted, u);
 }
 
 /* Removed points leave their lists: the ids and codes after each move up,

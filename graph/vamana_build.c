@@ -598,7 +598,7 @@ static rotor_status repair_space(const vamana *g, const graph_space *s, graph_sp
         return ROTOR_ERR_OUT_OF_MEMORY;
     memcpy(*bits, s->deleted, words * sizeof **bits);
     for (size_t i = 0; i < s->nreused; i++)
-        (*bits)[s->reused[i] >> 6] &= ~((uint64_t)1 << (s->reused[i] & 63));
+        cm_bit_clear(*bits, s->reused[i]);
     out->deleted = *bits;
     return ROTOR_OK;
 }

@@ -86,7 +86,7 @@ typedef struct cons_job {
 } cons_job;
 
 static inline bool gone(const cons_job *j, size_t u) {
-    return u < j->deleted_bits && ((j->deleted[u >> 6] >> (u & 63)) & 1);
+    return u < j->deleted_bits && cm_bit_get(j->deleted, u);
 }
 
 /* The image of live node u's record re-linked around its removed

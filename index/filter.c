@@ -64,10 +64,9 @@ static bool filter_allows(const nav_filter *nf, uint32_t u) {
         }
     }
     if (x->points != NULL) {
-        if (!((x->points[u >> 6] >> (u & 63)) & 1))
+        if (!cm_bit_get(x->points, u))
             return false;
-    } else if (x->f.allow != NULL &&
-               (u >= x->f.allow_bits || !((x->f.allow[u >> 6] >> (u & 63)) & 1))) {
+    } else if (x->f.allow != NULL && (u >= x->f.allow_bits || !cm_bit_get(x->f.allow, u))) {
         return false; /* ids are points: the index has no keys of its own */
     }
     return x->f.predicate == NULL || x->f.predicate(x->f.opaque, ix_id_of(x->ix, u)) != 0;
@@ -255,7 +254,7 @@ static rotor_status allow_points(ix_filter *x) {
     uint32_t u;
     for (size_t i = 0; i < x->f.n_allow_ids; i++)
         if (ix_find_point(ix, x->f.allow_ids[i], &u))
-            x->points[u >> 6] |= (uint64_t)1 << (u & 63);
+            cm_bit_set(x->points, u);
     if (x->f.allow == NULL)
         return ROTOR_OK;
     uint64_t *into = x->points, *other = NULL;
@@ -271,7 +270,7 @@ static rotor_status allow_points(ix_filter *x) {
             const size_t id = w * 64 + (size_t)__builtin_ctzll(bits);
             bits &= bits - 1;
             if (id < x->f.allow_bits && ix_find_point(ix, (int64_t)id, &u))
-                into[u >> 6] |= (uint64_t)1 << (u & 63);
+                cm_bit_set(into, u);
         }
     }
     if (other != NULL) {

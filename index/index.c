@@ -551,7 +551,7 @@ static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reu
     CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
     ix_publish_begin(ix);
     for (size_t i = 0; i < nreused; i++)
-        ix->deleted[reused[i] >> 6] &= ~((uint64_t)1 << (reused[i] & 63));
+        cm_bit_clear(ix->deleted, reused[i]);
     ix->ndeleted -= nreused;
     ix->free_at += nreused;
     ix->reusing = false;

@@ -207,7 +207,7 @@ pthread_rwlock_t *ix_publish_lock(const rotor_index *ix);
 
 /* Whether slot u's vector was removed. */
 static inline bool ix_is_deleted(const rotor_index *ix, size_t u) {
-    return u < ix->deleted_bits && ((ix->deleted[u >> 6] >> (u & 63)) & 1);
+    return u < ix->deleted_bits && cm_bit_get(ix->deleted, u);
 }
 /* Vectors a search can return: the slots in use less the removed. */
 static inline size_t ix_live(const rotor_index *ix) { return ix->count - ix->ndeleted; }

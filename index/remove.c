@@ -127,10 +127,10 @@ static rotor_status look_up(rotor_index *ix, const int64_t *keys, size_t n, stag
     for (size_t i = 0; i < n && st == ROTOR_OK; i++) {
         size_t u;
         st = ix_slot_of(ix, keys[i], &u);
-        if (st == ROTOR_OK && ((s->bits[u >> 6] >> (u & 63)) & 1))
+        if (st == ROTOR_OK && cm_bit_get(s->bits, u))
             st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT, "key %" PRId64 " is given twice", keys[i]);
         if (st == ROTOR_OK) {
-            s->bits[u >> 6] |= (uint64_t)1 << (u & 63);
+            cm_bit_set(s->bits, u);
             s->slots[i] = u;
         }
     }

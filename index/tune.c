@@ -200,7 +200,7 @@ static void exact_chunk(void *ctx, size_t chunk, unsigned worker) {
 enum { HELD_SPARE = 16 };
 
 static bool is_held(const uint64_t *held, int64_t u) {
-    return held != NULL && u >= 0 && ((held[(uint64_t)u >> 6] >> ((uint64_t)u & 63)) & 1);
+    return held != NULL && u >= 0 && cm_bit_get(held, (size_t)u);
 }
 
 /* The exact TUNE_K nearest of each query among `count` rows of `base`
@@ -570,7 +570,7 @@ rotor_status ix_hold_out(rotor_index *ix, size_t n) {
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     for (size_t i = 0; i < nq; i++)
-        bits[rows[i] >> 6] |= (uint64_t)1 << (rows[i] & 63);
+        cm_bit_set(bits, rows[i]);
     ix->held = rows;
     ix->nheld = nq;
     ix->held_bits = bits;
@@ -647,7 +647,8 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     const rotor_allocator *a = &ix->alloc;
     const float *base = NULL;
     CM_FORWARD(full_vectors(ix, &base));
-    uint32_t *rows = NULL;
+    const uint32_t *rows = NULL; /* the query rows: held out, or sampled */
+    uint32_t *sampled = NULL;
     float *own = NULL;
     rotor_status st = ROTOR_OK;
     const bool own_rows = queries == NULL;
@@ -664,13 +665,11 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     if (own_rows) {
         nq = held ? ix->nheld : self_queries(ix_live(ix));
         if (held) {
-            rows = cm_alloc(a, nq * sizeof *rows, "calibration queries");
-            st = rows != NULL ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-            if (st == ROTOR_OK)
-                memcpy(rows, ix->held, nq * sizeof *rows);
+            rows = ix->held;
         } else {
-            st = ix->ndeleted > 0 ? sample_live_rows(ix, nq, &rows)
-                                  : sample_rows(a, ix->count, nq, ix->params.seed, &rows);
+            st = ix->ndeleted > 0 ? sample_live_rows(ix, nq, &sampled)
+                                  : sample_rows(a, ix->count, nq, ix->params.seed, &sampled);
+            rows = sampled;
         }
         own =
             st == ROTOR_OK ? cm_alloc(a, nq * ix->dim * sizeof *own, "calibration queries") : NULL;
@@ -700,7 +699,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     ix_filter_free(&live);
     cm_free(a, gt);
     cm_free(a, own);
-    cm_free(a, rows);
+    cm_free(a, sampled);
     if (st != ROTOR_OK) {
         cm_free(a, table);
         return st;
