@@ -17,7 +17,7 @@
 
 #include "support/support.h"
 
-enum { N = 6000, NQ = 100, D = 32, K = 10, CLUSTERS = 40 };
+enum { N = 6000, NQ = 400, D = 32, K = 10, CLUSTERS = 40 };
 
 typedef struct fixture {
     float *base, *queries;
@@ -143,7 +143,13 @@ static void test_search_by_recall(void **state) {
         rotor_search_params sp = rotor_search_params_default();
         sp.target_recall = targets[i];
         const double got = recall_of(f, ix, &sp);
-        /* 100 queries: allow two standard errors of sampling noise. */
+        /* The test's own queries sample recall too: over 400 of them its
+         * standard error is under 0.01 at these targets (over 100, three
+         * data seeds of eight fell more than 0.02 short). The rest of
+         * the allowance covers the table's own error on this small set:
+         * its held-out rows rate a setting 0.01-0.03 above what outside
+         * queries reach, where rows searched as queries after the build
+         * rate it within 0.01. */
         assert_true(got >= targets[i] - 0.02);
         /* What the search used is what the tool reports. */
         rotor_search_params shown = rotor_search_params_default();
