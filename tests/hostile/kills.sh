@@ -12,7 +12,7 @@
 # file or pass 'rotor verify'.
 . "$(dirname "$0")/lib.sh"
 
-if ldd "$ROTOR" | grep -qE 'lib(a|t)san'; then
+if sanitized; then
   # What is checked is the files a killed writer leaves; a sanitizer sees
   # nothing of a process killed by SIGKILL, and triples the test's time.
   echo "SKIP: the kill points are checked by the release build's run of this test" >&2

@@ -18,6 +18,9 @@ skipped=0
 # Seconds one command may take before it counts as hung.
 LIMIT=${HOSTILE_TIMEOUT:-20}
 
+# True when the rotor under test is a sanitizer build (ASan or TSan).
+sanitized() { ldd "$ROTOR" | grep -qE 'lib(a|t)san'; }
+
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 skip() { skipped=$((skipped + 1)); echo "SKIP: $*" >&2; }

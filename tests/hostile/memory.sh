@@ -5,7 +5,7 @@
 # failure not checked): each either works or exits 1 with one line.
 . "$(dirname "$0")/lib.sh"
 
-if ldd "$ROTOR" | grep -qE 'lib(a|t)san'; then
+if sanitized; then
   echo "SKIP: a sanitizer build reserves terabytes of address space: ulimit -v cannot apply" >&2
   exit 77
 fi
