@@ -327,18 +327,20 @@ void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8
 rotor_status vm_fill_leader_codes(vamana *g);
 /* The pool: the best `cap` estimates a walk scored, ordered by (estimate,
  * id) as cm_topk orders them. It is offered most of what a deep walk
- * scores, so it is a max-heap of one integer per entry, the estimate's
- * bits made order-preserving above the id: a comparison is one integer
- * compare, not two of a float and an id (a quarter of a walk's
- * instructions at L = 40 with 120 kept went to the heap of pairs). The
- * keys lie in the memory of the ids it leaves (vm_heap_finish). */
-typedef struct vm_heap {
-    uint64_t *key;
+ * scores (about 470 entries a query for 120 kept: SIFT-like 1M, L = 32),
+ * so an offer only appends to a reservoir of twice `cap`; when it fills,
+ * a selection keeps the best `cap` and tightens the threshold. A heap
+ * paid a sift of seven levels on most offers and a heapsort at the end.
+ * Entries are one integer each, the estimate's bits made order-preserving
+ * above the id, so a comparison is one integer compare. The keys lie in
+ * the memory of the ids it leaves (vm_best_finish). */
+typedef struct vm_best {
+    uint64_t *key; /* room for 2 cap */
     size_t cap, size;
-    float thr; /* +inf until full, then the root's estimate */
-} vm_heap;
+    float thr; /* +inf until the first selection, then the cap-th estimate */
+} vm_best;
 
-static inline uint64_t vm_heap_key(float d, uint32_t id) {
+static inline uint64_t vm_best_key(float d, uint32_t id) {
     d += 0.0f; /* -0 is +0, as a float compare has them */
     uint32_t b;
     memcpy(&b, &d, sizeof b);
@@ -346,7 +348,7 @@ static inline uint64_t vm_heap_key(float d, uint32_t id) {
     return (uint64_t)b << 32 | id;
 }
 
-static inline float vm_heap_dist(uint64_t key) {
+static inline float vm_best_dist(uint64_t key) {
     uint32_t b = (uint32_t)(key >> 32);
     b = b & 0x80000000u ? b & 0x7fffffffu : ~b;
     float d;
@@ -354,59 +356,27 @@ static inline float vm_heap_dist(uint64_t key) {
     return d;
 }
 
-static inline void vm_heap_init(vm_heap *h, int64_t *mem, size_t cap) {
+/* `mem` holds 2 cap entries. */
+static inline void vm_best_init(vm_best *h, int64_t *mem, size_t cap) {
     h->key = (uint64_t *)mem;
     h->cap = cap;
     h->size = 0;
     h->thr = INFINITY;
 }
 
-static inline void vm_heap_sift_down(uint64_t *key, size_t n, size_t i, uint64_t v) {
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        c += c + 1 < n && key[c + 1] > key[c];
-        if (key[c] <= v)
-            break;
-        key[i] = key[c];
-        i = c;
-    }
-    key[i] = v;
+/* Keeps the best `cap` entries (vamana_search.c). */
+void vm_best_select(vm_best *h);
+
+/* Offered only below thr (sink_offer), so nothing is compared here. */
+static inline void vm_best_push(vm_best *h, float d, uint32_t id) {
+    h->key[h->size++] = vm_best_key(d, id);
+    if (h->size == 2 * h->cap)
+        vm_best_select(h);
 }
 
-static inline void vm_heap_push(vm_heap *h, float d, uint32_t id) {
-    const uint64_t v = vm_heap_key(d, id);
-    if (h->size < h->cap) {
-        size_t i = h->size++;
-        while (i > 0 && h->key[(i - 1) / 2] < v) {
-            h->key[i] = h->key[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-        h->key[i] = v;
-    } else if (h->cap > 0 && v < h->key[0]) {
-        vm_heap_sift_down(h->key, h->size, 0, v);
-    } else {
-        return;
-    }
-    if (h->size == h->cap)
-        h->thr = vm_heap_dist(h->key[0]);
-}
-
-/* Sorts the kept entries ascending and unpacks them: dist[j] and id[j],
+/* The best `cap` entries, ascending when `sorted`: dist[j] and id[j],
  * j < size (id is the memory the keys were in). */
-static inline void vm_heap_finish(vm_heap *h, float *dist, int64_t *id) {
-    for (size_t n = h->size; n > 1; n--) {
-        const uint64_t top = h->key[0];
-        vm_heap_sift_down(h->key, n - 1, 0, h->key[n - 1]);
-        h->key[n - 1] = top;
-    }
-    for (size_t j = 0; j < h->size; j++) {
-        const uint64_t v = h->key[j];
-        dist[j] = vm_heap_dist(v);
-        id[j] = (int64_t)(uint32_t)v;
-    }
-}
+void vm_best_finish(vm_best *h, bool sorted, float *dist, int64_t *id);
 
 /* Where a search's scored candidates go: the list it walks (L entries)
  * and, when there is one, a deeper pool of the best estimates for a
@@ -422,7 +392,7 @@ static inline void vm_heap_finish(vm_heap *h, float *dist, int64_t *id) {
  * nodes. */
 typedef struct vm_sink {
     vm_list l;
-    vm_heap *pool;
+    vm_best *pool;
     const nav_filter *filter;
     vm_list route;
 } vm_sink;
@@ -445,7 +415,7 @@ static inline void sink_offer(vm_sink *k, float est, uint32_t id) {
     if (k->filter == NULL || nav_filter_allows(k->filter, id)) {
         list_insert(&k->l, est, id);
         if (k->pool != NULL && est < k->pool->thr)
-            vm_heap_push(k->pool, est, id);
+            vm_best_push(k->pool, est, id);
     } else if (k->l.size < k->l.cap || est < k->l.c[k->l.size - 1].dist) {
         list_insert(k->filter->route_in_list ? &k->l : &k->route, est, id);
     }

@@ -603,47 +603,63 @@ static void test_stats(void **state) {
     rotor_index_close(ix);
 }
 
-/* The walk's pool keeps what cm_topk keeps, in the same order: the `cap`
- * smallest (estimate, id) pairs of everything offered below its
- * threshold, negative estimates (inner product) and ties among them, and
- * -0 equal to +0, for caps from 1 to past the number offered. */
-static void test_pool_keeps_what_topk_keeps(void **state) {
+static int cmp_key(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The walk's pool keeps the `cap` least (estimate, id) pairs of what it
+ * took, in that order when asked (or in any order), and what its threshold
+ * turned away is no nearer than the worst it keeps: negative estimates
+ * (inner product), many ties, -0 equal to +0, repeated pairs, and caps
+ * from 1 to past the number offered. */
+static void test_pool_keeps_the_best(void **state) {
     (void)state;
     ts_rng r;
     ts_rng_init(&r, 61);
     enum { OFFERED = 500 };
     float d[OFFERED];
+    uint64_t taken[OFFERED];
     for (size_t cap = 1; cap <= 600; cap = cap * 3 + 1) {
-        for (size_t i = 0; i < OFFERED; i++) {
-            /* few distinct values, both signs: many ties */
-            d[i] = (float)((int)(ts_rng_next(&r) % 41) - 20) * 0.25f;
-            if (d[i] == 0 && i % 2)
-                d[i] = -0.0f;
+        for (int sorted = 0; sorted < 2; sorted++) {
+            int64_t *mem = malloc(2 * cap * sizeof *mem);
+            float *got_d = malloc(cap * sizeof *got_d);
+            vm_best h;
+            vm_best_init(&h, mem, cap);
+            size_t ntaken = 0;
+            float nearest_refused = INFINITY;
+            for (size_t i = 0; i < OFFERED; i++) {
+                /* few distinct values, both signs: many ties */
+                d[i] = (float)((int)(ts_rng_next(&r) % 41) - 20) * 0.25f;
+                if (d[i] == 0 && i % 2)
+                    d[i] = -0.0f;
+                const uint32_t id = (uint32_t)(ts_rng_next(&r) % 300);
+                if (d[i] < h.thr) {
+                    vm_best_push(&h, d[i], id);
+                    taken[ntaken++] = vm_best_key(d[i], id);
+                } else if (d[i] < nearest_refused) {
+                    nearest_refused = d[i];
+                }
+            }
+            const size_t want = ntaken < cap ? ntaken : cap;
+            vm_best_finish(&h, sorted, got_d, mem);
+            assert_int_equal(h.size, want);
+            qsort(taken, ntaken, sizeof *taken, cmp_key);
+            uint64_t *got = malloc((want ? want : 1) * sizeof *got);
+            for (size_t j = 0; j < want; j++) {
+                got[j] = vm_best_key(got_d[j], (uint32_t)mem[j]);
+                if (sorted && j > 0)
+                    assert_true(got[j - 1] <= got[j]);
+            }
+            qsort(got, want, sizeof *got, cmp_key);
+            for (size_t j = 0; j < want; j++)
+                assert_true(got[j] == taken[j]);
+            if (want > 0)
+                assert_true(nearest_refused >= vm_best_dist(got[want - 1]));
+            free(got);
+            free(mem);
+            free(got_d);
         }
-        int64_t *mem = malloc(cap * sizeof *mem), *want_id = malloc(cap * sizeof *want_id);
-        float *got_d = malloc(cap * sizeof *got_d), *want_d = malloc(cap * sizeof *want_d);
-        vm_heap h;
-        vm_heap_init(&h, mem, cap);
-        cm_topk t;
-        cm_topk_init(&t, want_d, want_id, cap);
-        for (size_t i = 0; i < OFFERED; i++) {
-            const uint32_t id = (uint32_t)(ts_rng_next(&r) % 100000);
-            if (d[i] < h.thr)
-                vm_heap_push(&h, d[i], id);
-            if (d[i] < cm_topk_threshold(&t))
-                cm_topk_push(&t, d[i], id);
-        }
-        assert_int_equal(h.size, t.size);
-        vm_heap_finish(&h, got_d, mem);
-        cm_topk_finish(&t);
-        for (size_t j = 0; j < t.size; j++) {
-            assert_true(got_d[j] == want_d[j]);
-            assert_int_equal(mem[j], want_id[j]);
-        }
-        free(mem);
-        free(want_id);
-        free(got_d);
-        free(want_d);
     }
 }
 
@@ -668,7 +684,7 @@ int main(void) {
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_stats),
-        cmocka_unit_test(test_pool_keeps_what_topk_keeps),
+        cmocka_unit_test(test_pool_keeps_the_best),
     };
     return cmocka_run_group_tests(tests, nav_setup, nav_teardown);
 }
