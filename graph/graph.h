@@ -167,6 +167,7 @@ typedef struct nav_work {
     uint64_t hops;     /* graph records expanded */
     uint64_t scored;   /* codes (or, walking full vectors, vectors) estimated */
     uint64_t gathered; /* of those, read one by one from scattered memory */
+    uint64_t pooled;   /* entries the pool of a deep refine or rerank took */
     uint64_t refined;  /* candidates estimated again with the index's codes */
     uint64_t reranked; /* candidates scored on their full vectors */
     uint64_t probed;   /* IVF: centroids compared */

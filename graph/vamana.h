@@ -337,7 +337,8 @@ rotor_status vm_fill_leader_codes(vamana *g);
 typedef struct vm_best {
     uint64_t *key; /* room for 2 cap */
     size_t cap, size;
-    float thr; /* +inf until the first selection, then the cap-th estimate */
+    size_t taken; /* entries pushed, all told */
+    float thr;    /* +inf until the first selection, then the cap-th estimate */
 } vm_best;
 
 static inline uint64_t vm_best_key(float d, uint32_t id) {
@@ -361,6 +362,7 @@ static inline void vm_best_init(vm_best *h, int64_t *mem, size_t cap) {
     h->key = (uint64_t *)mem;
     h->cap = cap;
     h->size = 0;
+    h->taken = 0;
     h->thr = INFINITY;
 }
 
@@ -370,6 +372,7 @@ void vm_best_select(vm_best *h);
 /* Offered only below thr (sink_offer), so nothing is compared here. */
 static inline void vm_best_push(vm_best *h, float d, uint32_t id) {
     h->key[h->size++] = vm_best_key(d, id);
+    h->taken++;
     if (h->size == 2 * h->cap)
         vm_best_select(h);
 }

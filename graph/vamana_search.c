@@ -123,6 +123,7 @@ static void add_work(const nav_search_params *p, const nav_work *w) {
     p->work->hops += w->hops;
     p->work->scored += w->scored;
     p->work->gathered += w->gathered;
+    p->work->pooled += w->pooled;
     p->work->refined += w->refined;
     p->work->reranked += w->reranked;
 }
@@ -438,8 +439,10 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     /* The candidates that go on, best estimate first (for a rerank that
      * reads from disk; a refine orders them itself): the pool, or the head
      * of the list. */
-    if (pooled)
+    if (pooled) {
+        w.work.pooled += pool.taken;
         vm_best_finish(&pool, !refining, sc->best_d, sc->best_id);
+    }
     size_t nc = pooled ? pool.size : (keep < l->size ? keep : l->size);
     uint32_t *cand = sc->cand;
     /* Their estimates by the walking codes: the pool's own, or copied from

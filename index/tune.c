@@ -73,16 +73,22 @@ enum {
  * walk + sq8; 100-d word vectors: full precision, sq8, pq50x4) on an
  * AVX-512 server: median error 8 %. A query costs its preparation (the
  * rotation and lookup tables of quantized searches: 8.7 ns a dimension), a
- * record expanded 317 ns of list and visited-set bookkeeping (444 more when
- * a rerank deeper than the list keeps its own heap), a fast-scan code 0.09
- * ns per 4-bit lookup, an 8-bit scalar code 0.1 ns and a float 0.23 ns per
- * dimension, a read from a scattered address 24 ns. Codes the fit did not
- * see (8-bit PQ, TurboQuant, popcount binary) are priced by their bytes; a
- * vector read from an SSD is priced at a typical NVMe read. */
+ * record expanded 317 ns of list and visited-set bookkeeping, a fast-scan
+ * code 0.09 ns per 4-bit lookup, an 8-bit scalar code 0.1 ns and a float
+ * 0.23 ns per dimension, a read from a scattered address 24 ns. Codes the
+ * fit did not see (8-bit PQ, TurboQuant, popcount binary) are priced by
+ * their bytes; a vector read from an SSD is priced at a typical NVMe read.
+ *
+ * An entry the pool of a deep refine or rerank takes costs 32 ns (the
+ * append, its share of the selections, and the list and visited-set work
+ * of a candidate the pool's looser threshold lets in): fitted beside the
+ * records on SIFT-like graphs of 50,000, 200,000 and 1,000,000 points
+ * (binary walk, sq8 refine: 30, 35 and 39 ns), where the refine depth was
+ * varied at each list and rerank. */
 #define NS_QUERY 1460.0
 #define NS_QUERY_DIM 8.7
 #define NS_HOP 317.0
-#define NS_POOL_HOP 444.0
+#define NS_POOL_ENTRY 32.0
 #define NS_MISS 24.0
 #define NS_DISK_READ 4000.0
 
@@ -99,20 +105,15 @@ static double code_ns(const quant *q, size_t dim) {
     }
 }
 
-/* Modelled nanoseconds per query of work w summed over nq queries searched
- * with np. scan_scale: how many of the codes a sequential scan scored would
+/* Modelled nanoseconds per query of work w summed over nq queries.
+ * scan_scale: how many of the codes a sequential scan scored would
  * be scored in the index modelled (IVF sampled as a flat scan); 1
  * otherwise. */
-static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq,
-                       const nav_search_params *np, double scan_scale) {
+static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale) {
     const size_t d = ix->dim;
     const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
     double t = (double)nq * (NS_QUERY + (ix->q != NULL ? NS_QUERY_DIM * (double)d : 0));
-    /* The heap of a rerank deeper than the list; a walk on other codes
-     * keeps one for its refine at every list the fit saw, so its price is
-     * in NS_HOP already. */
-    const bool pools = ix->walk_q == NULL && np->list > 0 && np->rerank > np->list;
-    t += (double)w->hops * (NS_HOP + (pools ? NS_POOL_HOP : 0));
+    t += (double)w->hops * NS_HOP + (double)w->pooled * NS_POOL_ENTRY;
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
         t += (double)w->scored * code_ns(NULL, d) + (double)w->gathered * NS_MISS;
@@ -341,6 +342,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
         w.hops += set->slot[t].work.hops;
         w.scored += set->slot[t].work.scored;
         w.gathered += set->slot[t].work.gathered;
+        w.pooled += set->slot[t].work.pooled;
         w.refined += set->slot[t].work.refined;
         w.reranked += set->slot[t].work.reranked;
         w.probed += set->slot[t].work.probed;
@@ -360,7 +362,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
          * many rows above the target, and would favour the ones whose
          * queries happened to be easy. */
         .recall_low = (float)(mean - 2 * sqrt(var > 0 ? var / n : 0)),
-        .cost_ns = (float)model_ns(ix, &w, set->nq, np, set->scan_scale),
+        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale),
     };
     return ROTOR_OK;
 }
@@ -472,6 +474,50 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
     return ROTOR_OK;
 }
 
+/* Each setting the sweep keeps (the frontier of cost and recall) measured
+ * again with other values of one knob. The table grows to hold them. */
+static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const uint32_t *values,
+                               size_t nvalues, bool refine_knob, rotor_calibration_row **table,
+                               size_t *n) {
+    const size_t kept = keep_frontier(*table, *n);
+    rotor_calibration_row *rows =
+        cm_alloc(&ix->alloc, kept * (1 + nvalues) * sizeof *rows, "calibration table");
+    if (rows == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    memcpy(rows, *table, kept * sizeof *rows);
+    cm_free(&ix->alloc, *table);
+    *table = rows;
+    size_t m = kept;
+    for (size_t i = 0; i < kept; i++) {
+        for (size_t v = 0; v < nvalues; v++) {
+            nav_search_params np = {.list = rows[i].list_size,
+                                    .rerank = rows[i].rerank,
+                                    .refine = rows[i].refine,
+                                    .starts = rows[i].start_points};
+            if (refine_knob) {
+                /* A multiple of the rerank; below it there is nothing to
+                 * refine. */
+                np.refine = values[v] * rows[i].rerank;
+            } else {
+                np.starts = values[v];
+            }
+            CM_FORWARD(evaluate(ix, set, &np, &rows[m]));
+            m++;
+        }
+    }
+    *n = m;
+    return ROTOR_OK;
+}
+
+/* How deep a walk on other codes refines: the sweep above measures the
+ * search's default, four times the rerank, and each setting it keeps is
+ * measured again at two and one times. The walk keeps a pool of that
+ * many of its best estimates when the list is shorter, and estimates each
+ * again: at L = 32 and rerank 30 (SIFT-like 1M, binary walk, sq8 refine)
+ * 120 cost 1.4x the time of 30 for recall 0.960 against 0.888, and L = 40
+ * with 60 reached 0.956 at 1.24x the QPS of L = 32 with 120. */
+static const uint32_t REFINE_TIMES[] = {2, 1};
+
 /* Starting points scored before a walk. The sweep above scores the
  * search's default (256); each setting it keeps is measured again with
  * fewer and with more: a short list on a small graph spends much of its
@@ -480,38 +526,21 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
  * query's region (768-d, 500,000 points: 0.936 -> 0.963 at L = 10). */
 static const uint32_t STARTS[] = {32, 64, 128, 512};
 
-static rotor_status sweep_starts(const rotor_index *ix, const tune_set *set,
-                                 rotor_calibration_row **table, size_t *n) {
+static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
+                                   rotor_calibration_row **table, size_t *n) {
     if (ix->params.kind != ROTOR_INDEX_VAMANA || ix->q == NULL || *n == 0)
         return ROTOR_OK;
+    if (ix->walk_q != NULL && ix->walk_q != ix->q)
+        CM_FORWARD(sweep_knob(ix, set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), true, table, n));
     nav_stats ns;
     const graph_space space = ix_space(ix);
     ix->nav->ops->stats(ix->nav, &space, &ns);
-    if (ns.start_points == 0)
-        return ROTOR_OK;
-    const size_t kept = keep_frontier(*table, *n);
-    rotor_calibration_row *rows =
-        cm_alloc(&ix->alloc, kept * (1 + COUNT_OF(STARTS)) * sizeof *rows, "calibration table");
-    if (rows == NULL)
-        return ROTOR_ERR_OUT_OF_MEMORY;
-    memcpy(rows, *table, kept * sizeof *rows);
-    cm_free(&ix->alloc, *table);
-    *table = rows;
-    size_t m = kept;
-    for (size_t i = 0; i < kept; i++) {
-        for (size_t s = 0; s < COUNT_OF(STARTS); s++) {
-            /* As many as the index keeps: the default already scores them. */
-            if (STARTS[s] >= ns.start_points)
-                break;
-            nav_search_params np = {.list = rows[i].list_size,
-                                    .rerank = rows[i].rerank,
-                                    .refine = rows[i].refine,
-                                    .starts = STARTS[s]};
-            CM_FORWARD(evaluate(ix, set, &np, &rows[m]));
-            m++;
-        }
-    }
-    *n = m;
+    /* As many as the index keeps: the default already scores them. */
+    size_t nstarts = 0;
+    while (nstarts < COUNT_OF(STARTS) && STARTS[nstarts] < ns.start_points)
+        nstarts++;
+    if (nstarts > 0)
+        CM_FORWARD(sweep_knob(ix, set, STARTS, nstarts, false, table, n));
     return ROTOR_OK;
 }
 
@@ -698,7 +727,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     if (st == ROTOR_OK)
         st = sweep(ix, &set, 0, &table, &n);
     if (st == ROTOR_OK)
-        st = sweep_starts(ix, &set, &table, &n);
+        st = sweep_variants(ix, &set, &table, &n);
     tune_set_close(ix, &set);
     ix_filter_free(&live);
     cm_free(a, gt);
@@ -748,7 +777,7 @@ rotor_status ix_recall_settings(const rotor_index *ix, float target, size_t k,
     if (np->rerank == SIZE_MAX)
         np->rerank = (best->rerank * scale_num + scale_den - 1) / scale_den;
     if (np->refine == 0)
-        np->refine = best->refine;
+        np->refine = (best->refine * scale_num + scale_den - 1) / scale_den;
     if (np->nprobe == 0)
         np->nprobe = best->nprobe;
     if (np->starts == 0)

@@ -16,11 +16,12 @@ import sys
 
 import numpy as np
 
-COLS = ["quant", "walk", "nbr", "dim", "code_bytes", "walk_bytes", "node_bytes", "disk", "list",
-        "rerank", "hops", "scored", "gathered", "refined", "reranked", "probed", "ns"]
+COLS = ["quant", "walk", "nbr", "dim", "count", "code_bytes", "walk_bytes", "node_bytes", "disk",
+        "list", "rerank", "refine", "hops", "scored", "gathered", "pooled", "refined", "reranked",
+        "probed", "ns"]
 
 NAMES = ["query", "query_dim", "hop", "hop_line", "fs_nibble", "sq_dim", "float_dim", "miss",
-         "row_line", "pool_hop"]
+         "row_line", "pool_entry"]
 
 
 def nibbles(spec, d):
@@ -49,9 +50,9 @@ def features(r):
     # A row read at random: its lines beyond the first.
     f[8] = r["reranked"] * (np.ceil(4 * d / 64) - 1) + \
         (r["gathered"] * (np.ceil(4 * d / 64) - 1) if full else 0)
-    # A rerank deeper than the list keeps a heap beside the list: every
-    # estimate good enough for either pays for it.
-    f[9] = r["hops"] if r["rerank"] > r["list"] else 0
+    # A refine or rerank deeper than the list keeps a pool beside it: every
+    # entry it takes pays for it.
+    f[9] = r["pooled"]
     return f, seq
 
 
@@ -81,7 +82,8 @@ def main():
     err = pred / y - 1
     print(f"relative error: median {np.median(np.abs(err)):.3f}, max {np.max(np.abs(err)):.3f}")
     for r, p in zip(rows, pred):
-        print(f"{r['quant']:>8s} {r['walk']:>8s} L={r['list']:4.0f} rr={r['rerank']:4.0f} "
+        print(f"{r['quant']:>8s} {r['walk']:>8s} n={r['count']:8.0f} L={r['list']:4.0f} "
+              f"rr={r['rerank']:4.0f} rf={r['refine']:4.0f} "
               f"measured {r['ns'] / 1000:8.1f} us  model {p / 1000:8.1f} us")
 
 

@@ -5,14 +5,18 @@
  * (nav_work) beside the thread CPU time it took. fit.py fits the model's
  * constants to these lines.
  *
- *   work_timing INDEX QUERIES [MAX_QUERIES]
+ *   work_timing INDEX QUERIES [MAX_QUERIES [LOAD]]
+ *
+ * LOAD 1 copies the index into memory (rotor_open_params.load), as the
+ * benchmarks in bench/RESULTS.md do; a walk on other codes is measured at
+ * three refine depths (the default, and once and twice the rerank).
  *
  * Built against the library's internals (it reads nav_work), from the
  * repository root, after a release build into build/rel:
  *   cc -O2 -I. -Iinclude bench/costfit/work_timing.c build/rel/librotor.a \
  *      -luring -lxxhash -lz -lpthread -lm -o work_timing
- * Prints CSV: quant,walk,nbr,dim,code_bytes,walk_bytes,node_bytes,disk,list,rerank,
- *             hops,scored,gathered,refined,reranked,probed,ns
+ * Prints CSV: quant,walk,nbr,dim,count,code_bytes,walk_bytes,node_bytes,disk,list,rerank,
+ *             refine,hops,scored,gathered,pooled,refined,reranked,probed,ns
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -34,6 +38,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     rotor_open_params op = rotor_open_params_default();
+    op.load = argc > 4 && atoi(argv[4]) == 1;
     rotor_index *ix;
     if (rotor_index_open(argv[1], &op, &ix) != ROTOR_OK) {
         fprintf(stderr, "work_timing: %s\n", rotor_last_error());
@@ -66,12 +71,14 @@ int main(int argc, char **argv) {
     static const unsigned lists[] = {10, 16, 24, 32, 48, 64, 96, 128, 192};
     static const unsigned reranks[] = {10, 30, 100};
     const size_t nr = ix->q ? 3 : 1;
+    const size_t nf = ix->walk_q ? 3 : 1;
     int64_t ids[10];
     float dist[10];
     for (size_t a = 0; a < sizeof lists / sizeof lists[0]; a++) {
-        for (size_t b = 0; b < nr; b++) {
+        for (size_t b = 0; b < nr * nf; b++) {
             nav_work w = {0};
-            nav_search_params np = {.rerank = ix->q ? reranks[b] : 0, .work = &w};
+            const size_t rerank = ix->q ? reranks[b / nf] : 0;
+            nav_search_params np = {.rerank = rerank, .refine = rerank * (b % nf), .work = &w};
             if (ivf)
                 np.nprobe = lists[a] / 4;
             else
@@ -84,16 +91,17 @@ int main(int argc, char **argv) {
                     ix_search_nav(ix, &np, q + i * d, 10, ids, dist, NULL);
                 const double t = (cpu_ns() - t0) / (double)nq;
                 if (pass == 1)
-                    printf(
-                        "%s,%s,%d,%zu,%zu,%zu,%.0f,%d,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.0f\n",
-                        ix->quant_name, ix->walk_q ? ix->walk_name : ix->quant_name,
-                        ix->params.neighbor_codes, d, ix->q ? ix->q->code_bytes : 0,
-                        ix->walk_q ? ix->walk_q->code_bytes
-                        : ix->q    ? ix->q->code_bytes
-                                   : 0,
-                        node_bytes, ix->store != NULL, ivf ? np.nprobe : np.list, np.rerank,
-                        (double)w.hops / nq, (double)w.scored / nq, (double)w.gathered / nq,
-                        (double)w.refined / nq, (double)w.reranked / nq, (double)w.probed / nq, t);
+                    printf("%s,%s,%d,%zu,%zu,%zu,%zu,%.0f,%d,%zu,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.2f,%"
+                           ".2f,%.2f,%.0f\n",
+                           ix->quant_name, ix->walk_q ? ix->walk_name : ix->quant_name,
+                           ix->params.neighbor_codes, d, ix->count, ix->q ? ix->q->code_bytes : 0,
+                           ix->walk_q ? ix->walk_q->code_bytes
+                           : ix->q    ? ix->q->code_bytes
+                                      : 0,
+                           node_bytes, ix->store != NULL, ivf ? np.nprobe : np.list, np.rerank,
+                           np.refine, (double)w.hops / nq, (double)w.scored / nq,
+                           (double)w.gathered / nq, (double)w.pooled / nq, (double)w.refined / nq,
+                           (double)w.reranked / nq, (double)w.probed / nq, t);
             }
         }
     }

@@ -1,8 +1,8 @@
 /*
  * What an index measures about itself: the automatic choice of codes
  * (quant "auto") is made by measurement and repeats under a seed; the
- * calibration table, starting points included, comes back from the file
- * unchanged; the rows a build calibrates on are held out of its graph and
+ * calibration table, starting points and refine depths included, comes
+ * back from the file unchanged; the rows a build calibrates on are held out of its graph and
  * linked in afterwards; a search by recall reaches the recall it was asked
  * for on queries the calibration never saw; a request the index cannot promise is
  * refused with a sentence; every allocation failure of a calibrating build
@@ -159,6 +159,34 @@ static void test_search_by_recall(void **state) {
     sp.list_size = 77;
     assert_int_equal(rotor_search_params_for_recall(ix, 0.95f, K, &sp), ROTOR_OK);
     assert_int_equal(sp.list_size, 77);
+    rotor_index_close(ix);
+}
+
+/* A walk on other codes is calibrated at shallower refines too (the
+ * default is four times the rerank): the table keeps some of them, each a
+ * multiple of its rerank, and a search by recall that picks one still
+ * reaches its target. */
+static void test_refine_depth_is_calibrated(void **state) {
+    const fixture *f = *state;
+    rotor_params p = vamana_params();
+    p.quant = "sq8";
+    p.walk_quant = "bin1fs";
+    rotor_index *ix = build(f, p);
+    rotor_tuning t;
+    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    size_t shallow = 0;
+    for (size_t i = 0; i < t.rows; i++) {
+        const rotor_calibration_row *r = &t.row[i];
+        if (r->refine == 0)
+            continue;
+        assert_true(r->refine == r->rerank || r->refine == 2 * r->rerank);
+        shallow++;
+    }
+    assert_true(shallow > 0);
+    rotor_search_params sp = rotor_search_params_default();
+    assert_int_equal(rotor_search_params_for_recall(ix, 0.9f, K, &sp), ROTOR_OK);
+    sp.target_recall = 0;
+    assert_true(recall_of(f, ix, &sp) >= 0.9 - 0.02);
     rotor_index_close(ix);
 }
 
@@ -440,6 +468,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auto_measures_and_repeats),
         cmocka_unit_test(test_search_by_recall),
+        cmocka_unit_test(test_refine_depth_is_calibrated),
         cmocka_unit_test(test_held_out_rows_are_linked),
         cmocka_unit_test(test_tuning_round_trips),
         cmocka_unit_test(test_unmet_recall_is_refused),
