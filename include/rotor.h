@@ -653,8 +653,10 @@ typedef struct rotor_auto_candidate {
     char walk_quant[32]; /* "" when the walk uses quant */
     int32_t neighbor_codes;
     /* Its cheapest setting reaching the target on the sample (list_size 0:
-     * none did), the recall there (or the best it reached), the modelled
-     * cost there (0: target not reached). */
+     * none did, or none reached 0.99), the recall there (or the best it
+     * reached), and what the choice compares: the geometric mean of the
+     * modelled costs of its cheapest settings reaching the target and
+     * 0.99 (0: not both reached). */
     uint32_t list_size, rerank;
     float recall;
     float cost_ns;
