@@ -327,8 +327,8 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     }
     const size_t second = refining ? (rerank > k ? rerank : k) : 0;
     vm_scratch *sc;
-    /* The route list lies in the list's memory, after it. */
-    /* The pool's reservoir, then the refine's best. */
+    /* The route list lies in the list's memory, after it; the refine's
+     * best lie after the pool's reservoir. */
     const size_t pool_room = 2 * pool_cap;
     CM_FORWARD(vm_scratch_get(g, s, s->count, list + (route > 0 ? route + 1 : 0), 0,
                               pool_room + second, &sc));
