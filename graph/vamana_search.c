@@ -252,7 +252,7 @@ void vm_best_select(vm_best *h) {
 
 void vm_best_finish(vm_best *h, bool sorted, float *dist, int64_t *id) {
     if (h->size > h->cap)
-        select_keys(h->key, h->size, h->cap), h->size = h->cap;
+        vm_best_select(h);
     if (sorted)
         sort_keys(h->key, 0, h->size);
     for (size_t j = 0; j < h->size; j++) {

@@ -479,6 +479,8 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
 static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const uint32_t *values,
                                size_t nvalues, bool refine_knob, rotor_calibration_row **table,
                                size_t *n) {
+    if (*n == 0)
+        return ROTOR_OK;
     const size_t kept = keep_frontier(*table, *n);
     rotor_calibration_row *rows =
         cm_alloc(&ix->alloc, kept * (1 + nvalues) * sizeof *rows, "calibration table");
@@ -509,6 +511,9 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
     return ROTOR_OK;
 }
 
+/* A walk on other codes, whose best candidates are estimated again. */
+static bool refines(const rotor_index *ix) { return ix->walk_q != NULL && ix->walk_q != ix->q; }
+
 /* How deep a walk on other codes refines: the sweep above measures the
  * search's default, four times the rerank, and each setting it keeps is
  * measured again at two and one times. The walk keeps a pool of that
@@ -530,7 +535,7 @@ static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
                                    rotor_calibration_row **table, size_t *n) {
     if (ix->params.kind != ROTOR_INDEX_VAMANA || ix->q == NULL || *n == 0)
         return ROTOR_OK;
-    if (ix->walk_q != NULL && ix->walk_q != ix->q)
+    if (refines(ix))
         CM_FORWARD(sweep_knob(ix, set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), true, table, n));
     nav_stats ns;
     const graph_space space = ix_space(ix);
@@ -863,7 +868,6 @@ static rotor_status sample_index(const rotor_params *p, const float *rows, size_
     return ROTOR_OK;
 }
 
-/* The cheapest row reaching `target`, or NULL. */
 /* The automatic choice weighs each candidate at the target and at this
  * recall too. The sample is a small graph, where coarse codes reach a
  * recall with shallow reranks that the full index needs far deeper: on
@@ -875,6 +879,7 @@ static rotor_status sample_index(const rotor_params *p, const float *rows, size_
  * 0.99 too). */
 #define AUTO_HIGH_RECALL 0.99f
 
+/* The cheapest row reaching `target`, or NULL. */
 static const rotor_calibration_row *cheapest(const rotor_calibration_row *r, size_t n,
                                              float target) {
     const rotor_calibration_row *best = NULL;
@@ -966,7 +971,7 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
             st = sweep(s, &set, high, &r, &nr);
         /* A walk on other codes at the refine depths a search by recall
          * may take. */
-        if (st == ROTOR_OK && nr > 0 && vamana && s->walk_q != NULL && s->walk_q != s->q)
+        if (st == ROTOR_OK && refines(s))
             st = sweep_knob(s, &set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), true, &r, &nr);
         tune_set_close(s, &set);
         if (st == ROTOR_OK) {
