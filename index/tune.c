@@ -67,30 +67,43 @@ enum {
 
 /* ---- the cost model -------------------------------------------------------
  *
- * Nanoseconds per unit of counted work, fitted by bench/costfit (least
- * squares on the relative error) to 216 single-thread settings of eight
- * indexes (Fashion-MNIST: full precision, sq8, pq196x4, pq392x4, bin1fs
- * walk + sq8; 100-d word vectors: full precision, sq8, pq50x4) on an
- * AVX-512 server: median error 8 %. A query costs its preparation (the
- * rotation and lookup tables of quantized searches: 8.7 ns a dimension), a
- * record expanded 317 ns of list and visited-set bookkeeping, a fast-scan
- * code 0.09 ns per 4-bit lookup, an 8-bit scalar code 0.1 ns and a float
- * 0.23 ns per dimension, a read from a scattered address 24 ns. Codes the
- * fit did not see (8-bit PQ, TurboQuant, popcount binary) are priced by
- * their bytes; a vector read from an SSD is priced at a typical NVMe read.
+ * Nanoseconds per unit of counted work. A query costs its preparation
+ * (the rotation and lookup tables of quantized searches: 8.7 ns a
+ * dimension); an estimate, a fast-scan code 0.09 ns per 4-bit lookup, an
+ * 8-bit scalar code 0.1 ns and a float 0.23 ns per dimension (fitted by
+ * bench/costfit to 216 single-thread settings of eight indexes of
+ * Fashion-MNIST and 100-d word vectors, median error 8 %). Codes the fit
+ * did not see (8-bit PQ, TurboQuant, popcount binary) are priced by their
+ * bytes; a vector read from an SSD at a typical NVMe read.
  *
- * An entry the pool of a deep refine or rerank takes costs 32 ns (the
- * append, its share of the selections, and the list and visited-set work
- * of a candidate the pool's looser threshold lets in): fitted beside the
- * records on SIFT-like graphs of 50,000, 200,000 and 1,000,000 points
- * (binary walk, sq8 refine: 30, 35 and 39 ns), where the refine depth was
- * varied at each list and rerank. */
+ * Reads from memory are priced by the size of the array they fall in, at
+ * the size of the index modelled: the automatic choice searches a sample
+ * of 20,000 rows that sits in cache where the index of a million will
+ * not. A record expanded costs 520 ns (its list and visited-set work and
+ * its fetch) and 33 ns more for every doubling of the graph's records past
+ * NS_CACHE_BYTES: the walk waits on each record. A code gathered from the
+ * records of the own-code layout, a code refined and a vector reranked
+ * cost 8 ns a doubling of their array: they are read together and
+ * overlap. A full-precision walk's vectors cost 31 ns a doubling, one
+ * read after another. An entry the pool of a deep refine or rerank takes
+ * costs 47 ns (the append, its share of the selections, and the list and
+ * visited-set work of a candidate the pool's looser threshold lets in).
+ * Fitted by bench/costfit (least of three timed passes a setting) to 12
+ * indexes: SIFT-like 50k / 200k / 1M with a binary walk refined by sq8 and
+ * with sq8 own codes, 1M pq64x4, full precision at 50k and 200k, 768-d
+ * 200k pq192x4 and binary + sq8, Fashion-MNIST pq196x4; every index's
+ * median within 11 %. The sizes turn choices: from 50k to 1M a gathered
+ * own code grew 1.6-fold in time, a record with its neighbours' codes
+ * 1.1-fold. */
 #define NS_QUERY 1460.0
 #define NS_QUERY_DIM 8.7
-#define NS_HOP 317.0
-#define NS_POOL_ENTRY 32.0
-#define NS_MISS 24.0
+#define NS_HOP 520.0
+#define NS_HOP_FAR 33.0
+#define NS_POOL_ENTRY 47.0
+#define NS_READ_FAR 8.0
+#define NS_FLOAT_FAR 31.0
 #define NS_DISK_READ 4000.0
+#define NS_CACHE_BYTES (8.0 * 1024 * 1024)
 
 /* One estimate of a code already in cache. */
 static double code_ns(const quant *q, size_t dim) {
@@ -105,24 +118,44 @@ static double code_ns(const quant *q, size_t dim) {
     }
 }
 
-/* Modelled nanoseconds per query of work w summed over nq queries.
- * scan_scale: how many of the codes a sequential scan scored would
- * be scored in the index modelled (IVF sampled as a flat scan); 1
- * otherwise. */
-static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale) {
+/* Doublings of an array of `bytes` past what the caches hold. */
+static double past_cache(double bytes) {
+    return bytes > NS_CACHE_BYTES ? log2(bytes / NS_CACHE_BYTES) : 0.0;
+}
+
+/* Modelled nanoseconds per query of work w summed over nq queries, on an
+ * index laid out as ix is with `rows` rows (a sample priced at the size
+ * of the index it stands for; 0: ix's own). scan_scale: how many of the
+ * codes a sequential scan scored would be scored in the index modelled
+ * (IVF sampled as a flat scan); 1 otherwise. */
+static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale,
+                       size_t rows) {
     const size_t d = ix->dim;
+    const double n = (double)(rows > ix->count ? rows : ix->count);
     const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
+    nav_stats ns = {0};
+    graph_space space = ix_space(ix);
+    ix->nav->ops->stats(ix->nav, &space, &ns);
+    /* Graph records; for IVF, a list's codes are read in sequence. */
+    const double record = ix->params.kind == ROTOR_INDEX_VAMANA && ix->count > 0
+                              ? (double)(ns.bytes_ids + ns.bytes_codes) / (double)ix->count
+                              : 0;
+    const double vectors = past_cache(n * (double)(d * sizeof(float)));
     double t = (double)nq * (NS_QUERY + (ix->q != NULL ? NS_QUERY_DIM * (double)d : 0));
-    t += (double)w->hops * NS_HOP + (double)w->pooled * NS_POOL_ENTRY;
+    t += (double)w->hops * (NS_HOP + NS_HOP_FAR * past_cache(n * record));
+    t += (double)w->pooled * NS_POOL_ENTRY;
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
-        t += (double)w->scored * code_ns(NULL, d) + (double)w->gathered * NS_MISS;
+        t += (double)w->scored * code_ns(NULL, d) + (double)w->gathered * NS_FLOAT_FAR * vectors;
     } else {
-        t += (sequential + (double)w->gathered) * code_ns(walk, d) + (double)w->gathered * NS_MISS;
+        t += (sequential + (double)w->gathered) * code_ns(walk, d) +
+             (double)w->gathered * NS_READ_FAR * past_cache(n * record);
     }
     if (ix->q != NULL)
-        t += (double)w->refined * (NS_MISS + code_ns(ix->q, d));
-    t += (double)w->reranked * ((ix->store != NULL ? NS_DISK_READ : NS_MISS) + code_ns(NULL, d));
+        t += (double)w->refined *
+             (NS_READ_FAR * past_cache(n * (double)ix->q->code_bytes) + code_ns(ix->q, d));
+    t += (double)w->reranked *
+         ((ix->store != NULL ? NS_DISK_READ : NS_READ_FAR * vectors) + code_ns(NULL, d));
     t += (double)w->probed * code_ns(NULL, d);
     return t / (double)(nq ? nq : 1);
 }
@@ -317,6 +350,7 @@ typedef struct tune_set {
     eval_slot *slot;
     int64_t *ids;
     double scan_scale;
+    size_t rows;            /* the index priced has this many rows (0: its own) */
     const nav_filter *live; /* NULL, or the removed points' refusal */
     build_poll *poll;       /* NULL outside a build */
 } tune_set;
@@ -362,7 +396,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
          * many rows above the target, and would favour the ones whose
          * queries happened to be easy. */
         .recall_low = (float)(mean - 2 * sqrt(var > 0 ? var / n : 0)),
-        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale),
+        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale, set->rows),
     };
     return ROTOR_OK;
 }
@@ -724,7 +758,8 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows,
                               held ? ix->held_bits : NULL, nq, threads,
                               ix->ndeleted > 0 ? &lt.nav : NULL, &poll, gt);
-    tune_set set = {queries, held ? NULL : rows, gt, nq, NULL, NULL, NULL, 1.0, lp.filter, &poll};
+    tune_set set = {queries, held ? NULL : rows, gt,   nq, NULL, NULL, NULL, 1.0,
+                    0,       lp.filter,          &poll};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
     rotor_calibration_row *table = NULL;
@@ -961,7 +996,7 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         st = poll_stop(&poll) ? cancelled() : sample_index(&cp, rows, sn, ix->dim, links, &s);
         if (st != ROTOR_OK)
             break;
-        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, NULL, &poll};
+        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, n, NULL, &poll};
         if (!vamana) /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
             set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
         rotor_calibration_row *r = NULL;
@@ -977,9 +1012,11 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         if (st == ROTOR_OK) {
             /* The sample's reranks read memory; in disk mode each is a
              * read from the disk. */
+            const double ram_read =
+                NS_READ_FAR * past_cache((double)n * (double)(ix->dim * sizeof(float)));
             if (disk)
                 for (size_t i = 0; i < nr; i++)
-                    r[i].cost_ns += (float)(r[i].rerank * (NS_DISK_READ - NS_MISS));
+                    r[i].cost_ns += (float)(r[i].rerank * (NS_DISK_READ - ram_read));
             const rotor_calibration_row *b = cheapest(r, nr, ix->params.target_recall);
             const rotor_calibration_row *h = cheapest(r, nr, high);
             if (b != NULL && h != NULL) {

@@ -1,17 +1,23 @@
 #!/usr/bin/python3
 """Fits the cost model of index/tune.c to work_timing's lines.
 
-    fit.py LINES.csv [...]
+    fit.py [--fix NAME=NS ...] LINES.csv [...]
 
 Each line is one search setting on one index: the work a search counted
 (records expanded, codes scored in sequence or gathered, candidates refined
 and reranked) and the thread CPU time it took. The model is linear in the
-work, with per-unit costs by kind of code; the fit is least squares on the
-relative error (each setting weighs alike whatever its time), with negative
-coefficients refitted without their feature. Prints the constants and the
-model's error per line.
+work, with per-unit costs by kind of code, and prices reads from memory by
+the doublings of their array past NS_CACHE_BYTES (the index's size, not
+the sample's). The fit is least squares on the relative error, each index
+weighing alike whatever its number of lines, with negative coefficients
+refitted without their feature. --fix holds a constant at a value (the
+scoring constants, say, when the indexes fitted do not vary what they
+price). Prints the constants, the median ratio of measured to modelled
+time per file, and the model's error per line.
 """
+import collections
 import csv
+import math
 import sys
 
 import numpy as np
@@ -20,8 +26,14 @@ COLS = ["quant", "walk", "nbr", "dim", "count", "code_bytes", "walk_bytes", "nod
         "list", "rerank", "refine", "hops", "scored", "gathered", "pooled", "refined", "reranked",
         "probed", "ns"]
 
-NAMES = ["query", "query_dim", "hop", "hop_line", "fs_nibble", "sq_dim", "float_dim", "miss",
-         "row_line", "pool_entry"]
+NAMES = ["query", "query_dim", "hop", "hop_far", "pool_entry", "fs_nibble", "sq_dim", "float_dim",
+         "read_far", "float_far"]
+
+CACHE_BYTES = 8 * 1024 * 1024
+
+
+def past_cache(nbytes):
+    return math.log2(nbytes / CACHE_BYTES) if nbytes > CACHE_BYTES else 0.0
 
 
 def nibbles(spec, d):
@@ -33,54 +45,73 @@ def nibbles(spec, d):
 
 
 def features(r):
-    d = r["dim"]
+    d, n = r["dim"], r["count"]
     walk, quant = r["walk"], r["quant"]
-    seq = r["scored"] - r["gathered"]
     full = walk == "none"
-    f = np.zeros(len(NAMES))
-    f[0] = 1
-    f[1] = 0 if full else d
-    f[2] = r["hops"]
-    f[3] = r["hops"] * np.ceil(r["node_bytes"] / 64)
-    f[4] = r["scored"] * nibbles(walk, d)
-    sq_walk = walk == "sq8"
-    f[5] = (r["scored"] if sq_walk else 0) * d + (r["refined"] * d if quant == "sq8" else 0)
-    f[6] = (r["scored"] if full else 0) * d + r["reranked"] * d
-    f[7] = r["gathered"] + r["refined"] + r["reranked"]
-    # A row read at random: its lines beyond the first.
-    f[8] = r["reranked"] * (np.ceil(4 * d / 64) - 1) + \
-        (r["gathered"] * (np.ceil(4 * d / 64) - 1) if full else 0)
-    # A refine or rerank deeper than the list keeps a pool beside it: every
-    # entry it takes pays for it.
-    f[9] = r["pooled"]
-    return f, seq
+    records = n * r["node_bytes"]
+    vectors = n * 4 * d
+    f = dict.fromkeys(NAMES, 0.0)
+    f["query"] = 1
+    f["query_dim"] = 0 if full else d
+    f["hop"] = r["hops"]
+    f["hop_far"] = r["hops"] * past_cache(records)
+    f["pool_entry"] = r["pooled"]
+    f["fs_nibble"] = r["scored"] * nibbles(walk, d)
+    f["sq_dim"] = ((r["scored"] if walk == "sq8" else 0) + (r["refined"] if quant == "sq8" else 0)) * d
+    f["float_dim"] = ((r["scored"] if full else 0) + r["reranked"]) * d
+    # Reads issued together (own codes gathered from the records, codes
+    # refined, vectors reranked) overlap; a full-precision walk's come one
+    # after another.
+    f["read_far"] = (0 if full else r["gathered"] * past_cache(records)) + \
+        (r["refined"] * past_cache(n * r["code_bytes"]) if not full else 0) + \
+        r["reranked"] * past_cache(vectors)
+    f["float_far"] = r["gathered"] * past_cache(vectors) if full else 0
+    return [f[k] for k in NAMES]
 
 
 def main():
-    rows = []
-    for path in sys.argv[1:]:
-        for line in csv.reader(open(path)):
+    args = sys.argv[1:]
+    fixed = {}
+    while args and args[0] == "--fix":
+        name, value = args[1].split("=")
+        fixed[name] = float(value)
+        args = args[2:]
+    rows, files = [], []
+    for path in args:
+        lines = list(csv.reader(open(path)))
+        for line in lines:
             r = dict(zip(COLS, line))
             for k in COLS[3:]:
                 r[k] = float(r[k])
+            r["weight"] = 1 / math.sqrt(len(lines))
             rows.append(r)
-    X = np.array([features(r)[0] for r in rows])
+            files.append(path)
+    X = np.array([features(r) for r in rows])
     y = np.array([r["ns"] for r in rows])
-    W = 1 / y
-    keep = list(range(len(NAMES)))
+    W = np.array([r["weight"] for r in rows]) / y
+    base = sum(X[:, NAMES.index(k)] * v for k, v in fixed.items()) if fixed else np.zeros(len(y))
+    keep = [i for i, k in enumerate(NAMES) if k not in fixed]
     while True:
-        c, *_ = np.linalg.lstsq(X[:, keep] * W[:, None], y * W, rcond=None)
+        c, *_ = np.linalg.lstsq(X[:, keep] * W[:, None], (y - base) * W, rcond=None)
         neg = [keep[i] for i in range(len(keep)) if c[i] < 0]
         if not neg:
             break
         keep.remove(neg[0])
     coef = np.zeros(len(NAMES))
     coef[keep] = c
-    for n, v in zip(NAMES, coef):
-        print(f"{n:10s} {v:10.4f} ns")
+    for k, v in fixed.items():
+        coef[NAMES.index(k)] = v
+    for name, v in zip(NAMES, coef):
+        print(f"{name:10s} {v:10.4f} ns{' (fixed)' if name in fixed else ''}")
     pred = X @ coef
-    err = pred / y - 1
-    print(f"relative error: median {np.median(np.abs(err)):.3f}, max {np.max(np.abs(err)):.3f}")
+    ratio = y / pred
+    print(f"relative error: median {np.median(np.abs(ratio - 1)):.3f}, "
+          f"max {np.max(np.abs(ratio - 1)):.3f}")
+    per_file = collections.defaultdict(list)
+    for f, v in zip(files, ratio):
+        per_file[f].append(v)
+    for f, v in per_file.items():
+        print(f"{f}: measured / model median {np.median(v):.2f} ({min(v):.2f} to {max(v):.2f})")
     for r, p in zip(rows, pred):
         print(f"{r['quant']:>8s} {r['walk']:>8s} n={r['count']:8.0f} L={r['list']:4.0f} "
               f"rr={r['rerank']:4.0f} rf={r['refine']:4.0f} "

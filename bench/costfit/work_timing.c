@@ -83,14 +83,17 @@ int main(int argc, char **argv) {
                 np.nprobe = lists[a] / 4;
             else
                 np.list = lists[a];
-            /* A warm-up pass, then the timed one. */
-            for (int pass = 0; pass < 2; pass++) {
+            /* A warm-up pass, then the least of three timed ones: on a
+             * shared machine a neighbour's load only ever adds time. */
+            double t = 0;
+            for (int pass = 0; pass < 4; pass++) {
                 memset(&w, 0, sizeof w);
                 const double t0 = cpu_ns();
                 for (size_t i = 0; i < nq; i++)
                     ix_search_nav(ix, &np, q + i * d, 10, ids, dist, NULL);
-                const double t = (cpu_ns() - t0) / (double)nq;
-                if (pass == 1)
+                const double tp = (cpu_ns() - t0) / (double)nq;
+                t = pass == 1 || tp < t ? tp : t;
+                if (pass == 3)
                     printf("%s,%s,%d,%zu,%zu,%zu,%zu,%.0f,%d,%zu,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.2f,%"
                            ".2f,%.2f,%.0f\n",
                            ix->quant_name, ix->walk_q ? ix->walk_name : ix->quant_name,
