@@ -16,10 +16,12 @@
  * timings would favour layouts that read memory at random.
  *
  * The automatic choice builds one graph on a sample (one thread: the same
- * graph every time), lays it out again for each candidate's codes without
- * linking anything anew (nav_ops.derive; the links do not depend on the
- * codes), and keeps the candidate whose cheapest settings reaching the
- * target recall and 0.99 cost least together (their geometric mean).
+ * graph every time) made of held-out queries' nearest rows of the whole
+ * input (sample_neighbourhoods), lays it out again for each candidate's
+ * codes without linking anything anew (nav_ops.derive; the links do not
+ * depend on the codes), prices the work at the input's size, and keeps the
+ * candidate whose cheapest settings reaching the target recall and 0.99
+ * cost least together (their geometric mean).
  *
  * Both run inside a build, the automatic choice before the graph and the
  * calibration after it, and together they can take as long as the graph:
@@ -60,6 +62,12 @@ enum {
     SAMPLE_MIN = 2000,    /* the smallest sample worth a graph */
     SAMPLE_MAX = 20000,   /* enough to rank codes; more only costs time */
     SAMPLE_DIVISOR = 20,  /* a sample of n / 20 keeps the choice near a tenth of the build */
+    /* Rows of each query's neighbourhood in the sample (a small input's
+     * sample grows to hold them, up to a tenth of it). At 10 a query's
+     * neighbourhood is its answer and nothing in the sample competes with
+     * it; on Fashion-MNIST 20 chose a 1-bit walk, which ran at 0.73-0.97x
+     * the QPS of the pq196x4 that 30 and more chose. */
+    SAMPLE_NEIGHBOURHOOD = 50,
     AUTO_MIN_ROWS = 1000, /* below it every configuration is fast: full precision */
     EVAL_CHUNK = 16,      /* queries per pool chunk */
     MAX_CANDIDATES = 8,
@@ -249,8 +257,8 @@ static rotor_status exact_neighbours(const rotor_allocator *a, const float *base
                                      size_t dim, rotor_metric metric, const float *queries,
                                      const uint32_t *self, const uint64_t *held, size_t nq,
                                      unsigned threads, const nav_filter *live, build_poll *poll,
-                                     int64_t *gt) {
-    const size_t k = TUNE_K + (held != NULL ? HELD_SPARE : self != NULL),
+                                     size_t kout, int64_t *gt) {
+    const size_t k = kout + (held != NULL ? HELD_SPARE : self != NULL),
                  want = k < count ? k : count;
     graph_space s = {.vectors = base, .count = count, .dim = dim, .metric = metric};
     nav_params np = {.threads = 1};
@@ -271,12 +279,12 @@ static rotor_status exact_neighbours(const rotor_allocator *a, const float *base
             st = cancelled();
         for (size_t i = 0; st == ROTOR_OK && i < nq; i++) {
             size_t m = 0;
-            for (size_t j = 0; j < want && m < TUNE_K; j++)
+            for (size_t j = 0; j < want && m < kout; j++)
                 if ((self == NULL || ids[i * want + j] != (int64_t)self[i]) &&
                     !is_held(held, ids[i * want + j]))
-                    gt[i * TUNE_K + m++] = ids[i * want + j];
-            for (; m < TUNE_K; m++)
-                gt[i * TUNE_K + m] = -1;
+                    gt[i * kout + m++] = ids[i * want + j];
+            for (; m < kout; m++)
+                gt[i * kout + m] = -1;
         }
     }
     cm_free(a, ids);
@@ -757,7 +765,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     if (st == ROTOR_OK)
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows,
                               held ? ix->held_bits : NULL, nq, threads,
-                              ix->ndeleted > 0 ? &lt.nav : NULL, &poll, gt);
+                              ix->ndeleted > 0 ? &lt.nav : NULL, &poll, TUNE_K, gt);
     tune_set set = {queries, held ? NULL : rows, gt,   nq, NULL, NULL, NULL, 1.0,
                     0,       lp.filter,          &poll};
     if (st == ROTOR_OK)
@@ -924,6 +932,55 @@ static const rotor_calibration_row *cheapest(const rotor_calibration_row *r, siz
     return best;
 }
 
+/* The rows the automatic choice measures on: the nearest sn / nq rows of
+ * all n to each of the nq held-out queries (pick holds sn uniform rows
+ * and then the queries; on return its first sn rows are the sample). A
+ * uniform sample is sn / n as dense as the input, and codes rank easily
+ * there: on SIFT-like 1M a 2-bit walk needed 1.3x the list of sq8 own
+ * codes on 20,000 uniform rows but 2.5-3x on the full graph, where it ran
+ * at 0.7-0.8x their QPS, and pq192x4 looked as good as a 1-bit walk on the
+ * 768-d set and ran at 0.7x. Around the queries the sample is as dense as
+ * the input, where recall is measured, and those gaps show: the same
+ * 768-d set with half the sample so drawn (the rest uniform) still chose
+ * pq192x4. Neighbourhoods that overlap leave room for uniform rows. */
+static rotor_status sample_neighbourhoods(const rotor_index *ix, size_t n, size_t sn, size_t nq,
+                                          uint32_t *pick, build_poll *poll) {
+    const rotor_allocator *a = &ix->alloc;
+    const size_t each = sn / nq;
+    if (each == 0)
+        return ROTOR_OK;
+    float *q = cm_alloc(a, nq * ix->dim * sizeof *q, "sample queries");
+    int64_t *near = cm_alloc(a, nq * each * sizeof *near, "sample neighbourhoods");
+    uint64_t *taken = cm_calloc(a, (n + 63) / 64 * sizeof *taken, "sample rows");
+    uint32_t *out = cm_alloc(a, sn * sizeof *out, "sample rows");
+    rotor_status st = q && near && taken && out ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; st == ROTOR_OK && i < nq; i++) {
+        memcpy(q + i * ix->dim, ix->vectors + (size_t)pick[sn + i] * ix->dim, ix->dim * sizeof *q);
+        cm_bit_set(taken, pick[sn + i]); /* no query in the sample */
+    }
+    if (st == ROTOR_OK)
+        st = exact_neighbours(a, ix->vectors, n, ix->dim, ix->metric, q, pick + sn, NULL, nq,
+                              ix->params.threads, NULL, poll, each, near);
+    size_t m = 0;
+    for (size_t i = 0; st == ROTOR_OK && i < nq * each; i++)
+        if (near[i] >= 0 && !cm_bit_get(taken, (size_t)near[i])) {
+            cm_bit_set(taken, (size_t)near[i]);
+            out[m++] = (uint32_t)near[i];
+        }
+    for (size_t i = 0; st == ROTOR_OK && i < sn && m < sn; i++)
+        if (!cm_bit_get(taken, pick[i])) {
+            cm_bit_set(taken, pick[i]);
+            out[m++] = pick[i];
+        }
+    if (st == ROTOR_OK) /* m == sn: sn uniform rows besides the queries */
+        memcpy(pick, out, sn * sizeof *pick);
+    cm_free(a, q);
+    cm_free(a, near);
+    cm_free(a, taken);
+    cm_free(a, out);
+    return st;
+}
+
 rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_t quant_size,
                                char *walk, size_t walk_size, bool *neighbor_codes) {
     const double t0 = cm_now();
@@ -947,6 +1004,12 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
     size_t sn = n / SAMPLE_DIVISOR;
     sn = sn < SAMPLE_MIN ? SAMPLE_MIN : sn > SAMPLE_MAX ? SAMPLE_MAX : sn;
     size_t nq = SAMPLE_QUERIES;
+    /* Its graph is quick: with the larger sample the build stayed within
+     * 1.2x of the one given the winning flags (Fashion-MNIST, 40,000 word
+     * definitions). */
+    const size_t room = nq * SAMPLE_NEIGHBOURHOOD;
+    if (sn < room && sn < n / 10)
+        sn = room < n / 10 ? room : n / 10;
     if (sn + nq > n)
         sn = n - nq;
     uint32_t *pick;
@@ -955,14 +1018,16 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
     int64_t *gt = cm_alloc(a, nq * TUNE_K * sizeof *gt, "exact neighbours");
     t->candidate = cm_calloc(a, ncand * sizeof *t->candidate, "configuration candidates");
     rotor_status st = rows && gt && t->candidate ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-    for (size_t i = 0; st == ROTOR_OK && i < sn + nq; i++)
-        memcpy(rows + i * ix->dim, ix->vectors + (size_t)pick[i] * ix->dim, ix->dim * sizeof *rows);
-    const float *queries = rows + sn * ix->dim;
     /* Before the graph: nothing of the n rows is indexed yet. */
     build_poll poll = {ix->params.progress, ix->params.progress_opaque, 0, n, 0};
     if (st == ROTOR_OK)
+        st = sample_neighbourhoods(ix, n, sn, nq, pick, &poll);
+    for (size_t i = 0; st == ROTOR_OK && i < sn + nq; i++)
+        memcpy(rows + i * ix->dim, ix->vectors + (size_t)pick[i] * ix->dim, ix->dim * sizeof *rows);
+    const float *queries = rows + sn * ix->dim;
+    if (st == ROTOR_OK)
         st = exact_neighbours(a, rows, sn, ix->dim, ix->metric, queries, NULL, NULL, nq,
-                              ix->params.threads, NULL, &poll, gt);
+                              ix->params.threads, NULL, &poll, TUNE_K, gt);
 
     /* One graph on the sample, on one thread so it is the same every time. */
     rotor_params sp = ix->params;
