@@ -101,7 +101,7 @@ enum {
  * with sq8 own codes, 1M pq64x4, full precision at 50k and 200k, 768-d
  * 200k pq192x4 and binary + sq8, Fashion-MNIST pq196x4; every index's
  * median within 11 %. The sizes turn choices: from 50k to 1M a gathered
- * own code grew 1.6-fold in time, a record with its neighbours' codes
+ * own code grew 1.7-fold in time, a record with its neighbours' codes
  * 1.1-fold. */
 #define NS_QUERY 1460.0
 #define NS_QUERY_DIM 8.7
