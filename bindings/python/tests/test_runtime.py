@@ -185,7 +185,10 @@ def test_results_own_their_memory(data):
 
 
 CHILD = textwrap.dedent("""
-    import sys, numpy as np, rotor
+    import signal, sys, numpy as np, rotor
+    # A suite started in the background by a shell without job control
+    # inherits SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((60000, 64)).astype(np.float32)
     started = []
