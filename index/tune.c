@@ -131,6 +131,11 @@ static double past_cache(double bytes) {
     return bytes > NS_CACHE_BYTES ? log2(bytes / NS_CACHE_BYTES) : 0.0;
 }
 
+/* A full vector of dim floats read from memory, among n of them. */
+static double vector_read_ns(double n, size_t dim) {
+    return NS_READ_FAR * past_cache(n * (double)(dim * sizeof(float)));
+}
+
 /* Modelled nanoseconds per query of work w summed over nq queries, on an
  * index laid out as ix is with `rows` rows (a sample priced at the size
  * of the index it stands for; 0: ix's own). scan_scale: how many of the
@@ -148,22 +153,23 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     const double record = ix->params.kind == ROTOR_INDEX_VAMANA && ix->count > 0
                               ? (double)(ns.bytes_ids + ns.bytes_codes) / (double)ix->count
                               : 0;
-    const double vectors = past_cache(n * (double)(d * sizeof(float)));
+    const double records = past_cache(n * record);
     double t = (double)nq * (NS_QUERY + (ix->q != NULL ? NS_QUERY_DIM * (double)d : 0));
-    t += (double)w->hops * (NS_HOP + NS_HOP_FAR * past_cache(n * record));
+    t += (double)w->hops * (NS_HOP + NS_HOP_FAR * records);
     t += (double)w->pooled * NS_POOL_ENTRY;
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
-        t += (double)w->scored * code_ns(NULL, d) + (double)w->gathered * NS_FLOAT_FAR * vectors;
+        t += (double)w->scored * code_ns(NULL, d) +
+             (double)w->gathered * NS_FLOAT_FAR * past_cache(n * (double)(d * sizeof(float)));
     } else {
         t += (sequential + (double)w->gathered) * code_ns(walk, d) +
-             (double)w->gathered * NS_READ_FAR * past_cache(n * record);
+             (double)w->gathered * NS_READ_FAR * records;
     }
     if (ix->q != NULL)
         t += (double)w->refined *
              (NS_READ_FAR * past_cache(n * (double)ix->q->code_bytes) + code_ns(ix->q, d));
     t += (double)w->reranked *
-         ((ix->store != NULL ? NS_DISK_READ : NS_READ_FAR * vectors) + code_ns(NULL, d));
+         ((ix->store != NULL ? NS_DISK_READ : vector_read_ns(n, d)) + code_ns(NULL, d));
     t += (double)w->probed * code_ns(NULL, d);
     return t / (double)(nq ? nq : 1);
 }
@@ -1077,11 +1083,10 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         if (st == ROTOR_OK) {
             /* The sample's reranks read memory; in disk mode each is a
              * read from the disk. */
-            const double ram_read =
-                NS_READ_FAR * past_cache((double)n * (double)(ix->dim * sizeof(float)));
+            const double extra = NS_DISK_READ - vector_read_ns((double)n, ix->dim);
             if (disk)
                 for (size_t i = 0; i < nr; i++)
-                    r[i].cost_ns += (float)(r[i].rerank * (NS_DISK_READ - ram_read));
+                    r[i].cost_ns += (float)(r[i].rerank * extra);
             const rotor_calibration_row *b = cheapest(r, nr, ix->params.target_recall);
             const rotor_calibration_row *h = cheapest(r, nr, high);
             if (b != NULL && h != NULL) {

@@ -5,8 +5,9 @@
  * back from the file unchanged; the rows a build calibrates on are held
  * out of its graph and linked in afterwards; a search by recall reaches the
  * recall it was asked for on queries the calibration never saw; a request
- * the index cannot promise is refused with a sentence; every allocation failure of a calibrating
- * build is reported and leak-free, and so is a stop asked for while a build measures itself.
+ * the index cannot promise is refused with a sentence; every allocation
+ * failure of a calibrating build is reported and leak-free, and so is a
+ * stop asked for while a build measures itself.
  */
 #include <math.h>
 #include <stdbool.h>
