@@ -99,6 +99,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_LABELS: return "labels";
     case IXF_SEC_KEYS: return "keys";
     case IXF_SEC_DELETED: return "deleted";
+    case IXF_SEC_NODES: return "nodes";
     }
     return "unknown";
 }
@@ -315,7 +316,9 @@ struct ixf_file {
     int fd;             /* kept open: the vector store reads through it */
     const uint8_t *map; /* the mapping, or the copy read with pread */
     bool copied;        /* IXF_READ: map is memory of our own */
-    bool vectors_read;  /* IXF_READ: the vectors section is in the copy */
+    /* IXF_READ: which of the sections read only when asked (vectors,
+     * nodes: bit id) are in the copy. */
+    uint32_t lazy_read;
     /* The size the first page records: what is mapped or copied. The
      * update log (ixlog.c) follows it and is read with pread, so the
      * mapping never covers bytes a writer appends or cuts off. */
@@ -437,30 +440,41 @@ static rotor_status read_range(ixf_file *f, uint64_t from, uint64_t to) {
 
 static const ixf_entry *find(const ixf_file *f, ixf_section_id id);
 
-/* IXF_READ: the whole file but the vectors section, which is read when
- * asked (ixf_fill), since an index with its vectors on disk never needs it
- * in memory. */
+/* The sections an IXF_READ open leaves on disk until asked (ixf_fill):
+ * an index with its vectors on disk never needs them in memory, nor one
+ * whose graph stays on disk its node pages. */
+static bool lazy_section(uint32_t id) { return id == IXF_SEC_VECTORS || id == IXF_SEC_NODES; }
+
+/* IXF_READ: the whole file but the lazy sections. Sections do not
+ * overlap, so the bytes between them are read in order. */
 static rotor_status read_copy(ixf_file *f) {
     void *buf = f->alloc.alloc(f->alloc.opaque, (size_t)f->size, IXF_PAGE);
     CM_RETURN_IF(buf == NULL, ROTOR_ERR_OUT_OF_MEMORY,
                  "out of memory reading '%s' (%" PRIu64 " bytes) into memory", f->path, f->size);
     f->map = buf;
     f->copied = true;
-    const ixf_entry *v = find(f, IXF_SEC_VECTORS);
-    if (v == NULL || v->size == 0) {
-        f->vectors_read = true;
-        return read_range(f, 0, f->size);
+    uint64_t at = 0;
+    for (;;) {
+        const ixf_entry *next = NULL;
+        for (unsigned i = 0; i < f->nsections; i++) {
+            const ixf_entry *e = &f->sections[i];
+            if (lazy_section(e->id) && e->size > 0 && e->offset >= at &&
+                (next == NULL || e->offset < next->offset))
+                next = e;
+        }
+        if (next == NULL)
+            return read_range(f, at, f->size);
+        CM_FORWARD(read_range(f, at, next->offset));
+        at = next->offset + next->size;
     }
-    CM_FORWARD(read_range(f, 0, v->offset));
-    return read_range(f, v->offset + v->size, f->size);
 }
 
 rotor_status ixf_fill(ixf_file *f, ixf_section_id id) {
-    if (!f->copied || id != IXF_SEC_VECTORS || f->vectors_read)
+    const ixf_entry *e = find(f, id);
+    if (!f->copied || !lazy_section(id) || e == NULL || e->size == 0 || (f->lazy_read & (1u << id)))
         return ROTOR_OK;
-    const ixf_entry *v = find(f, IXF_SEC_VECTORS);
-    CM_FORWARD(read_range(f, v->offset, v->offset + v->size));
-    f->vectors_read = true;
+    CM_FORWARD(read_range(f, e->offset, e->offset + e->size));
+    f->lazy_read |= 1u << id;
     return ROTOR_OK;
 }
 
@@ -473,8 +487,8 @@ void ixf_release(ixf_file *f, ixf_section_id id) {
     uint64_t from = e->offset, to = (e->offset + e->size) / IXF_PAGE * IXF_PAGE;
     if (to > from)
         (void)madvise((void *)(f->map + from), (size_t)(to - from), MADV_DONTNEED);
-    if (id == IXF_SEC_VECTORS)
-        f->vectors_read = false; /* ixf_fill reads them again if asked */
+    if (lazy_section(id))
+        f->lazy_read &= ~(1u << id); /* ixf_fill reads it again if asked */
 }
 
 int ixf_fd(const ixf_file *f) { return f->fd; }

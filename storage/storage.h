@@ -200,7 +200,11 @@ typedef struct vstore_params {
     vstore_backend backend; /* VSTORE_AUTO by default */
     int direct;             /* -1 probe O_DIRECT and fall back; 0 never; 1 require */
     unsigned depth;         /* rows one submission holds, 0 = 64; larger batches loop */
-    bool use_fd;            /* read a duplicate of fd rather than opening path */
+    /* Rows packed into pages: rows_per_page rows side by side at the start
+     * of each page of page_bytes, so that no row straddles a page (a read
+     * of one row is one page, as a disk reads it). 0: rows end to end. */
+    size_t rows_per_page, page_bytes;
+    bool use_fd; /* read a duplicate of fd rather than opening path */
     int fd;
 } vstore_params;
 
@@ -295,6 +299,7 @@ typedef enum ixf_section_id {
     IXF_SEC_LABELS = 14,    /* each vector's labels, compressed rows */
     IXF_SEC_KEYS = 13,      /* count int64 keys, when some key is not its row number */
     IXF_SEC_DELETED = 15,   /* the removed vectors: a bitset over count, when some are */
+    IXF_SEC_NODES = 16,     /* Vamana under a RAM budget: node records with vectors, in pages */
 } ixf_section_id;
 
 /* The fixed header's description of the index (everything but the
@@ -369,7 +374,7 @@ typedef enum ixf_mode {
 rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mode mode,
                       ixf_file **out);
 /* IXF_READ: reads the section into memory if it is not yet (only the
- * vectors section can be missing); nothing to do for a mapping. */
+ * vectors and nodes sections can be missing); nothing to do for a mapping. */
 rotor_status ixf_fill(ixf_file *f, ixf_section_id id);
 /* IXF_READ: gives back the memory of a section the caller has copied out
  * (its bytes read as zeros afterwards; the vectors section is read again by

@@ -91,6 +91,7 @@ struct vstore {
     int fd;
     uint64_t offset;
     size_t row_bytes, rows;
+    size_t rows_per_page, page_bytes; /* rows end to end: 1 and row_bytes */
     vstore_backend backend;
     bool asked_auto; /* VSTORE_AUTO: a ring refused later falls back to pread */
     bool direct;
@@ -264,7 +265,8 @@ static void store_free(vstore *v) {
 static rotor_status store_setup(vstore *v, const vstore_params *p, vstore_backend want) {
     size_t bytes;
     uint64_t end;
-    CM_RETURN_IF(cm_mul_overflow(p->rows, p->row_bytes, &bytes) ||
+    const size_t pages = (p->rows + v->rows_per_page - 1) / v->rows_per_page;
+    CM_RETURN_IF(cm_mul_overflow(pages, v->page_bytes, &bytes) ||
                      __builtin_add_overflow(p->offset, (uint64_t)bytes, &end) ||
                      end > (uint64_t)INT64_MAX,
                  ROTOR_ERR_INVALID_ARGUMENT,
@@ -340,6 +342,14 @@ rotor_status vstore_open(const rotor_allocator *a, const vstore_params *p, vstor
     CM_RETURN_IF(p->depth > VS_MAX_DEPTH, ROTOR_ERR_INVALID_ARGUMENT,
                  "a vector store reads at most %u rows per submission, not %u", VS_MAX_DEPTH,
                  p->depth);
+    size_t per_page = p->rows_per_page, page_bytes = p->page_bytes;
+    if (per_page == 0) {
+        per_page = 1;
+        page_bytes = p->row_bytes;
+    }
+    CM_RETURN_IF(per_page > page_bytes / p->row_bytes, ROTOR_ERR_INVALID_ARGUMENT,
+                 "%zu rows of %zu bytes do not fit a page of %zu bytes in '%s'", per_page,
+                 p->row_bytes, page_bytes, path);
     vstore_backend want;
     CM_FORWARD(choose_backend(p, &want));
 
@@ -351,6 +361,8 @@ rotor_status vstore_open(const rotor_allocator *a, const vstore_params *p, vstor
     v->offset = p->offset;
     v->row_bytes = p->row_bytes;
     v->rows = p->rows;
+    v->rows_per_page = per_page;
+    v->page_bytes = page_bytes;
     v->backend = VSTORE_PREAD;
     v->asked_auto = want == VSTORE_AUTO;
     v->align = 1;
@@ -501,7 +513,8 @@ void vstore_close(vstore *v) {
 
 /* The span of row `id`: aligned when the descriptor is O_DIRECT. */
 static void row_span(const vstore *v, uint32_t id, vs_op *op) {
-    uint64_t at = v->offset + (uint64_t)id * v->row_bytes;
+    const uint64_t at = v->offset + (uint64_t)(id / v->rows_per_page) * v->page_bytes +
+                        (uint64_t)(id % v->rows_per_page) * v->row_bytes;
     op->start = at / v->align * v->align;
     op->skip = (size_t)(at - op->start);
     op->len = cm_round_up(op->skip + v->row_bytes, v->align);

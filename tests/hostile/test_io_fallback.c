@@ -88,7 +88,7 @@ static void check_row(void *ctx, size_t j, const void *row) {
 }
 
 static vstore *open_store(const char *path, vstore_backend backend) {
-    vstore_params p = {path, 0, ROW_BYTES, ROWS, backend, 0, 8, false, -1};
+    vstore_params p = {path, 0, ROW_BYTES, ROWS, backend, 0, 8, false, -1, 0, 0};
     rotor_allocator a = cm_allocator_default();
     vstore *v = NULL;
     rotor_status st = vstore_open(&a, &p, &v);

@@ -71,27 +71,39 @@ static void expected_row(uint32_t i, size_t row_bytes, unsigned char *out) {
     }
 }
 
-/* Writes `name`: `offset` bytes of junk, then `rows` rows, nothing after
- * them. Returns the path (freed by the caller). */
-static char *write_store(const char *name, uint64_t offset, size_t row_bytes, size_t rows) {
+/* Writes `name`: `offset` bytes of junk, then `rows` rows, `per_page` of
+ * them at the start of each page of `page_bytes` (junk after them; 0: end
+ * to end), nothing after the last page. Returns the path (freed by the
+ * caller). */
+static char *write_paged_store(const char *name, uint64_t offset, size_t row_bytes, size_t rows,
+                               size_t per_page, size_t page_bytes) {
+    if (per_page == 0) {
+        per_page = 1;
+        page_bytes = row_bytes;
+    }
     char *path = ts_path(g_dir, name);
-    size_t size = (size_t)offset + rows * row_bytes;
+    size_t size = (size_t)offset + (rows + per_page - 1) / per_page * page_bytes;
     unsigned char *b = malloc(size);
     assert_non_null(b);
     ts_rng rng;
     ts_rng_init(&rng, 11);
-    for (size_t i = 0; i < offset; i++)
+    for (size_t i = 0; i < size; i++)
         b[i] = (unsigned char)ts_rng_next(&rng);
     for (size_t i = 0; i < rows; i++)
-        expected_row((uint32_t)i, row_bytes, b + offset + i * row_bytes);
+        expected_row((uint32_t)i, row_bytes,
+                     b + offset + i / per_page * page_bytes + i % per_page * row_bytes);
     ts_write_file(path, b, size);
     free(b);
     return path;
 }
 
+static char *write_store(const char *name, uint64_t offset, size_t row_bytes, size_t rows) {
+    return write_paged_store(name, offset, row_bytes, rows, 0, 0);
+}
+
 static vstore_params params(const char *path, uint64_t offset, size_t row_bytes, size_t rows,
                             vstore_backend backend, int direct, unsigned depth) {
-    vstore_params p = {path, offset, row_bytes, rows, backend, direct, depth, false, -1};
+    vstore_params p = {path, offset, row_bytes, rows, backend, direct, depth, false, -1, 0, 0};
     return p;
 }
 
@@ -215,12 +227,17 @@ static void read_random_batches(vstore_reader *r, size_t rows, size_t row_bytes,
 typedef struct layout {
     size_t row_bytes, rows;
     uint64_t offset;
+    size_t per_page, page_bytes; /* 0: rows end to end */
 } layout;
 
 /* 12 and 4100 bytes straddle every alignment; 512 and 3072 are aligned to
- * 512 only; an offset of 333 moves every row off its usual boundary. */
+ * 512 only; an offset of 333 moves every row off its usual boundary. Rows
+ * in pages (a graph's records on disk): several to a 4 KiB page with junk
+ * after them, the last page partly used, and one row to a larger page. */
 static const layout layouts[] = {
-    {12, 1000, 4096}, {512, 200, 4096}, {3072, 200, 4096}, {4100, 150, 4096}, {3072, 90, 333},
+    {12, 1000, 4096, 0, 0},     {512, 200, 4096, 0, 0},    {3072, 200, 4096, 0, 0},
+    {4100, 150, 4096, 0, 0},    {3072, 90, 333, 0, 0},     {772, 301, 4096, 5, 4096},
+    {100, 700, 8192, 40, 4096}, {5000, 20, 4096, 1, 8192},
 };
 
 static void read_all_layouts(vstore_backend backend, int direct, unsigned depth) {
@@ -229,10 +246,13 @@ static void read_all_layouts(vstore_backend backend, int direct, unsigned depth)
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
         const layout *l = &layouts[i];
         char name[64];
-        snprintf(name, sizeof name, "rows_%zu_%zu_%llu.bin", l->row_bytes, l->rows,
-                 (unsigned long long)l->offset);
-        char *path = write_store(name, l->offset, l->row_bytes, l->rows);
+        snprintf(name, sizeof name, "rows_%zu_%zu_%llu_%zu.bin", l->row_bytes, l->rows,
+                 (unsigned long long)l->offset, l->per_page);
+        char *path =
+            write_paged_store(name, l->offset, l->row_bytes, l->rows, l->per_page, l->page_bytes);
         vstore_params p = params(path, l->offset, l->row_bytes, l->rows, backend, direct, depth);
+        p.rows_per_page = l->per_page;
+        p.page_bytes = l->page_bytes;
         vstore *v = open_or_skip(&p);
         if (direct == 0)
             assert_false(vstore_direct(v));
@@ -465,6 +485,10 @@ static void test_bad_parameters_are_invalid_arguments(void **state) {
     TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "backend 7");
     p = params(path, 0, 16, 4, VSTORE_AUTO, -1, 100000);
     TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, NULL, "100000");
+    p = params(path, 0, 16, 4, VSTORE_AUTO, -1, 0);
+    p.rows_per_page = 3;
+    p.page_bytes = 40;
+    TS_CHECK_ERROR(vstore_open(&a, &p, &v), ROTOR_ERR_INVALID_ARGUMENT, path, "do not fit");
     free(path);
 }
 
