@@ -105,6 +105,10 @@ struct graph_space {
     const float *resid;
     /* NULL, or a counter the rerank adds the vectors it scored to. */
     uint32_t *reranked;
+    /* NULL, or counters a search that reads its graph from disk adds its
+     * reads and its seconds waiting for them to. */
+    uint32_t *reads;
+    double *io_seconds;
     /* An insert or consolidation beside searches: the lock the navigator
      * holds exclusively while it changes anything a search reads (records,
      * lists, the entry). NULL: nobody searches meanwhile. A search bounds
@@ -150,6 +154,13 @@ typedef struct nav_params {
     float alpha;         /* RobustPrune's second-pass factor (> 1 keeps long edges) */
     bool neighbor_codes; /* copy neighbours' walking codes into each node */
     bool from_codes;     /* link on the decoded codes of q, not the full vectors */
+    /* Vamana: the most bytes the graph may keep in memory; 0: all of it.
+     * A build with a budget writes node pages (vm_nodes_save) an open
+     * within the budget reads its records from; an open given 0 keeps the
+     * budget the file was built with. */
+    uint64_t ram_budget;
+    int io_backend; /* vstore_backend of the node pages */
+    int direct_io;  /* vstore_params.direct */
     /* IVF */
     uint32_t nlist; /* partitions; 0 = about 4 sqrt(n) */
     /* All */
@@ -227,6 +238,8 @@ typedef struct nav_search_params {
      * reads in flight after the first, with vectors on disk (0: default). */
     bool rerank_all;
     unsigned rerank_window;
+    /* A graph on disk: records read in one submission, 0: default. */
+    unsigned beam;
 } nav_search_params;
 
 /* What a navigator holds, for rotor_index_stats. */
@@ -236,6 +249,8 @@ typedef struct nav_stats {
     uint32_t degree;    /* graphs: most neighbours per node */
     size_t start_points, start_groups;
     uint32_t partitions; /* IVF: lists */
+    /* A graph on disk: records read from it, and those kept in memory. */
+    size_t disk_nodes, cached_nodes;
 } nav_stats;
 
 typedef struct nav nav;

@@ -21,13 +21,16 @@ size_t vamana_start_groups(const nav *n, const uint32_t **ids, size_t *nstarts,
 }
 
 uint32_t vamana_neighbors(const nav *n, size_t node, const uint32_t **nbrs) {
+    if (vamana_of(n)->nodes == NULL) { /* on disk */
+        *nbrs = NULL;
+        return 0;
+    }
     const uint32_t *rec = node_of(vamana_of(n), node);
     *nbrs = rec + 1;
     return rec[0];
 }
 
 static void vamana_stats(const nav *n, const graph_space *s, nav_stats *out) {
-    (void)s;
     const vamana *g = vamana_of(n);
     *out = (nav_stats){
         .bytes_ids = g->count * (g->node_bytes - g->block_bytes) + g->capacity * 2,
@@ -36,6 +39,8 @@ static void vamana_stats(const nav *n, const graph_space *s, nav_stats *out) {
         .start_points = g->nstarts,
         .start_groups = g->ngroups,
     };
+    if (g->disk != NULL)
+        vm_disk_stats(g, s, out);
 }
 
 /* Parameters arrive checked by the index (params.c); the layout is a
@@ -131,6 +136,7 @@ void vamana_free(nav *n) {
     }
     pthread_mutex_destroy(&g->pool->lock);
     cm_free(&a, g->pool);
+    vm_disk_free(g);
     if (!g->borrowed)
         cm_free(&a, g->nodes);
     cm_free(&a, (void *)g->locks);
@@ -245,8 +251,12 @@ rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes,
             sc->best_cap = best;
     }
     if (st == ROTOR_OK && s->walk_q != NULL) {
+        /* Own codes, or records on disk: the neighbours' codes gathered,
+         * and (on disk) one code on its way there. */
+        const quant *w = s->walk_q;
         size_t need = vm_gather_offset(s) +
-                      (g->own_code ? s->walk_q->ops->store_bytes(s->walk_q, g->slots + 1) : 0);
+                      (g->own_code || g->disk != NULL ? w->ops->store_bytes(w, g->slots + 1) : 0) +
+                      (g->disk != NULL ? w->code_bytes : 0);
         st = grow_array(a, (void **)&sc->qmem, &sc->qmem_size, need, 1, false, "query state");
     }
     if (st != ROTOR_OK) {

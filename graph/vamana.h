@@ -8,6 +8,8 @@
  *                    search enters them
  *   vamana_search.c  the beam search on quantized distances
  *   vamana_io.c      the graph's sections of the index file
+ *   vamana_disk.c    the records on disk under a RAM budget: their pages,
+ *                    the cache and the beam search that reads them
  *
  * Node record, node_bytes each (a multiple of 16, or of 64 with codes):
  *
@@ -119,6 +121,8 @@ typedef struct vamana {
      * the build's searches score; NULL otherwise. */
     quant *build_q;
     uint8_t *build_codes;
+    /* The records on disk (vamana_disk.c), nodes NULL; NULL: in memory. */
+    struct vm_disk *disk;
 } vamana;
 
 static inline const vamana *vamana_of(const nav *n) { return (const vamana *)n; }
@@ -436,5 +440,28 @@ rotor_status vamana_open(const rotor_allocator *a, const nav_params *p, const gr
                          const ixf_file *f, nav **out);
 rotor_status vamana_check(const nav *n);
 rotor_status vamana_own(nav *n);
+
+/* ---- vamana_disk.c ------------------------------------------------------- */
+
+/* Records a beam reads at once by default: DiskANN's beam width. */
+enum { VM_DEFAULT_BEAM = 4 };
+
+/* The nodes section: a record per node (its ids and full vector, from
+ * s->vectors) in 4 KiB pages, with the build's budget in its header. */
+rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budget, ixf_writer *w);
+/* A graph on disk saved: its graph and nodes sections copied from its file. */
+rotor_status vm_disk_save(const vamana *g, ixf_writer *w);
+/* After the graph's sections are opened: under a budget (p's, or the
+ * file's when p gives none) that cannot hold the records, reads them from
+ * the nodes section from now on, with a cache of those nearest the
+ * starting points; else leaves the graph in memory. */
+rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, const ixf_file *f);
+void vm_disk_free(vamana *g);
+/* Memory a graph on disk needs before any cache: walking codes, starting
+ * points, a search's visited set. */
+uint64_t vm_disk_fixed_bytes(const graph_space *s, size_t nstarts);
+void vm_disk_stats(const vamana *g, const graph_space *s, nav_stats *out);
+rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *query, size_t k,
+                            const nav_search_params *p, int64_t *ids, float *dists);
 
 #endif /* ROTOR_GRAPH_VAMANA_H */

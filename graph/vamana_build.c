@@ -795,6 +795,9 @@ rotor_status vamana_insert(nav *n, const graph_space *s) {
     vamana *g = (vamana *)n;
     if (s->count == g->count && s->nreused == 0)
         return ROTOR_OK;
+    CM_RETURN_IF(g->disk != NULL, ROTOR_ERR_UNSUPPORTED,
+                 "the graph stays on disk under this RAM budget, so it takes no adds: open the "
+                 "index with a budget that holds the graph");
     CM_RETURN_IF(g->walk_q != NULL && s->walk_codes == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph walking on codes needs its quantizer's codes");
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,

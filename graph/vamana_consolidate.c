@@ -201,6 +201,9 @@ static uint32_t live_entry(const cons_job *j) {
 rotor_status vamana_consolidate(nav *n, const graph_space *s, const uint64_t *deleted,
                                 size_t deleted_bits, unsigned threads) {
     vamana *g = (vamana *)n;
+    CM_RETURN_IF(g->disk != NULL, ROTOR_ERR_UNSUPPORTED,
+                 "the graph stays on disk under this RAM budget, so it cannot be consolidated: "
+                 "open the index with a budget that holds the graph");
     CM_RETURN_IF(s->vectors == NULL, ROTOR_ERR_UNSUPPORTED,
                  "consolidating a graph needs its full vectors");
     if (g->count == 0)

@@ -73,7 +73,6 @@ static void meta_write(const vamana *g, uint8_t *dst) {
 }
 
 rotor_status vamana_save(const nav *n, const graph_space *s, ixf_writer *w) {
-    (void)s;
     const vamana *g = vamana_of(n);
     const size_t mb = meta_bytes(g);
     uint8_t *buf = cm_alloc(&g->base.alloc, mb, "a graph header");
@@ -82,8 +81,12 @@ rotor_status vamana_save(const nav *n, const graph_space *s, ixf_writer *w) {
     meta_write(g, buf);
     rotor_status st = ixf_put_section(w, IXF_SEC_GRAPH_META, buf, mb);
     cm_free(&g->base.alloc, buf);
+    if (st == ROTOR_OK && g->disk != NULL)
+        return vm_disk_save(g, w);
     if (st == ROTOR_OK)
         st = ixf_put_section(w, IXF_SEC_GRAPH, g->nodes, g->count * g->node_bytes);
+    if (st == ROTOR_OK && g->p.ram_budget > 0)
+        st = vm_nodes_save(g, s, g->p.ram_budget, w);
     return st;
 }
 
@@ -193,9 +196,15 @@ rotor_status vamana_open(const rotor_allocator *a, const nav_params *p, const gr
     CM_FORWARD(ixf_check(f, IXF_SEC_GRAPH_META));
     rotor_status st =
         open_sections(a, p, s, meta.data, (size_t)meta.size, nodes.data, (size_t)nodes.size, out);
-    if (st != ROTOR_OK)
+    if (st == ROTOR_OK)
+        st = vm_disk_open((vamana *)*out, p, s, f);
+    if (st != ROTOR_OK) {
+        vamana_free(*out);
+        *out = NULL;
         return cm_fail_prefix(st, ixf_path(f));
-    ixf_advise(f, IXF_SEC_GRAPH, false);
+    }
+    if (vamana_of(*out)->disk == NULL)
+        ixf_advise(f, IXF_SEC_GRAPH, false);
     /* The walk reads its codes by id; the refine reads the index's codes. */
     if (s->walk_q != NULL && s->walk_q != s->q) {
         ixf_advise(f, IXF_SEC_WALK_CODES, false);
@@ -206,6 +215,10 @@ rotor_status vamana_open(const rotor_allocator *a, const nav_params *p, const gr
 
 rotor_status vamana_check(const nav *n) {
     const vamana *g = vamana_of(n);
+    /* Records on disk are checked where they are read: the cache's as it
+     * fills, the others by the search that expands them. */
+    if (g->disk != NULL)
+        return ROTOR_OK;
     for (size_t u = 0; u < g->count; u++) {
         rotor_status st = vm_check_record(g, u, node_of(g, u));
         if (st != ROTOR_OK)
@@ -216,5 +229,8 @@ rotor_status vamana_check(const nav *n) {
 
 rotor_status vamana_own(nav *n) {
     vamana *g = (vamana *)n;
+    CM_RETURN_IF(g->disk != NULL, ROTOR_ERR_UNSUPPORTED,
+                 "the graph stays on disk under this RAM budget, so it cannot be loaded or "
+                 "changed: open the index with a budget that holds the graph");
     return g->borrowed ? vm_move_records(g, g->count > 0 ? g->count : 1) : ROTOR_OK;
 }

@@ -295,6 +295,8 @@ static void enter_filter_starts(vm_walk *w, const nav_filter *f) {
 rotor_status vamana_search(const nav *n, const graph_space *s, const float *query, size_t k,
                            const nav_search_params *p, int64_t *ids, float *dists) {
     const vamana *g = vamana_of(n);
+    if (g->disk != NULL)
+        return vm_disk_search(g, s, query, k, p, ids, dists);
     const nav_filter *filter = p->filter;
     size_t list = p->list ? p->list : NAV_DEFAULT_LIST;
     const size_t rerank = p->rerank;

@@ -289,9 +289,14 @@ typedef struct rotor_params {
      * build_space, on the decoded codes) by RobustPrune in two passes, and
      * searched on the codes when a quantizer is given. The progress
      * callback follows the two passes. */
-    uint32_t graph_degree; /* R, most neighbours per node, 2..1024; default 32 */
-    uint32_t build_list;   /* L of the build's searches, >= R; default 100 (half in pass 1) */
-    float alpha;           /* pruning factor of the second pass, 1..4; default 1.2 */
+    /* R, most neighbours per node, 2..1024; 0 (default): 32, or 64 under a
+     * RAM budget (a graph on disk pays a read per hop, and a wider graph
+     * takes fewer hops), at most build_list. */
+    uint32_t graph_degree;
+    /* L of the build's searches (half in pass 1), >= R; 0 (default): 100,
+     * or 128 under a RAM budget; at least R. */
+    uint32_t build_list;
+    float alpha; /* pruning factor of the second pass, 1..4; default 1.2 */
     /* 1 (default): each node keeps a copy of its neighbours' codes beside
      * their ids, so one sequential read scores a node's whole neighbourhood
      * (more memory: R codes per node); 0: codes are read by id. Needs a
@@ -327,6 +332,20 @@ typedef struct rotor_params {
     rotor_allocator allocator;  /* default: the C library's aligned_alloc/free */
     rotor_progress_fn progress; /* default NULL */
     void *progress_opaque;
+    /* Vamana: the most bytes a search of the saved index may keep in RAM,
+     * 0 (default): no limit. With a budget the full vectors stay on disk
+     * and the file also holds the graph's records in 4 KiB pages, each
+     * node's neighbour ids beside its full vector (DiskANN's layout). An
+     * open under a budget too small for the graph keeps only the walking
+     * codes, the starting points and a cache of the records nearest them
+     * in RAM, and a search reads the records it expands from disk, a beam
+     * of them per submission (rotor_search_params.beam_width); its results
+     * are the exact distances of the records read, so nothing is read
+     * twice. quant "auto" then picks the product quantizer that fills
+     * about half the budget (8-bit codes; no measured choice) and no
+     * calibration table is measured (it would measure the graph in RAM).
+     * The index built stays in RAM until it is saved and opened. */
+    uint64_t ram_budget;
 } rotor_params;
 
 ROTOR_API rotor_params rotor_params_default(void);
@@ -376,7 +395,7 @@ typedef struct rotor_filter {
 
 /* What one query cost, filled when rotor_search_params.stats is set. */
 typedef struct rotor_query_stats {
-    uint32_t reads;    /* full vectors read from disk for the rerank */
+    uint32_t reads;    /* full vectors (or, graph on disk, node records) read from disk */
     double io_seconds; /* time spent waiting for those reads */
     uint32_t reranked; /* candidates scored on full vectors, in RAM or from disk */
     /* With a filter: 1 when so few vectors pass that they were all scored
@@ -447,6 +466,11 @@ typedef struct rotor_search_params {
      * searching among all when that is estimated cheaper (few pass); 1:
      * always scan them; -1: always search (for comparisons). */
     int32_t filter_scan;
+    /* A graph on disk (rotor_open_params.ram_budget): how many of the
+     * list's nearest unexpanded nodes are expanded together, their records
+     * read in one submission; 0 (default) = 4, at most 64. Wider waits
+     * for the disk fewer times and reads a few more records. */
+    uint32_t beam_width;
 } rotor_search_params;
 
 ROTOR_API rotor_search_params rotor_search_params_default(void);
@@ -625,6 +649,9 @@ typedef struct rotor_index_stats {
     size_t log_tail_bytes;     /* bytes after the log's last whole record when opened: an
                                   append a crash cut short, ignored (a writable open cuts
                                   them off) */
+    size_t graph_on_disk;      /* vamana under a RAM budget: records read from disk by the
+                                  searches (0: the graph is in RAM) */
+    size_t graph_cached;       /* of the records, those a cache keeps in RAM */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);
@@ -808,7 +835,19 @@ typedef struct rotor_open_params {
      * rotor_index_sync does. */
     int sync_each_change;
     rotor_allocator allocator;
+    /* Vamana: the most bytes the graph and its codes may keep in RAM. 0
+     * (default): the budget the index was built with (rotor_params.
+     * ram_budget), none if it had none. A budget that holds the whole
+     * graph opens it in RAM, as without one; a smaller one needs a file
+     * built with a budget (its node pages) and keeps the walking codes,
+     * the starting points and a cache of records in RAM, the vectors on
+     * disk; an index opened so takes no adds, removes or load (a
+     * budget below the walking codes alone is refused, naming what they
+     * need). ROTOR_RAM_UNLIMITED: all in RAM whatever the build said. */
+    uint64_t ram_budget;
 } rotor_open_params;
+
+#define ROTOR_RAM_UNLIMITED UINT64_MAX
 
 ROTOR_API rotor_open_params rotor_open_params_default(void);
 

@@ -108,7 +108,7 @@ rotor_status rotor_index_build_file_with_keys(const rotor_params *params, const 
     if (st == ROTOR_OK)
         st = ix_create(&p, info.cols, info.rows, &ix);
     if (st == ROTOR_OK)
-        ix->hold_out = true;
+        ix->hold_out = p.ram_budget == 0; /* rows held out only for the calibration */
     /* Before the input is read: a bad key is refused before any work. */
     if (st == ROTOR_OK)
         st = ix_keys_stage(ix, keys, info.rows, NULL, 0);

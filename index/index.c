@@ -159,6 +159,7 @@ static void unconfigure(rotor_index *ix) {
 rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, rotor_index **out) {
     *out = NULL;
     rotor_params p = *params;
+    ix_params_resolve(&p);
     rotor_index *ix = p.allocator.alloc(p.allocator.opaque, sizeof *ix, CM_ALIGN);
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
     memset(ix, 0, sizeof *ix);
@@ -167,6 +168,12 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
     if (ix_sync_create(ix) != ROTOR_OK) {
         p.allocator.free(p.allocator.opaque, ix);
         return ROTOR_ERR_OUT_OF_MEMORY;
+    }
+    if (p.ram_budget > 0) {
+        /* Saved with its vectors and records on disk; records carry only
+         * their own codes, which is what the budget counts on. */
+        ix->params.full_vectors = ROTOR_VECTORS_DISK;
+        ix->params.neighbor_codes = 0;
     }
     ix->params.quant = NULL; /* not kept: the caller owns the strings */
     ix->params.walk_quant = NULL;
@@ -211,7 +218,7 @@ rotor_status rotor_index_build_with_keys(const rotor_params *params, const rotor
     CM_FORWARD(ix_labels_fit(p.labels, vectors->rows));
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
-    ix->hold_out = true;
+    ix->hold_out = p.ram_budget == 0; /* rows held out only for the calibration */
     rotor_status st = add_rows(ix, vectors, keys, NULL);
     if (st == ROTOR_OK)
         st = ix_build_calibrate(ix);
@@ -513,7 +520,13 @@ rotor_status ix_encode_rows(rotor_index *ix, size_t need) {
 static rotor_status choose_codes(rotor_index *ix, size_t n) {
     char name[32], walk[32];
     bool neighbor_codes;
-    CM_FORWARD(ix_auto_configure(ix, n, name, sizeof name, walk, sizeof walk, &neighbor_codes));
+    if (ix->params.ram_budget > 0) {
+        ix_budget_quant(ix->dim, n, ix->params.ram_budget, name, sizeof name);
+        walk[0] = 0;
+        neighbor_codes = false;
+    } else {
+        CM_FORWARD(ix_auto_configure(ix, n, name, sizeof name, walk, sizeof walk, &neighbor_codes));
+    }
     const int saved_nbr = ix->params.neighbor_codes;
     ix->params.neighbor_codes = neighbor_codes;
     rotor_status st =
@@ -571,8 +584,10 @@ rotor_status ix_index_rows(rotor_index *ix, size_t need) { return index_rows(ix,
 
 rotor_status ix_build_calibrate(rotor_index *ix) {
     rotor_status st = ROTOR_OK;
-    /* Exact searches need no table. */
-    if (ix->params.calibrate && (ix->q != NULL || ix->params.kind != ROTOR_INDEX_FLAT))
+    /* Exact searches need no table; a graph built for a RAM budget is
+     * searched on disk, which the table (measured in RAM) does not tell. */
+    if (ix->params.calibrate && ix->params.ram_budget == 0 &&
+        (ix->q != NULL || ix->params.kind != ROTOR_INDEX_FLAT))
         st = ix_calibrate(ix, NULL, 0, ix->params.threads, true);
     /* The held-out rows join the graph once measured; a failed (or
      * cancelled) calibration fails the build, which links nothing more. */
@@ -667,6 +682,16 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     out->bytes_graph = ns.bytes_ids;
     out->bytes_graph_codes = ns.bytes_codes;
     out->bytes_total += out->bytes_graph + out->bytes_graph_codes;
+    if (ns.disk_nodes > 0) {
+        /* A graph on disk reads only its walking codes in RAM (the index's
+         * codes and residuals stay in the file, untouched). */
+        const quant *w = space.walk_q;
+        const size_t walk_bytes = w->ops->store_bytes(w, ix->count);
+        out->bytes_total = out->bytes_total - out->bytes_codes + walk_bytes;
+        out->bytes_codes = walk_bytes;
+        out->graph_on_disk = ns.disk_nodes;
+        out->graph_cached = ns.cached_nodes;
+    }
     out->train_seconds = ix->train_seconds;
     snprintf(out->quant, sizeof out->quant, "%s", ix->quant_name);
     snprintf(out->walk_quant, sizeof out->walk_quant, "%s", ix->walk_q ? ix->walk_name : "");

@@ -277,6 +277,12 @@ rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *
 
 /* The index's vectors and codes as the navigators see them. */
 graph_space ix_space(const rotor_index *ix);
+/* The build's defaults that depend on other parameters (graph degree and
+ * build list: 0 asks for them). */
+void ix_params_resolve(rotor_params *p);
+/* The quantizer a build under a RAM budget of `budget` bytes for `count`
+ * vectors of `dim` dimensions takes for quant "auto". */
+void ix_budget_quant(size_t dim, size_t count, uint64_t budget, char *name, size_t size);
 
 /* tune.c: the calibration table, measured with `queries` (nq of them,
  * converted) or, when NULL, with rows of the index searched as held out.

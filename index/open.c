@@ -179,6 +179,7 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
         return cm_fail_prefix(ROTOR_ERR_FORMAT, ixf_path(f));
     if (op->verify) {
         CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
+        CM_FORWARD(ixf_fill(ix->file, IXF_SEC_NODES));
         CM_FORWARD(ixf_check_all(f));
     }
 
@@ -198,7 +199,10 @@ static rotor_status assemble(rotor_index *ix, const rotor_open_params *op) {
     CM_FORWARD(ix_deleted_load(ix)); /* first: the key table leaves removed slots out */
     CM_FORWARD(ix_keys_load(ix));
 
-    const nav_params np = ix_nav_params(p, ix->q != NULL, ix->count);
+    nav_params np = ix_nav_params(p, ix->q != NULL, ix->count);
+    np.ram_budget = op->ram_budget;
+    np.io_backend = (int)to_backend(op->io);
+    np.direct_io = op->direct_io;
     const graph_space space = ix_space(ix);
     return nav_ops_of(p->kind)->open(&ix->alloc, &np, &space, f, &ix->nav);
 }
@@ -286,6 +290,7 @@ rotor_status rotor_index_open_fd(int fd, const char *name, const rotor_open_para
 static rotor_status verify_index(const char *path, int fd) {
     rotor_open_params op = rotor_open_params_default();
     op.vectors = ROTOR_VECTORS_RAM;
+    op.ram_budget = ROTOR_RAM_UNLIMITED; /* every record checked in memory */
     op.verify = 1;
     rotor_index *ix;
     CM_FORWARD(open_index(path, fd, &op, true, &ix));

@@ -90,7 +90,8 @@ rotor_status ix_save(const rotor_index *ix, const char *path, ixf_kept *kept) {
         st = ix_keys_save(ix, w);
     if (st == ROTOR_OK)
         st = ix_deleted_save(ix, w);
-    const graph_space space = ix_space(ix);
+    graph_space space = ix_space(ix);
+    space.vectors = vectors; /* a graph's node pages hold them (vectors on disk: the file's) */
     if (st == ROTOR_OK && ix->nav->ops->save != NULL)
         st = ix->nav->ops->save(ix->nav, &space, w);
     /* Last, so the in-memory sections sit together at the front. */

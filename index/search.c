@@ -83,6 +83,7 @@ static rotor_status resolve(const rotor_index *ix, const rotor_search_params *sp
         .nprobe = sp->nprobe,
         .rerank_all = sp->rerank_all != 0,
         .rerank_window = sp->rerank_window,
+        .beam = sp->beam_width,
     };
     const bool exact = ix->q == NULL && ix->params.kind == ROTOR_INDEX_FLAT;
     if (sp->target_recall > 0 && !exact)
@@ -105,6 +106,8 @@ rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, c
     if (np->rerank_all)
         s.resid = NULL;
     s.reranked = qs != NULL ? &qs->reranked : NULL;
+    s.reads = qs != NULL ? &qs->reads : NULL;
+    s.io_seconds = qs != NULL ? &qs->io_seconds : NULL;
     disk_rerank disk = {ix, qs, np->rerank_window ? np->rerank_window : IX_DEFAULT_RERANK_WINDOW};
     if (ix->store != NULL) {
         s.rerank = rerank_from_disk;

@@ -169,6 +169,7 @@ static const struct flag {
     {"--rerank-window", OPT_SEARCH,
      "N  vectors on disk, rerank stopping on the bound: reads in flight after the\n"
      "   first k (default 4, at most " CLI_MAX_RERANK_WINDOW_TEXT ")"},
+    {"--beam", OPT_SEARCH, "N  graph on disk: records read per submission (default 4, at most 64)"},
     {"--load", OPT_SEARCH,
      "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,
@@ -176,6 +177,11 @@ static const struct flag {
     {"--full-vectors", OPT_STORE,
      "ram|disk  where full vectors live once the index is opened (default: as built)"},
     {"--io", OPT_STORE, "auto|uring|pread  how vectors on disk are read (default auto)"},
+    {"--ram-budget", OPT_STORE,
+     "BYTES  vamana: the most the graph and its codes keep in RAM (suffix K, M or G for\n"
+     "   KiB, MiB, GiB). build: writes the graph's records to disk too, beside each\n"
+     "   node's vector; an open under a budget too small for the graph reads them from\n"
+     "   disk, caching what the budget leaves (default: the build's budget, else none)"},
     {"--labels", OPT_LABELS,
      "FILE  the base vectors' labels: a text line per vector of space-separated whole\n"
      "   numbers (an empty line: none)"},
@@ -239,6 +245,29 @@ static int parse_size(const char *flag, const char *s, size_t lo, size_t hi, siz
         return cli_error(CLI_EXIT_USAGE, "%s takes a whole number from %zu to %zu, not '%s'", flag,
                          lo, hi, s);
     *out = (size_t)v;
+    return CLI_EXIT_OK;
+}
+
+/* A byte count, with an optional K, M or G (powers of 1024). */
+static int parse_bytes(const char *flag, const char *s, uint64_t *out) {
+    const size_t len = strlen(s);
+    char digits[32];
+    uint64_t scale = 1;
+    size_t n = len;
+    if (len > 0 && strchr("KMG", s[len - 1]) != NULL) {
+        scale = s[len - 1] == 'K' ? 1u << 10 : s[len - 1] == 'M' ? 1u << 20 : 1u << 30;
+        n = len - 1;
+    }
+    size_t v = 0;
+    if (n == 0 || n >= sizeof digits)
+        return cli_error(CLI_EXIT_USAGE, "%s takes a byte count (suffix K, M or G), not '%s'", flag,
+                         s);
+    memcpy(digits, s, n);
+    digits[n] = '\0';
+    if (!all_digits(digits) || parse_size(flag, digits, 1, SIZE_MAX / scale, &v) != CLI_EXIT_OK)
+        return cli_error(CLI_EXIT_USAGE, "%s takes a byte count (suffix K, M or G), not '%s'", flag,
+                         s);
+    *out = (uint64_t)v * scale;
     return CLI_EXIT_OK;
 }
 
@@ -352,6 +381,9 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
     } else if (strcmp(name, "--load") == 0) {
         rc = parse_size(name, value, 0, 1, &n);
         o->load = (int)n;
+    } else if (strcmp(name, "--beam") == 0) {
+        rc = parse_size(name, value, 1, 64, &n);
+        o->beam = (unsigned)n;
     }
     return rc;
 }
@@ -535,7 +567,9 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
             rc = cli_parse_sweep(value, &o->sweep_values);
             break;
         case OPT_STORE:
-            if (strcmp(name, "--io") == 0) {
+            if (strcmp(name, "--ram-budget") == 0) {
+                rc = parse_bytes(name, value, &o->ram_budget);
+            } else if (strcmp(name, "--io") == 0) {
                 if (strcmp(value, "auto") == 0)
                     o->io = ROTOR_IO_AUTO;
                 else if (strcmp(value, "uring") == 0)

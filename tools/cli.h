@@ -72,6 +72,8 @@ typedef struct cli_opts {
     int full_vectors;
     int load; /* --load: rotor_open_params.load */
     rotor_io_backend io;
+    uint64_t ram_budget; /* --ram-budget: rotor_params / rotor_open_params.ram_budget */
+    unsigned beam;       /* --beam: rotor_search_params.beam_width */
     /* --labels FILE (text, a line per base row) and --filter EXPR, parsed
      * into `filter` (its labels in filter_labels); --filter-scan. */
     const char *labels;
@@ -108,8 +110,8 @@ enum {
     OPT_GRAPH =
         1 << 15, /* --degree --build-list --alpha --neighbor-codes --nlist --build-threads */
     OPT_SWEEP = 1 << 16,
-    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --starts --load */
-    OPT_STORE = 1 << 18,    /* --full-vectors --io */
+    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --starts --load --beam */
+    OPT_STORE = 1 << 18,    /* --full-vectors --io --ram-budget */
     OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
     OPT_LABELS = 1 << 20,   /* --labels */
     OPT_FILTER = 1 << 21,   /* --filter --filter-scan */

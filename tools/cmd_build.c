@@ -74,24 +74,27 @@ int cmd_build(const cli_opts *o) {
         if (t.candidates > 0)
             fprintf(stderr, "build: the automatic configuration took %.0f %% of the build\n",
                     100.0 * t.auto_seconds / seconds);
+        const bool disk = p.full_vectors == ROTOR_VECTORS_DISK || p.ram_budget > 0;
         const double ram = (double)(s.bytes_codes + s.bytes_graph + s.bytes_graph_codes);
         fprintf(stderr,
                 "build: RAM to search: graph %.1f MiB + codes %.1f MiB%s (%.0f bytes per "
                 "vector)\n",
                 (double)(s.bytes_graph + s.bytes_graph_codes) / (1 << 20),
                 (double)s.bytes_codes / (1 << 20),
-                p.full_vectors == ROTOR_VECTORS_DISK ? "; full vectors stay on disk"
-                                                     : " + full vectors",
-                (ram + (p.full_vectors == ROTOR_VECTORS_DISK ? 0 : (double)s.bytes_vectors)) /
-                    (double)s.count);
+                disk ? "; full vectors stay on disk" : " + full vectors",
+                (ram + (disk ? 0 : (double)s.bytes_vectors)) / (double)s.count);
+        if (s.graph_on_disk > 0)
+            fprintf(stderr,
+                    "build: under the RAM budget the graph stays on disk: %zu of its records "
+                    "cached in RAM\n",
+                    s.graph_cached);
         char label[72];
         fprintf(stderr,
                 "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "
                 "opened; peak RSS %.0f MiB)\n",
                 rotor_index_kind_name(s.kind), s.count, s.dim, rotor_metric_name(s.metric),
                 cli_quant_label(&s, label, sizeof label), seconds, o->out,
-                p.full_vectors == ROTOR_VECTORS_DISK ? "on disk" : "in RAM",
-                (double)cli_peak_rss() / (1 << 20));
+                disk ? "on disk" : "in RAM", (double)cli_peak_rss() / (1 << 20));
         rotor_index_close(ix);
     }
     return CLI_EXIT_OK;

@@ -14,6 +14,7 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
     rotor_open_params op = rotor_open_params_default();
     op.vectors = (rotor_vectors_place)o->full_vectors;
     op.io = o->io;
+    op.ram_budget = o->ram_budget;
     rotor_index *ix = NULL;
     double t0 = cli_now();
     rotor_status st = rotor_index_open_fd(fd, path, &op, &ix);
@@ -62,6 +63,10 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
            (double)(s.vectors_on_disk ? s.bytes_vectors_disk : s.bytes_vectors) / n);
     if (s.vectors_on_disk)
         printf("vector reads:  %s%s\n", s.io_backend, s.direct_io ? ", O_DIRECT" : ", page cache");
+    if (s.graph_on_disk > 0)
+        printf("graph:         on disk under the RAM budget: %zu records cached in RAM, the "
+               "other %zu read by the searches\n",
+               s.graph_cached, s.graph_on_disk);
     printf("RAM per vector: codes %.1f, graph %.1f, graph codes %.1f, full vectors %.1f bytes\n",
            (double)s.bytes_codes / n, (double)s.bytes_graph / n, (double)s.bytes_graph_codes / n,
            (double)s.bytes_vectors / n);

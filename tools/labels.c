@@ -20,6 +20,7 @@ rotor_search_params cli_search_params(const cli_opts *o) {
     sp.target_recall = (float)o->recall;
     sp.rerank_all = o->rerank_all;
     sp.rerank_window = o->rerank_window;
+    sp.beam_width = o->beam;
     sp.filter = o->filtered ? &o->filter : NULL;
     sp.filter_scan = o->filter_scan;
     return sp;

@@ -129,6 +129,7 @@ int cli_open_index(const cli_opts *o, bool verify, rotor_index **ix, double *sec
     op.io = o->io;
     op.verify = verify;
     op.load = o->load;
+    op.ram_budget = o->ram_budget;
     double t0 = cli_now();
     rotor_status st = rotor_index_open(o->index, &op, ix);
     if (seconds != NULL)
@@ -161,7 +162,7 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
         p->graph_degree = o->degree;
     if (o->build_list)
         p->build_list = o->build_list;
-    else if (p->build_list < p->graph_degree)
+    else if (p->build_list != 0 && p->build_list < p->graph_degree)
         p->build_list = p->graph_degree;
     if (o->alpha > 0)
         p->alpha = (float)o->alpha;
@@ -173,6 +174,7 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
     p->walk_quant = o->walk_quant;
     if (o->full_vectors != 0)
         p->full_vectors = o->full_vectors;
+    p->ram_budget = o->ram_budget;
     return CLI_EXIT_OK;
 }
 

@@ -70,6 +70,7 @@ class Index:
         target_recall: Optional[float] = None,
         labels: Optional[_Labels] = None,
         keys: _Keys = None,
+        ram_budget: Optional[int] = None,
     ) -> "Index": ...
     @classmethod
     def open(
@@ -83,6 +84,7 @@ class Index:
         load: bool = False,
         writable: bool = False,
         sync_each_change: bool = False,
+        ram_budget: Union[int, Literal["unlimited"], None] = None,
     ) -> "Index": ...
     def search(
         self,
@@ -98,6 +100,7 @@ class Index:
         recall: Optional[float] = None,
         filter: Optional[_Filter] = None,
         allow: Optional[npt.ArrayLike] = None,
+        beam_width: Optional[int] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def add(
         self, x: _Vectors, *, labels: Optional[_Labels] = None, keys: _Keys = None
@@ -156,6 +159,7 @@ def build_file(
     nlist: Optional[int] = None,
     full_vectors: Optional[_Place] = None,
     target_recall: Optional[float] = None,
+    ram_budget: Optional[int] = None,
 ) -> None: ...
 def verify(path: _Path) -> None: ...
 def probe(path: _Path) -> Dict[str, Any]: ...

@@ -398,13 +398,14 @@ static const char *const build_kwlist[] = {
     "x",          "metric", "kind",         "quant",         "threads",        "progress",
     "seed",       "degree", "build_list",   "alpha",         "neighbor_codes", "build_space",
     "walk_quant", "nlist",  "full_vectors", "target_recall", "labels",         "keys",
-    NULL};
+    "ram_budget", NULL};
 
 /* Fills rotor_params from build()'s keywords (all but x, parsed by the
  * caller into `o`). */
 typedef struct {
     PyObject *metric, *kind, *quant, *threads, *progress, *seed, *degree, *build_list, *alpha,
-        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors, *target_recall, *labels;
+        *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors, *target_recall, *labels,
+        *ram_budget;
 } build_args;
 
 static int build_params(const build_args *a, rotor_params *p, params_keep *keep) {
@@ -423,7 +424,8 @@ static int build_params(const build_args *a, rotor_params *p, params_keep *keep)
         goto fail;
     p->seed = seed;
     /* As the CLI does: a build list below the degree follows the degree. */
-    if ((a->build_list == NULL || a->build_list == Py_None) && p->build_list < p->graph_degree)
+    if ((a->build_list == NULL || a->build_list == Py_None) && p->build_list != 0 &&
+        p->build_list < p->graph_degree)
         p->build_list = p->graph_degree;
     if (a->alpha != NULL && a->alpha != Py_None) {
         double v = PyFloat_AsDouble(a->alpha);
@@ -464,6 +466,10 @@ static int build_params(const build_args *a, rotor_params *p, params_keep *keep)
         goto fail;
     if (place != ROTOR_VECTORS_AS_SAVED)
         p->full_vectors = place;
+    unsigned long long budget = 0;
+    if (opt_uint(a->ram_budget, "ram_budget", UINT64_MAX, &budget) < 0)
+        goto fail;
+    p->ram_budget = budget;
     return 0;
 fail:
     params_keep_release(keep);
@@ -805,11 +811,11 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
     PyObject *x = NULL, *keys_obj = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOOOOO", (char **)build_kwlist, &x,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOOOOOO", (char **)build_kwlist, &x,
                                      &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
                                      &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
                                      &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors,
-                                     &a.target_recall, &a.labels, &keys_obj))
+                                     &a.target_recall, &a.labels, &keys_obj, &a.ram_budget))
         return NULL;
     rotor_params p;
     params_keep keep;
@@ -861,16 +867,30 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
 
 static PyObject *index_open(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
-    static const char *const kwlist[] = {"path",      "vectors",          "io",
-                                         "direct_io", "verify",           "load",
-                                         "writable",  "sync_each_change", NULL};
-    PyObject *path = NULL, *vectors = NULL, *io = NULL, *direct = NULL;
+    static const char *const kwlist[] = {"path",       "vectors", "io",       "direct_io",
+                                         "verify",     "load",    "writable", "sync_each_change",
+                                         "ram_budget", NULL};
+    PyObject *path = NULL, *vectors = NULL, *io = NULL, *direct = NULL, *budget = NULL;
     int verify = 0, load = 0, writable = 0, sync_each = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$OOOpppp", (char **)kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$OOOppppO", (char **)kwlist,
                                      PyUnicode_FSConverter, &path, &vectors, &io, &direct, &verify,
-                                     &load, &writable, &sync_each))
+                                     &load, &writable, &sync_each, &budget))
         return NULL;
     rotor_open_params op = rotor_open_params_default();
+    if (budget != NULL && budget != Py_None) {
+        /* "unlimited": the whole graph in RAM whatever the build said. */
+        const char *s = PyUnicode_Check(budget) ? PyUnicode_AsUTF8(budget) : NULL;
+        unsigned long long v = 0;
+        if (s != NULL && strcmp(s, "unlimited") == 0)
+            v = ROTOR_RAM_UNLIMITED;
+        else if (s != NULL || opt_uint(budget, "ram_budget", UINT64_MAX, &v) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError,
+                                "ram_budget must be a byte count, 'unlimited' or None");
+            goto fail;
+        }
+        op.ram_budget = v;
+    }
     int place;
     if (parse_place(vectors, "vectors", &place) < 0)
         goto fail;
@@ -928,11 +948,12 @@ enum {
     SA_RECALL,
     SA_FILTER,
     SA_ALLOW,
+    SA_BEAM,
     SA_COUNT
 };
 static const char *const search_names[SA_COUNT] = {"q",      "k",      "list_size", "rerank",
                                                    "refine", "nprobe", "starts",    "threads",
-                                                   "recall", "filter", "allow"};
+                                                   "recall", "filter", "allow",     "beam_width"};
 static PyObject *search_names_obj[SA_COUNT];
 
 static int search_parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
@@ -998,7 +1019,8 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
         opt_u32(slot[SA_REFINE], "refine", &sp.refine) < 0 ||
         opt_u32(slot[SA_NPROBE], "nprobe", &sp.nprobe) < 0 ||
         opt_u32(slot[SA_STARTS], "starts", &sp.start_points) < 0 ||
-        opt_u32(slot[SA_THREADS], "threads", &sp.threads) < 0)
+        opt_u32(slot[SA_THREADS], "threads", &sp.threads) < 0 ||
+        opt_u32(slot[SA_BEAM], "beam_width", &sp.beam_width) < 0)
         return NULL;
     if (slot[SA_RERANK] != NULL && slot[SA_RERANK] != Py_None) {
         unsigned long long r = 0;
@@ -1272,7 +1294,7 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         return NULL;
     return Py_BuildValue(
         "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
-        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n}",
+        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -1290,7 +1312,8 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         "unconsolidated", (Py_ssize_t)s.unconsolidated, "free_slots", (Py_ssize_t)s.free_slots,
         "writable", s.writable ? Py_True : Py_False, "log_records", (Py_ssize_t)s.log_records,
         "log_bytes", (Py_ssize_t)s.log_bytes, "log_skipped", (Py_ssize_t)s.log_skipped,
-        "log_tail_bytes", (Py_ssize_t)s.log_tail_bytes);
+        "log_tail_bytes", (Py_ssize_t)s.log_tail_bytes, "graph_on_disk",
+        (Py_ssize_t)s.graph_on_disk, "graph_cached", (Py_ssize_t)s.graph_cached);
 }
 
 /* Keys of any number (one int, a sequence, an array). */
@@ -1539,7 +1562,7 @@ PyDoc_STRVAR(
     "build(x, *, metric='l2', kind='flat', quant=None, threads=0, progress=False, seed=42,\n"
     "      degree=None, build_list=None, alpha=None, neighbor_codes=None, build_space=None,\n"
     "      walk_quant=None, nlist=None, full_vectors=None, target_recall=None, labels=None,\n"
-    "      keys=None)\n"
+    "      keys=None, ram_budget=None)\n"
     "--\n\n"
     "Build an index over the rows of x.\n\n"
     "x        (n, d) array of vectors. float32 C-contiguous arrays are read in place;\n"
@@ -1568,12 +1591,15 @@ PyDoc_STRVAR(
     "labels   an item per row: an int, a sequence of ints (non-negative) or None: the\n"
     "         labels search(filter=...) selects on; kept in saved files.\n"
     "keys     None (the row numbers) or one int64 key per row, which searches return:\n"
-    "         non-negative, no key twice (InvalidArgument otherwise).\n\n"
+    "         non-negative, no key twice (InvalidArgument otherwise).\n"
+    "ram_budget  vamana: the most bytes a search of the saved index keeps in RAM; the\n"
+    "         file then also holds the graph's records beside the full vectors, and an\n"
+    "         open under the budget reads them from disk (see open()).\n\n"
     "The GIL is released while the index is built.");
 
 PyDoc_STRVAR(open_doc,
              "open(path, *, vectors=None, io=None, direct_io=None, verify=False, load=False,\n"
-             "     writable=False, sync_each_change=False)\n"
+             "     writable=False, sync_each_change=False, ram_budget=None)\n"
              "--\n\n"
              "Open an index file written by Index.save.\n\n"
              "vectors    None (as saved), 'ram' (mapped) or 'disk' (the rerank reads the few\n"
@@ -1586,7 +1612,11 @@ PyDoc_STRVAR(open_doc,
              "           appended to its update log before it returns (surviving the\n"
              "           process), and sync() makes them survive a power loss; every open\n"
              "           replays the log. One writable open per file at a time (IoError).\n"
-             "sync_each_change  with writable: sync each change before it returns.\n\n"
+             "sync_each_change  with writable: sync each change before it returns.\n"
+             "ram_budget  vamana: the most bytes the graph and codes keep in RAM: None (the\n"
+             "           build's budget, none if it had none), a byte count, or 'unlimited'.\n"
+             "           Under a budget too small for the graph (a file built with one) the\n"
+             "           records are read from disk as searches expand them.\n\n"
              "Raises FormatError, CorruptFile, Unsupported or IoError for a file it cannot "
              "use.\nThe GIL is released while the file is opened.");
 
@@ -1603,7 +1633,7 @@ PyDoc_STRVAR(sync_doc,
 PyDoc_STRVAR(
     search_doc,
     "search(q, k=10, *, list_size=None, rerank=None, refine=None, nprobe=None, starts=None,\n"
-    "       threads=0, recall=None, filter=None, allow=None)\n"
+    "       threads=0, recall=None, filter=None, allow=None, beam_width=None)\n"
     "--\n\n"
     "Find the k nearest neighbours of each query.\n\n"
     "q          one query of shape (d,) or a batch of shape (n, d). A float32 C-contiguous\n"
@@ -1618,6 +1648,7 @@ PyDoc_STRVAR(
     "           rerank).\n"
     "nprobe     ivf: partitions scanned per query (default 16).\n"
     "starts     quantized vamana: sampled starting points scored first (default 256).\n"
+    "beam_width  a graph on disk: records read per submission (default 4, at most 64).\n"
     "threads    batch searches: worker threads, 0 = one per core.\n"
     "recall     a target recall instead of the settings above: the cheapest\n"
     "           setting of the index's calibration table (measured at build or by\n"
@@ -1979,16 +2010,17 @@ PyDoc_STRVAR(build_file_doc,
 static PyObject *mod_build_file(PyObject *mod, PyObject *args, PyObject *kw) {
     (void)mod;
     static const char *const kwlist[] = {
-        "input",       "output",     "metric", "kind",         "quant",         "threads",
-        "progress",    "seed",       "degree", "build_list",   "alpha",         "neighbor_codes",
-        "build_space", "walk_quant", "nlist",  "full_vectors", "target_recall", NULL};
+        "input",        "output",         "metric",      "kind",       "quant",
+        "threads",      "progress",       "seed",        "degree",     "build_list",
+        "alpha",        "neighbor_codes", "build_space", "walk_quant", "nlist",
+        "full_vectors", "target_recall",  "ram_budget",  NULL};
     PyObject *in = NULL, *out = NULL;
     build_args a = {0};
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O&O&|$OOOOOOOOOOOOOOO", (char **)kwlist, PyUnicode_FSConverter, &in,
+            args, kw, "O&O&|$OOOOOOOOOOOOOOOO", (char **)kwlist, PyUnicode_FSConverter, &in,
             PyUnicode_FSConverter, &out, &a.metric, &a.kind, &a.quant, &a.threads, &a.progress,
             &a.seed, &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes, &a.build_space,
-            &a.walk_quant, &a.nlist, &a.full_vectors, &a.target_recall)) {
+            &a.walk_quant, &a.nlist, &a.full_vectors, &a.target_recall, &a.ram_budget)) {
         Py_XDECREF(in);
         return NULL;
     }

@@ -230,6 +230,38 @@ def test_save_and_open_in_ram_and_on_disk(tmp_path, data, kind, quant):
             rotor.Index.open(path, vectors="disk")
 
 
+def test_ram_budget_reads_the_graph_from_disk(tmp_path):
+    # Clustered, so the budget's 8-bit PQ code walks the graph well; no flag
+    # but the budget, as a user would build it.
+    rng = np.random.default_rng(16)
+    centres = rng.normal(0, 3, (40, 32))
+    base = (centres[rng.integers(0, 40, 5000)] + rng.normal(0, 1, (5000, 32))).astype(np.float32)
+    queries = (centres[rng.integers(0, 40, 50)] + rng.normal(0, 1, (50, 32))).astype(np.float32)
+    budget = 40 * len(base)
+    ix = rotor.Index.build(base, kind="vamana", ram_budget=budget, threads=1)
+    path = tmp_path / "budget.rotor"
+    ix.save(path)
+    exact = rotor.Index.build(base)  # flat, full precision: the true neighbours
+    want = exact.search(queries, k=10)[0]
+    on_disk = rotor.Index.open(path)
+    s = on_disk.stats()
+    assert s["graph_on_disk"] > 0 and s["graph_cached"] > 0
+    assert s["graph_on_disk"] + s["graph_cached"] == len(base)
+    assert s["bytes_codes"] + s["bytes_graph"] <= budget
+    ids, dists = on_disk.search(queries, k=10, list_size=48, beam_width=4)
+    hits = sum(len(set(a) & set(b)) for a, b in zip(ids.tolist(), want.tolist()))
+    assert hits / want.size >= 0.9
+    # distances are exact: those of the vectors returned
+    np.testing.assert_allclose(
+        dists, ((base[ids] - queries[:, None, :]) ** 2).sum(-1), rtol=1e-4, atol=1e-3)
+    in_ram = rotor.Index.open(path, ram_budget="unlimited")
+    assert in_ram.stats()["graph_on_disk"] == 0
+    with pytest.raises(rotor.InvalidArgument):
+        rotor.Index.open(path, ram_budget=1000)
+    with pytest.raises(rotor.Unsupported):
+        on_disk.add(queries[:1])
+
+
 def test_add_continues_ids(data):
     base, _ = data
     ix = rotor.Index.build(base[:1000], kind="vamana", quant="pq8x4", threads=1)

@@ -1,0 +1,545 @@
+/*
+ * A Vamana graph whose records stay on disk, under a RAM budget (DiskANN's
+ * terms: Subramanya et al., NeurIPS 2019). Memory holds the walking codes,
+ * the sampled starting points and a cache of the records nearest them;
+ * every other record is read from the index file's nodes section when the
+ * search expands it.
+ *
+ * A record on disk holds a node's neighbour ids and its full vector, so
+ * the read that gives the next hop also gives the node's exact distance:
+ * the results are the best exact distances among the expanded nodes, and
+ * nothing is read twice (no separate rerank). Records are packed into
+ * 4 KiB pages that none straddles, so a record is one page read.
+ *
+ * The search is DiskANN's beam search on the codes: the `beam` nearest
+ * unexpanded candidates of the list are expanded together, their records
+ * read in one submission; each neighbour not seen yet is estimated from
+ * its code in memory and offered to the list. Cached records cost no read.
+ *
+ * Nodes section (storage/FORMAT.md), little-endian:
+ *   header page (4 KiB): 0 u32 version (1)   4 u32 degree R   8 u32 dim
+ *     12 u32 record bytes  16 u32 records per page  20 u32 page bytes
+ *     24 u64 count         32 u64 the build's RAM budget; zeros after
+ *   then the pages, record u at page u / per_page, slot u % per_page:
+ *     [degree u32][R ids u32, unused ones 0][dim float32]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "graph/vamana.h"
+
+enum {
+    NODE_PAGE = 4096,
+    NODES_HEADER = 4096,
+    NODES_VERSION = 1,
+    MAX_BEAM = 64,
+    CACHE_BATCH = 1024, /* records one read call of the cache's fill asks for */
+    WRITE_PAGES = 64,   /* pages a save hands the writer at once */
+};
+
+#define NO_SLOT UINT32_MAX
+
+struct vm_disk {
+    vstore *store;
+    const ixf_file *file; /* for a save: the mapping's graph and nodes sections */
+    size_t rec_bytes, per_page, page_bytes;
+    uint64_t budget; /* what this open was given (or the build's) */
+    /* The cache: records of ncache nodes (cache_ids), found through an
+     * open-addressing table of slots (hash_mask + 1 entries). */
+    uint8_t *cache;
+    uint32_t *cache_ids;
+    size_t ncache;
+    uint32_t *hash;
+    size_t hash_mask;
+};
+
+static size_t record_bytes(size_t degree, size_t dim) { return 4 + 4 * degree + 4 * dim; }
+
+/* Records per page and the page's size: as many as fit a 4 KiB page, or
+ * one record to pages of its size rounded up to 4 KiB. */
+static void page_shape(size_t rec, size_t *per_page, size_t *page_bytes) {
+    if (rec <= NODE_PAGE) {
+        *per_page = NODE_PAGE / rec;
+        *page_bytes = NODE_PAGE;
+    } else {
+        *per_page = 1;
+        *page_bytes = cm_round_up(rec, NODE_PAGE);
+    }
+}
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budget, ixf_writer *w) {
+    const size_t R = g->p.degree, dim = s->dim;
+    const size_t rec = record_bytes(R, dim);
+    size_t per_page, page_bytes;
+    page_shape(rec, &per_page, &page_bytes);
+    CM_RETURN_IF(s->vectors == NULL, ROTOR_ERR_UNSUPPORTED,
+                 "the node pages need the full vectors, and this index has none in memory");
+    const size_t pages = (g->count + per_page - 1) / per_page;
+    const size_t chunk = WRITE_PAGES * page_bytes;
+    uint8_t *buf = cm_alloc(&g->base.alloc, chunk > NODES_HEADER ? chunk : NODES_HEADER,
+                            "a buffer of node pages");
+    if (buf == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    memset(buf, 0, NODES_HEADER);
+    put32(buf, NODES_VERSION);
+    put32(buf + 4, (uint32_t)R);
+    put32(buf + 8, (uint32_t)dim);
+    put32(buf + 12, (uint32_t)rec);
+    put32(buf + 16, (uint32_t)per_page);
+    put32(buf + 20, (uint32_t)page_bytes);
+    put64(buf + 24, g->count);
+    put64(buf + 32, budget);
+    rotor_status st = ixf_section_begin(w, IXF_SEC_NODES);
+    if (st == ROTOR_OK)
+        st = ixf_append(w, buf, NODES_HEADER);
+    for (size_t p0 = 0; st == ROTOR_OK && p0 < pages; p0 += WRITE_PAGES) {
+        const size_t np = pages - p0 < WRITE_PAGES ? pages - p0 : WRITE_PAGES;
+        memset(buf, 0, np * page_bytes);
+        for (size_t pg = 0; pg < np; pg++) {
+            for (size_t j = 0; j < per_page; j++) {
+                const size_t u = (p0 + pg) * per_page + j;
+                if (u >= g->count)
+                    break;
+                uint8_t *r = buf + pg * page_bytes + j * rec;
+                const uint32_t *src = node_of(g, u);
+                const uint32_t deg = src[0] < R ? src[0] : (uint32_t)R;
+                memcpy(r, &deg, 4);
+                memcpy(r + 4, src + 1, 4 * (size_t)deg);
+                memcpy(r + 4 + 4 * R, s->vectors + u * dim, 4 * dim);
+            }
+        }
+        st = ixf_append(w, buf, np * page_bytes);
+    }
+    cm_free(&g->base.alloc, buf);
+    return st == ROTOR_OK ? ixf_section_end(w) : st;
+}
+
+rotor_status vm_disk_save(const vamana *g, ixf_writer *w) {
+    /* The records are not in memory: the file's own sections are copied
+     * (the mapping stays unchanged while the index is open). */
+    const ixf_section graph = ixf_get(g->disk->file, IXF_SEC_GRAPH);
+    const ixf_section nodes = ixf_get(g->disk->file, IXF_SEC_NODES);
+    CM_FORWARD(ixf_put_section(w, IXF_SEC_GRAPH, graph.data, (size_t)graph.size));
+    return ixf_put_section(w, IXF_SEC_NODES, nodes.data, (size_t)nodes.size);
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+/* The header of a nodes section, checked against the graph it belongs to.
+ * Read from the file, not the mapping: a file read into memory (load)
+ * leaves this section on disk. */
+static rotor_status read_header(const vamana *g, const graph_space *s, const ixf_file *f,
+                                const ixf_section *sec, size_t *rec, size_t *per_page,
+                                size_t *page_bytes, uint64_t *budget) {
+    CM_RETURN_IF(sec->size < NODES_HEADER, ROTOR_ERR_FORMAT,
+                 "the nodes section holds %" PRIu64 " bytes, less than its header", sec->size);
+    uint8_t h[64];
+    size_t got = 0;
+    unsigned retries = 0;
+    while (got < sizeof h) {
+        const ssize_t r = pread(ixf_fd(f), h + got, sizeof h - got, (off_t)(sec->offset + got));
+        if (r < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
+            continue;
+        CM_RETURN_IF(r <= 0, ROTOR_ERR_IO, "cannot read the nodes section's header: %s",
+                     r < 0 ? strerror(errno) : "the file ended");
+        got += (size_t)r;
+    }
+    *rec = record_bytes(g->p.degree, s->dim);
+    page_shape(*rec, per_page, page_bytes);
+    CM_RETURN_IF(get32(h) != NODES_VERSION, ROTOR_ERR_UNSUPPORTED,
+                 "the nodes section has version %u; this library reads version %d", get32(h),
+                 NODES_VERSION);
+    CM_RETURN_IF(get32(h + 4) != g->p.degree || get32(h + 8) != s->dim || get32(h + 12) != *rec ||
+                     get32(h + 16) != *per_page || get32(h + 20) != *page_bytes ||
+                     get64(h + 24) != s->count,
+                 ROTOR_ERR_FORMAT,
+                 "the nodes section's layout (degree %u, %u dimensions, %" PRIu64
+                 " records of %u bytes) is not the graph's (degree %u, %zu, %zu of %zu)",
+                 get32(h + 4), get32(h + 8), get64(h + 24), get32(h + 12), g->p.degree, s->dim,
+                 s->count, *rec);
+    const uint64_t pages = (s->count + *per_page - 1) / *per_page;
+    CM_RETURN_IF(sec->size != NODES_HEADER + pages * *page_bytes, ROTOR_ERR_FORMAT,
+                 "the nodes section holds %" PRIu64 " bytes; %zu records need %" PRIu64, sec->size,
+                 s->count, NODES_HEADER + pages * *page_bytes);
+    *budget = get64(h + 32);
+    return ROTOR_OK;
+}
+
+uint64_t vm_disk_fixed_bytes(const graph_space *s, size_t nstarts) {
+    /* The walking codes, their starting points, and a search's visited set. */
+    const quant *w = s->walk_q;
+    return w->ops->store_bytes(w, s->count) + w->ops->store_bytes(w, nstarts) + 4 * nstarts +
+           (s->count + 7) / 8;
+}
+
+static uint32_t hash_id(uint32_t id) { return id * 0x9E3779B1u; }
+
+static uint32_t cache_find(const struct vm_disk *d, uint32_t id) {
+    if (d->ncache == 0)
+        return NO_SLOT;
+    for (size_t h = hash_id(id) & d->hash_mask;; h = (h + 1) & d->hash_mask) {
+        const uint32_t slot = d->hash[h];
+        if (slot == NO_SLOT || d->cache_ids[slot] == id)
+            return slot;
+    }
+}
+
+/* The cache's fill: records read in breadth-first order from the entry
+ * and the starting points, where every search begins. */
+typedef struct cache_fill {
+    struct vm_disk *d;
+    size_t first; /* slot of ids[0] */
+} cache_fill;
+
+static void keep_record(void *ctx, size_t j, const void *row) {
+    cache_fill *cf = ctx;
+    memcpy(cf->d->cache + (cf->first + j) * cf->d->rec_bytes, row, cf->d->rec_bytes);
+}
+
+static rotor_status fill_cache(vamana *g, const graph_space *s, struct vm_disk *d, size_t want) {
+    const rotor_allocator *a = &g->base.alloc;
+    const size_t count = s->count;
+    size_t cap = 1;
+    while (cap < 2 * want)
+        cap *= 2;
+    d->cache = cm_alloc(a, want * d->rec_bytes, "the node cache");
+    d->cache_ids = cm_alloc(a, want * sizeof *d->cache_ids, "the node cache");
+    d->hash = cm_alloc(a, cap * sizeof *d->hash, "the node cache");
+    uint64_t *seen = cm_calloc(a, (count + 63) / 64 * sizeof *seen, "the node cache's fill");
+    rotor_status st = ROTOR_OK;
+    if (d->cache == NULL || d->cache_ids == NULL || d->hash == NULL || seen == NULL)
+        st = ROTOR_ERR_OUT_OF_MEMORY;
+    vstore_reader *rd = NULL;
+    if (st == ROTOR_OK)
+        st = vstore_reader_get(d->store, &rd);
+    size_t n = 0;
+    if (st == ROTOR_OK) {
+        memset(d->hash, 0xff, cap * sizeof *d->hash);
+        d->hash_mask = cap - 1;
+        /* Level 0: the entry and the starting points. */
+        d->cache_ids[n++] = g->entry;
+        cm_bit_set(seen, g->entry);
+        for (size_t i = 0; i < g->nstarts && n < want; i++)
+            if (!cm_bit_get(seen, g->starts[i])) {
+                cm_bit_set(seen, g->starts[i]);
+                d->cache_ids[n++] = g->starts[i];
+            }
+    }
+    /* Read [done, n) a batch at a time; their neighbours join the queue. */
+    for (size_t done = 0; st == ROTOR_OK && done < n;) {
+        const size_t batch = n - done < CACHE_BATCH ? n - done : CACHE_BATCH;
+        cache_fill cf = {d, done};
+        st = vstore_read(rd, d->cache_ids + done, batch, keep_record, &cf);
+        for (size_t i = done; st == ROTOR_OK && i < done + batch; i++) {
+            const uint8_t *rec = d->cache + i * d->rec_bytes;
+            const uint32_t deg = get32(rec);
+            if (deg > g->p.degree) {
+                st = cm_fail(ROTOR_ERR_CORRUPT, "the nodes section: record %u has degree %u",
+                             d->cache_ids[i], deg);
+                break;
+            }
+            for (uint32_t j = 0; j < deg && n < want; j++) {
+                const uint32_t v = get32(rec + 4 + 4 * (size_t)j);
+                if (v >= count) {
+                    st = cm_fail(ROTOR_ERR_CORRUPT,
+                                 "the nodes section: record %u links to %u, past its %zu nodes",
+                                 d->cache_ids[i], v, count);
+                    break;
+                }
+                if (!cm_bit_get(seen, v)) {
+                    cm_bit_set(seen, v);
+                    d->cache_ids[n++] = v;
+                }
+            }
+        }
+        done += batch;
+    }
+    if (rd != NULL) {
+        uint64_t reads, ns;
+        vstore_reader_take_stats(rd, &reads, &ns); /* not a search's */
+        vstore_reader_put(d->store, rd);
+    }
+    cm_free(a, seen);
+    if (st != ROTOR_OK)
+        return st;
+    d->ncache = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t h = hash_id(d->cache_ids[i]) & d->hash_mask;
+        while (d->hash[h] != NO_SLOT)
+            h = (h + 1) & d->hash_mask;
+        d->hash[h] = (uint32_t)i;
+    }
+    return ROTOR_OK;
+}
+
+void vm_disk_free(vamana *g) {
+    struct vm_disk *d = g->disk;
+    if (d == NULL)
+        return;
+    const rotor_allocator *a = &g->base.alloc;
+    vstore_close(d->store);
+    cm_free(a, d->cache);
+    cm_free(a, d->cache_ids);
+    cm_free(a, d->hash);
+    cm_free(a, d);
+    g->disk = NULL;
+}
+
+rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, const ixf_file *f) {
+    const ixf_section sec = ixf_get(f, IXF_SEC_NODES);
+    size_t rec = 0, per_page = 0, page_bytes = 0;
+    uint64_t saved = 0;
+    if (sec.data != NULL)
+        CM_FORWARD(read_header(g, s, f, &sec, &rec, &per_page, &page_bytes, &saved));
+    g->p.ram_budget = saved; /* a save of this index writes its pages again */
+    const uint64_t budget = p->ram_budget ? p->ram_budget : saved;
+    if (budget == 0)
+        return ROTOR_OK;
+    /* A budget that holds the records as a search in memory reads them
+     * (and the codes that the walk reads beside them) keeps them there. */
+    const quant *w = s->walk_q;
+    const uint64_t in_ram =
+        (uint64_t)g->count * g->node_bytes + (w != NULL ? w->ops->store_bytes(w, s->count) : 0);
+    if (budget >= in_ram)
+        return ROTOR_OK;
+    CM_RETURN_IF(sec.data == NULL, ROTOR_ERR_UNSUPPORTED,
+                 "a RAM budget of %" PRIu64 " bytes cannot hold this graph (%" PRIu64
+                 " bytes), and the file has no node pages to read it from: build it with a RAM "
+                 "budget",
+                 budget, in_ram);
+    CM_RETURN_IF(w == NULL, ROTOR_ERR_UNSUPPORTED,
+                 "a graph on disk is walked on codes, and this index has none");
+    const uint64_t fixed = vm_disk_fixed_bytes(s, g->nstarts);
+    CM_RETURN_IF(budget < fixed, ROTOR_ERR_INVALID_ARGUMENT,
+                 "a RAM budget of %" PRIu64 " bytes (%.1f a vector) is below the %" PRIu64
+                 " (%.1f a vector) that the walking codes and the starting points need in "
+                 "memory",
+                 budget, (double)budget / (double)s->count, fixed,
+                 (double)fixed / (double)s->count);
+    const rotor_allocator *a = &g->base.alloc;
+    struct vm_disk *d = cm_calloc(a, sizeof *d, "the graph on disk");
+    if (d == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    g->disk = d;
+    d->file = f;
+    d->rec_bytes = rec;
+    d->per_page = per_page;
+    d->page_bytes = page_bytes;
+    d->budget = budget;
+    vstore_params vp = {
+        .path = ixf_path(f),
+        .offset = sec.offset + NODES_HEADER,
+        .row_bytes = rec,
+        .rows = s->count,
+        .backend = (vstore_backend)p->io_backend,
+        .direct = p->direct_io,
+        .depth = MAX_BEAM,
+        .use_fd = true,
+        .fd = ixf_fd(f),
+        .rows_per_page = per_page,
+        .page_bytes = page_bytes,
+    };
+    rotor_status st = vstore_open(a, &vp, &d->store);
+    /* The cache takes what the budget leaves: a record and its slot. */
+    const size_t per_cached = rec + 3 * sizeof(uint32_t);
+    size_t want = (size_t)((budget - fixed) / per_cached);
+    if (want > s->count)
+        want = s->count;
+    if (st == ROTOR_OK && want > 0)
+        st = fill_cache(g, s, d, want);
+    if (st != ROTOR_OK) {
+        vm_disk_free(g);
+        return st;
+    }
+    /* Nothing reads the records in memory from now on. */
+    g->nodes = NULL;
+    return ROTOR_OK;
+}
+
+void vm_disk_stats(const vamana *g, const graph_space *s, nav_stats *out) {
+    const struct vm_disk *d = g->disk;
+    (void)s;
+    out->bytes_ids = d->ncache * (d->rec_bytes + 3 * sizeof(uint32_t));
+    out->bytes_codes = 0;
+    out->disk_nodes = g->count - d->ncache;
+    out->cached_nodes = d->ncache;
+}
+
+/* ---- searching ----------------------------------------------------------- */
+
+typedef struct dk_walk {
+    const vamana *g;
+    const struct vm_disk *d;
+    const graph_space *s;
+    const float *query;
+    const quant *walk;
+    const void *qs;
+    const simd_ops *ops;
+    vm_scratch *sc;
+    vm_sink k;
+    cm_topk *top;
+    const nav_filter *filter;
+    uint32_t skip;       /* a point searched as absent, or NO_NODE */
+    uint8_t *gather;     /* the neighbours' codes, gathered into one store */
+    uint8_t *code;       /* one code */
+    const uint32_t *ids; /* the records being read */
+    uint32_t bad;        /* a node whose record is impossible, or NO_NODE */
+    nav_work work;
+} dk_walk;
+
+enum { NO_NODE = UINT32_MAX };
+
+/* Node u's record: its exact distance enters the results, its unseen
+ * neighbours the list. */
+static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
+    const size_t R = w->g->p.degree;
+    const uint32_t deg = get32(rec), count = (uint32_t)w->s->count;
+    if (CM_UNLIKELY(deg > R)) {
+        w->bad = u;
+        return;
+    }
+    const float *x = (const float *)(rec + 4 + 4 * R);
+    if (u != w->skip && (w->filter == NULL || nav_filter_allows(w->filter, u)))
+        cm_topk_push(w->top, graph_distance(w->ops, w->s->metric, w->query, x, w->s->dim), u);
+    const quant *q = w->walk;
+    uint32_t *ids = w->sc->nbrs;
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < deg; j++) {
+        const uint32_t v = get32(rec + 4 + 4 * (size_t)j);
+        if (CM_UNLIKELY(v >= count)) {
+            w->bad = u;
+            return;
+        }
+        if (visit(w->sc, v))
+            ids[m++] = v;
+    }
+    for (uint32_t j = 0; j < m; j++) {
+        q->ops->load(q, w->s->walk_codes, ids[j], w->code);
+        q->ops->store(q, w->gather, j, w->code);
+    }
+    if (m > 0)
+        q->ops->scan(q, w->qs, w->gather, 0, m, w->sc->est);
+    w->work.scored += m;
+    w->work.gathered += m;
+    for (uint32_t j = 0; j < m; j++)
+        sink_offer(&w->k, w->sc->est[j], ids[j]);
+}
+
+static void on_record(void *ctx, size_t j, const void *row) {
+    dk_walk *w = ctx;
+    expand_record(w, w->ids[j], row);
+}
+
+rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *query, size_t k,
+                            const nav_search_params *p, int64_t *ids, float *dists) {
+    const struct vm_disk *d = g->disk;
+    const size_t list = p->list ? p->list : NAV_DEFAULT_LIST;
+    size_t beam = p->beam ? p->beam : VM_DEFAULT_BEAM;
+    beam = beam < MAX_BEAM ? beam : MAX_BEAM;
+    const size_t want_starts = p->starts ? p->starts : 256;
+    const size_t nstarts = want_starts < g->nstarts ? want_starts : g->nstarts;
+    const quant *walk = s->walk_q;
+    vm_scratch *sc;
+    CM_FORWARD(vm_scratch_get(g, s, s->count, list, 0, 0, &sc));
+    vstore_reader *rd;
+    rotor_status st = vstore_reader_get(d->store, &rd);
+    if (st != ROTOR_OK) {
+        vm_scratch_put(g, sc);
+        return st;
+    }
+    uint8_t *qmem = sc->qmem;
+    float *scratch = (float *)(qmem + cm_round_up(walk->query_bytes, CM_ALIGN));
+    walk->ops->prepare(walk, query, qmem, scratch);
+    cm_topk top;
+    cm_topk_init(&top, dists, ids, k);
+    dk_walk w = {
+        .g = g,
+        .d = d,
+        .s = s,
+        .query = query,
+        .walk = walk,
+        .qs = qmem,
+        .ops = simd_ops_get(),
+        .sc = sc,
+        .k = {.l = {sc->list, sc->expanded, 0, list, 0}},
+        .top = &top,
+        .filter = p->filter,
+        .skip = p->skip != NULL ? *p->skip : NO_NODE,
+        .gather = qmem + vm_gather_offset(s),
+        .code = qmem + vm_gather_offset(s) + walk->ops->store_bytes(walk, g->slots + 1),
+        .bad = NO_NODE,
+    };
+    visited_reset(sc);
+    if (w.skip < s->count)
+        visit(sc, w.skip);
+    float d0;
+    walk->ops->scan(walk, w.qs, s->walk_codes, g->entry, 1, &d0);
+    visit(sc, g->entry);
+    sink_offer(&w.k, d0, g->entry);
+    w.work.scored += 1 + nstarts;
+    if (nstarts > 0)
+        vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
+
+    vm_list *l = &w.k.l;
+    uint32_t batch[MAX_BEAM];
+    while (st == ROTOR_OK && w.bad == NO_NODE) {
+        /* The beam: the nearest unexpanded candidates; the cached ones are
+         * expanded at once, the others read together. */
+        size_t nb = 0, picked = 0;
+        for (size_t i = list_next(l); i < l->size && picked < beam; i++) {
+            if (l->expanded[i])
+                continue;
+            l->expanded[i] = 1;
+            picked++;
+            const uint32_t u = l->c[i].id;
+            const uint32_t slot = cache_find(d, u);
+            if (slot != NO_SLOT)
+                expand_record(&w, u, d->cache + (size_t)slot * d->rec_bytes);
+            else
+                batch[nb++] = u;
+        }
+        if (picked == 0)
+            break;
+        w.work.hops += picked;
+        if (nb > 0) {
+            w.ids = batch;
+            st = vstore_read(rd, batch, nb, on_record, &w);
+        }
+    }
+    uint64_t reads, wait_ns;
+    vstore_reader_take_stats(rd, &reads, &wait_ns);
+    vstore_reader_put(d->store, rd);
+    vm_scratch_put(g, sc);
+    if (s->reads != NULL)
+        *s->reads += (uint32_t)reads;
+    if (s->io_seconds != NULL)
+        *s->io_seconds += (double)wait_ns * 1e-9;
+    if (p->work != NULL) {
+        p->work->hops += w.work.hops;
+        p->work->scored += w.work.scored;
+        p->work->gathered += w.work.gathered;
+        p->work->reranked += w.work.hops;
+    }
+    CM_FORWARD(st);
+    if (CM_UNLIKELY(w.bad != NO_NODE))
+        return cm_fail(ROTOR_ERR_CORRUPT, "the nodes section: record %u is impossible", w.bad);
+    cm_topk_finish(&top);
+    return ROTOR_OK;
+}
