@@ -159,8 +159,9 @@ typedef struct nav_params {
      * within the budget reads its records from; an open given 0 keeps the
      * budget the file was built with. */
     uint64_t ram_budget;
-    int io_backend; /* vstore_backend of the node pages */
-    int direct_io;  /* vstore_params.direct */
+    bool node_codes; /* node pages carry the neighbours' walking codes */
+    int io_backend;  /* vstore_backend of the node pages */
+    int direct_io;   /* vstore_params.direct */
     /* IVF */
     uint32_t nlist; /* partitions; 0 = about 4 sqrt(n) */
     /* All */
@@ -249,8 +250,10 @@ typedef struct nav_stats {
     uint32_t degree;    /* graphs: most neighbours per node */
     size_t start_points, start_groups;
     uint32_t partitions; /* IVF: lists */
-    /* A graph on disk: records read from it, and those kept in memory. */
+    /* A graph on disk: records read from it, and those kept in memory;
+     * disk_codes: the records hold the walking codes, RAM none. */
     size_t disk_nodes, cached_nodes;
+    bool disk_codes;
 } nav_stats;
 
 typedef struct nav nav;

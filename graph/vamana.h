@@ -457,9 +457,6 @@ rotor_status vm_disk_save(const vamana *g, ixf_writer *w);
  * starting points; else leaves the graph in memory. */
 rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, const ixf_file *f);
 void vm_disk_free(vamana *g);
-/* Memory a graph on disk needs before any cache: walking codes, starting
- * points, a search's visited set. */
-uint64_t vm_disk_fixed_bytes(const graph_space *s, size_t nstarts);
 void vm_disk_stats(const vamana *g, const graph_space *s, nav_stats *out);
 rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *query, size_t k,
                             const nav_search_params *p, int64_t *ids, float *dists);

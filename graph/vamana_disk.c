@@ -9,7 +9,11 @@
  * the read that gives the next hop also gives the node's exact distance:
  * the results are the best exact distances among the expanded nodes, and
  * nothing is read twice (no separate rerank). Records are packed into
- * 4 KiB pages that none straddles, so a record is one page read.
+ * 4 KiB pages that none straddles, so a record is one page read. With
+ * neighbour codes (rotor_params.neighbor_codes; Starling's and
+ * SymphonyQG's idea) a record also holds its neighbours' walking codes,
+ * so the read that expands a node scores all its neighbours, and RAM
+ * needs no walking codes at all: the budget goes to the cache.
  *
  * The search is DiskANN's beam search on the codes: the `beam` nearest
  * unexpanded candidates of the list are expanded together, their records
@@ -19,9 +23,14 @@
  * Nodes section (storage/FORMAT.md), little-endian:
  *   header page (4 KiB): 0 u32 version (1)   4 u32 degree R   8 u32 dim
  *     12 u32 record bytes  16 u32 records per page  20 u32 page bytes
- *     24 u64 count         32 u64 the build's RAM budget; zeros after
+ *     24 u64 count         32 u64 the build's RAM budget
+ *     40 u32 neighbour codes (0/1)  44 u32 their offset in a record
+ *     48 u32 their bytes; zeros after
  *   then the pages, record u at page u / per_page, slot u % per_page:
- *     [degree u32][R ids u32, unused ones 0][dim float32]
+ *     [degree u32][R ids u32, unused ones 0]
+ *     (with neighbour codes: zeros to 64 bytes, the walking quantizer's
+ *      store of R codes, the neighbours' in order, padded to 64 bytes)
+ *     [dim float32] (with neighbour codes: zeros to 64 bytes)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,9 +50,31 @@ enum {
 
 #define NO_SLOT UINT32_MAX
 
+/* Where the parts of a record lie. */
+typedef struct node_layout {
+    bool codes; /* neighbour codes in the record */
+    size_t block_off, block_bytes, vec_off, rec_bytes;
+} node_layout;
+
+static node_layout layout_of(size_t R, size_t dim, const quant *walk, bool codes) {
+    node_layout l = {.codes = codes && walk != NULL};
+    const size_t ids_end = 4 + 4 * R;
+    if (!l.codes) {
+        l.vec_off = ids_end;
+        l.rec_bytes = ids_end + 4 * dim;
+        return l;
+    }
+    l.block_off = cm_round_up(ids_end, CM_ALIGN);
+    l.block_bytes = cm_round_up(walk->ops->store_bytes(walk, R), CM_ALIGN);
+    l.vec_off = l.block_off + l.block_bytes;
+    l.rec_bytes = cm_round_up(l.vec_off + 4 * dim, CM_ALIGN);
+    return l;
+}
+
 struct vm_disk {
     vstore *store;
     const ixf_file *file; /* for a save: the mapping's graph and nodes sections */
+    node_layout lay;
     size_t rec_bytes, per_page, page_bytes;
     uint64_t budget; /* what this open was given (or the build's) */
     /* The cache: records of ncache nodes (cache_ids), found through an
@@ -54,8 +85,6 @@ struct vm_disk {
     uint32_t *hash;
     size_t hash_mask;
 };
-
-static size_t record_bytes(size_t degree, size_t dim) { return 4 + 4 * degree + 4 * dim; }
 
 /* Records per page and the page's size: as many as fit a 4 KiB page, or
  * one record to pages of its size rounded up to 4 KiB. */
@@ -86,7 +115,9 @@ static uint64_t get64(const uint8_t *p) {
 
 rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budget, ixf_writer *w) {
     const size_t R = g->p.degree, dim = s->dim;
-    const size_t rec = record_bytes(R, dim);
+    const quant *walk = s->walk_q;
+    const node_layout lay = layout_of(R, dim, walk, g->p.node_codes);
+    const size_t rec = lay.rec_bytes;
     size_t per_page, page_bytes;
     page_shape(rec, &per_page, &page_bytes);
     CM_RETURN_IF(s->vectors == NULL, ROTOR_ERR_UNSUPPORTED,
@@ -95,8 +126,12 @@ rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budge
     const size_t chunk = WRITE_PAGES * page_bytes;
     uint8_t *buf = cm_alloc(&g->base.alloc, chunk > NODES_HEADER ? chunk : NODES_HEADER,
                             "a buffer of node pages");
-    if (buf == NULL)
+    uint8_t *code = lay.codes ? cm_alloc(&g->base.alloc, walk->code_bytes, "a code") : NULL;
+    if (buf == NULL || (lay.codes && code == NULL)) {
+        cm_free(&g->base.alloc, buf);
+        cm_free(&g->base.alloc, code);
         return ROTOR_ERR_OUT_OF_MEMORY;
+    }
     memset(buf, 0, NODES_HEADER);
     put32(buf, NODES_VERSION);
     put32(buf + 4, (uint32_t)R);
@@ -106,6 +141,9 @@ rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budge
     put32(buf + 20, (uint32_t)page_bytes);
     put64(buf + 24, g->count);
     put64(buf + 32, budget);
+    put32(buf + 40, lay.codes);
+    put32(buf + 44, (uint32_t)lay.block_off);
+    put32(buf + 48, (uint32_t)lay.block_bytes);
     rotor_status st = ixf_section_begin(w, IXF_SEC_NODES);
     if (st == ROTOR_OK)
         st = ixf_append(w, buf, NODES_HEADER);
@@ -122,12 +160,19 @@ rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budge
                 const uint32_t deg = src[0] < R ? src[0] : (uint32_t)R;
                 memcpy(r, &deg, 4);
                 memcpy(r + 4, src + 1, 4 * (size_t)deg);
-                memcpy(r + 4 + 4 * R, s->vectors + u * dim, 4 * dim);
+                /* From the code store, not the RAM record's copies: those
+                 * may be waiting for a refresh. */
+                for (uint32_t t = 0; lay.codes && t < deg; t++) {
+                    walk->ops->load(walk, s->walk_codes, src[1 + t], code);
+                    walk->ops->store(walk, r + lay.block_off, t, code);
+                }
+                memcpy(r + lay.vec_off, s->vectors + u * dim, 4 * dim);
             }
         }
         st = ixf_append(w, buf, np * page_bytes);
     }
     cm_free(&g->base.alloc, buf);
+    cm_free(&g->base.alloc, code);
     return st == ROTOR_OK ? ixf_section_end(w) : st;
 }
 
@@ -146,7 +191,7 @@ rotor_status vm_disk_save(const vamana *g, ixf_writer *w) {
  * Read from the file, not the mapping: a file read into memory (load)
  * leaves this section on disk. */
 static rotor_status read_header(const vamana *g, const graph_space *s, const ixf_file *f,
-                                const ixf_section *sec, size_t *rec, size_t *per_page,
+                                const ixf_section *sec, node_layout *lay, size_t *per_page,
                                 size_t *page_bytes, uint64_t *budget) {
     CM_RETURN_IF(sec->size < NODES_HEADER, ROTOR_ERR_FORMAT,
                  "the nodes section holds %" PRIu64 " bytes, less than its header", sec->size);
@@ -161,14 +206,19 @@ static rotor_status read_header(const vamana *g, const graph_space *s, const ixf
                      r < 0 ? strerror(errno) : "the file ended");
         got += (size_t)r;
     }
-    *rec = record_bytes(g->p.degree, s->dim);
+    const uint32_t codes = get32(h + 40);
+    CM_RETURN_IF(codes > 1 || (codes && s->walk_q == NULL), ROTOR_ERR_FORMAT,
+                 "the nodes section's header says neighbour codes %u", codes);
+    *lay = layout_of(g->p.degree, s->dim, s->walk_q, codes == 1);
+    const size_t *rec = &lay->rec_bytes;
     page_shape(*rec, per_page, page_bytes);
     CM_RETURN_IF(get32(h) != NODES_VERSION, ROTOR_ERR_UNSUPPORTED,
                  "the nodes section has version %u; this library reads version %d", get32(h),
                  NODES_VERSION);
     CM_RETURN_IF(get32(h + 4) != g->p.degree || get32(h + 8) != s->dim || get32(h + 12) != *rec ||
                      get32(h + 16) != *per_page || get32(h + 20) != *page_bytes ||
-                     get64(h + 24) != s->count,
+                     get64(h + 24) != s->count || get32(h + 44) != lay->block_off ||
+                     get32(h + 48) != lay->block_bytes,
                  ROTOR_ERR_FORMAT,
                  "the nodes section's layout (degree %u, %u dimensions, %" PRIu64
                  " records of %u bytes) is not the graph's (degree %u, %zu, %zu of %zu)",
@@ -182,11 +232,12 @@ static rotor_status read_header(const vamana *g, const graph_space *s, const ixf
     return ROTOR_OK;
 }
 
-uint64_t vm_disk_fixed_bytes(const graph_space *s, size_t nstarts) {
-    /* The walking codes, their starting points, and a search's visited set. */
+static uint64_t fixed_bytes(const graph_space *s, size_t nstarts, bool codes_on_disk) {
+    /* The walking codes (unless the records hold them), the starting
+     * points', and a search's visited set. */
     const quant *w = s->walk_q;
-    return w->ops->store_bytes(w, s->count) + w->ops->store_bytes(w, nstarts) + 4 * nstarts +
-           (s->count + 7) / 8;
+    return (codes_on_disk ? 0 : w->ops->store_bytes(w, s->count)) +
+           w->ops->store_bytes(w, nstarts) + 4 * nstarts + (s->count + 7) / 8;
 }
 
 static uint32_t hash_id(uint32_t id) { return id * 0x9E3779B1u; }
@@ -304,11 +355,15 @@ void vm_disk_free(vamana *g) {
 
 rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, const ixf_file *f) {
     const ixf_section sec = ixf_get(f, IXF_SEC_NODES);
-    size_t rec = 0, per_page = 0, page_bytes = 0;
+    node_layout lay = {0};
+    size_t per_page = 0, page_bytes = 0;
     uint64_t saved = 0;
     if (sec.data != NULL)
-        CM_FORWARD(read_header(g, s, f, &sec, &rec, &per_page, &page_bytes, &saved));
-    g->p.ram_budget = saved; /* a save of this index writes its pages again */
+        CM_FORWARD(read_header(g, s, f, &sec, &lay, &per_page, &page_bytes, &saved));
+    const size_t rec = lay.rec_bytes;
+    /* A save of this index writes its pages again, alike. */
+    g->p.ram_budget = saved;
+    g->p.node_codes = lay.codes;
     const uint64_t budget = p->ram_budget ? p->ram_budget : saved;
     if (budget == 0)
         return ROTOR_OK;
@@ -326,7 +381,7 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
                  budget, in_ram);
     CM_RETURN_IF(w == NULL, ROTOR_ERR_UNSUPPORTED,
                  "a graph on disk is walked on codes, and this index has none");
-    const uint64_t fixed = vm_disk_fixed_bytes(s, g->nstarts);
+    const uint64_t fixed = fixed_bytes(s, g->nstarts, lay.codes);
     CM_RETURN_IF(budget < fixed, ROTOR_ERR_INVALID_ARGUMENT,
                  "a RAM budget of %" PRIu64 " bytes (%.1f a vector) is below the %" PRIu64
                  " (%.1f a vector) that the walking codes and the starting points need in "
@@ -339,6 +394,7 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
         return ROTOR_ERR_OUT_OF_MEMORY;
     g->disk = d;
     d->file = f;
+    d->lay = lay;
     d->rec_bytes = rec;
     d->per_page = per_page;
     d->page_bytes = page_bytes;
@@ -378,6 +434,7 @@ void vm_disk_stats(const vamana *g, const graph_space *s, nav_stats *out) {
     (void)s;
     out->bytes_ids = d->ncache * (d->rec_bytes + 3 * sizeof(uint32_t));
     out->bytes_codes = 0;
+    out->disk_codes = d->lay.codes;
     out->disk_nodes = g->count - d->ncache;
     out->cached_nodes = d->ncache;
 }
@@ -409,16 +466,36 @@ enum { NO_NODE = UINT32_MAX };
 /* Node u's record: its exact distance enters the results, its unseen
  * neighbours the list. */
 static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
-    const size_t R = w->g->p.degree;
+    const node_layout *lay = &w->d->lay;
     const uint32_t deg = get32(rec), count = (uint32_t)w->s->count;
-    if (CM_UNLIKELY(deg > R)) {
+    if (CM_UNLIKELY(deg > w->g->p.degree)) {
         w->bad = u;
         return;
     }
-    const float *x = (const float *)(rec + 4 + 4 * R);
+    const float *x = (const float *)(rec + lay->vec_off);
     if (u != w->skip && (w->filter == NULL || nav_filter_allows(w->filter, u)))
         cm_topk_push(w->top, graph_distance(w->ops, w->s->metric, w->query, x, w->s->dim), u);
     const quant *q = w->walk;
+    if (lay->codes) {
+        /* Every neighbour scored from the record; the visited set is asked
+         * only for those good enough to enter. */
+        float *est = w->sc->est;
+        q->ops->scan(q, w->qs, rec + lay->block_off, 0, deg, est);
+        w->work.scored += deg;
+        float gate = entry_gate(&w->k);
+        for (uint32_t j = 0; j < deg; j++) {
+            const uint32_t v = get32(rec + 4 + 4 * (size_t)j);
+            if (CM_UNLIKELY(v >= count)) {
+                w->bad = u;
+                return;
+            }
+            if (est[j] >= gate || !visit(w->sc, v))
+                continue;
+            sink_offer(&w->k, est[j], v);
+            gate = entry_gate(&w->k);
+        }
+        return;
+    }
     uint32_t *ids = w->sc->nbrs;
     uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {

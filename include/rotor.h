@@ -300,7 +300,9 @@ typedef struct rotor_params {
     /* 1 (default): each node keeps a copy of its neighbours' codes beside
      * their ids, so one sequential read scores a node's whole neighbourhood
      * (more memory: R codes per node); 0: codes are read by id. Needs a
-     * quantizer; ignored without one. */
+     * quantizer; ignored without one. quant "auto" decides it by
+     * measurement. Under a RAM budget it applies to the node pages on
+     * disk (see ram_budget); the graph in RAM keeps own codes. */
     int neighbor_codes;
     rotor_build_space build_space; /* needs a quantizer for ROTOR_BUILD_CODES */
     /* Vamana: the walking quantizer, the codes the graph walks on when
@@ -341,8 +343,12 @@ typedef struct rotor_params {
      * in RAM, and a search reads the records it expands from disk, a beam
      * of them per submission (rotor_search_params.beam_width); its results
      * are the exact distances of the records read, so nothing is read
-     * twice. quant "auto" then picks the product quantizer that fills
-     * about half the budget (8-bit codes; no measured choice) and no
+     * twice. With neighbor_codes (the default) a record also holds its
+     * neighbours' walking codes, so RAM needs none: the read that expands
+     * a node scores its neighbours, and the budget goes to the cache.
+     * quant "auto" then picks the 8-bit product quantizer that fills half
+     * the budget or, with neighbour codes, a 4 KiB page beside a record's
+     * ids and vector, whichever is larger (no measured choice), and no
      * calibration table is measured (it would measure the graph in RAM).
      * The index built stays in RAM until it is saved and opened. */
     uint64_t ram_budget;

@@ -169,12 +169,8 @@ rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, roto
         p.allocator.free(p.allocator.opaque, ix);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
-    if (p.ram_budget > 0) {
-        /* Saved with its vectors and records on disk; records carry only
-         * their own codes, which is what the budget counts on. */
+    if (p.ram_budget > 0) /* saved with its vectors and records on disk */
         ix->params.full_vectors = ROTOR_VECTORS_DISK;
-        ix->params.neighbor_codes = 0;
-    }
     ix->params.quant = NULL; /* not kept: the caller owns the strings */
     ix->params.walk_quant = NULL;
     ix->params.labels = NULL; /* set by the build, not kept */
@@ -521,9 +517,10 @@ static rotor_status choose_codes(rotor_index *ix, size_t n) {
     char name[32], walk[32];
     bool neighbor_codes;
     if (ix->params.ram_budget > 0) {
-        ix_budget_quant(ix->dim, n, ix->params.ram_budget, name, sizeof name);
+        ix_budget_quant(ix->dim, n, ix->params.ram_budget, ix->params.neighbor_codes != 0,
+                        ix->params.graph_degree, name, sizeof name);
         walk[0] = 0;
-        neighbor_codes = false;
+        neighbor_codes = ix->params.neighbor_codes != 0; /* in the node pages */
     } else {
         CM_FORWARD(ix_auto_configure(ix, n, name, sizeof name, walk, sizeof walk, &neighbor_codes));
     }
@@ -686,7 +683,7 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
         /* A graph on disk reads only its walking codes in RAM (the index's
          * codes and residuals stay in the file, untouched). */
         const quant *w = space.walk_q;
-        const size_t walk_bytes = w->ops->store_bytes(w, ix->count);
+        const size_t walk_bytes = ns.disk_codes ? 0 : w->ops->store_bytes(w, ix->count);
         out->bytes_total = out->bytes_total - out->bytes_codes + walk_bytes;
         out->bytes_codes = walk_bytes;
         out->graph_on_disk = ns.disk_nodes;

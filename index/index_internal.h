@@ -282,7 +282,8 @@ graph_space ix_space(const rotor_index *ix);
 void ix_params_resolve(rotor_params *p);
 /* The quantizer a build under a RAM budget of `budget` bytes for `count`
  * vectors of `dim` dimensions takes for quant "auto". */
-void ix_budget_quant(size_t dim, size_t count, uint64_t budget, char *name, size_t size);
+void ix_budget_quant(size_t dim, size_t count, uint64_t budget, bool node_codes, size_t degree,
+                     char *name, size_t size);
 
 /* tune.c: the calibration table, measured with `queries` (nq of them,
  * converted) or, when NULL, with rows of the index searched as held out.

@@ -146,11 +146,18 @@ void ix_params_resolve(rotor_params *p) {
         p->build_list = p->graph_degree;
 }
 
-void ix_budget_quant(size_t dim, size_t count, uint64_t budget, char *name, size_t size) {
-    /* Half the budget for the codes, the rest for the cache of records:
-     * 8-bit PQ (a byte a subspace) at the most subspaces that fit and
-     * divide the dimension. */
-    const uint64_t per = count > 0 ? budget / count / 2 : 1;
+void ix_budget_quant(size_t dim, size_t count, uint64_t budget, bool node_codes, size_t degree,
+                     char *name, size_t size) {
+    /* 8-bit PQ (a byte a subspace) at the most subspaces that divide the
+     * dimension and fit: half the budget when the codes are in RAM (the
+     * rest is the cache's); when the node pages carry them instead, what
+     * one 4 KiB page leaves beside a record's ids and vector, if that is
+     * more (ids and codes padded to 64 bytes, as vamana_disk.c lays
+     * them out). */
+    uint64_t per = count > 0 ? budget / count / 2 : 1;
+    const uint64_t fixed = cm_round_up(4 + 4 * degree, 64) + cm_round_up(4 * dim, 64);
+    if (node_codes && fixed < 4096 && (4096 - fixed) / 64 * 64 / degree > per)
+        per = (4096 - fixed) / 64 * 64 / degree;
     size_t m = 1;
     for (size_t c = 1; c <= dim && c <= per; c++)
         if (dim % c == 0)
@@ -269,7 +276,10 @@ nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count) {
         .degree = p->graph_degree,
         .build_list = p->build_list,
         .alpha = p->alpha,
-        .neighbor_codes = p->neighbor_codes != 0 && quantized,
+        /* Under a budget the records in RAM carry their own codes and
+         * neighbor_codes asks for the neighbours' in the node pages. */
+        .neighbor_codes = p->neighbor_codes != 0 && quantized && p->ram_budget == 0,
+        .node_codes = p->neighbor_codes != 0 && p->ram_budget > 0,
         .from_codes = p->build_space == ROTOR_BUILD_CODES,
         .nlist = p->nlist,
         .threads = cm_thread_count(p->threads, count),

@@ -37,7 +37,7 @@ static void fill_meta(const rotor_index *ix, const nav_stats *ns, ixf_meta *m) {
     m->seed = p->seed;
     m->graph_degree = p->graph_degree;
     m->build_list = p->build_list;
-    m->neighbor_codes = p->neighbor_codes != 0;
+    m->neighbor_codes = p->neighbor_codes != 0 && p->ram_budget == 0; /* the RAM records' */
     m->build_space = (uint32_t)p->build_space;
     m->nlist = ns->partitions ? ns->partitions : p->nlist;
     m->alpha = p->alpha;

@@ -189,6 +189,9 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
                 "\"io_us_mean\":%.3f,",
                 stats->io_backend, stats->direct_io ? "true" : "false", stats->bytes_vectors_disk,
                 med->reads_mean, med->reads_p99, med->io_us_mean);
+    if (stats->graph_on_disk > 0)
+        fprintf(f, "\"graph_on_disk\":%zu,\"graph_cached\":%zu,\"beam_width\":%u,",
+                stats->graph_on_disk, stats->graph_cached, o->beam ? o->beam : 4);
     if (strcmp(stats->quant, "none") != 0)
         fprintf(f, "\"rerank_bound\":%s,\"scored_mean\":%.3f,", o->rerank_all ? "false" : "true",
                 med->scored_mean);
@@ -296,6 +299,10 @@ int cmd_bench(const cli_opts *o) {
            (double)(stats.bytes_vectors + stats.bytes_vectors_disk) / n,
            stats.vectors_on_disk ? " (on disk)" : "", (double)stats.bytes_codes / n,
            (double)stats.bytes_graph / n, (double)stats.bytes_graph_codes / n);
+    if (stats.graph_on_disk > 0)
+        printf("graph on disk under the RAM budget: %zu records cached, %zu read as searches "
+               "expand them (reads are records)\n",
+               stats.graph_cached, stats.graph_on_disk);
     if (stats.vectors_on_disk)
         printf("vectors on disk, read with %s%s; reads and I/O wait are per query\n",
                stats.io_backend, stats.direct_io ? " and O_DIRECT" : " through the page cache");
@@ -350,7 +357,11 @@ int cmd_bench(const cli_opts *o) {
         if (stats.kind == ROTOR_INDEX_IVF)
             len += (size_t)snprintf(params + len, sizeof params - len, "nprobe=%u,",
                                     c.sp.nprobe ? c.sp.nprobe : 16);
-        if (strcmp(stats.quant, "none") != 0) {
+        if (stats.graph_on_disk > 0) {
+            /* Records read in beams; their exact distances are the results. */
+            len += (size_t)snprintf(params + len, sizeof params - len, "beam=%u,",
+                                    c.sp.beam_width ? c.sp.beam_width : 4);
+        } else if (strcmp(stats.quant, "none") != 0) {
             long long rr = c.sp.rerank < 0 ? 10 * (long long)k : c.sp.rerank;
             if (stats.walk_quant[0] != '\0') /* walks on one code, refines on another */
                 len += (size_t)snprintf(params + len, sizeof params - len, "refine=%lld,",
