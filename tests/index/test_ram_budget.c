@@ -7,7 +7,9 @@
  * in RAM; a budget that holds the graph opens it in RAM. What a graph on
  * disk cannot do (adds, consolidation, load) is refused with a sentence;
  * so are budgets below the codes and budgets on files without node pages.
- * A resave keeps the pages; verify checks them.
+ * Both record layouts: ids beside the vector with the walking codes in
+ * RAM, and the neighbours' codes in the record with none in RAM. A resave
+ * keeps the pages; verify checks them.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -23,13 +25,15 @@ typedef struct fixture {
     float *base, *queries;
     int64_t *gt;
     char *dir;
-    char *budget_path, *plain_path;
+    char *budget_path, *plain_path, *own_codes_path;
 } fixture;
 
-static rotor_index *build(const fixture *f, uint64_t budget) {
+static rotor_index *build(const fixture *f, uint64_t budget, int neighbor_codes) {
     rotor_params p = rotor_params_default();
     p.kind = ROTOR_INDEX_VAMANA;
     p.ram_budget = budget; /* quant "auto", as a user leaves it */
+    if (neighbor_codes >= 0)
+        p.neighbor_codes = neighbor_codes;
     p.graph_degree = 24;
     p.build_list = 48;
     p.threads = 2;
@@ -62,10 +66,14 @@ static int setup(void **state) {
     f->dir = ts_tmpdir_create();
     f->budget_path = ts_path(f->dir, "budget.rotor");
     f->plain_path = ts_path(f->dir, "plain.rotor");
-    rotor_index *ix = build(f, (uint64_t)BUDGET_PER_VECTOR * N);
+    f->own_codes_path = ts_path(f->dir, "own_codes.rotor");
+    rotor_index *ix = build(f, (uint64_t)BUDGET_PER_VECTOR * N, -1);
     assert_int_equal(rotor_index_save(ix, f->budget_path), ROTOR_OK);
     rotor_index_close(ix);
-    ix = build(f, 0);
+    ix = build(f, (uint64_t)BUDGET_PER_VECTOR * N, 0);
+    assert_int_equal(rotor_index_save(ix, f->own_codes_path), ROTOR_OK);
+    rotor_index_close(ix);
+    ix = build(f, 0, -1);
     assert_int_equal(rotor_index_save(ix, f->plain_path), ROTOR_OK);
     rotor_index_close(ix);
     *state = f;
@@ -78,6 +86,7 @@ static int teardown(void **state) {
     free(f->gt);
     free(f->budget_path);
     free(f->plain_path);
+    free(f->own_codes_path);
     ts_tmpdir_remove(f->dir);
     free(f);
     return 0;
@@ -121,25 +130,26 @@ static bool uring_permitted(const char *path) {
     return ok;
 }
 
-/* Opened as built: the graph is on disk, RAM holds the codes and a cache
- * within the budget, and every result is a real neighbour at its exact
- * distance, whichever backend reads the records. */
-static void test_graph_on_disk(void **state) {
-    fixture *f = *state;
+/* Opened as built: the graph is on disk, RAM holds the codes (or, with
+ * neighbour codes in the records, none) and a cache within the budget, and
+ * every result is a real neighbour at its exact distance, whichever
+ * backend reads the records. */
+static void graph_on_disk(const fixture *f, const char *path, bool codes_in_ram) {
     int64_t want_ids[NQ * K], ids[NQ * K];
     float want_d[NQ * K], dists[NQ * K];
     rotor_query_stats qs[NQ];
     const rotor_io_backend ios[] = {ROTOR_IO_PREAD, ROTOR_IO_URING};
     for (size_t b = 0; b < 2; b++) {
-        if (ios[b] == ROTOR_IO_URING && !uring_permitted(f->budget_path)) {
+        if (ios[b] == ROTOR_IO_URING && !uring_permitted(path)) {
             print_message("io_uring not permitted here (%s): only pread checked\n",
                           rotor_last_error());
             continue;
         }
         rotor_index *ix;
-        assert_int_equal(open_budget(f->budget_path, 0, ios[b], &ix), ROTOR_OK);
+        assert_int_equal(open_budget(path, 0, ios[b], &ix), ROTOR_OK);
         rotor_index_stats s;
         assert_int_equal(rotor_index_stats_get(ix, &s), ROTOR_OK);
+        assert_int_equal(s.bytes_codes > 0, codes_in_ram);
         assert_true(s.graph_on_disk > 0);
         assert_true(s.graph_cached > 0);
         assert_int_equal(s.graph_on_disk + s.graph_cached, N);
@@ -184,6 +194,12 @@ static void test_graph_on_disk(void **state) {
         assert_true(recall(f, ids2) >= r - 0.01);
         rotor_index_close(ix);
     }
+}
+
+static void test_graph_on_disk(void **state) {
+    const fixture *f = *state;
+    graph_on_disk(f, f->budget_path, false);
+    graph_on_disk(f, f->own_codes_path, true);
 }
 
 /* A budget that holds the graph opens it in RAM, as does a file built
