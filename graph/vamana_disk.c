@@ -15,10 +15,14 @@
  * so the read that expands a node scores all its neighbours, and RAM
  * needs no walking codes at all: the budget goes to the cache.
  *
- * The search is DiskANN's beam search on the codes: the `beam` nearest
- * unexpanded candidates of the list are expanded together, their records
- * read in one submission; each neighbour not seen yet is estimated from
- * its code in memory and offered to the list. Cached records cost no read.
+ * The search is a beam search on the codes, pipelined: `beam` record
+ * reads stay in flight (io_uring), and each time one lands and is
+ * expanded, the nearest candidate not expanded yet goes out next, so the
+ * walk never waits for a whole beam (DiskANN submits a beam and waits for
+ * all of it; the same reads a query, about 5 % more queries a second on
+ * SIFT-like 1M). Each neighbour not seen yet is estimated from its code
+ * (in memory, or in the record) and offered to the list. Cached records
+ * cost no read.
  *
  * Nodes section (storage/FORMAT.md), little-endian:
  *   header page (4 KiB): 0 u32 version (1)   4 u32 degree R   8 u32 dim
@@ -453,12 +457,16 @@ typedef struct dk_walk {
     vm_sink k;
     cm_topk *top;
     const nav_filter *filter;
-    uint32_t skip;       /* a point searched as absent, or NO_NODE */
-    uint8_t *gather;     /* the neighbours' codes, gathered into one store */
-    uint8_t *code;       /* one code */
-    const uint32_t *ids; /* the records being read */
-    uint32_t bad;        /* a node whose record is impossible, or NO_NODE */
+    uint32_t skip;   /* a point searched as absent, or NO_NODE */
+    uint8_t *gather; /* the neighbours' codes, gathered into one store */
+    uint8_t *code;   /* one code */
+    uint32_t bad;    /* a node whose record is impossible, or NO_NODE */
     nav_work work;
+    /* The reads in flight: the stream's position of each and its node. */
+    size_t issued;
+    unsigned nflight;
+    size_t flight_j[MAX_BEAM];
+    uint32_t flight_id[MAX_BEAM];
 } dk_walk;
 
 enum { NO_NODE = UINT32_MAX };
@@ -519,9 +527,43 @@ static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
         sink_offer(&w->k, w->sc->est[j], ids[j]);
 }
 
+/* The next record to read: the nearest candidate not expanded yet (cached
+ * ones are expanded here, at no read), "later" while reads in flight may
+ * still bring better ones. */
+static vstore_next next_record(void *ctx, uint32_t *id) {
+    dk_walk *w = ctx;
+    vm_list *l = &w->k.l;
+    while (w->bad == NO_NODE) {
+        const size_t i = list_next(l);
+        if (i == l->size)
+            return w->nflight > 0 ? VSTORE_NEXT_LATER : VSTORE_NEXT_END;
+        l->expanded[i] = 1;
+        w->work.hops++;
+        const uint32_t u = l->c[i].id;
+        const uint32_t slot = cache_find(w->d, u);
+        if (slot != NO_SLOT) {
+            expand_record(w, u, w->d->cache + (size_t)slot * w->d->rec_bytes);
+            continue;
+        }
+        w->flight_j[w->nflight] = w->issued++;
+        w->flight_id[w->nflight++] = u;
+        *id = u;
+        return VSTORE_NEXT_ROW;
+    }
+    return VSTORE_NEXT_END;
+}
+
+/* A record arrived: j is its place in the stream. */
 static void on_record(void *ctx, size_t j, const void *row) {
     dk_walk *w = ctx;
-    expand_record(w, w->ids[j], row);
+    unsigned t = 0;
+    while (w->flight_j[t] != j)
+        t++;
+    const uint32_t u = w->flight_id[t];
+    w->nflight--;
+    w->flight_j[t] = w->flight_j[w->nflight];
+    w->flight_id[t] = w->flight_id[w->nflight];
+    expand_record(w, u, row);
 }
 
 rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *query, size_t k,
@@ -574,32 +616,7 @@ rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *
     if (nstarts > 0)
         vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
 
-    vm_list *l = &w.k.l;
-    uint32_t batch[MAX_BEAM];
-    while (st == ROTOR_OK && w.bad == NO_NODE) {
-        /* The beam: the nearest unexpanded candidates; the cached ones are
-         * expanded at once, the others read together. */
-        size_t nb = 0, picked = 0;
-        for (size_t i = list_next(l); i < l->size && picked < beam; i++) {
-            if (l->expanded[i])
-                continue;
-            l->expanded[i] = 1;
-            picked++;
-            const uint32_t u = l->c[i].id;
-            const uint32_t slot = cache_find(d, u);
-            if (slot != NO_SLOT)
-                expand_record(&w, u, d->cache + (size_t)slot * d->rec_bytes);
-            else
-                batch[nb++] = u;
-        }
-        if (picked == 0)
-            break;
-        w.work.hops += picked;
-        if (nb > 0) {
-            w.ids = batch;
-            st = vstore_read(rd, batch, nb, on_record, &w);
-        }
-    }
+    st = vstore_read_stream(rd, 0, (unsigned)beam, next_record, on_record, &w);
     uint64_t reads, wait_ns;
     vstore_reader_take_stats(rd, &reads, &wait_ns);
     vstore_reader_put(d->store, rd);

@@ -472,10 +472,10 @@ typedef struct rotor_search_params {
      * searching among all when that is estimated cheaper (few pass); 1:
      * always scan them; -1: always search (for comparisons). */
     int32_t filter_scan;
-    /* A graph on disk (rotor_open_params.ram_budget): how many of the
-     * list's nearest unexpanded nodes are expanded together, their records
-     * read in one submission; 0 (default) = 4, at most 64. Wider waits
-     * for the disk fewer times and reads a few more records. */
+    /* A graph on disk (rotor_open_params.ram_budget): how many record
+     * reads are in flight at once; each time one lands, the list's nearest
+     * node not expanded yet is read next. 0 (default) = 4, at most 64.
+     * Wider waits for the disk less and reads a few more records. */
     uint32_t beam_width;
 } rotor_search_params;
 

@@ -38,9 +38,9 @@ typedef struct row_scorer {
     cm_topk *top;
 } row_scorer;
 
-static bool next_row(void *ctx, uint32_t *id) {
+static vstore_next next_row(void *ctx, uint32_t *id) {
     const row_scorer *r = ctx;
-    return graph_order_next(r->order, id);
+    return graph_order_next(r->order, id) ? VSTORE_NEXT_ROW : VSTORE_NEXT_END;
 }
 
 static void score_row(void *ctx, size_t j, const void *row) {

@@ -246,19 +246,27 @@ typedef void (*vstore_row_fn)(void *ctx, size_t j, const void *row);
 rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,
                          void *ctx);
 
-/* Names the next row to read; false when there is none (it is not asked
- * again). */
-typedef bool (*vstore_next_fn)(void *ctx, uint32_t *id);
+/* What a source of rows answers: a row to read (*id set), none for now
+ * (ask again after the next completion; with no read in flight that is
+ * the end), or the end (it is not asked again). */
+typedef enum vstore_next {
+    VSTORE_NEXT_END = 0,
+    VSTORE_NEXT_ROW = 1,
+    VSTORE_NEXT_LATER = 2,
+} vstore_next;
+typedef vstore_next (*vstore_next_fn)(void *ctx, uint32_t *id);
 
-/* Reads rows as `next` names them, until it returns false, handing each to
+/* Reads rows as `next` names them, until it says the end, handing each to
  * fn (ctx for both) with j its position in that sequence; rows arrive in
  * any order. The first `burst` go out as fast as the reader's slots allow;
  * after them at most `window` (>= 1) reads are in flight, and next is asked
  * for a row only when one can go out, after every completion that arrived
  * was handed to fn. So a caller that decides from the rows already scored
- * what to read next (a rerank that skips on a bound) decides on all but
- * at most window - 1 of the rows before, and waits about one read per
- * `window` rows after the burst. An id >= rows ends the reads with
+ * what to read next (a rerank that skips on a bound, a graph walk whose
+ * next hop is the best candidate the records read so far gave) decides on
+ * all but at most window - 1 of the rows before, and waits about one read
+ * per `window` rows after the burst. (pread reads one row at a time, so
+ * "later" from its source is the end.) An id >= rows ends the reads with
  * ROTOR_ERR_INVALID_ARGUMENT (the reads in flight are waited for); a failed
  * or short read, ROTOR_ERR_IO, as vstore_read. */
 rotor_status vstore_read_stream(vstore_reader *r, size_t burst, unsigned window,

@@ -549,19 +549,20 @@ typedef struct vs_source {
     unsigned window; /* then at most this many reads in flight, >= 1 */
 } vs_source;
 
-/* The next row id of the source, checked against the store: false at its
- * end, or with *st set when it names a row the file does not hold. */
-static bool source_next(const vstore *v, const vs_source *src, size_t j, uint32_t *id,
-                        rotor_status *st) {
-    if (!src->next(src->ctx, id))
-        return false;
+/* The next row id of the source, checked against the store: the end with
+ * *st set when it names a row the file does not hold. */
+static vstore_next source_next(const vstore *v, const vs_source *src, size_t j, uint32_t *id,
+                               rotor_status *st) {
+    const vstore_next n = src->next(src->ctx, id);
+    if (n != VSTORE_NEXT_ROW)
+        return n;
     if (*id >= v->rows) {
         *st = cm_fail(ROTOR_ERR_INVALID_ARGUMENT,
                       "row %u asked of '%s' (at position %zu), which holds %zu rows", *id, v->path,
                       j, v->rows);
-        return false;
+        return VSTORE_NEXT_END;
     }
-    return true;
+    return VSTORE_NEXT_ROW;
 }
 
 static rotor_status pread_rows(vstore_reader *r, const vs_source *src, vstore_row_fn fn,
@@ -571,7 +572,8 @@ static rotor_status pread_rows(vstore_reader *r, const vs_source *src, vstore_ro
     rotor_status st = ROTOR_OK;
     size_t j = 0, done = 0;
     uint32_t id;
-    while (st == ROTOR_OK && source_next(v, src, j, &id, &st)) {
+    /* Nothing is ever in flight here: "later" ends the reads. */
+    while (st == ROTOR_OK && source_next(v, src, j, &id, &st) == VSTORE_NEXT_ROW) {
         vs_op op;
         row_span(v, id, &op);
         while (op.got < op.skip + v->row_bytes) {
@@ -640,8 +642,9 @@ static rotor_status uring_rows(vstore_reader *r, const vs_source *src, vstore_ro
         while (st == ROTOR_OK && more && r->nfree > 0 &&
                (next < src->burst || busy < src->window)) {
             uint32_t id;
-            if (!source_next(v, src, next, &id, &st)) {
-                more = false;
+            const vstore_next n = source_next(v, src, next, &id, &st);
+            if (n != VSTORE_NEXT_ROW) {
+                more = n == VSTORE_NEXT_LATER; /* asked again after a completion */
                 break;
             }
             unsigned slot = r->free_ids[--r->nfree];
@@ -751,12 +754,12 @@ typedef struct id_list {
     size_t n, next;
 } id_list;
 
-static bool next_listed(void *ctx, uint32_t *id) {
+static vstore_next next_listed(void *ctx, uint32_t *id) {
     id_list *l = ctx;
     if (l->next == l->n)
-        return false;
+        return VSTORE_NEXT_END;
     *id = l->ids[l->next++];
-    return true;
+    return VSTORE_NEXT_ROW;
 }
 
 rotor_status vstore_read(vstore_reader *r, const uint32_t *ids, size_t n, vstore_row_fn fn,

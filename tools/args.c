@@ -169,7 +169,7 @@ static const struct flag {
     {"--rerank-window", OPT_SEARCH,
      "N  vectors on disk, rerank stopping on the bound: reads in flight after the\n"
      "   first k (default 4, at most " CLI_MAX_RERANK_WINDOW_TEXT ")"},
-    {"--beam", OPT_SEARCH, "N  graph on disk: records read per submission (default 4, at most 64)"},
+    {"--beam", OPT_SEARCH, "N  graph on disk: record reads in flight (default 4, at most 64)"},
     {"--load", OPT_SEARCH,
      "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
     {"--sweep", OPT_SWEEP,

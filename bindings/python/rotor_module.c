@@ -1648,7 +1648,7 @@ PyDoc_STRVAR(
     "           rerank).\n"
     "nprobe     ivf: partitions scanned per query (default 16).\n"
     "starts     quantized vamana: sampled starting points scored first (default 256).\n"
-    "beam_width  a graph on disk: records read per submission (default 4, at most 64).\n"
+    "beam_width  a graph on disk: record reads in flight (default 4, at most 64).\n"
     "threads    batch searches: worker threads, 0 = one per core.\n"
     "recall     a target recall instead of the settings above: the cheapest\n"
     "           setting of the index's calibration table (measured at build or by\n"

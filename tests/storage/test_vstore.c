@@ -539,15 +539,27 @@ typedef struct stream {
     size_t bad_at;      /* position whose id is past the file (SIZE_MAX: none) */
 } stream;
 
-static bool stream_next(void *ctx, uint32_t *id) {
+static vstore_next stream_next(void *ctx, uint32_t *id) {
     stream *t = ctx;
     if (t->s.calls >= t->stop_after || t->issued == t->s.n)
-        return false;
+        return VSTORE_NEXT_END;
     if (t->issued >= t->burst && t->issued - t->s.calls >= t->window)
         t->over_window++;
     *id = t->issued == t->bad_at ? 1000000u : t->s.ids[t->issued];
     t->issued++;
-    return true;
+    return VSTORE_NEXT_ROW;
+}
+
+/* A source that names a row only once the one before arrived (a walk
+ * that needs the record it waits for): "later" while one is in flight. */
+static vstore_next one_at_a_time(void *ctx, uint32_t *id) {
+    stream *t = ctx;
+    if (t->issued == t->s.n)
+        return VSTORE_NEXT_END;
+    if (t->issued > t->s.calls)
+        return VSTORE_NEXT_LATER;
+    *id = t->s.ids[t->issued++];
+    return VSTORE_NEXT_ROW;
 }
 
 /* Rows come as the source names them; it is asked only when a read can go
@@ -593,6 +605,22 @@ static void stream_for(vstore_backend backend, int direct) {
             assert_int_equal(reads, t.issued);
             seen_free(&t.s);
         }
+    /* A source that says "later" while its read is in flight is asked
+     * again after the completion, and reads every row, whatever the window. */
+    for (size_t w = 0; w < 4; w++) {
+        stream t = {.window = windows[w]};
+        seen_init(&t.s, ids, 100, 3072);
+        rotor_status st = vstore_read_stream(r, 0, t.window, one_at_a_time, on_row, &t);
+        if (st != ROTOR_OK)
+            fail_msg("vstore_read_stream: %s", rotor_last_error());
+        assert_int_equal(t.issued, 100);
+        assert_int_equal(t.s.calls, 100);
+        assert_int_equal(t.s.wrong_bytes, 0);
+        for (size_t j = 0; j < 100; j++)
+            assert_int_equal(t.s.count[j], 1);
+        vstore_reader_take_stats(r, NULL, NULL);
+        seen_free(&t.s);
+    }
     /* A row past the file ends the reads with a sentence; those in flight
      * are waited for (the rows before the bad one that had landed were
      * handed over), and the reader keeps working. */
