@@ -53,7 +53,7 @@ configure_and_build "$OUT/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITI
 step "TSan build, concurrency tests"
 configure_and_build "$OUT/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_TSAN=ON \
   -DROTOR_BUILD_TOOLS=OFF
-(cd "$OUT/tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j "$JOBS" -R 'concurrency|flat|vamana|ivf|vstore|persist|common|filter|test_log$')
+(cd "$OUT/tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j "$JOBS" -R 'concurrency|flat|vamana|ivf|vstore|persist|common|filter|test_log$|ram_budget')
 
 step "libFuzzer targets: build with clang, run each from its corpus"
 mkdir -p "$OUT/fuzz"
