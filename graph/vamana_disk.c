@@ -80,7 +80,6 @@ struct vm_disk {
     const ixf_file *file; /* for a save: the mapping's graph and nodes sections */
     node_layout lay;
     size_t rec_bytes, per_page, page_bytes;
-    uint64_t budget; /* what this open was given (or the build's) */
     /* The cache: records of ncache nodes (cache_ids), found through an
      * open-addressing table of slots (hash_mask + 1 entries). */
     uint8_t *cache;
@@ -388,10 +387,10 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
     const uint64_t fixed = fixed_bytes(s, g->nstarts, lay.codes);
     CM_RETURN_IF(budget < fixed, ROTOR_ERR_INVALID_ARGUMENT,
                  "a RAM budget of %" PRIu64 " bytes (%.1f a vector) is below the %" PRIu64
-                 " (%.1f a vector) that the walking codes and the starting points need in "
-                 "memory",
+                 " (%.1f a vector) that %sthe starting points and a visited bit per vector "
+                 "need in memory",
                  budget, (double)budget / (double)s->count, fixed,
-                 (double)fixed / (double)s->count);
+                 (double)fixed / (double)s->count, lay.codes ? "" : "the walking codes, ");
     const rotor_allocator *a = &g->base.alloc;
     struct vm_disk *d = cm_calloc(a, sizeof *d, "the graph on disk");
     if (d == NULL)
@@ -402,7 +401,6 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
     d->rec_bytes = rec;
     d->per_page = per_page;
     d->page_bytes = page_bytes;
-    d->budget = budget;
     vstore_params vp = {
         .path = ixf_path(f),
         .offset = sec.offset + NODES_HEADER,

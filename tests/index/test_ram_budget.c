@@ -226,7 +226,9 @@ static void test_refusals(void **state) {
     rotor_index *ix;
     /* Below the walking codes alone. */
     TS_CHECK_ERROR(open_budget(f->budget_path, 1000, ROTOR_IO_AUTO, &ix),
-                   ROTOR_ERR_INVALID_ARGUMENT, f->budget_path, "budget", "walking codes");
+                   ROTOR_ERR_INVALID_ARGUMENT, f->budget_path, "budget", "starting points");
+    TS_CHECK_ERROR(open_budget(f->own_codes_path, 1000, ROTOR_IO_AUTO, &ix),
+                   ROTOR_ERR_INVALID_ARGUMENT, f->own_codes_path, "budget", "walking codes");
     assert_null(ix);
     /* A file built without a budget has no pages to read records from. */
     TS_CHECK_ERROR(open_budget(f->plain_path, (uint64_t)BUDGET_PER_VECTOR * N, ROTOR_IO_AUTO, &ix),
