@@ -346,9 +346,10 @@ typedef struct rotor_params {
      * twice. With neighbor_codes (the default) a record also holds its
      * neighbours' walking codes, so RAM needs none: the read that expands
      * a node scores its neighbours, and the budget goes to the cache.
-     * quant "auto" then picks the 8-bit product quantizer that fills half
-     * the budget or, with neighbour codes, a 4 KiB page beside a record's
-     * ids and vector, whichever is larger (no measured choice), and no
+     * quant "auto" then picks (no measured choice) rotated 1-bit codes
+     * ("bin1fs") from 256 dimensions up, else the 8-bit product quantizer
+     * that fills half the budget or, with neighbour codes, a 4 KiB page
+     * beside a record's ids and vector, whichever is larger; and no
      * calibration table is measured (it would measure the graph in RAM).
      * The index built stays in RAM until it is saved and opened. */
     uint64_t ram_budget;
