@@ -346,8 +346,9 @@ typedef struct rotor_params {
      * twice. With neighbor_codes (the default) a record also holds its
      * neighbours' walking codes, so RAM needs none: the read that expands
      * a node scores its neighbours, and the budget goes to the cache.
-     * quant "auto" then picks (no measured choice) rotated 1-bit codes
-     * ("bin1fs") from 256 dimensions up, else the 8-bit product quantizer
+     * quant "auto" then picks (no measured choice) rotated 2-bit codes
+     * ("bin2fs"; 1-bit where RAM must hold them and 2 bits do not fit) from
+     * 256 dimensions up, else the 8-bit product quantizer
      * that fills half the budget or, with neighbour codes, a 4 KiB page
      * beside a record's ids and vector, whichever is larger; and no
      * calibration table is measured (it would measure the graph in RAM).

@@ -155,15 +155,16 @@ void ix_budget_quant(size_t dim, size_t count, uint64_t budget, bool node_codes,
      * more (ids and codes padded to 64 bytes, as vamana_disk.c lays
      * them out). */
     uint64_t per = count > 0 ? budget / count / 2 : 1;
-    /* From a few hundred dimensions up, rotated 1-bit codes (RaBitQ's
+    /* From a few hundred dimensions up, rotated binary codes (RaBitQ's
      * estimate errs by O(1 / sqrt(d))) rank a walk's candidates far better
      * than PQ of a similar size, whose contiguous subspaces share an
      * anisotropic vector's variance unevenly: 768-d embeddings, 200k,
-     * codes in the pages, L = 32: recall 0.965 at 33 reads with bin1fs
-     * against 0.806 with pq64. Their records span a few pages; reads of
-     * 12 KiB cost about what 8 KiB cost. */
+     * codes in the pages: recall 0.806 at 33 reads with pq64, 0.965 with
+     * bin1fs, and with bin2fs 0.953 at 18 reads. Their records span a few
+     * pages (bin2fs: five), which costs less than the reads they save.
+     * In RAM, 2-bit codes where half the budget holds them, else 1-bit. */
     if (dim >= 256 && (node_codes || dim / 8 + 16 <= per)) {
-        snprintf(name, size, "bin1fs");
+        snprintf(name, size, node_codes || dim / 4 + 16 <= per ? "bin2fs" : "bin1fs");
         return;
     }
     const uint64_t fixed = cm_round_up(4 + 4 * degree, 64) + cm_round_up(4 * dim, 64);
