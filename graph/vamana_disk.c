@@ -389,8 +389,8 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
                  "a RAM budget of %" PRIu64 " bytes (%.1f a vector) is below the %" PRIu64
                  " (%.1f a vector) that %sthe starting points and a visited bit per vector "
                  "need in memory",
-                 budget, (double)budget / (double)s->count, fixed,
-                 (double)fixed / (double)s->count, lay.codes ? "" : "the walking codes, ");
+                 budget, (double)budget / (double)s->count, fixed, (double)fixed / (double)s->count,
+                 lay.codes ? "" : "the walking codes, ");
     const rotor_allocator *a = &g->base.alloc;
     struct vm_disk *d = cm_calloc(a, sizeof *d, "the graph on disk");
     if (d == NULL)
