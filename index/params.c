@@ -162,9 +162,10 @@ void ix_budget_quant(size_t dim, size_t count, uint64_t budget, bool node_codes,
      * codes in the pages: recall 0.806 at 33 reads with pq64, 0.965 with
      * bin1fs, and with bin2fs 0.953 at 18 reads. Their records span a few
      * pages (bin2fs: five), which costs less than the reads they save.
-     * In RAM, 2-bit codes where half the budget holds them, else 1-bit. */
-    if (dim >= 256 && (node_codes || dim / 8 + 16 <= per)) {
-        snprintf(name, size, node_codes || dim / 4 + 16 <= per ? "bin2fs" : "bin1fs");
+     * In RAM, 2-bit codes where half the budget holds them, else 1-bit
+     * (a code is d / 4 or d / 8 bytes and at most 24 of factors). */
+    if (dim >= 256 && (node_codes || dim / 8 + 24 <= per)) {
+        snprintf(name, size, node_codes || dim / 4 + 24 <= per ? "bin2fs" : "bin1fs");
         return;
     }
     const uint64_t fixed = cm_round_up(4 + 4 * degree, 64) + cm_round_up(4 * dim, 64);
