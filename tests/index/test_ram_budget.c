@@ -333,12 +333,56 @@ static void test_resave_and_verify(void **state) {
     free(again);
 }
 
+/* quant "auto" under a budget, as rotor.h says: from 256 dimensions 2-bit
+ * rotated codes in the pages (in RAM: 2 bits where half the budget holds
+ * them, else 1 bit, else PQ); below, the PQ that fills half the budget
+ * (codes in RAM) or what a page leaves (codes in the pages). */
+static void test_codes_chosen_by_the_budget(void **state) {
+    (void)state;
+    enum { ROWS = 600, WIDE = 256 };
+    float *x = malloc((size_t)ROWS * WIDE * sizeof *x);
+    ts_rng r;
+    ts_rng_init(&r, 77);
+    for (size_t i = 0; i < (size_t)ROWS * WIDE; i++)
+        x[i] = (float)ts_rng_normal(&r);
+    const struct {
+        size_t dim;
+        uint64_t per_vector;
+        int neighbor_codes;
+        const char *want;
+    } cases[] = {
+        {WIDE, 40, 1, "bin2fs"}, /* in the pages, whatever the budget */
+        {WIDE, 400, 0, "bin2fs"}, {WIDE, 120, 0, "bin1fs"}, {WIDE, 80, 0, "pq32"},
+        {32, 40, 0, "pq16"},      {32, 40, 1, "pq32"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rotor_params p = rotor_params_default();
+        p.kind = ROTOR_INDEX_VAMANA;
+        p.ram_budget = cases[c].per_vector * ROWS;
+        p.neighbor_codes = cases[c].neighbor_codes;
+        p.threads = 1;
+        rotor_matrix m = {x, ROWS, cases[c].dim, ROTOR_ELEM_F32};
+        rotor_index *ix = NULL;
+        assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+        rotor_index_stats s;
+        rotor_index_stats_get(ix, &s);
+        if (strcmp(s.quant, cases[c].want) != 0)
+            fail_msg("%zu-d, %llu bytes a vector, neighbour codes %d: %s, not %s", cases[c].dim,
+                     (unsigned long long)cases[c].per_vector, cases[c].neighbor_codes, s.quant,
+                     cases[c].want);
+        assert_int_equal(s.graph_degree, 64);
+        rotor_index_close(ix);
+    }
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graph_on_disk),
         cmocka_unit_test(test_budget_that_holds_the_graph),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_resave_and_verify),
+        cmocka_unit_test(test_codes_chosen_by_the_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
