@@ -340,18 +340,18 @@ typedef struct rotor_params {
      * node's neighbour ids beside its full vector (DiskANN's layout). An
      * open under a budget too small for the graph keeps only the walking
      * codes, the starting points and a cache of the records nearest them
-     * in RAM, and a search reads the records it expands from disk, a beam
-     * of them per submission (rotor_search_params.beam_width); its results
-     * are the exact distances of the records read, so nothing is read
-     * twice. With neighbor_codes (the default) a record also holds its
-     * neighbours' walking codes, so RAM needs none: the read that expands
-     * a node scores its neighbours, and the budget goes to the cache.
-     * quant "auto" then picks (no measured choice) rotated 2-bit codes
-     * ("bin2fs"; 1-bit where RAM must hold them and 2 bits do not fit) from
-     * 256 dimensions up, else the 8-bit product quantizer
-     * that fills half the budget or, with neighbour codes, a 4 KiB page
-     * beside a record's ids and vector, whichever is larger; and no
-     * calibration table is measured (it would measure the graph in RAM).
+     * in RAM, and a search reads the records it expands from disk, with
+     * rotor_search_params.beam_width reads in flight; its results are the
+     * exact distances of the records read, so nothing is read twice. With
+     * neighbor_codes (the default) a record also holds its neighbours'
+     * walking codes, so RAM needs none: the read that expands a node
+     * scores its neighbours, and the budget goes to the cache. quant
+     * "auto" then picks (no measured choice) rotated 2-bit codes
+     * ("bin2fs"; 1-bit where RAM must hold them and 2 bits do not fit)
+     * from 256 dimensions up, else the 8-bit product quantizer that fills
+     * half the budget or, with neighbour codes, a 4 KiB page beside a
+     * record's ids and vector, whichever is larger; and no calibration
+     * table is measured (it would measure the graph in RAM).
      * The index built stays in RAM until it is saved and opened. */
     uint64_t ram_budget;
 } rotor_params;
