@@ -239,7 +239,7 @@ typedef struct nav_search_params {
      * reads in flight after the first, with vectors on disk (0: default). */
     bool rerank_all;
     unsigned rerank_window;
-    /* A graph on disk: records read in one submission, 0: default. */
+    /* A graph on disk: record reads in flight, 0: default. */
     unsigned beam;
 } nav_search_params;
 
