@@ -79,7 +79,6 @@ struct vm_disk {
     vstore *store;
     const ixf_file *file; /* for a save: the mapping's graph and nodes sections */
     node_layout lay;
-    size_t rec_bytes, per_page, page_bytes;
     /* The cache: records of ncache nodes (cache_ids), found through an
      * open-addressing table of slots (hash_mask + 1 entries). */
     uint8_t *cache;
@@ -99,19 +98,6 @@ static void page_shape(size_t rec, size_t *per_page, size_t *page_bytes) {
         *per_page = 1;
         *page_bytes = cm_round_up(rec, NODE_PAGE);
     }
-}
-
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t get64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -136,17 +122,17 @@ rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budge
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
     memset(buf, 0, NODES_HEADER);
-    put32(buf, NODES_VERSION);
-    put32(buf + 4, (uint32_t)R);
-    put32(buf + 8, (uint32_t)dim);
-    put32(buf + 12, (uint32_t)rec);
-    put32(buf + 16, (uint32_t)per_page);
-    put32(buf + 20, (uint32_t)page_bytes);
-    put64(buf + 24, g->count);
-    put64(buf + 32, budget);
-    put32(buf + 40, lay.codes);
-    put32(buf + 44, (uint32_t)lay.block_off);
-    put32(buf + 48, (uint32_t)lay.block_bytes);
+    cm_put_le32(buf, NODES_VERSION);
+    cm_put_le32(buf + 4, (uint32_t)R);
+    cm_put_le32(buf + 8, (uint32_t)dim);
+    cm_put_le32(buf + 12, (uint32_t)rec);
+    cm_put_le32(buf + 16, (uint32_t)per_page);
+    cm_put_le32(buf + 20, (uint32_t)page_bytes);
+    cm_put_le64(buf + 24, g->count);
+    cm_put_le64(buf + 32, budget);
+    cm_put_le32(buf + 40, lay.codes);
+    cm_put_le32(buf + 44, (uint32_t)lay.block_off);
+    cm_put_le32(buf + 48, (uint32_t)lay.block_bytes);
     rotor_status st = ixf_section_begin(w, IXF_SEC_NODES);
     if (st == ROTOR_OK)
         st = ixf_append(w, buf, NODES_HEADER);
@@ -209,29 +195,30 @@ static rotor_status read_header(const vamana *g, const graph_space *s, const ixf
                      r < 0 ? strerror(errno) : "the file ended");
         got += (size_t)r;
     }
-    const uint32_t codes = get32(h + 40);
+    const uint32_t codes = cm_get_le32(h + 40);
     CM_RETURN_IF(codes > 1 || (codes && s->walk_q == NULL), ROTOR_ERR_FORMAT,
                  "the nodes section's header says neighbour codes %u", codes);
     *lay = layout_of(g->p.degree, s->dim, s->walk_q, codes == 1);
     const size_t *rec = &lay->rec_bytes;
     page_shape(*rec, per_page, page_bytes);
-    CM_RETURN_IF(get32(h) != NODES_VERSION, ROTOR_ERR_UNSUPPORTED,
-                 "the nodes section has version %u; this library reads version %d", get32(h),
+    CM_RETURN_IF(cm_get_le32(h) != NODES_VERSION, ROTOR_ERR_UNSUPPORTED,
+                 "the nodes section has version %u; this library reads version %d", cm_get_le32(h),
                  NODES_VERSION);
-    CM_RETURN_IF(get32(h + 4) != g->p.degree || get32(h + 8) != s->dim || get32(h + 12) != *rec ||
-                     get32(h + 16) != *per_page || get32(h + 20) != *page_bytes ||
-                     get64(h + 24) != s->count || get32(h + 44) != lay->block_off ||
-                     get32(h + 48) != lay->block_bytes,
+    CM_RETURN_IF(cm_get_le32(h + 4) != g->p.degree || cm_get_le32(h + 8) != s->dim ||
+                     cm_get_le32(h + 12) != *rec || cm_get_le32(h + 16) != *per_page ||
+                     cm_get_le32(h + 20) != *page_bytes || cm_get_le64(h + 24) != s->count ||
+                     cm_get_le32(h + 44) != lay->block_off ||
+                     cm_get_le32(h + 48) != lay->block_bytes,
                  ROTOR_ERR_FORMAT,
                  "the nodes section's layout (degree %u, %u dimensions, %" PRIu64
                  " records of %u bytes) is not the graph's (degree %u, %zu, %zu of %zu)",
-                 get32(h + 4), get32(h + 8), get64(h + 24), get32(h + 12), g->p.degree, s->dim,
-                 s->count, *rec);
+                 cm_get_le32(h + 4), cm_get_le32(h + 8), cm_get_le64(h + 24), cm_get_le32(h + 12),
+                 g->p.degree, s->dim, s->count, *rec);
     const uint64_t pages = (s->count + *per_page - 1) / *per_page;
     CM_RETURN_IF(sec->size != NODES_HEADER + pages * *page_bytes, ROTOR_ERR_FORMAT,
                  "the nodes section holds %" PRIu64 " bytes; %zu records need %" PRIu64, sec->size,
                  s->count, NODES_HEADER + pages * *page_bytes);
-    *budget = get64(h + 32);
+    *budget = cm_get_le64(h + 32);
     return ROTOR_OK;
 }
 
@@ -264,7 +251,7 @@ typedef struct cache_fill {
 
 static void keep_record(void *ctx, size_t j, const void *row) {
     cache_fill *cf = ctx;
-    memcpy(cf->d->cache + (cf->first + j) * cf->d->rec_bytes, row, cf->d->rec_bytes);
+    memcpy(cf->d->cache + (cf->first + j) * cf->d->lay.rec_bytes, row, cf->d->lay.rec_bytes);
 }
 
 static rotor_status fill_cache(vamana *g, const graph_space *s, struct vm_disk *d, size_t want) {
@@ -273,7 +260,7 @@ static rotor_status fill_cache(vamana *g, const graph_space *s, struct vm_disk *
     size_t cap = 1;
     while (cap < 2 * want)
         cap *= 2;
-    d->cache = cm_alloc(a, want * d->rec_bytes, "the node cache");
+    d->cache = cm_alloc(a, want * d->lay.rec_bytes, "the node cache");
     d->cache_ids = cm_alloc(a, want * sizeof *d->cache_ids, "the node cache");
     d->hash = cm_alloc(a, cap * sizeof *d->hash, "the node cache");
     uint64_t *seen = cm_calloc(a, (count + 63) / 64 * sizeof *seen, "the node cache's fill");
@@ -302,15 +289,15 @@ static rotor_status fill_cache(vamana *g, const graph_space *s, struct vm_disk *
         cache_fill cf = {d, done};
         st = vstore_read(rd, d->cache_ids + done, batch, keep_record, &cf);
         for (size_t i = done; st == ROTOR_OK && i < done + batch; i++) {
-            const uint8_t *rec = d->cache + i * d->rec_bytes;
-            const uint32_t deg = get32(rec);
+            const uint8_t *rec = d->cache + i * d->lay.rec_bytes;
+            const uint32_t deg = cm_get_le32(rec);
             if (deg > g->p.degree) {
                 st = cm_fail(ROTOR_ERR_CORRUPT, "the nodes section: record %u has degree %u",
                              d->cache_ids[i], deg);
                 break;
             }
             for (uint32_t j = 0; j < deg && n < want; j++) {
-                const uint32_t v = get32(rec + 4 + 4 * (size_t)j);
+                const uint32_t v = cm_get_le32(rec + 4 + 4 * (size_t)j);
                 if (v >= count) {
                     st = cm_fail(ROTOR_ERR_CORRUPT,
                                  "the nodes section: record %u links to %u, past its %zu nodes",
@@ -398,9 +385,6 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
     g->disk = d;
     d->file = f;
     d->lay = lay;
-    d->rec_bytes = rec;
-    d->per_page = per_page;
-    d->page_bytes = page_bytes;
     vstore_params vp = {
         .path = ixf_path(f),
         .offset = sec.offset + NODES_HEADER,
@@ -434,7 +418,7 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
 void vm_disk_stats(const vamana *g, const graph_space *s, nav_stats *out) {
     const struct vm_disk *d = g->disk;
     (void)s;
-    out->bytes_ids = d->ncache * (d->rec_bytes + 3 * sizeof(uint32_t));
+    out->bytes_ids = d->ncache * (d->lay.rec_bytes + 3 * sizeof(uint32_t));
     out->bytes_codes = 0;
     out->disk_codes = d->lay.codes;
     out->disk_nodes = g->count - d->ncache;
@@ -473,7 +457,7 @@ enum { NO_NODE = UINT32_MAX };
  * neighbours the list. */
 static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
     const node_layout *lay = &w->d->lay;
-    const uint32_t deg = get32(rec), count = (uint32_t)w->s->count;
+    const uint32_t deg = cm_get_le32(rec), count = (uint32_t)w->s->count;
     if (CM_UNLIKELY(deg > w->g->p.degree)) {
         w->bad = u;
         return;
@@ -490,7 +474,7 @@ static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
         w->work.scored += deg;
         float gate = entry_gate(&w->k);
         for (uint32_t j = 0; j < deg; j++) {
-            const uint32_t v = get32(rec + 4 + 4 * (size_t)j);
+            const uint32_t v = cm_get_le32(rec + 4 + 4 * (size_t)j);
             if (CM_UNLIKELY(v >= count)) {
                 w->bad = u;
                 return;
@@ -505,7 +489,7 @@ static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
     uint32_t *ids = w->sc->nbrs;
     uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {
-        const uint32_t v = get32(rec + 4 + 4 * (size_t)j);
+        const uint32_t v = cm_get_le32(rec + 4 + 4 * (size_t)j);
         if (CM_UNLIKELY(v >= count)) {
             w->bad = u;
             return;
@@ -540,7 +524,7 @@ static vstore_next next_record(void *ctx, uint32_t *id) {
         const uint32_t u = l->c[i].id;
         const uint32_t slot = cache_find(w->d, u);
         if (slot != NO_SLOT) {
-            expand_record(w, u, w->d->cache + (size_t)slot * w->d->rec_bytes);
+            expand_record(w, u, w->d->cache + (size_t)slot * w->d->lay.rec_bytes);
             continue;
         }
         w->flight_j[w->nflight] = w->issued++;

@@ -594,9 +594,10 @@ ixf_section ixf_get(const ixf_file *f, ixf_section_id id) {
  * mapped section through the mapping would make every page of it
  * resident, the vectors, graph and node pages of an index that keeps them
  * on disk included, which are the RAM it was opened to spare. */
+enum { HASH_CHUNK = 4 << 20 };
+
 static rotor_status hash_by_reading(const ixf_file *f, const ixf_entry *e, uint64_t *out) {
-    enum { CHUNK = 4 << 20 };
-    uint8_t *buf = cm_alloc(&f->alloc, CHUNK, "a buffer to check a section");
+    uint8_t *buf = cm_alloc(&f->alloc, HASH_CHUNK, "a buffer to check a section");
     if (buf == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     XXH3_state_t h;
@@ -605,7 +606,7 @@ static rotor_status hash_by_reading(const ixf_file *f, const ixf_entry *e, uint6
     rotor_status st = ROTOR_OK;
     unsigned retries = 0;
     for (uint64_t at = 0; at < e->size;) {
-        const size_t want = e->size - at < CHUNK ? (size_t)(e->size - at) : CHUNK;
+        const size_t want = e->size - at < HASH_CHUNK ? (size_t)(e->size - at) : HASH_CHUNK;
         const ssize_t r = pread(f->fd, buf, want, (off_t)(e->offset + at));
         if (r < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
             continue;
@@ -627,7 +628,9 @@ rotor_status ixf_check(const ixf_file *f, ixf_section_id id) {
     if (e == NULL)
         return ROTOR_OK;
     uint64_t sum;
-    if (!f->copied)
+    /* A section smaller than a read's chunk is one the open decodes from
+     * the mapping anyway: hashed there, with no buffer. */
+    if (!f->copied && e->size > HASH_CHUNK)
         CM_FORWARD(hash_by_reading(f, e, &sum));
     else
         sum = XXH3_64bits(f->map + e->offset, (size_t)e->size);
