@@ -129,6 +129,10 @@ struct graph_space {
      * the new points they are. */
     const uint32_t *reused;
     size_t nreused;
+    /* A build within a memory cap may keep its records in an unnamed file
+     * in the directory of this path, mapped (the kernel writes back what
+     * it needs the memory for). NULL: in memory. */
+    const char *spill_beside;
 };
 
 static inline bool graph_removed(const graph_space *s, size_t u) {
@@ -160,8 +164,12 @@ typedef struct nav_params {
      * budget the file was built with. */
     uint64_t ram_budget;
     bool node_codes; /* node pages carry the neighbours' walking codes */
-    int io_backend;  /* vstore_backend of the node pages */
-    int direct_io;   /* vstore_params.direct */
+    /* Vamana: the most bytes a build may use (vm_build_bytes); 0: no cap.
+     * A build that would need more is split into shards
+     * (vamana_shards.c). */
+    uint64_t build_memory;
+    int io_backend; /* vstore_backend of the node pages */
+    int direct_io;  /* vstore_params.direct */
     /* IVF */
     uint32_t nlist; /* partitions; 0 = about 4 sqrt(n) */
     /* All */
@@ -254,6 +262,7 @@ typedef struct nav_stats {
      * disk_codes: the records hold the walking codes, RAM none. */
     size_t disk_nodes, cached_nodes;
     bool disk_codes;
+    size_t build_shards; /* a graph built in shards: how many; else 0 */
 } nav_stats;
 
 typedef struct nav nav;

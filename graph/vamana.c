@@ -4,6 +4,7 @@
  * operations. See vamana.h for the record layout and the other phases.
  */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "graph/vamana.h"
 
@@ -38,6 +39,7 @@ static void vamana_stats(const nav *n, const graph_space *s, nav_stats *out) {
         .degree = g->p.degree,
         .start_points = g->nstarts,
         .start_groups = g->ngroups,
+        .build_shards = g->shards,
     };
     if (g->disk != NULL)
         vm_disk_stats(g, s, out);
@@ -124,6 +126,20 @@ rotor_status vm_scratch_images(const vamana *g, vm_scratch *sc, size_t n) {
     return ROTOR_OK;
 }
 
+void vm_release_records(vamana *g) {
+    if (g->mapped_bytes > 0)
+        munmap(g->nodes, g->mapped_bytes);
+    else if (!g->borrowed)
+        cm_free(&g->base.alloc, g->nodes);
+    cm_free(&g->base.alloc, (void *)g->locks);
+    cm_free(&g->base.alloc, g->dirty);
+    g->nodes = NULL;
+    g->locks = NULL;
+    g->dirty = NULL;
+    g->borrowed = false;
+    g->mapped_bytes = 0;
+}
+
 void vamana_free(nav *n) {
     vamana *g = (vamana *)n;
     if (g == NULL)
@@ -137,10 +153,7 @@ void vamana_free(nav *n) {
     pthread_mutex_destroy(&g->pool->lock);
     cm_free(&a, g->pool);
     vm_disk_free(g);
-    if (!g->borrowed)
-        cm_free(&a, g->nodes);
-    cm_free(&a, (void *)g->locks);
-    cm_free(&a, g->dirty);
+    vm_release_records(g);
     cm_free(&a, g->starts);
     cm_free(&a, g->start_codes);
     cm_free(&a, g->group_off);

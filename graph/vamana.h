@@ -10,6 +10,8 @@
  *   vamana_io.c      the graph's sections of the index file
  *   vamana_disk.c    the records on disk under a RAM budget: their pages,
  *                    the cache and the beam search that reads them
+ *   vamana_shards.c  a build within a memory cap: overlapping shards built
+ *                    one at a time and merged
  *
  * Node record, node_bytes each (a multiple of 16, or of 64 with codes):
  *
@@ -102,6 +104,11 @@ typedef struct vamana {
     /* The records belong to a mapped index file: never freed, copied to
      * memory of the graph's own by the first insert (vamana_io.c). */
     bool borrowed;
+    /* The records are a mapping of that many bytes of an unnamed file (a
+     * build within a memory cap: vamana_shards.c), unmapped when freed. */
+    size_t mapped_bytes;
+    /* Shards the build was split into; 0: built in one piece. */
+    size_t shards;
     atomic_uchar *locks; /* capacity spin locks */
     uint8_t *dirty;      /* capacity: list changed since its codes were copied */
     uint32_t entry;
@@ -237,8 +244,9 @@ static inline void vm_node_unlock(const vamana *g, size_t u) {
 void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                      const float *x, size_t list);
 
-/* Nodes a build's or an add's thread takes at a time. */
-enum { VM_CHUNK = 32 };
+/* Nodes a build's or an add's thread takes at a time; the dimension from
+ * which a build scores an 8-bit copy of the vectors (vamana_build.c). */
+enum { VM_CHUNK = 32, VM_BUILD_CODES_MIN_DIM = 32 };
 
 /* An inserting thread's working memory. */
 typedef struct vm_worker {
@@ -272,6 +280,32 @@ void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, con
 /* Copies the walking codes of node u's neighbours into its record (code:
  * scratch for one code) and clears its dirty flag. */
 void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code);
+/* Frees (or unmaps) the records, their locks and flags. */
+void vm_release_records(vamana *g);
+/* The points of an insertion in their seeded random order: the nreused
+ * slots `reused`, then [first, first + n - nreused). */
+void vm_insertion_order(uint64_t seed, size_t first, const uint32_t *reused, size_t nreused,
+                        size_t n, uint32_t *order);
+/* The first nstarts points of `order` become the starting points
+ * (g->starts and start_codes allocated for nstarts), grouped. `code`:
+ * scratch for one walking code. */
+rotor_status vm_sample_starts(vamana *g, const graph_space *s, const uint32_t *order,
+                              size_t nstarts, uint8_t *code);
+/* The live point nearest to the mean of all points: the entry of every
+ * search. */
+rotor_status vm_medoid(const vamana *g, const graph_space *s, uint32_t *out);
+
+/* ---- vamana_shards.c ----------------------------------------------------- */
+
+/* Bytes a build of s in one piece is expected to use (its records, the
+ * build's 8-bit copy, the full vectors it reads at random, the index's
+ * code stores): what nav_params.build_memory is compared with. */
+uint64_t vm_build_bytes(const vamana *g, const graph_space *s);
+/* The build of a fresh graph within nav_params.build_memory: the points
+ * split into overlapping shards that each fit, each shard built alone and
+ * its lists merged into the graph's. */
+rotor_status vm_build_sharded(vamana *g, const graph_space *s);
+
 /* ---- vamana_insert.c ----------------------------------------------------- */
 
 /* Inserting points into a graph that searches are reading (s->publish):

@@ -339,7 +339,7 @@ typedef struct build_job {
     atomic_int stop; /* the progress callback asked to cancel */
 } build_job;
 
-enum { CHUNK = VM_CHUNK, BUILD_CODES_MIN_DIM = 32 };
+enum { CHUNK = VM_CHUNK };
 
 static void build_chunk(void *ctx, size_t chunk, unsigned worker) {
     build_job *job = ctx;
@@ -408,7 +408,7 @@ static rotor_status build_codes_make(vamana *g, const graph_space *s, cm_pool *p
                                      build_job *job) {
     vm_worker *w = job->w;
     const unsigned threads = cm_pool_threads(pool);
-    if (s->dim < BUILD_CODES_MIN_DIM)
+    if (s->dim < VM_BUILD_CODES_MIN_DIM)
         return ROTOR_OK;
     const quant_spec spec = {QUANT_SQ, 8, 0};
     CM_FORWARD(
@@ -479,12 +479,8 @@ rotor_status vm_move_records(vamana *g, size_t cap) {
             cm_free(&g->base.alloc, dirty);
             return st;
         }
-    } else {
-        cm_free(&g->base.alloc, g->nodes);
     }
-    g->borrowed = false;
-    cm_free(&g->base.alloc, (void *)g->locks);
-    cm_free(&g->base.alloc, g->dirty);
+    vm_release_records(g);
     g->nodes = nodes;
     g->locks = locks;
     g->dirty = dirty;
@@ -492,10 +488,8 @@ rotor_status vm_move_records(vamana *g, size_t cap) {
     return ROTOR_OK;
 }
 
-/* The points of an insertion in their seeded random order: the nreused
- * slots `reused`, then [first, first + n - nreused). */
-static void insertion_order(uint64_t seed, size_t first, const uint32_t *reused, size_t nreused,
-                            size_t n, uint32_t *order) {
+void vm_insertion_order(uint64_t seed, size_t first, const uint32_t *reused, size_t nreused,
+                        size_t n, uint32_t *order) {
     uint64_t rng = seed ^ (0x5bd1e995ULL * (first + 1));
     for (size_t i = 0; i < nreused; i++)
         order[i] = reused[i];
@@ -509,11 +503,10 @@ static void insertion_order(uint64_t seed, size_t first, const uint32_t *reused,
     }
 }
 
-/* The first points of the build's random order are a uniform sample, the
- * starting points (g->starts and start_codes allocated for nstarts);
- * later adds keep it. `code`: scratch for one walking code. */
-static rotor_status sample_starts(vamana *g, const graph_space *s, const uint32_t *order,
-                                  size_t nstarts, uint8_t *code) {
+/* The first points of the build's random order are a uniform sample;
+ * later adds keep it. */
+rotor_status vm_sample_starts(vamana *g, const graph_space *s, const uint32_t *order,
+                              size_t nstarts, uint8_t *code) {
     for (size_t i = 0; i < nstarts; i++) {
         g->starts[i] = order[i];
         s->walk_q->ops->load(s->walk_q, s->walk_codes, order[i], code);
@@ -538,8 +531,7 @@ static rotor_status reserve(vamana *g, size_t n) {
     return vm_move_records(g, cap);
 }
 
-/* The point nearest to the mean of all points: the entry of every search. */
-static rotor_status medoid(const vamana *g, const graph_space *s, uint32_t *out) {
+rotor_status vm_medoid(const vamana *g, const graph_space *s, uint32_t *out) {
     const simd_ops *ops = simd_ops_get();
     const size_t d = s->dim;
     double *col = cm_calloc(&g->base.alloc, d * (sizeof(double) + sizeof(float)), "graph centre");
@@ -676,9 +668,9 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     if (st == ROTOR_OK && first == 0)
         st = build_codes_make(g, s, &pool, &job);
     if (st == ROTOR_OK && first == 0)
-        st = medoid(g, s, &g->entry);
+        st = vm_medoid(g, s, &g->entry);
     if (st == ROTOR_OK) {
-        insertion_order(g->p.seed, first, s->reused, s->nreused, n, order);
+        vm_insertion_order(g->p.seed, first, s->reused, s->nreused, n, order);
         if (first == 0 && s->deleted != NULL)
             n = drop_removed(s, order, n);
     }
@@ -692,7 +684,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     }
     if (st == ROTOR_OK) {
         if (nstarts > 0)
-            st = sample_starts(g, s, order, nstarts, w[0].code);
+            st = vm_sample_starts(g, s, order, nstarts, w[0].code);
         else
             reused_codes(g, s);
     }
@@ -802,7 +794,13 @@ rotor_status vamana_insert(nav *n, const graph_space *s) {
                  "a graph walking on codes needs its quantizer's codes");
     CM_RETURN_IF(s->count > UINT32_MAX, ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph holds at most %u points, not %zu", UINT32_MAX, s->count);
-    return g->p.from_codes ? insert_from_codes(g, s) : insert_points(g, s);
+    if (g->p.from_codes)
+        return insert_from_codes(g, s);
+    /* A fresh build that would not fit its memory cap goes in shards. */
+    if (g->count == 0 && s->nreused == 0 && g->p.build_memory > 0 &&
+        vm_build_bytes(g, s) > g->p.build_memory)
+        return vm_build_sharded(g, s);
+    return insert_points(g, s);
 }
 
 rotor_status vamana_derive(const nav *src_nav, const rotor_allocator *a, const nav_params *p,
@@ -841,8 +839,8 @@ rotor_status vamana_derive(const nav *src_nav, const rotor_allocator *a, const n
         for (size_t u = 0; g->neighbor_codes && u < count; u++)
             vm_refresh_codes(g, s, u, code);
         if (nstarts > 0) {
-            insertion_order(g->p.seed, 0, NULL, 0, count, order);
-            st = sample_starts(g, s, order, nstarts, code);
+            vm_insertion_order(g->p.seed, 0, NULL, 0, count, order);
+            st = vm_sample_starts(g, s, order, nstarts, code);
         }
     }
     cm_free(a, order);

@@ -29,7 +29,8 @@
  *     12 u32 record bytes  16 u32 records per page  20 u32 page bytes
  *     24 u64 count         32 u64 the build's RAM budget
  *     40 u32 neighbour codes (0/1)  44 u32 their offset in a record
- *     48 u32 their bytes; zeros after
+ *     48 u32 their bytes  52 u32 shards the build was split into (0: one
+ *     piece); zeros after
  *   then the pages, record u at page u / per_page, slot u % per_page:
  *     [degree u32][R ids u32, unused ones 0]
  *     (with neighbour codes: zeros to 64 bytes, the walking quantizer's
@@ -133,6 +134,7 @@ rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budge
     cm_put_le32(buf + 40, lay.codes);
     cm_put_le32(buf + 44, (uint32_t)lay.block_off);
     cm_put_le32(buf + 48, (uint32_t)lay.block_bytes);
+    cm_put_le32(buf + 52, (uint32_t)g->shards);
     rotor_status st = ixf_section_begin(w, IXF_SEC_NODES);
     if (st == ROTOR_OK)
         st = ixf_append(w, buf, NODES_HEADER);
@@ -181,7 +183,7 @@ rotor_status vm_disk_save(const vamana *g, ixf_writer *w) {
  * leaves this section on disk. */
 static rotor_status read_header(const vamana *g, const graph_space *s, const ixf_file *f,
                                 const ixf_section *sec, node_layout *lay, size_t *per_page,
-                                size_t *page_bytes, uint64_t *budget) {
+                                size_t *page_bytes, uint64_t *budget, size_t *shards) {
     CM_RETURN_IF(sec->size < NODES_HEADER, ROTOR_ERR_FORMAT,
                  "the nodes section holds %" PRIu64 " bytes, less than its header", sec->size);
     uint8_t h[64];
@@ -219,6 +221,7 @@ static rotor_status read_header(const vamana *g, const graph_space *s, const ixf
                  "the nodes section holds %" PRIu64 " bytes; %zu records need %" PRIu64, sec->size,
                  s->count, NODES_HEADER + pages * *page_bytes);
     *budget = cm_get_le64(h + 32);
+    *shards = cm_get_le32(h + 52);
     return ROTOR_OK;
 }
 
@@ -349,7 +352,7 @@ rotor_status vm_disk_open(vamana *g, const nav_params *p, const graph_space *s, 
     size_t per_page = 0, page_bytes = 0;
     uint64_t saved = 0;
     if (sec.data != NULL)
-        CM_FORWARD(read_header(g, s, f, &sec, &lay, &per_page, &page_bytes, &saved));
+        CM_FORWARD(read_header(g, s, f, &sec, &lay, &per_page, &page_bytes, &saved, &g->shards));
     const size_t rec = lay.rec_bytes;
     /* A save of this index writes its pages again, alike. */
     g->p.ram_budget = saved;

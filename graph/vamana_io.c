@@ -6,6 +6,7 @@
  */
 #include <inttypes.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "graph/vamana.h"
 
@@ -83,6 +84,9 @@ rotor_status vamana_save(const nav *n, const graph_space *s, ixf_writer *w) {
     cm_free(&g->base.alloc, buf);
     if (st == ROTOR_OK && g->disk != NULL)
         return vm_disk_save(g, w);
+    /* Records in a mapped file (a build in shards) are read in order now. */
+    if (g->mapped_bytes > 0)
+        (void)madvise(g->nodes, g->mapped_bytes, MADV_SEQUENTIAL);
     if (st == ROTOR_OK)
         st = ixf_put_section(w, IXF_SEC_GRAPH, g->nodes, g->count * g->node_bytes);
     if (st == ROTOR_OK && g->p.ram_budget > 0)

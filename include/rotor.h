@@ -354,6 +354,16 @@ typedef struct rotor_params {
      * table is measured (it would measure the graph in RAM).
      * The index built stays in RAM until it is saved and opened. */
     uint64_t ram_budget;
+    /* Vamana: the most bytes the graph's build may use, 0 (default): no
+     * cap. A build that would need more in one piece (about
+     * n (4 d + d + 4 (1.3 R + 1) + 7) bytes plus the codes, with vectors
+     * of d floats) is split into overlapping shards (k-means, each point
+     * in its two nearest), built one at a time within the cap and merged
+     * into one graph, as DiskANN's merged build; built from a file
+     * (rotor_index_build_file), the merged records also wait in a file
+     * beside the output rather than in memory. The formula, and the
+     * smallest cap a build accepts, are in the README. */
+    uint64_t build_memory;
 } rotor_params;
 
 ROTOR_API rotor_params rotor_params_default(void);
@@ -660,6 +670,8 @@ typedef struct rotor_index_stats {
     size_t graph_on_disk;      /* vamana under a RAM budget: records read from disk by the
                                   searches (0: the graph is in RAM) */
     size_t graph_cached;       /* of the records, those a cache keeps in RAM */
+    size_t build_shards;       /* vamana built within rotor_params.build_memory: the shards it
+                                  was split into (0: built in one piece, or opened) */
 } rotor_index_stats;
 
 ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_index_stats *out);

@@ -161,8 +161,11 @@ rotor_status rotor_index_build_file_with_keys(const rotor_params *params, const 
     /* Random access from here on: readahead would only evict pages in use. */
     if (st == ROTOR_OK)
         (void)madvise(ix->spill, bytes, MADV_RANDOM);
-    if (st == ROTOR_OK)
+    if (st == ROTOR_OK) {
+        ix->spill_beside = out_path;
         st = ix_index_rows(ix, info.rows);
+        ix->spill_beside = NULL;
+    }
     if (st == ROTOR_OK)
         ix_keys_commit(ix);
     if (st == ROTOR_OK)

@@ -558,6 +558,7 @@ static rotor_status index_rows(rotor_index *ix, size_t need, const uint32_t *reu
     s.publish = ix->count > 0 ? ix_publish_lock(ix) : NULL;
     s.reused = reused;
     s.nreused = nreused;
+    s.spill_beside = ix->spill_beside;
     CM_FORWARD(ix->nav->ops->insert(ix->nav, &s));
     ix_publish_begin(ix);
     for (size_t i = 0; i < nreused; i++)
@@ -644,6 +645,7 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     out->graph_degree = ns.degree;
     out->start_points = ns.start_points;
     out->start_groups = ns.start_groups;
+    out->build_shards = ns.build_shards;
     if (ix->store != NULL) {
         out->vectors_on_disk = 1;
         out->bytes_vectors_disk = vector_bytes;

@@ -142,6 +142,9 @@ struct rotor_index {
      * deleted spill file, not memory of the index's own. */
     void *spill;
     size_t spill_bytes;
+    /* During that build: the output path, beside which a build within
+     * rotor_params.build_memory keeps the graph's records (borrowed). */
+    const char *spill_beside;
     /* quant "auto": the first batch chooses the codes (tune.c) before it
      * is encoded. */
     bool auto_quant;

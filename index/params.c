@@ -124,6 +124,11 @@ rotor_status ix_params_check(const rotor_params *p) {
     CM_RETURN_IF(p->ram_budget > 0 && ix_quant_none(p->quant), ROTOR_ERR_INVALID_ARGUMENT,
                  "a graph under a RAM budget walks on codes: give a quantizer (auto, or for "
                  "example pq32)");
+    CM_RETURN_IF(p->build_memory > 0 && p->kind != ROTOR_INDEX_VAMANA, ROTOR_ERR_INVALID_ARGUMENT,
+                 "a build memory cap applies to vamana indexes only");
+    CM_RETURN_IF(p->build_memory > 0 && p->build_space == ROTOR_BUILD_CODES,
+                 ROTOR_ERR_INVALID_ARGUMENT,
+                 "a build within a memory cap links on the full vectors, not on decoded codes");
     CM_RETURN_IF(p->allocator.alloc == NULL || p->allocator.free == NULL,
                  ROTOR_ERR_INVALID_ARGUMENT,
                  "the allocator needs both alloc and free (use rotor_params_default())");
@@ -300,6 +305,7 @@ nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count) {
         .progress = p->progress,
         .progress_opaque = p->progress_opaque,
         .ram_budget = p->ram_budget,
+        .build_memory = p->build_memory,
         .direct_io = -1,
     };
 }

@@ -884,8 +884,13 @@ static size_t candidates_for(const rotor_index *ix, candidate *c) {
 
 /* An index over rows `rows` of `sample` (already converted) with params p;
  * its navigator derived from `links` (vamana) or built (other kinds). */
-static rotor_status sample_index(const rotor_params *p, const float *rows, size_t n, size_t dim,
-                                 const rotor_index *links, rotor_index **out) {
+static rotor_status sample_index(const rotor_params *params, const float *rows, size_t n,
+                                 size_t dim, const rotor_index *links, rotor_index **out) {
+    /* A sample of a few thousand rows builds in one piece whatever the
+     * cap: the cap is for the index's own build. */
+    rotor_params sp = *params;
+    sp.build_memory = 0;
+    const rotor_params *p = &sp;
     rotor_index *s;
     CM_FORWARD(ix_create(p, dim, n, &s));
     rotor_status st = ix_reserve(s, n);

@@ -155,6 +155,10 @@ static const struct flag {
     {"--calibrate", OPT_GRAPH,
      "0|1  measure the calibration table --recall reads at the end of the build (default 1)"},
     {"--build-threads", OPT_GRAPH, "N  threads building the index (default all cores)"},
+    {"--build-memory", OPT_GRAPH,
+     "BYTES  vamana: the most memory the graph's build may use (suffix K, M or G); a\n"
+     "   build that needs more is split into overlapping shards built one at a time and\n"
+     "   merged (default: no cap)"},
     {"--list", OPT_SEARCH, "N  vamana: candidate list while searching (default max(k, 64))"},
     {"--nprobe", OPT_SEARCH, "N  ivf: partitions scanned per query (default 16)"},
     {"--recall", OPT_SEARCH,
@@ -325,6 +329,8 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
         rc = parse_fraction(name, value, 0.5, 1, &o->target_recall);
     } else if (strcmp(name, "--recall") == 0) {
         rc = parse_fraction(name, value, 0.01, 1, &o->recall);
+    } else if (strcmp(name, "--build-memory") == 0) {
+        rc = parse_bytes(name, value, &o->build_memory);
     } else if (strcmp(name, "--calibrate") == 0) {
         rc = parse_size(name, value, 0, 1, &n);
         o->calibrate = (int)n;

@@ -72,8 +72,9 @@ typedef struct cli_opts {
     int full_vectors;
     int load; /* --load: rotor_open_params.load */
     rotor_io_backend io;
-    uint64_t ram_budget; /* --ram-budget: rotor_params / rotor_open_params.ram_budget */
-    unsigned beam;       /* --beam: rotor_search_params.beam_width */
+    uint64_t ram_budget;   /* --ram-budget: rotor_params / rotor_open_params.ram_budget */
+    uint64_t build_memory; /* --build-memory: rotor_params.build_memory */
+    unsigned beam;         /* --beam: rotor_search_params.beam_width */
     /* --labels FILE (text, a line per base row) and --filter EXPR, parsed
      * into `filter` (its labels in filter_labels); --filter-scan. */
     const char *labels;

@@ -88,6 +88,11 @@ int cmd_build(const cli_opts *o) {
                     "build: under the RAM budget the graph stays on disk: %zu of its records "
                     "cached in RAM\n",
                     s.graph_cached);
+        if (s.build_shards > 0)
+            fprintf(stderr,
+                    "build: the graph was built in %zu overlapping shards within --build-memory "
+                    "%.0f MiB and merged\n",
+                    s.build_shards, (double)p.build_memory / (1 << 20));
         char label[72];
         fprintf(stderr,
                 "build: %s index of %zu x %zu (%s, %s) in %.1f s -> %s (full vectors %s when "

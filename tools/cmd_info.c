@@ -67,6 +67,9 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
         printf("graph:         on disk under the RAM budget: %zu records cached in RAM, the "
                "other %zu read by the searches\n",
                s.graph_cached, s.graph_on_disk);
+    if (s.build_shards > 0)
+        printf("graph build:   in %zu overlapping shards, merged (--build-memory)\n",
+               s.build_shards);
     printf("RAM per vector: codes %.1f, graph %.1f, graph codes %.1f, full vectors %.1f bytes\n",
            (double)s.bytes_codes / n, (double)s.bytes_graph / n, (double)s.bytes_graph_codes / n,
            (double)s.bytes_vectors / n);

@@ -175,6 +175,7 @@ int cli_index_params(const cli_opts *o, rotor_params *p) {
     if (o->full_vectors != 0)
         p->full_vectors = o->full_vectors;
     p->ram_budget = o->ram_budget;
+    p->build_memory = o->build_memory;
     return CLI_EXIT_OK;
 }
 

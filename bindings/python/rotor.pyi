@@ -71,6 +71,7 @@ class Index:
         labels: Optional[_Labels] = None,
         keys: _Keys = None,
         ram_budget: Optional[int] = None,
+        build_memory: Optional[int] = None,
     ) -> "Index": ...
     @classmethod
     def open(
@@ -160,6 +161,7 @@ def build_file(
     full_vectors: Optional[_Place] = None,
     target_recall: Optional[float] = None,
     ram_budget: Optional[int] = None,
+    build_memory: Optional[int] = None,
 ) -> None: ...
 def verify(path: _Path) -> None: ...
 def probe(path: _Path) -> Dict[str, Any]: ...

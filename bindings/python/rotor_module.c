@@ -395,17 +395,19 @@ static int quant_spec(PyObject *obj, const char *name, PyObject **keep, const ch
 }
 
 static const char *const build_kwlist[] = {
-    "x",          "metric", "kind",         "quant",         "threads",        "progress",
-    "seed",       "degree", "build_list",   "alpha",         "neighbor_codes", "build_space",
-    "walk_quant", "nlist",  "full_vectors", "target_recall", "labels",         "keys",
-    "ram_budget", NULL};
+    "x",          "metric",   "kind",           "quant",
+    "threads",    "progress", "seed",           "degree",
+    "build_list", "alpha",    "neighbor_codes", "build_space",
+    "walk_quant", "nlist",    "full_vectors",   "target_recall",
+    "labels",     "keys",     "ram_budget",     "build_memory",
+    NULL};
 
 /* Fills rotor_params from build()'s keywords (all but x, parsed by the
  * caller into `o`). */
 typedef struct {
     PyObject *metric, *kind, *quant, *threads, *progress, *seed, *degree, *build_list, *alpha,
         *neighbor_codes, *build_space, *walk_quant, *nlist, *full_vectors, *target_recall, *labels,
-        *ram_budget;
+        *ram_budget, *build_memory;
 } build_args;
 
 static int build_params(const build_args *a, rotor_params *p, params_keep *keep) {
@@ -470,6 +472,10 @@ static int build_params(const build_args *a, rotor_params *p, params_keep *keep)
     if (opt_uint(a->ram_budget, "ram_budget", UINT64_MAX, &budget) < 0)
         goto fail;
     p->ram_budget = budget;
+    unsigned long long cap = 0;
+    if (opt_uint(a->build_memory, "build_memory", UINT64_MAX, &cap) < 0)
+        goto fail;
+    p->build_memory = cap;
     return 0;
 fail:
     params_keep_release(keep);
@@ -811,11 +817,11 @@ static PyObject *index_build(PyObject *cls, PyObject *args, PyObject *kw) {
     (void)cls;
     PyObject *x = NULL, *keys_obj = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOOOOOOOOOOOOOOOOO", (char **)build_kwlist, &x,
-                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
-                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
-                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors,
-                                     &a.target_recall, &a.labels, &keys_obj, &a.ram_budget))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "O|$OOOOOOOOOOOOOOOOOOO", (char **)build_kwlist, &x, &a.metric, &a.kind,
+            &a.quant, &a.threads, &a.progress, &a.seed, &a.degree, &a.build_list, &a.alpha,
+            &a.neighbor_codes, &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors,
+            &a.target_recall, &a.labels, &keys_obj, &a.ram_budget, &a.build_memory))
         return NULL;
     rotor_params p;
     params_keep keep;
@@ -1294,7 +1300,7 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         return NULL;
     return Py_BuildValue(
         "{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:n,s:s,s:s,s:O,s:O,s:n,s:s,s:O,s:O,s:I,s:n,s:n,"
-        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:n}",
+        "s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
         "kind", rotor_index_kind_name(s.kind), "metric", rotor_metric_name(s.metric), "count",
         (Py_ssize_t)s.count, "dim", (Py_ssize_t)s.dim, "bytes_vectors", (Py_ssize_t)s.bytes_vectors,
         "bytes_codes", (Py_ssize_t)s.bytes_codes, "code_bytes", (Py_ssize_t)s.code_bytes,
@@ -1313,7 +1319,8 @@ static PyObject *index_stats(IndexObject *self, PyObject *unused) {
         "writable", s.writable ? Py_True : Py_False, "log_records", (Py_ssize_t)s.log_records,
         "log_bytes", (Py_ssize_t)s.log_bytes, "log_skipped", (Py_ssize_t)s.log_skipped,
         "log_tail_bytes", (Py_ssize_t)s.log_tail_bytes, "graph_on_disk",
-        (Py_ssize_t)s.graph_on_disk, "graph_cached", (Py_ssize_t)s.graph_cached);
+        (Py_ssize_t)s.graph_on_disk, "graph_cached", (Py_ssize_t)s.graph_cached, "build_shards",
+        (Py_ssize_t)s.build_shards);
 }
 
 /* Keys of any number (one int, a sequence, an array). */
@@ -1562,7 +1569,7 @@ PyDoc_STRVAR(
     "build(x, *, metric='l2', kind='flat', quant=None, threads=0, progress=False, seed=42,\n"
     "      degree=None, build_list=None, alpha=None, neighbor_codes=None, build_space=None,\n"
     "      walk_quant=None, nlist=None, full_vectors=None, target_recall=None, labels=None,\n"
-    "      keys=None, ram_budget=None)\n"
+    "      keys=None, ram_budget=None, build_memory=None)\n"
     "--\n\n"
     "Build an index over the rows of x.\n\n"
     "x        (n, d) array of vectors. float32 C-contiguous arrays are read in place;\n"
@@ -1594,7 +1601,10 @@ PyDoc_STRVAR(
     "         non-negative, no key twice (InvalidArgument otherwise).\n"
     "ram_budget  vamana: the most bytes a search of the saved index keeps in RAM; the\n"
     "         file then also holds the graph's records beside the full vectors, and an\n"
-    "         open under the budget reads them from disk (see open()).\n\n"
+    "         open under the budget reads them from disk (see open()).\n"
+    "build_memory  vamana: the most bytes the graph's build may use; a build that needs\n"
+    "         more is split into overlapping shards built one at a time and merged\n"
+    "         (stats()['build_shards'] says how many; the README gives the formula).\n\n"
     "The GIL is released while the index is built.");
 
 PyDoc_STRVAR(open_doc,
@@ -2010,17 +2020,18 @@ PyDoc_STRVAR(build_file_doc,
 static PyObject *mod_build_file(PyObject *mod, PyObject *args, PyObject *kw) {
     (void)mod;
     static const char *const kwlist[] = {
-        "input",        "output",         "metric",      "kind",       "quant",
-        "threads",      "progress",       "seed",        "degree",     "build_list",
-        "alpha",        "neighbor_codes", "build_space", "walk_quant", "nlist",
-        "full_vectors", "target_recall",  "ram_budget",  NULL};
+        "input",        "output",         "metric",      "kind",         "quant",
+        "threads",      "progress",       "seed",        "degree",       "build_list",
+        "alpha",        "neighbor_codes", "build_space", "walk_quant",   "nlist",
+        "full_vectors", "target_recall",  "ram_budget",  "build_memory", NULL};
     PyObject *in = NULL, *out = NULL;
     build_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O&O&|$OOOOOOOOOOOOOOOO", (char **)kwlist, PyUnicode_FSConverter, &in,
-            PyUnicode_FSConverter, &out, &a.metric, &a.kind, &a.quant, &a.threads, &a.progress,
-            &a.seed, &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes, &a.build_space,
-            &a.walk_quant, &a.nlist, &a.full_vectors, &a.target_recall, &a.ram_budget)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|$OOOOOOOOOOOOOOOOO", (char **)kwlist,
+                                     PyUnicode_FSConverter, &in, PyUnicode_FSConverter, &out,
+                                     &a.metric, &a.kind, &a.quant, &a.threads, &a.progress, &a.seed,
+                                     &a.degree, &a.build_list, &a.alpha, &a.neighbor_codes,
+                                     &a.build_space, &a.walk_quant, &a.nlist, &a.full_vectors,
+                                     &a.target_recall, &a.ram_budget, &a.build_memory)) {
         Py_XDECREF(in);
         return NULL;
     }

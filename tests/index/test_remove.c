@@ -38,16 +38,9 @@ static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     ts_rng r;
     ts_rng_init(&r, 2024);
-    float centres[CLUSTERS * D];
-    for (size_t i = 0; i < CLUSTERS * D; i++)
-        centres[i] = 4.0f * (float)ts_rng_normal(&r);
     f->base = malloc((N + NQ) * D * sizeof(float));
     f->queries = f->base + N * D;
-    for (size_t i = 0; i < N + NQ; i++) {
-        const float *c = centres + (ts_rng_next(&r) % CLUSTERS) * D;
-        for (size_t j = 0; j < D; j++)
-            f->base[i * D + j] = c[j] + (float)ts_rng_normal(&r);
-    }
+    ts_fill_clustered(&r, f->base, N + NQ, D, CLUSTERS, 4.0f);
     f->dir = ts_tmpdir_create();
     *state = f;
     return 0;

@@ -57,6 +57,19 @@ void ts_fill_uniform(ts_rng *r, float *x, size_t n, float lo, float hi) {
         x[i] = lo + (hi - lo) * (float)ts_rng_uniform(r);
 }
 
+void ts_fill_clustered(ts_rng *r, float *x, size_t n, size_t dim, size_t clusters, float spread) {
+    float *centres = malloc(clusters * dim * sizeof *centres);
+    assert_non_null(centres);
+    for (size_t i = 0; i < clusters * dim; i++)
+        centres[i] = spread * (float)ts_rng_normal(r);
+    for (size_t i = 0; i < n; i++) {
+        const float *c = centres + (ts_rng_next(r) % clusters) * dim;
+        for (size_t j = 0; j < dim; j++)
+            x[i * dim + j] = c[j] + (float)ts_rng_normal(r);
+    }
+    free(centres);
+}
+
 char *ts_tmpdir_create(void) {
     const char *base = getenv("TMPDIR");
     char tmpl[4096];

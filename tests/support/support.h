@@ -27,6 +27,10 @@ double ts_rng_uniform(ts_rng *r);
 double ts_rng_normal(ts_rng *r);
 /* n floats uniform in [lo, hi). */
 void ts_fill_uniform(ts_rng *r, float *x, size_t n, float lo, float hi);
+/* n rows of dim floats in `clusters` clusters, as embeddings are: centres
+ * drawn N(0, spread^2) per coordinate, each row a random centre plus
+ * N(0, 1) noise. */
+void ts_fill_clustered(ts_rng *r, float *x, size_t n, size_t dim, size_t clusters, float spread);
 
 /* A fresh empty directory under $TMPDIR, removed with ts_tmpdir_remove. */
 char *ts_tmpdir_create(void);

@@ -262,6 +262,33 @@ def test_ram_budget_reads_the_graph_from_disk(tmp_path):
         on_disk.add(queries[:1])
 
 
+def test_build_memory_builds_in_shards(tmp_path):
+    # A cap below what the build needs in one piece: the graph is built in
+    # shards and merged, from a file as a set larger than memory would be.
+    rng = np.random.default_rng(17)
+    centres = rng.normal(0, 3, (60, 32))
+    base = (centres[rng.integers(0, 60, 12000)] + rng.normal(0, 1, (12000, 32))).astype(np.float32)
+    queries = (centres[rng.integers(0, 60, 100)] + rng.normal(0, 1, (100, 32))).astype(np.float32)
+    src = tmp_path / "base.npy"
+    np.save(src, base)
+    budget = 48 * len(base)
+    with pytest.raises(rotor.InvalidArgument, match="at least"):
+        rotor.build_file(src, tmp_path / "x.rotor", kind="vamana", ram_budget=budget,
+                         build_memory=1000)
+    assert not (tmp_path / "x.rotor").exists()
+    out = tmp_path / "sharded.rotor"
+    rotor.build_file(src, out, kind="vamana", ram_budget=budget, build_memory=4 << 20)
+    ix = rotor.Index.open(out)
+    s = ix.stats()
+    assert s["build_shards"] >= 2 and s["graph_on_disk"] > 0 and s["count"] == len(base)
+    want = rotor.Index.build(base).search(queries, k=10)[0]
+    ids = ix.search(queries, k=10, list_size=48)[0]
+    hits = sum(len(set(a) & set(b)) for a, b in zip(ids.tolist(), want.tolist()))
+    assert hits / want.size >= 0.95
+    with pytest.raises(rotor.InvalidArgument, match="vamana"):
+        rotor.Index.build(base, kind="ivf", quant="pq8", build_memory=4 << 20)
+
+
 def test_add_continues_ids(data):
     base, _ = data
     ix = rotor.Index.build(base[:1000], kind="vamana", quant="pq8x4", threads=1)
