@@ -160,6 +160,40 @@ rotor_status ds_read_at(rotor_reader *r, void *buf, size_t n, uint64_t offset, s
     return ROTOR_OK;
 }
 
+rotor_status ds_pread_full(int fd, void *buf, size_t n, uint64_t offset, const char *what) {
+    unsigned char *p = buf;
+    size_t done = 0;
+    unsigned retries = 0;
+    while (done < n) {
+        const size_t want = n - done < DS_IO_MAX ? n - done : DS_IO_MAX;
+        const ssize_t k = pread(fd, p + done, want, (off_t)(offset + done));
+        if (k < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
+            continue;
+        if (k <= 0)
+            return cm_fail(ROTOR_ERR_IO, "cannot read %s: %s", what,
+                           k < 0 ? strerror(errno) : "the file ended");
+        done += (size_t)k;
+    }
+    return ROTOR_OK;
+}
+
+rotor_status ds_pwrite_full(int fd, const void *buf, size_t n, uint64_t offset, const char *what) {
+    const unsigned char *p = buf;
+    size_t done = 0;
+    unsigned retries = 0;
+    while (done < n) {
+        const size_t want = n - done < DS_IO_MAX ? n - done : DS_IO_MAX;
+        const ssize_t k = pwrite(fd, p + done, want, (off_t)(offset + done));
+        if (k < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
+            continue;
+        if (k <= 0)
+            return cm_fail(ROTOR_ERR_IO, "cannot write %s: %s", what,
+                           k < 0 ? strerror(errno) : "no progress");
+        done += (size_t)k;
+    }
+    return ROTOR_OK;
+}
+
 rotor_status ds_check_payload(rotor_reader *r) {
     r->elem_size = rotor_elem_size(r->info.type);
     size_t total;

@@ -139,6 +139,11 @@ rotor_status ds_out_commit_keep(ds_out *o, int *fd);
 /* Drops the new contents, leaving the target untouched; accepts NULL. */
 void ds_out_abort(ds_out *o);
 
+/* All n bytes at `offset` of fd, retrying short and interrupted calls;
+ * ROTOR_ERR_IO naming `what` when the system refuses or the file ends. */
+rotor_status ds_pread_full(int fd, void *buf, size_t n, uint64_t offset, const char *what);
+rotor_status ds_pwrite_full(int fd, const void *buf, size_t n, uint64_t offset, const char *what);
+
 /* Writers of large files call this as they go (every DS_WRITE_BEHIND
  * bytes): it writes [from, to) of fd back to disk and drops it from the
  * page cache. Dirty pages cannot be reclaimed until written, so without it
