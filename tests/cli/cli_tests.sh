@@ -122,6 +122,10 @@ cmp -s sv.ivecs gt.ivecs && ok || bad "vamana search with a list of 200 on 500 p
 expect 2 "build needs --out" -- "$ROTOR" build --index vamana --base base.fvecs
 expect 2 "--full-vectors takes ram or disk" -- "$ROTOR" build --index vamana --base base.fvecs --out v.rotor --full-vectors ssd
 expect 2 "full vectors on disk need a quantizer" -- "$ROTOR" build --index vamana --quant none --base base.fvecs --out v.rotor --full-vectors disk --quiet
+expect 2 "--build-memory takes a byte count" -- "$ROTOR" build --index vamana --base base.fvecs --out v.rotor --build-memory lots
+expect 2 "applies to vamana indexes only" -- "$ROTOR" build --index ivf --quant tq4 --base base.fvecs --out v.rotor --build-memory 1M
+expect 2 "needs at least" -- "$ROTOR" build --index vamana --quant none --base base.fvecs --out bm.rotor --build-memory 1K
+[ ! -e bm.rotor ] && ok || bad "a refused build left bm.rotor behind"
 [ -e v.rotor ] && bad "a refused build left an index file" || ok
 expect 0 "" -- "$ROTOR" build --index vamana --quant tq4 --degree 16 --build-list 40 --base base.fvecs --out v.rotor --full-vectors disk
 grep -q "vamana index of 500 x 16" err.txt && ok || bad "build summary: $(cat err.txt)"
