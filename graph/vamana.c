@@ -61,12 +61,12 @@ rotor_status vamana_create(const rotor_allocator *a, const nav_params *p, const 
     g->walk_q = walk;
     g->neighbor_codes = walk != NULL && p->neighbor_codes;
     g->own_code = walk != NULL && !p->neighbor_codes;
-    g->slots = p->degree + (p->degree * 3 + 9) / 10;
+    g->slots = vm_slots(p->degree);
     g->block_off = 4 * ((size_t)g->slots + 1);
     g->block_bytes = g->neighbor_codes ? walk->ops->store_bytes(walk, p->degree)
                      : g->own_code     ? walk->code_bytes
                                        : 0;
-    g->node_bytes = cm_round_up(g->block_off + g->block_bytes, g->neighbor_codes ? CM_ALIGN : 16);
+    g->node_bytes = vm_node_bytes(p->degree, g->block_bytes, g->neighbor_codes);
     g->pool = cm_calloc(a, sizeof *g->pool, "graph scratch pool");
     rotor_status st = ROTOR_OK;
     if (g->pool == NULL)

@@ -134,6 +134,14 @@ typedef struct vamana {
 
 static inline const vamana *vamana_of(const nav *n) { return (const vamana *)n; }
 
+/* Id slots of a record of degree R, and its bytes with a code block of
+ * block_bytes (a multiple of 64 with neighbour codes, else of 16). */
+static inline uint32_t vm_slots(uint32_t degree) { return degree + (degree * 3 + 9) / 10; }
+static inline size_t vm_node_bytes(uint32_t degree, size_t block_bytes, bool neighbor_codes) {
+    return cm_round_up(4 * ((size_t)vm_slots(degree) + 1) + block_bytes,
+                       neighbor_codes ? CM_ALIGN : 16);
+}
+
 static inline uint32_t *node_of(const vamana *g, size_t u) {
     return (uint32_t *)(g->nodes + u * g->node_bytes);
 }

@@ -79,21 +79,47 @@ typedef struct shard_plan {
     uint64_t per;   /* bytes a shard point costs */
 } shard_plan;
 
-static rotor_status plan_shards(const vamana *g, const graph_space *s, size_t live,
-                                size_t shard_node_bytes, shard_plan *out) {
-    const uint64_t cap = g->p.build_memory;
-    shard_plan p = {0};
-    /* Two shard ids, a lock and a flag a point; the records unless a file
-     * holds them. */
-    p.fixed = (uint64_t)s->count * 10 + code_bytes(s, s->count) +
-              (s->spill_beside == NULL ? (uint64_t)s->count * g->node_bytes : 0);
-    p.per = point_bytes(s->dim, shard_node_bytes) + 4; /* and its id in the member list */
-    const uint64_t least = p.fixed + (uint64_t)MIN_SHARD * p.per;
+/* The shards' degree: DiskANN's 2R/3. */
+static uint32_t shard_degree(uint32_t R) { return R * 2 / 3 > 2 ? R * 2 / 3 : 2; }
+
+/* Bytes a point costs throughout (two shard ids, a lock and a flag, the
+ * codes, the records unless a file holds them), and a shard point (its
+ * build's, and its id in the member list). */
+static uint64_t fixed_bytes(size_t n, uint64_t codes, size_t node_bytes, bool records_in_file) {
+    return (uint64_t)n * 10 + codes + (records_in_file ? 0 : (uint64_t)n * node_bytes);
+}
+static uint64_t shard_point_bytes(size_t dim, uint32_t R) {
+    return point_bytes(dim, vm_node_bytes(shard_degree(R), 0, false)) + 4;
+}
+
+static rotor_status check_cap(uint64_t cap, size_t n, size_t dim, uint64_t fixed, uint64_t per) {
+    const uint64_t least = fixed + (uint64_t)MIN_SHARD * per;
     CM_RETURN_IF(cap < least, ROTOR_ERR_INVALID_ARGUMENT,
                  "a build memory of %llu bytes is too small for %zu points of %zu dimensions: a "
                  "build in shards needs at least %llu (%llu held throughout, %llu a shard point)",
-                 (unsigned long long)cap, s->count, s->dim, (unsigned long long)least,
-                 (unsigned long long)p.fixed, (unsigned long long)p.per);
+                 (unsigned long long)cap, n, dim, (unsigned long long)least,
+                 (unsigned long long)fixed, (unsigned long long)per);
+    return ROTOR_OK;
+}
+
+rotor_status vamana_check_build_memory(const nav_params *p, size_t n, size_t dim,
+                                       bool records_in_file) {
+    if (p->build_memory == 0)
+        return ROTOR_OK;
+    return check_cap(p->build_memory, n, dim,
+                     fixed_bytes(n, 0, vm_node_bytes(p->degree, 0, false), records_in_file),
+                     shard_point_bytes(dim, p->degree));
+}
+
+static rotor_status plan_shards(const vamana *g, const graph_space *s, size_t live,
+                                shard_plan *out) {
+    const uint64_t cap = g->p.build_memory;
+    shard_plan p = {0};
+    p.fixed =
+        fixed_bytes(s->count, code_bytes(s, s->count), g->node_bytes, s->spill_beside != NULL);
+    p.per = shard_point_bytes(s->dim, g->p.degree);
+    CM_FORWARD(check_cap(cap, s->count, s->dim, p.fixed, p.per));
+    const uint64_t least = p.fixed + (uint64_t)MIN_SHARD * p.per;
     /* A sixteenth of the cap for what the formula leaves out: the
      * allocator's slack, scratch, the quantizers. */
     const uint64_t usable_cap = cap - cap / 16;
@@ -481,18 +507,12 @@ rotor_status vm_build_sharded(vamana *g, const graph_space *s) {
         live += !graph_removed(s, u);
     CM_RETURN_IF(live == 0, ROTOR_ERR_EMPTY, "a graph build needs at least one point");
     nav_params sp = g->p;
-    sp.degree = g->p.degree * 2 / 3 > 2 ? g->p.degree * 2 / 3 : 2;
+    sp.degree = shard_degree(g->p.degree);
     sp.neighbor_codes = sp.node_codes = sp.from_codes = false;
     sp.ram_budget = sp.build_memory = 0;
     sp.progress = NULL;
-    /* The shards' record size, from the layout vamana_create derives. */
-    const graph_space bare = {.count = n, .dim = d, .metric = s->metric};
-    nav *probe;
-    CM_FORWARD(vamana_create(a, &sp, &bare, &probe));
-    const size_t shard_node_bytes = ((vamana *)probe)->node_bytes;
-    vamana_free(probe);
     shard_plan plan = {0};
-    CM_FORWARD(plan_shards(g, s, live, shard_node_bytes, &plan));
+    CM_FORWARD(plan_shards(g, s, live, &plan));
 
     float *centres = NULL;
     CM_FORWARD(place_centres(g, s, &plan, live, &centres));

@@ -104,6 +104,9 @@ rotor_status rotor_index_build_file_with_keys(const rotor_params *params, const 
                      nkeys, info.rows, input_path);
     if (st == ROTOR_OK)
         st = ix_labels_fit(p.labels, info.rows);
+    /* A cap too small is refused before the vectors are converted. */
+    if (st == ROTOR_OK)
+        st = ix_check_build_memory(&p, info.rows, info.cols, true);
     rotor_index *ix = NULL;
     if (st == ROTOR_OK)
         st = ix_create(&p, info.cols, info.rows, &ix);

@@ -212,6 +212,7 @@ rotor_status rotor_index_build_with_keys(const rotor_params *params, const rotor
     CM_FORWARD(ix_params_check(&p));
     CM_FORWARD(ix_matrix_check(vectors, "base data"));
     CM_FORWARD(ix_labels_fit(p.labels, vectors->rows));
+    CM_FORWARD(ix_check_build_memory(&p, vectors->rows, vectors->cols, false));
     rotor_index *ix;
     CM_FORWARD(ix_create(&p, vectors->cols, vectors->rows, &ix));
     ix->hold_out = p.ram_budget == 0; /* rows held out only for the calibration */

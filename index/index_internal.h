@@ -260,6 +260,11 @@ rotor_status ix_matrix_check(const rotor_matrix *m, const char *what);
 /* The navigator's build parameters from checked index parameters, for an
  * index of `count` vectors (which bounds the threads). */
 nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count);
+/* Refuses a vamana build memory cap too small for any build in shards of
+ * rows x cols, before the build does any work (the build checks again,
+ * codes counted). */
+rotor_status ix_check_build_memory(const rotor_params *p, size_t rows, size_t cols,
+                                   bool records_in_file);
 
 /* The largest squared norm a float32 row may have under L2 or IP: every
  * distance term (|x - q|^2 <= 2 |x|^2 + 2 |q|^2, |<x, q>|, a quantizer's

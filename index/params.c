@@ -310,6 +310,16 @@ nav_params ix_nav_params(const rotor_params *p, bool quantized, size_t count) {
     };
 }
 
+rotor_status ix_check_build_memory(const rotor_params *p, size_t rows, size_t cols,
+                                   bool records_in_file) {
+    if (p->build_memory == 0)
+        return ROTOR_OK;
+    rotor_params r = *p;
+    ix_params_resolve(&r);
+    const nav_params np = ix_nav_params(&r, false, rows);
+    return vamana_check_build_memory(&np, rows, cols, records_in_file);
+}
+
 rotor_status rotor_params_check(const rotor_params *params) {
     cm_clear_error();
     CM_RETURN_IF(params == NULL, ROTOR_ERR_INVALID_ARGUMENT, "params must not be NULL");
