@@ -353,6 +353,9 @@ size_t vamana_start_groups(const nav *g, const uint32_t **ids, size_t *nstarts,
                            const uint32_t **off);
 /* Out-degree of `node`; *nbrs points at its neighbour ids. */
 uint32_t vamana_neighbors(const nav *g, size_t node, const uint32_t **nbrs);
+
+/* ---- Vamana build memory (vamana_shards.c), for index/ ------------------ */
+
 /* Refuses, naming the least it would take, a p->build_memory that cannot
  * hold a build in shards of n points of dim dimensions even before any
  * codes are counted (records_in_file: the build keeps its records in a
