@@ -37,7 +37,6 @@
  *      store of R codes, the neighbours' in order, padded to 64 bytes)
  *     [dim float32] (with neighbour codes: zeros to 64 bytes)
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
@@ -187,16 +186,7 @@ static rotor_status read_header(const vamana *g, const graph_space *s, const ixf
     CM_RETURN_IF(sec->size < NODES_HEADER, ROTOR_ERR_FORMAT,
                  "the nodes section holds %" PRIu64 " bytes, less than its header", sec->size);
     uint8_t h[64];
-    size_t got = 0;
-    unsigned retries = 0;
-    while (got < sizeof h) {
-        const ssize_t r = pread(ixf_fd(f), h + got, sizeof h - got, (off_t)(sec->offset + got));
-        if (r < 0 && (errno == EINTR || errno == EAGAIN) && ++retries <= DS_MAX_RETRIES)
-            continue;
-        CM_RETURN_IF(r <= 0, ROTOR_ERR_IO, "cannot read the nodes section's header: %s",
-                     r < 0 ? strerror(errno) : "the file ended");
-        got += (size_t)r;
-    }
+    CM_FORWARD(ds_pread_full(ixf_fd(f), h, sizeof h, sec->offset, "the nodes section's header"));
     const uint32_t codes = cm_get_le32(h + 40);
     CM_RETURN_IF(codes > 1 || (codes && s->walk_q == NULL), ROTOR_ERR_FORMAT,
                  "the nodes section's header says neighbour codes %u", codes);
