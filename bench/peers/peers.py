@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Run rotor's peers (FAISS, hnswlib) on the same data and ground truth as
-`rotor bench` / `rotor eval-quant`, and append the same JSON lines, so every
-claim is a ratio measured side by side.
+"""Run rotor's peers (FAISS, hnswlib, USearch) on the same data and ground
+truth as `rotor bench` / `rotor eval-quant`, and append the same JSON lines,
+so every claim is a ratio measured side by side.
 
 Debian's python3-faiss and python3-hnswlib are compiled for baseline x86-64
 (no AVX). Builds of the same versions compiled with -march=native are made
@@ -30,9 +30,15 @@ installed by scripts/demo.sh, or a build's bindings/python directory given by
 the same loop. It runs once, in the first child (the native one when there is
 one), since rotor picks its SIMD kernels at run time.
 
+Method usearch runs USearch through its npm package, in a Node child
+(bench/peers/usearch_sweep.mjs, with the package directory given by --usearch
+DIR or ROTOR_USEARCH): that script times its own single-query calls and hands
+back the ids, and recall is computed here as for every other method. It runs
+once, in the first child: the package ships one prebuilt library.
+
 Needs only Debian's /usr/bin/python3, python3-numpy, python3-faiss and (for
-the hnsw method) python3-hnswlib. The children run with
-OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
+the hnsw method) python3-hnswlib; for usearch, node and the npm package. The
+children run with OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
 """
 import argparse
 import gzip
@@ -41,9 +47,11 @@ import math
 import os
 import re
 import resource
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -55,14 +63,27 @@ METHODS = {
     "faiss-ivfpqfs": "faiss IVF<nlist>,PQ<M>x4fs + IndexRefineFlat; nprobe swept over "
                      "--nprobe, k_factor over --k-factor (nlist: --nlist, default ~4*sqrt(n) "
                      "as a power of two; M: --pq-m, default dim/4 (dim <= 256) or dim/8)",
+    "faiss-ivfrabitq": "faiss IVF<nlist>,RaBitQ (1 bit per dim; --rabitq-bits) + "
+                       "IndexRefineFlat; nprobe swept over --nprobe, k_factor over --k-factor, "
+                       "queries quantised to --rabitq-qb bits (8) (nlist as faiss-ivfpqfs)",
     "hnsw": "hnswlib M in --hnsw-m (16,32), ef_construction --ef-construction (200); "
             "ef swept over --ef",
     "rotor-py": "rotor's Python module: vamana on --rotor-quant codes (default pq<dim/4>x4), "
                 "degree --rotor-degree (32); L swept over --rotor-list, rerank over "
                 "--rotor-rerank",
+    "usearch": "USearch (npm package, --usearch DIR), float32 HNSW, connectivity in "
+               "--usearch-m (16), expansion_add --ef-construction (200); expansion_search "
+               "swept over --ef",
 }
 METHOD_TOOL = {"faiss-flat": "faiss", "faiss-hnsw": "faiss", "faiss-ivfpqfs": "faiss",
-               "hnsw": "hnswlib", "rotor-py": "rotor"}
+               "faiss-ivfrabitq": "faiss", "hnsw": "hnswlib", "rotor-py": "rotor",
+               "usearch": "usearch"}
+# Each runs once, in the first child, with no native / debian pair: rotor
+# picks its SIMD kernels at run time, USearch's npm package ships one library.
+ONE_BUILD_TOOLS = ("rotor", "usearch")
+USEARCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "usearch_sweep.mjs")
+# What usearch_sweep.mjs reads itself; other formats go through a float32 .fbin.
+USEARCH_READS = (".fbin", ".u8bin", ".i8bin")
 
 QUANT_HELP = ("faiss-pq<M> (IndexPQ, M x 8 bits), faiss-pq<M>x4fs (IndexPQFastScan, M x 4 "
               "bits), faiss-sq4, faiss-sq8 (IndexScalarQuantizer QT_4bit / QT_8bit), "
@@ -314,6 +335,28 @@ def load_rotor(args):
                    "simd": rotor.simd_level()}
 
 
+def load_usearch(args):
+    """The node executable and the usearch package directory (--usearch: where
+    `npm install usearch` was run, or the package itself)."""
+    node = shutil.which("node")
+    if not node:
+        sys.exit("peers: usearch: no `node` on PATH")
+    pkg = os.path.join(args.usearch, "node_modules", "usearch")
+    if not os.path.isfile(os.path.join(pkg, "package.json")):
+        pkg = args.usearch
+    try:
+        with open(os.path.join(pkg, "package.json")) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        sys.exit(f"peers: usearch: no npm package in '{args.usearch}' (run `npm install "
+                 "usearch` there)")
+    if meta.get("name") != "usearch":
+        sys.exit(f"peers: usearch: '{pkg}' holds package '{meta.get('name')}', not usearch")
+    return {"node": node, "dir": args.usearch}, {"tool": "usearch",
+                                                 "version": meta.get("version"),
+                                                 "build": "npm"}
+
+
 def timed_search(search_one, queries, k, runs):
     """Runs every query alone, `runs` times; returns the median run's
     (qps, wall, cpu seconds of this thread, latencies, ids)."""
@@ -346,10 +389,75 @@ def hnswlib_bytes(n, d, m):
     return int(n * (level0 + per_element + upper + 2))
 
 
+def write_fbin(path, x):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<II", *x.shape))
+        f.write(np.ascontiguousarray(x, dtype="<f4").tobytes())
+    return path
+
+
+def usearch_points(c, usearch, info):
+    """usearch_sweep.mjs once per M: yields as method_points does, with the
+    Node child's measured pass (qps, wall s, cpu s, latencies, ids) in place
+    of search_one."""
+    a, k = c.args, c.args.k
+    efs = int_list(a.ef)
+    for m in int_list(a.usearch_m):
+        tmp = tempfile.mkdtemp(prefix="peers-usearch-")
+        try:
+            # The script reads .fbin / .u8bin / .i8bin itself (integers as
+            # float32; cosine through USearch's "cos", which needs no unit
+            # vectors); other formats as a float32 .fbin of the rows held here.
+            base_file, query_file = a.base, a.queries
+            if not base_file.lower().endswith(USEARCH_READS):
+                base_file = write_fbin(os.path.join(tmp, "base.fbin"), c.base)
+            if not query_file.lower().endswith(USEARCH_READS):
+                query_file = write_fbin(os.path.join(tmp, "query.fbin"), c.queries)
+            cmd = [usearch["node"], "--expose-gc", USEARCH_SCRIPT, "--usearch", usearch["dir"],
+                   "--base", base_file, "--queries", query_file, "--out", tmp,
+                   "--max-queries", str(len(c.queries)), "--metric", a.metric, "--k", str(k),
+                   "--m", str(m), "--ef-construction", str(a.ef_construction),
+                   "--ef", ",".join(str(ef) for ef in efs),
+                   "--build-threads", str(c.build_threads), "--runs", str(a.runs)]
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+            if out.returncode != 0:
+                sys.exit(f"peers: usearch_sweep.mjs failed (exit {out.returncode})")
+            lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+            build = next(r for r in lines if r["kind"] == "build")
+            done = next(r for r in lines if r["kind"] == "done")
+            if (build["n_base"], build["dim"], build["n_queries"]) != \
+                    (c.n, c.d, len(c.queries)):
+                sys.exit("peers: usearch_sweep.mjs read other data than peers.py")
+            points = []
+            for r in (r for r in lines if r["kind"] == "point"):
+                ids = np.fromfile(r["ids_file"], dtype="<i8").reshape(len(c.queries), k)
+                lat = np.fromfile(r["lat_file"], dtype="<f8")
+                points.append((r, (r["qps"], r["wall_seconds"], r["cpu_seconds"], lat, ids)))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if len(points) != len(efs):
+            sys.exit(f"peers: usearch_sweep.mjs returned {len(points)} sweep points, "
+                     f"expected {len(efs)}")
+        for r, measured in points:
+            # index_bytes: the saved index's size (the JavaScript binding has
+            # no memory_usage()); cpu_seconds: the searching thread's.
+            extra = {"index_bytes_serialized": True, "cpu_seconds_of": r["cpu_seconds_of"],
+                     "process_cpu_seconds": r["process_cpu_seconds"],
+                     "node_version": build["node_version"],
+                     "peak_rss_bytes": done["peak_rss_bytes"]}
+            yield (info, f"M={m},efC={a.ef_construction},ef={r['ef']}", build["build_seconds"],
+                   build["build_cpu_seconds"], build["index_bytes"], extra, measured)
+
+
 def method_points(c, method, libs):
     """Builds the index for `method`; yields (lib info, params, build wall s,
-    build cpu s, index bytes, extra row fields, search_one) per sweep point."""
+    build cpu s, index bytes, extra row fields, search_one) per sweep point.
+    For usearch search_one is the pass its Node child measured (a tuple as
+    timed_search returns)."""
     a, base, d, n, k = c.args, c.base, c.d, c.n, c.args.k
+    if method == "usearch":
+        yield from usearch_points(c, *libs["usearch"])
+        return
     if method == "hnsw":
         hnswlib, info = libs["hnswlib"]
         space = {"l2": "l2", "ip": "ip", "cosine": "cosine"}[a.metric]
@@ -488,6 +596,44 @@ def method_points(c, method, libs):
                 yield (info, f"nlist={nlist},M={pq_m}x4fs,nprobe={nprobe},k_factor={kf}",
                        build_s, build_cpu, nbytes, extra, one)
         del quantizer
+    elif method == "faiss-ivfrabitq":
+        if not hasattr(faiss, "IVFRaBitQSearchParameters"):
+            print(f"peers: skipping faiss-ivfrabitq in the {info['build']} run: faiss "
+                  f"{info['version']} has no IndexIVFRaBitQ (FAISS 1.11 or later)",
+                  file=sys.stderr)
+            return
+        nlist = a.nlist or pow2_near(4 * math.sqrt(n))
+        bits = a.rabitq_bits
+        # index_factory gives IndexIVFRaBitQ over an IndexFlatL2 / IndexFlatIP
+        # quantizer, with no random rotation ("RaBitQ" alone: 1 bit per dim).
+        ivf = faiss.index_factory(d, f"IVF{nlist},RaBitQ{bits if bits > 1 else ''}", mt)
+        ivf.train(base)
+        ivf.add(base)
+        index = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
+        build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
+        faiss.omp_set_num_threads(1)
+        inv = ivf.invlists
+        # Array inverted lists: code_size bytes and an 8-byte id per vector.
+        codes = sum(inv.list_size(i) for i in range(nlist)) * (ivf.code_size + 8)
+        nbytes = int(codes + nlist * d * 4 + base.nbytes)
+        extra = {"index_bytes_without_floats": int(codes + nlist * d * 4)}
+        qb, centered = a.rabitq_qb, a.rabitq_centered
+        tag = f"nlist={nlist},RaBitQ{bits},qb={qb}" + (",centered" if centered else "")
+        for kf in int_list(a.k_factor):
+            for nprobe in int_list(a.nprobe):
+                if nprobe > nlist:
+                    continue
+                # qb and centered are read from IVFRaBitQSearchParameters only
+                # (without them the index's qb, 4 by default, is used); a
+                # selector goes to the IVF stage, the refine stage rescores.
+                ivf_params = {"nprobe": nprobe, "qb": qb, "centered": centered}
+                if sel is not None:
+                    ivf_params["sel"] = sel
+                params = faiss.IndexRefineSearchParameters(
+                    k_factor=kf, base_index_params=faiss.IVFRaBitQSearchParameters(**ivf_params))
+                one = lambda q, params=params: index.search(q, k, params=params)[1]
+                yield (info, f"{tag},nprobe={nprobe},k_factor={kf}", build_s, build_cpu, nbytes,
+                       extra, one)
     else:
         sys.exit(f"peers: unknown method '{method}'")
 
@@ -499,14 +645,17 @@ def run_sweeps(c, libs):
         if tool not in libs:
             continue
         info = libs[tool][1]
-        if a.native_run and tool != "rotor" and info["build"] != "native":
+        if a.native_run and tool not in ONE_BUILD_TOOLS and info["build"] != "native":
             print(f"peers: skipping {method} in the native run: {tool} did not load from the "
                   f"native directory (give --native-{tool})", file=sys.stderr)
             continue
         for info, params, build_s, build_cpu, nbytes, extra, one in method_points(c, method,
                                                                                    libs):
             c.short_queries = 0
-            qps, wall, cpu, lat, ids = timed_search(one, c.queries, a.k, a.runs)
+            if callable(one):
+                qps, wall, cpu, lat, ids = timed_search(one, c.queries, a.k, a.runs)
+            else:
+                qps, wall, cpu, lat, ids = one
             if c.mask is None:
                 r1 = recall_at(c.base, c.queries, c.gt, ids, 1, a.metric)
                 r10 = recall_at(c.base, c.queries, c.gt, ids, 10, a.metric) if a.k >= 10 \
@@ -530,11 +679,12 @@ def run_sweeps(c, libs):
                 "qps": qps, "mean_latency_us": 1e6 * float(lat.mean()),
                 "p99_latency_us": 1e6 * float(np.sort(lat)[int(np.ceil(0.99 * len(lat))) - 1]),
                 "build_seconds": build_s, "build_cpu_seconds": build_cpu,
-                "build_threads": c.build_threads, "index_bytes": nbytes, **extra,
+                "build_threads": c.build_threads, "index_bytes": nbytes,
                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                **extra,
                 "cpu_seconds": cpu, "wall_seconds": wall, "timestamp": int(time.time()),
             }
-            msg = (f"{info['build']:7s} {info['tool']}:{method:13s} {params:42s} recall@1 "
+            msg = (f"{info['build']:7s} {info['tool']}:{method:15s} {params:42s} recall@1 "
                    f"{(r1 if r1 is not None else float('nan')):.4f} recall@10 "
                    f"{(r10 if r10 is not None else float('nan')):.4f} "
                    f"QPS {qps:9.1f} QPS/cpu_s {len(c.queries) / cpu:9.1f}")
@@ -757,6 +907,8 @@ def run_child(args):
             libs["hnswlib"] = load_hnswlib(args)
         if "rotor" in tools and args.run_rotor:
             libs["rotor"] = load_rotor(args)
+        if "usearch" in tools and args.run_usearch:
+            libs["usearch"] = load_usearch(args)
     c = Child(args)
     if args.eval_quant:
         run_eval_quant(c, libs)
@@ -767,7 +919,7 @@ def run_child(args):
 def main():
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="methods:\n" + "\n".join(f"  {m:14s} {t}" for m, t in METHODS.items()) +
+        epilog="methods:\n" + "\n".join(f"  {m:16s} {t}" for m, t in METHODS.items()) +
                "\n\neval-quant specs:\n  " + QUANT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="base vectors (any format rotor reads)")
@@ -785,8 +937,8 @@ def main():
                    help="instead of search sweeps, measure FAISS quantizers as `rotor "
                         "eval-quant` does; comma list of: " + QUANT_HELP)
     p.add_argument("--ef", default="10,16,24,32,48,64,96,128,192,256,384,512",
-                   help="search ef / efSearch sweep for hnsw and faiss-hnsw (values below k "
-                        "are raised to k)")
+                   help="search ef / efSearch / expansion_search sweep for hnsw, faiss-hnsw "
+                        "and usearch (values below k are raised to k)")
     p.add_argument("--hnsw-m", default="16,32", help="hnswlib M values (default 16,32)")
     p.add_argument("--hnsw-ef", default="",
                    help="ef sweep for hnsw alone (default: --ef); a filtered hnswlib search "
@@ -794,17 +946,36 @@ def main():
     p.add_argument("--faiss-hnsw-m", type=int, default=32,
                    help="IndexHNSWFlat M (default 32)")
     p.add_argument("--ef-construction", type=int, default=200,
-                   help="efConstruction of hnsw and faiss-hnsw (default 200)")
+                   help="efConstruction of hnsw and faiss-hnsw, expansion_add of usearch "
+                        "(default 200)")
     p.add_argument("--nprobe", default="1,2,4,8,16,32,64,128,256",
-                   help="faiss-ivfpqfs nprobe sweep (values above nlist skipped)")
+                   help="faiss-ivfpqfs / faiss-ivfrabitq nprobe sweep (values above nlist "
+                        "skipped)")
     p.add_argument("--k-factor", default="1,2,4,8",
-                   help="faiss-ivfpqfs IndexRefineFlat k_factor sweep (candidates rescored "
-                        "exactly = k_factor * k)")
+                   help="faiss-ivfpqfs / faiss-ivfrabitq IndexRefineFlat k_factor sweep "
+                        "(candidates rescored exactly = k_factor * k)")
     p.add_argument("--nlist", type=int, default=0,
-                   help="faiss-ivfpqfs lists (default: 4*sqrt(n) rounded to a power of two)")
+                   help="faiss-ivfpqfs / faiss-ivfrabitq lists (default: 4*sqrt(n) rounded to "
+                        "a power of two)")
     p.add_argument("--pq-m", type=int, default=0,
                    help="faiss-ivfpqfs sub-quantizers of 4 bits (default: the largest divisor "
                         "of dim not above dim/4 for dim <= 256, dim/8 above)")
+    p.add_argument("--rabitq-bits", type=int, default=1, choices=range(1, 10),
+                   metavar="{1..9}",
+                   help="faiss-ivfrabitq: bits per dimension of the codes (default 1: "
+                        "IVF<nlist>,RaBitQ; B > 1: IVF<nlist>,RaBitQ<B>)")
+    p.add_argument("--rabitq-qb", type=int, default=8, choices=range(0, 9), metavar="{0..8}",
+                   help="faiss-ivfrabitq: bits per dimension of the quantised query "
+                        "(IVFRaBitQSearchParameters.qb; default 8, as FAISS's "
+                        "benchs/bench_rabitq.py; FAISS's own default is 4; 0: float query)")
+    p.add_argument("--rabitq-centered", action="store_true",
+                   help="faiss-ivfrabitq: IVFRaBitQSearchParameters.centered (centred "
+                        "query quantisation; default off, as FAISS)")
+    p.add_argument("--usearch", default=os.environ.get("ROTOR_USEARCH"),
+                   help="usearch: directory where `npm install usearch` was run (or the "
+                        "package itself); default $ROTOR_USEARCH")
+    p.add_argument("--usearch-m", default="16",
+                   help="usearch: connectivity (M) values, one build each (default 16)")
     p.add_argument("--rotor-quant", default="",
                    help="rotor-py: quantizer spec (default pq<M>x4, M the largest divisor of "
                         "dim not above dim/4)")
@@ -841,6 +1012,7 @@ def main():
     p.add_argument("--native-hnswlib-dir", help=argparse.SUPPRESS)
     p.add_argument("--native-run", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--run-rotor", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--run-usearch", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     for m in args.methods:
@@ -861,7 +1033,8 @@ def main():
                 raise ValueError
         except ValueError:
             p.error("--hnsw-ef needs a comma list of integers")
-    for opt in ("ef", "hnsw_m", "nprobe", "k_factor", "rotor_list", "rotor_rerank"):
+    for opt in ("ef", "hnsw_m", "usearch_m", "nprobe", "k_factor", "rotor_list",
+                "rotor_rerank"):
         try:
             if not int_list(getattr(args, opt)):
                 raise ValueError
@@ -875,7 +1048,15 @@ def main():
             p.error("--labels/--filter apply to search sweeps, not --eval-quant")
         if "rotor-py" in args.methods:
             p.error("--labels/--filter: rotor-py has no filtered search here yet")
+        if "usearch" in args.methods:
+            p.error("--labels/--filter: usearch's JavaScript binding has no filtered search")
         parse_filter(args.filter)
+    if "usearch" in args.methods and args.eval_quant is None:
+        if not args.usearch:
+            p.error("method usearch needs --usearch DIR (or ROTOR_USEARCH): a directory where "
+                    "`npm install usearch` was run; see bench/peers/README.md")
+        if not os.path.isdir(args.usearch):
+            p.error(f"--usearch: '{args.usearch}' is not a directory")
 
     if args.child:
         run_child(args)
@@ -884,8 +1065,8 @@ def main():
     tools = {"faiss"} if args.eval_quant else {METHOD_TOOL[m] for m in args.methods}
     native_dirs = {"faiss": args.native_faiss, "hnswlib": args.native_hnswlib}
     forwarded = list(sys.argv[1:])
-    rotor_pending = "rotor" in tools
-    tools.discard("rotor")  # one build of rotor, chosen at run time: no native/debian pair
+    pending = sorted(tools.intersection(ONE_BUILD_TOOLS))  # run once, in the first child
+    tools.difference_update(ONE_BUILD_TOOLS)
     for build in [b for b in args.builds.split(",") if b]:
         env = dict(os.environ)
         # OpenMP threads that spin at barriers while the other core is busy
@@ -899,7 +1080,7 @@ def main():
             if missing:
                 print(f"peers: native build: no --native-{' / --native-'.join(missing)}: "
                       f"{', '.join(missing)} skipped in the native run", file=sys.stderr)
-            if not have and not rotor_pending:
+            if not have and not pending:
                 continue
             env["PYTHONPATH"] = os.pathsep.join(
                 x for x in [args.native_faiss, args.native_hnswlib, env.get("PYTHONPATH")] if x)
@@ -912,9 +1093,8 @@ def main():
             env.pop("PYTHONPATH", None)
         else:
             p.error(f"unknown build '{build}'; use native or debian")
-        if rotor_pending:
-            extra.append("--run-rotor")
-            rotor_pending = False
+        extra += [f"--run-{t}" for t in pending]
+        pending = []
         rc = subprocess.call([sys.executable, os.path.abspath(__file__), "--child", *extra,
                               *forwarded], env=env)
         if rc != 0:
