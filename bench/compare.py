@@ -5,6 +5,14 @@ recall@10 floors, and its ratio to rotor's best.
 
     bench/compare.py results.jsonl [--floors 0.9,0.95,0.99] [--cpu] [--svg curves.svg]
 
+Below the methods, a "best peer" row: at each floor the highest QPS of any
+method that is not rotor's (every peer, build and sweep point), and beside
+it, in the ratio column, rotor's best QPS over it, i.e. rotor against the
+strongest peer at that recall. One line per floor then names that peer's
+method, build and params, and the recall@10 it reached:
+
+    best peer @0.95: hnswlib:hnsw (native) M=16,efC=200,ef=16, recall@10 0.9687, 9585.8
+
 --cpu divides queries by the CPU seconds of the searching threads instead of
 wall time, which keeps a comparison readable when the machine is shared.
 --svg draws every method's recall/QPS curve into one plot per data set
@@ -130,7 +138,7 @@ def main():
             continue
         qps = r["n_queries"] / r["cpu_seconds"] if a.cpu else r["qps"]
         key = (r["dataset"], r["metric"], r.get("labels") or "", r.get("filter") or "")
-        by_set[key][label(r)].append((r["recall_at_10"], qps))
+        by_set[key][label(r)].append((r["recall_at_10"], qps, r.get("params") or ""))
         if r.get("filter") is not None:
             selectivity.setdefault(key, r.get("selectivity"))
     if not by_set:
@@ -143,7 +151,7 @@ def main():
                 (f" (selectivity {sel:.4g})" if sel is not None else "")
         print(f"\n{dataset} ({metric}){where}, {'QPS per CPU-second' if a.cpu else 'QPS'}, "
               f"{a.threads} thread(s)")
-        best = {m: [max([q for r, q in pts if r >= fl], default=None) for fl in floors]
+        best = {m: [max([q for r, q, _ in pts if r >= fl], default=None) for fl in floors]
                 for m, pts in methods.items()}
         # rotor's best configuration at each floor is what peers are held to.
         rotor_rows = [m for m in best if m.startswith("rotor:")]
@@ -156,7 +164,14 @@ def main():
         print(head)
         order = sorted(best.items(), key=lambda kv: (not kv[0].startswith("rotor"), kv[0] == rotor,
                                                     kv[0]))
-        for m, vals in order:
+        # The best peer at each floor: (qps, method, recall, params) of the
+        # fastest sweep point of any non-rotor method that reaches it.
+        peers = sorted(m for m in methods if not m.startswith("rotor"))
+        best_peer = [max([(q, m, r, prm) for m in peers for r, q, prm in methods[m] if r >= fl],
+                         key=lambda p: p[0], default=None) for fl in floors]
+        rows = order + ([("best peer", [bp[0] if bp else None for bp in best_peer])]
+                        if peers else [])
+        for m, vals in rows:
             line = f"{m:34s}"
             for i, v in enumerate(vals):
                 ref = best[rotor][i] if rotor else None
@@ -166,6 +181,16 @@ def main():
             print(line)
         if rotor:
             print("(ratio = rotor's best QPS / this method's QPS at the same recall floor)")
+        if peers:
+            print("(best peer = the fastest sweep point of any non-rotor method at that floor)")
+        width = max(len(str(fl)) for fl in floors) + 2
+        for fl, bp in zip(floors, best_peer) if peers else ():
+            head = f"best peer {'@' + str(fl) + ':':{width}s}"
+            if bp is None:
+                print(f"{head} no peer reaches it")
+                continue
+            q, m, r, prm = bp
+            print(f"{head} {m}{' ' + prm if prm else ''}, recall@10 {r:.4f}, {q:.1f}")
         if a.svg:
             path = a.svg
             if len(by_set) > 1:
@@ -175,7 +200,8 @@ def main():
                     tag += "-" + labels.split(".")[0] + "-" + \
                         "".join(ch if ch.isalnum() else "_" for ch in filt)
                 path = f"{root}-{tag}{ext or '.svg'}"
-            write_svg(path, f"{dataset} ({metric}){where}, {a.threads} thread(s)", methods,
+            write_svg(path, f"{dataset} ({metric}){where}, {a.threads} thread(s)",
+                      {m: [(r, q) for r, q, _ in pts] for m, pts in methods.items()},
                       "queries per CPU-second" if a.cpu else "QPS")
             print(f"curves: {path}")
 
