@@ -847,6 +847,23 @@ typedef struct candidate {
     char qname[32], wname[32];
 } candidate;
 
+/* The subspace count nearest d / per dimensions each that divides d, with
+ * subspaces of per / 2 to 2 per dimensions and at least two of them; 0 if
+ * there is none. */
+static size_t pq_subspaces_near(size_t d, size_t per) {
+    size_t best = 0, best_gap = SIZE_MAX;
+    for (size_t sub = per / 2 > 0 ? per / 2 : 1; sub <= 2 * per; sub++) {
+        if (d % sub != 0 || d / sub < 2)
+            continue;
+        const size_t gap = sub > per ? sub - per : per - sub;
+        if (gap < best_gap) {
+            best = d / sub;
+            best_gap = gap;
+        }
+    }
+    return best;
+}
+
 /* The configurations worth measuring for this index. Neighbour codes for
  * the fast-scan codes (a few bits a dimension), and for 8-bit codes only
  * while R of them fit a page: copied R times into every node they cost R/4
@@ -864,12 +881,16 @@ static size_t candidates_for(const rotor_index *ix, candidate *c) {
      * 4 KiB page (up to about 120 dimensions at R = 32). */
     if (vamana && nbr && (size_t)ix->params.graph_degree * (d + 8) <= 4096)
         c[n++] = (candidate){.quant = "sq8", .neighbor_codes = true};
-    /* 4-bit PQ at a half and a quarter byte per dimension. */
+    /* 4-bit PQ at about a half and a quarter byte per dimension: the
+     * subspace count must divide the dimension (25 has none near either). */
+    size_t last_m = 0;
     for (size_t per = 2; per <= 4; per += 2) {
-        if (d < 2 * per)
+        const size_t m = pq_subspaces_near(d, per);
+        if (m == 0 || m == last_m)
             continue;
+        last_m = m;
         c[n] = (candidate){.neighbor_codes = nbr};
-        snprintf(c[n].qname, sizeof c[n].qname, "pq%zux4", d / per);
+        snprintf(c[n].qname, sizeof c[n].qname, "pq%zux4", m);
         c[n].quant = c[n].qname;
         n++;
     }

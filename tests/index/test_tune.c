@@ -1,6 +1,7 @@
 /*
  * What an index measures about itself: the automatic choice of codes
- * (quant "auto") is made by measurement and repeats under a seed; the
+ * (quant "auto") is made by measurement, repeats under a seed and measures
+ * only codes the dimension allows; the
  * calibration table, starting points and refine depths included, comes
  * back from the file unchanged; the rows a build calibrates on are held
  * out of its graph and linked in afterwards; a search by recall reaches the
@@ -122,6 +123,41 @@ static void test_auto_measures_and_repeats(void **state) {
     assert_int_equal(chosen, 1);
     rotor_index_close(a);
     rotor_index_close(b);
+}
+
+/* A default build at a dimension with few divisors (25, a prime) measures
+ * only product codes whose subspaces divide it, and builds. */
+static void test_auto_at_awkward_dimensions(void **state) {
+    const fixture *f = *state;
+    enum { ROWS = 3000 };
+    const size_t dims[] = {25, 31};
+    float *rows = malloc(ROWS * D * sizeof(float));
+    for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
+        const size_t d = dims[t];
+        for (size_t i = 0; i < ROWS; i++)
+            memcpy(rows + i * d, f->base + i * D, d * sizeof(float));
+        rotor_params p = vamana_params();
+        rotor_matrix m = {rows, ROWS, d, ROTOR_ELEM_F32};
+        rotor_index *ix = NULL;
+        assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+        rotor_tuning t1;
+        assert_int_equal(rotor_index_tuning(ix, &t1), ROTOR_OK);
+        size_t pq = 0;
+        for (size_t i = 0; i < t1.candidates; i++) {
+            unsigned subspaces;
+            if (sscanf(t1.candidate[i].quant, "pq%ux4", &subspaces) == 1) {
+                assert_int_equal(d % subspaces, 0);
+                pq++;
+            }
+        }
+        assert_int_equal(pq, d == 25 ? 2 : 1); /* pq25x4, pq5x4; pq31x4 */
+        int64_t ids[K];
+        rotor_search_params sp = rotor_search_params_default();
+        assert_int_equal(rotor_index_search(ix, &sp, rows, d, K, ids, NULL), ROTOR_OK);
+        assert_int_equal(ids[0], 0);
+        rotor_index_close(ix);
+    }
+    free(rows);
 }
 
 /* Asked for a recall, a search reaches it on queries never calibrated on. */
@@ -467,6 +503,7 @@ static void test_allocation_failures(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auto_measures_and_repeats),
+        cmocka_unit_test(test_auto_at_awkward_dimensions),
         cmocka_unit_test(test_search_by_recall),
         cmocka_unit_test(test_refine_depth_is_calibrated),
         cmocka_unit_test(test_held_out_rows_are_linked),
