@@ -141,14 +141,21 @@ static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, si
     const float *head = qstate;
     const float lo = head[SQ_LO], delta = head[SQ_DELTA], qq = head[SQ_QQ];
     const uint8_t *b = (const uint8_t *)qstate + SQ_QHEAD;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *code = store + (first + i) * q->code_bytes;
-        float f[SQ_FLOATS];
-        memcpy(f, code, sizeof f);
-        const int32_t dot = ops->dot_u8i8(b, (const int8_t *)(code + sizeof f), q->dim);
-        /* <x - c, q - c> = t <u, q'> */
-        const float ip = f[0] * f[1] * (lo * f[2] + delta * (float)dot);
-        out[i] = cm_ip_distance(q->metric, ip, f[0] * f[0], qq);
+    const size_t cb = q->code_bytes;
+    enum { CHUNK = 64 };
+    int32_t dot[CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        const size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        const uint8_t *codes = store + (first + i0) * cb;
+        ops->dot_u8i8_rows(b, (const int8_t *)(codes + SQ_FLOATS * sizeof(float)), m, q->dim, cb,
+                           dot);
+        for (size_t i = 0; i < m; i++) {
+            float f[SQ_FLOATS];
+            memcpy(f, codes + i * cb, sizeof f);
+            /* <x - c, q - c> = t <u, q'> */
+            const float ip = f[0] * f[1] * (lo * f[2] + delta * (float)dot[i]);
+            out[i0 + i] = cm_ip_distance(q->metric, ip, f[0] * f[0], qq);
+        }
     }
 }
 

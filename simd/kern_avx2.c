@@ -394,6 +394,41 @@ static uint32_t l2sq_u8(const uint8_t *a, const uint8_t *b, size_t d) {
     return byte_kernel(a, b, d, L2SQ_U8);
 }
 
+/* The sums of four registers' lanes, [sum a, sum b, sum c, sum d]. */
+static ALWAYS_INLINE __m128i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+    const __m256i x =
+        _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    return _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+}
+
+static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
+                          int32_t *out) {
+    const uint8_t *r = (const uint8_t *)rows;
+    const size_t body = d & ~(size_t)15;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4, r += 4 * stride) {
+        __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0;
+        for (size_t j = 0; j < body; j += 16) {
+            const __m256i q = widen(a + j, 0);
+            p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(q, widen(r + j, 1)));
+            p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(q, widen(r + stride + j, 1)));
+            p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(q, widen(r + 2 * stride + j, 1)));
+            p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(q, widen(r + 3 * stride + j, 1)));
+        }
+        uint32_t s[4];
+        _mm_storeu_si128((__m128i *)s, hsum4_epi32(p0, p1, p2, p3));
+        for (size_t j = body; j < d; j++)
+            for (size_t t = 0; t < 4; t++)
+                s[t] += (uint32_t)((int32_t)a[j] * (int32_t)(int8_t)r[t * stride + j]);
+        for (size_t t = 0; t < 4; t++)
+            out[i + t] = (int32_t)s[t];
+    }
+    for (; i < n; i++, r += stride)
+        out[i] = (int32_t)byte_kernel(a, r, d, DOT_U8I8);
+}
+
 /* Defined after the table, at the end of the file. */
 static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
                                 const uint8_t *lut, uint32_t *out);
@@ -421,6 +456,7 @@ const simd_ops simd_ops_avx2 = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
+    .dot_u8i8_rows = dot_u8i8_rows,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,

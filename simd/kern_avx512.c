@@ -461,6 +461,45 @@ static uint32_t l2sq_u8(const uint8_t *a, const uint8_t *b, size_t d) {
     return byte_kernel(a, b, d, L2SQ_U8);
 }
 
+/* The sums of four registers' lanes, [sum a, sum b, sum c, sum d]: pairs
+ * interleaved and added twice, then the four 128-bit lanes added. */
+static ALWAYS_INLINE __m128i hsum4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    const __m512i x =
+        _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    const __m256i y = _mm256_add_epi32(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+}
+
+static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
+                          int32_t *out) {
+    const uint8_t *r = (const uint8_t *)rows;
+    const size_t body = d & ~(size_t)63;
+    const __mmask64 m = d > body ? tail64(d - body) : 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4, r += 4 * stride) {
+        __m512i p0 = _mm512_setzero_si512(), p1 = p0, p2 = p0, p3 = p0;
+        for (size_t j = 0; j < body; j += 64) {
+            const __m512i q = _mm512_loadu_si512(a + j);
+            p0 = _mm512_dpbusd_epi32(p0, q, _mm512_loadu_si512(r + j));
+            p1 = _mm512_dpbusd_epi32(p1, q, _mm512_loadu_si512(r + stride + j));
+            p2 = _mm512_dpbusd_epi32(p2, q, _mm512_loadu_si512(r + 2 * stride + j));
+            p3 = _mm512_dpbusd_epi32(p3, q, _mm512_loadu_si512(r + 3 * stride + j));
+        }
+        if (m != 0) {
+            const __m512i q = _mm512_maskz_loadu_epi8(m, a + body);
+            p0 = _mm512_dpbusd_epi32(p0, q, _mm512_maskz_loadu_epi8(m, r + body));
+            p1 = _mm512_dpbusd_epi32(p1, q, _mm512_maskz_loadu_epi8(m, r + stride + body));
+            p2 = _mm512_dpbusd_epi32(p2, q, _mm512_maskz_loadu_epi8(m, r + 2 * stride + body));
+            p3 = _mm512_dpbusd_epi32(p3, q, _mm512_maskz_loadu_epi8(m, r + 3 * stride + body));
+        }
+        _mm_storeu_si128((__m128i *)(out + i), hsum4_epi32(p0, p1, p2, p3));
+    }
+    for (; i < n; i++, r += stride)
+        out[i] = (int32_t)byte_kernel(a, r, d, DOT_U8I8);
+}
+
 /* Defined after the table, at the end of the file. */
 static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
                                 const uint8_t *lut, uint32_t *out);
@@ -489,6 +528,7 @@ const simd_ops simd_ops_avx512 = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
+    .dot_u8i8_rows = dot_u8i8_rows,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,

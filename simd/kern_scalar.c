@@ -132,6 +132,12 @@ static int32_t dot_u8i8(const uint8_t *a, const int8_t *b, size_t d) {
     return (int32_t)sum;
 }
 
+static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
+                          int32_t *out) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = dot_u8i8(a, rows + i * stride, d);
+}
+
 static uint32_t l2sq_u8(const uint8_t *a, const uint8_t *b, size_t d) {
     uint32_t sum = 0;
     for (size_t i = 0; i < d; i++) {
@@ -177,6 +183,7 @@ const simd_ops simd_ops_scalar = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
+    .dot_u8i8_rows = dot_u8i8_rows,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,

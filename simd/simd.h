@@ -63,6 +63,13 @@ typedef struct simd_ops {
     int32_t (*dot_i8)(const int8_t *a, const int8_t *b, size_t d);
     int32_t (*dot_u8i8)(const uint8_t *a, const int8_t *b, size_t d);
     uint32_t (*l2sq_u8)(const uint8_t *a, const uint8_t *b, size_t d);
+    /* dot_u8i8 of a against n rows of d bytes, `stride` bytes apart:
+     * out[i] = dot_u8i8(a, rows + i * stride, d), exactly. A scan of many
+     * 8-bit codes (a graph's starting points, a node's neighbours) loads a
+     * once for four rows and sums their lanes together, where a call per
+     * row spent more on the call and its horizontal sum than on the row. */
+    void (*dot_u8i8_rows)(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
+                          int32_t *out);
 
     /* Index of the first value < threshold in v[from..n); n if none (or if
      * from >= n). NaN is never below. Lets top-k selection skip blocks of
