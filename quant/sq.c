@@ -141,22 +141,19 @@ static void sq_scan(const quant *q, const void *qstate, const uint8_t *store, si
     const float *head = qstate;
     const float lo = head[SQ_LO], delta = head[SQ_DELTA], qq = head[SQ_QQ];
     const uint8_t *b = (const uint8_t *)qstate + SQ_QHEAD;
-    const size_t cb = q->code_bytes;
-    enum { CHUNK = 64 };
-    int32_t dot[CHUNK];
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        const size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
-        const uint8_t *codes = store + (first + i0) * cb;
-        ops->dot_u8i8_rows(b, (const int8_t *)(codes + SQ_FLOATS * sizeof(float)), m, q->dim, cb,
-                           dot);
-        for (size_t i = 0; i < m; i++) {
-            float f[SQ_FLOATS];
-            memcpy(f, codes + i * cb, sizeof f);
-            /* <x - c, q - c> = t <u, q'> */
-            const float ip = f[0] * f[1] * (lo * f[2] + delta * (float)dot[i]);
-            out[i0 + i] = cm_ip_distance(q->metric, ip, f[0] * f[0], qq);
-        }
+    /* <x - c, q - c> = t <u, q'> = t step (lo sum + delta <b, c>), then the
+     * metric's distance from it: as cm_ip_distance, term by term. */
+    float p[5] = {lo, delta, 0, 0, -1};
+    switch (q->metric) {
+    case ROTOR_METRIC_L2:
+        p[2] = qq;
+        p[3] = 1;
+        p[4] = -2;
+        break;
+    case ROTOR_METRIC_IP: break;
+    case ROTOR_METRIC_COSINE: p[2] = 1; break;
     }
+    ops->sq8_estimates(b, store + first * q->code_bytes, n, q->dim, q->code_bytes, p, out);
 }
 
 /* The bound (quant.h, "error bounds of estimates"). In the rotated, centred

@@ -429,6 +429,39 @@ static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t
         out[i] = (int32_t)byte_kernel(a, r, d, DOT_U8I8);
 }
 
+/* Eight codes a step, as the AVX-512 level does sixteen. */
+static void sq8_estimates(const uint8_t *a, const uint8_t *codes, size_t n, size_t d, size_t stride,
+                          const float p[5], float *out) {
+    enum { HEAD = 3 * sizeof(float) };
+    const __m256i at = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32((int)stride));
+    const __m256 lo = _mm256_set1_ps(p[0]), delta = _mm256_set1_ps(p[1]), c0 = _mm256_set1_ps(p[2]),
+                 c1 = _mm256_set1_ps(p[3]), c2 = _mm256_set1_ps(p[4]);
+    int32_t dot[8];
+    float e[8];
+    for (size_t i = 0; i < n; i += 8) {
+        const size_t m = n - i < 8 ? n - i : 8;
+        const uint8_t *c = codes + i * stride;
+        dot_u8i8_rows(a, (const int8_t *)(c + HEAD), m, d, stride, dot);
+        /* Lanes past m read code 0 again: valid memory, results unused. */
+        const __m256i lanes =
+            _mm256_blendv_epi8(_mm256_setzero_si256(), at,
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m),
+                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        const __m256 t = _mm256_i32gather_ps((const float *)c, lanes, 1);
+        const __m256 step = _mm256_i32gather_ps((const float *)(c + 4), lanes, 1);
+        const __m256 sum = _mm256_i32gather_ps((const float *)(c + 8), lanes, 1);
+        for (size_t j = m; j < 8; j++)
+            dot[j] = 0;
+        const __m256 dv = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)dot));
+        const __m256 inner = _mm256_add_ps(_mm256_mul_ps(lo, sum), _mm256_mul_ps(delta, dv));
+        const __m256 ip = _mm256_mul_ps(_mm256_mul_ps(t, step), inner);
+        _mm256_storeu_ps(e, _mm256_add_ps(_mm256_add_ps(c0, _mm256_mul_ps(c1, _mm256_mul_ps(t, t))),
+                                          _mm256_mul_ps(c2, ip)));
+        memcpy(out + i, e, m * sizeof *e);
+    }
+}
+
 /* Defined after the table, at the end of the file. */
 static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
                                 const uint8_t *lut, uint32_t *out);
@@ -456,7 +489,7 @@ const simd_ops simd_ops_avx2 = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
-    .dot_u8i8_rows = dot_u8i8_rows,
+    .sq8_estimates = sq8_estimates,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,

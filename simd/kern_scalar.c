@@ -132,10 +132,16 @@ static int32_t dot_u8i8(const uint8_t *a, const int8_t *b, size_t d) {
     return (int32_t)sum;
 }
 
-static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
-                          int32_t *out) {
-    for (size_t i = 0; i < n; i++)
-        out[i] = dot_u8i8(a, rows + i * stride, d);
+static void sq8_estimates(const uint8_t *a, const uint8_t *codes, size_t n, size_t d, size_t stride,
+                          const float p[5], float *out) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *c = codes + i * stride;
+        float f[3];
+        memcpy(f, c, sizeof f);
+        const float dot = (float)dot_u8i8(a, (const int8_t *)(c + sizeof f), d);
+        const float ip = (f[0] * f[1]) * (p[0] * f[2] + p[1] * dot);
+        out[i] = (p[2] + p[3] * (f[0] * f[0])) + p[4] * ip;
+    }
 }
 
 static uint32_t l2sq_u8(const uint8_t *a, const uint8_t *b, size_t d) {
@@ -183,7 +189,7 @@ const simd_ops simd_ops_scalar = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
-    .dot_u8i8_rows = dot_u8i8_rows,
+    .sq8_estimates = sq8_estimates,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,

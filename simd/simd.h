@@ -63,13 +63,19 @@ typedef struct simd_ops {
     int32_t (*dot_i8)(const int8_t *a, const int8_t *b, size_t d);
     int32_t (*dot_u8i8)(const uint8_t *a, const int8_t *b, size_t d);
     uint32_t (*l2sq_u8)(const uint8_t *a, const uint8_t *b, size_t d);
-    /* dot_u8i8 of a against n rows of d bytes, `stride` bytes apart:
-     * out[i] = dot_u8i8(a, rows + i * stride, d), exactly. A scan of many
-     * 8-bit codes (a graph's starting points, a node's neighbours) loads a
-     * once for four rows and sums their lanes together, where a call per
-     * row spent more on the call and its horizontal sum than on the row. */
-    void (*dot_u8i8_rows)(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
-                          int32_t *out);
+    /* Estimates of n 8-bit scalar codes (quant/sq.c's layout: floats t,
+     * step and sum, then d int8 values) `stride` bytes apart, against a
+     * query of d uint8 values a: with dot_i = dot_u8i8(a, values_i, d),
+     *     ip_i = (t_i * step_i) * (p[0] * sum_i + p[1] * dot_i)
+     *     out[i] = (p[2] + p[3] * (t_i * t_i)) + p[4] * ip_i,
+     * every product and sum rounded once in this order (no fused
+     * multiply-add), so each level gives the same floats. A scan of many
+     * codes (a graph's starting points, a node's neighbours) then loads a
+     * once for four rows, sums their lanes together and does the float
+     * part sixteen codes at a time, where a call per code spent more on
+     * the call, its horizontal sum and the scalar tail than on the code. */
+    void (*sq8_estimates)(const uint8_t *a, const uint8_t *codes, size_t n, size_t d, size_t stride,
+                          const float p[5], float *out);
 
     /* Index of the first value < threshold in v[from..n); n if none (or if
      * from >= n). NaN is never below. Lets top-k selection skip blocks of

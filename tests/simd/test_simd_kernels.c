@@ -445,31 +445,47 @@ static void test_dot_u8i8_matches_exactly(void **state) {
     check_byte_kernel(B_DOT_U8I8);
 }
 
-/* dot_u8i8_rows against the exact sum of each row, for row counts around
- * the kernels' groups of four, rows packed (stride d) and spaced as 8-bit
- * codes are (a 12-byte head), the last row ending at its allocation. */
-static void test_dot_u8i8_rows_matches_exactly(void **state) {
+/* sq8_estimates against the formula of simd.h evaluated here in the same
+ * order, bit for bit: code counts around the kernels' steps of 4, 8 and
+ * 16, codes of 12 head bytes and d values packed and spaced out, the last
+ * ending at its allocation, and the three metrics' constants. */
+static void test_sq8_estimates_match_the_formula_bitwise(void **state) {
     (void)state;
     const simd_ops *ops = ops_or_skip();
     ts_rng rng;
     ts_rng_init(&rng, 1600);
-    static const size_t counts[] = {0, 1, 3, 4, 5, 8, 9, 13};
+    static const size_t counts[] = {0, 1, 3, 4, 5, 15, 16, 17, 33};
+    static const float metric[3][3] = {{1.7f, 1, -2}, {0, 0, -1}, {1, 0, -1}};
+    enum { MAX_N = 33 };
     for (size_t di = 0; di < N_DIMS; di++) {
         const size_t d = dims[di];
         for (size_t si = 0; si < 2; si++) {
-            const size_t stride = d + 12 * si;
+            const size_t stride = 12 + d + 5 * si;
             for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
                 const size_t n = counts[ci];
                 tbuf a = bytes_random(&rng, di % 5, d);
-                tbuf r = bytes_random(&rng, ci % 7, n > 0 ? (n - 1) * stride + d : 0);
-                int32_t out[13];
-                ops->dot_u8i8_rows(a.p, r.p, n, d, stride, out);
+                tbuf r = bytes_random(&rng, ci % 7, n > 0 ? (n - 1) * stride + 12 + d : 0);
+                uint8_t *codes = r.p;
                 for (size_t i = 0; i < n; i++) {
-                    const int64_t exact =
-                        ref_b(B_DOT_U8I8, a.p, (const uint8_t *)r.p + i * stride, d);
-                    CHECK(out[i] == exact,
-                          "dot_u8i8_rows %s d=%zu n=%zu stride=%zu row %zu: %d, exact %lld\n",
-                          simd_level_name(g_level), d, n, stride, i, out[i], (long long)exact);
+                    const float head[3] = {(float)(ts_rng_uniform(&rng) * 3),
+                                           (float)(ts_rng_uniform(&rng) * 0.01),
+                                           (float)(ts_rng_uniform(&rng) * 200 - 100)};
+                    memcpy(codes + i * stride, head, sizeof head);
+                }
+                const float *m = metric[ci % 3];
+                const float p[5] = {-0.37f, 0.0041f, m[0], m[1], m[2]};
+                float out[MAX_N];
+                ops->sq8_estimates(a.p, codes, n, d, stride, p, out);
+                for (size_t i = 0; i < n; i++) {
+                    const uint8_t *c = codes + i * stride;
+                    float f[3];
+                    memcpy(f, c, sizeof f);
+                    const float dot = (float)ref_b(B_DOT_U8I8, a.p, c + 12, d);
+                    const float ip = (f[0] * f[1]) * (p[0] * f[2] + p[1] * dot);
+                    const float want = (p[2] + p[3] * (f[0] * f[0])) + p[4] * ip;
+                    CHECK(memcmp(&out[i], &want, sizeof want) == 0,
+                          "sq8_estimates %s d=%zu n=%zu stride=%zu code %zu: %.9g, want %.9g\n",
+                          simd_level_name(g_level), d, n, stride, i, out[i], want);
                 }
                 tbuf_free(&a);
                 tbuf_free(&r);
@@ -904,7 +920,7 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->l2sq_f32 && o->dot_f32 && o->cos_dist_f32);
         assert_true(o->l2sq_f32_rows && o->dot_f32_rows && o->l2sq_f32_x4 && o->dot_f32_x4);
         assert_true(o->hamming && o->and_popcount);
-        assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->dot_u8i8_rows && o->l2sq_u8);
+        assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->sq8_estimates && o->l2sq_u8);
         assert_true(o->first_below != NULL);
         assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot &&
                     o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize && o->fwht_f32 &&
@@ -942,7 +958,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_u8_matches_exactly),
         cmocka_unit_test(test_dot_i8_matches_exactly),
         cmocka_unit_test(test_dot_u8i8_matches_exactly),
-        cmocka_unit_test(test_dot_u8i8_rows_matches_exactly),
+        cmocka_unit_test(test_sq8_estimates_match_the_formula_bitwise),
         cmocka_unit_test(test_l2sq_u8_matches_exactly),
         cmocka_unit_test(test_byte_kernels_exact_at_documented_length_limits),
         cmocka_unit_test(test_first_below_finds_first_value_below_threshold),
