@@ -449,6 +449,19 @@ def usearch_points(c, usearch, info):
                    build["build_cpu_seconds"], build["index_bytes"], extra, measured)
 
 
+def refined_ivf(faiss, ivf, base, w0, c0):
+    """Trains and fills an IVF index, wraps it in the float refine, and
+    returns it with the build's wall and CPU seconds since w0, c0; searches
+    then run on one thread. IndexRefineFlat(index, xb) copies xb into its
+    IndexFlat, which holds the full vectors."""
+    ivf.train(base)
+    ivf.add(base)
+    index = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
+    build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
+    faiss.omp_set_num_threads(1)
+    return index, build_s, build_cpu
+
+
 def method_points(c, method, libs):
     """Builds the index for `method`; yields (lib info, params, build wall s,
     build cpu s, index bytes, extra row fields, search_one) per sweep point.
@@ -571,13 +584,7 @@ def method_points(c, method, libs):
         quantizer = faiss.IndexFlatL2(d) if fs_l2 else faiss.IndexFlatIP(d)
         ivf = faiss.IndexIVFPQFastScan(quantizer, d, nlist, pq_m, 4,
                                        faiss.METRIC_L2 if fs_l2 else mt)
-        ivf.train(base)
-        ivf.add(base)
-        # The refine index holds the full vectors; IndexRefineFlat(index, xb)
-        # wraps the filled index and copies xb into its IndexFlat.
-        index = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
-        build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
-        faiss.omp_set_num_threads(1)
+        index, build_s, build_cpu = refined_ivf(faiss, ivf, base, w0, c0)
         inv = ivf.invlists
         bbs = ivf.bbs
         code_block = ivf.M2 // 2
@@ -614,11 +621,7 @@ def method_points(c, method, libs):
         # index_factory gives IndexIVFRaBitQ over an IndexFlatL2 / IndexFlatIP
         # quantizer, with no random rotation ("RaBitQ" alone: 1 bit per dim).
         ivf = faiss.index_factory(d, f"IVF{nlist},RaBitQ{bits if bits > 1 else ''}", mt)
-        ivf.train(base)
-        ivf.add(base)
-        index = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
-        build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
-        faiss.omp_set_num_threads(1)
+        index, build_s, build_cpu = refined_ivf(faiss, ivf, base, w0, c0)
         inv = ivf.invlists
         # Array inverted lists: code_size bytes and an 8-byte id per vector.
         codes = sum(inv.list_size(i) for i in range(nlist)) * (ivf.code_size + 8)
