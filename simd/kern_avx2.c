@@ -403,6 +403,8 @@ static ALWAYS_INLINE __m128i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256
     return _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
 }
 
+/* out[i] = dot_u8i8(a, rows + i * stride, d) for i < n: a is widened once for four rows and
+ * their lanes summed together. */
 static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
                           int32_t *out) {
     const uint8_t *r = (const uint8_t *)rows;

@@ -472,6 +472,8 @@ static ALWAYS_INLINE __m128i hsum4_epi32(__m512i a, __m512i b, __m512i c, __m512
     return _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
 }
 
+/* out[i] = dot_u8i8(a, rows + i * stride, d) for i < n: a is loaded once for four rows and
+ * their lanes summed together. */
 static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
                           int32_t *out) {
     const uint8_t *r = (const uint8_t *)rows;
