@@ -123,6 +123,10 @@ void pq_decode_sub(const pq_state *s, size_t sub, size_t j, float *out) {
 
 void pq_tables(const quant *q, const float *query, float *tab) {
     const pq_state *s = q->impl;
+    if (s->ksub == 16) {
+        simd_ops_get()->pq16_tables(query, s->ct, s->m, s->dsub, q->metric == ROTOR_METRIC_L2, tab);
+        return;
+    }
     const size_t kp = km_pad(s->ksub);
     /* From the transposed codebooks (coordinate-major, centroids along a
      * row), so the inner loop runs over centroids with no dependency

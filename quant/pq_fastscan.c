@@ -82,7 +82,8 @@ static void pq4_prepare(const quant *q, const float *query, void *qstate, float 
     uint8_t *lut = (uint8_t *)qstate + PQ4_QHEAD_BYTES + s->m * 16 * sizeof(float);
     pq_tables(q, query, tab);
     quant_fastscan_tables(tab, s->m, s->lut_bytes, lut, &h->delta, &h->bias);
-    h->qnorm = pq_query_norm(q, query);
+    /* Only inner-product bounds read |q|; an IVF prepares a query a probe. */
+    h->qnorm = q->metric == ROTOR_METRIC_L2 ? 0.0f : pq_query_norm(q, query);
 }
 
 /* The scan's estimate is the float-table sum to within m half steps of its

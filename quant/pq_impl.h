@@ -48,7 +48,7 @@ typedef struct pq_state {
 typedef struct pq4_qhead {
     float delta; /* the quantization step, max_s (max_j T - min_j T) / 255 */
     float bias;  /* sum_s min_j T[s][j] */
-    float qnorm; /* |q|, for the error bound */
+    float qnorm; /* |q|, for the error bound of inner products (0 for L2) */
 } pq4_qhead;
 
 #define PQ4_QHEAD_BYTES 64

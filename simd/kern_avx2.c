@@ -474,6 +474,8 @@ static float tq_dot_avx2(const float *y, const float *table, const uint8_t *code
 static float masked_sum_f32_avx2(const float *v, const uint8_t *bits, size_t d);
 static void pq8_adc_avx2(const float *tables, const uint8_t *codes, size_t m, size_t n, float *out);
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab);
 static void fwht_f32(float *x, const float *signs, size_t n);
 static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out);
 
@@ -500,6 +502,7 @@ const simd_ops simd_ops_avx2 = {
     .masked_sum_f32 = masked_sum_f32_avx2,
     .pq8_adc = pq8_adc_avx2,
     .fastscan_quantize = fastscan_quantize,
+    .pq16_tables = pq16_tables,
     .fwht_f32 = fwht_f32,
     .range_f32 = range_f32,
 };
@@ -765,6 +768,34 @@ static void pq8_adc_avx2(const float *tables, const uint8_t *codes, size_t m, si
             acc = _mm256_add_ps(acc, part);
         }
         out[i] = hsum(acc);
+    }
+}
+
+/* One subspace's 16 centroids are two registers; the empty asm keeps the
+ * product and the sum two roundings, as on the scalar level. */
+static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab) {
+    for (size_t s = 0; s < m; s++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (size_t t = 0; t < dsub; t++) {
+            const __m256 x = _mm256_set1_ps(q[s * dsub + t]);
+            const float *row = ct + (s * dsub + t) * 16;
+            __m256 p0 = _mm256_loadu_ps(row), p1 = _mm256_loadu_ps(row + 8);
+            if (l2) {
+                p0 = _mm256_sub_ps(x, p0);
+                p1 = _mm256_sub_ps(x, p1);
+                p0 = _mm256_mul_ps(p0, p0);
+                p1 = _mm256_mul_ps(p1, p1);
+            } else {
+                p0 = _mm256_mul_ps(x, p0);
+                p1 = _mm256_mul_ps(x, p1);
+            }
+            __asm__("" : "+x"(p0), "+x"(p1));
+            a0 = _mm256_add_ps(a0, p0);
+            a1 = _mm256_add_ps(a1, p1);
+        }
+        _mm256_storeu_ps(tab + s * 16, a0);
+        _mm256_storeu_ps(tab + s * 16 + 8, a1);
     }
 }
 

@@ -543,6 +543,8 @@ static float masked_sum_f32_avx512(const float *v, const uint8_t *bits, size_t d
 static void pq8_adc_avx512(const float *tables, const uint8_t *codes, size_t m, size_t n,
                            float *out);
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab);
 static void fwht_f32(float *x, const float *signs, size_t n);
 static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out);
 
@@ -569,6 +571,7 @@ const simd_ops simd_ops_avx512 = {
     .masked_sum_f32 = masked_sum_f32_avx512,
     .pq8_adc = pq8_adc_avx512,
     .fastscan_quantize = fastscan_quantize,
+    .pq16_tables = pq16_tables,
     .fwht_f32 = fwht_f32,
     .range_f32 = range_f32,
 };
@@ -876,6 +879,29 @@ static void pq8_adc_avx512(const float *tables, const uint8_t *codes, size_t m, 
                 acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, tables, 4));
         }
         out[i] = hsum(acc);
+    }
+}
+
+/* One subspace's 16 centroids are one register; the empty asm keeps the
+ * product and the sum two roundings, as on the scalar level. */
+static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab) {
+    for (size_t s = 0; s < m; s++) {
+        __m512 acc = _mm512_setzero_ps();
+        for (size_t t = 0; t < dsub; t++) {
+            const __m512 x = _mm512_set1_ps(q[s * dsub + t]);
+            const __m512 row = _mm512_loadu_ps(ct + (s * dsub + t) * 16);
+            __m512 p;
+            if (l2) {
+                const __m512 d = _mm512_sub_ps(x, row);
+                p = _mm512_mul_ps(d, d);
+            } else {
+                p = _mm512_mul_ps(x, row);
+            }
+            __asm__("" : "+v"(p));
+            acc = _mm512_add_ps(acc, p);
+        }
+        _mm512_storeu_ps(tab + s * 16, acc);
     }
 }
 

@@ -172,6 +172,8 @@ static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d
 static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, size_t n,
                            float *out);
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab);
 static void fwht_f32(float *x, const float *signs, size_t n);
 static void range_f32(const float *v, size_t n, float *lo_out, float *hi_out);
 
@@ -198,6 +200,7 @@ const simd_ops simd_ops_scalar = {
     .masked_sum_f32 = masked_sum_f32_scalar,
     .pq8_adc = pq8_adc_scalar,
     .fastscan_quantize = fastscan_quantize,
+    .pq16_tables = pq16_tables,
     .fwht_f32 = fwht_f32,
     .range_f32 = range_f32,
 };
@@ -301,6 +304,22 @@ static void pq8_adc_scalar(const float *tables, const uint8_t *codes, size_t m, 
 }
 
 /* ---- fast-scan tables and the Hadamard transform ------------------------- */
+
+static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab) {
+    for (size_t s = 0; s < m; s++) {
+        float *acc = tab + s * 16;
+        for (size_t j = 0; j < 16; j++)
+            acc[j] = 0.0f;
+        for (size_t t = 0; t < dsub; t++) {
+            const float x = q[s * dsub + t], *row = ct + (s * dsub + t) * 16;
+            for (size_t j = 0; j < 16; j++) {
+                const float d = l2 ? x - row[j] : x;
+                acc[j] += d * (l2 ? d : row[j]);
+            }
+        }
+    }
+}
 
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta_out,
                               float *bias_out) {

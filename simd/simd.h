@@ -15,6 +15,7 @@
 #ifndef ROTOR_SIMD_H
 #define ROTOR_SIMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -107,6 +108,16 @@ typedef struct simd_ops {
      * and *delta, *bias. Bit-identical on every level for tables without
      * NaN. */
     void (*fastscan_quantize)(const float *tab, size_t m, uint8_t *lut, float *delta, float *bias);
+
+    /* A query's float tables of 16-centroid PQ: for s < m and j < 16,
+     * tab[s * 16 + j] = the sum over t < dsub, in order of t, of
+     * (q[s dsub + t] - ct[(s dsub + t) 16 + j])^2 (l2) or of their product
+     * (inner product), each product and sum rounded on its own: equal on
+     * every level. ct holds each subspace's centroids by columns (16
+     * floats a coordinate). On the path of every probe of an IVF whose
+     * lists hold residual codes, where the query is prepared per list. */
+    void (*pq16_tables)(const float *q, const float *ct, size_t m, size_t dsub, bool l2,
+                        float *tab);
 
     /* In-place unnormalised Walsh-Hadamard transform of n floats, n a power
      * of two, after x[j] *= signs[j] (each product rounded once; none when

@@ -674,6 +674,52 @@ static void test_range_matches_a_plain_loop(void **state) {
     }
 }
 
+/* pq16_tables bit for bit against the scalar level, and each entry within
+ * float rounding of a double-precision sum, for both metrics, subspaces of
+ * 1 to 9 coordinates and counts that are not a multiple of anything. */
+static void test_pq16_tables_match_scalar_bitwise(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    const simd_ops *ref = scalar_ops();
+    ts_rng rng;
+    ts_rng_init(&rng, 47);
+    static const size_t ms[] = {1, 3, 8, 64, 197};
+    static const size_t dsubs[] = {1, 2, 3, 4, 9};
+    for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++) {
+        for (size_t b = 0; b < sizeof dsubs / sizeof dsubs[0]; b++) {
+            const size_t m = ms[a], dsub = dsubs[b];
+            tbuf q = floats_random(&rng, a % 3, m * dsub);
+            tbuf ct = floats_random(&rng, b % 3, m * dsub * 16);
+            const float *qv = q.p, *cv = ct.p;
+            float *got = malloc(m * 16 * sizeof *got), *want = malloc(m * 16 * sizeof *want);
+            for (int l2 = 0; l2 < 2; l2++) {
+                ops->pq16_tables(qv, cv, m, dsub, l2, got);
+                ref->pq16_tables(qv, cv, m, dsub, l2, want);
+                CHECK(memcmp(got, want, m * 16 * sizeof *got) == 0,
+                      "pq16_tables %s m=%zu dsub=%zu l2=%d differs from scalar\n",
+                      simd_level_name(g_level), m, dsub, l2);
+                for (size_t s = 0; s < m; s++)
+                    for (size_t j = 0; j < 16; j++) {
+                        double e = 0, mag = 0;
+                        for (size_t t = 0; t < dsub; t++) {
+                            const double x = qv[s * dsub + t], c = cv[(s * dsub + t) * 16 + j];
+                            const double v = l2 ? (x - c) * (x - c) : x * c;
+                            e += v;
+                            mag += fabs(v);
+                        }
+                        CHECK(fabs(got[s * 16 + j] - e) <= 1e-6 * (mag + 1e-30) * (double)dsub,
+                              "pq16_tables m=%zu dsub=%zu l2=%d entry %zu/%zu: %.9g, not %.9g\n", m,
+                              dsub, l2, s, j, got[s * 16 + j], e);
+                    }
+            }
+            free(got);
+            free(want);
+            tbuf_free(&q);
+            tbuf_free(&ct);
+        }
+    }
+}
+
 /* fastscan_quantize bit for bit against the scalar level (tables, step and
  * bias), writing only the tables' bytes; each entry within delta / 2 of
  * its float; flat tables, a table with an infinity (NaN entries go to 255)
@@ -970,6 +1016,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_fwht_matches_scalar_bitwise_and_the_matrix),
         cmocka_unit_test(test_range_matches_a_plain_loop),
         cmocka_unit_test(test_fastscan_quantize_matches_scalar_bitwise),
+        cmocka_unit_test(test_pq16_tables_match_scalar_bitwise),
     };
 
     print_message("# simd dispatch\n");
