@@ -410,13 +410,24 @@ enum { GRAPH_SCAN_BLOCK = 512, GRAPH_SCAN_GATHER = 32 };
  * scored a block at a time, the best estimates kept (`rerank` of them, or k
  * when there is no rerank), then reranked exactly best first. Flat scans
  * one store, IVF a store per probed list. */
+typedef struct graph_scan_cand {
+    float dist;
+    int64_t id;
+} graph_scan_cand;
+
 typedef struct graph_scan {
     const rotor_allocator *a;
     const quant *q;
     void *qstate;
-    float *block;             /* GRAPH_SCAN_BLOCK estimates */
-    void *extra;              /* the caller's bytes, asked for at begin */
-    cm_topk top;              /* the best estimates */
+    float *block; /* GRAPH_SCAN_BLOCK estimates */
+    void *extra;  /* the caller's bytes, asked for at begin */
+    cm_topk top;  /* the best estimates, once the scan ends */
+    /* Estimates below `bar` gather here unsorted until it is full, then
+     * the best top.k of them stay and bar falls to the worst kept: a code
+     * that passes costs an append, not a heap update. */
+    graph_scan_cand *pool;
+    size_t pooled, pool_cap;
+    float bar;
     uint32_t *cand;           /* their ids, best first, for the rerank */
     uint8_t *fine;            /* the rerank's scratch flags */
     size_t k, rerank;         /* rerank 0: `top` writes the caller's results directly */

@@ -155,9 +155,11 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     const size_t sb = cm_round_up(q->scratch_floats * sizeof(float), CM_ALIGN);
     const size_t bb = GRAPH_SCAN_BLOCK * sizeof(float);
     const size_t xb = cm_round_up(extra_bytes, CM_ALIGN);
-    const size_t kb =
-        rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t) + 1) : 0;
-    uint8_t *mem = cm_alloc(a, qb + sb + bb + xb + kb, "search state");
+    const size_t kb = cm_round_up(
+        rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t) + 1) : 0, CM_ALIGN);
+    const size_t pool_cap = 2 * keep;
+    const size_t pb = pool_cap * sizeof(graph_scan_cand);
+    uint8_t *mem = cm_alloc(a, qb + sb + bb + xb + kb + pb, "search state");
     if (mem == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     *sc = (graph_scan){.a = a,
@@ -172,6 +174,9 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
                        .work = p->work,
                        .ids = ids,
                        .dists = dists,
+                       .pool = (graph_scan_cand *)(mem + qb + sb + bb + xb + kb),
+                       .pool_cap = pool_cap,
+                       .bar = keep > 0 ? INFINITY : -INFINITY,
                        .mem = mem};
     if (rerank > 0) {
         int64_t *cand_id = (int64_t *)(mem + qb + sb + bb + xb);
@@ -186,6 +191,67 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     return ROTOR_OK;
 }
 
+static bool cand_worse(const graph_scan_cand *a, const graph_scan_cand *b) {
+    return cm_topk_worse(a->dist, a->id, b->dist, b->id);
+}
+
+/* Leaves the k best of c[0..n) in c[0..k) (k < n), in no order:
+ * Hoare's selection, the pivot a median of three. Keys are distinct (an id
+ * is offered once), so every partition shrinks. */
+static void select_best(graph_scan_cand *c, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        graph_scan_cand a = c[lo], b = c[mid], d = c[hi], pivot;
+        if (cand_worse(&a, &b)) {
+            graph_scan_cand t = a;
+            a = b;
+            b = t;
+        }
+        pivot = cand_worse(&a, &d) ? a : cand_worse(&d, &b) ? b : d;
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (cand_worse(&pivot, &c[i]))
+                i++;
+            while (cand_worse(&c[j], &pivot))
+                j--;
+            if (i <= j) {
+                graph_scan_cand t = c[i];
+                c[i] = c[j];
+                c[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+/* The pool is full: the best top.k stay, and the bar falls to the worst of
+ * them (an estimate at or past it could not enter). */
+static void pool_cut(graph_scan *sc) {
+    const size_t k = sc->top.k;
+    select_best(sc->pool, sc->pooled, k);
+    float worst = sc->pool[0].dist;
+    for (size_t i = 1; i < k; i++)
+        worst = sc->pool[i].dist > worst ? sc->pool[i].dist : worst;
+    sc->pooled = k;
+    sc->bar = worst;
+}
+
+static inline void pool_offer(graph_scan *sc, float d, int64_t id) {
+    sc->pool[sc->pooled++] = (graph_scan_cand){d, id};
+    if (sc->pooled == sc->pool_cap)
+        pool_cut(sc);
+}
+
 void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t n,
                       const uint32_t *ids, size_t bound) {
     const simd_ops *ops = simd_ops_get();
@@ -194,13 +260,13 @@ void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t
         sc->q->ops->scan(sc->q, sc->qstate, store, first + start, m, sc->block);
         if (sc->work != NULL)
             sc->work->scored += m;
-        size_t i = ops->first_below(sc->block, 0, m, cm_topk_threshold(&sc->top));
+        size_t i = ops->first_below(sc->block, 0, m, sc->bar);
         while (i < m) {
             const size_t id = ids != NULL ? ids[start + i] : first + start + i;
             if (id < bound && id != sc->skip &&
                 (sc->filter == NULL || nav_filter_allows(sc->filter, (uint32_t)id)))
-                cm_topk_push(&sc->top, sc->block[i], (int64_t)id);
-            i = ops->first_below(sc->block, i + 1, m, cm_topk_threshold(&sc->top));
+                pool_offer(sc, sc->block[i], (int64_t)id);
+            i = ops->first_below(sc->block, i + 1, m, sc->bar);
         }
     }
 }
@@ -221,8 +287,8 @@ void graph_scan_ids(graph_scan *sc, const uint8_t *store, size_t count, const ui
                 sc->work->scored += m;
             for (; j < n && ids[j] >= b0 && ids[j] < b0 + m; j++) {
                 const float e = sc->block[ids[j] - b0];
-                if (e < cm_topk_threshold(&sc->top) && ids[j] != sc->skip)
-                    cm_topk_push(&sc->top, e, ids[j]);
+                if (e < sc->bar && ids[j] != sc->skip)
+                    pool_offer(sc, e, ids[j]);
             }
         }
         return;
@@ -237,8 +303,8 @@ void graph_scan_ids(graph_scan *sc, const uint8_t *store, size_t count, const ui
             prefetch_bytes(store + (size_t)ids[j + AHEAD] * q->code_bytes, q->code_bytes);
         float e;
         q->ops->scan(q, sc->qstate, store, ids[j], 1, &e);
-        if (e < cm_topk_threshold(&sc->top) && ids[j] != sc->skip)
-            cm_topk_push(&sc->top, e, ids[j]);
+        if (e < sc->bar && ids[j] != sc->skip)
+            pool_offer(sc, e, ids[j]);
     }
     if (sc->work != NULL) {
         sc->work->scored += n;
@@ -261,6 +327,8 @@ void graph_exact_ids(const graph_space *s, const float *query, const uint32_t *i
 }
 
 rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *query) {
+    for (size_t i = 0; i < sc->pooled; i++)
+        cm_topk_push(&sc->top, sc->pool[i].dist, sc->pool[i].id);
     cm_topk_finish(&sc->top);
     rotor_status st = ROTOR_OK;
     if (sc->rerank > 0) {

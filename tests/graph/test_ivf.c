@@ -39,6 +39,41 @@ static void test_ivf_all_lists_equal_flat(void **state) {
     rotor_index_close(flat);
 }
 
+/* Searched by estimates alone, a flat scan returns exactly the K smallest
+ * estimates of all codes, ties to the smaller id: the scan keeps them in a
+ * pool cut to the best K whenever it fills (2 K entries), so 3,000 codes
+ * cut it many times. */
+static void test_scan_returns_the_smallest_estimates(void **state) {
+    fixture *f = *state;
+    rotor_params pf = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "sq8");
+    rotor_index *flat = build_n(f, &pf, N);
+    const quant *q = flat->q;
+    void *qs = malloc(q->query_bytes + 64);
+    float *scratch = malloc((q->scratch_floats + 1) * sizeof(float));
+    float *est = malloc(N * sizeof *est);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.rerank = 0;
+    for (size_t qi = 0; qi < NQ; qi++) {
+        const float *qv = f->queries + qi * D;
+        q->ops->prepare(q, qv, qs, scratch);
+        q->ops->scan(q, qs, flat->codes, 0, N, est);
+        int64_t id[K];
+        float d[K];
+        assert_int_equal(rotor_index_search(flat, &sp, qv, D, K, id, d), ROTOR_OK);
+        for (size_t j = 0; j < K; j++) {
+            size_t better = 0; /* codes ahead of result j: exactly j */
+            for (size_t i = 0; i < N; i++)
+                better += est[i] < d[j] || (est[i] == d[j] && (int64_t)i < id[j]);
+            assert_int_equal(better, j);
+            assert_true(est[id[j]] == d[j]);
+        }
+    }
+    free(qs);
+    free(scratch);
+    free(est);
+    rotor_index_close(flat);
+}
+
 static void test_add(void **state) { check_add(state, ROTOR_INDEX_IVF); }
 
 static void test_batch_equals_single(void **state) {
@@ -81,6 +116,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ivf_recall),
         cmocka_unit_test(test_ivf_all_lists_equal_flat),
+        cmocka_unit_test(test_scan_returns_the_smallest_estimates),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
