@@ -410,11 +410,6 @@ enum { GRAPH_SCAN_BLOCK = 512, GRAPH_SCAN_GATHER = 32 };
  * scored a block at a time, the best estimates kept (`rerank` of them, or k
  * when there is no rerank), then reranked exactly best first. Flat scans
  * one store, IVF a store per probed list. */
-typedef struct graph_scan_cand {
-    float dist;
-    int64_t id;
-} graph_scan_cand;
-
 typedef struct graph_scan {
     const rotor_allocator *a;
     const quant *q;
@@ -425,7 +420,7 @@ typedef struct graph_scan {
     /* Estimates below `bar` gather here unsorted until it is full, then
      * the best top.k of them stay and bar falls to the worst kept: a code
      * that passes costs an append, not a heap update. */
-    graph_scan_cand *pool;
+    uint64_t *pool; /* (estimate, id) as one ordered key each */
     size_t pooled, pool_cap;
     float bar;
     uint32_t *cand;           /* their ids, best first, for the rerank */

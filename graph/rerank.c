@@ -12,6 +12,7 @@
  * whose lower bound exceeds the k-th exact distance found: the rerank depth
  * is then a maximum, the results the same as scoring every candidate.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph/graph.h"
@@ -158,7 +159,7 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     const size_t kb = cm_round_up(
         rerank > 0 ? keep * (sizeof(float) + sizeof(int64_t) + sizeof(uint32_t) + 1) : 0, CM_ALIGN);
     const size_t pool_cap = 2 * keep;
-    const size_t pb = pool_cap * sizeof(graph_scan_cand);
+    const size_t pb = pool_cap * sizeof(uint64_t);
     uint8_t *mem = cm_alloc(a, qb + sb + bb + xb + kb + pb, "search state");
     if (mem == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
@@ -174,7 +175,7 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
                        .work = p->work,
                        .ids = ids,
                        .dists = dists,
-                       .pool = (graph_scan_cand *)(mem + qb + sb + bb + xb + kb),
+                       .pool = (uint64_t *)(mem + qb + sb + bb + xb + kb),
                        .pool_cap = pool_cap,
                        .bar = keep > 0 ? INFINITY : -INFINITY,
                        .mem = mem};
@@ -191,32 +192,46 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     return ROTOR_OK;
 }
 
-static bool cand_worse(const graph_scan_cand *a, const graph_scan_cand *b) {
-    return cm_topk_worse(a->dist, a->id, b->dist, b->id);
+/* A pool entry is one integer, ordered as (estimate, id) are by the top-k:
+ * the estimate's bits made monotone (negatives flipped, -0 taken as +0) in
+ * the high half, the id (below 2^32 in every index) in the low half. */
+static inline uint64_t pool_key(float d, int64_t id) {
+    uint32_t b;
+    d = d == 0.0f ? 0.0f : d;
+    memcpy(&b, &d, sizeof b);
+    b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | (uint32_t)id;
 }
 
-/* Leaves the k best of c[0..n) in c[0..k) (k < n), in no order:
+static inline float pool_dist(uint64_t key) {
+    uint32_t b = (uint32_t)(key >> 32);
+    b = (b & 0x80000000u) ? b & 0x7fffffffu : ~b;
+    float d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+/* Leaves the k smallest of c[0..n) in c[0..k) (k < n), in no order:
  * Hoare's selection, the pivot a median of three. Keys are distinct (an id
  * is offered once), so every partition shrinks. */
-static void select_best(graph_scan_cand *c, size_t n, size_t k) {
+static void select_smallest(uint64_t *c, size_t n, size_t k) {
     size_t lo = 0, hi = n - 1;
     while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        graph_scan_cand a = c[lo], b = c[mid], d = c[hi], pivot;
-        if (cand_worse(&a, &b)) {
-            graph_scan_cand t = a;
+        uint64_t a = c[lo], b = c[lo + (hi - lo) / 2], d = c[hi];
+        if (a > b) {
+            const uint64_t t = a;
             a = b;
             b = t;
         }
-        pivot = cand_worse(&a, &d) ? a : cand_worse(&d, &b) ? b : d;
+        const uint64_t pivot = d < a ? a : d > b ? b : d;
         size_t i = lo, j = hi;
         while (i <= j) {
-            while (cand_worse(&pivot, &c[i]))
+            while (c[i] < pivot)
                 i++;
-            while (cand_worse(&c[j], &pivot))
+            while (c[j] > pivot)
                 j--;
             if (i <= j) {
-                graph_scan_cand t = c[i];
+                const uint64_t t = c[i];
                 c[i] = c[j];
                 c[j] = t;
                 i++;
@@ -234,20 +249,25 @@ static void select_best(graph_scan_cand *c, size_t n, size_t k) {
     }
 }
 
+static int key_order(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* The pool is full: the best top.k stay, and the bar falls to the worst of
  * them (an estimate at or past it could not enter). */
 static void pool_cut(graph_scan *sc) {
     const size_t k = sc->top.k;
-    select_best(sc->pool, sc->pooled, k);
-    float worst = sc->pool[0].dist;
+    select_smallest(sc->pool, sc->pooled, k);
+    uint64_t worst = sc->pool[0];
     for (size_t i = 1; i < k; i++)
-        worst = sc->pool[i].dist > worst ? sc->pool[i].dist : worst;
+        worst = sc->pool[i] > worst ? sc->pool[i] : worst;
     sc->pooled = k;
-    sc->bar = worst;
+    sc->bar = pool_dist(worst);
 }
 
 static inline void pool_offer(graph_scan *sc, float d, int64_t id) {
-    sc->pool[sc->pooled++] = (graph_scan_cand){d, id};
+    sc->pool[sc->pooled++] = pool_key(d, id);
     if (sc->pooled == sc->pool_cap)
         pool_cut(sc);
 }
@@ -327,9 +347,20 @@ void graph_exact_ids(const graph_space *s, const float *query, const uint32_t *i
 }
 
 rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *query) {
-    for (size_t i = 0; i < sc->pooled; i++)
-        cm_topk_push(&sc->top, sc->pool[i].dist, sc->pool[i].id);
-    cm_topk_finish(&sc->top);
+    /* The best top.k of the pool, ascending, as cm_topk_finish leaves them. */
+    cm_topk *t = &sc->top;
+    if (sc->pooled > t->k)
+        select_smallest(sc->pool, sc->pooled, t->k);
+    t->size = sc->pooled < t->k ? sc->pooled : t->k;
+    qsort(sc->pool, t->size, sizeof *sc->pool, key_order);
+    for (size_t i = 0; i < t->size; i++) {
+        t->dist[i] = pool_dist(sc->pool[i]);
+        t->id[i] = (int64_t)(uint32_t)sc->pool[i];
+    }
+    for (size_t i = t->size; i < t->k; i++) {
+        t->dist[i] = INFINITY;
+        t->id[i] = -1;
+    }
     rotor_status st = ROTOR_OK;
     if (sc->rerank > 0) {
         for (size_t i = 0; i < sc->top.size; i++)
