@@ -414,9 +414,11 @@ typedef struct graph_scan {
     const rotor_allocator *a;
     const quant *q;
     void *qstate;
-    float *block; /* GRAPH_SCAN_BLOCK estimates */
-    void *extra;  /* the caller's bytes, asked for at begin */
-    cm_topk top;  /* the best estimates, once the scan ends */
+    float *scratch; /* q's scratch_floats, for prepare */
+    float scale;    /* estimates are multiplied by it (1: as scanned) */
+    float *block;   /* GRAPH_SCAN_BLOCK estimates */
+    void *extra;    /* the caller's bytes, asked for at begin */
+    cm_topk top;    /* the best estimates, once the scan ends */
     /* Estimates below `bar` gather here unsorted until it is full, then
      * the best top.k of them stay and bar falls to the worst kept: a code
      * that passes costs an append, not a heap update. */
@@ -434,12 +436,16 @@ typedef struct graph_scan {
     uint8_t *mem;
 } graph_scan;
 
-/* Prepares the query for q and sets up the top-k into ids/dists (k each),
- * keeping p->rerank estimates for the rerank; `extra_bytes` (aligned to CM_ALIGN) come with it for
- * the caller. */
+/* Prepares the query for q (query NULL: not yet, see graph_scan_prepare)
+ * and sets up the top-k into ids/dists (k each), keeping p->rerank
+ * estimates for the rerank; `extra_bytes` (aligned to CM_ALIGN) come with
+ * it for the caller. */
 rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const quant *q,
                               const float *query, size_t k, const nav_search_params *p,
                               size_t extra_bytes, int64_t *ids, float *dists);
+/* Prepares `query` for the scan's quantizer, in place of what was: the
+ * stores scored next are scored against it. */
+void graph_scan_prepare(graph_scan *sc, const float *query);
 /* Scores codes [first, first + n) of `store`; their ids are ids[i] (ids
  * NULL: first + i); an id at or past `bound` (an unverified file) is
  * skipped. */

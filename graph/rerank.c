@@ -166,6 +166,8 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     *sc = (graph_scan){.a = a,
                        .q = q,
                        .qstate = mem,
+                       .scratch = (float *)(mem + qb),
+                       .scale = 1.0f,
                        .block = (float *)(mem + qb + sb),
                        .extra = mem + qb + sb + bb,
                        .k = k,
@@ -188,8 +190,13 @@ rotor_status graph_scan_begin(graph_scan *sc, const rotor_allocator *a, const qu
     } else {
         cm_topk_init(&sc->top, dists, ids, k);
     }
-    q->ops->prepare(q, query, sc->qstate, (float *)(mem + qb));
+    if (query != NULL)
+        q->ops->prepare(q, query, sc->qstate, sc->scratch);
     return ROTOR_OK;
+}
+
+void graph_scan_prepare(graph_scan *sc, const float *query) {
+    sc->q->ops->prepare(sc->q, query, sc->qstate, sc->scratch);
 }
 
 /* A pool entry is one integer, ordered as (estimate, id) are by the top-k:
@@ -278,6 +285,9 @@ void graph_scan_store(graph_scan *sc, const uint8_t *store, size_t first, size_t
     for (size_t start = 0; start < n; start += GRAPH_SCAN_BLOCK) {
         const size_t m = n - start < GRAPH_SCAN_BLOCK ? n - start : GRAPH_SCAN_BLOCK;
         sc->q->ops->scan(sc->q, sc->qstate, store, first + start, m, sc->block);
+        if (sc->scale != 1.0f)
+            for (size_t j = 0; j < m; j++)
+                sc->block[j] *= sc->scale;
         if (sc->work != NULL)
             sc->work->scored += m;
         size_t i = ops->first_below(sc->block, 0, m, sc->bar);
@@ -367,11 +377,13 @@ rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *q
             sc->cand[i] = (uint32_t)sc->top.id[i];
         cm_topk exact;
         cm_topk_init(&exact, sc->dists, sc->ids, sc->k);
+        /* Estimates of other codes than the index's (an IVF's residual
+         * codes) have no bound the index's residuals give. */
         graph_cands c = {.ids = sc->cand,
                          .est = sc->top.dist,
                          .fine = sc->fine,
                          .n = sc->top.size,
-                         .qs = sc->qstate};
+                         .qs = sc->q == s->q ? sc->qstate : NULL};
         st = graph_rerank(s, query, &c, &exact);
         if (sc->work != NULL) /* what was scored, not what the bound skipped */
             sc->work->reranked += c.scored;

@@ -100,6 +100,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_KEYS: return "keys";
     case IXF_SEC_DELETED: return "deleted";
     case IXF_SEC_NODES: return "nodes";
+    case IXF_SEC_IVF_QUANT: return "IVF quantizer";
     }
     return "unknown";
 }

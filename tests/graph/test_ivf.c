@@ -17,12 +17,13 @@ static void test_ivf_recall(void **state) {
     check_recall(state, ROTOR_INDEX_IVF, quants, 0.90);
 }
 
-/* Every list probed: the scan covers every code, as a flat scan does. */
+/* Inner product keeps codes of whole rows in the lists: every list probed,
+ * the scan covers every code, as a flat scan does. */
 static void test_ivf_all_lists_equal_flat(void **state) {
     fixture *f = *state;
-    rotor_params p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "pq8x4");
+    rotor_params p = graph_params(ROTOR_INDEX_IVF, ROTOR_METRIC_IP, "pq8x4");
     rotor_index *ix = build_n(f, &p, N);
-    rotor_params pf = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, "pq8x4");
+    rotor_params pf = graph_params(ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "pq8x4");
     rotor_index *flat = build_n(f, &pf, N);
     rotor_search_params sp = rotor_search_params_default();
     sp.nprobe = 32;
@@ -37,6 +38,65 @@ static void test_ivf_all_lists_equal_flat(void **state) {
     }
     rotor_index_close(ix);
     rotor_index_close(flat);
+}
+
+/* Mean |estimate - exact distance| of the K results of every query,
+ * searched by estimates alone (no rerank). */
+static double estimate_error(const fixture *f, rotor_index *ix, rotor_metric metric,
+                             const rotor_search_params *sp) {
+    double err = 0;
+    for (size_t q = 0; q < NQ; q++) {
+        int64_t id[K];
+        float est[K];
+        const float *qv = f->queries + q * D;
+        assert_int_equal(rotor_index_search(ix, sp, qv, D, K, id, est), ROTOR_OK);
+        double qq = 0;
+        for (size_t t = 0; t < D; t++)
+            qq += (double)qv[t] * qv[t];
+        for (size_t j = 0; j < K; j++) {
+            const float *x = f->base + (size_t)id[j] * D;
+            double ip = 0, xx = 0, l2 = 0;
+            for (size_t t = 0; t < D; t++) {
+                ip += (double)qv[t] * x[t];
+                xx += (double)x[t] * x[t];
+                l2 += ((double)qv[t] - x[t]) * ((double)qv[t] - x[t]);
+            }
+            const double exact = metric == ROTOR_METRIC_L2 ? l2 : 1.0 - ip / sqrt(qq * xx);
+            err += fabs(est[j] - exact);
+        }
+    }
+    return err / (NQ * K);
+}
+
+/* For L2 and cosine the lists hold codes of each row's residual to its
+ * centroid: every list probed, the estimates of the same code size come
+ * out far closer to the exact distances than a flat scan's codes of whole
+ * rows, in the metric's own units (0.24-0.46x the error across seeds). PQ is left
+ * out: its codebooks of whole rows already learn these few clusters'
+ * centres, and its residual codes measured 0.83-1.05x across seeds. */
+static void test_ivf_residual_codes_estimate_closer(void **state) {
+    fixture *f = *state;
+    const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_COSINE};
+    const char *quants[] = {"sq8", "bin2", "tq4"};
+    for (size_t m = 0; m < 2; m++) {
+        for (size_t qi = 0; qi < 3; qi++) {
+            rotor_params p = graph_params(ROTOR_INDEX_IVF, metrics[m], quants[qi]);
+            rotor_index *ix = build_n(f, &p, N);
+            rotor_params pf = graph_params(ROTOR_INDEX_FLAT, metrics[m], quants[qi]);
+            rotor_index *flat = build_n(f, &pf, N);
+            rotor_search_params sp = rotor_search_params_default();
+            sp.nprobe = 32;
+            sp.rerank = 0;
+            const double e_ivf = estimate_error(f, ix, metrics[m], &sp);
+            const double e_flat = estimate_error(f, flat, metrics[m], &sp);
+            print_message("%s %s: mean estimate error ivf %.5f, flat %.5f\n",
+                          metrics[m] == ROTOR_METRIC_L2 ? "l2" : "cosine", quants[qi], e_ivf,
+                          e_flat);
+            assert_true(e_ivf < 0.6 * e_flat);
+            rotor_index_close(ix);
+            rotor_index_close(flat);
+        }
+    }
 }
 
 /* Searched by estimates alone, a flat scan returns exactly the K smallest
@@ -116,6 +176,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ivf_recall),
         cmocka_unit_test(test_ivf_all_lists_equal_flat),
+        cmocka_unit_test(test_ivf_residual_codes_estimate_closer),
         cmocka_unit_test(test_scan_returns_the_smallest_estimates),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_batch_equals_single),
