@@ -171,7 +171,7 @@ typedef struct nav_params {
     int io_backend; /* vstore_backend of the node pages */
     int direct_io;  /* vstore_params.direct */
     /* IVF */
-    uint32_t nlist; /* partitions; 0 = about 4 sqrt(n) */
+    uint32_t nlist; /* partitions; 0 = about 2 sqrt(n) (4 sqrt(n) for ip) */
     /* All */
     unsigned threads; /* build threads, >= 1 */
     uint64_t seed;    /* every random choice */

@@ -312,7 +312,8 @@ typedef struct rotor_params {
      * the best of those are reranked on full vectors. NULL (default): walk
      * on `quant`. Needs `quant`. */
     const char *walk_quant;
-    /* IVF: partitions; 0 (default) = about 4 sqrt(n). Needs a quantizer. */
+    /* IVF: partitions; 0 (default) = about 2 sqrt(n) (4 sqrt(n) for inner
+     * product, whose lists hold codes of whole rows). Needs a quantizer. */
     uint32_t nlist;
     /* Where an index saved from this one keeps its full vectors when it is
      * opened (rotor_index_open may override): ROTOR_VECTORS_RAM (default)

@@ -149,7 +149,7 @@ static const struct flag {
      "N  vamana with --walk-quant: candidates estimated again (default 4 x rerank)"},
     {"--build-space", OPT_GRAPH,
      "full|codes  vamana: link on the full vectors (default) or on the decoded codes"},
-    {"--nlist", OPT_GRAPH, "N  ivf: partitions (default about 4 sqrt(n))"},
+    {"--nlist", OPT_GRAPH, "N  ivf: partitions (default about 2 sqrt(n); 4 sqrt(n) for ip)"},
     {"--target-recall", OPT_GRAPH,
      "R  --quant auto: the recall@10 the chosen codes must reach (default 0.95)"},
     {"--calibrate", OPT_GRAPH,
