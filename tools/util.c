@@ -272,11 +272,16 @@ void cli_print_tuning(FILE *f, const rotor_index *ix, bool table) {
                     strcmp(c->quant, "none") == 0 ? "full precision"
                     : c->neighbor_codes           ? "neighbour codes"
                                                   : "own codes");
-            if (c->list_size > 0)
+            if (c->cost_ns > 0 && c->list_size > 0)
                 fprintf(f,
                         "reaches %.3f at L/nprobe=%u rerank=%u: %.1f us per query (model, "
                         "mean with 0.99)\n",
                         (double)c->recall, c->list_size, c->rerank, (double)c->cost_ns / 1000);
+            else if (c->cost_ns > 0) /* IVF: the sample's lists scanned whole */
+                fprintf(f,
+                        "reaches %.3f scanning every list, rerank=%u: %.1f us per query (model, "
+                        "mean with 0.99)\n",
+                        (double)c->recall, c->rerank, (double)c->cost_ns / 1000);
             else
                 fprintf(f, "best recall %.3f: below the target or 0.99\n", (double)c->recall);
         }
