@@ -1029,9 +1029,9 @@ static rotor_status sample_neighbourhoods(const rotor_index *ix, size_t n, size_
  * past them the sample holds about sn of the n rows, so the estimates
  * ranked there stand for n / sn times as many: on 100-d word vectors
  * pq25x4 reached 0.988 at rerank 60 on the sample and needed 320-480 on
- * the index, where pq50x4, chosen with this, ran 1.3-1.4x its QPS. The
- * graph's walk stays as it was measured: its lists and reranks go
- * together there. */
+ * the index, where pq50x4 ran 1.3-1.4x its QPS; priced so, pq25x4 is no
+ * longer chosen. The graph's walk stays as it was measured: its lists
+ * and reranks go together there. */
 static double full_rerank_ns(const rotor_index *ix, const rotor_calibration_row *row, size_t n,
                              size_t sn, size_t nq, bool disk) {
     const double near = (double)(sn / nq), depth = (double)row->rerank;
