@@ -31,7 +31,6 @@
 #include "graph/graph.h"
 #include "quant/kmeans.h"
 #include "simd/simd.h"
-#include "storage/storage.h"
 
 enum { SAMPLE_PER_LIST = 48, TRAIN_ITERS = 12 };
 
