@@ -540,29 +540,43 @@ static ALWAYS_INLINE void fastscan_widen(__m256i acc, __m256i odd, __m256i s[4])
     s[3] = _mm256_add_epi32(s[3], _mm256_cvtepu16_epi32(_mm256_extracti128_si256(hi, 1)));
 }
 
+/* One pair row: 32 codes' two lookups added into acc and odd (above). */
+static ALWAYS_INLINE void fastscan_pair(const uint8_t *x, const uint8_t *t, __m256i *acc,
+                                        __m256i *odd) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)x);
+    const __m256i r0 = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(const void *)t),
+                                           _mm256_and_si256(c, low4));
+    const __m256i r1 =
+        _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(t + 64)),
+                            _mm256_and_si256(_mm256_srli_epi16(c, 4), low4));
+    *acc = _mm256_add_epi16(*acc, _mm256_add_epi16(r0, r1));
+    *odd = _mm256_add_epi16(*odd,
+                            _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
+}
+
+/* Pairs 2g and 2g + 1 share the 128 bytes of table group g (simd.h), so
+ * the loop takes two pairs a step and walks codes and tables by pointer:
+ * computing each pair's table offset afresh was half the instructions of
+ * an IVF probe. A run starts on an even pair (FASTSCAN_RUN is even), so
+ * only the last pair of an odd npairs goes alone. */
 static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npairs,
                                 const uint8_t *lut, uint32_t *out) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
     const size_t block_bytes = npairs * 32;
     for (size_t b = 0; b < nblocks; b++) {
-        const uint8_t *blk = codes + b * block_bytes;
+        const uint8_t *x = codes + b * block_bytes, *t = lut;
         __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                         _mm256_setzero_si256()};
         for (size_t p0 = 0; p0 < npairs; p0 += FASTSCAN_RUN) {
-            const size_t p1 = npairs - p0 < FASTSCAN_RUN ? npairs : p0 + FASTSCAN_RUN;
+            const size_t run = npairs - p0 < FASTSCAN_RUN ? npairs - p0 : FASTSCAN_RUN;
             __m256i acc = _mm256_setzero_si256(), odd = _mm256_setzero_si256();
-            for (size_t p = p0; p < p1; p++) {
-                const __m256i x = _mm256_loadu_si256((const __m256i *)(blk + p * 32));
-                const uint8_t *t = lut + (p / 2) * 128 + (p & 1) * 32;
-                const __m256i r0 = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)t),
-                                                       _mm256_and_si256(x, low4));
-                const __m256i r1 =
-                    _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(t + 64)),
-                                        _mm256_and_si256(_mm256_srli_epi16(x, 4), low4));
-                acc = _mm256_add_epi16(acc, _mm256_add_epi16(r0, r1));
-                odd = _mm256_add_epi16(
-                    odd, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
+            size_t p = 0;
+            for (; p + 2 <= run; p += 2, x += 64, t += 128) {
+                fastscan_pair(x, t, &acc, &odd);
+                fastscan_pair(x + 32, t + 32, &acc, &odd);
             }
+            if (p < run)
+                fastscan_pair(x, t, &acc, &odd);
             fastscan_widen(acc, odd, s);
         }
         for (int k = 0; k < 4; k++)
@@ -801,56 +815,86 @@ static void pq16_tables(const float *q, const float *ct, size_t m, size_t dsub, 
 
 /* ---- fast-scan tables and the Hadamard transform ------------------------- *
  *
- * One table of 16 floats is two registers. The arithmetic is the scalar
- * kernel's, operation for operation; the empty asm between the multiply and
- * the add keeps the compiler from fusing them into an FMA, whose single
- * rounding would move an entry across a half now and then. */
+ * One table of 16 floats is two registers. The minima and maxima of eight
+ * tables come from folding their registers together, two into one a step
+ * (halves of the table, then 128-bit halves, pairs, single lanes): an IVF
+ * quantizes its tables once per probed list, and a reduction per table
+ * took three shuffles where the fold takes two. Minima and maxima are
+ * exact, so the order does not change them. The arithmetic of the entries
+ * is the scalar kernel's, operation for operation; the empty asm between
+ * the multiply and the add keeps the compiler from fusing them into an FMA,
+ * whose single rounding would move an entry across a half now and then. */
 
-static float hmin8(__m256 v) {
-    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
+/* Lane i of the result: the least (max false) or greatest entry of table i
+ * of eight, v[i] holding the elementwise least or greatest of its two
+ * halves; v is clobbered. */
+static inline __m256 fold8(__m256 *v, bool max) {
+#define FOLD(a, b) (max ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b))
+    /* Lanes 0-3: table 2k, lanes 4-7: table 2k + 1. */
+    for (int k = 0; k < 4; k++)
+        v[k] = FOLD(_mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x20),
+                    _mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x31));
+    /* Half c: lanes 0-1 table 4k + c, lanes 2-3 table 4k + 2 + c. */
+    for (int k = 0; k < 2; k++)
+        v[k] = FOLD(_mm256_shuffle_ps(v[2 * k], v[2 * k + 1], 0x44),
+                    _mm256_shuffle_ps(v[2 * k], v[2 * k + 1], 0xEE));
+    /* Lane 4c + j: table 2j + c. */
+    const __m256 f = FOLD(_mm256_shuffle_ps(v[0], v[1], 0x88), _mm256_shuffle_ps(v[0], v[1], 0xDD));
+#undef FOLD
+    return _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-static float hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
+/* lo[i] and (hi != NULL) hi[i]: the least and greatest entry of table
+ * s0 + i, for the eight tables from s0 (the last one repeated past m). */
+static void table_ranges8(const float *tab, size_t s0, size_t m, float *lo, float *hi) {
+    __m256 mn[8], mx[8];
+    for (size_t i = 0; i < 8; i++) {
+        const float *t = tab + (s0 + i < m ? s0 + i : m - 1) * 16;
+        const __m256 a = _mm256_loadu_ps(t), b = _mm256_loadu_ps(t + 8);
+        mn[i] = _mm256_min_ps(a, b);
+        mx[i] = _mm256_max_ps(a, b);
+    }
+    _mm256_storeu_ps(lo, fold8(mn, false));
+    if (hi != NULL)
+        _mm256_storeu_ps(hi, fold8(mx, true));
 }
 
 static void fastscan_quantize(const float *tab, size_t m, uint8_t *lut, float *delta_out,
                               float *bias_out) {
-    float range = 0.0f, bias = 0.0f;
-    for (size_t s = 0; s < m; s++) {
-        const __m256 a = _mm256_loadu_ps(tab + s * 16), b = _mm256_loadu_ps(tab + s * 16 + 8);
-        const float lo = hmin8(_mm256_min_ps(a, b)), hi = hmax8(_mm256_max_ps(a, b));
-        bias += lo;
-        range = hi - lo > range ? hi - lo : range;
+    float range = 0.0f, bias = 0.0f, lo[8], hi[8];
+    for (size_t s0 = 0; s0 < m; s0 += 8) {
+        table_ranges8(tab, s0, m, lo, hi);
+        for (size_t i = 0; i < 8 && s0 + i < m; i++) {
+            bias += lo[i];
+            range = hi[i] - lo[i] > range ? hi[i] - lo[i] : range;
+        }
     }
     const float delta = range > 0.0f ? range / 255.0f : 1.0f;
     const __m256 inv = _mm256_set1_ps(1.0f / delta), half = _mm256_set1_ps(0.5f);
     const __m256 top = _mm256_set1_ps(255.0f);
-    for (size_t s = 0; s < m; s++) {
-        const __m256 a = _mm256_loadu_ps(tab + s * 16), b = _mm256_loadu_ps(tab + s * 16 + 8);
-        const __m256 lo = _mm256_set1_ps(hmin8(_mm256_min_ps(a, b)));
-        __m256 va = _mm256_mul_ps(_mm256_sub_ps(a, lo), inv);
-        __m256 vb = _mm256_mul_ps(_mm256_sub_ps(b, lo), inv);
-        __asm__("" : "+x"(va), "+x"(vb));
-        /* MIN returns its second operand for a NaN: 255, as the scalar's
-         * failed comparison does. */
-        va = _mm256_min_ps(_mm256_add_ps(va, half), top);
-        vb = _mm256_min_ps(_mm256_add_ps(vb, half), top);
-        /* 16 int32 in 0..255 to bytes in order: the packs work per 128-bit
-         * lane, so the 64-bit quarters are put back in order between them. */
-        const __m256i w = _mm256_permute4x64_epi64(
-            _mm256_packus_epi32(_mm256_cvttps_epi32(va), _mm256_cvttps_epi32(vb)), 0xD8);
-        const __m128i bytes =
-            _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
-        uint8_t *dst = lut + simd_fastscan_table(s);
-        _mm_storeu_si128((__m128i *)(void *)dst, bytes);
-        _mm_storeu_si128((__m128i *)(void *)(dst + 16), bytes);
+    for (size_t s0 = 0; s0 < m; s0 += 8) {
+        table_ranges8(tab, s0, m, lo, NULL);
+        for (size_t i = 0; i < 8 && s0 + i < m; i++) {
+            const size_t s = s0 + i;
+            const __m256 a = _mm256_loadu_ps(tab + s * 16), b = _mm256_loadu_ps(tab + s * 16 + 8);
+            const __m256 low = _mm256_set1_ps(lo[i]);
+            __m256 va = _mm256_mul_ps(_mm256_sub_ps(a, low), inv);
+            __m256 vb = _mm256_mul_ps(_mm256_sub_ps(b, low), inv);
+            __asm__("" : "+x"(va), "+x"(vb));
+            /* MIN returns its second operand for a NaN: 255, as the scalar's
+             * failed comparison does. */
+            va = _mm256_min_ps(_mm256_add_ps(va, half), top);
+            vb = _mm256_min_ps(_mm256_add_ps(vb, half), top);
+            /* 16 int32 in 0..255 to bytes in order: the packs work per 128-bit
+             * lane, so the 64-bit quarters are put back in order between them. */
+            const __m256i w = _mm256_permute4x64_epi64(
+                _mm256_packus_epi32(_mm256_cvttps_epi32(va), _mm256_cvttps_epi32(vb)), 0xD8);
+            const __m128i bytes =
+                _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+            uint8_t *dst = lut + simd_fastscan_table(s);
+            _mm_storeu_si128((__m128i *)(void *)dst, bytes);
+            _mm_storeu_si128((__m128i *)(void *)(dst + 16), bytes);
+        }
     }
     *delta_out = delta;
     *bias_out = bias;
