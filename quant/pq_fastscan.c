@@ -70,7 +70,10 @@ static void pq4_decode(const quant *q, const uint8_t *code, float *out, float *s
 
 void quant_fastscan_tables(const float *tab, size_t m, size_t lut_bytes, uint8_t *lut, float *delta,
                            float *bias) {
-    memset(lut, 0, lut_bytes);
+    /* The kernel writes every table below m; only the last group's tables
+     * past m need zeros (an IVF prepares a query a probed list). */
+    const size_t whole = m / 4 * 128;
+    memset(lut + whole, 0, lut_bytes - whole);
     simd_ops_get()->fastscan_quantize(tab, m, lut, delta, bias);
 }
 

@@ -351,7 +351,7 @@ void quant_plain_load(const quant *q, const uint8_t *store, size_t i, uint8_t *c
  * within m * delta / 2 of the float sum. One global step, rather than one per
  * table, is what lets the integer sums of different tables be added at all.
  * `tab` holds m x 16 floats; `lut` (lut_bytes, the simd fastscan_accumulate
- * layout) is zeroed first, so tables past m read as zero. */
+ * layout) is written whole: tables past m read as zero. */
 void quant_fastscan_tables(const float *tab, size_t m, size_t lut_bytes, uint8_t *lut, float *delta,
                            float *bias);
 
