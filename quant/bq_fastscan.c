@@ -135,29 +135,47 @@ static void bqfs_prepare_rotated(const quant *q, const float *rot, double qq, vo
     h->qq = (float)qq;
 }
 
+/* The corrections of a block's 32 sums run as loops over the block with
+ * the metric chosen outside them, so the compiler can vectorize them: as
+ * one call per code they were as many instructions as the lookups (on
+ * Debian SIFT, bin2fs in an IVF at nprobe 48). The arithmetic is
+ * cm_ip_distance's, in its order. */
 static void bqfs_scan(const quant *q, const void *qstate, const uint8_t *store, size_t first,
                       size_t n, float *out) {
     const bq_state *s = q->impl;
     const simd_ops *ops = simd_ops_get();
     const bqfs_qhead *h = qstate;
     const uint8_t *lut = (const uint8_t *)qstate + BQFS_QHEAD_BYTES;
+    const float bias = h->bias, delta = h->delta, qq = h->qq;
     const size_t end = first + n;
     uint32_t acc[BQFS_BLOCK];
-    float t[BQFS_BLOCK], mult[BQFS_BLOCK];
+    float t[BQFS_BLOCK], mult[BQFS_BLOCK], est[BQFS_BLOCK];
     for (size_t b = first / BQFS_BLOCK; b * BQFS_BLOCK < end; b++) {
         const uint8_t *blk = store + b * s->block_bytes;
         ops->fastscan_accumulate(blk, 1, s->npairs, lut, acc);
         memcpy(t, blk + s->npairs * BQFS_BLOCK, sizeof t);
         memcpy(mult, blk + s->npairs * BQFS_BLOCK + sizeof t, sizeof mult);
+        /* Sums stay below groups * 255 < 2^31: the signed conversion is exact. */
+        for (size_t v = 0; v < BQFS_BLOCK; v++)
+            est[v] = mult[v] * (bias + delta * (float)(int32_t)acc[v]);
+        switch (q->metric) {
+        case ROTOR_METRIC_L2:
+            for (size_t v = 0; v < BQFS_BLOCK; v++)
+                est[v] = t[v] * t[v] + qq - 2 * est[v];
+            break;
+        case ROTOR_METRIC_IP:
+            for (size_t v = 0; v < BQFS_BLOCK; v++)
+                est[v] = -est[v];
+            break;
+        case ROTOR_METRIC_COSINE:
+            for (size_t v = 0; v < BQFS_BLOCK; v++)
+                est[v] = 1 - est[v];
+            break;
+        }
         const size_t base = b * BQFS_BLOCK;
         const size_t lo = first > base ? first : base;
         const size_t hi = end < base + BQFS_BLOCK ? end : base + BQFS_BLOCK;
-        for (size_t i = lo; i < hi; i++) {
-            const size_t v = i - base;
-            /* Sums stay below groups * 255 < 2^31: the signed conversion is exact. */
-            const float ip = mult[v] * (h->bias + h->delta * (float)(int32_t)acc[v]);
-            out[i - first] = cm_ip_distance(q->metric, ip, t[v] * t[v], h->qq);
-        }
+        memcpy(out + (lo - first), est + (lo - base), (hi - lo) * sizeof *est);
     }
 }
 
