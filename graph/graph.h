@@ -191,6 +191,7 @@ typedef struct nav_work {
     uint64_t refined;  /* candidates estimated again with the index's codes */
     uint64_t reranked; /* candidates scored on their full vectors */
     uint64_t probed;   /* IVF: centroids compared */
+    uint64_t prepared; /* IVF with residual lists: the query prepared again, a list each */
 } nav_work;
 
 /* A search's filter as the navigators see it (index/filter.c compiles a
@@ -340,6 +341,10 @@ const nav_ops *nav_ops_of(rotor_index_kind kind);
 extern const nav_ops flat_nav_ops;
 extern const nav_ops vamana_nav_ops;
 extern const nav_ops ivf_nav_ops;
+/* The lists an IVF of `count` rows trains when none are asked for: about
+ * 2 sqrt(count) with residual lists (metric other than inner product),
+ * 4 sqrt(count) otherwise. */
+uint32_t ivf_default_lists(size_t count, rotor_metric metric);
 
 /* ---- Vamana inspection (vamana.c), for tests and tools ------------------- */
 

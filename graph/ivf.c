@@ -302,23 +302,25 @@ static rotor_status train_residuals(ivf *f, const graph_space *s, float *sample,
     return ROTOR_OK;
 }
 
+uint32_t ivf_default_lists(size_t count, rotor_metric metric) {
+    /* A probe of residual lists prepares the query again (for pq64x4 at
+     * 128 dimensions as much work as scanning 200-300 codes), so fewer,
+     * longer lists win: at 2 sqrt(n) Debian SIFT 500k (pq64x4) ran
+     * 1.3-1.4x and 100-d word vectors (pq50x4) 1.1-1.3x the QPS of
+     * 4 sqrt(n) at recall@10 0.90 and 0.95; 1.4 sqrt(n) measured as
+     * 2 sqrt(n) on SIFT. */
+    const size_t per = metric != ROTOR_METRIC_IP ? 4 : 16;
+    size_t guess = 4;
+    while (guess * guess < per * count)
+        guess++;
+    return (uint32_t)(guess < count ? guess : count);
+}
+
 /* Trains the partitions on a seeded sample of the first batch. */
 static rotor_status train(ivf *f, const graph_space *s) {
     const rotor_allocator *a = &f->base.alloc;
-    if (f->nlist == 0) {
-        /* About 2 sqrt(n) lists with residual codes, 4 sqrt(n) without. A
-         * probe of residual lists prepares the query again (for pq64x4 at
-         * 128 dimensions as much work as scanning 200-300 codes), so fewer,
-         * longer lists win: at 2 sqrt(n) Debian SIFT 500k (pq64x4) ran
-         * 1.3-1.4x and 100-d word vectors (pq50x4) 1.1-1.3x the QPS of
-         * 4 sqrt(n) at recall@10 0.90 and 0.95; 1.4 sqrt(n) measured as
-         * 2 sqrt(n) on SIFT. */
-        const size_t per = s->metric != ROTOR_METRIC_IP ? 4 : 16;
-        size_t guess = 4;
-        while (guess * guess < per * s->count)
-            guess++;
-        f->nlist = (uint32_t)(guess < s->count ? guess : s->count);
-    }
+    if (f->nlist == 0)
+        f->nlist = ivf_default_lists(s->count, s->metric);
     CM_RETURN_IF(f->nlist > s->count, ROTOR_ERR_INVALID_ARGUMENT,
                  "an IVF index of %u lists needs at least that many vectors, not %zu", f->nlist,
                  s->count);
@@ -503,6 +505,8 @@ static rotor_status ivf_search(const nav *n, const graph_space *s, const float *
             for (size_t j = 0; j < f->dim; j++)
                 rquery[j] = query[j] - c[j];
             graph_scan_prepare(&sc, rquery);
+            if (p->work != NULL)
+                p->work->prepared++;
         }
         graph_scan_store(&sc, l->codes, 0, l->size, l->ids, s->count);
         scanned += (double)l->size;

@@ -113,16 +113,44 @@ enum {
 #define NS_DISK_READ 4000.0
 #define NS_CACHE_BYTES (8.0 * 1024 * 1024)
 
+/* A fast-scan binary code's correction of its sum (two floats of its
+ * block read and combined): 0.3-0.4 of the lookups' time of bin2fs at 128
+ * dimensions (perf, an IVF of Debian SIFT), which 16-centroid PQ codes of
+ * the same lookups do not pay. */
+#define NS_BINFS_CODE 2.0
+
 /* One estimate of a code already in cache. */
 static double code_ns(const quant *q, size_t dim) {
     if (q == NULL)
         return 0.235 * (double)dim;
     switch (q->spec.kind) {
     case QUANT_PQ4: return 0.09 * (double)q->spec.m;
-    case QUANT_BINFS: return 0.09 * (double)(q->spec.bits * dim) / 4.0;
+    case QUANT_BINFS: return 0.09 * (double)(q->spec.bits * dim) / 4.0 + NS_BINFS_CODE;
     case QUANT_SQ: return 0.098 * (double)dim;
     case QUANT_PQ: return 0.4 * (double)q->spec.m;
     default: return 0.3 * (double)q->code_bytes;
+    }
+}
+
+/* One more preparation of a query for a list of residual codes (an IVF
+ * prepares the query's residual to each list it probes, by a quantizer of
+ * the index's kind and size): the quantizer's
+ * tables, and for binary and scalar codes the rotation. Per kind, from
+ * timing each kind's prepare at 100, 128 and 200 dimensions (one thread,
+ * AVX2): 16-centroid PQ 1.5 ns a dimension and 7 ns a subspace (pq64x4 at
+ * 128: 560 ns), fast-scan binary 4 ns a dimension and 1.5 a bit (bin2fs at
+ * 128: 860 ns), 8-bit scalar 6.5 ns a dimension, TurboQuant 2.7. The same
+ * scan costs pq d/2 x4 and bin2fs alike, so without this price the choice
+ * took bin2fs where pq d/2 x4 ran 1.1-1.6x its QPS. */
+static double list_prepare_ns(const quant *q, size_t dim) {
+    const double d = (double)dim;
+    if (q == NULL)
+        return 0;
+    switch (q->spec.kind) {
+    case QUANT_PQ4: return 1.5 * d + 7.0 * (double)q->spec.m;
+    case QUANT_BINFS: return (4.0 + 1.5 * (double)q->spec.bits) * d;
+    case QUANT_SQ: return 6.5 * d;
+    default: return 2.7 * d;
     }
 }
 
@@ -142,7 +170,7 @@ static double vector_read_ns(double n, size_t dim) {
  * codes a sequential scan scored would be scored in the index modelled
  * (IVF sampled as a flat scan); 1 otherwise. */
 static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale,
-                       size_t rows) {
+                       double prepare_scale, size_t rows) {
     const size_t d = ix->dim;
     const double n = (double)(rows > ix->count ? rows : ix->count);
     const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
@@ -171,6 +199,7 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     t += (double)w->reranked *
          ((ix->store != NULL ? NS_DISK_READ : vector_read_ns(n, d)) + code_ns(NULL, d));
     t += (double)w->probed * code_ns(NULL, d);
+    t += (double)w->prepared * prepare_scale * list_prepare_ns(ix->q, d);
     return t / (double)(nq ? nq : 1);
 }
 
@@ -364,6 +393,10 @@ typedef struct tune_set {
     eval_slot *slot;
     int64_t *ids;
     double scan_scale;
+    /* How many of the per-list preparations a search counted the index
+     * modelled would make: 1, or for a sample IVF probed whole the lists
+     * its share scan_scale of the codes fills at the index's list size. */
+    double prepare_scale;
     bool all_lists;         /* IVF: every list probed, a scan of all the codes */
     size_t rows;            /* the index priced has this many rows (0: its own) */
     const nav_filter *live; /* NULL, or the removed points' refusal */
@@ -395,6 +428,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
         w.refined += set->slot[t].work.refined;
         w.reranked += set->slot[t].work.reranked;
         w.probed += set->slot[t].work.probed;
+        w.prepared += set->slot[t].work.prepared;
         sum += set->slot[t].sum;
         sum2 += set->slot[t].sum2;
     }
@@ -411,7 +445,7 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
          * many rows above the target, and would favour the ones whose
          * queries happened to be easy. */
         .recall_low = (float)(mean - 2 * sqrt(var > 0 ? var / n : 0)),
-        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale, set->rows),
+        .cost_ns = (float)model_ns(ix, &w, set->nq, set->scan_scale, set->prepare_scale, set->rows),
     };
     return ROTOR_OK;
 }
@@ -782,7 +816,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows,
                               held ? ix->held_bits : NULL, nq, threads,
                               ix->ndeleted > 0 ? &lt.nav : NULL, &poll, TUNE_K, gt);
-    tune_set set = {queries, held ? NULL : rows, gt,   nq, NULL, NULL, NULL, 1.0, false,
+    tune_set set = {queries, held ? NULL : rows, gt,   nq, NULL, NULL, NULL, 1.0, 1.0, false,
                     0,       lp.filter,          &poll};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
@@ -1125,9 +1159,18 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         st = poll_stop(&poll) ? cancelled() : sample_index(&cp, rows, sn, ix->dim, links, &s);
         if (st != ROTOR_OK)
             break;
-        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, !vamana, n, NULL, &poll};
-        if (!vamana) /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
+        tune_set set = {queries, NULL, gt, nq, NULL, NULL, NULL, 1.0, 1.0, !vamana, n, NULL, &poll};
+        if (!vamana) { /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
             set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
+            nav_stats ns = {0};
+            const graph_space space = ix_space(s);
+            s->nav->ops->stats(s->nav, &space, &ns);
+            const double lists =
+                ix->params.nlist ? ix->params.nlist : ivf_default_lists(n, ix->metric);
+            if (ns.partitions > 0)
+                set.prepare_scale =
+                    set.scan_scale * (double)sn * lists / (double)n / (double)ns.partitions;
+        }
         rotor_calibration_row *r = NULL;
         size_t nr = 0;
         st = tune_set_open(s, &set, ix->params.threads);

@@ -134,6 +134,36 @@ static void test_scan_returns_the_smallest_estimates(void **state) {
     rotor_index_close(flat);
 }
 
+/* The work a calibration prices: residual lists prepare the query once for
+ * each probed list that holds codes (of 32 lists over N rows, nearly all),
+ * lists of whole rows (inner product) never again; every centroid is
+ * compared either way. */
+static void test_work_counts_a_prepare_per_list(void **state) {
+    fixture *f = *state;
+    const rotor_metric metrics[] = {ROTOR_METRIC_L2, ROTOR_METRIC_IP};
+    for (size_t mi = 0; mi < 2; mi++) {
+        rotor_params p = graph_params(ROTOR_INDEX_IVF, metrics[mi], "pq8x4");
+        rotor_index *ix = build_n(f, &p, N);
+        nav_work w = {0};
+        nav_search_params np = {.nprobe = 8, .rerank = 2 * K, .work = &w};
+        for (size_t q = 0; q < NQ; q++) {
+            int64_t id[K];
+            float d[K];
+            const uint64_t before = w.prepared;
+            assert_int_equal(ix_search_nav(ix, &np, f->queries + q * D, K, id, d, NULL), ROTOR_OK);
+            assert_true(w.prepared - before <= np.nprobe);
+            if (metrics[mi] == ROTOR_METRIC_L2)
+                assert_true(w.prepared - before >= 1);
+        }
+        assert_int_equal(w.probed, (uint64_t)NQ * 32);
+        if (metrics[mi] == ROTOR_METRIC_L2)
+            assert_true(w.prepared >= (uint64_t)NQ * np.nprobe * 9 / 10);
+        else
+            assert_int_equal(w.prepared, 0);
+        rotor_index_close(ix);
+    }
+}
+
 static void test_add(void **state) { check_add(state, ROTOR_INDEX_IVF); }
 
 static void test_batch_equals_single(void **state) {
@@ -178,6 +208,7 @@ int main(void) {
         cmocka_unit_test(test_ivf_all_lists_equal_flat),
         cmocka_unit_test(test_ivf_residual_codes_estimate_closer),
         cmocka_unit_test(test_scan_returns_the_smallest_estimates),
+        cmocka_unit_test(test_work_counts_a_prepare_per_list),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_padding),
