@@ -52,7 +52,7 @@ typedef struct ivf {
     /* |c|^2 / 2 per centroid: a probe ranks the lists by |c|^2 / 2 - q.c,
      * which orders them as |q - c|^2 does at one FMA a coordinate rather
      * than a subtraction and an FMA (on SIFT at nprobe 32 the distances to
-     * 1,415 centroids were 16 % of a search's instructions). */
+     * 1,415 centroids were 13-16 % of a search's instructions). */
     float *half_sq;
     ivf_list *lists;
     /* The lists' quantizer: of residuals to the centroids, scoring L2

@@ -132,16 +132,15 @@ static double code_ns(const quant *q, size_t dim) {
     }
 }
 
-/* One more preparation of a query for a list of residual codes (an IVF
+/* One more preparation of a query for a list of residual codes: an IVF
  * prepares the query's residual to each list it probes, by a quantizer of
- * the index's kind and size): the quantizer's
- * tables, and for binary and scalar codes the rotation. Per kind, from
- * timing each kind's prepare at 100, 128 and 200 dimensions (one thread,
- * AVX2): 16-centroid PQ 1.5 ns a dimension and 7 ns a subspace (pq64x4 at
- * 128: 560 ns), fast-scan binary 4 ns a dimension and 1.5 a bit (bin2fs at
- * 128: 860 ns), 8-bit scalar 6.5 ns a dimension, TurboQuant 2.7. The same
- * scan costs pq d/2 x4 and bin2fs alike, so without this price the choice
- * took bin2fs where pq d/2 x4 ran 1.1-1.6x its QPS. */
+ * the index's kind and size (its tables, and for binary and scalar codes
+ * the rotation). Per kind, from timing each kind's prepare at 100, 128 and
+ * 200 dimensions (one thread, AVX2): 16-centroid PQ 1.5 ns a dimension and
+ * 7 ns a subspace (pq64x4 at 128: 560 ns), fast-scan binary 4 ns a
+ * dimension and 1.5 a bit (bin2fs at 128: 860 ns), 8-bit scalar 6.5 ns a
+ * dimension, TurboQuant 2.7. Unpriced, the choice took bin2fs where
+ * pq d/2 x4 ran 1.1-1.6x its QPS. */
 static double list_prepare_ns(const quant *q, size_t dim) {
     const double d = (double)dim;
     if (q == NULL)
@@ -168,7 +167,8 @@ static double vector_read_ns(double n, size_t dim) {
  * index laid out as ix is with `rows` rows (a sample priced at the size
  * of the index it stands for; 0: ix's own). scan_scale: how many of the
  * codes a sequential scan scored would be scored in the index modelled
- * (IVF sampled as a flat scan); 1 otherwise. */
+ * (IVF sampled as a flat scan); 1 otherwise. prepare_scale: the same for
+ * an IVF's per-list preparations of the query. */
 static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale,
                        double prepare_scale, size_t rows) {
     const size_t d = ix->dim;
