@@ -484,6 +484,8 @@ static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npa
                                 const uint8_t *lut, uint32_t *out);
 static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
                                      size_t stride, float *dist);
+static void dot_f32_cols(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out);
 static float tq_dot_avx2(const float *y, const float *table, const uint8_t *codes, size_t d,
                          unsigned bits);
 static float masked_sum_f32_avx2(const float *v, const uint8_t *bits, size_t d);
@@ -513,6 +515,7 @@ const simd_ops simd_ops_avx2 = {
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
+    .dot_f32_cols = dot_f32_cols,
     .tq_dot = tq_dot_avx2,
     .masked_sum_f32 = masked_sum_f32_avx2,
     .pq8_adc = pq8_adc_avx2,
@@ -596,6 +599,36 @@ static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npa
         }
         for (int k = 0; k < 4; k++)
             _mm256_storeu_si256((__m256i *)(out + b * 32 + 8 * k), s[k]);
+    }
+}
+
+/* ---- dot products with points stored by columns ---------------------------
+ *
+ *   VFMADD231PS      x_t * c_t for 16 columns, even and odd t in their own
+ *                    accumulators: four FMA chains */
+static void dot_f32_cols(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out) {
+    for (size_t c = 0; c < k; c += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        const float *col = cols + c;
+        size_t t = 0;
+        for (; t + 2 <= dim; t += 2) {
+            const __m256 x0 = _mm256_set1_ps(x[t]), x1 = _mm256_set1_ps(x[t + 1]);
+            const float *r0 = col + t * stride, *r1 = r0 + stride;
+            a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r0), a0);
+            a1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r0 + 8), a1);
+            b0 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r1), b0);
+            b1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r1 + 8), b1);
+        }
+        if (t < dim) {
+            const __m256 x0 = _mm256_set1_ps(x[t]);
+            a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(col + t * stride), a0);
+            a1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(col + t * stride + 8), a1);
+        }
+        float v[16];
+        _mm256_storeu_ps(v, _mm256_add_ps(a0, b0));
+        _mm256_storeu_ps(v + 8, _mm256_add_ps(a1, b1));
+        memcpy(out + c, v, (k - c < 16 ? k - c : 16) * sizeof *v);
     }
 }
 

@@ -537,6 +537,8 @@ static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npa
                                 const uint8_t *lut, uint32_t *out);
 static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
                                      size_t stride, float *dist);
+static void dot_f32_cols(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out);
 static float tq_dot_avx512(const float *y, const float *table, const uint8_t *codes, size_t d,
                            unsigned bits);
 static float masked_sum_f32_avx512(const float *v, const uint8_t *bits, size_t d);
@@ -567,6 +569,7 @@ const simd_ops simd_ops_avx512 = {
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
+    .dot_f32_cols = dot_f32_cols,
     .tq_dot = tq_dot_avx512,
     .masked_sum_f32 = masked_sum_f32_avx512,
     .pq8_adc = pq8_adc_avx512,
@@ -644,6 +647,31 @@ static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npa
         }
         _mm512_storeu_si512(out + b * 32, s_lo);
         _mm512_storeu_si512(out + b * 32 + 16, s_hi);
+    }
+}
+
+/* ---- dot products with points stored by columns ---------------------------
+ *
+ *   VFMADD231PS      x_t * c_t for 16 columns, t unrolled by four into four
+ *                    accumulators (four FMA chains) */
+static void dot_f32_cols(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out) {
+    for (size_t c = 0; c < k; c += 16) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float *col = cols + c;
+        size_t t = 0;
+        for (; t + 4 <= dim; t += 4) {
+            const float *r = col + t * stride;
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]), _mm512_loadu_ps(r), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[t + 1]), _mm512_loadu_ps(r + stride), a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[t + 2]), _mm512_loadu_ps(r + 2 * stride), a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[t + 3]), _mm512_loadu_ps(r + 3 * stride), a3);
+        }
+        for (; t < dim; t++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]), _mm512_loadu_ps(col + t * stride), a0);
+        const __m512 a = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+        const __mmask16 valid = c + 16 > k ? (__mmask16)((1u << (k - c)) - 1u) : (__mmask16)0xFFFF;
+        _mm512_mask_storeu_ps(out + c, valid, a);
     }
 }
 

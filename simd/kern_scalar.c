@@ -166,6 +166,8 @@ static void fastscan_accumulate(const uint8_t *codes, size_t nblocks, size_t npa
                                 const uint8_t *lut, uint32_t *out);
 static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k, size_t dim,
                                      size_t stride, float *dist);
+static void dot_f32_cols(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out);
 static float tq_dot_scalar(const float *y, const float *table, const uint8_t *codes, size_t d,
                            unsigned bits);
 static float masked_sum_f32_scalar(const float *v, const uint8_t *bits, size_t d);
@@ -196,6 +198,7 @@ const simd_ops simd_ops_scalar = {
     .first_below = first_below,
     .fastscan_accumulate = fastscan_accumulate,
     .argmin_l2sq_f32_cols = argmin_l2sq_f32_cols,
+    .dot_f32_cols = dot_f32_cols,
     .tq_dot = tq_dot_scalar,
     .masked_sum_f32 = masked_sum_f32_scalar,
     .pq8_adc = pq8_adc_scalar,
@@ -247,6 +250,15 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
     }
     *dist = best;
     return best_j;
+}
+
+static void dot_f32_cols(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out) {
+    for (size_t j = 0; j < k; j++)
+        out[j] = 0.0f;
+    for (size_t t = 0; t < dim; t++)
+        for (size_t j = 0; j < k; j++)
+            out[j] += x[t] * cols[t * stride + j];
 }
 
 /* ---- TurboQuant codes ----------------------------------------------------

@@ -141,6 +141,14 @@ typedef struct simd_ops {
      * Levels may differ in summation order, like the other float kernels. */
     uint32_t (*argmin_l2sq_f32_cols)(const float *x, const float *cols, size_t k, size_t dim,
                                      size_t stride, float *dist);
+    /* out[j] = the dot product of x with point j < k of `cols`, laid out as
+     * for argmin_l2sq_f32_cols (the padding is read, nothing past k
+     * written). An IVF's distances to all its centroids: one broadcast and
+     * two FMAs a coordinate for 16 centroids, where a row each paid its
+     * loop and horizontal sum (at 25 dimensions, 63 instructions a
+     * centroid). Levels may differ in summation order. */
+    void (*dot_f32_cols)(const float *x, const float *cols, size_t k, size_t dim, size_t stride,
+                         float *out);
 
     /* TurboQuant scoring: sum over j < d of y[j] * table[c_j], where c_j is
      * the j-th `bits`-bit field (1..8) of `codes`, packed little-endian, and

@@ -556,6 +556,50 @@ static void test_argmin_cols_kernels_pick_the_nearest_column(void **state) {
     }
 }
 
+/* dot_f32_cols at every level: each of the k products equals a double
+ * sum to float rounding (|x| |c| scaled), the padding columns, filled with
+ * NaN, change nothing, and nothing past out[k - 1] is written. */
+static void test_dot_cols_kernels_match_double_sums(void **state) {
+    (void)state;
+    ts_rng r;
+    ts_rng_init(&r, 44);
+    const size_t ks[] = {1, 5, 15, 16, 17, 100, 300};
+    const size_t dims[] = {1, 2, 3, 4, 5, 7, 25, 33, 128};
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            const size_t k = ks[ki], dim = dims[di], stride = km_pad(k);
+            /* Exactly sized, so AddressSanitizer sees any overread. */
+            float *cols = malloc(dim * stride * sizeof(float));
+            float *x = malloc(dim * sizeof(float));
+            float *out = malloc((k + 1) * sizeof(float));
+            for (size_t t = 0; t < dim; t++) {
+                x[t] = (float)ts_rng_normal(&r);
+                for (size_t j = 0; j < stride; j++)
+                    cols[t * stride + j] = j < k ? (float)ts_rng_normal(&r) : NAN;
+            }
+            for (int l = SIMD_SCALAR; l <= SIMD_AVX512; l++) {
+                const simd_ops *ops = simd_ops_for((simd_level)l);
+                if (ops == NULL)
+                    continue;
+                out[k] = -7.0f;
+                ops->dot_f32_cols(x, cols, k, dim, stride, out);
+                assert_true(out[k] == -7.0f);
+                for (size_t j = 0; j < k; j++) {
+                    double want = 0, scale = 0;
+                    for (size_t t = 0; t < dim; t++) {
+                        want += (double)x[t] * cols[t * stride + j];
+                        scale += fabs((double)x[t] * cols[t * stride + j]);
+                    }
+                    assert_true(fabs(out[j] - want) <= 4 * FLOAT_TOL * scale + 1e-12);
+                }
+            }
+            free(cols);
+            free(x);
+            free(out);
+        }
+    }
+}
+
 /* ---- recall ------------------------------------------------------------- */
 
 /* The fraction of queries whose true nearest neighbour is in the top 10 of
@@ -706,6 +750,7 @@ int main(void) {
         cmocka_unit_test(test_pq4_store_load_round_trip_and_unaligned_scan),
         cmocka_unit_test(test_fastscan_kernels_match_scalar_at_every_level),
         cmocka_unit_test(test_argmin_cols_kernels_pick_the_nearest_column),
+        cmocka_unit_test(test_dot_cols_kernels_match_double_sums),
         cmocka_unit_test(test_pq16_finds_true_neighbour_in_top10),
         cmocka_unit_test(test_pq_rejects_bad_shapes_and_short_training),
         cmocka_unit_test(test_pq_releases_everything_when_allocations_fail),

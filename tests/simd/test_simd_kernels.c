@@ -968,9 +968,9 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->hamming && o->and_popcount);
         assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->sq8_estimates && o->l2sq_u8);
         assert_true(o->first_below != NULL);
-        assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->tq_dot &&
-                    o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize && o->fwht_f32 &&
-                    o->range_f32);
+        assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->dot_f32_cols &&
+                    o->tq_dot && o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize &&
+                    o->fwht_f32 && o->range_f32);
     }
 }
 
