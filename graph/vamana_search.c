@@ -87,9 +87,25 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
         ids[m++] = nb[j];
         prefetch_bytes((const uint8_t *)node_of(g, nb[j]) + g->block_off, g->block_bytes);
     }
-    for (uint32_t j = 0; j < m; j++)
-        w->walk->ops->store(w->walk, w->gather, j,
-                            (const uint8_t *)node_of(g, ids[j]) + g->block_off);
+    const size_t cb = w->walk->code_bytes;
+    if (w->walk->ops->store == quant_plain_store && cb >= 16) {
+        /* Codes end to end: copied in 16-byte steps, the last one ending
+         * at the code's end, rather than by a store call and a memcpy of a
+         * length known only at run time each (with the copy, 43 % of a
+         * search of 25-d word vectors with sq8 codes in perf; 38 % now,
+         * the rest the misses on the neighbours' records). */
+        for (uint32_t j = 0; j < m; j++) {
+            const uint8_t *src = (const uint8_t *)node_of(g, ids[j]) + g->block_off;
+            uint8_t *dst = w->gather + (size_t)j * cb;
+            for (size_t o = 0; o + 16 < cb; o += 16)
+                memcpy(dst + o, src + o, 16);
+            memcpy(dst + cb - 16, src + cb - 16, 16);
+        }
+    } else {
+        for (uint32_t j = 0; j < m; j++)
+            w->walk->ops->store(w->walk, w->gather, j,
+                                (const uint8_t *)node_of(g, ids[j]) + g->block_off);
+    }
     if (m > 0)
         w->walk->ops->scan(w->walk, w->qs, w->gather, 0, m, w->sc->est);
     w->work.scored += m;
