@@ -113,18 +113,17 @@ enum {
 #define NS_DISK_READ 4000.0
 #define NS_CACHE_BYTES (8.0 * 1024 * 1024)
 
-/* A fast-scan binary code's correction of its sum (two floats of its
- * block read and combined): 0.3-0.4 of the lookups' time of bin2fs at 128
- * dimensions (perf, an IVF of Debian SIFT), which 16-centroid PQ codes of
- * the same lookups do not pay. */
-#define NS_BINFS_CODE 2.0
-
-/* An 8-bit code scanned in an IVF's list, beyond its dimensions: the
- * scan reads each code's three floats of corrections by a gather and
- * finishes eight codes together. perf of an IVF of 25-d word vectors with
- * sq8 lists: 4.9 ns a code where the per-dimension price gives 2.5, and
- * the pq25x4 lists the model rated 3 % dearer ran at 1.6-2.0x its QPS. The
- * graphs' fit (above) already holds what their refines pay. */
+/* A code scanned in an IVF's list pays, beyond the price of its lookups,
+ * its own corrections where 16-centroid PQ codes pay none (the graphs'
+ * fit above already holds them for the graphs' walks and refines):
+ * - fast-scan binary: two floats of its block read and combined with its
+ *   sum, 0.3-0.4 of the lookups' time of bin2fs at 128 dimensions (perf,
+ *   an IVF of Debian SIFT);
+ * - 8-bit scalar: three floats gathered, eight codes finished together;
+ *   perf of an IVF of 25-d word vectors with sq8 lists: 4.9 ns a code
+ *   where the per-dimension price gives 2.5, and the pq25x4 lists the
+ *   model rated 3 % dearer ran at 1.6-2.0x its QPS. */
+#define NS_BINFS_LIST_CODE 2.0
 #define NS_SQ_LIST_CODE 2.5
 
 /* One estimate of a code already in cache. */
@@ -133,7 +132,7 @@ static double code_ns(const quant *q, size_t dim) {
         return 0.235 * (double)dim;
     switch (q->spec.kind) {
     case QUANT_PQ4: return 0.09 * (double)q->spec.m;
-    case QUANT_BINFS: return 0.09 * (double)(q->spec.bits * dim) / 4.0 + NS_BINFS_CODE;
+    case QUANT_BINFS: return 0.09 * (double)(q->spec.bits * dim) / 4.0;
     case QUANT_SQ: return 0.098 * (double)dim;
     case QUANT_PQ: return 0.4 * (double)q->spec.m;
     default: return 0.3 * (double)q->code_bytes;
@@ -200,8 +199,10 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     } else {
         t += (sequential + (double)w->gathered) * code_ns(walk, d) +
              (double)w->gathered * NS_READ_FAR * records;
-        if (ix->params.kind == ROTOR_INDEX_IVF && walk->spec.kind == QUANT_SQ)
-            t += sequential * NS_SQ_LIST_CODE;
+        if (ix->params.kind == ROTOR_INDEX_IVF)
+            t += sequential * (walk->spec.kind == QUANT_SQ      ? NS_SQ_LIST_CODE
+                               : walk->spec.kind == QUANT_BINFS ? NS_BINFS_LIST_CODE
+                                                                : 0.0);
     }
     if (ix->q != NULL)
         t += (double)w->refined *
