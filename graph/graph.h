@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/common.h"
 #include "common/topk.h"
@@ -345,6 +346,34 @@ extern const nav_ops ivf_nav_ops;
  * 2 sqrt(count) with residual lists (metric other than inner product),
  * 4 sqrt(count) otherwise. */
 uint32_t ivf_default_lists(size_t count, rotor_metric metric);
+
+/* ---- ordered keys (rerank.c) ---------------------------------------------
+ *
+ * The pools of passing estimates (graph_scan's, the graph walk's vm_best)
+ * hold an (estimate, id) entry as one integer: the estimate's bits made
+ * order-preserving (negatives flipped, -0 taken as +0, as a float compare
+ * has them) above the id, so a comparison is one integer compare and keys
+ * order as cm_topk orders (estimate, id). */
+static inline uint64_t graph_key(float d, uint32_t id) {
+    d += 0.0f;
+    uint32_t b;
+    memcpy(&b, &d, sizeof b);
+    b = b & 0x80000000u ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | id;
+}
+
+static inline float graph_key_dist(uint64_t key) {
+    uint32_t b = (uint32_t)(key >> 32);
+    b = b & 0x80000000u ? b & 0x7fffffffu : ~b;
+    float d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+/* The m least of key[0..n) moved to key[0..m), in no order. */
+void graph_select_keys(uint64_t *key, size_t n, size_t m);
+/* key[0..n) in ascending order. */
+void graph_sort_keys(uint64_t *key, size_t n);
 
 /* ---- Vamana inspection (vamana.c), for tests and tools ------------------- */
 

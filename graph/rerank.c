@@ -199,84 +199,93 @@ void graph_scan_prepare(graph_scan *sc, const float *query) {
     sc->q->ops->prepare(sc->q, query, sc->qstate, sc->scratch);
 }
 
-/* A pool entry is one integer, ordered as (estimate, id) are by the top-k:
- * the estimate's bits made monotone (negatives flipped, -0 taken as +0) in
- * the high half, the id (below 2^32 in every index) in the low half. */
-static inline uint64_t pool_key(float d, int64_t id) {
-    uint32_t b;
-    d = d == 0.0f ? 0.0f : d;
-    memcpy(&b, &d, sizeof b);
-    b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
-    return (uint64_t)b << 32 | (uint32_t)id;
+/* ---- the pools' selection ------------------------------------------------ */
+
+/* Splits key[lo..hi) (more than two entries) at p: the entries before p
+ * are below those from p on, and lo < p. Branch-free: which side an entry
+ * goes is as good as random, and a mispredicted branch per entry cost more
+ * than the swap. p == hi only when every entry is equal. */
+static size_t split_keys(uint64_t *key, size_t lo, size_t hi) {
+    const uint64_t a = key[lo], b = key[lo + (hi - lo) / 2], c = key[hi - 1];
+    const uint64_t pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    size_t p = lo;
+    for (size_t i = lo; i < hi; i++) {
+        const uint64_t x = key[i];
+        key[i] = key[p];
+        key[p] = x;
+        p += x < pivot;
+    }
+    if (p > lo)
+        return p;
+    /* Nothing below the pivot: it is the least, and its equals go first. */
+    for (size_t i = lo; i < hi; i++) {
+        const uint64_t x = key[i];
+        key[i] = key[p];
+        key[p] = x;
+        p += x <= pivot;
+    }
+    return p;
 }
 
-static inline float pool_dist(uint64_t key) {
-    uint32_t b = (uint32_t)(key >> 32);
-    b = (b & 0x80000000u) ? b & 0x7fffffffu : ~b;
-    float d;
-    memcpy(&d, &b, sizeof d);
-    return d;
-}
-
-/* Leaves the k smallest of c[0..n) in c[0..k) (k < n), in no order:
- * selection by partitions around a median of three. The partition moves
- * every key and advances by the comparison's result instead of branching
- * on it: the pool's keys come in no order, and Hoare's scans mispredicted
- * about one comparison in two (select was 15 % of an IVF search of 25-d
- * word vectors in perf, 6 % of its instructions). Keys are distinct (an id
- * is offered once), so every partition shrinks. */
-static void select_smallest(uint64_t *c, size_t n, size_t k) {
-    size_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        /* The median of c[lo], c[mid], c[hi] to c[hi], as the pivot. */
-        if ((c[lo] < c[mid]) != (c[lo] < c[hi])) {
-            const uint64_t t = c[lo];
-            c[lo] = c[hi];
-            c[hi] = t;
-        } else if ((c[mid] < c[lo]) != (c[mid] < c[hi])) {
-            const uint64_t t = c[mid];
-            c[mid] = c[hi];
-            c[hi] = t;
-        }
-        const uint64_t pivot = c[hi];
-        size_t s = lo;
-        for (size_t i = lo; i < hi; i++) {
-            const uint64_t x = c[i];
-            c[i] = c[s];
-            c[s] = x;
-            s += x < pivot;
-        }
-        c[hi] = c[s];
-        c[s] = pivot;
-        if (s == k)
-            return;
-        if (s < k)
-            lo = s + 1;
-        else
-            hi = s - 1;
+static void insertion_sort_keys(uint64_t *key, size_t lo, size_t hi) {
+    for (size_t i = lo + 1; i < hi; i++) {
+        const uint64_t x = key[i];
+        size_t j = i;
+        for (; j > lo && key[j - 1] > x; j--)
+            key[j] = key[j - 1];
+        key[j] = x;
     }
 }
 
-static int key_order(const void *a, const void *b) {
-    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+enum { KEYS_SMALL = 16 }; /* ranges sorted by insertion */
+
+void graph_select_keys(uint64_t *key, size_t n, size_t m) {
+    size_t lo = 0, hi = n;
+    while (hi - lo > KEYS_SMALL) {
+        const size_t p = split_keys(key, lo, hi);
+        if (p == m || p == hi)
+            return;
+        if (p > m)
+            hi = p;
+        else
+            lo = p;
+    }
+    insertion_sort_keys(key, lo, hi);
 }
+
+static void sort_keys(uint64_t *key, size_t lo, size_t hi) {
+    while (hi - lo > KEYS_SMALL) {
+        const size_t p = split_keys(key, lo, hi);
+        if (p == hi)
+            return;
+        /* The smaller side by recursion, so the depth stays logarithmic. */
+        if (p - lo < hi - p) {
+            sort_keys(key, lo, p);
+            lo = p;
+        } else {
+            sort_keys(key, p, hi);
+            hi = p;
+        }
+    }
+    insertion_sort_keys(key, lo, hi);
+}
+
+void graph_sort_keys(uint64_t *key, size_t n) { sort_keys(key, 0, n); }
 
 /* The pool is full: the best top.k stay, and the bar falls to the worst of
  * them (an estimate at or past it could not enter). */
 static void pool_cut(graph_scan *sc) {
     const size_t k = sc->top.k;
-    select_smallest(sc->pool, sc->pooled, k);
+    graph_select_keys(sc->pool, sc->pooled, k);
     uint64_t worst = sc->pool[0];
     for (size_t i = 1; i < k; i++)
         worst = sc->pool[i] > worst ? sc->pool[i] : worst;
     sc->pooled = k;
-    sc->bar = pool_dist(worst);
+    sc->bar = graph_key_dist(worst);
 }
 
 static inline void pool_offer(graph_scan *sc, float d, int64_t id) {
-    sc->pool[sc->pooled++] = pool_key(d, id);
+    sc->pool[sc->pooled++] = graph_key(d, (uint32_t)id);
     if (sc->pooled == sc->pool_cap)
         pool_cut(sc);
 }
@@ -362,11 +371,11 @@ rotor_status graph_scan_end(graph_scan *sc, const graph_space *s, const float *q
     /* The best top.k of the pool, ascending, as cm_topk_finish leaves them. */
     cm_topk *t = &sc->top;
     if (sc->pooled > t->k)
-        select_smallest(sc->pool, sc->pooled, t->k);
+        graph_select_keys(sc->pool, sc->pooled, t->k);
     t->size = sc->pooled < t->k ? sc->pooled : t->k;
-    qsort(sc->pool, t->size, sizeof *sc->pool, key_order);
+    graph_sort_keys(sc->pool, t->size);
     for (size_t i = 0; i < t->size; i++) {
-        t->dist[i] = pool_dist(sc->pool[i]);
+        t->dist[i] = graph_key_dist(sc->pool[i]);
         t->id[i] = (int64_t)(uint32_t)sc->pool[i];
     }
     for (size_t i = t->size; i < t->k; i++) {

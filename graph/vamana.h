@@ -377,31 +377,14 @@ rotor_status vm_fill_leader_codes(vamana *g);
  * so an offer only appends to a reservoir of twice `cap`; when it fills,
  * a selection keeps the best `cap` and tightens the threshold. A heap
  * paid a sift of seven levels on most offers and a heapsort at the end.
- * Entries are one integer each, the estimate's bits made order-preserving
- * above the id, so a comparison is one integer compare. The keys lie in
- * the memory of the ids it leaves (vm_best_finish). */
+ * Entries are ordered keys (graph_key, graph.h). The keys lie in the
+ * memory of the ids it leaves (vm_best_finish). */
 typedef struct vm_best {
     uint64_t *key; /* room for 2 cap */
     size_t cap, size;
     size_t taken; /* entries pushed, all told */
     float thr;    /* +inf until the first selection, then the cap-th estimate */
 } vm_best;
-
-static inline uint64_t vm_best_key(float d, uint32_t id) {
-    d += 0.0f; /* -0 is +0, as a float compare has them */
-    uint32_t b;
-    memcpy(&b, &d, sizeof b);
-    b = b & 0x80000000u ? ~b : b | 0x80000000u;
-    return (uint64_t)b << 32 | id;
-}
-
-static inline float vm_best_dist(uint64_t key) {
-    uint32_t b = (uint32_t)(key >> 32);
-    b = b & 0x80000000u ? b & 0x7fffffffu : ~b;
-    float d;
-    memcpy(&d, &b, sizeof d);
-    return d;
-}
 
 /* `mem` holds 2 cap entries. */
 static inline void vm_best_init(vm_best *h, int64_t *mem, size_t cap) {
@@ -417,7 +400,7 @@ void vm_best_select(vm_best *h);
 
 /* Offered only below thr (sink_offer), so nothing is compared here. */
 static inline void vm_best_push(vm_best *h, float d, uint32_t id) {
-    h->key[h->size++] = vm_best_key(d, id);
+    h->key[h->size++] = graph_key(d, id);
     h->taken++;
     if (h->size == 2 * h->cap)
         vm_best_select(h);

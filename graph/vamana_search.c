@@ -185,95 +185,23 @@ static const void *refine(const graph_space *s, const float *query, const vm_rot
     return qs;
 }
 
-/* ---- the pool's selection ------------------------------------------------ */
-
-/* Splits key[lo..hi) (more than two entries) at p: the entries before p
- * are below those from p on, and lo < p. Branch-free: which side an entry
- * goes is as good as random, and a mispredicted branch per entry cost more
- * than the swap. p == hi only when every entry is equal. */
-static size_t split_keys(uint64_t *key, size_t lo, size_t hi) {
-    const uint64_t a = key[lo], b = key[lo + (hi - lo) / 2], c = key[hi - 1];
-    const uint64_t pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
-    size_t p = lo;
-    for (size_t i = lo; i < hi; i++) {
-        const uint64_t x = key[i];
-        key[i] = key[p];
-        key[p] = x;
-        p += x < pivot;
-    }
-    if (p > lo)
-        return p;
-    /* Nothing below the pivot: it is the least, and its equals go first. */
-    for (size_t i = lo; i < hi; i++) {
-        const uint64_t x = key[i];
-        key[i] = key[p];
-        key[p] = x;
-        p += x <= pivot;
-    }
-    return p;
-}
-
-static void insertion_sort_keys(uint64_t *key, size_t lo, size_t hi) {
-    for (size_t i = lo + 1; i < hi; i++) {
-        const uint64_t x = key[i];
-        size_t j = i;
-        for (; j > lo && key[j - 1] > x; j--)
-            key[j] = key[j - 1];
-        key[j] = x;
-    }
-}
-
-enum { KEYS_SMALL = 16 }; /* ranges sorted by insertion */
-
-/* The m least of key[0..n) moved to key[0..m), in no order. */
-static void select_keys(uint64_t *key, size_t n, size_t m) {
-    size_t lo = 0, hi = n;
-    while (hi - lo > KEYS_SMALL) {
-        const size_t p = split_keys(key, lo, hi);
-        if (p == m || p == hi)
-            return;
-        if (p > m)
-            hi = p;
-        else
-            lo = p;
-    }
-    insertion_sort_keys(key, lo, hi);
-}
-
-static void sort_keys(uint64_t *key, size_t lo, size_t hi) {
-    while (hi - lo > KEYS_SMALL) {
-        const size_t p = split_keys(key, lo, hi);
-        if (p == hi)
-            return;
-        /* The smaller side by recursion, so the depth stays logarithmic. */
-        if (p - lo < hi - p) {
-            sort_keys(key, lo, p);
-            lo = p;
-        } else {
-            sort_keys(key, p, hi);
-            hi = p;
-        }
-    }
-    insertion_sort_keys(key, lo, hi);
-}
-
 void vm_best_select(vm_best *h) {
-    select_keys(h->key, h->size, h->cap);
+    graph_select_keys(h->key, h->size, h->cap);
     h->size = h->cap;
     uint64_t worst = 0;
     for (size_t j = 0; j < h->size; j++)
         worst = h->key[j] > worst ? h->key[j] : worst;
-    h->thr = vm_best_dist(worst);
+    h->thr = graph_key_dist(worst);
 }
 
 void vm_best_finish(vm_best *h, bool sorted, float *dist, int64_t *id) {
     if (h->size > h->cap)
         vm_best_select(h);
     if (sorted)
-        sort_keys(h->key, 0, h->size);
+        graph_sort_keys(h->key, h->size);
     for (size_t j = 0; j < h->size; j++) {
         const uint64_t v = h->key[j];
-        dist[j] = vm_best_dist(v);
+        dist[j] = graph_key_dist(v);
         id[j] = (int64_t)(uint32_t)v;
     }
 }

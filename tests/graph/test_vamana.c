@@ -636,7 +636,7 @@ static void test_pool_keeps_the_best(void **state) {
                 const uint32_t id = (uint32_t)(ts_rng_next(&r) % 300);
                 if (d[i] < h.thr) {
                     vm_best_push(&h, d[i], id);
-                    taken[ntaken++] = vm_best_key(d[i], id);
+                    taken[ntaken++] = graph_key(d[i], id);
                 } else if (d[i] < nearest_refused) {
                     nearest_refused = d[i];
                 }
@@ -647,7 +647,7 @@ static void test_pool_keeps_the_best(void **state) {
             qsort(taken, ntaken, sizeof *taken, cmp_key);
             uint64_t *got = malloc((want ? want : 1) * sizeof *got);
             for (size_t j = 0; j < want; j++) {
-                got[j] = vm_best_key(got_d[j], (uint32_t)mem[j]);
+                got[j] = graph_key(got_d[j], (uint32_t)mem[j]);
                 if (sorted && j > 0)
                     assert_true(got[j - 1] <= got[j]);
             }
@@ -655,7 +655,7 @@ static void test_pool_keeps_the_best(void **state) {
             for (size_t j = 0; j < want; j++)
                 assert_true(got[j] == taken[j]);
             if (want > 0)
-                assert_true(nearest_refused >= vm_best_dist(got[want - 1]));
+                assert_true(nearest_refused >= graph_key_dist(got[want - 1]));
             free(got);
             free(mem);
             free(got_d);
