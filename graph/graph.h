@@ -401,9 +401,11 @@ rotor_status vamana_check_build_memory(const nav_params *p, size_t n, size_t dim
 
 /* Starts loading the cache lines of [p, p + bytes) for reading. */
 static inline void prefetch_bytes(const void *p, size_t bytes) {
-    const char *c = p;
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(c + off, 0, 3);
+    /* Every line the bytes touch: from p's line, not from p (112 bytes
+     * from the middle of a line touch three). */
+    const uintptr_t first = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + bytes;
+    for (uintptr_t line = first; line < end; line += 64)
+        __builtin_prefetch((const void *)line, 0, 3);
 }
 
 /* Exact distance of a prepared query to the vector at x. Inline, with the

@@ -63,9 +63,10 @@ rotor_status vamana_create(const rotor_allocator *a, const nav_params *p, const 
     g->own_code = walk != NULL && !p->neighbor_codes;
     g->slots = vm_slots(p->degree);
     g->block_off = 4 * ((size_t)g->slots + 1);
-    g->block_bytes = g->neighbor_codes ? walk->ops->store_bytes(walk, p->degree)
-                     : g->own_code     ? walk->code_bytes
-                                       : 0;
+    g->code_in_record = g->own_code && walk->ops->store != quant_plain_store;
+    g->block_bytes = g->neighbor_codes   ? walk->ops->store_bytes(walk, p->degree)
+                     : g->code_in_record ? walk->code_bytes
+                                         : 0;
     g->node_bytes = vm_node_bytes(p->degree, g->block_bytes, g->neighbor_codes);
     g->pool = cm_calloc(a, sizeof *g->pool, "graph scratch pool");
     rotor_status st = ROTOR_OK;

@@ -15,15 +15,17 @@
  *
  * Node record, node_bytes each (a multiple of 16, or of 64 with codes):
  *
- *   [degree u32][R + slack neighbour ids u32][codes, with a quantizer]
+ *   [degree u32][R + slack neighbour ids u32][neighbours' codes, if kept]
  *
  * With neighbour codes the codes are a store of R slots holding copies of
  * the neighbours' walking codes (SymphonyQG's idea), so expanding a node is
  * one sequential read and one scan call over all its neighbours: for 4-bit
- * PQ that is exactly one 32-code fast-scan block. Without them (R times
- * less memory) each record carries its own node's walking code: a
- * neighbour scored by id costs one or two lines of its record, gathered
- * with the others into one store and scored by one scan.
+ * PQ that is exactly one 32-code fast-scan block. Without them (own_code:
+ * R times less memory) a neighbour scored by id costs the two or three
+ * lines of its code, gathered with the others into one store and scored by
+ * one scan. Codes stored end to end are read from the walking code store;
+ * a fast-scan store spreads a code over its whole 32-code block, so there
+ * each record carries a copy of its node's code (code_in_record).
  */
 #ifndef ROTOR_GRAPH_VAMANA_H
 #define ROTOR_GRAPH_VAMANA_H
@@ -87,8 +89,10 @@ typedef struct vamana {
     nav_params p;
     const quant *walk_q; /* the code a search walks on; NULL: the full vectors */
     /* Records hold copies of their neighbours' walking codes (else, with a
-     * walking quantizer, their own code: own_code). */
-    bool neighbor_codes, own_code;
+     * walking quantizer, the walk gathers the neighbours' own codes:
+     * own_code; from a copy in each record when the store interleaves its
+     * codes, code_in_record, else from the store). */
+    bool neighbor_codes, own_code, code_in_record;
     size_t count, capacity;
     /* Points added since the last repair of unreached nodes: an add runs
      * it (a pass over the whole graph) once they reach 1/16 of the graph,

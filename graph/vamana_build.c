@@ -565,7 +565,7 @@ rotor_status vm_medoid(const vamana *g, const graph_space *s, uint32_t *out) {
  * edge, no starting point: vamana_consolidate.c), but the publication
  * keeps this ordered before the edges that will. */
 static void reused_codes(vamana *g, const graph_space *s) {
-    if (s->nreused == 0 || !g->own_code)
+    if (s->nreused == 0 || !g->code_in_record)
         return;
     graph_publish_begin(s);
     for (size_t i = 0; i < s->nreused; i++) {
@@ -616,7 +616,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
     rotor_status rst = reserve(g, s->count);
     graph_publish_end(s);
     CM_FORWARD(rst);
-    if (g->own_code)
+    if (g->code_in_record)
         for (size_t i = first; i < s->count; i++)
             s->walk_q->ops->load(s->walk_q, s->walk_codes, i,
                                  (uint8_t *)node_of(g, i) + g->block_off);
@@ -831,7 +831,7 @@ rotor_status vamana_derive(const nav *src_nav, const rotor_allocator *a, const n
             const uint32_t *rec = node_of(src, u);
             uint32_t *dst = node_of(g, u);
             memcpy(dst, rec, (1 + (size_t)rec[0]) * sizeof *rec);
-            if (g->own_code)
+            if (g->code_in_record)
                 walk->ops->load(walk, s->walk_codes, u, (uint8_t *)dst + g->block_off);
         }
         g->count = count;

@@ -35,9 +35,12 @@ static size_t meta_bytes(const vamana *g) {
 }
 
 /* What follows the ids in a record: 0 nothing, 1 neighbours' codes, 2 the
- * node's own code. */
+ * node's own code (fast-scan stores), 3 nothing, the walk reading each
+ * node's own code from the code store (codes end to end; earlier versions
+ * wrote 2 for these too). */
+enum { LAYOUT_OWN_CODE_IN_RECORD = 2 };
 static uint32_t layout_mode(const vamana *g) {
-    return g->neighbor_codes ? 1u : g->own_code ? 2u : 0u;
+    return g->neighbor_codes ? 1u : g->code_in_record ? 2u : g->own_code ? 3u : 0u;
 }
 
 static void le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -112,6 +115,9 @@ static rotor_status open_sections(const rotor_allocator *a, const nav_params *p,
     if (meta_len < META_FIXED)
         st = cm_fail(ROTOR_ERR_FORMAT, "the graph header holds %zu bytes, fewer than %d", meta_len,
                      META_FIXED);
+    else if (rd32(meta + 40) == LAYOUT_OWN_CODE_IN_RECORD && layout_mode(g) == 3)
+        st = cm_fail(ROTOR_ERR_FORMAT, "the graph keeps a copy of each node's code in its record, "
+                                       "a layout of earlier versions: build the index again");
     else if (rd32(meta) != g->p.degree || rd32(meta + 4) != g->slots ||
              rd64(meta + 8) != g->node_bytes || rd64(meta + 16) != g->block_off ||
              rd64(meta + 24) != g->block_bytes || rd32(meta + 40) != layout_mode(g))

@@ -74,10 +74,16 @@ static void expand_block(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t d
     }
 }
 
-/* Own codes: the unvisited neighbours' codes, gathered from their records
- * into one store and scored by one scan call (one fast-scan block). */
+/* Own codes: the unvisited neighbours' codes, gathered into one store and
+ * scored by one scan call (one fast-scan block), from the code store or
+ * from the copies in their records (g->code_in_record). */
 static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const vamana *g = w->g;
+    const quant *q = w->walk;
+    const size_t cb = q->code_bytes;
+    /* Code i at from + i * stride. */
+    const uint8_t *from = g->code_in_record ? g->nodes + g->block_off : w->s->walk_codes;
+    const size_t stride = g->code_in_record ? g->node_bytes : cb;
     const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
     uint32_t *ids = w->sc->nbrs;
     uint32_t m = 0;
@@ -85,17 +91,16 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
         if (!enters(w, u, nb[j], count))
             continue;
         ids[m++] = nb[j];
-        prefetch_bytes((const uint8_t *)node_of(g, nb[j]) + g->block_off, g->block_bytes);
+        prefetch_bytes(from + (size_t)nb[j] * stride, cb);
     }
-    const size_t cb = w->walk->code_bytes;
-    if (w->walk->ops->store == quant_plain_store && cb >= 16) {
-        /* Codes end to end: copied in 16-byte steps, the last one ending
-         * at the code's end, rather than by a store call and a memcpy of a
-         * length known only at run time each (with the copy, 43 % of a
-         * search of 25-d word vectors with sq8 codes in perf; 38 % now,
-         * the rest the misses on the neighbours' records). */
+    if (q->ops->store == quant_plain_store && cb >= 16) {
+        /* Copied in 16-byte steps, the last one ending at the code's end,
+         * rather than by a store call and a memcpy of a length known only
+         * at run time each (with the copy, 43 % of a search of 25-d word
+         * vectors with sq8 codes in perf; 38 % now, the rest the misses on
+         * the neighbours' codes). */
         for (uint32_t j = 0; j < m; j++) {
-            const uint8_t *src = (const uint8_t *)node_of(g, ids[j]) + g->block_off;
+            const uint8_t *src = from + (size_t)ids[j] * stride;
             uint8_t *dst = w->gather + (size_t)j * cb;
             for (size_t o = 0; o + 16 < cb; o += 16)
                 memcpy(dst + o, src + o, 16);
@@ -103,11 +108,10 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
         }
     } else {
         for (uint32_t j = 0; j < m; j++)
-            w->walk->ops->store(w->walk, w->gather, j,
-                                (const uint8_t *)node_of(g, ids[j]) + g->block_off);
+            q->ops->store(q, w->gather, j, from + (size_t)ids[j] * stride);
     }
     if (m > 0)
-        w->walk->ops->scan(w->walk, w->qs, w->gather, 0, m, w->sc->est);
+        q->ops->scan(q, w->qs, w->gather, 0, m, w->sc->est);
     w->work.scored += m;
     w->work.gathered += m;
     for (uint32_t j = 0; j < m; j++)
@@ -351,7 +355,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         /* Fetch the likely next node while this one is scored. */
         for (size_t j = i + 1; j < from->size; j++) {
             if (!from->expanded[j]) {
-                prefetch_bytes(node_of(g, from->c[j].id), g->neighbor_codes ? g->node_bytes : 64);
+                prefetch_bytes(node_of(g, from->c[j].id), g->node_bytes);
                 break;
             }
         }

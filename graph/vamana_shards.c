@@ -458,7 +458,7 @@ static rotor_status finish(vamana *g, const graph_space *s, size_t live) {
     uint32_t *order = cm_alloc(a, n * sizeof *order, "insertion order");
     uint8_t *seen = cm_alloc(a, n, "reachability marks");
     rotor_status st = order && seen && (code || walk == NULL) ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-    for (size_t u = 0; st == ROTOR_OK && g->own_code && u < n; u++)
+    for (size_t u = 0; st == ROTOR_OK && g->code_in_record && u < n; u++)
         walk->ops->load(walk, s->walk_codes, u, (uint8_t *)node_of(g, u) + g->block_off);
     g->count = n;
     if (st == ROTOR_OK)

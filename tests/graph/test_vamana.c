@@ -590,7 +590,8 @@ static void test_stats(void **state) {
     rotor_index_close(ix);
 
     /* Without neighbours' codes each node carries only its own code (8
-     * bytes of pq16x4), gathered from the records by id: the same search. */
+     * bytes of pq16x4, whose fast-scan store spreads a code over a block),
+     * gathered from the records by id: the same search. */
     p.quant = "pq16x4";
     p.neighbor_codes = 0;
     ix = build_n(f, &p, N);
@@ -599,6 +600,16 @@ static void test_stats(void **state) {
     rotor_search_params sp = rotor_search_params_default();
     sp.list_size = 64;
     sp.rerank = 64;
+    assert_true(recall(f, ix, N, ROTOR_METRIC_L2, &sp) >= 0.95);
+    rotor_index_close(ix);
+
+    /* Codes stored end to end (sq8) are gathered from the code store
+     * itself: the records hold ids only. */
+    p.quant = "sq8";
+    ix = build_n(f, &p, N);
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.bytes_graph_codes, 0);
+    assert_true(st.bytes_codes >= (size_t)N * D);
     assert_true(recall(f, ix, N, ROTOR_METRIC_L2, &sp) >= 0.95);
     rotor_index_close(ix);
 }

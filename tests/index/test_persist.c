@@ -417,6 +417,38 @@ static void test_forged_graph(void **state) {
     free(path);
 }
 
+/* A graph of codes stored end to end, saved as earlier versions did with
+ * a copy of each node's code in its record (layout 2, where this version
+ * writes 3 and reads the code store): refused with what to do. */
+static void test_old_own_code_layout(void **state) {
+    fixture *f = *state;
+    char *path = save_config(f, 4, "old_layout.rotor"); /* bin2, own codes */
+    size_t n;
+    uint8_t *bytes = read_all(path, &n);
+    uint8_t *e = NULL;
+    for (uint32_t s = 0; s < le32(bytes + H_SECTIONS); s++)
+        if (le32(bytes + H_TABLE + 32 * s) == 6) /* the graph header */
+            e = bytes + H_TABLE + 32 * s;
+    assert_non_null(e);
+    const uint64_t off = le64(e + 8), size = le64(e + 16);
+    assert_int_equal(le32(bytes + off + 40), 3);
+    assert_int_equal(le64(bytes + off + 24), 0); /* no code block in a record */
+    put32(bytes + off + 40, 2);
+    put64(e + 24, XXH3_64bits(bytes + off, size));
+    reseal(bytes);
+    write_all(path, bytes, n);
+    for (int load = 0; load < 2; load++) {
+        rotor_open_params op = rotor_open_params_default();
+        op.load = load;
+        rotor_index *ix = NULL;
+        TS_CHECK_ERROR(rotor_index_open(path, &op, &ix), ROTOR_ERR_FORMAT, path, "earlier versions",
+                       "build the index again");
+        assert_null(ix);
+    }
+    free(bytes);
+    free(path);
+}
+
 /* A graph header whose groups of starting points do not split them, with
  * every checksum right: refused by name, whichever way it is opened. */
 static void test_forged_groups(void **state) {
@@ -811,13 +843,14 @@ static void test_bad_arguments(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_disk_reads_reported),
-        cmocka_unit_test(test_saved_place),         cmocka_unit_test(test_flipped_bytes),
-        cmocka_unit_test(test_forged_graph),        cmocka_unit_test(test_forged_groups),
-        cmocka_unit_test(test_truncated),           cmocka_unit_test(test_foreign_and_versions),
-        cmocka_unit_test(test_dimension_at_search), cmocka_unit_test(test_save_atomic),
-        cmocka_unit_test(test_add_after_open),      cmocka_unit_test(test_open_alloc_failures),
-        cmocka_unit_test(test_build_file),          cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_round_trip),           cmocka_unit_test(test_disk_reads_reported),
+        cmocka_unit_test(test_saved_place),          cmocka_unit_test(test_flipped_bytes),
+        cmocka_unit_test(test_forged_graph),         cmocka_unit_test(test_forged_groups),
+        cmocka_unit_test(test_old_own_code_layout),  cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_foreign_and_versions), cmocka_unit_test(test_dimension_at_search),
+        cmocka_unit_test(test_save_atomic),          cmocka_unit_test(test_add_after_open),
+        cmocka_unit_test(test_open_alloc_failures),  cmocka_unit_test(test_build_file),
+        cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
