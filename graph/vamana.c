@@ -207,7 +207,8 @@ rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes,
          * points (an ungrouped sample is scored in one scan). */
         const size_t r = cm_round_up((size_t)g->slots + 1, SCORE_BLOCK);
         const size_t e = r > MAX_STARTS ? r : MAX_STARTS;
-        sc->nbrs = cm_alloc(a, r * sizeof *sc->nbrs, "neighbour ids");
+        sc->nbrs = cm_alloc(a, 2 * r * sizeof *sc->nbrs, "neighbour ids");
+        sc->seen = sc->nbrs != NULL ? sc->nbrs + r : NULL;
         sc->est = cm_alloc(a, e * sizeof *sc->est, "neighbour estimates");
         sc->picks = cm_alloc(a, MAX_STARTS * sizeof *sc->picks, "groups of starting points");
         if (sc->nbrs == NULL || sc->est == NULL || sc->picks == NULL) {

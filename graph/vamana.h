@@ -53,6 +53,7 @@ typedef struct vm_scratch {
     vm_cand *pool; /* nodes a build search expanded */
     size_t pool_size, pool_cap;
     uint32_t *nbrs; /* slots + 1 ids copied out of a node */
+    uint32_t *seen; /* as many: a node's list as a build's insertion read it */
     vm_cand *picks; /* the groups of starting points a search scans */
     float *est;     /* R estimates (rounded up to a block of 32), or MAX_STARTS */
     vm_cand *prune; /* prune candidates, pool_cap + R + 1 */

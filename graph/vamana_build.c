@@ -212,6 +212,27 @@ static void add_back_edge(vamana *g, const graph_space *s, const simd_ops *ops, 
     vm_node_unlock(g, u);
 }
 
+/* Ids of the list rec now holds that were not in seen[0..nseen) nor are in
+ * out[0..kept), added to out while it has fewer than `room`: the back
+ * edges other threads gave a node while its own insertion pruned the list
+ * it had read. Returns the new count. */
+static uint32_t keep_new_edges(const uint32_t *rec, const uint32_t *seen, uint32_t nseen,
+                               uint32_t *out, uint32_t kept, uint32_t room) {
+    if (rec[0] == nseen && memcmp(rec + 1, seen, nseen * sizeof *seen) == 0)
+        return kept;
+    for (uint32_t j = 0; j < rec[0] && kept < room; j++) {
+        const uint32_t v = rec[1 + j];
+        bool known = false;
+        for (uint32_t i = 0; i < nseen && !known; i++)
+            known = seen[i] == v;
+        for (uint32_t i = 0; i < kept && !known; i++)
+            known = out[i] == v;
+        if (!known)
+            out[kept++] = v;
+    }
+    return kept;
+}
+
 static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                          uint32_t p, float alpha, size_t list) {
     const size_t d = s->dim;
@@ -223,14 +244,19 @@ static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, v
     vm_node_lock(g, p);
     uint32_t *rec = node_of(g, p);
     uint32_t deg = rec[0];
-    memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
+    memcpy(sc->seen, rec + 1, deg * sizeof(uint32_t));
     vm_node_unlock(g, p);
-    vm_score_ids(s, ops, x, sc->nbrs, deg, sc->prune + n);
+    vm_score_ids(s, ops, x, sc->seen, deg, sc->prune + n);
     uint32_t *chosen = sc->nbrs;
-    uint32_t kept = vm_robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
+    const uint32_t kept = vm_robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
     vm_node_lock(g, p);
-    memcpy(rec + 1, chosen, kept * sizeof(uint32_t));
-    rec[0] = kept;
+    /* Other threads may have linked p to their points meanwhile (back
+     * edges): writing the pruned list alone lost them (with two threads,
+     * one or two edges a build of 12,000 points; more with more threads).
+     * The slack holds them; the trim prunes what grew past R. */
+    const uint32_t all = keep_new_edges(rec, sc->seen, deg, chosen, kept, g->slots);
+    memcpy(rec + 1, chosen, all * sizeof(uint32_t));
+    rec[0] = all;
     g->dirty[p] = 1;
     vm_node_unlock(g, p);
     /* chosen lives in sc->nbrs, which the back edges do not touch. */
