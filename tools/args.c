@@ -33,7 +33,7 @@ const cli_command cli_commands[] = {
      "the run with the median QPS is reported. --sweep searches the same index once\n"
      "per value of the candidate list L (vamana) or of the partitions probed nprobe\n"
      "(ivf), and of the rerank depth, one line per pair. An index file needs no\n"
-     "--base; without it recall counts ground-truth ids. With vectors on disk the\n"
+     "--base: recall then reads its own vectors. With vectors on disk the\n"
      "mean and p99 reads per query and the I/O wait per query are reported too.",
      OPT_INDEX | OPT_BASE | OPT_QUERIES | OPT_GT | OPT_K | OPT_METRIC | OPT_THREADS | OPT_RUNS |
          OPT_MAX_QUERIES | OPT_JSON | OPT_QUIET | OPT_QUANT | OPT_RERANK | OPT_GRAPH | OPT_SWEEP |

@@ -250,6 +250,13 @@ double cli_exact_distance(rotor_metric m, const float *q, const float *x, size_t
  * within the true at-th distance; `ids` rows have k entries. */
 double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
                      const int64_t *ids, size_t k, size_t at, rotor_metric metric);
+/* As cli_recall_at, with each vector read from the index by its key (a
+ * file benched without --base: its own full vectors, normalised for
+ * cosine, which leaves cosine distances as they were). NAN when a
+ * ground-truth id is not a key of the index. row: dim floats of scratch. */
+double cli_recall_at_index(const rotor_index *ix, const rotor_matrix *queries,
+                           const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at,
+                           rotor_metric metric, float *row);
 /* Share of the first `at` returned ids found among the first `at` ids of
  * the ground truth: recall without the base vectors (ties count only when
  * the ground truth lists them). */

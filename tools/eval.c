@@ -64,6 +64,35 @@ double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, cons
     return counted > 0 ? total / (double)counted : 1.0;
 }
 
+double cli_recall_at_index(const rotor_index *ix, const rotor_matrix *queries,
+                           const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at,
+                           rotor_metric metric, float *row) {
+    const size_t d = queries->cols;
+    const int32_t *g = gt->data;
+    double total = 0;
+    size_t counted = 0;
+    for (size_t qi = 0; qi < queries->rows; qi++) {
+        const float *q = (const float *)queries->data + qi * d;
+        const size_t want = true_count(g + qi * gt->cols, at);
+        if (want == 0)
+            continue;
+        if (rotor_index_get(ix, g[qi * gt->cols + want - 1], row) != ROTOR_OK)
+            return NAN;
+        double limit = cli_exact_distance(metric, q, row, d);
+        limit += 1e-6 * fmax(1.0, fabs(limit));
+        size_t hits = 0;
+        for (size_t j = 0; j < at; j++) {
+            const int64_t id = ids[qi * k + j];
+            if (id >= 0 && rotor_index_get(ix, id, row) == ROTOR_OK &&
+                cli_exact_distance(metric, q, row, d) <= limit)
+                hits++;
+        }
+        total += (double)(hits < want ? hits : want) / (double)want;
+        counted++;
+    }
+    return counted > 0 ? total / (double)counted : 1.0;
+}
+
 double cli_recall_ids(const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at, size_t nq) {
     const int32_t *g = gt->data;
     double total = 0;

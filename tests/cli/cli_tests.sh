@@ -148,6 +148,18 @@ expect 0 "" -- "$ROTOR" info d.rotor
 grep -q "calibration:   .* settings measured at recall@10" out.txt && ok || bad "info calibration: $(cat out.txt)"
 expect 0 "" -- "$ROTOR" bench --index d.rotor --queries queries.fvecs --gt gt.ivecs --recall 0.9 --quiet
 grep -q "L=" out.txt && ok || bad "bench --recall: $(cat out.txt)"
+# Without --base bench reads the index's own vectors, so a tie counts
+# whichever twin the ground truth lists: every row twice (row i + 500 is
+# row i) and a ground truth naming only the twins. Counted by ids, about
+# half the answers would miss.
+perl -e 'open F, "<", "base.fvecs"; binmode F; local $/; $b = <F>; print $b, $b' >twins.fvecs
+perl -e 'open F, "<", "gt.ivecs"; binmode F; local $/; $b = <F>; $w = unpack("l<", $b);
+  for ($o = 0; $o < length($b); $o += 4 * ($w + 1)) {
+    @r = unpack("l<*", substr($b, $o + 4, 4 * $w)); print pack("l<", $w), pack("l<*", map { $_ + 500 } @r) }' >twins_gt.ivecs
+expect 0 "" -- "$ROTOR" build --index flat --quant none --base twins.fvecs --out t.rotor --quiet
+expect 0 "" -- "$ROTOR" bench --index t.rotor --queries queries.fvecs --gt twins_gt.ivecs --quiet
+grep -q "recall by distance to the index's own vectors" out.txt && grep -qE '^flat .* 1\.0000 +1\.0000 ' out.txt &&
+  ok || bad "bench without --base over twins: $(cat out.txt)"
 expect 0 "" -- "$ROTOR" build --index vamana --quant sq8 --calibrate 0 --base base.fvecs --out n.rotor --quiet
 expect 1 "no calibration table" -- "$ROTOR" search --index n.rotor --queries queries.fvecs --k 10 --out r.ivecs --recall 0.9
 [ -e r.ivecs ] && bad "a refused search by recall left its output" || ok
