@@ -36,7 +36,9 @@ def label(r):
     build = r.get("build")
     name = f"{tool}:{r['method']}"
     if tool == "rotor" and r.get("quant") and r["quant"] != "none":
-        name += f" {r['quant']}"
+        # A walk on other codes first, as rotor's own labels put it.
+        walk = r.get("walk_quant")
+        name += f" {walk}+{r['quant']}" if walk else f" {r['quant']}"
     if build:
         name += f" ({build})"
     return name

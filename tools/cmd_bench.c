@@ -171,6 +171,8 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
     cli_json_string(f, pt->params);
     fprintf(f, ",\"quant\":");
     cli_json_string(f, stats->quant);
+    fprintf(f, ",\"walk_quant\":"); /* "" when the walk uses quant */
+    cli_json_string(f, stats->walk_quant);
     fprintf(f, ",\"dataset\":");
     cli_json_string(f, dataset);
     fprintf(f,

@@ -186,6 +186,7 @@ done
 expect 2 "--rerank-bound takes on or off" -- "$ROTOR" bench --index v.rotor --queries queries.fvecs --gt gt.ivecs --rerank-bound no
 expect 2 "--rerank-window takes a whole number from 1 to 64" -- "$ROTOR" bench --index v.rotor --queries queries.fvecs --gt gt.ivecs --rerank-window 65
 grep -q '"io_backend":"pread"' f.jsonl && grep -q '"io_backend":"io_uring"' f.jsonl && ok || bad "bench JSON backends: $(cat f.jsonl)"
+grep -q '"walk_quant":""' f.jsonl && ok || bad "bench JSON walk_quant of a one-code index: $(cat f.jsonl)"
 grep -q '"rerank_bound":false' f.jsonl && grep -q '"rerank_bound":true' f.jsonl && ok || bad "bench JSON rerank_bound: $(cat f.jsonl)"
 for key in index_file vectors_on_disk reads_mean reads_p99 io_us_mean open_seconds scored_mean; do
   grep -q "\"$key\":" f.jsonl && ok || bad "disk bench JSON lacks key $key"
@@ -198,9 +199,10 @@ expect 2 "--load" -- "$ROTOR" bench --index v.rotor --load 2 --queries queries.f
 # the walking code of choice: binary fast-scan, re-estimated on sq8 (16 bits a
 # code rank coarsely: the refine looks at 120 of them)
 expect 0 "" -- "$ROTOR" build --index vamana --quant sq8 --walk-quant bin1fs --degree 16 --build-list 40 --base base.fvecs --out w.rotor --quiet
-expect 0 "" -- "$ROTOR" bench --index w.rotor --load 1 --queries queries.fvecs --gt gt.ivecs --sweep "L=64;rerank=20" --refine 120 --quiet
+expect 0 "" -- "$ROTOR" bench --index w.rotor --load 1 --queries queries.fvecs --gt gt.ivecs --sweep "L=64;rerank=20" --refine 120 --json w.jsonl --quiet
 grep -qE '^vamana +bin1fs\+sq8,R=16,L=64,refine=120,rerank=20 +1 +[0-9.]+ +(0\.9[5-9][0-9]*|1\.0000) ' out.txt && ok ||
   bad "bench of a bin1fs+sq8 index: $(cat out.txt)"
+grep -q '"quant":"sq8","walk_quant":"bin1fs"' w.jsonl && ok || bad "bench JSON of a walk on other codes: $(cat w.jsonl)"
 
 # damaged, truncated and foreign index files: one line, exit 1, never a signal
 flip() { # FILE OFFSET: inverts one byte in place (a negative offset counts from the end)
