@@ -352,10 +352,13 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
             break;
         from->expanded[i] = 1;
         const uint32_t u = from->c[i].id;
-        /* Fetch the likely next node while this one is scored. */
+        /* Fetch the likely next node's record while this one is scored:
+         * its ids and its neighbours' codes, not a copy of its own code
+         * (which expanding it does not read). */
         for (size_t j = i + 1; j < from->size; j++) {
             if (!from->expanded[j]) {
-                prefetch_bytes(node_of(g, from->c[j].id), g->node_bytes);
+                prefetch_bytes(node_of(g, from->c[j].id),
+                               g->code_in_record ? g->block_off : g->node_bytes);
                 break;
             }
         }
