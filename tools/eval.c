@@ -33,40 +33,31 @@ static size_t true_count(const int32_t *row, size_t at) {
     return n;
 }
 
-/* Mean over queries of |{returned among the first `at`} within the true
- * at-th distance| / at (over the true neighbours there are, for a filtered
- * ground truth; a query with none is left out). */
-double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
-                     const int64_t *ids, size_t k, size_t at, rotor_metric metric) {
-    const size_t d = base->cols;
-    const float *b = base->data;
-    const int32_t *g = gt->data;
-    double total = 0;
-    size_t counted = 0;
-    for (size_t qi = 0; qi < queries->rows; qi++) {
-        const float *q = (const float *)queries->data + qi * d;
-        const size_t want = true_count(g + qi * gt->cols, at);
-        if (want == 0)
-            continue;
-        double limit =
-            cli_exact_distance(metric, q, b + (size_t)g[qi * gt->cols + want - 1] * d, d);
-        limit += 1e-6 * fmax(1.0, fabs(limit));
-        size_t hits = 0;
-        for (size_t j = 0; j < at; j++) {
-            int64_t id = ids[qi * k + j];
-            if (id >= 0 && (size_t)id < base->rows &&
-                cli_exact_distance(metric, q, b + (size_t)id * d, d) <= limit)
-                hits++;
-        }
-        total += (double)(hits < want ? hits : want) / (double)want;
-        counted++;
-    }
-    return counted > 0 ? total / (double)counted : 1.0;
+/* Where recall reads a vector by id: the base matrix, or (base NULL) the
+ * index, copied into row. NULL for an id neither holds. */
+typedef struct recall_rows {
+    const rotor_matrix *base;
+    const rotor_index *ix;
+    float *row;
+} recall_rows;
+
+static const float *row_of(const recall_rows *r, int64_t id) {
+    if (id < 0)
+        return NULL;
+    if (r->base != NULL)
+        return (size_t)id < r->base->rows
+                   ? (const float *)r->base->data + (size_t)id * r->base->cols
+                   : NULL;
+    return rotor_index_get(r->ix, id, r->row) == ROTOR_OK ? r->row : NULL;
 }
 
-double cli_recall_at_index(const rotor_index *ix, const rotor_matrix *queries,
-                           const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at,
-                           rotor_metric metric, float *row) {
+/* Mean over queries of |{returned among the first `at`} within the true
+ * at-th distance| / at (over the true neighbours there are, for a filtered
+ * ground truth; a query with none is left out). NAN when a true neighbour
+ * has no vector. */
+static double recall_by_distance(const recall_rows *r, const rotor_matrix *queries,
+                                 const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at,
+                                 rotor_metric metric) {
     const size_t d = queries->cols;
     const int32_t *g = gt->data;
     double total = 0;
@@ -76,21 +67,33 @@ double cli_recall_at_index(const rotor_index *ix, const rotor_matrix *queries,
         const size_t want = true_count(g + qi * gt->cols, at);
         if (want == 0)
             continue;
-        if (rotor_index_get(ix, g[qi * gt->cols + want - 1], row) != ROTOR_OK)
+        const float *x = row_of(r, g[qi * gt->cols + want - 1]);
+        if (x == NULL)
             return NAN;
-        double limit = cli_exact_distance(metric, q, row, d);
+        double limit = cli_exact_distance(metric, q, x, d);
         limit += 1e-6 * fmax(1.0, fabs(limit));
         size_t hits = 0;
         for (size_t j = 0; j < at; j++) {
-            const int64_t id = ids[qi * k + j];
-            if (id >= 0 && rotor_index_get(ix, id, row) == ROTOR_OK &&
-                cli_exact_distance(metric, q, row, d) <= limit)
-                hits++;
+            x = row_of(r, ids[qi * k + j]);
+            hits += x != NULL && cli_exact_distance(metric, q, x, d) <= limit;
         }
         total += (double)(hits < want ? hits : want) / (double)want;
         counted++;
     }
     return counted > 0 ? total / (double)counted : 1.0;
+}
+
+double cli_recall_at(const rotor_matrix *base, const rotor_matrix *queries, const rotor_matrix *gt,
+                     const int64_t *ids, size_t k, size_t at, rotor_metric metric) {
+    const recall_rows r = {.base = base};
+    return recall_by_distance(&r, queries, gt, ids, k, at, metric);
+}
+
+double cli_recall_at_index(const rotor_index *ix, const rotor_matrix *queries,
+                           const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at,
+                           rotor_metric metric, float *row) {
+    const recall_rows r = {.ix = ix, .row = row};
+    return recall_by_distance(&r, queries, gt, ids, k, at, metric);
 }
 
 double cli_recall_ids(const rotor_matrix *gt, const int64_t *ids, size_t k, size_t at, size_t nq) {

@@ -295,6 +295,37 @@ static void reseal(uint8_t *file) {
     put64(file + H_CHECKSUM, XXH3_64bits(file, used));
 }
 
+/* The table entry of the section of `kind` (FORMAT.md), which must be
+ * there. */
+static uint8_t *section_entry(uint8_t *file, uint32_t kind) {
+    uint8_t *e = NULL;
+    for (uint32_t s = 0; s < le32(file + H_SECTIONS); s++)
+        if (le32(file + H_TABLE + 32 * s) == kind)
+            e = file + H_TABLE + 32 * s;
+    assert_non_null(e);
+    return e;
+}
+
+/* After editing the bytes of the section at table entry e: its checksum
+ * and the header's made right again. */
+static void reseal_section(uint8_t *file, uint8_t *e) {
+    put64(e + 24, XXH3_64bits(file + le64(e + 8), le64(e + 16)));
+    reseal(file);
+}
+
+/* Both ways of opening (mapped, loaded) refuse path as a format error
+ * whose message says `says` (and names the file, with named). */
+static void refused_both_ways(const char *path, bool named, const char *says) {
+    for (int load = 0; load < 2; load++) {
+        rotor_open_params op = rotor_open_params_default();
+        op.load = load;
+        rotor_index *ix = NULL;
+        TS_CHECK_ERROR(rotor_index_open(path, &op, &ix), ROTOR_ERR_FORMAT, named ? path : NULL,
+                       says);
+        assert_null(ix);
+    }
+}
+
 static rotor_status try_open(const char *path, int verify) {
     rotor_open_params op = rotor_open_params_default();
     op.verify = verify;
@@ -385,17 +416,11 @@ static void test_forged_graph(void **state) {
     size_t n;
     uint8_t *bytes;
     char *path = saved_graph(f, "forged.rotor", &n, &bytes);
-    uint32_t nsec = le32(bytes + H_SECTIONS);
-    for (uint32_t s = 0; s < nsec; s++) {
-        uint8_t *e = bytes + H_TABLE + 32 * s;
-        if (le32(e) != 7) /* the graph section */
-            continue;
-        uint64_t off = le64(e + 8), size = le64(e + 16);
-        for (uint64_t at = off; at < off + size; at += 97)
-            put32(bytes + at, 0xfffffff0u); /* huge degrees and ids */
-        put64(e + 24, XXH3_64bits(bytes + off, size));
-    }
-    reseal(bytes);
+    uint8_t *e = section_entry(bytes, 7); /* the graph section */
+    const uint64_t off = le64(e + 8), size = le64(e + 16);
+    for (uint64_t at = off; at < off + size; at += 97)
+        put32(bytes + at, 0xfffffff0u); /* huge degrees and ids */
+    reseal_section(bytes, e);
     write_all(path, bytes, n);
     assert_int_equal(rotor_index_verify(path), ROTOR_ERR_CORRUPT);
     assert_non_null(strstr(rotor_last_error(), "graph node"));
@@ -425,26 +450,14 @@ static void test_old_own_code_layout(void **state) {
     char *path = save_config(f, 4, "old_layout.rotor"); /* bin2, own codes */
     size_t n;
     uint8_t *bytes = read_all(path, &n);
-    uint8_t *e = NULL;
-    for (uint32_t s = 0; s < le32(bytes + H_SECTIONS); s++)
-        if (le32(bytes + H_TABLE + 32 * s) == 6) /* the graph header */
-            e = bytes + H_TABLE + 32 * s;
-    assert_non_null(e);
-    const uint64_t off = le64(e + 8), size = le64(e + 16);
+    uint8_t *e = section_entry(bytes, 6); /* the graph header */
+    const uint64_t off = le64(e + 8);
     assert_int_equal(le32(bytes + off + 40), 3);
     assert_int_equal(le64(bytes + off + 24), 0); /* no code block in a record */
     put32(bytes + off + 40, 2);
-    put64(e + 24, XXH3_64bits(bytes + off, size));
-    reseal(bytes);
+    reseal_section(bytes, e);
     write_all(path, bytes, n);
-    for (int load = 0; load < 2; load++) {
-        rotor_open_params op = rotor_open_params_default();
-        op.load = load;
-        rotor_index *ix = NULL;
-        TS_CHECK_ERROR(rotor_index_open(path, &op, &ix), ROTOR_ERR_FORMAT, path, "earlier versions",
-                       "build the index again");
-        assert_null(ix);
-    }
+    refused_both_ways(path, true, "a layout of earlier versions: build the index again");
     free(bytes);
     free(path);
 }
@@ -456,11 +469,7 @@ static void test_forged_groups(void **state) {
     size_t n;
     uint8_t *good;
     char *path = saved_graph(f, "groups.rotor", &n, &good);
-    uint8_t *e = NULL;
-    for (uint32_t s = 0; s < le32(good + H_SECTIONS); s++)
-        if (le32(good + H_TABLE + 32 * s) == 6) /* the graph header */
-            e = good + H_TABLE + 32 * s;
-    assert_non_null(e);
+    const uint8_t *e = section_entry(good, 6); /* the graph header */
     const uint64_t off = le64(e + 8), size = le64(e + 16);
     const uint32_t starts = le32(good + off + 36), groups = le32(good + off + 44);
     /* N = 1500 nodes, all of them sampled, about 32 a group. */
@@ -484,19 +493,9 @@ static void test_forged_groups(void **state) {
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         memcpy(bad, good, n);
         put32(bad + edits[i].at, edits[i].value);
-        uint8_t *be = bad + (e - good);
-        put64(be + 24, XXH3_64bits(bad + off, size));
-        reseal(bad);
+        reseal_section(bad, bad + (e - good));
         write_all(path, bad, n);
-        for (int load = 0; load < 2; load++) {
-            rotor_open_params op = rotor_open_params_default();
-            op.load = load;
-            rotor_index *ix = NULL;
-            assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_ERR_FORMAT);
-            assert_null(ix);
-            if (strstr(rotor_last_error(), edits[i].says) == NULL)
-                fail_msg("edit %zu: '%s' does not say '%s'", i, rotor_last_error(), edits[i].says);
-        }
+        refused_both_ways(path, false, edits[i].says);
     }
     free(bad);
     free(good);
