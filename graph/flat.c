@@ -97,11 +97,13 @@ static rotor_status scan_floats(const graph_space *s, const float *q, size_t k,
 
     for (size_t start = 0; start < s->count; start += SCAN_BLOCK) {
         size_t n = s->count - start < SCAN_BLOCK ? s->count - start : SCAN_BLOCK;
-        const float *rows = s->vectors + start * d;
-        if (metric == ROTOR_METRIC_L2) {
-            ops->l2sq_f32_rows(q, rows, n, d, d, block);
+        if (s->rows8 != NULL) {
+            for (size_t i = 0; i < n; i++)
+                block[i] = graph_row_distance(ops, s, q, start + i);
+        } else if (metric == ROTOR_METRIC_L2) {
+            ops->l2sq_f32_rows(q, s->vectors + start * d, n, d, d, block);
         } else {
-            ops->dot_f32_rows(q, rows, n, d, d, block);
+            ops->dot_f32_rows(q, s->vectors + start * d, n, d, d, block);
             for (size_t i = 0; i < n; i++)
                 block[i] = cm_ip_distance(metric, block[i], 0, 0);
         }
@@ -169,7 +171,7 @@ static rotor_status flat_search_batch(const nav *n, const graph_space *s, const 
                                       size_t nq, size_t k, const nav_search_params *p, int64_t *ids,
                                       float *dists) {
     (void)n;
-    if (s->q != NULL || p->filter != NULL)
+    if (s->q != NULL || p->filter != NULL || s->rows8 != NULL)
         return ROTOR_ERR_UNSUPPORTED;
     cm_topk tops[QUERY_CHUNK];
     for (size_t q0 = 0; q0 < nq; q0 += QUERY_CHUNK) {

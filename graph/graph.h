@@ -80,6 +80,11 @@ typedef rotor_status (*graph_rerank_fn)(void *ctx, const float *query, graph_ord
  * duration of a call; the caller keeps them alive and unchanged. */
 struct graph_space {
     const float *vectors; /* count x dim float32, row-major; normalised for cosine */
+    /* Or, instead (vectors NULL), count x dim bytes, each the value of its
+     * coordinate: rows of integers 0..255 (SIFT-like and image data) held
+     * in a quarter of the memory. Searches read them through
+     * graph_row_distance; a build or an insert needs `vectors`. */
+    const uint8_t *rows8;
     size_t count;
     size_t dim;
     rotor_metric metric;
@@ -418,7 +423,25 @@ static inline float graph_distance(const simd_ops *ops, rotor_metric m, const fl
         return ops->l2sq_f32(q, x, dim);
     return cm_ip_distance(m, ops->dot_f32(q, x, dim), 0, 0);
 }
-/* The same to vector `id` of s. */
+/* The exact distance of q to vector `id` of s, from its floats or bytes. */
+static inline float graph_row_distance(const simd_ops *ops, const graph_space *s, const float *q,
+                                       size_t id) {
+    if (s->rows8 == NULL)
+        return graph_distance(ops, s->metric, q, s->vectors + id * s->dim, s->dim);
+    const uint8_t *x = s->rows8 + id * s->dim;
+    if (s->metric == ROTOR_METRIC_L2)
+        return ops->l2sq_f32_u8(q, x, s->dim);
+    return cm_ip_distance(s->metric, ops->dot_f32_u8(q, x, s->dim), 0, 0);
+}
+/* Where vector `id` of s starts, and its size in bytes. */
+static inline const void *graph_row(const graph_space *s, size_t id) {
+    return s->rows8 != NULL ? (const void *)(s->rows8 + id * s->dim)
+                            : (const void *)(s->vectors + id * s->dim);
+}
+static inline size_t graph_row_bytes(const graph_space *s) {
+    return s->rows8 != NULL ? s->dim : s->dim * sizeof(float);
+}
+/* The same as graph_row_distance, with the kernels of this machine. */
 float graph_exact_distance(const graph_space *s, const float *q, size_t id);
 /* The candidates of an exact rerank: ids best estimate first, and their
  * estimates by s->q with the prepared query qs. The rerank reorders ids and

@@ -18,7 +18,7 @@
 #include "graph/graph.h"
 
 float graph_exact_distance(const graph_space *s, const float *q, size_t id) {
-    return graph_distance(simd_ops_get(), s->metric, q, s->vectors + id * s->dim, s->dim);
+    return graph_row_distance(simd_ops_get(), s, q, id);
 }
 
 /* ---- candidates, and which of them to skip ------------------------------
@@ -97,10 +97,10 @@ rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands 
      * (Keeping a few whole vectors in flight instead measured slower.)
      * With a bound only the first few are likely to be scored. */
     if (s->rerank == NULL) {
-        const size_t vb = s->dim * sizeof(float);
+        const size_t vb = graph_row_bytes(s);
         const size_t ahead = bounded && 2 * top->k < c->n ? 2 * top->k : c->n;
         for (size_t j = 0; j < ahead; j++)
-            prefetch_bytes(s->vectors + (size_t)c->ids[j] * s->dim, vb < 256 ? vb : 256);
+            prefetch_bytes(graph_row(s, c->ids[j]), vb < 256 ? vb : 256);
     }
     if (bounded) {
         /* The cheap bounds read each candidate's factors, at the start of
@@ -134,10 +134,7 @@ rotor_status graph_rerank(const graph_space *s, const float *query, graph_cands 
         const simd_ops *ops = simd_ops_get();
         uint32_t id;
         while (graph_order_next(&o, &id))
-            cm_topk_push(
-                top,
-                graph_distance(ops, s->metric, query, s->vectors + (size_t)id * s->dim, s->dim),
-                id);
+            cm_topk_push(top, graph_row_distance(ops, s, query, id), id);
     }
     c->scored = o.handed;
     if (s->reranked != NULL)
@@ -356,14 +353,11 @@ void graph_scan_ids(graph_scan *sc, const uint8_t *store, size_t count, const ui
 void graph_exact_ids(const graph_space *s, const float *query, const uint32_t *ids, size_t n,
                      cm_topk *top) {
     const simd_ops *ops = simd_ops_get();
-    const size_t vb = s->dim * sizeof(float);
+    const size_t vb = graph_row_bytes(s);
     for (size_t j = 0; j < n; j++) {
         if (j + 2 < n)
-            prefetch_bytes(s->vectors + (size_t)ids[j + 2] * s->dim, vb < 1024 ? vb : 1024);
-        cm_topk_push(
-            top,
-            graph_distance(ops, s->metric, query, s->vectors + (size_t)ids[j] * s->dim, s->dim),
-            ids[j]);
+            prefetch_bytes(graph_row(s, ids[j + 2]), vb < 1024 ? vb : 1024);
+        cm_topk_push(top, graph_row_distance(ops, s, query, ids[j]), ids[j]);
     }
 }
 

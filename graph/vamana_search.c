@@ -122,18 +122,15 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
 static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     const graph_space *s = w->s;
     const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
-    const size_t vb = s->dim * sizeof(float);
+    const size_t vb = graph_row_bytes(s);
     for (uint32_t j = 0; j < deg; j++) {
         if (!enters(w, u, nb[j], count))
             continue;
         w->work.scored++;
         w->work.gathered++;
         if (j + 1 < deg)
-            prefetch_bytes(s->vectors + (size_t)nb[j + 1] * s->dim, vb < 512 ? vb : 512);
-        offer(w,
-              graph_distance(w->ops, s->metric, w->query, s->vectors + (size_t)nb[j] * s->dim,
-                             s->dim),
-              nb[j]);
+            prefetch_bytes(graph_row(s, nb[j + 1]), vb < 512 ? vb : 512);
+        offer(w, graph_row_distance(w->ops, s, w->query, nb[j]), nb[j]);
     }
 }
 

@@ -24,15 +24,17 @@ static uint8_t *grow_store(const rotor_index *ix, const quant *q, const uint8_t 
 }
 
 /* The vectors (unless they are on disk) and code stores moved to fresh
- * memory of cap rows; on failure nothing changed. */
-static rotor_status move_arrays(rotor_index *ix, size_t cap) {
+ * memory of cap rows; on failure nothing changed. Rows of bytes stay bytes
+ * unless `widen` (an add: its rows need not be bytes). */
+static rotor_status move_arrays(rotor_index *ix, size_t cap, bool widen) {
     const bool in_ram = ix->store == NULL;
+    const bool bytes8 = ix->rows8 != NULL && !widen;
     size_t bytes;
     CM_RETURN_IF(cm_mul_overflow(cap, ix->dim, &bytes) ||
-                     cm_mul_overflow(bytes, sizeof(float), &bytes),
+                     cm_mul_overflow(bytes, bytes8 ? 1 : sizeof(float), &bytes),
                  ROTOR_ERR_OUT_OF_MEMORY, "index of %zu vectors of %zu dimensions is too large",
                  cap, ix->dim);
-    float *v = in_ram ? cm_alloc_large(&ix->alloc, bytes, "index vectors") : NULL;
+    void *v = in_ram ? cm_alloc_large(&ix->alloc, bytes, "index vectors") : NULL;
     uint8_t *codes = ix->q ? grow_store(ix, ix->q, ix->codes, cap) : NULL;
     uint8_t *walk = ix->walk_q ? grow_store(ix, ix->walk_q, ix->walk_codes, cap) : NULL;
     /* Residuals start with the index; one opened from a file without them
@@ -49,18 +51,28 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
         cm_free(&ix->alloc, resid);
         return ROTOR_ERR_OUT_OF_MEMORY;
     }
-    if (in_ram && ix->count > 0)
-        memcpy(v, ix->vectors, ix->count * ix->dim * sizeof(float));
+    const size_t n = ix->count * ix->dim;
+    if (bytes8) {
+        memcpy(v, ix->rows8, n);
+    } else if (in_ram && ix->rows8 != NULL) {
+        float *f = v;
+        for (size_t i = 0; i < n; i++)
+            f[i] = (float)ix->rows8[i];
+    } else if (in_ram && n > 0) {
+        memcpy(v, ix->vectors, n * sizeof(float));
+    }
     if (with_resid && ix->count > 0)
         memcpy(resid, ix->resid, ix->count * sizeof(float));
     if (!ix->borrowed) { /* else they belong to the mapped file */
         cm_free(&ix->alloc, ix->vectors);
+        cm_free(&ix->alloc, ix->rows8);
         cm_free(&ix->alloc, ix->codes);
         cm_free(&ix->alloc, ix->walk_codes);
         cm_free(&ix->alloc, ix->resid);
     }
     ix->borrowed = false;
-    ix->vectors = v;
+    ix->vectors = bytes8 ? NULL : v;
+    ix->rows8 = bytes8 ? v : NULL;
     ix->codes = codes;
     ix->walk_codes = walk;
     ix->resid = resid;
@@ -69,19 +81,21 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap) {
 }
 
 rotor_status ix_reserve(rotor_index *ix, size_t need) {
-    if (need <= ix->capacity && !ix->borrowed)
+    /* Rows of bytes are widened: an added row need not be one. */
+    const bool move = ix->borrowed || ix->rows8 != NULL;
+    if (need <= ix->capacity && !move)
         return ROTOR_OK;
-    if (ix->borrowed && need <= ix->capacity) /* reused slots are written in place */
-        return move_arrays(ix, ix->capacity);
+    if (move && need <= ix->capacity) /* reused slots are written in place */
+        return move_arrays(ix, ix->capacity, true);
     size_t cap = ix->capacity < 1024 ? 1024 : ix->capacity;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    return move_arrays(ix, cap);
+    return move_arrays(ix, cap, true);
 }
 
 rotor_status ix_own_arrays(rotor_index *ix) {
     CM_FORWARD(ix->nav->ops->own(ix->nav));
-    return ix->borrowed ? move_arrays(ix, ix->count > 0 ? ix->count : 1) : ROTOR_OK;
+    return ix->borrowed ? move_arrays(ix, ix->count > 0 ? ix->count : 1, false) : ROTOR_OK;
 }
 
 /* Creates the quantizers named (quant NULL: full precision; walk NULL:
@@ -225,6 +239,7 @@ rotor_status rotor_index_build_with_keys(const rotor_params *params, const rotor
         rotor_index_close(ix);
         return st;
     }
+    ix_narrow_rows(ix);
     *out = ix;
     return ROTOR_OK;
 }
@@ -611,9 +626,61 @@ rotor_status ix_link_held(rotor_index *ix) {
     return st;
 }
 
+rotor_status ix_full_vectors(const rotor_index *ix, const float **out, float **widened) {
+    *widened = NULL;
+    *out = ix->vectors;
+    if (ix->vectors != NULL)
+        return ROTOR_OK;
+    if (ix->rows8 != NULL) {
+        const size_t n = ix->count * ix->dim;
+        float *v = cm_alloc_large(&ix->alloc, (n > 0 ? n : 1) * sizeof *v, "widened vectors");
+        if (v == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        for (size_t i = 0; i < n; i++)
+            v[i] = (float)ix->rows8[i];
+        *out = *widened = v;
+        return ROTOR_OK;
+    }
+    CM_RETURN_IF(ix->file == NULL, ROTOR_ERR_UNSUPPORTED, "the index holds no full vectors");
+    CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
+    *out = (const float *)ixf_get(ix->file, IXF_SEC_VECTORS).data;
+    return ROTOR_OK;
+}
+
+bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors) {
+    const rotor_params *p = &ix->params;
+    if (vectors == NULL || ix->metric == ROTOR_METRIC_COSINE ||
+        p->full_vectors == ROTOR_VECTORS_DISK || p->ram_budget != 0)
+        return false;
+    for (size_t i = 0; i < ix->count * ix->dim; i++) {
+        const float v = vectors[i];
+        if (!(v >= 0.0f && v <= 255.0f) || v != (float)(uint8_t)v || signbit(v))
+            return false;
+    }
+    return true;
+}
+
+void ix_narrow_rows(rotor_index *ix) {
+    if (ix->borrowed || ix->spill != NULL || ix->store != NULL || ix->count == 0 ||
+        !ix_rows_fit_bytes(ix, ix->vectors))
+        return;
+    const size_t n = ix->count * ix->dim;
+    uint8_t *rows = cm_alloc_large(&ix->alloc, n, "vectors as bytes");
+    if (rows == NULL) { /* the floats serve as well */
+        cm_clear_error();
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (uint8_t)ix->vectors[i];
+    cm_free(&ix->alloc, ix->vectors);
+    ix->vectors = NULL;
+    ix->rows8 = rows; /* count rows: the next add widens them (ix_reserve) */
+}
+
 graph_space ix_space(const rotor_index *ix) {
     return (graph_space){
         .vectors = ix->vectors,
+        .rows8 = ix->rows8,
         .count = ix->count,
         .dim = ix->dim,
         .metric = ix->metric,
@@ -638,7 +705,8 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     out->unconsolidated = ix->pending;
     out->free_slots = ix_free(ix);
     out->dim = ix->dim;
-    const size_t vector_bytes = ix->count * ix->dim * sizeof(float);
+    const size_t row_bytes = ix->dim * (ix->rows8 != NULL ? 1 : sizeof(float));
+    const size_t vector_bytes = ix->count * row_bytes;
     out->mapped = ix->file != NULL;
     const graph_space space = ix_space(ix);
     nav_stats ns;
@@ -657,7 +725,8 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
         out->bytes_total = sizeof *ix;
     } else {
         out->bytes_vectors = vector_bytes;
-        out->bytes_total = ix->capacity * ix->dim * sizeof(float) + sizeof *ix;
+        out->bytes_total =
+            (ix->rows8 != NULL ? vector_bytes : ix->capacity * row_bytes) + sizeof *ix;
     }
     if (ix->q != NULL) {
         out->code_bytes = ix->q->code_bytes;
@@ -711,10 +780,8 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
 static rotor_status reconstruct_locked(const rotor_index *ix, int64_t id, float *out) {
     size_t slot;
     CM_FORWARD(ix_slot_of(ix, id, &slot));
-    if (ix->q == NULL) {
-        memcpy(out, ix->vectors + slot * ix->dim, ix->dim * sizeof(float));
-        return ROTOR_OK;
-    }
+    if (ix->q == NULL)
+        return ix_row_get(ix, slot, out);
     const quant *q = ix->q;
     float *scratch =
         cm_alloc(&ix->alloc, q->scratch_floats * sizeof(float) + q->code_bytes, "decoding scratch");
@@ -754,9 +821,9 @@ static rotor_status estimate_locked(const rotor_index *ix, const float *query, s
     st = ix_convert_rows(&m, ix->metric, qn, "query");
     const simd_ops *ops = simd_ops_get();
     if (st == ROTOR_OK && ix->q == NULL) {
+        const graph_space s = ix_space(ix);
         for (size_t i = 0; i < n; i++)
-            distances[i] =
-                graph_distance(ops, ix->metric, qn, ix->vectors + slot[i] * ix->dim, ix->dim);
+            distances[i] = graph_row_distance(ops, &s, qn, slot[i]);
     } else if (st == ROTOR_OK) {
         const quant *q = ix->q;
         size_t qbytes = cm_round_up(q->query_bytes, CM_ALIGN);
@@ -802,6 +869,7 @@ void rotor_index_close(rotor_index *ix) {
         cm_free(&a, ix->resid);
         if (ix->spill == NULL)
             cm_free(&a, ix->vectors);
+        cm_free(&a, ix->rows8);
     }
     ix_spill_release(ix);
     ix_tuning_free(ix);

@@ -110,6 +110,14 @@ struct rotor_index {
     size_t capacity; /* rows `vectors` has room for */
     /* count x dim float32, row-major, unpadded; normalised for cosine. */
     float *vectors;
+    /* Or, instead (vectors NULL), count x dim bytes: the vectors of a file
+     * saved with every coordinate an integer 0..255 (save.c), a quarter
+     * of the memory, scored bit for bit as their floats. Searches read
+     * them; the first change widens them back to `vectors` (move_arrays),
+     * and what only reads full vectors gets a widened copy
+     * (ix_full_vectors). count rows, whatever the capacity; belongs to
+     * the mapped file while `borrowed`. */
+    uint8_t *rows8;
     /* The quantizer and its code store (NULL for full precision). The store
      * has room for `capacity` codes, in the quantizer's layout. */
     quant *q;
@@ -283,6 +291,21 @@ rotor_status ix_check_magnitude(const float *row, size_t d, rotor_metric metric,
 rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *dst,
                              const char *what);
 
+/* Whether `vectors` (the index's count rows) can be kept as bytes
+ * (rows8): every coordinate a whole number 0..255 (no negative zero, so
+ * the widened row is the same bits), in RAM (a store on disk and a graph's
+ * node pages read floats), and not normalised for cosine. */
+bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors);
+/* A built index's float rows replaced by bytes when they fit (a failure
+ * to allocate keeps the floats). */
+void ix_narrow_rows(rotor_index *ix);
+/* Row `slot` of the vectors in RAM (floats or bytes) as floats. */
+rotor_status ix_row_get(const rotor_index *ix, size_t slot, float *out);
+/* The full vectors as floats, for work that reads them all (a
+ * consolidation's pruning, a calibration): `vectors` in RAM, the file's
+ * section when they are on disk, or (rows of bytes) a widened copy the
+ * caller frees with cm_free (*widened, NULL otherwise). */
+rotor_status ix_full_vectors(const rotor_index *ix, const float **out, float **widened);
 /* The index's vectors and codes as the navigators see them. */
 graph_space ix_space(const rotor_index *ix);
 /* The build's defaults that depend on other parameters (graph degree and

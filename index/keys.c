@@ -322,13 +322,22 @@ static void copy_row(void *ctx, size_t j, const void *row) {
     memcpy(c->out, row, c->bytes);
 }
 
+rotor_status ix_row_get(const rotor_index *ix, size_t slot, float *out) {
+    if (ix->rows8 != NULL) {
+        const uint8_t *row = ix->rows8 + slot * ix->dim;
+        for (size_t i = 0; i < ix->dim; i++)
+            out[i] = (float)row[i];
+    } else {
+        memcpy(out, ix->vectors + slot * ix->dim, ix->dim * sizeof(float));
+    }
+    return ROTOR_OK;
+}
+
 static rotor_status get_locked(const rotor_index *ix, int64_t key, float *out) {
     size_t slot;
     CM_FORWARD(ix_slot_of(ix, key, &slot));
-    if (ix->store == NULL) {
-        memcpy(out, ix->vectors + slot * ix->dim, ix->dim * sizeof(float));
-        return ROTOR_OK;
-    }
+    if (ix->store == NULL)
+        return ix_row_get(ix, slot, out);
     vstore_reader *rd;
     CM_FORWARD(vstore_reader_get(ix->store, &rd));
     const uint32_t id = (uint32_t)slot;

@@ -91,8 +91,29 @@ static vstore_backend to_backend(rotor_io_backend io) {
     return VSTORE_AUTO;
 }
 
+/* Rows of bytes stay in RAM whatever the open asks: a quarter of the
+ * floats, and the disk store reads floats. */
+static rotor_status place_rows8(rotor_index *ix, const rotor_open_params *op, ixf_section sec) {
+    const ixf_file *f = ix->file;
+    CM_RETURN_IF(ixf_get(f, IXF_SEC_VECTORS).data != NULL, ROTOR_ERR_FORMAT,
+                 "'%s' holds its vectors twice, as floats and as bytes", ixf_path(f));
+    CM_RETURN_IF(sec.size / ix->dim != ix->count || sec.size % ix->dim != 0, ROTOR_ERR_FORMAT,
+                 "'%s': the vectors section holds %" PRIu64 " bytes; %zu vectors of %zu "
+                 "one-byte coordinates need %zu",
+                 ixf_path(f), sec.size, ix->count, ix->dim, ix->count * ix->dim);
+    CM_RETURN_IF(op->vectors == ROTOR_VECTORS_DISK, ROTOR_ERR_UNSUPPORTED,
+                 "'%s' keeps its vectors as bytes (every coordinate an integer 0..255), which "
+                 "stay in RAM: open it with its vectors in RAM",
+                 ixf_path(f));
+    ix->rows8 = (uint8_t *)sec.data;
+    return ROTOR_OK;
+}
+
 static rotor_status place_vectors(rotor_index *ix, const rotor_open_params *op) {
     const ixf_file *f = ix->file;
+    const ixf_section bytes = ixf_get(f, IXF_SEC_VECTORS8);
+    if (bytes.data != NULL)
+        return place_rows8(ix, op, bytes);
     ixf_section sec = ixf_get(f, IXF_SEC_VECTORS);
     size_t row = ix->dim * sizeof(float);
     CM_RETURN_IF(sec.data == NULL || sec.size / row != ix->count || sec.size % row != 0,
@@ -255,8 +276,9 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
     if (st == ROTOR_OK && op.load)
         st = ix_own_arrays(ix);
     if (st == ROTOR_OK && op.load) { /* copied out: the file's copy of them is not needed */
-        static const ixf_section_id owned[] = {IXF_SEC_VECTORS, IXF_SEC_CODES, IXF_SEC_WALK_CODES,
-                                               IXF_SEC_GRAPH, IXF_SEC_RESIDUALS};
+        static const ixf_section_id owned[] = {IXF_SEC_VECTORS, IXF_SEC_VECTORS8,
+                                               IXF_SEC_CODES,   IXF_SEC_WALK_CODES,
+                                               IXF_SEC_GRAPH,   IXF_SEC_RESIDUALS};
         for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
             ixf_release(f, owned[i]);
     }
@@ -295,7 +317,7 @@ static rotor_status verify_index(const char *path, int fd) {
     rotor_index *ix;
     CM_FORWARD(open_index(path, fd, &op, true, &ix));
     rotor_status st = ix->nav->ops->check(ix->nav);
-    for (size_t i = 0; st == ROTOR_OK && i < ix->count * ix->dim; i++)
+    for (size_t i = 0; st == ROTOR_OK && ix->vectors != NULL && i < ix->count * ix->dim; i++)
         if (!isfinite(ix->vectors[i]))
             st = cm_fail(ROTOR_ERR_FORMAT, "vector %zu holds a non-finite value", i / ix->dim);
     for (size_t i = 0; st == ROTOR_OK && ix->resid != NULL && i < ix->count; i++)

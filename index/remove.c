@@ -172,18 +172,6 @@ static void finish(rotor_index *ix, staged *s) {
     staged_free(ix, s);
 }
 
-/* The full vectors a consolidation prunes with: in RAM, or (vectors on
- * disk) the file's section, mapped or read. */
-static rotor_status full_vectors(rotor_index *ix, const float **out) {
-    *out = ix->vectors;
-    if (ix->vectors != NULL)
-        return ROTOR_OK;
-    CM_RETURN_IF(ix->file == NULL, ROTOR_ERR_UNSUPPORTED, "the index holds no full vectors");
-    CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
-    *out = (const float *)ixf_get(ix->file, IXF_SEC_VECTORS).data;
-    return ROTOR_OK;
-}
-
 /* Beside searches: the navigator publishes its repairs itself. */
 static rotor_status consolidate(rotor_index *ix) {
     if (ix->pending == 0)
@@ -192,9 +180,12 @@ static rotor_status consolidate(rotor_index *ix) {
     if (ops->consolidate != NULL) {
         graph_space s = ix_space(ix);
         s.publish = ix_publish_lock(ix);
-        CM_FORWARD(full_vectors(ix, &s.vectors));
-        CM_FORWARD(ops->consolidate(ix->nav, &s, ix->deleted, ix->deleted_bits,
-                                    cm_thread_count(ix->params.threads, ix->count)));
+        float *widened;
+        CM_FORWARD(ix_full_vectors(ix, &s.vectors, &widened));
+        const rotor_status st = ops->consolidate(ix->nav, &s, ix->deleted, ix->deleted_bits,
+                                                 cm_thread_count(ix->params.threads, ix->count));
+        cm_free(&ix->alloc, widened);
+        CM_FORWARD(st);
     }
     ix_publish_begin(ix);
     ix->pending = 0;

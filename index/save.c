@@ -47,6 +47,23 @@ static void fill_meta(const rotor_index *ix, const nav_stats *ns, ixf_meta *m) {
     m->created = (uint64_t)time(NULL);
 }
 
+/* The vectors section as bytes, narrowed a slice at a time. */
+static rotor_status put_bytes(const rotor_index *ix, ixf_writer *w, const float *vectors) {
+    if (ix->rows8 != NULL)
+        return ixf_put_section(w, IXF_SEC_VECTORS8, ix->rows8, ix->count * ix->dim);
+    enum { SLICE = 1 << 14 };
+    uint8_t buf[SLICE];
+    CM_FORWARD(ixf_section_begin(w, IXF_SEC_VECTORS8));
+    const size_t n = ix->count * ix->dim;
+    for (size_t at = 0; at < n; at += SLICE) {
+        const size_t m = n - at < SLICE ? n - at : SLICE;
+        for (size_t i = 0; i < m; i++)
+            buf[i] = (uint8_t)vectors[at + i];
+        CM_FORWARD(ixf_append(w, buf, m));
+    }
+    return ixf_section_end(w);
+}
+
 static rotor_status save_locked(const rotor_index *ix, const char *path) {
     CM_RETURN_IF(ix->count == 0, ROTOR_ERR_EMPTY, "an empty index cannot be saved");
     /* Over the file a writable index appends to: its log goes on in the
@@ -95,7 +112,9 @@ rotor_status ix_save(const rotor_index *ix, const char *path, ixf_kept *kept) {
     if (st == ROTOR_OK && ix->nav->ops->save != NULL)
         st = ix->nav->ops->save(ix->nav, &space, w);
     /* Last, so the in-memory sections sit together at the front. */
-    if (st == ROTOR_OK)
+    if (st == ROTOR_OK && (ix->rows8 != NULL || ix_rows_fit_bytes(ix, vectors)))
+        st = put_bytes(ix, w, vectors);
+    else if (st == ROTOR_OK)
         st = ixf_put_section(w, IXF_SEC_VECTORS, vectors, ix->count * ix->dim * sizeof(float));
     if (st != ROTOR_OK) {
         ixf_abort(w);

@@ -718,18 +718,6 @@ rotor_status ix_hold_out(rotor_index *ix, size_t n) {
     return ROTOR_OK;
 }
 
-/* The full vectors of an index: in memory, or the file's mapped section. */
-static rotor_status full_vectors(rotor_index *ix, const float **out) {
-    if (ix->vectors != NULL) {
-        *out = ix->vectors;
-        return ROTOR_OK;
-    }
-    CM_RETURN_IF(ix->file == NULL, ROTOR_ERR_UNSUPPORTED, "the index holds no full vectors");
-    CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
-    *out = (const float *)ixf_get(ix->file, IXF_SEC_VECTORS).data;
-    return ROTOR_OK;
-}
-
 static rotor_status tune_set_open(const rotor_index *ix, tune_set *set, unsigned threads) {
     cm_pool *pool = cm_alloc(&ix->alloc, sizeof *pool, "calibration pool");
     if (pool == NULL)
@@ -787,7 +775,8 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     }
     const rotor_allocator *a = &ix->alloc;
     const float *base = NULL;
-    CM_FORWARD(full_vectors(ix, &base));
+    float *widened;
+    CM_FORWARD(ix_full_vectors(ix, &base, &widened));
     const uint32_t *rows = NULL; /* the query rows: held out, or sampled */
     uint32_t *sampled = NULL;
     float *own = NULL;
@@ -801,7 +790,11 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
      * every slot, by the test below). */
     ix_filter live;
     nav_search_params lp = {0};
-    CM_FORWARD(ix_filter_compile(ix, NULL, 0, &lp, &live));
+    st = ix_filter_compile(ix, NULL, 0, &lp, &live);
+    if (st != ROTOR_OK) {
+        cm_free(a, widened);
+        return st;
+    }
     const live_test lt = {{.allows = is_live}, ix};
     if (own_rows) {
         nq = held ? ix->nheld : self_queries(ix_live(ix));
@@ -842,6 +835,7 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
     cm_free(a, gt);
     cm_free(a, own);
     cm_free(a, sampled);
+    cm_free(a, widened);
     if (st != ROTOR_OK) {
         cm_free(a, table);
         return st;

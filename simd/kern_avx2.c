@@ -121,6 +121,48 @@ static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf,
     return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
+/* Eight bytes of a row widened to floats (n < 8: the first n, the rest
+ * zero, as a masked float load leaves them). */
+static ALWAYS_INLINE __m256 widen8(const uint8_t *x) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)x)));
+}
+
+static ALWAYS_INLINE __m256 widen_tail(const uint8_t *x, size_t n) {
+    uint8_t b[8] = {0};
+    memcpy(b, x, n);
+    return widen8(b);
+}
+
+/* pair() over a row of bytes: the same steps in the same order, so the
+ * sums are those of the widened row, bit for bit. */
+static ALWAYS_INLINE float pair_u8(const float *a, const uint8_t *b, size_t d, int l2) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    size_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        acc0 = step(acc0, _mm256_loadu_ps(a + i), widen8(b + i), l2);
+        acc1 = step(acc1, _mm256_loadu_ps(a + i + 8), widen8(b + i + 8), l2);
+        acc2 = step(acc2, _mm256_loadu_ps(a + i + 16), widen8(b + i + 16), l2);
+        acc3 = step(acc3, _mm256_loadu_ps(a + i + 24), widen8(b + i + 24), l2);
+    }
+    if (i + 8 <= d) {
+        acc0 = step(acc0, _mm256_loadu_ps(a + i), widen8(b + i), l2);
+        i += 8;
+    }
+    if (i + 8 <= d) {
+        acc1 = step(acc1, _mm256_loadu_ps(a + i), widen8(b + i), l2);
+        i += 8;
+    }
+    if (i + 8 <= d) {
+        acc2 = step(acc2, _mm256_loadu_ps(a + i), widen8(b + i), l2);
+        i += 8;
+    }
+    if (i < d) {
+        __m256i m = tail_mask(d - i);
+        acc3 = step(acc3, _mm256_maskload_ps(a + i, m), widen_tail(b + i, d - i), l2);
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
 /* Two queries against one row: the scheme of pair() for each, with x loaded
  * once for both. Four queries at once would need 16 accumulators plus the
  * row, more than the 16 YMM registers, and the spills would cost more than
@@ -189,6 +231,10 @@ static ALWAYS_INLINE void rows(const float *q, const float *base, size_t n, size
 static float l2sq_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 1); }
 
 static float dot_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 0); }
+
+static float l2sq_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 1); }
+
+static float dot_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 0); }
 
 static void l2sq_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
                           float *out) {
@@ -505,6 +551,8 @@ const simd_ops simd_ops_avx2 = {
     .dot_f32_rows = dot_f32_rows,
     .l2sq_f32_x4 = l2sq_f32_x4,
     .dot_f32_x4 = dot_f32_x4,
+    .l2sq_f32_u8 = l2sq_f32_u8,
+    .dot_f32_u8 = dot_f32_u8,
     .hamming = hamming,
     .and_popcount = and_popcount,
     .dot_u8 = dot_u8,

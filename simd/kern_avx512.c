@@ -121,6 +121,45 @@ static ALWAYS_INLINE block tail_block(const float *x, size_t i, size_t d) {
     return b;
 }
 
+/* The blocks of a row of bytes, widened to the floats they hold: pair_u8
+ * then runs pair()'s steps on the same values, so its sums are bit for bit
+ * those of the widened row. */
+static ALWAYS_INLINE __m512 widen16(__m128i bytes) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+}
+
+static ALWAYS_INLINE block whole_block_u8(const uint8_t *x, size_t i) {
+    block b;
+    b.m0 = b.m1 = b.m2 = b.m3 = 0xffff;
+    b.o0 = i;
+    b.o1 = i + 16;
+    b.o2 = i + 32;
+    b.o3 = i + 48;
+    b.x0 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o0)));
+    b.x1 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o1)));
+    b.x2 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o2)));
+    b.x3 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o3)));
+    return b;
+}
+
+static ALWAYS_INLINE block tail_block_u8(const uint8_t *x, size_t i, size_t d) {
+    size_t rem = d - i;
+    block b;
+    b.m0 = chunk_mask(rem, 0);
+    b.m1 = chunk_mask(rem, 16);
+    b.m2 = chunk_mask(rem, 32);
+    b.m3 = chunk_mask(rem, 48);
+    b.o0 = chunk_offset(i, rem, 0);
+    b.o1 = chunk_offset(i, rem, 16);
+    b.o2 = chunk_offset(i, rem, 32);
+    b.o3 = chunk_offset(i, rem, 48);
+    b.x0 = widen16(_mm_maskz_loadu_epi8(b.m0, x + b.o0));
+    b.x1 = widen16(_mm_maskz_loadu_epi8(b.m1, x + b.o1));
+    b.x2 = widen16(_mm_maskz_loadu_epi8(b.m2, x + b.o2));
+    b.x3 = widen16(_mm_maskz_loadu_epi8(b.m3, x + b.o3));
+    return b;
+}
+
 /* Adds one block of query q against x to q's four accumulators. The
  * accumulators are separate variables, not an array, which GCC would keep in
  * memory. */
@@ -227,6 +266,24 @@ static ALWAYS_INLINE void rows(const float *q, const float *base, size_t n, size
     for (; i < n; i++)
         out[i] = pair(q, base + i * stride, NULL, d, l2);
 }
+
+static ALWAYS_INLINE float pair_u8(const float *a, const uint8_t *x, size_t d, int l2) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= d; i += 64) {
+        block blk = whole_block_u8(x, i);
+        accumulate(&s0, &s1, &s2, &s3, a, &blk, l2);
+    }
+    if (i < d) {
+        block blk = tail_block_u8(x, i, d);
+        accumulate(&s0, &s1, &s2, &s3, a, &blk, l2);
+    }
+    return total(s0, s1, s2, s3);
+}
+
+static float l2sq_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 1); }
+
+static float dot_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 0); }
 
 static float l2sq_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 1); }
 
@@ -559,6 +616,8 @@ const simd_ops simd_ops_avx512 = {
     .dot_f32_rows = dot_f32_rows,
     .l2sq_f32_x4 = l2sq_f32_x4,
     .dot_f32_x4 = dot_f32_x4,
+    .l2sq_f32_u8 = l2sq_f32_u8,
+    .dot_f32_u8 = dot_f32_u8,
     .hamming = hamming,
     .and_popcount = and_popcount,
     .dot_u8 = dot_u8,

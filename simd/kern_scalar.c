@@ -58,6 +58,22 @@ static float cos_dist_f32(const float *a, const float *b, size_t d) {
     return cos_dist_finish(dot, norm_a, norm_b);
 }
 
+static float l2sq_f32_u8(const float *a, const uint8_t *b, size_t d) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < d; i++) {
+        float diff = a[i] - (float)b[i];
+        sum += diff * diff;
+    }
+    return sum;
+}
+
+static float dot_f32_u8(const float *a, const uint8_t *b, size_t d) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < d; i++)
+        sum += a[i] * (float)b[i];
+    return sum;
+}
+
 static void l2sq_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
                           float *out) {
     for (size_t i = 0; i < n; i++)
@@ -188,6 +204,8 @@ const simd_ops simd_ops_scalar = {
     .dot_f32_rows = dot_f32_rows,
     .l2sq_f32_x4 = l2sq_f32_x4,
     .dot_f32_x4 = dot_f32_x4,
+    .l2sq_f32_u8 = l2sq_f32_u8,
+    .dot_f32_u8 = dot_f32_u8,
     .hamming = hamming,
     .and_popcount = and_popcount,
     .dot_u8 = dot_u8,

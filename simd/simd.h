@@ -51,6 +51,13 @@ typedef struct simd_ops {
     void (*l2sq_f32_x4)(const float *const q[4], const float *x, size_t d, float out[4]);
     void (*dot_f32_x4)(const float *const q[4], const float *x, size_t d, float out[4]);
 
+    /* l2sq_f32 and dot_f32 of a float query against a row of bytes, each
+     * byte the value of its coordinate (rows of 0..255 stored compactly).
+     * Bit-identical to the float kernel of the same level over the row
+     * widened to floats, so such an index ranks exactly as its float twin. */
+    float (*l2sq_f32_u8)(const float *q, const uint8_t *x, size_t d);
+    float (*dot_f32_u8)(const float *q, const uint8_t *x, size_t d);
+
     /* Number of differing bits of two codes of `nbytes` bytes. */
     uint64_t (*hamming)(const uint8_t *a, const uint8_t *b, size_t nbytes);
     /* Number of set bits of (a AND b). */

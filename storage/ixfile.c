@@ -101,6 +101,7 @@ const char *ixf_section_name(uint32_t id) {
     case IXF_SEC_DELETED: return "deleted";
     case IXF_SEC_NODES: return "nodes";
     case IXF_SEC_IVF_QUANT: return "IVF quantizer";
+    case IXF_SEC_VECTORS8: return "vectors (bytes)";
     }
     return "unknown";
 }

@@ -314,6 +314,7 @@ typedef enum ixf_section_id {
     IXF_SEC_DELETED = 15,   /* the removed vectors: a bitset over count, when some are */
     IXF_SEC_NODES = 16,     /* Vamana under a RAM budget: node records with vectors, in pages */
     IXF_SEC_IVF_QUANT = 17, /* IVF: the quantizer of residual list codes (quant_save) */
+    IXF_SEC_VECTORS8 = 18,  /* instead of VECTORS: count x dim bytes, each coordinate's value */
 } ixf_section_id;
 
 /* The fixed header's description of the index (everything but the

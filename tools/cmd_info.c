@@ -59,8 +59,10 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
     }
     if (s.start_points > 0)
         printf("start points:  %zu in %zu groups\n", s.start_points, s.start_groups);
-    printf("full vectors:  %s, %.1f bytes per vector\n", s.vectors_on_disk ? "on disk" : "in RAM",
-           (double)(s.vectors_on_disk ? s.bytes_vectors_disk : s.bytes_vectors) / n);
+    const bool bytes = !s.vectors_on_disk && s.bytes_vectors == s.slots * s.dim;
+    printf("full vectors:  %s, %.1f bytes per vector%s\n", s.vectors_on_disk ? "on disk" : "in RAM",
+           (double)(s.vectors_on_disk ? s.bytes_vectors_disk : s.bytes_vectors) / n,
+           bytes ? " (a byte a coordinate: every one a whole number 0..255)" : "");
     if (s.vectors_on_disk)
         printf("vector reads:  %s%s\n", s.io_backend, s.direct_io ? ", O_DIRECT" : ", page cache");
     if (s.graph_on_disk > 0)

@@ -61,9 +61,12 @@ check() {
 listing() { ls -A | grep -vE '^(out|err)\.txt$' | sort | tr '\n' ' '; }
 
 # ROWS x DIM float32 vectors with integer values, seeded.
+# Halves, exact in float32 and never whole, so an index keeps its vectors
+# as floats and the files have the sizes the tests count on (whole numbers
+# 0..255 would be saved as bytes).
 make_fvecs() { # file rows dim seed
   perl -e 'my ($n, $d, $s) = @ARGV; srand($s);
-    for (1..$n) { print pack("l<", $d), pack("f<$d", map { int(rand(100)) } 1..$d) }' "$2" "$3" "$4" >"$1"
+    for (1..$n) { print pack("l<", $d), pack("f<$d", map { int(rand(100)) + 0.5 } 1..$d) }' "$2" "$3" "$4" >"$1"
 }
 
 finish() {

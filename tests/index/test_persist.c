@@ -706,6 +706,108 @@ static void test_add_after_open(void **state) {
     }
 }
 
+static bool has_section(const char *path, uint32_t kind, uint64_t *size) {
+    size_t n;
+    uint8_t *file = read_all(path, &n);
+    bool found = false;
+    for (uint32_t i = 0; i < le32(file + H_SECTIONS); i++) {
+        const uint8_t *e = file + H_TABLE + 32 * i;
+        if (le32(e) == kind) {
+            found = true;
+            *size = le64(e + 16);
+        }
+    }
+    free(file);
+    return found;
+}
+
+enum { SEC_VECTORS = 1, SEC_VECTORS8 = 18 };
+
+/* Rows of whole numbers 0..255 are kept as bytes once built and saved
+ * so, a quarter of the floats; every kind answers from them, mapped or loaded, exactly as it
+ * did from the floats, reads them back as the same floats, calibrates and
+ * consolidates over them, and an add of other rows widens them. Rows
+ * normalised for cosine stay floats. */
+static void test_byte_rows(void **state) {
+    const fixture *f = *state;
+    float *base = malloc((N + NQ) * D * sizeof(float));
+    for (size_t i = 0; i < (N + NQ) * D; i++)
+        base[i] = floorf(fminf(fmaxf(128.0f + 40.0f * f->base[i], 0.0f), 255.0f));
+    const fixture bf = {base, base + N * D, f->dir};
+    int64_t want_ids[NQ * K], got_ids[NQ * K];
+    float want_d[NQ * K], got_d[NQ * K], row[D];
+    char *path = ts_path(f->dir, "bytes.rotor");
+    for (size_t c = 0; c < NCONFIGS; c++) {
+        const config *cf = &configs[c];
+        rotor_index *ix = build(&bf, cf, N);
+        const bool cosine = cf->metric == ROTOR_METRIC_COSINE;
+        rotor_index_stats bs;
+        rotor_index_stats_get(ix, &bs);
+        assert_int_equal(bs.bytes_vectors, N * D * (cosine ? sizeof(float) : 1));
+        search_all(&bf, ix, want_ids, want_d);
+        assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+        rotor_index_close(ix);
+        uint64_t size = 0;
+        assert_int_equal(has_section(path, SEC_VECTORS8, &size), !cosine);
+        assert_int_equal(has_section(path, SEC_VECTORS, &size), cosine);
+        if (cosine)
+            continue;
+        assert_int_equal(rotor_index_verify(path), ROTOR_OK);
+        for (int load = 0; load < 2; load++) {
+            rotor_index *re = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, load);
+            rotor_index_stats st;
+            rotor_index_stats_get(re, &st);
+            assert_int_equal(st.bytes_vectors, N * D);
+            search_all(&bf, re, got_ids, got_d);
+            assert_memory_equal(got_ids, want_ids, sizeof want_ids);
+            assert_memory_equal(got_d, want_d, sizeof want_d);
+            assert_int_equal(rotor_index_get(re, 7, row), ROTOR_OK);
+            assert_memory_equal(row, base + 7 * D, sizeof row);
+            rotor_index_close(re);
+        }
+        rotor_open_params op = rotor_open_params_default();
+        op.vectors = ROTOR_VECTORS_DISK;
+        rotor_index *bad = NULL;
+        TS_CHECK_ERROR(rotor_index_open(path, &op, &bad), ROTOR_ERR_UNSUPPORTED, path, "as bytes");
+        assert_null(bad);
+
+        /* Calibrated and consolidated over widened copies, still bytes. */
+        rotor_index *re = open_with(path, ROTOR_VECTORS_RAM, ROTOR_IO_AUTO, 0);
+        if (cf->quant != NULL || cf->kind != ROTOR_INDEX_FLAT)
+            assert_int_equal(rotor_index_tune(re, NULL, 1), ROTOR_OK);
+        const int64_t gone[] = {3, 11, 12};
+        assert_int_equal(rotor_index_remove(re, gone, 3), ROTOR_OK);
+        assert_int_equal(rotor_index_consolidate(re), ROTOR_OK);
+        assert_int_equal(rotor_index_save(re, path), ROTOR_OK);
+        assert_true(has_section(path, SEC_VECTORS8, &size));
+        assert_int_equal(size, N * D);
+
+        /* A row that is not bytes: the index widens and saves floats. */
+        float extra[D];
+        for (size_t j = 0; j < D; j++)
+            extra[j] = base[(N + 1) * D + j] + 0.25f;
+        rotor_matrix m = {extra, 1, D, ROTOR_ELEM_F32};
+        assert_int_equal(rotor_index_add(re, &m), ROTOR_OK);
+        assert_int_equal(rotor_index_get(re, 7, row), ROTOR_OK);
+        assert_memory_equal(row, base + 7 * D, sizeof row);
+        rotor_search_params sp = rotor_search_params_default();
+        sp.rerank = 50;
+        sp.list_size = 50;
+        sp.nprobe = 20;
+        int64_t id = -1;
+        assert_int_equal(rotor_index_search(re, &sp, extra, D, 1, &id, NULL), ROTOR_OK);
+        if (cf->metric == ROTOR_METRIC_L2)
+            assert_int_equal(id, 3); /* the freed slot the add reused */
+        assert_int_equal(rotor_index_save(re, path), ROTOR_OK);
+        rotor_index_close(re);
+        assert_true(has_section(path, SEC_VECTORS, &size));
+        assert_false(has_section(path, SEC_VECTORS8, &size));
+        assert_int_equal(rotor_index_verify(path), ROTOR_OK);
+    }
+    free(path);
+    free(base);
+}
+
 static void test_open_alloc_failures(void **state) {
     fixture *f = *state;
     char *path = save_config(f, 5, "oom.rotor");
@@ -849,7 +951,7 @@ int main(void) {
         cmocka_unit_test(test_foreign_and_versions), cmocka_unit_test(test_dimension_at_search),
         cmocka_unit_test(test_save_atomic),          cmocka_unit_test(test_add_after_open),
         cmocka_unit_test(test_open_alloc_failures),  cmocka_unit_test(test_build_file),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_bad_arguments),        cmocka_unit_test(test_byte_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -323,6 +323,46 @@ static void check_x4(int l2) {
     }
 }
 
+/* A row of bytes scores bit for bit as the same row widened to floats,
+ * at every length (tails of every size) and byte offset. */
+static void check_f32_u8(int l2) {
+    const simd_ops *ops = ops_or_skip();
+    float (*mixed)(const float *, const uint8_t *, size_t) =
+        l2 ? ops->l2sq_f32_u8 : ops->dot_f32_u8;
+    float (*single)(const float *, const float *, size_t) = l2 ? ops->l2sq_f32 : ops->dot_f32;
+    ts_rng rng;
+    ts_rng_init(&rng, 1400 + (uint64_t)l2);
+    for (size_t di = 0; di < N_DIMS; di++) {
+        size_t d = dims[di];
+        for (size_t off = 0; off < 4; off++) {
+            tbuf q = floats_random(&rng, off, d);
+            tbuf x = bytes_random(&rng, off * 5 % 7, d);
+            const uint8_t *xb = x.p;
+            float *wide = malloc((d > 0 ? d : 1) * sizeof(float));
+            assert_non_null(wide);
+            for (size_t i = 0; i < d; i++)
+                wide[i] = (float)xb[i];
+            float got = mixed(q.p, xb, d), want = single(q.p, wide, d);
+            CHECK(memcmp(&got, &want, sizeof(float)) == 0,
+                  "%s_u8 %s d=%zu offset %zu: %.9g, widened %.9g\n", l2 ? "l2sq_f32" : "dot_f32",
+                  simd_level_name(g_level), d, off, got, want);
+            free(wide);
+            tbuf_free(&q);
+            tbuf_free(&x);
+        }
+    }
+}
+
+static void test_l2sq_f32_u8_equals_widened_row_bitwise(void **state) {
+    (void)state;
+    check_f32_u8(1);
+}
+
+static void test_dot_f32_u8_equals_widened_row_bitwise(void **state) {
+    (void)state;
+    check_f32_u8(0);
+}
+
 static void test_l2sq_f32_x4_equals_single_pair_bitwise(void **state) {
     (void)state;
     check_x4(1);
@@ -965,6 +1005,7 @@ static void test_simd_tables_fill_every_kernel(void **state) {
             continue;
         assert_true(o->l2sq_f32 && o->dot_f32 && o->cos_dist_f32);
         assert_true(o->l2sq_f32_rows && o->dot_f32_rows && o->l2sq_f32_x4 && o->dot_f32_x4);
+        assert_true(o->l2sq_f32_u8 && o->dot_f32_u8);
         assert_true(o->hamming && o->and_popcount);
         assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->sq8_estimates && o->l2sq_u8);
         assert_true(o->first_below != NULL);
@@ -998,6 +1039,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_l2sq_f32_rows_equals_single_pair_bitwise),
         cmocka_unit_test(test_dot_f32_rows_equals_single_pair_bitwise),
         cmocka_unit_test(test_l2sq_f32_x4_equals_single_pair_bitwise),
+        cmocka_unit_test(test_l2sq_f32_u8_equals_widened_row_bitwise),
+        cmocka_unit_test(test_dot_f32_u8_equals_widened_row_bitwise),
         cmocka_unit_test(test_dot_f32_x4_equals_single_pair_bitwise),
         cmocka_unit_test(test_hamming_matches_bit_count_exactly),
         cmocka_unit_test(test_and_popcount_matches_bit_count_exactly),
