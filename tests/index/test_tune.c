@@ -347,6 +347,45 @@ static void test_flat_stays_exact(void **state) {
     rotor_index_close(ix);
 }
 
+/* The calibration counts recall as the benchmarks do, by distance: rows
+ * in groups of four identical ones put a tie at every query's tenth
+ * neighbour, where recall by ids missed whichever twins a search returned
+ * and the table promised less than the searches gave. */
+static void test_calibration_counts_ties_by_distance(void **state) {
+    (void)state;
+    enum { GROUPS = 1000, TWINS = 4, TD = 8, TQ = 200 };
+    float *base = malloc(GROUPS * TWINS * TD * sizeof(float));
+    float *queries = malloc(TQ * TD * sizeof(float));
+    ts_rng r;
+    ts_rng_init(&r, 31);
+    for (size_t g = 0; g < GROUPS; g++) {
+        float row[TD];
+        for (size_t j = 0; j < TD; j++)
+            row[j] = (float)ts_rng_normal(&r);
+        for (size_t t = 0; t < TWINS; t++) /* twins far apart in row order */
+            memcpy(base + (t * GROUPS + g) * TD, row, sizeof row);
+    }
+    for (size_t i = 0; i < TQ * TD; i++)
+        queries[i] = (float)ts_rng_normal(&r);
+    rotor_params p = vamana_params();
+    p.quant = "none";
+    rotor_matrix m = {base, GROUPS * TWINS, TD, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_matrix q = {queries, TQ, TD, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_tune(ix, &q, 1), ROTOR_OK);
+    rotor_tuning t;
+    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    float best = 0;
+    for (size_t i = 0; i < t.rows; i++)
+        best = t.row[i].recall > best ? t.row[i].recall : best;
+    if (best < 0.995f)
+        fail_msg("the calibration's best recall over four-fold ties is %.4f", (double)best);
+    rotor_index_close(ix);
+    free(base);
+    free(queries);
+}
+
 /* Disk mode: the choice keeps RAM at graph + codes (no neighbour codes, no
  * full precision), and its reranks stop on the codes' proven bound. */
 static void test_disk_mode_defaults(void **state) {
@@ -510,6 +549,7 @@ int main(void) {
         cmocka_unit_test(test_tuning_round_trips),
         cmocka_unit_test(test_unmet_recall_is_refused),
         cmocka_unit_test(test_flat_stays_exact),
+        cmocka_unit_test(test_calibration_counts_ties_by_distance),
         cmocka_unit_test(test_disk_mode_defaults),
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_cancel_while_measuring),
