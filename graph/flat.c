@@ -120,8 +120,11 @@ static rotor_status scan_floats(const graph_space *s, const float *q, size_t k,
 
 static rotor_status flat_search(const nav *n, const graph_space *s, const float *query, size_t k,
                                 const nav_search_params *p, int64_t *ids, float *dists) {
-    if (s->q == NULL)
+    if (s->q == NULL) {
+        if (p->work != NULL)
+            p->work->scored += s->count;
         return scan_floats(s, query, k, p->filter, ids, dists);
+    }
     graph_scan sc;
     CM_FORWARD(graph_scan_begin(&sc, &n->alloc, s->q, query, k, p, 0, ids, dists));
     graph_scan_store(&sc, s->codes, 0, s->count, NULL, SIZE_MAX);

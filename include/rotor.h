@@ -420,6 +420,11 @@ typedef struct rotor_query_stats {
     /* With a filter: 1 when so few vectors pass that they were all scored
      * (an exact scan of them) instead of searched for. */
     uint32_t filter_scan;
+    /* The work of the walk or scan: graph records expanded (0 for flat and
+     * IVF), and distances estimated on codes (or, without a quantizer, on
+     * full vectors) before the rerank. */
+    uint32_t hops;
+    uint32_t estimated;
 } rotor_query_stats;
 
 typedef struct rotor_search_params {

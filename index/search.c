@@ -98,11 +98,10 @@ static rotor_status resolve(const rotor_index *ix, const rotor_search_params *sp
     return ROTOR_OK;
 }
 
-rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,
-                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs) {
+static rotor_status search_nav(const rotor_index *ix, const nav_search_params *np,
+                               const float *query, size_t k, int64_t *ids, float *dists,
+                               rotor_query_stats *qs) {
     graph_space s = ix_space(ix);
-    if (qs != NULL)
-        *qs = (rotor_query_stats){0};
     if (np->rerank_all)
         s.resid = NULL;
     s.reranked = qs != NULL ? &qs->reranked : NULL;
@@ -138,6 +137,24 @@ rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, c
         qs->filter_scan = 1;
     return ix_filter_scan(ix, xf, &s, np, query, k, ids, dists);
 }
+
+rotor_status ix_search_nav(const rotor_index *ix, const nav_search_params *np, const float *query,
+                           size_t k, int64_t *ids, float *dists, rotor_query_stats *qs) {
+    if (qs == NULL)
+        return search_nav(ix, np, query, k, ids, dists, NULL);
+    *qs = (rotor_query_stats){0};
+    /* The caller's counters, or the walk's own for this query. */
+    nav_work own = {0};
+    nav_search_params p = *np;
+    nav_work *w = p.work != NULL ? p.work : &own;
+    const nav_work before = *w;
+    p.work = w;
+    const rotor_status st = search_nav(ix, &p, query, k, ids, dists, qs);
+    qs->hops = (uint32_t)(w->hops - before.hops);
+    qs->estimated = (uint32_t)(w->scored + w->refined - before.scored - before.refined);
+    return st;
+}
+
 typedef struct batch_job {
     const rotor_index *ix;
     const rotor_search_params *sp;

@@ -32,7 +32,7 @@ typedef struct bench_ctx {
     int64_t *ids;
     float *dists;
     double *latency;
-    rotor_query_stats *qstats; /* per query, for an index with vectors on disk */
+    rotor_query_stats *qstats; /* per query */
     rotor_status status;
     char error[512];
     pthread_mutex_t lock;
@@ -77,6 +77,7 @@ typedef struct run_result {
     double wall, cpu, qps, mean_us, p99_us;
     double reads_mean, reads_p99, io_us_mean; /* vectors on disk */
     double scored_mean;                       /* quantized: vectors the rerank scored */
+    double hops_mean, estimated_mean;         /* the walk's records and estimates */
 } run_result;
 
 static int cmp_double(const void *a, const void *b) {
@@ -122,15 +123,19 @@ static int run_once(bench_ctx *c, unsigned threads, run_result *out) {
     out->p99_us = 1e6 * sorted[p99 == 0 ? 0 : p99 - 1];
     out->reads_mean = out->reads_p99 = out->io_us_mean = out->scored_mean = 0;
     if (c->qstats != NULL) {
-        double io = 0, scored = 0;
+        double io = 0, scored = 0, hops = 0, estimated = 0;
         sum = 0;
         for (size_t i = 0; i < nq; i++) {
             sorted[i] = c->qstats[i].reads;
             sum += sorted[i];
             io += c->qstats[i].io_seconds;
             scored += c->qstats[i].reranked;
+            hops += c->qstats[i].hops;
+            estimated += c->qstats[i].estimated;
         }
         out->scored_mean = scored / (double)nq;
+        out->hops_mean = hops / (double)nq;
+        out->estimated_mean = estimated / (double)nq;
         qsort(sorted, nq, sizeof *sorted, cmp_double);
         out->reads_mean = sum / (double)nq;
         out->reads_p99 = sorted[p99 == 0 ? 0 : p99 - 1];
@@ -197,6 +202,7 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
     if (strcmp(stats->quant, "none") != 0)
         fprintf(f, "\"rerank_bound\":%s,\"scored_mean\":%.3f,", o->rerank_all ? "false" : "true",
                 med->scored_mean);
+    fprintf(f, "\"hops_mean\":%.3f,\"estimated_mean\":%.3f,", med->hops_mean, med->estimated_mean);
     if (o->filtered) {
         fprintf(f, "\"filter\":");
         cli_json_string(f, o->filter_text);
@@ -288,11 +294,11 @@ int cmd_bench(const cli_opts *o) {
     c.ids = malloc(nq * k * sizeof *c.ids);
     c.dists = malloc(nq * k * sizeof *c.dists);
     c.latency = malloc(nq * sizeof *c.latency);
-    /* Quantized: what each query's rerank scored (and read, on disk). */
+    /* What each query's walk did, and its rerank scored (and read, on disk). */
     const bool quantized = strcmp(stats.quant, "none") != 0;
-    c.qstats = quantized ? malloc(nq * sizeof *c.qstats) : NULL;
+    c.qstats = malloc(nq * sizeof *c.qstats);
     row = base.data == NULL ? malloc(stats.dim * sizeof *row) : NULL;
-    if (c.ids == NULL || c.dists == NULL || c.latency == NULL || (quantized && c.qstats == NULL) ||
+    if (c.ids == NULL || c.dists == NULL || c.latency == NULL || c.qstats == NULL ||
         (base.data == NULL && row == NULL)) {
         rc = cli_error(CLI_EXIT_FAIL, "out of memory for %zu x %zu results", nq, k);
         goto done;

@@ -662,10 +662,18 @@ def run_sweeps(c, libs):
         for info, params, build_s, build_cpu, nbytes, extra, one in method_points(c, method,
                                                                                    libs):
             c.short_queries = 0
+            # FAISS HNSW counts its work: nodes expanded and distances computed.
+            hnsw_stats = libs[tool][0].cvar.hnsw_stats if method == "faiss-hnsw" else None
+            if hnsw_stats is not None:
+                hnsw_stats.reset()
             if callable(one):
                 qps, wall, cpu, lat, ids = timed_search(one, c.queries, a.k, a.runs)
             else:
                 qps, wall, cpu, lat, ids = one
+            if hnsw_stats is not None:
+                searched = a.runs * len(c.queries)
+                extra = {**extra, "hops_mean": hnsw_stats.nhops / searched,
+                         "estimated_mean": hnsw_stats.ndis / searched}
             if c.mask is None:
                 r1 = recall_at(c.base, c.queries, c.gt, ids, 1, a.metric)
                 r10 = recall_at(c.base, c.queries, c.gt, ids, 10, a.metric) if a.k >= 10 \

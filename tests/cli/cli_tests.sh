@@ -203,6 +203,9 @@ expect 0 "" -- "$ROTOR" bench --index w.rotor --load 1 --queries queries.fvecs -
 grep -qE '^vamana +bin1fs\+sq8,R=16,L=64,refine=120,rerank=20 +1 +[0-9.]+ +(0\.9[5-9][0-9]*|1\.0000) ' out.txt && ok ||
   bad "bench of a bin1fs+sq8 index: $(cat out.txt)"
 grep -q '"quant":"sq8","walk_quant":"bin1fs"' w.jsonl && ok || bad "bench JSON of a walk on other codes: $(cat w.jsonl)"
+# the walk's work per query: records expanded, and more codes estimated than records
+awk -F'"hops_mean":|,"estimated_mean":|,"timestamp"' '{ h = $2 + 0; e = $3 + 0; exit !(h >= 10 && h <= 400 && e > 2 * h) }' w.jsonl &&
+  ok || bad "bench JSON hops and estimates of a walk: $(cat w.jsonl)"
 
 # damaged, truncated and foreign index files: one line, exit 1, never a signal
 flip() { # FILE OFFSET: inverts one byte in place (a negative offset counts from the end)

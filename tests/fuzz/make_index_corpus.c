@@ -102,27 +102,36 @@ int main(int argc, char **argv) {
         int labelled;
         int removed; /* vectors removed: 10 consolidated, 2 more pending */
         uint64_t ram_budget;
+        int bytes; /* rows of whole numbers 0..255: the vectors kept as bytes */
     } kinds[] = {
-        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0, 0, 0},
-        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0, 0, 0, 0},
-        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0, 0, 0},
+        {"flat", ROTOR_INDEX_FLAT, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0, 0, 0, 0},
+        {"flat_tq4_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, "tq4", NULL, 0, 1, 0, 0, 0, 0, 0},
+        {"vamana", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, NULL, NULL, 0, 0, 0, 0, 0, 0, 0},
         {"vamana_pq4x4_cos", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "pq4x4", NULL, 1, 1, 0, 0, 0,
-         0},
-        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0, 0, 0},
-        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0, 0, 0, 0},
-        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0, 0, 0, 0},
-        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0, 0,
          0, 0},
+        {"vamana_bin1_ids", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0, 0, 0, 0},
+        {"vamana_walk", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "tqip3", "pq2x4", 1, 0, 0, 0, 0, 0, 0},
+        {"ivf_bin2", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 1, 0, 0, 0, 0, 0},
+        {"vamana_bin1fs_sq8", ROTOR_INDEX_VAMANA, ROTOR_METRIC_COSINE, "sq8", "bin1fs", 1, 0, 0, 0,
+         0, 0, 0},
         /* keys of the caller's, past 2^32: the keys section */
-        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1, 0, 0, 0},
+        {"vamana_sq8_keys", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 1, 0, 0, 0, 0},
         /* labels (row i: i % 3, and 70 on every fifth): the labels section */
-        {"vamana_labels", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 0, 1, 0, 0},
+        {"vamana_labels", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 0, 1, 0, 0, 0},
         /* removed vectors: the deleted section, emptied records, shorter lists */
-        {"vamana_removed", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", "bin1fs", 1, 0, 1, 0, 1, 0},
-        {"ivf_removed", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 0, 0, 0, 1, 0},
+        {"vamana_removed", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", "bin1fs", 1, 0, 1, 0, 1, 0,
+         0},
+        {"ivf_removed", ROTOR_INDEX_IVF, ROTOR_METRIC_L2, "bin2", NULL, 0, 0, 0, 0, 1, 0, 0},
         /* a RAM budget below the graph: the nodes section, opened on disk */
-        {"vamana_budget", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0, 0, 3000},
+        {"vamana_budget", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1", NULL, 0, 0, 0, 0, 0, 3000,
+         0},
+        /* byte rows: the vectors (bytes) section */
+        {"vamana_bytes", ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8", NULL, 0, 0, 0, 0, 0, 0, 1},
+        {"flat_bytes_ip", ROTOR_INDEX_FLAT, ROTOR_METRIC_IP, NULL, NULL, 0, 0, 0, 0, 0, 0, 1},
     };
+    static float whole[N * D];
+    for (size_t i = 0; i < N * D; i++)
+        whole[i] = (float)(int)((base[i] + 0.5f) * 255.0f);
     static const int64_t plain_gone[12] = {3, 5, 8, 13, 21, 34, 55, 1, 2, 40, 41, 42};
     static uint64_t label_off[N + 1];
     static uint32_t label_val[2 * N];
@@ -151,7 +160,7 @@ int main(int argc, char **argv) {
         p.threads = 1;
         p.labels = kinds[i].labelled ? &labels : NULL;
         p.ram_budget = kinds[i].ram_budget;
-        rotor_matrix m = {base, N, D, ROTOR_ELEM_F32};
+        rotor_matrix m = {kinds[i].bytes ? whole : base, N, D, ROTOR_ELEM_F32};
         rotor_index *ix = NULL;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.rotor", argv[1], kinds[i].name);
