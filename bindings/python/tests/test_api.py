@@ -39,6 +39,28 @@ def test_byte_vectors_build_and_search_as_their_float32_values(dtype):
     np.testing.assert_array_equal(ix.search(q[3], k=5)[0][0], want[0][3])
 
 
+def test_whole_numbers_0_to_255_are_kept_as_bytes(tmp_path):
+    x = small_ints(5, 800, 16, np.uint8)
+    q = small_ints(6, 10, 16, np.uint8)
+    ix = rotor.Index.build(x, kind="vamana")
+    assert ix.stats()["bytes_vectors"] == x.size  # a byte a coordinate
+    np.testing.assert_array_equal(ix.get(7), x[7].astype(np.float32))
+    want = ix.search(q, k=5)
+    ix.save(tmp_path / "b.rotor")
+    back = rotor.Index.open(tmp_path / "b.rotor")
+    assert back.stats()["bytes_vectors"] == x.size
+    got = back.search(q, k=5)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    # a row that is not bytes widens them all to float32, the old rows unchanged
+    back.add(np.full((1, 16), 0.5, np.float32))
+    assert back.stats()["bytes_vectors"] == (len(x) + 1) * 16 * 4
+    np.testing.assert_array_equal(back.get(7), x[7].astype(np.float32))
+    # negative whole numbers are not bytes
+    signed = rotor.Index.build(small_ints(5, 800, 16, np.int8))
+    assert signed.stats()["bytes_vectors"] == 800 * 16 * 4
+
+
 def test_float64_float16_strided_and_lists_are_converted(flat, data):
     base, queries = data
     want = flat.search(queries, k=5)
