@@ -91,8 +91,8 @@ static vstore_backend to_backend(rotor_io_backend io) {
     return VSTORE_AUTO;
 }
 
-/* Rows of bytes stay in RAM whatever the open asks: a quarter of the
- * floats, and the disk store reads floats. */
+/* Rows of bytes are held in RAM, a quarter of the floats: the disk store
+ * reads rows of floats, so an open that asks for them on disk is refused. */
 static rotor_status place_rows8(rotor_index *ix, const rotor_open_params *op, ixf_section sec) {
     const ixf_file *f = ix->file;
     CM_RETURN_IF(ixf_get(f, IXF_SEC_VECTORS).data != NULL, ROTOR_ERR_FORMAT,
