@@ -23,6 +23,12 @@ static uint8_t *grow_store(const rotor_index *ix, const quant *q, const uint8_t 
     return codes;
 }
 
+/* n coordinates of byte rows as the floats they hold. */
+static void widen_rows(const uint8_t *in, size_t n, float *out) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)in[i];
+}
+
 /* The vectors (unless they are on disk) and code stores moved to fresh
  * memory of cap rows; on failure nothing changed. Rows of bytes stay bytes
  * unless `widen` (an add: its rows need not be bytes). */
@@ -55,9 +61,7 @@ static rotor_status move_arrays(rotor_index *ix, size_t cap, bool widen) {
     if (bytes8) {
         memcpy(v, ix->rows8, n);
     } else if (in_ram && ix->rows8 != NULL) {
-        float *f = v;
-        for (size_t i = 0; i < n; i++)
-            f[i] = (float)ix->rows8[i];
+        widen_rows(ix->rows8, n, v);
     } else if (in_ram && n > 0) {
         memcpy(v, ix->vectors, n * sizeof(float));
     }
@@ -636,14 +640,21 @@ rotor_status ix_full_vectors(const rotor_index *ix, const float **out, float **w
         float *v = cm_alloc_large(&ix->alloc, (n > 0 ? n : 1) * sizeof *v, "widened vectors");
         if (v == NULL)
             return ROTOR_ERR_OUT_OF_MEMORY;
-        for (size_t i = 0; i < n; i++)
-            v[i] = (float)ix->rows8[i];
+        widen_rows(ix->rows8, n, v);
         *out = *widened = v;
         return ROTOR_OK;
     }
     CM_RETURN_IF(ix->file == NULL, ROTOR_ERR_UNSUPPORTED, "the index holds no full vectors");
     CM_FORWARD(ixf_fill(ix->file, IXF_SEC_VECTORS));
     *out = (const float *)ixf_get(ix->file, IXF_SEC_VECTORS).data;
+    return ROTOR_OK;
+}
+
+rotor_status ix_row_get(const rotor_index *ix, size_t slot, float *out) {
+    if (ix->rows8 != NULL)
+        widen_rows(ix->rows8 + slot * ix->dim, ix->dim, out);
+    else
+        memcpy(out, ix->vectors + slot * ix->dim, ix->dim * sizeof(float));
     return ROTOR_OK;
 }
 

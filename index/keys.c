@@ -322,17 +322,6 @@ static void copy_row(void *ctx, size_t j, const void *row) {
     memcpy(c->out, row, c->bytes);
 }
 
-rotor_status ix_row_get(const rotor_index *ix, size_t slot, float *out) {
-    if (ix->rows8 != NULL) {
-        const uint8_t *row = ix->rows8 + slot * ix->dim;
-        for (size_t i = 0; i < ix->dim; i++)
-            out[i] = (float)row[i];
-    } else {
-        memcpy(out, ix->vectors + slot * ix->dim, ix->dim * sizeof(float));
-    }
-    return ROTOR_OK;
-}
-
 static rotor_status get_locked(const rotor_index *ix, int64_t key, float *out) {
     size_t slot;
     CM_FORWARD(ix_slot_of(ix, key, &slot));

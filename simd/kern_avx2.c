@@ -84,8 +84,31 @@ static ALWAYS_INLINE void prefetch_lines(const float *row, size_t from, size_t d
         _mm_prefetch((const char *)line, _MM_HINT_T0);
 }
 
-/* `pf`, unless NULL, is a later row to prefetch while this one is read. */
-static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf, size_t d, int l2) {
+/* Eight coordinates of row x from i (n < 8: the first n, the rest zero, as
+ * a masked load leaves them). A row of bytes is widened to the floats its
+ * bytes hold, so pair() runs the same steps on the same values whatever
+ * the row's type: its sums are bit for bit those of the widened row.
+ * `bytes` is a constant after inlining. */
+static ALWAYS_INLINE __m256 row8(const void *x, size_t i, int bytes) {
+    if (!bytes)
+        return _mm256_loadu_ps((const float *)x + i);
+    const __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)x + i));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+}
+
+static ALWAYS_INLINE __m256 row_tail(const void *x, size_t i, size_t n, __m256i m, int bytes) {
+    if (!bytes)
+        return _mm256_maskload_ps((const float *)x + i, m);
+    uint8_t b[8] = {0};
+    memcpy(b, (const uint8_t *)x + i, n);
+    return row8(b, 0, 1);
+}
+
+/* Query a against row b (floats, or with `bytes` one byte a coordinate).
+ * `pf`, unless NULL, is a later float row to prefetch while this one is
+ * read. */
+static ALWAYS_INLINE float pair(const float *a, const void *b, const float *pf, size_t d, int l2,
+                                int bytes) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     size_t i = 0;
     for (; i + 32 <= d; i += 32) {
@@ -93,72 +116,30 @@ static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf,
             _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
             _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
         }
-        acc0 = step(acc0, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
-        acc1 = step(acc1, _mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), l2);
-        acc2 = step(acc2, _mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), l2);
-        acc3 = step(acc3, _mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), l2);
+        acc0 = step(acc0, _mm256_loadu_ps(a + i), row8(b, i, bytes), l2);
+        acc1 = step(acc1, _mm256_loadu_ps(a + i + 8), row8(b, i + 8, bytes), l2);
+        acc2 = step(acc2, _mm256_loadu_ps(a + i + 16), row8(b, i + 16, bytes), l2);
+        acc3 = step(acc3, _mm256_loadu_ps(a + i + 24), row8(b, i + 24, bytes), l2);
     }
     /* The rest of the prefetched row, starting from the line of the last
      * element already requested: a misaligned row spills into one more. */
     if (pf != NULL)
         prefetch_lines(pf, i > 0 ? i - 1 : 0, d);
     if (i + 8 <= d) {
-        acc0 = step(acc0, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        acc0 = step(acc0, _mm256_loadu_ps(a + i), row8(b, i, bytes), l2);
         i += 8;
     }
     if (i + 8 <= d) {
-        acc1 = step(acc1, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        acc1 = step(acc1, _mm256_loadu_ps(a + i), row8(b, i, bytes), l2);
         i += 8;
     }
     if (i + 8 <= d) {
-        acc2 = step(acc2, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), l2);
+        acc2 = step(acc2, _mm256_loadu_ps(a + i), row8(b, i, bytes), l2);
         i += 8;
     }
     if (i < d) {
         __m256i m = tail_mask(d - i);
-        acc3 = step(acc3, _mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), l2);
-    }
-    return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-}
-
-/* Eight bytes of a row widened to floats (n < 8: the first n, the rest
- * zero, as a masked float load leaves them). */
-static ALWAYS_INLINE __m256 widen8(const uint8_t *x) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)x)));
-}
-
-static ALWAYS_INLINE __m256 widen_tail(const uint8_t *x, size_t n) {
-    uint8_t b[8] = {0};
-    memcpy(b, x, n);
-    return widen8(b);
-}
-
-/* pair() over a row of bytes: the same steps in the same order, so the
- * sums are those of the widened row, bit for bit. */
-static ALWAYS_INLINE float pair_u8(const float *a, const uint8_t *b, size_t d, int l2) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    size_t i = 0;
-    for (; i + 32 <= d; i += 32) {
-        acc0 = step(acc0, _mm256_loadu_ps(a + i), widen8(b + i), l2);
-        acc1 = step(acc1, _mm256_loadu_ps(a + i + 8), widen8(b + i + 8), l2);
-        acc2 = step(acc2, _mm256_loadu_ps(a + i + 16), widen8(b + i + 16), l2);
-        acc3 = step(acc3, _mm256_loadu_ps(a + i + 24), widen8(b + i + 24), l2);
-    }
-    if (i + 8 <= d) {
-        acc0 = step(acc0, _mm256_loadu_ps(a + i), widen8(b + i), l2);
-        i += 8;
-    }
-    if (i + 8 <= d) {
-        acc1 = step(acc1, _mm256_loadu_ps(a + i), widen8(b + i), l2);
-        i += 8;
-    }
-    if (i + 8 <= d) {
-        acc2 = step(acc2, _mm256_loadu_ps(a + i), widen8(b + i), l2);
-        i += 8;
-    }
-    if (i < d) {
-        __m256i m = tail_mask(d - i);
-        acc3 = step(acc3, _mm256_maskload_ps(a + i, m), widen_tail(b + i, d - i), l2);
+        acc3 = step(acc3, _mm256_maskload_ps(a + i, m), row_tail(b, i, d - i, m, bytes), l2);
     }
     return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
@@ -223,18 +204,24 @@ static ALWAYS_INLINE void rows(const float *q, const float *base, size_t n, size
         prefetch_lines(base + i * stride, 0, d);
     size_t i = 0;
     for (; i + ahead < n; i++)
-        out[i] = pair(q, base + i * stride, base + (i + ahead) * stride, d, l2);
+        out[i] = pair(q, base + i * stride, base + (i + ahead) * stride, d, l2, 0);
     for (; i < n; i++)
-        out[i] = pair(q, base + i * stride, NULL, d, l2);
+        out[i] = pair(q, base + i * stride, NULL, d, l2, 0);
 }
 
-static float l2sq_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 1); }
+static float l2sq_f32(const float *a, const float *b, size_t d) {
+    return pair(a, b, NULL, d, 1, 0);
+}
 
-static float dot_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 0); }
+static float dot_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 0, 0); }
 
-static float l2sq_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 1); }
+static float l2sq_f32_u8(const float *q, const uint8_t *x, size_t d) {
+    return pair(q, x, NULL, d, 1, 1);
+}
 
-static float dot_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 0); }
+static float dot_f32_u8(const float *q, const uint8_t *x, size_t d) {
+    return pair(q, x, NULL, d, 0, 1);
+}
 
 static void l2sq_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
                           float *out) {

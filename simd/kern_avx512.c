@@ -79,17 +79,35 @@ typedef struct block {
     size_t o0, o1, o2, o3;
 } block;
 
-static ALWAYS_INLINE block whole_block(const float *x, size_t i) {
+/* Sixteen coordinates of row x from o, whole or under mask m. A row of
+ * bytes (`bytes`, a constant after inlining) is widened to the floats its
+ * bytes hold, so pair() runs the same steps on the same values whatever the
+ * row's type: its sums are bit for bit those of the widened row. */
+static ALWAYS_INLINE __m512 chunk(const void *x, size_t o, int bytes) {
+    if (!bytes)
+        return _mm512_loadu_ps((const float *)x + o);
+    const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)x + o));
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+}
+
+static ALWAYS_INLINE __m512 chunk_masked(const void *x, size_t o, __mmask16 m, int bytes) {
+    if (!bytes)
+        return _mm512_maskz_loadu_ps(m, (const float *)x + o);
+    const __m128i b = _mm_maskz_loadu_epi8(m, (const uint8_t *)x + o);
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+}
+
+static ALWAYS_INLINE block whole_block(const void *x, size_t i, int bytes) {
     block b;
     b.m0 = b.m1 = b.m2 = b.m3 = 0xffff;
     b.o0 = i;
     b.o1 = i + 16;
     b.o2 = i + 32;
     b.o3 = i + 48;
-    b.x0 = _mm512_loadu_ps(x + b.o0);
-    b.x1 = _mm512_loadu_ps(x + b.o1);
-    b.x2 = _mm512_loadu_ps(x + b.o2);
-    b.x3 = _mm512_loadu_ps(x + b.o3);
+    b.x0 = chunk(x, b.o0, bytes);
+    b.x1 = chunk(x, b.o1, bytes);
+    b.x2 = chunk(x, b.o2, bytes);
+    b.x3 = chunk(x, b.o3, bytes);
     return b;
 }
 
@@ -103,7 +121,7 @@ static ALWAYS_INLINE size_t chunk_offset(size_t i, size_t rem, size_t lo) {
 }
 
 /* The block starting at i when d - i is 1..63. */
-static ALWAYS_INLINE block tail_block(const float *x, size_t i, size_t d) {
+static ALWAYS_INLINE block tail_block(const void *x, size_t i, size_t d, int bytes) {
     size_t rem = d - i;
     block b;
     b.m0 = chunk_mask(rem, 0);
@@ -114,49 +132,10 @@ static ALWAYS_INLINE block tail_block(const float *x, size_t i, size_t d) {
     b.o1 = chunk_offset(i, rem, 16);
     b.o2 = chunk_offset(i, rem, 32);
     b.o3 = chunk_offset(i, rem, 48);
-    b.x0 = _mm512_maskz_loadu_ps(b.m0, x + b.o0);
-    b.x1 = _mm512_maskz_loadu_ps(b.m1, x + b.o1);
-    b.x2 = _mm512_maskz_loadu_ps(b.m2, x + b.o2);
-    b.x3 = _mm512_maskz_loadu_ps(b.m3, x + b.o3);
-    return b;
-}
-
-/* The blocks of a row of bytes, widened to the floats they hold: pair_u8
- * then runs pair()'s steps on the same values, so its sums are bit for bit
- * those of the widened row. */
-static ALWAYS_INLINE __m512 widen16(__m128i bytes) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
-}
-
-static ALWAYS_INLINE block whole_block_u8(const uint8_t *x, size_t i) {
-    block b;
-    b.m0 = b.m1 = b.m2 = b.m3 = 0xffff;
-    b.o0 = i;
-    b.o1 = i + 16;
-    b.o2 = i + 32;
-    b.o3 = i + 48;
-    b.x0 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o0)));
-    b.x1 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o1)));
-    b.x2 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o2)));
-    b.x3 = widen16(_mm_loadu_si128((const __m128i *)(x + b.o3)));
-    return b;
-}
-
-static ALWAYS_INLINE block tail_block_u8(const uint8_t *x, size_t i, size_t d) {
-    size_t rem = d - i;
-    block b;
-    b.m0 = chunk_mask(rem, 0);
-    b.m1 = chunk_mask(rem, 16);
-    b.m2 = chunk_mask(rem, 32);
-    b.m3 = chunk_mask(rem, 48);
-    b.o0 = chunk_offset(i, rem, 0);
-    b.o1 = chunk_offset(i, rem, 16);
-    b.o2 = chunk_offset(i, rem, 32);
-    b.o3 = chunk_offset(i, rem, 48);
-    b.x0 = widen16(_mm_maskz_loadu_epi8(b.m0, x + b.o0));
-    b.x1 = widen16(_mm_maskz_loadu_epi8(b.m1, x + b.o1));
-    b.x2 = widen16(_mm_maskz_loadu_epi8(b.m2, x + b.o2));
-    b.x3 = widen16(_mm_maskz_loadu_epi8(b.m3, x + b.o3));
+    b.x0 = chunk_masked(x, b.o0, b.m0, bytes);
+    b.x1 = chunk_masked(x, b.o1, b.m1, bytes);
+    b.x2 = chunk_masked(x, b.o2, b.m2, bytes);
+    b.x3 = chunk_masked(x, b.o3, b.m3, bytes);
     return b;
 }
 
@@ -203,7 +182,8 @@ static ALWAYS_INLINE void prefetch_lines(const float *row, size_t from, size_t d
 }
 
 /* `pf`, unless NULL, is a later row to prefetch while this one is read. */
-static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf, size_t d, int l2) {
+static ALWAYS_INLINE float pair(const float *a, const void *b, const float *pf, size_t d, int l2,
+                                int bytes) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
     for (; i + 64 <= d; i += 64) {
@@ -213,7 +193,7 @@ static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf,
             _mm_prefetch((const char *)(pf + i + 32), _MM_HINT_T0);
             _mm_prefetch((const char *)(pf + i + 48), _MM_HINT_T0);
         }
-        block blk = whole_block(b, i);
+        block blk = whole_block(b, i, bytes);
         accumulate(&s0, &s1, &s2, &s3, a, &blk, l2);
     }
     /* The rest of the prefetched row, starting from the line of the last
@@ -221,7 +201,7 @@ static ALWAYS_INLINE float pair(const float *a, const float *b, const float *pf,
     if (pf != NULL)
         prefetch_lines(pf, i > 0 ? i - 1 : 0, d);
     if (i < d) {
-        block blk = tail_block(b, i, d);
+        block blk = tail_block(b, i, d, bytes);
         accumulate(&s0, &s1, &s2, &s3, a, &blk, l2);
     }
     return total(s0, s1, s2, s3);
@@ -236,14 +216,14 @@ static ALWAYS_INLINE void quad(const float *const q[4], const float *x, size_t d
     __m512 c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
     size_t i = 0;
     for (; i + 64 <= d; i += 64) {
-        block blk = whole_block(x, i);
+        block blk = whole_block(x, i, 0);
         accumulate(&a0, &a1, &a2, &a3, q[0], &blk, l2);
         accumulate(&b0, &b1, &b2, &b3, q[1], &blk, l2);
         accumulate(&c0, &c1, &c2, &c3, q[2], &blk, l2);
         accumulate(&d0, &d1, &d2, &d3, q[3], &blk, l2);
     }
     if (i < d) {
-        block blk = tail_block(x, i, d);
+        block blk = tail_block(x, i, d, 0);
         accumulate(&a0, &a1, &a2, &a3, q[0], &blk, l2);
         accumulate(&b0, &b1, &b2, &b3, q[1], &blk, l2);
         accumulate(&c0, &c1, &c2, &c3, q[2], &blk, l2);
@@ -262,32 +242,24 @@ static ALWAYS_INLINE void rows(const float *q, const float *base, size_t n, size
         prefetch_lines(base + i * stride, 0, d);
     size_t i = 0;
     for (; i + ahead < n; i++)
-        out[i] = pair(q, base + i * stride, base + (i + ahead) * stride, d, l2);
+        out[i] = pair(q, base + i * stride, base + (i + ahead) * stride, d, l2, 0);
     for (; i < n; i++)
-        out[i] = pair(q, base + i * stride, NULL, d, l2);
+        out[i] = pair(q, base + i * stride, NULL, d, l2, 0);
 }
 
-static ALWAYS_INLINE float pair_u8(const float *a, const uint8_t *x, size_t d, int l2) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    for (; i + 64 <= d; i += 64) {
-        block blk = whole_block_u8(x, i);
-        accumulate(&s0, &s1, &s2, &s3, a, &blk, l2);
-    }
-    if (i < d) {
-        block blk = tail_block_u8(x, i, d);
-        accumulate(&s0, &s1, &s2, &s3, a, &blk, l2);
-    }
-    return total(s0, s1, s2, s3);
+static float l2sq_f32_u8(const float *q, const uint8_t *x, size_t d) {
+    return pair(q, x, NULL, d, 1, 1);
 }
 
-static float l2sq_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 1); }
+static float dot_f32_u8(const float *q, const uint8_t *x, size_t d) {
+    return pair(q, x, NULL, d, 0, 1);
+}
 
-static float dot_f32_u8(const float *q, const uint8_t *x, size_t d) { return pair_u8(q, x, d, 0); }
+static float l2sq_f32(const float *a, const float *b, size_t d) {
+    return pair(a, b, NULL, d, 1, 0);
+}
 
-static float l2sq_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 1); }
-
-static float dot_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 0); }
+static float dot_f32(const float *a, const float *b, size_t d) { return pair(a, b, NULL, d, 0, 0); }
 
 static void l2sq_f32_rows(const float *q, const float *base, size_t n, size_t d, size_t stride,
                           float *out) {
