@@ -228,6 +228,17 @@ static inline bool list_insert(vm_list *l, float d, uint32_t id) {
     return true;
 }
 
+/* Copies a code of cb >= 16 bytes in 16-byte steps, the last one ending at
+ * the code's end: gathering neighbours' codes, a memcpy of a length known
+ * only at run time cost more than the code's scoring (perf, a search of
+ * 25-d word vectors with sq8 codes: 43 % of it with the copy, 38 % now,
+ * the rest the misses on the codes). */
+static inline void vm_copy_code(uint8_t *dst, const uint8_t *src, size_t cb) {
+    for (size_t o = 0; o + 16 < cb; o += 16)
+        memcpy(dst + o, src + o, 16);
+    memcpy(dst + cb - 16, src + cb - 16, 16);
+}
+
 /* The position of the nearest unexpanded candidate, or size if none. */
 static inline size_t list_next(vm_list *l) {
     while (l->cur < l->size && l->expanded[l->cur])

@@ -82,7 +82,7 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
             for (size_t j = 0; j < m; j++)
                 prefetch_bytes(g->build_codes + (size_t)sc->nbrs[j] * cb, cb);
             for (size_t j = 0; j < m; j++)
-                memcpy(gather + j * cb, g->build_codes + (size_t)sc->nbrs[j] * cb, cb);
+                vm_copy_code(gather + j * cb, g->build_codes + (size_t)sc->nbrs[j] * cb, cb);
             if (m > 0)
                 bq->ops->scan(bq, sc->bqmem, gather, 0, m, sc->est);
             for (size_t j = 0; j < m; j++)

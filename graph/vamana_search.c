@@ -92,18 +92,8 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
         prefetch_bytes(from + (size_t)nb[j] * stride, cb);
     }
     if (q->ops->store == quant_plain_store && cb >= 16) {
-        /* Copied in 16-byte steps, the last one ending at the code's end,
-         * rather than by a store call and a memcpy of a length known only
-         * at run time each (with the copy, 43 % of a search of 25-d word
-         * vectors with sq8 codes in perf; 38 % now, the rest the misses on
-         * the neighbours' codes). */
-        for (uint32_t j = 0; j < m; j++) {
-            const uint8_t *src = from + (size_t)ids[j] * stride;
-            uint8_t *dst = w->gather + (size_t)j * cb;
-            for (size_t o = 0; o + 16 < cb; o += 16)
-                memcpy(dst + o, src + o, 16);
-            memcpy(dst + cb - 16, src + cb - 16, 16);
-        }
+        for (uint32_t j = 0; j < m; j++)
+            vm_copy_code(w->gather + (size_t)j * cb, from + (size_t)ids[j] * stride, cb);
     } else {
         for (uint32_t j = 0; j < m; j++)
             q->ops->store(q, w->gather, j, from + (size_t)ids[j] * stride);
