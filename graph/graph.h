@@ -257,6 +257,13 @@ typedef struct nav_search_params {
     unsigned rerank_window;
     /* A graph on disk: record reads in flight, 0: default. */
     unsigned beam;
+    /* NULL, or where a graph in memory walking the index's own codes
+     * leaves the candidates it hands to the rerank, best estimate first
+     * (at most `rerank`), and *nwalked their count: a calibration reranks
+     * them at several depths from one walk. Others leave *nwalked as it
+     * was. */
+    uint32_t *walked;
+    size_t *nwalked;
 } nav_search_params;
 
 /* What a navigator holds, for rotor_index_stats. */

@@ -392,6 +392,10 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         if (!pooled)
             est[j] = l->c[j].dist;
     }
+    if (p->nwalked != NULL && !refining) {
+        memcpy(p->walked, cand, nc * sizeof *cand);
+        *p->nwalked = nc;
+    }
     w.work.refined += refining ? nc : 0;
     if (refining && nc > 0) {
         cm_topk best;

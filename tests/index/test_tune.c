@@ -3,7 +3,8 @@
  * (quant "auto") is made by measurement, repeats under a seed and measures
  * only codes the dimension allows; the
  * calibration table, starting points and refine depths included, comes
- * back from the file unchanged; the rows a build calibrates on are held
+ * back from the file unchanged, and each of its rows is the recall a search
+ * with its settings gets; the rows a build calibrates on are held
  * out of its graph and linked in afterwards; a search by recall reaches the
  * recall it was asked for on queries the calibration never saw; a request
  * the index cannot promise is refused with a sentence; every allocation
@@ -386,6 +387,61 @@ static void test_calibration_counts_ties_by_distance(void **state) {
     free(queries);
 }
 
+/* Every row of the table is what a search with its settings finds: the
+ * calibration measures several rerank depths on one walk (and the starting
+ * point variants of a list's rows together), and the recall it counts for
+ * each must be the recall of the search made at that depth alone. The
+ * rows are Gaussian noise, hard enough that the depths differ. */
+static void test_table_rows_are_what_their_settings_search(void **state) {
+    (void)state;
+    enum { HN = 4000, HQ = 200, HD = 24 };
+    float *base = malloc((HN + HQ) * HD * sizeof(float));
+    int64_t *gt = malloc(HQ * K * sizeof *gt);
+    double *dist = malloc(HQ * K * sizeof *dist);
+    ts_rng r;
+    ts_rng_init(&r, 77);
+    for (size_t i = 0; i < (HN + HQ) * HD; i++)
+        base[i] = (float)ts_rng_normal(&r);
+    float *queries = base + HN * HD;
+    ts_brute_force(base, HN, queries, HQ, HD, ROTOR_METRIC_L2, K, gt, dist);
+    rotor_params p = vamana_params();
+    p.quant = "sq8";
+    p.neighbor_codes = 0;
+    p.calibrate = 0;
+    rotor_matrix m = {base, HN, HD, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_matrix q = {queries, HQ, HD, ROTOR_ELEM_F32};
+    assert_int_equal(rotor_index_tune(ix, &q, 1), ROTOR_OK);
+    rotor_tuning t;
+    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    size_t deep = 0; /* rows at a depth the list holds, past the least */
+    int64_t ids[HQ * K];
+    for (size_t i = 0; i < t.rows; i++) {
+        const rotor_calibration_row *row = &t.row[i];
+        rotor_search_params sp = rotor_search_params_default();
+        sp.list_size = row->list_size;
+        sp.rerank = row->rerank;
+        sp.start_points = row->start_points;
+        sp.refine = row->refine;
+        assert_int_equal(rotor_index_search_batch(ix, &sp, &q, K, ids, NULL), ROTOR_OK);
+        size_t hit = 0;
+        for (size_t a = 0; a < HQ * K; a++)
+            for (size_t b = 0; b < K; b++)
+                hit += ids[a] == gt[a / K * K + b];
+        const double got = (double)hit / (HQ * K);
+        if (fabs(got - (double)row->recall) > 1e-6)
+            fail_msg("row L=%u rerank=%u starts=%u: table %.6f, search %.6f", row->list_size,
+                     row->rerank, row->start_points, (double)row->recall, got);
+        deep += row->rerank > 10 && row->rerank <= row->list_size && row->recall < 0.999f;
+    }
+    assert_true(deep > 0);
+    rotor_index_close(ix);
+    free(base);
+    free(gt);
+    free(dist);
+}
+
 /* Disk mode: the choice keeps RAM at graph + codes (no neighbour codes, no
  * full precision), and its reranks stop on the codes' proven bound. */
 static void test_disk_mode_defaults(void **state) {
@@ -550,6 +606,7 @@ int main(void) {
         cmocka_unit_test(test_unmet_recall_is_refused),
         cmocka_unit_test(test_flat_stays_exact),
         cmocka_unit_test(test_calibration_counts_ties_by_distance),
+        cmocka_unit_test(test_table_rows_are_what_their_settings_search),
         cmocka_unit_test(test_disk_mode_defaults),
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_cancel_while_measuring),
