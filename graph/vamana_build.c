@@ -62,6 +62,15 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
     while ((i = list_next(&l)) < l.size) {
         l.expanded[i] = 1;
         vm_cand u = l.c[i];
+        /* The likely next record loads while this one's neighbours are
+         * scored, as in the search: waiting on records was a sixth of a
+         * build's time (perf, 100-d word vectors). */
+        for (size_t j = i + 1; j < l.size; j++) {
+            if (!l.expanded[j]) {
+                prefetch_bytes(node_of(g, l.c[j].id), (g->slots + 1) * sizeof(uint32_t));
+                break;
+            }
+        }
         if (sc->pool_size < sc->pool_cap - g->slots - 1)
             sc->pool[sc->pool_size++] = u;
         vm_node_lock(g, u.id);
