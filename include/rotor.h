@@ -709,7 +709,9 @@ typedef struct rotor_auto_candidate {
      * none did, or none reached 0.99), the recall there (or the best it
      * reached), and what the choice compares: the geometric mean of the
      * modelled costs of its cheapest settings reaching the target and
-     * 0.99 (0: not both reached). */
+     * 0.99 (0: not both reached; negative: its measuring stopped once
+     * every setting left would cost too much to come under -cost_ns, the
+     * best of the candidates measured before it). */
     uint32_t list_size, rerank;
     float recall;
     float cost_ns;

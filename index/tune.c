@@ -648,9 +648,19 @@ static bool shares_walks(const rotor_index *ix, const tune_set *set) {
 
 /* Measures the grid of the index's kind. With `stop_at` > 0 (the automatic
  * choice), a depth's sweep stops at the first setting reaching it; else at
- * 0.999 or the grid's end. Rows go to *out (allocated). */
-static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop_at,
-                          rotor_calibration_row **out, size_t *nout) {
+ * 0.999 or the grid's end. Rows go to *out (allocated).
+ *
+ * `beat` (INFINITY: none) is the cost a candidate of the automatic choice
+ * must come under: the geometric mean of its cheapest settings reaching
+ * the target and stop_at, b <= h, must be below it, so b h < beat^2, and
+ * b is at least the cheapest row measured. A row costing more than
+ * beat^2 over that can be neither, nor can the longer lists after it (the
+ * walk only grows), nor a deeper depth when it is the depth's first row:
+ * the sweep stops there and says so in *capped. On 100-d word vectors
+ * this cut the choice's measuring of the losing candidates (a 1-bit walk
+ * swept to deep reranks, 2.2 s) and kept its pick. */
+static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop_at, double beat,
+                          rotor_calibration_row **out, size_t *nout, bool *capped) {
     const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
     const bool ivf = ix->params.kind == ROTOR_INDEX_IVF;
     const uint32_t *outer = vamana ? LISTS : ivf ? PROBES : NULL;
@@ -679,7 +689,10 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
     rotor_calibration_row ahead[COUNT_OF(LISTS)][COUNT_OF(RERANKS)];
     bool have[COUNT_OF(LISTS)][COUNT_OF(RERANKS)] = {{false}};
     rotor_status st = ROTOR_OK;
-    for (size_t r = 0; r < nrerank && st == ROTOR_OK; r++) {
+    double least = INFINITY; /* the cheapest row measured */
+    bool over = false;       /* every row left costs more than a win allows */
+    *capped = false;
+    for (size_t r = 0; r < nrerank && st == ROTOR_OK && !over; r++) {
         const size_t rerank = ix->q != NULL ? RERANKS[r] : 0;
         if (rerank > ix->count)
             break;
@@ -726,6 +739,12 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
                 break;
             const float got = rows[n++].recall;
             done++;
+            least = fmin(least, rows[n - 1].cost_ns);
+            if (rows[n - 1].cost_ns > beat * beat / least) {
+                *capped = true;
+                over = done == 1;
+                break;
+            }
             if (got >= stop)
                 break;
             /* A longer list that found nothing more for three steps has
@@ -735,7 +754,8 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
         }
         /* A deeper rerank that adds nothing over the last one: the codes
          * are not what limits recall, deeper ones will not help either. */
-        if (st == ROTOR_OK && r > 0 && n > 0 && best_recall(rows, n) <= prev_best + 0.0005f)
+        if (st == ROTOR_OK && r > 0 && n > 0 && !over &&
+            best_recall(rows, n) <= prev_best + 0.0005f)
             break;
         prev_best = best_recall(rows, n);
         /* A deeper rerank that already reached the goal at the smallest
@@ -1056,8 +1076,9 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = tune_set_open(ix, &set, threads);
     rotor_calibration_row *table = NULL;
     size_t n = 0;
+    bool capped;
     if (st == ROTOR_OK)
-        st = sweep(ix, &set, 0, &table, &n);
+        st = sweep(ix, &set, 0, INFINITY, &table, &n, &capped);
     if (st == ROTOR_OK)
         st = sweep_variants(ix, &set, &table, &n);
     tune_set_close(ix, &set);
@@ -1410,9 +1431,12 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         }
         rotor_calibration_row *r = NULL;
         size_t nr = 0;
+        bool capped = false;
         st = tune_set_open(s, &set, ix->params.threads);
+        /* Costs the sweep sees are final only for a graph in memory (an
+         * IVF's and a disk mode's reranks are priced after it). */
         if (st == ROTOR_OK)
-            st = sweep(s, &set, high, &r, &nr);
+            st = sweep(s, &set, high, vamana && !disk ? best_cost : INFINITY, &r, &nr, &capped);
         /* A walk on other codes at the refine depths a search by recall
          * may take. */
         if (st == ROTOR_OK && refines(s))
@@ -1442,6 +1466,8 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
             } else {
                 for (size_t i = 0; i < nr; i++)
                     rc->recall = r[i].recall > rc->recall ? r[i].recall : rc->recall;
+                if (capped)
+                    rc->cost_ns = (float)-best_cost;
             }
         }
         cm_free(a, r);

@@ -90,6 +90,8 @@ rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w) {
 
 static bool fraction(float f) { return f >= -1.0f && f <= 1.0f; }
 static bool cost(float f) { return isfinite(f) && f >= 0; }
+/* A candidate's cost may be negative: its measuring stopped (rotor.h). */
+static bool candidate_cost(float f) { return isfinite(f); }
 
 /* Names stored in 32 bytes: NUL-terminated inside them. */
 static bool name32(const uint8_t *p) { return memchr(p, 0, 32) != NULL; }
@@ -166,7 +168,7 @@ rotor_status ix_tuning_load(rotor_index *ix) {
         c->recall = getf(p + 76);
         c->cost_ns = getf(p + 80);
         c->chosen = (int32_t)cm_get_le32(p + 84);
-        ok = ok && fraction(c->recall) && cost(c->cost_ns) && c->neighbor_codes >= 0 &&
+        ok = ok && fraction(c->recall) && candidate_cost(c->cost_ns) && c->neighbor_codes >= 0 &&
              c->neighbor_codes <= 1 && c->chosen >= 0 && c->chosen <= 1;
     }
     if (!ok) {

@@ -282,6 +282,9 @@ void cli_print_tuning(FILE *f, const rotor_index *ix, bool table) {
                         "reaches %.3f scanning every list, rerank=%u: %.1f us per query (model, "
                         "mean with 0.99)\n",
                         (double)c->recall, c->rerank, (double)c->cost_ns / 1000);
+            else if (c->cost_ns < 0)
+                fprintf(f, "stopped at recall %.3f: cannot come under %.1f us per query\n",
+                        (double)c->recall, (double)-c->cost_ns / 1000);
             else
                 fprintf(f, "best recall %.3f: below the target or 0.99\n", (double)c->recall);
         }

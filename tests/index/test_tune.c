@@ -87,7 +87,8 @@ static rotor_params vamana_params(void) {
     return p;
 }
 
-/* The default build measures candidates and says which it kept and why. */
+/* The default build measures candidates and says which it kept and why;
+ * those that could not win stop early and say what they could not beat. */
 static void test_auto_measures_and_repeats(void **state) {
     const fixture *f = *state;
     rotor_index *a = build(f, vamana_params());
@@ -122,6 +123,25 @@ static void test_auto_measures_and_repeats(void **state) {
         }
     }
     assert_int_equal(chosen, 1);
+    /* A candidate whose measuring stopped could not come under the best
+     * one measured before it, which is no cheaper than the kept one (here
+     * the product and binary codes stop: the 8-bit ones cost less). */
+    size_t stopped = 0;
+    for (size_t i = 0; i < ta.candidates; i++) {
+        const rotor_auto_candidate *x = &ta.candidate[i];
+        if (x->cost_ns >= 0)
+            continue;
+        stopped++;
+        float best = INFINITY, kept = 0;
+        for (size_t j = 0; j < ta.candidates; j++) {
+            if (j < i && ta.candidate[j].cost_ns > 0)
+                best = fminf(best, ta.candidate[j].cost_ns);
+            if (ta.candidate[j].chosen)
+                kept = ta.candidate[j].cost_ns;
+        }
+        assert_true(-x->cost_ns == best && best >= kept && x->list_size == 0 && !x->chosen);
+    }
+    assert_true(stopped > 0);
     rotor_index_close(a);
     rotor_index_close(b);
 }
