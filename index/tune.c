@@ -808,7 +808,7 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
         return ROTOR_ERR_OUT_OF_MEMORY;
     /* The kept rows of one list whose depths it holds share their walks,
      * as in the sweep. */
-    const bool share = !refine_knob && shares_walks(ix, set);
+    bool share = !refine_knob && shares_walks(ix, set);
     rotor_status st = ROTOR_OK;
     size_t m = kept;
     for (size_t i = 0; i < kept && st == ROTOR_OK; i++) {
@@ -848,9 +848,12 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
                 np.refine = values[v] * lead->rerank;
             st = nd > 1 ? evaluate_at(ix, set, &np, depths, nd, &rows[m])
                         : evaluate(ix, set, &np, &rows[m]);
-            for (size_t d = 0; st == ROTOR_ERR_UNSUPPORTED && d < nd; d++) {
-                np.rerank = depths[d];
-                st = evaluate(ix, set, &np, &rows[m + d]);
+            if (st == ROTOR_ERR_UNSUPPORTED) {
+                share = false;
+                for (size_t d = 0; d < nd && (d == 0 || st == ROTOR_OK); d++) {
+                    np.rerank = depths[d];
+                    st = evaluate(ix, set, &np, &rows[m + d]);
+                }
             }
             m += nd;
         }
