@@ -335,7 +335,7 @@ static rotor_status store_write(const vamana *g, const graph_space *s, const uin
         /* Dirty pages are not reclaimed until written back. */
         const uint64_t written = (uint64_t)(2 * u + 2) * b.row;
         if (written - flushed >= DS_WRITE_BEHIND) {
-            ds_write_behind(ds_out_fd(ss->file), 0, ss->off[k]);
+            ds_write_behind(ds_out_fd(ss->file), 0, ss->off[k], false);
             flushed = written;
         }
     }

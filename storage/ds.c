@@ -817,14 +817,15 @@ static rotor_status write_payload(ds_writer *w, rotor_file_format format, const 
     return ROTOR_OK;
 }
 
-void ds_write_behind(int fd, uint64_t from, uint64_t to) {
+void ds_write_behind(int fd, uint64_t from, uint64_t to, bool keep) {
     if (to <= from)
         return;
     /* Advice only: a file system without it just keeps the pages longer. */
     (void)sync_file_range(fd, (off_t)from, (off_t)(to - from),
                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                               SYNC_FILE_RANGE_WAIT_AFTER);
-    (void)posix_fadvise(fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+    if (!keep)
+        (void)posix_fadvise(fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
 }
 
 static rotor_status check_writable(const char *path, rotor_file_format format,

@@ -140,7 +140,7 @@ static rotor_status write_all(ixf_writer *w, const void *data, size_t n) {
         n -= (size_t)got;
         w->pos += (uint64_t)got;
         if (w->pos - w->flushed >= DS_WRITE_BEHIND) {
-            ds_write_behind(w->fd, w->flushed, w->pos);
+            ds_write_behind(w->fd, w->flushed, w->pos, false);
             w->flushed = w->pos;
         }
     }

@@ -145,11 +145,13 @@ rotor_status ds_pread_full(int fd, void *buf, size_t n, uint64_t offset, const c
 rotor_status ds_pwrite_full(int fd, const void *buf, size_t n, uint64_t offset, const char *what);
 
 /* Writers of large files call this as they go (every DS_WRITE_BEHIND
- * bytes): it writes [from, to) of fd back to disk and drops it from the
- * page cache. Dirty pages cannot be reclaimed until written, so without it
- * a writer under a memory limit is killed for pages it no longer needs. */
+ * bytes): it writes [from, to) of fd back to disk and, unless the writer
+ * reads it next (keep), drops it from the page cache. Dirty pages cannot
+ * be reclaimed until written, so without it a writer under a memory limit
+ * is killed for pages it no longer needs; written pages are clean, and the
+ * kernel reclaims those it needs without a further hint. */
 #define DS_WRITE_BEHIND ((uint64_t)64 << 20)
-void ds_write_behind(int fd, uint64_t from, uint64_t to);
+void ds_write_behind(int fd, uint64_t from, uint64_t to, bool keep);
 
 /* ---- npy.c -------------------------------------------------------------- */
 
