@@ -783,20 +783,23 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
                                size_t nvalues, bool refine_knob, rotor_calibration_row **table,
                                size_t *n) {
     /* Fewer starting points than the default save at most the scoring of
-     * the default's. Where that is under a twentieth of a setting's
-     * modelled cost (the model's own error is 8-11 %), measuring them costs
-     * as much as the setting for a saving the noise hides: on 100-d word
-     * vectors (lists of 64 and longer) they were 30 % of the calibration's
-     * time, and the settings picked for recall 0.90 to 0.997 without them
-     * cost within 2 % of those picked with them. More starting points,
-     * which buy recall, are measured at every setting. */
+     * the default's. A walk scores about half of the R neighbours of each
+     * record it expands, so past a list of 16 default starts / R it scores
+     * eight times the default's or more, and fewer starting points save a
+     * few percent of the search, and measuring them costs as much as the
+     * settings themselves (100-d word vectors: without those past L 128
+     * the calibration took 7.6 s instead of 12.9, and picked the same
+     * settings for 0.90 to 0.997). Below it they pay more than the cost
+     * model says: 25-d word vectors at L 20 ran 14 % faster with 64 than
+     * with 256 (433 codes estimated against 614), which the model rated
+     * 1 %. More starting points, which buy recall, are measured at every
+     * setting. */
     nav_stats ns;
     const graph_space space = ix_space(ix);
     ix->nav->ops->stats(ix->nav, &space, &ns);
     const size_t default_starts =
         ns.start_points < NAV_DEFAULT_STARTS ? ns.start_points : NAV_DEFAULT_STARTS;
-    const double default_starts_ns =
-        (double)default_starts * code_ns(ix->walk_q ? ix->walk_q : ix->q, ix->dim);
+    const size_t fewer_upto = ns.degree > 0 ? 16 * default_starts / ns.degree : SIZE_MAX;
     if (*n == 0)
         return ROTOR_OK;
     const size_t kept = keep_frontier(*table, *n);
@@ -838,7 +841,7 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
             size_t nd = 0;
             for (size_t g = 0; g < ng; g++)
                 if (refine_knob || values[v] >= default_starts ||
-                    20 * default_starts_ns >= rows[group[g]].cost_ns)
+                    rows[group[g]].list_size <= fewer_upto)
                     depths[nd++] = rows[group[g]].rerank;
             if (nd == 0)
                 continue;
