@@ -782,24 +782,6 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
 static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const uint32_t *values,
                                size_t nvalues, bool refine_knob, rotor_calibration_row **table,
                                size_t *n) {
-    /* Fewer starting points than the default save at most the scoring of
-     * the default's. A walk scores about half of the R neighbours of each
-     * record it expands, so past a list of 16 default starts / R it scores
-     * eight times the default's or more, and fewer starting points save a
-     * few percent of the search, and measuring them costs as much as the
-     * settings themselves (100-d word vectors: without those past L 128
-     * the calibration took 7.6 s instead of 12.9, and picked the same
-     * settings for 0.90 to 0.997). Below it they pay more than the cost
-     * model says: 25-d word vectors at L 20 ran 14 % faster with 64 than
-     * with 256 (433 codes estimated against 614), which the model rated
-     * 1 %. More starting points, which buy recall, are measured at every
-     * setting. */
-    nav_stats ns;
-    const graph_space space = ix_space(ix);
-    ix->nav->ops->stats(ix->nav, &space, &ns);
-    const size_t default_starts =
-        ns.start_points < NAV_DEFAULT_STARTS ? ns.start_points : NAV_DEFAULT_STARTS;
-    const size_t fewer_upto = ns.degree > 0 ? 16 * default_starts / ns.degree : SIZE_MAX;
     if (*n == 0)
         return ROTOR_OK;
     const size_t kept = keep_frontier(*table, *n);
@@ -814,7 +796,12 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
     if (grouped == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     /* The kept rows of one list whose depths it holds share their walks,
-     * as in the sweep. */
+     * as in the sweep. Every setting is measured with every value: fewer
+     * starting points pay more than the cost model says, at short lists
+     * and long ones (a start in the list is a node the walk may expand):
+     * 25-d word vectors at L 20 ran 14 % faster with 64 than with 256,
+     * Debian SIFT at L 256 13 % faster, where the model priced the
+     * default's scoring at 1-5 % of the search. */
     bool share = !refine_knob && shares_walks(ix, set);
     rotor_status st = ROTOR_OK;
     size_t m = kept;
@@ -836,15 +823,11 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
                 grouped[j] = true;
             }
         }
+        uint32_t depths[SHARED_DEPTHS];
+        for (size_t g = 0; g < ng; g++)
+            depths[g] = rows[group[g]].rerank;
+        const size_t nd = ng;
         for (size_t v = 0; v < nvalues && st == ROTOR_OK; v++) {
-            uint32_t depths[SHARED_DEPTHS];
-            size_t nd = 0;
-            for (size_t g = 0; g < ng; g++)
-                if (refine_knob || values[v] >= default_starts ||
-                    rows[group[g]].list_size <= fewer_upto)
-                    depths[nd++] = rows[group[g]].rerank;
-            if (nd == 0)
-                continue;
             nav_search_params np = {.list = lead->list_size,
                                     .rerank = depths[nd - 1],
                                     .refine = lead->refine,
