@@ -228,9 +228,8 @@ struct nav_filter {
 
 static inline bool nav_filter_allows(const nav_filter *f, uint32_t id) { return f->allows(f, id); }
 
-/* The defaults of nav_search_params.list and .starts (vamana) and .nprobe
- * (IVF). */
-enum { NAV_DEFAULT_LIST = 64, NAV_DEFAULT_STARTS = 256, NAV_DEFAULT_NPROBE = 16 };
+/* The defaults of nav_search_params.list (vamana) and .nprobe (IVF). */
+enum { NAV_DEFAULT_LIST = 64, NAV_DEFAULT_NPROBE = 16 };
 
 /* Search parameters; 0 asks for the kind's default, except rerank. */
 typedef struct nav_search_params {

@@ -49,6 +49,7 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
     visit(sc, g->entry);
     const quant *bq = g->build_q;
     const size_t cb = bq != NULL ? bq->code_bytes : 0;
+    uint8_t *gather = bq != NULL ? sc->bqmem + build_gather_offset(bq) : NULL;
     float e0;
     if (bq != NULL) {
         bq->ops->prepare(bq, x, sc->bqmem,
@@ -88,7 +89,6 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
              * on its call and its scalar tail than on the code (callgrind,
              * 15,000 100-d word vectors: 45 % of a build's instructions in
              * one-code scans, about 190 a code). */
-            uint8_t *gather = sc->bqmem + build_gather_offset(bq);
             for (size_t j = 0; j < m; j++)
                 prefetch_bytes(g->build_codes + (size_t)sc->nbrs[j] * g->build_stride, cb);
             for (size_t j = 0; j < m; j++)

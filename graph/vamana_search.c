@@ -21,6 +21,8 @@
 
 #include "graph/vamana.h"
 
+enum { DEFAULT_STARTS = 256 };
+
 /* One search in progress. */
 typedef struct vm_walk {
     const vamana *g;
@@ -234,7 +236,7 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
     size_t list = p->list ? p->list : NAV_DEFAULT_LIST;
     const size_t rerank = p->rerank;
     const size_t refine_depth = p->refine ? p->refine : 4 * rerank;
-    const size_t want_starts = p->starts ? p->starts : NAV_DEFAULT_STARTS;
+    const size_t want_starts = p->starts ? p->starts : DEFAULT_STARTS;
     const size_t nstarts = want_starts < g->nstarts ? want_starts : g->nstarts;
     const quant *walk = s->walk_q;
     const bool refining = walk != NULL && s->q != walk;

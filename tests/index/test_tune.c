@@ -66,6 +66,17 @@ static rotor_index *build(const fixture *f, rotor_params p) {
     return ix;
 }
 
+/* An index of `rows` built with p, then calibrated on `queries`; its
+ * table in *t. */
+static rotor_index *build_and_tune(const rotor_params *p, const rotor_matrix *rows,
+                                   const rotor_matrix *queries, rotor_tuning *t) {
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(p, rows, &ix), ROTOR_OK);
+    assert_int_equal(rotor_index_tune(ix, queries, 1), ROTOR_OK);
+    assert_int_equal(rotor_index_tuning(ix, t), ROTOR_OK);
+    return ix;
+}
+
 static double recall_of(const fixture *f, const rotor_index *ix, const rotor_search_params *sp) {
     int64_t ids[NQ * K];
     rotor_matrix q = {f->queries, NQ, D, ROTOR_ELEM_F32};
@@ -391,12 +402,9 @@ static void test_calibration_counts_ties_by_distance(void **state) {
     rotor_params p = vamana_params();
     p.quant = "none";
     rotor_matrix m = {base, GROUPS * TWINS, TD, ROTOR_ELEM_F32};
-    rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
     rotor_matrix q = {queries, TQ, TD, ROTOR_ELEM_F32};
-    assert_int_equal(rotor_index_tune(ix, &q, 1), ROTOR_OK);
     rotor_tuning t;
-    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    rotor_index *ix = build_and_tune(&p, &m, &q, &t);
     float best = 0;
     for (size_t i = 0; i < t.rows; i++)
         best = t.row[i].recall > best ? t.row[i].recall : best;
@@ -429,12 +437,9 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
     p.neighbor_codes = 0;
     p.calibrate = 0;
     rotor_matrix m = {base, HN, HD, ROTOR_ELEM_F32};
-    rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
     rotor_matrix q = {queries, HQ, HD, ROTOR_ELEM_F32};
-    assert_int_equal(rotor_index_tune(ix, &q, 1), ROTOR_OK);
     rotor_tuning t;
-    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    rotor_index *ix = build_and_tune(&p, &m, &q, &t);
     size_t deep = 0; /* rows at a depth the list holds, past the least */
     int64_t ids[HQ * K];
     for (size_t i = 0; i < t.rows; i++) {
