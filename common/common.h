@@ -152,4 +152,9 @@ unsigned cm_cpu_count(void);
 /* Monotonic clock in seconds. */
 double cm_now(void);
 
+/* Bytes of memory the system could give without swapping (MemAvailable:
+ * free memory and the page cache it can drop), or the free memory where
+ * that is not reported; 0 if neither is known. */
+size_t cm_memory_available(void);
+
 #endif /* ROTOR_COMMON_H */

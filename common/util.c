@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,6 +13,24 @@ double cm_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+size_t cm_memory_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f != NULL) {
+        char line[128];
+        unsigned long long kib = 0;
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f) != NULL)
+            found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+        fclose(f);
+        if (found)
+            return kib > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kib * 1024;
+    }
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return 0;
+    return (size_t)pages > SIZE_MAX / (size_t)page ? SIZE_MAX : (size_t)pages * (size_t)page;
 }
 
 unsigned rotor_version(void) { return ROTOR_VERSION_NUMBER; }

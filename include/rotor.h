@@ -643,6 +643,9 @@ typedef struct rotor_index_stats {
     char walk_quant[32];       /* vamana: the walking quantizer's spec, "" when it
                                   walks on `quant` */
     int mapped;                /* 1: opened from a file, its sections mapped */
+    int copied;                /* 1: graph, codes and vectors in memory of the index's own
+                                  (built, added to, or opened with load 1 or -1), not read
+                                  from the file's pages */
     int vectors_on_disk;       /* 1: full vectors read from the file for reranks */
     size_t bytes_vectors_disk; /* full vectors left on disk */
     char io_backend[16];       /* reads of vectors on disk: "io_uring", "pread"; "" */
@@ -841,13 +844,17 @@ typedef struct rotor_open_params {
      * graph, the code stores and (when they stay in RAM) the vectors into
      * memory of the index's own, on huge pages where the system offers them
      * (transparent huge pages): the open reads all of it, and a search,
-     * which touches a new page at nearly every step, runs about 10 % faster
-     * for the TLB misses it no longer takes. The graph's neighbour lists are
+     * which touches a new page at nearly every step, runs 4-14 % faster for
+     * the TLB misses it no longer takes. The graph's neighbour lists are
      * checked as they are copied. Nothing of the file stays mapped, so this
      * is the mode for callers who cannot promise the file stays unchanged
      * while the index is open (see "Mapped files" below). With vectors on
-     * disk the vectors section is not read at open. 0 (default): map the
-     * file; pages load as searches touch them. */
+     * disk the vectors section is not read at open. 0: map the file; pages
+     * load as searches touch them, and the open reads only what it checks.
+     * -1 (rotor_open_params_default): map the file, then copy the same
+     * arrays as 1 does when the graph is in RAM and the copy takes at most
+     * half of the memory the system has available (rotor_index_stats.
+     * copied says which); the file's smaller sections stay mapped. */
     int load;
     /* 1: changes go to the file. The index keeps the file open for
      * writing (an exclusive lock on it: a second writable open of the

@@ -722,6 +722,7 @@ static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
     const graph_space space = ix_space(ix);
     nav_stats ns;
     ix->nav->ops->stats(ix->nav, &space, &ns);
+    out->copied = !ix->borrowed && ns.disk_nodes == 0;
     out->graph_degree = ns.degree;
     out->start_points = ns.start_points;
     out->start_groups = ns.start_groups;

@@ -37,6 +37,7 @@ rotor_open_params rotor_open_params_default(void) {
     p.io = ROTOR_IO_AUTO;
     p.direct_io = -1;
     p.verify = 0;
+    p.load = -1;
     p.allocator = cm_allocator_default();
     return p;
 }

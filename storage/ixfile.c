@@ -482,14 +482,16 @@ rotor_status ixf_fill(ixf_file *f, ixf_section_id id) {
 
 void ixf_release(ixf_file *f, ixf_section_id id) {
     const ixf_entry *e = find(f, id);
-    if (!f->copied || e == NULL || e->size == 0)
+    if (e == NULL || e->size == 0)
         return;
     /* Whole pages inside the section only (sections start on pages of a
-     * page-aligned copy): its bytes are dropped, its neighbours keep theirs. */
+     * page-aligned copy or mapping): its bytes are dropped, its neighbours
+     * keep theirs. A mapping's pages leave the process, not the page
+     * cache, and would be read from the file again if touched. */
     uint64_t from = e->offset, to = (e->offset + e->size) / IXF_PAGE * IXF_PAGE;
     if (to > from)
         (void)madvise((void *)(f->map + from), (size_t)(to - from), MADV_DONTNEED);
-    if (lazy_section(id))
+    if (f->copied && lazy_section(id))
         f->lazy_read &= ~(1u << id); /* ixf_fill reads it again if asked */
 }
 

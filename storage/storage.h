@@ -393,9 +393,10 @@ rotor_status ixf_open(const rotor_allocator *a, const char *path, int fd, ixf_mo
 /* IXF_READ: reads the section into memory if it is not yet (only the
  * vectors and nodes sections can be missing); nothing to do for a mapping. */
 rotor_status ixf_fill(ixf_file *f, ixf_section_id id);
-/* IXF_READ: gives back the memory of a section the caller has copied out
- * (its bytes read as zeros afterwards; the vectors section is read again by
- * ixf_fill); nothing to do for a mapping. */
+/* Gives back the memory of a section the caller has copied out. IXF_READ:
+ * its bytes read as zeros afterwards (the vectors section is read again by
+ * ixf_fill); a mapping: its pages leave the process (read from the file
+ * again if touched). */
 void ixf_release(ixf_file *f, ixf_section_id id);
 /* The open descriptor, for readers that go around the mapping. */
 int ixf_fd(const ixf_file *f);

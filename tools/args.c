@@ -175,7 +175,8 @@ static const struct flag {
      "   first k (default 4, at most " CLI_MAX_RERANK_WINDOW_TEXT ")"},
     {"--beam", OPT_SEARCH, "N  graph on disk: record reads in flight (default 4, at most 64)"},
     {"--load", OPT_SEARCH,
-     "0|1  an index file: 1 copies it into memory (huge pages) instead of mapping it"},
+     "auto|0|1  an index file: 1 reads it into memory (huge pages), 0 maps it, auto (default)\n"
+     "   maps it and copies the graph, codes and vectors when they fit in half the free RAM"},
     {"--sweep", OPT_SWEEP,
      "L=A,B,..|nprobe=A,B,..[;rerank=A,B,..]  one measurement per value (pair)"},
     {"--full-vectors", OPT_STORE,
@@ -385,8 +386,12 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
         rc = parse_size(name, value, 1, CLI_MAX_STARTS, &n);
         o->starts = (unsigned)n;
     } else if (strcmp(name, "--load") == 0) {
-        rc = parse_size(name, value, 0, 1, &n);
-        o->load = (int)n;
+        if (strcmp(value, "auto") == 0) {
+            o->load = -1;
+        } else {
+            rc = parse_size(name, value, 0, 1, &n);
+            o->load = (int)n;
+        }
     } else if (strcmp(name, "--beam") == 0) {
         rc = parse_size(name, value, 1, 64, &n);
         o->beam = (unsigned)n;
@@ -504,6 +509,7 @@ static int parse_flags(const cli_command *c, int argc, char **argv, cli_opts *o)
     o->rerank = -1;
     o->neighbor_codes = -1;
     o->calibrate = -1;
+    o->load = -1;
     bool seen[N_FLAGS] = {false};
     int npos = 0;
     for (int i = 0; i < argc; i++) {

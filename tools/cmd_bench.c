@@ -171,6 +171,7 @@ static int append_json(const cli_opts *o, const char *dataset, size_t nq, unsign
     if (stats->mapped) {
         fprintf(f, ",\"index_file\":");
         cli_json_string(f, base_name(o->index));
+        fprintf(f, ",\"copied\":%s", stats->copied ? "true" : "false");
     }
     fprintf(f, ",\"params\":");
     cli_json_string(f, pt->params);
@@ -311,6 +312,9 @@ int cmd_bench(const cli_opts *o) {
            (double)(stats.bytes_vectors + stats.bytes_vectors_disk) / n,
            stats.vectors_on_disk ? " (on disk)" : "", (double)stats.bytes_codes / n,
            (double)stats.bytes_graph / n, (double)stats.bytes_graph_codes / n);
+    if (from_file && stats.graph_on_disk == 0)
+        printf("opened: %s\n", stats.copied ? "graph, codes and vectors copied into memory"
+                                            : "mapped, searches read the file's pages");
     if (stats.graph_on_disk > 0)
         printf("graph on disk under the RAM budget: %zu records cached, %zu read as searches "
                "expand them (reads are records)\n",

@@ -15,6 +15,7 @@ static int index_info(const cli_opts *o, const char *path, int fd) {
     op.vectors = (rotor_vectors_place)o->full_vectors;
     op.io = o->io;
     op.ram_budget = o->ram_budget;
+    op.load = 0; /* what it prints is in the small sections: nothing to copy */
     rotor_index *ix = NULL;
     double t0 = cli_now();
     rotor_status st = rotor_index_open_fd(fd, path, &op, &ix);

@@ -192,9 +192,14 @@ for key in index_file vectors_on_disk reads_mean reads_p99 io_us_mean open_secon
   grep -q "\"$key\":" f.jsonl && ok || bad "disk bench JSON lacks key $key"
 done
 expect 1 "8 dimensions, the index has 16" -- "$ROTOR" search --index v.rotor --queries q8.fvecs --k 5 --out x.ivecs
-# --load copies the index into memory: the same answers as the mapped file
+# --load 1 reads the index into memory, 0 maps it, the default copies it out
+# of the mapping: the same answers every way
 expect 0 "" -- "$ROTOR" search --index v.rotor --load 1 --full-vectors ram --queries queries.fvecs --k 20 --list 200 --rerank 100 --out sl.ivecs --quiet
-cmp -s sl.ivecs sf.ivecs && ok || bad "search --load 1 differs from the mapped file's"
+cmp -s sl.ivecs sf.ivecs && ok || bad "search --load 1 differs from the default open's"
+expect 0 "" -- "$ROTOR" search --index v.rotor --load 0 --full-vectors ram --queries queries.fvecs --k 20 --list 200 --rerank 100 --out sm.ivecs --quiet
+cmp -s sm.ivecs sf.ivecs && ok || bad "search --load 0 differs from the default open's"
+expect 0 "" -- "$ROTOR" search --index v.rotor --load auto --full-vectors ram --queries queries.fvecs --k 20 --list 200 --rerank 100 --out sa.ivecs --quiet
+cmp -s sa.ivecs sf.ivecs && ok || bad "search --load auto differs from the default open's"
 expect 2 "--load" -- "$ROTOR" bench --index v.rotor --load 2 --queries queries.fvecs --gt gt.ivecs
 # the walking code of choice: binary fast-scan, re-estimated on sq8 (16 bits a
 # code rank coarsely: the refine looks at 120 of them)

@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     if (o.alpha != 0 && !(o.alpha >= 1 && o.alpha <= 4))
         abort();
-    if (o.neighbor_codes < -1 || o.neighbor_codes > 1 || o.load < 0 || o.load > 1)
+    if (o.neighbor_codes < -1 || o.neighbor_codes > 1 || o.load < -1 || o.load > 1)
         abort();
     if (o.rerank_all < 0 || o.rerank_all > 1 || o.rerank_window > CLI_MAX_RERANK_WINDOW)
         abort();

@@ -1,11 +1,13 @@
 /*
- * Mapped files. An index opened with `load` reads its file with pread and
+ * Mapped files. An index opened with `load` 1 reads its file with pread and
  * never maps it: no mapping of the file is left in the process, and a file
  * truncated under the open index (what another program must not do to a
  * mapped index, which would end the process with SIGBUS) changes nothing
- * for its searches. Opened without `load`, the same file is mapped: the
- * check below would see it, so the first assertion can fail. A loaded index
- * with its vectors on disk still saves them whole.
+ * for its searches. Opened by default or with `load` 0, the same file is
+ * mapped: the check below would see it, so the first assertion can fail;
+ * the default open copies the arrays of an index this small out of the
+ * mapping, `load` 0 does not. A loaded index with its vectors on disk still
+ * saves them whole.
  */
 #include "support/support.h"
 
@@ -48,16 +50,29 @@ static void check_kind(const char *dir, const rotor_params *p, const char *name)
     assert_int_equal(rotor_index_build(p, &m, &built), ROTOR_OK);
     assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
 
+    /* The default open maps (the check can see it) and, the index being
+     * small, copies its arrays; load 0 maps only. */
     rotor_index *ix = NULL;
+    rotor_index_stats st;
     assert_int_equal(rotor_index_open(path, NULL, &ix), ROTOR_OK);
-    assert_true(mapped(path)); /* the default open maps: the check can see it */
+    assert_true(mapped(path));
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.copied, 1);
     rotor_index_close(ix);
     assert_false(mapped(path));
-
     rotor_open_params op = rotor_open_params_default();
+    op.load = 0;
+    assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_OK);
+    assert_true(mapped(path));
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.copied, 0);
+    rotor_index_close(ix);
+
     op.load = 1;
     assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_OK);
     assert_false(mapped(path));
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.copied, 1);
     assert_int_equal(truncate(path, 0), 0);
     rotor_search_params sp = rotor_search_params_default();
     sp.nprobe = 4;

@@ -936,7 +936,7 @@ static void test_bad_arguments(void **state) {
     op = rotor_open_params_default();
     op.load = 2;
     assert_int_equal(rotor_index_open("x", &op, &ix), ROTOR_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(rotor_last_error(), "load must be 0 or 1"));
+    assert_non_null(strstr(rotor_last_error(), "load must be -1, 0 or 1"));
     assert_int_equal(rotor_index_save(NULL, "x"), ROTOR_ERR_INVALID_ARGUMENT);
     assert_int_equal(rotor_index_verify("/nonexistent/file"), ROTOR_ERR_IO);
     (void)f;

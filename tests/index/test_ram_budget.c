@@ -146,6 +146,7 @@ static void graph_on_disk(const fixture *f, const char *path, bool codes_in_ram)
         assert_true(s.graph_on_disk > 0);
         assert_true(s.graph_cached > 0);
         assert_int_equal(s.graph_on_disk + s.graph_cached, N);
+        assert_int_equal(s.copied, 0); /* the default open copies no graph kept on disk */
         assert_int_equal(s.vectors_on_disk, 1);
         assert_int_equal(s.bytes_vectors, 0);
         /* What the search keeps in RAM stays within the budget. */
@@ -206,6 +207,7 @@ static void test_budget_that_holds_the_graph(void **state) {
         rotor_index_stats s;
         rotor_index_stats_get(ix, &s);
         assert_int_equal(s.graph_on_disk, 0);
+        assert_int_equal(s.copied, 1); /* in RAM, small: the default open copies it */
         int64_t ids[NQ * K];
         float dists[NQ * K];
         search_all(f, ix, 48, 0, ids, dists, NULL);

@@ -239,10 +239,12 @@ def test_save_and_open_in_ram_and_on_disk(tmp_path, data, kind, quant):
     assert [p.name for p in tmp_path.iterdir()] == ["ix.rotor"]
     places = ["ram", None] + (["disk"] if quant else [])
     for place in places:
-        for load in (False, True):
+        for load in (False, True, None):
             ix2 = rotor.Index.open(path, vectors=place, load=load, verify=True)
             s = ix2.stats()
             assert s["mapped"] and s["count"] == 3000 and s["kind"] == kind
+            # None (the default) copies an index this small out of the mapping.
+            assert s["copied"] == (load is not False)
             assert s["vectors_on_disk"] == (place == "disk")
             got = ix2.search(queries, k=10)
             np.testing.assert_array_equal(got[0], want[0])
@@ -250,6 +252,8 @@ def test_save_and_open_in_ram_and_on_disk(tmp_path, data, kind, quant):
     if not quant:
         with pytest.raises(rotor.Error):
             rotor.Index.open(path, vectors="disk")
+    with pytest.raises(TypeError, match="load must be True, False or None"):
+        rotor.Index.open(path, load=1)
 
 
 def test_ram_budget_reads_the_graph_from_disk(tmp_path):
