@@ -854,7 +854,8 @@ typedef struct rotor_open_params {
      * -1 (rotor_open_params_default): map the file, then copy the same
      * arrays as 1 does when the graph is in RAM and the copy takes at most
      * half of the memory the system has available (rotor_index_stats.
-     * copied says which); the file's smaller sections stay mapped. */
+     * copied says which), and stays mapped when an allocation for the copy
+     * fails; the file's smaller sections stay mapped. */
     int load;
     /* 1: changes go to the file. The index keeps the file open for
      * writing (an exclusive lock on it: a second writable open of the

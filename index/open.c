@@ -287,9 +287,17 @@ static rotor_status open_index(const char *path, int fd, const rotor_open_params
     rotor_status st = ix_sync_create(ix);
     if (st == ROTOR_OK)
         st = assemble(ix, &op);
-    const bool copy = st == ROTOR_OK && (op.load == 1 || (op.load == -1 && !read && copy_pays(ix)));
-    if (copy)
+    bool copy = st == ROTOR_OK && (op.load == 1 || (op.load == -1 && !read && copy_pays(ix)));
+    if (copy) {
         st = ix_own_arrays(ix);
+        /* Unasked for, the copy gives way to the mapping when memory runs
+         * short (each part moves whole or not at all). */
+        if (st == ROTOR_ERR_OUT_OF_MEMORY && op.load == -1) {
+            cm_clear_error();
+            st = ROTOR_OK;
+            copy = false;
+        }
+    }
     if (st == ROTOR_OK && copy) { /* copied out: the file's copy of them is not needed */
         static const ixf_section_id owned[] = {IXF_SEC_VECTORS, IXF_SEC_VECTORS8,
                                                IXF_SEC_CODES,   IXF_SEC_WALK_CODES,

@@ -154,10 +154,78 @@ static void test_loaded_disk_index_saves_its_vectors(void **state) {
     ts_tmpdir_remove(dir);
 }
 
+/* An allocator with no block larger than SMALL_BLOCK: enough to open an
+ * index, not to copy its arrays. */
+enum { SMALL_BLOCK = 160 << 10 };
+
+static void *small_alloc(void *opaque, size_t size, size_t align) {
+    (void)opaque;
+    if (size > SMALL_BLOCK)
+        return NULL;
+    size_t rounded = (size + align - 1) / align * align;
+    return aligned_alloc(align, rounded == 0 ? align : rounded);
+}
+
+static void small_free(void *opaque, void *p) {
+    (void)opaque;
+    free(p);
+}
+
+/* The copy the default open makes unasked gives way to the mapping when
+ * its memory cannot be had: the open succeeds, mapped, with the same
+ * answers; asked for (load 1), the same shortage fails the open. */
+static void test_default_open_maps_when_the_copy_finds_no_memory(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir_create();
+    char *path = ts_path(dir, "v.rotor");
+    float *x = malloc(sizeof(float) * N * DIM);
+    assert_non_null(x);
+    ts_rng rng;
+    ts_rng_init(&rng, 11);
+    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
+    rotor_params p = rotor_params_default();
+    p.kind = ROTOR_INDEX_VAMANA;
+    p.quant = "sq8";
+    p.threads = 1;
+    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
+    rotor_index *built = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &built), ROTOR_OK);
+    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+
+    rotor_open_params op = rotor_open_params_default();
+    op.allocator = (rotor_allocator){small_alloc, small_free, NULL};
+    rotor_index *ix = NULL;
+    rotor_status opened = rotor_index_open(path, &op, &ix);
+    if (opened != ROTOR_OK)
+        fail_msg("open: %s", rotor_last_error());
+    rotor_index_stats st;
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.copied, 0);
+    assert_true(mapped(path));
+    int64_t want[K], got[K];
+    for (int q = 0; q < 20; q++) {
+        const float *query = x + (size_t)q * 31 % N * DIM;
+        assert_int_equal(rotor_index_search(built, NULL, query, DIM, K, want, NULL), ROTOR_OK);
+        assert_int_equal(rotor_index_search(ix, NULL, query, DIM, K, got, NULL), ROTOR_OK);
+        assert_memory_equal(got, want, sizeof want);
+    }
+    rotor_index_close(ix);
+
+    op.load = 1;
+    ix = NULL;
+    assert_int_equal(rotor_index_open(path, &op, &ix), ROTOR_ERR_OUT_OF_MEMORY);
+    assert_null(ix);
+    rotor_index_close(built);
+    free(x);
+    free(path);
+    ts_tmpdir_remove(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_index_is_never_mapped_and_survives_truncation),
         cmocka_unit_test(test_loaded_disk_index_saves_its_vectors),
+        cmocka_unit_test(test_default_open_maps_when_the_copy_finds_no_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
