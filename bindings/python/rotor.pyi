@@ -82,7 +82,7 @@ class Index:
         io: Optional[Literal["auto", "uring", "pread"]] = None,
         direct_io: Optional[bool] = None,
         verify: bool = False,
-        load: Optional[bool] = None,
+        load: Union[bool, Literal[-1, 0, 1], None] = None,
         writable: bool = False,
         sync_each_change: bool = False,
         ram_budget: Union[int, Literal["unlimited"], None] = None,

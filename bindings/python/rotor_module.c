@@ -885,13 +885,18 @@ static PyObject *index_open(PyObject *cls, PyObject *args, PyObject *kw) {
         return NULL;
     rotor_open_params op = rotor_open_params_default();
     if (load != NULL && load != Py_None) {
-        /* None: the library's choice (-1); a bool: read into memory or map. */
-        const int v = PyBool_Check(load) ? PyObject_IsTrue(load) : -2;
-        if (v < 0) {
-            PyErr_SetString(PyExc_TypeError, "load must be True, False or None");
+        /* None: the library's choice (-1); True / False (or 1 / 0): read into
+         * memory / map; -1 as None. */
+        long v = PyLong_Check(load) ? PyLong_AsLong(load) : -2;
+        if (PyErr_Occurred()) { /* past a long */
+            PyErr_Clear();
+            v = -2;
+        }
+        if (v < -1 || v > 1) {
+            PyErr_SetString(PyExc_ValueError, "load must be True, False or None");
             goto fail;
         }
-        op.load = v;
+        op.load = (int)v;
     }
     if (budget != NULL && budget != Py_None) {
         /* "unlimited": the whole graph in RAM whatever the build said. */

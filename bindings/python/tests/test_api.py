@@ -252,8 +252,11 @@ def test_save_and_open_in_ram_and_on_disk(tmp_path, data, kind, quant):
     if not quant:
         with pytest.raises(rotor.Error):
             rotor.Index.open(path, vectors="disk")
-    with pytest.raises(TypeError, match="load must be True, False or None"):
-        rotor.Index.open(path, load=1)
+    assert rotor.Index.open(path, load=1).stats()["copied"]
+    assert not rotor.Index.open(path, load=0).stats()["copied"]
+    for bad in (2, 1 << 70, "yes", 0.5):
+        with pytest.raises(ValueError, match="load must be True, False or None"):
+            rotor.Index.open(path, load=bad)
 
 
 def test_ram_budget_reads_the_graph_from_disk(tmp_path):
