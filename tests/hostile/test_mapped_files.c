@@ -34,21 +34,31 @@ static bool mapped(const char *path) {
     return found;
 }
 
+/* N x DIM uniform rows (malloc'd), built into an index by p and saved to
+ * path; the built index is returned for its answers. */
+static rotor_index *build_saved(const rotor_params *p, uint64_t seed, const char *path,
+                                float **rows) {
+    float *x = malloc(sizeof(float) * N * DIM);
+    assert_non_null(x);
+    ts_rng rng;
+    ts_rng_init(&rng, seed);
+    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
+    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
+    rotor_index *built = NULL;
+    assert_int_equal(rotor_index_build(p, &m, &built), ROTOR_OK);
+    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+    *rows = x;
+    return built;
+}
+
 /* One kind of index: built, saved, opened mapped (the check sees the
  * mapping), then loaded: no mapping, and the same answers after the file is
  * truncated under it, so nothing of the index still lives in the file or in
  * the parts of its copy that the load gave back. */
 static void check_kind(const char *dir, const rotor_params *p, const char *name) {
     char *path = ts_path(dir, name);
-    float *x = malloc(sizeof(float) * N * DIM);
-    assert_non_null(x);
-    ts_rng rng;
-    ts_rng_init(&rng, 9);
-    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
-    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
-    rotor_index *built = NULL;
-    assert_int_equal(rotor_index_build(p, &m, &built), ROTOR_OK);
-    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+    float *x;
+    rotor_index *built = build_saved(p, 9, path, &x);
 
     /* The default open maps (the check can see it) and, the index being
      * small, copies its arrays; load 0 maps only. */
@@ -118,18 +128,11 @@ static void test_loaded_disk_index_saves_its_vectors(void **state) {
     char *dir = ts_tmpdir_create();
     char *path = ts_path(dir, "d.rotor");
     char *copy = ts_path(dir, "copy.rotor");
-    float *x = malloc(sizeof(float) * N * DIM);
-    assert_non_null(x);
-    ts_rng rng;
-    ts_rng_init(&rng, 10);
-    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
     rotor_params p = rotor_params_default();
     p.quant = "tq4";
     p.full_vectors = ROTOR_VECTORS_DISK;
-    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
-    rotor_index *built = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &built), ROTOR_OK);
-    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+    float *x;
+    rotor_index *built = build_saved(&p, 10, path, &x);
     rotor_open_params op = rotor_open_params_default();
     op.load = 1;
     op.io = ROTOR_IO_PREAD;
@@ -178,19 +181,12 @@ static void test_default_open_maps_when_the_copy_finds_no_memory(void **state) {
     (void)state;
     char *dir = ts_tmpdir_create();
     char *path = ts_path(dir, "v.rotor");
-    float *x = malloc(sizeof(float) * N * DIM);
-    assert_non_null(x);
-    ts_rng rng;
-    ts_rng_init(&rng, 11);
-    ts_fill_uniform(&rng, x, N * DIM, -1, 1);
     rotor_params p = rotor_params_default();
     p.kind = ROTOR_INDEX_VAMANA;
     p.quant = "sq8";
     p.threads = 1;
-    rotor_matrix m = {x, N, DIM, ROTOR_ELEM_F32};
-    rotor_index *built = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &built), ROTOR_OK);
-    assert_int_equal(rotor_index_save(built, path), ROTOR_OK);
+    float *x;
+    rotor_index *built = build_saved(&p, 11, path, &x);
 
     rotor_open_params op = rotor_open_params_default();
     op.allocator = (rotor_allocator){small_alloc, small_free, NULL};
