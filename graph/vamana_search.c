@@ -108,19 +108,32 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
         offer(w, w->sc->est[j], ids[j]);
 }
 
-/* No quantizer: exact distances on the full vectors. */
+/* No quantizer: exact distances on the full vectors. The unvisited
+ * neighbours' rows are all requested before the first is scored, as the
+ * own codes are: fetched one ahead, each miss waited alone (Debian SIFT's
+ * 128-byte rows: the full-precision walk ran 2.7x the sq8 walk's time at
+ * equal recall, though it scores fewer nodes and reranks nothing). A long
+ * row's head is fetched ahead, its tail while the row before is scored. */
 static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
+    enum { HEAD = 256, TAIL = 512 };
     const graph_space *s = w->s;
     const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
     const size_t vb = graph_row_bytes(s);
+    uint32_t *ids = w->sc->nbrs;
+    uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {
         if (!enters(w, u, nb[j], count))
             continue;
-        w->work.scored++;
-        w->work.gathered++;
-        if (j + 1 < deg)
-            prefetch_bytes(graph_row(s, nb[j + 1]), vb < 512 ? vb : 512);
-        offer(w, graph_row_distance(w->ops, s, w->query, nb[j]), nb[j]);
+        ids[m++] = nb[j];
+        prefetch_bytes(graph_row(s, nb[j]), vb < HEAD ? vb : HEAD);
+    }
+    w->work.scored += m;
+    w->work.gathered += m;
+    for (uint32_t j = 0; j < m; j++) {
+        if (vb > HEAD && j + 1 < m)
+            prefetch_bytes((const uint8_t *)graph_row(s, ids[j + 1]) + HEAD,
+                           vb - HEAD < TAIL ? vb - HEAD : TAIL);
+        offer(w, graph_row_distance(w->ops, s, w->query, ids[j]), ids[j]);
     }
 }
 
