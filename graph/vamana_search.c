@@ -260,6 +260,8 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         keep = refine_depth > rerank ? refine_depth : rerank;
     else if (walk != NULL)
         keep = rerank;
+    else if (list < k)
+        keep = k; /* a full-precision walk on a short list: its best k seen */
     if (keep > 0 && keep < k)
         keep = k;
     /* A depth beyond the list keeps its own heap of the best estimates

@@ -436,10 +436,10 @@ typedef struct rotor_search_params {
      * indexes. */
     int64_t rerank;
     /* Vamana: the beam search's candidate list (L); larger is slower and
-     * finds more. 0 (default) = max(k, 64). A quantized search may walk
-     * with a list shorter than k: its results come from a heap of the
-     * best estimates it scored, as does a rerank deeper than the list. A
-     * full-precision search keeps at least k. */
+     * finds more. 0 (default) = max(k, 64). A search may walk with a
+     * list shorter than k: its results come from a heap of the best
+     * distances (or estimates) it scored, as does a rerank deeper than the
+     * list. */
     uint32_t list_size;
     /* IVF: partitions scanned per query; 0 (default) = 16. */
     uint32_t nprobe;

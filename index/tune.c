@@ -600,9 +600,9 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
 
 /* ---- the settings grid --------------------------------------------------- */
 
-/* Lists shorter than k serve quantized graphs, whose results come from a
- * heap of the best estimates the walk scored (graph/vamana_search.c): on
- * Fashion-MNIST a filter half the points pass reached recall 0.95 at
+/* Lists shorter than k serve too: the results come from a heap of the
+ * best estimates (or distances) the walk scored (graph/vamana_search.c):
+ * on Fashion-MNIST a filter half the points pass reached recall 0.95 at
  * L = 8, and one a tenth pass at L = 4. */
 static const uint32_t LISTS[] = {4,  6,  8,  10, 12,  16,  20,  24,  32,  40,
                                  48, 64, 80, 96, 128, 160, 192, 256, 384, 512};
@@ -704,9 +704,6 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
         size_t done = 0; /* rows of this depth */
         for (size_t o = 0; o < nouter && st == ROTOR_OK; o++) {
             nav_search_params np = {.rerank = rerank};
-            /* A full-precision walk keeps k in its list whatever is asked. */
-            if (vamana && ix->q == NULL && outer[o] < TUNE_K)
-                continue;
             if (vamana)
                 np.list = outer[o];
             if (ivf) {

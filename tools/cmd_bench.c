@@ -367,7 +367,7 @@ int cmd_bench(const cli_opts *o) {
         size_t list = c.sp.list_size ? c.sp.list_size : (k > 64 ? k : 64);
         if (stats.kind == ROTOR_INDEX_VAMANA)
             len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
-                                    stats.graph_degree, list < k && !quantized ? k : list);
+                                    stats.graph_degree, list);
         if (stats.kind == ROTOR_INDEX_VAMANA && c.sp.start_points != 0)
             len += (size_t)snprintf(params + len, sizeof params - len, "S=%u,", c.sp.start_points);
         if (stats.kind == ROTOR_INDEX_IVF)
