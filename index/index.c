@@ -658,12 +658,12 @@ rotor_status ix_row_get(const rotor_index *ix, size_t slot, float *out) {
     return ROTOR_OK;
 }
 
-bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors) {
+bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors, size_t count) {
     const rotor_params *p = &ix->params;
     if (vectors == NULL || ix->metric == ROTOR_METRIC_COSINE ||
         p->full_vectors == ROTOR_VECTORS_DISK || p->ram_budget != 0)
         return false;
-    for (size_t i = 0; i < ix->count * ix->dim; i++) {
+    for (size_t i = 0; i < count * ix->dim; i++) {
         const float v = vectors[i];
         if (!(v >= 0.0f && v <= 255.0f) || v != (float)(uint8_t)v || signbit(v))
             return false;
@@ -673,7 +673,7 @@ bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors) {
 
 void ix_narrow_rows(rotor_index *ix) {
     if (ix->borrowed || ix->spill != NULL || ix->store != NULL || ix->count == 0 ||
-        !ix_rows_fit_bytes(ix, ix->vectors))
+        !ix_rows_fit_bytes(ix, ix->vectors, ix->count))
         return;
     const size_t n = ix->count * ix->dim;
     uint8_t *rows = cm_alloc_large(&ix->alloc, n, "vectors as bytes");

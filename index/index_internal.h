@@ -291,11 +291,11 @@ rotor_status ix_check_magnitude(const float *row, size_t d, rotor_metric metric,
 rotor_status ix_convert_rows(const rotor_matrix *m, rotor_metric metric, float *dst,
                              const char *what);
 
-/* Whether `vectors` (the index's count rows) can be kept as bytes
+/* Whether `vectors` (`count` rows of the index) can be kept as bytes
  * (rows8): every coordinate a whole number 0..255 (no negative zero, so
  * the widened row is the same bits), in RAM (a store on disk and a graph's
  * node pages read floats), and not normalised for cosine. */
-bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors);
+bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors, size_t count);
 /* A built index's float rows replaced by bytes when they fit (a failure
  * to allocate keeps the floats). */
 void ix_narrow_rows(rotor_index *ix);

@@ -112,7 +112,7 @@ rotor_status ix_save(const rotor_index *ix, const char *path, ixf_kept *kept) {
     if (st == ROTOR_OK && ix->nav->ops->save != NULL)
         st = ix->nav->ops->save(ix->nav, &space, w);
     /* Last, so the in-memory sections sit together at the front. */
-    if (st == ROTOR_OK && (ix->rows8 != NULL || ix_rows_fit_bytes(ix, vectors)))
+    if (st == ROTOR_OK && (ix->rows8 != NULL || ix_rows_fit_bytes(ix, vectors, ix->count)))
         st = put_bytes(ix, w, vectors);
     else if (st == ROTOR_OK)
         st = ixf_put_section(w, IXF_SEC_VECTORS, vectors, ix->count * ix->dim * sizeof(float));

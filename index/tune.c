@@ -77,12 +77,13 @@ enum {
  *
  * Nanoseconds per unit of counted work. A query costs its preparation
  * (the rotation and lookup tables of quantized searches: 8.7 ns a
- * dimension); an estimate, a fast-scan code 0.09 ns per 4-bit lookup, an
- * 8-bit scalar code 0.1 ns and a float 0.23 ns per dimension (fitted by
- * bench/costfit to 216 single-thread settings of eight indexes of
- * Fashion-MNIST and 100-d word vectors, median error 8 %). Codes the fit
- * did not see (8-bit PQ, TurboQuant, popcount binary) are priced by their
- * bytes; a vector read from an SSD at a typical NVMe read.
+ * dimension); an estimate, a fast-scan code 0.014 ns per 4-bit lookup in
+ * a graph's blocks and 0.09 elsewhere (an IVF's lists, a single code), an
+ * 8-bit scalar code 0.1 ns per dimension, an exact distance 0.23 ns per
+ * dimension of floats and 0.1 per dimension of a row of bytes
+ * (ix_narrow_rows). Codes the fit did not see (8-bit PQ, TurboQuant,
+ * popcount binary) are priced by their bytes; a vector read from an SSD
+ * at a typical NVMe read.
  *
  * Reads from memory are priced by the size of the array they fall in, at
  * the size of the index modelled: the automatic choice searches a sample
@@ -92,24 +93,33 @@ enum {
  * NS_CACHE_BYTES: the walk waits on each record. A code gathered from the
  * records of the own-code layout, a code refined and a vector reranked
  * cost 8 ns a doubling of their array: they are read together and
- * overlap. A full-precision walk's vectors cost 31 ns a doubling, one
- * read after another. An entry the pool of a deep refine or rerank takes
- * costs 47 ns (the append, its share of the selections, and the list and
- * visited-set work of a candidate the pool's looser threshold lets in).
+ * overlap. A full-precision walk's rows, requested together too, cost
+ * nothing past the record's price (fitted: 0.5 ns a doubling). An entry
+ * the pool of a deep refine or rerank takes costs 47 ns (the append, its
+ * share of the selections, and the list and visited-set work of a
+ * candidate the pool's looser threshold lets in).
+ *
  * Fitted by bench/costfit (least of three timed passes a setting) to 12
  * indexes: SIFT-like 50k / 200k / 1M with a binary walk refined by sq8 and
  * with sq8 own codes, 1M pq64x4, full precision at 50k and 200k, 768-d
  * 200k pq192x4 and binary + sq8, Fashion-MNIST pq196x4; every index's
  * median within 11 %. The sizes turn choices: from 50k to 1M a gathered
  * own code grew 1.7-fold in time, a record with its neighbours' codes
- * 1.1-fold. */
+ * 1.1-fold. Then, the other constants held, the full-precision walk's
+ * (once it fetched its rows together; it had waited on each, 31 ns a
+ * doubling) and the graph's fast-scan lookup (0.09 before: the walks on
+ * pq196x4 and pq96x4 ran at 0.67-0.73 of their price) to 198 settings of
+ * twelve indexes: Debian SIFT and Fashion-MNIST at full precision on rows
+ * of bytes, 25 / 100 / 200-d word vectors at full precision and sq8,
+ * Debian SIFT sq8, Fashion-MNIST pq196x4, wordnet-384 pq96x4, the 768-d
+ * set binary + sq8; medians 0.86-1.12. The IVF's lookups were not fitted
+ * again. */
 #define NS_QUERY 1460.0
 #define NS_QUERY_DIM 8.7
 #define NS_HOP 520.0
 #define NS_HOP_FAR 33.0
 #define NS_POOL_ENTRY 47.0
 #define NS_READ_FAR 8.0
-#define NS_FLOAT_FAR 31.0
 #define NS_DISK_READ 4000.0
 #define NS_CACHE_BYTES (8.0 * 1024 * 1024)
 
@@ -126,13 +136,13 @@ enum {
 #define NS_BINFS_LIST_CODE 2.0
 #define NS_SQ_LIST_CODE 2.5
 
-/* One estimate of a code already in cache. */
-static double code_ns(const quant *q, size_t dim) {
-    if (q == NULL)
-        return 0.235 * (double)dim;
+/* One estimate of a code already in cache; `block`: in a graph's block of
+ * fast-scan codes. */
+static double code_ns(const quant *q, size_t dim, bool block) {
+    const double lookup = block ? 0.014 : 0.09;
     switch (q->spec.kind) {
-    case QUANT_PQ4: return 0.09 * (double)q->spec.m;
-    case QUANT_BINFS: return 0.09 * (double)(q->spec.bits * dim) / 4.0;
+    case QUANT_PQ4: return lookup * (double)q->spec.m;
+    case QUANT_BINFS: return lookup * (double)(q->spec.bits * dim) / 4.0;
     case QUANT_SQ: return 0.098 * (double)dim;
     case QUANT_PQ: return 0.4 * (double)q->spec.m;
     default: return 0.3 * (double)q->code_bytes;
@@ -165,19 +175,24 @@ static double past_cache(double bytes) {
     return bytes > NS_CACHE_BYTES ? log2(bytes / NS_CACHE_BYTES) : 0.0;
 }
 
-/* A full vector of dim floats read from memory, among n of them. */
-static double vector_read_ns(double n, size_t dim) {
-    return NS_READ_FAR * past_cache(n * (double)(dim * sizeof(float)));
+/* One exact distance to a full vector already in cache; `bytes`: rows of a
+ * byte a coordinate. */
+static double row_ns(size_t dim, bool bytes) { return (bytes ? 0.098 : 0.235) * (double)dim; }
+
+/* A full vector read from memory, among n of them. */
+static double vector_read_ns(double n, size_t dim, bool bytes) {
+    return NS_READ_FAR * past_cache(n * (double)(dim * (bytes ? 1 : sizeof(float))));
 }
 
 /* Modelled nanoseconds per query of work w summed over nq queries, on an
  * index laid out as ix is with `rows` rows (a sample priced at the size
- * of the index it stands for; 0: ix's own). scan_scale: how many of the
+ * of the index it stands for; 0: ix's own) whose full vectors are rows of
+ * bytes if `bytes`. scan_scale: how many of the
  * codes a sequential scan scored would be scored in the index modelled
  * (IVF sampled as a flat scan); 1 otherwise. prepare_scale: the same for
  * an IVF's per-list preparations of the query. */
 static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, double scan_scale,
-                       double prepare_scale, size_t rows) {
+                       double prepare_scale, size_t rows, bool bytes) {
     const size_t d = ix->dim;
     const double n = (double)(rows > ix->count ? rows : ix->count);
     const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
@@ -194,10 +209,10 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     t += (double)w->pooled * NS_POOL_ENTRY;
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
-        t += (double)w->scored * code_ns(NULL, d) +
-             (double)w->gathered * NS_FLOAT_FAR * past_cache(n * (double)(d * sizeof(float)));
+        t += (double)w->scored * row_ns(d, bytes);
     } else {
-        t += (sequential + (double)w->gathered) * code_ns(walk, d) +
+        const bool graph = ix->params.kind == ROTOR_INDEX_VAMANA;
+        t += (sequential + (double)w->gathered) * code_ns(walk, d, graph) +
              (double)w->gathered * NS_READ_FAR * records;
         if (ix->params.kind == ROTOR_INDEX_IVF)
             t += sequential * (walk->spec.kind == QUANT_SQ      ? NS_SQ_LIST_CODE
@@ -206,10 +221,10 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     }
     if (ix->q != NULL)
         t += (double)w->refined *
-             (NS_READ_FAR * past_cache(n * (double)ix->q->code_bytes) + code_ns(ix->q, d));
+             (NS_READ_FAR * past_cache(n * (double)ix->q->code_bytes) + code_ns(ix->q, d, false));
     t += (double)w->reranked *
-         ((ix->store != NULL ? NS_DISK_READ : vector_read_ns(n, d)) + code_ns(NULL, d));
-    t += (double)w->probed * code_ns(NULL, d);
+         ((ix->store != NULL ? NS_DISK_READ : vector_read_ns(n, d, bytes)) + row_ns(d, bytes));
+    t += (double)w->probed * row_ns(d, bytes);
     t += (double)w->prepared * prepare_scale * list_prepare_ns(ix->q, d);
     return t / (double)(nq ? nq : 1);
 }
@@ -491,6 +506,7 @@ typedef struct tune_set {
     const float *base;      /* the rows gt counts in, as floats */
     const float *kth;       /* nq: the distance of each query's TUNE_K-th */
     uint32_t *walked;       /* per worker SHARED_MAX_DEPTH: a shared walk's candidates */
+    bool bytes;             /* the index priced keeps its rows as bytes */
 } tune_set;
 
 /* A row of the table: np's settings, the recall summed over the queries
@@ -511,7 +527,8 @@ static rotor_calibration_row table_row(const rotor_index *ix, const tune_set *se
          * many rows above the target, and would favour the ones whose
          * queries happened to be easy. */
         .recall_low = (float)(mean - 2 * sqrt(var > 0 ? var / n : 0)),
-        .cost_ns = (float)model_ns(ix, w, set->nq, set->scan_scale, set->prepare_scale, set->rows),
+        .cost_ns = (float)model_ns(ix, w, set->nq, set->scan_scale, set->prepare_scale, set->rows,
+                                   set->bytes),
     };
 }
 
@@ -1061,8 +1078,10 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
         st = exact_neighbours(a, base, ix->count, ix->dim, ix->metric, queries, rows,
                               held ? ix->held_bits : NULL, nq, threads,
                               ix->ndeleted > 0 ? &lt.nav : NULL, &poll, TUNE_K, gt, kth);
+    /* Rows of bytes are narrowed after the build's calibration. */
+    const bool bytes = ix->rows8 != NULL || ix_rows_fit_bytes(ix, base, ix->count);
     tune_set set = {queries, held ? NULL : rows, gt,    nq,   NULL, NULL, NULL, 1.0, 1.0, false,
-                    0,       lp.filter,          &poll, base, kth,  NULL};
+                    0,       lp.filter,          &poll, base, kth,  NULL, bytes};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
     rotor_calibration_row *table = NULL;
@@ -1314,13 +1333,13 @@ static rotor_status sample_neighbourhoods(const rotor_index *ix, size_t n, size_
  * longer chosen. The graph's walk stays as it was measured: its lists
  * and reranks go together there. */
 static double full_rerank_ns(const rotor_index *ix, const rotor_calibration_row *row, size_t n,
-                             size_t sn, size_t nq, bool disk) {
+                             size_t sn, size_t nq, bool disk, bool bytes) {
     const double near = (double)(sn / nq), depth = (double)row->rerank;
     if (depth <= near || sn == 0)
         return 0;
     const double full = near + (depth - near) * (double)n / (double)sn;
     const double per =
-        (disk ? NS_DISK_READ : vector_read_ns((double)n, ix->dim)) + code_ns(NULL, ix->dim);
+        (disk ? NS_DISK_READ : vector_read_ns((double)n, ix->dim, bytes)) + row_ns(ix->dim, bytes);
     return (full - depth) * per;
 }
 
@@ -1383,6 +1402,8 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
     sp.progress_opaque = &poll;
     sp.full_vectors = ROTOR_VECTORS_RAM;
     const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
+    /* The index will keep rows of bytes; the sample holds them as floats. */
+    const bool bytes = ix_rows_fit_bytes(ix, ix->vectors, n);
     /* IVF: a sample IVF probed whole, a scan of every code of its lists,
      * which hold residuals to its centroids as the index's will: codes of
      * whole rows rank otherwise (on 100-d word vectors pq50x4 needed a
@@ -1407,8 +1428,8 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         st = poll_stop(&poll) ? cancelled() : sample_index(&cp, rows, sn, ix->dim, links, &s);
         if (st != ROTOR_OK)
             break;
-        tune_set set = {queries, NULL,    gt, nq,   NULL,  NULL, NULL, 1.0,
-                        1.0,     !vamana, n,  NULL, &poll, rows, kth,  NULL};
+        tune_set set = {queries, NULL, gt,   nq,    NULL, NULL, NULL, 1.0,  1.0,
+                        !vamana, n,    NULL, &poll, rows, kth,  NULL, bytes};
         if (!vamana) { /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
             set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
             nav_stats ns = {0};
@@ -1436,13 +1457,13 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         if (st == ROTOR_OK) {
             /* The sample's reranks read memory; in disk mode each is a
              * read from the disk. */
-            const double extra = NS_DISK_READ - vector_read_ns((double)n, ix->dim);
+            const double extra = NS_DISK_READ - vector_read_ns((double)n, ix->dim, bytes);
             if (disk)
                 for (size_t i = 0; i < nr; i++)
                     r[i].cost_ns += (float)(r[i].rerank * extra);
             if (!vamana)
                 for (size_t i = 0; i < nr; i++)
-                    r[i].cost_ns += (float)full_rerank_ns(ix, &r[i], n, sn, nq, disk);
+                    r[i].cost_ns += (float)full_rerank_ns(ix, &r[i], n, sn, nq, disk, bytes);
             const rotor_calibration_row *b = cheapest(r, nr, ix->params.target_recall);
             const rotor_calibration_row *h = cheapest(r, nr, high);
             if (b != NULL && h != NULL) {

@@ -24,10 +24,10 @@ import numpy as np
 
 COLS = ["quant", "walk", "nbr", "dim", "count", "code_bytes", "walk_bytes", "node_bytes", "disk",
         "list", "rerank", "refine", "hops", "scored", "gathered", "pooled", "refined", "reranked",
-        "probed", "ns"]
+        "probed", "ns", "row_bytes"]
 
 NAMES = ["query", "query_dim", "hop", "hop_far", "pool_entry", "fs_nibble", "sq_dim", "float_dim",
-         "read_far", "float_far"]
+         "byte_dim", "read_far"]
 
 CACHE_BYTES = 8 * 1024 * 1024
 
@@ -49,7 +49,7 @@ def features(r):
     walk, quant = r["walk"], r["quant"]
     full = walk == "none"
     records = n * r["node_bytes"]
-    vectors = n * 4 * d
+    vectors = n * r.get("row_bytes", 4 * d)
     f = dict.fromkeys(NAMES, 0.0)
     f["query"] = 1
     f["query_dim"] = 0 if full else d
@@ -58,14 +58,16 @@ def features(r):
     f["pool_entry"] = r["pooled"]
     f["fs_nibble"] = r["scored"] * nibbles(walk, d)
     f["sq_dim"] = ((r["scored"] if walk == "sq8" else 0) + (r["refined"] if quant == "sq8" else 0)) * d
-    f["float_dim"] = ((r["scored"] if full else 0) + r["reranked"]) * d
+    # A distance to a row of bytes (whole numbers 0..255) is priced apart.
+    exact = ((r["scored"] if full else 0) + r["reranked"]) * d
+    f["byte_dim" if r.get("row_bytes", 4 * d) == d else "float_dim"] = exact
     # Reads issued together (own codes gathered from the records, codes
-    # refined, vectors reranked) overlap; a full-precision walk's come one
-    # after another.
+    # refined, vectors reranked) overlap; a full-precision walk's, issued
+    # together too, cost nothing past the hop's price (fitted as a feature
+    # of their own: 0.5 ns a doubling).
     f["read_far"] = (0 if full else r["gathered"] * past_cache(records)) + \
         (r["refined"] * past_cache(n * r["code_bytes"]) if not full else 0) + \
         r["reranked"] * past_cache(vectors)
-    f["float_far"] = r["gathered"] * past_cache(vectors) if full else 0
     return [f[k] for k in NAMES]
 
 
@@ -82,7 +84,8 @@ def main():
         for line in lines:
             r = dict(zip(COLS, line))
             for k in COLS[3:]:
-                r[k] = float(r[k])
+                if k in r:
+                    r[k] = float(r[k])
             r["weight"] = 1 / math.sqrt(len(lines))
             rows.append(r)
             files.append(path)

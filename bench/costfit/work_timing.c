@@ -16,7 +16,7 @@
  *   cc -O2 -I. -Iinclude bench/costfit/work_timing.c build/rel/librotor.a \
  *      -luring -lxxhash -lz -lpthread -lm -o work_timing
  * Prints CSV: quant,walk,nbr,dim,count,code_bytes,walk_bytes,node_bytes,disk,list,rerank,
- *             refine,hops,scored,gathered,pooled,refined,reranked,probed,ns
+ *             refine,hops,scored,gathered,pooled,refined,reranked,probed,ns,row_bytes
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
                 t = pass == 1 || tp < t ? tp : t;
                 if (pass == 3)
                     printf("%s,%s,%d,%zu,%zu,%zu,%zu,%.0f,%d,%zu,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.2f,%"
-                           ".2f,%.2f,%.0f\n",
+                           ".2f,%.2f,%.0f,%zu\n",
                            ix->quant_name, ix->walk_q ? ix->walk_name : ix->quant_name,
                            ix->params.neighbor_codes, d, ix->count, ix->q ? ix->q->code_bytes : 0,
                            ix->walk_q ? ix->walk_q->code_bytes
@@ -104,7 +104,8 @@ int main(int argc, char **argv) {
                            node_bytes, ix->store != NULL, ivf ? np.nprobe : np.list, np.rerank,
                            np.refine, (double)w.hops / nq, (double)w.scored / nq,
                            (double)w.gathered / nq, (double)w.pooled / nq, (double)w.refined / nq,
-                           (double)w.reranked / nq, (double)w.probed / nq, t);
+                           (double)w.reranked / nq, (double)w.probed / nq, t,
+                           graph_row_bytes(&space));
             }
         }
     }
