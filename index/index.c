@@ -706,7 +706,7 @@ graph_space ix_space(const rotor_index *ix) {
     };
 }
 
-static void stats_locked(const rotor_index *ix, rotor_index_stats *out) {
+void ix_stats(const rotor_index *ix, rotor_index_stats *out) {
     memset(out, 0, sizeof *out);
     out->kind = ix->params.kind;
     out->metric = ix->metric;
@@ -784,7 +784,7 @@ rotor_status rotor_index_stats_get(const rotor_index *ix, rotor_index_stats *out
     CM_RETURN_IF(ix == NULL || out == NULL, ROTOR_ERR_INVALID_ARGUMENT,
                  "index and output must not be NULL");
     ix_read_begin(ix);
-    stats_locked(ix, out);
+    ix_stats(ix, out);
     ix_read_end(ix);
     return ROTOR_OK;
 }

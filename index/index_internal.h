@@ -299,6 +299,9 @@ bool ix_rows_fit_bytes(const rotor_index *ix, const float *vectors, size_t count
 /* A built index's float rows replaced by bytes when they fit (a failure
  * to allocate keeps the floats). */
 void ix_narrow_rows(rotor_index *ix);
+/* rotor_index_stats_get's figures, for a caller that holds the read lock
+ * or owns the index outright (an open in progress). */
+void ix_stats(const rotor_index *ix, rotor_index_stats *out);
 /* Row `slot` of the vectors in RAM (floats or bytes) as floats. */
 rotor_status ix_row_get(const rotor_index *ix, size_t slot, float *out);
 /* The full vectors as floats, for work that reads them all (a

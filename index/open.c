@@ -258,7 +258,8 @@ static rotor_status check_open_params(const rotor_open_params *op) {
  * out the page cache the searches read from, or fail. */
 static bool copy_pays(const rotor_index *ix) {
     rotor_index_stats st;
-    if (rotor_index_stats_get(ix, &st) != ROTOR_OK || st.graph_on_disk > 0 || st.graph_cached > 0)
+    ix_stats(ix, &st);
+    if (st.graph_on_disk > 0 || st.graph_cached > 0)
         return false;
     const size_t bytes = st.bytes_vectors + st.bytes_codes + st.bytes_graph + st.bytes_graph_codes;
     return bytes <= cm_memory_available() / 2;
