@@ -146,7 +146,8 @@ void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worke
         publish(g, s, w->img, ids, n);
 }
 
-void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *img, uint8_t *code) {
+void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t slot, uint8_t *img,
+             uint8_t *code) {
     const uint32_t *old = node_of(g, v);
     for (uint32_t j = 0; j < old[0]; j++)
         if (old[1 + j] == u)
@@ -157,7 +158,7 @@ void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint8_t *i
     if (rec[0] < g->p.degree)
         pos = rec[0]++;
     else
-        pos = g->p.degree - 1;
+        pos = slot < g->p.degree ? slot : g->p.degree - 1;
     rec[1 + pos] = u;
     vm_image_codes(g, s, rec, pos, code);
     publish(g, s, img, &v, 1);
@@ -183,6 +184,6 @@ void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, const uin
         const uint32_t u = points[i];
         const uint32_t *rec = node_of(g, u);
         if (rec[0] > 0 && !linked_back(g, u))
-            vm_link(g, s, rec[1], u, w->img, w->code);
+            vm_link(g, s, rec[1], u, g->p.degree - 1, w->img, w->code);
     }
 }
