@@ -133,7 +133,7 @@ typedef struct vamana {
      * the build's searches score; NULL otherwise. */
     quant *build_q;
     uint8_t *build_codes;
-    size_t build_stride; /* bytes from one vector's copy to the next */
+    size_t build_stride; /* from one copy to the next: its code, then its decoded |x~|^2 */
     /* The records on disk (vamana_disk.c), nodes NULL; NULL: in memory. */
     struct vm_disk *disk;
 } vamana;

@@ -270,6 +270,16 @@ rotor_status quant_bin_setup(quant *q, uint64_t seed);
 rotor_status quant_pq_setup(quant *q, uint64_t seed);
 rotor_status quant_sq_setup(quant *q, uint64_t seed);
 
+/* Distances between codes of one sq8 quantizer (trained for L2), from the
+ * codes alone: the squared L2 between the vectors they decode to,
+ * |a~|^2 + |b~|^2 - 2 <a~, b~> (one int8 dot product), where |x~|^2 is
+ * quant_sq8_norm2 of x's code, kept by the caller. Decoded vectors, not the
+ * stored norms: the rounding errors then cancel between near points (a
+ * code against itself is 0), which a build's prunes compare. */
+float quant_sq8_norm2(const quant *q, const uint8_t *code);
+float quant_sq8_l2(const quant *q, const uint8_t *a, float norm2_a, const uint8_t *b,
+                   float norm2_b);
+
 /* True when a and b rotate alike (quant_ops.rotation: same dimensions,
  * rounds, seed and centre), so one rotated query serves both. */
 bool quant_same_rotation(const quant *a, const quant *b);

@@ -256,6 +256,26 @@ static void sq_refine_bounds(const quant *q, const void *qstate, const uint8_t *
     }
 }
 
+float quant_sq8_norm2(const quant *q, const uint8_t *code) {
+    float f[SQ_FLOATS];
+    memcpy(f, code, sizeof f);
+    const int8_t *c = (const int8_t *)(code + sizeof f);
+    const float ts = f[0] * f[1];
+    return ts * ts * (float)simd_ops_get()->dot_i8(c, c, q->dim);
+}
+
+float quant_sq8_l2(const quant *q, const uint8_t *a, float norm2_a, const uint8_t *b,
+                   float norm2_b) {
+    float fa[SQ_FLOATS], fb[SQ_FLOATS];
+    memcpy(fa, a, sizeof fa);
+    memcpy(fb, b, sizeof fb);
+    const int32_t dot = simd_ops_get()->dot_i8((const int8_t *)(a + sizeof fa),
+                                               (const int8_t *)(b + sizeof fb), q->dim);
+    const float ip = (fa[0] * fa[1]) * (fb[0] * fb[1]) * (float)dot;
+    const float d2 = norm2_a + norm2_b - 2.0f * ip;
+    return d2 > 0.0f ? d2 : 0.0f;
+}
+
 static void sq_release(quant *q) {
     sq_state *s = q->impl;
     if (s == NULL)

@@ -427,6 +427,66 @@ static void test_one_rotation_prepares_every_kind_alike(void **state) {
     free(x);
 }
 
+/* Code against code: quant_sq8_l2 of two encoded vectors, with their
+ * quant_sq8_norm2, is within a rounding of the exact squared distance for
+ * far pairs and for near ones (a point and a copy moved by 5 %, the pairs
+ * a build's prunes compare): the error shrinks with the pair's distance
+ * instead of staying a fraction of the norms. It is symmetric, and a code
+ * against itself is 0. */
+static void test_sq8_code_distance_tracks_exact_distance(void **state) {
+    (void)state;
+    rotor_allocator a = cm_allocator_default();
+    ts_rng r;
+    ts_rng_init(&r, 41);
+    const size_t d = 200, n = 400;
+    float *x = malloc(n * d * sizeof(float));
+    for (size_t i = 0; i < n / 2 * d; i++)
+        x[i] = (float)ts_rng_normal(&r) + 1.0f;
+    for (size_t i = n / 2 * d; i < n * d; i++) /* row i + n/2 is row i moved a little */
+        x[i] = x[i - n / 2 * d] + 0.05f * (float)ts_rng_normal(&r);
+    quant_spec sp;
+    quant *q = NULL;
+    assert_int_equal(quant_spec_parse("sq8", &sp), ROTOR_OK);
+    assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_L2, 3, &a, &q), ROTOR_OK);
+    assert_int_equal(q->ops->train(q, x, n, 1), ROTOR_OK);
+    uint8_t *codes = malloc(n * q->code_bytes);
+    float *norm2 = malloc(n * sizeof(float));
+    float *scratch = malloc(q->scratch_floats * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        q->ops->encode(q, x + i * d, codes + i * q->code_bytes, scratch);
+        norm2[i] = quant_sq8_norm2(q, codes + i * q->code_bytes);
+    }
+    double worst_near = 0.0, worst_far = 0.0;
+    for (size_t i = 0; i < n / 2; i++) {
+        const size_t pairs[2][2] = {{i, i + n / 2}, {i, (i + 7) % (n / 2)}};
+        for (size_t k = 0; k < 2; k++) {
+            const size_t u = pairs[k][0], v = pairs[k][1];
+            double exact = 0.0;
+            for (size_t j = 0; j < d; j++)
+                exact += (double)(x[u * d + j] - x[v * d + j]) * (x[u * d + j] - x[v * d + j]);
+            const uint8_t *cu = codes + u * q->code_bytes, *cv = codes + v * q->code_bytes;
+            const float est = quant_sq8_l2(q, cu, norm2[u], cv, norm2[v]);
+            assert_true(est == quant_sq8_l2(q, cv, norm2[v], cu, norm2[u]));
+            double *worst = k == 0 ? &worst_near : &worst_far;
+            *worst = fmax(*worst, fabs(est - exact) / exact);
+        }
+        const uint8_t *ci = codes + i * q->code_bytes;
+        assert_true(quant_sq8_l2(q, ci, norm2[i], ci, norm2[i]) == 0.0f);
+    }
+    /* Near pairs are 0.5 apart squared against norms of 200. */
+    print_message("# worst relative error: near %.4f far %.4f\n", worst_near, worst_far);
+    /* Near pairs are 0.5 apart squared against squared norms of 200: the
+     * stored norms' form, t_a^2 + t_b^2 - 2 t_a t_b <u_a, u_b>, misses by
+     * some 2e-3 of the norms there, most of the distance itself. */
+    assert_true(worst_near < 0.25);
+    assert_true(worst_far < 0.01);
+    free(scratch);
+    free(norm2);
+    free(codes);
+    quant_free(q);
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_parse_accepts_and_refuses),
@@ -436,6 +496,7 @@ int main(void) {
         cmocka_unit_test(test_binary_fastscan_within_table_rounding_of_exact_sum),
         cmocka_unit_test(test_sq8_refuses_dimensions_its_integer_sum_cannot_hold),
         cmocka_unit_test(test_one_rotation_prepares_every_kind_alike),
+        cmocka_unit_test(test_sq8_code_distance_tracks_exact_distance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
