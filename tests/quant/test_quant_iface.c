@@ -473,7 +473,6 @@ static void test_sq8_code_distance_tracks_exact_distance(void **state) {
         const uint8_t *ci = codes + i * q->code_bytes;
         assert_true(quant_sq8_l2(q, ci, norm2[i], ci, norm2[i]) == 0.0f);
     }
-    /* Near pairs are 0.5 apart squared against norms of 200. */
     print_message("# worst relative error: near %.4f far %.4f\n", worst_near, worst_far);
     /* Near pairs are 0.5 apart squared against squared norms of 200: the
      * stored norms' form, t_a^2 + t_b^2 - 2 t_a t_b <u_a, u_b>, misses by
