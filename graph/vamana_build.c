@@ -113,9 +113,19 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
     }
 }
 
-/* Squared L2 between points a and b on the build's 8-bit copies; each
- * copy's decoded norm follows its code (build_codes_make). */
-static inline float build_l2(const vamana *g, uint32_t a, uint32_t b) {
+/* Squared L2 between points a and b for a prune: on the build's 8-bit
+ * copies while they exist (each copy's decoded norm follows its code,
+ * build_codes_make), on the float rows otherwise (an add, a
+ * consolidation). Exact float distances had been a fifth of a build
+ * (perf, Fashion-MNIST), spent on comparisons with a 20 % margin; the
+ * copies' decoded vectors are within a rounding of them, and the graphs
+ * searched the same (recall within 0.001 at every list on Fashion-MNIST,
+ * 100-d word vectors and a 768-d set). */
+static inline float pair_l2(const vamana *g, const graph_space *s, const simd_ops *ops, uint32_t a,
+                            uint32_t b) {
+    if (g->build_q == NULL)
+        return ops->l2sq_f32(s->vectors + (size_t)a * s->dim, s->vectors + (size_t)b * s->dim,
+                             s->dim);
     const uint8_t *ca = g->build_codes + (size_t)a * g->build_stride;
     const uint8_t *cb = g->build_codes + (size_t)b * g->build_stride;
     const size_t at = g->build_q->code_bytes;
@@ -167,7 +177,6 @@ static void sort_cands(vm_cand *c, size_t n) {
  * up to `fill` ids. */
 static uint32_t prune(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                       uint32_t p, size_t n, float alpha, uint32_t fill, uint32_t *out) {
-    const size_t d = s->dim;
     vm_cand *c = sc->prune;
     sort_cands(c, n);
     /* Drop p itself and duplicates (a candidate can be both expanded and an
@@ -184,20 +193,9 @@ static uint32_t prune(const vamana *g, const graph_space *s, const simd_ops *ops
         if (sc->gone[i])
             continue;
         out[kept++] = c[i].id;
-        if (g->build_q != NULL) {
-            for (size_t j = i + 1; j < m; j++)
-                if (!sc->gone[j] && alpha * build_l2(g, c[i].id, c[j].id) <= c[j].dist)
-                    sc->gone[j] = 1;
-            continue;
-        }
-        const float *xi = s->vectors + (size_t)c[i].id * d;
-        for (size_t j = i + 1; j < m; j++) {
-            if (sc->gone[j])
-                continue;
-            float dij = ops->l2sq_f32(xi, s->vectors + (size_t)c[j].id * d, d);
-            if (alpha * dij <= c[j].dist)
+        for (size_t j = i + 1; j < m; j++)
+            if (!sc->gone[j] && alpha * pair_l2(g, s, ops, c[i].id, c[j].id) <= c[j].dist)
                 sc->gone[j] = 1;
-        }
     }
     /* Below R, the loop above saw every candidate: the occluded ones are
      * exactly those marked, nearest first. */
@@ -227,20 +225,11 @@ void vm_score_ids(const graph_space *s, const simd_ops *ops, const float *x, con
         out[j] = (vm_cand){ops->l2sq_f32(x, s->vectors + (size_t)ids[j] * s->dim, s->dim), ids[j]};
 }
 
-/* vm_score_ids from point u, on the build's 8-bit copies while they
- * exist: a prune's distances then come from the copies alone. Exact float
- * distances had been a fifth of a build (perf, Fashion-MNIST), spent on
- * comparisons with a 20 % margin; the copies' decoded vectors are within
- * a rounding of them, and the graphs searched the same (recall within
- * 0.001 at every list on Fashion-MNIST and 100-d word vectors). */
+/* out[j] = (pair_l2 from point u to ids[j], ids[j]): prune candidates. */
 static void score_build(const vamana *g, const graph_space *s, const simd_ops *ops, uint32_t u,
                         const uint32_t *ids, size_t n, vm_cand *out) {
-    if (g->build_q == NULL) {
-        vm_score_ids(s, ops, s->vectors + (size_t)u * s->dim, ids, n, out);
-        return;
-    }
     for (size_t j = 0; j < n; j++)
-        out[j] = (vm_cand){build_l2(g, u, ids[j]), ids[j]};
+        out[j] = (vm_cand){pair_l2(g, s, ops, u, ids[j]), ids[j]};
 }
 
 /* Adds the edge u -> p, pruning u's list when it is full. */
