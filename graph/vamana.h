@@ -353,9 +353,9 @@ void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worke
 void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, const uint32_t *points,
                         size_t n);
 /* Adds the edge v -> u (in place of v's neighbour at `slot` when v is
- * full; nothing when v links to u already): how an unreached node is
- * linked in. `img`: room for one record. */
-void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t slot, uint8_t *img,
+ * full; nothing, and false, when v links to u already): how an unreached
+ * node is linked in. `img`: room for one record. */
+bool vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t slot, uint8_t *img,
              uint8_t *code);
 /* Links every live node the entry does not reach (a build's repair; w:
  * a build search's scratch with one record image and a code; seen: a byte

@@ -379,14 +379,11 @@ void vm_connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t
             if (v == u || graph_removed(s, v))
                 continue;
             const uint32_t *rv = node_of(g, v);
-            bool linked = false;
-            for (uint32_t j = 0; j < rv[0] && !linked; j++)
-                linked = rv[1 + j] == u;
-            if (!linked) {
-                const uint32_t slot = rv[0] < g->p.degree ? rv[0] : slot_to_give(g, rv, indeg);
-                if (slot < rv[0])
-                    indeg[rv[1 + slot]]--;
-                vm_link(g, s, v, (uint32_t)u, slot, w->img, w->code);
+            const uint32_t slot = rv[0] < g->p.degree ? rv[0] : slot_to_give(g, rv, indeg);
+            const uint32_t dropped = slot < rv[0] ? rv[1 + slot] : UINT32_MAX;
+            if (vm_link(g, s, v, (uint32_t)u, slot, w->img, w->code)) {
+                if (dropped != UINT32_MAX)
+                    indeg[dropped]--;
                 indeg[u]++;
             }
             seen[u] = 1;

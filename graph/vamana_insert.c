@@ -146,12 +146,12 @@ void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worke
         publish(g, s, w->img, ids, n);
 }
 
-void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t slot, uint8_t *img,
+bool vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t slot, uint8_t *img,
              uint8_t *code) {
     const uint32_t *old = node_of(g, v);
     for (uint32_t j = 0; j < old[0]; j++)
         if (old[1 + j] == u)
-            return; /* v, itself linked in since, led to u already */
+            return false; /* v, itself linked in since, led to u already */
     uint32_t *rec = (uint32_t *)img;
     memcpy(rec, old, g->node_bytes);
     uint32_t pos;
@@ -162,6 +162,7 @@ void vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t s
     rec[1 + pos] = u;
     vm_image_codes(g, s, rec, pos, code);
     publish(g, s, img, &v, 1);
+    return true;
 }
 
 /* Whether one of u's out-neighbours links back to u (a cheap stand-in
