@@ -471,8 +471,10 @@ static inline void sink_offer(vm_sink *k, float est, uint32_t id) {
     }
 }
 
-/* Enters the best of about `want` starting points into the sink. */
-void vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_sink *k);
+/* Scores `want` starting points (all of them if fewer, fewer only when
+ * the nearest groups it sorted hold fewer) besides the groups' leaders,
+ * and enters the best into the sink; returns how many it scored. */
+size_t vm_enter_starts(const vamana *g, const void *qs, size_t want, vm_scratch *sc, vm_sink *k);
 
 /* ---- vamana_search.c, vamana_io.c ---------------------------------------- */
 

@@ -587,9 +587,9 @@ rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *
     walk->ops->scan(walk, w.qs, s->walk_codes, g->entry, 1, &d0);
     visit(sc, g->entry);
     sink_offer(&w.k, d0, g->entry);
-    w.work.scored += 1 + nstarts;
+    w.work.scored += 1;
     if (nstarts > 0)
-        vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
+        w.work.scored += vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
 
     st = vstore_read_stream(rd, 0, (unsigned)beam, next_record, on_record, &w);
     uint64_t reads, wait_ns;

@@ -325,9 +325,9 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
         d0 = graph_exact_distance(s, query, g->entry);
     visit(sc, g->entry);
     offer(&w, d0, g->entry);
-    w.work.scored += 1 + nstarts;
+    w.work.scored += 1;
     if (nstarts > 0)
-        vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
+        w.work.scored += vm_enter_starts(g, w.qs, nstarts, sc, &w.k);
     if (filter != NULL)
         enter_filter_starts(&w, filter);
 

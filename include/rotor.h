@@ -450,12 +450,13 @@ typedef struct rotor_search_params {
     /* NULL (default), or one entry per query searched (one for
      * rotor_index_search, queries->rows for a batch), overwritten. */
     rotor_query_stats *stats;
-    /* Quantized vamana: about how many of the index's sampled starting
-     * points (a uniform sample of up to 16384 nodes, filed in groups of
-     * about 32 around leaders) are scored before the walk: the groups of
-     * the leaders nearest the query, until they hold this many; 0
-     * (default) = 256. More land the walk nearer the query and feed a deep
-     * rerank; on 1M 128-d SIFT-like vectors they only cost time. */
+    /* Quantized vamana: how many of the index's sampled starting points
+     * (a uniform sample of up to 16384 nodes, filed in groups of about 32
+     * around leaders, every leader scored) are scored before the walk:
+     * the groups of the leaders nearest the query, until they hold this
+     * many, the last group cut short; 0 (default) = 256. More land the
+     * walk nearer the query and feed a deep rerank; on 1M 128-d SIFT-like
+     * vectors they only cost time. */
     uint32_t start_points;
     /* 0 (default): off. Otherwise the recall@k the search should reach:
      * the cheapest setting of the index's calibration table whose measured

@@ -165,7 +165,7 @@ static const struct flag {
      "R  search with the cheapest calibrated settings reaching recall R (flags given\n"
      "   above still win); refused when the index cannot promise it"},
     {"--starts", OPT_SEARCH,
-     "N  quantized vamana: about N sampled starting points scored first, from the groups\n"
+     "N  quantized vamana: N sampled starting points scored first, from the groups\n"
      "   nearest the query (default 256, at most " CLI_MAX_STARTS_TEXT ")"},
     {"--rerank-bound", OPT_SEARCH,
      "on|off  stop the rerank once the codes' error bound proves no other candidate can\n"

@@ -319,6 +319,50 @@ static void test_start_groups(void **state) {
     assert_true(r_group >= r_flat - 0.02);
 }
 
+/* A search scores every group's leader, then the nearest groups' points
+ * until it holds the starting points it asked for, the last group cut
+ * short (k-means groups near dense data are several times the mean size,
+ * and whole groups had scored 4-5 times what was asked), and reports how
+ * many it scored; the points entered are the nearest groups' own. */
+static void test_start_points_scored_as_asked(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8");
+    rotor_index *ix = build_n(f, &p, N);
+    const vamana *g = vamana_of(ix->nav);
+    const graph_space s = ix_space(ix);
+    const size_t groups = g->ngroups;
+    assert_true(groups >= 2);
+    vm_scratch *sc = NULL;
+    enum { LIST = 16 };
+    assert_int_equal(vm_scratch_get(g, &s, s.count, LIST, 0, 0, &sc), ROTOR_OK);
+    const quant *walk = g->walk_q;
+    const size_t wants[] = {1, 31, 32, 33, 100, 500, N - 1};
+    for (size_t qi = 0; qi < 20; qi++) {
+        const float *query = f->queries + qi * D;
+        walk->ops->prepare(walk, query, sc->qmem,
+                           (float *)(sc->qmem + cm_round_up(walk->query_bytes, CM_ALIGN)));
+        for (size_t wi = 0; wi < sizeof wants / sizeof wants[0]; wi++) {
+            visited_reset(sc);
+            vm_sink k = {.l = {sc->list, sc->expanded, 0, LIST, 0}};
+            const size_t scored = vm_enter_starts(g, sc->qmem, wants[wi], sc, &k);
+            assert_int_equal(scored, wants[wi]);
+            /* What entered comes from the groups nearest the query by
+             * their leaders: the best entry is at least as near as the
+             * nearest leader's estimate. */
+            float lead;
+            float best_lead = INFINITY;
+            for (size_t c = 0; c < groups; c++) {
+                walk->ops->scan(walk, sc->qmem, g->leader_codes, c, 1, &lead);
+                best_lead = lead < best_lead ? lead : best_lead;
+            }
+            assert_true(k.l.size > 0);
+            assert_true(k.l.c[0].dist <= best_lead);
+        }
+    }
+    vm_scratch_put(g, sc);
+    rotor_index_close(ix);
+}
+
 /* The sample of starting points is n / 8 of the points, at least 4096
  * (all of a smaller set): of 5,000 points, 4,096 in 128 groups. */
 static void test_start_sample(void **state) {
@@ -700,6 +744,7 @@ int main(void) {
         cmocka_unit_test(test_start_points),
         cmocka_unit_test(test_short_list),
         cmocka_unit_test(test_start_groups),
+        cmocka_unit_test(test_start_points_scored_as_asked),
         cmocka_unit_test(test_equal_points),
         cmocka_unit_test(test_start_sample),
         cmocka_unit_test(test_add),
