@@ -621,8 +621,8 @@ static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
  * best estimates (or distances) the walk scored (graph/vamana_search.c):
  * on Fashion-MNIST a filter half the points pass reached recall 0.95 at
  * L = 8, and one a tenth pass at L = 4. */
-static const uint32_t LISTS[] = {4,  6,  8,  10, 12,  16,  20,  24,  32,  40,
-                                 48, 64, 80, 96, 128, 160, 192, 256, 384, 512};
+static const uint32_t LISTS[] = {4,  6,  8,  10,  12,  16,  20,  24,  32,  40,  48,
+                                 64, 80, 96, 128, 160, 192, 224, 256, 320, 384, 512};
 static const uint32_t PROBES[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256};
 static const uint32_t RERANKS[] = {10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000};
 _Static_assert(sizeof RERANKS / sizeof RERANKS[0] <= SHARED_DEPTHS,
