@@ -81,9 +81,9 @@ typedef struct vm_pool {
 
 /* Starting points of a quantized search: a uniform sample of up to
  * MAX_STARTS nodes whose walking codes are kept together, grouped around
- * leaders (about GROUP_SIZE points a group), of which a search scores
- * about nav_search_params.starts (vamana_starts.c). */
-enum { SCORE_BLOCK = 32, MIN_STARTS = 4096, MAX_STARTS = 16384, GROUP_SIZE = 32, GROUP_ITERS = 8 };
+ * leaders (about sqrt(n) groups of sqrt(n)), of which a search scores
+ * nav_search_params.starts (vamana_starts.c). */
+enum { SCORE_BLOCK = 32, MIN_STARTS = 4096, MAX_STARTS = 16384, GROUP_ITERS = 8 };
 
 typedef struct vamana {
     nav base;

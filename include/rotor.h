@@ -451,8 +451,8 @@ typedef struct rotor_search_params {
      * rotor_index_search, queries->rows for a batch), overwritten. */
     rotor_query_stats *stats;
     /* Quantized vamana: how many of the index's sampled starting points
-     * (a uniform sample of up to 16384 nodes, filed in groups of about 32
-     * around leaders, every leader scored) are scored before the walk:
+     * (a uniform sample of up to 16384 nodes, filed in about sqrt(n)
+     * groups around leaders, every leader scored) are scored before the walk:
      * the groups of the leaders nearest the query, until they hold this
      * many, the last group cut short; 0 (default) = 256. More land the
      * walk nearer the query and feed a deep rerank; on 1M 128-d SIFT-like
