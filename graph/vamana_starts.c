@@ -46,10 +46,11 @@ void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8
  * do what thousands did. k-means (squared L2, like the build) places
  * about sqrt(n) centres: every search scores every leader, and with
  * groups cut to the points asked for (vm_enter_starts) larger groups cost
- * no recall. Groups of 32 (424 leaders of 13,600 starts, 200-d word
- * vectors) found the same neighbours at every list as groups of 64 and
- * 128, at up to a fifth less QPS; on Fashion-MNIST (7,500 starts) groups
- * of 128 were within 0.002 at every setting. Each centre's nearest member
+ * no recall: groups of 32, 64 and 128 (424 to 106 leaders of 13,600
+ * starts, 200-d word vectors) reached the same recall (within 0.001),
+ * and on Fashion-MNIST (7,500 starts) groups of 128 were within 0.002 of
+ * 32 at every setting; sqrt(n) groups took 8.7 % fewer instructions a
+ * search than groups of 32 (word vectors, L 48). Each centre's nearest member
  * becomes a leader, since a leader is scored with the walking code of a
  * real point; every point then joins its nearest leader, the side a query
  * would pick. The starts are reordered group by group, each leader
