@@ -178,7 +178,8 @@ static const struct flag {
      "auto|0|1  an index file: 1 reads it into memory (huge pages), 0 maps it, auto (default)\n"
      "   maps it and copies the graph, codes and vectors when they fit in half the free RAM"},
     {"--sweep", OPT_SWEEP,
-     "L=A,B,..|nprobe=A,B,..[;rerank=A,B,..]  one measurement per value (pair)"},
+     "L=A,B,..|nprobe=A,B,..[;starts=..][;refine=..][;rerank=A,B,..]  one measurement per\n"
+     "   combination of the values (starts, refine: 0 = the default)"},
     {"--full-vectors", OPT_STORE,
      "ram|disk  where full vectors live once the index is opened (default: as built)"},
     {"--io", OPT_STORE, "auto|uring|pread  how vectors on disk are read (default auto)"},
@@ -471,16 +472,20 @@ int cli_parse_sweep(const char *s, cli_sweep *out) {
             out->nprobe = true;
         } else if (eq && klen == 6 && !strncmp(part, "rerank", 6)) {
             dst = &out->rerank;
+        } else if (eq && klen == 6 && !strncmp(part, "starts", 6)) {
+            dst = &out->starts;
+        } else if (eq && klen == 6 && !strncmp(part, "refine", 6)) {
+            dst = &out->refine;
         }
         if (dst == NULL || dst->n > 0)
             return cli_error(CLI_EXIT_USAGE,
-                             "--sweep takes L=A,B,..., nprobe=A,B,... and/or rerank=A,B,... "
-                             "joined by ';', each once, not '%s'",
+                             "--sweep takes L=A,B,..., nprobe=A,B,..., starts=, refine= and/or "
+                             "rerank=A,B,... joined by ';', each once, not '%s'",
                              s);
         int rc = parse_values(eq + 1, len - klen - 1, s, dst);
         if (rc != CLI_EXIT_OK)
             return rc;
-        for (size_t i = 0; dst != &out->rerank && i < dst->n; i++)
+        for (size_t i = 0; dst == &out->nav && i < dst->n; i++)
             if (dst->v[i] == 0)
                 return cli_error(CLI_EXIT_USAGE, "--sweep '%s': L and nprobe start at 1", s);
         if (semi == NULL)

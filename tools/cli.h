@@ -38,6 +38,8 @@ typedef struct cli_sweep_list {
 typedef struct cli_sweep {
     bool nprobe;           /* the navigator list is nprobe, else the candidate list */
     cli_sweep_list nav;    /* n = 0: the --list / --nprobe value */
+    cli_sweep_list starts; /* n = 0: the --starts value */
+    cli_sweep_list refine; /* n = 0: the --refine value */
     cli_sweep_list rerank; /* n = 0: the --rerank value */
 } cli_sweep;
 

@@ -274,7 +274,8 @@ int cmd_bench(const cli_opts *o) {
     const cli_sweep sw = o->sweep_values;
     if ((rc = cli_check_sweep_kind(o, kind)))
         goto done;
-    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
+    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_starts = sw.starts.n ? sw.starts.n : 1,
+                 n_refine = sw.refine.n ? sw.refine.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
     const char *dataset = base_name(o->base ? o->base : o->index);
 
     size_t nq = queries.rows, k = o->k;
@@ -332,15 +333,28 @@ int cmd_bench(const cli_opts *o) {
     if (quantized)
         printf(" %7s", "scored");
     printf("\n");
-    for (size_t si = 0; si < n_nav * n_rerank; si++) {
+    /* Every combination, the navigator's list outermost and the rerank
+     * innermost: settings that share a walk are measured one after
+     * another. */
+    for (size_t si = 0; si < n_nav * n_starts * n_refine * n_rerank; si++) {
+        size_t at = si;
+        const size_t i_rerank = at % n_rerank;
+        at /= n_rerank;
+        const size_t i_refine = at % n_refine;
+        at /= n_refine;
+        const size_t i_starts = at % n_starts, i_nav = at / n_starts;
         if (sw.nav.n > 0) {
             if (sw.nprobe)
-                c.sp.nprobe = sw.nav.v[si / n_rerank];
+                c.sp.nprobe = sw.nav.v[i_nav];
             else
-                c.sp.list_size = sw.nav.v[si / n_rerank];
+                c.sp.list_size = sw.nav.v[i_nav];
         }
+        if (sw.starts.n > 0)
+            c.sp.start_points = sw.starts.v[i_starts];
+        if (sw.refine.n > 0)
+            c.sp.refine = sw.refine.v[i_refine];
         if (sw.rerank.n > 0)
-            c.sp.rerank = sw.rerank.v[si % n_rerank];
+            c.sp.rerank = sw.rerank.v[i_rerank];
         run_result runs[1000];
         for (unsigned r = 0; r < o->runs; r++) {
             if (!o->quiet && isatty(STDERR_FILENO))

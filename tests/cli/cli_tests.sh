@@ -208,6 +208,13 @@ expect 0 "" -- "$ROTOR" bench --index w.rotor --load 1 --queries queries.fvecs -
 grep -qE '^vamana +bin1fs\+sq8,R=16,L=64,refine=120,rerank=20 +1 +[0-9.]+ +(0\.9[5-9][0-9]*|1\.0000) ' out.txt && ok ||
   bad "bench of a bin1fs+sq8 index: $(cat out.txt)"
 grep -q '"quant":"sq8","walk_quant":"bin1fs"' w.jsonl && ok || bad "bench JSON of a walk on other codes: $(cat w.jsonl)"
+# the starting points and the refine depth swept too: every combination, the
+# rerank innermost, each line naming its settings
+expect 0 "" -- "$ROTOR" bench --index w.rotor --queries queries.fvecs --gt gt.ivecs --sweep "L=32,64;starts=16,64;refine=40,120;rerank=10,20" --json ws.jsonl --quiet
+[ "$(wc -l <ws.jsonl)" -eq 16 ] && ok || bad "a 2 x 2 x 2 x 2 sweep should write 16 JSON lines"
+sed -n 7p ws.jsonl | grep -q '"params":"bin1fs+sq8,R=16,L=32,S=64,refine=120,rerank=10"' && ok ||
+  bad "sweep order or params: $(sed -n 7p ws.jsonl)"
+expect 2 "each once" -- "$ROTOR" bench --index w.rotor --queries queries.fvecs --gt gt.ivecs --sweep "L=32;starts=16;starts=64"
 # the walk's work per query: records expanded, and more codes estimated than records
 awk -F'"hops_mean":|,"estimated_mean":|,"timestamp"' '{ h = $2 + 0; e = $3 + 0; exit !(h >= 10 && h <= 400 && e > 2 * h) }' w.jsonl &&
   ok || bad "bench JSON hops and estimates of a walk: $(cat w.jsonl)"
