@@ -233,11 +233,12 @@ enum { NAV_DEFAULT_LIST = 64, NAV_DEFAULT_NPROBE = 16 };
 
 /* Search parameters; 0 asks for the kind's default, except rerank. */
 typedef struct nav_search_params {
-    size_t list;   /* vamana: candidate list, >= k */
-    size_t refine; /* vamana walking other codes: candidates estimated again with q */
-    size_t rerank; /* candidates scored exactly; 0: return the estimates */
-    size_t starts; /* vamana: sampled starting points scored first */
-    size_t nprobe; /* IVF: partitions scanned */
+    size_t list;      /* vamana: candidate list, >= k */
+    size_t refine;    /* vamana walking other codes: candidates estimated again with q */
+    size_t rerank;    /* candidates scored exactly; 0: return the estimates */
+    size_t starts;    /* vamana: sampled starting points scored first */
+    size_t neighbors; /* vamana: the first this many of each node's list read; 0: all */
+    size_t nprobe;    /* IVF: partitions scanned */
     /* NULL, or a point the search treats as absent: a query taken from the
      * index is searched as if it had been held out of it, which is how a
      * calibration measures recall on the index's own rows. */

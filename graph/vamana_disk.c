@@ -436,6 +436,7 @@ typedef struct dk_walk {
     uint8_t *gather; /* the neighbours' codes, gathered into one store */
     uint8_t *code;   /* one code */
     uint32_t bad;    /* a node whose record is impossible, or NO_NODE */
+    uint32_t limit;  /* the first this many neighbours of a record read */
     nav_work work;
     /* The reads in flight: the stream's position of each and its node. */
     size_t issued;
@@ -450,11 +451,12 @@ enum { NO_NODE = UINT32_MAX };
  * neighbours the list. */
 static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
     const node_layout *lay = &w->d->lay;
-    const uint32_t deg = cm_get_le32(rec), count = (uint32_t)w->s->count;
-    if (CM_UNLIKELY(deg > w->g->p.degree)) {
+    const uint32_t all = cm_get_le32(rec), count = (uint32_t)w->s->count;
+    if (CM_UNLIKELY(all > w->g->p.degree)) {
         w->bad = u;
         return;
     }
+    const uint32_t deg = all < w->limit ? all : w->limit;
     const float *x = (const float *)(rec + lay->vec_off);
     if (u != w->skip && (w->filter == NULL || nav_filter_allows(w->filter, u)))
         cm_topk_push(w->top, graph_distance(w->ops, w->s->metric, w->query, x, w->s->dim), u);
@@ -579,6 +581,8 @@ rotor_status vm_disk_search(const vamana *g, const graph_space *s, const float *
         .gather = qmem + vm_gather_offset(s),
         .code = qmem + vm_gather_offset(s) + walk->ops->store_bytes(walk, g->slots + 1),
         .bad = NO_NODE,
+        .limit =
+            p->neighbors != 0 && p->neighbors < g->p.degree ? (uint32_t)p->neighbors : g->p.degree,
     };
     visited_reset(sc);
     if (w.skip < s->count)

@@ -376,6 +376,8 @@ rotor_status vamana_search(const nav *n, const graph_space *s, const float *quer
             }
             deg = g->p.degree;
         }
+        if (p->neighbors != 0 && deg > p->neighbors) /* its prune's first picks */
+            deg = (uint32_t)p->neighbors;
         expand(&w, u, rec, deg);
         w.work.hops++;
     }

@@ -458,6 +458,17 @@ typedef struct rotor_search_params {
      * walk nearer the query and feed a deep rerank; on 1M 128-d SIFT-like
      * vectors they only cost time. */
     uint32_t start_points;
+    /* Vamana: how many of each node's neighbours, from the start of its
+     * list, the walk reads; 0 (default) = all of them (graph_degree). A
+     * list begins with the neighbours its last prune kept, in the order it
+     * kept them (each the nearest in a direction those before it leave
+     * open), then the edges added since: the first R' of a graph of
+     * degree R are much what a graph of degree R' would hold. A wide graph
+     * walked narrow scores fewer neighbours a hop where a short list
+     * reaches the recall asked, and wide where it takes fewer hops (high
+     * recall on hard data). A search by recall takes it from the
+     * calibration table. */
+    uint32_t max_neighbors;
     /* 0 (default): off. Otherwise the recall@k the search should reach:
      * the cheapest setting of the index's calibration table whose measured
      * recall (less two standard errors) reaches it sets list_size, rerank,
@@ -698,10 +709,11 @@ ROTOR_API rotor_status rotor_index_stats_get(const rotor_index *index, rotor_ind
  * run, where times on a shared machine would not. */
 typedef struct rotor_calibration_row {
     uint32_t list_size, rerank, refine, nprobe;
-    uint32_t start_points; /* vamana, quantized: as rotor_search_params' (0: its default) */
-    float recall;          /* mean recall@k over the calibration queries */
-    float recall_low;      /* less two standard errors: what a search by recall relies on */
-    float cost_ns;         /* modelled nanoseconds per query */
+    uint32_t start_points;  /* vamana, quantized: as rotor_search_params' (0: its default) */
+    uint32_t max_neighbors; /* vamana: as rotor_search_params' (0: all) */
+    float recall;           /* mean recall@k over the calibration queries */
+    float recall_low;       /* less two standard errors: what a search by recall relies on */
+    float cost_ns;          /* modelled nanoseconds per query */
 } rotor_calibration_row;
 
 /* A configuration the automatic choice measured on its sample. */

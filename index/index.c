@@ -149,6 +149,12 @@ static rotor_status configure(rotor_index *ix, const char *quant_name, const cha
         if (ix->walk_codes == NULL)
             st = ROTOR_ERR_OUT_OF_MEMORY;
     }
+    if (st == ROTOR_OK && ix->default_degree) {
+        rotor_params *w = &ix->params;
+        w->graph_degree = ix_default_degree(w, !(w->neighbor_codes != 0 && ix->q != NULL));
+        if (w->build_list < w->graph_degree)
+            w->build_list = w->graph_degree;
+    }
     if (st == ROTOR_OK) {
         const nav_params np = ix_nav_params(p, ix->q != NULL, rows);
         const graph_space s = ix_space(ix);
@@ -177,11 +183,13 @@ static void unconfigure(rotor_index *ix) {
 rotor_status ix_create(const rotor_params *params, size_t dim, size_t rows, rotor_index **out) {
     *out = NULL;
     rotor_params p = *params;
+    const bool default_degree = p.graph_degree == 0;
     ix_params_resolve(&p);
     rotor_index *ix = p.allocator.alloc(p.allocator.opaque, sizeof *ix, CM_ALIGN);
     CM_RETURN_IF(ix == NULL, ROTOR_ERR_OUT_OF_MEMORY, "out of memory allocating the index");
     memset(ix, 0, sizeof *ix);
     ix->params = p;
+    ix->default_degree = default_degree && p.kind == ROTOR_INDEX_VAMANA;
     ix->alloc = p.allocator;
     if (ix_sync_create(ix) != ROTOR_OK) {
         p.allocator.free(p.allocator.opaque, ix);

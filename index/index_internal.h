@@ -156,6 +156,9 @@ struct rotor_index {
     /* quant "auto": the first batch chooses the codes (tune.c) before it
      * is encoded. */
     bool auto_quant;
+    /* The build was given no graph degree: configure() sets the default
+     * for the codes it configures (ix_default_degree). */
+    bool default_degree;
     /* A build calibrates on rows it holds out of the graph (held, nheld;
      * bit u of held_bits for row u) until the table is measured: queries
      * the graph was not pruned around, as the user's are (tune.c). Set by
@@ -312,8 +315,13 @@ rotor_status ix_full_vectors(const rotor_index *ix, const float **out, float **w
 /* The index's vectors and codes as the navigators see them. */
 graph_space ix_space(const rotor_index *ix);
 /* The build's defaults that depend on other parameters (graph degree and
- * build list: 0 asks for them). */
+ * build list: 0 asks for them). The degree resolved is the narrow one
+ * (ix_default_degree(p, false)) until the codes are known. */
 void ix_params_resolve(rotor_params *p);
+/* The graph degree a build not given one takes: `wide` for a graph whose
+ * records keep no neighbours' codes, or under a RAM budget; at most the
+ * build list when one is given. */
+uint32_t ix_default_degree(const rotor_params *p, bool wide);
 /* The quantizer a build under a RAM budget of `budget` bytes for `count`
  * vectors of `dim` dimensions takes for quant "auto". */
 void ix_budget_quant(size_t dim, size_t count, uint64_t budget, bool node_codes, size_t degree,

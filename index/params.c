@@ -136,16 +136,25 @@ rotor_status ix_params_check(const rotor_params *p) {
     return ROTOR_OK;
 }
 
-void ix_params_resolve(rotor_params *p) {
+uint32_t ix_default_degree(const rotor_params *p, bool wide) {
     /* A graph on disk pays a read per hop: DiskANN's wider graph takes
      * fewer (SIFT-like 1M under 64 bytes a vector: recall 0.95 at 28.5
-     * reads with R = 64, 32.6 with R = 32). */
+     * reads with R = 64, 32.6 with R = 32). In memory a wide graph pays at
+     * high recall on hard data, and a search reads only the first half
+     * of each list where that is cheaper (rotor_search_params
+     * .max_neighbors, which the calibration sets): on 100-d and 200-d word
+     * vectors (sq8) 0.99 ran 1.53x and 1.4x the QPS at degree 64, on
+     * Debian SIFT's rows 1.1-1.2x. Records that copy their neighbours'
+     * codes would double, and walked at 64 ran 0.82-0.88x (Fashion-MNIST,
+     * pq392x4): those stay at 32. */
+    const uint32_t r = wide || p->ram_budget > 0 ? 64 : 32;
+    return p->build_list != 0 && p->build_list < r ? p->build_list : r;
+}
+
+void ix_params_resolve(rotor_params *p) {
     const bool budget = p->ram_budget > 0;
-    if (p->graph_degree == 0) {
-        p->graph_degree = budget ? 64 : 32;
-        if (p->build_list != 0 && p->build_list < p->graph_degree)
-            p->graph_degree = p->build_list;
-    }
+    if (p->graph_degree == 0)
+        p->graph_degree = ix_default_degree(p, false);
     if (p->build_list == 0)
         p->build_list = budget ? 128 : 100;
     if (p->build_list < p->graph_degree)
@@ -316,6 +325,8 @@ rotor_status ix_check_build_memory(const rotor_params *p, size_t rows, size_t co
     if (p->build_memory == 0)
         return ROTOR_OK;
     rotor_params r = *p;
+    if (r.graph_degree == 0) /* the widest the codes may make it */
+        r.graph_degree = ix_default_degree(&r, true);
     ix_params_resolve(&r);
     const nav_params np = ix_nav_params(&r, false, rows);
     return vamana_check_build_memory(&np, rows, cols, records_in_file);

@@ -80,6 +80,7 @@ static rotor_status resolve(const rotor_index *ix, const rotor_search_params *sp
         .refine = sp->refine,
         .rerank = sp->rerank < 0 ? SIZE_MAX : (size_t)sp->rerank,
         .starts = sp->start_points,
+        .neighbors = sp->max_neighbors,
         .nprobe = sp->nprobe,
         .rerank_all = sp->rerank_all != 0,
         .rerank_window = sp->rerank_window,

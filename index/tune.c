@@ -507,6 +507,7 @@ typedef struct tune_set {
     const float *kth;       /* nq: the distance of each query's TUNE_K-th */
     uint32_t *walked;       /* per worker SHARED_MAX_DEPTH: a shared walk's candidates */
     bool bytes;             /* the index priced keeps its rows as bytes */
+    uint32_t neighbors;     /* vamana: the grid's walks read this many of each list; 0: all */
 } tune_set;
 
 /* A row of the table: np's settings, the recall summed over the queries
@@ -522,6 +523,7 @@ static rotor_calibration_row table_row(const rotor_index *ix, const tune_set *se
         .refine = (uint32_t)np->refine,
         .nprobe = (uint32_t)np->nprobe,
         .start_points = (uint32_t)np->starts,
+        .max_neighbors = (uint32_t)np->neighbors,
         .recall = (float)mean,
         /* Two standard errors: a search by recall takes the cheapest of
          * many rows above the target, and would favour the ones whose
@@ -720,7 +722,7 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
             break;
         size_t done = 0; /* rows of this depth */
         for (size_t o = 0; o < nouter && st == ROTOR_OK; o++) {
-            nav_search_params np = {.rerank = rerank};
+            nav_search_params np = {.rerank = rerank, .neighbors = set->neighbors};
             if (vamana)
                 np.list = outer[o];
             if (ivf) {
@@ -792,11 +794,13 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
     return ROTOR_OK;
 }
 
+/* The knobs measured beside the sweep's grid. */
+typedef enum { KNOB_REFINE, KNOB_NEIGHBORS, KNOB_STARTS } knob;
+
 /* Each setting the sweep keeps (the frontier of cost and recall) measured
  * again with other values of one knob. The table grows to hold them. */
 static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const uint32_t *values,
-                               size_t nvalues, bool refine_knob, rotor_calibration_row **table,
-                               size_t *n) {
+                               size_t nvalues, knob kn, rotor_calibration_row **table, size_t *n) {
     if (*n == 0)
         return ROTOR_OK;
     const size_t kept = keep_frontier(*table, *n);
@@ -817,7 +821,7 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
      * 25-d word vectors at L 20 ran 14 % faster with 64 than with 256,
      * Debian SIFT at L 256 13 % faster, where the model priced the
      * default's scoring at 1-5 % of the search. */
-    bool share = !refine_knob && shares_walks(ix, set);
+    bool share = kn != KNOB_REFINE && shares_walks(ix, set);
     rotor_status st = ROTOR_OK;
     size_t m = kept;
     for (size_t i = 0; i < kept && st == ROTOR_OK; i++) {
@@ -829,7 +833,8 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
             const rotor_calibration_row *r = &rows[j];
             if (j == i || (!grouped[j] && r->list_size == lead->list_size &&
                            r->start_points == lead->start_points && r->refine == lead->refine &&
-                           r->rerank <= r->list_size && lead->rerank <= lead->list_size)) {
+                           r->max_neighbors == lead->max_neighbors && r->rerank <= r->list_size &&
+                           lead->rerank <= lead->list_size)) {
                 /* Ascending depths. */
                 size_t at = ng++;
                 for (; at > 0 && rows[group[at - 1]].rerank > r->rerank; at--)
@@ -846,11 +851,16 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
             nav_search_params np = {.list = lead->list_size,
                                     .rerank = depths[nd - 1],
                                     .refine = lead->refine,
-                                    .starts = refine_knob ? lead->start_points : values[v]};
+                                    .starts = lead->start_points,
+                                    .neighbors = lead->max_neighbors};
             /* A multiple of the rerank; below it there is nothing to
              * refine. */
-            if (refine_knob)
+            if (kn == KNOB_REFINE)
                 np.refine = values[v] * lead->rerank;
+            else if (kn == KNOB_NEIGHBORS)
+                np.neighbors = values[v];
+            else
+                np.starts = values[v];
             st = nd > 1 ? evaluate_at(ix, set, &np, depths, nd, &rows[m])
                         : evaluate(ix, set, &np, &rows[m]);
             if (st == ROTOR_ERR_UNSUPPORTED) {
@@ -886,21 +896,52 @@ static const uint32_t REFINE_TIMES[] = {2, 1};
  * query's region (768-d, 500,000 points: 0.936 -> 0.963 at L = 10). */
 static const uint32_t STARTS[] = {32, 64, 128, 512};
 
-static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
-                                   rotor_calibration_row **table, size_t *n) {
-    if (ix->params.kind != ROTOR_INDEX_VAMANA || ix->q == NULL || *n == 0)
-        return ROTOR_OK;
-    if (refines(ix))
-        CM_FORWARD(sweep_knob(ix, set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), true, table, n));
+/* A graph this wide is calibrated at half its width, reading the first
+ * half of each list, and each setting kept is measured again reading
+ * all of it: a list begins with its prune's picks, in the order it kept
+ * them, so the first half is much what a graph of that degree would hold.
+ * Reading every neighbour pays at high recall on hard data (200-d word
+ * vectors, sq8: 0.99 at L 96 on a graph of degree 64 against L 224 at 32,
+ * 1.4x the QPS) and costs below it (0.90: 0.92x), where the first half
+ * walks as a graph of degree 32 does (the same recall within 0.002 at
+ * every list on the word vectors and Debian SIFT). The grid at half the
+ * width costs what it cost on a graph of degree 32; the whole lists are
+ * measured once a setting, after the starting points, whose variants the
+ * half-width rows carry. */
+enum { WIDE_DEGREE = 64 };
+
+/* The neighbours a calibration's grid reads of each list: half of a wide
+ * graph's (sweep_variants measures whole lists), else all. */
+static uint32_t grid_neighbors(const rotor_index *ix) {
+    if (ix->params.kind != ROTOR_INDEX_VAMANA)
+        return 0;
     nav_stats ns;
     const graph_space space = ix_space(ix);
     ix->nav->ops->stats(ix->nav, &space, &ns);
-    /* As many as the index keeps: the default already scores them. */
+    return ns.degree >= WIDE_DEGREE ? ns.degree / 2 : 0;
+}
+
+static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
+                                   rotor_calibration_row **table, size_t *n) {
+    if (ix->params.kind != ROTOR_INDEX_VAMANA || *n == 0)
+        return ROTOR_OK;
+    if (refines(ix))
+        CM_FORWARD(
+            sweep_knob(ix, set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), KNOB_REFINE, table, n));
+    nav_stats ns;
+    const graph_space space = ix_space(ix);
+    ix->nav->ops->stats(ix->nav, &space, &ns);
+    /* As many as the index keeps: the default already scores them. A walk
+     * on full vectors scores none. */
     size_t nstarts = 0;
-    while (nstarts < COUNT_OF(STARTS) && STARTS[nstarts] < ns.start_points)
+    while (ix->q != NULL && nstarts < COUNT_OF(STARTS) && STARTS[nstarts] < ns.start_points)
         nstarts++;
     if (nstarts > 0)
-        CM_FORWARD(sweep_knob(ix, set, STARTS, nstarts, false, table, n));
+        CM_FORWARD(sweep_knob(ix, set, STARTS, nstarts, KNOB_STARTS, table, n));
+    if (set->neighbors != 0) {
+        const uint32_t all = 0;
+        CM_FORWARD(sweep_knob(ix, set, &all, 1, KNOB_NEIGHBORS, table, n));
+    }
     return ROTOR_OK;
 }
 
@@ -1080,8 +1121,18 @@ rotor_status ix_calibrate(rotor_index *ix, const float *queries, size_t nq, unsi
                               ix->ndeleted > 0 ? &lt.nav : NULL, &poll, TUNE_K, gt, kth);
     /* Rows of bytes are narrowed after the build's calibration. */
     const bool bytes = ix->rows8 != NULL || ix_rows_fit_bytes(ix, base, ix->count);
-    tune_set set = {queries, held ? NULL : rows, gt,    nq,   NULL, NULL, NULL, 1.0, 1.0, false,
-                    0,       lp.filter,          &poll, base, kth,  NULL, bytes};
+    tune_set set = {.queries = queries,
+                    .self = held ? NULL : rows,
+                    .gt = gt,
+                    .nq = nq,
+                    .scan_scale = 1.0,
+                    .prepare_scale = 1.0,
+                    .live = lp.filter,
+                    .poll = &poll,
+                    .base = base,
+                    .kth = kth,
+                    .bytes = bytes,
+                    .neighbors = grid_neighbors(ix)};
     if (st == ROTOR_OK)
         st = tune_set_open(ix, &set, threads);
     rotor_calibration_row *table = NULL;
@@ -1146,6 +1197,8 @@ rotor_status ix_recall_settings(const rotor_index *ix, float target, size_t k,
         np->nprobe = best->nprobe;
     if (np->starts == 0)
         np->starts = best->start_points;
+    if (np->neighbors == 0)
+        np->neighbors = best->max_neighbors;
     return ROTOR_OK;
 }
 
@@ -1428,8 +1481,17 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         st = poll_stop(&poll) ? cancelled() : sample_index(&cp, rows, sn, ix->dim, links, &s);
         if (st != ROTOR_OK)
             break;
-        tune_set set = {queries, NULL, gt,   nq,    NULL, NULL, NULL, 1.0,  1.0,
-                        !vamana, n,    NULL, &poll, rows, kth,  NULL, bytes};
+        tune_set set = {.queries = queries,
+                        .gt = gt,
+                        .nq = nq,
+                        .scan_scale = 1.0,
+                        .prepare_scale = 1.0,
+                        .all_lists = !vamana,
+                        .rows = n,
+                        .poll = &poll,
+                        .base = rows,
+                        .kth = kth,
+                        .bytes = bytes};
         if (!vamana) { /* an IVF scan reads about 4 sqrt(n) codes, not the sample */
             set.scan_scale = fmin(1.0, 4.0 * sqrt((double)n) / (double)sn);
             nav_stats ns = {0};
@@ -1452,7 +1514,7 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         /* A walk on other codes at the refine depths a search by recall
          * may take. */
         if (st == ROTOR_OK && refines(s))
-            st = sweep_knob(s, &set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), true, &r, &nr);
+            st = sweep_knob(s, &set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), KNOB_REFINE, &r, &nr);
         tune_set_close(s, &set);
         if (st == ROTOR_OK) {
             /* The sample's reranks read memory; in disk mode each is a
@@ -1588,6 +1650,7 @@ rotor_status rotor_search_params_for_recall(const rotor_index *ix, float recall,
         .refine = sp->refine,
         .nprobe = sp->nprobe,
         .starts = sp->start_points,
+        .neighbors = sp->max_neighbors,
     };
     ix_read_begin(ix);
     const rotor_status st = ix_recall_settings(ix, recall, k, &np);
@@ -1599,5 +1662,6 @@ rotor_status rotor_search_params_for_recall(const rotor_index *ix, float recall,
     sp->refine = (uint32_t)np.refine;
     sp->nprobe = (uint32_t)np.nprobe;
     sp->start_points = (uint32_t)np.starts;
+    sp->max_neighbors = (uint32_t)np.neighbors;
     return ROTOR_OK;
 }

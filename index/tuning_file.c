@@ -9,10 +9,13 @@
 
 #include "index/index_internal.h"
 
+/* Version 2 added each row's max_neighbors; version 1 rows (32 bytes)
+ * read with 0, every neighbour, as their searches walked. */
 enum {
-    TUNING_VERSION = 1,
+    TUNING_VERSION = 2,
     TUNING_HEADER = 64,
-    TUNING_ROW = 32,
+    TUNING_ROW_V1 = 32,
+    TUNING_ROW = 36,
     TUNING_CANDIDATE = 88,
     TUNING_MAX_ROWS = 4096,
     TUNING_MAX_CANDIDATES = 16,
@@ -71,6 +74,7 @@ rotor_status ix_tuning_save(const rotor_index *ix, ixf_writer *w) {
         putf(p + 20, r->recall_low);
         putf(p + 24, r->cost_ns);
         cm_put_le32(p + 28, r->start_points);
+        cm_put_le32(p + 32, r->max_neighbors);
     }
     for (size_t i = 0; i < t->candidates; i++, p += TUNING_CANDIDATE) {
         const rotor_auto_candidate *c = &t->candidate[i];
@@ -107,9 +111,11 @@ rotor_status ix_tuning_load(rotor_index *ix) {
     CM_RETURN_IF(sec.size < TUNING_HEADER, ROTOR_ERR_FORMAT,
                  "'%s': the tuning section holds %llu bytes, less than its header", path,
                  (unsigned long long)sec.size);
-    CM_RETURN_IF(cm_get_le32(b) != TUNING_VERSION, ROTOR_ERR_FORMAT,
-                 "'%s': the tuning section has version %u; this library reads %u", path,
-                 cm_get_le32(b), TUNING_VERSION);
+    const uint32_t version = cm_get_le32(b);
+    CM_RETURN_IF(version == 0 || version > TUNING_VERSION, ROTOR_ERR_FORMAT,
+                 "'%s': the tuning section has version %u; this library reads 1 to %u", path,
+                 version, TUNING_VERSION);
+    const size_t row_bytes = version == 1 ? TUNING_ROW_V1 : TUNING_ROW;
     ix_tuning t = {
         .k = cm_get_le32(b + 4),
         .queries = cm_get_le32(b + 8),
@@ -124,7 +130,7 @@ rotor_status ix_tuning_load(rotor_index *ix) {
     };
     CM_RETURN_IF(t.rows > TUNING_MAX_ROWS || t.candidates > TUNING_MAX_CANDIDATES ||
                      sec.size !=
-                         TUNING_HEADER + t.rows * TUNING_ROW + t.candidates * TUNING_CANDIDATE,
+                         TUNING_HEADER + t.rows * row_bytes + t.candidates * TUNING_CANDIDATE,
                  ROTOR_ERR_FORMAT,
                  "'%s': the tuning section's %zu rows and %zu candidates do not fill its %llu "
                  "bytes",
@@ -144,13 +150,14 @@ rotor_status ix_tuning_load(rotor_index *ix) {
     }
     const uint8_t *p = b + TUNING_HEADER;
     bool ok = true;
-    for (size_t i = 0; i < t.rows; i++, p += TUNING_ROW) {
+    for (size_t i = 0; i < t.rows; i++, p += row_bytes) {
         rotor_calibration_row *r = &t.row[i];
         *r = (rotor_calibration_row){.list_size = cm_get_le32(p),
                                      .rerank = cm_get_le32(p + 4),
                                      .refine = cm_get_le32(p + 8),
                                      .nprobe = cm_get_le32(p + 12),
                                      .start_points = cm_get_le32(p + 28),
+                                     .max_neighbors = version > 1 ? cm_get_le32(p + 32) : 0,
                                      .recall = getf(p + 16),
                                      .recall_low = getf(p + 20),
                                      .cost_ns = getf(p + 24)};

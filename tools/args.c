@@ -138,7 +138,9 @@ static const struct flag {
      "SPEC  compress vectors: auto (default: measured on a sample), none, tq1..tq8,\n"
      "   tqip2..tqip8, bin1, bin2, bin1fs, bin2fs, sq8, pq<M>, pq<M>x4"},
     {"--rerank", OPT_RERANK, "N  candidates rescored on full vectors (default 10 x k; 0 = none)"},
-    {"--degree", OPT_GRAPH, "N  vamana: most neighbours per node (default 32)"},
+    {"--degree", OPT_GRAPH,
+     "N  vamana: most neighbours per node (default 64; 32 with neighbours' codes in each\n"
+     "   node)"},
     {"--build-list", OPT_GRAPH, "N  vamana: candidate list while building (default 100)"},
     {"--alpha", OPT_GRAPH, "A  vamana: pruning factor of the second pass (default 1.2)"},
     {"--neighbor-codes", OPT_GRAPH,
@@ -167,6 +169,9 @@ static const struct flag {
     {"--starts", OPT_SEARCH,
      "N  quantized vamana: N sampled starting points scored first, from the groups\n"
      "   nearest the query (default 256, at most " CLI_MAX_STARTS_TEXT ")"},
+    {"--neighbors", OPT_SEARCH,
+     "N  vamana: read only the first N of each node's neighbours, those its prune chose\n"
+     "   first (default all; --recall takes it from the calibration)"},
     {"--rerank-bound", OPT_SEARCH,
      "on|off  stop the rerank once the codes' error bound proves no other candidate can\n"
      "   enter the top k (default on; same results, fewer vectors scored: sq8, pq, tq)"},
@@ -178,8 +183,9 @@ static const struct flag {
      "auto|0|1  an index file: 1 reads it into memory (huge pages), 0 maps it, auto (default)\n"
      "   maps it and copies the graph, codes and vectors when they fit in half the free RAM"},
     {"--sweep", OPT_SWEEP,
-     "L=A,B,..|nprobe=A,B,..[;starts=..][;refine=..][;rerank=A,B,..]  one measurement per\n"
-     "   combination of the values (starts, refine: 0 = the default)"},
+     "L=A,B,..|nprobe=A,B,..[;neighbors=..][;starts=..][;refine=..][;rerank=A,B,..]  one\n"
+     "   measurement per combination of the values (neighbors, starts, refine: 0 = the\n"
+     "   default)"},
     {"--full-vectors", OPT_STORE,
      "ram|disk  where full vectors live once the index is opened (default: as built)"},
     {"--io", OPT_STORE, "auto|uring|pread  how vectors on disk are read (default auto)"},
@@ -386,6 +392,9 @@ static int parse_navigator_flag(const char *name, const char *value, cli_opts *o
     } else if (strcmp(name, "--starts") == 0) {
         rc = parse_size(name, value, 1, CLI_MAX_STARTS, &n);
         o->starts = (unsigned)n;
+    } else if (strcmp(name, "--neighbors") == 0) {
+        rc = parse_size(name, value, 1, 1024, &n);
+        o->neighbors = (unsigned)n;
     } else if (strcmp(name, "--load") == 0) {
         if (strcmp(value, "auto") == 0) {
             o->load = -1;
@@ -476,11 +485,13 @@ int cli_parse_sweep(const char *s, cli_sweep *out) {
             dst = &out->starts;
         } else if (eq && klen == 6 && !strncmp(part, "refine", 6)) {
             dst = &out->refine;
+        } else if (eq && klen == 9 && !strncmp(part, "neighbors", 9)) {
+            dst = &out->neighbors;
         }
         if (dst == NULL || dst->n > 0)
             return cli_error(CLI_EXIT_USAGE,
-                             "--sweep takes L=A,B,..., nprobe=A,B,..., starts=, refine= and/or "
-                             "rerank=A,B,... joined by ';', each once, not '%s'",
+                             "--sweep takes L=A,B,..., nprobe=A,B,..., neighbors=, starts=, "
+                             "refine= and/or rerank=A,B,... joined by ';', each once, not '%s'",
                              s);
         int rc = parse_values(eq + 1, len - klen - 1, s, dst);
         if (rc != CLI_EXIT_OK)

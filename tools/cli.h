@@ -36,11 +36,12 @@ typedef struct cli_sweep_list {
 } cli_sweep_list;
 
 typedef struct cli_sweep {
-    bool nprobe;           /* the navigator list is nprobe, else the candidate list */
-    cli_sweep_list nav;    /* n = 0: the --list / --nprobe value */
-    cli_sweep_list starts; /* n = 0: the --starts value */
-    cli_sweep_list refine; /* n = 0: the --refine value */
-    cli_sweep_list rerank; /* n = 0: the --rerank value */
+    bool nprobe;              /* the navigator list is nprobe, else the candidate list */
+    cli_sweep_list nav;       /* n = 0: the --list / --nprobe value */
+    cli_sweep_list neighbors; /* n = 0: the --neighbors value */
+    cli_sweep_list starts;    /* n = 0: the --starts value */
+    cli_sweep_list refine;    /* n = 0: the --refine value */
+    cli_sweep_list rerank;    /* n = 0: the --rerank value */
 } cli_sweep;
 
 /* The flags every subcommand shares; each command accepts a subset. */
@@ -62,6 +63,7 @@ typedef struct cli_opts {
     const char *walk_quant;
     unsigned refine;
     unsigned starts;        /* --starts: rotor_search_params.start_points */
+    unsigned neighbors;     /* --neighbors: rotor_search_params.max_neighbors */
     double target_recall;   /* --target-recall, 0 = the library default */
     double recall;          /* --recall: rotor_search_params.target_recall, 0 = off */
     int calibrate;          /* --calibrate, -1 = the library default */
@@ -113,7 +115,7 @@ enum {
     OPT_GRAPH =
         1 << 15, /* --degree --build-list --alpha --neighbor-codes --nlist --build-threads */
     OPT_SWEEP = 1 << 16,
-    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --starts --load --beam */
+    OPT_SEARCH = 1 << 17,   /* --list --nprobe --refine --starts --neighbors --load --beam */
     OPT_STORE = 1 << 18,    /* --full-vectors --io --ram-budget */
     OPT_FILE_ARG = 1 << 19, /* takes one positional FILE */
     OPT_LABELS = 1 << 20,   /* --labels */

@@ -274,8 +274,9 @@ int cmd_bench(const cli_opts *o) {
     const cli_sweep sw = o->sweep_values;
     if ((rc = cli_check_sweep_kind(o, kind)))
         goto done;
-    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_starts = sw.starts.n ? sw.starts.n : 1,
-                 n_refine = sw.refine.n ? sw.refine.n : 1, n_rerank = sw.rerank.n ? sw.rerank.n : 1;
+    const size_t n_nav = sw.nav.n ? sw.nav.n : 1, n_nbrs = sw.neighbors.n ? sw.neighbors.n : 1,
+                 n_starts = sw.starts.n ? sw.starts.n : 1, n_refine = sw.refine.n ? sw.refine.n : 1,
+                 n_rerank = sw.rerank.n ? sw.rerank.n : 1;
     const char *dataset = base_name(o->base ? o->base : o->index);
 
     size_t nq = queries.rows, k = o->k;
@@ -336,13 +337,17 @@ int cmd_bench(const cli_opts *o) {
     /* Every combination, the navigator's list outermost and the rerank
      * innermost: settings that share a walk are measured one after
      * another. */
-    for (size_t si = 0; si < n_nav * n_starts * n_refine * n_rerank; si++) {
+    for (size_t si = 0; si < n_nav * n_nbrs * n_starts * n_refine * n_rerank; si++) {
         size_t at = si;
         const size_t i_rerank = at % n_rerank;
         at /= n_rerank;
         const size_t i_refine = at % n_refine;
         at /= n_refine;
-        const size_t i_starts = at % n_starts, i_nav = at / n_starts;
+        const size_t i_starts = at % n_starts;
+        at /= n_starts;
+        const size_t i_nbrs = at % n_nbrs, i_nav = at / n_nbrs;
+        if (sw.neighbors.n > 0)
+            c.sp.max_neighbors = sw.neighbors.v[i_nbrs];
         if (sw.nav.n > 0) {
             if (sw.nprobe)
                 c.sp.nprobe = sw.nav.v[i_nav];
@@ -382,6 +387,9 @@ int cmd_bench(const cli_opts *o) {
         if (stats.kind == ROTOR_INDEX_VAMANA)
             len += (size_t)snprintf(params + len, sizeof params - len, "R=%u,L=%zu,",
                                     stats.graph_degree, list);
+        if (stats.kind == ROTOR_INDEX_VAMANA && c.sp.max_neighbors != 0 &&
+            c.sp.max_neighbors < stats.graph_degree)
+            len += (size_t)snprintf(params + len, sizeof params - len, "N=%u,", c.sp.max_neighbors);
         if (stats.kind == ROTOR_INDEX_VAMANA && c.sp.start_points != 0)
             len += (size_t)snprintf(params + len, sizeof params - len, "S=%u,", c.sp.start_points);
         if (stats.kind == ROTOR_INDEX_IVF)

@@ -17,6 +17,7 @@ rotor_search_params cli_search_params(const cli_opts *o) {
     sp.nprobe = o->nprobe;
     sp.refine = o->refine;
     sp.start_points = o->starts;
+    sp.max_neighbors = o->neighbors;
     sp.target_recall = (float)o->recall;
     sp.rerank_all = o->rerank_all;
     sp.rerank_window = o->rerank_window;

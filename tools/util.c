@@ -306,12 +306,12 @@ void cli_print_tuning(FILE *f, const rotor_index *ix, bool table) {
                 "'rotor tune FILE --queries Q' with a random sample of them)\n");
     if (!table)
         return;
-    fprintf(f, "  %8s %8s %8s %8s %8s %8s %8s %10s\n", "L", "starts", "nprobe", "rerank", "refine",
-            "recall", "low", "us(model)");
+    fprintf(f, "  %8s %9s %8s %8s %8s %8s %8s %8s %10s\n", "L", "neighbors", "starts", "nprobe",
+            "rerank", "refine", "recall", "low", "us(model)");
     for (size_t i = 0; i < t.rows; i++) {
         const rotor_calibration_row *r = &t.row[i];
-        fprintf(f, "  %8u %8u %8u %8u %8u %8.4f %8.4f %10.1f\n", r->list_size, r->start_points,
-                r->nprobe, r->rerank, r->refine, (double)r->recall, (double)r->recall_low,
-                (double)r->cost_ns / 1000);
+        fprintf(f, "  %8u %9u %8u %8u %8u %8u %8.4f %8.4f %10.1f\n", r->list_size, r->max_neighbors,
+                r->start_points, r->nprobe, r->rerank, r->refine, (double)r->recall,
+                (double)r->recall_low, (double)r->cost_ns / 1000);
     }
 }

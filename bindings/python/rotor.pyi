@@ -102,6 +102,7 @@ class Index:
         filter: Optional[_Filter] = None,
         allow: Optional[npt.ArrayLike] = None,
         beam_width: Optional[int] = None,
+        max_neighbors: Optional[int] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def add(
         self, x: _Vectors, *, labels: Optional[_Labels] = None, keys: _Keys = None

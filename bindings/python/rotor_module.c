@@ -969,11 +969,12 @@ enum {
     SA_FILTER,
     SA_ALLOW,
     SA_BEAM,
+    SA_NEIGHBORS,
     SA_COUNT
 };
-static const char *const search_names[SA_COUNT] = {"q",      "k",      "list_size", "rerank",
-                                                   "refine", "nprobe", "starts",    "threads",
-                                                   "recall", "filter", "allow",     "beam_width"};
+static const char *const search_names[SA_COUNT] = {
+    "q",       "k",      "list_size", "rerank", "refine",     "nprobe",       "starts",
+    "threads", "recall", "filter",    "allow",  "beam_width", "max_neighbors"};
 static PyObject *search_names_obj[SA_COUNT];
 
 static int search_parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
@@ -1039,6 +1040,7 @@ static PyObject *index_search(IndexObject *self, PyObject *const *args, Py_ssize
         opt_u32(slot[SA_REFINE], "refine", &sp.refine) < 0 ||
         opt_u32(slot[SA_NPROBE], "nprobe", &sp.nprobe) < 0 ||
         opt_u32(slot[SA_STARTS], "starts", &sp.start_points) < 0 ||
+        opt_u32(slot[SA_NEIGHBORS], "max_neighbors", &sp.max_neighbors) < 0 ||
         opt_u32(slot[SA_THREADS], "threads", &sp.threads) < 0 ||
         opt_u32(slot[SA_BEAM], "beam_width", &sp.beam_width) < 0)
         return NULL;
@@ -1661,7 +1663,8 @@ PyDoc_STRVAR(sync_doc,
 PyDoc_STRVAR(
     search_doc,
     "search(q, k=10, *, list_size=None, rerank=None, refine=None, nprobe=None, starts=None,\n"
-    "       threads=0, recall=None, filter=None, allow=None, beam_width=None)\n"
+    "       threads=0, recall=None, filter=None, allow=None, beam_width=None,\n"
+    "       max_neighbors=None)\n"
     "--\n\n"
     "Find the k nearest neighbours of each query.\n\n"
     "q          one query of shape (d,) or a batch of shape (n, d). A float32 C-contiguous\n"
@@ -1676,6 +1679,9 @@ PyDoc_STRVAR(
     "           rerank).\n"
     "nprobe     ivf: partitions scanned per query (default 16).\n"
     "starts     quantized vamana: sampled starting points scored first (default 256).\n"
+    "max_neighbors  vamana: read only the first this many of each node's neighbours,\n"
+    "           those its prune chose first (default all; recall= takes it from the\n"
+    "           calibration table).\n"
     "beam_width  a graph on disk: record reads in flight (default 4, at most 64).\n"
     "threads    batch searches: worker threads, 0 = one per core.\n"
     "recall     a target recall instead of the settings above: the cheapest\n"

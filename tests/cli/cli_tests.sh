@@ -215,6 +215,14 @@ expect 0 "" -- "$ROTOR" bench --index w.rotor --queries queries.fvecs --gt gt.iv
 sed -n 7p ws.jsonl | grep -q '"params":"bin1fs+sq8,R=16,L=32,S=64,refine=120,rerank=10"' && ok ||
   bad "sweep order or params: $(sed -n 7p ws.jsonl)"
 expect 2 "each once" -- "$ROTOR" bench --index w.rotor --queries queries.fvecs --gt gt.ivecs --sweep "L=32;starts=16;starts=64"
+# a graph given no degree and no neighbours' codes is 64 wide; a walk may read
+# fewer of each node's neighbours, and the sweep names them
+expect 0 "" -- "$ROTOR" build --index vamana --quant sq8 --neighbor-codes 0 --calibrate 0 --base base.fvecs --out wide.rotor --quiet
+expect 0 "" -- "$ROTOR" bench --index wide.rotor --queries queries.fvecs --gt gt.ivecs --sweep "L=32;neighbors=16,0;rerank=20" --json wn.jsonl --quiet
+[ "$(wc -l <wn.jsonl)" -eq 2 ] && ok || bad "a sweep of two neighbour counts should write 2 JSON lines"
+sed -n 1p wn.jsonl | grep -q '"params":"sq8,R=64,L=32,N=16,rerank=20"' && ok || bad "sweep of neighbours: $(sed -n 1p wn.jsonl)"
+sed -n 2p wn.jsonl | grep -q '"params":"sq8,R=64,L=32,rerank=20"' && ok || bad "sweep of neighbours: $(sed -n 2p wn.jsonl)"
+expect 2 "--neighbors" -- "$ROTOR" search --index wide.rotor --queries queries.fvecs --k 5 --out x.ivecs --neighbors 0
 # the walk's work per query: records expanded, and more codes estimated than records
 awk -F'"hops_mean":|,"estimated_mean":|,"timestamp"' '{ h = $2 + 0; e = $3 + 0; exit !(h >= 10 && h <= 400 && e > 2 * h) }' w.jsonl &&
   ok || bad "bench JSON hops and estimates of a walk: $(cat w.jsonl)"

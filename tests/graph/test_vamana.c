@@ -5,7 +5,8 @@
  * two-thread build, a graph linked on decoded codes, a walking quantizer,
  * the starting points and their groups, a list shorter than k, adds,
  * batch = single search, padding, bad parameters refused, every allocation
- * failure reported without a leak, cancellation, and memory accounting.
+ * failure reported without a leak, cancellation, memory accounting, walks
+ * reading only the first neighbours, and the default degree.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -633,6 +634,115 @@ static void test_cancel(void **state) {
     assert_int_equal(ca.live, 0);
 }
 
+/* A search may read only the first of each node's neighbours: with as
+ * many as the degree or more it is the search that reads them all; with
+ * fewer it scores at most that many a hop, and a longer list makes up the
+ * recall. */
+static void test_narrow_walk(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8");
+    p.neighbor_codes = 0;
+    p.graph_degree = 32;
+    p.build_list = 64;
+    rotor_index *ix = build_n(f, &p, N);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.rerank = 20;
+    sp.start_points = 1;
+    rotor_query_stats all, some;
+    int64_t ids[K], ids2[K];
+    float d[K], d2[K];
+    size_t narrower = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        const float *q = f->queries + i * D;
+        sp.stats = &all;
+        sp.max_neighbors = 0;
+        assert_int_equal(rotor_index_search(ix, &sp, q, D, K, ids, d), ROTOR_OK);
+        const uint32_t widths[] = {32, 33, 1000};
+        for (size_t w = 0; w < 3; w++) {
+            sp.max_neighbors = widths[w];
+            sp.stats = &some;
+            assert_int_equal(rotor_index_search(ix, &sp, q, D, K, ids2, d2), ROTOR_OK);
+            assert_memory_equal(ids, ids2, sizeof ids);
+            assert_int_equal(some.estimated, all.estimated);
+        }
+        sp.max_neighbors = 8;
+        assert_int_equal(rotor_index_search(ix, &sp, q, D, K, ids2, d2), ROTOR_OK);
+        /* The entry and one starting point, then at most 8 a hop. */
+        assert_true(some.estimated <= 2 + 8 * some.hops);
+        narrower += some.estimated < all.estimated;
+    }
+    assert_true(narrower > NQ / 2);
+    sp.stats = NULL;
+    sp.start_points = 0;
+    sp.max_neighbors = 16;
+    sp.list_size = 96;
+    assert_true(recall(f, ix, N, ROTOR_METRIC_L2, &sp) >= 0.95);
+    rotor_index_close(ix);
+
+    /* Sixteen clusters far apart: a list's first neighbours must include
+     * the prune's long edges out of the cluster, not only the nearest
+     * (on such data, 3,000 points around 16 centres, lists sorted by
+     * distance reached 0.42 at 16 of 64 and L 128; in the prune's order
+     * 0.98). */
+    fixture far = {malloc(N * D * sizeof(float)), malloc(NQ * D * sizeof(float))};
+    ts_rng r;
+    ts_rng_init(&r, 7);
+    float centres[16 * D];
+    for (size_t i = 0; i < 16 * D; i++)
+        centres[i] = 4 * (float)ts_rng_normal(&r);
+    for (size_t i = 0; i < N + NQ; i++) {
+        float *x = i < N ? far.base + i * D : far.queries + (i - N) * D;
+        const float *c = centres + (ts_rng_next(&r) % 16) * D;
+        for (size_t j = 0; j < D; j++)
+            x[j] = c[j] + (float)ts_rng_normal(&r);
+    }
+    p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "none");
+    p.graph_degree = 64;
+    p.build_list = 100;
+    p.threads = 1;
+    ix = build_n(&far, &p, N);
+    sp = rotor_search_params_default();
+    sp.max_neighbors = 16;
+    sp.list_size = 128;
+    const double got = recall(&far, ix, N, ROTOR_METRIC_L2, &sp);
+    if (got < 0.95)
+        fail_msg("16 of 64 neighbours on far clusters: recall %.4f", got);
+    rotor_index_close(ix);
+    free(far.base);
+    free(far.queries);
+}
+
+/* A graph given no degree takes 64 unless its records copy their
+ * neighbours' codes (32: the records would double), or the build list
+ * given is shorter; a degree given is kept. */
+static void test_default_degree(void **state) {
+    fixture *f = *state;
+    const struct {
+        const char *quant;
+        int neighbor_codes;
+        uint32_t degree, build_list, want;
+    } cases[] =
+        {
+            {"none", 1, 0, 0, 64},  {"sq8", 1, 0, 0, 32},   {"sq8", 0, 0, 0, 64},
+            {"pq8x4", 1, 0, 0, 32}, {"none", 1, 0, 48, 48}, {"sq8", 0, 40, 0, 40},
+            {"auto", 1, 0, 0, 0}, /* as the codes chosen say */
+        };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, cases[i].quant);
+        p.graph_degree = cases[i].degree;
+        p.build_list = cases[i].build_list;
+        p.neighbor_codes = cases[i].neighbor_codes;
+        rotor_index *ix = build_n(f, &p, N / 2);
+        rotor_index_stats st;
+        assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+        const uint32_t want = cases[i].want ? cases[i].want : st.bytes_graph_codes > 0 ? 32 : 64;
+        if (st.graph_degree != want)
+            fail_msg("quant %s: degree %u, expected %u", cases[i].quant, st.graph_degree, want);
+        check_graph(ix);
+        rotor_index_close(ix);
+    }
+}
+
 static void test_stats(void **state) {
     fixture *f = *state;
     rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "pq8x4");
@@ -756,6 +866,8 @@ int main(void) {
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_narrow_walk),
+        cmocka_unit_test(test_default_degree),
         cmocka_unit_test(test_pool_keeps_the_best),
     };
     return cmocka_run_group_tests(tests, nav_setup, nav_teardown);

@@ -417,11 +417,14 @@ static void test_calibration_counts_ties_by_distance(void **state) {
 
 /* Every row of the table is what a search with its settings finds: the
  * calibration measures several rerank depths on one walk (and the starting
- * point variants of a list's rows together), and the recall it counts for
- * each must be the recall of the search made at that depth alone. The
- * rows are Gaussian noise, hard enough that the depths differ. */
+ * point and neighbour-count variants of a list's rows together), and the
+ * recall it counts for each must be the recall of the search made at that
+ * depth alone. The rows are Gaussian noise, hard enough that the depths
+ * differ. The graph takes the default degree (64 without neighbours'
+ * codes): rows reading half of each list are measured too, and the file
+ * keeps them. */
 static void test_table_rows_are_what_their_settings_search(void **state) {
-    (void)state;
+    const fixture *f = *state;
     enum { HN = 4000, HQ = 200, HD = 24 };
     float *base = malloc((HN + HQ) * HD * sizeof(float));
     int64_t *gt = malloc(HQ * K * sizeof *gt);
@@ -436,11 +439,16 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
     p.quant = "sq8";
     p.neighbor_codes = 0;
     p.calibrate = 0;
+    p.graph_degree = 0;
+    p.build_list = 0;
     rotor_matrix m = {base, HN, HD, ROTOR_ELEM_F32};
     rotor_matrix q = {queries, HQ, HD, ROTOR_ELEM_F32};
     rotor_tuning t;
     rotor_index *ix = build_and_tune(&p, &m, &q, &t);
-    size_t deep = 0; /* rows at a depth the list holds, past the least */
+    rotor_index_stats st;
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    assert_int_equal(st.graph_degree, 64);
+    size_t deep = 0, narrow = 0; /* rows at a depth the list holds, past the least */
     int64_t ids[HQ * K];
     for (size_t i = 0; i < t.rows; i++) {
         const rotor_calibration_row *row = &t.row[i];
@@ -449,6 +457,7 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
         sp.rerank = row->rerank;
         sp.start_points = row->start_points;
         sp.refine = row->refine;
+        sp.max_neighbors = row->max_neighbors;
         assert_int_equal(rotor_index_search_batch(ix, &sp, &q, K, ids, NULL), ROTOR_OK);
         size_t hit = 0;
         for (size_t a = 0; a < HQ * K; a++)
@@ -456,15 +465,70 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
                 hit += ids[a] == gt[a / K * K + b];
         const double got = (double)hit / (HQ * K);
         if (fabs(got - (double)row->recall) > 1e-6)
-            fail_msg("row L=%u rerank=%u starts=%u: table %.6f, search %.6f", row->list_size,
-                     row->rerank, row->start_points, (double)row->recall, got);
+            fail_msg("row L=%u rerank=%u starts=%u neighbors=%u: table %.6f, search %.6f",
+                     row->list_size, row->rerank, row->start_points, row->max_neighbors,
+                     (double)row->recall, got);
         deep += row->rerank > 10 && row->rerank <= row->list_size && row->recall < 0.999f;
+        if (row->max_neighbors != 0)
+            assert_int_equal(row->max_neighbors, 32);
+        narrow += row->max_neighbors == 32;
     }
     assert_true(deep > 0);
+    assert_true(narrow > 0);
+    char *path = ts_path(f->dir, "narrow.rotor");
+    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+    rotor_index *back = NULL;
+    rotor_open_params op = rotor_open_params_default();
+    assert_int_equal(rotor_index_open(path, &op, &back), ROTOR_OK);
+    rotor_tuning b;
+    assert_int_equal(rotor_index_tuning(back, &b), ROTOR_OK);
+    assert_int_equal(b.rows, t.rows);
+    assert_memory_equal(b.row, t.row, t.rows * sizeof *t.row);
+    rotor_index_close(back);
+    free(path);
     rotor_index_close(ix);
     free(base);
     free(gt);
     free(dist);
+}
+
+/* Files written before the table held each row's neighbour count (the
+ * index_open fuzz corpus keeps some): their rows read every neighbour, as
+ * their searches were measured, a search by recall works, and a save
+ * writes the table in the new layout, which reads back the same. */
+static void test_tables_of_older_files(void **state) {
+    const fixture *f = *state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", ROTOR_INDEX_CORPUS, "vamana_walk.rotor");
+    rotor_open_params op = rotor_open_params_default();
+    rotor_index *ix = NULL;
+    if (rotor_index_open(path, &op, &ix) != ROTOR_OK)
+        fail_msg("open %s: %s", path, rotor_last_error());
+    rotor_tuning t;
+    assert_int_equal(rotor_index_tuning(ix, &t), ROTOR_OK);
+    assert_true(t.rows > 0);
+    for (size_t i = 0; i < t.rows; i++)
+        assert_int_equal(t.row[i].max_neighbors, 0);
+    rotor_index_stats st;
+    assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
+    float q[64] = {0.25f, -0.5f, 0.75f};
+    assert_true(st.dim <= 64);
+    rotor_search_params sp = rotor_search_params_default();
+    sp.target_recall = t.row[0].recall_low > 0 ? t.row[0].recall_low : 0.01f;
+    int64_t ids[5];
+    float d[5];
+    assert_int_equal(rotor_index_search(ix, &sp, q, st.dim, 5, ids, d), ROTOR_OK);
+    char *copy = ts_path(f->dir, "older-table.rotor");
+    assert_int_equal(rotor_index_save(ix, copy), ROTOR_OK);
+    rotor_index *back = NULL;
+    assert_int_equal(rotor_index_open(copy, &op, &back), ROTOR_OK);
+    rotor_tuning b;
+    assert_int_equal(rotor_index_tuning(back, &b), ROTOR_OK);
+    assert_int_equal(b.rows, t.rows);
+    assert_memory_equal(b.row, t.row, t.rows * sizeof *t.row);
+    rotor_index_close(back);
+    rotor_index_close(ix);
+    free(copy);
 }
 
 /* Disk mode: the choice keeps RAM at graph + codes (no neighbour codes, no
@@ -632,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_flat_stays_exact),
         cmocka_unit_test(test_calibration_counts_ties_by_distance),
         cmocka_unit_test(test_table_rows_are_what_their_settings_search),
+        cmocka_unit_test(test_tables_of_older_files),
         cmocka_unit_test(test_disk_mode_defaults),
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_cancel_while_measuring),

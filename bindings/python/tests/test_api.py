@@ -355,10 +355,29 @@ def test_build_search_parameters_change_results_as_documented(data):
     # the deeper search finds at least 95 % of the true 10th-nearest radius
     assert (exact <= truth[:, -1:] * (1 + 1e-5)).mean() >= 0.95
     assert (est != truth).any()
-    for name in ("list_size", "refine", "nprobe", "starts", "threads", "rerank"):
+    for name in ("list_size", "refine", "nprobe", "starts", "threads", "rerank", "max_neighbors"):
         ix.search(queries, k=3, **{name: 20})
         with pytest.raises(ValueError):
             ix.search(queries, k=3, **{name: -1})
+
+
+def test_max_neighbors_reads_the_first_neighbours(data):
+    base, queries = data
+    # no neighbours' codes in the records: the default degree is 64
+    ix = rotor.Index.build(base, kind="vamana", quant="none", threads=1)
+    assert ix.stats()["graph_degree"] == 64
+    every = ix.search(queries, k=10, list_size=32)[0]
+    # as many as the degree, or more, is every neighbour
+    for n in (64, 500):
+        np.testing.assert_array_equal(ix.search(queries, k=10, list_size=32, max_neighbors=n)[0], every)
+    # an eighth of them: another walk; half of them, and a longer list makes
+    # up the recall
+    narrow = ix.search(queries, k=10, list_size=32, max_neighbors=8)[0]
+    assert not np.array_equal(narrow, every)
+    truth = rotor.ground_truth(base, queries, k=10)[0]
+    deep = ix.search(queries, k=10, list_size=64, max_neighbors=32)[0]
+    hits = sum(len(set(a) & set(b)) for a, b in zip(deep, truth))
+    assert hits / truth.size >= 0.95
 
 
 def test_progress_callback_sees_the_build_and_can_stop_it(data):
