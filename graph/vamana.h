@@ -338,7 +338,8 @@ rotor_status vm_build_sharded(vamana *g, const graph_space *s);
  * the images are copied over the records while they are held. */
 /* Links point p (a greedy search, RobustPrune, the back edges; a list
  * that outgrows the slack is pruned). p's new neighbours get back edges
- * at positions searches read only up to R: a list longer than R is
+ * before their first farther neighbour while their lists have room, else
+ * in the slack, which searches do not read: a list longer than R is
  * flagged dirty for vm_trim_live. */
 void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worker *w, uint32_t p,
                     float alpha, size_t list);
@@ -352,9 +353,10 @@ void vm_trim_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_worke
  * from its nearest one, so a search can reach it. */
 void vm_link_new_points(vamana *g, const graph_space *s, vm_worker *w, const uint32_t *points,
                         size_t n);
-/* Adds the edge v -> u (in place of v's neighbour at `slot` when v is
- * full; nothing, and false, when v links to u already): how an unreached
- * node is linked in. `img`: room for one record. */
+/* Adds the edge v -> u (before v's first farther neighbour, or in place
+ * of v's neighbour at `slot` when v is full; nothing, and false, when v
+ * links to u already): how an unreached node is linked in. `img`: room
+ * for one record. */
 bool vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t slot, uint8_t *img,
              uint8_t *code);
 /* Links every live node the entry does not reach (a build's repair; w:
