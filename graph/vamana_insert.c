@@ -103,8 +103,7 @@ static bool back_edge_image(vamana *g, const graph_space *s, const simd_ops *ops
         img[1 + deg] = p;
         img[0] = deg + 1;
         vm_image_codes(g, s, img, deg, w->code);
-        if (deg + 1 > g->p.degree)
-            g->dirty[u] = 1;
+        g->dirty[u] = 1;
         return true;
     }
     const float *xu = s->vectors + (size_t)u * s->dim;
