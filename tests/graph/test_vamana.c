@@ -634,6 +634,23 @@ static void test_cancel(void **state) {
     assert_int_equal(ca.live, 0);
 }
 
+/* f's N points and NQ queries, each a unit normal around one of `count`
+ * centres drawn at `spread` times a unit normal (seeded). */
+static void fill_around_centres(fixture *f, uint64_t seed, size_t count, float spread) {
+    ts_rng r;
+    ts_rng_init(&r, seed);
+    float *centres = malloc(count * D * sizeof *centres);
+    for (size_t i = 0; i < count * D; i++)
+        centres[i] = spread * (float)ts_rng_normal(&r);
+    for (size_t i = 0; i < N + NQ; i++) {
+        float *x = i < N ? f->base + i * D : f->queries + (i - N) * D;
+        const float *c = centres + (ts_rng_next(&r) % count) * D;
+        for (size_t j = 0; j < D; j++)
+            x[j] = c[j] + (float)ts_rng_normal(&r);
+    }
+    free(centres);
+}
+
 /* A search may read only the first of each node's neighbours: with as
  * many as the degree or more it is the search that reads them all; with
  * fewer it scores at most that many a hop, and a longer list makes up the
@@ -685,17 +702,7 @@ static void test_narrow_walk(void **state) {
      * distance reached 0.42 at 16 of 64 and L 128; in the prune's order
      * 0.98). */
     fixture far = {malloc(N * D * sizeof(float)), malloc(NQ * D * sizeof(float))};
-    ts_rng r;
-    ts_rng_init(&r, 7);
-    float centres[16 * D];
-    for (size_t i = 0; i < 16 * D; i++)
-        centres[i] = 4 * (float)ts_rng_normal(&r);
-    for (size_t i = 0; i < N + NQ; i++) {
-        float *x = i < N ? far.base + i * D : far.queries + (i - N) * D;
-        const float *c = centres + (ts_rng_next(&r) % 16) * D;
-        for (size_t j = 0; j < D; j++)
-            x[j] = c[j] + (float)ts_rng_normal(&r);
-    }
+    fill_around_centres(&far, 7, 16, 4);
     p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "none");
     p.graph_degree = 64;
     p.build_list = 100;
@@ -712,16 +719,7 @@ static void test_narrow_walk(void **state) {
     /* Points around 32 nearer centres, a tenth built and the rest added in
      * batches: an add links its points in where a walk reading the first
      * neighbours meets them. */
-    ts_rng_init(&r, 11);
-    float mid[32 * D];
-    for (size_t i = 0; i < 32 * D; i++)
-        mid[i] = 2 * (float)ts_rng_normal(&r);
-    for (size_t i = 0; i < N + NQ; i++) {
-        float *x = i < N ? far.base + i * D : far.queries + (i - N) * D;
-        const float *c = mid + (ts_rng_next(&r) % 32) * D;
-        for (size_t j = 0; j < D; j++)
-            x[j] = c[j] + (float)ts_rng_normal(&r);
-    }
+    fill_around_centres(&far, 11, 32, 2);
     p.quant = "sq8";
     p.neighbor_codes = 0;
     ix = build_n(&far, &p, N / 10);

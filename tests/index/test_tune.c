@@ -415,6 +415,23 @@ static void test_calibration_counts_ties_by_distance(void **state) {
     free(queries);
 }
 
+/* ix saved as `name` in the test's directory and opened again has the
+ * calibration rows of t. */
+static void table_survives_save(const fixture *f, const rotor_index *ix, const char *name,
+                                const rotor_tuning *t) {
+    char *path = ts_path(f->dir, name);
+    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
+    rotor_index *back = NULL;
+    rotor_open_params op = rotor_open_params_default();
+    assert_int_equal(rotor_index_open(path, &op, &back), ROTOR_OK);
+    rotor_tuning b;
+    assert_int_equal(rotor_index_tuning(back, &b), ROTOR_OK);
+    assert_int_equal(b.rows, t->rows);
+    assert_memory_equal(b.row, t->row, t->rows * sizeof *t->row);
+    rotor_index_close(back);
+    free(path);
+}
+
 /* Every row of the table is what a search with its settings finds: the
  * calibration measures several rerank depths on one walk (and the starting
  * point and neighbour-count variants of a list's rows together), and the
@@ -475,17 +492,7 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
     }
     assert_true(deep > 0);
     assert_true(narrow > 0);
-    char *path = ts_path(f->dir, "narrow.rotor");
-    assert_int_equal(rotor_index_save(ix, path), ROTOR_OK);
-    rotor_index *back = NULL;
-    rotor_open_params op = rotor_open_params_default();
-    assert_int_equal(rotor_index_open(path, &op, &back), ROTOR_OK);
-    rotor_tuning b;
-    assert_int_equal(rotor_index_tuning(back, &b), ROTOR_OK);
-    assert_int_equal(b.rows, t.rows);
-    assert_memory_equal(b.row, t.row, t.rows * sizeof *t.row);
-    rotor_index_close(back);
-    free(path);
+    table_survives_save(f, ix, "narrow.rotor", &t);
     rotor_index_close(ix);
     free(base);
     free(gt);
@@ -518,17 +525,8 @@ static void test_tables_of_older_files(void **state) {
     int64_t ids[5];
     float d[5];
     assert_int_equal(rotor_index_search(ix, &sp, q, st.dim, 5, ids, d), ROTOR_OK);
-    char *copy = ts_path(f->dir, "older-table.rotor");
-    assert_int_equal(rotor_index_save(ix, copy), ROTOR_OK);
-    rotor_index *back = NULL;
-    assert_int_equal(rotor_index_open(copy, &op, &back), ROTOR_OK);
-    rotor_tuning b;
-    assert_int_equal(rotor_index_tuning(back, &b), ROTOR_OK);
-    assert_int_equal(b.rows, t.rows);
-    assert_memory_equal(b.row, t.row, t.rows * sizeof *t.row);
-    rotor_index_close(back);
+    table_survives_save(f, ix, "older-table.rotor", &t);
     rotor_index_close(ix);
-    free(copy);
 }
 
 /* Disk mode: the choice keeps RAM at graph + codes (no neighbour codes, no
