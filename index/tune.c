@@ -632,6 +632,9 @@ _Static_assert(sizeof RERANKS / sizeof RERANKS[0] <= SHARED_DEPTHS,
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The recall a calibration's sweep stops at. */
+#define CALIB_TOP 0.999f
+
 /* A walk on other codes, whose best candidates are estimated again. */
 static bool refines(const rotor_index *ix) { return ix->walk_q != NULL && ix->walk_q != ix->q; }
 
@@ -671,7 +674,7 @@ static bool shares_walks(const rotor_index *ix, const tune_set *set) {
 
 /* Measures the grid of the index's kind. With `stop_at` > 0 (the automatic
  * choice), a depth's sweep stops at the first setting reaching it; else at
- * 0.999 or the grid's end. Rows go to *out (allocated).
+ * CALIB_TOP or the grid's end. Rows go to *out (allocated).
  *
  * `beat` (INFINITY: none) is the cost a candidate of the automatic choice
  * must come under: the geometric mean of its cheapest settings reaching
@@ -702,7 +705,7 @@ static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop
         cm_alloc(&ix->alloc, nouter * nrerank * sizeof *rows, "calibration table");
     if (rows == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
-    const float stop = stop_at > 0 ? stop_at : 0.999f;
+    const float stop = stop_at > 0 ? stop_at : CALIB_TOP;
     size_t n = 0;
     float prev_best = -1;
     /* The depths from this one on that the list holds are measured on
@@ -824,7 +827,14 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
     bool share = kn != KNOB_REFINE && shares_walks(ix, set);
     rotor_status st = ROTOR_OK;
     size_t m = kept;
-    for (size_t i = 0; i < kept && st == ROTOR_OK; i++) {
+    /* A setting dearer than the cheapest row promising CALIB_TOP gets no
+     * variants: its recall is past what searches ask for but rarely, and
+     * its walks are the longest. */
+    double top = INFINITY;
+    for (size_t i = 0; i < kept && top == INFINITY; i++)
+        if (rows[i].recall_low >= CALIB_TOP)
+            top = rows[i].cost_ns;
+    for (size_t i = 0; i < kept && st == ROTOR_OK && rows[i].cost_ns <= top; i++) {
         if (grouped[i])
             continue;
         size_t group[SHARED_DEPTHS], ng = 0;
@@ -870,6 +880,9 @@ static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const
                     st = evaluate(ix, set, &np, &rows[m + d]);
                 }
             }
+            for (size_t d = 0; d < nd && st == ROTOR_OK; d++)
+                if (rows[m + d].recall_low >= CALIB_TOP)
+                    top = fmin(top, rows[m + d].cost_ns);
             m += nd;
         }
     }
@@ -905,9 +918,9 @@ static const uint32_t STARTS[] = {32, 64, 128, 512};
  * 1.4x the QPS) and costs below it (0.90: 0.92x), where the first half
  * walks as a graph of degree 32 does (the same recall within 0.002 at
  * every list on the word vectors and Debian SIFT). The grid at half the
- * width costs what it cost on a graph of degree 32; the whole lists are
- * measured once a setting, after the starting points, whose variants the
- * half-width rows carry. */
+ * width costs what it cost on a graph of degree 32; every setting it keeps
+ * is then measured reading whole lists, and the starting points' variants
+ * of the settings kept after that, at either width. */
 enum { WIDE_DEGREE = 64 };
 
 /* The neighbours a calibration's grid reads of each list: half of a wide
@@ -921,6 +934,15 @@ static uint32_t grid_neighbors(const rotor_index *ix) {
     return ns.degree >= WIDE_DEGREE ? ns.degree / 2 : 0;
 }
 
+/* The knobs in turn, each on the settings the one before kept. Whole
+ * lists before the starting points: measured after them, a wide graph's
+ * whole lists were walked once for every number of starting points the
+ * half-width rows kept at a list (four at most lists), and up to lists
+ * whose recall no search asks for. On Debian SIFT's first 100,000 (sq8,
+ * degree 64, one thread) the calibration took 20.2 s, of it 7.4 s whole
+ * lists and 7.9 s starting points; in this order and with sweep_knob's
+ * top, 10.3 s (1.2 s and 4.7 s), and searches by recall 0.90-0.999 took
+ * the same lists and widths. */
 static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
                                    rotor_calibration_row **table, size_t *n) {
     if (ix->params.kind != ROTOR_INDEX_VAMANA || *n == 0)
@@ -928,6 +950,10 @@ static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
     if (refines(ix))
         CM_FORWARD(
             sweep_knob(ix, set, REFINE_TIMES, COUNT_OF(REFINE_TIMES), KNOB_REFINE, table, n));
+    if (set->neighbors != 0) {
+        const uint32_t all = 0;
+        CM_FORWARD(sweep_knob(ix, set, &all, 1, KNOB_NEIGHBORS, table, n));
+    }
     nav_stats ns;
     const graph_space space = ix_space(ix);
     ix->nav->ops->stats(ix->nav, &space, &ns);
@@ -938,10 +964,6 @@ static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
         nstarts++;
     if (nstarts > 0)
         CM_FORWARD(sweep_knob(ix, set, STARTS, nstarts, KNOB_STARTS, table, n));
-    if (set->neighbors != 0) {
-        const uint32_t all = 0;
-        CM_FORWARD(sweep_knob(ix, set, &all, 1, KNOB_NEIGHBORS, table, n));
-    }
     return ROTOR_OK;
 }
 

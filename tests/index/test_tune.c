@@ -465,7 +465,9 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
     rotor_index_stats st;
     assert_int_equal(rotor_index_stats_get(ix, &st), ROTOR_OK);
     assert_int_equal(st.graph_degree, 64);
-    size_t deep = 0, narrow = 0; /* rows at a depth the list holds, past the least */
+    /* rows at a depth the list holds, past the least; reading half of
+     * each list; reading all of it */
+    size_t deep = 0, narrow = 0, whole = 0;
     int64_t ids[HQ * K];
     for (size_t i = 0; i < t.rows; i++) {
         const rotor_calibration_row *row = &t.row[i];
@@ -489,9 +491,11 @@ static void test_table_rows_are_what_their_settings_search(void **state) {
         if (row->max_neighbors != 0)
             assert_int_equal(row->max_neighbors, 32);
         narrow += row->max_neighbors == 32;
+        whole += row->max_neighbors == 0;
     }
     assert_true(deep > 0);
     assert_true(narrow > 0);
+    assert_true(whole > 0);
     table_survives_save(f, ix, "narrow.rotor", &t);
     rotor_index_close(ix);
     free(base);
