@@ -189,11 +189,12 @@ static rotor_status pick_starts(ix_filter *x) {
  * searching costs about what an unfiltered search does, times how much
  * further it must go to meet as many allowed points: count / passing (at
  * most 16x). A graph search of list L expands about L records of R
- * neighbours; an IVF search scans nprobe lists of count / nlist codes. A
- * scanned code costs SCAN_PER_CODE of one scored in a search's loop (it is
- * read alone, and at a scattered address). Measured on Fashion-MNIST
- * (784-d, bin1fs walk + sq8, refine 400, rerank 100, one thread): at 10 %
- * passing the walk and the scan cross near L = 24, where the modelled
+ * neighbours (N, when it reads only the first N of each list); an IVF
+ * search scans nprobe lists of count / nlist codes. A scanned code costs
+ * SCAN_PER_CODE of one scored in a search's loop (it is read alone, and
+ * at a scattered address). Measured on Fashion-MNIST (784-d, bin1fs walk
+ * + sq8, refine 400, rerank 100, one thread): at 10 % passing the walk
+ * and the scan cross near L = 24, where the modelled
  * walk (24 x 10 x 32 = 7,680 codes) is 1.3x the scan's 6,000; at 1 % the
  * scan ran 5.5x the walk's QPS at L = 16 (and recall 1.0 against 0.87);
  * at 50 % the walk ran 10x the scan's. */
@@ -210,7 +211,9 @@ static bool scan_is_cheaper(const rotor_index *ix, const nav_search_params *np, 
     switch (ix->params.kind) {
     case ROTOR_INDEX_VAMANA: {
         const double list = (double)(np->list ? np->list : NAV_DEFAULT_LIST);
-        search = list * grow * (double)ix->params.graph_degree;
+        const uint32_t degree = ix->params.graph_degree;
+        const double width = np->neighbors && np->neighbors < degree ? np->neighbors : degree;
+        search = list * grow * width;
         break;
     }
     case ROTOR_INDEX_IVF: {

@@ -382,6 +382,54 @@ static void a_filter_everything_passes_is_no_filter(void **state) {
     rotor_index_close(ix);
 }
 
+/* The choice between walking and scanning prices the walk at the width
+ * it reads: a quarter of the points pass, and at list 16 a walk reading
+ * all 64 of each list is priced above the scan of that quarter, one
+ * reading 8 below it. Either way the answers pass the filter. */
+static void the_walk_is_priced_at_the_width_it_reads(void **state) {
+    const fixture *f = *state;
+    uint64_t off[N + 1];
+    uint32_t val[N];
+    size_t nval = 0;
+    for (size_t i = 0; i < N; i++) {
+        off[i] = nval;
+        if (i % 4 == 0)
+            val[nval++] = 7;
+    }
+    off[N] = nval;
+    rotor_params p = rotor_params_default();
+    p.kind = ROTOR_INDEX_VAMANA;
+    p.calibrate = 0;
+    rotor_labels labels = {off, val, N};
+    p.labels = &labels;
+    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
+    rotor_index *ix = NULL;
+    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index_stats is;
+    assert_int_equal(rotor_index_stats_get(ix, &is), ROTOR_OK);
+    assert_int_equal(is.graph_degree, 64);
+    const uint32_t seven = 7;
+    const rotor_filter quarter = {.labels = &seven, .nlabels = 1};
+    rotor_search_params sp = rotor_search_params_default();
+    sp.filter = &quarter;
+    sp.list_size = 16;
+    rotor_query_stats st;
+    sp.stats = &st;
+    int64_t ids[K];
+    const uint32_t widths[] = {0, 8};
+    for (size_t w = 0; w < 2; w++) {
+        sp.max_neighbors = widths[w];
+        for (size_t qi = 0; qi < NQ; qi++) {
+            assert_int_equal(rotor_index_search(ix, &sp, f->queries + qi * D, D, K, ids, NULL),
+                             ROTOR_OK);
+            assert_int_equal(st.filter_scan, w == 0);
+            for (size_t j = 0; j < K; j++)
+                assert_true(ids[j] >= 0 && ids[j] % 4 == 0);
+        }
+    }
+    rotor_index_close(ix);
+}
+
 static void nothing_allowed_returns_nothing(void **state) {
     const fixture *f = *state;
     rotor_index *ix = build(f, ROTOR_INDEX_VAMANA);
@@ -507,6 +555,7 @@ int main(void) {
         cmocka_unit_test(large_labels_are_told_apart),
         cmocka_unit_test(allow_lists_name_keys),
         cmocka_unit_test(a_filter_everything_passes_is_no_filter),
+        cmocka_unit_test(the_walk_is_priced_at_the_width_it_reads),
         cmocka_unit_test(nothing_allowed_returns_nothing),
         cmocka_unit_test(batch_matches_single),
         cmocka_unit_test(labels_survive_save_and_open),
