@@ -145,18 +145,25 @@ static double check_search(const fixture *f, const rotor_index *ix, const rotor_
     return want > 0 ? hits / want : 1.0;
 }
 
-static rotor_index *build(const fixture *f, rotor_index_kind kind) {
+/* The fixture's points with the labels given (CSR over the N points), the
+ * default build of `kind` but for the calibration. */
+static rotor_index *build_labelled(const fixture *f, rotor_index_kind kind, const uint64_t *off,
+                                   const uint32_t *val) {
     rotor_params p = rotor_params_default();
     p.kind = kind;
     p.threads = 2;
     p.calibrate = 0;
-    rotor_labels labels = {f->off, f->val, N};
+    rotor_labels labels = {off, val, N};
     p.labels = &labels;
     rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
     rotor_index *ix = NULL;
     if (rotor_index_build(&p, &m, &ix) != ROTOR_OK)
         fail_msg("build: %s", rotor_last_error());
     return ix;
+}
+
+static rotor_index *build(const fixture *f, rotor_index_kind kind) {
+    return build_labelled(f, kind, f->off, f->val);
 }
 
 static void every_filter(const fixture *f, rotor_index *ix, double floor) {
@@ -213,14 +220,7 @@ static void large_labels_are_told_apart(void **state) {
     uint32_t *big = malloc(f->off[N] * sizeof *big);
     for (uint64_t j = 0; j < f->off[N]; j++)
         big[j] = f->val[j] == 3 ? 67 : f->val[j] + 64 * (f->val[j] % 2);
-    rotor_params p = rotor_params_default();
-    p.kind = ROTOR_INDEX_VAMANA;
-    p.calibrate = 0;
-    rotor_labels labels = {f->off, big, N};
-    p.labels = &labels;
-    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
-    rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index *ix = build_labelled(f, ROTOR_INDEX_VAMANA, f->off, big);
     const uint32_t l3 = 3, l67 = 67, l65 = 65, pair[] = {0, 65};
     const rotor_filter none = {.labels = &l3, .nlabels = 1};
     rotor_search_params sp = rotor_search_params_default();
@@ -253,8 +253,7 @@ static void large_labels_are_told_apart(void **state) {
     for (size_t i = 0; i < N; i++)
         for (uint64_t j = f->off[i]; j < f->off[i + 1]; j++)
             big[j] = f->val[j] == 3 ? (i % 2 ? 67 : 3) : f->val[j] == 1 ? 65 : f->val[j];
-    ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    ix = build_labelled(f, ROTOR_INDEX_VAMANA, f->off, big);
     const uint32_t both[] = {3, 67};
     const rotor_filter shared[] = {{.labels = &l3, .nlabels = 1},
                                    {.labels = &l67, .nlabels = 1},
@@ -346,14 +345,7 @@ static void a_filter_everything_passes_is_no_filter(void **state) {
         off[i] = i;
     for (size_t i = 0; i < N; i++)
         val[i] = 100 + (uint32_t)(i % 3);
-    rotor_params p = rotor_params_default();
-    p.kind = ROTOR_INDEX_VAMANA;
-    p.calibrate = 0;
-    rotor_labels labels = {off, val, N};
-    p.labels = &labels;
-    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
-    rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index *ix = build_labelled(f, ROTOR_INDEX_VAMANA, off, val);
     const uint32_t three[] = {102, 100, 101};
     const rotor_filter all = {.labels = three, .nlabels = 3}, two = {.labels = three, .nlabels = 2};
     rotor_search_params sp = rotor_search_params_default();
@@ -397,14 +389,7 @@ static void the_walk_is_priced_at_the_width_it_reads(void **state) {
             val[nval++] = 7;
     }
     off[N] = nval;
-    rotor_params p = rotor_params_default();
-    p.kind = ROTOR_INDEX_VAMANA;
-    p.calibrate = 0;
-    rotor_labels labels = {off, val, N};
-    p.labels = &labels;
-    rotor_matrix m = {f->base, N, D, ROTOR_ELEM_F32};
-    rotor_index *ix = NULL;
-    assert_int_equal(rotor_index_build(&p, &m, &ix), ROTOR_OK);
+    rotor_index *ix = build_labelled(f, ROTOR_INDEX_VAMANA, off, val);
     rotor_index_stats is;
     assert_int_equal(rotor_index_stats_get(ix, &is), ROTOR_OK);
     assert_int_equal(is.graph_degree, 64);
