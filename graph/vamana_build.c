@@ -3,15 +3,17 @@
  * RobustPrune.
  *
  * Every point is inserted by a greedy search for itself from the entry
- * point (the medoid) with a candidate list of L, then RobustPrune picks at
- * most R out-neighbours among the nodes the search expanded: the nearest
- * candidate p* is kept and every candidate p' with
- * alpha * d(p*, p') <= d(p, p') is dropped, since p* already leads there.
- * Each kept neighbour gets the reverse edge; a list may grow 30 % past R
- * before it is pruned back, and a last pass trims every list to R. Two
- * passes: alpha = 1 with half the list connects the graph quickly; the
- * second, alpha > 1 with the full list, adds the longer edges that make
- * searches converge in few hops. A node no search can reach (pruning can
+ * point (the medoid) and its current neighbours with a candidate list of
+ * L, then RobustPrune picks at most R out-neighbours among them and the
+ * nodes the search expanded: the nearest candidate p* is kept and every
+ * candidate p' with alpha * d(p*, p') <= d(p, p') is dropped, since p*
+ * already leads there. Each kept neighbour gets the reverse edge; a list
+ * may grow 30 % past R before it is pruned back, and a last pass trims
+ * every list to R. Two passes: alpha = 1 with half the list connects the
+ * graph quickly; the second, alpha > 1 with the full list, adds the
+ * longer edges that make searches converge in few hops. Both passes take
+ * the points cluster by cluster, so that consecutive searches find what
+ * they read still in cache. A node no search can reach (pruning can
  * orphan one) is then linked in. Distances at build are squared L2 on the
  * stored vectors for every metric (cosine vectors are normalised, so the
  * order is the same; inner-product indexes get a Euclidean graph that the
@@ -30,6 +32,7 @@
 
 #include "common/pool.h"
 #include "graph/vamana.h"
+#include "quant/kmeans.h"
 
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
@@ -41,7 +44,7 @@ static size_t build_gather_offset(const quant *bq) {
 }
 
 void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
-                     const float *x, size_t list) {
+                     const float *x, size_t list, const uint32_t *seeds, size_t nseeds) {
     const size_t d = s->dim;
     vm_list l = {sc->list, sc->expanded, 0, list, 0};
     visited_reset(sc);
@@ -60,6 +63,23 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
         e0 = ops->l2sq_f32(x, s->vectors + (size_t)g->entry * d, d);
     }
     list_insert(&l, e0, g->entry);
+    /* The seeds: scored like an expansion's neighbours (sc->nbrs holds
+     * the unvisited ones; seeds never live there). */
+    size_t m0 = 0;
+    for (size_t j = 0; j < nseeds; j++)
+        if (visit(sc, seeds[j]))
+            sc->nbrs[m0++] = seeds[j];
+    if (bq != NULL && m0 > 0) {
+        for (size_t j = 0; j < m0; j++)
+            vm_copy_code(gather + j * cb, g->build_codes + (size_t)sc->nbrs[j] * g->build_stride,
+                         cb);
+        bq->ops->scan(bq, sc->bqmem, gather, 0, m0, sc->est);
+    }
+    for (size_t j = 0; j < m0; j++) {
+        const uint32_t v = sc->nbrs[j];
+        list_insert(&l, bq != NULL ? sc->est[j] : ops->l2sq_f32(x, s->vectors + (size_t)v * d, d),
+                    v);
+    }
     size_t i;
     while ((i = list_next(&l)) < l.size) {
         l.expanded[i] = 1;
@@ -281,15 +301,19 @@ static void insert_point(vamana *g, const graph_space *s, const simd_ops *ops, v
                          uint32_t p, float alpha, size_t list) {
     const size_t d = s->dim;
     const float *x = s->vectors + (size_t)p * d;
-    vm_build_search(g, s, ops, sc, x, list);
-    const size_t n = sc->pool_size;
-    memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
-    /* The second pass also reconsiders p's current neighbours. */
+    /* p's current neighbours (the first pass's, and back edges) seed its
+     * search, which then skips the walk down from the entry: the graphs
+     * searched the same (recall within 0.0003 at every list, 100-d word
+     * vectors) and a one-thread build of them took 6-10 % less. The prune
+     * reconsiders them too. */
     vm_node_lock(g, p);
     uint32_t *rec = node_of(g, p);
     uint32_t deg = rec[0];
     memcpy(sc->seen, rec + 1, deg * sizeof(uint32_t));
     vm_node_unlock(g, p);
+    vm_build_search(g, s, ops, sc, x, list, sc->seen, deg);
+    const size_t n = sc->pool_size;
+    memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
     score_build(g, s, ops, p, sc->seen, deg, sc->prune + n);
     uint32_t *chosen = sc->nbrs;
     const uint32_t kept = vm_robust_prune(g, s, ops, sc, p, n + deg, alpha, chosen);
@@ -365,7 +389,7 @@ void vm_connect_unreached(vamana *g, const graph_space *s, vm_worker *w, uint8_t
             if (seen[u] || graph_removed(s, u))
                 continue;
             all = false;
-            vm_build_search(g, s, ops, sc, s->vectors + u * s->dim, g->p.build_list);
+            vm_build_search(g, s, ops, sc, s->vectors + u * s->dim, g->p.build_list, NULL, 0);
             sort_cands(sc->pool, sc->pool_size);
             size_t pick = 0;
             for (size_t j = 0; j < sc->pool_size; j++) {
@@ -625,6 +649,48 @@ rotor_status vm_sample_starts(vamana *g, const graph_space *s, const uint32_t *o
     return st;
 }
 
+/* Points a cluster of the insertion order holds, and the most clusters
+ * (each point's nearest centroid costs k distances). */
+enum { ORDER_CLUSTER_POINTS = 1024, ORDER_MAX_CLUSTERS = 256 };
+
+rotor_status vm_cluster_order(const rotor_allocator *a, const float *x, size_t count, size_t dim,
+                              unsigned threads, uint64_t seed, uint32_t *order, size_t n) {
+    size_t k = n / ORDER_CLUSTER_POINTS;
+    if (k > ORDER_MAX_CLUSTERS)
+        k = ORDER_MAX_CLUSTERS;
+    if (k < 2)
+        return ROTOR_OK;
+    const size_t ns = 32 * k < n ? 32 * k : n;
+    float *sample = cm_alloc(a, (ns + k) * dim * sizeof *sample, "insertion order sample");
+    uint32_t *cluster = cm_alloc(a, count * sizeof *cluster, "insertion order clusters");
+    size_t *start = cm_calloc(a, (k + 1) * sizeof *start, "insertion order clusters");
+    uint32_t *sorted = cm_alloc(a, n * sizeof *sorted, "insertion order");
+    rotor_status st = sample && cluster && start && sorted ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK) {
+        float *centre = sample + ns * dim;
+        for (size_t i = 0; i < ns; i++)
+            memcpy(sample + i * dim, x + (size_t)order[i] * dim, dim * sizeof *sample);
+        const km_params kp = {.k = k, .iters = 8, .threads = threads, .seed = seed};
+        st = km_train(a, sample, ns, dim, dim, &kp, centre, NULL, NULL);
+        if (st == ROTOR_OK)
+            st = km_assign(a, x, count, dim, dim, centre, k, threads, cluster, NULL);
+    }
+    if (st == ROTOR_OK) {
+        for (size_t i = 0; i < n; i++)
+            start[cluster[order[i]] + 1]++;
+        for (size_t c = 0; c < k; c++)
+            start[c + 1] += start[c];
+        for (size_t i = 0; i < n; i++)
+            sorted[start[cluster[order[i]]]++] = order[i];
+        memcpy(order, sorted, n * sizeof *order);
+    }
+    cm_free(a, sorted);
+    cm_free(a, start);
+    cm_free(a, cluster);
+    cm_free(a, sample);
+    return st;
+}
+
 /* Makes room for `n` nodes; on failure nothing changed. */
 static rotor_status reserve(vamana *g, size_t n) {
     if (n <= g->capacity && !g->borrowed)
@@ -794,6 +860,9 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         else
             reused_codes(g, s);
     }
+    if (st == ROTOR_OK && first == 0)
+        st = vm_cluster_order(&g->base.alloc, s->vectors, s->count, s->dim, g->p.threads, g->p.seed,
+                              order, n);
     if (st == ROTOR_OK) {
         graph_publish_begin(s);
         g->count = s->count;

@@ -118,7 +118,7 @@ void vm_insert_live(vamana *g, const graph_space *s, const simd_ops *ops, vm_wor
                     float alpha, size_t list) {
     vm_scratch *sc = w->sc;
     const float *x = s->vectors + (size_t)p * s->dim;
-    vm_build_search(g, s, ops, sc, x, list);
+    vm_build_search(g, s, ops, sc, x, list, NULL, 0);
     const size_t n = sc->pool_size;
     memcpy(sc->prune, sc->pool, n * sizeof *sc->pool);
     /* Earlier points of this add may have linked to p already. */
