@@ -312,19 +312,6 @@ void vm_release_records(vamana *g);
  * slots `reused`, then [first, first + n - nreused). */
 void vm_insertion_order(uint64_t seed, size_t first, const uint32_t *reused, size_t nreused,
                         size_t n, uint32_t *order);
-/* Reorders the n points of a build's random insertion order (rows of x,
- * count x dim) cluster by cluster: k-means on the first of them (a uniform
- * sample), each point to its nearest centre, the order within a cluster
- * kept; under 2,048 points, nothing changes. Consecutive insertions then
- * search the same neighbourhood, whose records and codes are still in
- * cache: the build had waited on them for most of its time (perf). With
- * clusters of 1,024 or 4,096 points each pass of a one-thread build of
- * 100-d word vectors took 10-30 % less (clusters of 16,384: up to 13 %),
- * and the graphs searched as well or better (recall within 0.0015 at
- * lists of 12-24, up to 0.0015 higher at 48-128). Deterministic: k-means'
- * result does not depend on the thread count. */
-rotor_status vm_cluster_order(const rotor_allocator *a, const float *x, size_t count, size_t dim,
-                              unsigned threads, uint64_t seed, uint32_t *order, size_t n);
 /* The first nstarts points of `order` become the starting points
  * (g->starts and start_codes allocated for nstarts), grouped. `code`:
  * scratch for one walking code. */

@@ -36,6 +36,10 @@
 
 #define FIRST_PASS_LIST(list, degree) ((list) / 2 > (degree) ? (list) / 2 : (degree))
 
+/* Points a cluster of a build's insertion order holds, and the most
+ * clusters (each point's nearest centroid costs k distances). */
+enum { ORDER_CLUSTER_POINTS = 1024, ORDER_MAX_CLUSTERS = 256 };
+
 /* Where in a worker's bqmem the build search gathers a node's neighbours'
  * codes: after build_q's query state and scratch. */
 static size_t build_gather_offset(const quant *bq) {
@@ -649,48 +653,6 @@ rotor_status vm_sample_starts(vamana *g, const graph_space *s, const uint32_t *o
     return st;
 }
 
-/* Points a cluster of the insertion order holds, and the most clusters
- * (each point's nearest centroid costs k distances). */
-enum { ORDER_CLUSTER_POINTS = 1024, ORDER_MAX_CLUSTERS = 256 };
-
-rotor_status vm_cluster_order(const rotor_allocator *a, const float *x, size_t count, size_t dim,
-                              unsigned threads, uint64_t seed, uint32_t *order, size_t n) {
-    size_t k = n / ORDER_CLUSTER_POINTS;
-    if (k > ORDER_MAX_CLUSTERS)
-        k = ORDER_MAX_CLUSTERS;
-    if (k < 2)
-        return ROTOR_OK;
-    const size_t ns = 32 * k < n ? 32 * k : n;
-    float *sample = cm_alloc(a, (ns + k) * dim * sizeof *sample, "insertion order sample");
-    uint32_t *cluster = cm_alloc(a, count * sizeof *cluster, "insertion order clusters");
-    size_t *start = cm_calloc(a, (k + 1) * sizeof *start, "insertion order clusters");
-    uint32_t *sorted = cm_alloc(a, n * sizeof *sorted, "insertion order");
-    rotor_status st = sample && cluster && start && sorted ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-    if (st == ROTOR_OK) {
-        float *centre = sample + ns * dim;
-        for (size_t i = 0; i < ns; i++)
-            memcpy(sample + i * dim, x + (size_t)order[i] * dim, dim * sizeof *sample);
-        const km_params kp = {.k = k, .iters = 8, .threads = threads, .seed = seed};
-        st = km_train(a, sample, ns, dim, dim, &kp, centre, NULL, NULL);
-        if (st == ROTOR_OK)
-            st = km_assign(a, x, count, dim, dim, centre, k, threads, cluster, NULL);
-    }
-    if (st == ROTOR_OK) {
-        for (size_t i = 0; i < n; i++)
-            start[cluster[order[i]] + 1]++;
-        for (size_t c = 0; c < k; c++)
-            start[c + 1] += start[c];
-        for (size_t i = 0; i < n; i++)
-            sorted[start[cluster[order[i]]]++] = order[i];
-        memcpy(order, sorted, n * sizeof *order);
-    }
-    cm_free(a, sorted);
-    cm_free(a, start);
-    cm_free(a, cluster);
-    cm_free(a, sample);
-    return st;
-}
-
 /* Makes room for `n` nodes; on failure nothing changed. */
 static rotor_status reserve(vamana *g, size_t n) {
     if (n <= g->capacity && !g->borrowed)
@@ -860,9 +822,16 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
         else
             reused_codes(g, s);
     }
+    /* A build takes its points cluster by cluster: consecutive searches
+     * then read the same neighbourhood, whose records and codes are still
+     * in cache (the build had waited on them for most of its time, perf).
+     * With clusters of 1,024 or 4,096 points each pass of a one-thread
+     * build of 100-d word vectors took 10-30 % less (clusters of 16,384:
+     * up to 13 %), and the graphs searched as well or better (recall
+     * within 0.0015 at lists of 12-24, up to 0.0015 higher at 48-128). */
     if (st == ROTOR_OK && first == 0)
-        st = vm_cluster_order(&g->base.alloc, s->vectors, s->count, s->dim, g->p.threads, g->p.seed,
-                              order, n);
+        st = km_cluster_order(&g->base.alloc, s->vectors, s->count, s->dim, ORDER_CLUSTER_POINTS,
+                              ORDER_MAX_CLUSTERS, g->p.threads, g->p.seed, order, n);
     if (st == ROTOR_OK) {
         graph_publish_begin(s);
         g->count = s->count;

@@ -446,3 +446,43 @@ out:
     cm_free(a, ct);
     return st;
 }
+
+rotor_status km_cluster_order(const rotor_allocator *a, const float *x, size_t count, size_t dim,
+                              size_t per_cluster, size_t max_clusters, unsigned threads,
+                              uint64_t seed, uint32_t *order, size_t n) {
+    size_t k = per_cluster > 0 ? n / per_cluster : 0;
+    if (k > max_clusters)
+        k = max_clusters;
+    if (k < 2)
+        return ROTOR_OK;
+    /* 32 points a centre place the centres well enough for an order. */
+    const size_t ns = 32 * k < n ? 32 * k : n;
+    float *sample = cm_alloc(a, (ns + k) * dim * sizeof *sample, "cluster order sample");
+    uint32_t *cluster = cm_alloc(a, count * sizeof *cluster, "cluster order");
+    size_t *start = cm_calloc(a, (k + 1) * sizeof *start, "cluster order");
+    uint32_t *sorted = cm_alloc(a, n * sizeof *sorted, "cluster order");
+    rotor_status st = sample && cluster && start && sorted ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    if (st == ROTOR_OK) {
+        float *centre = sample + ns * dim;
+        for (size_t i = 0; i < ns; i++)
+            memcpy(sample + i * dim, x + (size_t)order[i] * dim, dim * sizeof *sample);
+        const km_params kp = {.k = k, .iters = 8, .threads = threads, .seed = seed};
+        st = km_train(a, sample, ns, dim, dim, &kp, centre, NULL, NULL);
+        if (st == ROTOR_OK)
+            st = km_assign(a, x, count, dim, dim, centre, k, threads, cluster, NULL);
+    }
+    if (st == ROTOR_OK) {
+        for (size_t i = 0; i < n; i++)
+            start[cluster[order[i]] + 1]++;
+        for (size_t c = 0; c < k; c++)
+            start[c + 1] += start[c];
+        for (size_t i = 0; i < n; i++)
+            sorted[start[cluster[order[i]]]++] = order[i];
+        memcpy(order, sorted, n * sizeof *order);
+    }
+    cm_free(a, sorted);
+    cm_free(a, start);
+    cm_free(a, cluster);
+    cm_free(a, sample);
+    return st;
+}

@@ -6,8 +6,7 @@
  * the starting points and their groups, a list shorter than k, adds,
  * batch = single search, padding, bad parameters refused, every allocation
  * failure reported without a leak, cancellation, memory accounting, walks
- * reading only the first neighbours, the default degree, and the
- * insertion order taken cluster by cluster.
+ * reading only the first neighbours, and the default degree.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -873,54 +872,6 @@ static void test_pool_keeps_the_best(void **state) {
     }
 }
 
-/* The insertion order taken cluster by cluster: four far-apart blobs of
- * 1,280 rows, of which 1,024 each are in the order (every fifth row is
- * not: a removed point), make four clusters; they come out as four runs,
- * each blob's points in the order they had, and no other row enters. */
-static void test_cluster_order(void **state) {
-    (void)state;
-    enum { BLOBS = 4, PER = 1280, DIM = 8, COUNT = BLOBS * PER };
-    ts_rng r;
-    ts_rng_init(&r, 67);
-    float *x = malloc(COUNT * DIM * sizeof *x);
-    for (size_t i = 0; i < COUNT; i++)
-        for (size_t j = 0; j < DIM; j++)
-            x[i * DIM + j] = (float)ts_rng_normal(&r) + (j == i % BLOBS ? 1000.0f : 0.0f);
-    uint32_t *all = malloc(COUNT * sizeof *all), *order = malloc(COUNT * sizeof *order);
-    vm_insertion_order(5, 0, NULL, 0, COUNT, all);
-    size_t n = 0;
-    for (size_t i = 0; i < COUNT; i++)
-        if (all[i] % 5 != 0)
-            order[n++] = all[i];
-    uint32_t *before = malloc(n * sizeof *before);
-    memcpy(before, order, n * sizeof *order);
-    const rotor_allocator a = cm_allocator_default();
-    assert_int_equal(vm_cluster_order(&a, x, COUNT, DIM, 2, 9, order, n), ROTOR_OK);
-    size_t runs = 1;
-    for (size_t i = 1; i < n; i++)
-        runs += order[i] % BLOBS != order[i - 1] % BLOBS;
-    assert_int_equal(runs, BLOBS);
-    /* Each blob's points, read in the old order, are those of its run. */
-    for (unsigned b = 0; b < BLOBS; b++) {
-        size_t i = 0, j = 0;
-        for (; i < n; i++) {
-            if (before[i] % BLOBS != b)
-                continue;
-            while (order[j] % BLOBS != b)
-                j++;
-            assert_int_equal(order[j++], before[i]);
-        }
-    }
-    /* Fewer than two clusters' worth: the order is left alone. */
-    memcpy(order, before, 2047 * sizeof *order);
-    assert_int_equal(vm_cluster_order(&a, x, COUNT, DIM, 1, 9, order, 2047), ROTOR_OK);
-    assert_memory_equal(order, before, 2047 * sizeof *order);
-    free(before);
-    free(order);
-    free(all);
-    free(x);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vamana_recall),
@@ -946,7 +897,6 @@ int main(void) {
         cmocka_unit_test(test_narrow_walk),
         cmocka_unit_test(test_default_degree),
         cmocka_unit_test(test_pool_keeps_the_best),
-        cmocka_unit_test(test_cluster_order),
     };
     return cmocka_run_group_tests(tests, nav_setup, nav_teardown);
 }

@@ -1,6 +1,7 @@
 /*
  * k-means and product quantization: k-means is reproducible whatever the
- * thread count and finds clusters that are there; PQ's ADC estimates are the
+ * thread count and finds clusters that are there, and an order taken
+ * cluster by cluster keeps them together; PQ's ADC estimates are the
  * distances to the decoded vectors (exactly with float tables, within the
  * uint8 rounding bound with fast-scan tables); the 4-bit block layout round
  * trips and scans any range; every SIMD level's fast-scan kernel matches the
@@ -309,6 +310,61 @@ static void check_adc(const char *spec_s, size_t dim, rotor_metric metric, ts_rn
     free(out_f);
     free(queries);
     fixture_free(&f);
+}
+
+/* An order taken cluster by cluster: four far-apart blobs of 1,280 rows,
+ * of which 1,024 each are in a shuffled order (every fifth row is not),
+ * make four clusters of 1,024; they come out as four runs, each blob's
+ * points in the order they had, and no other row enters. */
+static void test_kmeans_cluster_order_makes_runs_of_clusters(void **state) {
+    (void)state;
+    enum { BLOBS = 4, PER = 1280, DIM = 8, COUNT = BLOBS * PER };
+    ts_rng r;
+    ts_rng_init(&r, 67);
+    float *x = malloc(COUNT * DIM * sizeof *x);
+    for (size_t i = 0; i < COUNT; i++)
+        for (size_t j = 0; j < DIM; j++)
+            x[i * DIM + j] = (float)ts_rng_normal(&r) + (j == i % BLOBS ? 1000.0f : 0.0f);
+    uint32_t *all = malloc(COUNT * sizeof *all), *order = malloc(COUNT * sizeof *order);
+    for (size_t i = 0; i < COUNT; i++)
+        all[i] = (uint32_t)i;
+    for (size_t i = COUNT; i > 1; i--) {
+        const size_t j = (size_t)(ts_rng_next(&r) % i);
+        const uint32_t t = all[i - 1];
+        all[i - 1] = all[j];
+        all[j] = t;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < COUNT; i++)
+        if (all[i] % 5 != 0)
+            order[n++] = all[i];
+    uint32_t *before = malloc(n * sizeof *before);
+    memcpy(before, order, n * sizeof *order);
+    const rotor_allocator a = cm_allocator_default();
+    assert_int_equal(km_cluster_order(&a, x, COUNT, DIM, 1024, 256, 2, 9, order, n), ROTOR_OK);
+    size_t runs = 1;
+    for (size_t i = 1; i < n; i++)
+        runs += order[i] % BLOBS != order[i - 1] % BLOBS;
+    assert_int_equal(runs, BLOBS);
+    /* Each blob's points, read in the old order, are those of its run. */
+    for (unsigned b = 0; b < BLOBS; b++) {
+        size_t i = 0, j = 0;
+        for (; i < n; i++) {
+            if (before[i] % BLOBS != b)
+                continue;
+            while (order[j] % BLOBS != b)
+                j++;
+            assert_int_equal(order[j++], before[i]);
+        }
+    }
+    /* Fewer than two clusters' worth: the order is left alone. */
+    memcpy(order, before, 2047 * sizeof *order);
+    assert_int_equal(km_cluster_order(&a, x, COUNT, DIM, 1024, 256, 1, 9, order, 2047), ROTOR_OK);
+    assert_memory_equal(order, before, 2047 * sizeof *order);
+    free(before);
+    free(order);
+    free(all);
+    free(x);
 }
 
 static void test_pq_adc_equals_distance_to_decoded_vector(void **state) {
@@ -744,6 +800,7 @@ int main(void) {
         cmocka_unit_test(test_kmeans_finds_well_separated_clusters),
         cmocka_unit_test(test_kmeans_reseeds_empty_clusters_on_duplicates),
         cmocka_unit_test(test_kmeans_rejects_bad_input),
+        cmocka_unit_test(test_kmeans_cluster_order_makes_runs_of_clusters),
         cmocka_unit_test(test_pq_adc_equals_distance_to_decoded_vector),
         cmocka_unit_test(test_pq_decode_is_the_nearest_centroids),
         cmocka_unit_test(test_pq_training_is_independent_of_threads),
