@@ -19,8 +19,8 @@
  * dimensions up, the build's 8-bit copy, else 0; N: the graph's record
  * bytes, 4 (R + slack + 1) rounded up to 16, plus a code):
  *
- *   in one piece:  n (4d + b + N + 7 + c)
- *   in shards:     n (10 + c) [+ n N without a file] + m (4d + b + N' + 11)
+ *   in one piece:  n (4d + b + N + 15 + c)
+ *   in shards:     n (10 + c) [+ n N without a file] + m (4d + b + N' + 19)
  *
  * where m is the largest shard and N' the records of degree 2R/3. The
  * sum is kept under fifteen sixteenths of the cap (the rest is for what
@@ -62,9 +62,10 @@ static uint64_t code_bytes(const graph_space *s, size_t n) {
 
 /* A point's bytes in a build in one piece over records of node_bytes:
  * its vector (read at random), the 8-bit copy, its record, its lock, flag,
- * place in the order and reachability mark. */
+ * place in the order and reachability mark, and while the order is sorted
+ * by cluster its cluster and its place in the sorted copy. */
 static uint64_t point_bytes(size_t dim, size_t node_bytes) {
-    return 4 * (uint64_t)dim + (dim >= VM_BUILD_CODES_MIN_DIM ? dim : 0) + node_bytes + 7;
+    return 4 * (uint64_t)dim + (dim >= VM_BUILD_CODES_MIN_DIM ? dim : 0) + node_bytes + 15;
 }
 
 uint64_t vm_build_bytes(const vamana *g, const graph_space *s) {

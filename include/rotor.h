@@ -357,7 +357,7 @@ typedef struct rotor_params {
     uint64_t ram_budget;
     /* Vamana: the most bytes the graph's build may use, 0 (default): no
      * cap. A build that would need more in one piece (about
-     * n (4 d + d + 4 (1.3 R + 1) + 7) bytes plus the codes, with vectors
+     * n (4 d + d + 4 (1.3 R + 1) + 15) bytes plus the codes, with vectors
      * of d floats) is split into overlapping shards (k-means, each point
      * in its two nearest), built one at a time within the cap and merged
      * into one graph, as DiskANN's merged build; built from a file
