@@ -1122,7 +1122,7 @@ static rotor_status order_queries(const rotor_allocator *a, const float *queries
     for (size_t i = 0; st == ROTOR_OK && i < nq; i++)
         perm[i] = (uint32_t)i;
     if (st == ROTOR_OK)
-        st = km_cluster_order(a, queries, nq, dim, CALIB_QUERIES_A_CLUSTER, CALIB_ORDER_CLUSTERS,
+        st = km_cluster_order(a, queries, dim, CALIB_QUERIES_A_CLUSTER, CALIB_ORDER_CLUSTERS,
                               threads, seed, perm, nq);
     if (st == ROTOR_OK) {
         for (size_t i = 0; i < nq; i++) {

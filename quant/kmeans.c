@@ -447,7 +447,7 @@ out:
     return st;
 }
 
-rotor_status km_cluster_order(const rotor_allocator *a, const float *x, size_t count, size_t dim,
+rotor_status km_cluster_order(const rotor_allocator *a, const float *x, size_t dim,
                               size_t per_cluster, size_t max_clusters, unsigned threads,
                               uint64_t seed, uint32_t *order, size_t n) {
     size_t k = per_cluster > 0 ? n / per_cluster : 0;
@@ -457,32 +457,37 @@ rotor_status km_cluster_order(const rotor_allocator *a, const float *x, size_t c
         return ROTOR_OK;
     /* 32 points a centre place the centres well enough for an order. */
     const size_t ns = 32 * k < n ? 32 * k : n;
-    float *sample = cm_alloc(a, (ns + k) * dim * sizeof *sample, "cluster order sample");
-    uint32_t *cluster = cm_alloc(a, count * sizeof *cluster, "cluster order");
+    float *rows = cm_alloc(a, (ns + k) * dim * sizeof *rows, "cluster order sample");
+    uint32_t *cluster = cm_alloc(a, n * sizeof *cluster, "cluster order");
     size_t *start = cm_calloc(a, (k + 1) * sizeof *start, "cluster order");
     uint32_t *sorted = cm_alloc(a, n * sizeof *sorted, "cluster order");
-    rotor_status st = sample && cluster && start && sorted ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
-    if (st == ROTOR_OK) {
-        float *centre = sample + ns * dim;
-        for (size_t i = 0; i < ns; i++)
-            memcpy(sample + i * dim, x + (size_t)order[i] * dim, dim * sizeof *sample);
-        const km_params kp = {.k = k, .iters = 8, .threads = threads, .seed = seed};
-        st = km_train(a, sample, ns, dim, dim, &kp, centre, NULL, NULL);
+    rotor_status st = rows && cluster && start && sorted ? ROTOR_OK : ROTOR_ERR_OUT_OF_MEMORY;
+    float *centre = rows != NULL ? rows + ns * dim : NULL;
+    /* The sample's rows, then every block of as many, gathered: the
+     * points are assigned, not every row of x. */
+    for (size_t b = 0; st == ROTOR_OK && b < n; b += ns) {
+        const size_t m = n - b < ns ? n - b : ns;
+        for (size_t i = 0; i < m; i++)
+            memcpy(rows + i * dim, x + (size_t)order[b + i] * dim, dim * sizeof *rows);
+        if (b == 0) {
+            const km_params kp = {.k = k, .iters = 8, .threads = threads, .seed = seed};
+            st = km_train(a, rows, m, dim, dim, &kp, centre, NULL, NULL);
+        }
         if (st == ROTOR_OK)
-            st = km_assign(a, x, count, dim, dim, centre, k, threads, cluster, NULL);
+            st = km_assign(a, rows, m, dim, dim, centre, k, threads, cluster + b, NULL);
     }
     if (st == ROTOR_OK) {
         for (size_t i = 0; i < n; i++)
-            start[cluster[order[i]] + 1]++;
+            start[cluster[i] + 1]++;
         for (size_t c = 0; c < k; c++)
             start[c + 1] += start[c];
         for (size_t i = 0; i < n; i++)
-            sorted[start[cluster[order[i]]]++] = order[i];
+            sorted[start[cluster[i]]++] = order[i];
         memcpy(order, sorted, n * sizeof *order);
     }
     cm_free(a, sorted);
     cm_free(a, start);
     cm_free(a, cluster);
-    cm_free(a, sample);
+    cm_free(a, rows);
     return st;
 }

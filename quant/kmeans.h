@@ -53,13 +53,13 @@ rotor_status km_assign(const rotor_allocator *a, const float *x, size_t n, size_
                        size_t stride, const float *centroids, size_t k, unsigned threads,
                        uint32_t *assign, float *dist);
 
-/* Reorders order[0..n), rows of x (count x dim, row-major), cluster by
+/* Reorders order[0..n), rows of x (dim floats each, row-major), cluster by
  * cluster: k-means with k = n / per_cluster (at most max_clusters) on the
- * first of them, which should be a uniform sample, then each row to its
+ * first of them, which should be a uniform sample, then each to its
  * nearest centre; within a cluster the order is kept. Points taken in this
  * order search, one after another, the same part of the data. With fewer
  * than two clusters' worth, nothing changes. Deterministic as km_train. */
-rotor_status km_cluster_order(const rotor_allocator *a, const float *x, size_t count, size_t dim,
+rotor_status km_cluster_order(const rotor_allocator *a, const float *x, size_t dim,
                               size_t per_cluster, size_t max_clusters, unsigned threads,
                               uint64_t seed, uint32_t *order, size_t n);
 

@@ -341,7 +341,7 @@ static void test_kmeans_cluster_order_makes_runs_of_clusters(void **state) {
     uint32_t *before = malloc(n * sizeof *before);
     memcpy(before, order, n * sizeof *order);
     const rotor_allocator a = cm_allocator_default();
-    assert_int_equal(km_cluster_order(&a, x, COUNT, DIM, 1024, 256, 2, 9, order, n), ROTOR_OK);
+    assert_int_equal(km_cluster_order(&a, x, DIM, 1024, 256, 2, 9, order, n), ROTOR_OK);
     size_t runs = 1;
     for (size_t i = 1; i < n; i++)
         runs += order[i] % BLOBS != order[i - 1] % BLOBS;
@@ -359,7 +359,7 @@ static void test_kmeans_cluster_order_makes_runs_of_clusters(void **state) {
     }
     /* Fewer than two clusters' worth: the order is left alone. */
     memcpy(order, before, 2047 * sizeof *order);
-    assert_int_equal(km_cluster_order(&a, x, COUNT, DIM, 1024, 256, 1, 9, order, 2047), ROTOR_OK);
+    assert_int_equal(km_cluster_order(&a, x, DIM, 1024, 256, 1, 9, order, 2047), ROTOR_OK);
     assert_memory_equal(order, before, 2047 * sizeof *order);
     free(before);
     free(order);
