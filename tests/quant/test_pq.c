@@ -352,8 +352,9 @@ static void test_kmeans_cluster_order_makes_runs_of_clusters(void **state) {
         for (; i < n; i++) {
             if (before[i] % BLOBS != b)
                 continue;
-            while (order[j] % BLOBS != b)
+            while (j < n && order[j] % BLOBS != b)
                 j++;
+            assert_true(j < n);
             assert_int_equal(order[j++], before[i]);
         }
     }
