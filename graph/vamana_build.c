@@ -47,6 +47,48 @@ static size_t build_gather_offset(const quant *bq) {
                        CM_ALIGN);
 }
 
+/* Scores the nodes of ids[0..n) not visited yet (marking them) and
+ * offers them to the build search's list l; ids may be sc->nbrs, where
+ * they are gathered. */
+static void score_unvisited(const vamana *g, const graph_space *s, const simd_ops *ops,
+                            vm_scratch *sc, vm_list *l, const float *x, const uint32_t *ids,
+                            size_t n) {
+    const size_t d = s->dim;
+    size_t m = 0;
+    for (size_t j = 0; j < n; j++)
+        if (visit(sc, ids[j]))
+            sc->nbrs[m++] = ids[j];
+    const quant *bq = g->build_q;
+    if (bq != NULL) {
+        /* Gathered, then scored in one scan: a scan a code spent more on
+         * its call and its scalar tail than on the code (callgrind, 15,000
+         * 100-d word vectors: 45 % of a build's instructions in one-code
+         * scans, about 190 a code). */
+        const size_t cb = bq->code_bytes;
+        uint8_t *gather = sc->bqmem + build_gather_offset(bq);
+        for (size_t j = 0; j < m; j++)
+            prefetch_bytes(g->build_codes + (size_t)sc->nbrs[j] * g->build_stride, cb);
+        for (size_t j = 0; j < m; j++)
+            vm_copy_code(gather + j * cb, g->build_codes + (size_t)sc->nbrs[j] * g->build_stride,
+                         cb);
+        if (m > 0)
+            bq->ops->scan(bq, sc->bqmem, gather, 0, m, sc->est);
+        for (size_t j = 0; j < m; j++)
+            list_insert(l, sc->est[j], sc->nbrs[j]);
+        return;
+    }
+    /* Every unvisited node's first lines start loading at once, and the
+     * one after next in full, so the misses overlap. */
+    for (size_t j = 0; j < m; j++)
+        prefetch_bytes(s->vectors + (size_t)sc->nbrs[j] * d, d * 4 < 128 ? d * 4 : 128);
+    for (size_t j = 0; j < m; j++) {
+        if (j + 2 < m)
+            prefetch_bytes(s->vectors + (size_t)sc->nbrs[j + 2] * d, d * 4);
+        float dist = ops->l2sq_f32(x, s->vectors + (size_t)sc->nbrs[j] * d, d);
+        list_insert(l, dist, sc->nbrs[j]);
+    }
+}
+
 void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
                      const float *x, size_t list, const uint32_t *seeds, size_t nseeds) {
     const size_t d = s->dim;
@@ -55,8 +97,6 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
     sc->pool_size = 0;
     visit(sc, g->entry);
     const quant *bq = g->build_q;
-    const size_t cb = bq != NULL ? bq->code_bytes : 0;
-    uint8_t *gather = bq != NULL ? sc->bqmem + build_gather_offset(bq) : NULL;
     float e0;
     if (bq != NULL) {
         bq->ops->prepare(bq, x, sc->bqmem,
@@ -67,23 +107,8 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
         e0 = ops->l2sq_f32(x, s->vectors + (size_t)g->entry * d, d);
     }
     list_insert(&l, e0, g->entry);
-    /* The seeds: scored like an expansion's neighbours (sc->nbrs holds
-     * the unvisited ones; seeds never live there). */
-    size_t m0 = 0;
-    for (size_t j = 0; j < nseeds; j++)
-        if (visit(sc, seeds[j]))
-            sc->nbrs[m0++] = seeds[j];
-    if (bq != NULL && m0 > 0) {
-        for (size_t j = 0; j < m0; j++)
-            vm_copy_code(gather + j * cb, g->build_codes + (size_t)sc->nbrs[j] * g->build_stride,
-                         cb);
-        bq->ops->scan(bq, sc->bqmem, gather, 0, m0, sc->est);
-    }
-    for (size_t j = 0; j < m0; j++) {
-        const uint32_t v = sc->nbrs[j];
-        list_insert(&l, bq != NULL ? sc->est[j] : ops->l2sq_f32(x, s->vectors + (size_t)v * d, d),
-                    v);
-    }
+    /* The seeds are scored as an expansion's neighbours are. */
+    score_unvisited(g, s, ops, sc, &l, x, seeds, nseeds);
     size_t i;
     while ((i = list_next(&l)) < l.size) {
         l.expanded[i] = 1;
@@ -104,36 +129,7 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
         uint32_t deg = rec[0];
         memcpy(sc->nbrs, rec + 1, deg * sizeof(uint32_t));
         vm_node_unlock(g, u.id);
-        size_t m = 0;
-        for (uint32_t j = 0; j < deg; j++)
-            if (visit(sc, sc->nbrs[j]))
-                sc->nbrs[m++] = sc->nbrs[j];
-        if (bq != NULL) {
-            /* Gathered, then scored in one scan: a scan a code spent more
-             * on its call and its scalar tail than on the code (callgrind,
-             * 15,000 100-d word vectors: 45 % of a build's instructions in
-             * one-code scans, about 190 a code). */
-            for (size_t j = 0; j < m; j++)
-                prefetch_bytes(g->build_codes + (size_t)sc->nbrs[j] * g->build_stride, cb);
-            for (size_t j = 0; j < m; j++)
-                vm_copy_code(gather + j * cb,
-                             g->build_codes + (size_t)sc->nbrs[j] * g->build_stride, cb);
-            if (m > 0)
-                bq->ops->scan(bq, sc->bqmem, gather, 0, m, sc->est);
-            for (size_t j = 0; j < m; j++)
-                list_insert(&l, sc->est[j], sc->nbrs[j]);
-            continue;
-        }
-        /* Every unvisited neighbour's first lines start loading at once,
-         * and the one after next in full, so the misses overlap. */
-        for (size_t j = 0; j < m; j++)
-            prefetch_bytes(s->vectors + (size_t)sc->nbrs[j] * d, d * 4 < 128 ? d * 4 : 128);
-        for (size_t j = 0; j < m; j++) {
-            if (j + 2 < m)
-                prefetch_bytes(s->vectors + (size_t)sc->nbrs[j + 2] * d, d * 4);
-            float dist = ops->l2sq_f32(x, s->vectors + (size_t)sc->nbrs[j] * d, d);
-            list_insert(&l, dist, sc->nbrs[j]);
-        }
+        score_unvisited(g, s, ops, sc, &l, x, sc->nbrs, deg);
     }
 }
 
