@@ -224,8 +224,8 @@ rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes,
         st = grow_array(a, (void **)&sc->visited, &cap, words + words / 4, sizeof(uint64_t), true,
                         "visited set");
         if (st == ROTOR_OK)
-            st = grow_array(a, (void **)&sc->touched, &touched_cap, cap, sizeof(uint32_t), false,
-                            "visited set");
+            st = grow_array(a, (void **)&sc->touched, &touched_cap, cap + 1, sizeof(uint32_t),
+                            false, "visited set");
         sc->visited_words = st == ROTOR_OK ? cap : 0;
         sc->ntouched = 0;
     }

@@ -46,7 +46,7 @@ typedef struct vm_scratch {
     struct vm_scratch *next;
     uint64_t *visited;              /* one bit per node, visited_words words */
     uint32_t *touched;              /* the words of `visited` this search set bits in */
-    size_t visited_words, ntouched; /* touched holds visited_words slots */
+    size_t visited_words, ntouched; /* touched holds visited_words + 1 slots */
     vm_cand *list;                  /* list_cap + 1 sorted candidates */
     uint8_t *expanded;
     size_t list_cap;
@@ -192,6 +192,31 @@ static inline bool visit(vm_scratch *sc, uint32_t id) {
         sc->touched[sc->ntouched++] = (uint32_t)w;
     sc->visited[w] = old | bit;
     return true;
+}
+
+/* visit() over ids[0..n), the ones not visited before written to out
+ * (ids itself will do: out never passes the id read); returns how many.
+ * Without a branch on the bit: whether a neighbour was visited is a coin
+ * toss the predictor loses, and the test-and-branch loop had been a
+ * quarter of the time of the build's expansions (perf, 100-d word
+ * vectors). Each word is written to touched's next slot and kept only
+ * when it was empty (the spare slot past the words takes the last). */
+static inline size_t visit_all(vm_scratch *sc, const uint32_t *ids, size_t n, uint32_t *out) {
+    uint64_t *visited = sc->visited;
+    uint32_t *touched = sc->touched;
+    size_t nt = sc->ntouched, m = 0;
+    for (size_t j = 0; j < n; j++) {
+        const uint32_t id = ids[j];
+        const size_t w = id >> 6;
+        const uint64_t bit = (uint64_t)1 << (id & 63), old = visited[w];
+        touched[nt] = (uint32_t)w;
+        nt += old == 0;
+        visited[w] = old | bit;
+        out[m] = id;
+        m += (old & bit) == 0;
+    }
+    sc->ntouched = nt;
+    return m;
 }
 
 /* ---- the candidate list -------------------------------------------------- */

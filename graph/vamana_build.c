@@ -54,10 +54,7 @@ static void score_unvisited(const vamana *g, const graph_space *s, const simd_op
                             vm_scratch *sc, vm_list *l, const float *x, const uint32_t *ids,
                             size_t n) {
     const size_t d = s->dim;
-    size_t m = 0;
-    for (size_t j = 0; j < n; j++)
-        if (visit(sc, ids[j]))
-            sc->nbrs[m++] = ids[j];
+    const size_t m = visit_all(sc, ids, n, sc->nbrs);
     const quant *bq = g->build_q;
     if (bq != NULL) {
         /* Gathered, then scored in one scan: a scan a code spent more on

@@ -482,16 +482,14 @@ static void expand_record(dk_walk *w, uint32_t u, const uint8_t *rec) {
         return;
     }
     uint32_t *ids = w->sc->nbrs;
-    uint32_t m = 0;
     for (uint32_t j = 0; j < deg; j++) {
-        const uint32_t v = cm_get_le32(rec + 4 + 4 * (size_t)j);
-        if (CM_UNLIKELY(v >= count)) {
+        ids[j] = cm_get_le32(rec + 4 + 4 * (size_t)j);
+        if (CM_UNLIKELY(ids[j] >= count)) {
             w->bad = u;
             return;
         }
-        if (visit(w->sc, v))
-            ids[m++] = v;
     }
+    const uint32_t m = (uint32_t)visit_all(w->sc, ids, deg, ids);
     for (uint32_t j = 0; j < m; j++) {
         q->ops->load(q, w->s->walk_codes, ids[j], w->code);
         q->ops->store(q, w->gather, j, w->code);

@@ -56,6 +56,25 @@ static inline bool enters(vm_walk *w, uint32_t u, uint32_t id, uint32_t count) {
     return visit(w->sc, id);
 }
 
+/* u's neighbours not visited yet, now marked, into sc->nbrs; returns how
+ * many. The ids are copied out of the record first, which an add may be
+ * rewriting: each is then checked (enters) and marked from the copy. */
+static uint32_t unvisited(vm_walk *w, uint32_t u, const uint32_t *nb, uint32_t deg,
+                          uint32_t count) {
+    uint32_t *ids = w->sc->nbrs;
+    memcpy(ids, nb, deg * sizeof *ids);
+    uint32_t past = 0;
+    for (uint32_t j = 0; j < deg; j++)
+        past |= ids[j] >= count;
+    if (CM_LIKELY(!past))
+        return (uint32_t)visit_all(w->sc, ids, deg, ids);
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < deg; j++)
+        if (enters(w, u, ids[j], count))
+            ids[m++] = ids[j];
+    return m;
+}
+
 /* Neighbour codes in the record: the whole block is scored anyway, so the
  * visited set is only consulted for the few estimates good enough to
  * enter; most neighbours fail the gate and cost no random access. */
@@ -84,15 +103,10 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
     /* Code i at from + i * stride. */
     const uint8_t *from = g->code_in_record ? g->nodes + g->block_off : w->s->walk_codes;
     const size_t stride = g->code_in_record ? g->node_bytes : cb;
-    const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
-    uint32_t *ids = w->sc->nbrs;
-    uint32_t m = 0;
-    for (uint32_t j = 0; j < deg; j++) {
-        if (!enters(w, u, nb[j], count))
-            continue;
-        ids[m++] = nb[j];
-        prefetch_bytes(from + (size_t)nb[j] * stride, cb);
-    }
+    const uint32_t *ids = w->sc->nbrs;
+    const uint32_t m = unvisited(w, u, rec + 1, deg, (uint32_t)w->s->count);
+    for (uint32_t j = 0; j < m; j++)
+        prefetch_bytes(from + (size_t)ids[j] * stride, cb);
     if (q->ops->store == quant_plain_store && cb >= 16) {
         for (uint32_t j = 0; j < m; j++)
             vm_copy_code(w->gather + (size_t)j * cb, from + (size_t)ids[j] * stride, cb);
@@ -116,16 +130,11 @@ static void expand_own_codes(vm_walk *w, uint32_t u, const uint32_t *rec, uint32
 static void expand_floats(vm_walk *w, uint32_t u, const uint32_t *rec, uint32_t deg) {
     enum { HEAD = 256, TAIL = 512 };
     const graph_space *s = w->s;
-    const uint32_t *nb = rec + 1, count = (uint32_t)w->s->count;
     const size_t vb = graph_row_bytes(s);
-    uint32_t *ids = w->sc->nbrs;
-    uint32_t m = 0;
-    for (uint32_t j = 0; j < deg; j++) {
-        if (!enters(w, u, nb[j], count))
-            continue;
-        ids[m++] = nb[j];
-        prefetch_bytes(graph_row(s, nb[j]), vb < HEAD ? vb : HEAD);
-    }
+    const uint32_t *ids = w->sc->nbrs;
+    const uint32_t m = unvisited(w, u, rec + 1, deg, (uint32_t)w->s->count);
+    for (uint32_t j = 0; j < m; j++)
+        prefetch_bytes(graph_row(s, ids[j]), vb < HEAD ? vb : HEAD);
     w->work.scored += m;
     w->work.gathered += m;
     for (uint32_t j = 0; j < m; j++) {
