@@ -97,6 +97,7 @@ static void scratch_free(const vamana *g, vm_scratch *sc) {
     cm_free(a, sc->est);
     cm_free(a, sc->prune);
     cm_free(a, sc->gone);
+    cm_free(a, sc->prune_keys);
     cm_free(a, sc->qmem);
     cm_free(a, sc->bqmem);
     cm_free(a, sc->best_d);
@@ -239,13 +240,16 @@ rotor_status vm_scratch_get(const vamana *g, const graph_space *s, size_t nodes,
             sc->list_cap = list + 1;
     }
     if (st == ROTOR_OK && pool > sc->pool_cap) {
-        size_t pc = sc->pool_cap, rc = sc->pool_cap, gc = sc->pool_cap;
+        size_t pc = sc->pool_cap, rc = sc->pool_cap, gc = sc->pool_cap, kc = sc->pool_cap;
         size_t n = pool + g->slots + 1;
         st = grow_array(a, (void **)&sc->pool, &pc, n, sizeof(vm_cand), false, "prune pool");
         if (st == ROTOR_OK)
             st = grow_array(a, (void **)&sc->prune, &rc, n, sizeof(vm_cand), false, "prune pool");
         if (st == ROTOR_OK)
             st = grow_array(a, (void **)&sc->gone, &gc, n, 1, false, "prune pool");
+        if (st == ROTOR_OK)
+            st = grow_array(a, (void **)&sc->prune_keys, &kc, n, sizeof(uint64_t), false,
+                            "prune pool");
         if (st == ROTOR_OK)
             sc->pool_cap = n;
     }

@@ -52,14 +52,15 @@ typedef struct vm_scratch {
     size_t list_cap;
     vm_cand *pool; /* nodes a build search expanded */
     size_t pool_size, pool_cap;
-    uint32_t *nbrs; /* slots + 1 ids copied out of a node */
-    uint32_t *seen; /* as many: a node's list as a build's insertion read it */
-    vm_cand *picks; /* the groups of starting points a search scans */
-    float *est;     /* R estimates (rounded up to a block of 32), or MAX_STARTS */
-    vm_cand *prune; /* prune candidates, pool_cap + R + 1 */
-    uint8_t *gone;  /* occluded flags, same count */
-    uint8_t *qmem;  /* quantizer query state and scratch */
-    uint8_t *bqmem; /* build: build_q's query state, then its scratch */
+    uint32_t *nbrs;       /* slots + 1 ids copied out of a node */
+    uint32_t *seen;       /* as many: a node's list as a build's insertion read it */
+    vm_cand *picks;       /* the groups of starting points a search scans */
+    float *est;           /* R estimates (rounded up to a block of 32), or MAX_STARTS */
+    vm_cand *prune;       /* prune candidates, pool_cap + R + 1 */
+    uint8_t *gone;        /* occluded flags, same count */
+    uint64_t *prune_keys; /* the prune's sort (graph_key), same count */
+    uint8_t *qmem;        /* quantizer query state and scratch */
+    uint8_t *bqmem;       /* build: build_q's query state, then its scratch */
     size_t qmem_size;
     float *best_d; /* a search's best estimates for a deep rerank */
     int64_t *best_id;
