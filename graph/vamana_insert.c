@@ -181,11 +181,12 @@ bool vm_link(vamana *g, const graph_space *s, uint32_t v, uint32_t u, uint32_t s
     uint32_t *rec = (uint32_t *)img;
     memcpy(rec, old, g->node_bytes);
     uint32_t pos;
-    if (rec[0] < g->p.degree)
+    if (rec[0] < g->p.degree) {
         pos = insert_in_place(s, simd_ops_get(), v, rec, rec[0], u);
-    else
+    } else {
         pos = slot < g->p.degree ? slot : g->p.degree - 1;
-    rec[1 + pos] = u;
+        rec[1 + pos] = u;
+    }
     vm_image_codes(g, s, rec, pos, code);
     publish(g, s, img, &v, 1);
     return true;
