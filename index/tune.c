@@ -362,15 +362,50 @@ static rotor_status exact_neighbours(const rotor_allocator *a, const float *base
     return st;
 }
 
+/* ---- the settings grid --------------------------------------------------- */
+
+/* Lists shorter than k serve too: the results come from a heap of the
+ * best estimates (or distances) the walk scored (graph/vamana_search.c):
+ * on Fashion-MNIST a filter half the points pass reached recall 0.95 at
+ * L = 8, and one a tenth pass at L = 4. */
+static const uint32_t LISTS[] = {4,  6,  8,  10,  12,  16,  20,  24,  32,  40,  48,
+                                 64, 80, 96, 128, 160, 192, 224, 256, 320, 384, 512};
+static const uint32_t PROBES[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+static const uint32_t RERANKS[] = {10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000};
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 /* ---- one search setting over the queries --------------------------------- */
 
-/* Rerank depths measured on one walk (as many as RERANKS below holds),
- * and the deepest of them. */
+/* Rerank depths measured on one walk (as many as RERANKS holds), and the
+ * deepest of them. */
 enum { SHARED_DEPTHS = 14, SHARED_MAX_DEPTH = 1000 };
+_Static_assert(COUNT_OF(RERANKS) <= SHARED_DEPTHS, "one walk measures every depth");
+
+/* A query that a shorter list (or fewer probes) answered with all its true
+ * neighbours is not searched again at longer ones of the same knobs (see
+ * answered() for the depths): it counts as answered, and the cost of a
+ * setting is the work of every PRICED_EVERY-th query, which is always
+ * searched. A longer list walks much what the shorter one walked and
+ * more, and keeps the better estimates. The longest lists, which reach the
+ * highest recall, cost most of a calibration and answer few queries the
+ * shorter ones did not: on the 100-d word vectors (sq8, one thread) lists
+ * of 128 and more took 5.9 s of its 7.9. Sets of fewer queries than
+ * PRICED_MIN are all priced and searched. */
+enum { PRICED_EVERY = 4, PRICED_MIN = 400, ANSWERED_TRACKS = 8, DEPTH_SLOTS = SHARED_DEPTHS + 1 };
+
+/* The shortest list (or fewest probes) at which each query had all its
+ * true neighbours, per rerank depth, for one combination of the knobs a
+ * list does not change. */
+typedef struct answered_track {
+    uint32_t starts, neighbors, refine_times;
+    uint32_t *first; /* nq x DEPTH_SLOTS; UINT32_MAX: not yet */
+} answered_track;
 
 typedef struct eval_slot {
     nav_work work;
-    double sum, sum2; /* per-query recall and its square */
+    nav_work unpriced; /* the work of queries searched only for their recall */
+    double sum, sum2;  /* per-query recall and its square */
     /* A walk shared by several rerank depths: the same per depth, and the
      * candidates each depth reranks, summed over the queries. */
     double dsum[SHARED_DEPTHS], dsum2[SHARED_DEPTHS];
@@ -398,6 +433,10 @@ typedef struct eval_job {
     const uint32_t *depths;
     uint32_t *walked;
     build_poll *poll;
+    size_t priced_every;
+    uint32_t *first;                   /* NULL, or the answered track of these knobs */
+    uint32_t outer;                    /* the list, or the probes */
+    uint8_t depth_slot[SHARED_DEPTHS]; /* where each depth measured is in `first` */
 } eval_job;
 
 /* How many of query i's true neighbours there are (fewer than TUNE_K in
@@ -434,7 +473,7 @@ static void add_recall(double *sum, double *sum2, size_t hit, size_t truth) {
  * the TUNE_K nearest of them, which hold every hit among them up to
  * TUNE_K (the rerank's bound only skips candidates that cannot enter). */
 static void add_depths(const eval_job *j, eval_slot *out, size_t i, const uint32_t *walked,
-                       size_t nwalked) {
+                       size_t nwalked, bool priced) {
     const size_t truth = query_truth(j, i);
     size_t upto = 0, hits = 0;
     for (size_t t = 0; t < j->ndepths; t++) {
@@ -442,8 +481,38 @@ static void add_depths(const eval_job *j, eval_slot *out, size_t i, const uint32
         for (; upto < depth; upto++)
             hits += is_hit(j, i, walked[upto]);
         add_recall(&out->dsum[t], &out->dsum2[t], hits < TUNE_K ? hits : TUNE_K, truth);
-        out->dtaken[t] += depth;
+        if (priced)
+            out->dtaken[t] += depth;
+        if (j->first != NULL && hits >= truth) {
+            uint32_t *f = &j->first[i * DEPTH_SLOTS + j->depth_slot[t]];
+            *f = j->outer < *f ? j->outer : *f;
+        }
     }
+}
+
+/* Whether query i had all its true neighbours at a list no longer than
+ * this one and a rerank depth shallower than the shallowest measured. At
+ * the same depth a longer list that finds a point estimated better than a
+ * true neighbour pushes it past the depth: when answers at a depth stood
+ * for that depth, the table rated Fashion-MNIST (4-bit PQ walk) at L 16
+ * and a rerank of 15 at 0.9604 where its searches found 0.9586, and the
+ * 100-d word vectors (sq8) at L 10-12 and 10 0.0006 high. Answers at a
+ * shallower depth leave a margin: the tables of six sets (word vectors of
+ * 25, 100 and 200 dimensions, Fashion-MNIST, Debian SIFT, wordnet-384)
+ * kept every row's recall to the fourth digit and every pick. A walk on
+ * full vectors (no rerank) keeps the best distances it found, which a
+ * longer list only improves. */
+static bool answered(const eval_job *j, size_t i) {
+    if (j->first == NULL)
+        return false;
+    const uint32_t *f = &j->first[i * DEPTH_SLOTS];
+    const size_t below = j->depth_slot[0];
+    if (below == 0)
+        return f[0] <= j->outer;
+    for (size_t t = 0; t < below; t++)
+        if (f[t] <= j->outer)
+            return true;
+    return false;
 }
 
 static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
@@ -454,13 +523,21 @@ static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
     int64_t *ids = j->ids + worker * 2 * TUNE_K;
     float *dists = (float *)(ids + TUNE_K);
     nav_search_params np = j->np;
-    np.work = &out->work;
     uint32_t *walked = j->ndepths > 0 ? j->walked + (size_t)worker * SHARED_MAX_DEPTH : NULL;
     size_t nwalked = 0;
     np.walked = walked;
     np.nwalked = walked != NULL ? &nwalked : NULL;
     const size_t lo = chunk * EVAL_CHUNK, hi = lo + EVAL_CHUNK < j->nq ? lo + EVAL_CHUNK : j->nq;
     for (size_t i = lo; i < hi; i++) {
+        const bool priced = i % j->priced_every == 0;
+        if (!priced && answered(j, i)) {
+            for (size_t t = 0; t < j->ndepths; t++)
+                add_recall(&out->dsum[t], &out->dsum2[t], 1, 1);
+            if (j->ndepths == 0)
+                add_recall(&out->sum, &out->sum2, 1, 1);
+            continue;
+        }
+        np.work = priced ? &out->work : &out->unpriced;
         np.skip = j->self ? &j->self[i] : NULL;
         nwalked = SIZE_MAX;
         rotor_status st =
@@ -475,13 +552,18 @@ static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
                 out->unshared = true;
                 return;
             }
-            add_depths(j, out, i, walked, nwalked);
+            add_depths(j, out, i, walked, nwalked, priced);
             continue;
         }
         size_t hit = 0;
         for (size_t b = 0; b < TUNE_K && ids[b] >= 0; b++)
             hit += is_hit(j, i, ids[b]);
-        add_recall(&out->sum, &out->sum2, hit, query_truth(j, i));
+        const size_t truth = query_truth(j, i);
+        add_recall(&out->sum, &out->sum2, hit, truth);
+        if (j->first != NULL && hit >= truth) {
+            uint32_t *f = &j->first[i * DEPTH_SLOTS + j->depth_slot[0]];
+            *f = j->outer < *f ? j->outer : *f;
+        }
     }
 }
 
@@ -509,6 +591,9 @@ typedef struct tune_set {
     uint32_t *walked;       /* per worker SHARED_MAX_DEPTH: a shared walk's candidates */
     bool bytes;             /* the index priced keeps its rows as bytes */
     uint32_t neighbors;     /* vamana: the grid's walks read this many of each list; 0: all */
+    size_t priced_every;    /* 1: every query is priced and searched */
+    answered_track track[ANSWERED_TRACKS];
+    size_t ntracks;
 } tune_set;
 
 /* A row of the table: np's settings, the recall summed over the queries
@@ -530,17 +615,67 @@ static rotor_calibration_row table_row(const rotor_index *ix, const tune_set *se
          * many rows above the target, and would favour the ones whose
          * queries happened to be easy. */
         .recall_low = (float)(mean - 2 * sqrt(var > 0 ? var / n : 0)),
-        .cost_ns = (float)model_ns(ix, w, set->nq, set->scan_scale, set->prepare_scale, set->rows,
-                                   set->bytes),
+        .cost_ns = (float)model_ns(ix, w, (set->nq + set->priced_every - 1) / set->priced_every,
+                                   set->scan_scale, set->prepare_scale, set->rows, set->bytes),
     };
+}
+
+/* Where rerank depth `rerank` is kept in an answered track: 0 for none
+ * (a walk on full vectors), else after RERANKS' index; SIZE_MAX for a
+ * depth off the grid. */
+static size_t depth_slot(size_t rerank) {
+    if (rerank == 0)
+        return 0;
+    for (size_t x = 0; x < COUNT_OF(RERANKS); x++)
+        if (RERANKS[x] == rerank)
+            return x + 1;
+    return SIZE_MAX;
+}
+
+/* The answered track of np's knobs, made on first use; NULL when the set
+ * prices every query, a depth is off the grid or the tracks are full. */
+static rotor_status answered_track_of(const rotor_index *ix, tune_set *set,
+                                      const nav_search_params *np, const uint32_t *depths,
+                                      size_t ndepths, eval_job *job) {
+    job->first = NULL;
+    if (set->priced_every == 1)
+        return ROTOR_OK;
+    for (size_t d = 0; d < (ndepths > 0 ? ndepths : 1); d++) {
+        const size_t slot = depth_slot(ndepths > 0 ? depths[d] : np->rerank);
+        if (slot == SIZE_MAX)
+            return ROTOR_OK;
+        job->depth_slot[d] = (uint8_t)slot;
+    }
+    const uint32_t starts = (uint32_t)np->starts, neighbors = (uint32_t)np->neighbors;
+    const uint32_t times =
+        np->refine > 0 && np->rerank > 0 ? (uint32_t)(np->refine / np->rerank) : 0;
+    answered_track *t = NULL;
+    for (size_t x = 0; x < set->ntracks && t == NULL; x++)
+        if (set->track[x].starts == starts && set->track[x].neighbors == neighbors &&
+            set->track[x].refine_times == times)
+            t = &set->track[x];
+    if (t == NULL) {
+        if (set->ntracks == ANSWERED_TRACKS)
+            return ROTOR_OK;
+        uint32_t *first =
+            cm_alloc(&ix->alloc, set->nq * DEPTH_SLOTS * sizeof *first, "calibration answers");
+        if (first == NULL)
+            return ROTOR_ERR_OUT_OF_MEMORY;
+        memset(first, 0xff, set->nq * DEPTH_SLOTS * sizeof *first);
+        t = &set->track[set->ntracks++];
+        *t = (answered_track){starts, neighbors, times, first};
+    }
+    job->first = t->first;
+    job->outer = (uint32_t)(ix->params.kind == ROTOR_INDEX_IVF ? np->nprobe : np->list);
+    return ROTOR_OK;
 }
 
 /* Searches every query of `set` with np into rows[0], or, with ndepths >
  * 0, walks once for each and reranks at each of depths[] (ascending, the
  * last np->rerank) into rows[0..ndepths). ROTOR_ERR_UNSUPPORTED, quietly:
  * the navigator does not hand its candidates out. */
-static rotor_status evaluate_at(const rotor_index *ix, const tune_set *set,
-                                const nav_search_params *np, const uint32_t *depths, size_t ndepths,
+static rotor_status evaluate_at(const rotor_index *ix, tune_set *set, const nav_search_params *np,
+                                const uint32_t *depths, size_t ndepths,
                                 rotor_calibration_row *rows) {
     const unsigned workers = cm_pool_threads(set->pool);
     memset(set->slot, 0, workers * sizeof *set->slot);
@@ -560,7 +695,9 @@ static rotor_status evaluate_at(const rotor_index *ix, const tune_set *set,
         .depths = depths,
         .walked = set->walked,
         .poll = set->poll,
+        .priced_every = set->priced_every,
     };
+    CM_FORWARD(answered_track_of(ix, set, np, depths, ndepths, &job));
     job.np.filter = set->live;
     if (poll_stop(set->poll))
         return cancelled();
@@ -613,25 +750,10 @@ static rotor_status evaluate_at(const rotor_index *ix, const tune_set *set,
 }
 
 /* Searches every query of `set` with np into a row of the table. */
-static rotor_status evaluate(const rotor_index *ix, const tune_set *set,
-                             const nav_search_params *np, rotor_calibration_row *row) {
+static rotor_status evaluate(const rotor_index *ix, tune_set *set, const nav_search_params *np,
+                             rotor_calibration_row *row) {
     return evaluate_at(ix, set, np, NULL, 0, row);
 }
-
-/* ---- the settings grid --------------------------------------------------- */
-
-/* Lists shorter than k serve too: the results come from a heap of the
- * best estimates (or distances) the walk scored (graph/vamana_search.c):
- * on Fashion-MNIST a filter half the points pass reached recall 0.95 at
- * L = 8, and one a tenth pass at L = 4. */
-static const uint32_t LISTS[] = {4,  6,  8,  10,  12,  16,  20,  24,  32,  40,  48,
-                                 64, 80, 96, 128, 160, 192, 224, 256, 320, 384, 512};
-static const uint32_t PROBES[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256};
-static const uint32_t RERANKS[] = {10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000};
-_Static_assert(sizeof RERANKS / sizeof RERANKS[0] <= SHARED_DEPTHS,
-               "one walk measures every depth");
-
-#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The recall a calibration's sweep stops at. */
 #define CALIB_TOP 0.999f
@@ -689,7 +811,7 @@ static bool shares_walks(const rotor_index *ix, const tune_set *set) {
  * the sweep stops there and says so in *capped. On 100-d word vectors
  * this cut the choice's measuring of the losing candidates (a 1-bit walk
  * swept to deep reranks, 2.2 s) and kept its pick. */
-static rotor_status sweep(const rotor_index *ix, const tune_set *set, float stop_at, double beat,
+static rotor_status sweep(const rotor_index *ix, tune_set *set, float stop_at, double beat,
                           rotor_calibration_row **out, size_t *nout, bool *capped) {
     const bool vamana = ix->params.kind == ROTOR_INDEX_VAMANA;
     const bool ivf = ix->params.kind == ROTOR_INDEX_IVF;
@@ -806,7 +928,7 @@ typedef enum { KNOB_REFINE, KNOB_NEIGHBORS, KNOB_STARTS } knob;
 
 /* Each setting the sweep keeps (the frontier of cost and recall) measured
  * again with other values of one knob. The table grows to hold them. */
-static rotor_status sweep_knob(const rotor_index *ix, const tune_set *set, const uint32_t *values,
+static rotor_status sweep_knob(const rotor_index *ix, tune_set *set, const uint32_t *values,
                                size_t nvalues, knob kn, rotor_calibration_row **table, size_t *n) {
     if (*n == 0)
         return ROTOR_OK;
@@ -952,7 +1074,7 @@ static uint32_t grid_neighbors(const rotor_index *ix) {
  * lists and 7.9 s starting points; in this order and with sweep_knob's
  * top, 10.3 s (1.2 s and 4.7 s), and searches by recall 0.90-0.999 took
  * the same lists and widths. */
-static rotor_status sweep_variants(const rotor_index *ix, const tune_set *set,
+static rotor_status sweep_variants(const rotor_index *ix, tune_set *set,
                                    rotor_calibration_row **table, size_t *n) {
     if (ix->params.kind != ROTOR_INDEX_VAMANA || *n == 0)
         return ROTOR_OK;
@@ -1058,6 +1180,7 @@ static rotor_status tune_set_open(const rotor_index *ix, tune_set *set, unsigned
     set->ids = cm_alloc(&ix->alloc, w * 2 * TUNE_K * sizeof *set->ids, "calibration answers");
     set->walked =
         cm_alloc(&ix->alloc, w * SHARED_MAX_DEPTH * sizeof *set->walked, "calibration candidates");
+    set->priced_every = set->nq >= PRICED_MIN ? PRICED_EVERY : 1;
     if (set->slot == NULL || set->ids == NULL || set->walked == NULL)
         return ROTOR_ERR_OUT_OF_MEMORY;
     return ROTOR_OK;
@@ -1071,6 +1194,9 @@ static void tune_set_close(const rotor_index *ix, tune_set *set) {
     cm_free(&ix->alloc, set->slot);
     cm_free(&ix->alloc, set->ids);
     cm_free(&ix->alloc, set->walked);
+    for (size_t x = 0; x < set->ntracks; x++)
+        cm_free(&ix->alloc, set->track[x].first);
+    set->ntracks = 0;
     set->pool = NULL;
 }
 
