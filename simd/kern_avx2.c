@@ -727,22 +727,25 @@ static uint32_t argmin_l2sq_f32_cols(const float *x, const float *cols, size_t k
         j0 = _mm256_add_epi32(j0, sixteen);
         j1 = _mm256_add_epi32(j1, sixteen);
     }
-    float bv[16];
-    int32_t bi[16];
-    _mm256_storeu_ps(bv, best0);
-    _mm256_storeu_ps(bv + 8, best1);
-    _mm256_storeu_si256((__m256i *)bi, idx0);
-    _mm256_storeu_si256((__m256i *)(bi + 8), idx1);
-    float best = bv[0];
-    uint32_t best_j = (uint32_t)bi[0];
-    for (int l = 1; l < 16; l++) {
-        if (bv[l] < best || (bv[l] == best && (uint32_t)bi[l] < best_j)) {
-            best = bv[l];
-            best_j = (uint32_t)bi[l];
-        }
-    }
-    *dist = best;
-    return best_j;
+    /* The least distance, and the first column holding it, across the
+     * lanes without leaving the registers (as in kern_avx512.c): the
+     * minimum broadcast by shuffles, then the least index among the lanes
+     * holding it (indices are below 2^31: signed minima serve). */
+    __m256 m = _mm256_min_ps(best0, best1);
+    m = _mm256_min_ps(m, _mm256_permute2f128_ps(m, m, 1));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+    const __m256i none = _mm256_set1_epi32(INT32_MAX);
+    const __m256i i0 = _mm256_castps_si256(_mm256_blendv_ps(
+        _mm256_castsi256_ps(none), _mm256_castsi256_ps(idx0), _mm256_cmp_ps(best0, m, _CMP_EQ_OQ)));
+    const __m256i i1 = _mm256_castps_si256(_mm256_blendv_ps(
+        _mm256_castsi256_ps(none), _mm256_castsi256_ps(idx1), _mm256_cmp_ps(best1, m, _CMP_EQ_OQ)));
+    __m256i i = _mm256_min_epi32(i0, i1);
+    i = _mm256_min_epi32(i, _mm256_permute2x128_si256(i, i, 1));
+    i = _mm256_min_epi32(i, _mm256_shuffle_epi32(i, 0x4e));
+    i = _mm256_min_epi32(i, _mm256_shuffle_epi32(i, 0xb1));
+    *dist = _mm256_cvtss_f32(m);
+    return (uint32_t)_mm256_cvtsi256_si32(i);
 }
 
 /* ---- TurboQuant codes ----------------------------------------------------
