@@ -497,11 +497,11 @@ static void add_depths(const eval_job *j, eval_slot *out, size_t i, const uint32
  * for that depth, the table rated Fashion-MNIST (4-bit PQ walk) at L 16
  * and a rerank of 15 at 0.9604 where its searches found 0.9586, and the
  * 100-d word vectors (sq8) at L 10-12 and 10 0.0006 high. Answers at a
- * shallower depth leave a margin: the tables of six sets (word vectors of
- * 25, 100 and 200 dimensions, Fashion-MNIST, Debian SIFT, wordnet-384)
- * kept every row's recall to the fourth digit and every pick. A walk on
- * full vectors (no rerank) keeps the best distances it found, which a
- * longer list only improves. */
+ * shallower depth leave a margin: the tables of seven sets (word vectors
+ * of 25, 100 and 200 dimensions, Fashion-MNIST, Debian SIFT, wordnet-384
+ * and a 768-d set walked on 1-bit codes) kept every row's recall to the
+ * fourth digit. A walk on full vectors (no rerank) keeps the best
+ * distances it found, which a longer list only improves. */
 static bool answered(const eval_job *j, size_t i) {
     if (j->first == NULL)
         return false;
