@@ -395,10 +395,8 @@ void vm_refresh_codes(vamana *g, const graph_space *s, size_t u, uint8_t *code) 
     const quant *walk = g->walk_q;
     uint32_t *rec = node_of(g, u);
     uint8_t *block = (uint8_t *)rec + g->block_off;
-    for (uint32_t j = 0; j < rec[0]; j++) {
-        walk->ops->load(walk, s->walk_codes, rec[1 + j], code);
-        walk->ops->store(walk, block, j, code);
-    }
+    for (uint32_t j = 0; j < rec[0]; j++)
+        quant_copy(walk, block, j, s->walk_codes, rec[1 + j], code);
     g->dirty[u] = 0;
 }
 

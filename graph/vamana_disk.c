@@ -152,10 +152,8 @@ rotor_status vm_nodes_save(const vamana *g, const graph_space *s, uint64_t budge
                 memcpy(r + 4, src + 1, 4 * (size_t)deg);
                 /* From the code store, not the RAM record's copies: those
                  * may be waiting for a refresh. */
-                for (uint32_t t = 0; lay.codes && t < deg; t++) {
-                    walk->ops->load(walk, s->walk_codes, src[1 + t], code);
-                    walk->ops->store(walk, r + lay.block_off, t, code);
-                }
+                for (uint32_t t = 0; lay.codes && t < deg; t++)
+                    quant_copy(walk, r + lay.block_off, t, s->walk_codes, src[1 + t], code);
                 memcpy(r + lay.vec_off, s->vectors + u * dim, 4 * dim);
             }
         }

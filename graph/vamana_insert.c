@@ -36,10 +36,8 @@ void vm_image_codes(const vamana *g, const graph_space *s, uint32_t *rec, uint32
     const quant *walk = g->walk_q;
     const uint32_t end = rec[0] < g->p.degree ? rec[0] : g->p.degree;
     uint8_t *block = (uint8_t *)rec + g->block_off;
-    for (uint32_t j = from; j < end; j++) {
-        walk->ops->load(walk, s->walk_codes, rec[1 + j], code);
-        walk->ops->store(walk, block, j, code);
-    }
+    for (uint32_t j = from; j < end; j++)
+        quant_copy(walk, block, j, s->walk_codes, rec[1 + j], code);
 }
 
 /* Copies n images over their records, searches held. */

@@ -91,6 +91,24 @@ static void bqfs_load(const quant *q, const uint8_t *store, size_t i, uint8_t *c
     bq_put_counts(q, code);
 }
 
+/* A column of one block to a column of another: the fields and factors as
+ * they are, where a load rebuilds the planes bit by bit (2-bit codes of
+ * 784 dimensions: 3 % of a Fashion-MNIST build, filling the automatic
+ * choice's sample graphs with neighbours' codes). */
+static void bqfs_copy(const quant *q, uint8_t *dst, size_t di, const uint8_t *src, size_t si) {
+    const bq_state *s = q->impl;
+    uint8_t *db = dst + di / BQFS_BLOCK * s->block_bytes;
+    const uint8_t *sb = src + si / BQFS_BLOCK * s->block_bytes;
+    const size_t dv = di % BQFS_BLOCK, sv = si % BQFS_BLOCK;
+    for (size_t p = 0; p < s->npairs; p++)
+        db[p * BQFS_BLOCK + dv] = sb[p * BQFS_BLOCK + sv];
+    uint8_t *df = db + s->npairs * BQFS_BLOCK;
+    const uint8_t *sf = sb + s->npairs * BQFS_BLOCK;
+    memcpy(df + dv * sizeof(float), sf + sv * sizeof(float), sizeof(float)); /* t */
+    memcpy(df + (BQFS_BLOCK + dv) * sizeof(float), sf + (BQFS_BLOCK + sv) * sizeof(float),
+           sizeof(float)); /* mult */
+}
+
 static size_t bqfs_store_bytes(const quant *q, size_t n) {
     const bq_state *s = q->impl;
     return (n + BQFS_BLOCK - 1) / BQFS_BLOCK * s->block_bytes;
@@ -188,6 +206,7 @@ const quant_ops bqfs_ops = {
     .store_bytes = bqfs_store_bytes,
     .store = bqfs_store,
     .load = bqfs_load,
+    .copy = bqfs_copy,
     .release = bq_release,
     .payload_bytes = bq_payload_bytes,
     .save_payload = bq_save_payload,

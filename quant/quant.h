@@ -203,6 +203,9 @@ typedef struct quant_ops {
     size_t (*store_bytes)(const quant *q, size_t n);
     void (*store)(const quant *q, uint8_t *store, size_t i, const uint8_t *code);
     void (*load)(const quant *q, const uint8_t *store, size_t i, uint8_t *code);
+    /* Code si of store src into slot di of store dst, as load then store
+     * would; NULL: they do it (quant_copy). */
+    void (*copy)(const quant *q, uint8_t *dst, size_t di, const uint8_t *src, size_t si);
     void (*release)(quant *q);
     /* Serialization (quant_io.c). Everything else a quantizer holds is a
      * function of (spec, dim, metric, seed) and is rebuilt by quant_create,
@@ -385,5 +388,17 @@ rotor_status quant_load(const uint8_t *buf, size_t size, const rotor_allocator *
  * copies them to `centre`. `what` names the vector in the error sentence. */
 rotor_status quant_load_centre(const quant *q, const uint8_t *src, size_t n, const char *what,
                                float *centre);
+
+/* Code si of store src into slot di of store dst (q's store layout both),
+ * through `code` (a code's bytes) unless q copies between stores itself. */
+static inline void quant_copy(const quant *q, uint8_t *dst, size_t di, const uint8_t *src,
+                              size_t si, uint8_t *code) {
+    if (q->ops->copy != NULL) {
+        q->ops->copy(q, dst, di, src, si);
+    } else {
+        q->ops->load(q, src, si, code);
+        q->ops->store(q, dst, di, code);
+    }
+}
 
 #endif /* ROTOR_QUANT_H */
