@@ -68,7 +68,9 @@ rotor_status vm_group_starts(vamana *g, const graph_space *s) {
     uint32_t *leader = cm_alloc(a, k * sizeof *leader, "group leaders");
     uint32_t *order = cm_alloc(a, n * sizeof *order, "group order");
     g->group_off = cm_calloc(a, (k + 1) * sizeof *g->group_off, "group offsets");
-    uint8_t *codes = cm_alloc(a, g->walk_q->ops->store_bytes(g->walk_q, n), "starting points");
+    /* Zeroed: a block's columns past n are copied over the store too,
+     * and a file written twice should be the same file. */
+    uint8_t *codes = cm_calloc(a, g->walk_q->ops->store_bytes(g->walk_q, n), "starting points");
     uint8_t *code = cm_alloc(a, g->walk_q->code_bytes, "code copy");
     rotor_status st = ROTOR_OK;
     if (x == NULL || centre == NULL || best == NULL || assign == NULL || leader == NULL ||
@@ -122,8 +124,7 @@ rotor_status vm_group_starts(vamana *g, const graph_space *s) {
             g->group_off[c] = g->group_off[c - 1];
         g->group_off[0] = 0;
         for (size_t j = 0; j < n; j++) {
-            g->walk_q->ops->load(g->walk_q, g->start_codes, order[j], code);
-            g->walk_q->ops->store(g->walk_q, codes, j, code);
+            quant_copy(g->walk_q, codes, j, g->start_codes, order[j], code);
             assign[j] = g->starts[order[j]];
         }
         memcpy(g->starts, assign, n * sizeof *assign);

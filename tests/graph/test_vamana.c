@@ -66,6 +66,26 @@ static void test_vamana_deterministic(void **state) {
     rotor_index_close(c);
 }
 
+/* Two one-thread builds walking a code of 32-code blocks keep the same
+ * starting points' codes to the last byte: the grouping's copy fills a
+ * block's columns past the last point with zeros, not with whatever its
+ * buffer held (a file written twice is the same file). */
+static void test_starting_point_codes_repeat(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "sq8");
+    p.walk_quant = "bin2fs";
+    p.threads = 1;
+    rotor_index *a = build_n(f, &p, N), *b = build_n(f, &p, N);
+    const vamana *ga = (const vamana *)a->nav, *gb = (const vamana *)b->nav;
+    assert_true(ga->nstarts > 0);
+    assert_true(ga->nstarts % 32 != 0); /* a block with columns past the last */
+    assert_int_equal(ga->nstarts, gb->nstarts);
+    const size_t bytes = ga->walk_q->ops->store_bytes(ga->walk_q, ga->nstarts);
+    assert_memory_equal(ga->start_codes, gb->start_codes, bytes);
+    rotor_index_close(a);
+    rotor_index_close(b);
+}
+
 /* A graph linked on the decoded codes: valid, as good here (4-bit codes
  * keep the clusters apart), and not the graph of the full vectors. */
 static void test_build_from_codes(void **state) {
@@ -876,6 +896,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vamana_recall),
         cmocka_unit_test(test_vamana_deterministic),
+        cmocka_unit_test(test_starting_point_codes_repeat),
         cmocka_unit_test(test_vamana_threads),
         cmocka_unit_test(test_build_from_codes),
         cmocka_unit_test(test_walk_quant),
