@@ -268,11 +268,12 @@ static rotor_status add_points(ivf *f, const graph_space *s) {
         for (size_t i = 0; i < n; i++) {
             ivf_list *l = &f->lists[assign[i]];
             const uint32_t u = added_point(s, first, i);
-            if (staged != NULL)
+            if (staged != NULL) {
                 memcpy(code, staged + i * q->code_bytes, q->code_bytes);
-            else
-                q->ops->load(q, s->codes, u, code);
-            q->ops->store(q, l->codes, l->size, code);
+                q->ops->store(q, l->codes, l->size, code);
+            } else {
+                quant_copy(q, l->codes, l->size, s->codes, u, code);
+            }
             l->ids[l->size++] = u;
         }
         f->count = s->count;
@@ -432,8 +433,7 @@ static rotor_status ivf_consolidate(nav *n, const graph_space *s, const uint64_t
             if (removed(deleted, bits, l->ids[i]))
                 continue;
             if (m != i) {
-                q->ops->load(q, l->codes, i, code);
-                q->ops->store(q, l->codes, m, code);
+                quant_copy(q, l->codes, m, l->codes, i, code);
                 l->ids[m] = l->ids[i];
             }
             m++;

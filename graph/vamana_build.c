@@ -610,8 +610,7 @@ rotor_status vm_sample_starts(vamana *g, const graph_space *s, const uint32_t *o
                               size_t nstarts, uint8_t *code) {
     for (size_t i = 0; i < nstarts; i++) {
         g->starts[i] = order[i];
-        s->walk_q->ops->load(s->walk_q, s->walk_codes, order[i], code);
-        g->walk_q->ops->store(g->walk_q, g->start_codes, i, code);
+        quant_copy(g->walk_q, g->start_codes, i, s->walk_codes, order[i], code);
     }
     g->nstarts = nstarts;
     rotor_status st = vm_group_starts(g, s);

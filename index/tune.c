@@ -404,8 +404,7 @@ typedef struct answered_track {
 
 typedef struct eval_slot {
     nav_work work;
-    nav_work unpriced; /* the work of queries searched only for their recall */
-    double sum, sum2;  /* per-query recall and its square */
+    double sum, sum2; /* per-query recall and its square */
     /* A walk shared by several rerank depths: the same per depth, and the
      * candidates each depth reranks, summed over the queries. */
     double dsum[SHARED_DEPTHS], dsum2[SHARED_DEPTHS];
@@ -468,6 +467,14 @@ static void add_recall(double *sum, double *sum2, size_t hit, size_t truth) {
     *sum2 += r * r;
 }
 
+/* Query i had all its true neighbours at the t-th depth measured. */
+static void note_answer(const eval_job *j, size_t i, size_t t) {
+    if (j->first != NULL) {
+        uint32_t *f = &j->first[i * DEPTH_SLOTS + j->depth_slot[t]];
+        *f = j->outer < *f ? j->outer : *f;
+    }
+}
+
 /* Query i's recall at each depth of a shared walk, from the candidates it
  * handed on, best estimate first: a rerank of the first `depth` returns
  * the TUNE_K nearest of them, which hold every hit among them up to
@@ -483,10 +490,8 @@ static void add_depths(const eval_job *j, eval_slot *out, size_t i, const uint32
         add_recall(&out->dsum[t], &out->dsum2[t], hits < TUNE_K ? hits : TUNE_K, truth);
         if (priced)
             out->dtaken[t] += depth;
-        if (j->first != NULL && hits >= truth) {
-            uint32_t *f = &j->first[i * DEPTH_SLOTS + j->depth_slot[t]];
-            *f = j->outer < *f ? j->outer : *f;
-        }
+        if (hits >= truth)
+            note_answer(j, i, t);
     }
 }
 
@@ -537,7 +542,7 @@ static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
                 add_recall(&out->sum, &out->sum2, 1, 1);
             continue;
         }
-        np.work = priced ? &out->work : &out->unpriced;
+        np.work = priced ? &out->work : NULL;
         np.skip = j->self ? &j->self[i] : NULL;
         nwalked = SIZE_MAX;
         rotor_status st =
@@ -560,10 +565,8 @@ static void eval_chunk(void *ctx, size_t chunk, unsigned worker) {
             hit += is_hit(j, i, ids[b]);
         const size_t truth = query_truth(j, i);
         add_recall(&out->sum, &out->sum2, hit, truth);
-        if (j->first != NULL && hit >= truth) {
-            uint32_t *f = &j->first[i * DEPTH_SLOTS + j->depth_slot[0]];
-            *f = j->outer < *f ? j->outer : *f;
-        }
+        if (hit >= truth)
+            note_answer(j, i, 0);
     }
 }
 
