@@ -65,7 +65,10 @@ static uint64_t code_bytes(const graph_space *s, size_t n) {
  * place in the order and reachability mark, and while the order is sorted
  * by cluster its cluster and its place in the sorted copy. */
 static uint64_t point_bytes(size_t dim, size_t node_bytes) {
-    return 4 * (uint64_t)dim + (dim >= VM_BUILD_CODES_MIN_DIM ? dim : 0) + node_bytes + 15;
+    /* The build's 8-bit copy: a code (dim + 12 bytes) and a norm, in whole
+     * cache lines. */
+    const uint64_t copy = dim >= VM_BUILD_CODES_MIN_DIM ? cm_round_up(dim + 16, 64) : 0;
+    return 4 * (uint64_t)dim + copy + node_bytes + 15;
 }
 
 uint64_t vm_build_bytes(const vamana *g, const graph_space *s) {
