@@ -234,14 +234,18 @@ typedef struct vm_list {
 static inline bool list_insert(vm_list *l, float d, uint32_t id) {
     if (l->size == l->cap && (l->cap == 0 || d >= l->c[l->size - 1].dist))
         return false;
-    size_t lo = 0, hi = l->size;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (l->c[mid].dist <= d)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* The place after every entry d does not beat, by halving a window
+     * without a branch on the comparison: which half holds it is a coin
+     * toss the predictor loses, and the branching search had been a
+     * tenth of a build (perf, 25-d word vectors). */
+    const vm_cand *base = l->c;
+    size_t n = l->size;
+    while (n > 1) {
+        const size_t half = n / 2;
+        base += base[half].dist <= d ? half : 0;
+        n -= half;
     }
+    const size_t lo = (size_t)(base - l->c) + (n == 1 && base->dist <= d);
     /* Entries from lo move one down; a full list drops its last. */
     const size_t end = l->size < l->cap ? l->size : l->cap - 1;
     memmove(l->c + lo + 1, l->c + lo, (end - lo) * sizeof *l->c);

@@ -842,6 +842,59 @@ static int cmp_key(const void *a, const void *b) {
  * turned away is no nearer than the worst it keeps: negative estimates
  * (inner product), many ties, -0 equal to +0, repeated pairs, and caps
  * from 1 to past the number offered. */
+/* The candidate list against a stable sort of everything offered: an
+ * entry goes after every entry at its distance, a full list drops its
+ * last, expanded marks move with their entries, and the cursor comes back
+ * to an entry inserted before it. */
+static void test_list_order(void **state) {
+    (void)state;
+    ts_rng r;
+    ts_rng_init(&r, 67);
+    enum { OFFERED = 300 };
+    for (size_t cap = 1; cap <= 130; cap = cap * 2 + 1) {
+        vm_cand *c = malloc(cap * sizeof *c), all[OFFERED];
+        uint8_t *expanded = malloc(cap);
+        vm_list l = {c, expanded, 0, cap, 0};
+        size_t nall = 0;
+        for (uint32_t id = 0; id < OFFERED; id++) {
+            const float d = (float)(ts_rng_next(&r) % 23);
+            const bool better = l.size < cap || d < l.c[l.size - 1].dist;
+            assert_int_equal(list_insert(&l, d, id), better);
+            /* the reference: inserted after every equal entry */
+            size_t at = nall;
+            while (at > 0 && all[at - 1].dist > d)
+                at--;
+            memmove(all + at + 1, all + at, (nall - at) * sizeof *all);
+            all[at] = (vm_cand){d, id};
+            nall++;
+            assert_int_equal(l.size, nall < cap ? nall : cap);
+            for (size_t j = 0; j < l.size; j++) {
+                assert_true(l.c[j].dist == all[j].dist);
+                assert_int_equal(l.c[j].id, all[j].id);
+                /* entries whose id is a multiple of 3 were expanded */
+                assert_int_equal(l.expanded[j], l.c[j].id % 3 == 0 && l.c[j].id != id);
+            }
+            if (better) {
+                size_t pos = 0;
+                while (l.c[pos].id != id)
+                    pos++;
+                assert_true(l.cur <= pos);
+            }
+            const size_t next = list_next(&l);
+            for (size_t j = 0; j < next; j++)
+                assert_true(l.expanded[j]);
+            if (id % 3 == 0 && better) {
+                size_t pos = 0;
+                while (l.c[pos].id != id)
+                    pos++;
+                l.expanded[pos] = 1;
+            }
+        }
+        free(c);
+        free(expanded);
+    }
+}
+
 static void test_pool_keeps_the_best(void **state) {
     (void)state;
     ts_rng r;
@@ -918,6 +971,7 @@ int main(void) {
         cmocka_unit_test(test_narrow_walk),
         cmocka_unit_test(test_default_degree),
         cmocka_unit_test(test_pool_keeps_the_best),
+        cmocka_unit_test(test_list_order),
     };
     return cmocka_run_group_tests(tests, nav_setup, nav_teardown);
 }
