@@ -282,6 +282,14 @@ rotor_status quant_sq_setup(quant *q, uint64_t seed);
 float quant_sq8_norm2(const quant *q, const uint8_t *code);
 float quant_sq8_l2(const quant *q, const uint8_t *a, float norm2_a, const uint8_t *b,
                    float norm2_b);
+/* out[i] = quant_sq8_l2 of code a against the code at store + ids[i] *
+ * stride, for i < n, bit for bit, where each code of the store is followed
+ * by its quant_sq8_norm2 (a float at code_bytes): a build's 8-bit copies.
+ * One call compares a code with many, four at a time (a prune's), where a
+ * call per pair spent more on the call than on its bytes. Reads the head's
+ * sum of values as encode writes it. scratch: dim bytes. */
+void quant_sq8_l2_ids(const quant *q, const uint8_t *a, float norm2_a, const uint8_t *store,
+                      size_t stride, const uint32_t *ids, size_t n, uint8_t *scratch, float *out);
 
 /* True when a and b rotate alike (quant_ops.rotation: same dimensions,
  * rounds, seed and centre), so one rotated query serves both. */

@@ -276,6 +276,36 @@ float quant_sq8_l2(const quant *q, const uint8_t *a, float norm2_a, const uint8_
     return d2 > 0.0f ? d2 : 0.0f;
 }
 
+void quant_sq8_l2_ids(const quant *q, const uint8_t *a, float norm2_a, const uint8_t *store,
+                      size_t stride, const uint32_t *ids, size_t n, uint8_t *scratch, float *out) {
+    const simd_ops *ops = simd_ops_get();
+    float fa[SQ_FLOATS];
+    memcpy(fa, a, sizeof fa);
+    /* a's values shifted to unsigned bytes, for the u8 x i8 product:
+     * sum_j (a_j + 128) b_j = <a, b> + 128 sum_j b_j, and b's head holds
+     * that last sum exactly (an integer below 2^24). */
+    const uint8_t *va = a + sizeof fa;
+    for (size_t j = 0; j < q->dim; j++)
+        scratch[j] = va[j] ^ 0x80;
+    enum { STEP = 64 };
+    int32_t dots[STEP];
+    for (size_t i0 = 0; i0 < n; i0 += STEP) {
+        const size_t m = n - i0 < STEP ? n - i0 : STEP;
+        ops->dot_u8i8_ids(scratch, (const int8_t *)(store + sizeof fa), stride, ids + i0, m, q->dim,
+                          dots);
+        for (size_t i = 0; i < m; i++) {
+            const uint8_t *b = store + (size_t)ids[i0 + i] * stride;
+            float fb[SQ_FLOATS], norm2_b;
+            memcpy(fb, b, sizeof fb);
+            memcpy(&norm2_b, b + q->code_bytes, sizeof norm2_b);
+            const int32_t dot = (int32_t)((uint32_t)dots[i] - ((uint32_t)(int32_t)fb[2] << 7));
+            const float ip = (fa[0] * fa[1]) * (fb[0] * fb[1]) * (float)dot;
+            const float d2 = norm2_a + norm2_b - 2.0f * ip;
+            out[i0 + i] = d2 > 0.0f ? d2 : 0.0f;
+        }
+    }
+}
+
 static void sq_release(quant *q) {
     sq_state *s = q->impl;
     if (s == NULL)

@@ -436,47 +436,90 @@ static ALWAYS_INLINE __m128i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256
     return _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
 }
 
-/* out[i] = dot_u8i8(a, rows + i * stride, d) for i < n: a is widened once for four rows and
- * their lanes summed together. The last d % 16 bytes of a row are read as
- * the 16 ending at d, against a copy of a's last 16 whose bytes already
- * counted are zero: at d = 25 they were nine scalar products a row, which
- * made an 8-bit scan cost about as much a code as at d = 100. */
-static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
-                          int32_t *out) {
-    const uint8_t *r = (const uint8_t *)rows;
-    const size_t body = d & ~(size_t)15, tail = d - body;
+/* dot_u8i8 of a with the four rows r[0..4) into out[0..4): a is widened
+ * once for the four and their lanes summed together. The last d % 16
+ * bytes of a row are read as the 16 ending at d, against qt, a copy of a's
+ * last 16 whose bytes already counted are zero (window: d >= 16 and a
+ * tail): at d = 25 they were nine scalar products a row, which made an
+ * 8-bit scan cost about as much a code as at d = 100. */
+static ALWAYS_INLINE void dot_u8i8_4(const uint8_t *a, const uint8_t *const r[4], size_t d,
+                                     size_t body, bool window, __m256i qt, int32_t *out) {
+    __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0;
+    for (size_t j = 0; j < body; j += 16) {
+        const __m256i q = widen(a + j, 0);
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(q, widen(r[0] + j, 1)));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(q, widen(r[1] + j, 1)));
+        p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(q, widen(r[2] + j, 1)));
+        p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(q, widen(r[3] + j, 1)));
+    }
+    if (window) {
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(qt, widen(r[0] + d - 16, 1)));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(qt, widen(r[1] + d - 16, 1)));
+        p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(qt, widen(r[2] + d - 16, 1)));
+        p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(qt, widen(r[3] + d - 16, 1)));
+    }
+    uint32_t s[4];
+    _mm_storeu_si128((__m128i *)s, hsum4_epi32(p0, p1, p2, p3));
+    for (size_t j = window ? d : body; j < d; j++)
+        for (size_t t = 0; t < 4; t++)
+            s[t] += (uint32_t)((int32_t)a[j] * (int32_t)(int8_t)r[t][j]);
+    for (size_t t = 0; t < 4; t++)
+        out[t] = (int32_t)s[t];
+}
+
+/* qt of dot_u8i8_4 for a of d bytes, and whether it is used. */
+static bool dot_window(const uint8_t *a, size_t d, __m256i *qt) {
+    const size_t tail = d % 16;
     const bool window = tail > 0 && d >= 16;
     uint8_t a_last[16] = {0};
     for (size_t k = 16 - tail; window && k < 16; k++)
         a_last[k] = a[d - 16 + k];
-    const __m256i qt = widen(a_last, 0);
+    *qt = widen(a_last, 0);
+    return window;
+}
+
+/* out[i] = dot_u8i8(a, rows + i * stride, d) for i < n, four rows at a
+ * time. */
+static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t d, size_t stride,
+                          int32_t *out) {
+    const uint8_t *r = (const uint8_t *)rows;
+    __m256i qt;
+    const bool window = dot_window(a, d, &qt);
+    const size_t body = d & ~(size_t)15;
     size_t i = 0;
     for (; i + 4 <= n; i += 4, r += 4 * stride) {
-        __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0;
-        for (size_t j = 0; j < body; j += 16) {
-            const __m256i q = widen(a + j, 0);
-            p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(q, widen(r + j, 1)));
-            p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(q, widen(r + stride + j, 1)));
-            p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(q, widen(r + 2 * stride + j, 1)));
-            p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(q, widen(r + 3 * stride + j, 1)));
-        }
-        if (window) {
-            const uint8_t *w = r + d - 16;
-            p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(qt, widen(w, 1)));
-            p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(qt, widen(w + stride, 1)));
-            p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(qt, widen(w + 2 * stride, 1)));
-            p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(qt, widen(w + 3 * stride, 1)));
-        }
-        uint32_t s[4];
-        _mm_storeu_si128((__m128i *)s, hsum4_epi32(p0, p1, p2, p3));
-        for (size_t j = window ? d : body; j < d; j++)
-            for (size_t t = 0; t < 4; t++)
-                s[t] += (uint32_t)((int32_t)a[j] * (int32_t)(int8_t)r[t * stride + j]);
-        for (size_t t = 0; t < 4; t++)
-            out[i + t] = (int32_t)s[t];
+        const uint8_t *const four[4] = {r, r + stride, r + 2 * stride, r + 3 * stride};
+        dot_u8i8_4(a, four, d, body, window, qt, out + i);
     }
     for (; i < n; i++, r += stride)
         out[i] = (int32_t)byte_kernel(a, r, d, DOT_U8I8);
+}
+
+/* out[i] = dot_u8i8(a, base + ids[i] * stride, d) for i < n, four rows at
+ * a time. */
+static void dot_u8i8_ids(const uint8_t *a, const int8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t d, int32_t *out) {
+    const uint8_t *b = (const uint8_t *)base;
+    __m256i qt;
+    const bool window = dot_window(a, d, &qt);
+    const size_t body = d & ~(size_t)15;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *const four[4] = {
+            b + (size_t)ids[i] * stride, b + (size_t)ids[i + 1] * stride,
+            b + (size_t)ids[i + 2] * stride, b + (size_t)ids[i + 3] * stride};
+        dot_u8i8_4(a, four, d, body, window, qt, out + i);
+    }
+    /* The last one to three rows take a step of four, the last repeated:
+     * a prune's calls are short, and a row at a time cost more than four. */
+    if (i < n) {
+        const uint8_t *four[4];
+        for (size_t t = 0; t < 4; t++)
+            four[t] = b + (size_t)ids[i + t < n ? i + t : n - 1] * stride;
+        int32_t last[4];
+        dot_u8i8_4(a, four, d, body, window, qt, last);
+        memcpy(out + i, last, (n - i) * sizeof *last);
+    }
 }
 
 /* Eight codes a step, as the AVX-512 level does sixteen. */
@@ -545,6 +588,7 @@ const simd_ops simd_ops_avx2 = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
+    .dot_u8i8_ids = dot_u8i8_ids,
     .sq8_estimates = sq8_estimates,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,

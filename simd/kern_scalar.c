@@ -148,6 +148,12 @@ static int32_t dot_u8i8(const uint8_t *a, const int8_t *b, size_t d) {
     return (int32_t)sum;
 }
 
+static void dot_u8i8_ids(const uint8_t *a, const int8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t d, int32_t *out) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = dot_u8i8(a, base + (size_t)ids[i] * stride, d);
+}
+
 static void sq8_estimates(const uint8_t *a, const uint8_t *codes, size_t n, size_t d, size_t stride,
                           const float p[5], float *out) {
     for (size_t i = 0; i < n; i++) {
@@ -211,6 +217,7 @@ const simd_ops simd_ops_scalar = {
     .dot_u8 = dot_u8,
     .dot_i8 = dot_i8,
     .dot_u8i8 = dot_u8i8,
+    .dot_u8i8_ids = dot_u8i8_ids,
     .sq8_estimates = sq8_estimates,
     .l2sq_u8 = l2sq_u8,
     .first_below = first_below,

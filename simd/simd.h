@@ -71,6 +71,12 @@ typedef struct simd_ops {
     int32_t (*dot_i8)(const int8_t *a, const int8_t *b, size_t d);
     int32_t (*dot_u8i8)(const uint8_t *a, const int8_t *b, size_t d);
     uint32_t (*l2sq_u8)(const uint8_t *a, const uint8_t *b, size_t d);
+    /* out[i] = dot_u8i8(a, base + ids[i] * stride, d) for i < n: rows picked
+     * by id (a build's prune compares one 8-bit copy with many), a loaded
+     * once for four rows and their lanes summed together. Exact, as
+     * dot_u8i8. */
+    void (*dot_u8i8_ids)(const uint8_t *a, const int8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t d, int32_t *out);
     /* Estimates of n 8-bit scalar codes (quant/sq.c's layout: floats t,
      * step and sum, then d int8 values) `stride` bytes apart, against a
      * query of d uint8 values a: with dot_i = dot_u8i8(a, values_i, d),

@@ -427,6 +427,63 @@ static void test_one_rotation_prepares_every_kind_alike(void **state) {
     free(x);
 }
 
+/* quant_sq8_l2_ids is quant_sq8_l2 of each picked code, bit for bit:
+ * codes of several dimensions (around the kernels' steps of 16 and 64)
+ * each followed by its norm at a stride of whole lines, as a build lays
+ * them out, ids repeated and out of order, counts past a chunk of 64. */
+static void test_sq8_l2_ids_equals_pairs(void **state) {
+    (void)state;
+    rotor_allocator a = cm_allocator_default();
+    ts_rng r;
+    ts_rng_init(&r, 43);
+    static const size_t dims[] = {1, 17, 25, 64, 100, 131};
+    enum { N = 90, PICKS = 150 };
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const size_t d = dims[di];
+        float *x = malloc(N * d * sizeof(float));
+        for (size_t i = 0; i < N * d; i++)
+            x[i] = (float)ts_rng_normal(&r) * (i % 3 ? 1.0f : 4.0f);
+        quant_spec sp;
+        quant *q = NULL;
+        assert_int_equal(quant_spec_parse("sq8", &sp), ROTOR_OK);
+        assert_int_equal(quant_create(&sp, d, ROTOR_METRIC_L2, 5, &a, &q), ROTOR_OK);
+        assert_int_equal(q->ops->train(q, x, N, 1), ROTOR_OK);
+        const size_t stride = (q->code_bytes + sizeof(float) + 63) / 64 * 64;
+        uint8_t *store = calloc(N, stride);
+        float *scratch = malloc(q->scratch_floats * sizeof(float));
+        for (size_t i = 0; i < N; i++) {
+            uint8_t *c = store + i * stride;
+            q->ops->encode(q, x + i * d, c, scratch);
+            const float norm2 = quant_sq8_norm2(q, c);
+            memcpy(c + q->code_bytes, &norm2, sizeof norm2);
+        }
+        uint32_t ids[PICKS];
+        float out[PICKS];
+        uint8_t *bytes = malloc(d);
+        for (size_t i = 0; i < PICKS; i++)
+            ids[i] = (uint32_t)(ts_rng_next(&r) % N);
+        for (size_t u = 0; u < N; u += 7) {
+            const uint8_t *cu = store + u * stride;
+            float nu;
+            memcpy(&nu, cu + q->code_bytes, sizeof nu);
+            const size_t n = u % 2 ? PICKS : u % 5;
+            quant_sq8_l2_ids(q, cu, nu, store, stride, ids, n, bytes, out);
+            for (size_t i = 0; i < n; i++) {
+                const uint8_t *cv = store + ids[i] * stride;
+                float nv;
+                memcpy(&nv, cv + q->code_bytes, sizeof nv);
+                const float want = quant_sq8_l2(q, cu, nu, cv, nv);
+                assert_memory_equal(&out[i], &want, sizeof want);
+            }
+        }
+        free(bytes);
+        free(scratch);
+        free(store);
+        quant_free(q);
+        free(x);
+    }
+}
+
 /* Code against code: quant_sq8_l2 of two encoded vectors, with their
  * quant_sq8_norm2, is within a rounding of the exact squared distance for
  * far pairs and for near ones (a point and a copy moved by 5 %, the pairs
@@ -496,6 +553,7 @@ int main(void) {
         cmocka_unit_test(test_sq8_refuses_dimensions_its_integer_sum_cannot_hold),
         cmocka_unit_test(test_one_rotation_prepares_every_kind_alike),
         cmocka_unit_test(test_sq8_code_distance_tracks_exact_distance),
+        cmocka_unit_test(test_sq8_l2_ids_equals_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

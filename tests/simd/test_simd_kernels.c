@@ -485,6 +485,43 @@ static void test_dot_u8i8_matches_exactly(void **state) {
     check_byte_kernel(B_DOT_U8I8);
 }
 
+/* dot_u8i8_ids against dot_u8i8 of the rows the ids pick, exactly: counts
+ * around the kernels' step of four, ids repeated and out of order, rows
+ * packed and spaced out, the last row ending at its allocation. */
+static void test_dot_u8i8_ids_picks_rows(void **state) {
+    (void)state;
+    const simd_ops *ops = ops_or_skip();
+    ts_rng rng;
+    ts_rng_init(&rng, 1601);
+    static const size_t counts[] = {0, 1, 3, 4, 5, 8, 13};
+    enum { ROWS = 9, MAX_N = 13 };
+    for (size_t di = 0; di < N_DIMS; di++) {
+        const size_t d = dims[di];
+        for (size_t si = 0; si < 2; si++) {
+            const size_t stride = d + 7 * si;
+            for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+                const size_t n = counts[ci];
+                tbuf a = bytes_random(&rng, di % 5, d);
+                tbuf r = bytes_random(&rng, ci % 7, (ROWS - 1) * stride + d);
+                uint32_t ids[MAX_N];
+                int32_t out[MAX_N];
+                for (size_t i = 0; i < n; i++)
+                    ids[i] = i == 0 ? ROWS - 1 : (uint32_t)(ts_rng_next(&rng) % ROWS);
+                ops->dot_u8i8_ids(a.p, (const int8_t *)r.p, stride, ids, n, d, out);
+                for (size_t i = 0; i < n; i++) {
+                    const int32_t want =
+                        (int32_t)ref_b(B_DOT_U8I8, a.p, (const uint8_t *)r.p + ids[i] * stride, d);
+                    CHECK(out[i] == want,
+                          "dot_u8i8_ids %s d=%zu n=%zu stride=%zu row %zu: %d, want %d\n",
+                          simd_level_name(g_level), d, n, stride, i, out[i], want);
+                }
+                tbuf_free(&a);
+                tbuf_free(&r);
+            }
+        }
+    }
+}
+
 /* sq8_estimates against the formula of simd.h evaluated here in the same
  * order, bit for bit: code counts around the kernels' steps of 4, 8 and
  * 16, codes of 12 head bytes and d values packed and spaced out, the last
@@ -1007,7 +1044,8 @@ static void test_simd_tables_fill_every_kernel(void **state) {
         assert_true(o->l2sq_f32_rows && o->dot_f32_rows && o->l2sq_f32_x4 && o->dot_f32_x4);
         assert_true(o->l2sq_f32_u8 && o->dot_f32_u8);
         assert_true(o->hamming && o->and_popcount);
-        assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->sq8_estimates && o->l2sq_u8);
+        assert_true(o->dot_u8 && o->dot_i8 && o->dot_u8i8 && o->dot_u8i8_ids && o->sq8_estimates &&
+                    o->l2sq_u8);
         assert_true(o->first_below != NULL);
         assert_true(o->fastscan_accumulate && o->argmin_l2sq_f32_cols && o->dot_f32_cols &&
                     o->tq_dot && o->masked_sum_f32 && o->pq8_adc && o->fastscan_quantize &&
@@ -1047,6 +1085,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_u8_matches_exactly),
         cmocka_unit_test(test_dot_i8_matches_exactly),
         cmocka_unit_test(test_dot_u8i8_matches_exactly),
+        cmocka_unit_test(test_dot_u8i8_ids_picks_rows),
         cmocka_unit_test(test_sq8_estimates_match_the_formula_bitwise),
         cmocka_unit_test(test_l2sq_u8_matches_exactly),
         cmocka_unit_test(test_byte_kernels_exact_at_documented_length_limits),
