@@ -423,6 +423,11 @@ rotor_status vm_group_starts(vamana *g, const graph_space *s);
 void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8_t *code);
 /* Copies each group's leader code into the leaders' store. */
 rotor_status vm_fill_leader_codes(vamana *g);
+/* g's starting points grouped as src's, which sampled the same points of
+ * the same vectors, with g's walking codes (`code`: scratch for one): the
+ * grouping's k-means depends on neither graph's codes. g->starts has room
+ * for src->nstarts. */
+rotor_status vm_copy_groups(vamana *g, const graph_space *s, const vamana *src, uint8_t *code);
 /* The pool: the best `cap` estimates a walk scored, ordered by (estimate,
  * id) as cm_topk orders them. It is offered most of what a deep walk
  * scores (about 470 entries a query for 120 kept: SIFT-like 1M, L = 32),

@@ -34,6 +34,28 @@ rotor_status vm_fill_leader_codes(vamana *g) {
     return st;
 }
 
+rotor_status vm_copy_groups(vamana *g, const graph_space *s, const vamana *src, uint8_t *code) {
+    const rotor_allocator *a = &g->base.alloc;
+    const size_t n = src->nstarts;
+    g->group_off = cm_alloc(a, (src->ngroups + 1) * sizeof *g->group_off, "group offsets");
+    if (g->group_off == NULL)
+        return ROTOR_ERR_OUT_OF_MEMORY;
+    memcpy(g->group_off, src->group_off, (src->ngroups + 1) * sizeof *g->group_off);
+    memcpy(g->starts, src->starts, n * sizeof *g->starts);
+    for (size_t j = 0; j < n; j++)
+        quant_copy(g->walk_q, g->start_codes, j, s->walk_codes, g->starts[j], code);
+    g->nstarts = n;
+    g->ngroups = src->ngroups;
+    rotor_status st = vm_fill_leader_codes(g);
+    if (st != ROTOR_OK) {
+        cm_free(a, g->group_off);
+        g->group_off = NULL;
+        g->ngroups = 0;
+        g->nstarts = 0;
+    }
+    return st;
+}
+
 void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8_t *code) {
     g->starts[j] = to;
     s->walk_q->ops->load(s->walk_q, s->walk_codes, to, code);

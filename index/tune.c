@@ -1690,6 +1690,9 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
 
     double best_cost = INFINITY;
     size_t chosen = ncand;
+    /* The first candidate's sample with starting points: the later ones
+     * derive from it and take its groups of them (vamana_derive). */
+    rotor_index *grouped = NULL;
     for (size_t c = 0; st == ROTOR_OK && c < ncand; c++) {
         rotor_auto_candidate *rc = &t->candidate[c];
         snprintf(rc->quant, sizeof rc->quant, "%s", cand[c].quant);
@@ -1701,7 +1704,8 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
         cp.neighbor_codes = cand[c].neighbor_codes;
         cp.threads = ix->params.threads; /* encoding and training repeat on any count */
         rotor_index *s = NULL;
-        st = poll_stop(&poll) ? cancelled() : sample_index(&cp, rows, sn, ix->dim, links, &s);
+        st = poll_stop(&poll) ? cancelled()
+                              : sample_index(&cp, rows, sn, ix->dim, grouped ? grouped : links, &s);
         if (st != ROTOR_OK)
             break;
         tune_set set = {.queries = queries,
@@ -1768,8 +1772,17 @@ rotor_status ix_auto_configure(rotor_index *ix, size_t n, char *quant_out, size_
             }
         }
         cm_free(a, r);
-        rotor_index_close(s);
+        nav_stats ns = {0};
+        if (vamana && grouped == NULL) {
+            const graph_space space = ix_space(s);
+            s->nav->ops->stats(s->nav, &space, &ns);
+        }
+        if (ns.start_groups > 0)
+            grouped = s;
+        else
+            rotor_index_close(s);
     }
+    rotor_index_close(grouped);
     /* None reached the target: the most accurate. */
     if (st == ROTOR_OK && chosen == ncand) {
         float top = -1;

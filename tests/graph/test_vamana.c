@@ -340,6 +340,41 @@ static void test_start_groups(void **state) {
     assert_true(r_group >= r_flat - 0.02);
 }
 
+/* A graph derived for other codes groups its starting points as a build
+ * of the same points does, whether it groups them itself (from a source
+ * without starting points) or takes the groups of a source that has them
+ * (the automatic choice's samples). */
+static void test_derived_start_groups(void **state) {
+    fixture *f = *state;
+    rotor_params p = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "bin1fs");
+    p.graph_degree = 32;
+    rotor_index *grouped = build_n(f, &p, N);
+    rotor_params pn = graph_params(ROTOR_INDEX_VAMANA, ROTOR_METRIC_L2, "none");
+    pn.graph_degree = 32;
+    rotor_index *plain = build_n(f, &pn, N);
+    const graph_space space = ix_space(grouped);
+    const nav_params np = ix_nav_params(&p, true, N);
+    const uint32_t *want_ids, *want_off;
+    size_t want_n;
+    const size_t want = vamana_start_groups(grouped->nav, &want_ids, &want_n, &want_off);
+    assert_true(want > 1);
+    const rotor_index *sources[2] = {plain, grouped};
+    for (size_t k = 0; k < 2; k++) {
+        nav *d = NULL;
+        assert_int_equal(vamana_nav_ops.derive(sources[k]->nav, &grouped->alloc, &np, &space, &d),
+                         ROTOR_OK);
+        const uint32_t *ids, *off;
+        size_t n;
+        assert_int_equal(vamana_start_groups(d, &ids, &n, &off), want);
+        assert_int_equal(n, want_n);
+        assert_memory_equal(ids, want_ids, n * sizeof *ids);
+        assert_memory_equal(off, want_off, (want + 1) * sizeof *off);
+        d->ops->free(d);
+    }
+    rotor_index_close(plain);
+    rotor_index_close(grouped);
+}
+
 /* A search scores every group's leader, then the nearest groups' points
  * until it holds the starting points it asked for, the last group cut
  * short (k-means groups near dense data are several times the mean size,
@@ -956,6 +991,7 @@ int main(void) {
         cmocka_unit_test(test_start_points),
         cmocka_unit_test(test_short_list),
         cmocka_unit_test(test_start_groups),
+        cmocka_unit_test(test_derived_start_groups),
         cmocka_unit_test(test_start_points_scored_as_asked),
         cmocka_unit_test(test_equal_points),
         cmocka_unit_test(test_start_sample),
