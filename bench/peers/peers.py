@@ -514,10 +514,13 @@ def method_points(c, method, libs):
     if method == "rotor-py":
         rotor, info = libs["rotor"]
         quant = a.rotor_quant or f"pq{largest_divisor_at_most(d, max(d // 4, 1))}x4"
+        # --rotor-degree 0: the library's default degree (that of the codes
+        # chosen); with --rotor-quant auto, a build with no flags at all.
+        degree = a.rotor_degree or None
         w0, c0 = time.perf_counter(), process_cpu()
         # The raw vectors: for cosine the index normalises its own copy.
         index = rotor.Index.build(c.base, metric=a.metric, kind="vamana", quant=quant,
-                                  degree=a.rotor_degree, threads=c.build_threads)
+                                  degree=degree, threads=c.build_threads)
         build_s, build_cpu = time.perf_counter() - w0, process_cpu() - c0
         nbytes = index.stats()["bytes_total"]
         for rerank in int_list(a.rotor_rerank):
@@ -525,7 +528,7 @@ def method_points(c, method, libs):
                 def one(q, index=index, lsize=max(lsize, k), rerank=rerank):
                     return index.search(q, k, list_size=lsize, rerank=rerank, threads=1)[0]
 
-                yield (info, f"{quant},R={a.rotor_degree},L={lsize},rerank={rerank}", build_s,
+                yield (info, f"{quant},R={degree or 'default'},L={lsize},rerank={rerank}", build_s,
                        build_cpu, nbytes, {}, one)
         return
 
@@ -996,8 +999,9 @@ def main():
                    help="usearch: connectivity (M) values, one build each (default 16)")
     p.add_argument("--rotor-quant", default="",
                    help="rotor-py: quantizer spec (default pq<M>x4, M the largest divisor of "
-                        "dim not above dim/4)")
-    p.add_argument("--rotor-degree", type=int, default=32, help="rotor-py: graph degree R")
+                        "dim not above dim/4; auto: rotor's own choice, as with no flags)")
+    p.add_argument("--rotor-degree", type=int, default=32,
+                   help="rotor-py: graph degree R (0: rotor's default for the codes)")
     p.add_argument("--rotor-list", default="10,12,16,24,32,48,64,96",
                    help="rotor-py: search list sizes L (values below k are raised to k)")
     p.add_argument("--rotor-rerank", default="32",
