@@ -301,9 +301,8 @@ void vm_build_search(const vamana *g, const graph_space *s, const simd_ops *ops,
                      const float *x, size_t list, const uint32_t *seeds, size_t nseeds);
 
 /* Nodes a build's or an add's thread takes at a time; the dimension from
- * which a build scores an 8-bit copy of the vectors (vamana_build.c): the
- * first whose float row passes a cache line, which a copy fills. */
-enum { VM_CHUNK = 32, VM_BUILD_CODES_MIN_DIM = 17 };
+ * which a build scores an 8-bit copy of the vectors (vamana_build.c). */
+enum { VM_CHUNK = 32, VM_BUILD_CODES_MIN_DIM = 32 };
 
 /* An inserting thread's working memory. */
 typedef struct vm_worker {

@@ -534,10 +534,15 @@ static void build_codes_drop(vamana *g, vm_worker *w, unsigned threads) {
  * prunes compare code with code (score_build). Graphs built this way searched the same
  * (recall within 0.001 on 200,000 768-d embeddings) and built 19 % faster
  * (1M: 318 s instead of 401 s).
- * Below 17 dimensions a float row fits in a cache line, as small as a
- * copy's, and the copy is not made; at 25 (word vectors) the copy took a
+ * Below 32 dimensions the copy is not made. From 17 (where a float row
+ * passes a cache line) it would pay: at 25 (word vectors) it took a
  * graph's build from 10.9 s to 8.7 s, and the graphs searched the same
- * (recall within 0.002 at lists of 10-100). */
+ * (recall within 0.002 at lists of 10-100). But the automatic choice links
+ * its sample graph the same way, and on that sample its model then priced
+ * full precision under sq8 (11.1 against 12.0 us a query, 12.2 against
+ * 12.0 before): the no-flag index took full precision and searched at
+ * 0.66-0.80x the QPS of the sq8 one at recall 0.90-0.95. Off until the
+ * model prices a full-precision walk at scale better. */
 static rotor_status build_codes_make(vamana *g, const graph_space *s, cm_pool *pool,
                                      build_job *job) {
     vm_worker *w = job->w;
