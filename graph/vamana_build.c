@@ -167,13 +167,19 @@ static void sort_cands(vm_cand *c, size_t n, uint64_t *keys) {
 }
 
 /* Marks gone the candidates after c[i] not gone yet that c[i] occludes
- * (alpha d(c[i], c[j]) <= d(p, c[j])), their distances to c[i] taken in
- * one call on the 8-bit copies: a call per pair (the call, the copies'
- * heads, a horizontal sum each) had been a fifth of a build's
+ * (alpha d(c[i], c[j]) <= d(p, c[j])). On the 8-bit copies their
+ * distances to c[i] are taken in one call: a call per pair (the call, the
+ * copies' heads, a horizontal sum each) had been a fifth of a build's
  * instructions (callgrind, 20,000 100-d word vectors). The sorted keys'
  * memory holds the candidates' ids, then their distances (m of each). */
-static void occlude(const vamana *g, vm_scratch *sc, const vm_cand *c, size_t i, size_t m,
-                    float alpha) {
+static void occlude(const vamana *g, const graph_space *s, const simd_ops *ops, vm_scratch *sc,
+                    const vm_cand *c, size_t i, size_t m, float alpha) {
+    if (g->build_q == NULL) {
+        for (size_t j = i + 1; j < m; j++)
+            if (!sc->gone[j] && alpha * pair_l2(g, s, ops, c[i].id, c[j].id) <= c[j].dist)
+                sc->gone[j] = 1;
+        return;
+    }
     uint32_t *ids = (uint32_t *)sc->prune_keys;
     float *dist = (float *)(ids + m);
     size_t n = 0;
@@ -218,13 +224,7 @@ static uint32_t prune(const vamana *g, const graph_space *s, const simd_ops *ops
         if (sc->gone[i])
             continue;
         out[kept++] = c[i].id;
-        if (g->build_q == NULL) {
-            for (size_t j = i + 1; j < m; j++)
-                if (!sc->gone[j] && alpha * pair_l2(g, s, ops, c[i].id, c[j].id) <= c[j].dist)
-                    sc->gone[j] = 1;
-            continue;
-        }
-        occlude(g, sc, c, i, m, alpha);
+        occlude(g, s, ops, sc, c, i, m, alpha);
     }
     /* Below R, the loop above saw every candidate: the occluded ones are
      * exactly those marked, nearest first. */

@@ -25,10 +25,8 @@ rotor_status vm_fill_leader_codes(vamana *g) {
     if (g->leader_codes == NULL || code == NULL) {
         st = ROTOR_ERR_OUT_OF_MEMORY;
     } else {
-        for (size_t c = 0; c < g->ngroups; c++) {
-            walk->ops->load(walk, g->start_codes, g->group_off[c], code);
-            walk->ops->store(walk, g->leader_codes, c, code);
-        }
+        for (size_t c = 0; c < g->ngroups; c++)
+            quant_copy(walk, g->leader_codes, c, g->start_codes, g->group_off[c], code);
     }
     cm_free(&g->base.alloc, code);
     return st;
@@ -58,8 +56,7 @@ rotor_status vm_copy_groups(vamana *g, const graph_space *s, const vamana *src, 
 
 void vm_move_start(vamana *g, const graph_space *s, size_t j, uint32_t to, uint8_t *code) {
     g->starts[j] = to;
-    s->walk_q->ops->load(s->walk_q, s->walk_codes, to, code);
-    g->walk_q->ops->store(g->walk_q, g->start_codes, j, code);
+    quant_copy(g->walk_q, g->start_codes, j, s->walk_codes, to, code);
 }
 
 /* Groups the starting points around leaders, so a search scores the

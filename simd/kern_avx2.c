@@ -436,33 +436,39 @@ static ALWAYS_INLINE __m128i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256
     return _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
 }
 
-/* dot_u8i8 of a with the four rows r[0..4) into out[0..4): a is widened
- * once for the four and their lanes summed together. The last d % 16
- * bytes of a row are read as the 16 ending at d, against qt, a copy of a's
- * last 16 whose bytes already counted are zero (window: d >= 16 and a
- * tail): at d = 25 they were nine scalar products a row, which made an
- * 8-bit scan cost about as much a code as at d = 100. */
-static ALWAYS_INLINE void dot_u8i8_4(const uint8_t *a, const uint8_t *const r[4], size_t d,
-                                     size_t body, bool window, __m256i qt, int32_t *out) {
+/* dot_u8i8 of a with the rows r0..r3 into out[0..4): a is widened once
+ * for the four and their lanes summed together. The last d % 16 bytes of
+ * a row are read as the 16 ending at d, against qt, a copy of a's last 16
+ * whose bytes already counted are zero (window: d >= 16 and a tail): at
+ * d = 25 they were nine scalar products a row, which made an 8-bit scan
+ * cost about as much a code as at d = 100. Four pointers, not an array of
+ * them, which the tail's loop over it kept in memory. */
+static ALWAYS_INLINE void dot_u8i8_4(const uint8_t *a, const uint8_t *r0, const uint8_t *r1,
+                                     const uint8_t *r2, const uint8_t *r3, size_t d, size_t body,
+                                     bool window, __m256i qt, int32_t *out) {
     __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0;
     for (size_t j = 0; j < body; j += 16) {
         const __m256i q = widen(a + j, 0);
-        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(q, widen(r[0] + j, 1)));
-        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(q, widen(r[1] + j, 1)));
-        p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(q, widen(r[2] + j, 1)));
-        p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(q, widen(r[3] + j, 1)));
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(q, widen(r0 + j, 1)));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(q, widen(r1 + j, 1)));
+        p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(q, widen(r2 + j, 1)));
+        p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(q, widen(r3 + j, 1)));
     }
     if (window) {
-        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(qt, widen(r[0] + d - 16, 1)));
-        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(qt, widen(r[1] + d - 16, 1)));
-        p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(qt, widen(r[2] + d - 16, 1)));
-        p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(qt, widen(r[3] + d - 16, 1)));
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(qt, widen(r0 + d - 16, 1)));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(qt, widen(r1 + d - 16, 1)));
+        p2 = _mm256_add_epi32(p2, _mm256_madd_epi16(qt, widen(r2 + d - 16, 1)));
+        p3 = _mm256_add_epi32(p3, _mm256_madd_epi16(qt, widen(r3 + d - 16, 1)));
     }
     uint32_t s[4];
     _mm_storeu_si128((__m128i *)s, hsum4_epi32(p0, p1, p2, p3));
-    for (size_t j = window ? d : body; j < d; j++)
-        for (size_t t = 0; t < 4; t++)
-            s[t] += (uint32_t)((int32_t)a[j] * (int32_t)(int8_t)r[t][j]);
+    for (size_t j = window ? d : body; j < d; j++) {
+        const int32_t x = a[j];
+        s[0] += (uint32_t)(x * (int32_t)(int8_t)r0[j]);
+        s[1] += (uint32_t)(x * (int32_t)(int8_t)r1[j]);
+        s[2] += (uint32_t)(x * (int32_t)(int8_t)r2[j]);
+        s[3] += (uint32_t)(x * (int32_t)(int8_t)r3[j]);
+    }
     for (size_t t = 0; t < 4; t++)
         out[t] = (int32_t)s[t];
 }
@@ -488,8 +494,7 @@ static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t
     const size_t body = d & ~(size_t)15;
     size_t i = 0;
     for (; i + 4 <= n; i += 4, r += 4 * stride) {
-        const uint8_t *const four[4] = {r, r + stride, r + 2 * stride, r + 3 * stride};
-        dot_u8i8_4(a, four, d, body, window, qt, out + i);
+        dot_u8i8_4(a, r, r + stride, r + 2 * stride, r + 3 * stride, d, body, window, qt, out + i);
     }
     for (; i < n; i++, r += stride)
         out[i] = (int32_t)byte_kernel(a, r, d, DOT_U8I8);
@@ -505,20 +510,19 @@ static void dot_u8i8_ids(const uint8_t *a, const int8_t *base, size_t stride, co
     const size_t body = d & ~(size_t)15;
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        const uint8_t *const four[4] = {
-            b + (size_t)ids[i] * stride, b + (size_t)ids[i + 1] * stride,
-            b + (size_t)ids[i + 2] * stride, b + (size_t)ids[i + 3] * stride};
-        dot_u8i8_4(a, four, d, body, window, qt, out + i);
+        dot_u8i8_4(a, b + (size_t)ids[i] * stride, b + (size_t)ids[i + 1] * stride,
+                   b + (size_t)ids[i + 2] * stride, b + (size_t)ids[i + 3] * stride, d, body,
+                   window, qt, out + i);
     }
     /* The last one to three rows take a step of four, the last repeated:
      * a prune's calls are short (28 rows on average, 100-d word vectors),
      * and a row alone pays a horizontal sum of its own. */
     if (i < n) {
-        const uint8_t *four[4];
+        const uint8_t *r[4];
         for (size_t t = 0; t < 4; t++)
-            four[t] = b + (size_t)ids[i + t < n ? i + t : n - 1] * stride;
+            r[t] = b + (size_t)ids[i + t < n ? i + t : n - 1] * stride;
         int32_t last[4];
-        dot_u8i8_4(a, four, d, body, window, qt, last);
+        dot_u8i8_4(a, r[0], r[1], r[2], r[3], d, body, window, qt, last);
         memcpy(out + i, last, (n - i) * sizeof *last);
     }
 }

@@ -501,25 +501,26 @@ static ALWAYS_INLINE __m128i hsum4_epi32(__m512i a, __m512i b, __m512i c, __m512
     return _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
 }
 
-/* dot_u8i8 of a with the four rows r[0..4) into out[0..4): a is loaded
- * once for the four and their lanes summed together. body = d rounded
- * down to 64, m the mask of the bytes past it. */
-static ALWAYS_INLINE void dot_u8i8_4(const uint8_t *a, const uint8_t *const r[4], size_t body,
-                                     __mmask64 m, int32_t *out) {
+/* dot_u8i8 of a with the rows r0..r3 into out[0..4): a is loaded once
+ * for the four and their lanes summed together. body = d rounded down to
+ * 64, m the mask of the bytes past it. */
+static ALWAYS_INLINE void dot_u8i8_4(const uint8_t *a, const uint8_t *r0, const uint8_t *r1,
+                                     const uint8_t *r2, const uint8_t *r3, size_t body, __mmask64 m,
+                                     int32_t *out) {
     __m512i p0 = _mm512_setzero_si512(), p1 = p0, p2 = p0, p3 = p0;
     for (size_t j = 0; j < body; j += 64) {
         const __m512i q = _mm512_loadu_si512(a + j);
-        p0 = _mm512_dpbusd_epi32(p0, q, _mm512_loadu_si512(r[0] + j));
-        p1 = _mm512_dpbusd_epi32(p1, q, _mm512_loadu_si512(r[1] + j));
-        p2 = _mm512_dpbusd_epi32(p2, q, _mm512_loadu_si512(r[2] + j));
-        p3 = _mm512_dpbusd_epi32(p3, q, _mm512_loadu_si512(r[3] + j));
+        p0 = _mm512_dpbusd_epi32(p0, q, _mm512_loadu_si512(r0 + j));
+        p1 = _mm512_dpbusd_epi32(p1, q, _mm512_loadu_si512(r1 + j));
+        p2 = _mm512_dpbusd_epi32(p2, q, _mm512_loadu_si512(r2 + j));
+        p3 = _mm512_dpbusd_epi32(p3, q, _mm512_loadu_si512(r3 + j));
     }
     if (m != 0) {
         const __m512i q = _mm512_maskz_loadu_epi8(m, a + body);
-        p0 = _mm512_dpbusd_epi32(p0, q, _mm512_maskz_loadu_epi8(m, r[0] + body));
-        p1 = _mm512_dpbusd_epi32(p1, q, _mm512_maskz_loadu_epi8(m, r[1] + body));
-        p2 = _mm512_dpbusd_epi32(p2, q, _mm512_maskz_loadu_epi8(m, r[2] + body));
-        p3 = _mm512_dpbusd_epi32(p3, q, _mm512_maskz_loadu_epi8(m, r[3] + body));
+        p0 = _mm512_dpbusd_epi32(p0, q, _mm512_maskz_loadu_epi8(m, r0 + body));
+        p1 = _mm512_dpbusd_epi32(p1, q, _mm512_maskz_loadu_epi8(m, r1 + body));
+        p2 = _mm512_dpbusd_epi32(p2, q, _mm512_maskz_loadu_epi8(m, r2 + body));
+        p3 = _mm512_dpbusd_epi32(p3, q, _mm512_maskz_loadu_epi8(m, r3 + body));
     }
     _mm_storeu_si128((__m128i *)out, hsum4_epi32(p0, p1, p2, p3));
 }
@@ -533,8 +534,7 @@ static void dot_u8i8_rows(const uint8_t *a, const int8_t *rows, size_t n, size_t
     const __mmask64 m = d > body ? tail64(d - body) : 0;
     size_t i = 0;
     for (; i + 4 <= n; i += 4, r += 4 * stride) {
-        const uint8_t *const four[4] = {r, r + stride, r + 2 * stride, r + 3 * stride};
-        dot_u8i8_4(a, four, body, m, out + i);
+        dot_u8i8_4(a, r, r + stride, r + 2 * stride, r + 3 * stride, body, m, out + i);
     }
     for (; i < n; i++, r += stride)
         out[i] = (int32_t)byte_kernel(a, r, d, DOT_U8I8);
@@ -549,20 +549,19 @@ static void dot_u8i8_ids(const uint8_t *a, const int8_t *base, size_t stride, co
     const __mmask64 m = d > body ? tail64(d - body) : 0;
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        const uint8_t *const four[4] = {
-            b + (size_t)ids[i] * stride, b + (size_t)ids[i + 1] * stride,
-            b + (size_t)ids[i + 2] * stride, b + (size_t)ids[i + 3] * stride};
-        dot_u8i8_4(a, four, body, m, out + i);
+        dot_u8i8_4(a, b + (size_t)ids[i] * stride, b + (size_t)ids[i + 1] * stride,
+                   b + (size_t)ids[i + 2] * stride, b + (size_t)ids[i + 3] * stride, body, m,
+                   out + i);
     }
     /* The last one to three rows take a step of four, the last repeated:
      * a prune's calls are short (28 rows on average, 100-d word vectors),
      * and a row alone pays a horizontal sum of its own. */
     if (i < n) {
-        const uint8_t *four[4];
+        const uint8_t *r[4];
         for (size_t t = 0; t < 4; t++)
-            four[t] = b + (size_t)ids[i + t < n ? i + t : n - 1] * stride;
+            r[t] = b + (size_t)ids[i + t < n ? i + t : n - 1] * stride;
         int32_t last[4];
-        dot_u8i8_4(a, four, body, m, last);
+        dot_u8i8_4(a, r[0], r[1], r[2], r[3], body, m, last);
         memcpy(out + i, last, (n - i) * sizeof *last);
     }
 }
