@@ -95,7 +95,13 @@ enum {
  * records of the own-code layout, a code refined and a vector reranked
  * cost 8 ns a doubling of their array: they are read together and
  * overlap. A full-precision walk's rows, requested together too, cost
- * nothing past the record's price (fitted: 0.5 ns a doubling). An entry
+ * what a reranked row does (8 ns a doubling of the vectors' array): the
+ * fit had found them next to free (0.5 ns a doubling), but on 100-d word
+ * vectors (110,000 x 400 bytes) a full-precision walk then priced 3 %
+ * over sq8 own codes at recall 0.95 and ran at 0.47-0.66x their QPS at
+ * 0.90-0.99, and the automatic choice, which prices a sample at the
+ * index's size, took it where the 8-bit codes' 112-byte rows run faster
+ * (the 25-d set measured 0.66-0.80x as well). An entry
  * the pool of a deep refine or rerank takes costs 47 ns (the append, its
  * share of the selections, and the list and visited-set work of a
  * candidate the pool's looser threshold lets in).
@@ -210,7 +216,7 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     t += (double)w->pooled * NS_POOL_ENTRY;
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
-        t += (double)w->scored * row_ns(d, bytes);
+        t += (double)w->scored * (row_ns(d, bytes) + vector_read_ns(n, d, bytes));
     } else {
         const bool graph = ix->params.kind == ROTOR_INDEX_VAMANA;
         t += (sequential + (double)w->gathered) * code_ns(walk, d, graph) +
