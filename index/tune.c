@@ -216,7 +216,10 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     t += (double)w->pooled * NS_POOL_ENTRY;
     const double sequential = (double)(w->scored - w->gathered) * scan_scale;
     if (walk == NULL) {
-        t += (double)w->scored * (row_ns(d, bytes) + vector_read_ns(n, d, bytes));
+        /* A graph's rows are read where its walk leads, a flat scan's in
+         * one stream. */
+        const bool far = ix->params.kind == ROTOR_INDEX_VAMANA;
+        t += (double)w->scored * (row_ns(d, bytes) + (far ? vector_read_ns(n, d, bytes) : 0));
     } else {
         const bool graph = ix->params.kind == ROTOR_INDEX_VAMANA;
         t += (sequential + (double)w->gathered) * code_ns(walk, d, graph) +
