@@ -547,8 +547,9 @@ static void build_codes_drop(vamana *g, vm_worker *w, unsigned threads) {
  * its sample graph the same way, and on that sample its model then priced
  * full precision under sq8 (11.1 against 12.0 us a query, 12.2 against
  * 12.0 before): the no-flag index took full precision and searched at
- * 0.66-0.80x the QPS of the sq8 one at recall 0.90-0.95. Off until the
- * model prices a full-precision walk at scale better. */
+ * 0.66-0.80x the QPS of the sq8 one at recall 0.90-0.95. Since the model
+ * prices a full-precision walk's reads (tune.c), one such build kept sq8
+ * by 3 % (12.2 against 12.6 us): too near a tie to turn this on unmeasured. */
 static rotor_status build_codes_make(vamana *g, const graph_space *s, cm_pool *pool,
                                      build_job *job) {
     vm_worker *w = job->w;
@@ -878,8 +879,7 @@ static rotor_status insert_points(vamana *g, const graph_space *s) {
              * -> 9.7 s). An add has one pass, with the whole list. */
             const bool last = pass + 1 == passes;
             job.alpha = last ? g->p.alpha : 1.0f;
-            job.list = last && passes > 1 ? second_pass_list(g->p.build_list, g->p.degree)
-                                          : g->p.build_list;
+            job.list = pass == 0 ? g->p.build_list : second_pass_list(g->p.build_list, g->p.degree);
             job.progress_base = (uint64_t)pass * n;
             if (!run_phase(&pool, &job, n))
                 st = cm_fail(ROTOR_ERR_CANCELLED, "graph build cancelled by the caller");

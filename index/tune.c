@@ -203,13 +203,13 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     const size_t d = ix->dim;
     const double n = (double)(rows > ix->count ? rows : ix->count);
     const quant *walk = ix->walk_q ? ix->walk_q : ix->q;
+    const bool graph = ix->params.kind == ROTOR_INDEX_VAMANA;
     nav_stats ns = {0};
     graph_space space = ix_space(ix);
     ix->nav->ops->stats(ix->nav, &space, &ns);
     /* Graph records; for IVF, a list's codes are read in sequence. */
-    const double record = ix->params.kind == ROTOR_INDEX_VAMANA && ix->count > 0
-                              ? (double)(ns.bytes_ids + ns.bytes_codes) / (double)ix->count
-                              : 0;
+    const double record =
+        graph && ix->count > 0 ? (double)(ns.bytes_ids + ns.bytes_codes) / (double)ix->count : 0;
     const double records = past_cache(n * record);
     double t = (double)nq * (NS_QUERY + (ix->q != NULL ? NS_QUERY_DIM * (double)d : 0));
     t += (double)w->hops * (NS_HOP + NS_HOP_FAR * records);
@@ -218,10 +218,8 @@ static double model_ns(const rotor_index *ix, const nav_work *w, size_t nq, doub
     if (walk == NULL) {
         /* A graph's rows are read where its walk leads, a flat scan's in
          * one stream. */
-        const bool far = ix->params.kind == ROTOR_INDEX_VAMANA;
-        t += (double)w->scored * (row_ns(d, bytes) + (far ? vector_read_ns(n, d, bytes) : 0));
+        t += (double)w->scored * (row_ns(d, bytes) + (graph ? vector_read_ns(n, d, bytes) : 0));
     } else {
-        const bool graph = ix->params.kind == ROTOR_INDEX_VAMANA;
         t += (sequential + (double)w->gathered) * code_ns(walk, d, graph) +
              (double)w->gathered * NS_READ_FAR * records;
         if (ix->params.kind == ROTOR_INDEX_IVF)
